@@ -1,0 +1,1 @@
+//! Record batch (magic v2) format: header view, validation and in-place stamping.

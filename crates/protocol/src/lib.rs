@@ -1,0 +1,7 @@
+//! The Kafka wire protocol as Sluice speaks it.
+//!
+//! This crate knows nothing about storage or sockets: it turns bytes into typed
+//! requests and record-batch views, and typed responses back into bytes. It is
+//! shared by the broker, the client and the tests.
+
+pub mod batch;
