@@ -1,1 +1,26 @@
-//! sluice-broker
+//! The Sluice broker: accepts Kafka clients, serves their requests from the
+//! partition logs, and keeps metadata and consumer groups.
+//!
+//! Layering (DESIGN.md §1): this crate wires `sluice-protocol` (bytes ↔
+//! messages), `sluice-storage` (partition logs) and `sluice-group` (group
+//! coordinator) together; the binary only parses configuration and starts a
+//! [`Server`].
+
+pub mod broker;
+mod clock;
+pub mod config;
+mod connection;
+mod errors;
+mod group_log;
+mod handlers;
+pub mod log_manager;
+pub mod metadata;
+pub mod partition;
+mod retention;
+mod router;
+pub mod server;
+pub mod topic_admin;
+pub mod topic_config;
+
+pub use config::BrokerConfig;
+pub use server::{Server, StartError};

@@ -5,3 +5,10 @@
 //! shared by the broker, the client and the tests.
 
 pub mod batch;
+pub mod compression;
+pub mod records;
+pub mod codec;
+pub mod frame;
+
+/// The generated Kafka message types, re-exported so every crate uses the same version.
+pub use kafka_protocol;

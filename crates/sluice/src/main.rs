@@ -1,1 +1,40 @@
-fn main() {}
+//! `sluice`: the broker binary.
+//!
+//! This file only parses the command line and starts things (DESIGN.md §1);
+//! everything the broker does lives in `sluice-broker`.
+
+mod alloc_guard;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: alloc_guard::GuardedAllocator = alloc_guard::GuardedAllocator;
+
+/// Sluice: an event streaming platform that speaks the Apache Kafka protocol.
+#[derive(Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker (no arguments needed: 127.0.0.1:9092, data in ./sluice-data).
+    Serve(Box<serve::ServeArgs>),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(*args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,29 @@
-//! sluice-storage
+//! The partition log of Sluice: segments, sparse indexes, recovery and retention.
+//!
+//! One directory per partition:
+//!
+//! ```text
+//! 00000000000000000000.log        record batches (magic v2) exactly as stored
+//! 00000000000000000000.index      sparse offset → file position
+//! 00000000000000000000.timeindex  sparse max timestamp → offset
+//! log-start-offset                checkpoint moved by retention and DeleteRecords
+//! recovery-point                  checkpoint: everything below it was synced
+//! ```
+//!
+//! This crate knows nothing of the network (design §1.4): it stores and returns record
+//! batches as bytes, and decodes records only for timestamp lookups. All file access goes
+//! through [`io`], where tests can inject faults.
+
+mod checkpoint;
+mod config;
+mod error;
+mod flush;
+mod index;
+pub mod io;
+mod log;
+mod segment;
+
+pub use config::LogConfig;
+pub use error::StorageError;
+pub use flush::FlushHandle;
+pub use log::{AppendInfo, PartitionLog};

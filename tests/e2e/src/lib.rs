@@ -1,1 +1,601 @@
 //! Shared harness for end-to-end tests.
+//!
+//! Every test starts its own `sluice serve` process on a free loopback port with its own
+//! temporary data directory ([`Broker`]), talks to it with real librdkafka clients (built by
+//! the helpers below with short timeouts) or with hand-built frames ([`raw`]), and prints the
+//! broker's log when it fails.
+//!
+//! The broker binary is `$SLUICE_BIN` when set; otherwise the harness runs
+//! `cargo build -p sluice` once per test binary (a no-op when it is up to date) and uses
+//! `<target dir>/debug/sluice`. Set `SLUICE_E2E_NO_BUILD=1` to skip that build.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+/// How long a broker may take to accept connections after it is spawned.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a broker may take to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Timeout for single client calls (metadata, admin, watermarks).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// The broker binary
+// ---------------------------------------------------------------------------------------------
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// The path of the `sluice` binary under test (building it first unless `$SLUICE_BIN` is set).
+pub fn sluice_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SLUICE_BIN") {
+            return PathBuf::from(bin);
+        }
+        let root = workspace_root();
+        if std::env::var_os("SLUICE_E2E_NO_BUILD").is_none() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let out = Command::new(cargo)
+                .args(["build", "-p", "sluice", "--bin", "sluice"])
+                .current_dir(&root)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run cargo build -p sluice");
+            assert!(
+                out.status.success(),
+                "cargo build -p sluice failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .map(|p| if p.is_absolute() { p } else { root.join(p) })
+            .unwrap_or_else(|| root.join("target"));
+        let bin = target.join("debug").join("sluice");
+        assert!(
+            bin.exists(),
+            "{} does not exist; build it with `cargo build -p sluice` or set SLUICE_BIN",
+            bin.display()
+        );
+        bin
+    })
+}
+
+/// A free loopback port (bound and released; the broker binds it right after).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Result of running `sluice` to completion: its exit status (None when it did not exit
+/// within the timeout and was killed) and everything it wrote to stdout and stderr.
+#[derive(Debug)]
+pub struct RunOutput {
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `sluice <args>` and waits at most `timeout` for it to exit.
+pub fn run_sluice(args: &[&str], timeout: Duration) -> RunOutput {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let mut child = Command::new(sluice_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("stdout file"))
+        .stderr(File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn sluice");
+    let status = wait_timeout(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    RunOutput {
+        status,
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broker process
+// ---------------------------------------------------------------------------------------------
+
+/// A running `sluice serve` process owned by one test.
+pub struct Broker {
+    child: Option<Child>,
+    port: u16,
+    data_dir: PathBuf,
+    extra_args: Vec<String>,
+    log_path: PathBuf,
+    // Dropped last: removes the data dir and the log.
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts a broker with default options.
+    pub fn start() -> Broker {
+        Broker::start_with(&[])
+    }
+
+    /// Starts a broker with extra `serve` flags (e.g. `["--auto-create-topics", "false"]`).
+    pub fn start_with(args: &[&str]) -> Broker {
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let log_path = dir.path().join("broker.log");
+        let mut broker = Broker {
+            child: None,
+            port: free_port(),
+            data_dir,
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            log_path,
+            _dir: dir,
+        };
+        broker.spawn_and_wait();
+        broker
+    }
+
+    /// The `serve` arguments this broker runs with.
+    pub fn serve_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            self.bootstrap(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--group-initial-rebalance-delay-ms".into(),
+            "0".into(),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    fn spawn_and_wait(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open broker log");
+        let child = Command::new(sluice_bin())
+            .args(self.serve_args())
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", sluice_bin().display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
+                self.child = None;
+                panic!("broker exited during startup with {status}");
+            }
+            if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!("broker did not accept connections within {START_TIMEOUT:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("broker is not running")
+    }
+
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The process id of the running broker.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker is not running").id()
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => false,
+            Some(c) => c.try_wait().expect("try_wait").is_none(),
+        }
+    }
+
+    /// Everything the broker wrote to stdout/stderr so far (all runs).
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(&self.log_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// SIGKILL the broker and reap it.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("broker is not running");
+        child.kill().expect("SIGKILL broker");
+        child.wait().expect("wait for killed broker");
+    }
+
+    /// Starts the broker again on the same port and data dir (after `kill9` or `stop`).
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.spawn_and_wait();
+    }
+
+    /// SIGTERM the broker and wait for it to exit; returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("broker is not running");
+        let st = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(st.success(), "kill -TERM failed");
+        match wait_timeout(&mut child, STOP_TIMEOUT) {
+            Some(status) => status,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            let log = self.log();
+            // Keep the tail: the interesting part is usually at the end.
+            let tail: String = if log.len() > 20_000 {
+                let mut start = log.len() - 20_000;
+                while !log.is_char_boundary(start) {
+                    start += 1;
+                }
+                format!("[... {start} bytes ...]\n{}", &log[start..])
+            } else {
+                log
+            };
+            eprintln!(
+                "----- sluice log ({} serve {}) -----\n{tail}\n----- end of sluice log -----",
+                sluice_bin().display(),
+                self.serve_args().join(" ")
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------------------------
+
+/// Base librdkafka configuration with short timeouts.
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("socket.timeout.ms", "5000")
+        .set("socket.connection.setup.timeout.ms", "5000")
+        .set("reconnect.backoff.ms", "20")
+        .set("reconnect.backoff.max.ms", "500")
+        .set("retry.backoff.ms", "50")
+        .set("retry.backoff.max.ms", "500")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .set("broker.address.family", "v4")
+        .set("log_level", "3");
+    c
+}
+
+fn apply(c: &mut ClientConfig, extra: &[(&str, &str)]) {
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+}
+
+/// One delivery report, simplified.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The id passed as the delivery opaque when sending.
+    pub id: usize,
+    /// `Ok((partition, offset))` or the error.
+    pub result: Result<(i32, i64), KafkaError>,
+}
+
+/// A producer context that records every delivery report.
+#[derive(Default)]
+pub struct Collecting {
+    deliveries: Mutex<Vec<Delivery>>,
+    changed: Condvar,
+    acked: AtomicUsize,
+}
+
+impl Collecting {
+    /// Number of successful deliveries so far.
+    pub fn acked(&self) -> usize {
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    /// All delivery reports so far, in the order they arrived.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.deliveries.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` reports (successful or not) arrived.
+    pub fn wait_reports(&self, n: usize, timeout: Duration) -> bool {
+        let guard = self.deliveries.lock().unwrap();
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |d| d.len() < n)
+            .unwrap();
+        guard.len() >= n
+    }
+
+    /// Waits until at least `n` records were acknowledged.
+    pub fn wait_acked(&self, n: usize, timeout: Duration) -> bool {
+        let guard = self.deliveries.lock().unwrap();
+        let (_guard, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |_| self.acked() < n)
+            .unwrap();
+        self.acked() >= n
+    }
+}
+
+impl ClientContext for Collecting {}
+
+impl ProducerContext for Collecting {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, id: usize) {
+        let result = match result {
+            Ok(m) => Ok((m.partition(), m.offset())),
+            Err((e, _)) => Err(e.clone()),
+        };
+        let mut d = self.deliveries.lock().unwrap();
+        if result.is_ok() {
+            self.acked.fetch_add(1, Ordering::SeqCst);
+        }
+        d.push(Delivery { id, result });
+        self.changed.notify_all();
+    }
+}
+
+/// A producer whose delivery reports are collected (send with
+/// `BaseRecord::with_opaque_to(topic, id)`).
+pub type TestProducer = ThreadedProducer<Collecting>;
+
+/// A producer with short timeouts, no idempotence and `extra` settings on top.
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> TestProducer {
+    let mut c = client_config(bootstrap);
+    c.set("message.timeout.ms", "15000")
+        .set("request.timeout.ms", "10000")
+        .set("enable.idempotence", "false")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "200000");
+    apply(&mut c, extra);
+    c.create_with_context(Collecting::default())
+        .expect("create producer")
+}
+
+/// A consumer without a group (use `assign`), reporting partition EOF.
+pub fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut c = client_config(bootstrap);
+    c.set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
+        .set("check.crcs", "true");
+    apply(&mut c, extra);
+    c.create().expect("create consumer")
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    client_config(bootstrap)
+        .create()
+        .expect("create admin client")
+}
+
+pub fn admin_opts() -> AdminOptions {
+    AdminOptions::new()
+        .request_timeout(Some(CALL_TIMEOUT))
+        .operation_timeout(Some(Duration::from_secs(5)))
+}
+
+/// Runs a future (admin calls) to completion on this thread.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+/// Creates a topic with replication factor 1 and asserts success.
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin = admin(bootstrap);
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    let res = block_on(admin.create_topics([&t], &admin_opts())).expect("create_topics");
+    assert_eq!(res.len(), 1);
+    assert_eq!(res[0], Ok(name.to_string()), "create topic {name}");
+}
+
+/// Waits until the sum of the high watermarks of `partitions` partitions of `topic` is `total`.
+pub fn wait_high_watermarks(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    total: i64,
+    timeout: Duration,
+) {
+    let c = consumer(bootstrap, &[]);
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        let mut sum = 0;
+        let mut ok = true;
+        for p in 0..partitions {
+            match c.fetch_watermarks(topic, p, CALL_TIMEOUT) {
+                Ok((_, high)) => sum += high,
+                Err(e) => {
+                    ok = false;
+                    last = Some(format!("{e}"));
+                }
+            }
+        }
+        if ok {
+            last = Some(format!("sum of high watermarks {sum}"));
+            if sum == total {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "high watermarks of {topic} did not reach {total}: {last:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads partitions `0..partitions` of `topic` from the beginning until every partition
+/// reported EOF; returns the records of each partition in order.
+pub fn consume_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> BTreeMap<i32, Vec<OwnedMessage>> {
+    let c = consumer(bootstrap, &[]);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("add partition");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut out: BTreeMap<i32, Vec<OwnedMessage>> = (0..partitions).map(|p| (p, vec![])).collect();
+    let mut eof = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + timeout;
+    while eof.len() < partitions as usize {
+        let now = Instant::now();
+        assert!(
+            now < deadline,
+            "consume {topic}: only partitions {eof:?} reached EOF within {timeout:?}; got {:?} records",
+            out.iter().map(|(p, v)| (*p, v.len())).collect::<Vec<_>>()
+        );
+        match c.poll(deadline - now) {
+            None => {}
+            Some(Ok(m)) => {
+                eof.remove(&m.partition());
+                out.entry(m.partition()).or_default().push(m.detach());
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => panic!("consume {topic}: {e}"),
+        }
+    }
+    out
+}
+
+/// Asserts that the broker answers a metadata request from a fresh rdkafka client and
+/// accepts and serves a produced record (auto-creating `topic` is not assumed: it is
+/// created when missing).
+pub fn assert_serving(bootstrap: &str, topic: &str) {
+    let admin = admin(bootstrap);
+    let md = admin
+        .inner()
+        .fetch_metadata(None, CALL_TIMEOUT)
+        .expect("metadata after bad input");
+    assert_eq!(md.brokers().len(), 1, "one broker in metadata");
+    assert_eq!(md.brokers()[0].id(), 1);
+    if !md.topics().iter().any(|t| t.name() == topic) {
+        create_topic(bootstrap, topic, 1, &[]);
+    }
+    let (low, high) = consumer(bootstrap, &[])
+        .fetch_watermarks(topic, 0, CALL_TIMEOUT)
+        .expect("watermarks");
+    assert_eq!(low, 0);
+    let p = producer(bootstrap, &[("acks", "all")]);
+    p.send(
+        rdkafka::producer::BaseRecord::with_opaque_to(topic, 0)
+            .key("k")
+            .payload("still alive"),
+    )
+    .map_err(|(e, _)| e)
+    .expect("enqueue");
+    p.flush(CALL_TIMEOUT).expect("flush");
+    let d = p.context().deliveries();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].result, Ok((0, high)), "produce after bad input");
+    let got = consume_all(bootstrap, topic, 1, CALL_TIMEOUT);
+    let last = got[&0].last().expect("record");
+    assert_eq!(last.offset(), high);
+    assert_eq!(last.payload(), Some(&b"still alive"[..]));
+}

@@ -1,0 +1,119 @@
+//! The broker's shared state: configuration, metadata, partitions and
+//! coordinators, wired together once at start-up.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use sluice_group::{GroupConfig, GroupCoordinator};
+use tokio::sync::Notify;
+
+use crate::config::BrokerConfig;
+use crate::group_log::{OffsetsTopicLog, replay};
+use crate::log_manager::LogManager;
+use crate::metadata::{MetadataImage, MetadataStore, TopicImage};
+use crate::topic_config::TopicSettings;
+
+/// Everything request handlers share.
+pub struct Broker {
+    /// The configuration the broker started with.
+    pub config: BrokerConfig,
+    /// Host and port advertised to clients.
+    pub advertised_host: String,
+    /// Port advertised to clients.
+    pub advertised_port: i32,
+    /// This cluster's id (generated on first start, kept in `meta/`).
+    pub cluster_id: String,
+    /// Topics and configs.
+    pub metadata: MetadataStore,
+    /// The partitions on disk.
+    pub logs: LogManager,
+    /// Woken on every append so long-polling fetches can re-check.
+    pub appended: Notify,
+    /// The consumer group coordinator (every group lives on this node).
+    pub groups: GroupCoordinator,
+}
+
+impl Broker {
+    /// Node id of this broker.
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// Resolves the settings partitions of `topic` run with.
+    pub fn topic_settings(&self, image: &MetadataImage, topic: &TopicImage) -> Arc<TopicSettings> {
+        Arc::new(TopicSettings::resolve(&topic.configs, &self.config, &image.broker_configs))
+    }
+}
+
+/// Builds the broker state from the data directory.
+pub(crate) fn open_broker(
+    config: BrokerConfig,
+    bound: SocketAddr,
+    recover: bool,
+) -> Result<(Arc<Broker>, usize), crate::server::StartError> {
+    let meta_dir = config.data_dir.join("meta");
+    let metadata = MetadataStore::open(&meta_dir)?;
+    let cluster_id = load_or_create_cluster_id(&meta_dir)?;
+    let (advertised_host, advertised_port) = config.advertised(bound);
+    let logs = LogManager::new(config.data_dir.clone());
+    let group_config = GroupConfig {
+        initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+        offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
+        ..GroupConfig::default()
+    };
+    let broker = Arc::new_cyclic(|weak| Broker {
+        advertised_host,
+        advertised_port,
+        cluster_id,
+        metadata,
+        logs,
+        appended: Notify::new(),
+        groups: GroupCoordinator::new(group_config, Arc::new(OffsetsTopicLog::new(weak.clone()))),
+        config,
+    });
+    let image = broker.metadata.image();
+    let opened = broker.logs.open_all(
+        image.topics().map(|t| (t, broker.topic_settings(&image, t))),
+        recover,
+    )?;
+    let replayed = replay(&broker, &broker.groups).map_err(crate::server::StartError::GroupLog)?;
+    if replayed > 0 {
+        tracing::info!(records = replayed, "loaded consumer group state");
+    }
+    Ok((broker, opened))
+}
+
+/// Kafka keeps the cluster id in `meta.properties`; so do we.
+fn load_or_create_cluster_id(meta_dir: &Path) -> Result<String, std::io::Error> {
+    let path = meta_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id="))
+    {
+        return Ok(id.trim().to_string());
+    }
+    let id = base64_url_uuid(uuid::Uuid::new_v4());
+    std::fs::write(&path, format!("version=1\ncluster.id={id}\n"))?;
+    Ok(id)
+}
+
+/// Kafka renders cluster ids as URL-safe base64 of a UUID without padding.
+fn base64_url_uuid(id: uuid::Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.as_bytes();
+    let mut out = String::with_capacity(22);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(char::from(ALPHABET[((acc >> bits) & 63) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((acc << (6 - bits)) & 63) as usize]));
+    }
+    out
+}

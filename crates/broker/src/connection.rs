@@ -1,0 +1,193 @@
+//! One client connection: frames in, responses out, in request order.
+//!
+//! The reader decodes and handles requests one at a time, so their effects
+//! (appends, commits) happen in the order the client sent them. A handler may
+//! hand back a task for the part that waits (fsync for acks=all, a long-poll
+//! fetch, a rebalance); the writer awaits those in order, so responses leave in
+//! request order while later requests are already being handled. The channel
+//! between them is bounded: a client that pipelines more than
+//! `MAX_IN_FLIGHT` requests waits for responses before more are read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use sluice_protocol::codec::{self, RequestFrame};
+use sluice_protocol::frame::FrameDecoder;
+use sluice_protocol::kafka_protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, watch};
+
+use crate::broker::Broker;
+use crate::router::{self, Reply, RequestContext};
+
+/// Requests whose responses may be outstanding on one connection.
+const MAX_IN_FLIGHT: usize = 64;
+const READ_BUFFER: usize = 64 * 1024;
+
+enum Pending {
+    Ready(ResponseKind),
+    Task(tokio::task::JoinHandle<ResponseKind>),
+}
+
+struct Outgoing {
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    pending: Pending,
+}
+
+/// What the reader does after a request.
+enum Next {
+    Continue,
+    Close,
+}
+
+/// Serves one connection until the client closes it, sends something
+/// undecodable, or the broker shuts down.
+pub async fn serve_connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut reader, writer) = socket.into_split();
+    let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+    let writer_task = tokio::spawn(write_responses(writer, rx, peer));
+    let decoder = FrameDecoder::new(broker.config.max_request_bytes);
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    'conn: loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    if let Next::Close = handle_frame(frame, peer, &broker, &tx).await {
+                        break 'conn;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "closing connection");
+                    break 'conn;
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_BUFFER);
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            read = reader.read_buf(&mut buf) => match read {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "read failed");
+                    break;
+                }
+            },
+        }
+    }
+    drop(tx);
+    let _ = writer_task.await;
+}
+
+async fn handle_frame(
+    frame: Bytes,
+    peer: SocketAddr,
+    broker: &Arc<Broker>,
+    tx: &mpsc::Sender<Outgoing>,
+) -> Next {
+    let header = match codec::decode_header(frame) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "undecodable request header; closing connection");
+            return Next::Close;
+        }
+    };
+    let RequestFrame {
+        api_key,
+        api_version,
+        correlation_id,
+        ..
+    } = header;
+    if !router::supports(api_key, api_version) {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer with v0 and our table so the client can retry.
+            let response = router::unsupported_api_versions();
+            return send(tx, correlation_id, api_key, 0, Pending::Ready(response)).await;
+        }
+        tracing::warn!(
+            %peer,
+            client_id = header.client_id.as_deref().unwrap_or(""),
+            "unsupported request {api_key:?} v{api_version}; closing connection"
+        );
+        return Next::Close;
+    }
+    let request = match codec::decode_body(&header) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "undecodable request; closing connection");
+            return Next::Close;
+        }
+    };
+    let ctx = RequestContext {
+        api_version,
+        client_id: header.client_id.as_deref().unwrap_or("").to_string(),
+        peer,
+    };
+    tracing::trace!(%peer, client_id = %ctx.client_id, "{api_key:?} v{api_version} #{correlation_id}");
+    match router::handle(broker, &ctx, request).await {
+        Reply::Now(response) => send(tx, correlation_id, api_key, api_version, Pending::Ready(response)).await,
+        Reply::Later(task) => send(tx, correlation_id, api_key, api_version, Pending::Task(task)).await,
+        Reply::Nothing => Next::Continue,
+        Reply::Close => Next::Close,
+    }
+}
+
+async fn send(
+    tx: &mpsc::Sender<Outgoing>,
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    pending: Pending,
+) -> Next {
+    let out = Outgoing {
+        correlation_id,
+        api_key,
+        version,
+        pending,
+    };
+    match tx.send(out).await {
+        Ok(()) => Next::Continue,
+        Err(_) => Next::Close,
+    }
+}
+
+async fn write_responses(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, peer: SocketAddr) {
+    while let Some(out) = rx.recv().await {
+        let response = match out.pending {
+            Pending::Ready(r) => r,
+            Pending::Task(task) => match task.await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(%peer, error = %e, "request task failed; closing connection");
+                    return;
+                }
+            },
+        };
+        let frame = match codec::encode_response(out.correlation_id, out.api_key, out.version, &response) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "closing connection");
+                return;
+            }
+        };
+        if let Err(e) = writer.write_all(&frame).await {
+            tracing::debug!(%peer, error = %e, "write failed");
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}

@@ -1,0 +1,110 @@
+//! The group coordinator's durable log: records in `__consumer_offsets`.
+//!
+//! Commits and group metadata are appended to the partition of the internal
+//! topic that owns the group (as Kafka does), and acknowledged only after the
+//! flusher has synced them. At start-up every partition is read back and
+//! replayed into the coordinator.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use sluice_group::{GroupCoordinator, GroupLog, GroupLogError, partition_for};
+use sluice_protocol::batch::RecordBatchBuilder;
+use sluice_protocol::records;
+
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::handlers::produce::LEADER_EPOCH;
+use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, ensure_consumer_offsets};
+
+/// Reads beyond this many bytes per fetch when replaying the offsets topic.
+const REPLAY_CHUNK: usize = 1 << 20;
+/// Decompressed size bound when replaying batches.
+const MAX_DECOMPRESSED: usize = 64 << 20;
+
+/// Appends group records to `__consumer_offsets` through the broker.
+pub struct OffsetsTopicLog {
+    broker: Weak<Broker>,
+}
+
+impl OffsetsTopicLog {
+    /// A log that reaches the broker without keeping it alive.
+    pub fn new(broker: Weak<Broker>) -> Self {
+        Self { broker }
+    }
+
+    async fn append_records(&self, group_id: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), GroupLogError> {
+        let broker = self
+            .broker
+            .upgrade()
+            .ok_or_else(|| GroupLogError::Unavailable("broker is shutting down".into()))?;
+        let topic = ensure_consumer_offsets(&broker).map_err(|e| GroupLogError::Unavailable(e.message))?;
+        let index = partition_for(group_id, topic.partitions);
+        let partition = broker
+            .logs
+            .get(CONSUMER_OFFSETS_TOPIC, index)
+            .ok_or_else(|| GroupLogError::Unavailable(format!("{CONSUMER_OFFSETS_TOPIC}-{index} is not open")))?;
+        let now = now_ms();
+        let mut builder = RecordBatchBuilder::new();
+        for (key, value) in &records {
+            builder.push(now, Some(key), value.as_deref(), &[]);
+        }
+        let mut batch = builder.build();
+        let info = partition
+            .append(&mut batch, LEADER_EPOCH)
+            .map_err(|e| GroupLogError::Unavailable(e.to_string()))?;
+        partition.request_flush();
+        partition
+            .wait_durable(info.last_offset + 1)
+            .await
+            .map_err(|e| GroupLogError::Unavailable(e.to_string()))
+    }
+}
+
+impl GroupLog for OffsetsTopicLog {
+    fn append(
+        &self,
+        group_id: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), GroupLogError>> + Send + '_>> {
+        let group_id = group_id.to_string();
+        Box::pin(async move { self.append_records(&group_id, records).await })
+    }
+}
+
+/// Replays every `__consumer_offsets` partition into the coordinator.
+pub fn replay(broker: &Arc<Broker>, coordinator: &GroupCoordinator) -> Result<usize, String> {
+    let mut replayed = 0usize;
+    for partition in broker.logs.topic_partitions(CONSUMER_OFFSETS_TOPIC) {
+        let mut offset = partition.offsets().log_start_offset;
+        let mut entries = Vec::new();
+        loop {
+            let (chunk, offsets) = partition.read(offset, REPLAY_CHUNK).map_err(|e| e.to_string())?;
+            if chunk.is_empty() {
+                break;
+            }
+            for item in sluice_protocol::batch::split_batches(&chunk) {
+                let (header, range) = item.map_err(|e| e.to_string())?;
+                offset = header.last_offset() + 1;
+                let Some(bytes) = chunk.get(range) else { break };
+                if header.is_control() {
+                    continue;
+                }
+                for record in records::iter_records(bytes, MAX_DECOMPRESSED).map_err(|e| e.to_string())? {
+                    let record = record.map_err(|e| e.to_string())?;
+                    if let Some(key) = record.key {
+                        entries.push((key, record.value));
+                    }
+                }
+            }
+            if offset >= offsets.log_end_offset {
+                break;
+            }
+        }
+        replayed += entries.len();
+        coordinator.load(entries).map_err(|e| e.to_string())?;
+    }
+    Ok(replayed)
+}

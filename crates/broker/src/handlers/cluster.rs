@@ -1,0 +1,38 @@
+//! DescribeCluster: this node as the whole cluster and its controller.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::kafka_protocol;
+
+use crate::broker::Broker;
+use crate::handlers::metadata::{ALL_CLUSTER_OPERATIONS, AUTHORIZED_OPERATIONS_OMITTED};
+
+/// Endpoint type "brokers" (KIP-919); controllers are not exposed separately.
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+
+/// Handles a DescribeCluster request.
+pub fn describe(broker: &Arc<Broker>, req: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+    let base = DescribeClusterResponse::default().with_endpoint_type(ENDPOINT_TYPE_BROKERS);
+    if version >= 1 && req.endpoint_type != ENDPOINT_TYPE_BROKERS {
+        return base
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(StrBytes::from_static_str("Only brokers endpoints are served")));
+    }
+    base.with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.node_id()))
+        .with_brokers(vec![
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(broker.node_id()))
+                .with_host(StrBytes::from_string(broker.advertised_host.clone()))
+                .with_port(broker.advertised_port),
+        ])
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            ALL_CLUSTER_OPERATIONS
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        })
+}

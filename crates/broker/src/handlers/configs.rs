@@ -1,0 +1,336 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and
+//! this broker.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, alter_configs_response,
+    incremental_alter_configs_response,
+};
+use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::kafka_protocol;
+
+use crate::broker::Broker;
+use crate::topic_admin::{AdminError, set_broker_configs, set_topic_configs};
+use crate::topic_config::{ConfigSource, ConfigType, ResolvedConfig, TOPIC_CONFIGS, resolve_topic_configs, topic_config_def};
+
+/// Kafka's ConfigResource types.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_BROKER_LOGGER: i8 = 8;
+
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// Handles DescribeConfigs.
+pub fn describe(broker: &Arc<Broker>, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+    let image = broker.metadata.image();
+    let results = req
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let configs = match resource.resource_type {
+                RESOURCE_TOPIC => match image.topic(&resource.resource_name) {
+                    Some(t) => Ok(resolve_topic_configs(&t.configs, &broker.config, &image.broker_configs)
+                        .into_iter()
+                        .map(|c| (c, false))
+                        .collect::<Vec<_>>()),
+                    None => Err(AdminError::new(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("Topic {} does not exist.", &*resource.resource_name),
+                    )),
+                },
+                RESOURCE_BROKER => check_broker_name(broker, &resource.resource_name)
+                    .map(|()| broker_configs(broker, &image.broker_configs)),
+                RESOURCE_BROKER_LOGGER => check_broker_name(broker, &resource.resource_name).map(|()| Vec::new()),
+                other => Err(AdminError::new(
+                    ResponseError::InvalidRequest,
+                    format!("Unsupported resource type {other}"),
+                )),
+            };
+            match configs {
+                Err(e) => base
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(StrBytes::from_string(e.message))),
+                Ok(configs) => base.with_configs(
+                    configs
+                        .into_iter()
+                        .filter(|(c, _)| {
+                            resource
+                                .configuration_keys
+                                .as_ref()
+                                .is_none_or(|keys| keys.iter().any(|k| &**k == c.name))
+                        })
+                        .map(|(c, read_only)| describe_entry(c, read_only, version, req.include_synonyms))
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn describe_entry(c: ResolvedConfig, read_only: bool, version: i16, include_synonyms: bool) -> DescribeConfigsResourceResult {
+    let synonyms = if include_synonyms {
+        c.synonyms
+            .iter()
+            .map(|(name, value, source)| {
+                DescribeConfigsSynonym::default()
+                    .with_name(StrBytes::from_string(name.clone()))
+                    .with_value(Some(StrBytes::from_string(value.clone())))
+                    .with_source(*source as i8)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let _ = version;
+    DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_static_str(c.name))
+        .with_value(Some(StrBytes::from_string(c.value)))
+        .with_read_only(read_only)
+        .with_config_source(c.source as i8)
+        .with_is_sensitive(false)
+        .with_synonyms(synonyms)
+        .with_config_type(c.kind as i8)
+}
+
+fn check_broker_name(broker: &Broker, name: &str) -> Result<(), AdminError> {
+    if name.is_empty() || name == broker.node_id().to_string() {
+        Ok(())
+    } else {
+        Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            format!("Unexpected broker id, expected {} or empty string, but received {name}", broker.node_id()),
+        ))
+    }
+}
+
+/// The broker's own configs: its static settings (read-only) and the
+/// broker-level defaults of every topic config (dynamically alterable).
+fn broker_configs(broker: &Broker, dynamic: &BTreeMap<String, String>) -> Vec<(ResolvedConfig, bool)> {
+    let c = &broker.config;
+    let d = crate::config::BrokerConfig::default();
+    let listener = format!("PLAINTEXT://{}", c.listen);
+    let advertised = format!("PLAINTEXT://{}:{}", broker.advertised_host, broker.advertised_port);
+    let statics: Vec<(&'static str, String, String, ConfigType)> = vec![
+        ("advertised.listeners", advertised.clone(), advertised, ConfigType::String),
+        ("auto.create.topics.enable", c.auto_create_topics.to_string(), d.auto_create_topics.to_string(), ConfigType::Boolean),
+        ("broker.id", c.node_id.to_string(), d.node_id.to_string(), ConfigType::Int),
+        ("default.replication.factor", "1".into(), "1".into(), ConfigType::Int),
+        ("group.initial.rebalance.delay.ms", c.group_initial_rebalance_delay_ms.to_string(), d.group_initial_rebalance_delay_ms.to_string(), ConfigType::Int),
+        ("listeners", listener.clone(), listener, ConfigType::String),
+        ("log.dirs", c.data_dir.display().to_string(), d.data_dir.display().to_string(), ConfigType::String),
+        ("node.id", c.node_id.to_string(), d.node_id.to_string(), ConfigType::Int),
+        ("num.partitions", c.default_partitions.to_string(), d.default_partitions.to_string(), ConfigType::Int),
+        ("offsets.retention.minutes", c.offsets_retention_minutes.to_string(), d.offsets_retention_minutes.to_string(), ConfigType::Int),
+        ("offsets.topic.num.partitions", c.offsets_topic_partitions.to_string(), d.offsets_topic_partitions.to_string(), ConfigType::Int),
+        ("socket.request.max.bytes", c.max_request_bytes.to_string(), d.max_request_bytes.to_string(), ConfigType::Int),
+    ];
+    let mut out: Vec<(ResolvedConfig, bool)> = statics
+        .into_iter()
+        .map(|(name, value, default, kind)| {
+            let source = if value == default { ConfigSource::Default } else { ConfigSource::StaticBroker };
+            (
+                ResolvedConfig {
+                    name,
+                    synonyms: vec![(name.to_string(), value.clone(), source)],
+                    value,
+                    source,
+                    kind,
+                },
+                true,
+            )
+        })
+        .collect();
+    // Broker-level names of topic configs, resolved through the same layers.
+    let no_overrides = BTreeMap::new();
+    for resolved in resolve_topic_configs(&no_overrides, c, dynamic) {
+        let Some(def) = topic_config_def(resolved.name) else { continue };
+        let Some(syn) = def.broker_synonym else { continue };
+        if out.iter().any(|(r, _)| r.name == syn) {
+            continue;
+        }
+        out.push((
+            ResolvedConfig {
+                name: syn,
+                value: resolved.value,
+                source: resolved.source,
+                kind: resolved.kind,
+                synonyms: resolved.synonyms,
+            },
+            false,
+        ));
+    }
+    out.sort_by(|a, b| a.0.name.cmp(b.0.name));
+    out
+}
+
+/// Handles the legacy AlterConfigs: the given set replaces all overrides.
+pub fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let mut next = BTreeMap::new();
+            let mut result = Ok(());
+            for c in &resource.configs {
+                match &c.value {
+                    Some(v) => {
+                        next.insert(c.name.to_string(), v.to_string());
+                    }
+                    None => {
+                        result = Err(AdminError::new(
+                            ResponseError::InvalidRequest,
+                            format!("Null value not supported for : {}", &*c.name),
+                        ));
+                    }
+                }
+            }
+            let result = result.and_then(|()| {
+                apply(broker, resource.resource_type, &resource.resource_name, req.validate_only, |_| Ok(next))
+            });
+            let (code, message) = split(result);
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+                .with_error_code(code)
+                .with_error_message(message)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Handles IncrementalAlterConfigs (SET, DELETE, APPEND, SUBTRACT).
+pub fn incremental_alter(
+    broker: &Arc<Broker>,
+    req: IncrementalAlterConfigsRequest,
+    _version: i16,
+) -> IncrementalAlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let ops: Vec<(String, i8, Option<String>)> = resource
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+                .collect();
+            let is_topic = resource.resource_type == RESOURCE_TOPIC;
+            let result = apply(broker, resource.resource_type, &resource.resource_name, req.validate_only, |current| {
+                apply_ops(current, &ops, is_topic)
+            });
+            let (code, message) = split(result);
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+                .with_error_code(code)
+                .with_error_message(message)
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+fn apply(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AdminError>,
+) -> Result<(), AdminError> {
+    match resource_type {
+        RESOURCE_TOPIC => set_topic_configs(broker, name, change, validate_only),
+        RESOURCE_BROKER => {
+            check_broker_name(broker, name)?;
+            set_broker_configs(broker, change, validate_only)
+        }
+        other => Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            format!("Unsupported resource type {other}"),
+        )),
+    }
+}
+
+fn apply_ops(
+    current: &BTreeMap<String, String>,
+    ops: &[(String, i8, Option<String>)],
+    is_topic: bool,
+) -> Result<BTreeMap<String, String>, AdminError> {
+    let mut next = current.clone();
+    for (name, op, value) in ops {
+        let def = if is_topic {
+            topic_config_def(name)
+        } else {
+            TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == Some(name.as_str()))
+        };
+        let invalid = |m: String| Err(AdminError::new(ResponseError::InvalidConfig, m));
+        let Some(def) = def else {
+            return invalid(format!("Unknown config name: {name}"));
+        };
+        match *op {
+            OP_SET => match value {
+                Some(v) => {
+                    next.insert(name.clone(), v.clone());
+                }
+                None => return invalid(format!("Null value not supported for : {name}")),
+            },
+            OP_DELETE => {
+                next.remove(name);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                if def.kind != ConfigType::List {
+                    return invalid(format!(
+                        "Config value append is not allowed for config key: {name}"
+                    ));
+                }
+                let existing = next.get(name).cloned().unwrap_or_else(|| def.default.to_string());
+                let mut items: Vec<String> =
+                    existing.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+                let given: Vec<String> = value
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                if *op == OP_APPEND {
+                    for g in given {
+                        if !items.contains(&g) {
+                            items.push(g);
+                        }
+                    }
+                } else {
+                    items.retain(|i| !given.contains(i));
+                }
+                next.insert(name.clone(), items.join(","));
+            }
+            other => {
+                return Err(AdminError::new(
+                    ResponseError::InvalidRequest,
+                    format!("Unknown config operation {other}"),
+                ));
+            }
+        }
+    }
+    Ok(next)
+}
+
+fn split(result: Result<(), AdminError>) -> (i16, Option<StrBytes>) {
+    match result {
+        Ok(()) => (0, None),
+        Err(e) => (e.code.code(), Some(StrBytes::from_string(e.message))),
+    }
+}

@@ -1,0 +1,163 @@
+//! Fetch: whole stored batches back to the client, with long polling.
+//!
+//! Sessions (KIP-227) are declined: every response carries session id 0, so
+//! clients keep sending full fetches, which are always answered completely.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
+use sluice_protocol::kafka_protocol;
+
+use crate::broker::Broker;
+use crate::errors::storage_error_code;
+use crate::handlers::produce::LEADER_EPOCH;
+use crate::router::Reply;
+
+/// Clients may ask to wait longer; Kafka caps nothing here, but an hour-long
+/// wait would pin a task, so bound it generously.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(300);
+
+/// Handles a Fetch request.
+pub fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
+    if req.session_id != 0 {
+        // We never hand out session ids, so any non-zero one is unknown.
+        return Reply::Now(ResponseKind::Fetch(
+            FetchResponse::default()
+                .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+                .with_session_id(0),
+        ));
+    }
+    let first = read_all(broker, &req, version);
+    let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
+    if req.max_wait_ms <= 0 || first.bytes >= min_bytes.max(1) || first.has_error {
+        return Reply::Now(ResponseKind::Fetch(first.response));
+    }
+    let broker = broker.clone();
+    let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0)).min(MAX_WAIT_CAP);
+    Reply::Later(tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let appended = broker.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let attempt = read_all(&broker, &req, version);
+            if attempt.bytes >= min_bytes.max(1) || attempt.has_error {
+                return ResponseKind::Fetch(attempt.response);
+            }
+            tokio::select! {
+                _ = appended => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return ResponseKind::Fetch(read_all(&broker, &req, version).response);
+                }
+            }
+        }
+    }))
+}
+
+struct FetchAttempt {
+    response: FetchResponse,
+    bytes: usize,
+    has_error: bool,
+}
+
+fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
+    let image = broker.metadata.image();
+    let mut remaining = usize::try_from(req.max_bytes.max(0)).unwrap_or(0);
+    if version < 3 {
+        remaining = usize::MAX;
+    }
+    let read_committed = req.isolation_level == 1;
+    let mut total = 0usize;
+    let mut has_error = false;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for topic in &req.topics {
+        let resolved = if version >= 13 {
+            image.topic_by_id(&topic.topic_id)
+        } else {
+            image.topic(&topic.topic)
+        };
+        let unknown = if version >= 13 {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let base = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_records(Some(Bytes::new()))
+                .with_aborted_transactions(read_committed.then(Vec::new));
+            let Some(partition) = resolved.and_then(|t| broker.logs.get(&t.name, p.partition)) else {
+                has_error = true;
+                partitions.push(base.with_error_code(unknown.code()).with_high_watermark(-1));
+                continue;
+            };
+            if let Some(code) = leader_epoch_error(p.current_leader_epoch) {
+                has_error = true;
+                partitions.push(base.with_error_code(code.code()).with_high_watermark(-1));
+                continue;
+            }
+            let partition_max = usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0);
+            let limit = partition_max.min(remaining);
+            // KIP-74: only the first partition with data may exceed the limits,
+            // so later ones are not read once the response is full.
+            let result = if total > 0 && limit == 0 {
+                Ok((Bytes::new(), partition.offsets()))
+            } else {
+                partition.read(p.fetch_offset, limit.max(1))
+            };
+            match result {
+                Ok((mut records, offsets)) => {
+                    if total > 0 && records.len() > limit {
+                        records = Bytes::new();
+                    }
+                    total += records.len();
+                    remaining = remaining.saturating_sub(records.len());
+                    let hw = offsets.high_watermark();
+                    partitions.push(
+                        base.with_high_watermark(hw)
+                            .with_last_stable_offset(hw)
+                            .with_log_start_offset(offsets.log_start_offset)
+                            .with_records(Some(records)),
+                    );
+                }
+                Err(e) => {
+                    has_error = true;
+                    let offsets = partition.offsets();
+                    partitions.push(
+                        base.with_error_code(storage_error_code(&e).code())
+                            .with_high_watermark(offsets.high_watermark())
+                            .with_last_stable_offset(offsets.high_watermark())
+                            .with_log_start_offset(offsets.log_start_offset),
+                    );
+                }
+            }
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    FetchAttempt {
+        response: FetchResponse::default().with_session_id(0).with_responses(topics),
+        bytes: total,
+        has_error,
+    }
+}
+
+/// KIP-320: a client that knows a newer epoch than ours talks to a stale
+/// leader; one that knows an older epoch has stale metadata.
+pub fn leader_epoch_error(current_leader_epoch: i32) -> Option<ResponseError> {
+    match current_leader_epoch {
+        -1 => None,
+        e if e > LEADER_EPOCH => Some(ResponseError::UnknownLeaderEpoch),
+        e if e < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch),
+        _ => None,
+    }
+}

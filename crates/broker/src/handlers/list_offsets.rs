@@ -1,0 +1,70 @@
+//! ListOffsets: earliest, latest, max timestamp, and lookup by timestamp.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use sluice_protocol::kafka_protocol;
+
+use crate::broker::Broker;
+use crate::errors::storage_error_code;
+use crate::handlers::fetch::leader_epoch_error;
+use crate::handlers::produce::LEADER_EPOCH;
+
+/// Kafka's special timestamps.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+/// Handles a ListOffsets request.
+pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+    let image = broker.metadata.image();
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let Some(partition) = image
+                        .topic(&topic.name)
+                        .and_then(|t| broker.logs.get(&t.name, p.partition_index))
+                    else {
+                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    if let Some(code) = leader_epoch_error(p.current_leader_epoch) {
+                        return base.with_error_code(code.code());
+                    }
+                    let offsets = partition.offsets();
+                    let found = match p.timestamp {
+                        LATEST => Ok(Some((-1, offsets.high_watermark()))),
+                        EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, offsets.log_start_offset))),
+                        LATEST_TIERED => Ok(Some((-1, -1))),
+                        MAX_TIMESTAMP => Ok(partition.max_timestamp()),
+                        ts if ts < 0 => {
+                            return base.with_error_code(ResponseError::UnsupportedVersion.code());
+                        }
+                        ts => partition.offset_for_timestamp(ts).map(|f| f.map(|(offset, t)| (t, offset))),
+                    };
+                    match found {
+                        Ok(Some((timestamp, offset))) => base
+                            .with_timestamp(timestamp)
+                            .with_offset(offset)
+                            .with_leader_epoch(LEADER_EPOCH),
+                        Ok(None) => base.with_timestamp(-1).with_offset(-1),
+                        Err(e) => base.with_error_code(storage_error_code(&e).code()),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,124 @@
+//! Metadata: brokers, topics, partitions and leaders; auto-creates topics.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::kafka_protocol;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::metadata::TopicImage;
+use crate::topic_admin::{get_or_auto_create, validate_topic_name};
+
+/// Kafka's "authorized operations not requested" value.
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// Every topic operation (READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS) is allowed until ACLs exist.
+pub const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// Every cluster operation (CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE) is allowed until ACLs exist.
+pub const ALL_CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+/// Answers a Metadata request.
+pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    // v0 has no null: an empty list means all topics. v4+ lets the client
+    // forbid auto-creation.
+    let allow_auto_create = version < 4 || req.allow_auto_topic_creation;
+    let include_topic_ops = version >= 8 && req.include_topic_authorized_operations;
+    let topics = match req.topics {
+        None => all_topics(broker),
+        Some(list) if list.is_empty() && version == 0 => all_topics(broker),
+        Some(list) => list
+            .into_iter()
+            .map(|t| match t.name {
+                Some(name) => describe_by_name(broker, &name, allow_auto_create),
+                None => describe_by_id(broker, t.topic_id),
+            })
+            .collect(),
+    };
+    let topics = topics
+        .into_iter()
+        .map(|t| {
+            t.with_topic_authorized_operations(if include_topic_ops {
+                ALL_TOPIC_OPERATIONS
+            } else {
+                AUTHORIZED_OPERATIONS_OMITTED
+            })
+        })
+        .collect();
+    let cluster_ops = if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        ALL_CLUSTER_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(broker.node_id()))
+                .with_host(StrBytes::from_string(broker.advertised_host.clone()))
+                .with_port(broker.advertised_port),
+        ])
+        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.node_id()))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(cluster_ops)
+}
+
+fn all_topics(broker: &Broker) -> Vec<MetadataResponseTopic> {
+    broker
+        .metadata
+        .image()
+        .topics()
+        .map(|t| describe_topic(broker, t))
+        .collect()
+}
+
+fn describe_by_name(broker: &Broker, name: &TopicName, allow_auto_create: bool) -> MetadataResponseTopic {
+    let error_topic = |code: ResponseError| {
+        MetadataResponseTopic::default()
+            .with_name(Some(name.clone()))
+            .with_error_code(code.code())
+    };
+    if validate_topic_name(name).is_err() {
+        return error_topic(ResponseError::InvalidTopicException);
+    }
+    match get_or_auto_create(broker, name, allow_auto_create) {
+        Ok(Some(topic)) => describe_topic(broker, &topic),
+        Ok(None) => error_topic(ResponseError::UnknownTopicOrPartition),
+        Err(e) => error_topic(e.code),
+    }
+}
+
+fn describe_by_id(broker: &Broker, id: Uuid) -> MetadataResponseTopic {
+    match broker.metadata.image().topic_by_id(&id) {
+        Some(t) => describe_topic(broker, t),
+        None => MetadataResponseTopic::default()
+            .with_topic_id(id)
+            .with_error_code(ResponseError::UnknownTopicId.code()),
+    }
+}
+
+/// The metadata of one existing topic: every partition led by this node.
+pub fn describe_topic(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
+    let node = BrokerId(broker.node_id());
+    let partitions = (0..topic.partitions)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(node)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(topic.internal)
+        .with_partitions(partitions)
+}

@@ -1,0 +1,12 @@
+//! Request handlers: each turns a typed request into a typed response and
+//! never touches sockets (DESIGN.md §10).
+
+pub mod cluster;
+pub mod configs;
+pub mod delete_records;
+pub mod fetch;
+pub mod groups;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod topics;

@@ -1,0 +1,203 @@
+//! Produce: validate each partition's record batches, append them, and answer
+//! when the requested acknowledgement level is reached.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::batch::{self, BatchError};
+use sluice_protocol::kafka_protocol;
+use sluice_storage::AppendInfo;
+
+use crate::broker::Broker;
+use crate::errors::storage_error_code;
+use crate::partition::Partition;
+use crate::router::Reply;
+
+/// Leader epoch stamped into batches: one node never changes leader.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// The outcome for one partition, before durability is awaited.
+struct PartitionOutcome {
+    index: i32,
+    result: Result<(Arc<Partition>, AppendInfo), (ResponseError, Option<String>)>,
+}
+
+struct TopicOutcome {
+    name: TopicName,
+    topic_id: uuid::Uuid,
+    partitions: Vec<PartitionOutcome>,
+}
+
+/// Handles a Produce request.
+pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
+    let acks = req.acks;
+    if !matches!(acks, -1 | 0 | 1) {
+        return Reply::Now(ResponseKind::Produce(error_response(&req, ResponseError::InvalidRequiredAcks)));
+    }
+    let image = broker.metadata.image();
+    let mut outcomes = Vec::with_capacity(req.topic_data.len());
+    let mut appended_any = false;
+    for topic in req.topic_data {
+        let resolved = if version >= 13 {
+            image.topic_by_id(&topic.topic_id)
+        } else {
+            image.topic(&topic.name)
+        };
+        let unknown = if version >= 13 {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let result = match resolved.and_then(|t| broker.logs.get(&t.name, data.index)) {
+                None => Err((unknown, None)),
+                Some(partition) => append(&partition, data.records).map(|info| (partition, info)),
+            };
+            appended_any |= result.is_ok();
+            partitions.push(PartitionOutcome {
+                index: data.index,
+                result,
+            });
+        }
+        outcomes.push(TopicOutcome {
+            name: topic.name,
+            topic_id: topic.topic_id,
+            partitions,
+        });
+    }
+    if appended_any {
+        broker.appended.notify_waiters();
+    }
+    match acks {
+        0 => {
+            // Kafka closes the connection so an acks=0 producer learns of the
+            // failure the only way it can.
+            let failed = outcomes.iter().flat_map(|t| &t.partitions).any(|p| p.result.is_err());
+            if failed { Reply::Close } else { Reply::Nothing }
+        }
+        1 => Reply::Now(ResponseKind::Produce(build_response(outcomes, Vec::new()))),
+        _ => Reply::Later(tokio::spawn(async move {
+            for outcome in outcomes.iter().flat_map(|t| &t.partitions) {
+                if let Ok((partition, _)) = &outcome.result {
+                    partition.request_flush();
+                }
+            }
+            let mut sync_errors = Vec::new();
+            for (t, topic) in outcomes.iter().enumerate() {
+                for (p, outcome) in topic.partitions.iter().enumerate() {
+                    if let Ok((partition, info)) = &outcome.result
+                        && let Err(e) = partition.wait_durable(info.last_offset + 1).await
+                    {
+                        sync_errors.push(((t, p), storage_error_code(&e)));
+                    }
+                }
+            }
+            ResponseKind::Produce(build_response(outcomes, sync_errors))
+        })),
+    }
+}
+
+/// Validates and appends one partition's records.
+fn append(
+    partition: &Partition,
+    records: Option<bytes::Bytes>,
+) -> Result<AppendInfo, (ResponseError, Option<String>)> {
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return Err((ResponseError::CorruptMessage, Some("empty record set".into())));
+    };
+    let settings = partition.settings();
+    for item in batch::split_batches(&records) {
+        let (header, range) = item.map_err(batch_error)?;
+        let bytes = records
+            .get(range)
+            .ok_or((ResponseError::CorruptMessage, None))?;
+        if header.total_len() > settings.max_message_bytes {
+            return Err((
+                ResponseError::MessageTooLarge,
+                Some(format!(
+                    "The record batch is {} bytes, larger than max.message.bytes ({})",
+                    header.total_len(),
+                    settings.max_message_bytes
+                )),
+            ));
+        }
+        batch::validate(bytes).map_err(batch_error)?;
+    }
+    // The one copy on the produce path: the request buffer is shared with the
+    // frame, and stamping offsets needs our own mutable bytes.
+    let mut owned = BytesMut::from(&records[..]);
+    partition
+        .append(&mut owned, LEADER_EPOCH)
+        .map_err(|e| (storage_error_code(&e), Some(e.to_string())))
+}
+
+fn batch_error(e: BatchError) -> (ResponseError, Option<String>) {
+    let code = match e {
+        BatchError::UnsupportedMagic(_) => ResponseError::InvalidRecord,
+        _ => ResponseError::CorruptMessage,
+    };
+    (code, Some(e.to_string()))
+}
+
+fn build_response(outcomes: Vec<TopicOutcome>, sync_errors: Vec<((usize, usize), ResponseError)>) -> ProduceResponse {
+    let responses = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(t, topic)| {
+            let partition_responses = topic
+                .partitions
+                .into_iter()
+                .enumerate()
+                .map(|(p, outcome)| {
+                    let base = PartitionProduceResponse::default().with_index(outcome.index);
+                    let sync_error = sync_errors.iter().find(|(at, _)| *at == (t, p)).map(|(_, e)| *e);
+                    match (outcome.result, sync_error) {
+                        (Ok(_), Some(code)) => base.with_error_code(code.code()).with_base_offset(-1),
+                        (Ok((partition, info)), None) => base
+                            .with_base_offset(info.base_offset)
+                            .with_log_append_time_ms(info.log_append_time.unwrap_or(-1))
+                            .with_log_start_offset(partition.offsets().log_start_offset),
+                        (Err((code, message)), _) => base
+                            .with_error_code(code.code())
+                            .with_base_offset(-1)
+                            .with_error_message(message.map(StrBytes::from_string)),
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}
+
+fn error_response(req: &ProduceRequest, code: ResponseError) -> ProduceResponse {
+    let responses = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(
+                    t.partition_data
+                        .iter()
+                        .map(|p| {
+                            PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_error_code(code.code())
+                                .with_base_offset(-1)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}

@@ -1,0 +1,184 @@
+//! CreateTopics, DeleteTopics and CreatePartitions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::kafka_protocol;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::topic_admin::{self, AdminError, NewTopic};
+use crate::topic_config::resolve_topic_configs;
+
+/// Handles CreateTopics.
+pub fn create(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for t in &req.topics {
+        *seen.entry(t.name.to_string()).or_default() += 1;
+    }
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.to_string();
+            let result = if seen.get(&name).copied().unwrap_or(0) > 1 {
+                Err(AdminError::new(
+                    ResponseError::InvalidRequest,
+                    format!("Create topics request from client contains multiple entries for the following topics: {name}"),
+                ))
+            } else {
+                new_topic(&t).and_then(|spec| topic_admin::create_topic(broker, spec, req.validate_only))
+            };
+            let base = CreatableTopicResult::default().with_name(t.name.clone());
+            match result {
+                Ok(created) => {
+                    let image = broker.metadata.image();
+                    let configs = (version >= 5).then(|| {
+                        resolve_topic_configs(&created.configs, &broker.config, &image.broker_configs)
+                            .into_iter()
+                            .map(|c| {
+                                CreatableTopicConfigs::default()
+                                    .with_name(StrBytes::from_static_str(c.name))
+                                    .with_value(Some(StrBytes::from_string(c.value)))
+                                    .with_config_source(c.source as i8)
+                            })
+                            .collect()
+                    });
+                    base.with_topic_id(created.id)
+                        .with_num_partitions(created.partitions)
+                        .with_replication_factor(1)
+                        .with_configs(configs)
+                }
+                Err(e) => base
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(StrBytes::from_string(e.message)))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+                    .with_configs(None),
+            }
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+fn new_topic(
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<NewTopic, AdminError> {
+    let (mut partitions, mut replication_factor) = (t.num_partitions, t.replication_factor);
+    if !t.assignments.is_empty() {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err(AdminError::new(
+                ResponseError::InvalidRequest,
+                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+            ));
+        }
+        partitions = i32::try_from(t.assignments.len()).unwrap_or(i32::MAX);
+        replication_factor = i16::try_from(t.assignments.first().map_or(0, |a| a.broker_ids.len())).unwrap_or(i16::MAX);
+    }
+    let mut configs = BTreeMap::new();
+    for c in &t.configs {
+        let Some(value) = &c.value else {
+            return Err(AdminError::new(
+                ResponseError::InvalidConfig,
+                format!("Null value not supported for topic configs: {}", &*c.name),
+            ));
+        };
+        configs.insert(c.name.to_string(), value.to_string());
+    }
+    Ok(NewTopic {
+        name: t.name.to_string(),
+        partitions,
+        replication_factor,
+        configs,
+        internal: false,
+    })
+}
+
+/// Handles DeleteTopics, by name (all versions) or id (v6+).
+pub fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
+        req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+    } else {
+        req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let image = broker.metadata.image();
+            let resolved = match &name {
+                Some(n) => image.topic(n).map(|t| t.id).ok_or_else(|| {
+                    AdminError::new(
+                        ResponseError::UnknownTopicOrPartition,
+                        "This server does not host this topic-partition.",
+                    )
+                }),
+                None => Ok(id),
+            };
+            let result = resolved.and_then(|id| topic_admin::delete_topic(broker, id));
+            let base = DeletableTopicResult::default();
+            match result {
+                Ok(t) => base
+                    .with_name(Some(TopicName(StrBytes::from_string(t.name))))
+                    .with_topic_id(t.id),
+                Err(e) => base
+                    .with_name(name)
+                    .with_topic_id(id)
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(StrBytes::from_string(e.message))),
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// Handles CreatePartitions.
+pub fn create_partitions(
+    broker: &Arc<Broker>,
+    req: CreatePartitionsRequest,
+    _version: i16,
+) -> CreatePartitionsResponse {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for t in &req.topics {
+        *seen.entry(t.name.to_string()).or_default() += 1;
+    }
+    let node = broker.node_id();
+    let results = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let result = if seen.get(&*t.name.to_string()).copied().unwrap_or(0) > 1 {
+                Err(AdminError::new(ResponseError::InvalidRequest, "Duplicate topic in request."))
+            } else if t
+                .assignments
+                .iter()
+                .flatten()
+                .flat_map(|a| &a.broker_ids)
+                .any(|b| b.0 != node)
+            {
+                Err(AdminError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("Unknown broker(s) in replica assignment; the only broker is {node}."),
+                ))
+            } else {
+                topic_admin::create_partitions(broker, &t.name, t.count, req.validate_only)
+            };
+            let base = CreatePartitionsTopicResult::default().with_name(t.name);
+            match result {
+                Ok(()) => base,
+                Err(e) => base
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(StrBytes::from_string(e.message))),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}

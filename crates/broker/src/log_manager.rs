@@ -1,0 +1,233 @@
+//! The partitions on this broker's disk: opening them at start, creating and
+//! deleting them as metadata changes, and finding them for requests.
+//!
+//! Each partition lives in `<data>/<topic>-<partition>/` with a
+//! `partition.metadata` file naming its topic id (as Kafka does), so a
+//! directory left behind by an older topic of the same name is never mistaken
+//! for the new one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use sluice_storage::{PartitionLog, StorageError};
+use uuid::Uuid;
+
+use crate::clock::now_ms;
+use crate::metadata::TopicImage;
+use crate::partition::Partition;
+use crate::topic_config::TopicSettings;
+
+const PARTITION_METADATA: &str = "partition.metadata";
+const DELETE_SUFFIX: &str = "-delete";
+
+/// The partitions of one topic incarnation.
+struct TopicLogs {
+    id: Uuid,
+    partitions: Vec<Arc<Partition>>,
+}
+
+/// All partitions on this broker.
+pub struct LogManager {
+    data_dir: PathBuf,
+    topics: RwLock<HashMap<String, TopicLogs>>,
+}
+
+impl LogManager {
+    /// A manager for partitions under `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            topics: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Opens every partition of the given topics (recovering their tails when
+    /// the last shutdown was unclean) and removes directories that belong to
+    /// no live topic. Returns the number of partitions opened.
+    pub fn open_all<'a>(
+        &self,
+        topics: impl Iterator<Item = (&'a TopicImage, Arc<TopicSettings>)>,
+        recover: bool,
+    ) -> Result<usize, StorageError> {
+        let mut expected = std::collections::HashSet::new();
+        let mut opened = 0;
+        for (topic, settings) in topics {
+            for p in 0..topic.partitions {
+                expected.insert(partition_dir_name(&topic.name, p));
+            }
+            self.create_topic(topic, settings, recover)?;
+            opened += usize::try_from(topic.partitions).unwrap_or(0);
+        }
+        self.remove_orphans(&expected);
+        Ok(opened)
+    }
+
+    /// Opens (creating if needed) every partition of a topic.
+    pub fn create_topic(
+        &self,
+        topic: &TopicImage,
+        settings: Arc<TopicSettings>,
+        recover: bool,
+    ) -> Result<(), StorageError> {
+        let mut partitions = Vec::new();
+        for p in 0..topic.partitions {
+            partitions.push(self.open_partition(topic, p, settings.clone(), recover)?);
+        }
+        self.topics.write().insert(
+            topic.name.clone(),
+            TopicLogs {
+                id: topic.id,
+                partitions,
+            },
+        );
+        Ok(())
+    }
+
+    /// Opens the partitions a CreatePartitions request added.
+    pub fn add_partitions(&self, topic: &TopicImage, settings: Arc<TopicSettings>) -> Result<(), StorageError> {
+        let existing = self
+            .topics
+            .read()
+            .get(&topic.name)
+            .map(|t| t.partitions.len())
+            .unwrap_or(0);
+        let first_new = i32::try_from(existing).unwrap_or(i32::MAX);
+        let mut added = Vec::new();
+        for p in first_new..topic.partitions {
+            added.push(self.open_partition(topic, p, settings.clone(), false)?);
+        }
+        if let Some(t) = self.topics.write().get_mut(&topic.name) {
+            t.partitions.extend(added);
+        }
+        Ok(())
+    }
+
+    fn open_partition(
+        &self,
+        topic: &TopicImage,
+        index: i32,
+        settings: Arc<TopicSettings>,
+        recover: bool,
+    ) -> Result<Arc<Partition>, StorageError> {
+        let dir = self.data_dir.join(partition_dir_name(&topic.name, index));
+        prepare_partition_dir(&dir, topic.id)?;
+        let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms())?;
+        Ok(Partition::start(topic.name.clone(), index, topic.id, log, settings))
+    }
+
+    /// The partition, if this broker has it.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        let topics = self.topics.read();
+        let t = topics.get(topic)?;
+        t.partitions.get(usize::try_from(partition).ok()?).cloned()
+    }
+
+    /// All partitions of a topic.
+    pub fn topic_partitions(&self, topic: &str) -> Vec<Arc<Partition>> {
+        self.topics
+            .read()
+            .get(topic)
+            .map(|t| t.partitions.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every partition on the broker.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.topics
+            .read()
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect()
+    }
+
+    /// Applies new settings to every partition of a topic.
+    pub fn update_settings(&self, topic: &str, settings: Arc<TopicSettings>) {
+        for p in self.topic_partitions(topic) {
+            p.set_settings(settings.clone());
+        }
+    }
+
+    /// Closes a deleted topic's partitions and removes their files. The
+    /// directories are renamed first so a re-created topic of the same name
+    /// starts from empty ones at once.
+    pub fn delete_topic(&self, topic: &str) {
+        let Some(logs) = self.topics.write().remove(topic) else {
+            return;
+        };
+        for p in logs.partitions {
+            if let Err(e) = p.close() {
+                tracing::warn!(topic, partition = p.index, error = %e, "closing deleted partition");
+            }
+            let dir = self.data_dir.join(partition_dir_name(topic, p.index));
+            let doomed = self
+                .data_dir
+                .join(format!("{}.{}{}", partition_dir_name(topic, p.index), logs.id.simple(), DELETE_SUFFIX));
+            match std::fs::rename(&dir, &doomed) {
+                Ok(()) => remove_dir_in_background(doomed),
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "renaming deleted partition"),
+            }
+        }
+    }
+
+    /// Syncs and closes every partition (clean shutdown).
+    pub fn close_all(&self) -> Result<(), StorageError> {
+        let mut first_error = None;
+        for p in self.all() {
+            if let Err(e) = p.close() {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing partition");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn remove_orphans(&self, expected: &std::collections::HashSet<String>) {
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if !path.is_dir() || name == "meta" || expected.contains(&name) {
+                continue;
+            }
+            if name.ends_with(DELETE_SUFFIX) || path.join(PARTITION_METADATA).exists() {
+                tracing::info!(dir = %path.display(), "removing log of a deleted topic");
+                remove_dir_in_background(path);
+            }
+        }
+    }
+}
+
+/// `<topic>-<partition>`, Kafka's directory name for a partition.
+pub fn partition_dir_name(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+/// Makes sure `dir` holds this topic incarnation's data: a directory stamped
+/// with another topic id is the leftover of a deleted topic and is wiped.
+fn prepare_partition_dir(dir: &Path, topic_id: Uuid) -> Result<(), StorageError> {
+    let meta = dir.join(PARTITION_METADATA);
+    let stamp = format!("version: 0\ntopic_id: {}\n", topic_id.simple());
+    match std::fs::read_to_string(&meta) {
+        Ok(existing) if existing == stamp => return Ok(()),
+        Ok(_) => {
+            tracing::warn!(dir = %dir.display(), "partition directory belongs to an older topic; clearing it");
+            std::fs::remove_dir_all(dir)?;
+        }
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&meta, stamp)?;
+    Ok(())
+}
+
+fn remove_dir_in_background(path: PathBuf) {
+    std::thread::spawn(move || {
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            tracing::warn!(dir = %path.display(), error = %e, "removing deleted partition files");
+        }
+    });
+}

@@ -1,0 +1,224 @@
+//! One partition this broker leads: its log, its settings, and group commit.
+//!
+//! Appends take the write lock only for the in-memory bookkeeping and the
+//! write into the page cache. `acks=all` producers then wait for the
+//! partition's flusher, which fdatasyncs *without* the lock; every append that
+//! arrived while a sync ran is covered by the next one (group commit).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use sluice_storage::{AppendInfo, PartitionLog, StorageError};
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use crate::clock::now_ms;
+use crate::topic_config::{TimestampType, TopicSettings};
+
+/// How far the log is known to be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    /// Every offset below this is durable.
+    pub durable_end: i64,
+    /// The last sync failed; waiters must report a storage error.
+    pub failed: bool,
+}
+
+/// Offsets a fetch or ListOffsets reports alongside data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// First offset still in the log.
+    pub log_start_offset: i64,
+    /// Offset the next append gets (on one node also the high watermark).
+    pub log_end_offset: i64,
+}
+
+impl PartitionOffsets {
+    /// The high watermark: with a single replica every appended record is
+    /// committed, so it equals the log end offset.
+    pub fn high_watermark(&self) -> i64 {
+        self.log_end_offset
+    }
+}
+
+struct PartitionState {
+    log: PartitionLog,
+    settings: Arc<TopicSettings>,
+}
+
+/// A partition led by this broker.
+pub struct Partition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub index: i32,
+    /// Id of the topic incarnation this partition belongs to.
+    pub topic_id: Uuid,
+    state: RwLock<PartitionState>,
+    durability: watch::Sender<Durability>,
+    flush_wanted: Notify,
+    closed: AtomicBool,
+}
+
+impl Partition {
+    /// Wraps an opened log and starts its flusher task.
+    pub fn start(
+        topic: String,
+        index: i32,
+        topic_id: Uuid,
+        log: PartitionLog,
+        settings: Arc<TopicSettings>,
+    ) -> Arc<Self> {
+        let end = log.log_end_offset();
+        let (durability, _) = watch::channel(Durability {
+            durable_end: end,
+            failed: false,
+        });
+        let partition = Arc::new(Self {
+            topic,
+            index,
+            topic_id,
+            state: RwLock::new(PartitionState { log, settings }),
+            durability,
+            flush_wanted: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        tokio::spawn(flusher(partition.clone()));
+        partition
+    }
+
+    /// The settings appends are checked against.
+    pub fn settings(&self) -> Arc<TopicSettings> {
+        self.state.read().settings.clone()
+    }
+
+    /// Applies changed topic configs.
+    pub fn set_settings(&self, settings: Arc<TopicSettings>) {
+        let mut state = self.state.write();
+        state.log.set_config(settings.log.clone());
+        state.settings = settings;
+    }
+
+    /// Appends validated batches: stamps offsets (and the append time for
+    /// LogAppendTime topics) and writes them to the page cache.
+    pub fn append(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, StorageError> {
+        let now = now_ms();
+        let mut state = self.state.write();
+        let log_append_time =
+            (state.settings.timestamp_type == TimestampType::LogAppendTime).then_some(now);
+        state.log.append(batches, leader_epoch, log_append_time, now)
+    }
+
+    /// Asks the flusher to sync what has been appended so far. Call it for
+    /// every partition of a request before waiting, so their syncs overlap.
+    pub fn request_flush(&self) {
+        self.flush_wanted.notify_one();
+    }
+
+    /// Waits until every offset below `end` is on disk (acks=all); the caller
+    /// has requested a flush after its append.
+    pub async fn wait_durable(&self, end: i64) -> Result<(), StorageError> {
+        let mut rx = self.durability.subscribe();
+        if rx.borrow().durable_end >= end {
+            return Ok(());
+        }
+        let state = rx
+            .wait_for(|d| d.durable_end >= end || d.failed)
+            .await
+            .map_err(|_| StorageError::Io(std::io::Error::other("partition closed")))?;
+        if state.durable_end >= end {
+            Ok(())
+        } else {
+            Err(StorageError::Io(std::io::Error::other("fdatasync of the log failed")))
+        }
+    }
+
+    /// Whole batches from `offset`, at most `max_bytes` unless the first batch
+    /// alone is larger (KIP-74), below the high watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<(Bytes, PartitionOffsets), StorageError> {
+        let state = self.state.read();
+        let offsets = offsets_of(&state.log);
+        let records = state.log.read(offset, max_bytes, offsets.high_watermark())?;
+        Ok((records, offsets))
+    }
+
+    /// Current log start and end offsets.
+    pub fn offsets(&self) -> PartitionOffsets {
+        offsets_of(&self.state.read().log)
+    }
+
+    /// Bytes on disk.
+    pub fn size_bytes(&self) -> u64 {
+        self.state.read().log.size_bytes()
+    }
+
+    /// ListOffsets by timestamp: the first record at or after `ts`.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        self.state.read().log.offset_for_timestamp(ts)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        self.state.read().log.max_timestamp()
+    }
+
+    /// DeleteRecords: moves the log start offset forward.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, StorageError> {
+        self.state.write().log.delete_records_before(offset)
+    }
+
+    /// Deletes segments past retention.
+    pub fn apply_retention(&self) -> Result<usize, StorageError> {
+        self.state.write().log.apply_retention(now_ms())
+    }
+
+    /// Stops the flusher and syncs everything (shutdown or topic deletion).
+    pub fn close(&self) -> Result<(), StorageError> {
+        self.closed.store(true, Ordering::Release);
+        self.flush_wanted.notify_one();
+        self.state.write().log.close()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+fn offsets_of(log: &PartitionLog) -> PartitionOffsets {
+    PartitionOffsets {
+        log_start_offset: log.log_start_offset(),
+        log_end_offset: log.log_end_offset(),
+    }
+}
+
+/// The group-commit loop: one fdatasync covers every append waiting for it.
+/// It ends when the partition is closed (shutdown or topic deletion).
+async fn flusher(p: Arc<Partition>) {
+    loop {
+        p.flush_wanted.notified().await;
+        if p.is_closed() {
+            return;
+        }
+        let handle = p.state.read().log.flush_handle();
+        let result = tokio::task::spawn_blocking(move || handle.flush()).await;
+        match result {
+            Ok(Ok(durable_end)) => {
+                p.state.write().log.mark_flushed(durable_end);
+                p.durability.send_modify(|d| {
+                    d.durable_end = d.durable_end.max(durable_end);
+                    d.failed = false;
+                });
+            }
+            Ok(Err(e)) => {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log sync failed");
+                p.durability.send_modify(|d| d.failed = true);
+            }
+            Err(e) => {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log sync task failed");
+                p.durability.send_modify(|d| d.failed = true);
+            }
+        }
+    }
+}

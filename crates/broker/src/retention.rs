@@ -1,0 +1,37 @@
+//! Background housekeeping: log retention and committed-offset expiry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+use crate::clock::now_ms;
+
+/// Runs retention every `log.retention.check.interval.ms` until stopped.
+pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(broker.config.log_retention_check_interval_ms.max(10));
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let b = broker.clone();
+        let deleted = tokio::task::spawn_blocking(move || {
+            let mut deleted = 0usize;
+            for p in b.logs.all() {
+                match p.apply_retention() {
+                    Ok(n) => deleted += n,
+                    Err(e) => tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
+                }
+            }
+            deleted
+        })
+        .await
+        .unwrap_or(0);
+        if deleted > 0 {
+            tracing::info!(segments = deleted, "retention deleted old segments");
+        }
+        broker.groups.expire_offsets(now_ms()).await;
+    }
+}

@@ -1,0 +1,200 @@
+//! Starting and stopping the broker: data-dir lock, recovery decision,
+//! listener, background tasks, and the clean-shutdown marker.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::broker::{Broker, open_broker};
+use crate::config::{BrokerConfig, ConfigError};
+use crate::connection::serve_connection;
+use crate::metadata::MetadataLogError;
+
+const LOCK_FILE: &str = ".lock";
+const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
+/// How long shutdown waits for in-flight requests before closing anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the broker could not start; each is reported as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory cannot be created or written.
+    #[error("data directory {path} is not usable: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// Another broker holds the data directory.
+    #[error("data directory {0} is already in use by another sluice process (lock file .lock is held); stop it or use --data-dir")]
+    Locked(PathBuf),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+        /// A hint on how to fix it.
+        hint: &'static str,
+    },
+    /// The metadata log could not be read.
+    #[error(transparent)]
+    Metadata(#[from] MetadataLogError),
+    /// A partition log could not be opened.
+    #[error("cannot open partition logs: {0}")]
+    Storage(#[from] sluice_storage::StorageError),
+    /// `__consumer_offsets` could not be replayed.
+    #[error("cannot load consumer group state from __consumer_offsets: {0}")]
+    GroupLog(String),
+    /// Other I/O failure during start-up.
+    #[error("start-up I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running broker; dropping it does not stop it, call [`Server::shutdown`].
+pub struct Server {
+    broker: Arc<Broker>,
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    accept_task: tokio::task::JoinHandle<JoinSet<()>>,
+    background: JoinSet<()>,
+    _lock: File,
+    /// Partitions found on disk at start.
+    pub recovered_partitions: usize,
+    /// Whether the previous shutdown was unclean and tails were recovered.
+    pub recovered_unclean: bool,
+}
+
+impl Server {
+    /// Locks the data dir, opens metadata and logs, and starts listening.
+    pub async fn start(config: BrokerConfig) -> Result<Self, StartError> {
+        config.validate()?;
+        let data_dir = config.data_dir.clone();
+        let dir_err = |source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir.join("meta")).map_err(dir_err)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join(LOCK_FILE))
+            .map_err(dir_err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StartError::Locked(data_dir)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(dir_err(e)),
+        }
+        let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        let fresh = !data_dir.join("meta").join("metadata.log").exists();
+        let recover = !clean && !fresh;
+        if clean {
+            std::fs::remove_file(&marker).map_err(dir_err)?;
+        }
+
+        let listener = TcpListener::bind(config.listen).await.map_err(|source| {
+            let hint = match source.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (another process uses this port; stop it or pass --listen with another port)"
+                }
+                std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+                _ => "",
+            };
+            StartError::Bind {
+                addr: config.listen,
+                source,
+                hint,
+            }
+        })?;
+        let local_addr = listener.local_addr()?;
+        let (broker, recovered_partitions) = open_broker(config, local_addr, recover)?;
+
+        let (stop, stop_rx) = watch::channel(false);
+        let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), stop_rx.clone()));
+        let mut background = JoinSet::new();
+        background.spawn(crate::retention::run(broker.clone(), stop_rx));
+        Ok(Self {
+            broker,
+            local_addr,
+            stop,
+            accept_task,
+            background,
+            _lock: lock,
+            recovered_partitions,
+            recovered_unclean: recover,
+        })
+    }
+
+    /// The bound listener address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared broker state.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Stops accepting, lets in-flight requests finish, syncs every log and
+    /// writes the clean-shutdown marker so the next start skips recovery.
+    pub async fn shutdown(mut self) -> Result<(), StartError> {
+        let _ = self.stop.send(true);
+        let mut connections = match self.accept_task.await {
+            Ok(set) => set,
+            Err(_) => JoinSet::new(),
+        };
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing");
+            connections.abort_all();
+        }
+        self.background.abort_all();
+        let broker = self.broker.clone();
+        tokio::task::spawn_blocking(move || broker.logs.close_all())
+            .await
+            .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
+        std::fs::write(self.broker.config.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let _ = socket.set_nodelay(true);
+                    connections.spawn(serve_connection(socket, peer, broker.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections
+}

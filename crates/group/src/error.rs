@@ -1,0 +1,80 @@
+//! Error types of the coordinator and of the log it writes to.
+//!
+//! Kafka clients only ever see error *codes*; these types exist so that the
+//! broker and the storage layer can say precisely what went wrong, and so that
+//! the translation to a Kafka code happens in exactly one place
+//! ([`GroupLogError::response_error`]).
+
+use kafka_protocol::error::ResponseError;
+
+/// A record of `__consumer_offsets` could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// The buffer ended before the field being read.
+    #[error("record truncated while reading {0}")]
+    Truncated(&'static str),
+    /// A length prefix was negative (and not the null marker) or too large.
+    #[error("invalid length {len} for {field}")]
+    InvalidLength { field: &'static str, len: i64 },
+    /// A string was not valid UTF-8.
+    #[error("invalid UTF-8 in {0}")]
+    InvalidUtf8(&'static str),
+    /// The schema version is not one Kafka ever wrote for this record type.
+    #[error("unsupported {record} version {version}")]
+    UnsupportedVersion { record: &'static str, version: i16 },
+    /// A non-nullable field was null.
+    #[error("unexpected null {0}")]
+    UnexpectedNull(&'static str),
+    /// A value does not fit its wire type (e.g. a string longer than 32767 bytes).
+    #[error("{0} is too large to encode")]
+    TooLarge(&'static str),
+}
+
+/// Errors of [`crate::GroupCoordinator::load`].
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// Some records could not be decoded; all others were applied.
+    #[error("{count} undecodable __consumer_offsets record(s), first: {first}")]
+    Corrupt {
+        /// How many records were skipped.
+        count: usize,
+        /// Why the first skipped record was rejected.
+        first: CodecError,
+    },
+}
+
+/// Why appending to `__consumer_offsets` failed.
+///
+/// The variants follow the storage failures Kafka distinguishes when it maps
+/// an append error to the error code a group client sees.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GroupLogError {
+    /// The partition cannot take writes right now (not enough replicas, not
+    /// created yet, timed out). Clients retry after rediscovering the coordinator.
+    #[error("__consumer_offsets partition not available: {0}")]
+    NotAvailable(String),
+    /// This node no longer leads the partition of the group.
+    #[error("this node is no longer the leader of the group's __consumer_offsets partition")]
+    NotLeader,
+    /// Disk failure.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// The records exceed what the log accepts.
+    #[error("records too large for __consumer_offsets: {0}")]
+    TooLarge(String),
+    /// The records could not be encoded.
+    #[error("cannot encode group record: {0}")]
+    Encode(#[from] CodecError),
+}
+
+impl GroupLogError {
+    /// The error code Kafka answers with when a group write fails this way
+    /// (Kafka's `appendGroupMetadataErrorToResponseError`).
+    pub fn response_error(&self) -> ResponseError {
+        match self {
+            Self::NotAvailable(_) => ResponseError::CoordinatorNotAvailable,
+            Self::NotLeader | Self::Storage(_) => ResponseError::NotCoordinator,
+            Self::TooLarge(_) | Self::Encode(_) => ResponseError::UnknownServerError,
+        }
+    }
+}

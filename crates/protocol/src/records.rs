@@ -1,0 +1,530 @@
+//! Decoding the records inside a v2 batch, for the few features that need them (timestamp
+//! lookup, compaction, key checks); the produce and fetch paths never call this.
+//!
+//! Record layout (inside the possibly compressed records section):
+//!
+//! ```text
+//! length varint | attributes i8 | timestampDelta varlong | offsetDelta varint |
+//! keyLength varint (-1 = null) | key | valueLength varint | value |
+//! headersCount varint | { headerKeyLength varint | key | headerValueLength varint | value }*
+//! ```
+//!
+//! Every length and count is checked against the bytes that are really there before it is
+//! used, so a hostile batch yields an error, never a panic or a huge allocation.
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::batch::{BATCH_HEADER_LEN, BatchError, BatchHeader, Compression, TimestampType};
+use crate::compression::{CompressionError, decompress};
+
+/// One decoded record with its absolute offset and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// Why the records of a batch could not be decoded.
+#[derive(Debug, Error)]
+pub enum RecordsError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Compression(#[from] CompressionError),
+    #[error("malformed record at byte {position} of the records section: {reason}")]
+    Malformed {
+        position: usize,
+        reason: &'static str,
+    },
+    #[error("batch declares {declared} records but {trailing} bytes remain after them")]
+    TrailingBytes { declared: i32, trailing: usize },
+}
+
+/// Decodes the records of the single batch at the start of `batch`, decompressing the
+/// records section with at most `max_decompressed_bytes` of output.
+///
+/// Uncompressed keys and values are slices of `batch` (no copy). The CRC is not checked
+/// here: batches read from the log were checked on append, and a produce request is
+/// validated with [`crate::batch::validate`] before anything decodes it.
+pub fn decode_records(
+    batch: &Bytes,
+    max_decompressed_bytes: usize,
+) -> Result<RecordIter, RecordsError> {
+    let header = BatchHeader::parse(batch)?;
+    let total = header.total_len();
+    let records = batch
+        .get(BATCH_HEADER_LEN..total)
+        .ok_or(BatchError::Truncated {
+            needed: total,
+            available: batch.len(),
+        })?;
+    let data = match header.compression()? {
+        Compression::None => batch.slice(BATCH_HEADER_LEN..total),
+        codec => Bytes::from(decompress(codec, records, max_decompressed_bytes)?),
+    };
+    Ok(RecordIter {
+        header,
+        data,
+        pos: 0,
+        remaining: header.records_count.max(0),
+        finished: false,
+    })
+}
+
+/// Iterator over the records of one batch; see [`decode_records`]. Stops after the first
+/// error.
+#[derive(Debug, Clone)]
+pub struct RecordIter {
+    header: BatchHeader,
+    data: Bytes,
+    pos: usize,
+    remaining: i32,
+    finished: bool,
+}
+
+impl RecordIter {
+    /// The header of the batch being decoded.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    fn malformed(&self, reason: &'static str) -> RecordsError {
+        RecordsError::Malformed {
+            position: self.pos,
+            reason,
+        }
+    }
+
+    fn next_record(&mut self) -> Result<Record, RecordsError> {
+        let start = self.pos;
+        let mut r = Reader {
+            data: &self.data,
+            pos: start,
+        };
+        let len = r.varint()?;
+        let len = usize::try_from(len).map_err(|_| r.err("negative record length"))?;
+        let body_start = r.pos;
+        let end = body_start
+            .checked_add(len)
+            .filter(|&e| e <= self.data.len())
+            .ok_or_else(|| r.err("record length beyond the records section"))?;
+        // Reads inside the record are confined to its declared length.
+        let mut r = Reader {
+            data: self.data.get(..end).unwrap_or_default(),
+            pos: body_start,
+        };
+        let _attributes = r.byte()?;
+        let timestamp_delta = r.varlong()?;
+        let offset_delta = r.varint()?;
+        let key = r.bytes(&self.data)?;
+        let value = r.bytes(&self.data)?;
+        let header_count = r.varint()?;
+        let header_count =
+            usize::try_from(header_count).map_err(|_| r.err("negative header count"))?;
+        // A header needs at least two bytes (two length varints).
+        if header_count > r.remaining() / 2 {
+            return Err(r.err("header count larger than the record"));
+        }
+        let mut headers = Vec::with_capacity(header_count);
+        for _ in 0..header_count {
+            let name = r
+                .bytes(&self.data)?
+                .ok_or_else(|| r.err("null header key"))?;
+            let name =
+                String::from_utf8(name.to_vec()).map_err(|_| r.err("header key is not UTF-8"))?;
+            let value = r.bytes(&self.data)?;
+            headers.push((name, value));
+        }
+        if r.pos != end {
+            return Err(r.err("record length does not match its contents"));
+        }
+        self.pos = end;
+        let timestamp = match self.header.timestamp_type() {
+            TimestampType::LogAppendTime => self.header.max_timestamp,
+            TimestampType::CreateTime => self.header.base_timestamp.wrapping_add(timestamp_delta),
+        };
+        Ok(Record {
+            offset: self
+                .header
+                .base_offset
+                .wrapping_add(i64::from(offset_delta)),
+            timestamp,
+            key,
+            value,
+            headers,
+        })
+    }
+}
+
+impl Iterator for RecordIter {
+    type Item = Result<Record, RecordsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        if self.remaining == 0 {
+            self.finished = true;
+            let trailing = self.data.len().saturating_sub(self.pos);
+            if trailing > 0 {
+                return Some(Err(RecordsError::TrailingBytes {
+                    declared: self.header.records_count,
+                    trailing,
+                }));
+            }
+            return None;
+        }
+        if self.pos >= self.data.len() {
+            self.finished = true;
+            return Some(Err(self.malformed("fewer records than the batch declares")));
+        }
+        let result = self.next_record();
+        match result {
+            Ok(_) => self.remaining = self.remaining.saturating_sub(1),
+            Err(_) => self.finished = true,
+        }
+        Some(result)
+    }
+}
+
+/// Bounds-checked cursor over a records section.
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn err(&self, reason: &'static str) -> RecordsError {
+        RecordsError::Malformed {
+            position: self.pos,
+            reason,
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        self.data.len().saturating_sub(self.pos)
+    }
+
+    fn byte(&mut self) -> Result<u8, RecordsError> {
+        let b = *self
+            .data
+            .get(self.pos)
+            .ok_or_else(|| self.err("truncated record"))?;
+        self.pos = self.pos.saturating_add(1);
+        Ok(b)
+    }
+
+    /// Unsigned LEB128 of at most `max_bytes` bytes, then zigzag-decoded.
+    fn zigzag(&mut self, max_bytes: u32) -> Result<i64, RecordsError> {
+        let mut raw: u64 = 0;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            raw |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            }
+        }
+        Err(self.err("varint too long"))
+    }
+
+    fn varlong(&mut self) -> Result<i64, RecordsError> {
+        self.zigzag(10)
+    }
+
+    fn varint(&mut self) -> Result<i32, RecordsError> {
+        let v = self.zigzag(5)?;
+        i32::try_from(v).map_err(|_| self.err("varint out of range"))
+    }
+
+    /// Length-prefixed bytes (-1 = null), returned as a zero-copy slice of `owner`, which
+    /// is the buffer `self.data` is a prefix of.
+    fn bytes(&mut self, owner: &Bytes) -> Result<Option<Bytes>, RecordsError> {
+        let len = self.varint()?;
+        if len < 0 {
+            return if len == -1 {
+                Ok(None)
+            } else {
+                Err(self.err("negative length"))
+            };
+        }
+        let len = usize::try_from(len).map_err(|_| self.err("negative length"))?;
+        if len > self.remaining() {
+            return Err(self.err("length beyond the record"));
+        }
+        let start = self.pos;
+        self.pos = start.saturating_add(len);
+        Ok(Some(owner.slice(start..self.pos)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{RecordBatchBuilder, field, recompute_crc, set_log_append_time, validate};
+    use proptest::prelude::*;
+
+    const ALL_CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    fn decode_all(batch: &[u8]) -> Result<Vec<Record>, RecordsError> {
+        decode_records(&Bytes::copy_from_slice(batch), 1 << 20)?.collect()
+    }
+
+    fn sample_builder() -> RecordBatchBuilder {
+        RecordBatchBuilder::new()
+            .base_offset(100)
+            .record(1_000, Some(b"k1"), Some(b"v1"), &[])
+            .record(
+                990,
+                None,
+                Some(b"v2"),
+                &[("h1", Some(b"x")), ("h2", None), ("", Some(b""))],
+            )
+            .record(1_010, Some(b""), None, &[])
+    }
+
+    fn check_sample(records: &[Record]) {
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].offset, 100);
+        assert_eq!(records[0].timestamp, 1_000);
+        assert_eq!(records[0].key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(records[0].value.as_deref(), Some(&b"v1"[..]));
+        assert!(records[0].headers.is_empty());
+        assert_eq!(records[1].offset, 101);
+        assert_eq!(records[1].timestamp, 990);
+        assert_eq!(records[1].key, None);
+        assert_eq!(
+            records[1].headers,
+            vec![
+                ("h1".to_owned(), Some(Bytes::from_static(b"x"))),
+                ("h2".to_owned(), None),
+                (String::new(), Some(Bytes::new())),
+            ]
+        );
+        assert_eq!(records[2].offset, 102);
+        assert_eq!(records[2].key.as_deref(), Some(&b""[..]));
+        assert_eq!(records[2].value, None);
+    }
+
+    #[test]
+    fn uncompressed_round_trip() {
+        let b = sample_builder().build();
+        check_sample(&decode_all(&b).unwrap());
+    }
+
+    #[test]
+    fn log_append_time_overrides_record_timestamps() {
+        let mut b = sample_builder().build();
+        set_log_append_time(&mut b, 5_000).unwrap();
+        let recs = decode_all(&b).unwrap();
+        assert!(recs.iter().all(|r| r.timestamp == 5_000));
+    }
+
+    /// Compresses the records section by hand (not via the builder), so this test checks
+    /// the decoder against the format rather than against our own builder.
+    fn compress_by_hand(batch: &[u8], codec: Compression) -> Vec<u8> {
+        let section = &batch[BATCH_HEADER_LEN..];
+        let compressed = crate::compression::compress(codec, section).unwrap();
+        let mut out = batch[..BATCH_HEADER_LEN].to_vec();
+        out.extend_from_slice(&compressed);
+        let batch_length = (out.len() - 12) as i32;
+        out[field::BATCH_LENGTH..field::BATCH_LENGTH + 4]
+            .copy_from_slice(&batch_length.to_be_bytes());
+        let attrs = i16::from_be_bytes([out[field::ATTRIBUTES], out[field::ATTRIBUTES + 1]])
+            | i16::from(codec.id());
+        out[field::ATTRIBUTES..field::ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+        recompute_crc(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn compressed_round_trip_every_codec() {
+        let plain = sample_builder().build();
+        for codec in ALL_CODECS {
+            let b = compress_by_hand(&plain, codec);
+            let h = validate(&b).unwrap();
+            assert_eq!(h.compression().unwrap(), codec);
+            check_sample(&decode_all(&b).unwrap());
+            let built = sample_builder().build_compressed(codec).unwrap();
+            assert_eq!(validate(&built).unwrap().compression().unwrap(), codec);
+            check_sample(&decode_all(&built).unwrap());
+        }
+        let raw = crate::compression::compress_snappy_raw(&plain[BATCH_HEADER_LEN..]).unwrap();
+        let mut b = plain[..BATCH_HEADER_LEN].to_vec();
+        b.extend_from_slice(&raw);
+        let len = (b.len() - 12) as i32;
+        b[field::BATCH_LENGTH..field::BATCH_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+        b[field::ATTRIBUTES + 1] |= 2;
+        recompute_crc(&mut b).unwrap();
+        check_sample(&decode_all(&b).unwrap());
+    }
+
+    #[test]
+    fn decompression_limit_applies() {
+        let big = vec![0u8; 100_000];
+        let b = RecordBatchBuilder::new()
+            .record(1, None, Some(&big), &[])
+            .build_compressed(Compression::Zstd)
+            .unwrap();
+        assert!(b.len() < 1000);
+        let err = decode_records(&Bytes::from(b), 10_000).unwrap_err();
+        assert!(matches!(
+            err,
+            RecordsError::Compression(CompressionError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn count_mismatch_is_an_error() {
+        let mut b = sample_builder().build();
+        // Declare more records than there are.
+        b[field::RECORDS_COUNT..field::RECORDS_COUNT + 4].copy_from_slice(&4i32.to_be_bytes());
+        assert!(decode_all(&b).is_err());
+        // And fewer.
+        b[field::RECORDS_COUNT..field::RECORDS_COUNT + 4].copy_from_slice(&2i32.to_be_bytes());
+        assert!(matches!(
+            decode_all(&b),
+            Err(RecordsError::TrailingBytes { trailing, .. }) if trailing > 0
+        ));
+    }
+
+    #[test]
+    fn huge_header_count_is_rejected_without_allocating() {
+        // One record: len, attrs 0, ts 0, off 0, key null, value null, header count 2^30.
+        let body = [0u8, 0, 0, 1, 1, 0x80, 0x80, 0x80, 0x80, 0x08];
+        let mut section = vec![(body.len() as u8) << 1];
+        section.extend_from_slice(&body);
+        let mut b = RecordBatchBuilder::new().record(0, None, None, &[]).build();
+        b.truncate(BATCH_HEADER_LEN);
+        b.extend_from_slice(&section);
+        let len = (b.len() - 12) as i32;
+        b[field::BATCH_LENGTH..field::BATCH_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+        assert!(matches!(
+            decode_all(&b),
+            Err(RecordsError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn varint_decoding() {
+        let cases: &[(&[u8], i64)] = &[
+            (&[0], 0),
+            (&[1], -1),
+            (&[2], 1),
+            (&[0xd8, 0x04], 300),
+            (&[0xff, 0xff, 0xff, 0xff, 0x0f], i64::from(i32::MIN)),
+            (&[0xfe, 0xff, 0xff, 0xff, 0x0f], i64::from(i32::MAX)),
+        ];
+        for (bytes, want) in cases {
+            let mut r = Reader {
+                data: bytes,
+                pos: 0,
+            };
+            assert_eq!(r.varlong().unwrap(), *want);
+            let mut r = Reader {
+                data: bytes,
+                pos: 0,
+            };
+            assert_eq!(i64::from(r.varint().unwrap()), *want);
+        }
+        let too_long = [0x80u8; 11];
+        assert!(
+            Reader {
+                data: &too_long,
+                pos: 0
+            }
+            .varlong()
+            .is_err()
+        );
+        assert!(
+            Reader {
+                data: &too_long,
+                pos: 0
+            }
+            .varint()
+            .is_err()
+        );
+        let max = [0xfeu8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(Reader { data: &max, pos: 0 }.varlong().unwrap(), i64::MAX);
+    }
+
+    type TestRecord = (
+        i64,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Vec<(String, Option<Vec<u8>>)>,
+    );
+
+    fn arb_records() -> impl Strategy<Value = Vec<TestRecord>> {
+        proptest::collection::vec(
+            (
+                -1_000_000i64..1_000_000,
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)),
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
+                proptest::collection::vec(
+                    (
+                        "[a-zé]{0,5}",
+                        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..5)),
+                    ),
+                    0..3,
+                ),
+            ),
+            1..10,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn prop_builder_decode_round_trip(
+            recs in arb_records(),
+            base in 0i64..1 << 40,
+            codec in proptest::sample::select(ALL_CODECS.to_vec()),
+        ) {
+            let mut builder = RecordBatchBuilder::new().base_offset(base);
+            for (ts, k, v, hs) in &recs {
+                let hs: Vec<(&str, Option<&[u8]>)> =
+                    hs.iter().map(|(n, v)| (n.as_str(), v.as_deref())).collect();
+                builder.push(*ts, k.as_deref(), v.as_deref(), &hs);
+            }
+            let b = builder.build_compressed(codec).unwrap();
+            validate(&b).unwrap();
+            let got = decode_all(&b).unwrap();
+            prop_assert_eq!(got.len(), recs.len());
+            for (i, (g, (ts, k, v, hs))) in got.iter().zip(&recs).enumerate() {
+                prop_assert_eq!(g.offset, base + i as i64);
+                prop_assert_eq!(g.timestamp, *ts);
+                prop_assert_eq!(g.key.as_deref(), k.as_deref());
+                prop_assert_eq!(g.value.as_deref(), v.as_deref());
+                let want: Vec<(String, Option<Bytes>)> = hs
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.clone().map(Bytes::from)))
+                    .collect();
+                prop_assert_eq!(&g.headers, &want);
+            }
+        }
+
+        #[test]
+        fn prop_corrupt_records_never_panic(recs in arb_records(), pos in any::<usize>(), byte in any::<u8>()) {
+            let mut builder = RecordBatchBuilder::new();
+            for (ts, k, v, _) in &recs {
+                builder.push(*ts, k.as_deref(), v.as_deref(), &[]);
+            }
+            let mut b = builder.build();
+            let i = BATCH_HEADER_LEN + pos % (b.len() - BATCH_HEADER_LEN);
+            b[i] = byte;
+            let _ = decode_all(&b);
+            for len in 0..b.len() {
+                let _ = decode_all(&b[..len]);
+            }
+        }
+    }
+}

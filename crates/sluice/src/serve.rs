@@ -1,0 +1,177 @@
+//! `sluice serve`: configuration layering (defaults → TOML file → `SLUICE_*`
+//! environment → flags), logging, signals, and the broker's lifetime.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use sluice_broker::{BrokerConfig, Server};
+
+/// Flags of `sluice serve`; each can also come from `SLUICE_<NAME>` or the
+/// config file (same name in kebab-case).
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// TOML config file; flags and environment variables override it.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address of the Kafka listener [default: 127.0.0.1:9092].
+    #[arg(long, env = "SLUICE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// host:port advertised to clients [default: the listen address].
+    #[arg(long, env = "SLUICE_ADVERTISE")]
+    advertise: Option<String>,
+    /// Data directory [default: ./sluice-data].
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Node id [default: 1].
+    #[arg(long, env = "SLUICE_NODE_ID")]
+    node_id: Option<i32>,
+    /// Create unknown topics on first use (auto.create.topics.enable) [default: true].
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS")]
+    auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics (num.partitions) [default: 1].
+    #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS")]
+    default_partitions: Option<i32>,
+    /// log.retention.ms; -1 keeps data forever [default: 604800000].
+    #[arg(long, env = "SLUICE_LOG_RETENTION_MS", allow_negative_numbers = true)]
+    log_retention_ms: Option<i64>,
+    /// log.retention.bytes; -1 means unlimited [default: -1].
+    #[arg(long, env = "SLUICE_LOG_RETENTION_BYTES", allow_negative_numbers = true)]
+    log_retention_bytes: Option<i64>,
+    /// log.segment.bytes [default: 1073741824].
+    #[arg(long, env = "SLUICE_LOG_SEGMENT_BYTES")]
+    log_segment_bytes: Option<i64>,
+    /// log.roll.ms [default: 604800000].
+    #[arg(long, env = "SLUICE_LOG_SEGMENT_MS")]
+    log_segment_ms: Option<i64>,
+    /// log.retention.check.interval.ms [default: 300000].
+    #[arg(long, env = "SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    log_retention_check_interval_ms: Option<u64>,
+    /// message.max.bytes, the default max.message.bytes of topics [default: 1048588].
+    #[arg(long, env = "SLUICE_MESSAGE_MAX_BYTES")]
+    message_max_bytes: Option<i32>,
+    /// socket.request.max.bytes [default: 104857600].
+    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES")]
+    max_request_bytes: Option<usize>,
+    /// group.initial.rebalance.delay.ms [default: 3000].
+    #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<u64>,
+    /// offsets.retention.minutes [default: 10080].
+    #[arg(long, env = "SLUICE_OFFSETS_RETENTION_MINUTES")]
+    offsets_retention_minutes: Option<i64>,
+    /// offsets.topic.num.partitions [default: 50].
+    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS")]
+    offsets_topic_partitions: Option<i32>,
+    /// Log output format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+macro_rules! override_fields {
+    ($config:ident, $args:ident, $($field:ident),* $(,)?) => {
+        $(if let Some(v) = $args.$field { $config.$field = v; })*
+    };
+}
+
+fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+            toml::from_str::<BrokerConfig>(&text)
+                .map_err(|e| format!("config file {}: {}", path.display(), e.message()))?
+        }
+        None => BrokerConfig::default(),
+    };
+    override_fields!(
+        config,
+        args,
+        listen,
+        data_dir,
+        node_id,
+        auto_create_topics,
+        default_partitions,
+        log_retention_ms,
+        log_retention_bytes,
+        log_segment_bytes,
+        log_segment_ms,
+        log_retention_check_interval_ms,
+        message_max_bytes,
+        max_request_bytes,
+        group_initial_rebalance_delay_ms,
+        offsets_retention_minutes,
+        offsets_topic_partitions,
+    );
+    if let Some(adv) = &args.advertise {
+        config.advertise = Some(adv.clone());
+    }
+    Ok(config)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs the broker until SIGINT or SIGTERM.
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    init_logging(args.log_format);
+    let config = build_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice")
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: BrokerConfig) -> Result<(), String> {
+    tracing::info!("Sluice {} starting", env!("CARGO_PKG_VERSION"));
+    let data_dir = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    let server = Server::start(config).await.map_err(|e| e.to_string())?;
+    let broker = server.broker();
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        partitions = server.recovered_partitions,
+        recovery = if server.recovered_unclean { "unclean shutdown: log tails validated" } else { "clean" },
+        "storage ready"
+    );
+    tracing::info!(
+        "Kafka listener on {} (advertised as {}:{}), node id {}, cluster id {}",
+        server.local_addr(),
+        broker.advertised_host,
+        broker.advertised_port,
+        broker.node_id(),
+        broker.cluster_id
+    );
+    wait_for_signal().await?;
+    tracing::info!("shutting down: finishing in-flight requests and syncing logs");
+    server.shutdown().await.map_err(|e| e.to_string())?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Small durable files holding one offset: the log start offset (moved by retention and
+//! DeleteRecords, which must survive a restart) and the recovery point (everything below
+//! it was synced, so recovery after a crash only scans the segments after it).
+//!
+//! Format: `0\n<offset>\n` (version, value). Written atomically and synced.
+
+use std::path::Path;
+
+use crate::error::StorageError;
+use crate::io;
+
+pub(crate) const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+const VERSION: &str = "0";
+const MAX_LEN: u64 = 256;
+
+/// Reads a checkpoint; `Ok(None)` when absent, `Corrupt` when unreadable.
+pub(crate) fn read(path: &Path) -> Result<Option<i64>, StorageError> {
+    let Some(bytes) = io::read_small_file(path, MAX_LEN)? else {
+        return Ok(None);
+    };
+    let corrupt = || StorageError::Corrupt(format!("bad checkpoint file {}", path.display()));
+    let text = std::str::from_utf8(&bytes).map_err(|_| corrupt())?;
+    let mut lines = text.lines();
+    if lines.next() != Some(VERSION) {
+        return Err(corrupt());
+    }
+    let value = lines
+        .next()
+        .and_then(|l| l.trim().parse::<i64>().ok())
+        .filter(|v| *v >= 0)
+        .ok_or_else(corrupt)?;
+    Ok(Some(value))
+}
+
+pub(crate) fn write(path: &Path, value: i64) -> Result<(), StorageError> {
+    io::write_file_atomic(path, format!("{VERSION}\n{value}\n").as_bytes(), true)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cp");
+        assert_eq!(read(&p).unwrap(), None);
+        write(&p, 42).unwrap();
+        assert_eq!(read(&p).unwrap(), Some(42));
+        write(&p, 7).unwrap();
+        assert_eq!(read(&p).unwrap(), Some(7));
+        std::fs::write(&p, b"0\nxyz\n").unwrap();
+        assert!(matches!(read(&p), Err(StorageError::Corrupt(_))));
+        std::fs::write(&p, b"9\n1\n").unwrap();
+        assert!(matches!(read(&p), Err(StorageError::Corrupt(_))));
+        std::fs::write(&p, vec![b'1'; 1000]).unwrap();
+        assert!(read(&p).is_err());
+    }
+}

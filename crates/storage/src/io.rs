@@ -1,0 +1,200 @@
+//! Every file operation of the log goes through this module (design §4), so that tests can
+//! make any of them fail with [`set_fault_hook`] and check that the log neither panics nor
+//! loses acknowledged data.
+//!
+//! Data files are accessed with positional reads and writes only: reads take `&self`, so
+//! the broker can serve fetches under a read lock while the appender holds nothing else.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// The kind of operation a fault hook is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoOp {
+    Open,
+    Read,
+    Write,
+    Sync,
+    Truncate,
+    Remove,
+    Rename,
+    ReadDir,
+    CreateDir,
+}
+
+/// Decides, before an operation runs, whether it fails instead. It sees the path so a test
+/// can confine faults to its own directory (the hook is process-wide).
+pub type FaultHook = Arc<dyn Fn(IoOp, &Path) -> io::Result<()> + Send + Sync>;
+
+static HOOK_SET: AtomicBool = AtomicBool::new(false);
+static HOOK: RwLock<Option<FaultHook>> = RwLock::new(None);
+
+/// Installs (or with `None` removes) the process-wide fault hook.
+pub fn set_fault_hook(hook: Option<FaultHook>) {
+    let set = hook.is_some();
+    if let Ok(mut slot) = HOOK.write() {
+        *slot = hook;
+    }
+    HOOK_SET.store(set, Ordering::Release);
+}
+
+/// Asks the hook about one operation; free when no hook is installed.
+fn check(op: IoOp, path: &Path) -> io::Result<()> {
+    if !HOOK_SET.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let hook = HOOK.read().ok().and_then(|h| h.clone());
+    match hook {
+        Some(hook) => hook(op, path),
+        None => Ok(()),
+    }
+}
+
+/// A data or index file opened for positional access.
+#[derive(Debug)]
+pub(crate) struct DataFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl DataFile {
+    /// Opens an existing file read-write, or creates it empty when `create` is set.
+    pub(crate) fn open(path: &Path, create: bool) -> io::Result<Self> {
+        check(IoOp::Open, path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn len(&self) -> io::Result<u64> {
+        check(IoOp::Read, &self.path)?;
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Fills `buf` from `pos`; a short file is an `UnexpectedEof` error.
+    pub(crate) fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        check(IoOp::Read, &self.path)?;
+        self.file.read_exact_at(buf, pos)
+    }
+
+    /// Reads `len` bytes at `pos` into a new buffer. Callers bound `len` by the file size
+    /// they know, never by a length read from the file alone.
+    pub(crate) fn read_vec_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(&mut buf, pos)?;
+        Ok(buf)
+    }
+
+    pub(crate) fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        check(IoOp::Write, &self.path)?;
+        self.file.write_all_at(data, pos)
+    }
+
+    pub(crate) fn sync_data(&self) -> io::Result<()> {
+        check(IoOp::Sync, &self.path)?;
+        self.file.sync_data()
+    }
+
+    pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
+        check(IoOp::Truncate, &self.path)?;
+        self.file.set_len(len)
+    }
+}
+
+/// Reads a whole small file (checkpoint, index), `None` if it does not exist. Files larger
+/// than `max_len` are an error rather than an allocation of whatever size they claim.
+pub(crate) fn read_small_file(path: &Path, max_len: u64) -> io::Result<Option<Vec<u8>>> {
+    check(IoOp::Read, path)?;
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len > max_len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is {len} bytes, more than {max_len}", path.display()),
+        ));
+    }
+    let len = usize::try_from(len).map_err(io::Error::other)?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(Some(buf))
+}
+
+/// Replaces `path` atomically: the content goes to a temporary file that is renamed over
+/// the target, so readers see the old or the new file, never a torn one. With `durable`
+/// the data and the directory entry are synced too.
+pub(crate) fn write_file_atomic(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    check(IoOp::Open, &tmp)?;
+    let mut file = File::create(&tmp)?;
+    check(IoOp::Write, &tmp)?;
+    file.write_all(data)?;
+    if durable {
+        check(IoOp::Sync, &tmp)?;
+        file.sync_data()?;
+    }
+    drop(file);
+    check(IoOp::Rename, path)?;
+    fs::rename(&tmp, path)?;
+    if durable && let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The temporary name used by [`write_file_atomic`]; leftovers are removed on open.
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Makes created, renamed or removed directory entries durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    check(IoOp::Sync, dir)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Removes a file; a file that is already gone is not an error.
+pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
+    check(IoOp::Remove, path)?;
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
+    check(IoOp::CreateDir, dir)?;
+    fs::create_dir_all(dir)
+}
+
+/// File names (not paths) in `dir`.
+pub(crate) fn list_dir(dir: &Path) -> io::Result<Vec<String>> {
+    check(IoOp::ReadDir, dir)?;
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        if let Some(name) = entry?.file_name().to_str() {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}

@@ -1,0 +1,558 @@
+//! The partition log: an ordered set of segments with a log start offset, a log end offset
+//! and a recovery point.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use sluice_protocol::batch::{
+    BATCH_HEADER_LEN, BatchError, BatchHeader, TimestampType, set_base_offset, set_log_append_time,
+    set_partition_leader_epoch, split_batches,
+};
+
+use crate::checkpoint::{self, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use crate::config::LogConfig;
+use crate::error::StorageError;
+use crate::flush::FlushHandle;
+use crate::io;
+use crate::segment::{self, Segment};
+
+/// What an append did, for the produce response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// Largest batch max timestamp among the appended batches (the append time for
+    /// LogAppendTime), -1 when none.
+    pub max_timestamp: i64,
+    /// Last offset of the batch holding `max_timestamp` (batch granularity: records are not
+    /// decoded on the produce path), -1 when none.
+    pub offset_of_max_timestamp: i64,
+    /// The stamped append time, for the produce response of LogAppendTime topics.
+    pub log_append_time: Option<i64>,
+    pub log_start_offset: i64,
+}
+
+/// The log of one partition in its own directory. See the crate docs for the file layout.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// By base offset; never empty, the last one is the active segment.
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    /// Everything below is known to be synced.
+    recovery_point: i64,
+    /// The recovery point last written to its checkpoint file.
+    persisted_recovery_point: i64,
+}
+
+impl PartitionLog {
+    /// Opens or creates the log in `dir`. When `recover` is true (unclean shutdown) the
+    /// segments after the recovery point (at least the active one) are scanned: every batch
+    /// validated (CRC), the log truncated at the first torn or corrupt batch, indexes
+    /// rebuilt. Indexes that are missing or corrupt are rebuilt in any case.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        recover: bool,
+        now_ms: i64,
+    ) -> Result<Self, StorageError> {
+        let dir = dir.into();
+        io::create_dir_all(&dir)?;
+        let bases = discover(&dir)?;
+        let log_start_checkpoint = read_checkpoint(&dir.join(LOG_START_OFFSET_FILE));
+        let recovery_checkpoint = read_checkpoint(&dir.join(RECOVERY_POINT_FILE)).unwrap_or(0);
+
+        let mut segments = BTreeMap::new();
+        let mut cut = false;
+        let mut recovered = Vec::new();
+        for (i, &base) in bases.iter().enumerate() {
+            if cut {
+                // An earlier segment was truncated: what follows is no longer reachable.
+                tracing::warn!(base_offset = base, "deleting segment after a truncation");
+                segment::delete_files(&dir, base)?;
+                continue;
+            }
+            let next_base = bases.get(i + 1).copied();
+            let scan = recover && next_base.is_none_or(|next| next > recovery_checkpoint);
+            let (seg, truncated) = Segment::open(&dir, base, scan, &config, now_ms)?;
+            if next_base.is_some_and(|next| seg.next_offset() > next) {
+                return Err(StorageError::Corrupt(format!(
+                    "segment {base} reaches offset {} past the next segment",
+                    seg.next_offset()
+                )));
+            }
+            if scan {
+                recovered.push(base);
+            }
+            cut = truncated;
+            segments.insert(base, seg);
+        }
+
+        let mut log = Self {
+            dir,
+            config,
+            segments,
+            log_start_offset: 0,
+            recovery_point: 0,
+            persisted_recovery_point: 0,
+        };
+        let first_base = log.segments.keys().next().copied();
+        let Some(first_base) = first_base else {
+            let base = log_start_checkpoint.unwrap_or(0);
+            log.segments
+                .insert(base, Segment::create(&log.dir, base, now_ms)?);
+            log.log_start_offset = base;
+            log.recovery_point = base;
+            log.persist_log_start()?;
+            log.persist_recovery_point()?;
+            return Ok(log);
+        };
+        log.log_start_offset = log_start_checkpoint.unwrap_or(first_base).max(first_base);
+        if log.log_start_offset > log.log_end_offset() {
+            // Data up to the log start offset was deleted, and what followed it was lost in
+            // a crash: start empty at the log start offset rather than reuse offsets.
+            tracing::warn!(
+                log_start_offset = log.log_start_offset,
+                log_end_offset = log.log_end_offset(),
+                "log start offset beyond the log end, starting afresh"
+            );
+            let start = log.log_start_offset;
+            log.truncate_fully_and_start_at(start, now_ms)?;
+        }
+        log.delete_segments_below_log_start()?;
+
+        for seg in log.sealed_segments_mut() {
+            seg.seal()?;
+        }
+        if recover {
+            // What survived the crash was read from the page cache or the disk; make sure
+            // it is on disk before calling it recovered.
+            for base in recovered {
+                if let Some(seg) = log.segments.get(&base) {
+                    seg.file().sync()?;
+                }
+            }
+            log.recovery_point = log.log_end_offset();
+            log.persist_recovery_point()?;
+        } else {
+            log.recovery_point = recovery_checkpoint.min(log.log_end_offset());
+            log.persisted_recovery_point = log.recovery_point;
+        }
+        Ok(log)
+    }
+
+    fn active(&self) -> Result<&Segment, StorageError> {
+        self.segments
+            .values()
+            .next_back()
+            .ok_or_else(|| StorageError::Corrupt("log has no segment".into()))
+    }
+
+    fn active_mut(&mut self) -> Result<&mut Segment, StorageError> {
+        self.segments
+            .values_mut()
+            .next_back()
+            .ok_or_else(|| StorageError::Corrupt("log has no segment".into()))
+    }
+
+    fn sealed_segments_mut(&mut self) -> impl Iterator<Item = &mut Segment> {
+        let n = self.segments.len().saturating_sub(1);
+        self.segments.values_mut().take(n)
+    }
+
+    /// Appends one or more already-validated v2 batches in `batches` (contiguous buffer):
+    /// stamps consecutive base offsets and `leader_epoch` in place, and when
+    /// `log_append_time` is Some stamps it (LogAppendTime topics); rolls the active segment
+    /// first when it would exceed segment_bytes or is older than segment_ms; writes with one
+    /// write call; updates indexes. Page cache only, no fsync.
+    pub fn append(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        if batches.is_empty() {
+            return Err(BatchError::Truncated {
+                needed: BATCH_HEADER_LEN,
+                available: 0,
+            }
+            .into());
+        }
+        let mut parsed = split_batches(batches).collect::<Result<Vec<_>, _>>()?;
+        let log_end = self.log_end_offset();
+        let mut next = log_end;
+        for (h, _) in &parsed {
+            if h.last_offset_delta < 0 {
+                return Err(BatchError::OffsetDeltaMismatch {
+                    last_offset_delta: h.last_offset_delta,
+                    records_count: h.records_count,
+                }
+                .into());
+            }
+            next = next
+                .checked_add(i64::from(h.last_offset_delta) + 1)
+                .ok_or_else(|| StorageError::Corrupt("offset overflow".into()))?;
+        }
+        self.maybe_roll(batches.len() as u64, next - 1, now_ms)?;
+
+        let mut next = log_end;
+        let mut max_timestamp = -1;
+        let mut offset_of_max_timestamp = -1;
+        for (h, range) in &mut parsed {
+            let batch = batches
+                .get_mut(range.clone())
+                .ok_or(BatchError::Truncated {
+                    needed: range.end,
+                    available: 0,
+                })?;
+            set_base_offset(batch, next)?;
+            set_partition_leader_epoch(batch, leader_epoch)?;
+            h.base_offset = next;
+            h.partition_leader_epoch = leader_epoch;
+            if let Some(ts) = log_append_time {
+                set_log_append_time(batch, ts)?;
+                *h = BatchHeader::parse(batch)?;
+                debug_assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+            }
+            if h.max_timestamp > max_timestamp {
+                max_timestamp = h.max_timestamp;
+                offset_of_max_timestamp = h.last_offset();
+            }
+            next = h.last_offset() + 1;
+        }
+        let config = self.config.clone();
+        self.active_mut()?.append(batches, &parsed, &config)?;
+        Ok(AppendInfo {
+            base_offset: log_end,
+            last_offset: next - 1,
+            max_timestamp,
+            offset_of_max_timestamp,
+            log_append_time,
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    /// Rolls the active segment if it is not empty and the append of `incoming` bytes up to
+    /// `last_offset` would overflow it, or it is too old, or its index is full.
+    fn maybe_roll(
+        &mut self,
+        incoming: u64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let active = self.active()?;
+        if active.size() == 0 {
+            return Ok(());
+        }
+        let too_big =
+            active.size().saturating_add(incoming) > self.config.effective_segment_bytes();
+        let too_old = self
+            .config
+            .segment_ms
+            .is_some_and(|ms| now_ms.saturating_sub(active.rolling_base_ms()) > ms);
+        let offsets_overflow =
+            last_offset.saturating_sub(active.base_offset()) > i64::from(i32::MAX);
+        if too_big || too_old || offsets_overflow || active.indexes_full(&self.config) {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        let base = self.log_end_offset();
+        self.active_mut()?.seal()?;
+        let seg = Segment::create(&self.dir, base, now_ms)?;
+        self.segments.insert(base, seg);
+        tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
+        Ok(())
+    }
+
+    /// Whole batches starting with the batch that contains `offset`, up to `max_bytes` but
+    /// always at least one whole batch (KIP-74), never including batches at or beyond
+    /// `max_offset` (exclusive, the high watermark). Errors with OffsetOutOfRange when
+    /// offset < log_start_offset or > log_end_offset. Reads from one segment per call, as
+    /// Kafka does; the client's next fetch continues in the next one.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<Bytes, StorageError> {
+        let log_end = self.log_end_offset();
+        if offset < self.log_start_offset || offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: log_end,
+            });
+        }
+        if offset == log_end || offset >= max_offset {
+            return Ok(Bytes::new());
+        }
+        let from = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        for seg in self.segments.range(from..).map(|(_, s)| s) {
+            if let Some(data) = seg.read(offset, max_bytes, max_offset)? {
+                return Ok(Bytes::from(data));
+            }
+        }
+        Ok(Bytes::new())
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.segments
+            .values()
+            .next_back()
+            .map_or(self.log_start_offset, Segment::next_offset)
+    }
+
+    /// Offset below which everything is known to be synced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// ListOffsets by timestamp: the offset and timestamp of the first record whose
+    /// timestamp is ≥ `ts`, None if none. The time index finds where to start; the batch is
+    /// then decoded to find the exact record.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        for seg in self.segments.values() {
+            if seg.max_timestamp() < ts || seg.next_offset() <= self.log_start_offset {
+                continue;
+            }
+            if let Some(found) = seg.find_timestamp(ts, self.log_start_offset)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Largest timestamp in the log and the offset of (the first) record carrying it
+    /// (ListOffsets MAX_TIMESTAMP).
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let mut best: Option<&Segment> = None;
+        for seg in self.segments.values() {
+            if seg.max_timestamp() >= 0
+                && best.is_none_or(|b| seg.max_timestamp() > b.max_timestamp())
+            {
+                best = Some(seg);
+            }
+        }
+        best?.max_timestamp_record()
+    }
+
+    /// Group commit support: a cheap handle capturing the files with unsynced data and the
+    /// end offset now; [`FlushHandle::flush`] fdatasyncs them without the log being
+    /// borrowed and returns the offset up to which data is durable; then
+    /// [`PartitionLog::mark_flushed`] records the recovery point.
+    pub fn flush_handle(&self) -> FlushHandle {
+        let files = self
+            .segments
+            .values()
+            .filter(|s| s.next_offset() > self.recovery_point || !s.dir_synced())
+            .map(|s| s.file().clone())
+            .collect();
+        FlushHandle {
+            files,
+            end_offset: self.log_end_offset(),
+        }
+    }
+
+    /// Records that everything below `offset` is durable. The checkpoint file is only
+    /// rewritten when the recovery point enters another segment: recovery scans whole
+    /// segments anyway, so a finer checkpoint would buy nothing for a write per sync.
+    pub fn mark_flushed(&mut self, offset: i64) {
+        let offset = offset.min(self.log_end_offset());
+        if offset <= self.recovery_point {
+            return;
+        }
+        self.recovery_point = offset;
+        if self.segment_base_of(offset) != self.segment_base_of(self.persisted_recovery_point)
+            && let Err(e) = self.persist_recovery_point()
+        {
+            // A stale recovery point only makes the next recovery scan more.
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the recovery point");
+        }
+    }
+
+    fn segment_base_of(&self, offset: i64) -> Option<i64> {
+        self.segments.range(..=offset).next_back().map(|(b, _)| *b)
+    }
+
+    /// Retention: deletes whole segments (never the active one) older than retention_ms
+    /// (by the segment's largest timestamp) or beyond retention_bytes, and those wholly
+    /// below the log start offset; advances the log start offset. Returns number deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        let mut remaining = self.size_bytes();
+        let mut doomed = Vec::new();
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for (i, seg) in self.segments.values().enumerate() {
+            let Some(&next_base) = bases.get(i + 1) else {
+                break; // the active segment stays
+            };
+            let below_start = next_base <= self.log_start_offset;
+            let expired = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| now_ms.saturating_sub(seg.largest_timestamp()) > ms);
+            let oversized = self.config.retention_bytes.is_some_and(|limit| {
+                remaining.saturating_sub(seg.size()) >= limit && remaining > limit
+            });
+            if !(below_start || expired || oversized) {
+                break;
+            }
+            remaining = remaining.saturating_sub(seg.size());
+            doomed.push((seg.base_offset(), next_base));
+        }
+        let Some(&(_, new_start)) = doomed.last() else {
+            return Ok(0);
+        };
+        if new_start > self.log_start_offset {
+            self.log_start_offset = new_start;
+            self.persist_log_start()?;
+        }
+        for (base, _) in &doomed {
+            if let Some(seg) = self.segments.remove(base) {
+                tracing::info!(dir = %self.dir.display(), base_offset = base, "deleting segment");
+                seg.delete()?;
+            }
+        }
+        Ok(doomed.len())
+    }
+
+    /// DeleteRecords: advances the log start offset to `offset` (≤ log end offset, else
+    /// OffsetOutOfRange), persists it, and deletes the segments wholly below it. Returns the
+    /// new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, StorageError> {
+        let log_end = self.log_end_offset();
+        if offset > log_end || offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: log_end,
+            });
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            self.persist_log_start()?;
+            self.delete_segments_below_log_start()?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    /// Deletes sealed segments whose every offset is below the log start offset.
+    fn delete_segments_below_log_start(&mut self) -> Result<(), StorageError> {
+        loop {
+            let mut it = self.segments.keys();
+            let (Some(&first), Some(&second)) = (it.next(), it.next()) else {
+                return Ok(());
+            };
+            if second > self.log_start_offset {
+                return Ok(());
+            }
+            if let Some(seg) = self.segments.remove(&first) {
+                seg.delete()?;
+            }
+        }
+    }
+
+    /// Drops every segment and starts an empty log at `offset`.
+    fn truncate_fully_and_start_at(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        for (_, seg) in std::mem::take(&mut self.segments) {
+            seg.delete()?;
+        }
+        self.segments
+            .insert(offset, Segment::create(&self.dir, offset, now_ms)?);
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.persist_log_start()?;
+        self.persist_recovery_point()
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Flushes everything and writes indexes and checkpoints; used on clean shutdown.
+    pub fn close(&mut self) -> Result<(), StorageError> {
+        let end = self.flush_handle().flush()?;
+        self.recovery_point = end;
+        for seg in self.segments.values_mut() {
+            seg.seal()?;
+        }
+        self.persist_log_start()?;
+        self.persist_recovery_point()
+    }
+
+    fn persist_log_start(&self) -> Result<(), StorageError> {
+        checkpoint::write(&self.dir.join(LOG_START_OFFSET_FILE), self.log_start_offset)
+    }
+
+    fn persist_recovery_point(&mut self) -> Result<(), StorageError> {
+        checkpoint::write(&self.dir.join(RECOVERY_POINT_FILE), self.recovery_point)?;
+        self.persisted_recovery_point = self.recovery_point;
+        Ok(())
+    }
+}
+
+/// A checkpoint that cannot be read counts as absent (with a warning): for the log start
+/// offset that means the first segment's base, for the recovery point a full scan.
+fn read_checkpoint(path: &Path) -> Option<i64> {
+    match checkpoint::read(path) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable checkpoint");
+            None
+        }
+    }
+}
+
+/// Finds the segments in `dir` (sorted base offsets) and removes leftovers: temporary
+/// files of interrupted atomic writes and index files without a log.
+fn discover(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let names = io::list_dir(dir)?;
+    let mut bases: Vec<i64> = names
+        .iter()
+        .filter_map(|n| segment::parse_file_name(n, "log"))
+        .collect();
+    bases.sort_unstable();
+    for name in &names {
+        let orphan_index = segment::parse_file_name(name, "index")
+            .or_else(|| segment::parse_file_name(name, "timeindex"))
+            .is_some_and(|b| bases.binary_search(&b).is_err());
+        if name.ends_with(".tmp") || orphan_index {
+            io::remove_file(&dir.join(name))?;
+        }
+    }
+    Ok(bases)
+}

@@ -1,0 +1,94 @@
+//! Helpers shared by the storage integration tests.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use sluice_protocol::batch::{RecordBatchBuilder, split_batches};
+use sluice_protocol::records::decode_records;
+use sluice_storage::{LogConfig, PartitionLog};
+
+/// A small config so that rolls and index entries happen with little data; no time-based
+/// roll or retention unless a test asks for it.
+pub fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 4096,
+        segment_ms: None,
+        retention_ms: None,
+        retention_bytes: None,
+        index_interval_bytes: 256,
+        max_index_bytes: 1 << 20,
+    }
+}
+
+/// A batch of `count` records with values `tag-i` of `value_len` bytes and timestamps
+/// `ts, ts+1, …`.
+pub fn batch(count: usize, ts: i64, value_len: usize) -> Vec<u8> {
+    let mut b = RecordBatchBuilder::new();
+    for i in 0..count {
+        let mut value = format!("v{i}-").into_bytes();
+        value.resize(value_len.max(value.len()), b'x');
+        b.push(ts + i as i64, Some(format!("k{i}").as_bytes()), Some(&value), &[]);
+    }
+    b.build()
+}
+
+/// A batch whose records carry the given timestamps.
+pub fn batch_with_timestamps(timestamps: &[i64]) -> Vec<u8> {
+    let mut b = RecordBatchBuilder::new();
+    for (i, ts) in timestamps.iter().enumerate() {
+        b.push(*ts, None, Some(format!("r{i}").as_bytes()), &[]);
+    }
+    b.build()
+}
+
+/// Every record of the log as (offset, timestamp), read with fetches of `max_bytes`.
+pub fn all_records(log: &PartitionLog, max_bytes: usize) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let data = log.read(offset, max_bytes, i64::MAX).unwrap();
+        assert!(!data.is_empty(), "empty read at {offset}");
+        for item in split_batches(&data) {
+            let (_, range) = item.unwrap();
+            let batch = data.slice(range);
+            for rec in decode_records(&batch, 1 << 24).unwrap() {
+                let rec = rec.unwrap();
+                if rec.offset >= offset {
+                    out.push((rec.offset, rec.timestamp));
+                }
+            }
+        }
+        offset = out.last().map_or(offset, |r| r.0 + 1);
+    }
+    out
+}
+
+/// Base and last offsets of the batches in a read result.
+pub fn batch_offsets(data: &Bytes) -> Vec<(i64, i64)> {
+    split_batches(data)
+        .map(|r| {
+            let (h, _) = r.unwrap();
+            (h.base_offset, h.last_offset())
+        })
+        .collect()
+}
+
+pub fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}

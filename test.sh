@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs Sluice's whole test suite against real broker processes:
+#   formatting and lints, Rust unit and end-to-end tests (librdkafka via the
+#   rdkafka crate), Node.js tests (kafkajs and the examples), and kcat.
+# Installs missing test dependencies first (see scripts/install-test-deps.sh).
+# Ends with one line: "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")"
+export CARGO_TERM_COLOR=never
+logdir=$(mktemp -d)
+passed=0
+failed=0
+status=0
+
+step() { echo; echo "==> $*"; }
+
+count_cargo() { # sums "test result: ... N passed; M failed" lines
+  local p f
+  p=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$1" | awk '{s+=$4} END {print s+0}')
+  f=$(grep -Eo '[0-9]+ failed;' "$1" | awk '{s+=$1} END {print s+0}')
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+step "installing test dependencies"
+scripts/install-test-deps.sh || { echo "dependency installation failed"; exit 1; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check || status=1
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings || status=1
+
+step "building sluice"
+cargo build -p sluice --quiet || { echo "build failed"; exit 1; }
+export SLUICE_BIN="$PWD/target/debug/sluice"
+
+step "cargo test (unit and end-to-end)"
+cargo test --workspace 2>&1 | tee "$logdir/cargo.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+count_cargo "$logdir/cargo.log"
+
+step "node --test (kafkajs, examples)"
+(cd tests/node && node --test --test-concurrency=2 test/) 2>&1 | tee "$logdir/node.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+p=$(grep -Eo '^# pass [0-9]+' "$logdir/node.log" | awk '{print $3}' | tail -1)
+f=$(grep -Eo '^# fail [0-9]+' "$logdir/node.log" | awk '{print $3}' | tail -1)
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+
+step "kcat (librdkafka $(kcat -V 2>/dev/null | grep -Eo 'librdkafka version [0-9.]+' | awk '{print $3}'))"
+tests/kcat/run.sh 2>&1 | tee "$logdir/kcat.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$logdir/kcat.log" | tail -1)
+passed=$((passed + $(echo "${line:-0 passed}" | awk '{print $1}')))
+failed=$((failed + $(echo "${line:-0 passed, 0 failed}" | awk '{print $3}')))
+
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  failed=1
+  echo "a step failed outside the counted tests (see above)"
+fi
+echo
+echo "${passed} passed, ${failed} failed"
+exit "$status"

@@ -1,0 +1,310 @@
+'use strict'
+
+// kafkajs admin calls: fetchTopicOffsets, fetchTopicOffsetsByTimestamp, deleteTopics,
+// createPartitions, describeConfigs / alterConfigs.
+
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const { ConfigResourceTypes } = require('kafkajs')
+const { useBroker, uniqueTopic, waitFor } = require('../harness')
+
+const ctx = useBroker()
+
+// ConfigSource values of DescribeConfigs v1+ (kafkajs src/protocol/configSource.js).
+const DYNAMIC_TOPIC_CONFIG = 1
+const DEFAULT_CONFIG = 5
+
+const byPartition = (a, b) => a.partition - b.partition
+
+async function describeTopicConfigs(admin, topic, configNames) {
+  const { resources } = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames }],
+  })
+  assert.equal(resources.length, 1)
+  const [resource] = resources
+  assert.equal(resource.errorCode, 0)
+  assert.equal(resource.resourceType, ConfigResourceTypes.TOPIC)
+  assert.equal(resource.resourceName, topic)
+  return new Map(resource.configEntries.map(e => [e.configName, e]))
+}
+
+test(
+  'fetchTopicOffsets reports low, high and offset per partition',
+  { timeout: 30_000 },
+  ctx.wrap(async () => {
+    const topic = uniqueTopic('offsets')
+    const admin = await ctx.admin()
+    assert.equal(
+      await admin.createTopics({ topics: [{ topic, numPartitions: 3, replicationFactor: 1 }] }),
+      true
+    )
+    assert.deepEqual((await admin.fetchTopicOffsets(topic)).sort(byPartition), [
+      { partition: 0, offset: '0', high: '0', low: '0' },
+      { partition: 1, offset: '0', high: '0', low: '0' },
+      { partition: 2, offset: '0', high: '0', low: '0' },
+    ])
+
+    const producer = await ctx.producer()
+    const counts = [2, 0, 5]
+    for (const [partition, n] of counts.entries()) {
+      if (n === 0) continue
+      await producer.send({
+        topic,
+        messages: Array.from({ length: n }, (_, i) => ({ partition, value: `p${partition}-${i}` })),
+      })
+    }
+    // A second batch on partition 0 moves its end offset on again.
+    await producer.send({ topic, messages: [{ partition: 0, value: 'p0-2' }] })
+
+    assert.deepEqual((await admin.fetchTopicOffsets(topic)).sort(byPartition), [
+      { partition: 0, offset: '3', high: '3', low: '0' },
+      { partition: 1, offset: '0', high: '0', low: '0' },
+      { partition: 2, offset: '5', high: '5', low: '0' },
+    ])
+  })
+)
+
+test(
+  'fetchTopicOffsetsByTimestamp finds the first offset at or after a timestamp',
+  { timeout: 30_000 },
+  ctx.wrap(async () => {
+    const topic = uniqueTopic('by-timestamp')
+    const admin = await ctx.admin()
+    assert.equal(
+      await admin.createTopics({ topics: [{ topic, numPartitions: 2, replicationFactor: 1 }] }),
+      true
+    )
+    // Recent, explicit CreateTime timestamps, one second apart.
+    const base = Date.now() - 10 * 60 * 1000
+    const ts = i => String(base + i * 1000)
+    const producer = await ctx.producer()
+    // Partition 0: one batch per record. Partition 1: all five records in one batch, so the
+    // lookup must look inside a batch, as Kafka does.
+    for (let i = 0; i < 5; i++) {
+      await producer.send({ topic, messages: [{ partition: 0, value: `p0-${i}`, timestamp: ts(i) }] })
+    }
+    await producer.send({
+      topic,
+      messages: Array.from({ length: 5 }, (_, i) => ({
+        partition: 1,
+        value: `p1-${i}`,
+        timestamp: ts(i),
+      })),
+    })
+
+    const lookup = async t => (await admin.fetchTopicOffsetsByTimestamp(topic, t)).sort(byPartition)
+
+    // Before every record: the first offset.
+    assert.deepEqual(await lookup(base - 60_000), [
+      { partition: 0, offset: '0' },
+      { partition: 1, offset: '0' },
+    ])
+    // Exactly a record's timestamp: that record.
+    assert.deepEqual(await lookup(base + 2000), [
+      { partition: 0, offset: '2' },
+      { partition: 1, offset: '2' },
+    ])
+    // Between two records: the later one.
+    assert.deepEqual(await lookup(base + 3500), [
+      { partition: 0, offset: '4' },
+      { partition: 1, offset: '4' },
+    ])
+    // After every record: Kafka answers -1 and kafkajs substitutes the high watermark.
+    assert.deepEqual(await lookup(base + 60_000), [
+      { partition: 0, offset: '5' },
+      { partition: 1, offset: '5' },
+    ])
+
+    // The consumer sees the timestamps it produced.
+    const got = await ctx.consume({ topic, count: 10 })
+    for (const m of got) {
+      const i = Number(m.value.toString().split('-')[1])
+      assert.equal(m.timestamp, ts(i), `timestamp of ${m.value}`)
+    }
+  })
+)
+
+test(
+  'deleteTopics removes the topic; re-creating it starts empty',
+  { timeout: 30_000 },
+  ctx.wrap(async () => {
+    const topic = uniqueTopic('delete-me')
+    const admin = await ctx.admin()
+    assert.equal(
+      await admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: 1 }] }),
+      true
+    )
+    const producer = await ctx.producer()
+    await producer.send({ topic, messages: [{ value: 'a' }, { value: 'b' }, { value: 'c' }] })
+    await producer.disconnect()
+    assert.deepEqual(await admin.fetchTopicOffsets(topic), [
+      { partition: 0, offset: '3', high: '3', low: '0' },
+    ])
+
+    await admin.deleteTopics({ topics: [topic], timeout: 10_000 })
+    // Topic deletion is asynchronous in Kafka; wait until it is gone.
+    await waitFor(async () => !(await admin.listTopics()).includes(topic), {
+      timeoutMs: 10_000,
+      describe: () => `${topic} to disappear from listTopics`,
+    })
+
+    const recreated = await waitFor(
+      () => admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: 1 }] }),
+      { timeoutMs: 10_000, describe: () => `re-creating ${topic}` }
+    )
+    assert.equal(recreated, true)
+    assert.ok((await admin.listTopics()).includes(topic))
+    assert.deepEqual(await admin.fetchTopicOffsets(topic), [
+      { partition: 0, offset: '0', high: '0', low: '0' },
+    ])
+
+    const producer2 = await ctx.producer()
+    const [sent] = await producer2.send({ topic, messages: [{ value: 'fresh' }] })
+    assert.equal(sent.baseOffset, '0')
+    const got = await ctx.consume({ topic, count: 1 })
+    assert.deepEqual(
+      got.map(m => [m.offset, m.value.toString()]),
+      [['0', 'fresh']]
+    )
+  })
+)
+
+test(
+  'createPartitions grows a topic from 1 to 3 partitions and partition 2 accepts records',
+  { timeout: 30_000 },
+  ctx.wrap(async () => {
+    const topic = uniqueTopic('grow')
+    const admin = await ctx.admin()
+    assert.equal(
+      await admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: 1 }] }),
+      true
+    )
+    let metadata = await admin.fetchTopicMetadata({ topics: [topic] })
+    assert.equal(metadata.topics[0].partitions.length, 1)
+
+    // kafkajs resolves with undefined on success and rejects on any error code.
+    await admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] })
+
+    metadata = await admin.fetchTopicMetadata({ topics: [topic] })
+    const partitions = [...metadata.topics[0].partitions].sort((a, b) => a.partitionId - b.partitionId)
+    assert.deepEqual(
+      partitions.map(p => [p.partitionId, p.leader, p.partitionErrorCode]),
+      [
+        [0, 1, 0],
+        [1, 1, 0],
+        [2, 1, 0],
+      ]
+    )
+
+    const producer = await ctx.producer()
+    const [sent] = await producer.send({ topic, messages: [{ partition: 2, value: 'on partition 2' }] })
+    assert.equal(sent.partition, 2)
+    assert.equal(sent.errorCode, 0)
+    assert.equal(sent.baseOffset, '0')
+
+    const [m] = await ctx.consume({ topic, count: 1 })
+    assert.equal(m.partition, 2)
+    assert.equal(m.offset, '0')
+    assert.equal(m.value.toString(), 'on partition 2')
+  })
+)
+
+test(
+  'describeConfigs shows Kafka defaults; alterConfigs sets retention.ms',
+  { timeout: 30_000 },
+  ctx.wrap(async () => {
+    const topic = uniqueTopic('configs')
+    const admin = await ctx.admin()
+    assert.equal(
+      await admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: 1 }] }),
+      true
+    )
+
+    // All configs of the topic, with Kafka's names and defaults.
+    const all = await describeTopicConfigs(admin, topic)
+    const expectedDefaults = {
+      'retention.ms': '604800000',
+      'retention.bytes': '-1',
+      'cleanup.policy': 'delete',
+      'segment.bytes': '1073741824',
+      'max.message.bytes': '1048588',
+      'message.timestamp.type': 'CreateTime',
+      'min.insync.replicas': '1',
+      'compression.type': 'producer',
+    }
+    for (const [name, value] of Object.entries(expectedDefaults)) {
+      const entry = all.get(name)
+      assert.ok(entry, `describeConfigs lists ${name}`)
+      assert.equal(entry.configValue, value, `${name} default value`)
+      assert.equal(entry.isDefault, true, `${name} isDefault`)
+      assert.equal(entry.configSource, DEFAULT_CONFIG, `${name} configSource`)
+      assert.equal(entry.readOnly, false, `${name} readOnly`)
+      assert.equal(entry.isSensitive, false, `${name} isSensitive`)
+    }
+
+    // Asking for named configs returns just those.
+    const some = await describeTopicConfigs(admin, topic, ['retention.ms', 'cleanup.policy'])
+    assert.deepEqual([...some.keys()].sort(), ['cleanup.policy', 'retention.ms'])
+    assert.equal(some.get('retention.ms').configValue, '604800000')
+    assert.equal(some.get('cleanup.policy').configValue, 'delete')
+
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [
+        {
+          type: ConfigResourceTypes.TOPIC,
+          name: topic,
+          configEntries: [{ name: 'retention.ms', value: '3600000' }],
+        },
+      ],
+    })
+
+    const altered = await describeTopicConfigs(admin, topic, ['retention.ms', 'cleanup.policy'])
+    const retention = altered.get('retention.ms')
+    assert.equal(retention.configValue, '3600000')
+    assert.equal(retention.isDefault, false)
+    assert.equal(retention.configSource, DYNAMIC_TOPIC_CONFIG)
+    const cleanup = altered.get('cleanup.policy')
+    assert.equal(cleanup.configValue, 'delete')
+    assert.equal(cleanup.isDefault, true)
+    assert.equal(cleanup.configSource, DEFAULT_CONFIG)
+  })
+)
+
+test(
+  'createTopics with configEntries stores them as topic overrides',
+  { timeout: 30_000 },
+  ctx.wrap(async () => {
+    const topic = uniqueTopic('with-configs')
+    const admin = await ctx.admin()
+    assert.equal(
+      await admin.createTopics({
+        topics: [
+          {
+            topic,
+            numPartitions: 1,
+            replicationFactor: 1,
+            configEntries: [
+              { name: 'cleanup.policy', value: 'compact' },
+              { name: 'retention.ms', value: '86400000' },
+            ],
+          },
+        ],
+      }),
+      true
+    )
+    const configs = await describeTopicConfigs(admin, topic, [
+      'cleanup.policy',
+      'retention.ms',
+      'segment.bytes',
+    ])
+    assert.equal(configs.get('cleanup.policy').configValue, 'compact')
+    assert.equal(configs.get('cleanup.policy').isDefault, false)
+    assert.equal(configs.get('cleanup.policy').configSource, DYNAMIC_TOPIC_CONFIG)
+    assert.equal(configs.get('retention.ms').configValue, '86400000')
+    assert.equal(configs.get('retention.ms').configSource, DYNAMIC_TOPIC_CONFIG)
+    assert.equal(configs.get('segment.bytes').configValue, '1073741824')
+    assert.equal(configs.get('segment.bytes').isDefault, true)
+  })
+)
