@@ -88,11 +88,11 @@ pub fn replay(broker: &Arc<Broker>, coordinator: &GroupCoordinator) -> Result<us
             for item in sluice_protocol::batch::split_batches(&chunk) {
                 let (header, range) = item.map_err(|e| e.to_string())?;
                 offset = header.last_offset() + 1;
-                let Some(bytes) = chunk.get(range) else { break };
-                if header.is_control() {
+                if header.is_control() || range.end > chunk.len() {
                     continue;
                 }
-                for record in records::iter_records(bytes, MAX_DECOMPRESSED).map_err(|e| e.to_string())? {
+                let batch = chunk.slice(range);
+                for record in records::decode_records(&batch, MAX_DECOMPRESSED).map_err(|e| e.to_string())? {
                     let record = record.map_err(|e| e.to_string())?;
                     if let Some(key) = record.key {
                         entries.push((key, record.value));

@@ -80,6 +80,8 @@ pub enum BatchError {
     InvalidRecordsCount(i32),
     #[error("records count {count} exceeds the bound {max}")]
     TooManyRecords { count: i32, max: i64 },
+    #[error("invalid producer fields: {0}")]
+    InvalidProducerState(&'static str),
     #[error("last offset delta {last_offset_delta} does not match records count {records_count}")]
     OffsetDeltaMismatch {
         last_offset_delta: i32,
@@ -264,6 +266,17 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
             last_offset_delta: h.last_offset_delta,
             records_count: h.records_count,
         });
+    }
+    // The same producer-field checks Kafka makes before anything reaches producer state.
+    if h.is_transactional() && !h.has_producer_id() {
+        return Err(BatchError::InvalidProducerState(
+            "transactional batch without a producer id",
+        ));
+    }
+    if h.has_producer_id() && h.base_sequence < 0 {
+        return Err(BatchError::InvalidProducerState(
+            "idempotent batch without a base sequence",
+        ));
     }
     Ok(h)
 }
@@ -807,6 +820,32 @@ mod tests {
         b[field::ATTRIBUTES + 1] |= 7;
         recompute_crc(&mut b).unwrap();
         assert_eq!(validate(&b), Err(BatchError::UnknownCompression(7)));
+    }
+
+    #[test]
+    fn producer_fields_checked() {
+        let b = RecordBatchBuilder::new()
+            .transactional(true)
+            .record(1, None, None, &[])
+            .build();
+        assert!(matches!(
+            validate(&b),
+            Err(BatchError::InvalidProducerState(_))
+        ));
+        let b = RecordBatchBuilder::new()
+            .producer(5, 0, -1)
+            .record(1, None, None, &[])
+            .build();
+        assert!(matches!(
+            validate(&b),
+            Err(BatchError::InvalidProducerState(_))
+        ));
+        let b = RecordBatchBuilder::new()
+            .producer(5, 0, 0)
+            .transactional(true)
+            .record(1, None, None, &[])
+            .build();
+        assert!(validate(&b).is_ok());
     }
 
     #[test]

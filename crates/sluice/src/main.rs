@@ -6,6 +6,9 @@
 mod alloc_guard;
 mod serve;
 
+#[cfg(test)]
+mod decode_safety_tests;
+
 use clap::{Parser, Subcommand};
 
 #[global_allocator]

@@ -223,8 +223,12 @@ impl PartitionLog {
             }
             next = h.last_offset() + 1;
         }
-        let config = self.config.clone();
-        self.active_mut()?.append(batches, &parsed, &config)?;
+        let active = self
+            .segments
+            .values_mut()
+            .next_back()
+            .ok_or_else(|| StorageError::Corrupt("log has no segment".into()))?;
+        active.append(batches, &parsed, &self.config)?;
         Ok(AppendInfo {
             base_offset: log_end,
             last_offset: next - 1,

@@ -138,7 +138,7 @@ fn append(
 
 fn batch_error(e: BatchError) -> (ResponseError, Option<String>) {
     let code = match e {
-        BatchError::UnsupportedMagic(_) => ResponseError::InvalidRecord,
+        BatchError::UnsupportedMagic(_) | BatchError::InvalidProducerState(_) => ResponseError::InvalidRecord,
         _ => ResponseError::CorruptMessage,
     };
     (code, Some(e.to_string()))

@@ -27,7 +27,12 @@ pub fn batch(count: usize, ts: i64, value_len: usize) -> Vec<u8> {
     for i in 0..count {
         let mut value = format!("v{i}-").into_bytes();
         value.resize(value_len.max(value.len()), b'x');
-        b.push(ts + i as i64, Some(format!("k{i}").as_bytes()), Some(&value), &[]);
+        b.push(
+            ts + i as i64,
+            Some(format!("k{i}").as_bytes()),
+            Some(&value),
+            &[],
+        );
     }
     b.build()
 }

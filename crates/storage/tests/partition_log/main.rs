@@ -2,6 +2,14 @@
 //!
 //! One test binary with modules (rather than one per file) keeps link time down.
 
+// Test code (helpers included, which clippy does not see as tests) may unwrap and index.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod append_read;
 mod common;
 mod faults;

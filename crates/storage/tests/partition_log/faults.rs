@@ -1,0 +1,86 @@
+//! Injected I/O faults: errors, never panics, and no partial batch left behind.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sluice_storage::io::{IoOp, set_fault_hook};
+use sluice_storage::{LogConfig, PartitionLog, StorageError};
+
+use crate::common::*;
+
+/// The hook is process-wide: tests touching it run one at a time, and each only fails
+/// operations under its own directory.
+static HOOK_LOCK: Mutex<()> = Mutex::new(());
+
+fn fail_under(dir: &Path, op: IoOp, armed: Arc<AtomicBool>) {
+    let dir: PathBuf = dir.to_path_buf();
+    set_fault_hook(Some(Arc::new(move |o, p: &Path| {
+        if o == op && p.starts_with(&dir) && armed.load(Ordering::SeqCst) {
+            Err(io::Error::other("injected fault"))
+        } else {
+            Ok(())
+        }
+    })));
+}
+
+#[test]
+fn failed_write_leaves_the_log_unchanged() {
+    let _guard = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), false, 0).unwrap();
+    log.append(&mut batch(2, 0, 10), 0, None, 0).unwrap();
+    let armed = Arc::new(AtomicBool::new(true));
+    fail_under(dir.path(), IoOp::Write, armed.clone());
+    let err = log.append(&mut batch(2, 0, 10), 0, None, 0).unwrap_err();
+    assert!(matches!(err, StorageError::Io(_)), "{err}");
+    assert_eq!(log.log_end_offset(), 2);
+    armed.store(false, Ordering::SeqCst);
+    let info = log.append(&mut batch(3, 0, 10), 0, None, 0).unwrap();
+    assert_eq!(info.base_offset, 2);
+    set_fault_hook(None);
+    assert_eq!(all_records(&log, 1 << 20).len(), 5);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config(), true, 0).unwrap();
+    assert_eq!(log.log_end_offset(), 5);
+}
+
+#[test]
+fn failed_sync_is_reported() {
+    let _guard = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    log.append(&mut batch(2, 0, 10), 0, None, 0).unwrap();
+    let armed = Arc::new(AtomicBool::new(true));
+    fail_under(dir.path(), IoOp::Sync, armed.clone());
+    assert!(log.flush_handle().flush().is_err());
+    assert_eq!(log.recovery_point(), 0);
+    armed.store(false, Ordering::SeqCst);
+    assert_eq!(log.flush_handle().flush().unwrap(), 2);
+    set_fault_hook(None);
+}
+
+#[test]
+fn failed_reads_and_opens_are_errors() {
+    let _guard = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    log.append(&mut batch_with_timestamps(&[5, 6]), 0, None, 0)
+        .unwrap();
+    let armed = Arc::new(AtomicBool::new(true));
+    fail_under(dir.path(), IoOp::Read, armed.clone());
+    assert!(matches!(
+        log.read(0, 100, i64::MAX),
+        Err(StorageError::Io(_))
+    ));
+    assert!(log.offset_for_timestamp(6).is_err());
+    // Falls back to the batch-granular answer rather than failing.
+    assert_eq!(log.max_timestamp(), Some((6, 1)));
+    drop(log);
+    assert!(PartitionLog::open(dir.path(), LogConfig::default(), true, 0).is_err());
+    armed.store(false, Ordering::SeqCst);
+    set_fault_hook(None);
+    let log = PartitionLog::open(dir.path(), LogConfig::default(), true, 0).unwrap();
+    assert_eq!(log.log_end_offset(), 2);
+}
