@@ -78,7 +78,7 @@ pub async fn serve_connection(
             buf.reserve(READ_BUFFER);
         }
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            _ = crate::server::stopped(&mut stop) => break,
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) => break,
                 Ok(_) => {}

@@ -13,7 +13,7 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let interval = Duration::from_millis(broker.config.log_retention_check_interval_ms.max(10));
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            _ = crate::server::stopped(&mut stop) => return,
             _ = tokio::time::sleep(interval) => {}
         }
         let b = broker.clone();

@@ -174,19 +174,25 @@ impl Server {
     }
 }
 
+/// Resolves once shutdown has been requested (or the sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 async fn accept_loop(
     listener: TcpListener,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut connections = JoinSet::new();
+    let connection_stop = stop.clone();
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            _ = crate::server::stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     let _ = socket.set_nodelay(true);
-                    connections.spawn(serve_connection(socket, peer, broker.clone(), stop.clone()));
+                    connections.spawn(serve_connection(socket, peer, broker.clone(), connection_stop.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -3,7 +3,6 @@
 //! then bring the partition logs in line.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use sluice_protocol::kafka_protocol;

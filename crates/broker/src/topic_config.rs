@@ -77,7 +77,6 @@ macro_rules! def {
     };
 }
 
-const MAX_LONG: &str = "9223372036854775807";
 
 /// Every topic config Kafka 3.x/4.x defines, sorted by name as Kafka lists them.
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[

@@ -2,7 +2,10 @@
 //! them visible once durable.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::OffsetCommitRequest;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use tokio::sync::oneshot;
 
 use crate::coordinator::State;
@@ -23,7 +26,12 @@ pub(crate) struct CommitPlan {
 }
 
 /// Kafka's `validateOffsetCommit` for classic groups.
-fn validate(g: &Group, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+fn validate(
+    g: &Group,
+    member_id: &str,
+    instance_id: Option<&str>,
+    generation: i32,
+) -> Result<(), ResponseError> {
     if g.is(GroupState::Dead) {
         return Err(ResponseError::CoordinatorNotAvailable);
     }
@@ -52,7 +60,11 @@ fn java_length(s: &str) -> usize {
     s.encode_utf16().count()
 }
 
-pub(crate) fn commit(state: &mut State, req: &OffsetCommitRequest, version: i16) -> Result<CommitPlan, ResponseError> {
+pub(crate) fn commit(
+    state: &mut State,
+    req: &OffsetCommitRequest,
+    version: i16,
+) -> Result<CommitPlan, ResponseError> {
     let State {
         groups,
         sched,
@@ -80,12 +92,15 @@ pub(crate) fn commit(state: &mut State, req: &OffsetCommitRequest, version: i16)
     validate(g, member_id, instance_id, generation)?;
 
     // A commit proves the member is alive, as a heartbeat does.
-    if matches!(g.state, GroupState::Stable | GroupState::PreparingRebalance) && g.members.contains_key(member_id) {
+    if matches!(g.state, GroupState::Stable | GroupState::PreparingRebalance)
+        && g.members.contains_key(member_id)
+    {
         reschedule_session(g, sched, member_id);
     }
 
     let now = now_ms();
-    let expire_timestamp_ms = (req.retention_time_ms != -1).then(|| now.saturating_add(req.retention_time_ms));
+    let expire_timestamp_ms =
+        (req.retention_time_ms != -1).then(|| now.saturating_add(req.retention_time_ms));
     let mut partition_errors = Vec::with_capacity(req.topics.len());
     let mut accepted: Vec<(String, i32, OffsetAndMetadata)> = Vec::new();
     for topic in &req.topics {
@@ -106,7 +121,8 @@ pub(crate) fn commit(state: &mut State, req: &OffsetCommitRequest, version: i16)
                 p.partition_index,
                 OffsetAndMetadata {
                     offset: p.committed_offset,
-                    leader_epoch: (p.committed_leader_epoch != -1).then_some(p.committed_leader_epoch),
+                    leader_epoch: (p.committed_leader_epoch != -1)
+                        .then_some(p.committed_leader_epoch),
                     metadata,
                     commit_timestamp_ms: now,
                     expire_timestamp_ms,
@@ -178,4 +194,43 @@ fn is_unused_simple_group(g: &Group) -> bool {
         && g.pending_join.is_empty()
         && g.is(GroupState::Empty)
         && !g.offsets.has_offsets()
+}
+
+/// The OffsetCommit answer: a failed write fails every partition (as in
+/// Kafka), otherwise each partition carries its own outcome.
+pub(crate) fn response(
+    req: &OffsetCommitRequest,
+    partition_errors: Option<&[Vec<Option<ResponseError>>]>,
+    write_error: Option<ResponseError>,
+) -> OffsetCommitResponse {
+    let topics = req
+        .topics
+        .iter()
+        .enumerate()
+        .map(|(ti, topic)| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(pi, p)| {
+                    // A failed write fails the whole request, as in Kafka.
+                    let error = write_error.or_else(|| {
+                        partition_errors
+                            .and_then(|e| e.get(ti))
+                            .and_then(|e| e.get(pi))
+                            .copied()
+                            .flatten()
+                    });
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error.map_or(0, |e| e.code()))
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
 }

@@ -52,7 +52,7 @@ pub enum GroupLogError {
     /// The partition cannot take writes right now (not enough replicas, not
     /// created yet, timed out). Clients retry after rediscovering the coordinator.
     #[error("__consumer_offsets partition not available: {0}")]
-    NotAvailable(String),
+    Unavailable(String),
     /// This node no longer leads the partition of the group.
     #[error("this node is no longer the leader of the group's __consumer_offsets partition")]
     NotLeader,
@@ -72,7 +72,7 @@ impl GroupLogError {
     /// (Kafka's `appendGroupMetadataErrorToResponseError`).
     pub fn response_error(&self) -> ResponseError {
         match self {
-            Self::NotAvailable(_) => ResponseError::CoordinatorNotAvailable,
+            Self::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
             Self::NotLeader | Self::Storage(_) => ResponseError::NotCoordinator,
             Self::TooLarge(_) | Self::Encode(_) => ResponseError::UnknownServerError,
         }

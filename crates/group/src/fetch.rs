@@ -1,5 +1,15 @@
 //! OffsetFetch: reading committed offsets.
 
+use std::collections::HashMap;
+
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::protocol::StrBytes;
+
 use crate::coordinator::State;
 use crate::state::GroupState;
 
@@ -50,23 +60,87 @@ pub(crate) fn fetch(
             .map(|(topic, partitions)| {
                 let fetched = partitions
                     .iter()
-                    .map(|&partition| match group.and_then(|g| g.offsets.get(topic, partition)) {
-                        Some(o) => FetchedPartition {
-                            partition,
-                            offset: o.offset,
-                            leader_epoch: o.leader_epoch.unwrap_or(-1),
-                            metadata: o.metadata.clone(),
+                    .map(
+                        |&partition| match group.and_then(|g| g.offsets.get(topic, partition)) {
+                            Some(o) => FetchedPartition {
+                                partition,
+                                offset: o.offset,
+                                leader_epoch: o.leader_epoch.unwrap_or(-1),
+                                metadata: o.metadata.clone(),
+                            },
+                            None => FetchedPartition {
+                                partition,
+                                offset: -1,
+                                leader_epoch: -1,
+                                metadata: String::new(),
+                            },
                         },
-                        None => FetchedPartition {
-                            partition,
-                            offset: -1,
-                            leader_epoch: -1,
-                            metadata: String::new(),
-                        },
-                    })
+                    )
                     .collect();
                 (topic.clone(), fetched)
             })
             .collect(),
     }
+}
+
+/// Topics of an OffsetFetch v1-v7 answer (one group).
+pub(crate) fn single_group_topics(
+    fetched: Vec<(String, Vec<FetchedPartition>)>,
+) -> Vec<OffsetFetchResponseTopic> {
+    fetched
+        .into_iter()
+        .map(|(name, partitions)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name)))
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|p| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p.partition)
+                                .with_committed_offset(p.offset)
+                                .with_committed_leader_epoch(p.leader_epoch)
+                                .with_metadata(Some(StrBytes::from_string(p.metadata)))
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
+/// One group of an OffsetFetch v8+ answer; topic ids are echoed from the request.
+pub(crate) fn group_response(
+    request: &OffsetFetchRequestGroup,
+    fetched: Vec<(String, Vec<FetchedPartition>)>,
+) -> OffsetFetchResponseGroup {
+    let topic_ids: HashMap<&str, _> = request
+        .topics
+        .iter()
+        .flatten()
+        .map(|t| (t.name.as_str(), t.topic_id))
+        .collect();
+    let topics = fetched
+        .into_iter()
+        .map(|(name, partitions)| {
+            let topic_id = topic_ids.get(name.as_str()).copied().unwrap_or_default();
+            OffsetFetchResponseTopics::default()
+                .with_name(TopicName(StrBytes::from_string(name)))
+                .with_topic_id(topic_id)
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|p| {
+                            OffsetFetchResponsePartitions::default()
+                                .with_partition_index(p.partition)
+                                .with_committed_offset(p.offset)
+                                .with_committed_leader_epoch(p.leader_epoch)
+                                .with_metadata(Some(StrBytes::from_string(p.metadata)))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetFetchResponseGroup::default()
+        .with_group_id(request.group_id.clone())
+        .with_topics(topics)
 }

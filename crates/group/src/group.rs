@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use bytes::{Buf, Bytes};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-use kafka_protocol::messages::{ConsumerProtocolSubscription, JoinGroupResponse, SyncGroupResponse};
+use kafka_protocol::messages::{
+    ConsumerProtocolSubscription, JoinGroupResponse, SyncGroupResponse,
+};
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use tokio::sync::oneshot;
 
@@ -99,7 +101,10 @@ impl Group {
     }
 
     pub fn num_awaiting_join(&self) -> usize {
-        self.members.values().filter(|m| m.is_awaiting_join()).count()
+        self.members
+            .values()
+            .filter(|m| m.is_awaiting_join())
+            .count()
     }
 
     /// Every member rejoined and no member id handed out is still outstanding.
@@ -324,7 +329,11 @@ impl Group {
 
     /// Checks that `member_id` (and, for a static member, its instance id)
     /// names the current incarnation of a member.
-    pub fn validate_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+    pub fn validate_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
         match instance_id {
             Some(instance) => match self.static_members.get(instance) {
                 None => Err(ResponseError::UnknownMemberId),
@@ -356,7 +365,9 @@ impl Group {
             .with_generation_id(self.generation)
             .with_protocol_type(self.protocol_type.clone().map(StrBytes::from_string))
             .with_protocol_name(self.protocol_name.clone().map(StrBytes::from_string))
-            .with_leader(StrBytes::from_string(self.leader.clone().unwrap_or_default()))
+            .with_leader(StrBytes::from_string(
+                self.leader.clone().unwrap_or_default(),
+            ))
             .with_member_id(StrBytes::from_string(member_id.to_owned()))
             .with_members(if with_members {
                 self.leader_member_list()
@@ -409,7 +420,10 @@ impl Group {
         if self.is(GroupState::Empty) {
             return Some(ExpirationBase::EmptySince(self.state_timestamp_ms));
         }
-        if self.uses_consumer_protocol() && self.subscribed_topics.is_some() && self.is(GroupState::Stable) {
+        if self.uses_consumer_protocol()
+            && self.subscribed_topics.is_some()
+            && self.is(GroupState::Stable)
+        {
             // Offsets of topics the group no longer consumes expire from their commit.
             return Some(ExpirationBase::CommitTimestamp);
         }

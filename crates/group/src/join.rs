@@ -1,8 +1,6 @@
 //! JoinGroup: admitting members, member ids (KIP-394), static membership
 //! (KIP-345) and the decision whether a join starts a rebalance.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::JoinGroupResponse;
@@ -14,13 +12,14 @@ use crate::group::Group;
 use crate::member::{Member, Protocol};
 use crate::now_ms;
 use crate::rebalance::{
-    maybe_complete_join_phase, maybe_prepare_rebalance_or_complete_join, prepare_rebalance,
-    reschedule_session, schedule_new_member_timeout,
+    maybe_complete_join_phase, maybe_prepare_rebalance_or_complete_join,
+    schedule_new_member_timeout,
 };
 use crate::records::{GroupMetadataValue, GroupRecordKey};
 use crate::reply::Reply;
 use crate::scheduler::{Scheduler, TimerAction, TimerKey};
 use crate::state::GroupState;
+use crate::static_member::update_static_member_and_rebalance;
 
 /// A validated JoinGroup request.
 pub(crate) struct JoinParams {
@@ -63,7 +62,10 @@ pub(crate) fn join(state: &mut State, p: JoinParams) -> Reply<JoinGroupResponse>
         created = true;
     }
     let Some(g) = groups.get_mut(&p.group_id) else {
-        return Reply::Now(join_error(&p.member_id, ResponseError::CoordinatorNotAvailable));
+        return Reply::Now(join_error(
+            &p.member_id,
+            ResponseError::CoordinatorNotAvailable,
+        ));
     };
 
     let reply = if !accept_joining_member(g, &p.member_id, config.max_group_size) {
@@ -87,7 +89,9 @@ pub(crate) fn join(state: &mut State, p: JoinParams) -> Reply<JoinGroupResponse>
             current_state_timestamp: g.state_timestamp_ms.unwrap_or(-1),
             members: Vec::new(),
         };
-        let key = GroupRecordKey::GroupMetadata { group: g.id.clone() };
+        let key = GroupRecordKey::GroupMetadata {
+            group: g.id.clone(),
+        };
         let record = key
             .encode()
             .and_then(|k| Ok(vec![(k, Some(value.encode()?))]))
@@ -138,7 +142,14 @@ fn join_new_member(g: &mut Group, s: &mut Scheduler, p: JoinParams) -> Reply<Joi
         return match g.static_members.get(&instance_id).cloned() {
             Some(old_member_id) => {
                 tracing::info!(group = %g.id, instance = %instance_id, old = %old_member_id, new = %new_member_id, "static member rejoined with a new member id");
-                update_static_member_and_rebalance(g, s, p, &instance_id, &old_member_id, &new_member_id)
+                update_static_member_and_rebalance(
+                    g,
+                    s,
+                    p,
+                    &instance_id,
+                    &old_member_id,
+                    &new_member_id,
+                )
             }
             None => add_member_and_rebalance(g, s, p, new_member_id),
         };
@@ -157,13 +168,23 @@ fn join_new_member(g: &mut Group, s: &mut Scheduler, p: JoinParams) -> Reply<Joi
     add_member_and_rebalance(g, s, p, new_member_id)
 }
 
-fn join_existing_member(g: &mut Group, s: &mut Scheduler, p: JoinParams) -> Reply<JoinGroupResponse> {
+fn join_existing_member(
+    g: &mut Group,
+    s: &mut Scheduler,
+    p: JoinParams,
+) -> Reply<JoinGroupResponse> {
     let member_id = p.member_id.clone();
     if g.is(GroupState::Dead) {
-        return Reply::Now(join_error(&member_id, ResponseError::CoordinatorNotAvailable));
+        return Reply::Now(join_error(
+            &member_id,
+            ResponseError::CoordinatorNotAvailable,
+        ));
     }
     if !g.supports_protocols(&p.protocol_type, &p.protocols) {
-        return Reply::Now(join_error(&member_id, ResponseError::InconsistentGroupProtocol));
+        return Reply::Now(join_error(
+            &member_id,
+            ResponseError::InconsistentGroupProtocol,
+        ));
     }
     if g.pending_join.contains(&member_id) {
         if p.instance_id.is_some() {
@@ -180,24 +201,33 @@ fn join_existing_member(g: &mut Group, s: &mut Scheduler, p: JoinParams) -> Repl
         .get(&member_id)
         .is_some_and(|m| m.matches(&p.protocols));
     match g.state {
-        GroupState::PreparingRebalance => update_member_and_rebalance(g, s, p, "member joining during PreparingRebalance"),
+        GroupState::PreparingRebalance => {
+            update_member_and_rebalance(g, s, p, "member joining during PreparingRebalance")
+        }
         GroupState::CompletingRebalance if matches => {
             // Same metadata: the member probably missed its JoinGroup
             // response; resend the current generation.
             let is_leader = g.is_leader(&member_id);
             Reply::Now(g.join_response(&member_id, is_leader))
         }
-        GroupState::CompletingRebalance => {
-            update_member_and_rebalance(g, s, p, "member changed metadata during CompletingRebalance")
-        }
+        GroupState::CompletingRebalance => update_member_and_rebalance(
+            g,
+            s,
+            p,
+            "member changed metadata during CompletingRebalance",
+        ),
         GroupState::Stable if g.is_leader(&member_id) => {
             // A leader rejoining forces a rebalance: this is how it reacts to
             // changes the metadata does not show (e.g. new partitions).
             update_member_and_rebalance(g, s, p, "leader rejoining during Stable")
         }
-        GroupState::Stable if !matches => update_member_and_rebalance(g, s, p, "member changed metadata during Stable"),
+        GroupState::Stable if !matches => {
+            update_member_and_rebalance(g, s, p, "member changed metadata during Stable")
+        }
         GroupState::Stable => Reply::Now(g.join_response(&member_id, false)),
-        GroupState::Empty | GroupState::Dead => Reply::Now(join_error(&member_id, ResponseError::UnknownMemberId)),
+        GroupState::Empty | GroupState::Dead => {
+            Reply::Now(join_error(&member_id, ResponseError::UnknownMemberId))
+        }
     }
 }
 
@@ -247,127 +277,5 @@ fn add_member_and_rebalance(
     g.add(member);
     schedule_new_member_timeout(g, s, &member_id);
     maybe_prepare_rebalance_or_complete_join(g, s, &format!("adding new member {member_id}"));
-    Reply::Wait(rx)
-}
-
-/// A known static member rejoined with a new member id (a restart). In a
-/// Stable group whose selected protocol does not change, the new id simply
-/// replaces the old one — no rebalance — once that is durable; the old id is
-/// fenced. Otherwise the group rebalances.
-fn update_static_member_and_rebalance(
-    g: &mut Group,
-    s: &mut Scheduler,
-    p: JoinParams,
-    instance_id: &str,
-    old_member_id: &str,
-    new_member_id: &str,
-) -> Reply<JoinGroupResponse> {
-    let current_leader = g.leader.clone().unwrap_or_default();
-    if !g.replace_static_member(instance_id, old_member_id, new_member_id) {
-        return Reply::Now(join_error("", ResponseError::UnknownServerError));
-    }
-    s.cancel(&TimerKey::Heartbeat(g.id.clone(), old_member_id.to_owned()));
-    reschedule_session(g, s, new_member_id);
-
-    let Some(member) = g.members.get(new_member_id) else {
-        return Reply::Now(join_error("", ResponseError::UnknownServerError));
-    };
-    let old_protocols = member.protocols.clone();
-    let old_rebalance_timeout_ms = member.rebalance_timeout_ms;
-    let old_session_timeout_ms = member.session_timeout_ms;
-
-    let (tx, rx) = oneshot::channel();
-    g.update_member(
-        new_member_id,
-        p.protocols,
-        p.rebalance_timeout_ms,
-        p.session_timeout_ms,
-        Some(tx),
-    );
-
-    match g.state {
-        GroupState::Stable => {
-            if g.protocol_name.is_some() && g.select_protocol() == g.protocol_name {
-                let assignments: HashMap<String, Bytes> = g
-                    .members
-                    .values()
-                    .map(|m| (m.id.clone(), m.assignment.clone()))
-                    .collect();
-                let record = g
-                    .metadata_record(|m| assignments.get(&m.id).cloned().unwrap_or_default())
-                    .map(|r| vec![r])
-                    .map_err(Into::into);
-                let group_id = g.id.clone();
-                let instance_id = instance_id.to_owned();
-                let old_member_id = old_member_id.to_owned();
-                let new_member_id = new_member_id.to_owned();
-                let skip_assignment = p.supports_skip_assignment;
-                s.write(
-                    &group_id.clone(),
-                    record,
-                    Box::new(move |state, result| {
-                        let State { groups, sched, .. } = state;
-                        let Some(g) = groups.get_mut(&group_id) else {
-                            return;
-                        };
-                        let Some(waiter) = g
-                            .members
-                            .get_mut(&new_member_id)
-                            .and_then(|m| m.join_waiter.take())
-                        else {
-                            return;
-                        };
-                        let response = match result {
-                            Err(e) => {
-                                // Not durable: put the old member id back.
-                                g.update_member(
-                                    &new_member_id,
-                                    old_protocols,
-                                    old_rebalance_timeout_ms,
-                                    old_session_timeout_ms,
-                                    None,
-                                );
-                                if g.replace_static_member(&instance_id, &new_member_id, &old_member_id) {
-                                    sched.cancel(&TimerKey::Heartbeat(g.id.clone(), new_member_id.clone()));
-                                    reschedule_session(g, sched, &old_member_id);
-                                }
-                                JoinGroupResponse::default()
-                                    .with_generation_id(g.generation)
-                                    .with_protocol_type(g.protocol_type.clone().map(StrBytes::from_string))
-                                    .with_protocol_name(g.protocol_name.clone().map(StrBytes::from_string))
-                                    .with_leader(StrBytes::from_string(current_leader))
-                                    .with_error_code(e.response_error().code())
-                            }
-                            Ok(()) if skip_assignment => {
-                                // JoinGroup v9+: the leader learns it leads but
-                                // must not run a new assignment for a Stable group.
-                                let is_leader = g.is_leader(&new_member_id);
-                                g.join_response(&new_member_id, is_leader)
-                                    .with_skip_assignment(is_leader)
-                            }
-                            Ok(()) => {
-                                // Older clients are told the old leader id, so a
-                                // restarted leader acts as a follower and does
-                                // not compute an assignment a Stable group would ignore.
-                                g.join_response(&new_member_id, false)
-                                    .with_leader(StrBytes::from_string(current_leader))
-                            }
-                        };
-                        let _ = waiter.send(response);
-                    }),
-                );
-            } else {
-                maybe_prepare_rebalance_or_complete_join(
-                    g,
-                    s,
-                    "static member rejoined with a protocol change",
-                );
-            }
-        }
-        // The leader may already be assigning with the old member id: start over.
-        GroupState::CompletingRebalance => prepare_rebalance(g, s, "static member replaced during CompletingRebalance"),
-        GroupState::PreparingRebalance => maybe_complete_join_phase(g, s),
-        GroupState::Empty | GroupState::Dead => {}
-    }
     Reply::Wait(rx)
 }

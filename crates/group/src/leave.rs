@@ -6,7 +6,10 @@ use kafka_protocol::messages::leave_group_request::MemberIdentity;
 
 use crate::coordinator::State;
 use crate::group::Group;
-use crate::rebalance::{maybe_complete_join_phase, maybe_prepare_rebalance_or_complete_join, unknown_member_join_response};
+use crate::rebalance::{
+    maybe_complete_join_phase, maybe_prepare_rebalance_or_complete_join,
+    unknown_member_join_response,
+};
 use crate::scheduler::{Scheduler, TimerKey};
 use crate::state::GroupState;
 

@@ -38,9 +38,9 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
     if partitions <= 0 {
         return 0;
     }
-    let hash = group_id
-        .encode_utf16()
-        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    let hash = group_id.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
     // Kafka's Utils.abs maps Integer.MIN_VALUE to 0 instead of overflowing.
     let positive = if hash == i32::MIN { 0 } else { hash.abs() };
     positive % partitions
@@ -71,7 +71,12 @@ impl MemoryGroupLog {
 
     /// The appended records without group ids, ready for `GroupCoordinator::load`.
     pub fn replay(&self) -> Vec<GroupRecord> {
-        self.inner.lock().records.iter().map(|(_, r)| r.clone()).collect()
+        self.inner
+            .lock()
+            .records
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     /// Make the next append fail with `error` (queued: call repeatedly to fail

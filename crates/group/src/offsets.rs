@@ -60,10 +60,6 @@ impl GroupOffsets {
         }
     }
 
-    pub fn clear(&mut self) {
-        self.committed.clear();
-    }
-
     /// All committed offsets, ordered by topic then partition.
     pub fn iter(&self) -> impl Iterator<Item = (&str, i32, &OffsetAndMetadata)> {
         self.committed
@@ -85,7 +81,10 @@ impl GroupOffsets {
     }
 
     pub fn add_pending(&mut self, topic: &str, partition: i32) {
-        *self.pending.entry((topic.to_owned(), partition)).or_insert(0) += 1;
+        *self
+            .pending
+            .entry((topic.to_owned(), partition))
+            .or_insert(0) += 1;
     }
 
     pub fn complete_pending(&mut self, topic: &str, partition: i32) {

@@ -48,7 +48,11 @@ pub(crate) fn schedule_new_member_timeout(g: &Group, s: &mut Scheduler, member_i
 
 /// Starts a rebalance if the state allows one, else tries to finish the
 /// join phase that is already running.
-pub(crate) fn maybe_prepare_rebalance_or_complete_join(g: &mut Group, s: &mut Scheduler, reason: &str) {
+pub(crate) fn maybe_prepare_rebalance_or_complete_join(
+    g: &mut Group,
+    s: &mut Scheduler,
+    reason: &str,
+) {
     if g.can_rebalance() {
         prepare_rebalance(g, s, reason);
     } else {
@@ -186,7 +190,11 @@ pub(crate) fn complete_join(g: &mut Group, s: &mut Scheduler) {
 }
 
 /// Answers parked SyncGroup requests with `error` and clears assignments.
-pub(crate) fn reset_and_propagate_assignment_error(g: &mut Group, s: &mut Scheduler, error: ResponseError) {
+pub(crate) fn reset_and_propagate_assignment_error(
+    g: &mut Group,
+    s: &mut Scheduler,
+    error: ResponseError,
+) {
     for member in g.members.values_mut() {
         member.assignment = Bytes::new();
     }
@@ -252,7 +260,12 @@ pub(crate) fn remove_pending_sync_member(g: &mut Group, s: &mut Scheduler, membe
 /// Removes a member (session expiry, leave): a parked JoinGroup is answered
 /// with UNKNOWN_MEMBER_ID so a still-alive client rejoins, then the group
 /// rebalances or finishes the running join phase.
-pub(crate) fn remove_member_and_update_group(g: &mut Group, s: &mut Scheduler, member_id: &str, reason: &str) {
+pub(crate) fn remove_member_and_update_group(
+    g: &mut Group,
+    s: &mut Scheduler,
+    member_id: &str,
+    reason: &str,
+) {
     if let Some(waiter) = g
         .members
         .get_mut(member_id)
@@ -271,7 +284,11 @@ pub(crate) fn remove_member_and_update_group(g: &mut Group, s: &mut Scheduler, m
 }
 
 /// A member id handed out with MEMBER_ID_REQUIRED was never used.
-pub(crate) fn remove_pending_member_and_update_group(g: &mut Group, s: &mut Scheduler, member_id: &str) {
+pub(crate) fn remove_pending_member_and_update_group(
+    g: &mut Group,
+    s: &mut Scheduler,
+    member_id: &str,
+) {
     g.remove(member_id);
     if g.is(GroupState::PreparingRebalance) && g.has_all_members_joined() {
         complete_join(g, s);
@@ -339,7 +356,11 @@ fn expire_pending_sync(g: &mut Group, s: &mut Scheduler, generation: i32) {
     if generation != g.generation {
         return;
     }
-    if !matches!(g.state, GroupState::CompletingRebalance | GroupState::Stable) || g.pending_sync.is_empty() {
+    if !matches!(
+        g.state,
+        GroupState::CompletingRebalance | GroupState::Stable
+    ) || g.pending_sync.is_empty()
+    {
         return;
     }
     let mut missing: Vec<String> = g.pending_sync.iter().cloned().collect();

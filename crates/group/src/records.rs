@@ -341,7 +341,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Length of a string or bytes field; `None` is null.
-    fn length(&mut self, field: &'static str, classic_i32: bool) -> Result<Option<usize>, CodecError> {
+    fn length(
+        &mut self,
+        field: &'static str,
+        classic_i32: bool,
+    ) -> Result<Option<usize>, CodecError> {
         let len: i64 = if self.flexible {
             i64::from(self.unsigned_varint(field)?) - 1
         } else if classic_i32 {
@@ -466,6 +470,28 @@ impl Writer {
     }
 }
 
+/// Tombstone deleting the committed offset of one partition.
+pub(crate) fn offset_tombstone(
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<crate::log::GroupRecord, CodecError> {
+    let key = GroupRecordKey::OffsetCommit {
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        partition,
+    };
+    Ok((key.encode()?, None))
+}
+
+/// Tombstone deleting a group's metadata.
+pub(crate) fn group_tombstone(group: &str) -> Result<crate::log::GroupRecord, CodecError> {
+    let key = GroupRecordKey::GroupMetadata {
+        group: group.to_owned(),
+    };
+    Ok((key.encode()?, None))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,7 +529,9 @@ mod tests {
 
     #[test]
     fn group_key_round_trip() {
-        let key = GroupRecordKey::GroupMetadata { group: "grp".into() };
+        let key = GroupRecordKey::GroupMetadata {
+            group: "grp".into(),
+        };
         let bytes = key.encode().unwrap();
         assert_eq!(bytes.as_ref(), &[0, 2, 0, 3, b'g', b'r', b'p'][..]);
         assert_eq!(GroupRecordKey::decode(&bytes).unwrap(), key);
@@ -551,7 +579,15 @@ mod tests {
         v0.extend_from_slice(&[0, 2, b'h', b'i']);
         v0.extend_from_slice(&77i64.to_be_bytes());
         let d = OffsetCommitValue::decode(&v0).unwrap();
-        assert_eq!((d.offset, d.leader_epoch, d.metadata.as_str(), d.commit_timestamp), (9, -1, "hi", 77));
+        assert_eq!(
+            (
+                d.offset,
+                d.leader_epoch,
+                d.metadata.as_str(),
+                d.commit_timestamp
+            ),
+            (9, -1, "hi", 77)
+        );
         // v4: flexible, compact string, empty tagged fields.
         let mut v4 = vec![0, 4];
         v4.extend_from_slice(&9i64.to_be_bytes());
@@ -560,7 +596,10 @@ mod tests {
         v4.extend_from_slice(&77i64.to_be_bytes());
         v4.push(0);
         let d = OffsetCommitValue::decode(&v4).unwrap();
-        assert_eq!((d.offset, d.leader_epoch, d.metadata.as_str()), (9, 3, "hi"));
+        assert_eq!(
+            (d.offset, d.leader_epoch, d.metadata.as_str()),
+            (9, 3, "hi")
+        );
     }
 
     #[test]
@@ -585,7 +624,10 @@ mod tests {
             current_state_timestamp: -1,
             members: vec![],
         };
-        assert_eq!(GroupMetadataValue::decode(&empty.encode().unwrap()).unwrap(), empty);
+        assert_eq!(
+            GroupMetadataValue::decode(&empty.encode().unwrap()).unwrap(),
+            empty
+        );
     }
 
     #[test]
@@ -623,7 +665,10 @@ mod tests {
         };
         let bytes = value.encode().unwrap();
         for cut in 0..bytes.len() {
-            assert!(GroupMetadataValue::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                GroupMetadataValue::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         // A huge member count must not allocate.
         let mut huge = bytes[..bytes.len()].to_vec();

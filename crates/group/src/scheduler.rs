@@ -85,7 +85,11 @@ pub(crate) struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(inner: Weak<Inner>, log: Arc<dyn GroupLog>, initial_rebalance_delay_ms: u64) -> Self {
+    pub fn new(
+        inner: Weak<Inner>,
+        log: Arc<dyn GroupLog>,
+        initial_rebalance_delay_ms: u64,
+    ) -> Self {
         Self {
             initial_rebalance_delay_ms,
             inner,
@@ -153,10 +157,6 @@ impl Scheduler {
         for key in keys {
             self.cancel(&key);
         }
-    }
-
-    pub fn is_scheduled(&self, key: &TimerKey) -> bool {
-        self.timers.contains_key(key)
     }
 
     /// A fired timer is current only if it was not replaced or cancelled.

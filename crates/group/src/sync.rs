@@ -41,10 +41,10 @@ fn validate(g: &Group, p: &SyncParams) -> Result<(), ResponseError> {
     if p.generation_id != g.generation {
         return Err(ResponseError::IllegalGeneration);
     }
-    let inconsistent = |requested: &Option<String>, current: &Option<String>| {
-        matches!((requested, current), (Some(r), Some(c)) if r != c)
-    };
-    if inconsistent(&p.protocol_type, &g.protocol_type) || inconsistent(&p.protocol_name, &g.protocol_name) {
+    let inconsistent = |requested: &Option<String>, current: &Option<String>| matches!((requested, current), (Some(r), Some(c)) if r != c);
+    if inconsistent(&p.protocol_type, &g.protocol_type)
+        || inconsistent(&p.protocol_name, &g.protocol_name)
+    {
         return Err(ResponseError::InconsistentGroupProtocol);
     }
     Ok(())
@@ -62,7 +62,9 @@ pub(crate) fn sync(state: &mut State, p: SyncParams) -> Reply<SyncGroupResponse>
         return Reply::Now(sync_error(error));
     }
     match g.state {
-        GroupState::PreparingRebalance => Reply::Now(sync_error(ResponseError::RebalanceInProgress)),
+        GroupState::PreparingRebalance => {
+            Reply::Now(sync_error(ResponseError::RebalanceInProgress))
+        }
         GroupState::CompletingRebalance => {
             let (tx, rx) = oneshot::channel();
             if let Some(member) = g.members.get_mut(&p.member_id) {
@@ -89,7 +91,9 @@ pub(crate) fn sync(state: &mut State, p: SyncParams) -> Reply<SyncGroupResponse>
             reschedule_session(g, sched, &p.member_id);
             Reply::Now(response)
         }
-        GroupState::Empty | GroupState::Dead => Reply::Now(sync_error(ResponseError::UnknownMemberId)),
+        GroupState::Empty | GroupState::Dead => {
+            Reply::Now(sync_error(ResponseError::UnknownMemberId))
+        }
     }
 }
 

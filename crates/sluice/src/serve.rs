@@ -75,7 +75,7 @@ enum LogFormat {
 
 macro_rules! override_fields {
     ($config:ident, $args:ident, $($field:ident),* $(,)?) => {
-        $(if let Some(v) = $args.$field { $config.$field = v; })*
+        $(if let Some(v) = &$args.$field { $config.$field = v.clone(); })*
     };
 }
 
@@ -120,6 +120,7 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     match format {
         LogFormat::Text => builder.init(),

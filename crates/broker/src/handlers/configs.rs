@@ -96,15 +96,15 @@ fn describe_entry(c: ResolvedConfig, read_only: bool, version: i16, include_syno
     } else {
         Vec::new()
     };
-    let _ = version;
-    DescribeConfigsResourceResult::default()
+    let entry = DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_static_str(c.name))
         .with_value(Some(StrBytes::from_string(c.value)))
         .with_read_only(read_only)
         .with_config_source(c.source as i8)
         .with_is_sensitive(false)
-        .with_synonyms(synonyms)
-        .with_config_type(c.kind as i8)
+        .with_synonyms(synonyms);
+    // config_type exists from v3; earlier versions must keep the default.
+    if version >= 3 { entry.with_config_type(c.kind as i8) } else { entry }
 }
 
 fn check_broker_name(broker: &Broker, name: &str) -> Result<(), AdminError> {

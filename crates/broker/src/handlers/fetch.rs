@@ -121,7 +121,7 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
                     partitions.push(
                         base.with_high_watermark(hw)
                             .with_last_stable_offset(hw)
-                            .with_log_start_offset(offsets.log_start_offset)
+                            .with_log_start_offset(log_start_if_supported(offsets.log_start_offset, version))
                             .with_records(Some(records)),
                     );
                 }
@@ -132,17 +132,18 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
                         base.with_error_code(storage_error_code(&e).code())
                             .with_high_watermark(offsets.high_watermark())
                             .with_last_stable_offset(offsets.high_watermark())
-                            .with_log_start_offset(offsets.log_start_offset),
+                            .with_log_start_offset(log_start_if_supported(offsets.log_start_offset, version)),
                     );
                 }
             }
         }
-        topics.push(
-            FetchableTopicResponse::default()
-                .with_topic(topic.topic.clone())
-                .with_topic_id(topic.topic_id)
-                .with_partitions(partitions),
-        );
+        // v13+ names topics by id, earlier versions by name; only one may be set.
+        let response = if version >= 13 {
+            FetchableTopicResponse::default().with_topic_id(topic.topic_id)
+        } else {
+            FetchableTopicResponse::default().with_topic(topic.topic.clone())
+        };
+        topics.push(response.with_partitions(partitions));
     }
     FetchAttempt {
         response: FetchResponse::default().with_session_id(0).with_responses(topics),
@@ -160,4 +161,9 @@ pub fn leader_epoch_error(current_leader_epoch: i32) -> Option<ResponseError> {
         e if e < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch),
         _ => None,
     }
+}
+
+/// log_start_offset exists from Fetch v5; v4 must keep the default.
+fn log_start_if_supported(log_start_offset: i64, version: i16) -> i64 {
+    if version >= 5 { log_start_offset } else { -1 }
 }

@@ -49,11 +49,18 @@ pub fn find_coordinator(broker: &Arc<Broker>, req: FindCoordinatorRequest, versi
             .with_node_id(node)
             .with_host(host)
             .with_port(broker.advertised_port),
-        Err((code, msg)) => FindCoordinatorResponse::default()
-            .with_node_id(BrokerId(-1))
-            .with_port(-1)
-            .with_error_code(code.code())
-            .with_error_message(Some(StrBytes::from_string(msg))),
+        Err((code, msg)) => {
+            let response = FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(code.code());
+            // error_message exists from v1.
+            if version >= 1 {
+                response.with_error_message(Some(StrBytes::from_string(msg)))
+            } else {
+                response
+            }
+        }
     }
 }
 

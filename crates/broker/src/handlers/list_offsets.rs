@@ -20,7 +20,9 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 /// Handles a ListOffsets request.
-pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // leader_epoch exists from v4; setting it earlier would not encode.
+    let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
     let image = broker.metadata.image();
     let topics = req
         .topics
@@ -55,7 +57,7 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, _version: i16) -> L
                         Ok(Some((timestamp, offset))) => base
                             .with_timestamp(timestamp)
                             .with_offset(offset)
-                            .with_leader_epoch(LEADER_EPOCH),
+                            .with_leader_epoch(epoch),
                         Ok(None) => base.with_timestamp(-1).with_offset(-1),
                         Err(e) => base.with_error_code(storage_error_code(&e).code()),
                     }

@@ -44,6 +44,16 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
     let topics = topics
         .into_iter()
         .map(|t| {
+            // Fields newer than the request version must keep their defaults
+            // or the response would not encode.
+            let t = if version >= 10 { t } else { t.with_topic_id(Uuid::nil()) };
+            let t = if version >= 7 {
+                t
+            } else {
+                let partitions = t.partitions.iter().cloned().map(|p| p.with_leader_epoch(-1)).collect();
+                t.with_partitions(partitions)
+            };
+            let t = if version >= 1 { t } else { t.with_is_internal(false) };
             t.with_topic_authorized_operations(if include_topic_ops {
                 ALL_TOPIC_OPERATIONS
             } else {
@@ -63,8 +73,8 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
                 .with_host(StrBytes::from_string(broker.advertised_host.clone()))
                 .with_port(broker.advertised_port),
         ])
-        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(if version >= 1 { broker.node_id() } else { -1 }))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops)
 }

@@ -36,7 +36,7 @@ struct TopicOutcome {
 pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
     let acks = req.acks;
     if !matches!(acks, -1 | 0 | 1) {
-        return Reply::Now(ResponseKind::Produce(error_response(&req, ResponseError::InvalidRequiredAcks)));
+        return Reply::Now(ResponseKind::Produce(error_response(&req, ResponseError::InvalidRequiredAcks, version)));
     }
     let image = broker.metadata.image();
     let mut outcomes = Vec::with_capacity(req.topic_data.len());
@@ -80,7 +80,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
             let failed = outcomes.iter().flat_map(|t| &t.partitions).any(|p| p.result.is_err());
             if failed { Reply::Close } else { Reply::Nothing }
         }
-        1 => Reply::Now(ResponseKind::Produce(build_response(outcomes, Vec::new()))),
+        1 => Reply::Now(ResponseKind::Produce(build_response(outcomes, Vec::new(), version))),
         _ => Reply::Later(tokio::spawn(async move {
             for outcome in outcomes.iter().flat_map(|t| &t.partitions) {
                 if let Ok((partition, _)) = &outcome.result {
@@ -97,7 +97,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
                     }
                 }
             }
-            ResponseKind::Produce(build_response(outcomes, sync_errors))
+            ResponseKind::Produce(build_response(outcomes, sync_errors, version))
         })),
     }
 }
@@ -144,7 +144,11 @@ fn batch_error(e: BatchError) -> (ResponseError, Option<String>) {
     (code, Some(e.to_string()))
 }
 
-fn build_response(outcomes: Vec<TopicOutcome>, sync_errors: Vec<((usize, usize), ResponseError)>) -> ProduceResponse {
+fn build_response(
+    outcomes: Vec<TopicOutcome>,
+    sync_errors: Vec<((usize, usize), ResponseError)>,
+    version: i16,
+) -> ProduceResponse {
     let responses = outcomes
         .into_iter()
         .enumerate()
@@ -158,35 +162,48 @@ fn build_response(outcomes: Vec<TopicOutcome>, sync_errors: Vec<((usize, usize),
                     let sync_error = sync_errors.iter().find(|(at, _)| *at == (t, p)).map(|(_, e)| *e);
                     match (outcome.result, sync_error) {
                         (Ok(_), Some(code)) => base.with_error_code(code.code()).with_base_offset(-1),
-                        (Ok((partition, info)), None) => base
-                            .with_base_offset(info.base_offset)
-                            .with_log_append_time_ms(info.log_append_time.unwrap_or(-1))
-                            .with_log_start_offset(partition.offsets().log_start_offset),
-                        (Err((code, message)), _) => base
-                            .with_error_code(code.code())
-                            .with_base_offset(-1)
-                            .with_error_message(message.map(StrBytes::from_string)),
+                        (Ok((partition, info)), None) => {
+                            let base = base
+                                .with_base_offset(info.base_offset)
+                                .with_log_append_time_ms(info.log_append_time.unwrap_or(-1));
+                            if version >= 5 {
+                                base.with_log_start_offset(partition.offsets().log_start_offset)
+                            } else {
+                                base
+                            }
+                        }
+                        (Err((code, message)), _) => {
+                            let base = base.with_error_code(code.code()).with_base_offset(-1);
+                            if version >= 8 {
+                                base.with_error_message(message.map(StrBytes::from_string))
+                            } else {
+                                base
+                            }
+                        }
                     }
                 })
                 .collect();
-            TopicProduceResponse::default()
-                .with_name(topic.name)
-                .with_topic_id(topic.topic_id)
-                .with_partition_responses(partition_responses)
+            topic_response(topic.name, topic.topic_id, version).with_partition_responses(partition_responses)
         })
         .collect();
     ProduceResponse::default().with_responses(responses)
 }
 
-fn error_response(req: &ProduceRequest, code: ResponseError) -> ProduceResponse {
+/// v13 names topics by id, earlier versions by name; only one may be set.
+fn topic_response(name: TopicName, topic_id: uuid::Uuid, version: i16) -> TopicProduceResponse {
+    if version >= 13 {
+        TopicProduceResponse::default().with_topic_id(topic_id)
+    } else {
+        TopicProduceResponse::default().with_name(name)
+    }
+}
+
+fn error_response(req: &ProduceRequest, code: ResponseError, version: i16) -> ProduceResponse {
     let responses = req
         .topic_data
         .iter()
         .map(|t| {
-            TopicProduceResponse::default()
-                .with_name(t.name.clone())
-                .with_topic_id(t.topic_id)
-                .with_partition_responses(
+            topic_response(t.name.clone(), t.topic_id, version).with_partition_responses(
                     t.partition_data
                         .iter()
                         .map(|p| {

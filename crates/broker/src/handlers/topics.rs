@@ -53,17 +53,22 @@ pub fn create(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> C
                             })
                             .collect()
                     });
-                    base.with_topic_id(created.id)
-                        .with_num_partitions(created.partitions)
-                        .with_replication_factor(1)
-                        .with_configs(configs)
+                    // Fields newer than the request version keep their defaults.
+                    let base = if version >= 7 { base.with_topic_id(created.id) } else { base };
+                    match configs {
+                        Some(configs) => base
+                            .with_num_partitions(created.partitions)
+                            .with_replication_factor(1)
+                            .with_configs(Some(configs)),
+                        None => base,
+                    }
                 }
-                Err(e) => base
-                    .with_error_code(e.code.code())
-                    .with_error_message(Some(StrBytes::from_string(e.message)))
-                    .with_num_partitions(-1)
-                    .with_replication_factor(-1)
-                    .with_configs(None),
+                Err(e) => {
+                    let base = base
+                        .with_error_code(e.code.code())
+                        .with_error_message(Some(StrBytes::from_string(e.message)));
+                    if version >= 5 { base.with_configs(None) } else { base }
+                }
             }
         })
         .collect();
@@ -126,14 +131,19 @@ pub fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> D
             let result = resolved.and_then(|id| topic_admin::delete_topic(broker, id));
             let base = DeletableTopicResult::default();
             match result {
-                Ok(t) => base
-                    .with_name(Some(TopicName(StrBytes::from_string(t.name))))
-                    .with_topic_id(t.id),
-                Err(e) => base
-                    .with_name(name)
-                    .with_topic_id(id)
-                    .with_error_code(e.code.code())
-                    .with_error_message(Some(StrBytes::from_string(e.message))),
+                Ok(t) => {
+                    let base = base.with_name(Some(TopicName(StrBytes::from_string(t.name))));
+                    if version >= 6 { base.with_topic_id(t.id) } else { base }
+                }
+                Err(e) => {
+                    let base = base.with_name(name).with_error_code(e.code.code());
+                    let base = if version >= 5 {
+                        base.with_error_message(Some(StrBytes::from_string(e.message)))
+                    } else {
+                        base
+                    };
+                    if version >= 6 { base.with_topic_id(id) } else { base }
+                }
             }
         })
         .collect();

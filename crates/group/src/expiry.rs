@@ -1,0 +1,134 @@
+//! Removal of offsets nobody needs any more: retention expiry (Kafka's
+//! `offsets.retention.minutes` cleanup, which also deletes groups left Empty
+//! without offsets) and offsets of deleted topics.
+
+use kafka_protocol::error::ResponseError;
+use tokio::sync::oneshot;
+
+use crate::admin::remove_when_written;
+use crate::coordinator::State;
+use crate::error::CodecError;
+use crate::records::{group_tombstone, offset_tombstone};
+use crate::state::GroupState;
+
+type Done = oneshot::Receiver<Result<(), ResponseError>>;
+
+/// Writes tombstones for expired offsets; an Empty group whose offsets are
+/// all gone is deleted too. Returns the writes to wait for.
+pub(crate) fn expire(state: &mut State, now_ms: i64) -> Vec<Done> {
+    let State {
+        groups,
+        sched,
+        config,
+    } = state;
+    let mut waits = Vec::new();
+    let mut ids: Vec<String> = groups.keys().cloned().collect();
+    ids.sort();
+    for group_id in ids {
+        let Some(g) = groups.get_mut(&group_id) else {
+            continue;
+        };
+        if g.is(GroupState::Dead) {
+            continue;
+        }
+        let (expired, all_expired) = if g.offsets.has_offsets() {
+            match g.expiration_base() {
+                Some(base) => g
+                    .offsets
+                    .expired(base, now_ms, config.offsets_retention_ms, |t| {
+                        g.is_subscribed_to_topic(t)
+                    }),
+                None => (Vec::new(), false),
+            }
+        } else {
+            (Vec::new(), true)
+        };
+        let delete_group = all_expired && g.is(GroupState::Empty);
+        if expired.is_empty() && !delete_group {
+            continue;
+        }
+        let mut records: Result<Vec<_>, CodecError> = expired
+            .iter()
+            .map(|(topic, partition)| offset_tombstone(&group_id, topic, *partition))
+            .collect();
+        if delete_group && let Ok(records) = records.as_mut() {
+            match group_tombstone(&group_id) {
+                Ok(tombstone) => records.push(tombstone),
+                Err(e) => {
+                    tracing::warn!(group = %group_id, error = %e, "cannot encode group tombstone")
+                }
+            }
+        }
+        let records = records.map_err(Into::into);
+        let (tx, rx) = oneshot::channel();
+        if delete_group {
+            tracing::info!(group = %group_id, generation = g.generation, "group is empty without offsets; deleting it");
+            g.transition_to(GroupState::Dead, now_ms);
+            remove_when_written(
+                sched,
+                &group_id,
+                records,
+                Box::new(move |result| {
+                    let _ = tx.send(result);
+                }),
+            );
+        } else {
+            let owned = group_id.clone();
+            sched.write(
+                &group_id,
+                records,
+                Box::new(move |state, result| {
+                    if result.is_ok()
+                        && let Some(g) = state.groups.get_mut(&owned)
+                    {
+                        for (topic, partition) in &expired {
+                            g.offsets.remove(topic, *partition);
+                        }
+                    }
+                    let _ = tx.send(result.map_err(|e| e.response_error()));
+                }),
+            );
+        }
+        waits.push(rx);
+    }
+    waits
+}
+
+/// Writes tombstones for every committed offset of `topic`.
+pub(crate) fn topic_deleted(state: &mut State, topic: &str) -> Vec<Done> {
+    let State { groups, sched, .. } = state;
+    let mut waits = Vec::new();
+    for g in groups.values_mut() {
+        if g.is(GroupState::Dead) {
+            continue;
+        }
+        let partitions = g.offsets.partitions_of(topic);
+        if partitions.is_empty() {
+            continue;
+        }
+        let records = partitions
+            .iter()
+            .map(|p| offset_tombstone(&g.id, topic, *p))
+            .collect::<Result<Vec<_>, CodecError>>()
+            .map_err(Into::into);
+        let (tx, rx) = oneshot::channel();
+        let owned = g.id.clone();
+        let topic = topic.to_owned();
+        sched.write(
+            &g.id,
+            records,
+            Box::new(move |state, result| {
+                if result.is_ok()
+                    && let Some(g) = state.groups.get_mut(&owned)
+                {
+                    for p in &partitions {
+                        g.offsets.remove(&topic, *p);
+                    }
+                }
+                let _ = tx.send(result.map_err(|e| e.response_error()));
+            }),
+        );
+        waits.push(rx);
+    }
+    waits
+}

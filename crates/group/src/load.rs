@@ -1,0 +1,172 @@
+//! Rebuilding groups and offsets from `__consumer_offsets` at startup.
+//!
+//! Records are applied in log order; later records replace earlier ones and
+//! tombstones delete. A group whose last snapshot has members comes back
+//! Stable with those members, and each member gets a fresh session timer:
+//! consumers that keep heartbeating across the restart stay in the group,
+//! the others expire and the group rebalances — as after a Kafka
+//! coordinator failover.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+
+use crate::coordinator::State;
+use crate::error::{CodecError, GroupError};
+use crate::group::Group;
+use crate::member::{Member, Protocol};
+use crate::now_ms;
+use crate::offsets::OffsetAndMetadata;
+use crate::rebalance::{prepare_rebalance, reschedule_session};
+use crate::records::{GroupMetadataValue, GroupRecordKey, OffsetCommitValue};
+use crate::state::GroupState;
+
+pub(crate) fn load(
+    state: &mut State,
+    records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
+) -> Result<(), GroupError> {
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let mut failures = 0usize;
+    let mut first_failure: Option<CodecError> = None;
+    for (key, value) in records {
+        if let Err(e) = apply(state, &key, value.as_deref(), &mut touched) {
+            failures += 1;
+            first_failure.get_or_insert(e);
+        }
+    }
+
+    // Start the clocks of the loaded members.
+    let State {
+        groups,
+        sched,
+        config,
+    } = state;
+    for group_id in &touched {
+        let Some(g) = groups.get_mut(group_id) else {
+            continue;
+        };
+        let member_ids: Vec<String> = g.members.keys().cloned().collect();
+        for member_id in &member_ids {
+            reschedule_session(g, sched, member_id);
+        }
+        if g.members.len() > config.max_group_size {
+            prepare_rebalance(g, sched, "freshly loaded group is over its maximum size");
+        }
+    }
+
+    match first_failure {
+        None => Ok(()),
+        Some(first) => Err(GroupError::Corrupt {
+            count: failures,
+            first,
+        }),
+    }
+}
+
+fn apply(
+    state: &mut State,
+    key: &[u8],
+    value: Option<&[u8]>,
+    touched: &mut BTreeSet<String>,
+) -> Result<(), CodecError> {
+    match GroupRecordKey::decode(key)? {
+        GroupRecordKey::OffsetCommit {
+            group,
+            topic,
+            partition,
+        } => match value {
+            Some(value) => {
+                let v = OffsetCommitValue::decode(value)?;
+                // Offsets without group metadata belong to a "simple" group.
+                let g = state
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group, now_ms()));
+                g.offsets.put(
+                    &topic,
+                    partition,
+                    OffsetAndMetadata {
+                        offset: v.offset,
+                        leader_epoch: (v.leader_epoch != -1).then_some(v.leader_epoch),
+                        metadata: v.metadata,
+                        commit_timestamp_ms: v.commit_timestamp,
+                        expire_timestamp_ms: (v.expire_timestamp != -1)
+                            .then_some(v.expire_timestamp),
+                    },
+                );
+                touched.insert(group);
+            }
+            None => {
+                if let Some(g) = state.groups.get_mut(&group) {
+                    g.offsets.remove(&topic, partition);
+                }
+            }
+        },
+        GroupRecordKey::GroupMetadata { group } => match value {
+            Some(value) => {
+                let v = GroupMetadataValue::decode(value)?;
+                let mut loaded = group_from_record(&group, v);
+                if let Some(old) = state.groups.remove(&group) {
+                    loaded.offsets = old.offsets;
+                }
+                state.groups.insert(group.clone(), loaded);
+                touched.insert(group);
+            }
+            None => {
+                state.groups.remove(&group);
+                state.sched.cancel_group(&group);
+                touched.remove(&group);
+            }
+        },
+    }
+    Ok(())
+}
+
+fn group_from_record(group_id: &str, v: GroupMetadataValue) -> Group {
+    let mut g = Group::new(group_id, now_ms());
+    g.generation = v.generation;
+    g.protocol_type = Some(v.protocol_type).filter(|t| !t.is_empty());
+    g.protocol_name = v.protocol;
+    g.leader = v.leader;
+    g.state_timestamp_ms = (v.current_state_timestamp != -1).then_some(v.current_state_timestamp);
+    let protocol_name = g.protocol_name.clone().unwrap_or_default();
+    let protocol_type = g.protocol_type.clone().unwrap_or_default();
+    for m in v.members {
+        if let Some(instance) = &m.group_instance_id {
+            g.static_members
+                .insert(instance.clone(), m.member_id.clone());
+        }
+        let member = Member {
+            id: m.member_id.clone(),
+            instance_id: m.group_instance_id,
+            client_id: m.client_id,
+            client_host: m.client_host,
+            // Records written before rebalance timeouts existed.
+            rebalance_timeout_ms: if m.rebalance_timeout == -1 {
+                m.session_timeout
+            } else {
+                m.rebalance_timeout
+            },
+            session_timeout_ms: m.session_timeout,
+            protocol_type: protocol_type.clone(),
+            protocols: vec![Protocol {
+                name: protocol_name.clone(),
+                metadata: m.subscription,
+            }],
+            assignment: m.assignment,
+            join_waiter: None,
+            sync_waiter: None,
+            is_new: false,
+        };
+        g.members.insert(m.member_id, member);
+    }
+    let state = if g.members.is_empty() {
+        GroupState::Empty
+    } else {
+        GroupState::Stable
+    };
+    g.state = state;
+    g.previous_state = state;
+    g.subscribed_topics = g.compute_subscribed_topics();
+    g
+}
