@@ -125,6 +125,9 @@ fi
 echo "broker: $BROKER (pid $BROKER_PID, data $WORK/data)"
 
 kc() { timeout "$KCAT_TIMEOUT" kcat -b "$BROKER" "$@"; }
+# Consumers print "% Reached end of topic ..." on stderr; keep stderr apart from the records.
+ERR="$WORK/kcat.stderr"
+errs() { printf -- '--- kcat stderr ---\n'; tail -n 20 "$ERR" 2>/dev/null; }
 
 # --- checks -----------------------------------------------------------------------------
 RUN_ID="$$-$RANDOM"
@@ -181,14 +184,14 @@ check_keyed_round_trip() {
     fail "produce keyed lines ($codec)" "$out"
     return
   fi
-  if ! out="$(kc -C -t "$topic" -e -o beginning -f '%k=%s@%o\n' 2>&1)"; then
-    fail "consume keyed lines ($codec)" "$out"
+  if ! out="$(kc -C -t "$topic" -e -o beginning -f '%k=%s@%o\n' 2>"$ERR")"; then
+    fail "consume keyed lines ($codec)" "$out$(errs)"
     return
   fi
   if [ "$out" = "$expected" ]; then
     pass "produce -K: and consume back exactly, codec $codec ($((n + 2)) records)"
   else
-    fail "produce -K: and consume back exactly, codec $codec" "$(diff <(printf '%s\n' "$expected") <(printf '%s\n' "$out") | head -20)"
+    fail "produce -K: and consume back exactly, codec $codec" "$(diff <(printf '%s\n' "$expected") <(printf '%s\n' "$out") | head -20)$(errs)"
   fi
 }
 
@@ -199,21 +202,21 @@ check_headers_and_offsets() {
     fail "produce with headers" "$out"
     return
   fi
-  if out="$(kc -C -t "$topic" -e -o beginning -f '%h|%s|%p|%o\n' 2>&1)" && [ "$out" = "trace=abc,bin=x y|h1|0|0" ]; then
+  if out="$(kc -C -t "$topic" -e -o beginning -f '%h|%s|%p|%o\n' 2>"$ERR")" && [ "$out" = "trace=abc,bin=x y|h1|0|0" ]; then
     pass "headers round-trip (-H, %h)"
   else
-    fail "headers round-trip (-H, %h)" "got: $out"
+    fail "headers round-trip (-H, %h)" "got: $out$(errs)"
   fi
   printf 'h2\nh3\n' | kc -P -t "$topic" >/dev/null 2>&1
-  if out="$(kc -C -t "$topic" -e -o -1 -f '%s@%o\n' 2>&1)" && [ "$out" = "h3@2" ]; then
+  if out="$(kc -C -t "$topic" -e -o -1 -f '%s@%o\n' 2>"$ERR")" && [ "$out" = "h3@2" ]; then
     pass "consume from the end (-o -1)"
   else
-    fail "consume from the end (-o -1)" "got: $out"
+    fail "consume from the end (-o -1)" "got: $out$(errs)"
   fi
-  if out="$(kc -C -t "$topic" -e -o 1 -c 1 -f '%s@%o\n' 2>&1)" && [ "$out" = "h2@1" ]; then
+  if out="$(kc -C -t "$topic" -e -o 1 -c 1 -f '%s@%o\n' 2>"$ERR")" && [ "$out" = "h2@1" ]; then
     pass "consume from an absolute offset (-o 1 -c 1)"
   else
-    fail "consume from an absolute offset (-o 1 -c 1)" "got: $out"
+    fail "consume from an absolute offset (-o 1 -c 1)" "got: $out$(errs)"
   fi
 }
 
@@ -222,10 +225,10 @@ check_group_consumer() {
   local topic="kcat-group-$RUN_ID" out
   printf 'g0\ng1\ng2\n' | kc -P -t "$topic" >/dev/null 2>&1
   if out="$(timeout "$KCAT_TIMEOUT" kcat -b "$BROKER" -G "kcat-group-$RUN_ID" -X auto.offset.reset=earliest \
-    -c 3 -f '%s@%o\n' "$topic" 2>&1)" && [ "$(grep -E '^g[0-9]@' <<<"$out")" = $'g0@0\ng1@1\ng2@2' ]; then
+    -c 3 -f '%s@%o\n' "$topic" 2>"$ERR")" && [ "$out" = $'g0@0\ng1@1\ng2@2' ]; then
     pass "balanced consumer group (-G) reads all records"
   else
-    fail "balanced consumer group (-G) reads all records" "$out"
+    fail "balanced consumer group (-G) reads all records" "got: $out$(errs)"
   fi
 }
 

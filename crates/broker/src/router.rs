@@ -121,3 +121,218 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Request
         other => handlers::groups::handle(broker, ctx, other).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every handler's response must encode at every version we advertise:
+    //! kafka-protocol refuses to encode a field the version does not have,
+    //! and a response that cannot be encoded closes the client's connection.
+
+    use super::*;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use sluice_protocol::batch::RecordBatchBuilder;
+
+    use crate::config::BrokerConfig;
+    use crate::server::Server;
+
+    fn name(s: &str) -> TopicName {
+        TopicName(StrBytes::from_string(s.to_string()))
+    }
+
+    fn requests(topic: &str, id: uuid::Uuid, version: i16, api: ApiKey) -> Vec<RequestKind> {
+        let batch = bytes::Bytes::from(RecordBatchBuilder::new().record(1000, Some(b"k"), Some(b"v"), &[]).build());
+        let s = |v: &str| StrBytes::from_string(v.to_string());
+        match api {
+            ApiKey::Produce => vec![RequestKind::Produce(
+                ProduceRequest::default().with_acks(1).with_topic_data(vec![
+                    produce_request::TopicProduceData::default()
+                        .with_name(name(topic))
+                        .with_topic_id(id)
+                        .with_partition_data(vec![
+                            produce_request::PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(batch.clone())),
+                            produce_request::PartitionProduceData::default()
+                                .with_index(9)
+                                .with_records(Some(batch.clone())),
+                        ]),
+                ]),
+            )],
+            ApiKey::Fetch => vec![RequestKind::Fetch(
+                FetchRequest::default().with_max_bytes(1 << 20).with_topics(vec![
+                    fetch_request::FetchTopic::default()
+                        .with_topic(name(topic))
+                        .with_topic_id(id)
+                        .with_partitions(vec![
+                            fetch_request::FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20),
+                            fetch_request::FetchPartition::default().with_partition(0).with_fetch_offset(1000),
+                            fetch_request::FetchPartition::default().with_partition(7),
+                        ]),
+                ]),
+            )],
+            ApiKey::ListOffsets => vec![RequestKind::ListOffsets(
+                ListOffsetsRequest::default().with_topics(vec![
+                    list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(name(topic))
+                        .with_partitions(
+                            [-1, -2, -3, 500, 5000]
+                                .into_iter()
+                                .map(|ts| {
+                                    list_offsets_request::ListOffsetsPartition::default().with_timestamp(ts)
+                                })
+                                .chain([list_offsets_request::ListOffsetsPartition::default().with_partition_index(5)])
+                                .collect(),
+                        ),
+                ]),
+            )],
+            ApiKey::Metadata => vec![
+                RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
+                RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
+                    metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+                    metadata_request::MetadataRequestTopic::default().with_name(Some(name("bad/name"))),
+                    metadata_request::MetadataRequestTopic::default().with_name(Some(name(&format!("auto-{version}")))),
+                ]))),
+            ],
+            ApiKey::CreateTopics => vec![RequestKind::CreateTopics(
+                CreateTopicsRequest::default().with_topics(vec![
+                    create_topics_request::CreatableTopic::default()
+                        .with_name(name(&format!("created-{version}")))
+                        .with_num_partitions(2)
+                        .with_replication_factor(1),
+                    create_topics_request::CreatableTopic::default().with_name(name(topic)).with_num_partitions(1),
+                    create_topics_request::CreatableTopic::default()
+                        .with_name(name("x"))
+                        .with_num_partitions(1)
+                        .with_replication_factor(3),
+                ]),
+            )],
+            ApiKey::DeleteTopics => vec![RequestKind::DeleteTopics(
+                DeleteTopicsRequest::default()
+                    .with_topic_names(vec![name("missing"), name(&format!("created-{version}"))])
+                    .with_topics(vec![
+                        delete_topics_request::DeleteTopicState::default().with_name(Some(name("missing"))),
+                        delete_topics_request::DeleteTopicState::default().with_topic_id(uuid::Uuid::new_v4()),
+                    ]),
+            )],
+            ApiKey::CreatePartitions => vec![RequestKind::CreatePartitions(
+                CreatePartitionsRequest::default().with_topics(vec![
+                    create_partitions_request::CreatePartitionsTopic::default().with_name(name(topic)).with_count(1),
+                    create_partitions_request::CreatePartitionsTopic::default().with_name(name("missing")).with_count(3),
+                ]),
+            )],
+            ApiKey::DeleteRecords => vec![RequestKind::DeleteRecords(
+                DeleteRecordsRequest::default().with_topics(vec![
+                    delete_records_request::DeleteRecordsTopic::default().with_name(name(topic)).with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default().with_offset(0),
+                        delete_records_request::DeleteRecordsPartition::default().with_partition_index(3),
+                    ]),
+                ]),
+            )],
+            ApiKey::DescribeConfigs => vec![RequestKind::DescribeConfigs(
+                DescribeConfigsRequest::default().with_include_synonyms(true).with_resources(vec![
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s(topic)),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(4)
+                        .with_resource_name(s("1")),
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s("missing")),
+                ]),
+            )],
+            ApiKey::AlterConfigs => vec![RequestKind::AlterConfigs(
+                AlterConfigsRequest::default().with_resources(vec![
+                    alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s(topic))
+                        .with_configs(vec![
+                            alter_configs_request::AlterableConfig::default()
+                                .with_name(s("retention.ms"))
+                                .with_value(Some(s("1000"))),
+                        ]),
+                    alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s("missing")),
+                ]),
+            )],
+            ApiKey::IncrementalAlterConfigs => vec![RequestKind::IncrementalAlterConfigs(
+                IncrementalAlterConfigsRequest::default().with_resources(vec![
+                    incremental_alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s(topic))
+                        .with_configs(vec![
+                            incremental_alter_configs_request::AlterableConfig::default()
+                                .with_name(s("cleanup.policy"))
+                                .with_config_operation(2)
+                                .with_value(Some(s("compact"))),
+                            incremental_alter_configs_request::AlterableConfig::default()
+                                .with_name(s("nonsense"))
+                                .with_config_operation(0)
+                                .with_value(Some(s("1"))),
+                        ]),
+                ]),
+            )],
+            ApiKey::FindCoordinator => vec![RequestKind::FindCoordinator(
+                FindCoordinatorRequest::default().with_key(s("g")).with_coordinator_keys(vec![s("g")]),
+            )],
+            ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(DescribeClusterRequest::default())],
+            ApiKey::ApiVersions => vec![RequestKind::ApiVersions(ApiVersionsRequest::default())],
+            ApiKey::OffsetFetch => vec![RequestKind::OffsetFetch(OffsetFetchRequest::default().with_group_id(GroupId(s("g"))))],
+            ApiKey::ListGroups => vec![RequestKind::ListGroups(ListGroupsRequest::default())],
+            ApiKey::DescribeGroups => vec![RequestKind::DescribeGroups(
+                DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]),
+            )],
+            ApiKey::Heartbeat => vec![RequestKind::Heartbeat(HeartbeatRequest::default().with_group_id(GroupId(s("g"))))],
+            _ => Vec::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_response_encodes_at_every_advertised_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            offsets_topic_partitions: 2,
+            ..BrokerConfig::default()
+        };
+        let server = Server::start(config).await.unwrap();
+        let broker = server.broker().clone();
+        let topic = crate::topic_admin::create_topic(
+            &broker,
+            crate::topic_admin::NewTopic {
+                name: "enc".into(),
+                partitions: 1,
+                replication_factor: 1,
+                configs: Default::default(),
+                internal: false,
+            },
+            false,
+        )
+        .unwrap();
+        let ctx = |v| RequestContext {
+            api_version: v,
+            client_id: "test".into(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+        };
+        let mut checked = 0;
+        for &(api, min, max) in SUPPORTED_APIS {
+            for v in min..=max {
+                for request in requests("enc", topic.id, v, api) {
+                    let response = match handle(&broker, &ctx(v), request).await {
+                        Reply::Now(r) => r,
+                        Reply::Later(task) => task.await.unwrap(),
+                        Reply::Nothing | Reply::Close => continue,
+                    };
+                    sluice_protocol::codec::encode_response(1, api, v, &response)
+                        .unwrap_or_else(|e| panic!("{api:?} v{v}: {e}"));
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 130, "only {checked} responses checked");
+        server.shutdown().await.unwrap();
+    }
+}
