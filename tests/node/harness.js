@@ -4,8 +4,8 @@
 //
 // Every test file starts its own `sluice serve` process on a free port with its own
 // temporary data directory (see `useBroker`), and stops it in an `after` hook. The broker's
-// stderr/stdout go to `broker.log` in that directory; when a test fails, the tail of that
-// log is attached to the failure as a diagnostic.
+// stderr/stdout go to `broker-data.log` in that temporary directory; when a test fails, the
+// `after` hook prints the tail of that log and keeps the directory.
 
 const { spawn } = require('node:child_process')
 const fs = require('node:fs')
@@ -360,9 +360,9 @@ class TestContext {
   }
 
   /**
-   * Wraps a test body: on failure, attaches the tail of the broker log as a diagnostic and
-   * remembers the failure (the `after` hook then prints the log path); always disconnects
-   * the clients the test created.
+   * Wraps a test body: on failure, names the broker log in a diagnostic and remembers the
+   * failure (the `after` hook then prints the log's tail and keeps the temporary directory);
+   * always disconnects the clients the test created.
    */
   wrap(fn) {
     return async t => {
@@ -371,7 +371,9 @@ class TestContext {
       } catch (e) {
         this.failed = true
         if (this.broker) {
-          t.diagnostic(`broker log (${this.broker.logFile}), last lines:\n${this.broker.logTail(60)}`)
+          // The tail of the log is printed by the `after` hook (multi-line diagnostics are
+          // escaped by the TAP reporter); point at the file here.
+          t.diagnostic(`broker log: ${this.broker.logFile}`)
         }
         throw e
       } finally {

@@ -42,7 +42,11 @@ impl Broker {
 
     /// Resolves the settings partitions of `topic` run with.
     pub fn topic_settings(&self, image: &MetadataImage, topic: &TopicImage) -> Arc<TopicSettings> {
-        Arc::new(TopicSettings::resolve(&topic.configs, &self.config, &image.broker_configs))
+        Arc::new(TopicSettings::resolve(
+            &topic.configs,
+            &self.config,
+            &image.broker_configs,
+        ))
     }
 }
 
@@ -74,7 +78,9 @@ pub(crate) fn open_broker(
     });
     let image = broker.metadata.image();
     let opened = broker.logs.open_all(
-        image.topics().map(|t| (t, broker.topic_settings(&image, t))),
+        image
+            .topics()
+            .map(|t| (t, broker.topic_settings(&image, t))),
         recover,
     )?;
     let replayed = replay(&broker, &broker.groups).map_err(crate::server::StartError::GroupLog)?;
@@ -97,9 +103,14 @@ fn load_or_create_cluster_id(meta_dir: &Path) -> Result<String, std::io::Error> 
     Ok(id)
 }
 
+/// The URL-safe base64 character for the low six bits of `sextet`.
+fn base64_char(sextet: u32) -> char {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char::from(ALPHABET.get((sextet & 63) as usize).copied().unwrap_or(b'A'))
+}
+
 /// Kafka renders cluster ids as URL-safe base64 of a UUID without padding.
 fn base64_url_uuid(id: uuid::Uuid) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = id.as_bytes();
     let mut out = String::with_capacity(22);
     let mut acc: u32 = 0;
@@ -109,11 +120,11 @@ fn base64_url_uuid(id: uuid::Uuid) -> String {
         bits += 8;
         while bits >= 6 {
             bits -= 6;
-            out.push(char::from(ALPHABET[((acc >> bits) & 63) as usize]));
+            out.push(base64_char(acc >> bits));
         }
     }
     if bits > 0 {
-        out.push(char::from(ALPHABET[((acc << (6 - bits)) & 63) as usize]));
+        out.push(base64_char(acc << (6 - bits)));
     }
     out
 }

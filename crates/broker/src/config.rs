@@ -127,7 +127,11 @@ impl BrokerConfig {
 
     /// The host and port clients are told to use.
     pub fn advertised(&self, bound: SocketAddr) -> (String, i32) {
-        if let Some((host, port)) = self.advertise.as_deref().and_then(|a| parse_host_port(a).ok()) {
+        if let Some((host, port)) = self
+            .advertise
+            .as_deref()
+            .and_then(|a| parse_host_port(a).ok())
+        {
             return (host, port);
         }
         (bound.ip().to_string(), i32::from(bound.port()))

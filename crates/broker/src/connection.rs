@@ -28,6 +28,8 @@ use crate::router::{self, Reply, RequestContext};
 const MAX_IN_FLIGHT: usize = 64;
 const READ_BUFFER: usize = 64 * 1024;
 
+// Moved once per request; boxing the ready response would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Pending {
     Ready(ResponseKind),
     Task(tokio::task::JoinHandle<ResponseKind>),
@@ -139,8 +141,26 @@ async fn handle_frame(
     };
     tracing::trace!(%peer, client_id = %ctx.client_id, "{api_key:?} v{api_version} #{correlation_id}");
     match router::handle(broker, &ctx, request).await {
-        Reply::Now(response) => send(tx, correlation_id, api_key, api_version, Pending::Ready(response)).await,
-        Reply::Later(task) => send(tx, correlation_id, api_key, api_version, Pending::Task(task)).await,
+        Reply::Now(response) => {
+            send(
+                tx,
+                correlation_id,
+                api_key,
+                api_version,
+                Pending::Ready(response),
+            )
+            .await
+        }
+        Reply::Later(task) => {
+            send(
+                tx,
+                correlation_id,
+                api_key,
+                api_version,
+                Pending::Task(task),
+            )
+            .await
+        }
         Reply::Nothing => Next::Continue,
         Reply::Close => Next::Close,
     }
@@ -165,7 +185,11 @@ async fn send(
     }
 }
 
-async fn write_responses(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, peer: SocketAddr) {
+async fn write_responses(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outgoing>,
+    peer: SocketAddr,
+) {
     while let Some(out) = rx.recv().await {
         let response = match out.pending {
             Pending::Ready(r) => r,
@@ -177,13 +201,14 @@ async fn write_responses(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Outg
                 }
             },
         };
-        let frame = match codec::encode_response(out.correlation_id, out.api_key, out.version, &response) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(%peer, error = %e, "closing connection");
-                return;
-            }
-        };
+        let frame =
+            match codec::encode_response(out.correlation_id, out.api_key, out.version, &response) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(%peer, error = %e, "closing connection");
+                    return;
+                }
+            };
         if let Err(e) = writer.write_all(&frame).await {
             tracing::debug!(%peer, error = %e, "write failed");
             return;

@@ -35,17 +35,24 @@ impl OffsetsTopicLog {
         Self { broker }
     }
 
-    async fn append_records(&self, group_id: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), GroupLogError> {
+    async fn append_records(
+        &self,
+        group_id: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), GroupLogError> {
         let broker = self
             .broker
             .upgrade()
             .ok_or_else(|| GroupLogError::Unavailable("broker is shutting down".into()))?;
-        let topic = ensure_consumer_offsets(&broker).map_err(|e| GroupLogError::Unavailable(e.message))?;
+        let topic =
+            ensure_consumer_offsets(&broker).map_err(|e| GroupLogError::Unavailable(e.message))?;
         let index = partition_for(group_id, topic.partitions);
         let partition = broker
             .logs
             .get(CONSUMER_OFFSETS_TOPIC, index)
-            .ok_or_else(|| GroupLogError::Unavailable(format!("{CONSUMER_OFFSETS_TOPIC}-{index} is not open")))?;
+            .ok_or_else(|| {
+                GroupLogError::Unavailable(format!("{CONSUMER_OFFSETS_TOPIC}-{index} is not open"))
+            })?;
         let now = now_ms();
         let mut builder = RecordBatchBuilder::new();
         for (key, value) in &records {
@@ -81,7 +88,9 @@ pub fn replay(broker: &Arc<Broker>, coordinator: &GroupCoordinator) -> Result<us
         let mut offset = partition.offsets().log_start_offset;
         let mut entries = Vec::new();
         loop {
-            let (chunk, offsets) = partition.read(offset, REPLAY_CHUNK).map_err(|e| e.to_string())?;
+            let (chunk, offsets) = partition
+                .read(offset, REPLAY_CHUNK)
+                .map_err(|e| e.to_string())?;
             if chunk.is_empty() {
                 break;
             }
@@ -92,7 +101,9 @@ pub fn replay(broker: &Arc<Broker>, coordinator: &GroupCoordinator) -> Result<us
                     continue;
                 }
                 let batch = chunk.slice(range);
-                for record in records::decode_records(&batch, MAX_DECOMPRESSED).map_err(|e| e.to_string())? {
+                for record in
+                    records::decode_records(&batch, MAX_DECOMPRESSED).map_err(|e| e.to_string())?
+                {
                     let record = record.map_err(|e| e.to_string())?;
                     if let Some(key) = record.key {
                         entries.push((key, record.value));

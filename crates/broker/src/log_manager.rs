@@ -86,7 +86,11 @@ impl LogManager {
     }
 
     /// Opens the partitions a CreatePartitions request added.
-    pub fn add_partitions(&self, topic: &TopicImage, settings: Arc<TopicSettings>) -> Result<(), StorageError> {
+    pub fn add_partitions(
+        &self,
+        topic: &TopicImage,
+        settings: Arc<TopicSettings>,
+    ) -> Result<(), StorageError> {
         let existing = self
             .topics
             .read()
@@ -114,7 +118,13 @@ impl LogManager {
         let dir = self.data_dir.join(partition_dir_name(&topic.name, index));
         prepare_partition_dir(&dir, topic.id)?;
         let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms())?;
-        Ok(Partition::start(topic.name.clone(), index, topic.id, log, settings))
+        Ok(Partition::start(
+            topic.name.clone(),
+            index,
+            topic.id,
+            log,
+            settings,
+        ))
     }
 
     /// The partition, if this broker has it.
@@ -161,12 +171,17 @@ impl LogManager {
                 tracing::warn!(topic, partition = p.index, error = %e, "closing deleted partition");
             }
             let dir = self.data_dir.join(partition_dir_name(topic, p.index));
-            let doomed = self
-                .data_dir
-                .join(format!("{}.{}{}", partition_dir_name(topic, p.index), logs.id.simple(), DELETE_SUFFIX));
+            let doomed = self.data_dir.join(format!(
+                "{}.{}{}",
+                partition_dir_name(topic, p.index),
+                logs.id.simple(),
+                DELETE_SUFFIX
+            ));
             match std::fs::rename(&dir, &doomed) {
                 Ok(()) => remove_dir_in_background(doomed),
-                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "renaming deleted partition"),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "renaming deleted partition")
+                }
             }
         }
     }

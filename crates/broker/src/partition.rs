@@ -103,12 +103,18 @@ impl Partition {
 
     /// Appends validated batches: stamps offsets (and the append time for
     /// LogAppendTime topics) and writes them to the page cache.
-    pub fn append(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, StorageError> {
+    pub fn append(
+        &self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, StorageError> {
         let now = now_ms();
         let mut state = self.state.write();
         let log_append_time =
             (state.settings.timestamp_type == TimestampType::LogAppendTime).then_some(now);
-        state.log.append(batches, leader_epoch, log_append_time, now)
+        state
+            .log
+            .append(batches, leader_epoch, log_append_time, now)
     }
 
     /// Asks the flusher to sync what has been appended so far. Call it for
@@ -131,16 +137,24 @@ impl Partition {
         if state.durable_end >= end {
             Ok(())
         } else {
-            Err(StorageError::Io(std::io::Error::other("fdatasync of the log failed")))
+            Err(StorageError::Io(std::io::Error::other(
+                "fdatasync of the log failed",
+            )))
         }
     }
 
     /// Whole batches from `offset`, at most `max_bytes` unless the first batch
     /// alone is larger (KIP-74), below the high watermark.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<(Bytes, PartitionOffsets), StorageError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(Bytes, PartitionOffsets), StorageError> {
         let state = self.state.read();
         let offsets = offsets_of(&state.log);
-        let records = state.log.read(offset, max_bytes, offsets.high_watermark())?;
+        let records = state
+            .log
+            .read(offset, max_bytes, offsets.high_watermark())?;
         Ok((records, offsets))
     }
 

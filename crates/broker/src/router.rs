@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
-use kafka_protocol::error::ResponseError;
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
@@ -23,6 +23,8 @@ pub struct RequestContext {
 }
 
 /// What a handler hands back to the connection.
+// Moved once per request; boxing the ready response would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// The response is ready.
     Now(ResponseKind),
@@ -101,23 +103,41 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Request
         RequestKind::ApiVersions(_) => now(ResponseKind::ApiVersions(
             ApiVersionsResponse::default().with_api_keys(api_versions_table()),
         )),
-        RequestKind::Metadata(r) => now(ResponseKind::Metadata(handlers::metadata::handle(broker, r, v))),
+        RequestKind::Metadata(r) => now(ResponseKind::Metadata(handlers::metadata::handle(
+            broker, r, v,
+        ))),
         RequestKind::Produce(r) => handlers::produce::handle(broker, r, v),
         RequestKind::Fetch(r) => handlers::fetch::handle(broker, r, v),
-        RequestKind::ListOffsets(r) => now(ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, r, v))),
-        RequestKind::CreateTopics(r) => now(ResponseKind::CreateTopics(handlers::topics::create(broker, r, v))),
-        RequestKind::DeleteTopics(r) => now(ResponseKind::DeleteTopics(handlers::topics::delete(broker, r, v))),
-        RequestKind::CreatePartitions(r) => {
-            now(ResponseKind::CreatePartitions(handlers::topics::create_partitions(broker, r, v)))
-        }
-        RequestKind::DeleteRecords(r) => now(ResponseKind::DeleteRecords(handlers::delete_records::handle(broker, r, v))),
-        RequestKind::DescribeConfigs(r) => now(ResponseKind::DescribeConfigs(handlers::configs::describe(broker, r, v))),
-        RequestKind::AlterConfigs(r) => now(ResponseKind::AlterConfigs(handlers::configs::alter(broker, r, v))),
+        RequestKind::ListOffsets(r) => now(ResponseKind::ListOffsets(
+            handlers::list_offsets::handle(broker, r, v),
+        )),
+        RequestKind::CreateTopics(r) => now(ResponseKind::CreateTopics(handlers::topics::create(
+            broker, r, v,
+        ))),
+        RequestKind::DeleteTopics(r) => now(ResponseKind::DeleteTopics(handlers::topics::delete(
+            broker, r, v,
+        ))),
+        RequestKind::CreatePartitions(r) => now(ResponseKind::CreatePartitions(
+            handlers::topics::create_partitions(broker, r, v),
+        )),
+        RequestKind::DeleteRecords(r) => now(ResponseKind::DeleteRecords(
+            handlers::delete_records::handle(broker, r, v),
+        )),
+        RequestKind::DescribeConfigs(r) => now(ResponseKind::DescribeConfigs(
+            handlers::configs::describe(broker, r, v),
+        )),
+        RequestKind::AlterConfigs(r) => now(ResponseKind::AlterConfigs(handlers::configs::alter(
+            broker, r, v,
+        ))),
         RequestKind::IncrementalAlterConfigs(r) => now(ResponseKind::IncrementalAlterConfigs(
             handlers::configs::incremental_alter(broker, r, v),
         )),
-        RequestKind::DescribeCluster(r) => now(ResponseKind::DescribeCluster(handlers::cluster::describe(broker, r, v))),
-        RequestKind::FindCoordinator(r) => now(ResponseKind::FindCoordinator(handlers::groups::find_coordinator(broker, r, v))),
+        RequestKind::DescribeCluster(r) => now(ResponseKind::DescribeCluster(
+            handlers::cluster::describe(broker, r, v),
+        )),
+        RequestKind::FindCoordinator(r) => now(ResponseKind::FindCoordinator(
+            handlers::groups::find_coordinator(broker, r, v),
+        )),
         other => handlers::groups::handle(broker, ctx, other).await,
     }
 }
@@ -141,7 +161,11 @@ mod tests {
     }
 
     fn requests(topic: &str, id: uuid::Uuid, version: i16, api: ApiKey) -> Vec<RequestKind> {
-        let batch = bytes::Bytes::from(RecordBatchBuilder::new().record(1000, Some(b"k"), Some(b"v"), &[]).build());
+        let batch = bytes::Bytes::from(
+            RecordBatchBuilder::new()
+                .record(1000, Some(b"k"), Some(b"v"), &[])
+                .build(),
+        );
         let s = |v: &str| StrBytes::from_string(v.to_string());
         match api {
             ApiKey::Produce => vec![RequestKind::Produce(
@@ -160,16 +184,22 @@ mod tests {
                 ]),
             )],
             ApiKey::Fetch => vec![RequestKind::Fetch(
-                FetchRequest::default().with_max_bytes(1 << 20).with_topics(vec![
-                    fetch_request::FetchTopic::default()
-                        .with_topic(name(topic))
-                        .with_topic_id(id)
-                        .with_partitions(vec![
-                            fetch_request::FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20),
-                            fetch_request::FetchPartition::default().with_partition(0).with_fetch_offset(1000),
-                            fetch_request::FetchPartition::default().with_partition(7),
-                        ]),
-                ]),
+                FetchRequest::default()
+                    .with_max_bytes(1 << 20)
+                    .with_topics(vec![
+                        fetch_request::FetchTopic::default()
+                            .with_topic(name(topic))
+                            .with_topic_id(id)
+                            .with_partitions(vec![
+                                fetch_request::FetchPartition::default()
+                                    .with_partition(0)
+                                    .with_partition_max_bytes(1 << 20),
+                                fetch_request::FetchPartition::default()
+                                    .with_partition(0)
+                                    .with_fetch_offset(1000),
+                                fetch_request::FetchPartition::default().with_partition(7),
+                            ]),
+                    ]),
             )],
             ApiKey::ListOffsets => vec![RequestKind::ListOffsets(
                 ListOffsetsRequest::default().with_topics(vec![
@@ -179,9 +209,11 @@ mod tests {
                             [-1, -2, -3, 500, 5000]
                                 .into_iter()
                                 .map(|ts| {
-                                    list_offsets_request::ListOffsetsPartition::default().with_timestamp(ts)
+                                    list_offsets_request::ListOffsetsPartition::default()
+                                        .with_timestamp(ts)
                                 })
-                                .chain([list_offsets_request::ListOffsetsPartition::default().with_partition_index(5)])
+                                .chain([list_offsets_request::ListOffsetsPartition::default()
+                                    .with_partition_index(5)])
                                 .collect(),
                         ),
                 ]),
@@ -189,10 +221,13 @@ mod tests {
             ApiKey::Metadata => vec![
                 RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
                 RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
-                    metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
-                    metadata_request::MetadataRequestTopic::default().with_name(Some(name("bad/name"))),
-                    metadata_request::MetadataRequestTopic::default().with_name(Some(name(&format!("auto-{version}")))),
-                ]))),
+                        metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(name(topic))),
+                        metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(name("bad/name"))),
+                        metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(name(&format!("auto-{version}")))),
+                    ]))),
             ],
             ApiKey::CreateTopics => vec![RequestKind::CreateTopics(
                 CreateTopicsRequest::default().with_topics(vec![
@@ -200,7 +235,9 @@ mod tests {
                         .with_name(name(&format!("created-{version}")))
                         .with_num_partitions(2)
                         .with_replication_factor(1),
-                    create_topics_request::CreatableTopic::default().with_name(name(topic)).with_num_partitions(1),
+                    create_topics_request::CreatableTopic::default()
+                        .with_name(name(topic))
+                        .with_num_partitions(1),
                     create_topics_request::CreatableTopic::default()
                         .with_name(name("x"))
                         .with_num_partitions(1)
@@ -211,36 +248,48 @@ mod tests {
                 DeleteTopicsRequest::default()
                     .with_topic_names(vec![name("missing"), name(&format!("created-{version}"))])
                     .with_topics(vec![
-                        delete_topics_request::DeleteTopicState::default().with_name(Some(name("missing"))),
-                        delete_topics_request::DeleteTopicState::default().with_topic_id(uuid::Uuid::new_v4()),
+                        delete_topics_request::DeleteTopicState::default()
+                            .with_name(Some(name("missing"))),
+                        delete_topics_request::DeleteTopicState::default()
+                            .with_topic_id(uuid::Uuid::new_v4()),
                     ]),
             )],
             ApiKey::CreatePartitions => vec![RequestKind::CreatePartitions(
                 CreatePartitionsRequest::default().with_topics(vec![
-                    create_partitions_request::CreatePartitionsTopic::default().with_name(name(topic)).with_count(1),
-                    create_partitions_request::CreatePartitionsTopic::default().with_name(name("missing")).with_count(3),
+                    create_partitions_request::CreatePartitionsTopic::default()
+                        .with_name(name(topic))
+                        .with_count(1),
+                    create_partitions_request::CreatePartitionsTopic::default()
+                        .with_name(name("missing"))
+                        .with_count(3),
                 ]),
             )],
             ApiKey::DeleteRecords => vec![RequestKind::DeleteRecords(
                 DeleteRecordsRequest::default().with_topics(vec![
-                    delete_records_request::DeleteRecordsTopic::default().with_name(name(topic)).with_partitions(vec![
-                        delete_records_request::DeleteRecordsPartition::default().with_offset(0),
-                        delete_records_request::DeleteRecordsPartition::default().with_partition_index(3),
-                    ]),
+                    delete_records_request::DeleteRecordsTopic::default()
+                        .with_name(name(topic))
+                        .with_partitions(vec![
+                            delete_records_request::DeleteRecordsPartition::default()
+                                .with_offset(0),
+                            delete_records_request::DeleteRecordsPartition::default()
+                                .with_partition_index(3),
+                        ]),
                 ]),
             )],
             ApiKey::DescribeConfigs => vec![RequestKind::DescribeConfigs(
-                DescribeConfigsRequest::default().with_include_synonyms(true).with_resources(vec![
-                    describe_configs_request::DescribeConfigsResource::default()
-                        .with_resource_type(2)
-                        .with_resource_name(s(topic)),
-                    describe_configs_request::DescribeConfigsResource::default()
-                        .with_resource_type(4)
-                        .with_resource_name(s("1")),
-                    describe_configs_request::DescribeConfigsResource::default()
-                        .with_resource_type(2)
-                        .with_resource_name(s("missing")),
-                ]),
+                DescribeConfigsRequest::default()
+                    .with_include_synonyms(true)
+                    .with_resources(vec![
+                        describe_configs_request::DescribeConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(s(topic)),
+                        describe_configs_request::DescribeConfigsResource::default()
+                            .with_resource_type(4)
+                            .with_resource_name(s("1")),
+                        describe_configs_request::DescribeConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(s("missing")),
+                    ]),
             )],
             ApiKey::AlterConfigs => vec![RequestKind::AlterConfigs(
                 AlterConfigsRequest::default().with_resources(vec![
@@ -275,16 +324,24 @@ mod tests {
                 ]),
             )],
             ApiKey::FindCoordinator => vec![RequestKind::FindCoordinator(
-                FindCoordinatorRequest::default().with_key(s("g")).with_coordinator_keys(vec![s("g")]),
+                FindCoordinatorRequest::default()
+                    .with_key(s("g"))
+                    .with_coordinator_keys(vec![s("g")]),
             )],
-            ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(DescribeClusterRequest::default())],
+            ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(
+                DescribeClusterRequest::default(),
+            )],
             ApiKey::ApiVersions => vec![RequestKind::ApiVersions(ApiVersionsRequest::default())],
-            ApiKey::OffsetFetch => vec![RequestKind::OffsetFetch(OffsetFetchRequest::default().with_group_id(GroupId(s("g"))))],
+            ApiKey::OffsetFetch => vec![RequestKind::OffsetFetch(
+                OffsetFetchRequest::default().with_group_id(GroupId(s("g"))),
+            )],
             ApiKey::ListGroups => vec![RequestKind::ListGroups(ListGroupsRequest::default())],
             ApiKey::DescribeGroups => vec![RequestKind::DescribeGroups(
                 DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]),
             )],
-            ApiKey::Heartbeat => vec![RequestKind::Heartbeat(HeartbeatRequest::default().with_group_id(GroupId(s("g"))))],
+            ApiKey::Heartbeat => vec![RequestKind::Heartbeat(
+                HeartbeatRequest::default().with_group_id(GroupId(s("g"))),
+            )],
             _ => Vec::new(),
         }
     }

@@ -36,7 +36,9 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// Another broker holds the data directory.
-    #[error("data directory {0} is already in use by another sluice process (lock file .lock is held); stop it or use --data-dir")]
+    #[error(
+        "data directory {0} is already in use by another sluice process (lock file .lock is held); stop it or use --data-dir"
+    )]
     Locked(PathBuf),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}{hint}")]

@@ -88,7 +88,11 @@ const CLUSTER_SIZE: i16 = 1;
 
 /// Checks a topic against the rules and the current image; returns the
 /// resolved partition count and replication factor.
-fn check_new_topic(broker: &Broker, topic: &NewTopic, image_has: bool) -> Result<(i32, i16), AdminError> {
+fn check_new_topic(
+    broker: &Broker,
+    topic: &NewTopic,
+    image_has: bool,
+) -> Result<(i32, i16), AdminError> {
     validate_topic_name(&topic.name)?;
     if image_has {
         return Err(AdminError::new(
@@ -112,13 +116,17 @@ fn check_new_topic(broker: &Broker, topic: &NewTopic, image_has: bool) -> Result
         n if n >= 1 => {
             return Err(AdminError::new(
                 ResponseError::InvalidReplicationFactor,
-                format!("Unable to replicate the partition {n} time(s): The target replication factor of {n} cannot be reached because only {CLUSTER_SIZE} broker(s) are registered."),
+                format!(
+                    "Unable to replicate the partition {n} time(s): The target replication factor of {n} cannot be reached because only {CLUSTER_SIZE} broker(s) are registered."
+                ),
             ));
         }
         n => {
             return Err(AdminError::new(
                 ResponseError::InvalidReplicationFactor,
-                format!("Replication factor must be larger than 0, or -1 to use the default value. Got {n}."),
+                format!(
+                    "Replication factor must be larger than 0, or -1 to use the default value. Got {n}."
+                ),
             ));
         }
     };
@@ -130,7 +138,11 @@ fn check_new_topic(broker: &Broker, topic: &NewTopic, image_has: bool) -> Result
 }
 
 /// Creates a topic (or, with `validate_only`, checks that it could be).
-pub fn create_topic(broker: &Broker, topic: NewTopic, validate_only: bool) -> Result<TopicImage, AdminError> {
+pub fn create_topic(
+    broker: &Broker,
+    topic: NewTopic,
+    validate_only: bool,
+) -> Result<TopicImage, AdminError> {
     if validate_only {
         let image = broker.metadata.image();
         let (partitions, _) = check_new_topic(broker, &topic, image.topic(&topic.name).is_some())?;
@@ -155,9 +167,12 @@ pub fn create_topic(broker: &Broker, topic: NewTopic, validate_only: bool) -> Re
     });
     created?;
     let image = broker.metadata.image();
-    let created = image
-        .topic(&topic.name)
-        .ok_or_else(|| AdminError::new(ResponseError::UnknownServerError, "topic vanished after creation"))?;
+    let created = image.topic(&topic.name).ok_or_else(|| {
+        AdminError::new(
+            ResponseError::UnknownServerError,
+            "topic vanished after creation",
+        )
+    })?;
     broker
         .logs
         .create_topic(created, broker.topic_settings(&image, created), false)
@@ -168,7 +183,11 @@ pub fn create_topic(broker: &Broker, topic: NewTopic, validate_only: bool) -> Re
 
 /// Returns the topic, creating it with broker defaults when auto-creation is
 /// on. `Ok(None)` means it does not exist and may not be created.
-pub fn get_or_auto_create(broker: &Broker, name: &str, allow: bool) -> Result<Option<TopicImage>, AdminError> {
+pub fn get_or_auto_create(
+    broker: &Broker,
+    name: &str,
+    allow: bool,
+) -> Result<Option<TopicImage>, AdminError> {
     if let Some(t) = broker.metadata.image().topic(name) {
         return Ok(Some(t.clone()));
     }
@@ -185,7 +204,9 @@ pub fn get_or_auto_create(broker: &Broker, name: &str, allow: bool) -> Result<Op
     match create_topic(broker, new, false) {
         Ok(t) => Ok(Some(t)),
         // Another request created it first.
-        Err(e) if e.code == ResponseError::TopicAlreadyExists => Ok(broker.metadata.image().topic(name).cloned()),
+        Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+            Ok(broker.metadata.image().topic(name).cloned())
+        }
         Err(e) => Err(e),
     }
 }
@@ -221,9 +242,12 @@ pub fn ensure_consumer_offsets(broker: &Broker) -> Result<TopicImage, AdminError
 /// Deletes a topic by id.
 pub fn delete_topic(broker: &Broker, id: Uuid) -> Result<TopicImage, AdminError> {
     let topic = broker.metadata.commit(|image| {
-        let topic = image
-            .topic_by_id(&id)
-            .ok_or_else(|| AdminError::new(ResponseError::UnknownTopicId, "This server does not host this topic ID."))?;
+        let topic = image.topic_by_id(&id).ok_or_else(|| {
+            AdminError::new(
+                ResponseError::UnknownTopicId,
+                "This server does not host this topic ID.",
+            )
+        })?;
         if topic.internal {
             return Err(AdminError::new(
                 ResponseError::InvalidRequest,
@@ -319,11 +343,19 @@ pub fn set_topic_configs(
     }
     broker.metadata.commit(|image| {
         let (topic, configs) = check(image)?;
-        Ok::<_, AdminError>((vec![MetadataRecord::TopicConfigsChanged { id: topic.id, configs }], ()))
+        Ok::<_, AdminError>((
+            vec![MetadataRecord::TopicConfigsChanged {
+                id: topic.id,
+                configs,
+            }],
+            (),
+        ))
     })?;
     let image = broker.metadata.image();
     if let Some(t) = image.topic(name) {
-        broker.logs.update_settings(name, broker.topic_settings(&image, t));
+        broker
+            .logs
+            .update_settings(name, broker.topic_settings(&image, t));
     }
     Ok(())
 }
@@ -334,23 +366,24 @@ pub fn set_broker_configs(
     change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AdminError>,
     validate_only: bool,
 ) -> Result<(), AdminError> {
-    let check = |image: &crate::metadata::MetadataImage| -> Result<BTreeMap<String, String>, AdminError> {
-        let next = change(&image.broker_configs)?;
-        for (k, v) in &next {
-            let def = crate::topic_config::TOPIC_CONFIGS
-                .iter()
-                .find(|d| d.broker_synonym == Some(k.as_str()))
-                .ok_or_else(|| {
-                    AdminError::new(
-                        ResponseError::InvalidConfig,
-                        format!("Cannot update broker config {k} dynamically"),
-                    )
-                })?;
-            validate_topic_config(def.name, v)
-                .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
-        }
-        Ok(next)
-    };
+    let check =
+        |image: &crate::metadata::MetadataImage| -> Result<BTreeMap<String, String>, AdminError> {
+            let next = change(&image.broker_configs)?;
+            for (k, v) in &next {
+                let def = crate::topic_config::TOPIC_CONFIGS
+                    .iter()
+                    .find(|d| d.broker_synonym == Some(k.as_str()))
+                    .ok_or_else(|| {
+                        AdminError::new(
+                            ResponseError::InvalidConfig,
+                            format!("Cannot update broker config {k} dynamically"),
+                        )
+                    })?;
+                validate_topic_config(def.name, v)
+                    .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
+            }
+            Ok(next)
+        };
     if validate_only {
         check(&broker.metadata.image())?;
         return Ok(());
@@ -361,11 +394,12 @@ pub fn set_broker_configs(
     })?;
     let image = broker.metadata.image();
     for t in image.topics() {
-        broker.logs.update_settings(&t.name, broker.topic_settings(&image, t));
+        broker
+            .logs
+            .update_settings(&t.name, broker.topic_settings(&image, t));
     }
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -77,12 +77,24 @@ macro_rules! def {
     };
 }
 
-
 /// Every topic config Kafka 3.x/4.x defines, sorted by name as Kafka lists them.
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    def!("cleanup.policy", Some("log.cleanup.policy"), List, "delete", &["delete", "compact"], None),
-    def!("compression.type", Some("compression.type"), String, "producer",
-        &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"], None),
+    def!(
+        "cleanup.policy",
+        Some("log.cleanup.policy"),
+        List,
+        "delete",
+        &["delete", "compact"],
+        None
+    ),
+    def!(
+        "compression.type",
+        Some("compression.type"),
+        String,
+        "producer",
+        &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"],
+        None
+    ),
     def!("delete.retention.ms", Some("log.cleaner.delete.retention.ms"), Long, "86400000", min 0),
     def!("file.delete.delay.ms", Some("log.segment.delete.delay.ms"), Long, "60000", min 0),
     def!("flush.messages", Some("log.flush.interval.messages"), Long, "9223372036854775807", min 1),
@@ -90,26 +102,60 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def!("follower.replication.throttled.replicas", None, List, ""),
     def!("index.interval.bytes", Some("log.index.interval.bytes"), Int, "4096", min 0),
     def!("leader.replication.throttled.replicas", None, List, ""),
-    def!("local.retention.bytes", Some("log.local.retention.bytes"), Long, "-2", min -2),
-    def!("local.retention.ms", Some("log.local.retention.ms"), Long, "-2", min -2),
+    def!(
+        "local.retention.bytes",
+        Some("log.local.retention.bytes"),
+        Long,
+        "-2",
+        min - 2
+    ),
+    def!(
+        "local.retention.ms",
+        Some("log.local.retention.ms"),
+        Long,
+        "-2",
+        min - 2
+    ),
     def!("max.compaction.lag.ms", Some("log.cleaner.max.compaction.lag.ms"), Long, "9223372036854775807", min 1),
     def!("max.message.bytes", Some("message.max.bytes"), Int, "1048588", min 0),
     def!("message.timestamp.after.max.ms", Some("log.message.timestamp.after.max.ms"), Long, "9223372036854775807", min 0),
     def!("message.timestamp.before.max.ms", Some("log.message.timestamp.before.max.ms"), Long, "9223372036854775807", min 0),
-    def!("message.timestamp.type", Some("log.message.timestamp.type"), String, "CreateTime",
-        &["CreateTime", "LogAppendTime"], None),
-    def!("min.cleanable.dirty.ratio", Some("log.cleaner.min.cleanable.ratio"), Double, "0.5"),
+    def!(
+        "message.timestamp.type",
+        Some("log.message.timestamp.type"),
+        String,
+        "CreateTime",
+        &["CreateTime", "LogAppendTime"],
+        None
+    ),
+    def!(
+        "min.cleanable.dirty.ratio",
+        Some("log.cleaner.min.cleanable.ratio"),
+        Double,
+        "0.5"
+    ),
     def!("min.compaction.lag.ms", Some("log.cleaner.min.compaction.lag.ms"), Long, "0", min 0),
     def!("min.insync.replicas", Some("min.insync.replicas"), Int, "1", min 1),
     def!("preallocate", Some("log.preallocate"), Boolean, "false"),
     def!("remote.storage.enable", None, Boolean, "false"),
     def!("retention.bytes", Some("log.retention.bytes"), Long, "-1"),
-    def!("retention.ms", Some("log.retention.ms"), Long, "604800000", min -1),
+    def!(
+        "retention.ms",
+        Some("log.retention.ms"),
+        Long,
+        "604800000",
+        min - 1
+    ),
     def!("segment.bytes", Some("log.segment.bytes"), Int, "1073741824", min 14),
     def!("segment.index.bytes", Some("log.index.size.max.bytes"), Int, "10485760", min 4),
     def!("segment.jitter.ms", Some("log.roll.jitter.ms"), Long, "0", min 0),
     def!("segment.ms", Some("log.roll.ms"), Long, "604800000", min 1),
-    def!("unclean.leader.election.enable", Some("unclean.leader.election.enable"), Boolean, "false"),
+    def!(
+        "unclean.leader.election.enable",
+        Some("unclean.leader.election.enable"),
+        Boolean,
+        "false"
+    ),
 ];
 
 /// Looks up a topic config definition by name.
@@ -150,7 +196,10 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigValueE
             }
         }
         ConfigType::Int | ConfigType::Long => {
-            let n: i64 = value.trim().parse().map_err(|_| bad("Not a number".into()))?;
+            let n: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("Not a number".into()))?;
             if def.kind == ConfigType::Int && i32::try_from(n).is_err() {
                 return Err(bad("Not a 32-bit number".into()));
             }
@@ -161,21 +210,30 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigValueE
             }
         }
         ConfigType::Double => {
-            let d: f64 = value.trim().parse().map_err(|_| bad("Not a number".into()))?;
+            let d: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("Not a number".into()))?;
             if !(0.0..=1.0).contains(&d) {
                 return Err(bad("Value must be between 0 and 1".into()));
             }
         }
         ConfigType::String => {
             if !def.choices.is_empty() && !def.choices.contains(&value) {
-                return Err(bad(format!("String must be one of: {}", def.choices.join(", "))));
+                return Err(bad(format!(
+                    "String must be one of: {}",
+                    def.choices.join(", ")
+                )));
             }
         }
         ConfigType::List => {
             if !def.choices.is_empty() {
                 for item in value.split(',').map(str::trim) {
                     if !def.choices.contains(&item) {
-                        return Err(bad(format!("List items must be among: {}", def.choices.join(", "))));
+                        return Err(bad(format!(
+                            "List items must be among: {}",
+                            def.choices.join(", ")
+                        )));
                     }
                 }
             }
@@ -190,11 +248,26 @@ fn broker_static_value(def: &TopicConfigDef, broker: &BrokerConfig) -> Option<St
     let defaults = BrokerConfig::default();
     let pick = |ours: String, kafka: String| (ours != kafka).then_some(ours);
     match def.name {
-        "retention.ms" => pick(broker.log_retention_ms.to_string(), defaults.log_retention_ms.to_string()),
-        "retention.bytes" => pick(broker.log_retention_bytes.to_string(), defaults.log_retention_bytes.to_string()),
-        "segment.bytes" => pick(broker.log_segment_bytes.to_string(), defaults.log_segment_bytes.to_string()),
-        "segment.ms" => pick(broker.log_segment_ms.to_string(), defaults.log_segment_ms.to_string()),
-        "max.message.bytes" => pick(broker.message_max_bytes.to_string(), defaults.message_max_bytes.to_string()),
+        "retention.ms" => pick(
+            broker.log_retention_ms.to_string(),
+            defaults.log_retention_ms.to_string(),
+        ),
+        "retention.bytes" => pick(
+            broker.log_retention_bytes.to_string(),
+            defaults.log_retention_bytes.to_string(),
+        ),
+        "segment.bytes" => pick(
+            broker.log_segment_bytes.to_string(),
+            defaults.log_segment_bytes.to_string(),
+        ),
+        "segment.ms" => pick(
+            broker.log_segment_ms.to_string(),
+            defaults.log_segment_ms.to_string(),
+        ),
+        "max.message.bytes" => pick(
+            broker.message_max_bytes.to_string(),
+            defaults.message_max_bytes.to_string(),
+        ),
         _ => None,
     }
 }
@@ -234,9 +307,17 @@ pub fn resolve_topic_configs(
                 if let Some(v) = broker_static_value(def, broker) {
                     layers.push((syn.to_string(), v, ConfigSource::StaticBroker));
                 }
-                layers.push((syn.to_string(), def.default.to_string(), ConfigSource::Default));
+                layers.push((
+                    syn.to_string(),
+                    def.default.to_string(),
+                    ConfigSource::Default,
+                ));
             } else {
-                layers.push((def.name.to_string(), def.default.to_string(), ConfigSource::Default));
+                layers.push((
+                    def.name.to_string(),
+                    def.default.to_string(),
+                    ConfigSource::Default,
+                ));
             }
             let (value, source) = layers
                 .first()
@@ -301,7 +382,9 @@ impl TopicSettings {
         broker: &BrokerConfig,
         dynamic_broker: &BTreeMap<String, String>,
     ) -> Self {
-        let get = |name: &str| effective_value(name, overrides, broker, dynamic_broker).unwrap_or_default();
+        let get = |name: &str| {
+            effective_value(name, overrides, broker, dynamic_broker).unwrap_or_default()
+        };
         let long = |name: &str, fallback: i64| get(name).trim().parse::<i64>().unwrap_or(fallback);
         let policy = get("cleanup.policy");
         let deletes = policy.split(',').any(|p| p.trim() == "delete");
@@ -313,13 +396,19 @@ impl TopicSettings {
             segment_bytes: u64::try_from(long("segment.bytes", 1 << 30)).unwrap_or(1 << 30),
             segment_ms: Some(long("segment.ms", crate::config::SEVEN_DAYS_MS)),
             retention_ms: (deletes && retention_ms >= 0).then_some(retention_ms),
-            retention_bytes: if deletes { u64::try_from(retention_bytes).ok() } else { None },
+            retention_bytes: if deletes {
+                u64::try_from(retention_bytes).ok()
+            } else {
+                None
+            },
             index_interval_bytes: u32::try_from(long("index.interval.bytes", 4096)).unwrap_or(4096),
-            max_index_bytes: u64::try_from(long("segment.index.bytes", 10 << 20)).unwrap_or(defaults.max_index_bytes),
+            max_index_bytes: u64::try_from(long("segment.index.bytes", 10 << 20))
+                .unwrap_or(defaults.max_index_bytes),
         };
         Self {
             log,
-            max_message_bytes: usize::try_from(long("max.message.bytes", 1_048_588)).unwrap_or(1_048_588),
+            max_message_bytes: usize::try_from(long("max.message.bytes", 1_048_588))
+                .unwrap_or(1_048_588),
             timestamp_type: if get("message.timestamp.type") == "LogAppendTime" {
                 TimestampType::LogAppendTime
             } else {
@@ -342,13 +431,21 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(names, sorted);
         for def in TOPIC_CONFIGS {
-            assert_eq!(validate_topic_config(def.name, def.default), Ok(()), "{}", def.name);
+            assert_eq!(
+                validate_topic_config(def.name, def.default),
+                Ok(()),
+                "{}",
+                def.name
+            );
         }
     }
 
     #[test]
     fn validation_matches_kafka() {
-        assert!(matches!(validate_topic_config("retention.mss", "1"), Err(ConfigValueError::UnknownName(_))));
+        assert!(matches!(
+            validate_topic_config("retention.mss", "1"),
+            Err(ConfigValueError::UnknownName(_))
+        ));
         assert!(validate_topic_config("retention.ms", "abc").is_err());
         assert!(validate_topic_config("retention.ms", "-2").is_err());
         assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
@@ -364,17 +461,26 @@ mod tests {
         let none = BTreeMap::new();
         let resolved = resolve_topic_configs(&none, &broker, &none);
         let ret = resolved.iter().find(|c| c.name == "retention.ms").unwrap();
-        assert_eq!((ret.value.as_str(), ret.source), ("604800000", ConfigSource::Default));
+        assert_eq!(
+            (ret.value.as_str(), ret.source),
+            ("604800000", ConfigSource::Default)
+        );
 
         broker.log_retention_ms = 1000;
         let resolved = resolve_topic_configs(&none, &broker, &none);
         let ret = resolved.iter().find(|c| c.name == "retention.ms").unwrap();
-        assert_eq!((ret.value.as_str(), ret.source), ("1000", ConfigSource::StaticBroker));
+        assert_eq!(
+            (ret.value.as_str(), ret.source),
+            ("1000", ConfigSource::StaticBroker)
+        );
 
         let overrides = BTreeMap::from([("retention.ms".to_string(), "5".to_string())]);
         let resolved = resolve_topic_configs(&overrides, &broker, &none);
         let ret = resolved.iter().find(|c| c.name == "retention.ms").unwrap();
-        assert_eq!((ret.value.as_str(), ret.source), ("5", ConfigSource::DynamicTopic));
+        assert_eq!(
+            (ret.value.as_str(), ret.source),
+            ("5", ConfigSource::DynamicTopic)
+        );
         assert_eq!(ret.synonyms.len(), 3);
 
         let settings = TopicSettings::resolve(&overrides, &broker, &none);

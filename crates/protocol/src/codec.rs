@@ -79,13 +79,12 @@ pub fn decode_header(mut frame: Bytes) -> Result<RequestFrame, CodecError> {
     } else {
         api_key.request_header_version(version).max(1)
     };
-    let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| {
-        CodecError::Malformed {
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| CodecError::Malformed {
             api: api_key,
             version,
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     if api_key == ApiKey::ApiVersions && version >= 3 {
         // Skip the header's tagged fields (flexible header v2) if present.
         skip_tagged_fields(&mut frame).map_err(|reason| CodecError::Malformed {
@@ -136,7 +135,9 @@ pub fn encode_response(
     let body_size = response_size(body, version).map_err(encode_err)?;
     let mut buf = BytesMut::with_capacity(4 + header_size + body_size);
     buf.put_slice(&crate::frame::frame_size_prefix(header_size + body_size));
-    header.encode(&mut buf, header_version).map_err(encode_err)?;
+    header
+        .encode(&mut buf, header_version)
+        .map_err(encode_err)?;
     body.encode(&mut buf, version).map_err(encode_err)?;
     Ok(buf.freeze())
 }
@@ -183,12 +184,41 @@ fn response_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         };
     }
     size_of_kinds!(
-        Produce, Fetch, ListOffsets, Metadata, OffsetCommit, OffsetFetch, FindCoordinator,
-        JoinGroup, Heartbeat, LeaveGroup, SyncGroup, DescribeGroups, ListGroups, SaslHandshake,
-        ApiVersions, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId,
-        OffsetForLeaderEpoch, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
-        DescribeConfigs, AlterConfigs, CreatePartitions, DeleteGroups, IncrementalAlterConfigs,
-        OffsetDelete, DescribeCluster, DescribeProducers, DescribeTransactions, ListTransactions,
-        SaslAuthenticate, DescribeLogDirs,
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        OffsetCommit,
+        OffsetFetch,
+        FindCoordinator,
+        JoinGroup,
+        Heartbeat,
+        LeaveGroup,
+        SyncGroup,
+        DescribeGroups,
+        ListGroups,
+        SaslHandshake,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        InitProducerId,
+        OffsetForLeaderEpoch,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
+        DescribeConfigs,
+        AlterConfigs,
+        CreatePartitions,
+        DeleteGroups,
+        IncrementalAlterConfigs,
+        OffsetDelete,
+        DescribeCluster,
+        DescribeProducers,
+        DescribeTransactions,
+        ListTransactions,
+        SaslAuthenticate,
+        DescribeLogDirs,
     )
 }

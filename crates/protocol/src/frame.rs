@@ -108,7 +108,10 @@ mod tests {
         let mut neg = BytesMut::from(&(-1i32).to_be_bytes()[..]);
         assert_eq!(d.decode(&mut neg), Err(FrameError::NegativeSize(-1)));
         let mut huge = BytesMut::from(&i32::MAX.to_be_bytes()[..]);
-        assert!(matches!(d.decode(&mut huge), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            d.decode(&mut huge),
+            Err(FrameError::TooLarge { .. })
+        ));
         // The oversized claim must not have reserved memory for it.
         assert!(huge.capacity() < 1024 * 1024);
     }

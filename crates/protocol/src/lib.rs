@@ -5,10 +5,10 @@
 //! shared by the broker, the client and the tests.
 
 pub mod batch;
-pub mod compression;
-pub mod records;
 pub mod codec;
+pub mod compression;
 pub mod frame;
+pub mod records;
 
 /// The generated Kafka message types, re-exported so every crate uses the same version.
 pub use kafka_protocol;

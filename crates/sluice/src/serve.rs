@@ -36,7 +36,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_LOG_RETENTION_MS", allow_negative_numbers = true)]
     log_retention_ms: Option<i64>,
     /// log.retention.bytes; -1 means unlimited [default: -1].
-    #[arg(long, env = "SLUICE_LOG_RETENTION_BYTES", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "SLUICE_LOG_RETENTION_BYTES",
+        allow_negative_numbers = true
+    )]
     log_retention_bytes: Option<i64>,
     /// log.segment.bytes [default: 1073741824].
     #[arg(long, env = "SLUICE_LOG_SEGMENT_BYTES")]
@@ -142,7 +146,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 
 async fn serve(config: BrokerConfig) -> Result<(), String> {
     tracing::info!("Sluice {} starting", env!("CARGO_PKG_VERSION"));
-    let data_dir = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    let data_dir =
+        std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
     let server = Server::start(config).await.map_err(|e| e.to_string())?;
     let broker = server.broker();
     tracing::info!(
@@ -168,8 +173,10 @@ async fn serve(config: BrokerConfig) -> Result<(), String> {
 
 async fn wait_for_signal() -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

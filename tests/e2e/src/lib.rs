@@ -327,7 +327,7 @@ impl Drop for Broker {
                 log
             };
             eprintln!(
-                "----- sluice log ({} serve {}) -----\n{tail}\n----- end of sluice log -----",
+                "----- sluice log ({} {}) -----\n{tail}\n----- end of sluice log -----",
                 sluice_bin().display(),
                 self.serve_args().join(" ")
             );
@@ -446,10 +446,12 @@ pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> TestProducer {
         .expect("create producer")
 }
 
-/// A consumer without a group (use `assign`), reporting partition EOF.
+/// A consumer for `assign` (librdkafka wants a group id even then; it never joins),
+/// reporting partition EOF.
 pub fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
     let mut c = client_config(bootstrap);
-    c.set("enable.partition.eof", "true")
+    c.set("group.id", "sluice-e2e-assign")
+        .set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "100")

@@ -175,6 +175,17 @@ fn kill9_restart_keeps_topics_configs_and_data() {
     assert!(!broker.log().contains("panicked"), "broker panicked");
 }
 
+/// `2026-01-01T00:00:00.000000Z  INFO ...` (tracing's default format), INFO or below.
+fn is_info_log_line(l: &str) -> bool {
+    let mut words = l.split_whitespace();
+    let ts = words.next().unwrap_or_default();
+    let level = words.next().unwrap_or_default();
+    ts.len() > 20
+        && ts.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && ts.ends_with('Z')
+        && matches!(level, "INFO" | "DEBUG" | "TRACE")
+}
+
 fn assert_one_line_error(out: &sluice_e2e::RunOutput, what: &str) {
     assert_eq!(
         out.status.and_then(|s| s.code()),
@@ -187,16 +198,23 @@ fn assert_one_line_error(out: &sluice_e2e::RunOutput, what: &str) {
         "{what}: panic output: {:?}",
         out.stderr
     );
+    // Informational log lines (the startup banner) may precede it; the error itself is one
+    // line and nothing else is printed.
     let lines: Vec<&str> = out
         .stderr
         .lines()
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim().is_empty() && !is_info_log_line(l))
         .collect();
     assert_eq!(
         lines.len(),
         1,
-        "{what}: want one line on stderr, got {:?}",
+        "{what}: want a one-line error on stderr, got {:?}",
         out.stderr
+    );
+    assert!(
+        lines[0].to_lowercase().contains("error"),
+        "{what}: the line is not an error: {:?}",
+        lines[0]
     );
 }
 

@@ -6,7 +6,7 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { ConfigResourceTypes } = require('kafkajs')
-const { useBroker, uniqueTopic, waitFor } = require('../harness')
+const { useBroker, uniqueTopic, waitFor, protocolErrorOf } = require('../harness')
 
 const ctx = useBroker()
 
@@ -15,6 +15,15 @@ const DYNAMIC_TOPIC_CONFIG = 1
 const DEFAULT_CONFIG = 5
 
 const byPartition = (a, b) => a.partition - b.partition
+
+/** An assert.rejects validator for a Kafka error of the given type and code. */
+const kafkaError = (type, code) => error => {
+  const protocolError = protocolErrorOf(error)
+  assert.ok(protocolError, `expected ${type}, got ${error.name}: ${error.message}`)
+  assert.equal(protocolError.type, type)
+  assert.equal(protocolError.code, code)
+  return true
+}
 
 async function describeTopicConfigs(admin, topic, configNames) {
   const { resources } = await admin.describeConfigs({
@@ -197,6 +206,16 @@ test(
       ]
     )
 
+    // Shrinking, or "growing" to the same count, is INVALID_PARTITIONS.
+    await assert.rejects(
+      admin.createPartitions({ topicPartitions: [{ topic, count: 2 }] }),
+      kafkaError('INVALID_PARTITIONS', 37)
+    )
+    await assert.rejects(
+      admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] }),
+      kafkaError('INVALID_PARTITIONS', 37)
+    )
+
     const producer = await ctx.producer()
     const [sent] = await producer.send({ topic, messages: [{ partition: 2, value: 'on partition 2' }] })
     assert.equal(sent.partition, 2)
@@ -306,5 +325,65 @@ test(
     assert.equal(configs.get('retention.ms').configSource, DYNAMIC_TOPIC_CONFIG)
     assert.equal(configs.get('segment.bytes').configValue, '1073741824')
     assert.equal(configs.get('segment.bytes').isDefault, true)
+  })
+)
+
+test(
+  'createTopics errors: replication factor above the broker count, invalid names',
+  { timeout: 30_000 },
+  ctx.wrap(async () => {
+    const admin = await ctx.admin()
+    const topic = uniqueTopic('rf3')
+    await assert.rejects(
+      admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: 3 }] }),
+      kafkaError('INVALID_REPLICATION_FACTOR', 38)
+    )
+    await assert.rejects(
+      admin.createTopics({ topics: [{ topic: 'bad/name', numPartitions: 1, replicationFactor: 1 }] }),
+      kafkaError('INVALID_TOPIC_EXCEPTION', 17)
+    )
+    await assert.rejects(
+      admin.createTopics({
+        topics: [{ topic: 'x'.repeat(250), numPartitions: 1, replicationFactor: 1 }],
+      }),
+      kafkaError('INVALID_TOPIC_EXCEPTION', 17)
+    )
+    const topics = await admin.listTopics()
+    assert.ok(!topics.includes(topic) && !topics.includes('bad/name'), 'nothing was created')
+
+    // replicationFactor -1 means "the broker's default" (KIP-464).
+    const byDefault = uniqueTopic('rf-default')
+    assert.equal(
+      await admin.createTopics({ topics: [{ topic: byDefault, numPartitions: 2, replicationFactor: -1 }] }),
+      true
+    )
+    const metadata = await admin.fetchTopicMetadata({ topics: [byDefault] })
+    assert.equal(metadata.topics[0].partitions.length, 2)
+  })
+)
+
+test(
+  'deleteTopics of an unknown topic is UNKNOWN_TOPIC_OR_PARTITION',
+  { timeout: 30_000 },
+  ctx.wrap(async () => {
+    const admin = await ctx.admin()
+    await assert.rejects(
+      admin.deleteTopics({ topics: [uniqueTopic('never-created')], timeout: 5000 }),
+      kafkaError('UNKNOWN_TOPIC_OR_PARTITION', 3)
+    )
+  })
+)
+
+test(
+  'describeCluster names broker 1 at the advertised address as the controller',
+  { timeout: 30_000 },
+  ctx.wrap(async () => {
+    const admin = await ctx.admin()
+    const cluster = await admin.describeCluster()
+    const [host, port] = ctx.address.split(':')
+    assert.deepEqual(cluster.brokers, [{ nodeId: 1, host, port: Number(port) }])
+    assert.equal(cluster.controller, 1)
+    assert.equal(typeof cluster.clusterId, 'string')
+    assert.ok(cluster.clusterId.length > 0)
   })
 )

@@ -5,10 +5,29 @@
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
-const { CompressionTypes } = require('kafkajs')
-const { useBroker, uniqueTopic } = require('../harness')
+const { CompressionTypes, CompressionCodecs } = require('kafkajs')
+const { useBroker, uniqueTopic, protocolErrorOf } = require('../harness')
 
 const ctx = useBroker()
+
+// Count what kafkajs' built-in GZIP codec does, to see that the batches really travel
+// compressed both ways (Kafka stores the producer's batches as they are with the default
+// compression.type=producer, and fetches return them still compressed).
+const gzipCalls = { compress: 0, decompress: 0 }
+const builtinGzip = CompressionCodecs[CompressionTypes.GZIP]
+CompressionCodecs[CompressionTypes.GZIP] = () => {
+  const codec = builtinGzip()
+  return {
+    async compress(encoder) {
+      gzipCalls.compress += 1
+      return codec.compress(encoder)
+    },
+    async decompress(buffer) {
+      gzipCalls.decompress += 1
+      return codec.decompress(buffer)
+    },
+  }
+}
 
 async function createTopic(topic, numPartitions = 1) {
   const admin = await ctx.admin()
@@ -131,6 +150,50 @@ test(
 )
 
 test(
+  'a batch above max.message.bytes is MESSAGE_TOO_LARGE; a topic override lets it in',
+  { timeout: 30_000 },
+  ctx.wrap(async () => {
+    const topic = uniqueTopic('too-large')
+    const admin = await createTopic(topic)
+    const value = Buffer.alloc(1200 * 1024, 0x61) // > 1048588, the default max.message.bytes
+    const producer = await ctx.producer()
+    await assert.rejects(producer.send({ topic, messages: [{ value }] }), error => {
+      const protocolError = protocolErrorOf(error)
+      assert.ok(protocolError, `expected a Kafka protocol error, got ${error.name}: ${error.message}`)
+      assert.equal(protocolError.type, 'MESSAGE_TOO_LARGE')
+      assert.equal(protocolError.code, 10)
+      return true
+    })
+    assert.deepEqual(await admin.fetchTopicOffsets(topic), [
+      { partition: 0, offset: '0', high: '0', low: '0' },
+    ])
+
+    const roomy = uniqueTopic('roomy')
+    assert.equal(
+      await admin.createTopics({
+        topics: [
+          {
+            topic: roomy,
+            numPartitions: 1,
+            replicationFactor: 1,
+            configEntries: [{ name: 'max.message.bytes', value: '2000000' }],
+          },
+        ],
+      }),
+      true
+    )
+    const [sent] = await producer.send({ topic: roomy, messages: [{ key: 'k', value }] })
+    assert.equal(sent.errorCode, 0)
+    assert.equal(sent.baseOffset, '0')
+    // The record is larger than kafkajs' 1 MiB maxBytesPerPartition: the broker must still
+    // return the whole first batch (KIP-74).
+    const [m] = await ctx.consume({ topic: roomy, count: 1 })
+    assert.equal(m.offset, '0')
+    assert.ok(m.value.equals(value), 'large value differs')
+  })
+)
+
+test(
   'a 1,000-message batch gets offsets 0..999 in order',
   { timeout: 60_000 },
   ctx.wrap(async () => {
@@ -179,8 +242,14 @@ test(
     const [s2] = await producer.send({ topic, compression: CompressionTypes.GZIP, messages: second })
     assert.equal(s2.baseOffset, '100')
 
+    assert.equal(gzipCalls.compress, 2, 'the producer compressed two batches')
+
     const got = await ctx.consume({ topic, count: 101 })
     assert.equal(got.length, 101)
+    assert.ok(
+      gzipCalls.decompress >= 2,
+      `the fetched batches were GZIP-compressed (decompressed ${gzipCalls.decompress} times)`
+    )
     got.slice(0, 100).forEach((m, i) => {
       assert.equal(m.offset, String(i))
       assert.equal(m.key.toString(), `k${i}`)

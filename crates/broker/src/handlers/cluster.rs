@@ -15,12 +15,18 @@ use crate::handlers::metadata::{ALL_CLUSTER_OPERATIONS, AUTHORIZED_OPERATIONS_OM
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
 /// Handles a DescribeCluster request.
-pub fn describe(broker: &Arc<Broker>, req: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+pub fn describe(
+    broker: &Arc<Broker>,
+    req: DescribeClusterRequest,
+    version: i16,
+) -> DescribeClusterResponse {
     let base = DescribeClusterResponse::default().with_endpoint_type(ENDPOINT_TYPE_BROKERS);
     if version >= 1 && req.endpoint_type != ENDPOINT_TYPE_BROKERS {
         return base
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
-            .with_error_message(Some(StrBytes::from_static_str("Only brokers endpoints are served")));
+            .with_error_message(Some(StrBytes::from_static_str(
+                "Only brokers endpoints are served",
+            )));
     }
     base.with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.node_id()))

@@ -18,7 +18,10 @@ use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
 use crate::topic_admin::{AdminError, set_broker_configs, set_topic_configs};
-use crate::topic_config::{ConfigSource, ConfigType, ResolvedConfig, TOPIC_CONFIGS, resolve_topic_configs, topic_config_def};
+use crate::topic_config::{
+    ConfigSource, ConfigType, ResolvedConfig, TOPIC_CONFIGS, resolve_topic_configs,
+    topic_config_def,
+};
 
 /// Kafka's ConfigResource types.
 const RESOURCE_TOPIC: i8 = 2;
@@ -32,7 +35,11 @@ const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
 /// Handles DescribeConfigs.
-pub fn describe(broker: &Arc<Broker>, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+pub fn describe(
+    broker: &Arc<Broker>,
+    req: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
     let image = broker.metadata.image();
     let results = req
         .resources
@@ -43,10 +50,14 @@ pub fn describe(broker: &Arc<Broker>, req: DescribeConfigsRequest, version: i16)
                 .with_resource_name(resource.resource_name.clone());
             let configs = match resource.resource_type {
                 RESOURCE_TOPIC => match image.topic(&resource.resource_name) {
-                    Some(t) => Ok(resolve_topic_configs(&t.configs, &broker.config, &image.broker_configs)
-                        .into_iter()
-                        .map(|c| (c, false))
-                        .collect::<Vec<_>>()),
+                    Some(t) => Ok(resolve_topic_configs(
+                        &t.configs,
+                        &broker.config,
+                        &image.broker_configs,
+                    )
+                    .into_iter()
+                    .map(|c| (c, false))
+                    .collect::<Vec<_>>()),
                     None => Err(AdminError::new(
                         ResponseError::UnknownTopicOrPartition,
                         format!("Topic {} does not exist.", &*resource.resource_name),
@@ -54,7 +65,9 @@ pub fn describe(broker: &Arc<Broker>, req: DescribeConfigsRequest, version: i16)
                 },
                 RESOURCE_BROKER => check_broker_name(broker, &resource.resource_name)
                     .map(|()| broker_configs(broker, &image.broker_configs)),
-                RESOURCE_BROKER_LOGGER => check_broker_name(broker, &resource.resource_name).map(|()| Vec::new()),
+                RESOURCE_BROKER_LOGGER => {
+                    check_broker_name(broker, &resource.resource_name).map(|()| Vec::new())
+                }
                 other => Err(AdminError::new(
                     ResponseError::InvalidRequest,
                     format!("Unsupported resource type {other}"),
@@ -73,7 +86,9 @@ pub fn describe(broker: &Arc<Broker>, req: DescribeConfigsRequest, version: i16)
                                 .as_ref()
                                 .is_none_or(|keys| keys.iter().any(|k| &**k == c.name))
                         })
-                        .map(|(c, read_only)| describe_entry(c, read_only, version, req.include_synonyms))
+                        .map(|(c, read_only)| {
+                            describe_entry(c, read_only, version, req.include_synonyms)
+                        })
                         .collect(),
                 ),
             }
@@ -82,7 +97,12 @@ pub fn describe(broker: &Arc<Broker>, req: DescribeConfigsRequest, version: i16)
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn describe_entry(c: ResolvedConfig, read_only: bool, version: i16, include_synonyms: bool) -> DescribeConfigsResourceResult {
+fn describe_entry(
+    c: ResolvedConfig,
+    read_only: bool,
+    version: i16,
+    include_synonyms: bool,
+) -> DescribeConfigsResourceResult {
     let synonyms = if include_synonyms {
         c.synonyms
             .iter()
@@ -104,7 +124,11 @@ fn describe_entry(c: ResolvedConfig, read_only: bool, version: i16, include_syno
         .with_is_sensitive(false)
         .with_synonyms(synonyms);
     // config_type exists from v3; earlier versions must keep the default.
-    if version >= 3 { entry.with_config_type(c.kind as i8) } else { entry }
+    if version >= 3 {
+        entry.with_config_type(c.kind as i8)
+    } else {
+        entry
+    }
 }
 
 fn check_broker_name(broker: &Broker, name: &str) -> Result<(), AdminError> {
@@ -113,36 +137,104 @@ fn check_broker_name(broker: &Broker, name: &str) -> Result<(), AdminError> {
     } else {
         Err(AdminError::new(
             ResponseError::InvalidRequest,
-            format!("Unexpected broker id, expected {} or empty string, but received {name}", broker.node_id()),
+            format!(
+                "Unexpected broker id, expected {} or empty string, but received {name}",
+                broker.node_id()
+            ),
         ))
     }
 }
 
 /// The broker's own configs: its static settings (read-only) and the
 /// broker-level defaults of every topic config (dynamically alterable).
-fn broker_configs(broker: &Broker, dynamic: &BTreeMap<String, String>) -> Vec<(ResolvedConfig, bool)> {
+fn broker_configs(
+    broker: &Broker,
+    dynamic: &BTreeMap<String, String>,
+) -> Vec<(ResolvedConfig, bool)> {
     let c = &broker.config;
     let d = crate::config::BrokerConfig::default();
     let listener = format!("PLAINTEXT://{}", c.listen);
-    let advertised = format!("PLAINTEXT://{}:{}", broker.advertised_host, broker.advertised_port);
+    let advertised = format!(
+        "PLAINTEXT://{}:{}",
+        broker.advertised_host, broker.advertised_port
+    );
     let statics: Vec<(&'static str, String, String, ConfigType)> = vec![
-        ("advertised.listeners", advertised.clone(), advertised, ConfigType::String),
-        ("auto.create.topics.enable", c.auto_create_topics.to_string(), d.auto_create_topics.to_string(), ConfigType::Boolean),
-        ("broker.id", c.node_id.to_string(), d.node_id.to_string(), ConfigType::Int),
-        ("default.replication.factor", "1".into(), "1".into(), ConfigType::Int),
-        ("group.initial.rebalance.delay.ms", c.group_initial_rebalance_delay_ms.to_string(), d.group_initial_rebalance_delay_ms.to_string(), ConfigType::Int),
+        (
+            "advertised.listeners",
+            advertised.clone(),
+            advertised,
+            ConfigType::String,
+        ),
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            d.auto_create_topics.to_string(),
+            ConfigType::Boolean,
+        ),
+        (
+            "broker.id",
+            c.node_id.to_string(),
+            d.node_id.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "default.replication.factor",
+            "1".into(),
+            "1".into(),
+            ConfigType::Int,
+        ),
+        (
+            "group.initial.rebalance.delay.ms",
+            c.group_initial_rebalance_delay_ms.to_string(),
+            d.group_initial_rebalance_delay_ms.to_string(),
+            ConfigType::Int,
+        ),
         ("listeners", listener.clone(), listener, ConfigType::String),
-        ("log.dirs", c.data_dir.display().to_string(), d.data_dir.display().to_string(), ConfigType::String),
-        ("node.id", c.node_id.to_string(), d.node_id.to_string(), ConfigType::Int),
-        ("num.partitions", c.default_partitions.to_string(), d.default_partitions.to_string(), ConfigType::Int),
-        ("offsets.retention.minutes", c.offsets_retention_minutes.to_string(), d.offsets_retention_minutes.to_string(), ConfigType::Int),
-        ("offsets.topic.num.partitions", c.offsets_topic_partitions.to_string(), d.offsets_topic_partitions.to_string(), ConfigType::Int),
-        ("socket.request.max.bytes", c.max_request_bytes.to_string(), d.max_request_bytes.to_string(), ConfigType::Int),
+        (
+            "log.dirs",
+            c.data_dir.display().to_string(),
+            d.data_dir.display().to_string(),
+            ConfigType::String,
+        ),
+        (
+            "node.id",
+            c.node_id.to_string(),
+            d.node_id.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "num.partitions",
+            c.default_partitions.to_string(),
+            d.default_partitions.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "offsets.retention.minutes",
+            c.offsets_retention_minutes.to_string(),
+            d.offsets_retention_minutes.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "offsets.topic.num.partitions",
+            c.offsets_topic_partitions.to_string(),
+            d.offsets_topic_partitions.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "socket.request.max.bytes",
+            c.max_request_bytes.to_string(),
+            d.max_request_bytes.to_string(),
+            ConfigType::Int,
+        ),
     ];
     let mut out: Vec<(ResolvedConfig, bool)> = statics
         .into_iter()
         .map(|(name, value, default, kind)| {
-            let source = if value == default { ConfigSource::Default } else { ConfigSource::StaticBroker };
+            let source = if value == default {
+                ConfigSource::Default
+            } else {
+                ConfigSource::StaticBroker
+            };
             (
                 ResolvedConfig {
                     name,
@@ -158,8 +250,12 @@ fn broker_configs(broker: &Broker, dynamic: &BTreeMap<String, String>) -> Vec<(R
     // Broker-level names of topic configs, resolved through the same layers.
     let no_overrides = BTreeMap::new();
     for resolved in resolve_topic_configs(&no_overrides, c, dynamic) {
-        let Some(def) = topic_config_def(resolved.name) else { continue };
-        let Some(syn) = def.broker_synonym else { continue };
+        let Some(def) = topic_config_def(resolved.name) else {
+            continue;
+        };
+        let Some(syn) = def.broker_synonym else {
+            continue;
+        };
         if out.iter().any(|(r, _)| r.name == syn) {
             continue;
         }
@@ -179,7 +275,11 @@ fn broker_configs(broker: &Broker, dynamic: &BTreeMap<String, String>) -> Vec<(R
 }
 
 /// Handles the legacy AlterConfigs: the given set replaces all overrides.
-pub fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
+pub fn alter(
+    broker: &Arc<Broker>,
+    req: AlterConfigsRequest,
+    _version: i16,
+) -> AlterConfigsResponse {
     let responses = req
         .resources
         .into_iter()
@@ -200,7 +300,13 @@ pub fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest, _version: i16) -> A
                 }
             }
             let result = result.and_then(|()| {
-                apply(broker, resource.resource_type, &resource.resource_name, req.validate_only, |_| Ok(next))
+                apply(
+                    broker,
+                    resource.resource_type,
+                    &resource.resource_name,
+                    req.validate_only,
+                    |_| Ok(next),
+                )
             });
             let (code, message) = split(result);
             alter_configs_response::AlterConfigsResourceResponse::default()
@@ -226,12 +332,22 @@ pub fn incremental_alter(
             let ops: Vec<(String, i8, Option<String>)> = resource
                 .configs
                 .iter()
-                .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
                 .collect();
             let is_topic = resource.resource_type == RESOURCE_TOPIC;
-            let result = apply(broker, resource.resource_type, &resource.resource_name, req.validate_only, |current| {
-                apply_ops(current, &ops, is_topic)
-            });
+            let result = apply(
+                broker,
+                resource.resource_type,
+                &resource.resource_name,
+                req.validate_only,
+                |current| apply_ops(current, &ops, is_topic),
+            );
             let (code, message) = split(result);
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
@@ -273,7 +389,9 @@ fn apply_ops(
         let def = if is_topic {
             topic_config_def(name)
         } else {
-            TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == Some(name.as_str()))
+            TOPIC_CONFIGS
+                .iter()
+                .find(|d| d.broker_synonym == Some(name.as_str()))
         };
         let invalid = |m: String| Err(AdminError::new(ResponseError::InvalidConfig, m));
         let Some(def) = def else {
@@ -295,9 +413,16 @@ fn apply_ops(
                         "Config value append is not allowed for config key: {name}"
                     ));
                 }
-                let existing = next.get(name).cloned().unwrap_or_else(|| def.default.to_string());
-                let mut items: Vec<String> =
-                    existing.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+                let existing = next
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| def.default.to_string());
+                let mut items: Vec<String> = existing
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
                 let given: Vec<String> = value
                     .as_deref()
                     .unwrap_or("")

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use sluice_protocol::kafka_protocol;
 
@@ -11,7 +13,11 @@ use crate::broker::Broker;
 use crate::errors::storage_error_code;
 
 /// Handles a DeleteRecords request.
-pub fn handle(broker: &Arc<Broker>, req: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: DeleteRecordsRequest,
+    _version: i16,
+) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -20,7 +26,8 @@ pub fn handle(broker: &Arc<Broker>, req: DeleteRecordsRequest, _version: i16) ->
                 .partitions
                 .iter()
                 .map(|p| {
-                    let base = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+                    let base = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index);
                     let Some(partition) = broker.logs.get(&topic.name, p.partition_index) else {
                         return base
                             .with_low_watermark(-1)
@@ -28,7 +35,11 @@ pub fn handle(broker: &Arc<Broker>, req: DeleteRecordsRequest, _version: i16) ->
                     };
                     let offsets = partition.offsets();
                     // -1 means "up to the high watermark".
-                    let target = if p.offset == -1 { offsets.high_watermark() } else { p.offset };
+                    let target = if p.offset == -1 {
+                        offsets.high_watermark()
+                    } else {
+                        p.offset
+                    };
                     if target < 0 || target > offsets.high_watermark() {
                         return base
                             .with_low_watermark(-1)

@@ -91,7 +91,8 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
                 .with_partition_index(p.partition)
                 .with_records(Some(Bytes::new()))
                 .with_aborted_transactions(read_committed.then(Vec::new));
-            let Some(partition) = resolved.and_then(|t| broker.logs.get(&t.name, p.partition)) else {
+            let Some(partition) = resolved.and_then(|t| broker.logs.get(&t.name, p.partition))
+            else {
                 has_error = true;
                 partitions.push(base.with_error_code(unknown.code()).with_high_watermark(-1));
                 continue;
@@ -121,7 +122,10 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
                     partitions.push(
                         base.with_high_watermark(hw)
                             .with_last_stable_offset(hw)
-                            .with_log_start_offset(log_start_if_supported(offsets.log_start_offset, version))
+                            .with_log_start_offset(log_start_if_supported(
+                                offsets.log_start_offset,
+                                version,
+                            ))
                             .with_records(Some(records)),
                     );
                 }
@@ -132,7 +136,10 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
                         base.with_error_code(storage_error_code(&e).code())
                             .with_high_watermark(offsets.high_watermark())
                             .with_last_stable_offset(offsets.high_watermark())
-                            .with_log_start_offset(log_start_if_supported(offsets.log_start_offset, version)),
+                            .with_log_start_offset(log_start_if_supported(
+                                offsets.log_start_offset,
+                                version,
+                            )),
                     );
                 }
             }
@@ -146,7 +153,9 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
         topics.push(response.with_partitions(partitions));
     }
     FetchAttempt {
-        response: FetchResponse::default().with_session_id(0).with_responses(topics),
+        response: FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(topics),
         bytes: total,
         has_error,
     }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
-use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestKind, ResponseKind};
+use kafka_protocol::messages::{
+    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestKind, ResponseKind,
+};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
@@ -18,11 +20,20 @@ const KEY_TYPE_GROUP: i8 = 0;
 
 /// Handles FindCoordinator: this node coordinates every group. Transaction
 /// coordinators are not available yet.
-pub fn find_coordinator(broker: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub fn find_coordinator(
+    broker: &Arc<Broker>,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
     let outcome: Result<(), (ResponseError, String)> = if req.key_type != KEY_TYPE_GROUP {
-        Err((ResponseError::CoordinatorNotAvailable, "Transactions are not supported yet".into()))
+        Err((
+            ResponseError::CoordinatorNotAvailable,
+            "Transactions are not supported yet".into(),
+        ))
     } else {
-        ensure_consumer_offsets(broker).map(|_| ()).map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message))
+        ensure_consumer_offsets(broker)
+            .map(|_| ())
+            .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message))
     };
     let host = StrBytes::from_string(broker.advertised_host.clone());
     let node = BrokerId(broker.node_id());
@@ -33,7 +44,10 @@ pub fn find_coordinator(broker: &Arc<Broker>, req: FindCoordinatorRequest, versi
             .map(|key| {
                 let c = Coordinator::default().with_key(key);
                 match &outcome {
-                    Ok(()) => c.with_node_id(node).with_host(host.clone()).with_port(broker.advertised_port),
+                    Ok(()) => c
+                        .with_node_id(node)
+                        .with_host(host.clone())
+                        .with_port(broker.advertised_port),
                     Err((code, msg)) => c
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)
@@ -77,17 +91,33 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Request
                 ResponseKind::JoinGroup(groups.join_group(r, v, &client_id, &host).await)
             }))
         }
-        RequestKind::SyncGroup(r) => {
-            Reply::Later(tokio::spawn(async move { ResponseKind::SyncGroup(groups.sync_group(r, v).await) }))
+        RequestKind::SyncGroup(r) => Reply::Later(tokio::spawn(async move {
+            ResponseKind::SyncGroup(groups.sync_group(r, v).await)
+        })),
+        RequestKind::Heartbeat(r) => {
+            Reply::Now(ResponseKind::Heartbeat(groups.heartbeat(r, v).await))
         }
-        RequestKind::Heartbeat(r) => Reply::Now(ResponseKind::Heartbeat(groups.heartbeat(r, v).await)),
-        RequestKind::LeaveGroup(r) => Reply::Now(ResponseKind::LeaveGroup(groups.leave_group(r, v).await)),
-        RequestKind::OffsetCommit(r) => Reply::Now(ResponseKind::OffsetCommit(groups.offset_commit(r, v).await)),
-        RequestKind::OffsetFetch(r) => Reply::Now(ResponseKind::OffsetFetch(groups.offset_fetch(r, v).await)),
-        RequestKind::DescribeGroups(r) => Reply::Now(ResponseKind::DescribeGroups(groups.describe_groups(r, v).await)),
-        RequestKind::ListGroups(r) => Reply::Now(ResponseKind::ListGroups(groups.list_groups(r, v).await)),
-        RequestKind::DeleteGroups(r) => Reply::Now(ResponseKind::DeleteGroups(groups.delete_groups(r, v).await)),
-        RequestKind::OffsetDelete(r) => Reply::Now(ResponseKind::OffsetDelete(groups.offset_delete(r, v).await)),
+        RequestKind::LeaveGroup(r) => {
+            Reply::Now(ResponseKind::LeaveGroup(groups.leave_group(r, v).await))
+        }
+        RequestKind::OffsetCommit(r) => {
+            Reply::Now(ResponseKind::OffsetCommit(groups.offset_commit(r, v).await))
+        }
+        RequestKind::OffsetFetch(r) => {
+            Reply::Now(ResponseKind::OffsetFetch(groups.offset_fetch(r, v).await))
+        }
+        RequestKind::DescribeGroups(r) => Reply::Now(ResponseKind::DescribeGroups(
+            groups.describe_groups(r, v).await,
+        )),
+        RequestKind::ListGroups(r) => {
+            Reply::Now(ResponseKind::ListGroups(groups.list_groups(r, v).await))
+        }
+        RequestKind::DeleteGroups(r) => {
+            Reply::Now(ResponseKind::DeleteGroups(groups.delete_groups(r, v).await))
+        }
+        RequestKind::OffsetDelete(r) => {
+            Reply::Now(ResponseKind::OffsetDelete(groups.offset_delete(r, v).await))
+        }
         other => {
             tracing::warn!(client_id = %ctx.client_id, "no handler for {other:?}; closing connection");
             Reply::Close

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sluice_protocol::kafka_protocol;
 
@@ -32,7 +34,8 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                 .partitions
                 .iter()
                 .map(|p| {
-                    let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let base = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
                     let Some(partition) = image
                         .topic(&topic.name)
                         .and_then(|t| broker.logs.get(&t.name, p.partition_index))
@@ -51,7 +54,9 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                         ts if ts < 0 => {
                             return base.with_error_code(ResponseError::UnsupportedVersion.code());
                         }
-                        ts => partition.offset_for_timestamp(ts).map(|f| f.map(|(offset, t)| (t, offset))),
+                        ts => partition
+                            .offset_for_timestamp(ts)
+                            .map(|f| f.map(|(offset, t)| (t, offset))),
                     };
                     match found {
                         Ok(Some((timestamp, offset))) => base

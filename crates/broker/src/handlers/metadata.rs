@@ -19,10 +19,12 @@ use crate::topic_admin::{get_or_auto_create, validate_topic_name};
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 /// Every topic operation (READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
 /// DESCRIBE_CONFIGS, ALTER_CONFIGS) is allowed until ACLs exist.
-pub const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+pub const ALL_TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 /// Every cluster operation (CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
 /// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE) is allowed until ACLs exist.
-pub const ALL_CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+pub const ALL_CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 /// Answers a Metadata request.
 pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
@@ -46,14 +48,27 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
         .map(|t| {
             // Fields newer than the request version must keep their defaults
             // or the response would not encode.
-            let t = if version >= 10 { t } else { t.with_topic_id(Uuid::nil()) };
+            let t = if version >= 10 {
+                t
+            } else {
+                t.with_topic_id(Uuid::nil())
+            };
             let t = if version >= 7 {
                 t
             } else {
-                let partitions = t.partitions.iter().cloned().map(|p| p.with_leader_epoch(-1)).collect();
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .cloned()
+                    .map(|p| p.with_leader_epoch(-1))
+                    .collect();
                 t.with_partitions(partitions)
             };
-            let t = if version >= 1 { t } else { t.with_is_internal(false) };
+            let t = if version >= 1 {
+                t
+            } else {
+                t.with_is_internal(false)
+            };
             t.with_topic_authorized_operations(if include_topic_ops {
                 ALL_TOPIC_OPERATIONS
             } else {
@@ -88,7 +103,11 @@ fn all_topics(broker: &Broker) -> Vec<MetadataResponseTopic> {
         .collect()
 }
 
-fn describe_by_name(broker: &Broker, name: &TopicName, allow_auto_create: bool) -> MetadataResponseTopic {
+fn describe_by_name(
+    broker: &Broker,
+    name: &TopicName,
+    allow_auto_create: bool,
+) -> MetadataResponseTopic {
     let error_topic = |code: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(name.clone()))

@@ -35,8 +35,12 @@ struct TopicOutcome {
 /// Handles a Produce request.
 pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
     let acks = req.acks;
-    if !matches!(acks, -1 | 0 | 1) {
-        return Reply::Now(ResponseKind::Produce(error_response(&req, ResponseError::InvalidRequiredAcks, version)));
+    if !(-1..=1).contains(&acks) {
+        return Reply::Now(ResponseKind::Produce(error_response(
+            &req,
+            ResponseError::InvalidRequiredAcks,
+            version,
+        )));
     }
     let image = broker.metadata.image();
     let mut outcomes = Vec::with_capacity(req.topic_data.len());
@@ -77,10 +81,17 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
         0 => {
             // Kafka closes the connection so an acks=0 producer learns of the
             // failure the only way it can.
-            let failed = outcomes.iter().flat_map(|t| &t.partitions).any(|p| p.result.is_err());
+            let failed = outcomes
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .any(|p| p.result.is_err());
             if failed { Reply::Close } else { Reply::Nothing }
         }
-        1 => Reply::Now(ResponseKind::Produce(build_response(outcomes, Vec::new(), version))),
+        1 => Reply::Now(ResponseKind::Produce(build_response(
+            outcomes,
+            Vec::new(),
+            version,
+        ))),
         _ => Reply::Later(tokio::spawn(async move {
             for outcome in outcomes.iter().flat_map(|t| &t.partitions) {
                 if let Ok((partition, _)) = &outcome.result {
@@ -108,7 +119,10 @@ fn append(
     records: Option<bytes::Bytes>,
 ) -> Result<AppendInfo, (ResponseError, Option<String>)> {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
-        return Err((ResponseError::CorruptMessage, Some("empty record set".into())));
+        return Err((
+            ResponseError::CorruptMessage,
+            Some("empty record set".into()),
+        ));
     };
     let settings = partition.settings();
     for item in batch::split_batches(&records) {
@@ -138,7 +152,9 @@ fn append(
 
 fn batch_error(e: BatchError) -> (ResponseError, Option<String>) {
     let code = match e {
-        BatchError::UnsupportedMagic(_) | BatchError::InvalidProducerState(_) => ResponseError::InvalidRecord,
+        BatchError::UnsupportedMagic(_) | BatchError::InvalidProducerState(_) => {
+            ResponseError::InvalidRecord
+        }
         _ => ResponseError::CorruptMessage,
     };
     (code, Some(e.to_string()))
@@ -159,9 +175,14 @@ fn build_response(
                 .enumerate()
                 .map(|(p, outcome)| {
                     let base = PartitionProduceResponse::default().with_index(outcome.index);
-                    let sync_error = sync_errors.iter().find(|(at, _)| *at == (t, p)).map(|(_, e)| *e);
+                    let sync_error = sync_errors
+                        .iter()
+                        .find(|(at, _)| *at == (t, p))
+                        .map(|(_, e)| *e);
                     match (outcome.result, sync_error) {
-                        (Ok(_), Some(code)) => base.with_error_code(code.code()).with_base_offset(-1),
+                        (Ok(_), Some(code)) => {
+                            base.with_error_code(code.code()).with_base_offset(-1)
+                        }
                         (Ok((partition, info)), None) => {
                             let base = base
                                 .with_base_offset(info.base_offset)
@@ -183,7 +204,8 @@ fn build_response(
                     }
                 })
                 .collect();
-            topic_response(topic.name, topic.topic_id, version).with_partition_responses(partition_responses)
+            topic_response(topic.name, topic.topic_id, version)
+                .with_partition_responses(partition_responses)
         })
         .collect();
     ProduceResponse::default().with_responses(responses)
@@ -204,16 +226,16 @@ fn error_response(req: &ProduceRequest, code: ResponseError, version: i16) -> Pr
         .iter()
         .map(|t| {
             topic_response(t.name.clone(), t.topic_id, version).with_partition_responses(
-                    t.partition_data
-                        .iter()
-                        .map(|p| {
-                            PartitionProduceResponse::default()
-                                .with_index(p.index)
-                                .with_error_code(code.code())
-                                .with_base_offset(-1)
-                        })
-                        .collect(),
-                )
+                t.partition_data
+                    .iter()
+                    .map(|p| {
+                        PartitionProduceResponse::default()
+                            .with_index(p.index)
+                            .with_error_code(code.code())
+                            .with_base_offset(-1)
+                    })
+                    .collect(),
+            )
         })
         .collect();
     ProduceResponse::default().with_responses(responses)

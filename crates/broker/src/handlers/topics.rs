@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
@@ -20,7 +22,11 @@ use crate::topic_admin::{self, AdminError, NewTopic};
 use crate::topic_config::resolve_topic_configs;
 
 /// Handles CreateTopics.
-pub fn create(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub fn create(
+    broker: &Arc<Broker>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &req.topics {
         *seen.entry(t.name.to_string()).or_default() += 1;
@@ -87,7 +93,8 @@ fn new_topic(
             ));
         }
         partitions = i32::try_from(t.assignments.len()).unwrap_or(i32::MAX);
-        replication_factor = i16::try_from(t.assignments.first().map_or(0, |a| a.broker_ids.len())).unwrap_or(i16::MAX);
+        replication_factor = i16::try_from(t.assignments.first().map_or(0, |a| a.broker_ids.len()))
+            .unwrap_or(i16::MAX);
     }
     let mut configs = BTreeMap::new();
     for c in &t.configs {
@@ -109,11 +116,21 @@ fn new_topic(
 }
 
 /// Handles DeleteTopics, by name (all versions) or id (v6+).
-pub fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub fn delete(
+    broker: &Arc<Broker>,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
-        req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+        req.topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
     } else {
-        req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n), Uuid::nil()))
+            .collect()
     };
     let responses = targets
         .into_iter()
@@ -133,7 +150,11 @@ pub fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> D
             match result {
                 Ok(t) => {
                     let base = base.with_name(Some(TopicName(StrBytes::from_string(t.name))));
-                    if version >= 6 { base.with_topic_id(t.id) } else { base }
+                    if version >= 6 {
+                        base.with_topic_id(t.id)
+                    } else {
+                        base
+                    }
                 }
                 Err(e) => {
                     let base = base.with_name(name).with_error_code(e.code.code());
@@ -142,7 +163,11 @@ pub fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> D
                     } else {
                         base
                     };
-                    if version >= 6 { base.with_topic_id(id) } else { base }
+                    if version >= 6 {
+                        base.with_topic_id(id)
+                    } else {
+                        base
+                    }
                 }
             }
         })
@@ -166,7 +191,10 @@ pub fn create_partitions(
         .into_iter()
         .map(|t| {
             let result = if seen.get(&*t.name.to_string()).copied().unwrap_or(0) > 1 {
-                Err(AdminError::new(ResponseError::InvalidRequest, "Duplicate topic in request."))
+                Err(AdminError::new(
+                    ResponseError::InvalidRequest,
+                    "Duplicate topic in request.",
+                ))
             } else if t
                 .assignments
                 .iter()
