@@ -76,15 +76,24 @@ stop_broker() {
   BROKER_PID=""
 }
 
+SUMMARY_PRINTED=""
+# Stops the broker, shows its log when something failed (else removes the temporary
+# directory), and prints the summary line last.
 finish() {
   stop_broker
   if [ "$failed" -gt 0 ]; then
     echo
     echo "--- broker log $LOG (last 100 lines) ---"
     tail -n 100 "$LOG" 2>/dev/null
-    echo "---"
+    echo "--- failed checks:"
+    printf '  %s\n' "${failures[@]}"
   elif [ -z "${SLUICE_KEEP_DATA:-}" ]; then
     rm -rf "$WORK"
+  fi
+  if [ -z "$SUMMARY_PRINTED" ]; then
+    SUMMARY_PRINTED=1
+    echo
+    echo "$passed passed, $failed failed"
   fi
 }
 trap finish EXIT
@@ -119,7 +128,6 @@ start_broker() {
 
 if ! start_broker; then
   fail "broker starts"
-  echo "$passed passed, $failed failed"
   exit 1
 fi
 echo "broker: $BROKER (pid $BROKER_PID, data $WORK/data)"
@@ -265,6 +273,6 @@ else
   fail "broker still running after all checks"
 fi
 
-echo
-echo "$passed passed, $failed failed"
+finish
+trap - EXIT
 [ "$failed" -eq 0 ]

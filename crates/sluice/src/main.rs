@@ -4,6 +4,7 @@
 //! everything the broker does lives in `sluice-broker`.
 
 mod alloc_guard;
+mod bench;
 mod serve;
 
 #[cfg(test)]
@@ -26,12 +27,21 @@ struct Cli {
 enum Command {
     /// Run a broker (no arguments needed: 127.0.0.1:9092, data in ./sluice-data).
     Serve(Box<serve::ServeArgs>),
+    /// Measure a Kafka-compatible broker with a real client (librdkafka):
+    /// `sluice bench produce|consume|e2e --help`.
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Arguments passed to the load generator.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
+        Command::Bench { args } => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,6 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::DescribeConfigsRequest;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{
     AlterConfig, ConfigResource, ConfigSource, NewPartitions, NewTopic, OwnedResourceSpecifier,
     ResourceSpecifier, TopicReplication,
@@ -17,6 +20,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::{BaseRecord, Producer};
+use sluice_e2e::raw::RawConn;
 use sluice_e2e::{
     Broker, CALL_TIMEOUT, admin, admin_opts, block_on, consumer, create_topic, producer,
 };
@@ -411,14 +415,30 @@ fn describe_and_alter_configs() {
         true,
     );
 
-    // Unknown topic.
-    let res = block_on(a.describe_configs([&ResourceSpecifier::Topic("missing")], &admin_opts()))
-        .expect("describe_configs");
-    assert_eq!(res.len(), 1);
-    assert_eq!(
-        res[0].as_ref().map(|_| ()),
-        Err(&RDKafkaErrorCode::UnknownTopicOrPartition)
-    );
+    // Unknown topic: UNKNOWN_TOPIC_OR_PARTITION for that resource. (The rdkafka crate drops
+    // per-resource DescribeConfigs errors, so ask over a raw connection.)
+    for version in [1i16, 4] {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("missing")),
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("cfg"))
+                .with_configuration_keys(Some(vec![StrBytes::from_static_str("retention.ms")])),
+        ]);
+        let resp = RawConn::connect(broker.addr()).roundtrip(version, 1, &req);
+        let got: Vec<(&str, i16, usize)> = resp
+            .results
+            .iter()
+            .map(|r| (r.resource_name.as_str(), r.error_code, r.configs.len()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("missing", 3, 0), ("cfg", 0, 1)],
+            "DescribeConfigs v{version}"
+        );
+    }
 
     // AlterConfigs replaces the whole set: cleanup.policy falls back to its default.
     let alter = AlterConfig::new(ResourceSpecifier::Topic("cfg")).set("retention.ms", "2000");
