@@ -73,13 +73,30 @@ pub fn supports(api: ApiKey, version: i16) -> bool {
         .any(|&(k, min, max)| k == api && (min..=max).contains(&version))
 }
 
+/// The lowest version advertised for an API, which may be below what we
+/// decode today.
+///
+/// Produce is advertised from v0 as Kafka 3.x does: librdkafka before 2.11.1
+/// only compresses with gzip, snappy or lz4 when the broker's Produce range
+/// starts at v0 (it checks "supports Produce v0..=0" per codec), so a floor of
+/// 3 silently turns compression off for every librdkafka client in the field.
+/// Produce v0-2 (message format v0/v1) requests are not decoded yet and close
+/// the connection, which is what a client would see from any broker that
+/// cannot read its request.
+fn advertised_min(api: ApiKey, decodable_min: i16) -> i16 {
+    match api {
+        ApiKey::Produce => 0,
+        _ => decodable_min,
+    }
+}
+
 fn api_versions_table() -> Vec<ApiVersion> {
     SUPPORTED_APIS
         .iter()
         .map(|&(k, min, max)| {
             ApiVersion::default()
                 .with_api_key(k as i16)
-                .with_min_version(min)
+                .with_min_version(advertised_min(k, min))
                 .with_max_version(max)
         })
         .collect()

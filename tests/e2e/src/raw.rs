@@ -283,3 +283,95 @@ impl BatchBuilder {
         Bytes::from(b)
     }
 }
+
+/// The header of one stored record batch as returned by Fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub last_offset_delta: i32,
+    pub magic: i8,
+    pub attributes: i16,
+    pub records: i32,
+    /// The CRC-32C in the header matches the batch content.
+    pub crc_ok: bool,
+}
+
+impl BatchHeader {
+    /// Compression codec bits: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
+    pub fn codec(&self) -> i16 {
+        self.attributes & 0x7
+    }
+}
+
+/// Splits a records blob into batch headers (a trailing partial batch is ignored).
+pub fn parse_batches(mut b: &[u8]) -> Vec<BatchHeader> {
+    let mut out = Vec::new();
+    while b.len() >= 61 {
+        let base_offset = (&b[0..8]).get_i64();
+        let len = (&b[8..12]).get_i32();
+        let total = 12 + usize::try_from(len).expect("batch length >= 0");
+        if b.len() < total {
+            break;
+        }
+        let magic = b[16] as i8;
+        let crc = (&b[17..21]).get_u32();
+        out.push(BatchHeader {
+            base_offset,
+            last_offset_delta: (&b[23..27]).get_i32(),
+            magic,
+            attributes: (&b[21..23]).get_i16(),
+            records: (&b[57..61]).get_i32(),
+            crc_ok: crc32c::crc32c(&b[21..total]) == crc,
+        });
+        b = &b[total..];
+    }
+    out
+}
+
+/// Fetches partition `partition` of `topic` from offset 0 up to its high watermark with Fetch
+/// v11 and returns the header of every batch.
+pub fn fetch_batch_headers(addr: SocketAddr, topic: &str, partition: i32) -> Vec<BatchHeader> {
+    use kafka_protocol::messages::FetchRequest;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let mut conn = RawConn::connect(addr);
+    let mut out: Vec<BatchHeader> = Vec::new();
+    let mut offset = 0i64;
+    for corr in 0.. {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(64 << 20)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                        topic.to_string(),
+                    )))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(8 << 20),
+                    ]),
+            ]);
+        let resp = conn.roundtrip(11, corr, &req);
+        assert_eq!(resp.error_code, 0, "fetch error");
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "fetch partition error");
+        if offset >= p.high_watermark {
+            return out;
+        }
+        let records = p.records.as_ref().expect("records are never null");
+        let batches = parse_batches(records);
+        assert!(
+            !batches.is_empty(),
+            "fetch at {offset} below the high watermark returned no batch"
+        );
+        for h in batches {
+            let end = h.base_offset + i64::from(h.last_offset_delta) + 1;
+            if end > offset {
+                offset = end;
+                out.push(h);
+            }
+        }
+    }
+    out
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, Timestamp};
 use rdkafka::producer::{BaseRecord, Producer};
+use sluice_e2e::raw::fetch_batch_headers;
 use sluice_e2e::{Broker, consume_all, create_topic, producer, wait_high_watermarks};
 
 const TOPIC: &str = "codec-test";
@@ -177,6 +178,43 @@ fn run(codec: &str, acks: &str) {
         total += msgs.len();
     }
     assert_eq!(total, RECORDS);
+
+    // Batches are stored (and served) as produced: compressed with the producer's codec,
+    // offsets stamped without breaking the CRC.
+    let want_codec = match codec {
+        "none" => 0,
+        "gzip" => 1,
+        "snappy" => 2,
+        "lz4" => 3,
+        "zstd" => 4,
+        other => panic!("codec {other}"),
+    };
+    for part in 0..PARTITIONS {
+        let headers = fetch_batch_headers(broker.addr(), TOPIC, part);
+        let mut next = 0i64;
+        for h in &headers {
+            assert_eq!(h.magic, 2, "{codec}: batch magic");
+            assert!(
+                h.crc_ok,
+                "{codec}: CRC of stored batch at {}",
+                h.base_offset
+            );
+            assert_eq!(
+                h.codec(),
+                want_codec,
+                "{codec}: codec of batch at {}",
+                h.base_offset
+            );
+            assert_eq!(h.base_offset, next, "{codec}: batches are contiguous");
+            assert_eq!(h.records, h.last_offset_delta + 1);
+            next += i64::from(h.records);
+        }
+        assert_eq!(
+            next,
+            got[&part].len() as i64,
+            "{codec}: records in batches of partition {part}"
+        );
+    }
 }
 
 macro_rules! combos {

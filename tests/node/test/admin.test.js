@@ -25,9 +25,9 @@ const kafkaError = (type, code) => error => {
   return true
 }
 
-async function describeTopicConfigs(admin, topic, configNames) {
+async function describeTopicConfigs(admin, topic, configNames, includeSynonyms = false) {
   const { resources } = await admin.describeConfigs({
-    includeSynonyms: false,
+    includeSynonyms,
     resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames }],
   })
   assert.equal(resources.length, 1)
@@ -288,11 +288,28 @@ test(
     assert.equal(cleanup.configValue, 'delete')
     assert.equal(cleanup.isDefault, true)
     assert.equal(cleanup.configSource, DEFAULT_CONFIG)
+
+    // With synonyms (as `kafka-configs --describe --all` shows them): an override lists
+    // itself first; a default lists the broker config it comes from.
+    const withSynonyms = await describeTopicConfigs(
+      admin,
+      topic,
+      ['retention.ms', 'cleanup.policy'],
+      true
+    )
+    assert.deepEqual(withSynonyms.get('retention.ms').configSynonyms[0], {
+      configName: 'retention.ms',
+      configValue: '3600000',
+      configSource: DYNAMIC_TOPIC_CONFIG,
+    })
+    assert.deepEqual(withSynonyms.get('cleanup.policy').configSynonyms, [
+      { configName: 'log.cleanup.policy', configValue: 'delete', configSource: DEFAULT_CONFIG },
+    ])
   })
 )
 
 test(
-  'createTopics with configEntries stores them as topic overrides',
+  'createTopics with configEntries stores them as topic overrides; alterConfigs replaces them all',
   { timeout: 30_000 },
   ctx.wrap(async () => {
     const topic = uniqueTopic('with-configs')
@@ -325,6 +342,25 @@ test(
     assert.equal(configs.get('retention.ms').configSource, DYNAMIC_TOPIC_CONFIG)
     assert.equal(configs.get('segment.bytes').configValue, '1073741824')
     assert.equal(configs.get('segment.bytes').isDefault, true)
+
+    // AlterConfigs (not incremental) replaces the topic's whole set of overrides: what the
+    // request leaves out goes back to its default.
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [
+        {
+          type: ConfigResourceTypes.TOPIC,
+          name: topic,
+          configEntries: [{ name: 'retention.ms', value: '172800000' }],
+        },
+      ],
+    })
+    const replaced = await describeTopicConfigs(admin, topic, ['cleanup.policy', 'retention.ms'])
+    assert.equal(replaced.get('retention.ms').configValue, '172800000')
+    assert.equal(replaced.get('retention.ms').configSource, DYNAMIC_TOPIC_CONFIG)
+    assert.equal(replaced.get('cleanup.policy').configValue, 'delete')
+    assert.equal(replaced.get('cleanup.policy').isDefault, true)
+    assert.equal(replaced.get('cleanup.policy').configSource, DEFAULT_CONFIG)
   })
 )
 
