@@ -46,7 +46,7 @@ p=$(grep -Eo '^# pass [0-9]+' "$logdir/node.log" | awk '{print $3}' | tail -1)
 f=$(grep -Eo '^# fail [0-9]+' "$logdir/node.log" | awk '{print $3}' | tail -1)
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 
-step "kcat (librdkafka $(kcat -V 2>/dev/null | grep -Eo 'librdkafka version [0-9.]+' | awk '{print $3}'))"
+step "kcat ($(kcat -V 2>/dev/null | grep -Eo 'librdkafka [0-9.]+' | head -1))"
 tests/kcat/run.sh 2>&1 | tee "$logdir/kcat.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$logdir/kcat.log" | tail -1)
