@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use sluice_protocol::codec::{self, RequestFrame};
+use sluice_protocol::fetch_encoder::encode_fetch_response;
 use sluice_protocol::frame::FrameDecoder;
 use sluice_protocol::kafka_protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -201,18 +202,60 @@ async fn write_responses(
                 }
             },
         };
-        let frame =
-            match codec::encode_response(out.correlation_id, out.api_key, out.version, &response) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::error!(%peer, error = %e, "closing connection");
-                    return;
-                }
-            };
-        if let Err(e) = writer.write_all(&frame).await {
+        let chunks = match response {
+            // Record batches go out from the buffers the log read filled.
+            ResponseKind::Fetch(fetch) => {
+                encode_fetch_response(out.correlation_id, out.version, fetch)
+            }
+            other => codec::encode_response(out.correlation_id, out.api_key, out.version, &other)
+                .map(|f| vec![f]),
+        };
+        let chunks = match chunks {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "closing connection");
+                return;
+            }
+        };
+        if let Err(e) = write_chunks(&mut writer, chunks).await {
             tracing::debug!(%peer, error = %e, "write failed");
             return;
         }
     }
     let _ = writer.shutdown().await;
+}
+
+/// Writes every chunk with vectored writes, resuming after partial writes.
+async fn write_chunks(writer: &mut OwnedWriteHalf, mut chunks: Vec<Bytes>) -> std::io::Result<()> {
+    /// Slices per writev call (well below IOV_MAX).
+    const MAX_SLICES: usize = 64;
+    let mut first = 0;
+    while first < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = chunks
+            .iter()
+            .skip(first)
+            .take(MAX_SLICES)
+            .map(|c| std::io::IoSlice::new(c))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let Some(chunk) = chunks.get_mut(first) else {
+                break;
+            };
+            if written >= chunk.len() {
+                written -= chunk.len();
+                first += 1;
+            } else {
+                bytes::Buf::advance(chunk, written);
+                written = 0;
+            }
+        }
+        while chunks.get(first).is_some_and(Bytes::is_empty) {
+            first += 1;
+        }
+    }
+    Ok(())
 }

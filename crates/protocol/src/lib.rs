@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod codec;
 pub mod compression;
+pub mod fetch_encoder;
 pub mod frame;
 pub mod records;
 

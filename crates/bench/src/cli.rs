@@ -1,0 +1,271 @@
+//! Command-line interface of `sluice-bench` (also reached as `sluice bench`).
+//!
+//! The flag names follow Kafka's own vocabulary (acks, linger, batch size, compression) and
+//! the conventions of kafka-producer-perf-test and rdkafka_performance, so that a Kafka user
+//! can read a command line without looking anything up.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Load generator for Kafka-compatible brokers (Sluice or any other), driving them with
+/// librdkafka the way users do, and reporting throughput, latency and broker CPU/memory.
+#[derive(Debug, Parser)]
+#[command(name = "sluice-bench", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Produce records as fast as the client can (or for a duration); reports records/s,
+    /// MB/s and produce latency (send → delivery report).
+    Produce(ProduceArgs),
+    /// Consume a topic from the beginning until its end (or a count); reports records/s and
+    /// MB/s.
+    Consume(ConsumeArgs),
+    /// Produce at a fixed rate with the send time in each payload and consume in the same
+    /// process; reports end-to-end latency.
+    E2e(E2eArgs),
+}
+
+/// Flags shared by every subcommand: where the broker is, whose CPU and memory to sample,
+/// and how to print.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Bootstrap servers (host:port[,host:port…]) [default: 127.0.0.1:9092]
+    #[arg(long, conflicts_with = "start_broker")]
+    pub brokers: Option<String>,
+
+    /// Topic to use.
+    #[arg(long, default_value = "sluice-bench")]
+    pub topic: String,
+
+    /// Sample this broker process's CPU time and memory from /proc during the run.
+    #[arg(long, value_name = "PID", conflicts_with = "start_broker")]
+    pub broker_pid: Option<u32>,
+
+    /// Start `sluice serve` on a free loopback port with a temporary data directory, sample
+    /// it, and stop it (SIGTERM) at the end.
+    #[arg(long)]
+    pub start_broker: bool,
+
+    /// The `sluice` binary for --start-broker [default: `sluice` next to this binary].
+    #[arg(long, value_name = "PATH", requires = "start_broker")]
+    pub sluice_bin: Option<PathBuf>,
+
+    /// Data directory for --start-broker; it is kept afterwards, so a later run can start a
+    /// broker on the same data (e.g. produce, then consume) [default: a temporary directory
+    /// that is removed].
+    #[arg(long, value_name = "DIR", requires = "start_broker")]
+    pub broker_data_dir: Option<PathBuf>,
+
+    /// Extra `sluice serve` flag for --start-broker (repeatable), e.g.
+    /// --broker-arg=--log-segment-bytes=268435456
+    #[arg(
+        long = "broker-arg",
+        value_name = "ARG",
+        requires = "start_broker",
+        allow_hyphen_values = true
+    )]
+    pub broker_args: Vec<String>,
+
+    /// Extra librdkafka property for every client (repeatable), as in rdkafka_performance.
+    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
+    pub properties: Vec<String>,
+
+    /// Print one JSON object with every figure instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress lines on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// `acks` as Kafka producers spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Acks {
+    #[value(name = "0")]
+    None,
+    #[value(name = "1")]
+    Leader,
+    #[value(name = "all", alias = "-1")]
+    All,
+}
+
+impl Acks {
+    /// The value of librdkafka's `acks` property.
+    pub fn as_config(self) -> &'static str {
+        match self {
+            Acks::None => "0",
+            Acks::Leader => "1",
+            Acks::All => "all",
+        }
+    }
+}
+
+/// `compression.type` of the producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// The value of librdkafka's `compression.type` property.
+    pub fn as_config(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// How record keys are chosen; keys decide the partition (murmur2/crc32 hash), no key lets
+/// librdkafka's sticky partitioner fill one batch at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyMode {
+    /// No key.
+    None,
+    /// Uniformly random keys in [0, key-space).
+    Random,
+    /// 0, 1, 2, … wrapping at key-space.
+    Sequential,
+}
+
+impl KeyMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyMode::None => "none",
+            KeyMode::Random => "random",
+            KeyMode::Sequential => "sequential",
+        }
+    }
+}
+
+/// Producer settings shared by `produce` and `e2e`.
+#[derive(Debug, Args)]
+pub struct ProducerSettings {
+    /// Partitions of the topic when it has to be created.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub partitions: i32,
+
+    /// Replication factor of the topic when it has to be created.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub replication_factor: i32,
+
+    /// acks: 0 (no response), 1 (leader has written), all (every in-sync replica, and on
+    /// Sluice the data is on disk).
+    #[arg(long, value_enum, default_value_t = Acks::All)]
+    pub acks: Acks,
+
+    /// Producer compression.type.
+    #[arg(long, value_enum, default_value_t = Compression::None)]
+    pub compression: Compression,
+
+    /// batch.size in bytes [default: librdkafka's, 1000000].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub producer: ProducerSettings,
+
+    /// Value size of each record in bytes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=100_000_000))]
+    pub record_size: u32,
+
+    /// Records to produce (over all producers) [default: 1000000 unless --duration].
+    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Produce for this many seconds instead of a count.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// Producer threads, each with its own librdkafka producer.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub producers: u32,
+
+    /// linger.ms.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u32,
+
+    /// Key distribution.
+    #[arg(long, value_enum, default_value_t = KeyMode::None)]
+    pub keys: KeyMode,
+
+    /// Number of distinct keys for --keys random|sequential.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub key_space: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Stop after this many records [default: read to the end].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Once every partition is at its end, stop after this long without a record.
+    #[arg(long, default_value_t = 1000)]
+    pub idle_ms: u64,
+
+    /// Consume in this consumer group (subscribe) instead of assigning every partition.
+    /// Offsets are committed as usual, so use a fresh group to read from the beginning again.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// Start at the log start offset (the default).
+    #[arg(long, overrides_with = "from_end")]
+    pub from_beginning: bool,
+
+    /// Start at the high watermark instead (for reading while another process produces).
+    #[arg(long, overrides_with = "from_beginning")]
+    pub from_end: bool,
+
+    /// Consumer threads, each with its own librdkafka consumer (partitions are split between
+    /// them, or the group assigns them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub consumers: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct E2eArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub producer: ProducerSettings,
+
+    /// Records per second to produce.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub rate: u64,
+
+    /// Seconds to produce for.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub duration: f64,
+
+    /// Value size of each record in bytes (at least 16: send time and run id).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=100_000_000))]
+    pub record_size: u32,
+
+    /// linger.ms; 0 by default because this mode measures latency.
+    #[arg(long, default_value_t = 0)]
+    pub linger_ms: u32,
+}

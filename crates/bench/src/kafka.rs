@@ -1,0 +1,158 @@
+//! Client plumbing shared by the subcommands: configuration, the reachability check, and the
+//! topic (created when missing, then waited for until every partition has a leader).
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+
+/// Timeout of single metadata/admin calls.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TCP connect to a bootstrap address may take in the reachability check.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Base configuration of every client: the bootstrap servers plus the user's `-X` properties,
+/// which are applied last so they override anything the subcommand sets.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub brokers: String,
+    pub properties: Vec<(String, String)>,
+}
+
+impl ClientSettings {
+    pub fn new(brokers: &str, raw_properties: &[String]) -> anyhow::Result<ClientSettings> {
+        let mut properties = Vec::with_capacity(raw_properties.len());
+        for p in raw_properties {
+            let Some((k, v)) = p.split_once('=') else {
+                bail!("-X {p}: expected KEY=VALUE");
+            };
+            properties.push((k.trim().to_string(), v.to_string()));
+        }
+        Ok(ClientSettings {
+            brokers: brokers.to_string(),
+            properties,
+        })
+    }
+
+    /// A client configuration with `settings` (subcommand defaults) under the user's `-X`.
+    pub fn config(&self, settings: &[(&str, String)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in settings {
+            c.set(*k, v);
+        }
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Fails with one clear line when no bootstrap address accepts a TCP connection.
+///
+/// librdkafka never gives up on an unreachable broker (it retries in the background and the
+/// first call just times out), so without this check a typo in `--brokers` would look like a
+/// hang.
+pub fn check_reachable(brokers: &str) -> anyhow::Result<()> {
+    let mut last_error = String::from("no address given");
+    for entry in brokers.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        // Accept listener-style entries (PLAINTEXT://host:port) too.
+        let hostport = entry.rsplit("://").next().unwrap_or(entry);
+        let addrs = match hostport.to_socket_addrs() {
+            Ok(a) => a,
+            Err(e) => {
+                last_error = format!("{hostport}: {e}");
+                continue;
+            }
+        };
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(_) => return Ok(()),
+                Err(e) => last_error = format!("{addr}: {e}"),
+            }
+        }
+    }
+    bail!("cannot reach any broker in --brokers {brokers} ({last_error})")
+}
+
+/// Makes sure `topic` exists and every partition has a leader; returns its partition count.
+///
+/// CreateTopics is sent unconditionally and TOPIC_ALREADY_EXISTS accepted, because asking
+/// for metadata first could itself auto-create the topic with the broker's default partition
+/// count.
+pub fn ensure_topic(
+    client: &ClientSettings,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+) -> anyhow::Result<usize> {
+    let admin: AdminClient<DefaultClientContext> = client
+        .config(&[])
+        .create()
+        .context("cannot create the admin client")?;
+    let new_topic = NewTopic::new(
+        topic,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
+    let opts = AdminOptions::new()
+        .request_timeout(Some(CALL_TIMEOUT))
+        .operation_timeout(Some(CALL_TIMEOUT));
+    let results = futures::executor::block_on(admin.create_topics([&new_topic], &opts))
+        .with_context(|| format!("cannot create topic {topic}"))?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("cannot create topic {name}: {code}"),
+        }
+    }
+    let found = wait_for_leaders(client, topic)?;
+    if usize::try_from(partitions).ok() != Some(found) {
+        eprintln!(
+            "note: topic {topic} already exists with {found} partitions (not {partitions}); using it as it is"
+        );
+    }
+    Ok(found)
+}
+
+/// The partition ids of an existing topic, waiting (up to 10 s) until each has a leader.
+pub fn topic_partitions(client: &ClientSettings, topic: &str) -> anyhow::Result<Vec<i32>> {
+    let n = wait_for_leaders(client, topic)?;
+    (0..n)
+        .map(|p| i32::try_from(p).context("partition id out of range"))
+        .collect()
+}
+
+fn wait_for_leaders(client: &ClientSettings, topic: &str) -> anyhow::Result<usize> {
+    // A consumer handle: its metadata requests never auto-create topics.
+    let probe: BaseConsumer = client
+        .config(&[])
+        .create()
+        .context("cannot create a metadata client")?;
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        let md = probe
+            .fetch_metadata(Some(topic), CALL_TIMEOUT)
+            .with_context(|| format!("cannot fetch metadata of topic {topic}"))?;
+        let state = md.topics().iter().find(|t| t.name() == topic).map(|t| {
+            let ready = !t.partitions().is_empty()
+                && t.error().is_none()
+                && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none());
+            (ready, t.partitions().len(), t.error())
+        });
+        match state {
+            Some((true, n, _)) => return Ok(n),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Some((_, _, Some(err))) => {
+                bail!("topic {topic} is not available: {}", RDKafkaErrorCode::from(err))
+            }
+            _ => bail!("topic {topic} does not exist or has partitions without a leader"),
+        }
+    }
+}
