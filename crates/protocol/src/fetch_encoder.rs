@@ -229,7 +229,7 @@ mod tests {
                 .with_topic(TopicName(StrBytes::from_static_str("orders")))
         };
         FetchResponse::default()
-            .with_session_id(if version >= 7 { 0 } else { 0 })
+            .with_throttle_time_ms(3)
             .with_responses(vec![
                 topic.with_partitions(partitions),
                 FetchableTopicResponse::default(),
