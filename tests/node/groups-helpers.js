@@ -70,8 +70,9 @@ class Member {
 
 /**
  * Connects a consumer to `groupId`, subscribes to `topic` and runs it (eachMessage records
- * every message). Resolves once consumer.run() has returned (kafkajs does not wait for the
- * first join); use waitFor on member.joins for the assignment.
+ * every message). Resolves once consumer.run() has returned (kafkajs 2.2.4 has joined and
+ * synced by then, but use waitFor on member.joins for assignments after rebalances).
+ * `beforeRun(member)` is called before connecting, e.g. to add event listeners.
  */
 async function startMember(
   ctx,
@@ -84,12 +85,14 @@ async function startMember(
     runConfig = {},
     kafkaConfig = {},
     onMessage,
+    beforeRun,
   }
 ) {
   const consumer = ctx.track(
     ctx.kafka(kafkaConfig).consumer({ groupId, ...GROUP_CONSUMER_DEFAULTS, ...consumerConfig })
   )
   const member = new Member(ctx, name, consumer)
+  if (beforeRun) beforeRun(member)
   await consumer.connect()
   await consumer.subscribe({ topic, fromBeginning })
   await consumer.run({
@@ -150,6 +153,7 @@ async function rawBroker(ctx) {
   if (!createCluster) throw new Error('kafkajs internals changed: no createCluster symbol')
   const cluster = kafka[createCluster]({})
   await cluster.connect()
+  await cluster.refreshMetadata()
   const broker = await cluster.findControllerBroker()
   ctx.track({ disconnect: () => cluster.disconnect() })
   return { cluster, broker }

@@ -12,6 +12,7 @@ use crate::config::BrokerConfig;
 use crate::group_log::{OffsetsTopicLog, replay};
 use crate::log_manager::LogManager;
 use crate::metadata::{MetadataImage, MetadataStore, TopicImage};
+use crate::producer_ids::ProducerIdAllocator;
 use crate::topic_config::TopicSettings;
 
 /// Everything request handlers share.
@@ -32,6 +33,8 @@ pub struct Broker {
     pub appended: Notify,
     /// The consumer group coordinator (every group lives on this node).
     pub groups: GroupCoordinator,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: ProducerIdAllocator,
 }
 
 impl Broker {
@@ -74,6 +77,7 @@ pub(crate) fn open_broker(
         logs,
         appended: Notify::new(),
         groups: GroupCoordinator::new(group_config, Arc::new(OffsetsTopicLog::new(weak.clone()))),
+        producer_ids: ProducerIdAllocator::default(),
         config,
     });
     let image = broker.metadata.image();

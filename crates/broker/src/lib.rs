@@ -16,6 +16,7 @@ mod handlers;
 pub mod log_manager;
 pub mod metadata;
 pub mod partition;
+mod producer_ids;
 mod retention;
 mod router;
 pub mod server;

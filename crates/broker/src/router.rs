@@ -57,6 +57,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
@@ -149,6 +150,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Request
         RequestKind::IncrementalAlterConfigs(r) => now(ResponseKind::IncrementalAlterConfigs(
             handlers::configs::incremental_alter(broker, r, v),
         )),
+        RequestKind::InitProducerId(r) => now(ResponseKind::InitProducerId(handlers::producer::handle(broker, r, v))),
         RequestKind::DescribeCluster(r) => now(ResponseKind::DescribeCluster(
             handlers::cluster::describe(broker, r, v),
         )),

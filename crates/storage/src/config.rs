@@ -16,6 +16,9 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// `segment.index.bytes`: a segment is rolled when its offset index reaches this size.
     pub max_index_bytes: u64,
+    /// `producer.id.expiration.ms`: idempotent producer state is forgotten after this long
+    /// without a write.
+    pub producer_id_expiration_ms: i64,
 }
 
 const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -29,6 +32,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             index_interval_bytes: 4096,
             max_index_bytes: 10 << 20,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

@@ -20,4 +20,6 @@ pub enum StorageError {
     Records(#[from] RecordsError),
     #[error("corrupt log: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Producer(#[from] crate::producer_state::ProducerError),
 }

@@ -21,6 +21,7 @@ mod flush;
 mod index;
 pub mod io;
 mod log;
+pub mod producer_state;
 mod segment;
 
 pub use config::LogConfig;

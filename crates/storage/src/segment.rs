@@ -164,6 +164,21 @@ impl Segment {
         self.base_offset
     }
 
+    /// Calls `visit` with the header of every batch, in order (positional
+    /// reads of the 61-byte headers only; records are not read).
+    pub(crate) fn for_each_header(
+        &self,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<(), StorageError> {
+        let mut pos = 0u64;
+        while pos < self.size {
+            let h = self.read_header(pos)?;
+            visit(&h);
+            pos = pos.saturating_add(h.total_len() as u64);
+        }
+        Ok(())
+    }
+
     pub(crate) fn next_offset(&self) -> i64 {
         self.next_offset
     }

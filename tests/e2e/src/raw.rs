@@ -328,33 +328,51 @@ pub fn parse_batches(mut b: &[u8]) -> Vec<BatchHeader> {
     out
 }
 
-/// Fetches partition `partition` of `topic` from offset 0 up to its high watermark with Fetch
-/// v11 and returns the header of every batch.
-pub fn fetch_batch_headers(addr: SocketAddr, topic: &str, partition: i32) -> Vec<BatchHeader> {
+/// One Fetch (v11, max wait 0) of one partition; returns that partition's data.
+pub fn fetch(
+    conn: &mut RawConn,
+    correlation_id: i32,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    partition_max_bytes: i32,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
     use kafka_protocol::messages::FetchRequest;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(64 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                    topic.to_string(),
+                )))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(partition_max_bytes),
+                ]),
+        ]);
+    let mut resp = conn.roundtrip(11, correlation_id, &req);
+    assert_eq!(resp.error_code, 0, "fetch error");
+    assert_eq!(resp.responses.len(), 1, "one topic in the fetch response");
+    let mut t = resp.responses.remove(0);
+    assert_eq!(t.topic.0.as_str(), topic);
+    assert_eq!(t.partitions.len(), 1, "one partition in the fetch response");
+    let p = t.partitions.remove(0);
+    assert_eq!(p.partition_index, partition);
+    p
+}
+
+/// Fetches partition `partition` of `topic` from offset 0 up to its high watermark and
+/// returns the header of every batch.
+pub fn fetch_batch_headers(addr: SocketAddr, topic: &str, partition: i32) -> Vec<BatchHeader> {
     let mut conn = RawConn::connect(addr);
     let mut out: Vec<BatchHeader> = Vec::new();
     let mut offset = 0i64;
     for corr in 0.. {
-        let req = FetchRequest::default()
-            .with_max_wait_ms(0)
-            .with_max_bytes(64 << 20)
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_string(
-                        topic.to_string(),
-                    )))
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(8 << 20),
-                    ]),
-            ]);
-        let resp = conn.roundtrip(11, corr, &req);
-        assert_eq!(resp.error_code, 0, "fetch error");
-        let p = &resp.responses[0].partitions[0];
+        let p = fetch(&mut conn, corr, topic, partition, offset, 8 << 20);
         assert_eq!(p.error_code, 0, "fetch partition error");
         if offset >= p.high_watermark {
             return out;

@@ -10,9 +10,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, Timestamp};
 use rdkafka::producer::{BaseRecord, Producer};
-use sluice_e2e::raw::fetch_batch_headers;
+use sluice_e2e::raw::{BatchBuilder, RawConn, fetch, fetch_batch_headers, parse_batches};
 use sluice_e2e::{Broker, consume_all, create_topic, producer, wait_high_watermarks};
 
 const TOPIC: &str = "codec-test";
@@ -284,4 +288,212 @@ fn produce_auto_creates_topic() {
     assert_eq!(got[&0].len(), 5);
     assert_eq!(got[&1].len(), 5);
     assert_eq!(got[&1][4].payload(), Some(&b"v9"[..]));
+}
+
+#[test]
+fn record_batch_above_max_message_bytes_is_rejected() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topic(&bs, "small", 1, &[("max.message.bytes", "1000")]);
+    let p = producer(&bs, &[("acks", "1"), ("linger.ms", "0")]);
+    let big = "b".repeat(2000);
+    p.send(
+        BaseRecord::<str, _, _>::with_opaque_to("small", 0)
+            .partition(0)
+            .payload(&big),
+    )
+    .map_err(|(e, _)| e)
+    .expect("enqueue");
+    p.flush(Duration::from_secs(10)).expect("flush");
+    p.send(
+        BaseRecord::<str, _, _>::with_opaque_to("small", 1)
+            .partition(0)
+            .payload("tiny"),
+    )
+    .map_err(|(e, _)| e)
+    .expect("enqueue");
+    p.flush(Duration::from_secs(10)).expect("flush");
+    let d = p.context().deliveries();
+    assert_eq!(
+        d[0].result,
+        Err(KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+        )),
+        "2000-byte record on a topic with max.message.bytes=1000"
+    );
+    assert_eq!(
+        d[1].result,
+        Ok((0, 0)),
+        "small record after the rejected one"
+    );
+}
+
+#[test]
+fn produce_to_unknown_topic_without_auto_create() {
+    let broker = Broker::start_with(&["--auto-create-topics", "false"]);
+    let mut c = RawConn::connect(broker.addr());
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("nope")))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(
+                            BatchBuilder::new(BASE_TS).record(None, Some(b"v")).build(),
+                        )),
+                ]),
+        ]);
+    for (corr, version) in [3i16, 9].into_iter().enumerate() {
+        let resp = c.roundtrip(version, corr as i32, &req);
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (3, -1),
+            "produce v{version} to an unknown topic: UNKNOWN_TOPIC_OR_PARTITION"
+        );
+    }
+    let md = sluice_e2e::admin(&broker.bootstrap())
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    assert!(
+        !md.topics().iter().any(|t| t.name() == "nope"),
+        "topic was created"
+    );
+}
+
+#[test]
+fn log_append_time_topic_stamps_broker_time() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topic(
+        &bs,
+        "lat",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64
+    };
+    let before = now();
+    let p = producer(&bs, &[("acks", "all"), ("compression.codec", "lz4")]);
+    for i in 0..20usize {
+        p.send(
+            BaseRecord::<str, _, _>::with_opaque_to("lat", i)
+                .partition(0)
+                .payload("x")
+                .timestamp(1_000_000 + i as i64),
+        )
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+    }
+    p.flush(Duration::from_secs(10)).expect("flush");
+    let after = now();
+    let got = consume_all(&bs, "lat", 1, Duration::from_secs(10));
+    assert_eq!(got[&0].len(), 20);
+    for m in &got[&0] {
+        match m.timestamp() {
+            Timestamp::LogAppendTime(t) => assert!(
+                (before..=after).contains(&t),
+                "log append time {t} outside [{before}, {after}]"
+            ),
+            other => panic!(
+                "offset {}: timestamp {other:?}, want LogAppendTime",
+                m.offset()
+            ),
+        }
+    }
+    for h in fetch_batch_headers(broker.addr(), "lat", 0) {
+        assert!(h.crc_ok, "CRC after stamping LogAppendTime");
+        assert_eq!(
+            h.attributes & 0x8,
+            0x8,
+            "timestamp type bit of batch at {}",
+            h.base_offset
+        );
+        assert_eq!(h.codec(), 3, "still lz4");
+    }
+}
+
+#[test]
+fn fetch_semantics() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topic(&bs, "f", 1, &[]);
+    let mut c = RawConn::connect(broker.addr());
+    // Three batches of five records: offsets 0-4, 5-9, 10-14.
+    for b in 0..3 {
+        let mut batch = BatchBuilder::new(BASE_TS);
+        for r in 0..5 {
+            let v = format!("{}", b * 5 + r);
+            batch = batch.record(None, Some(v.as_bytes()));
+        }
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str("f")))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(batch.build())),
+                    ]),
+            ]);
+        let resp = c.roundtrip(9, b, &req);
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, i64::from(b) * 5));
+    }
+    // Offset inside the second batch, limit of 1 byte: the whole second batch (KIP-74).
+    let p = fetch(&mut c, 10, "f", 0, 7, 1);
+    assert_eq!(p.error_code, 0);
+    assert_eq!(
+        (p.high_watermark, p.last_stable_offset, p.log_start_offset),
+        (15, 15, 0)
+    );
+    let batches = parse_batches(p.records.as_deref().expect("records"));
+    assert_eq!(batches.len(), 1, "exactly one whole batch: {batches:?}");
+    assert_eq!((batches[0].base_offset, batches[0].records), (5, 5));
+    assert!(batches[0].crc_ok);
+    // At the high watermark: no error, empty (not null) records.
+    let p = fetch(&mut c, 11, "f", 0, 15, 1 << 20);
+    assert_eq!(p.error_code, 0);
+    assert_eq!(
+        p.records.as_deref(),
+        Some(&[][..]),
+        "records at the end: empty, never null"
+    );
+    // Beyond it: OFFSET_OUT_OF_RANGE.
+    let p = fetch(&mut c, 12, "f", 0, 16, 1 << 20);
+    assert_eq!(p.error_code, 1, "OFFSET_OUT_OF_RANGE");
+    assert_eq!(
+        p.records.as_deref(),
+        Some(&[][..]),
+        "records with an error: empty, never null"
+    );
+    // librdkafka starting inside a batch sees exactly the records from there on.
+    let cons = sluice_e2e::consumer(&bs, &[]);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("f", 0, rdkafka::Offset::Offset(7))
+        .expect("tpl");
+    rdkafka::consumer::Consumer::assign(&cons, &tpl).expect("assign");
+    let mut seen = vec![];
+    while seen.len() < 8 {
+        match cons.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => seen.push((m.offset(), m.payload().map(<[u8]>::to_vec))),
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => panic!("{e}"),
+            None => panic!("no records"),
+        }
+    }
+    let want: Vec<(i64, Option<Vec<u8>>)> = (7..15)
+        .map(|o| (o, Some(o.to_string().into_bytes())))
+        .collect();
+    assert_eq!(seen, want);
 }

@@ -9,4 +9,5 @@ pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod producer;
 pub mod topics;

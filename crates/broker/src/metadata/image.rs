@@ -28,6 +28,8 @@ pub struct MetadataImage {
     names_by_id: HashMap<Uuid, String>,
     /// Dynamic broker configs (AlterConfigs on the broker resource).
     pub broker_configs: BTreeMap<String, String>,
+    /// First producer id not yet reserved by any block.
+    pub next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -72,6 +74,9 @@ impl MetadataImage {
             }
             MetadataRecord::BrokerConfigsChanged { configs } => {
                 self.broker_configs = configs.clone();
+            }
+            MetadataRecord::ProducerIdsAllocated { next } => {
+                self.next_producer_id = self.next_producer_id.max(*next);
             }
         }
     }

@@ -42,6 +42,11 @@ pub enum MetadataRecord {
         /// The full set of overrides after the change.
         configs: BTreeMap<String, String>,
     },
+    /// Producer ids below `next` are handed out (or reserved by a running broker).
+    ProducerIdsAllocated {
+        /// First producer id of the next block.
+        next: i64,
+    },
     /// The broker's dynamic configs were replaced by `configs`.
     BrokerConfigsChanged {
         /// The full set of dynamic broker configs after the change.

@@ -17,6 +17,7 @@ pub fn small_config() -> LogConfig {
         retention_bytes: None,
         index_interval_bytes: 256,
         max_index_bytes: 1 << 20,
+        producer_id_expiration_ms: 24 * 60 * 60 * 1000,
     }
 }
 

@@ -13,6 +13,7 @@
 mod append_read;
 mod common;
 mod faults;
+mod producers;
 mod properties;
 mod recovery;
 mod retention;

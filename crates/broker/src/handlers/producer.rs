@@ -1,0 +1,29 @@
+//! InitProducerId for idempotent producers.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use sluice_protocol::kafka_protocol;
+
+use crate::broker::Broker;
+
+/// Handles InitProducerId. Without a transactional id, Kafka hands out a fresh
+/// producer id with epoch 0 every time (an idempotent producer that needs a
+/// new epoch simply gets a new id). Transactions are not supported yet, so a
+/// transactional id finds no coordinator.
+pub fn handle(broker: &Arc<Broker>, req: InitProducerIdRequest, _version: i16) -> InitProducerIdResponse {
+    let base = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if req.transactional_id.is_some() {
+        return base.with_error_code(ResponseError::CoordinatorNotAvailable.code());
+    }
+    match broker.producer_ids.next_id(&broker.metadata) {
+        Ok(id) => base.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reserve producer ids");
+            base.with_error_code(ResponseError::UnknownServerError.code())
+        }
+    }
+}
