@@ -145,11 +145,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(config: BrokerConfig) -> Result<(), String> {
-    tracing::info!("Sluice {} starting", env!("CARGO_PKG_VERSION"));
+    // Nothing is logged before the data dir is locked and the port bound, so a
+    // start-up failure is exactly one line on stderr.
     let data_dir =
         std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
     let server = Server::start(config).await.map_err(|e| e.to_string())?;
     let broker = server.broker();
+    tracing::info!("Sluice {} started", env!("CARGO_PKG_VERSION"));
     tracing::info!(
         data_dir = %data_dir.display(),
         partitions = server.recovered_partitions,
