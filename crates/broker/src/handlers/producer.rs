@@ -12,12 +12,19 @@ use crate::broker::Broker;
 /// producer id with epoch 0 every time (an idempotent producer that needs a
 /// new epoch simply gets a new id). Transactions are not supported yet, so a
 /// transactional id finds no coordinator.
-pub fn handle(broker: &Arc<Broker>, req: InitProducerIdRequest, _version: i16) -> InitProducerIdResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: InitProducerIdRequest,
+    _version: i16,
+) -> InitProducerIdResponse {
     let base = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        return base.with_error_code(ResponseError::CoordinatorNotAvailable.code());
+    match req.transactional_id.as_deref().map(|t| t.is_empty()) {
+        None => {}
+        // Kafka refuses an empty transactional id outright.
+        Some(true) => return base.with_error_code(ResponseError::InvalidRequest.code()),
+        Some(false) => return base.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
     }
     match broker.producer_ids.next_id(&broker.metadata) {
         Ok(id) => base.with_producer_id(ProducerId(id)).with_producer_epoch(0),
