@@ -104,13 +104,31 @@ fn sample(pid: u32) -> Option<Sample> {
     })
 }
 
-/// CPU seconds this process (the load generator) has used so far.
-pub fn own_cpu_seconds() -> f64 {
+/// CPU time of this process (the load generator) from a starting point: on the shared
+/// 2-core machines it tells how much of the machine the client took from the broker.
+pub struct OwnCpu {
+    start_ticks: u64,
+}
+
+impl OwnCpu {
+    pub fn start() -> OwnCpu {
+        OwnCpu {
+            start_ticks: own_cpu_ticks(),
+        }
+    }
+
+    /// CPU seconds used since `start` (whole clock ticks, so no float noise).
+    pub fn seconds(&self) -> f64 {
+        own_cpu_ticks().saturating_sub(self.start_ticks) as f64 / clock_ticks() as f64
+    }
+}
+
+fn own_cpu_ticks() -> u64 {
     read_small(Path::new("/proc/self/stat"))
         .ok()
         .and_then(|s| parse_stat(&s))
-        .map(|c| c.total() as f64 / clock_ticks() as f64)
-        .unwrap_or(0.0)
+        .map(CpuTicks::total)
+        .unwrap_or(0)
 }
 
 fn clock_ticks() -> u64 {
@@ -172,8 +190,9 @@ impl Sampler {
     /// Takes the first sample now; fails when the process cannot be read (wrong PID, not
     /// Linux, or another user's process).
     pub fn start(pid: u32) -> anyhow::Result<Sampler> {
-        let first = sample(pid)
-            .with_context(|| format!("cannot read /proc/{pid}/stat and status (is PID {pid} running?)"))?;
+        let first = sample(pid).with_context(|| {
+            format!("cannot read /proc/{pid}/stat and status (is PID {pid} running?)")
+        })?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
         let thread = thread::Builder::new()
@@ -287,7 +306,9 @@ impl SpawnedBroker {
         let log_path = dir.path().join("broker.log");
         let log = File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let log_err = log.try_clone().context("cannot duplicate the broker log handle")?;
+        let log_err = log
+            .try_clone()
+            .context("cannot duplicate the broker log handle")?;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let child = Command::new(&bin)
             .arg("serve")
@@ -375,7 +396,10 @@ impl SpawnedBroker {
             match child.try_wait() {
                 Ok(Some(status)) if status.success() => return Ok(()),
                 Ok(Some(status)) => {
-                    bail!("the broker exited with {status}; its log:\n{}", self.log_tail())
+                    bail!(
+                        "the broker exited with {status}; its log:\n{}",
+                        self.log_tail()
+                    )
                 }
                 Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
                 Ok(None) | Err(_) => {
@@ -495,7 +519,7 @@ mod tests {
         assert!(usage.peak_rss_bytes > 0, "{usage:?}");
         assert!(usage.cpu_s > 0.0, "{usage:?}");
         assert_eq!(usage.cpu_s_per_gb, Some(usage.cpu_s));
-        assert!(own_cpu_seconds() > 0.0);
+        assert!(own_cpu_ticks() > 0);
     }
 
     #[test]

@@ -162,9 +162,9 @@ pub struct ProducerSettings {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100))]
     pub replication_factor: i32,
 
-    /// acks: 0 (no response), 1 (leader has written), all (every in-sync replica, and on
-    /// Sluice the data is on disk).
-    #[arg(long, value_enum, default_value_t = Acks::All)]
+    /// acks: 0 (no response), 1 (leader has written), all or -1 (every in-sync replica,
+    /// and on Sluice the data is on disk).
+    #[arg(long, value_enum, default_value_t = Acks::All, allow_negative_numbers = true)]
     pub acks: Acks,
 
     /// Producer compression.type.

@@ -5,11 +5,12 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext};
 
 /// Timeout of single metadata/admin calls.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,6 +40,14 @@ impl ClientSettings {
         })
     }
 
+    /// Where librdkafka's own log lines go: to stderr when the user asked for them with
+    /// `-X debug=…`, otherwise nowhere (problems show up as counted errors, not as noise).
+    pub fn lib_log(&self) -> LibLog {
+        LibLog {
+            enabled: self.properties.iter().any(|(k, _)| k == "debug"),
+        }
+    }
+
     /// A client configuration with `settings` (subcommand defaults) under the user's `-X`.
     pub fn config(&self, settings: &[(&str, String)]) -> ClientConfig {
         let mut c = ClientConfig::new();
@@ -49,9 +58,53 @@ impl ClientSettings {
         for (k, v) in &self.properties {
             c.set(k, v);
         }
+        // The rdkafka crate derives librdkafka's log level from the `log` crate, which this
+        // binary does not use; ask for everything when the user asked for debug output.
+        if self.lib_log().enabled {
+            c.set_log_level(RDKafkaLogLevel::Debug);
+        }
         c
     }
 }
+
+/// librdkafka's log and error callbacks, shared by every client context of this crate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LibLog {
+    pub enabled: bool,
+}
+
+impl LibLog {
+    pub fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if self.enabled {
+            let ms = crate::stats::now_nanos() as f64 / 1e6;
+            eprintln!("{ms:10.3} ms librdkafka {level:?} {fac}: {message}");
+        }
+    }
+
+    pub fn error(&self, error: &KafkaError, reason: &str) {
+        if self.enabled {
+            let ms = crate::stats::now_nanos() as f64 / 1e6;
+            eprintln!("{ms:10.3} ms librdkafka error: {error}: {reason}");
+        }
+    }
+}
+
+/// The context of clients that need no callbacks of their own (admin, metadata, e2e
+/// consumer).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainContext(pub LibLog);
+
+impl ClientContext for PlainContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.0.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.error(&error, reason);
+    }
+}
+
+impl ConsumerContext for PlainContext {}
 
 /// Fails with one clear line when no bootstrap address accepts a TCP connection.
 ///
@@ -91,9 +144,9 @@ pub fn ensure_topic(
     partitions: i32,
     replication_factor: i32,
 ) -> anyhow::Result<usize> {
-    let admin: AdminClient<DefaultClientContext> = client
+    let admin: AdminClient<PlainContext> = client
         .config(&[])
-        .create()
+        .create_with_context(PlainContext(client.lib_log()))
         .context("cannot create the admin client")?;
     let new_topic = NewTopic::new(
         topic,
@@ -112,7 +165,7 @@ pub fn ensure_topic(
             Err((name, code)) => bail!("cannot create topic {name}: {code}"),
         }
     }
-    let found = wait_for_leaders(client, topic)?;
+    let found = wait_for_leaders(client, topic, true)?;
     if usize::try_from(partitions).ok() != Some(found) {
         eprintln!(
             "note: topic {topic} already exists with {found} partitions (not {partitions}); using it as it is"
@@ -123,17 +176,23 @@ pub fn ensure_topic(
 
 /// The partition ids of an existing topic, waiting (up to 10 s) until each has a leader.
 pub fn topic_partitions(client: &ClientSettings, topic: &str) -> anyhow::Result<Vec<i32>> {
-    let n = wait_for_leaders(client, topic)?;
+    let n = wait_for_leaders(client, topic, false)?;
     (0..n)
         .map(|p| i32::try_from(p).context("partition id out of range"))
         .collect()
 }
 
-fn wait_for_leaders(client: &ClientSettings, topic: &str) -> anyhow::Result<usize> {
+/// `just_created`: an unknown topic is expected for a moment (metadata propagation), so keep
+/// asking; otherwise an unknown topic is an immediate error.
+fn wait_for_leaders(
+    client: &ClientSettings,
+    topic: &str,
+    just_created: bool,
+) -> anyhow::Result<usize> {
     // A consumer handle: its metadata requests never auto-create topics.
-    let probe: BaseConsumer = client
+    let probe: BaseConsumer<PlainContext> = client
         .config(&[])
-        .create()
+        .create_with_context(PlainContext(client.lib_log()))
         .context("cannot create a metadata client")?;
     let deadline = Instant::now() + CALL_TIMEOUT;
     loop {
@@ -143,14 +202,23 @@ fn wait_for_leaders(client: &ClientSettings, topic: &str) -> anyhow::Result<usiz
         let state = md.topics().iter().find(|t| t.name() == topic).map(|t| {
             let ready = !t.partitions().is_empty()
                 && t.error().is_none()
-                && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none());
+                && t.partitions()
+                    .iter()
+                    .all(|p| p.leader() >= 0 && p.error().is_none());
             (ready, t.partitions().len(), t.error())
         });
+        let unknown = RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
         match state {
             Some((true, n, _)) => return Ok(n),
+            Some((_, _, Some(err))) if err == unknown && !just_created => {
+                bail!("topic {topic} does not exist")
+            }
             _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
             Some((_, _, Some(err))) => {
-                bail!("topic {topic} is not available: {}", RDKafkaErrorCode::from(err))
+                bail!(
+                    "topic {topic} is not available: {}",
+                    RDKafkaErrorCode::from(err)
+                )
             }
             _ => bail!("topic {topic} does not exist or has partitions without a leader"),
         }

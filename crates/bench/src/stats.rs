@@ -58,10 +58,6 @@ impl LatencyHistogram {
             .map_err(|e| anyhow::anyhow!("cannot merge latency histograms: {e:?}"))
     }
 
-    pub fn count(&self) -> u64 {
-        self.hist.len()
-    }
-
     /// The percentiles reported, in milliseconds.
     pub fn summary(&self) -> LatencySummary {
         let h = &self.hist;
@@ -149,7 +145,7 @@ impl SplitMix64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        SplitMix64(wall ^ now_nanos() ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        SplitMix64::new(wall ^ now_nanos() ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -229,7 +225,7 @@ mod tests {
         let mut h = LatencyHistogram::new().unwrap();
         h.record_nanos(u64::MAX);
         h.record_nanos(0);
-        assert_eq!(h.count(), 2);
+        assert_eq!(h.summary().count, 2);
         assert!(close(h.summary().max_ms, 3_600_000.0, 0.001));
     }
 

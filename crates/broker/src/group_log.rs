@@ -88,9 +88,10 @@ pub fn replay(broker: &Arc<Broker>, coordinator: &GroupCoordinator) -> Result<us
         let mut offset = partition.offsets().log_start_offset;
         let mut entries = Vec::new();
         loop {
-            let (chunk, offsets) = partition
-                .read(offset, REPLAY_CHUNK)
+            let read = partition
+                .read(offset, REPLAY_CHUNK, false)
                 .map_err(|e| e.to_string())?;
+            let (chunk, offsets) = (read.records, read.offsets);
             if chunk.is_empty() {
                 break;
             }

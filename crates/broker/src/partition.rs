@@ -33,6 +33,8 @@ pub struct PartitionOffsets {
     pub log_start_offset: i64,
     /// Offset the next append gets (on one node also the high watermark).
     pub log_end_offset: i64,
+    /// Below this every transaction is decided (read_committed bound).
+    pub last_stable_offset: i64,
 }
 
 impl PartitionOffsets {
@@ -144,18 +146,29 @@ impl Partition {
     }
 
     /// Whole batches from `offset`, at most `max_bytes` unless the first batch
-    /// alone is larger (KIP-74), below the high watermark.
-    pub fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-    ) -> Result<(Bytes, PartitionOffsets), StorageError> {
+    /// alone is larger (KIP-74), below the high watermark — or, for
+    /// read_committed, below the last stable offset, together with the aborted
+    /// transactions the returned range overlaps.
+    pub fn read(&self, offset: i64, max_bytes: usize, read_committed: bool) -> Result<PartitionRead, StorageError> {
         let state = self.state.read();
         let offsets = offsets_of(&state.log);
-        let records = state
-            .log
-            .read(offset, max_bytes, offsets.high_watermark())?;
-        Ok((records, offsets))
+        let upper = if read_committed {
+            offsets.last_stable_offset
+        } else {
+            offsets.high_watermark()
+        };
+        let records = state.log.read(offset, max_bytes, upper)?;
+        let aborted = if read_committed && !records.is_empty() {
+            let end = last_offset_in(&records).map_or(upper, |last| last + 1);
+            state.log.aborted_transactions(offset, end)
+        } else {
+            Vec::new()
+        };
+        Ok(PartitionRead {
+            records,
+            offsets,
+            aborted,
+        })
     }
 
     /// Current log start and end offsets.
@@ -176,6 +189,21 @@ impl Partition {
     /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp.
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
         self.state.read().log.max_timestamp()
+    }
+
+    /// Idempotent and transactional producers with state in this partition:
+    /// (producer id, epoch, last sequence, last timestamp, open transaction's first offset).
+    pub fn producers(&self) -> Vec<(i64, i16, i32, i64, Option<i64>)> {
+        let state = self.state.read();
+        state
+            .log
+            .producer_state()
+            .iter()
+            .map(|(id, e)| {
+                let last_seq = e.batches.back().map_or(-1, |b| b.last_seq);
+                (id, e.epoch, last_seq, e.last_timestamp, e.ongoing_txn_first_offset)
+            })
+            .collect()
     }
 
     /// DeleteRecords: moves the log start offset forward.
@@ -204,7 +232,26 @@ fn offsets_of(log: &PartitionLog) -> PartitionOffsets {
     PartitionOffsets {
         log_start_offset: log.log_start_offset(),
         log_end_offset: log.log_end_offset(),
+        last_stable_offset: log.last_stable_offset(),
     }
+}
+
+/// The last offset of the last whole batch in `records`.
+fn last_offset_in(records: &[u8]) -> Option<i64> {
+    sluice_protocol::batch::split_batches(records)
+        .filter_map(Result::ok)
+        .last()
+        .map(|(h, _)| h.last_offset())
+}
+
+/// What a fetch of one partition returns.
+pub struct PartitionRead {
+    /// Whole record batches.
+    pub records: Bytes,
+    /// Offsets at the time of the read.
+    pub offsets: PartitionOffsets,
+    /// (producer id, first offset) of aborted transactions in the range (read_committed only).
+    pub aborted: Vec<(i64, i64)>,
 }
 
 /// The group-commit loop: one fdatasync covers every append waiting for it.

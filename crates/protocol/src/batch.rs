@@ -1024,3 +1024,26 @@ mod tests {
         }
     }
 }
+
+/// A transaction marker: a control batch holding one record whose key is
+/// `[version 0: i16][type: i16]` (0 = ABORT, 1 = COMMIT) and whose value is
+/// `[version 0: i16][coordinator epoch: i32]`, as Kafka writes them.
+pub fn transaction_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let key = [0, 0, 0, u8::from(commit)];
+    let mut value = [0u8; 6];
+    if let Some(epoch) = value.get_mut(2..6) {
+        epoch.copy_from_slice(&coordinator_epoch.to_be_bytes());
+    }
+    RecordBatchBuilder::new()
+        .producer(producer_id, producer_epoch, -1)
+        .transactional(true)
+        .control(true)
+        .record(timestamp, Some(&key), Some(&value), &[])
+        .build()
+}

@@ -15,7 +15,7 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::flush::FlushHandle;
 use crate::io;
-use crate::producer_state::{ProducerStateManager, SequenceCheck};
+use crate::producer_state::{CompletedTxn, ProducerStateManager, SequenceCheck};
 use crate::segment::{self, Segment};
 
 /// What an append did, for the produce response.
@@ -51,6 +51,9 @@ pub struct PartitionLog {
     persisted_recovery_point: i64,
     /// Idempotent producers' recent batches, rebuilt from batch headers on open.
     producers: ProducerStateManager,
+    /// Aborted transactions in offset order (rebuilt from the markers on open),
+    /// for read_committed fetches.
+    aborted_txns: Vec<CompletedTxn>,
 }
 
 impl PartitionLog {
@@ -104,6 +107,7 @@ impl PartitionLog {
             recovery_point: 0,
             persisted_recovery_point: 0,
             producers: ProducerStateManager::new(),
+            aborted_txns: Vec::new(),
         };
         let first_base = log.segments.keys().next().copied();
         let Some(first_base) = first_base else {
@@ -152,14 +156,43 @@ impl PartitionLog {
         Ok(log)
     }
 
-    /// Rebuilds idempotent producer state from the headers of every batch.
+    /// Rebuilds producer and transaction state from the headers of every batch
+    /// (and the one record of each transaction marker).
     fn rebuild_producer_state(&mut self) -> Result<(), StorageError> {
         let mut producers = ProducerStateManager::new();
+        let mut aborted = Vec::new();
         for seg in self.segments.values() {
-            seg.for_each_header(|h| producers.record(h))?;
+            seg.for_each_header(|h, pos| {
+                if h.is_control() {
+                    let commit = marker_is_commit(&seg.read_batch(pos, h)?)?;
+                    if let Some(txn) = producers.record_marker(h, commit).filter(|t| t.aborted) {
+                        aborted.push(txn);
+                    }
+                } else {
+                    producers.record(h);
+                }
+                Ok(())
+            })?;
         }
         self.producers = producers;
+        self.aborted_txns = aborted;
         Ok(())
+    }
+
+    /// The last stable offset: below it every transaction is decided.
+    pub fn last_stable_offset(&self) -> i64 {
+        let end = self.log_end_offset();
+        self.producers.first_unstable_offset().map_or(end, |first| first.min(end))
+    }
+
+    /// Aborted transactions overlapping offsets `[from, to)`, as
+    /// (producer id, first offset), for read_committed fetches.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        self.aborted_txns
+            .iter()
+            .filter(|t| t.last_offset >= from && t.first_offset < to)
+            .map(|t| (t.producer_id, t.first_offset))
+            .collect()
     }
 
     /// The idempotent producer state (for DescribeProducers and tests).
@@ -271,8 +304,16 @@ impl PartitionLog {
             .next_back()
             .ok_or_else(|| StorageError::Corrupt("log has no segment".into()))?;
         active.append(batches, &parsed, &self.config)?;
-        for (h, _) in &parsed {
-            self.producers.record(h);
+        for (h, range) in &parsed {
+            if h.is_control() {
+                let batch = Bytes::copy_from_slice(batches.get(range.clone()).unwrap_or_default());
+                let commit = marker_is_commit(&batch)?;
+                if let Some(txn) = self.producers.record_marker(h, commit).filter(|t| t.aborted) {
+                    self.aborted_txns.push(txn);
+                }
+            } else {
+                self.producers.record(h);
+            }
         }
         Ok(AppendInfo {
             base_offset: log_end,
@@ -453,6 +494,8 @@ impl PartitionLog {
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
         self.producers
             .expire(now_ms, self.config.producer_id_expiration_ms);
+        let start = self.log_start_offset;
+        self.aborted_txns.retain(|t| t.last_offset >= start);
         let mut remaining = self.size_bytes();
         let mut doomed = Vec::new();
         let bases: Vec<i64> = self.segments.keys().copied().collect();
@@ -607,4 +650,17 @@ fn discover(dir: &Path) -> Result<Vec<i64>, StorageError> {
         }
     }
     Ok(bases)
+}
+
+/// Reads the type of a transaction marker: its one record's key is
+/// `[version: i16][type: i16]` with type 0 = ABORT, 1 = COMMIT.
+fn marker_is_commit(batch: &Bytes) -> Result<bool, StorageError> {
+    let mut records = sluice_protocol::records::decode_records(batch, 1 << 16)?;
+    let record = records
+        .next()
+        .ok_or_else(|| StorageError::Corrupt("transaction marker without a record".into()))??;
+    match record.key.as_deref() {
+        Some(&[_, _, t0, t1]) => Ok(i16::from_be_bytes([t0, t1]) == 1),
+        _ => Err(StorageError::Corrupt("transaction marker with a malformed key".into())),
+    }
 }

@@ -41,6 +41,21 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchMetadata>,
     /// Max timestamp of its latest batch, for expiry.
     pub last_timestamp: i64,
+    /// First offset of its open transaction, until a marker closes it.
+    pub ongoing_txn_first_offset: Option<i64>,
+}
+
+/// A transaction closed by a COMMIT or ABORT marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    /// The producer.
+    pub producer_id: i64,
+    /// Offset of its first transactional batch in this partition.
+    pub first_offset: i64,
+    /// Offset of the marker.
+    pub last_offset: i64,
+    /// Whether the marker was an ABORT.
+    pub aborted: bool,
 }
 
 /// A batch the producer state refuses.
@@ -116,6 +131,17 @@ impl ProducerStateManager {
 
     /// Checks a batch (header as produced) against the producer's state.
     pub fn check(&self, h: &BatchHeader) -> Result<SequenceCheck, ProducerError> {
+        if h.is_control() {
+            // Markers carry no sequence, but an older epoch is a zombie's.
+            return match self.producers.get(&h.producer_id) {
+                Some(entry) if h.producer_epoch < entry.epoch => Err(ProducerError::InvalidEpoch {
+                    producer_id: h.producer_id,
+                    epoch: h.producer_epoch,
+                    current: entry.epoch,
+                }),
+                _ => Ok(SequenceCheck::Append),
+            };
+        }
         if h.producer_id == NO_VALUE || h.base_sequence < 0 {
             return Ok(SequenceCheck::Append);
         }
@@ -175,7 +201,11 @@ impl ProducerStateManager {
             epoch: h.producer_epoch,
             batches: VecDeque::new(),
             last_timestamp: h.max_timestamp,
+            ongoing_txn_first_offset: None,
         });
+        if h.is_transactional() && entry.ongoing_txn_first_offset.is_none() {
+            entry.ongoing_txn_first_offset = Some(h.base_offset);
+        }
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
@@ -187,12 +217,49 @@ impl ProducerStateManager {
         entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
     }
 
+    /// Records a COMMIT/ABORT marker (its header carries its offset) and
+    /// returns the transaction it closed, if one was open here.
+    pub fn record_marker(&mut self, h: &BatchHeader, commit: bool) -> Option<CompletedTxn> {
+        let entry = self.producers.entry(h.producer_id).or_insert_with(|| ProducerEntry {
+            epoch: h.producer_epoch,
+            batches: VecDeque::new(),
+            last_timestamp: h.max_timestamp,
+            ongoing_txn_first_offset: None,
+        });
+        if h.producer_epoch > entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
+        let first_offset = entry.ongoing_txn_first_offset.take()?;
+        Some(CompletedTxn {
+            producer_id: h.producer_id,
+            first_offset,
+            last_offset: h.base_offset,
+            aborted: !commit,
+        })
+    }
+
+    /// The first offset of the oldest open transaction: the last stable offset
+    /// cannot move past it.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers.values().filter_map(|e| e.ongoing_txn_first_offset).min()
+    }
+
+    /// Producers with their state, for DescribeProducers.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(id, e)| (*id, e))
+    }
+
     /// Forgets producers whose latest batch is older than `expiration_ms`
     /// (`producer.id.expiration.ms`). Returns how many were removed.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) <= expiration_ms);
+        // A producer with an open transaction is kept until the transaction
+        // coordinator closes it (by marker), whatever its age.
+        self.producers.retain(|_, e| {
+            e.ongoing_txn_first_offset.is_some() || now_ms.saturating_sub(e.last_timestamp) <= expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -201,7 +268,13 @@ impl ProducerStateManager {
         for entry in self.producers.values_mut() {
             entry.batches.retain(|b| b.last_offset < offset);
         }
-        self.producers.retain(|_, e| !e.batches.is_empty());
+        for entry in self.producers.values_mut() {
+            if entry.ongoing_txn_first_offset.is_some_and(|first| first >= offset) {
+                entry.ongoing_txn_first_offset = None;
+            }
+        }
+        self.producers
+            .retain(|_, e| !e.batches.is_empty() || e.ongoing_txn_first_offset.is_some());
     }
 }
 

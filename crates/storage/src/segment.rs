@@ -168,12 +168,12 @@ impl Segment {
     /// reads of the 61-byte headers only; records are not read).
     pub(crate) fn for_each_header(
         &self,
-        mut visit: impl FnMut(&BatchHeader),
+        mut visit: impl FnMut(&BatchHeader, u64) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let mut pos = 0u64;
         while pos < self.size {
             let h = self.read_header(pos)?;
-            visit(&h);
+            visit(&h, pos)?;
             pos = pos.saturating_add(h.total_len() as u64);
         }
         Ok(())
@@ -347,7 +347,7 @@ impl Segment {
     }
 
     /// Reads the whole batch at `position`.
-    fn read_batch(&self, position: u64, h: &BatchHeader) -> Result<Bytes, StorageError> {
+    pub(crate) fn read_batch(&self, position: u64, h: &BatchHeader) -> Result<Bytes, StorageError> {
         Ok(Bytes::from(
             self.file.data.read_vec_at(position, h.total_len())?,
         ))

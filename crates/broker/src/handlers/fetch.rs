@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, ResponseKind};
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
 use crate::handlers::produce::LEADER_EPOCH;
+use crate::partition::PartitionRead;
 use crate::router::Reply;
 
 /// Clients may ask to wait longer; Kafka caps nothing here, but an hour-long
@@ -107,25 +108,41 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
             // KIP-74: only the first partition with data may exceed the limits,
             // so later ones are not read once the response is full.
             let result = if total > 0 && limit == 0 {
-                Ok((Bytes::new(), partition.offsets()))
+                Ok(PartitionRead {
+                    records: Bytes::new(),
+                    offsets: partition.offsets(),
+                    aborted: Vec::new(),
+                })
             } else {
-                partition.read(p.fetch_offset, limit.max(1))
+                partition.read(p.fetch_offset, limit.max(1), read_committed)
             };
             match result {
-                Ok((mut records, offsets)) => {
+                Ok(PartitionRead {
+                    mut records,
+                    offsets,
+                    mut aborted,
+                }) => {
                     if total > 0 && records.len() > limit {
                         records = Bytes::new();
+                        aborted.clear();
                     }
                     total += records.len();
                     remaining = remaining.saturating_sub(records.len());
-                    let hw = offsets.high_watermark();
+                    let aborted = read_committed.then(|| {
+                        aborted
+                            .into_iter()
+                            .map(|(producer_id, first_offset)| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(producer_id))
+                                    .with_first_offset(first_offset)
+                            })
+                            .collect()
+                    });
                     partitions.push(
-                        base.with_high_watermark(hw)
-                            .with_last_stable_offset(hw)
-                            .with_log_start_offset(log_start_if_supported(
-                                offsets.log_start_offset,
-                                version,
-                            ))
+                        base.with_high_watermark(offsets.high_watermark())
+                            .with_last_stable_offset(offsets.last_stable_offset)
+                            .with_log_start_offset(log_start_if_supported(offsets.log_start_offset, version))
+                            .with_aborted_transactions(aborted)
                             .with_records(Some(records)),
                     );
                 }
@@ -135,7 +152,7 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
                     partitions.push(
                         base.with_error_code(storage_error_code(&e).code())
                             .with_high_watermark(offsets.high_watermark())
-                            .with_last_stable_offset(offsets.high_watermark())
+                            .with_last_stable_offset(offsets.last_stable_offset)
                             .with_log_start_offset(log_start_if_supported(
                                 offsets.log_start_offset,
                                 version,

@@ -25,6 +25,7 @@ const LATEST_TIERED: i64 = -5;
 pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // leader_epoch exists from v4; setting it earlier would not encode.
     let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+    let read_committed = req.isolation_level == 1;
     let image = broker.metadata.image();
     let topics = req
         .topics
@@ -47,6 +48,7 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                     }
                     let offsets = partition.offsets();
                     let found = match p.timestamp {
+                        LATEST if read_committed => Ok(Some((-1, offsets.last_stable_offset))),
                         LATEST => Ok(Some((-1, offsets.high_watermark()))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, offsets.log_start_offset))),
                         LATEST_TIERED => Ok(Some((-1, -1))),

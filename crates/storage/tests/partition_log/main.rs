@@ -18,3 +18,4 @@ mod properties;
 mod recovery;
 mod retention;
 mod timestamps;
+mod transactions;

@@ -1,0 +1,165 @@
+//! Smoke run of `sluice-bench` against a real `sluice serve` that it starts itself
+//! (`--start-broker`): a seconds-long produce, then a consume of the same data directory by
+//! a second broker process, both with `--json`.
+//!
+//! It checks that the figures are sane (exact record counts, ordered percentiles, broker
+//! CPU and memory sampled), never that they are fast: performance is judged by people
+//! reading `sluice bench` output on a known machine, not by a CI threshold.
+//!
+//! The broker binary is `$SLUICE_BIN`, else `<target dir>/debug/sluice`; when neither exists
+//! the test says so and passes without running (build it with `cargo build -p sluice`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+const RECORDS: u64 = 20_000;
+const RECORD_SIZE: u64 = 1024;
+
+fn sluice_bin() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("SLUICE_BIN") {
+        return Some(PathBuf::from(bin));
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                workspace.join(p)
+            }
+        })
+        .unwrap_or_else(|| workspace.join("target"));
+    let bin = target.join("debug").join("sluice");
+    bin.is_file().then_some(bin)
+}
+
+/// Runs `sluice-bench <args> --json` and returns its JSON report.
+fn bench(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sluice-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "sluice-bench {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{stdout}\nstderr:\n{stderr}"))
+}
+
+fn f64_of(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for key in path {
+        cur = &cur[*key];
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} is not a number in {v}"))
+}
+
+fn assert_broker_sampled(report: &Value) {
+    assert!(report["broker"]["pid"].as_u64().unwrap() > 0, "{report}");
+    assert!(f64_of(report, &["broker", "cpu_s"]) > 0.0, "{report}");
+    assert!(
+        f64_of(report, &["broker", "cpu_s_per_gb"]) > 0.0,
+        "{report}"
+    );
+    assert!(
+        f64_of(report, &["broker", "peak_rss_bytes"]) > 0.0,
+        "{report}"
+    );
+    assert!(f64_of(report, &["broker", "peak_rss_mb"]) > 0.0, "{report}");
+}
+
+#[test]
+fn produce_then_consume_report_sane_figures() {
+    let Some(sluice) = sluice_bin() else {
+        eprintln!(
+            "SKIPPED: no sluice binary (set SLUICE_BIN or run `cargo build -p sluice`); \
+             the bench smoke test needs a broker to start"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let common = [
+        "--start-broker",
+        "--sluice-bin",
+        sluice.to_str().unwrap(),
+        "--broker-data-dir",
+        data.to_str().unwrap(),
+        "--topic",
+        "smoke",
+        "--quiet",
+    ];
+    let count = RECORDS.to_string();
+    let size = RECORD_SIZE.to_string();
+
+    let mut args = vec![
+        "produce",
+        "--partitions",
+        "4",
+        "--count",
+        &count,
+        "--record-size",
+        &size,
+        "--acks",
+        "1",
+    ];
+    args.extend(common);
+    let produced = bench(&args);
+    assert_eq!(produced["mode"], "produce", "{produced}");
+    assert_eq!(produced["partitions"], 4, "{produced}");
+    assert_eq!(produced["records"].as_u64(), Some(RECORDS), "{produced}");
+    assert_eq!(
+        produced["bytes"].as_u64(),
+        Some(RECORDS * RECORD_SIZE),
+        "{produced}"
+    );
+    assert_eq!(produced["errors"].as_u64(), Some(0), "{produced}");
+    assert!(f64_of(&produced, &["records_per_sec"]) > 0.0, "{produced}");
+    assert!(f64_of(&produced, &["mb_per_sec"]) > 0.0, "{produced}");
+    let p50 = f64_of(&produced, &["latency_ms", "p50_ms"]);
+    let p99 = f64_of(&produced, &["latency_ms", "p99_ms"]);
+    let p999 = f64_of(&produced, &["latency_ms", "p999_ms"]);
+    let max = f64_of(&produced, &["latency_ms", "max_ms"]);
+    assert!(
+        0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max,
+        "{produced}"
+    );
+    assert_eq!(
+        produced["latency_ms"]["count"].as_u64(),
+        Some(RECORDS),
+        "{produced}"
+    );
+    assert_broker_sampled(&produced);
+
+    // A second broker process on the same data directory reads it back.
+    let mut args = vec!["consume", "--idle-ms", "200"];
+    args.extend(common);
+    let consumed = bench(&args);
+    assert_eq!(consumed["mode"], "consume", "{consumed}");
+    assert_eq!(consumed["records"].as_u64(), Some(RECORDS), "{consumed}");
+    assert_eq!(
+        consumed["bytes"].as_u64(),
+        Some(RECORDS * RECORD_SIZE),
+        "{consumed}"
+    );
+    assert_eq!(consumed["errors"].as_u64(), Some(0), "{consumed}");
+    assert!(f64_of(&consumed, &["records_per_sec"]) > 0.0, "{consumed}");
+    assert!(f64_of(&consumed, &["mb_per_sec"]) > 0.0, "{consumed}");
+    assert_broker_sampled(&consumed);
+}
