@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sluice_group::{GroupConfig, GroupCoordinator};
+use sluice_txn::{TransactionCoordinator, TxnConfig};
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
@@ -14,6 +15,7 @@ use crate::log_manager::LogManager;
 use crate::metadata::{MetadataImage, MetadataStore, TopicImage};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topic_config::TopicSettings;
+use crate::txn_wiring::{BrokerProducerIds, PartitionMarkerWriter, TransactionStateLog};
 
 /// Everything request handlers share.
 pub struct Broker {
@@ -35,6 +37,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Producer ids for InitProducerId.
     pub producer_ids: ProducerIdAllocator,
+    /// The transaction coordinator (every transactional id lives on this node).
+    pub txn: TransactionCoordinator,
 }
 
 impl Broker {
@@ -69,6 +73,12 @@ pub(crate) fn open_broker(
         offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
         ..GroupConfig::default()
     };
+    let txn_config = TxnConfig {
+        transaction_max_timeout_ms: config.transaction_max_timeout_ms,
+        state_partitions: config.transaction_state_partitions,
+        offsets_partitions: config.offsets_topic_partitions,
+        ..TxnConfig::default()
+    };
     let broker = Arc::new_cyclic(|weak| Broker {
         advertised_host,
         advertised_port,
@@ -78,6 +88,12 @@ pub(crate) fn open_broker(
         appended: Notify::new(),
         groups: GroupCoordinator::new(group_config, Arc::new(OffsetsTopicLog::new(weak.clone()))),
         producer_ids: ProducerIdAllocator::default(),
+        txn: TransactionCoordinator::new(
+            txn_config,
+            Arc::new(TransactionStateLog::new(weak.clone())),
+            Arc::new(PartitionMarkerWriter::new(weak.clone())),
+            Arc::new(BrokerProducerIds::new(weak.clone())),
+        ),
         config,
     });
     let image = broker.metadata.image();
@@ -90,6 +106,11 @@ pub(crate) fn open_broker(
     let replayed = replay(&broker, &broker.groups).map_err(crate::server::StartError::GroupLog)?;
     if replayed > 0 {
         tracing::info!(records = replayed, "loaded consumer group state");
+    }
+    let replayed = crate::txn_wiring::replay(&broker, &broker.txn)
+        .map_err(crate::server::StartError::GroupLog)?;
+    if replayed > 0 {
+        tracing::info!(records = replayed, "loaded transaction state");
     }
     Ok((broker, opened))
 }
@@ -110,7 +131,12 @@ fn load_or_create_cluster_id(meta_dir: &Path) -> Result<String, std::io::Error> 
 /// The URL-safe base64 character for the low six bits of `sextet`.
 fn base64_char(sextet: u32) -> char {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    char::from(ALPHABET.get((sextet & 63) as usize).copied().unwrap_or(b'A'))
+    char::from(
+        ALPHABET
+            .get((sextet & 63) as usize)
+            .copied()
+            .unwrap_or(b'A'),
+    )
 }
 
 /// Kafka renders cluster ids as URL-safe base64 of a UUID without padding.

@@ -48,6 +48,10 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: i64,
     /// `offsets.topic.num.partitions`.
     pub offsets_topic_partitions: i32,
+    /// `transaction.state.log.num.partitions`.
+    pub transaction_state_partitions: i32,
+    /// `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
 }
 
 impl Default for BrokerConfig {
@@ -69,6 +73,8 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3000,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_topic_partitions: 50,
+            transaction_state_partitions: 50,
+            transaction_max_timeout_ms: 900_000,
         }
     }
 }
@@ -112,6 +118,12 @@ impl BrokerConfig {
         }
         if self.max_request_bytes < 1024 {
             return invalid("max-request-bytes", "must be at least 1024");
+        }
+        if self.transaction_state_partitions < 1 {
+            return invalid("transaction-state-partitions", "must be at least 1");
+        }
+        if self.transaction_max_timeout_ms < 1 {
+            return invalid("transaction-max-timeout-ms", "must be at least 1");
         }
         if self.offsets_topic_partitions < 1 {
             return invalid("offsets-topic-partitions", "must be at least 1");

@@ -10,8 +10,12 @@ pub fn storage_error_code(e: &StorageError) -> ResponseError {
     match e {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::InvalidBatch(_) => ResponseError::CorruptMessage,
-        StorageError::Producer(ProducerError::InvalidEpoch { .. }) => ResponseError::InvalidProducerEpoch,
-        StorageError::Producer(ProducerError::OutOfOrder { .. }) => ResponseError::OutOfOrderSequenceNumber,
+        StorageError::Producer(ProducerError::InvalidEpoch { .. }) => {
+            ResponseError::InvalidProducerEpoch
+        }
+        StorageError::Producer(ProducerError::OutOfOrder { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber
+        }
         _ => ResponseError::KafkaStorageError,
     }
 }

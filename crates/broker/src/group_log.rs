@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use sluice_group::{GroupCoordinator, GroupLog, GroupLogError, partition_for};
-use sluice_protocol::batch::RecordBatchBuilder;
+use sluice_protocol::batch::{RecordBatchBuilder, marker_key_is_commit};
 use sluice_protocol::records;
 
 use crate::broker::Broker;
@@ -40,6 +40,22 @@ impl OffsetsTopicLog {
         group_id: &str,
         records: Vec<(Bytes, Option<Bytes>)>,
     ) -> Result<(), GroupLogError> {
+        let now = now_ms();
+        let mut builder = RecordBatchBuilder::new();
+        for (key, value) in &records {
+            builder.push(now, Some(key), value.as_deref(), &[]);
+        }
+        self.append_batch(group_id, builder).await
+    }
+}
+
+impl OffsetsTopicLog {
+    /// Appends one batch for the group's partition and waits until it is durable.
+    async fn append_batch(
+        &self,
+        group_id: &str,
+        builder: RecordBatchBuilder,
+    ) -> Result<(), GroupLogError> {
         let broker = self
             .broker
             .upgrade()
@@ -53,11 +69,6 @@ impl OffsetsTopicLog {
             .ok_or_else(|| {
                 GroupLogError::Unavailable(format!("{CONSUMER_OFFSETS_TOPIC}-{index} is not open"))
             })?;
-        let now = now_ms();
-        let mut builder = RecordBatchBuilder::new();
-        for (key, value) in &records {
-            builder.push(now, Some(key), value.as_deref(), &[]);
-        }
         let mut batch = builder.build();
         let info = partition
             .append(&mut batch, LEADER_EPOCH)
@@ -71,6 +82,28 @@ impl OffsetsTopicLog {
 }
 
 impl GroupLog for OffsetsTopicLog {
+    fn append_transactional(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), GroupLogError>> + Send + '_>> {
+        let group_id = group_id.to_string();
+        Box::pin(async move {
+            // Kafka writes transactional offsets without a sequence: the
+            // transaction markers, not sequence numbers, decide them.
+            let now = now_ms();
+            let mut builder = RecordBatchBuilder::new()
+                .producer(producer_id, producer_epoch, -1)
+                .transactional(true);
+            for (key, value) in &records {
+                builder.push(now, Some(key), value.as_deref(), &[]);
+            }
+            self.append_batch(&group_id, builder).await
+        })
+    }
+
     fn append(
         &self,
         group_id: &str,
@@ -84,9 +117,10 @@ impl GroupLog for OffsetsTopicLog {
 /// Replays every `__consumer_offsets` partition into the coordinator.
 pub fn replay(broker: &Arc<Broker>, coordinator: &GroupCoordinator) -> Result<usize, String> {
     let mut replayed = 0usize;
-    for partition in broker.logs.topic_partitions(CONSUMER_OFFSETS_TOPIC) {
+    let partitions = broker.logs.topic_partitions(CONSUMER_OFFSETS_TOPIC);
+    let total = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
+    for partition in partitions {
         let mut offset = partition.offsets().log_start_offset;
-        let mut entries = Vec::new();
         loop {
             let read = partition
                 .read(offset, REPLAY_CHUNK, false)
@@ -98,25 +132,41 @@ pub fn replay(broker: &Arc<Broker>, coordinator: &GroupCoordinator) -> Result<us
             for item in sluice_protocol::batch::split_batches(&chunk) {
                 let (header, range) = item.map_err(|e| e.to_string())?;
                 offset = header.last_offset() + 1;
-                if header.is_control() || range.end > chunk.len() {
+                if range.end > chunk.len() {
                     continue;
                 }
                 let batch = chunk.slice(range);
+                let mut entries = Vec::new();
                 for record in
                     records::decode_records(&batch, MAX_DECOMPRESSED).map_err(|e| e.to_string())?
                 {
                     let record = record.map_err(|e| e.to_string())?;
-                    if let Some(key) = record.key {
+                    if header.is_control() {
+                        if let Some(commit) = record.key.as_deref().and_then(marker_key_is_commit) {
+                            coordinator.replay_marker_in_partition(
+                                partition.index,
+                                total,
+                                header.producer_id,
+                                commit,
+                            );
+                        }
+                    } else if let Some(key) = record.key {
                         entries.push((key, record.value));
                     }
+                }
+                replayed += entries.len();
+                if header.is_transactional() {
+                    coordinator
+                        .load_transactional(header.producer_id, entries)
+                        .map_err(|e| e.to_string())?;
+                } else {
+                    coordinator.load(entries).map_err(|e| e.to_string())?;
                 }
             }
             if offset >= offsets.log_end_offset {
                 break;
             }
         }
-        replayed += entries.len();
-        coordinator.load(entries).map_err(|e| e.to_string())?;
     }
     Ok(replayed)
 }

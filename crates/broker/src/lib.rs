@@ -22,6 +22,7 @@ mod router;
 pub mod server;
 pub mod topic_admin;
 pub mod topic_config;
+mod txn_wiring;
 
 pub use config::BrokerConfig;
 pub use server::{Server, StartError};

@@ -149,7 +149,12 @@ impl Partition {
     /// alone is larger (KIP-74), below the high watermark — or, for
     /// read_committed, below the last stable offset, together with the aborted
     /// transactions the returned range overlaps.
-    pub fn read(&self, offset: i64, max_bytes: usize, read_committed: bool) -> Result<PartitionRead, StorageError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        read_committed: bool,
+    ) -> Result<PartitionRead, StorageError> {
         let state = self.state.read();
         let offsets = offsets_of(&state.log);
         let upper = if read_committed {
@@ -201,7 +206,13 @@ impl Partition {
             .iter()
             .map(|(id, e)| {
                 let last_seq = e.batches.back().map_or(-1, |b| b.last_seq);
-                (id, e.epoch, last_seq, e.last_timestamp, e.ongoing_txn_first_offset)
+                (
+                    id,
+                    e.epoch,
+                    last_seq,
+                    e.last_timestamp,
+                    e.ongoing_txn_first_offset,
+                )
             })
             .collect()
     }

@@ -35,3 +35,17 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         broker.groups.expire_offsets(now_ms()).await;
     }
 }
+
+/// How often open transactions are checked against their timeouts.
+const TRANSACTION_TIMEOUT_CHECK: Duration = Duration::from_secs(1);
+
+/// Aborts transactions that outlived their timeout, until stopped.
+pub async fn abort_timed_out_transactions(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = crate::server::stopped(&mut stop) => return,
+            _ = tokio::time::sleep(TRANSACTION_TIMEOUT_CHECK) => {}
+        }
+        broker.txn.abort_timed_out(now_ms()).await;
+    }
+}

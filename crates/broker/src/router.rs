@@ -58,6 +58,13 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
@@ -150,7 +157,23 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Request
         RequestKind::IncrementalAlterConfigs(r) => now(ResponseKind::IncrementalAlterConfigs(
             handlers::configs::incremental_alter(broker, r, v),
         )),
-        RequestKind::InitProducerId(r) => now(ResponseKind::InitProducerId(handlers::producer::handle(broker, r, v))),
+        RequestKind::InitProducerId(r)
+            if r.transactional_id.as_deref().is_some_and(|t| !t.is_empty()) =>
+        {
+            handlers::transactions::handle(broker, ctx, RequestKind::InitProducerId(r))
+        }
+        RequestKind::InitProducerId(r) => now(ResponseKind::InitProducerId(
+            handlers::producer::handle(broker, r, v),
+        )),
+        RequestKind::DescribeProducers(r) => now(ResponseKind::DescribeProducers(
+            handlers::transactions::describe_producers(broker, r, v),
+        )),
+        r @ (RequestKind::AddPartitionsToTxn(_)
+        | RequestKind::AddOffsetsToTxn(_)
+        | RequestKind::EndTxn(_)
+        | RequestKind::TxnOffsetCommit(_)
+        | RequestKind::DescribeTransactions(_)
+        | RequestKind::ListTransactions(_)) => handlers::transactions::handle(broker, ctx, r),
         RequestKind::DescribeCluster(r) => now(ResponseKind::DescribeCluster(
             handlers::cluster::describe(broker, r, v),
         )),

@@ -56,8 +56,8 @@ pub enum StartError {
     /// A partition log could not be opened.
     #[error("cannot open partition logs: {0}")]
     Storage(#[from] sluice_storage::StorageError),
-    /// `__consumer_offsets` could not be replayed.
-    #[error("cannot load consumer group state from __consumer_offsets: {0}")]
+    /// `__consumer_offsets` or `__transaction_state` could not be replayed.
+    #[error("cannot load coordinator state: {0}")]
     GroupLog(String),
     /// Other I/O failure during start-up.
     #[error("start-up I/O error: {0}")]
@@ -127,7 +127,11 @@ impl Server {
         let (stop, stop_rx) = watch::channel(false);
         let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), stop_rx.clone()));
         let mut background = JoinSet::new();
-        background.spawn(crate::retention::run(broker.clone(), stop_rx));
+        background.spawn(crate::retention::run(broker.clone(), stop_rx.clone()));
+        background.spawn(crate::retention::abort_timed_out_transactions(
+            broker.clone(),
+            stop_rx,
+        ));
         Ok(Self {
             broker,
             local_addr,

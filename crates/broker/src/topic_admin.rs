@@ -16,6 +16,8 @@ use crate::topic_config::validate_topic_config;
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 /// The internal topic holding committed offsets and group metadata.
 pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The internal topic holding transaction coordinator state.
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
 /// A refused admin operation: the Kafka error code and a message for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,12 +215,24 @@ pub fn get_or_auto_create(
 
 /// Makes sure `__consumer_offsets` exists (Kafka creates it on first use).
 pub fn ensure_consumer_offsets(broker: &Broker) -> Result<TopicImage, AdminError> {
-    if let Some(t) = broker.metadata.image().topic(CONSUMER_OFFSETS_TOPIC) {
+    ensure_internal_topic(broker, CONSUMER_OFFSETS_TOPIC)
+}
+
+/// Makes sure an internal topic (`__consumer_offsets` or
+/// `__transaction_state`) exists, creating it as Kafka does on first use:
+/// compacted, 100 MiB segments, its configured partition count.
+pub fn ensure_internal_topic(broker: &Broker, name: &str) -> Result<TopicImage, AdminError> {
+    if let Some(t) = broker.metadata.image().topic(name) {
         return Ok(t.clone());
     }
+    let partitions = if name == TRANSACTION_STATE_TOPIC {
+        broker.config.transaction_state_partitions
+    } else {
+        broker.config.offsets_topic_partitions
+    };
     let new = NewTopic {
-        name: CONSUMER_OFFSETS_TOPIC.to_string(),
-        partitions: broker.config.offsets_topic_partitions,
+        name: name.to_string(),
+        partitions,
         replication_factor: 1,
         configs: BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
@@ -229,12 +243,9 @@ pub fn ensure_consumer_offsets(broker: &Broker) -> Result<TopicImage, AdminError
     };
     match create_topic(broker, new, false) {
         Ok(t) => Ok(t),
-        Err(e) if e.code == ResponseError::TopicAlreadyExists => broker
-            .metadata
-            .image()
-            .topic(CONSUMER_OFFSETS_TOPIC)
-            .cloned()
-            .ok_or(e),
+        Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+            broker.metadata.image().topic(name).cloned().ok_or(e)
+        }
         Err(e) => Err(e),
     }
 }

@@ -233,7 +233,9 @@ pub(crate) fn delete_offsets(
         }
         partition_errors.push(vec![0; partitions.len()]);
         for &partition in partitions {
-            if (g.offsets.has_committed(topic, partition) || g.offsets.is_pending(topic, partition))
+            if (g.offsets.has_committed(topic, partition)
+                || g.offsets.is_pending(topic, partition)
+                || g.offsets.has_txn_pending(topic, partition))
                 && !deleted.contains(&(topic.clone(), partition))
             {
                 deleted.push((topic.clone(), partition));
@@ -253,6 +255,7 @@ pub(crate) fn delete_offsets(
         .map_err(Into::into);
     let (tx, rx) = oneshot::channel();
     let owned = group_id.to_owned();
+    let log_order = g.offsets.next_order();
     sched.write(
         group_id,
         records,
@@ -261,7 +264,7 @@ pub(crate) fn delete_offsets(
                 && let Some(g) = state.groups.get_mut(&owned)
             {
                 for (topic, partition) in &deleted {
-                    g.offsets.remove(topic, *partition);
+                    g.offsets.delete(topic, *partition, log_order);
                 }
             }
             let _ = tx.send(result.map_err(|e| e.response_error()));

@@ -56,7 +56,7 @@ fn validate(
 }
 
 /// Java's `String.length()`: the metadata limit counts UTF-16 code units.
-fn java_length(s: &str) -> usize {
+pub(crate) fn java_length(s: &str) -> usize {
     s.encode_utf16().count()
 }
 
@@ -101,6 +101,7 @@ pub(crate) fn commit(
     let now = now_ms();
     let expire_timestamp_ms =
         (req.retention_time_ms != -1).then(|| now.saturating_add(req.retention_time_ms));
+    let log_order = g.offsets.next_order();
     let mut partition_errors = Vec::with_capacity(req.topics.len());
     let mut accepted: Vec<(String, i32, OffsetAndMetadata)> = Vec::new();
     for topic in &req.topics {
@@ -126,6 +127,7 @@ pub(crate) fn commit(
                     metadata,
                     commit_timestamp_ms: now,
                     expire_timestamp_ms,
+                    log_order,
                 },
             ));
         }
@@ -187,7 +189,7 @@ pub(crate) fn commit(
     })
 }
 
-fn is_unused_simple_group(g: &Group) -> bool {
+pub(crate) fn is_unused_simple_group(g: &Group) -> bool {
     g.protocol_type.is_none()
         && g.generation == 0
         && g.members.is_empty()

@@ -22,7 +22,8 @@ use kafka_protocol::messages::{
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
@@ -33,12 +34,12 @@ use crate::error::GroupError;
 use crate::fetch::FetchedPartition;
 use crate::group::Group;
 use crate::join::{JoinParams, join_error};
-use crate::log::GroupLog;
+use crate::log::{GroupLog, partition_for};
 use crate::member::protocols_from_request;
 use crate::reply::Reply;
 use crate::scheduler::Scheduler;
 use crate::sync::{SyncParams, sync_error};
-use crate::{admin, commit, expiry, fetch, heartbeat, join, leave, load, sync};
+use crate::{admin, commit, expiry, fetch, heartbeat, join, leave, load, sync, txn};
 
 /// Everything behind the coordinator mutex.
 pub(crate) struct State {
@@ -86,7 +87,89 @@ impl GroupCoordinator {
         &self,
         records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
     ) -> Result<(), GroupError> {
-        load::load(&mut self.inner.state.lock(), records)
+        load::load(&mut self.inner.state.lock(), records, None)
+    }
+
+    /// Startup replay of the records of one *transactional* batch of
+    /// `producer_id` (TxnOffsetCommit), in log order with the `load` and
+    /// [`Self::replay_marker`] calls: their offsets stay pending until the
+    /// producer's marker is replayed (or the transaction completes later).
+    pub fn load_transactional(
+        &self,
+        producer_id: i64,
+        records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
+    ) -> Result<(), GroupError> {
+        load::load(&mut self.inner.state.lock(), records, Some(producer_id))
+    }
+
+    /// Startup replay of a COMMIT (`commit`) or ABORT marker of
+    /// `producer_id`: its pending offsets are committed or dropped, in every
+    /// group. Correct when markers are replayed while no other
+    /// `__consumer_offsets` partition holds pending offsets of the same
+    /// producer; otherwise prefer [`Self::replay_marker_in_partition`].
+    pub fn replay_marker(&self, producer_id: i64, commit: bool) {
+        load::replay_marker(&mut self.inner.state.lock(), producer_id, commit, |_| true);
+    }
+
+    /// [`Self::replay_marker`] restricted to the groups of `__consumer_offsets`
+    /// partition `partition` (of `partitions`), the partition the marker was
+    /// read from — what Kafka does, as it loads each partition separately.
+    pub fn replay_marker_in_partition(
+        &self,
+        partition: i32,
+        partitions: i32,
+        producer_id: i64,
+        commit: bool,
+    ) {
+        load::replay_marker(
+            &mut self.inner.state.lock(),
+            producer_id,
+            commit,
+            |group_id| partition_for(group_id, partitions) == partition,
+        );
+    }
+
+    /// TxnOffsetCommit v0-5. Validated like Kafka (an unknown group becomes a
+    /// simple group unless a generation is given; from v3 the member id,
+    /// generation and group instance id are checked; metadata size per
+    /// partition), then written through the log as a transactional batch of
+    /// the producer and answered once durable. The offsets stay invisible to
+    /// OffsetFetch until [`Self::complete_transaction`].
+    pub async fn txn_offset_commit(
+        &self,
+        req: TxnOffsetCommitRequest,
+        version: i16,
+    ) -> TxnOffsetCommitResponse {
+        let plan = txn::txn_commit(&mut self.inner.state.lock(), &req, version);
+        let (partition_errors, request_error) = match plan {
+            Err(e) => (None, Some(e)),
+            Ok(plan) => {
+                let write_error = match plan.written {
+                    None => None,
+                    Some(rx) => rx
+                        .await
+                        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+                        .err(),
+                };
+                (Some(plan.partition_errors), write_error)
+            }
+        };
+        txn::response(&req, partition_errors.as_deref(), request_error)
+    }
+
+    /// The broker durably wrote a COMMIT (`commit`) or ABORT marker of
+    /// `producer_id` to `__consumer_offsets` partition `partition` (of
+    /// `partitions`): the producer's pending offsets in the groups of that
+    /// partition become committed (unless a plain OffsetCommit of the same
+    /// partition was written after them) or are dropped.
+    pub async fn complete_transaction(
+        &self,
+        partition: i32,
+        partitions: i32,
+        producer_id: i64,
+        commit: bool,
+    ) {
+        self.replay_marker_in_partition(partition, partitions, producer_id, commit);
     }
 
     /// JoinGroup. The answer is held until the rebalance completes, exactly
@@ -286,7 +369,7 @@ impl GroupCoordinator {
         require_stable: bool,
     ) -> Vec<(String, Vec<FetchedPartition>)> {
         if !require_stable {
-            return fetch::fetch(&self.inner.state.lock(), group_id, topics.as_deref());
+            return fetch::fetch(&self.inner.state.lock(), group_id, topics.as_deref(), false);
         }
         // Queue behind the group's in-flight writes and read once they applied.
         let (tx, rx) = oneshot::channel();
@@ -297,7 +380,7 @@ impl GroupCoordinator {
                 group_id,
                 Ok(Vec::new()),
                 Box::new(move |state, _| {
-                    let _ = tx.send(fetch::fetch(state, &owned, topics.as_deref()));
+                    let _ = tx.send(fetch::fetch(state, &owned, topics.as_deref(), true));
                 }),
             );
         }

@@ -65,6 +65,11 @@ pub enum GroupLogError {
     /// The records could not be encoded.
     #[error("cannot encode group record: {0}")]
     Encode(#[from] CodecError),
+    /// The log refused a transactional append with this Kafka error (a
+    /// fenced or stale producer epoch, a failed transaction verification).
+    /// The client receives the error as is.
+    #[error("transactional append refused: {0:?}")]
+    Refused(ResponseError),
 }
 
 impl GroupLogError {
@@ -75,6 +80,7 @@ impl GroupLogError {
             Self::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
             Self::NotLeader | Self::Storage(_) => ResponseError::NotCoordinator,
             Self::TooLarge(_) | Self::Encode(_) => ResponseError::UnknownServerError,
+            Self::Refused(e) => *e,
         }
     }
 }

@@ -94,7 +94,7 @@ pub(crate) fn expire(state: &mut State, now_ms: i64) -> Vec<Done> {
     waits
 }
 
-/// Writes tombstones for every committed offset of `topic`.
+/// Writes tombstones for every committed (or pending transactional) offset of `topic`.
 pub(crate) fn topic_deleted(state: &mut State, topic: &str) -> Vec<Done> {
     let State { groups, sched, .. } = state;
     let mut waits = Vec::new();
@@ -114,6 +114,7 @@ pub(crate) fn topic_deleted(state: &mut State, topic: &str) -> Vec<Done> {
         let (tx, rx) = oneshot::channel();
         let owned = g.id.clone();
         let topic = topic.to_owned();
+        let log_order = g.offsets.next_order();
         sched.write(
             &g.id,
             records,
@@ -122,7 +123,8 @@ pub(crate) fn topic_deleted(state: &mut State, topic: &str) -> Vec<Done> {
                     && let Some(g) = state.groups.get_mut(&owned)
                 {
                     for p in &partitions {
-                        g.offsets.remove(&topic, *p);
+                        // Transactional offsets of the topic go too, as in Kafka.
+                        g.offsets.delete(&topic, *p, log_order);
                     }
                 }
                 let _ = tx.send(result.map_err(|e| e.response_error()));

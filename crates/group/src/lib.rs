@@ -12,6 +12,11 @@
 //! Durability goes through a [`GroupLog`]: offsets and group snapshots are
 //! records of `__consumer_offsets` in Kafka's own schemas ([`records`]), and
 //! [`GroupCoordinator::load`] rebuilds the state from them at startup.
+//!
+//! Transactional offset commits (TxnOffsetCommit) are written as
+//! transactional batches through [`GroupLog::append_transactional`] and stay
+//! pending until the broker reports the transaction's marker
+//! ([`GroupCoordinator::complete_transaction`]).
 
 mod admin;
 mod commit;
@@ -35,12 +40,13 @@ mod scheduler;
 mod state;
 mod static_member;
 mod sync;
+mod txn;
 
 pub use admin::GROUP_AUTHORIZED_OPERATIONS;
 pub use config::GroupConfig;
 pub use coordinator::GroupCoordinator;
 pub use error::{CodecError, GroupError, GroupLogError};
-pub use log::{AppendFuture, GroupLog, GroupRecord, MemoryGroupLog, partition_for};
+pub use log::{AppendFuture, GroupLog, GroupRecord, MemoryGroupLog, MemoryLogEntry, partition_for};
 pub use state::GroupState;
 
 /// Wall-clock milliseconds since the Unix epoch (commit timestamps, state

@@ -21,15 +21,18 @@ use crate::rebalance::{prepare_rebalance, reschedule_session};
 use crate::records::{GroupMetadataValue, GroupRecordKey, OffsetCommitValue};
 use crate::state::GroupState;
 
+/// Replays records; `producer_id` is set for the records of a transactional
+/// batch, whose offsets stay pending until the producer's marker.
 pub(crate) fn load(
     state: &mut State,
     records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
+    producer_id: Option<i64>,
 ) -> Result<(), GroupError> {
     let mut touched: BTreeSet<String> = BTreeSet::new();
     let mut failures = 0usize;
     let mut first_failure: Option<CodecError> = None;
     for (key, value) in records {
-        if let Err(e) = apply(state, &key, value.as_deref(), &mut touched) {
+        if let Err(e) = apply(state, &key, value.as_deref(), &mut touched, producer_id) {
             failures += 1;
             first_failure.get_or_insert(e);
         }
@@ -68,6 +71,7 @@ fn apply(
     key: &[u8],
     value: Option<&[u8]>,
     touched: &mut BTreeSet<String>,
+    producer_id: Option<i64>,
 ) -> Result<(), CodecError> {
     match GroupRecordKey::decode(key)? {
         GroupRecordKey::OffsetCommit {
@@ -82,23 +86,26 @@ fn apply(
                     .groups
                     .entry(group.clone())
                     .or_insert_with(|| Group::new(&group, now_ms()));
-                g.offsets.put(
-                    &topic,
-                    partition,
-                    OffsetAndMetadata {
-                        offset: v.offset,
-                        leader_epoch: (v.leader_epoch != -1).then_some(v.leader_epoch),
-                        metadata: v.metadata,
-                        commit_timestamp_ms: v.commit_timestamp,
-                        expire_timestamp_ms: (v.expire_timestamp != -1)
-                            .then_some(v.expire_timestamp),
-                    },
-                );
+                let log_order = g.offsets.next_order();
+                let offset = OffsetAndMetadata {
+                    offset: v.offset,
+                    leader_epoch: (v.leader_epoch != -1).then_some(v.leader_epoch),
+                    metadata: v.metadata,
+                    commit_timestamp_ms: v.commit_timestamp,
+                    expire_timestamp_ms: (v.expire_timestamp != -1).then_some(v.expire_timestamp),
+                    log_order,
+                };
+                match producer_id {
+                    None => g.offsets.put(&topic, partition, offset),
+                    Some(pid) => g.offsets.add_txn(pid, &topic, partition, offset, true),
+                }
                 touched.insert(group);
             }
             None => {
                 if let Some(g) = state.groups.get_mut(&group) {
-                    g.offsets.remove(&topic, partition);
+                    // Also drops transactional offsets written before it.
+                    let log_order = g.offsets.next_order();
+                    g.offsets.delete(&topic, partition, log_order);
                 }
             }
         },
@@ -120,6 +127,21 @@ fn apply(
         },
     }
     Ok(())
+}
+
+/// Replays a COMMIT/ABORT marker of `producer_id` for the groups `in_scope`
+/// accepts (those of the `__consumer_offsets` partition the marker is in).
+pub(crate) fn replay_marker(
+    state: &mut State,
+    producer_id: i64,
+    commit: bool,
+    in_scope: impl Fn(&str) -> bool,
+) {
+    for (id, g) in &mut state.groups {
+        if in_scope(id) {
+            g.offsets.complete_txn(producer_id, commit);
+        }
+    }
 }
 
 fn group_from_record(group_id: &str, v: GroupMetadataValue) -> Group {

@@ -6,6 +6,13 @@
 //! split (its `pendingOffsetCommits`), so that offset expiry never removes a
 //! partition whose fresher commit is still in flight, and deletions also
 //! tombstone partitions that are about to appear.
+//!
+//! Transactional offsets (TxnOffsetCommit) live in a third view, `txn`, per
+//! producer id, until the transaction's COMMIT or ABORT marker is written to
+//! `__consumer_offsets`. Every offset carries its position in the group's log
+//! (`log_order`) so that, when a transaction commits, its offset replaces the
+//! committed one only if it was written after it — the rule Kafka applies
+//! with the record offsets of the two commits.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +26,18 @@ pub(crate) struct OffsetAndMetadata {
     pub commit_timestamp_ms: i64,
     /// Only set by OffsetCommit v2-v4 with an explicit retention time.
     pub expire_timestamp_ms: Option<i64>,
+    /// Position of the record in the group's log (see
+    /// [`GroupOffsets::next_order`]); later writes have larger values.
+    pub log_order: u64,
+}
+
+/// A transactional offset waiting for its transaction's marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TxnOffset {
+    pub offset: OffsetAndMetadata,
+    /// The record is durable. A marker only completes durable offsets: one
+    /// still being written lands after the marker, as it would on replay.
+    pub durable: bool,
 }
 
 /// When an offset counts as expired, given how a group is used
@@ -37,6 +56,10 @@ pub(crate) enum ExpirationBase {
 pub(crate) struct GroupOffsets {
     committed: BTreeMap<String, BTreeMap<i32, OffsetAndMetadata>>,
     pending: HashMap<(String, i32), usize>,
+    /// Transactional offsets by producer id, then (topic, partition).
+    txn: BTreeMap<i64, BTreeMap<(String, i32), TxnOffset>>,
+    /// The next `log_order` to hand out.
+    next_order: u64,
 }
 
 impl GroupOffsets {
@@ -44,11 +67,24 @@ impl GroupOffsets {
         self.committed.get(topic).and_then(|p| p.get(&partition))
     }
 
+    /// The log position of the next record written for this group. Records
+    /// of one group reach the log in the order they are decided, so handing
+    /// these out at decision time mirrors the log order.
+    pub fn next_order(&mut self) -> u64 {
+        self.next_order = self.next_order.wrapping_add(1);
+        self.next_order
+    }
+
+    /// Makes `value` the committed offset unless a later-written one is
+    /// already committed.
     pub fn put(&mut self, topic: &str, partition: i32, value: OffsetAndMetadata) {
-        self.committed
-            .entry(topic.to_owned())
-            .or_default()
-            .insert(partition, value);
+        let partitions = self.committed.entry(topic.to_owned()).or_default();
+        if partitions
+            .get(&partition)
+            .is_none_or(|current| current.log_order <= value.log_order)
+        {
+            partitions.insert(partition, value);
+        }
     }
 
     pub fn remove(&mut self, topic: &str, partition: i32) {
@@ -67,9 +103,108 @@ impl GroupOffsets {
             .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| (t.as_str(), *p, o)))
     }
 
-    /// Committed or in-flight offsets exist.
+    /// Committed, in-flight or transactional offsets exist.
     pub fn has_offsets(&self) -> bool {
-        !self.committed.is_empty() || !self.pending.is_empty()
+        !self.committed.is_empty() || !self.pending.is_empty() || !self.txn.is_empty()
+    }
+
+    /// A transaction has an offset for this partition that is not yet
+    /// committed or aborted.
+    pub fn has_txn_pending(&self, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_owned(), partition);
+        self.txn.values().any(|offsets| offsets.contains_key(&key))
+    }
+
+    /// Records a transactional offset of `producer_id` (replacing an earlier
+    /// one of the same producer for that partition).
+    pub fn add_txn(
+        &mut self,
+        producer_id: i64,
+        topic: &str,
+        partition: i32,
+        offset: OffsetAndMetadata,
+        durable: bool,
+    ) {
+        self.txn
+            .entry(producer_id)
+            .or_default()
+            .insert((topic.to_owned(), partition), TxnOffset { offset, durable });
+    }
+
+    /// The write of a transactional offset finished: on success it becomes
+    /// durable, on failure it is forgotten. Does nothing if the offset was
+    /// replaced or removed meanwhile.
+    pub fn txn_written(
+        &mut self,
+        producer_id: i64,
+        topic: &str,
+        partition: i32,
+        log_order: u64,
+        ok: bool,
+    ) {
+        let Some(offsets) = self.txn.get_mut(&producer_id) else {
+            return;
+        };
+        let key = (topic.to_owned(), partition);
+        if offsets
+            .get(&key)
+            .is_none_or(|t| t.offset.log_order != log_order)
+        {
+            return;
+        }
+        if ok {
+            if let Some(t) = offsets.get_mut(&key) {
+                t.durable = true;
+            }
+        } else {
+            offsets.remove(&key);
+            if offsets.is_empty() {
+                self.txn.remove(&producer_id);
+            }
+        }
+    }
+
+    /// The marker of `producer_id`'s transaction: on commit each durable
+    /// offset becomes the committed one unless a non-transactional commit was
+    /// written after it; on abort they are dropped. Offsets still being
+    /// written stay pending (they follow the marker in the log). Returns
+    /// whether anything was completed.
+    pub fn complete_txn(&mut self, producer_id: i64, commit: bool) -> bool {
+        let Some(offsets) = self.txn.remove(&producer_id) else {
+            return false;
+        };
+        let mut still_pending = BTreeMap::new();
+        let mut completed = false;
+        for ((topic, partition), t) in offsets {
+            if !t.durable {
+                still_pending.insert((topic, partition), t);
+                continue;
+            }
+            completed = true;
+            if commit {
+                self.put(&topic, partition, t.offset);
+            }
+        }
+        if !still_pending.is_empty() {
+            self.txn.insert(producer_id, still_pending);
+        }
+        completed
+    }
+
+    /// A tombstone written at `log_order` was applied: the committed offset
+    /// goes, and so do transactional offsets written before the tombstone.
+    pub fn delete(&mut self, topic: &str, partition: i32, log_order: u64) {
+        self.remove(topic, partition);
+        let key = (topic.to_owned(), partition);
+        self.txn.retain(|_, offsets| {
+            if offsets
+                .get(&key)
+                .is_some_and(|t| t.offset.log_order < log_order)
+            {
+                offsets.remove(&key);
+            }
+            !offsets.is_empty()
+        });
     }
 
     pub fn has_committed(&self, topic: &str, partition: i32) -> bool {
@@ -97,14 +232,14 @@ impl GroupOffsets {
         }
     }
 
-    /// Partitions of `topic` that are committed or in flight.
+    /// Partitions of `topic` that are committed, in flight or transactional.
     pub fn partitions_of(&self, topic: &str) -> Vec<i32> {
         let mut out: Vec<i32> = self
             .committed
             .get(topic)
             .map(|p| p.keys().copied().collect())
             .unwrap_or_default();
-        for (t, p) in self.pending.keys() {
+        for (t, p) in self.pending.keys().chain(self.txn_keys()) {
             if t == topic && !out.contains(p) {
                 out.push(*p);
             }
@@ -113,10 +248,15 @@ impl GroupOffsets {
         out
     }
 
-    /// Every committed or in-flight partition (for deleting a whole group).
+    fn txn_keys(&self) -> impl Iterator<Item = &(String, i32)> {
+        self.txn.values().flat_map(|offsets| offsets.keys())
+    }
+
+    /// Every committed, in-flight or transactional partition (for deleting a
+    /// whole group).
     pub fn all_partitions(&self) -> Vec<(String, i32)> {
         let mut out: Vec<(String, i32)> = self.iter().map(|(t, p, _)| (t.to_owned(), p)).collect();
-        for key in self.pending.keys() {
+        for key in self.pending.keys().chain(self.txn_keys()) {
             if !out.contains(key) {
                 out.push(key.clone());
             }
@@ -126,8 +266,10 @@ impl GroupOffsets {
     }
 
     /// Partitions whose offsets have expired at `now_ms`, skipping topics for
-    /// which `keep_topic` holds and partitions with a commit in flight.
-    /// Returns the expired partitions and whether *all* offsets expired.
+    /// which `keep_topic` holds and partitions with a commit in flight or a
+    /// pending transactional offset (as Kafka does). Returns the expired
+    /// partitions and whether *all* offsets expired; never while a
+    /// transaction has offsets in the group, so the group is kept.
     pub fn expired(
         &self,
         base: ExpirationBase,
@@ -136,9 +278,12 @@ impl GroupOffsets {
         keep_topic: impl Fn(&str) -> bool,
     ) -> (Vec<(String, i32)>, bool) {
         let mut expired = Vec::new();
-        let mut all = self.pending.is_empty();
+        let mut all = self.pending.is_empty() && self.txn.is_empty();
         for (topic, partition, offset) in self.iter() {
-            if keep_topic(topic) || self.is_pending(topic, partition) {
+            if keep_topic(topic)
+                || self.is_pending(topic, partition)
+                || self.has_txn_pending(topic, partition)
+            {
                 all = false;
                 continue;
             }

@@ -63,6 +63,8 @@ pub(crate) type OnWritten = Box<dyn FnOnce(&mut State, Result<(), GroupLogError>
 
 pub(crate) struct WriteJob {
     group_id: String,
+    /// Producer id and epoch of a transactional batch.
+    transactional: Option<(i64, i16)>,
     records: Result<Vec<GroupRecord>, GroupLogError>,
     on_written: OnWritten,
 }
@@ -179,12 +181,36 @@ impl Scheduler {
         records: Result<Vec<GroupRecord>, GroupLogError>,
         on_written: OnWritten,
     ) {
-        let stripe = stripe_of(group_id);
-        let mut job = WriteJob {
+        self.enqueue(WriteJob {
             group_id: group_id.to_owned(),
+            transactional: None,
             records,
             on_written,
-        };
+        });
+    }
+
+    /// Like [`Self::write`], for a transactional batch of `producer_id`
+    /// (TxnOffsetCommit), ordered with the group's other writes.
+    pub fn write_transactional(
+        &mut self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: Result<Vec<GroupRecord>, GroupLogError>,
+        on_written: OnWritten,
+    ) {
+        self.enqueue(WriteJob {
+            group_id: group_id.to_owned(),
+            transactional: Some((producer_id, producer_epoch)),
+            records,
+            on_written,
+        });
+    }
+
+    fn enqueue(&mut self, mut job: WriteJob) {
+        let group_id = job.group_id.clone();
+        let group_id = group_id.as_str();
+        let stripe = stripe_of(group_id);
         if let Some(Some(sender)) = self.writers.get(stripe) {
             match sender.send(job) {
                 Ok(()) => return,
@@ -220,7 +246,13 @@ async fn write_loop(
     while let Some(job) = jobs.recv().await {
         let result = match job.records {
             Ok(records) if records.is_empty() => Ok(()),
-            Ok(records) => log.append(&job.group_id, records).await,
+            Ok(records) => match job.transactional {
+                None => log.append(&job.group_id, records).await,
+                Some((producer_id, producer_epoch)) => {
+                    log.append_transactional(&job.group_id, producer_id, producer_epoch, records)
+                        .await
+                }
+            },
             Err(e) => Err(e),
         };
         let Some(inner) = inner.upgrade() else {

@@ -626,6 +626,16 @@ impl sluice_group::GroupLog for GatedLog {
             Ok(())
         })
     }
+
+    fn append_transactional(
+        &self,
+        group_id: &str,
+        _producer_id: i64,
+        _producer_epoch: i16,
+        records: Vec<sluice_group::GroupRecord>,
+    ) -> sluice_group::AppendFuture<'_> {
+        self.append(group_id, records)
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -678,6 +688,8 @@ fn coordinator_futures_are_send() {
     send(&c.offset_delete(Default::default(), 0));
     send(&c.expire_offsets(0));
     send(&c.on_topic_deleted("t"));
+    send(&c.txn_offset_commit(Default::default(), 5));
+    send(&c.complete_transaction(0, 50, 1, true));
     fn sync_send<T: Send + Sync + Clone>(_: &T) {}
     sync_send(&c);
 }

@@ -1047,3 +1047,16 @@ pub fn transaction_marker(
         .record(timestamp, Some(&key), Some(&value), &[])
         .build()
 }
+
+/// Reads a transaction marker's record key: `Some(true)` for COMMIT,
+/// `Some(false)` for ABORT, `None` when the key is not a marker key.
+pub fn marker_key_is_commit(key: &[u8]) -> Option<bool> {
+    match key {
+        &[_, _, t0, t1] => match i16::from_be_bytes([t0, t1]) {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        },
+        _ => None,
+    }
+}

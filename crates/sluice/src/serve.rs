@@ -66,6 +66,12 @@ pub struct ServeArgs {
     /// offsets.topic.num.partitions [default: 50].
     #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS")]
     offsets_topic_partitions: Option<i32>,
+    /// transaction.state.log.num.partitions [default: 50].
+    #[arg(long, env = "SLUICE_TRANSACTION_STATE_PARTITIONS")]
+    transaction_state_partitions: Option<i32>,
+    /// transaction.max.timeout.ms [default: 900000].
+    #[arg(long, env = "SLUICE_TRANSACTION_MAX_TIMEOUT_MS")]
+    transaction_max_timeout_ms: Option<i32>,
     /// Log output format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -111,6 +117,8 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
         group_initial_rebalance_delay_ms,
         offsets_retention_minutes,
         offsets_topic_partitions,
+        transaction_state_partitions,
+        transaction_max_timeout_ms,
     );
     if let Some(adv) = &args.advertise {
         config.advertise = Some(adv.clone());

@@ -182,7 +182,9 @@ impl PartitionLog {
     /// The last stable offset: below it every transaction is decided.
     pub fn last_stable_offset(&self) -> i64 {
         let end = self.log_end_offset();
-        self.producers.first_unstable_offset().map_or(end, |first| first.min(end))
+        self.producers
+            .first_unstable_offset()
+            .map_or(end, |first| first.min(end))
     }
 
     /// Aborted transactions overlapping offsets `[from, to)`, as
@@ -308,7 +310,11 @@ impl PartitionLog {
             if h.is_control() {
                 let batch = Bytes::copy_from_slice(batches.get(range.clone()).unwrap_or_default());
                 let commit = marker_is_commit(&batch)?;
-                if let Some(txn) = self.producers.record_marker(h, commit).filter(|t| t.aborted) {
+                if let Some(txn) = self
+                    .producers
+                    .record_marker(h, commit)
+                    .filter(|t| t.aborted)
+                {
                     self.aborted_txns.push(txn);
                 }
             } else {
@@ -659,8 +665,9 @@ fn marker_is_commit(batch: &Bytes) -> Result<bool, StorageError> {
     let record = records
         .next()
         .ok_or_else(|| StorageError::Corrupt("transaction marker without a record".into()))??;
-    match record.key.as_deref() {
-        Some(&[_, _, t0, t1]) => Ok(i16::from_be_bytes([t0, t1]) == 1),
-        _ => Err(StorageError::Corrupt("transaction marker with a malformed key".into())),
-    }
+    record
+        .key
+        .as_deref()
+        .and_then(sluice_protocol::batch::marker_key_is_commit)
+        .ok_or_else(|| StorageError::Corrupt("transaction marker with a malformed key".into()))
 }

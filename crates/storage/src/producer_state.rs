@@ -72,7 +72,9 @@ pub enum ProducerError {
         current: i16,
     },
     /// The batch does not continue the producer's sequence.
-    #[error("out of order sequence for producer {producer_id}: expected {expected}, got {first_seq}")]
+    #[error(
+        "out of order sequence for producer {producer_id}: expected {expected}, got {first_seq}"
+    )]
     OutOfOrder {
         /// Producer id.
         producer_id: i64,
@@ -176,11 +178,13 @@ impl ProducerStateManager {
             return Ok(SequenceCheck::Duplicate(*dup));
         }
         match entry.batches.back() {
-            Some(last) if !in_sequence(last.last_seq, h.base_sequence) => Err(ProducerError::OutOfOrder {
-                producer_id: h.producer_id,
-                expected: last.last_seq.wrapping_add(1),
-                first_seq: h.base_sequence,
-            }),
+            Some(last) if !in_sequence(last.last_seq, h.base_sequence) => {
+                Err(ProducerError::OutOfOrder {
+                    producer_id: h.producer_id,
+                    expected: last.last_seq.wrapping_add(1),
+                    first_seq: h.base_sequence,
+                })
+            }
             _ => Ok(SequenceCheck::Append),
         }
     }
@@ -197,12 +201,15 @@ impl ProducerStateManager {
             last_offset: h.last_offset(),
             max_timestamp: h.max_timestamp,
         };
-        let entry = self.producers.entry(h.producer_id).or_insert_with(|| ProducerEntry {
-            epoch: h.producer_epoch,
-            batches: VecDeque::new(),
-            last_timestamp: h.max_timestamp,
-            ongoing_txn_first_offset: None,
-        });
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: h.producer_epoch,
+                batches: VecDeque::new(),
+                last_timestamp: h.max_timestamp,
+                ongoing_txn_first_offset: None,
+            });
         if h.is_transactional() && entry.ongoing_txn_first_offset.is_none() {
             entry.ongoing_txn_first_offset = Some(h.base_offset);
         }
@@ -220,12 +227,15 @@ impl ProducerStateManager {
     /// Records a COMMIT/ABORT marker (its header carries its offset) and
     /// returns the transaction it closed, if one was open here.
     pub fn record_marker(&mut self, h: &BatchHeader, commit: bool) -> Option<CompletedTxn> {
-        let entry = self.producers.entry(h.producer_id).or_insert_with(|| ProducerEntry {
-            epoch: h.producer_epoch,
-            batches: VecDeque::new(),
-            last_timestamp: h.max_timestamp,
-            ongoing_txn_first_offset: None,
-        });
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: h.producer_epoch,
+                batches: VecDeque::new(),
+                last_timestamp: h.max_timestamp,
+                ongoing_txn_first_offset: None,
+            });
         if h.producer_epoch > entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
@@ -243,7 +253,10 @@ impl ProducerStateManager {
     /// The first offset of the oldest open transaction: the last stable offset
     /// cannot move past it.
     pub fn first_unstable_offset(&self) -> Option<i64> {
-        self.producers.values().filter_map(|e| e.ongoing_txn_first_offset).min()
+        self.producers
+            .values()
+            .filter_map(|e| e.ongoing_txn_first_offset)
+            .min()
     }
 
     /// Producers with their state, for DescribeProducers.
@@ -258,7 +271,8 @@ impl ProducerStateManager {
         // A producer with an open transaction is kept until the transaction
         // coordinator closes it (by marker), whatever its age.
         self.producers.retain(|_, e| {
-            e.ongoing_txn_first_offset.is_some() || now_ms.saturating_sub(e.last_timestamp) <= expiration_ms
+            e.ongoing_txn_first_offset.is_some()
+                || now_ms.saturating_sub(e.last_timestamp) <= expiration_ms
         });
         before - self.producers.len()
     }
@@ -269,7 +283,10 @@ impl ProducerStateManager {
             entry.batches.retain(|b| b.last_offset < offset);
         }
         for entry in self.producers.values_mut() {
-            if entry.ongoing_txn_first_offset.is_some_and(|first| first >= offset) {
+            if entry
+                .ongoing_txn_first_offset
+                .is_some_and(|first| first >= offset)
+            {
                 entry.ongoing_txn_first_offset = None;
             }
         }
@@ -308,7 +325,11 @@ mod tests {
         }
         assert_eq!(
             s.check(&header(7, 0, 9, 1, -1)),
-            Err(ProducerError::OutOfOrder { producer_id: 7, expected: 5, first_seq: 9 })
+            Err(ProducerError::OutOfOrder {
+                producer_id: 7,
+                expected: 5,
+                first_seq: 9
+            })
         );
     }
 
@@ -316,8 +337,14 @@ mod tests {
     fn epochs_fence_and_restart_sequences() {
         let mut s = ProducerStateManager::new();
         s.record(&header(1, 3, 0, 1, 0));
-        assert!(matches!(s.check(&header(1, 2, 1, 1, -1)), Err(ProducerError::InvalidEpoch { .. })));
-        assert!(matches!(s.check(&header(1, 4, 5, 1, -1)), Err(ProducerError::OutOfOrder { .. })));
+        assert!(matches!(
+            s.check(&header(1, 2, 1, 1, -1)),
+            Err(ProducerError::InvalidEpoch { .. })
+        ));
+        assert!(matches!(
+            s.check(&header(1, 4, 5, 1, -1)),
+            Err(ProducerError::OutOfOrder { .. })
+        ));
         assert_eq!(s.check(&header(1, 4, 0, 1, -1)), Ok(SequenceCheck::Append));
         s.record(&header(1, 4, 0, 1, 1));
         assert_eq!(s.producer(1).unwrap().batches.len(), 1);
@@ -332,8 +359,14 @@ mod tests {
         assert_eq!(s.producer(2).unwrap().batches.len(), MAX_CACHED_BATCHES);
         // The oldest retained batch is seq 2; seq 0 is neither a known duplicate nor in order.
         assert!(s.check(&header(2, 0, 0, 1, -1)).is_err());
-        assert_eq!(s.check(&header(99, 0, 42, 1, -1)), Ok(SequenceCheck::Append));
-        assert_eq!(s.check(&header(-1, -1, -1, 1, -1)), Ok(SequenceCheck::Append));
+        assert_eq!(
+            s.check(&header(99, 0, 42, 1, -1)),
+            Ok(SequenceCheck::Append)
+        );
+        assert_eq!(
+            s.check(&header(-1, -1, -1, 1, -1)),
+            Ok(SequenceCheck::Append)
+        );
     }
 
     #[test]

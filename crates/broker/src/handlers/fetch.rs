@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, ResponseKind};
 use sluice_protocol::kafka_protocol;
 
@@ -141,7 +143,10 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
                     partitions.push(
                         base.with_high_watermark(offsets.high_watermark())
                             .with_last_stable_offset(offsets.last_stable_offset)
-                            .with_log_start_offset(log_start_if_supported(offsets.log_start_offset, version))
+                            .with_log_start_offset(log_start_if_supported(
+                                offsets.log_start_offset,
+                                version,
+                            ))
                             .with_aborted_transactions(aborted)
                             .with_records(Some(records)),
                     );

@@ -13,27 +13,32 @@ use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
 use crate::router::{Reply, RequestContext};
-use crate::topic_admin::ensure_consumer_offsets;
+use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, ensure_internal_topic};
 
 /// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// Handles FindCoordinator: this node coordinates every group. Transaction
-/// coordinators are not available yet.
+/// Handles FindCoordinator: this node coordinates every group and every
+/// transactional id.
 pub fn find_coordinator(
     broker: &Arc<Broker>,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let outcome: Result<(), (ResponseError, String)> = if req.key_type != KEY_TYPE_GROUP {
-        Err((
-            ResponseError::CoordinatorNotAvailable,
-            "Transactions are not supported yet".into(),
-        ))
-    } else {
-        ensure_consumer_offsets(broker)
+    let topic = match req.key_type {
+        KEY_TYPE_GROUP => Some(CONSUMER_OFFSETS_TOPIC),
+        KEY_TYPE_TRANSACTION => Some(TRANSACTION_STATE_TOPIC),
+        _ => None,
+    };
+    let outcome: Result<(), (ResponseError, String)> = match topic {
+        None => Err((
+            ResponseError::InvalidRequest,
+            format!("Unknown coordinator key type {}", req.key_type),
+        )),
+        Some(topic) => ensure_internal_topic(broker, topic)
             .map(|_| ())
-            .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message))
+            .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message)),
     };
     let host = StrBytes::from_string(broker.advertised_host.clone());
     let node = BrokerId(broker.node_id());

@@ -11,3 +11,4 @@ pub mod metadata;
 pub mod produce;
 pub mod producer;
 pub mod topics;
+pub mod transactions;

@@ -60,7 +60,9 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
         for data in topic.partition_data {
             let result = match resolved.and_then(|t| broker.logs.get(&t.name, data.index)) {
                 None => Err((unknown, None)),
-                Some(partition) => append(&partition, data.records).map(|info| (partition, info)),
+                Some(partition) => {
+                    append(broker, &partition, data.records).map(|info| (partition, info))
+                }
             };
             appended_any |= result.is_ok();
             partitions.push(PartitionOutcome {
@@ -115,6 +117,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
 
 /// Validates and appends one partition's records.
 fn append(
+    broker: &Broker,
     partition: &Partition,
     records: Option<bytes::Bytes>,
 ) -> Result<AppendInfo, (ResponseError, Option<String>)> {
@@ -141,6 +144,26 @@ fn append(
             ));
         }
         batch::validate(bytes).map_err(batch_error)?;
+        if header.is_control() {
+            return Err((
+                ResponseError::InvalidRecord,
+                Some("Client produce requests must not contain control batches".into()),
+            ));
+        }
+        if header.is_transactional() {
+            // KIP-890: a transactional write is accepted only for a partition
+            // already added to the producer's ongoing transaction, so a late
+            // write cannot slip into the next transaction.
+            broker
+                .txn
+                .verify_partition(
+                    header.producer_id,
+                    header.producer_epoch,
+                    &partition.topic,
+                    partition.index,
+                )
+                .map_err(|code| (code, None))?;
+        }
     }
     // The one copy on the produce path: the request buffer is shared with the
     // frame, and stamping offsets needs our own mutable bytes.

@@ -10,8 +10,8 @@ use crate::broker::Broker;
 
 /// Handles InitProducerId. Without a transactional id, Kafka hands out a fresh
 /// producer id with epoch 0 every time (an idempotent producer that needs a
-/// new epoch simply gets a new id). Transactions are not supported yet, so a
-/// transactional id finds no coordinator.
+/// new epoch simply gets a new id). Transactional ids go to the transaction
+/// coordinator instead.
 pub fn handle(
     broker: &Arc<Broker>,
     req: InitProducerIdRequest,
@@ -24,7 +24,8 @@ pub fn handle(
         None => {}
         // Kafka refuses an empty transactional id outright.
         Some(true) => return base.with_error_code(ResponseError::InvalidRequest.code()),
-        Some(false) => return base.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        // Routed to the transaction coordinator before reaching here.
+        Some(false) => return base.with_error_code(ResponseError::NotCoordinator.code()),
     }
     match broker.producer_ids.next_id(&broker.metadata) {
         Ok(id) => base.with_producer_id(ProducerId(id)).with_producer_epoch(0),

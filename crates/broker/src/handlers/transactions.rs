@@ -1,0 +1,97 @@
+//! Transaction APIs: the transaction coordinator answers them; DescribeProducers
+//! reads the partitions' producer state.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use kafka_protocol::messages::{
+    DescribeProducersRequest, DescribeProducersResponse, ProducerId, RequestKind, ResponseKind,
+};
+use sluice_protocol::kafka_protocol;
+
+use crate::broker::Broker;
+use crate::router::{Reply, RequestContext};
+
+/// Dispatches the transaction coordinator's APIs. Each may wait for a durable
+/// write (or for markers), so they run as tasks, answered in request order.
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: RequestKind) -> Reply {
+    let v = ctx.api_version;
+    let txn = broker.txn.clone();
+    let groups = broker.groups.clone();
+    let task = match request {
+        RequestKind::InitProducerId(r) => {
+            tokio::spawn(
+                async move { ResponseKind::InitProducerId(txn.init_producer_id(r, v).await) },
+            )
+        }
+        RequestKind::AddPartitionsToTxn(r) => tokio::spawn(async move {
+            ResponseKind::AddPartitionsToTxn(txn.add_partitions_to_txn(r, v).await)
+        }),
+        RequestKind::AddOffsetsToTxn(r) => tokio::spawn(async move {
+            ResponseKind::AddOffsetsToTxn(txn.add_offsets_to_txn(r, v).await)
+        }),
+        RequestKind::EndTxn(r) => {
+            tokio::spawn(async move { ResponseKind::EndTxn(txn.end_txn(r, v).await) })
+        }
+        RequestKind::TxnOffsetCommit(r) => tokio::spawn(async move {
+            ResponseKind::TxnOffsetCommit(groups.txn_offset_commit(r, v).await)
+        }),
+        RequestKind::DescribeTransactions(r) => tokio::spawn(async move {
+            ResponseKind::DescribeTransactions(txn.describe_transactions(r, v).await)
+        }),
+        RequestKind::ListTransactions(r) => tokio::spawn(async move {
+            ResponseKind::ListTransactions(txn.list_transactions(r, v).await)
+        }),
+        other => {
+            tracing::warn!(client_id = %ctx.client_id, "no transaction handler for {other:?}; closing connection");
+            return Reply::Close;
+        }
+    };
+    Reply::Later(task)
+}
+
+/// DescribeProducers: the idempotent/transactional producers each partition knows.
+pub fn describe_producers(
+    broker: &Arc<Broker>,
+    req: DescribeProducersRequest,
+    _version: i16,
+) -> DescribeProducersResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_indexes
+                .iter()
+                .map(|&index| {
+                    let base = PartitionResponse::default().with_partition_index(index);
+                    let Some(partition) = broker.logs.get(&topic.name, index) else {
+                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    base.with_active_producers(
+                        partition
+                            .producers()
+                            .into_iter()
+                            .map(|(id, epoch, last_seq, last_ts, txn_start)| {
+                                ProducerState::default()
+                                    .with_producer_id(ProducerId(id))
+                                    .with_producer_epoch(i32::from(epoch))
+                                    .with_last_sequence(last_seq)
+                                    .with_last_timestamp(last_ts)
+                                    .with_coordinator_epoch(-1)
+                                    .with_current_txn_start_offset(txn_start.unwrap_or(-1))
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            TopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
+}

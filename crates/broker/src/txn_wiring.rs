@@ -1,0 +1,229 @@
+//! The transaction coordinator's links to the rest of the broker: its durable
+//! log (`__transaction_state`), the transaction markers it writes into data
+//! partitions and `__consumer_offsets`, and the producer ids it hands out.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use sluice_protocol::batch::{RecordBatchBuilder, transaction_marker};
+use sluice_protocol::records;
+use sluice_txn::{
+    MarkerError, MarkerWriter, ProducerIdSource, TransactionCoordinator, TxnLog, TxnLogError,
+};
+
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::handlers::produce::LEADER_EPOCH;
+use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, ensure_internal_topic};
+
+/// Bytes read per step when replaying `__transaction_state`.
+const REPLAY_CHUNK: usize = 1 << 20;
+/// Decompressed size bound when replaying batches.
+const MAX_DECOMPRESSED: usize = 64 << 20;
+
+/// `__transaction_state` through the broker's partitions.
+pub struct TransactionStateLog {
+    broker: Weak<Broker>,
+}
+
+impl TransactionStateLog {
+    /// A log that reaches the broker without keeping it alive.
+    pub fn new(broker: Weak<Broker>) -> Self {
+        Self { broker }
+    }
+
+    async fn append_records(
+        &self,
+        transactional_id: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), TxnLogError> {
+        let unavailable = |m: String| TxnLogError::Unavailable(m);
+        let broker = self
+            .broker
+            .upgrade()
+            .ok_or_else(|| unavailable("broker is shutting down".into()))?;
+        let topic = ensure_internal_topic(&broker, TRANSACTION_STATE_TOPIC)
+            .map_err(|e| unavailable(e.message))?;
+        let index = sluice_group::partition_for(transactional_id, topic.partitions);
+        let partition = broker
+            .logs
+            .get(TRANSACTION_STATE_TOPIC, index)
+            .ok_or_else(|| unavailable(format!("{TRANSACTION_STATE_TOPIC}-{index} is not open")))?;
+        let now = now_ms();
+        let mut builder = RecordBatchBuilder::new();
+        for (key, value) in &records {
+            builder.push(now, Some(key), value.as_deref(), &[]);
+        }
+        let mut batch = builder.build();
+        let info = partition
+            .append(&mut batch, LEADER_EPOCH)
+            .map_err(|e| unavailable(e.to_string()))?;
+        partition.request_flush();
+        partition
+            .wait_durable(info.last_offset + 1)
+            .await
+            .map_err(|e| unavailable(e.to_string()))
+    }
+}
+
+impl TxnLog for TransactionStateLog {
+    fn append(
+        &self,
+        transactional_id: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), TxnLogError>> + Send + '_>> {
+        let id = transactional_id.to_string();
+        Box::pin(async move { self.append_records(&id, records).await })
+    }
+}
+
+/// Writes COMMIT/ABORT markers into partitions, durably.
+pub struct PartitionMarkerWriter {
+    broker: Weak<Broker>,
+}
+
+impl PartitionMarkerWriter {
+    /// A writer that reaches the broker without keeping it alive.
+    pub fn new(broker: Weak<Broker>) -> Self {
+        Self { broker }
+    }
+
+    async fn write(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<(), MarkerError> {
+        let broker = self
+            .broker
+            .upgrade()
+            .ok_or_else(|| MarkerError::Unavailable("broker is shutting down".into()))?;
+        let now = now_ms();
+        let mut written = Vec::new();
+        for (topic, index) in &partitions {
+            // A partition of a deleted topic has nothing left to decide.
+            let Some(partition) = broker.logs.get(topic, *index) else {
+                continue;
+            };
+            let mut marker =
+                transaction_marker(producer_id, producer_epoch, commit, coordinator_epoch, now);
+            match partition.append(&mut marker, LEADER_EPOCH) {
+                Ok(info) => {
+                    partition.request_flush();
+                    written.push((partition, info.last_offset + 1));
+                }
+                // An older epoch's marker: the transaction was already fenced
+                // and decided by a newer one.
+                Err(sluice_storage::StorageError::Producer(_)) => {}
+                Err(e) => return Err(MarkerError::Unavailable(e.to_string())),
+            }
+        }
+        for (partition, end) in &written {
+            partition
+                .wait_durable(*end)
+                .await
+                .map_err(|e| MarkerError::Unavailable(e.to_string()))?;
+        }
+        let offsets_partitions = broker
+            .metadata
+            .image()
+            .topic(CONSUMER_OFFSETS_TOPIC)
+            .map(|t| t.partitions);
+        if let Some(total) = offsets_partitions {
+            for (topic, index) in &partitions {
+                if topic == CONSUMER_OFFSETS_TOPIC {
+                    broker
+                        .groups
+                        .complete_transaction(*index, total, producer_id, commit)
+                        .await;
+                }
+            }
+        }
+        // The last stable offset moved: wake read_committed fetchers.
+        broker.appended.notify_waiters();
+        Ok(())
+    }
+}
+
+impl MarkerWriter for PartitionMarkerWriter {
+    fn write_markers(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        partitions: Vec<(String, i32)>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), MarkerError>> + Send + '_>> {
+        Box::pin(self.write(
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            commit,
+            partitions,
+        ))
+    }
+}
+
+/// Producer ids for transactional producers, from the broker's allocator.
+pub struct BrokerProducerIds {
+    broker: Weak<Broker>,
+}
+
+impl BrokerProducerIds {
+    /// A source that reaches the broker without keeping it alive.
+    pub fn new(broker: Weak<Broker>) -> Self {
+        Self { broker }
+    }
+}
+
+impl ProducerIdSource for BrokerProducerIds {
+    fn next_producer_id(&self) -> Result<i64, String> {
+        let broker = self.broker.upgrade().ok_or("broker is shutting down")?;
+        broker
+            .producer_ids
+            .next_id(&broker.metadata)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Replays every `__transaction_state` partition into the coordinator.
+pub fn replay(broker: &Arc<Broker>, coordinator: &TransactionCoordinator) -> Result<usize, String> {
+    let mut entries = Vec::new();
+    for partition in broker.logs.topic_partitions(TRANSACTION_STATE_TOPIC) {
+        let mut offset = partition.offsets().log_start_offset;
+        loop {
+            let read = partition
+                .read(offset, REPLAY_CHUNK, false)
+                .map_err(|e| e.to_string())?;
+            if read.records.is_empty() {
+                break;
+            }
+            for item in sluice_protocol::batch::split_batches(&read.records) {
+                let (header, range) = item.map_err(|e| e.to_string())?;
+                offset = header.last_offset() + 1;
+                if header.is_control() || range.end > read.records.len() {
+                    continue;
+                }
+                let batch = read.records.slice(range);
+                for record in
+                    records::decode_records(&batch, MAX_DECOMPRESSED).map_err(|e| e.to_string())?
+                {
+                    let record = record.map_err(|e| e.to_string())?;
+                    if let Some(key) = record.key {
+                        entries.push((key, record.value));
+                    }
+                }
+            }
+            if offset >= read.offsets.log_end_offset {
+                break;
+            }
+        }
+    }
+    let count = entries.len();
+    coordinator.load(entries).map_err(|e| e.to_string())?;
+    Ok(count)
+}

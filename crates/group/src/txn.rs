@@ -1,0 +1,238 @@
+//! TxnOffsetCommit: offsets committed inside a producer's transaction.
+//!
+//! The offsets are written to `__consumer_offsets` as a transactional batch
+//! of the producer and kept aside, invisible to OffsetFetch, until the
+//! broker has written the transaction's COMMIT or ABORT marker to the
+//! group's partition and calls `complete_transaction`. This is Kafka's
+//! pending-transactional-offsets model: on commit an offset becomes the
+//! committed one unless a plain OffsetCommit of the partition was written
+//! after it; on abort it is dropped.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use tokio::sync::oneshot;
+
+use crate::commit::{is_unused_simple_group, java_length};
+use crate::coordinator::State;
+use crate::group::Group;
+use crate::now_ms;
+use crate::offsets::OffsetAndMetadata;
+use crate::records::{GroupRecordKey, OffsetCommitValue};
+use crate::state::GroupState;
+
+/// The plan for one TxnOffsetCommit request.
+pub(crate) struct TxnCommitPlan {
+    /// Per partition, in request order: `Some(error)` for partitions refused
+    /// up front (metadata too large), `None` for those being written.
+    pub partition_errors: Vec<Vec<Option<ResponseError>>>,
+    /// Resolves once the accepted partitions are durable (or the write failed).
+    pub written: Option<oneshot::Receiver<Result<(), ResponseError>>>,
+}
+
+/// Kafka's `validateOffsetCommit` of a classic group for a transactional
+/// commit: unlike OffsetCommit, a commit without member id and generation is
+/// accepted from a non-empty group (TxnOffsetCommit v0-2 carry neither), and
+/// a group completing a rebalance takes it.
+fn validate(
+    g: &Group,
+    member_id: &str,
+    instance_id: Option<&str>,
+    generation: i32,
+) -> Result<(), ResponseError> {
+    if g.is(GroupState::Dead) {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    if generation < 0 && g.is(GroupState::Empty) {
+        return Ok(());
+    }
+    if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+        g.validate_member(member_id, instance_id)?;
+        if generation != g.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn txn_commit(
+    state: &mut State,
+    req: &TxnOffsetCommitRequest,
+    version: i16,
+) -> Result<TxnCommitPlan, ResponseError> {
+    let State {
+        groups,
+        sched,
+        config,
+    } = state;
+    let group_id = req.group_id.as_str().to_owned();
+    if group_id.is_empty() {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    // Versions 0-2 carry no member id, generation or instance id.
+    let (generation, member_id, instance_id) = if version >= 3 {
+        (
+            req.generation_id,
+            req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|i| i.as_str()),
+        )
+    } else {
+        (-1, "", None)
+    };
+    let producer_id = req.producer_id.0;
+    let producer_epoch = req.producer_epoch;
+
+    if !groups.contains_key(&group_id) {
+        if generation >= 0 {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        // A transaction may commit for a group nobody joined: a simple group.
+        groups.insert(group_id.clone(), Group::new(&group_id, now_ms()));
+    }
+    let g = groups
+        .get_mut(&group_id)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    if let Err(e) = validate(g, member_id, instance_id, generation) {
+        if is_unused_simple_group(g) {
+            groups.remove(&group_id);
+        }
+        return Err(e);
+    }
+
+    let now = now_ms();
+    let log_order = g.offsets.next_order();
+    let mut partition_errors = Vec::with_capacity(req.topics.len());
+    let mut accepted: Vec<(String, i32, OffsetAndMetadata)> = Vec::new();
+    for topic in &req.topics {
+        let mut errors = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let metadata = p
+                .committed_metadata
+                .as_ref()
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default();
+            if java_length(&metadata) > config.max_metadata_bytes {
+                errors.push(Some(ResponseError::OffsetMetadataTooLarge));
+                continue;
+            }
+            errors.push(None);
+            accepted.push((
+                topic.name.as_str().to_owned(),
+                p.partition_index,
+                OffsetAndMetadata {
+                    offset: p.committed_offset,
+                    leader_epoch: (p.committed_leader_epoch != -1)
+                        .then_some(p.committed_leader_epoch),
+                    metadata,
+                    commit_timestamp_ms: now,
+                    expire_timestamp_ms: None,
+                    log_order,
+                },
+            ));
+        }
+        partition_errors.push(errors);
+    }
+    if accepted.is_empty() {
+        if is_unused_simple_group(g) {
+            groups.remove(&group_id);
+        }
+        return Ok(TxnCommitPlan {
+            partition_errors,
+            written: None,
+        });
+    }
+
+    let records = accepted
+        .iter()
+        .map(|(topic, partition, o)| {
+            let key = GroupRecordKey::OffsetCommit {
+                group: group_id.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            let value = OffsetCommitValue {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch.unwrap_or(-1),
+                metadata: o.metadata.clone(),
+                commit_timestamp: o.commit_timestamp_ms,
+                expire_timestamp: -1,
+            };
+            Ok((key.encode()?, Some(value.encode()?)))
+        })
+        .collect::<Result<Vec<_>, crate::error::CodecError>>()
+        .map_err(Into::into);
+    // Pending from now on: a stable OffsetFetch reports the partition unstable.
+    for (topic, partition, offset) in &accepted {
+        g.offsets
+            .add_txn(producer_id, topic, *partition, offset.clone(), false);
+    }
+    let written: Vec<(String, i32)> = accepted.into_iter().map(|(t, p, _)| (t, p)).collect();
+    let (tx, rx) = oneshot::channel();
+    let write_group = group_id.clone();
+    sched.write_transactional(
+        &write_group,
+        producer_id,
+        producer_epoch,
+        records,
+        Box::new(move |state, result| {
+            if let Some(g) = state.groups.get_mut(&group_id) {
+                for (topic, partition) in &written {
+                    g.offsets.txn_written(
+                        producer_id,
+                        topic,
+                        *partition,
+                        log_order,
+                        result.is_ok(),
+                    );
+                }
+                if result.is_err() && is_unused_simple_group(g) {
+                    state.groups.remove(&group_id);
+                }
+            }
+            let _ = tx.send(result.map_err(|e| e.response_error()));
+        }),
+    );
+    Ok(TxnCommitPlan {
+        partition_errors,
+        written: Some(rx),
+    })
+}
+
+/// The TxnOffsetCommit answer: a request-level error (validation, failed
+/// write) is reported on every partition, as Kafka does.
+pub(crate) fn response(
+    req: &TxnOffsetCommitRequest,
+    partition_errors: Option<&[Vec<Option<ResponseError>>]>,
+    request_error: Option<ResponseError>,
+) -> TxnOffsetCommitResponse {
+    let topics = req
+        .topics
+        .iter()
+        .enumerate()
+        .map(|(ti, topic)| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(pi, p)| {
+                    let error = request_error.or_else(|| {
+                        partition_errors
+                            .and_then(|e| e.get(ti))
+                            .and_then(|e| e.get(pi))
+                            .copied()
+                            .flatten()
+                    });
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error.map_or(0, |e| e.code()))
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}

@@ -1,0 +1,50 @@
+//! `sluice-txn`: Kafka's transaction coordinator.
+//!
+//! Implements what transactional producers talk to (KIP-98): InitProducerId
+//! for transactional ids with epoch bumps, zombie fencing and KIP-360
+//! recovery, AddPartitionsToTxn (with the KIP-890 batched verify-only form),
+//! AddOffsetsToTxn, EndTxn (with the KIP-890 epoch bump of version 5),
+//! transaction timeouts, transactional id expiration, and the admin APIs
+//! DescribeTransactions and ListTransactions, behaving like Apache Kafka's
+//! coordinator as observed by clients.
+//!
+//! Durability goes through a [`TxnLog`]: states are records of
+//! `__transaction_state` in Kafka's own schemas ([`records`]), and
+//! [`TransactionCoordinator::load`] rebuilds the coordinator from them at
+//! startup. Markers go through a [`MarkerWriter`]; producer ids come from a
+//! [`ProducerIdSource`]. The produce path asks
+//! [`TransactionCoordinator::verify_partition`] before accepting a
+//! transactional write (KIP-890 part 1).
+
+mod add;
+mod config;
+mod coordinator;
+mod describe;
+mod end;
+mod error;
+mod init;
+mod load;
+mod log;
+mod metadata;
+mod pattern;
+pub mod records;
+mod state;
+mod timeout;
+mod verify;
+
+pub use config::TxnConfig;
+pub use coordinator::{PartitionCheck, TransactionCoordinator};
+pub use error::{CodecError, MarkerError, TxnError, TxnLogError};
+pub use log::{
+    AppendFuture, MarkerFuture, MarkerWriter, ProducerIdSource, TxnLog, TxnRecord, partition_for,
+};
+pub use state::TxnState;
+
+/// Wall-clock milliseconds since the Unix epoch (transaction timestamps).
+/// Timeouts are checked against the `now_ms` the broker passes in.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,315 @@
+//! In-memory log, marker writer and producer ids shared by the coordinator tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId,
+    InitProducerIdRequest, ProducerId, TopicName, TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+use parking_lot::Mutex;
+use sluice_txn::records::{TxnLogKey, TxnLogValue};
+use sluice_txn::{
+    AppendFuture, MarkerError, MarkerFuture, MarkerWriter, ProducerIdSource,
+    TransactionCoordinator, TxnConfig, TxnLog, TxnLogError, TxnRecord, TxnState,
+};
+
+/// What reached the log or the partitions, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A `__transaction_state` record (state None = tombstone).
+    State {
+        tid: String,
+        state: Option<TxnState>,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<(String, Vec<i32>)>,
+    },
+    /// A marker batch.
+    Markers {
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        partitions: Vec<(String, i32)>,
+    },
+}
+
+#[derive(Default)]
+pub struct Harness {
+    pub events: Mutex<Vec<Event>>,
+    pub records: Mutex<Vec<TxnRecord>>,
+    pub fail_appends: Mutex<Vec<TxnLogError>>,
+    pub fail_markers: Mutex<Vec<MarkerError>>,
+    /// While set, marker writes wait (markers "in flight").
+    pub hold_markers: AtomicBool,
+    pub next_id: AtomicI64,
+}
+
+pub struct Log(pub Arc<Harness>);
+pub struct Markers(pub Arc<Harness>);
+pub struct Ids(pub Arc<Harness>);
+
+impl TxnLog for Log {
+    fn append(&self, transactional_id: &str, records: Vec<TxnRecord>) -> AppendFuture<'_> {
+        let h = self.0.clone();
+        let tid = transactional_id.to_owned();
+        Box::pin(async move {
+            let mut fail = h.fail_appends.lock();
+            if !fail.is_empty() {
+                return Err(fail.remove(0));
+            }
+            drop(fail);
+            for (key, value) in &records {
+                let key = TxnLogKey::decode(key).unwrap();
+                assert_eq!(key.transactional_id, tid);
+                let event = match value {
+                    None => Event::State {
+                        tid: tid.clone(),
+                        state: None,
+                        producer_id: -1,
+                        epoch: -1,
+                        partitions: vec![],
+                    },
+                    Some(v) => {
+                        let v = TxnLogValue::decode(v).unwrap();
+                        Event::State {
+                            tid: tid.clone(),
+                            state: Some(v.state),
+                            producer_id: v.producer_id,
+                            epoch: v.producer_epoch,
+                            partitions: v.partitions,
+                        }
+                    }
+                };
+                h.events.lock().push(event);
+            }
+            h.records.lock().extend(records);
+            Ok(())
+        })
+    }
+}
+
+impl MarkerWriter for Markers {
+    fn write_markers(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        _coordinator_epoch: i32,
+        commit: bool,
+        partitions: Vec<(String, i32)>,
+    ) -> MarkerFuture<'_> {
+        let h = self.0.clone();
+        Box::pin(async move {
+            while h.hold_markers.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let mut fail = h.fail_markers.lock();
+            if !fail.is_empty() {
+                return Err(fail.remove(0));
+            }
+            drop(fail);
+            h.events.lock().push(Event::Markers {
+                producer_id,
+                epoch: producer_epoch,
+                commit,
+                partitions,
+            });
+            Ok(())
+        })
+    }
+}
+
+impl ProducerIdSource for Ids {
+    fn next_producer_id(&self) -> Result<i64, String> {
+        Ok(self.0.next_id.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+impl Harness {
+    pub fn new() -> Arc<Self> {
+        let h = Arc::new(Self::default());
+        h.next_id.store(1000, Ordering::SeqCst);
+        h
+    }
+
+    pub fn coordinator(self: &Arc<Self>) -> TransactionCoordinator {
+        self.coordinator_with(TxnConfig::default())
+    }
+
+    pub fn coordinator_with(self: &Arc<Self>, config: TxnConfig) -> TransactionCoordinator {
+        TransactionCoordinator::new(
+            config,
+            Arc::new(Log(self.clone())),
+            Arc::new(Markers(self.clone())),
+            Arc::new(Ids(self.clone())),
+        )
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().clone()
+    }
+
+    pub fn clear(&self) {
+        self.events.lock().clear();
+    }
+
+    /// The states written to the log, in order.
+    pub fn states(&self) -> Vec<Option<TxnState>> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::State { state, .. } => Some(state),
+                Event::Markers { .. } => None,
+            })
+            .collect()
+    }
+
+    pub fn markers(&self) -> Vec<Event> {
+        self.events()
+            .into_iter()
+            .filter(|e| matches!(e, Event::Markers { .. }))
+            .collect()
+    }
+}
+
+pub fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_owned())
+}
+
+pub const TIMEOUT_MS: i32 = 60_000;
+
+pub fn init_req(tid: &str) -> InitProducerIdRequest {
+    InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(s(tid))))
+        .with_transaction_timeout_ms(TIMEOUT_MS)
+}
+
+/// InitProducerId at v4, retrying CONCURRENT_TRANSACTIONS like clients do.
+pub async fn init(c: &TransactionCoordinator, tid: &str) -> (i64, i16) {
+    for _ in 0..100 {
+        let r = c.init_producer_id(init_req(tid), 4).await;
+        if r.error_code == 51 {
+            settle().await;
+            continue;
+        }
+        assert_eq!(r.error_code, 0, "init {tid}");
+        return (r.producer_id.0, r.producer_epoch);
+    }
+    panic!("init never completed");
+}
+
+pub fn add_req(
+    tid: &str,
+    pid: i64,
+    epoch: i16,
+    parts: &[(&str, &[i32])],
+) -> AddPartitionsToTxnRequest {
+    AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(s(tid)))
+        .with_v3_and_below_producer_id(ProducerId(pid))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(topics(parts))
+}
+
+pub fn topics(parts: &[(&str, &[i32])]) -> Vec<AddPartitionsToTxnTopic> {
+    parts
+        .iter()
+        .map(|(t, ps)| {
+            AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(s(t)))
+                .with_partitions(ps.to_vec())
+        })
+        .collect()
+}
+
+pub fn batch_txn(
+    tid: &str,
+    pid: i64,
+    epoch: i16,
+    verify_only: bool,
+    parts: &[(&str, &[i32])],
+) -> AddPartitionsToTxnTransaction {
+    AddPartitionsToTxnTransaction::default()
+        .with_transactional_id(TransactionalId(s(tid)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_verify_only(verify_only)
+        .with_topics(topics(parts))
+}
+
+/// AddPartitionsToTxn v3; returns every partition's error code.
+pub async fn add(
+    c: &TransactionCoordinator,
+    tid: &str,
+    pid: i64,
+    epoch: i16,
+    parts: &[(&str, &[i32])],
+) -> Vec<i16> {
+    add_v(c, tid, pid, epoch, parts, 3).await
+}
+
+pub async fn add_v(
+    c: &TransactionCoordinator,
+    tid: &str,
+    pid: i64,
+    epoch: i16,
+    parts: &[(&str, &[i32])],
+    version: i16,
+) -> Vec<i16> {
+    let r = c
+        .add_partitions_to_txn(add_req(tid, pid, epoch, parts), version)
+        .await;
+    r.results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| {
+            t.results_by_partition
+                .iter()
+                .map(|p| p.partition_error_code)
+        })
+        .collect()
+}
+
+pub fn end_req(tid: &str, pid: i64, epoch: i16, commit: bool) -> EndTxnRequest {
+    EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(s(tid)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_committed(commit)
+}
+
+pub async fn end(c: &TransactionCoordinator, tid: &str, pid: i64, epoch: i16, commit: bool) -> i16 {
+    c.end_txn(end_req(tid, pid, epoch, commit), 3)
+        .await
+        .error_code
+}
+
+pub fn offsets_req(tid: &str, pid: i64, epoch: i16, group: &str) -> AddOffsetsToTxnRequest {
+    AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(s(tid)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_group_id(GroupId(s(group)))
+}
+
+/// Lets background tasks (markers, completion records) run.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn replay(h: &Harness) -> Vec<(Bytes, Option<Bytes>)> {
+    h.records.lock().clone()
+}
