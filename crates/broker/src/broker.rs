@@ -99,10 +99,14 @@ pub(crate) fn open_broker(
     });
     // AddPartitionsToTxn refuses partitions that do not exist, as Kafka does.
     let weak = Arc::downgrade(&broker);
-    broker.txn.set_partition_check(Arc::new(move |topic: &str, partition: i32| {
-        let exists = weak.upgrade().is_some_and(|b| b.logs.get(topic, partition).is_some());
-        (!exists).then_some(kafka_protocol::error::ResponseError::UnknownTopicOrPartition)
-    }));
+    broker
+        .txn
+        .set_partition_check(Arc::new(move |topic: &str, partition: i32| {
+            let exists = weak
+                .upgrade()
+                .is_some_and(|b| b.logs.get(topic, partition).is_some());
+            (!exists).then_some(kafka_protocol::error::ResponseError::UnknownTopicOrPartition)
+        }));
     let image = broker.metadata.image();
     let opened = broker.logs.open_all(
         image

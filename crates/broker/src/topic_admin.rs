@@ -156,31 +156,43 @@ pub fn create_topic(
             internal: topic.internal,
         });
     }
+    // The partition logs are opened before the topic appears in the image, so
+    // nobody (FindCoordinator for `__consumer_offsets` included) is told about
+    // a topic whose partitions cannot be used yet.
     let created = broker.metadata.commit(|image| {
         let (partitions, _) = check_new_topic(broker, &topic, image.topic(&topic.name).is_some())?;
-        let record = MetadataRecord::TopicCreated {
+        let created = TopicImage {
             name: topic.name.clone(),
             id: Uuid::new_v4(),
             partitions,
             configs: topic.configs.clone(),
             internal: topic.internal,
         };
-        Ok::<_, AdminError>((vec![record], ()))
+        broker
+            .logs
+            .create_topic(&created, broker.topic_settings(image, &created), false)
+            .map_err(|e| AdminError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+        let record = MetadataRecord::TopicCreated {
+            name: created.name.clone(),
+            id: created.id,
+            partitions,
+            configs: created.configs.clone(),
+            internal: created.internal,
+        };
+        Ok::<_, AdminError>((vec![record], created))
     });
-    created?;
-    let image = broker.metadata.image();
-    let created = image.topic(&topic.name).ok_or_else(|| {
-        AdminError::new(
-            ResponseError::UnknownServerError,
-            "topic vanished after creation",
-        )
-    })?;
-    broker
-        .logs
-        .create_topic(created, broker.topic_settings(&image, created), false)
-        .map_err(|e| AdminError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+    let created = match created {
+        Ok(t) => t,
+        Err(e) => {
+            // The metadata write failed after the logs were opened: undo them.
+            if broker.metadata.image().topic(&topic.name).is_none() {
+                broker.logs.delete_topic(&topic.name);
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(topic = %created.name, partitions = created.partitions, id = %created.id, "created topic");
-    Ok(created.clone())
+    Ok(created)
 }
 
 /// Returns the topic, creating it with broker defaults when auto-creation is
@@ -307,8 +319,17 @@ pub fn create_partitions(
         check(&broker.metadata.image())?;
         return Ok(());
     }
-    let topic = broker.metadata.commit(|image| {
+    // New partitions are opened before the image names them (see create_topic).
+    broker.metadata.commit(|image| {
         let topic = check(image)?;
+        let grown = TopicImage {
+            partitions: count,
+            ..topic.clone()
+        };
+        broker
+            .logs
+            .add_partitions(&grown, broker.topic_settings(image, &grown))
+            .map_err(|e| AdminError::new(ResponseError::KafkaStorageError, e.to_string()))?;
         Ok::<_, AdminError>((
             vec![MetadataRecord::PartitionsCreated {
                 id: topic.id,
@@ -316,16 +337,7 @@ pub fn create_partitions(
             }],
             (),
         ))
-    });
-    topic?;
-    let image = broker.metadata.image();
-    if let Some(t) = image.topic(name) {
-        broker
-            .logs
-            .add_partitions(t, broker.topic_settings(&image, t))
-            .map_err(|e| AdminError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-    }
-    Ok(())
+    })
 }
 
 /// Replaces a topic's config overrides (after validating every entry).

@@ -26,6 +26,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker (no arguments needed: 127.0.0.1:9092, data in ./sluice-data).
+    /// A flag given twice takes its last value.
+    #[command(args_override_self = true)]
     Serve(Box<serve::ServeArgs>),
     /// Measure a Kafka-compatible broker with a real client (librdkafka):
     /// `sluice bench produce|consume|e2e --help`.

@@ -7,10 +7,12 @@
 //! Consumer groups driven by librdkafka against a real broker process: cooperative-sticky
 //! handovers under continuous produce, static membership restarts, the range and roundrobin
 //! assignors, and the time a lone consumer needs to get its first record.
+//!
+//! Every broker runs with `--group-initial-rebalance-delay-ms 0` (the harness passes it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -140,14 +142,20 @@ impl ConsumerContext for MemberCtx {
                 if !added.is_empty() {
                     st.events.push(Event::Assign(added.clone()));
                 }
-                if matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative) {
+                if matches!(
+                    consumer.rebalance_protocol(),
+                    RebalanceProtocol::Cooperative
+                ) {
                     st.assigned.extend(added);
                 } else {
                     st.assigned = added;
                 }
             }
             Rebalance::Revoke(tpl) => {
-                if matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative) {
+                if matches!(
+                    consumer.rebalance_protocol(),
+                    RebalanceProtocol::Cooperative
+                ) {
                     for p in partitions_of(tpl) {
                         st.assigned.remove(&p);
                     }
@@ -168,6 +176,20 @@ struct Member {
     state: Arc<Mutex<MemberState>>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
+    /// Signalled when the member thread ends (also when it panics).
+    done: mpsc::Receiver<()>,
+}
+
+/// How long closing a consumer may take before the test gives up on it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends on drop: tells [`Member::stop`] that the thread ended, however it ended.
+struct Done(mpsc::Sender<()>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
 }
 
 /// Group consumer settings shared by the tests: manual commits, fast heartbeats.
@@ -204,6 +226,7 @@ impl Member {
             topic: topic.to_string(),
             state: state.clone(),
         };
+        let (done_tx, done) = mpsc::channel();
         let (topic, member, sink, st, stop2) = (
             topic.to_string(),
             name.to_string(),
@@ -214,6 +237,7 @@ impl Member {
         let handle = thread::Builder::new()
             .name(format!("member-{name}"))
             .spawn(move || {
+                let _done = Done(done_tx);
                 let consumer: BaseConsumer<MemberCtx> = config
                     .create_with_context(ctx)
                     .expect("create group consumer");
@@ -248,6 +272,7 @@ impl Member {
             state,
             stop,
             handle: Some(handle),
+            done,
         }
     }
 
@@ -259,10 +284,18 @@ impl Member {
         self.state.lock().unwrap().events.clone()
     }
 
-    /// Closes the consumer (a clean handover) and waits for its thread.
+    /// Closes the consumer (a clean handover) and waits for its thread, at most
+    /// [`CLOSE_TIMEOUT`].
     fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
         let h = self.handle.take().expect("member thread");
+        if self.done.recv_timeout(CLOSE_TIMEOUT).is_err() {
+            // The thread is left behind (detached); the test fails instead of hanging.
+            panic!(
+                "member {} did not close within {CLOSE_TIMEOUT:?}",
+                self.name
+            );
+        }
         if h.join().is_err() {
             panic!("member {} panicked", self.name);
         }
@@ -297,7 +330,9 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
+        if let Some(h) = self.handle.take()
+            && self.done.recv_timeout(CLOSE_TIMEOUT).is_ok()
+        {
             let _ = h.join();
         }
     }
@@ -320,7 +355,10 @@ fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Resul
 
 /// The members' assignments when they are disjoint, cover `0..partitions` and each member
 /// has `partitions / members.len()` of them.
-fn balanced(members: &[&Member], partitions: i32) -> Result<BTreeMap<String, BTreeSet<i32>>, String> {
+fn balanced(
+    members: &[&Member],
+    partitions: i32,
+) -> Result<BTreeMap<String, BTreeSet<i32>>, String> {
     let now: BTreeMap<String, BTreeSet<i32>> = members
         .iter()
         .map(|m| (m.name.clone(), m.assigned()))
@@ -352,7 +390,7 @@ fn id_of(v: &str) -> usize {
 
 fn send(p: &TestProducer, topic: &str, partition: i32, id: usize) {
     p.send(
-        BaseRecord::with_opaque_to(topic, id)
+        BaseRecord::<(), String, usize>::with_opaque_to(topic, id)
             .partition(partition)
             .payload(&value(id)),
     )
@@ -488,7 +526,7 @@ fn cooperative_sticky_members_join_and_leave_under_produce_without_loss_or_dupli
     const TOPIC: &str = "coop";
     const GROUP: &str = "coop-group";
     const PARTITIONS: i32 = 6;
-    let broker = Broker::start_with(&["--group-initial-rebalance-delay-ms", "0"]);
+    let broker = Broker::start();
     let bs = broker.bootstrap();
     create_topic(&bs, TOPIC, PARTITIONS, &[]);
     let coop = [("partition.assignment.strategy", "cooperative-sticky")];
@@ -521,7 +559,14 @@ fn cooperative_sticky_members_join_and_leave_under_produce_without_loss_or_dupli
         // b joins: 3 + 3.
         let counts = event_counts(&[&a]);
         let b = start("b");
-        now = settle("b joined", &[&a, &b], PARTITIONS, &now, &counts, Change::Joined);
+        now = settle(
+            "b joined",
+            &[&a, &b],
+            PARTITIONS,
+            &now,
+            &counts,
+            Change::Joined,
+        );
         wait_progress("a and b consume", &sink, &[&a, &b]);
 
         // c joins: 2 + 2 + 2.
@@ -579,17 +624,23 @@ fn cooperative_sticky_members_join_and_leave_under_produce_without_loss_or_dupli
         Duration::from_secs(10),
     );
     // The two remaining members drain the topic.
-    wait_until("c and d consume everything", Duration::from_secs(20), || {
-        let got = sink.lock().unwrap();
-        let distinct: BTreeSet<(i32, i64)> = got.iter().map(|r| (r.partition, r.offset)).collect();
-        if distinct.len() == produced {
-            Ok(())
-        } else {
-            Err(format!("{} of {produced} records consumed", distinct.len()))
-        }
-    });
+    wait_until(
+        "c and d consume everything",
+        Duration::from_secs(20),
+        || {
+            let got = sink.lock().unwrap();
+            let distinct: BTreeSet<(i32, i64)> =
+                got.iter().map(|r| (r.partition, r.offset)).collect();
+            if distinct.len() == produced {
+                Ok(())
+            } else {
+                Err(format!("{} of {produced} records consumed", distinct.len()))
+            }
+        },
+    );
     c.assert_clean();
     d.assert_clean();
+    let (c_state, d_state) = (c.state.clone(), d.state.clone());
     c.stop();
     d.stop();
 
@@ -597,7 +648,10 @@ fn cooperative_sticky_members_join_and_leave_under_produce_without_loss_or_dupli
     // No record consumed twice by members of the group.
     let mut by_position: BTreeMap<(i32, i64), Vec<&Consumed>> = BTreeMap::new();
     for r in &got {
-        by_position.entry((r.partition, r.offset)).or_default().push(r);
+        by_position
+            .entry((r.partition, r.offset))
+            .or_default()
+            .push(r);
     }
     let dups: Vec<String> = by_position
         .iter()
@@ -630,12 +684,25 @@ fn cooperative_sticky_members_join_and_leave_under_produce_without_loss_or_dupli
     let ids: BTreeSet<usize> = got.iter().map(|r| id_of(&r.value)).collect();
     assert_eq!(ids, (0..produced).collect::<BTreeSet<_>>(), "consumed ids");
     // Every member consumed, committed on every revoke, and ran the cooperative protocol.
-    for (name, st) in [("a", &a_state), ("b", &b_state), ("c", &c.state), ("d", &d.state)] {
+    for (name, st) in [
+        ("a", &a_state),
+        ("b", &b_state),
+        ("c", &c_state),
+        ("d", &d_state),
+    ] {
         let st = st.lock().unwrap();
         assert_eq!(st.protocol, Some("cooperative"), "member {name} protocol");
-        assert!(st.errors.is_empty(), "member {name} poll errors {:?}", st.errors);
+        assert!(
+            st.errors.is_empty(),
+            "member {name} poll errors {:?}",
+            st.errors
+        );
         for (offsets, result) in &st.commits {
-            assert_eq!(result, &Ok(()), "member {name}: commit of {offsets:?} on revoke");
+            assert_eq!(
+                result,
+                &Ok(()),
+                "member {name}: commit of {offsets:?} on revoke"
+            );
         }
         assert!(
             got.iter().any(|r| r.member == name),
@@ -644,7 +711,7 @@ fn cooperative_sticky_members_join_and_leave_under_produce_without_loss_or_dupli
     }
     eprintln!(
         "cooperative-sticky: {produced} records, {} commits on revoke",
-        [&a_state, &b_state, &c.state, &d.state]
+        [&a_state, &b_state, &c_state, &d_state]
             .iter()
             .map(|s| s.lock().unwrap().commits.len())
             .sum::<usize>()
@@ -731,7 +798,7 @@ fn describe(bootstrap: &str, group: &str, topic: &str) -> GroupView {
 fn static_member_restart_within_session_timeout_gets_its_partitions_back_without_rebalance() {
     const TOPIC: &str = "static";
     const GROUP: &str = "static-group";
-    let broker = Broker::start_with(&["--group-initial-rebalance-delay-ms", "0"]);
+    let broker = Broker::start();
     let bs = broker.bootstrap();
     create_topic(&bs, TOPIC, 4, &[]);
     let sink: Sink = Arc::default();
@@ -869,7 +936,7 @@ fn static_member_restart_within_session_timeout_gets_its_partitions_back_without
 fn two_member_split(strategy: &str) -> (BTreeSet<i32>, BTreeSet<i32>) {
     let topic = format!("split-{strategy}");
     let group = format!("split-{strategy}-group");
-    let broker = Broker::start_with(&["--group-initial-rebalance-delay-ms", "0"]);
+    let broker = Broker::start();
     let bs = broker.bootstrap();
     create_topic(&bs, &topic, 4, &[]);
     let sink: Sink = Arc::default();
@@ -929,7 +996,7 @@ fn roundrobin_assignor_deals_four_partitions_alternately() {
 #[test]
 fn lone_consumer_gets_its_first_record_within_one_second() {
     const TOPIC: &str = "first";
-    let broker = Broker::start_with(&["--group-initial-rebalance-delay-ms", "0"]);
+    let broker = Broker::start();
     let bs = broker.bootstrap();
     create_topic(&bs, TOPIC, 1, &[]);
     let p = producer(&bs, &[("acks", "all")]);
