@@ -703,6 +703,42 @@ fn put_varlong(out: &mut Vec<u8>, value: i64) {
     out.push(v as u8);
 }
 
+/// A transaction marker: a control batch holding one record whose key is
+/// `[version 0: i16][type: i16]` (0 = ABORT, 1 = COMMIT) and whose value is
+/// `[version 0: i16][coordinator epoch: i32]`, as Kafka writes them.
+pub fn transaction_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let key = [0, 0, 0, u8::from(commit)];
+    let mut value = [0u8; 6];
+    if let Some(epoch) = value.get_mut(2..6) {
+        epoch.copy_from_slice(&coordinator_epoch.to_be_bytes());
+    }
+    RecordBatchBuilder::new()
+        .producer(producer_id, producer_epoch, -1)
+        .transactional(true)
+        .control(true)
+        .record(timestamp, Some(&key), Some(&value), &[])
+        .build()
+}
+
+/// Reads a transaction marker's record key: `Some(true)` for COMMIT,
+/// `Some(false)` for ABORT, `None` when the key is not a marker key.
+pub fn marker_key_is_commit(key: &[u8]) -> Option<bool> {
+    match key {
+        &[_, _, t0, t1] => match i16::from_be_bytes([t0, t1]) {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1022,41 +1058,5 @@ mod tests {
             let _ = validate(&data);
             let _ = split_batches(&data).count();
         }
-    }
-}
-
-/// A transaction marker: a control batch holding one record whose key is
-/// `[version 0: i16][type: i16]` (0 = ABORT, 1 = COMMIT) and whose value is
-/// `[version 0: i16][coordinator epoch: i32]`, as Kafka writes them.
-pub fn transaction_marker(
-    producer_id: i64,
-    producer_epoch: i16,
-    commit: bool,
-    coordinator_epoch: i32,
-    timestamp: i64,
-) -> Vec<u8> {
-    let key = [0, 0, 0, u8::from(commit)];
-    let mut value = [0u8; 6];
-    if let Some(epoch) = value.get_mut(2..6) {
-        epoch.copy_from_slice(&coordinator_epoch.to_be_bytes());
-    }
-    RecordBatchBuilder::new()
-        .producer(producer_id, producer_epoch, -1)
-        .transactional(true)
-        .control(true)
-        .record(timestamp, Some(&key), Some(&value), &[])
-        .build()
-}
-
-/// Reads a transaction marker's record key: `Some(true)` for COMMIT,
-/// `Some(false)` for ABORT, `None` when the key is not a marker key.
-pub fn marker_key_is_commit(key: &[u8]) -> Option<bool> {
-    match key {
-        &[_, _, t0, t1] => match i16::from_be_bytes([t0, t1]) {
-            0 => Some(false),
-            1 => Some(true),
-            _ => None,
-        },
-        _ => None,
     }
 }
