@@ -86,13 +86,12 @@ fn assert_broker_sampled(report: &Value) {
 
 #[test]
 fn produce_then_consume_report_sane_figures() {
-    let Some(sluice) = sluice_bin() else {
-        eprintln!(
-            "SKIPPED: no sluice binary (set SLUICE_BIN or run `cargo build -p sluice`); \
-             the bench smoke test needs a broker to start"
-        );
-        return;
-    };
+    // A missing broker binary is a failure, not a skip: this test must not
+    // pass without measuring anything.
+    let sluice = sluice_bin().expect(
+        "no sluice binary: set SLUICE_BIN or run `cargo build -p sluice` first \
+         (the bench smoke test needs a broker to start)",
+    );
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let common = [
