@@ -78,7 +78,7 @@ pub(crate) fn open_broker(
         transaction_max_timeout_ms: config.transaction_max_timeout_ms,
         state_partitions: config.transaction_state_partitions,
         offsets_partitions: config.offsets_topic_partitions,
-        ..TxnConfig::default()
+        transactional_id_expiration_ms: config.transactional_id_expiration_ms,
     };
     let broker = Arc::new_cyclic(|weak| Broker {
         advertised_host,

@@ -52,6 +52,10 @@ pub struct BrokerConfig {
     pub transaction_state_partitions: i32,
     /// `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
     pub transaction_max_timeout_ms: i32,
+    /// `producer.id.expiration.ms`: idempotent producer state is dropped after this long idle.
+    pub producer_id_expiration_ms: i64,
+    /// `transactional.id.expiration.ms`: transactional ids are forgotten after this long idle.
+    pub transactional_id_expiration_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -75,6 +79,8 @@ impl Default for BrokerConfig {
             offsets_topic_partitions: 50,
             transaction_state_partitions: 50,
             transaction_max_timeout_ms: 900_000,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
+            transactional_id_expiration_ms: SEVEN_DAYS_MS,
         }
     }
 }
@@ -124,6 +130,12 @@ impl BrokerConfig {
         }
         if self.transaction_max_timeout_ms < 1 {
             return invalid("transaction-max-timeout-ms", "must be at least 1");
+        }
+        if self.producer_id_expiration_ms < 1 {
+            return invalid("producer-id-expiration-ms", "must be at least 1");
+        }
+        if self.transactional_id_expiration_ms < 1 {
+            return invalid("transactional-id-expiration-ms", "must be at least 1");
         }
         if self.offsets_topic_partitions < 1 {
             return invalid("offsets-topic-partitions", "must be at least 1");

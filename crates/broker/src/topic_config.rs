@@ -404,7 +404,7 @@ impl TopicSettings {
             index_interval_bytes: u32::try_from(long("index.interval.bytes", 4096)).unwrap_or(4096),
             max_index_bytes: u64::try_from(long("segment.index.bytes", 10 << 20))
                 .unwrap_or(defaults.max_index_bytes),
-            producer_id_expiration_ms: defaults.producer_id_expiration_ms,
+            producer_id_expiration_ms: broker.producer_id_expiration_ms,
         };
         Self {
             log,

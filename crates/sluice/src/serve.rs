@@ -72,6 +72,12 @@ pub struct ServeArgs {
     /// transaction.max.timeout.ms [default: 900000].
     #[arg(long, env = "SLUICE_TRANSACTION_MAX_TIMEOUT_MS")]
     transaction_max_timeout_ms: Option<i32>,
+    /// producer.id.expiration.ms [default: 86400000].
+    #[arg(long, env = "SLUICE_PRODUCER_ID_EXPIRATION_MS")]
+    producer_id_expiration_ms: Option<i64>,
+    /// transactional.id.expiration.ms [default: 604800000].
+    #[arg(long, env = "SLUICE_TRANSACTIONAL_ID_EXPIRATION_MS")]
+    transactional_id_expiration_ms: Option<i64>,
     /// Log output format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -119,6 +125,8 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
         offsets_topic_partitions,
         transaction_state_partitions,
         transaction_max_timeout_ms,
+        producer_id_expiration_ms,
+        transactional_id_expiration_ms,
     );
     if let Some(adv) = &args.advertise {
         config.advertise = Some(adv.clone());

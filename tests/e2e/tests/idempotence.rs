@@ -177,3 +177,59 @@ fn producer_state_and_ids_survive_kill9() {
     let (fresh, _) = init_producer_id(&mut conn, 3);
     assert!(fresh > pid, "fresh id {fresh} must be above {pid}");
 }
+
+#[test]
+fn describe_producers_and_kip890_verification_over_the_wire() {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::{DescribeProducersRequest, TransactionalId};
+
+    let broker = Broker::start();
+    create_topic(&broker.bootstrap(), "verify", 1, &[]);
+    let mut conn = RawConn::connect(broker.addr());
+    let (pid, epoch) = init_producer_id(&mut conn, 1);
+    assert_eq!(
+        produce(&mut conn, 2, "verify", idempotent_batch(pid, epoch, 0, 2)),
+        (0, 0)
+    );
+
+    let described = conn.roundtrip(
+        0,
+        3,
+        &DescribeProducersRequest::default().with_topics(vec![
+            TopicRequest::default()
+                .with_name(TopicName(StrBytes::from_static_str("verify")))
+                .with_partition_indexes(vec![0]),
+        ]),
+    );
+    let partition = &described.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.active_producers.len(), 1);
+    let p = &partition.active_producers[0];
+    assert_eq!(
+        (p.producer_id.0, p.producer_epoch, p.last_sequence),
+        (pid, 0, 1)
+    );
+    assert_eq!(p.current_txn_start_offset, -1);
+
+    // A transactional producer writing to a partition it never added to its
+    // transaction is refused with INVALID_TXN_STATE (48): KIP-890 part 1.
+    let txn = conn.roundtrip(
+        4,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(
+                "late-writer",
+            ))))
+            .with_transaction_timeout_ms(60_000),
+    );
+    assert_eq!(txn.error_code, 0);
+    let mut b = RecordBatchBuilder::new()
+        .producer(txn.producer_id.0, txn.producer_epoch, 0)
+        .transactional(true);
+    b.push(1_700_000_000_000, None, Some(b"late"), &[]);
+    assert_eq!(
+        produce(&mut conn, 5, "verify", Bytes::from(b.build())).0,
+        48
+    );
+    wait_high_watermarks(&broker.bootstrap(), "verify", 1, 2, Duration::from_secs(5));
+}
