@@ -189,6 +189,18 @@ impl ProducerStateManager {
         }
     }
 
+    /// The producer's entry, created at the batch's epoch when it is new.
+    fn entry_for(&mut self, h: &BatchHeader) -> &mut ProducerEntry {
+        self.producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: h.producer_epoch,
+                batches: VecDeque::new(),
+                last_timestamp: h.max_timestamp,
+                ongoing_txn_first_offset: None,
+            })
+    }
+
     /// Records a batch that was appended (its header carries its base offset).
     pub fn record(&mut self, h: &BatchHeader) {
         if h.producer_id == NO_VALUE || h.base_sequence < 0 {
@@ -201,15 +213,7 @@ impl ProducerStateManager {
             last_offset: h.last_offset(),
             max_timestamp: h.max_timestamp,
         };
-        let entry = self
-            .producers
-            .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: h.producer_epoch,
-                batches: VecDeque::new(),
-                last_timestamp: h.max_timestamp,
-                ongoing_txn_first_offset: None,
-            });
+        let entry = self.entry_for(h);
         if h.is_transactional() && entry.ongoing_txn_first_offset.is_none() {
             entry.ongoing_txn_first_offset = Some(h.base_offset);
         }
@@ -227,15 +231,7 @@ impl ProducerStateManager {
     /// Records a COMMIT/ABORT marker (its header carries its offset) and
     /// returns the transaction it closed, if one was open here.
     pub fn record_marker(&mut self, h: &BatchHeader, commit: bool) -> Option<CompletedTxn> {
-        let entry = self
-            .producers
-            .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: h.producer_epoch,
-                batches: VecDeque::new(),
-                last_timestamp: h.max_timestamp,
-                ongoing_txn_first_offset: None,
-            });
+        let entry = self.entry_for(h);
         if h.producer_epoch > entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
