@@ -47,9 +47,7 @@ impl OffsetsTopicLog {
         }
         self.append_batch(group_id, builder).await
     }
-}
 
-impl OffsetsTopicLog {
     /// Appends one batch for the group's partition and waits until it is durable.
     async fn append_batch(
         &self,
