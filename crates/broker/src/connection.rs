@@ -11,12 +11,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ResponseKind};
+use std::collections::HashMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use sluice_protocol::codec::{self, RequestFrame};
 use sluice_protocol::fetch_encoder::encode_fetch_response;
 use sluice_protocol::frame::FrameDecoder;
+use sluice_protocol::frame::frame_size_prefix;
 use sluice_protocol::kafka_protocol;
+use sluice_protocol::legacy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -39,8 +43,18 @@ enum Pending {
 struct Outgoing {
     correlation_id: i32,
     api_key: ApiKey,
+    /// The version the client used (the response is encoded at it).
     version: i16,
     pending: Pending,
+    /// Set when the request used a version older than kafka-protocol decodes.
+    legacy: Option<LegacyReply>,
+}
+
+/// What encoding a response to a legacy request needs beyond the response.
+struct LegacyReply {
+    /// Fetch offset per (topic, partition), so down-converted message sets
+    /// start at the requested offset, as Kafka's do.
+    fetch_offsets: HashMap<(String, i32), i64>,
 }
 
 /// What the reader does after a request.
@@ -115,11 +129,20 @@ async fn handle_frame(
         correlation_id,
         ..
     } = header;
-    if !router::supports(api_key, api_version) {
+    let is_legacy = legacy::is_legacy(api_key, api_version);
+    if !is_legacy && !router::supports(api_key, api_version) {
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer with v0 and our table so the client can retry.
             let response = router::unsupported_api_versions();
-            return send(tx, correlation_id, api_key, 0, Pending::Ready(response)).await;
+            return send(
+                tx,
+                correlation_id,
+                api_key,
+                0,
+                Pending::Ready(response),
+                None,
+            )
+            .await;
         }
         tracing::warn!(
             %peer,
@@ -128,15 +151,40 @@ async fn handle_frame(
         );
         return Next::Close;
     }
-    let request = match codec::decode_body(&header) {
+    let decoded = if is_legacy {
+        // Old versions (Kafka 0.9-0.11 clients) are translated to the oldest
+        // version kafka-protocol decodes; the handler runs at that version and
+        // the response is encoded back in the client's layout.
+        let mut body = header.body.clone();
+        legacy::decode_request(api_key, api_version, &mut body).map_err(|e| e.to_string())
+    } else {
+        codec::decode_body(&header)
+            .map(|r| (r, api_version))
+            .map_err(|e| e.to_string())
+    };
+    let (request, handler_version) = match decoded {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(%peer, error = %e, "undecodable request; closing connection");
+            tracing::warn!(%peer, error = %e, "undecodable request {api_key:?} v{api_version}; closing connection");
             return Next::Close;
         }
     };
+    let legacy_reply = is_legacy.then(|| LegacyReply {
+        fetch_offsets: match &request {
+            RequestKind::Fetch(f) => f
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(move |p| ((t.topic.to_string(), p.partition), p.fetch_offset))
+                })
+                .collect(),
+            _ => HashMap::new(),
+        },
+    });
     let ctx = RequestContext {
-        api_version,
+        api_version: handler_version,
         client_id: header.client_id.as_deref().unwrap_or("").to_string(),
         peer,
     };
@@ -149,6 +197,7 @@ async fn handle_frame(
                 api_key,
                 api_version,
                 Pending::Ready(response),
+                legacy_reply,
             )
             .await
         }
@@ -159,6 +208,7 @@ async fn handle_frame(
                 api_key,
                 api_version,
                 Pending::Task(task),
+                legacy_reply,
             )
             .await
         }
@@ -173,12 +223,14 @@ async fn send(
     api_key: ApiKey,
     version: i16,
     pending: Pending,
+    legacy: Option<LegacyReply>,
 ) -> Next {
     let out = Outgoing {
         correlation_id,
         api_key,
         version,
         pending,
+        legacy,
     };
     match tx.send(out).await {
         Ok(()) => Next::Continue,
@@ -192,7 +244,14 @@ async fn write_responses(
     peer: SocketAddr,
 ) {
     while let Some(out) = rx.recv().await {
-        let response = match out.pending {
+        let Outgoing {
+            correlation_id,
+            api_key,
+            version,
+            pending,
+            legacy,
+        } = out;
+        let response = match pending {
             Pending::Ready(r) => r,
             Pending::Task(task) => match task.await {
                 Ok(r) => r,
@@ -202,14 +261,7 @@ async fn write_responses(
                 }
             },
         };
-        let chunks = match response {
-            // Record batches go out from the buffers the log read filled.
-            ResponseKind::Fetch(fetch) => {
-                encode_fetch_response(out.correlation_id, out.version, fetch)
-            }
-            other => codec::encode_response(out.correlation_id, out.api_key, out.version, &other)
-                .map(|f| vec![f]),
-        };
+        let chunks = encode(correlation_id, api_key, version, legacy.as_ref(), response);
         let chunks = match chunks {
             Ok(c) => c,
             Err(e) => {
@@ -258,4 +310,40 @@ async fn write_chunks(writer: &mut OwnedWriteHalf, mut chunks: Vec<Bytes>) -> st
         }
     }
     Ok(())
+}
+
+/// Encodes a response frame as chunks: legacy layouts for old versions,
+/// record batches as separate chunks for Fetch, one buffer otherwise.
+fn encode(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    legacy_reply: Option<&LegacyReply>,
+    response: ResponseKind,
+) -> Result<Vec<Bytes>, String> {
+    if let Some(reply) = legacy_reply {
+        let body = match &response {
+            ResponseKind::Fetch(fetch) => {
+                legacy::encode_fetch_response(version, fetch, &|topic, partition| {
+                    reply
+                        .fetch_offsets
+                        .get(&(topic.to_string(), partition))
+                        .copied()
+                })
+            }
+            other => legacy::encode_response_body(api_key, version, other),
+        }
+        .map_err(|e| e.to_string())?;
+        // Legacy responses use response header v0: the correlation id only.
+        let mut head = BytesMut::with_capacity(8);
+        head.put_slice(&frame_size_prefix(body.len() + 4));
+        head.put_i32(correlation_id);
+        return Ok(vec![head.freeze(), body]);
+    }
+    match response {
+        // Record batches go out from the buffers the log read filled.
+        ResponseKind::Fetch(fetch) => encode_fetch_response(correlation_id, version, fetch),
+        other => codec::encode_response(correlation_id, api_key, version, &other).map(|f| vec![f]),
+    }
+    .map_err(|e| e.to_string())
 }

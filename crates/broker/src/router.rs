@@ -81,21 +81,16 @@ pub fn supports(api: ApiKey, version: i16) -> bool {
         .any(|&(k, min, max)| k == api && (min..=max).contains(&version))
 }
 
-/// The lowest version advertised for an API, which may be below what we
-/// decode today.
+/// The lowest version advertised for an API: the legacy module's range
+/// reaches below kafka-protocol's for the APIs Kafka 4.0 trimmed (KIP-896).
 ///
-/// Produce is advertised from v0 as Kafka 3.x does: librdkafka before 2.11.1
-/// only compresses with gzip, snappy or lz4 when the broker's Produce range
-/// starts at v0 (it checks "supports Produce v0..=0" per codec), so a floor of
-/// 3 silently turns compression off for every librdkafka client in the field.
-/// Produce v0-2 (message format v0/v1) requests are not decoded yet and close
-/// the connection, which is what a client would see from any broker that
-/// cannot read its request.
+/// This matters beyond old clients: librdkafka before 2.11.1 only compresses
+/// with gzip, snappy or lz4 when the broker's Produce range starts at v0 (it
+/// checks "supports Produce v0..=0" per codec), so a floor of 3 silently turns
+/// compression off for every librdkafka client in the field.
 fn advertised_min(api: ApiKey, decodable_min: i16) -> i16 {
-    match api {
-        ApiKey::Produce => 0,
-        _ => decodable_min,
-    }
+    sluice_protocol::legacy::legacy_range(api)
+        .map_or(decodable_min, |(lo, _)| lo.min(decodable_min))
 }
 
 fn api_versions_table() -> Vec<ApiVersion> {

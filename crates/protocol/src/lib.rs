@@ -9,6 +9,7 @@ pub mod codec;
 pub mod compression;
 pub mod fetch_encoder;
 pub mod frame;
+pub mod legacy;
 pub mod records;
 
 /// The generated Kafka message types, re-exported so every crate uses the same version.
