@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Sluice's whole test suite against real broker processes:
 #   formatting and lints, Rust unit and end-to-end tests (librdkafka via the
-#   rdkafka crate), Node.js tests (kafkajs and the examples), and kcat.
+#   rdkafka crate), Node.js tests (kafkajs, kafka-node and the examples), kcat,
+#   and kafka-python.
 # Installs missing test dependencies first (see scripts/install-test-deps.sh).
 # Ends with one line: "N passed, N failed".
 set -uo pipefail
@@ -52,6 +53,20 @@ tests/kcat/run.sh 2>&1 | tee "$logdir/kcat.log"
 line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$logdir/kcat.log" | tail -1)
 passed=$((passed + $(echo "${line:-0 passed}" | awk '{print $1}')))
 failed=$((failed + $(echo "${line:-0 passed, 0 failed}" | awk '{print $3}')))
+
+# Adds the "N passed" / "N failed" counts of a suite's last summary line.
+count_summary() {
+  local line p f
+  line=$(grep -E '[0-9]+ passed' "$1" | tail -1)
+  p=$(echo "$line" | grep -Eo '[0-9]+ passed' | awk '{print $1}')
+  f=$(echo "$line" | grep -Eo '[0-9]+ failed' | awk '{print $1}')
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+}
+
+step "kafka-python"
+tests/python/run.sh 2>&1 | tee "$logdir/python.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+count_summary "$logdir/python.log"
 
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1
