@@ -5,6 +5,7 @@
 
 mod alloc_guard;
 mod bench;
+mod cli;
 mod serve;
 
 #[cfg(test)]
@@ -37,6 +38,16 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Manage topics: create, list, describe, delete, alter-config, add-partitions.
+    Topic(cli::topic::TopicArgs),
+    /// Produce records from stdin or a file, one per line.
+    Produce(Box<cli::produce::ProduceArgs>),
+    /// Consume records and print them (a template, or JSON).
+    Consume(Box<cli::consume::ConsumeArgs>),
+    /// Inspect consumer groups, reset their offsets, delete them.
+    Group(cli::group::GroupArgs),
+    /// Describe the cluster: brokers, controller, API versions.
+    Cluster(cli::cluster::ClusterArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +55,11 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Bench { args } => bench::run(args),
+        Command::Topic(args) => cli::run(cli::topic::run(args)),
+        Command::Produce(args) => cli::run(cli::produce::run(*args)),
+        Command::Consume(args) => cli::run(cli::consume::run(*args)),
+        Command::Group(args) => cli::run(cli::group::run(args)),
+        Command::Cluster(args) => cli::run(cli::cluster::run(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,350 @@
+//! Topic and configuration administration, cluster description.
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::error::{Error, KafkaCode, Result, check};
+use crate::{ApiRange, BrokerInfo, Client};
+
+/// Resource type of a topic in DescribeConfigs / IncrementalAlterConfigs.
+const RESOURCE_TOPIC: i8 = 2;
+/// How long the broker may take for admin operations.
+const ADMIN_TIMEOUT_MS: i32 = 30_000;
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// A topic to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewTopic {
+    pub name: String,
+    /// `None`: the broker's `num.partitions`.
+    pub partitions: Option<i32>,
+    /// `None`: the broker's `default.replication.factor`.
+    pub replication_factor: Option<i16>,
+    pub configs: Vec<(String, String)>,
+}
+
+/// What CreateTopics reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedTopic {
+    pub name: String,
+    pub topic_id: String,
+    /// -1 when the broker's version of CreateTopics does not say.
+    pub partitions: i32,
+    pub replication_factor: i16,
+}
+
+/// One configuration entry as DescribeConfigs reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    /// Kafka's name of the source (`DYNAMIC_TOPIC_CONFIG`, `DEFAULT_CONFIG`, …).
+    pub source: &'static str,
+    pub is_default: bool,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+/// One change for IncrementalAlterConfigs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String, String),
+    Delete(String),
+}
+
+/// What DescribeCluster (or Metadata, on brokers without it) reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub cluster_id: Option<String>,
+    pub controller_id: i32,
+    pub brokers: Vec<BrokerInfo>,
+    /// The bootstrap broker's API table.
+    pub apis: Vec<ApiRange>,
+    /// Finalized features (name, min, max level).
+    pub features: Vec<(String, i16, i16)>,
+}
+
+fn config_source_name(source: i8) -> &'static str {
+    match source {
+        1 => "DYNAMIC_TOPIC_CONFIG",
+        2 => "DYNAMIC_BROKER_CONFIG",
+        3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+        4 => "STATIC_BROKER_CONFIG",
+        5 => "DEFAULT_CONFIG",
+        6 => "DYNAMIC_BROKER_LOGGER_CONFIG",
+        7 => "CLIENT_METRICS_CONFIG",
+        8 => "GROUP_CONFIG",
+        _ => "UNKNOWN",
+    }
+}
+
+impl Client {
+    /// The controller, where admin requests go (the bootstrap broker when unknown).
+    async fn controller(&mut self) -> Result<i32> {
+        let md = self.metadata(Some(&[])).await?;
+        Ok(md.controller_id)
+    }
+
+    async fn admin_conn(&mut self) -> Result<&mut crate::Connection> {
+        let controller = self.controller().await?;
+        if controller < 0 {
+            return Ok(&mut self.bootstrap);
+        }
+        self.node(controller).await
+    }
+
+    /// CreateTopics for one topic.
+    pub async fn create_topic(&mut self, topic: &NewTopic) -> Result<CreatedTopic> {
+        let conn = self.admin_conn().await?;
+        let version = conn.version::<CreateTopicsRequest>()?;
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(ADMIN_TIMEOUT_MS)
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(topic_name(&topic.name))
+                    .with_num_partitions(topic.partitions.unwrap_or(-1))
+                    .with_replication_factor(topic.replication_factor.unwrap_or(-1))
+                    .with_configs(
+                        topic
+                            .configs
+                            .iter()
+                            .map(|(k, v)| {
+                                CreatableTopicConfig::default()
+                                    .with_name(StrBytes::from_string(k.clone()))
+                                    .with_value(Some(StrBytes::from_string(v.clone())))
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let response = conn.request_at(version, &request).await?;
+        let result = response
+            .topics
+            .iter()
+            .find(|t| t.name.0.as_str() == topic.name)
+            .ok_or_else(|| Error::Protocol {
+                addr: conn.addr().to_string(),
+                reason: format!("CreateTopics response does not mention '{}'", topic.name),
+            })?;
+        check(
+            "CreateTopics",
+            || format!("topic '{}'", topic.name),
+            result.error_code,
+            result.error_message.as_deref(),
+        )?;
+        Ok(CreatedTopic {
+            name: topic.name.clone(),
+            topic_id: result.topic_id.to_string(),
+            partitions: result.num_partitions,
+            replication_factor: result.replication_factor,
+        })
+    }
+
+    /// DeleteTopics for one topic.
+    pub async fn delete_topic(&mut self, name: &str) -> Result<()> {
+        let conn = self.admin_conn().await?;
+        let version = conn.version::<DeleteTopicsRequest>()?;
+        let mut request = DeleteTopicsRequest::default().with_timeout_ms(ADMIN_TIMEOUT_MS);
+        if version >= 6 {
+            request.topics = vec![DeleteTopicState::default().with_name(Some(topic_name(name)))];
+        } else {
+            request.topic_names = vec![topic_name(name)];
+        }
+        let response = conn.request_at(version, &request).await?;
+        let result = response
+            .responses
+            .iter()
+            .find(|r| r.name.as_ref().is_some_and(|n| n.0.as_str() == name))
+            .ok_or_else(|| Error::Protocol {
+                addr: conn.addr().to_string(),
+                reason: format!("DeleteTopics response does not mention '{name}'"),
+            })?;
+        if result.error_code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION.0 {
+            return Err(Error::UnknownTopic(name.to_string()));
+        }
+        check(
+            "DeleteTopics",
+            || format!("topic '{name}'"),
+            result.error_code,
+            result.error_message.as_deref(),
+        )?;
+        self.forget_leaders(name);
+        Ok(())
+    }
+
+    /// CreatePartitions: grows `name` to `total` partitions.
+    pub async fn create_partitions(&mut self, name: &str, total: i32) -> Result<()> {
+        let conn = self.admin_conn().await?;
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(ADMIN_TIMEOUT_MS)
+            .with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(topic_name(name))
+                    .with_count(total)
+                    .with_assignments(None),
+            ]);
+        let response = conn.request(&request).await?;
+        let result = response
+            .results
+            .iter()
+            .find(|r| r.name.0.as_str() == name)
+            .ok_or_else(|| Error::Protocol {
+                addr: conn.addr().to_string(),
+                reason: format!("CreatePartitions response does not mention '{name}'"),
+            })?;
+        if result.error_code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION.0 {
+            return Err(Error::UnknownTopic(name.to_string()));
+        }
+        check(
+            "CreatePartitions",
+            || format!("topic '{name}'"),
+            result.error_code,
+            result.error_message.as_deref(),
+        )?;
+        self.forget_leaders(name);
+        Ok(())
+    }
+
+    /// DescribeConfigs for a topic: every config with value and source.
+    pub async fn describe_topic_configs(&mut self, name: &str) -> Result<Vec<ConfigEntry>> {
+        let conn = self.admin_conn().await?;
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configuration_keys(None),
+        ]);
+        let response = conn.request(&request).await?;
+        let result = response
+            .results
+            .iter()
+            .find(|r| r.resource_name.as_str() == name)
+            .ok_or_else(|| Error::Protocol {
+                addr: conn.addr().to_string(),
+                reason: format!("DescribeConfigs response does not mention '{name}'"),
+            })?;
+        if result.error_code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION.0 {
+            return Err(Error::UnknownTopic(name.to_string()));
+        }
+        check(
+            "DescribeConfigs",
+            || format!("topic '{name}'"),
+            result.error_code,
+            result.error_message.as_deref(),
+        )?;
+        let mut entries: Vec<ConfigEntry> = result
+            .configs
+            .iter()
+            .map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.as_ref().map(|v| v.to_string()),
+                source: config_source_name(c.config_source),
+                is_default: c.config_source == 5,
+                read_only: c.read_only,
+                sensitive: c.is_sensitive,
+            })
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// IncrementalAlterConfigs on a topic.
+    pub async fn alter_topic_configs(&mut self, name: &str, ops: &[ConfigOp]) -> Result<()> {
+        let conn = self.admin_conn().await?;
+        let configs = ops
+            .iter()
+            .map(|op| match op {
+                ConfigOp::Set(k, v) => AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_string(v.clone()))),
+                ConfigOp::Delete(k) => AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(1)
+                    .with_value(None),
+            })
+            .collect();
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configs(configs),
+        ]);
+        let response = conn.request(&request).await?;
+        let result = response
+            .responses
+            .iter()
+            .find(|r| r.resource_name.as_str() == name)
+            .ok_or_else(|| Error::Protocol {
+                addr: conn.addr().to_string(),
+                reason: format!("IncrementalAlterConfigs response does not mention '{name}'"),
+            })?;
+        if result.error_code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION.0 {
+            return Err(Error::UnknownTopic(name.to_string()));
+        }
+        check(
+            "IncrementalAlterConfigs",
+            || format!("topic '{name}'"),
+            result.error_code,
+            result.error_message.as_deref(),
+        )
+    }
+
+    /// Brokers, controller, cluster id, API versions and features.
+    pub async fn describe_cluster(&mut self) -> Result<ClusterInfo> {
+        let apis = self.bootstrap.apis();
+        let features = self.bootstrap.features().to_vec();
+        if self.bootstrap.supports::<DescribeClusterRequest>() {
+            let response = self
+                .bootstrap
+                .request(&DescribeClusterRequest::default())
+                .await?;
+            check(
+                "DescribeCluster",
+                || "cluster".to_string(),
+                response.error_code,
+                response.error_message.as_deref(),
+            )?;
+            let mut brokers: Vec<BrokerInfo> = response
+                .brokers
+                .iter()
+                .map(|b| BrokerInfo {
+                    node_id: b.broker_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.as_ref().map(|r| r.to_string()),
+                })
+                .collect();
+            brokers.sort_by_key(|b| b.node_id);
+            return Ok(ClusterInfo {
+                cluster_id: Some(response.cluster_id.to_string()),
+                controller_id: response.controller_id.0,
+                brokers,
+                apis,
+                features,
+            });
+        }
+        let md = self.metadata(Some(&[])).await?;
+        let mut brokers = md.brokers;
+        brokers.sort_by_key(|b| b.node_id);
+        Ok(ClusterInfo {
+            cluster_id: md.cluster_id,
+            controller_id: md.controller_id,
+            brokers,
+            apis,
+            features,
+        })
+    }
+}

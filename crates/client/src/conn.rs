@@ -1,0 +1,326 @@
+//! One connection to one broker: framing, correlation ids, ApiVersions negotiation.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, FetchRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
+    ResponseHeader,
+};
+use kafka_protocol::protocol::{
+    Decodable, HeaderVersion, Request, StrBytes, encode_request_header_into_buffer,
+};
+use sluice_protocol::frame::{DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frame_size_prefix};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::{Error, KafkaCode, Result};
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Sent as the request header's client id.
+    pub client_id: String,
+    /// How long to wait for a TCP connection.
+    pub connect_timeout: Duration,
+    /// How long to wait for any one response.
+    pub request_timeout: Duration,
+    /// Largest response frame accepted.
+    pub max_response_bytes: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            client_id: "sluice-cli".to_string(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_response_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+/// An API the broker advertised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiRange {
+    pub api_key: i16,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+/// Highest version of an API this client has code for (requests above it change
+/// shape, e.g. topic ids instead of names); below it, kafka-protocol's range.
+fn client_max(key: i16, protocol_max: i16) -> i16 {
+    let cap = if key == ProduceRequest::KEY || key == FetchRequest::KEY {
+        // v13 addresses topics by id only.
+        12
+    } else if key == OffsetFetchRequest::KEY {
+        // v8 batches several groups in a different layout.
+        7
+    } else {
+        protocol_max
+    };
+    cap.min(protocol_max)
+}
+
+/// A connection to one broker with negotiated API versions.
+pub struct Connection {
+    addr: String,
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+    next_correlation_id: i32,
+    config: ClientConfig,
+    apis: HashMap<i16, ApiRange>,
+    features: Vec<(String, i16, i16)>,
+}
+
+impl Connection {
+    /// Connects and negotiates versions with ApiVersions.
+    pub async fn connect(addr: &str, config: &ClientConfig) -> Result<Connection> {
+        let stream =
+            match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(source)) => {
+                    return Err(Error::Connect {
+                        addr: addr.to_string(),
+                        source,
+                    });
+                }
+                Err(_) => {
+                    return Err(Error::Connect {
+                        addr: addr.to_string(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no answer within {:?}", config.connect_timeout),
+                        ),
+                    });
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        let mut conn = Connection {
+            addr: addr.to_string(),
+            stream,
+            buf: BytesMut::with_capacity(64 * 1024),
+            decoder: FrameDecoder::new(config.max_response_bytes),
+            next_correlation_id: 1,
+            config: config.clone(),
+            apis: HashMap::new(),
+            features: Vec::new(),
+        };
+        conn.negotiate().await?;
+        Ok(conn)
+    }
+
+    async fn negotiate(&mut self) -> Result<()> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("sluice-client"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        // v3 first; a broker that does not know it answers with a v0 body (KIP-511).
+        let response = match self.request_at(3, &request).await {
+            Ok(r) if r.error_code == 0 => r,
+            Ok(_) | Err(Error::Protocol { .. }) => {
+                self.request_at(0, &ApiVersionsRequest::default()).await?
+            }
+            Err(e) => return Err(e),
+        };
+        crate::error::check(
+            "ApiVersions",
+            || self.addr.clone(),
+            response.error_code,
+            None,
+        )?;
+        self.apis = response
+            .api_keys
+            .iter()
+            .map(|a| {
+                (
+                    a.api_key,
+                    ApiRange {
+                        api_key: a.api_key,
+                        min_version: a.min_version,
+                        max_version: a.max_version,
+                    },
+                )
+            })
+            .collect();
+        self.features = response
+            .finalized_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+            .collect();
+        Ok(())
+    }
+
+    /// The address this connection was opened to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The APIs the broker advertised, by api key.
+    pub fn apis(&self) -> Vec<ApiRange> {
+        let mut v: Vec<ApiRange> = self.apis.values().copied().collect();
+        v.sort_by_key(|a| a.api_key);
+        v
+    }
+
+    /// Finalized features (name, min level, max level) from ApiVersions v3+.
+    pub fn features(&self) -> &[(String, i16, i16)] {
+        &self.features
+    }
+
+    /// Whether the broker speaks `R` in a version we speak.
+    pub fn supports<R: Request>(&self) -> bool {
+        self.version::<R>().is_ok()
+    }
+
+    /// The highest version of `R` both sides speak.
+    pub fn version<R: Request>(&self) -> Result<i16> {
+        let unsupported = || Error::Unsupported {
+            addr: self.addr.clone(),
+            api: ApiKey::try_from(R::KEY)
+                .map(|k| format!("{k:?}"))
+                .unwrap_or_else(|()| format!("api key {}", R::KEY)),
+        };
+        let theirs = self.apis.get(&R::KEY).ok_or_else(unsupported)?;
+        let ours = R::VERSIONS;
+        let max = client_max(R::KEY, ours.max).min(theirs.max_version);
+        let min = ours.min.max(theirs.min_version);
+        if max < min {
+            return Err(unsupported());
+        }
+        Ok(max)
+    }
+
+    /// Sends `request` at the negotiated version and waits for its response.
+    pub async fn request<R: Request>(&mut self, request: &R) -> Result<R::Response> {
+        let version = self.version::<R>()?;
+        self.request_at(version, request).await
+    }
+
+    /// Sends `request` at `version` and waits for its response.
+    pub async fn request_at<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+    ) -> Result<R::Response> {
+        let correlation_id = self.send_at(version, request).await?;
+        let timeout = self.config.request_timeout;
+        let what = api_name(R::KEY);
+        let frame = match tokio::time::timeout(timeout, self.read_frame()).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Error::Timeout {
+                    addr: self.addr.clone(),
+                    what: format!("{what} request"),
+                    after: timeout,
+                });
+            }
+        };
+        let mut frame = frame;
+        let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))
+            .map_err(|e| self.protocol(format!("{what} response header: {e:#}")))?;
+        if header.correlation_id != correlation_id {
+            return Err(self.protocol(format!(
+                "{what} response has correlation id {} instead of {correlation_id}",
+                header.correlation_id
+            )));
+        }
+        let response = R::Response::decode(&mut frame, version)
+            .map_err(|e| self.protocol(format!("{what} v{version} response: {e:#}")))?;
+        if frame.has_remaining() && R::KEY != ApiVersionsRequest::KEY {
+            return Err(self.protocol(format!(
+                "{} bytes after the {what} v{version} response",
+                frame.remaining()
+            )));
+        }
+        Ok(response)
+    }
+
+    /// Sends a request that gets no response (Produce with acks=0).
+    pub async fn send_only<R: Request>(&mut self, version: i16, request: &R) -> Result<()> {
+        self.send_at(version, request).await.map(|_| ())
+    }
+
+    async fn send_at<R: Request>(&mut self, version: i16, request: &R) -> Result<i32> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_string(self.config.client_id.clone())));
+        let what = api_name(R::KEY);
+        let mut body = BytesMut::new();
+        encode_request_header_into_buffer(&mut body, &header)
+            .map_err(|e| Error::Invalid(format!("cannot encode {what} header: {e:#}")))?;
+        request
+            .encode(&mut body, version)
+            .map_err(|e| Error::Invalid(format!("cannot encode {what} v{version}: {e:#}")))?;
+        let mut out = Vec::with_capacity(body.len() + 4);
+        out.extend_from_slice(&frame_size_prefix(body.len()));
+        out.extend_from_slice(&body);
+        let timeout = self.config.request_timeout;
+        match tokio::time::timeout(timeout, self.stream.write_all(&out)).await {
+            Ok(Ok(())) => Ok(correlation_id),
+            Ok(Err(source)) => Err(Error::Io {
+                addr: self.addr.clone(),
+                source,
+            }),
+            Err(_) => Err(Error::Timeout {
+                addr: self.addr.clone(),
+                what: format!("sending {what}"),
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn read_frame(&mut self) -> Result<bytes::Bytes> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(e) => return Err(self.protocol(e.to_string())),
+            }
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|source| Error::Io {
+                    addr: self.addr.clone(),
+                    source,
+                })?;
+            if n == 0 {
+                return Err(Error::Io {
+                    addr: self.addr.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the broker closed the connection",
+                    ),
+                });
+            }
+        }
+    }
+
+    fn protocol(&self, reason: String) -> Error {
+        Error::Protocol {
+            addr: self.addr.clone(),
+            reason,
+        }
+    }
+}
+
+/// Kafka's name of an API key (`Metadata`), or its number.
+pub fn api_name(key: i16) -> String {
+    ApiKey::try_from(key)
+        .map(|k| format!("{k:?}"))
+        .unwrap_or_else(|()| format!("api key {key}"))
+}
+
+/// Whether `code` means "ask again elsewhere or later" for a coordinator.
+pub(crate) fn is_coordinator_retry(code: KafkaCode) -> bool {
+    code == KafkaCode::NOT_COORDINATOR
+        || code == KafkaCode::COORDINATOR_NOT_AVAILABLE
+        || code == KafkaCode::COORDINATOR_LOAD_IN_PROGRESS
+}

@@ -1,0 +1,261 @@
+//! The operator commands: `sluice topic|produce|consume|group|cluster`.
+//!
+//! They talk to any Kafka-compatible broker through the wire protocol with
+//! `sluice-client`. Every command prints a table for people, or JSON with `--json`
+//! for scripts, and fails with a non-zero exit code and a one-line message.
+
+pub mod cluster;
+pub mod consume;
+pub mod group;
+pub mod produce;
+pub mod topic;
+
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use sluice_client::{Client, ClientConfig};
+
+/// Connection and output options shared by every command.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Comma-separated bootstrap brokers (host:port).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+    /// Print JSON for scripts instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// How long to wait for each broker response, in milliseconds.
+    #[arg(long, global = true, default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+}
+
+impl Common {
+    pub async fn connect(&self) -> Result<Client, String> {
+        let config = ClientConfig {
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            ..ClientConfig::default()
+        };
+        Client::connect(&self.brokers, config)
+            .await
+            .map_err(one_line)
+    }
+}
+
+/// Runs a command on a single-threaded runtime.
+pub fn run<F>(future: F) -> Result<(), String>
+where
+    F: Future<Output = Result<(), String>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(future)
+}
+
+/// An error message on one line.
+pub fn one_line(e: impl std::fmt::Display) -> String {
+    e.to_string()
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Writes one line to stdout; a closed pipe (`| head`) ends the program quietly.
+pub fn out(line: &str) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}") {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(format!("cannot write to stdout: {e}")),
+    }
+}
+
+/// Prints a JSON value on one line.
+pub fn out_json(value: &serde_json::Value) -> Result<(), String> {
+    out(&value.to_string())
+}
+
+/// Prints an aligned table.
+pub fn out_table(headers: &[&str], rows: &[Vec<String>]) -> Result<(), String> {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let fmt_row = |cells: Vec<&str>| -> String {
+        let mut line = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let w = widths.get(i).copied().unwrap_or(0);
+            if i + 1 == cells.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        line.trim_end().to_string()
+    };
+    out(&fmt_row(headers.to_vec()))?;
+    for row in rows {
+        out(&fmt_row(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// Parses `k=v`.
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected key=value, got '{s}'")),
+    }
+}
+
+/// Where to start or reset: `beginning|earliest`, `end|latest`, `offset:N`, `timestamp:MS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    Earliest,
+    Latest,
+    Offset(i64),
+    Timestamp(i64),
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("'{s}' is not one of beginning, end, offset:N, timestamp:MS (milliseconds)");
+        match s {
+            "beginning" | "earliest" => Ok(Position::Earliest),
+            "end" | "latest" => Ok(Position::Latest),
+            _ => {
+                if let Some(n) = s.strip_prefix("offset:") {
+                    n.parse().map(Position::Offset).map_err(|_| bad())
+                } else if let Some(ms) = s.strip_prefix("timestamp:") {
+                    ms.parse().map(Position::Timestamp).map_err(|_| bad())
+                } else {
+                    Err(bad())
+                }
+            }
+        }
+    }
+}
+
+/// Resolves a position to an offset per partition: earliest and latest from ListOffsets,
+/// `offset:N` clamped to [log start, log end] (as Kafka's tools do), `timestamp:MS` to
+/// the first offset at or after it (the log end when none is).
+pub async fn resolve_positions(
+    client: &mut Client,
+    topic: &str,
+    partitions: &[i32],
+    position: Position,
+) -> Result<Vec<(i32, i64)>, String> {
+    let query = |ts: i64| partitions.iter().map(|p| (*p, ts)).collect::<Vec<_>>();
+    let earliest = client
+        .list_offsets(topic, &query(-2))
+        .await
+        .map_err(one_line)?;
+    let latest = client
+        .list_offsets(topic, &query(-1))
+        .await
+        .map_err(one_line)?;
+    let find = |v: &[(i32, i64, i64)], p: i32| {
+        v.iter()
+            .find(|(q, _, _)| *q == p)
+            .map(|(_, o, _)| *o)
+            .unwrap_or(0)
+    };
+    let by_time = match position {
+        Position::Timestamp(ts) => client
+            .list_offsets(topic, &query(ts))
+            .await
+            .map_err(one_line)?,
+        _ => Vec::new(),
+    };
+    Ok(partitions
+        .iter()
+        .map(|&p| {
+            let (start, end) = (find(&earliest, p), find(&latest, p));
+            let offset = match position {
+                Position::Earliest => start,
+                Position::Latest => end,
+                Position::Offset(n) => n.clamp(start, end.max(start)),
+                Position::Timestamp(_) => match find(&by_time, p) {
+                    o if o < 0 => end,
+                    o => o,
+                },
+            };
+            (p, offset)
+        })
+        .collect())
+}
+
+/// A progress line on stderr about once a second, for runs longer than a second.
+pub struct Progress {
+    verb: &'static str,
+    enabled: bool,
+    tty: bool,
+    start: Instant,
+    last: Instant,
+    printed: bool,
+}
+
+impl Progress {
+    pub fn new(verb: &'static str, enabled: bool) -> Self {
+        let now = Instant::now();
+        Self {
+            verb,
+            enabled,
+            tty: std::io::stderr().is_terminal(),
+            start: now,
+            last: now,
+            printed: false,
+        }
+    }
+
+    pub fn tick(&mut self, records: u64, bytes: u64) {
+        if !self.enabled || self.last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64().max(0.001);
+        let line = format!(
+            "{} {records} records ({:.1} MiB), {:.0} records/s",
+            self.verb,
+            bytes as f64 / (1024.0 * 1024.0),
+            records as f64 / secs
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = if self.tty {
+            write!(err, "\r\x1b[2K{line}")
+        } else {
+            writeln!(err, "{line}")
+        };
+        let _ = err.flush();
+        self.printed = true;
+    }
+
+    /// Ends the progress line (on a terminal).
+    pub fn finish(&mut self) {
+        if self.printed && self.tty {
+            let _ = writeln!(std::io::stderr().lock());
+        }
+    }
+}
+
+/// Lossy text of optional bytes, for tables and JSON.
+pub fn text(bytes: Option<&[u8]>) -> Option<String> {
+    bytes.map(|b| String::from_utf8_lossy(b).into_owned())
+}

@@ -1,0 +1,881 @@
+//! The operator CLI (`sluice topic|produce|consume|group|cluster`) against a real broker:
+//! JSON outputs and exit codes, cross-checked with librdkafka where a Kafka client's view
+//! matters (key partitioning, group membership).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer};
+use sluice_e2e::{Broker, RunOutput, client_config, consume_all, free_port, producer, run_sluice};
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------------
+// Running the CLI
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `sluice <args> --brokers <bootstrap>`.
+fn cli(broker: &str, args: &[&str]) -> RunOutput {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--brokers", broker]);
+    let out = run_sluice(&all, RUN_TIMEOUT);
+    assert!(
+        out.status.is_some(),
+        "sluice {all:?} did not exit within {RUN_TIMEOUT:?}\nstdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    out
+}
+
+fn succeeded(out: &RunOutput) -> bool {
+    out.status.is_some_and(|s| s.success())
+}
+
+/// Runs a command that must succeed with `--json` and returns its parsed output.
+fn cli_json(broker: &str, args: &[&str]) -> Json {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = cli(broker, &all);
+    assert!(
+        succeeded(&out),
+        "sluice {all:?} failed: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        out.stdout,
+        out.stderr
+    );
+    Json::parse(out.stdout.trim()).unwrap_or_else(|e| panic!("{e} in {:?}", out.stdout))
+}
+
+/// Runs a command that must fail; returns its single stderr line.
+fn cli_fails(broker: &str, args: &[&str]) -> String {
+    let out = cli(broker, args);
+    assert!(
+        !succeeded(&out),
+        "sluice {args:?} should fail\nstdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one-line error expected, got {:?}",
+        out.stderr
+    );
+    assert!(lines[0].starts_with("error: "), "{:?}", lines[0]);
+    lines[0].to_string()
+}
+
+fn input_file(dir: &tempfile::TempDir, name: &str, content: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).expect("write input");
+    path.display().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small JSON reader (the e2e crate has no JSON dependency)
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+const NULL: Json = Json::Null;
+
+impl Json {
+    fn parse(s: &str) -> Result<Json, String> {
+        let chars: Vec<char> = s.chars().collect();
+        let mut pos = 0;
+        let v = parse_value(&chars, &mut pos)?;
+        skip_ws(&chars, &mut pos);
+        if pos != chars.len() {
+            return Err(format!("trailing characters at {pos}"));
+        }
+        Ok(v)
+    }
+
+    /// Parses one JSON document per line.
+    fn lines(s: &str) -> Vec<Json> {
+        s.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| Json::parse(l).unwrap_or_else(|e| panic!("{e} in {l:?}")))
+            .collect()
+    }
+
+    fn get(&self, key: &str) -> &Json {
+        match self {
+            Json::Obj(fields) => fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .unwrap_or(&NULL),
+            _ => &NULL,
+        }
+    }
+
+    fn i64(&self) -> i64 {
+        match self {
+            Json::Num(n) => *n as i64,
+            other => panic!("not a number: {other:?}"),
+        }
+    }
+
+    fn str(&self) -> &str {
+        match self {
+            Json::Str(s) => s,
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+
+    fn arr(&self) -> &[Json] {
+        match self {
+            Json::Arr(v) => v,
+            other => panic!("not an array: {other:?}"),
+        }
+    }
+
+    fn is_null(&self) -> bool {
+        *self == Json::Null
+    }
+}
+
+fn skip_ws(c: &[char], pos: &mut usize) {
+    while *pos < c.len() && c[*pos].is_whitespace() {
+        *pos += 1;
+    }
+}
+
+fn parse_value(c: &[char], pos: &mut usize) -> Result<Json, String> {
+    skip_ws(c, pos);
+    let Some(&first) = c.get(*pos) else {
+        return Err("unexpected end".into());
+    };
+    let literal = |pos: &mut usize, word: &str, v: Json| {
+        let end = *pos + word.len();
+        if end <= c.len() && c[*pos..end].iter().collect::<String>() == word {
+            *pos = end;
+            Ok(v)
+        } else {
+            Err(format!("bad literal at {pos}"))
+        }
+    };
+    match first {
+        'n' => literal(pos, "null", Json::Null),
+        't' => literal(pos, "true", Json::Bool(true)),
+        'f' => literal(pos, "false", Json::Bool(false)),
+        '"' => parse_string(c, pos).map(Json::Str),
+        '[' => {
+            *pos += 1;
+            let mut v = Vec::new();
+            skip_ws(c, pos);
+            if c.get(*pos) == Some(&']') {
+                *pos += 1;
+                return Ok(Json::Arr(v));
+            }
+            loop {
+                v.push(parse_value(c, pos)?);
+                skip_ws(c, pos);
+                match c.get(*pos) {
+                    Some(',') => *pos += 1,
+                    Some(']') => {
+                        *pos += 1;
+                        return Ok(Json::Arr(v));
+                    }
+                    _ => return Err(format!("expected , or ] at {pos}")),
+                }
+            }
+        }
+        '{' => {
+            *pos += 1;
+            let mut fields = Vec::new();
+            skip_ws(c, pos);
+            if c.get(*pos) == Some(&'}') {
+                *pos += 1;
+                return Ok(Json::Obj(fields));
+            }
+            loop {
+                skip_ws(c, pos);
+                let k = parse_string(c, pos)?;
+                skip_ws(c, pos);
+                if c.get(*pos) != Some(&':') {
+                    return Err(format!("expected : at {pos}"));
+                }
+                *pos += 1;
+                fields.push((k, parse_value(c, pos)?));
+                skip_ws(c, pos);
+                match c.get(*pos) {
+                    Some(',') => *pos += 1,
+                    Some('}') => {
+                        *pos += 1;
+                        return Ok(Json::Obj(fields));
+                    }
+                    _ => return Err(format!("expected , or }} at {pos}")),
+                }
+            }
+        }
+        _ => {
+            let start = *pos;
+            while *pos < c.len() && (c[*pos].is_ascii_digit() || "+-.eE".contains(c[*pos])) {
+                *pos += 1;
+            }
+            let s: String = c[start..*pos].iter().collect();
+            s.parse()
+                .map(Json::Num)
+                .map_err(|_| format!("bad number {s:?}"))
+        }
+    }
+}
+
+fn parse_string(c: &[char], pos: &mut usize) -> Result<String, String> {
+    if c.get(*pos) != Some(&'"') {
+        return Err(format!("expected string at {pos}"));
+    }
+    *pos += 1;
+    let mut s = String::new();
+    loop {
+        let Some(&ch) = c.get(*pos) else {
+            return Err("unterminated string".into());
+        };
+        *pos += 1;
+        match ch {
+            '"' => return Ok(s),
+            '\\' => {
+                let Some(&e) = c.get(*pos) else {
+                    return Err("bad escape".into());
+                };
+                *pos += 1;
+                match e {
+                    'n' => s.push('\n'),
+                    't' => s.push('\t'),
+                    'r' => s.push('\r'),
+                    'b' => s.push('\u{8}'),
+                    'f' => s.push('\u{c}'),
+                    'u' => {
+                        let hex: String = c.get(*pos..*pos + 4).ok_or("bad \\u")?.iter().collect();
+                        *pos += 4;
+                        let code = u32::from_str_radix(&hex, 16).map_err(|e| e.to_string())?;
+                        s.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                    }
+                    other => s.push(other),
+                }
+            }
+            other => s.push(other),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Topics
+// ---------------------------------------------------------------------------------------------
+
+fn topic_names(bs: &str) -> Vec<String> {
+    cli_json(bs, &["topic", "list"])
+        .arr()
+        .iter()
+        .map(|t| t.get("name").str().to_string())
+        .collect()
+}
+
+fn config<'a>(describe: &'a Json, name: &str) -> &'a Json {
+    describe
+        .get("configs")
+        .arr()
+        .iter()
+        .find(|c| c.get("name").str() == name)
+        .unwrap_or_else(|| panic!("config {name} missing"))
+}
+
+#[test]
+fn topic_lifecycle() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+
+    let created = cli_json(
+        &bs,
+        &[
+            "topic",
+            "create",
+            "cli-topic",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "1",
+            "--config",
+            "retention.ms=3600000",
+        ],
+    );
+    assert_eq!(created.get("name").str(), "cli-topic");
+    assert_eq!(created.get("partitions").i64(), 3);
+    assert_eq!(created.get("replication_factor").i64(), 1);
+
+    let err = cli_fails(&bs, &["topic", "create", "cli-topic", "--partitions", "3"]);
+    assert!(err.contains("TOPIC_ALREADY_EXISTS"), "{err}");
+    assert!(err.contains("cli-topic"), "{err}");
+
+    let list = cli_json(&bs, &["topic", "list"]);
+    let t = list
+        .arr()
+        .iter()
+        .find(|t| t.get("name").str() == "cli-topic")
+        .expect("listed");
+    assert_eq!(t.get("partitions").i64(), 3);
+    assert_eq!(t.get("replication_factor").i64(), 1);
+
+    let d = cli_json(&bs, &["topic", "describe", "cli-topic"]);
+    assert_eq!(d.get("name").str(), "cli-topic");
+    let parts = d.get("partitions").arr();
+    assert_eq!(parts.len(), 3);
+    for (i, p) in parts.iter().enumerate() {
+        assert_eq!(p.get("partition").i64(), i as i64);
+        assert_eq!(p.get("leader").i64(), 1);
+        assert_eq!(p.get("log_start_offset").i64(), 0);
+        assert_eq!(p.get("high_watermark").i64(), 0);
+    }
+    let retention = config(&d, "retention.ms");
+    assert_eq!(retention.get("value").str(), "3600000");
+    assert_eq!(retention.get("source").str(), "DYNAMIC_TOPIC_CONFIG");
+    assert_eq!(config(&d, "cleanup.policy").get("value").str(), "delete");
+
+    let altered = cli_json(
+        &bs,
+        &[
+            "topic",
+            "alter-config",
+            "cli-topic",
+            "--set",
+            "cleanup.policy=compact",
+            "--set",
+            "max.message.bytes=2000000",
+            "--delete",
+            "retention.ms",
+        ],
+    );
+    assert_eq!(altered.get("name").str(), "cli-topic");
+    let d = cli_json(&bs, &["topic", "describe", "cli-topic"]);
+    assert_eq!(config(&d, "cleanup.policy").get("value").str(), "compact");
+    assert_eq!(
+        config(&d, "max.message.bytes").get("value").str(),
+        "2000000"
+    );
+    let retention = config(&d, "retention.ms");
+    assert_eq!(retention.get("source").str(), "DEFAULT_CONFIG");
+    assert_eq!(retention.get("value").str(), "604800000");
+
+    let grown = cli_json(
+        &bs,
+        &["topic", "add-partitions", "cli-topic", "--count", "5"],
+    );
+    assert_eq!(grown.get("partitions").i64(), 5);
+    let d = cli_json(&bs, &["topic", "describe", "cli-topic"]);
+    assert_eq!(d.get("partitions").arr().len(), 5);
+    let err = cli_fails(
+        &bs,
+        &["topic", "add-partitions", "cli-topic", "--count", "2"],
+    );
+    assert!(err.contains("INVALID_PARTITIONS"), "{err}");
+
+    let deleted = cli_json(&bs, &["topic", "delete", "cli-topic"]);
+    assert_eq!(deleted.get("deleted"), &Json::Bool(true));
+    assert!(!topic_names(&bs).contains(&"cli-topic".to_string()));
+    let err = cli_fails(&bs, &["topic", "describe", "cli-topic"]);
+    assert!(err.contains("cli-topic"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Produce and consume
+// ---------------------------------------------------------------------------------------------
+
+/// The partitions librdkafka's `murmur2_random` partitioner (Kafka's default for keyed
+/// records) picks for `keys`, learned by producing them with librdkafka.
+fn kafka_partitions(bs: &str, topic: &str, keys: &[&str]) -> Vec<i32> {
+    let p = producer(bs, &[("partitioner", "murmur2_random"), ("acks", "all")]);
+    for (i, k) in keys.iter().enumerate() {
+        p.send(BaseRecord::with_opaque_to(topic, i).key(*k).payload("x"))
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
+    }
+    p.flush(Duration::from_secs(10)).expect("flush");
+    let mut d = p.context().deliveries();
+    d.sort_by_key(|d| d.id);
+    d.iter()
+        .map(|d| d.result.clone().expect("delivered").0)
+        .collect()
+}
+
+#[test]
+fn produce_keyed_lines_and_consume_them_back() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    cli_json(&bs, &["topic", "create", "lines", "--partitions", "3"]);
+    cli_json(&bs, &["topic", "create", "probe", "--partitions", "3"]);
+    let keys = ["alpha", "beta", "gamma"];
+    let expected_partitions = kafka_partitions(&bs, "probe", &keys);
+
+    let file = input_file(&dir, "in.txt", "alpha:one\nbeta:two\ngamma:three\n");
+    let produced = cli_json(
+        &bs,
+        &[
+            "produce",
+            "lines",
+            "--file",
+            &file,
+            "--key-separator",
+            ":",
+            "--header",
+            "source=cli",
+            "--header",
+            "trace=t-1",
+        ],
+    );
+    assert_eq!(produced.get("topic").str(), "lines");
+    assert_eq!(produced.get("records").i64(), 3);
+    // Expected offsets: per partition, in input order, from 0.
+    let mut expected = Vec::new(); // (partition, offset, key, value)
+    let values = ["one", "two", "three"];
+    for (i, k) in keys.iter().enumerate() {
+        let p = expected_partitions[i];
+        let offset = expected.iter().filter(|(q, _, _, _)| *q == p).count() as i64;
+        expected.push((p, offset, k.to_string(), values[i].to_string()));
+    }
+    let summary = produced.get("partitions").arr();
+    for s in summary {
+        let p = s.get("partition").i64() as i32;
+        let mine: Vec<_> = expected.iter().filter(|e| e.0 == p).collect();
+        assert_eq!(s.get("records").i64(), mine.len() as i64, "partition {p}");
+        assert_eq!(s.get("first_offset").i64(), 0, "partition {p}");
+        assert_eq!(
+            s.get("last_offset").i64(),
+            mine.len() as i64 - 1,
+            "partition {p}"
+        );
+    }
+    let total: i64 = summary.iter().map(|s| s.get("records").i64()).sum();
+    assert_eq!(total, 3);
+
+    let out = cli(
+        &bs,
+        &[
+            "consume",
+            "lines",
+            "--from",
+            "beginning",
+            "--exit-at-end",
+            "--json",
+        ],
+    );
+    assert!(succeeded(&out), "{}", out.stderr);
+    let mut got: Vec<Json> = Json::lines(&out.stdout);
+    got.sort_by_key(|r| (r.get("partition").i64(), r.get("offset").i64()));
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(got.len(), 3, "{}", out.stdout);
+    for (r, (p, o, k, v)) in got.iter().zip(&want) {
+        assert_eq!(r.get("topic").str(), "lines");
+        assert_eq!(r.get("partition").i64(), i64::from(*p));
+        assert_eq!(r.get("offset").i64(), *o);
+        assert_eq!(r.get("key").str(), k);
+        assert_eq!(r.get("value").str(), v);
+        assert!(r.get("timestamp").i64() > 1_600_000_000_000);
+        let headers: Vec<(String, String)> = r
+            .get("headers")
+            .arr()
+            .iter()
+            .map(|h| {
+                (
+                    h.get("key").str().to_string(),
+                    h.get("value").str().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            headers,
+            vec![
+                ("source".to_string(), "cli".to_string()),
+                ("trace".to_string(), "t-1".to_string())
+            ]
+        );
+    }
+
+    // A template, a count, one partition.
+    let p0 = want[0].0.to_string();
+    let out = cli(
+        &bs,
+        &[
+            "consume",
+            "lines",
+            "--from",
+            "beginning",
+            "--partition",
+            &p0,
+            "--count",
+            "1",
+            "--format",
+            "%p|%o|%k|%v|%h",
+        ],
+    );
+    assert!(succeeded(&out), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        format!(
+            "{}|0|{}|{}|source=cli,trace=t-1\n",
+            want[0].0, want[0].2, want[0].3
+        )
+    );
+
+    // --from offset and timestamp.
+    let out = cli(
+        &bs,
+        &[
+            "consume",
+            "lines",
+            "--from",
+            "offset:1",
+            "--partition",
+            &p0,
+            "--exit-at-end",
+            "--json",
+        ],
+    );
+    let n0 = want.iter().filter(|w| w.0 == want[0].0).count();
+    assert_eq!(Json::lines(&out.stdout).len(), n0 - 1);
+    let out = cli(
+        &bs,
+        &[
+            "consume",
+            "lines",
+            "--from",
+            "timestamp:4102444800000",
+            "--exit-at-end",
+            "--json",
+        ],
+    );
+    assert!(succeeded(&out), "{}", out.stderr);
+    assert_eq!(out.stdout, "", "nothing is newer than 2100");
+}
+
+#[test]
+fn compressed_produce_is_readable_by_librdkafka() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    cli_json(&bs, &["topic", "create", "zipped", "--partitions", "1"]);
+    let lines: String = (0..500).map(|i| format!("record number {i}\n")).collect();
+    let file = input_file(&dir, "in.txt", &lines);
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let produced = cli_json(
+            &bs,
+            &[
+                "produce",
+                "zipped",
+                "--file",
+                &file,
+                "--compression",
+                codec,
+                "--acks",
+                "1",
+            ],
+        );
+        assert_eq!(produced.get("records").i64(), 500, "{codec}");
+    }
+    let got = consume_all(&bs, "zipped", 1, Duration::from_secs(20));
+    assert_eq!(got[&0].len(), 2000);
+    for (i, m) in got[&0].iter().enumerate() {
+        assert_eq!(m.offset(), i as i64);
+        let want = format!("record number {}", i % 500);
+        assert_eq!(m.payload(), Some(want.as_bytes()));
+        assert_eq!(m.key(), None);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups
+// ---------------------------------------------------------------------------------------------
+
+fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    let mut c: ClientConfig = client_config(bootstrap);
+    c.set("group.id", group)
+        .set("client.id", "cli-test-member")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "100")
+        .set("fetch.wait.max.ms", "100")
+        .set("partition.assignment.strategy", "range");
+    c.create().expect("group consumer")
+}
+
+fn describe_until(bs: &str, group: &str, state: &str) -> Json {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = cli_json(bs, &["group", "describe", group]);
+        if d.get("state").str() == state {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "group never {state}: {d:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn offsets_of(d: &Json) -> Vec<(i64, Json, Json, Json)> {
+    d.get("offsets")
+        .arr()
+        .iter()
+        .map(|o| {
+            (
+                o.get("partition").i64(),
+                o.get("committed_offset").clone(),
+                o.get("log_end_offset").clone(),
+                o.get("lag").clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn groups_list_describe_reset_delete() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    cli_json(&bs, &["topic", "create", "events", "--partitions", "2"]);
+    let file = input_file(&dir, "in.txt", "a\nb\nc\nd\ne\n");
+    cli_json(
+        &bs,
+        &["produce", "events", "--file", &file, "--partition", "0"],
+    );
+
+    // An rdkafka group member reads and commits.
+    let c = group_consumer(&bs, "cli-group");
+    c.subscribe(&["events"]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    while n < 5 {
+        assert!(Instant::now() < deadline, "received {n} of 5");
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            m.expect("poll");
+            n += 1;
+        }
+    }
+    c.commit_consumer_state(CommitMode::Sync).expect("commit");
+
+    let d = describe_until(&bs, "cli-group", "Stable");
+    assert_eq!(d.get("protocol_type").str(), "consumer");
+    assert_eq!(d.get("protocol").str(), "range");
+    let members = d.get("members").arr();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].get("client_id").str(), "cli-test-member");
+    let assignments = members[0].get("assignments").arr();
+    assert_eq!(assignments.len(), 1);
+    assert_eq!(assignments[0].get("topic").str(), "events");
+    let assigned: Vec<i64> = assignments[0]
+        .get("partitions")
+        .arr()
+        .iter()
+        .map(Json::i64)
+        .collect();
+    assert_eq!(assigned, vec![0, 1]);
+    let member_id = members[0].get("member_id").str().to_string();
+    let p0 = &d.get("offsets").arr()[0];
+    assert_eq!(p0.get("partition").i64(), 0);
+    assert_eq!(p0.get("committed_offset").i64(), 5);
+    assert_eq!(p0.get("log_end_offset").i64(), 5);
+    assert_eq!(p0.get("lag").i64(), 0);
+    assert_eq!(p0.get("member_id").str(), member_id);
+
+    // Offsets of a group with members cannot be reset.
+    let err = cli_fails(
+        &bs,
+        &[
+            "group",
+            "reset-offsets",
+            "cli-group",
+            "--topic",
+            "events",
+            "--to",
+            "earliest",
+        ],
+    );
+    assert!(err.contains("Stable") && err.contains("Empty"), "{err}");
+
+    c.unsubscribe();
+    drop(c);
+    let d = describe_until(&bs, "cli-group", "Empty");
+    assert!(d.get("members").arr().is_empty());
+
+    let list = cli_json(&bs, &["group", "list"]);
+    let g = list
+        .arr()
+        .iter()
+        .find(|g| g.get("group").str() == "cli-group")
+        .expect("group listed");
+    assert_eq!(g.get("state").str(), "Empty");
+    assert_eq!(g.get("protocol_type").str(), "consumer");
+
+    // Dry run: the plan, nothing committed.
+    let plan = cli_json(
+        &bs,
+        &[
+            "group",
+            "reset-offsets",
+            "cli-group",
+            "--topic",
+            "events",
+            "--to",
+            "offset:2",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(plan.get("dry_run"), &Json::Bool(true));
+    let p = plan.get("partitions").arr();
+    assert_eq!(p[0].get("current_offset").i64(), 5);
+    assert_eq!(p[0].get("new_offset").i64(), 2);
+    // Partition 1 is empty: offset:2 is clamped to its end, 0.
+    assert_eq!(p[1].get("new_offset").i64(), 0);
+    let d = cli_json(&bs, &["group", "describe", "cli-group"]);
+    assert_eq!(offsets_of(&d)[0].1, Json::Num(5.0));
+
+    // The real thing.
+    let done = cli_json(
+        &bs,
+        &[
+            "group",
+            "reset-offsets",
+            "cli-group",
+            "--topic",
+            "events",
+            "--to",
+            "offset:2",
+        ],
+    );
+    assert_eq!(done.get("dry_run"), &Json::Bool(false));
+    let d = cli_json(&bs, &["group", "describe", "cli-group"]);
+    let offsets = offsets_of(&d);
+    assert_eq!(
+        offsets[0],
+        (0, Json::Num(2.0), Json::Num(5.0), Json::Num(3.0))
+    );
+
+    // The CLI consumer resumes from the committed offsets and commits where it stopped.
+    let out = cli(
+        &bs,
+        &[
+            "consume",
+            "events",
+            "--group",
+            "cli-group",
+            "--from",
+            "end",
+            "--exit-at-end",
+            "--format",
+            "%o:%v",
+        ],
+    );
+    assert!(succeeded(&out), "{}", out.stderr);
+    assert_eq!(out.stdout, "2:c\n3:d\n4:e\n");
+    let d = cli_json(&bs, &["group", "describe", "cli-group"]);
+    assert_eq!(offsets_of(&d)[0].3, Json::Num(0.0), "lag after consuming");
+
+    // Reset by time: everything was written after 0.
+    let done = cli_json(
+        &bs,
+        &[
+            "group",
+            "reset-offsets",
+            "cli-group",
+            "--topic",
+            "events",
+            "--to",
+            "timestamp:0",
+        ],
+    );
+    assert_eq!(done.get("partitions").arr()[0].get("new_offset").i64(), 0);
+
+    let deleted = cli_json(&bs, &["group", "delete", "cli-group"]);
+    assert_eq!(deleted.get("deleted"), &Json::Bool(true));
+    let list = cli_json(&bs, &["group", "list"]);
+    assert!(
+        !list
+            .arr()
+            .iter()
+            .any(|g| g.get("group").str() == "cli-group"),
+        "{list:?}"
+    );
+    let err = cli_fails(&bs, &["group", "describe", "cli-group"]);
+    assert!(err.contains("cli-group"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster and errors
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn cluster_info() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    let info = cli_json(&bs, &["cluster", "info"]);
+    assert_eq!(info.get("controller_id").i64(), 1);
+    assert!(!info.get("cluster_id").is_null());
+    let brokers = info.get("brokers").arr();
+    assert_eq!(brokers.len(), 1);
+    assert_eq!(brokers[0].get("node_id").i64(), 1);
+    assert_eq!(brokers[0].get("port").i64(), i64::from(broker.port()));
+    let apis = info.get("apis").arr();
+    let produce = apis
+        .iter()
+        .find(|a| a.get("name").str() == "Produce")
+        .expect("Produce listed");
+    assert_eq!(produce.get("api_key").i64(), 0);
+    assert!(produce.get("max_version").i64() >= 9);
+    assert!(
+        apis.iter()
+            .any(|a| a.get("name").str() == "DescribeCluster")
+    );
+}
+
+#[test]
+fn errors_are_one_line_with_a_failing_exit_code() {
+    // Nothing listens on this port.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    for args in [
+        &["topic", "list"][..],
+        &["topic", "describe", "x"],
+        &["consume", "x", "--count", "1"],
+        &["group", "list"],
+        &["cluster", "info"],
+    ] {
+        let err = cli_fails(&nowhere, args);
+        assert!(err.contains(&nowhere), "{args:?}: {err}");
+        let out = cli(&nowhere, args);
+        assert_eq!(out.stdout, "", "{args:?}");
+    }
+
+    let broker = Broker::start_with(&["--auto-create-topics", "false"]);
+    let bs = broker.bootstrap();
+    let err = cli_fails(&bs, &["topic", "describe", "no-such-topic"]);
+    assert!(err.contains("'no-such-topic'"), "{err}");
+    let err = cli_fails(&bs, &["consume", "no-such-topic", "--count", "1"]);
+    assert!(err.contains("'no-such-topic'"), "{err}");
+    let err = cli_fails(&bs, &["topic", "delete", "no-such-topic"]);
+    assert!(err.contains("'no-such-topic'"), "{err}");
+    let err = cli_fails(
+        &bs,
+        &["topic", "alter-config", "no-such-topic", "--set", "a=b"],
+    );
+    assert!(err.contains("no-such-topic"), "{err}");
+    assert!(!topic_names(&bs).contains(&"no-such-topic".to_string()));
+}
