@@ -34,6 +34,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings || status=1
 step "building sluice"
 cargo build -p sluice --quiet || { echo "build failed"; exit 1; }
 export SLUICE_BIN="$PWD/target/debug/sluice"
+# Test brokers run side by side; none of them should take the default HTTP port.
+export SLUICE_HTTP_LISTEN=off
 
 step "cargo test (unit and end-to-end)"
 cargo test --workspace 2>&1 | tee "$logdir/cargo.log"

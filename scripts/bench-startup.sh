@@ -17,7 +17,7 @@ wait_ready() {
   return 1
 }
 
-"$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" 2>/dev/null &
+"$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" --http-listen off 2>/dev/null &
 pid=$!
 wait_ready
 "$(dirname "$bin")/sluice-bench" produce --brokers "127.0.0.1:$port" --count 2000000 --record-size 1024 \
@@ -26,7 +26,7 @@ kill -9 "$pid"; wait "$pid" 2>/dev/null || true
 echo "log size: $(du -sh "$dir" | cut -f1)"
 for i in 1 2 3; do
   start=$(date +%s.%N)
-  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" 2>"$dir.log" &
+  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" --http-listen off 2>"$dir.log" &
   pid=$!
   wait_ready
   end=$(date +%s.%N)

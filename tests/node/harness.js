@@ -142,6 +142,9 @@ class Broker {
       this.dataDir,
       '--group-initial-rebalance-delay-ms',
       '0',
+      // Test brokers run side by side: none takes the default HTTP port.
+      '--http-listen',
+      'off',
       ...this.args,
     ]
     fs.mkdirSync(path.dirname(this.logFile), { recursive: true })

@@ -83,6 +83,7 @@ class Broker:
                 "--listen", self.address,
                 "--data-dir", str(self.root / "data"),
                 "--group-initial-rebalance-delay-ms", "0",
+                "--http-listen", "off",
             ]
             with open(self.log_path, "a") as log:
                 log.write(f"\n=== {' '.join(args)}\n")

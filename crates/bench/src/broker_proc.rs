@@ -318,6 +318,8 @@ impl SpawnedBroker {
             .arg(&data_dir)
             // Group consumers should start at once, not after Kafka's 3 s join window.
             .args(["--group-initial-rebalance-delay-ms", "0"])
+            // Leave the default HTTP port to a broker the user may be running.
+            .args(["--http-listen", "off"])
             .args(opts.extra_args)
             .stdin(Stdio::null())
             .stdout(log)

@@ -14,6 +14,7 @@ use crate::config::BrokerConfig;
 use crate::group_log::{OffsetsTopicLog, replay};
 use crate::log_manager::LogManager;
 use crate::metadata::{MetadataImage, MetadataStore, TopicImage};
+use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topic_config::TopicSettings;
 use crate::txn_wiring::{BrokerProducerIds, PartitionMarkerWriter, TransactionStateLog};
@@ -40,6 +41,8 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     /// The transaction coordinator (every transactional id lives on this node).
     pub txn: TransactionCoordinator,
+    /// Request, traffic and sync counters served at `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Broker {
@@ -68,7 +71,8 @@ pub(crate) fn open_broker(
     let metadata = MetadataStore::open(&meta_dir)?;
     let cluster_id = load_or_create_cluster_id(&meta_dir)?;
     let (advertised_host, advertised_port) = config.advertised(bound);
-    let logs = LogManager::new(config.data_dir.clone());
+    let metrics = Arc::new(Metrics::default());
+    let logs = LogManager::new(config.data_dir.clone(), metrics.clone());
     let group_config = GroupConfig {
         initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
         offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
@@ -95,6 +99,7 @@ pub(crate) fn open_broker(
             Arc::new(PartitionMarkerWriter::new(weak.clone())),
             Arc::new(BrokerProducerIds::new(weak.clone())),
         ),
+        metrics,
         config,
     });
     // AddPartitionsToTxn refuses partitions that do not exist, as Kafka does.

@@ -12,12 +12,42 @@ use serde::Deserialize;
 /// Seven days, Kafka's default for `log.retention.ms` and `log.roll.ms`.
 pub const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
+/// Where the HTTP listener binds unless told otherwise.
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9644);
+
+/// Parses an HTTP listen address: `host:port`, or `off` for no HTTP listener.
+pub fn parse_http_listen(s: &str) -> Result<Option<SocketAddr>, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| format!("'{s}' is neither ip:port nor 'off'"))
+}
+
+fn deserialize_http_listen<'de, D>(d: D) -> Result<Option<SocketAddr>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let s = String::deserialize(d)?;
+    parse_http_listen(&s).map_err(serde::de::Error::custom)
+}
+
 /// Everything the broker needs to start.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BrokerConfig {
     /// Address the Kafka listener binds to.
     pub listen: SocketAddr,
+    /// Address of the HTTP listener (`/metrics`, `/health`, `/ready`); `None`
+    /// (`"off"` in the file) serves no HTTP.
+    #[serde(deserialize_with = "deserialize_http_listen")]
+    pub http_listen: Option<SocketAddr>,
+    /// Requests of the client with this `client.id` are logged one by one at
+    /// INFO (api, version, correlation id, duration, errors).
+    pub debug_client_id: Option<String>,
     /// `host:port` clients are told to connect to; defaults to `listen`.
     pub advertise: Option<String>,
     /// Where logs, metadata and the lock file live.
@@ -62,6 +92,8 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            http_listen: Some(DEFAULT_HTTP_LISTEN),
+            debug_client_id: None,
             advertise: None,
             data_dir: PathBuf::from("sluice-data"),
             node_id: 1,

@@ -10,10 +10,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use sluice_protocol::codec::{self, RequestFrame};
 use sluice_protocol::fetch_encoder::encode_fetch_response;
@@ -27,6 +29,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
+use crate::metrics::Metrics;
 use crate::router::{self, Reply, RequestContext};
 
 /// Requests whose responses may be outstanding on one connection.
@@ -41,8 +44,7 @@ enum Pending {
 }
 
 struct Outgoing {
-    correlation_id: i32,
-    api_key: ApiKey,
+    request: RequestInfo,
     /// The version the client used (the response is encoded at it).
     version: i16,
     pending: Pending,
@@ -71,9 +73,10 @@ pub async fn serve_connection(
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let _open = broker.metrics.connection_opened();
     let (mut reader, writer) = socket.into_split();
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-    let writer_task = tokio::spawn(write_responses(writer, rx, peer));
+    let writer_task = tokio::spawn(write_responses(writer, rx, peer, broker.metrics.clone()));
     let decoder = FrameDecoder::new(broker.config.max_request_bytes);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     'conn: loop {
@@ -116,9 +119,14 @@ async fn handle_frame(
     broker: &Arc<Broker>,
     tx: &mpsc::Sender<Outgoing>,
 ) -> Next {
+    let received = Instant::now();
+    let metrics = &broker.metrics;
+    let (raw_key, raw_version) = codec::peek_api(&frame).unwrap_or((-1, -1));
     let header = match codec::decode_header(frame) {
         Ok(h) => h,
         Err(e) => {
+            metrics.request(raw_key, raw_version);
+            metrics.request_errors(raw_key, raw_version, 1);
             tracing::warn!(%peer, error = %e, "undecodable request header; closing connection");
             return Next::Close;
         }
@@ -129,26 +137,37 @@ async fn handle_frame(
         correlation_id,
         ..
     } = header;
+    metrics.request(api_key as i16, api_version);
+    let debug_client = broker
+        .config
+        .debug_client_id
+        .as_deref()
+        .filter(|id| header.client_id.as_deref() == Some(*id))
+        .map(str::to_string);
+    let request = RequestInfo {
+        correlation_id,
+        api_key,
+        received,
+        debug_client,
+    };
+    // The request ended without a response: count and log it here.
+    let closed = |what: &str| {
+        metrics.request_errors(api_key as i16, api_version, 1);
+        request.finished(metrics, api_version, Some(what));
+    };
     let is_legacy = legacy::is_legacy(api_key, api_version);
     if !is_legacy && !router::supports(api_key, api_version) {
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer with v0 and our table so the client can retry.
             let response = router::unsupported_api_versions();
-            return send(
-                tx,
-                correlation_id,
-                api_key,
-                0,
-                Pending::Ready(response),
-                None,
-            )
-            .await;
+            return send(tx, request, 0, Pending::Ready(response), None).await;
         }
         tracing::warn!(
             %peer,
             client_id = header.client_id.as_deref().unwrap_or(""),
             "unsupported request {api_key:?} v{api_version}; closing connection"
         );
+        closed("unsupported version; connection closed");
         return Next::Close;
     }
     let decoded = if is_legacy {
@@ -162,15 +181,16 @@ async fn handle_frame(
             .map(|r| (r, api_version))
             .map_err(|e| e.to_string())
     };
-    let (request, handler_version) = match decoded {
+    let (decoded_request, handler_version) = match decoded {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "undecodable request {api_key:?} v{api_version}; closing connection");
+            closed("undecodable request; connection closed");
             return Next::Close;
         }
     };
     let legacy_reply = is_legacy.then(|| LegacyReply {
-        fetch_offsets: match &request {
+        fetch_offsets: match &decoded_request {
             RequestKind::Fetch(f) => f
                 .topics
                 .iter()
@@ -189,12 +209,11 @@ async fn handle_frame(
         peer,
     };
     tracing::trace!(%peer, client_id = %ctx.client_id, "{api_key:?} v{api_version} #{correlation_id}");
-    match router::handle(broker, &ctx, request).await {
+    match router::handle(broker, &ctx, decoded_request).await {
         Reply::Now(response) => {
             send(
                 tx,
-                correlation_id,
-                api_key,
+                request,
                 api_version,
                 Pending::Ready(response),
                 legacy_reply,
@@ -202,32 +221,57 @@ async fn handle_frame(
             .await
         }
         Reply::Later(task) => {
-            send(
-                tx,
-                correlation_id,
-                api_key,
-                api_version,
-                Pending::Task(task),
-                legacy_reply,
-            )
-            .await
+            send(tx, request, api_version, Pending::Task(task), legacy_reply).await
         }
-        Reply::Nothing => Next::Continue,
-        Reply::Close => Next::Close,
+        Reply::Nothing => {
+            request.finished(metrics, api_version, None);
+            Next::Continue
+        }
+        Reply::Close => {
+            closed("acks=0 produce failed; connection closed");
+            Next::Close
+        }
+    }
+}
+
+/// What the writer needs to know of a request besides its response.
+struct RequestInfo {
+    correlation_id: i32,
+    api_key: ApiKey,
+    /// When the request's frame was complete (for the latency histogram).
+    received: Instant,
+    /// The client id, when requests of this client are logged one by one.
+    debug_client: Option<String>,
+}
+
+impl RequestInfo {
+    /// Records the request's latency and, for the debugged client, logs it.
+    fn finished(&self, metrics: &Metrics, version: i16, errors: Option<&str>) {
+        let elapsed = self.received.elapsed();
+        metrics.request_duration(self.api_key as i16, elapsed);
+        if let Some(client_id) = &self.debug_client {
+            tracing::info!(
+                client_id = %client_id,
+                api = ?self.api_key,
+                version,
+                correlation_id = self.correlation_id,
+                duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                errors = errors.unwrap_or("none"),
+                "request"
+            );
+        }
     }
 }
 
 async fn send(
     tx: &mpsc::Sender<Outgoing>,
-    correlation_id: i32,
-    api_key: ApiKey,
+    request: RequestInfo,
     version: i16,
     pending: Pending,
     legacy: Option<LegacyReply>,
 ) -> Next {
     let out = Outgoing {
-        correlation_id,
-        api_key,
+        request,
         version,
         pending,
         legacy,
@@ -242,15 +286,16 @@ async fn write_responses(
     mut writer: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Outgoing>,
     peer: SocketAddr,
+    metrics: Arc<Metrics>,
 ) {
     while let Some(out) = rx.recv().await {
         let Outgoing {
-            correlation_id,
-            api_key,
+            request,
             version,
             pending,
             legacy,
         } = out;
+        let api_key = request.api_key;
         let response = match pending {
             Pending::Ready(r) => r,
             Pending::Task(task) => match task.await {
@@ -261,7 +306,19 @@ async fn write_responses(
                 }
             },
         };
-        let chunks = encode(correlation_id, api_key, version, legacy.as_ref(), response);
+        let errors = partition_errors(&response);
+        metrics.request_errors(api_key as i16, version, errors);
+        let summary = request
+            .debug_client
+            .as_ref()
+            .and_then(|_| error_summary(&response));
+        let chunks = encode(
+            request.correlation_id,
+            api_key,
+            version,
+            legacy.as_ref(),
+            response,
+        );
         let chunks = match chunks {
             Ok(c) => c,
             Err(e) => {
@@ -269,7 +326,9 @@ async fn write_responses(
                 return;
             }
         };
-        if let Err(e) = write_chunks(&mut writer, chunks).await {
+        let written = write_chunks(&mut writer, chunks).await;
+        request.finished(&metrics, version, summary.as_deref());
+        if let Err(e) = written {
             tracing::debug!(%peer, error = %e, "write failed");
             return;
         }
@@ -346,4 +405,107 @@ fn encode(
         other => codec::encode_response(correlation_id, api_key, version, &other).map(|f| vec![f]),
     }
     .map_err(|e| e.to_string())
+}
+
+/// Produce and Fetch partitions answered with a non-zero error code (plus a
+/// Fetch's top-level error): what `sluice_request_errors_total` counts for
+/// requests that were answered.
+fn partition_errors(response: &ResponseKind) -> u64 {
+    let count = match response {
+        ResponseKind::Produce(r) => r
+            .responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .filter(|p| p.error_code != 0)
+            .count(),
+        ResponseKind::Fetch(r) => {
+            usize::from(r.error_code != 0)
+                + r.responses
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .filter(|p| p.error_code != 0)
+                    .count()
+        }
+        _ => 0,
+    };
+    u64::try_from(count).unwrap_or(u64::MAX)
+}
+
+/// The non-zero error codes of a response, by name with their counts, for
+/// the per-client request log; `None` when the response carries no error
+/// (or is of a kind whose errors are not summarised).
+fn error_summary(response: &ResponseKind) -> Option<String> {
+    let mut codes: Vec<i16> = Vec::new();
+    match response {
+        ResponseKind::Produce(r) => codes.extend(
+            r.responses
+                .iter()
+                .flat_map(|t| &t.partition_responses)
+                .map(|p| p.error_code),
+        ),
+        ResponseKind::Fetch(r) => {
+            codes.push(r.error_code);
+            codes.extend(
+                r.responses
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.error_code),
+            );
+        }
+        ResponseKind::ListOffsets(r) => codes.extend(
+            r.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.error_code),
+        ),
+        ResponseKind::Metadata(r) => codes.extend(r.topics.iter().map(|t| t.error_code)),
+        ResponseKind::OffsetCommit(r) => codes.extend(
+            r.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.error_code),
+        ),
+        ResponseKind::OffsetFetch(r) => {
+            codes.push(r.error_code);
+            codes.extend(
+                r.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.error_code),
+            );
+            codes.extend(r.groups.iter().map(|g| g.error_code));
+        }
+        ResponseKind::FindCoordinator(r) => {
+            codes.push(r.error_code);
+            codes.extend(r.coordinators.iter().map(|c| c.error_code));
+        }
+        ResponseKind::JoinGroup(r) => codes.push(r.error_code),
+        ResponseKind::SyncGroup(r) => codes.push(r.error_code),
+        ResponseKind::Heartbeat(r) => codes.push(r.error_code),
+        ResponseKind::LeaveGroup(r) => codes.push(r.error_code),
+        ResponseKind::ListGroups(r) => codes.push(r.error_code),
+        ResponseKind::DescribeGroups(r) => codes.extend(r.groups.iter().map(|g| g.error_code)),
+        ResponseKind::ApiVersions(r) => codes.push(r.error_code),
+        ResponseKind::CreateTopics(r) => codes.extend(r.topics.iter().map(|t| t.error_code)),
+        ResponseKind::DeleteTopics(r) => codes.extend(r.responses.iter().map(|t| t.error_code)),
+        ResponseKind::InitProducerId(r) => codes.push(r.error_code),
+        ResponseKind::AddOffsetsToTxn(r) => codes.push(r.error_code),
+        ResponseKind::EndTxn(r) => codes.push(r.error_code),
+        _ => {}
+    }
+    codes.retain(|&c| c != 0);
+    if codes.is_empty() {
+        return None;
+    }
+    codes.sort_unstable();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while let Some(&code) = codes.get(i) {
+        let n = codes.iter().skip(i).take_while(|&&c| c == code).count();
+        let name = ResponseError::try_from_code(code)
+            .map_or_else(|| format!("error {code}"), |e| format!("{e:?}"));
+        parts.push(if n > 1 { format!("{name} x{n}") } else { name });
+        i += n;
+    }
+    Some(parts.join(", "))
 }

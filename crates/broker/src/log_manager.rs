@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::clock::now_ms;
 use crate::metadata::TopicImage;
+use crate::metrics::Metrics;
 use crate::partition::Partition;
 use crate::topic_config::TopicSettings;
 
@@ -31,14 +32,16 @@ struct TopicLogs {
 /// All partitions on this broker.
 pub struct LogManager {
     data_dir: PathBuf,
+    metrics: Arc<Metrics>,
     topics: RwLock<HashMap<String, TopicLogs>>,
 }
 
 impl LogManager {
     /// A manager for partitions under `data_dir`.
-    pub fn new(data_dir: PathBuf) -> Self {
+    pub fn new(data_dir: PathBuf, metrics: Arc<Metrics>) -> Self {
         Self {
             data_dir,
+            metrics,
             topics: RwLock::new(HashMap::new()),
         }
     }
@@ -124,6 +127,8 @@ impl LogManager {
             topic.id,
             log,
             settings,
+            self.metrics.topic(&topic.name),
+            self.metrics.fsync.clone(),
         ))
     }
 
@@ -166,6 +171,7 @@ impl LogManager {
         let Some(logs) = self.topics.write().remove(topic) else {
             return;
         };
+        self.metrics.remove_topic(topic);
         for p in logs.partitions {
             if let Err(e) = p.close() {
                 tracing::warn!(topic, partition = p.index, error = %e, "closing deleted partition");

@@ -15,6 +15,7 @@ use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::clock::now_ms;
+use crate::metrics::{Histogram, TopicTraffic};
 use crate::topic_config::{TimestampType, TopicSettings};
 
 /// How far the log is known to be on disk.
@@ -62,6 +63,9 @@ pub struct Partition {
     durability: watch::Sender<Durability>,
     flush_wanted: Notify,
     closed: AtomicBool,
+    /// This topic's byte and record counters, looked up once at open.
+    pub traffic: Arc<TopicTraffic>,
+    fsync_latency: Arc<Histogram>,
 }
 
 impl Partition {
@@ -72,6 +76,8 @@ impl Partition {
         topic_id: Uuid,
         log: PartitionLog,
         settings: Arc<TopicSettings>,
+        traffic: Arc<TopicTraffic>,
+        fsync_latency: Arc<Histogram>,
     ) -> Arc<Self> {
         let end = log.log_end_offset();
         let (durability, _) = watch::channel(Durability {
@@ -86,6 +92,8 @@ impl Partition {
             durability,
             flush_wanted: Notify::new(),
             closed: AtomicBool::new(false),
+            traffic,
+            fsync_latency,
         });
         tokio::spawn(flusher(partition.clone()));
         partition
@@ -274,7 +282,16 @@ async fn flusher(p: Arc<Partition>) {
             return;
         }
         let handle = p.state.read().log.flush_handle();
-        let result = tokio::task::spawn_blocking(move || handle.flush()).await;
+        let latency = p.fsync_latency.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let result = handle.flush();
+            if !handle.is_empty() {
+                latency.observe(started.elapsed());
+            }
+            result
+        })
+        .await;
         match result {
             Ok(Ok(durable_end)) => {
                 p.state.write().log.mark_flushed(durable_end);

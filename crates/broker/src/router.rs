@@ -388,6 +388,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            http_listen: None,
             data_dir: dir.path().to_path_buf(),
             offsets_topic_partitions: 2,
             ..BrokerConfig::default()

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -50,6 +51,16 @@ pub enum StartError {
         /// A hint on how to fix it.
         hint: &'static str,
     },
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen for HTTP on {addr}: {source}{hint}")]
+    HttpBind {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+        /// A hint on how to fix it.
+        hint: &'static str,
+    },
     /// The metadata log could not be read.
     #[error(transparent)]
     Metadata(#[from] MetadataLogError),
@@ -71,6 +82,11 @@ pub struct Server {
     stop: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<JoinSet<()>>,
     background: JoinSet<()>,
+    http_addr: Option<SocketAddr>,
+    /// What `/ready` answers.
+    ready: Arc<AtomicBool>,
+    http_stop: watch::Sender<bool>,
+    http_task: Option<tokio::task::JoinHandle<()>>,
     _lock: File,
     /// Partitions found on disk at start.
     pub recovered_partitions: usize,
@@ -122,6 +138,14 @@ impl Server {
             }
         })?;
         let local_addr = listener.local_addr()?;
+        let http_listener = match config.http_listen {
+            Some(addr) => Some(crate::http::bind(addr).await?),
+            None => None,
+        };
+        let http_addr = match &http_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let (broker, recovered_partitions) = open_broker(config, local_addr, recover)?;
 
         let (stop, stop_rx) = watch::channel(false);
@@ -132,12 +156,27 @@ impl Server {
             broker.clone(),
             stop_rx,
         ));
+        let ready = Arc::new(AtomicBool::new(false));
+        let (http_stop, http_stop_rx) = watch::channel(false);
+        let http_task = http_listener.map(|listener| {
+            let state = Arc::new(crate::http::HttpState {
+                broker: broker.clone(),
+                ready: ready.clone(),
+            });
+            tokio::spawn(crate::http::serve(listener, state, http_stop_rx))
+        });
+        // The logs are open and the Kafka listener accepts.
+        ready.store(true, Ordering::Release);
         Ok(Self {
             broker,
             local_addr,
             stop,
             accept_task,
             background,
+            http_addr,
+            ready,
+            http_stop,
+            http_task,
             _lock: lock,
             recovered_partitions,
             recovered_unclean: recover,
@@ -149,6 +188,11 @@ impl Server {
         self.local_addr
     }
 
+    /// The bound HTTP listener address, if HTTP is on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
     /// The shared broker state.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
@@ -157,6 +201,7 @@ impl Server {
     /// Stops accepting, lets in-flight requests finish, syncs every log and
     /// writes the clean-shutdown marker so the next start skips recovery.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
+        self.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
         let mut connections = match self.accept_task.await {
             Ok(set) => set,
@@ -176,6 +221,11 @@ impl Server {
             .await
             .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
         std::fs::write(self.broker.config.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        // HTTP goes last, so `/ready` says 503 (not connection refused) while draining.
+        let _ = self.http_stop.send(true);
+        if let Some(task) = self.http_task.take() {
+            let _ = task.await;
+        }
         Ok(())
     }
 }

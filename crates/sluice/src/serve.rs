@@ -17,6 +17,15 @@ pub struct ServeArgs {
     /// Address of the Kafka listener [default: 127.0.0.1:9092].
     #[arg(long, env = "SLUICE_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Address of the HTTP listener serving /metrics, /health and /ready, or
+    /// `off` [default: 127.0.0.1:9644].
+    #[arg(long, env = "SLUICE_HTTP_LISTEN", value_name = "ADDR|off", value_parser = parse_http_listen)]
+    http_listen: Option<HttpListen>,
+    /// Log every request of the client with this client.id at INFO (api,
+    /// version, correlation id, duration, errors), without debug logging for
+    /// everyone else.
+    #[arg(long, env = "SLUICE_DEBUG_CLIENT_ID", value_name = "CLIENT_ID")]
+    debug_client_id: Option<String>,
     /// host:port advertised to clients [default: the listen address].
     #[arg(long, env = "SLUICE_ADVERTISE")]
     advertise: Option<String>,
@@ -83,6 +92,14 @@ pub struct ServeArgs {
     log_format: LogFormat,
 }
 
+/// `--http-listen`: an address, or `off`.
+#[derive(Clone, Copy, Debug)]
+struct HttpListen(Option<SocketAddr>);
+
+fn parse_http_listen(s: &str) -> Result<HttpListen, String> {
+    sluice_broker::config::parse_http_listen(s).map(HttpListen)
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Text,
@@ -130,6 +147,12 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
     );
     if let Some(adv) = &args.advertise {
         config.advertise = Some(adv.clone());
+    }
+    if let Some(HttpListen(addr)) = args.http_listen {
+        config.http_listen = addr;
+    }
+    if let Some(id) = &args.debug_client_id {
+        config.debug_client_id = Some(id.clone());
     }
     Ok(config)
 }
@@ -182,6 +205,15 @@ async fn serve(config: BrokerConfig) -> Result<(), String> {
         broker.node_id(),
         broker.cluster_id
     );
+    match server.http_addr() {
+        Some(addr) => {
+            tracing::info!("HTTP listener on {addr}: http://{addr}/metrics, /health, /ready")
+        }
+        None => tracing::info!("HTTP listener off"),
+    }
+    if let Some(id) = &broker.config.debug_client_id {
+        tracing::info!(client_id = %id, "logging every request of this client");
+    }
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests and syncing logs");
     server.shutdown().await.map_err(|e| e.to_string())?;

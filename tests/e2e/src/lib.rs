@@ -194,6 +194,10 @@ impl Broker {
             self.data_dir.display().to_string(),
             "--group-initial-rebalance-delay-ms".into(),
             "0".into(),
+            // Many brokers run at once: none takes the default HTTP port
+            // (tests that need HTTP pass their own --http-listen, which wins).
+            "--http-listen".into(),
+            "off".into(),
         ];
         args.extend(self.extra_args.iter().cloned());
         args

@@ -17,6 +17,7 @@ use sluice_protocol::kafka_protocol;
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
 use crate::handlers::produce::LEADER_EPOCH;
+use crate::metrics::{TopicTraffic, batch_totals};
 use crate::partition::PartitionRead;
 use crate::router::Reply;
 
@@ -37,7 +38,7 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
     let first = read_all(broker, &req, version);
     let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
     if req.max_wait_ms <= 0 || first.bytes >= min_bytes.max(1) || first.has_error {
-        return Reply::Now(ResponseKind::Fetch(first.response));
+        return Reply::Now(ResponseKind::Fetch(first.returned()));
     }
     let broker = broker.clone();
     let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0)).min(MAX_WAIT_CAP);
@@ -49,12 +50,12 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
             appended.as_mut().enable();
             let attempt = read_all(&broker, &req, version);
             if attempt.bytes >= min_bytes.max(1) || attempt.has_error {
-                return ResponseKind::Fetch(attempt.response);
+                return ResponseKind::Fetch(attempt.returned());
             }
             tokio::select! {
                 _ = appended => {}
                 _ = tokio::time::sleep_until(deadline) => {
-                    return ResponseKind::Fetch(read_all(&broker, &req, version).response);
+                    return ResponseKind::Fetch(read_all(&broker, &req, version).returned());
                 }
             }
         }
@@ -65,6 +66,19 @@ struct FetchAttempt {
     response: FetchResponse,
     bytes: usize,
     has_error: bool,
+    /// Batches read per partition, counted only if this attempt is returned.
+    traffic: Vec<(Arc<TopicTraffic>, Bytes)>,
+}
+
+impl FetchAttempt {
+    /// The response to send; counts the bytes and records it carries.
+    fn returned(self) -> FetchResponse {
+        for (traffic, records) in &self.traffic {
+            let (bytes, count) = batch_totals(records);
+            traffic.fetched(bytes, count);
+        }
+        self.response
+    }
 }
 
 fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
@@ -77,6 +91,7 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
     let mut total = 0usize;
     let mut has_error = false;
     let mut topics = Vec::with_capacity(req.topics.len());
+    let mut traffic = Vec::new();
     for topic in &req.topics {
         let resolved = if version >= 13 {
             image.topic_by_id(&topic.topic_id)
@@ -130,6 +145,9 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
                     }
                     total += records.len();
                     remaining = remaining.saturating_sub(records.len());
+                    if !records.is_empty() {
+                        traffic.push((partition.traffic.clone(), records.clone()));
+                    }
                     let aborted = read_committed.then(|| {
                         aborted
                             .into_iter()
@@ -180,6 +198,7 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
             .with_responses(topics),
         bytes: total,
         has_error,
+        traffic,
     }
 }
 

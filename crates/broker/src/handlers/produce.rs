@@ -128,8 +128,11 @@ fn append(
         ));
     };
     let settings = partition.settings();
+    let (mut bytes_in, mut records_in) = (0u64, 0u64);
     for item in batch::split_batches(&records) {
         let (header, range) = item.map_err(batch_error)?;
+        bytes_in += header.total_len() as u64;
+        records_in += u64::try_from(header.records_count.max(0)).unwrap_or(0);
         let bytes = records
             .get(range)
             .ok_or((ResponseError::CorruptMessage, None))?;
@@ -168,9 +171,11 @@ fn append(
     // The one copy on the produce path: the request buffer is shared with the
     // frame, and stamping offsets needs our own mutable bytes.
     let mut owned = BytesMut::from(&records[..]);
-    partition
+    let info = partition
         .append(&mut owned, LEADER_EPOCH)
-        .map_err(|e| (storage_error_code(&e), Some(e.to_string())))
+        .map_err(|e| (storage_error_code(&e), Some(e.to_string())))?;
+    partition.traffic.produced(bytes_in, records_in);
+    Ok(info)
 }
 
 fn batch_error(e: BatchError) -> (ResponseError, Option<String>) {

@@ -1,0 +1,269 @@
+//! The operator HTTP listener: `/metrics` (Prometheus text format 0.0.4),
+//! `/health` and `/ready`.
+//!
+//! It runs beside the Kafka listener and outlives it during shutdown, so that
+//! `/ready` can answer 503 while in-flight requests drain.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use kafka_protocol::messages::{ListGroupsRequest, OffsetFetchRequest};
+use sluice_protocol::kafka_protocol;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::metrics::{escape_label, header, process_stats};
+
+/// The content type of the Prometheus text exposition format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the HTTP handlers read.
+pub(crate) struct HttpState {
+    pub broker: Arc<Broker>,
+    /// True once the logs are open and the Kafka listener accepts; false
+    /// again when shutdown begins.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Serves HTTP connections until `stop` fires.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = crate::server::stopped(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _peer)) => {
+                    let state = state.clone();
+                    connections.spawn(async move {
+                        let service = service_fn(move |req| {
+                            let state = state.clone();
+                            async move { Ok::<_, Infallible>(route(&state, req).await) }
+                        });
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(socket), service)
+                            .await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.abort_all();
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
+        r.headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let body = render(&state.broker).await;
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+            r
+        }
+        "/health" => text(StatusCode::OK, "ok\n"),
+        "/ready" => {
+            if state.ready.load(Ordering::Acquire) {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /health or /ready\n",
+        ),
+    }
+}
+
+/// The whole `/metrics` page: counters, then gauges computed now.
+pub(crate) async fn render(broker: &Broker) -> String {
+    let mut out = String::with_capacity(32 * 1024);
+    broker.metrics.write_counters(&mut out);
+    write_partition_gauges(broker, &mut out);
+    write_group_lag(broker, &mut out).await;
+    write_process(&mut out);
+    out
+}
+
+fn write_partition_gauges(broker: &Broker, out: &mut String) {
+    let mut partitions: Vec<_> = broker
+        .logs
+        .all()
+        .into_iter()
+        .map(|p| {
+            let offsets = p.offsets();
+            (
+                (p.topic.clone(), p.index),
+                (
+                    p.size_bytes(),
+                    offsets.log_start_offset,
+                    offsets.log_end_offset,
+                ),
+            )
+        })
+        .collect();
+    partitions.sort_by(|a, b| a.0.cmp(&b.0));
+    let families: [(&str, &str); 3] = [
+        (
+            "sluice_partition_log_size_bytes",
+            "Bytes of the partition's log segments on disk.",
+        ),
+        (
+            "sluice_partition_log_end_offset",
+            "Offset the next record appended to the partition gets.",
+        ),
+        (
+            "sluice_partition_log_start_offset",
+            "First offset still in the partition's log.",
+        ),
+    ];
+    for (i, (name, help)) in families.iter().enumerate() {
+        header(out, name, "gauge", help);
+        for ((topic, index), (size, start, end)) in &partitions {
+            let value = match i {
+                0 => i64::try_from(*size).unwrap_or(i64::MAX),
+                1 => *end,
+                _ => *start,
+            };
+            let _ = writeln!(
+                out,
+                "{name}{{topic=\"{}\",partition=\"{index}\"}} {value}",
+                escape_label(topic)
+            );
+        }
+    }
+}
+
+/// Lag of every committed offset: log end offset minus committed offset,
+/// asked of the group coordinator through its ListGroups and OffsetFetch APIs.
+async fn write_group_lag(broker: &Broker, out: &mut String) {
+    header(
+        out,
+        "sluice_consumer_group_lag",
+        "gauge",
+        "Log end offset minus the group's committed offset, per partition with a committed offset.",
+    );
+    let groups = broker
+        .groups
+        .list_groups(ListGroupsRequest::default(), 4)
+        .await;
+    let mut lags: BTreeMap<(String, String, i32), i64> = BTreeMap::new();
+    for group in groups.groups {
+        let group_id = group.group_id;
+        let fetched = broker
+            .groups
+            .offset_fetch(
+                OffsetFetchRequest::default()
+                    .with_group_id(group_id.clone())
+                    .with_topics(None),
+                7,
+            )
+            .await;
+        for topic in fetched.topics {
+            for p in topic.partitions {
+                if p.error_code != 0 || p.committed_offset < 0 {
+                    continue;
+                }
+                let Some(partition) = broker.logs.get(topic.name.as_str(), p.partition_index)
+                else {
+                    continue;
+                };
+                let end = partition.offsets().log_end_offset;
+                lags.insert(
+                    (
+                        group_id.to_string(),
+                        topic.name.to_string(),
+                        p.partition_index,
+                    ),
+                    (end - p.committed_offset).max(0),
+                );
+            }
+        }
+    }
+    for ((group, topic, partition), lag) in lags {
+        let _ = writeln!(
+            out,
+            "sluice_consumer_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{partition}\"}} {lag}",
+            escape_label(&group),
+            escape_label(&topic)
+        );
+    }
+}
+
+fn write_process(out: &mut String) {
+    let (cpu, rss) = process_stats();
+    if let Some(cpu) = cpu {
+        header(
+            out,
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time of the broker process, in seconds.",
+        );
+        let _ = writeln!(out, "process_cpu_seconds_total {cpu}");
+    }
+    if let Some(rss) = rss {
+        header(
+            out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the broker process, in bytes.",
+        );
+        let _ = writeln!(out, "process_resident_memory_bytes {rss}");
+    }
+}
+
+/// Binds the HTTP listener (before anything else starts, so a busy port is
+/// a one-line start error).
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::server::StartError> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        let hint = match source.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                " (another process uses this port; stop it, pass --http-listen with another port, or --http-listen off)"
+            }
+            std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+            _ => "",
+        };
+        crate::server::StartError::HttpBind {
+            addr,
+            source,
+            hint,
+        }
+    })
+}

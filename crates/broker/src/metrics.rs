@@ -1,0 +1,467 @@
+//! Broker metrics: lock-free counters updated on the request path, and the
+//! Prometheus text exposition (format 0.0.4) that `/metrics` serves.
+//!
+//! Cost on the hot path: a request adds to two atomics (its counter and its
+//! latency histogram); a produced or fetched partition adds to the counters
+//! of its topic through an `Arc` the partition holds, so no map is consulted
+//! per record or per batch. Gauges (log sizes and offsets, group lag, process
+//! CPU and memory) are computed when scraped.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+use parking_lot::RwLock;
+use sluice_protocol::kafka_protocol;
+
+/// Api keys with a slot of their own (every key Kafka defines is below this).
+const API_SLOTS: usize = 128;
+/// Versions with a slot of their own per api key.
+const VERSION_SLOTS: usize = 32;
+/// One more slot for requests whose api key or version is out of range.
+const UNKNOWN_SLOT: usize = API_SLOTS * VERSION_SLOTS;
+
+/// Upper bounds (seconds) of the request latency histogram buckets.
+const REQUEST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Upper bounds (seconds) of the fsync latency histogram buckets.
+const FSYNC_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A histogram with fixed buckets; observing is a few relaxed atomic adds.
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Per bucket (not cumulative); the last one is +Inf.
+    counts: Box<[AtomicU64]>,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(self.bounds.len());
+        if let Some(c) = self.counts.get(bucket) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` samples; `labels` is empty
+    /// or `name="value",…` without braces.
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0u64;
+        for (i, c) in self.counts.iter().enumerate() {
+            cumulative += c.load(Ordering::Relaxed);
+            let le = self
+                .bounds
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+    }
+}
+
+/// Bytes and records produced to and fetched from one topic.
+#[derive(Default)]
+pub struct TopicTraffic {
+    bytes_in: AtomicU64,
+    records_in: AtomicU64,
+    bytes_out: AtomicU64,
+    records_out: AtomicU64,
+}
+
+impl TopicTraffic {
+    /// Counts appended batches: their bytes and their header record counts.
+    pub fn produced(&self, bytes: u64, records: u64) {
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        self.records_in.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Counts the batches of a fetch response.
+    pub fn fetched(&self, bytes: u64, records: u64) {
+        if bytes > 0 {
+            self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+            self.records_out.fetch_add(records, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sums the sizes and header record counts of the whole v2 batches in `records`.
+pub fn batch_totals(records: &[u8]) -> (u64, u64) {
+    sluice_protocol::batch::split_batches(records)
+        .filter_map(Result::ok)
+        .fold((0, 0), |(bytes, count), (h, _)| {
+            (
+                bytes + h.total_len() as u64,
+                count + u64::try_from(h.records_count.max(0)).unwrap_or(0),
+            )
+        })
+}
+
+/// Picks one counter of a topic's traffic.
+type TrafficField = fn(&TopicTraffic) -> &AtomicU64;
+
+/// Every counter and histogram of the broker.
+pub struct Metrics {
+    requests: Box<[AtomicU64]>,
+    request_errors: Box<[AtomicU64]>,
+    /// Request latency per api key (the last one for unknown keys).
+    durations: Box<[Histogram]>,
+    /// Sync latency of partition logs.
+    pub fsync: Arc<Histogram>,
+    active_connections: AtomicI64,
+    topics: RwLock<HashMap<String, Arc<TopicTraffic>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let slots = || (0..=UNKNOWN_SLOT).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            requests: slots(),
+            request_errors: slots(),
+            durations: (0..=API_SLOTS)
+                .map(|_| Histogram::new(REQUEST_BUCKETS))
+                .collect(),
+            fsync: Arc::new(Histogram::new(FSYNC_BUCKETS)),
+            active_connections: AtomicI64::new(0),
+            topics: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+fn slot(api_key: i16, version: i16) -> usize {
+    match (usize::try_from(api_key), usize::try_from(version)) {
+        (Ok(k), Ok(v)) if k < API_SLOTS && v < VERSION_SLOTS => k * VERSION_SLOTS + v,
+        _ => UNKNOWN_SLOT,
+    }
+}
+
+fn api_slot(api_key: i16) -> usize {
+    usize::try_from(api_key)
+        .ok()
+        .filter(|&k| k < API_SLOTS)
+        .unwrap_or(API_SLOTS)
+}
+
+/// Decrements the connection gauge when the connection ends.
+pub struct ConnectionGuard(Arc<Metrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Counts one request received.
+    pub fn request(&self, api_key: i16, version: i16) {
+        if let Some(c) = self.requests.get(slot(api_key, version)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `n` errors of a request (see the README's definition).
+    pub fn request_errors(&self, api_key: i16, version: i16, n: u64) {
+        if n > 0
+            && let Some(c) = self.request_errors.get(slot(api_key, version))
+        {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Records how long a request took, from receipt to its response written.
+    pub fn request_duration(&self, api_key: i16, d: Duration) {
+        if let Some(h) = self.durations.get(api_slot(api_key)) {
+            h.observe(d);
+        }
+    }
+
+    /// Counts a connection as open until the guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> ConnectionGuard {
+        self.active_connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.clone())
+    }
+
+    /// The traffic counters of `topic` (created on first use). Partitions
+    /// look this up once, when they are opened.
+    pub fn topic(&self, topic: &str) -> Arc<TopicTraffic> {
+        if let Some(t) = self.topics.read().get(topic) {
+            return t.clone();
+        }
+        self.topics
+            .write()
+            .entry(topic.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets the counters of a deleted topic.
+    pub fn remove_topic(&self, topic: &str) {
+        self.topics.write().remove(topic);
+    }
+
+    /// Writes the broker's counters and histograms in the text format.
+    pub fn write_counters(&self, out: &mut String) {
+        header(
+            out,
+            "sluice_requests_total",
+            "counter",
+            "Requests received, by API and version.",
+        );
+        write_per_api_version(out, "sluice_requests_total", &self.requests);
+        header(
+            out,
+            "sluice_request_errors_total",
+            "counter",
+            "Requests closed as undecodable or unsupported, plus Produce and Fetch partitions answered with a non-zero error code.",
+        );
+        write_per_api_version(out, "sluice_request_errors_total", &self.request_errors);
+
+        header(
+            out,
+            "sluice_request_duration_seconds",
+            "histogram",
+            "Time from receiving a request to writing its response, by API.",
+        );
+        for (i, h) in self.durations.iter().enumerate() {
+            if h.count() == 0 {
+                continue;
+            }
+            let api = api_name_of_slot(i);
+            h.write(
+                out,
+                "sluice_request_duration_seconds",
+                &format!("api=\"{api}\""),
+            );
+        }
+
+        let topics: Vec<(String, Arc<TopicTraffic>)> = {
+            let map = self.topics.read();
+            let mut v: Vec<_> = map.iter().map(|(k, t)| (k.clone(), t.clone())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let per_topic: [(&str, &str, TrafficField); 4] = [
+            (
+                "sluice_bytes_in_total",
+                "Bytes of record batches appended by Produce, by topic.",
+                |t| &t.bytes_in,
+            ),
+            (
+                "sluice_records_in_total",
+                "Records appended by Produce (batch header record counts), by topic.",
+                |t| &t.records_in,
+            ),
+            (
+                "sluice_bytes_out_total",
+                "Bytes of record batches returned by Fetch, by topic.",
+                |t| &t.bytes_out,
+            ),
+            (
+                "sluice_records_out_total",
+                "Records returned by Fetch (batch header record counts), by topic.",
+                |t| &t.records_out,
+            ),
+        ];
+        for (name, help, field) in per_topic {
+            header(out, name, "counter", help);
+            for (topic, t) in &topics {
+                let _ = writeln!(
+                    out,
+                    "{name}{{topic=\"{}\"}} {}",
+                    escape_label(topic),
+                    field(t).load(Ordering::Relaxed)
+                );
+            }
+        }
+
+        header(
+            out,
+            "sluice_active_connections",
+            "gauge",
+            "Open Kafka client connections.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_active_connections {}",
+            self.active_connections.load(Ordering::Relaxed).max(0)
+        );
+        header(
+            out,
+            "sluice_fsync_duration_seconds",
+            "histogram",
+            "Duration of partition log syncs (fdatasync).",
+        );
+        self.fsync.write(out, "sluice_fsync_duration_seconds", "");
+    }
+}
+
+fn api_name_of_slot(slot: usize) -> String {
+    i16::try_from(slot)
+        .ok()
+        .filter(|_| slot < API_SLOTS)
+        .and_then(|k| ApiKey::try_from(k).ok())
+        .map_or_else(|| "unknown".to_string(), |k| format!("{k:?}"))
+}
+
+fn write_per_api_version(out: &mut String, name: &str, slots: &[AtomicU64]) {
+    for (i, c) in slots.iter().enumerate() {
+        let n = c.load(Ordering::Relaxed);
+        if n == 0 {
+            continue;
+        }
+        if i == UNKNOWN_SLOT {
+            let _ = writeln!(out, "{name}{{api=\"unknown\",version=\"unknown\"}} {n}");
+        } else {
+            let api = api_name_of_slot(i / VERSION_SLOTS);
+            let version = i % VERSION_SLOTS;
+            let _ = writeln!(out, "{name}{{api=\"{api}\",version=\"{version}\"}} {n}");
+        }
+    }
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a metric family.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Escapes a label value for the text format.
+pub fn escape_label(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// CPU seconds (user + system) and resident memory of this process, from
+/// `/proc/self/stat` and `/proc/self/status`; `None` where /proc is missing.
+pub fn process_stats() -> (Option<f64>, Option<u64>) {
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| cpu_seconds_from_stat(&s, clock_ticks()));
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| resident_bytes_from_status(&s));
+    (cpu, rss)
+}
+
+fn clock_ticks() -> u64 {
+    rustix::param::clock_ticks_per_second()
+}
+
+/// utime + stime (fields 14 and 15) in seconds. The command name (field 2)
+/// may contain spaces and parentheses, so fields are counted after the last ')'.
+fn cpu_seconds_from_stat(stat: &str, ticks_per_second: u64) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // `rest` starts at field 3 (state); utime is field 14.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    if ticks_per_second == 0 {
+        return None;
+    }
+    Some((utime + stime) as f64 / ticks_per_second as f64)
+}
+
+/// `VmRSS:  1234 kB` in bytes.
+fn resident_bytes_from_status(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut parts = line.split_whitespace().skip(1);
+    let kb: u64 = parts.next()?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn stat_parsing_skips_the_command_name() {
+        let stat =
+            "42 (my (odd) proc) S 1 42 42 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 3 0 100 1000 200";
+        assert_eq!(cpu_seconds_from_stat(stat, 100), Some(4.0));
+        let status = "Name:\tsluice\nVmRSS:\t    2048 kB\nThreads:\t3\n";
+        assert_eq!(resident_bytes_from_status(status), Some(2 * 1024 * 1024));
+    }
+
+    #[test]
+    fn counters_render_per_api_and_version() {
+        let m = Arc::new(Metrics::default());
+        m.request(ApiKey::Produce as i16, 9);
+        m.request(ApiKey::Produce as i16, 9);
+        m.request(ApiKey::Fetch as i16, 12);
+        m.request(-3, 1);
+        m.request_errors(ApiKey::Fetch as i16, 12, 2);
+        m.request_duration(ApiKey::Produce as i16, Duration::from_millis(3));
+        m.topic("a\"b").produced(100, 3);
+        let _conn = m.connection_opened();
+        let mut out = String::new();
+        m.write_counters(&mut out);
+        assert!(out.contains("sluice_requests_total{api=\"Produce\",version=\"9\"} 2\n"));
+        assert!(out.contains("sluice_requests_total{api=\"Fetch\",version=\"12\"} 1\n"));
+        assert!(out.contains("sluice_requests_total{api=\"unknown\",version=\"unknown\"} 1\n"));
+        assert!(out.contains("sluice_request_errors_total{api=\"Fetch\",version=\"12\"} 2\n"));
+        assert!(
+            out.contains(
+                "sluice_request_duration_seconds_bucket{api=\"Produce\",le=\"0.0025\"} 0\n"
+            )
+        );
+        assert!(
+            out.contains(
+                "sluice_request_duration_seconds_bucket{api=\"Produce\",le=\"0.005\"} 1\n"
+            )
+        );
+        assert!(out.contains("sluice_request_duration_seconds_count{api=\"Produce\"} 1\n"));
+        assert!(out.contains("sluice_bytes_in_total{topic=\"a\\\"b\"} 100\n"));
+        assert!(out.contains("sluice_records_in_total{topic=\"a\\\"b\"} 3\n"));
+        assert!(out.contains("sluice_active_connections 1\n"));
+        assert!(out.contains("sluice_fsync_duration_seconds_bucket{le=\"+Inf\"} 0\n"));
+    }
+}
