@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# librdkafka's own test suite (tests/0nnn-*.c, *.cpp of the librdkafka sources that ship inside
+# the rdkafka-sys crate) against real sluice processes.
+#
+#   tests/compat/librdkafka/run.sh            # every test number in allowlist.txt
+#   tests/compat/librdkafka/run.sh 0012 0081  # just these (allowlisted or not)
+#
+# 1. Finds the librdkafka sources of the rdkafka-sys version in Cargo.lock in the cargo registry
+#    (`cargo metadata`, then `cargo fetch`, download them from crates.io when missing). Nothing
+#    of librdkafka is committed here.
+# 2. Copies them to $LIBRDKAFKA_TESTS_DIR (default <repo>/target/librdkafka-tests), applies one
+#    patch (replication factor capped at 1, see below), runs plain `./configure` (Debian's
+#    libraries, no --install-deps), `make libs` and builds tests/test-runner without running it.
+#    The build is reused while sources, flags and package list stay the same. Missing Debian
+#    packages are installed with apt-get when we are root (or have passwordless sudo).
+# 3. Per test number: starts a fresh broker ($SLUICE_BIN, else <repo>/target/debug/sluice) on a
+#    free port with an empty data dir (--default-partitions 4 and auto-created topics, like
+#    librdkafka's "default" test scenario; --group-initial-rebalance-delay-ms 0), writes a
+#    test.conf pointing at it and runs `TESTS=nnnn ./test-runner -Q -E` (quick mode, no sockem
+#    network emulation unless the allowlist says otherwise) under a timeout. $LRK_JOBS test
+#    numbers run at once, each with its own broker. Prints "ok" or "FAIL" and the reason.
+# 4. Prints "N passed, N failed" last; exits non-zero when any test failed.
+#
+# Environment:
+#   SLUICE_BIN             broker binary
+#   TEST_KAFKA_VERSION     Kafka version the tests assume (default 3.7.0, the behaviour Sluice
+#                          claims; tests needing a newer broker skip themselves)
+#   LRK_JOBS               test numbers run in parallel (default 3)
+#   LRK_TEST_TIMEOUT       seconds per test number (default 240)
+#   LIBRDKAFKA_TESTS_DIR   build/cache directory
+#   LIBRDKAFKA_SRC         use this librdkafka source tree instead of rdkafka-sys's
+#   LRK_KEEP_LOGS=1        keep the per-test logs even when everything passed
+#   LRK_FULL=1             run every test without -Q (all sub-tests; much slower)
+#   TEST_LEVEL, TEST_DEBUG, SUBTESTS are passed through to the test-runner.
+set -u -o pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$HERE/../../.." && pwd)"
+SLUICE_BIN="${SLUICE_BIN:-$REPO_ROOT/target/debug/sluice}"
+CACHE="${LIBRDKAFKA_TESTS_DIR:-$REPO_ROOT/target/librdkafka-tests}"
+TIMEOUT="${LRK_TEST_TIMEOUT:-240}"
+JOBS="${LRK_JOBS:-3}"
+export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.7.0}"
+# SSL stays on (0004 and others check ssl.* properties); GSSAPI and libcurl (OIDC) are not needed.
+CONFIGURE_FLAGS=(--no-download --disable-gssapi --disable-curl)
+# rapidjson-dev: header-only; 0053 and 0110 validate the statistics JSON with it.
+DEB_PACKAGES=(build-essential pkg-config libssl-dev zlib1g-dev libzstd-dev liblz4-dev rapidjson-dev)
+
+passed=0
+failed=0
+failures=()
+SUMMARY_PRINTED=""
+LOGDIR=""
+declare -A RUNNING=() # job pid -> test number
+declare -A SLOT_OF=() # job pid -> parallel slot (0 .. LRK_JOBS-1)
+
+say() { echo "$*"; }
+die() { # setup failure: counts as one failed check
+  echo "$*" >&2
+  failed=$((failed + 1))
+  failures+=("setup: $*")
+  exit 1
+}
+
+# Kills what the jobs started (their pids are in $LOGDIR/*.pid) when we are interrupted.
+kill_jobs() {
+  local f pid
+  [ -n "$LOGDIR" ] || return 0
+  for f in "$LOGDIR"/*.pid; do
+    [ -e "$f" ] || continue
+    pid="$(cat "$f" 2>/dev/null)"
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+  done
+}
+
+finish() {
+  if [ ${#RUNNING[@]} -gt 0 ]; then
+    kill_jobs
+    kill -TERM "${!RUNNING[@]}" 2>/dev/null
+    wait 2>/dev/null
+  fi
+  if [ -n "$LOGDIR" ] && [ -d "$LOGDIR" ]; then
+    if [ "$failed" -eq 0 ] && [ -z "${LRK_KEEP_LOGS:-}" ]; then
+      rm -rf "$LOGDIR"
+    else
+      echo
+      echo "logs (test-runner and broker output per test): $LOGDIR"
+    fi
+  fi
+  if [ "$failed" -gt 0 ] && [ ${#failures[@]} -gt 0 ]; then
+    echo "failed:"
+    printf '  %s\n' "${failures[@]}"
+  fi
+  if [ -z "$SUMMARY_PRINTED" ]; then
+    SUMMARY_PRINTED=1
+    echo
+    echo "$passed passed, $failed failed"
+  fi
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+# --- Debian packages ---------------------------------------------------------------------
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=()
+  [ "$(id -u)" != "0" ] && SUDO=(sudo -n)
+  if command -v apt-get >/dev/null 2>&1 && { [ ${#SUDO[@]} -eq 0 ] || sudo -n true 2>/dev/null; }; then
+    say "installing Debian packages: ${missing[*]}"
+    { "${SUDO[@]}" apt-get update -qq >/dev/null &&
+      "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } ||
+      die "apt-get install ${missing[*]} failed"
+  else
+    say "warning: missing Debian packages ${missing[*]} (not root; the build may lack features)"
+  fi
+fi
+
+# --- librdkafka sources ------------------------------------------------------------------
+find_src() {
+  local manifest
+  manifest="$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --locked 2>/dev/null |
+    grep -o '"manifest_path":"[^"]*/rdkafka-sys-[^"/]*/Cargo.toml"' | head -1 | cut -d'"' -f4)"
+  [ -n "$manifest" ] && [ -d "$(dirname "$manifest")/librdkafka/tests" ] && echo "$(dirname "$manifest")/librdkafka"
+}
+if [ -n "${LIBRDKAFKA_SRC:-}" ]; then
+  SRC="$LIBRDKAFKA_SRC"
+else
+  SRC="$(find_src)"
+  if [ -z "$SRC" ]; then
+    say "rdkafka-sys sources not in the cargo registry yet; cargo fetch"
+    (cd "$REPO_ROOT" && cargo fetch --locked) || die "cargo fetch failed"
+    SRC="$(find_src)"
+  fi
+fi
+[ -n "$SRC" ] && [ -f "$SRC/tests/test.c" ] || die "librdkafka sources not found (rdkafka-sys in the cargo registry)"
+LRK_VERSION="$(sed -n 's/^#define RD_KAFKA_VERSION *0x\([0-9a-fA-F]*\).*/\1/p' "$SRC/src/rdkafka.h")"
+say "librdkafka sources: $SRC (RD_KAFKA_VERSION 0x$LRK_VERSION)"
+
+# --- build (cached) ----------------------------------------------------------------------
+# The suite assumes a 3-broker cluster: some tests create topics with replication factor 3, which
+# a 1-broker cluster (Sluice, or Apache Kafka with one broker) rightly rejects with
+# INVALID_REPLICATION_FACTOR. This one patch of the copied sources caps the replication factor
+# that the test framework's CreateTopics helper asks for at 1. Nothing else is changed.
+PATCH_ID="single-broker-rf-v1"
+patch_single_broker() {
+  local f="$BUILD/tests/test.c"
+  awk '
+    /^void test_admin_create_topic\(/ { infn = 1 }
+    infn && /^        if \(!\(rk = use_rk\)\)/ {
+      print "        /* Sluice (tests/compat/librdkafka/run.sh): one broker. */"
+      print "        if (replication_factor > 1)"
+      print "                replication_factor = 1;"
+      infn = 0; done = 1
+    }
+    { print }
+    END { if (!done) exit 1 }
+  ' "$f" >"$f.patched" && mv "$f.patched" "$f"
+}
+BUILD="$CACHE/src"
+STAMP="$CACHE/build.stamp"
+want_stamp="$SRC|${CONFIGURE_FLAGS[*]}|$PATCH_ID|${DEB_PACKAGES[*]}"
+if [ -x "$BUILD/tests/test-runner" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want_stamp" ]; then
+  say "using cached build in $BUILD"
+else
+  say "building librdkafka and its test-runner in $BUILD (about 2 minutes on 2 cores)"
+  mkdir -p "$CACHE"
+  rm -rf "$BUILD" "$STAMP"
+  cp -a "$SRC" "$BUILD" || die "copying $SRC failed"
+  chmod -R u+w "$BUILD"
+  patch_single_broker || die "patching tests/test.c failed (did test_admin_create_topic change?)"
+  blog="$CACHE/build.log"
+  start=$SECONDS
+  if ! (cd "$BUILD" && ./configure "${CONFIGURE_FLAGS[@]}" && make -j2 libs && make -j2 -C tests build) >"$blog" 2>&1; then
+    tail -n 40 "$blog"
+    die "librdkafka build failed (log: $blog)"
+  fi
+  grep -m1 'BUILT_WITH' "$blog" | sed 's/^ */configured: /'
+  echo "$want_stamp" >"$STAMP"
+  say "built in $((SECONDS - start)) s"
+fi
+TESTDIR="$BUILD/tests"
+export LD_LIBRARY_PATH="$BUILD/src:$BUILD/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export RDKAFKA_GITVER="rdkafka-sys:$(basename "$(dirname "$SRC")")"
+# CI=true would make the test-runner triple its timeouts; we set the multiplier in test.conf.
+unset CI
+
+# --- which tests -------------------------------------------------------------------------
+# allowlist.txt: one test number a line, optionally followed by flags, then an optional comment:
+#   0049 sockem        # without -E: the test uses its in-process socket emulation (sockem)
+#   0107 noautocreate  # broker with --auto-create-topics false, test-runner -s noautocreate
+#   0082 full          # without -Q: every sub-test, not just the quick ones
+#   0091 timeout=300   # per-test timeout in seconds
+declare -A FLAGS=()
+TESTS_LIST=()
+while read -r num rest; do
+  TESTS_LIST+=("$num")
+  FLAGS[$num]="$rest"
+done < <(sed -e 's/#.*//' "$HERE/allowlist.txt" | grep -E '^[[:space:]]*[0-9]{4}([[:space:]]|$)')
+if [ $# -gt 0 ]; then
+  TESTS_LIST=("$@")
+fi
+[ ${#TESTS_LIST[@]} -gt 0 ] || die "no tests selected"
+[ -x "$SLUICE_BIN" ] || die "sluice binary not found at $SLUICE_BIN (cargo build -p sluice, or set SLUICE_BIN)"
+LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/sluice-librdkafka.XXXXXX")"
+# Brokers run side by side: no HTTP (metrics) listener, where the binary has one.
+COMMON_BROKER_ARGS=(--group-initial-rebalance-delay-ms "${LRK_REBALANCE_DELAY_MS:-0}" --default-partitions 4)
+"$SLUICE_BIN" serve --help 2>/dev/null | grep -q -- '--http-listen' && COMMON_BROKER_ARGS+=(--http-listen off)
+
+# --- one test number (runs as a background job) ------------------------------------------
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# stop_broker <pid>
+stop_broker() {
+  local pid="$1"
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  echo "broker did not stop on SIGTERM within 10 s; sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null
+}
+
+# start_broker <slot> <data dir> <log file> [extra serve flags...]: sets PORT and BROKER_PID.
+# Each parallel slot draws its port from its own range, so two brokers starting at once never
+# race for the same port (and a broker that lost a race is not mistaken for another's).
+start_broker() {
+  local slot="$1" data="$2" log="$3"
+  shift 3
+  for _ in 1 2 3 4 5; do
+    PORT=$((20000 + slot * (40000 / JOBS) + RANDOM % (40000 / JOBS)))
+    port_open "$PORT" && continue
+    "$SLUICE_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$data" "${COMMON_BROKER_ARGS[@]}" "$@" >>"$log" 2>&1 &
+    BROKER_PID=$!
+    echo "$BROKER_PID" >"$data.broker.pid"
+    for _ in $(seq 1 300); do
+      kill -0 "$BROKER_PID" 2>/dev/null || break
+      if port_open "$PORT"; then
+        sleep 0.1
+        kill -0 "$BROKER_PID" 2>/dev/null && return 0
+        break
+      fi
+      sleep 0.1
+    done
+    if kill -0 "$BROKER_PID" 2>/dev/null; then
+      echo "broker did not accept connections within 30 s" >>"$log"
+      stop_broker "$BROKER_PID" >>"$log"
+      return 1
+    fi
+    wait "$BROKER_PID" 2>/dev/null
+    grep -qiE 'in use|AddrInUse' "$log" || break
+  done
+  return 1
+}
+
+# Why a test number failed: the test-runner prints '### Test "<name>" failed at <file:line>...'
+# and the reason on the next line. "<MAIN>" failures (threads still running after an earlier
+# failure) only when there is nothing else.
+failure_reason() {
+  local clean
+  clean="$(sed -e 's/\x1b\[[0-9;]*m//g' -e 's/\x1b(B//g' "$1")"
+  {
+    awk '/^### Test "/ && !/"<MAIN>"/ { sub(/ at [A-Z][a-z][a-z] [A-Z][a-z][a-z] .*/, ""); print; getline; print }' <<<"$clean" | head -n 6
+    if ! grep -q '^### Test "[^<]' <<<"$clean"; then
+      awk '/^### Test "/ { sub(/ at [A-Z][a-z][a-z] [A-Z][a-z][a-z] .*/, ""); print; getline; print }' <<<"$clean" | head -n 4
+      grep -E 'Timed out|timed out|Aborted|Segmentation' <<<"$clean" | head -n 3
+    fi
+  } | cut -c1-400 | sed 's/^/       /'
+}
+
+# run_one <test number> <slot> <key>: writes $LOGDIR/<key>.result: "ok"/"FAIL" line, then
+# details. <key> is the test number, or <number>-<n> when a number is run more than once.
+run_one() {
+  local t="$1" slot="$2" key="$3"
+  local tlog="$LOGDIR/$key.log" blog="$LOGDIR/$key.broker.log" data="$LOGDIR/$key.data"
+  local res="$LOGDIR/$key.result" tmo="$TIMEOUT" f rc start secs alive=1 table
+  local n_pass n_fail n_skip detail why runner
+  local -a args=(-Q -E) broker_args=()
+  [ -n "${LRK_FULL:-}" ] && args=(-E)
+  for f in ${FLAGS[$t]:-}; do
+    case "$f" in
+      sockem) args=("${args[@]/-E/}") ;;
+      full) args=("${args[@]/-Q/}") ;;
+      noautocreate) args+=(-s noautocreate) broker_args+=(--auto-create-topics false) ;;
+      timeout=*) tmo="${f#timeout=}" ;;
+      *) echo "allowlist.txt: unknown flag '$f' for $t" >>"$tlog" ;;
+    esac
+  done
+  mapfile -t args < <(printf '%s\n' "${args[@]}" | grep -v '^$')
+  if ! start_broker "$slot" "$data" "$blog" "${broker_args[@]}"; then
+    { echo "FAIL - $t (broker did not start)"; tail -n 20 "$blog" | uniq | tail -n 5 | sed 's/^/       /'; } >"$res.tmp"
+    mv "$res.tmp" "$res"
+    return
+  fi
+  cat >"$LOGDIR/$key.conf" <<CONF
+# written by tests/compat/librdkafka/run.sh
+bootstrap.servers=127.0.0.1:$PORT
+test.timeout.multiplier=2
+CONF
+  start=$SECONDS
+  (cd "$TESTDIR" && RDKAFKA_TEST_CONF="$LOGDIR/$key.conf" TESTS="$t" timeout -k 10 "$tmo" ./test-runner "${args[@]}") >"$tlog" 2>&1 &
+  runner=$!
+  echo "$runner" >"$data.runner.pid"
+  wait "$runner"
+  rc=$?
+  secs=$((SECONDS - start))
+  kill -0 "$BROKER_PID" 2>/dev/null || alive=0
+  stop_broker "$BROKER_PID" >>"$blog"
+  wait "$BROKER_PID" 2>/dev/null
+  rm -rf "$data" "$data".*.pid
+  # The summary table lists each sub-test (0022_consume_batch, 0022_consume_batch_local, ...).
+  table="$(sed -e 's/\x1b\[[0-9;]*m//g' "$tlog" | grep -E "^\| $t[_a-z0-9]* +\| +[A-Z]+ +\|")"
+  n_pass="$(grep -c '| *PASSED *|' <<<"$table")"
+  n_fail="$(grep -cE '\| *(FAILED|RUNNING) *\|' <<<"$table")"
+  n_skip="$(grep -c '| *SKIPPED *|' <<<"$table")"
+  detail="${secs}s"
+  [ -n "${FLAGS[$t]:-}" ] && detail="$detail, ${FLAGS[$t]}"
+  [ "$n_skip" -gt 0 ] && detail="$detail, $n_skip sub-test(s) skipped"
+  {
+    if [ "$rc" -eq 0 ] && [ "$alive" -eq 1 ] && [ "$n_pass" -gt 0 ] && [ "$n_fail" -eq 0 ]; then
+      echo "ok   - $t ($(grep -oE "$t[_a-z0-9]*" <<<"$table" | sort -u | tr '\n' ' ' | sed 's/ $//'); $detail)"
+    else
+      case "$rc" in
+        0) why="nothing ran (all skipped)" ;;
+        124 | 137) why="timed out after ${tmo}s" ;;
+        134) why="test failed (test-runner aborted)" ;;
+        *) why="test-runner exit $rc" ;;
+      esac
+      [ "$alive" -eq 0 ] && why="$why; the broker died"
+      echo "FAIL - $t ($why; $detail)"
+      [ "$rc" -eq 0 ] && sed -e 's/\x1b\[[0-9;]*m//g' "$tlog" | grep -E "^\| $t.*SKIPPED" | sed 's/^/       /'
+      failure_reason "$tlog"
+      [ "$alive" -eq 0 ] && tail -n 10 "$blog" | sed 's/^/       broker: /'
+    fi
+  } >"$res.tmp"
+  mv "$res.tmp" "$res"
+}
+
+# Prints and counts the result of a finished job.
+collect() {
+  local pid="$1" t="${RUNNING[$1]}" res="$LOGDIR/${RUNNING[$1]}.result"
+  t="${t%%-*}"
+  unset "RUNNING[$pid]" "SLOT_OF[$pid]"
+  [ -f "$res" ] || echo "FAIL - $t (the job died without a result)" >"$res"
+  cat "$res"
+  if head -n 1 "$res" | grep -q '^ok '; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("$(head -n 1 "$res" | sed -e 's/^FAIL - //' -e 's/; [0-9]*s[,)].*$/)/')")
+  fi
+}
+
+ulimit -c 0 2>/dev/null
+say "broker: $SLUICE_BIN; TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION; ${#TESTS_LIST[@]} test numbers, $JOBS at a time"
+echo
+declare -A SEEN=()
+reap() { # waits for at least one job to finish, then collects every finished one
+  local pid
+  wait -n 2>/dev/null
+  for pid in "${!RUNNING[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; collect "$pid"; }
+  done
+}
+for t in "${TESTS_LIST[@]}"; do
+  while [ ${#RUNNING[@]} -ge "$JOBS" ]; do reap; done
+  slot=0
+  while printf '%s\n' "${SLOT_OF[@]}" | grep -qx "$slot"; do slot=$((slot + 1)); done
+  SEEN[$t]=$((${SEEN[$t]:-0} + 1))
+  key="$t"
+  [ "${SEEN[$t]}" -gt 1 ] && key="$t-${SEEN[$t]}"
+  run_one "$t" "$slot" "$key" &
+  RUNNING[$!]="$key"
+  SLOT_OF[$!]="$slot"
+done
+while [ ${#RUNNING[@]} -gt 0 ]; do reap; done
+[ "$failed" -eq 0 ]
