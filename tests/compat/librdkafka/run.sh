@@ -201,12 +201,18 @@ while read -r num rest; do
 done < <(sed -e 's/#.*//' "$HERE/allowlist.txt" | grep -E '^[[:space:]]*[0-9]{4}([[:space:]]|$)')
 if [ $# -gt 0 ]; then
   TESTS_LIST=("$@")
+else
+  # The long runs (full mode) start first so that they do not end up alone at the end.
+  mapfile -t TESTS_LIST < <(
+    for t in "${TESTS_LIST[@]}"; do [[ " ${FLAGS[$t]} " == *" full "* ]] && echo "$t"; done
+    for t in "${TESTS_LIST[@]}"; do [[ " ${FLAGS[$t]} " == *" full "* ]] || echo "$t"; done
+  )
 fi
 [ ${#TESTS_LIST[@]} -gt 0 ] || die "no tests selected"
 [ -x "$SLUICE_BIN" ] || die "sluice binary not found at $SLUICE_BIN (cargo build -p sluice, or set SLUICE_BIN)"
 LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/sluice-librdkafka.XXXXXX")"
 # Brokers run side by side: no HTTP (metrics) listener, where the binary has one.
-COMMON_BROKER_ARGS=(--group-initial-rebalance-delay-ms "${LRK_REBALANCE_DELAY_MS:-0}" --default-partitions 4)
+COMMON_BROKER_ARGS=(--group-initial-rebalance-delay-ms "${LRK_REBALANCE_DELAY_MS:-3000}" --default-partitions 4)
 "$SLUICE_BIN" serve --help 2>/dev/null | grep -q -- '--http-listen' && COMMON_BROKER_ARGS+=(--http-listen off)
 
 # --- one test number (runs as a background job) ------------------------------------------
