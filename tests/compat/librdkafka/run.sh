@@ -25,7 +25,7 @@
 #   SLUICE_BIN             broker binary
 #   TEST_KAFKA_VERSION     Kafka version the tests assume (default 3.7.0, the behaviour Sluice
 #                          claims; tests needing a newer broker skip themselves)
-#   LRK_JOBS               test numbers run in parallel (default 3)
+#   LRK_JOBS               test numbers run in parallel (default 5)
 #   LRK_TEST_TIMEOUT       seconds per test number (default 240)
 #   LIBRDKAFKA_TESTS_DIR   build/cache directory
 #   LIBRDKAFKA_SRC         use this librdkafka source tree instead of rdkafka-sys's
@@ -39,7 +39,7 @@ REPO_ROOT="$(cd "$HERE/../../.." && pwd)"
 SLUICE_BIN="${SLUICE_BIN:-$REPO_ROOT/target/debug/sluice}"
 CACHE="${LIBRDKAFKA_TESTS_DIR:-$REPO_ROOT/target/librdkafka-tests}"
 TIMEOUT="${LRK_TEST_TIMEOUT:-240}"
-JOBS="${LRK_JOBS:-3}"
+JOBS="${LRK_JOBS:-5}"
 export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.7.0}"
 # SSL stays on (0004 and others check ssl.* properties); GSSAPI and libcurl (OIDC) are not needed.
 CONFIGURE_FLAGS=(--no-download --disable-gssapi --disable-curl)
