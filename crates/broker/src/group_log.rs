@@ -21,8 +21,7 @@ use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, ensure_consumer_offsets};
 
 /// Reads beyond this many bytes per fetch when replaying the offsets topic.
 const REPLAY_CHUNK: usize = 1 << 20;
-/// Decompressed size bound when replaying batches.
-const MAX_DECOMPRESSED: usize = 64 << 20;
+use sluice_protocol::records::MAX_DECOMPRESSED_BYTES;
 
 /// Appends group records to `__consumer_offsets` through the broker.
 pub struct OffsetsTopicLog {
@@ -135,8 +134,8 @@ pub fn replay(broker: &Arc<Broker>, coordinator: &GroupCoordinator) -> Result<us
                 }
                 let batch = chunk.slice(range);
                 let mut entries = Vec::new();
-                for record in
-                    records::decode_records(&batch, MAX_DECOMPRESSED).map_err(|e| e.to_string())?
+                for record in records::decode_records(&batch, MAX_DECOMPRESSED_BYTES)
+                    .map_err(|e| e.to_string())?
                 {
                     let record = record.map_err(|e| e.to_string())?;
                     if header.is_control() {

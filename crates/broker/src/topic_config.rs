@@ -118,8 +118,23 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     ),
     def!("max.compaction.lag.ms", Some("log.cleaner.max.compaction.lag.ms"), Long, "9223372036854775807", min 1),
     def!("max.message.bytes", Some("message.max.bytes"), Int, "1048588", min 0),
+    // Deprecated since Kafka 3.0 and ignored there (message format v2 always),
+    // but still accepted by Kafka 3.x, so clients that set them keep working.
+    def!(
+        "message.downconversion.enable",
+        Some("log.message.downconversion.enable"),
+        Boolean,
+        "true"
+    ),
+    def!(
+        "message.format.version",
+        Some("log.message.format.version"),
+        String,
+        "3.0-IV1"
+    ),
     def!("message.timestamp.after.max.ms", Some("log.message.timestamp.after.max.ms"), Long, "9223372036854775807", min 0),
     def!("message.timestamp.before.max.ms", Some("log.message.timestamp.before.max.ms"), Long, "9223372036854775807", min 0),
+    def!("message.timestamp.difference.max.ms", Some("log.message.timestamp.difference.max.ms"), Long, "9223372036854775807", min 0),
     def!(
         "message.timestamp.type",
         Some("log.message.timestamp.type"),

@@ -20,8 +20,7 @@ use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, ensure
 
 /// Bytes read per step when replaying `__transaction_state`.
 const REPLAY_CHUNK: usize = 1 << 20;
-/// Decompressed size bound when replaying batches.
-const MAX_DECOMPRESSED: usize = 64 << 20;
+use sluice_protocol::records::MAX_DECOMPRESSED_BYTES;
 
 /// `__transaction_state` through the broker's partitions.
 pub struct TransactionStateLog {
@@ -209,8 +208,8 @@ pub fn replay(broker: &Arc<Broker>, coordinator: &TransactionCoordinator) -> Res
                     continue;
                 }
                 let batch = read.records.slice(range);
-                for record in
-                    records::decode_records(&batch, MAX_DECOMPRESSED).map_err(|e| e.to_string())?
+                for record in records::decode_records(&batch, MAX_DECOMPRESSED_BYTES)
+                    .map_err(|e| e.to_string())?
                 {
                     let record = record.map_err(|e| e.to_string())?;
                     if let Some(key) = record.key {

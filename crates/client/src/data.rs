@@ -14,8 +14,7 @@ use sluice_protocol::records::{Record, decode_records};
 use crate::Client;
 use crate::error::{Error, KafkaCode, Result};
 
-/// Largest decompressed records section accepted from a fetched batch.
-const MAX_DECOMPRESSED_BATCH: usize = 256 * 1024 * 1024;
+use sluice_protocol::records::MAX_DECOMPRESSED_BYTES;
 
 /// The result of producing one batch to one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,7 +264,7 @@ fn decode_fetched(
             continue;
         }
         let batch = buf.slice(range);
-        let iter = decode_records(&batch, MAX_DECOMPRESSED_BATCH).map_err(|e| e.to_string())?;
+        let iter = decode_records(&batch, MAX_DECOMPRESSED_BYTES).map_err(|e| e.to_string())?;
         for record in iter {
             let record = record.map_err(|e| e.to_string())?;
             if record.offset >= fetch_offset {

@@ -18,6 +18,11 @@ use thiserror::Error;
 use crate::batch::{BATCH_HEADER_LEN, BatchError, BatchHeader, Compression, TimestampType};
 use crate::compression::{CompressionError, decompress};
 
+/// How much decompressed data one batch may expand to when its records are decoded: far
+/// above any sane `max.message.bytes`, and small enough that a decompression bomb cannot
+/// exhaust memory.
+pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+
 /// One decoded record with its absolute offset and timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

@@ -24,9 +24,7 @@ use crate::io::{self, DataFile};
 
 /// How much of a segment is read at once while scanning it.
 const SCAN_CHUNK: usize = 1 << 20;
-/// Decompression bound when records must be decoded (timestamp lookups): far above any
-/// batch a producer may send (`max.message.bytes`), far below what would hurt the broker.
-pub(crate) const MAX_DECOMPRESSED_BATCH: usize = 64 << 20;
+use sluice_protocol::records::MAX_DECOMPRESSED_BYTES;
 
 pub(crate) fn log_file_name(base_offset: i64) -> String {
     format!("{base_offset:020}.log")
@@ -374,7 +372,7 @@ impl Segment {
         loop {
             if h.max_timestamp >= timestamp {
                 let batch = self.read_batch(pos, &h)?;
-                for record in decode_records(&batch, MAX_DECOMPRESSED_BATCH)? {
+                for record in decode_records(&batch, MAX_DECOMPRESSED_BYTES)? {
                     let record = record?;
                     if record.offset >= start && record.timestamp >= timestamp {
                         return Ok(Some((record.offset, record.timestamp)));
@@ -402,7 +400,7 @@ impl Segment {
                 return Ok(None);
             };
             let batch = self.read_batch(pos, &h)?;
-            for record in decode_records(&batch, MAX_DECOMPRESSED_BATCH)? {
+            for record in decode_records(&batch, MAX_DECOMPRESSED_BYTES)? {
                 let record = record?;
                 if record.timestamp == self.max_timestamp {
                     return Ok(Some((record.timestamp, record.offset)));

@@ -474,6 +474,38 @@ fn describe_and_alter_configs() {
         false,
     );
 
+    // Deprecated message-format configs: Kafka 3.x accepts them (and ignores them, the
+    // format is always v2), so tools that still set them keep working.
+    assert_entry(
+        &t,
+        "message.format.version",
+        "3.0-IV1",
+        ConfigSource::Default,
+        true,
+    );
+    for (name, value) in [
+        ("message.format.version", "0.10.0.0"),
+        ("message.downconversion.enable", "false"),
+        ("message.timestamp.difference.max.ms", "60000"),
+    ] {
+        assert_eq!(
+            raw_alter(
+                &broker,
+                1,
+                "cfg",
+                &[("retention.ms", Some("2000")), (name, Some(value))]
+            ),
+            0,
+            "AlterConfigs {name}={value}"
+        );
+        let t = describe(&a, ResourceSpecifier::Topic("cfg"));
+        assert_entry(&t, name, value, ConfigSource::DynamicTopic, false);
+    }
+    assert_eq!(
+        raw_alter(&broker, 1, "cfg", &[("retention.ms", Some("2000"))]),
+        0
+    );
+
     // Per-resource errors (the rdkafka crate drops them from alter_configs results, so ask
     // over a raw connection): invalid value -> INVALID_CONFIG, unknown config name ->
     // INVALID_CONFIG, unknown topic -> UNKNOWN_TOPIC_OR_PARTITION.

@@ -435,3 +435,57 @@ fn pipelined_requests_are_answered_in_order() {
         assert_eq!((p.error_code, p.base_offset), (0, i64::from(corr)));
     }
 }
+
+/// A compacted topic keeps the last record per key, so Kafka refuses records without a key:
+/// INVALID_RECORD for the partition, and (Produce v8+) one `record_errors` entry per keyless
+/// record with its index in the batch. Nothing of the refused batch is stored.
+#[test]
+fn keyless_records_on_a_compacted_topic_are_invalid_record_with_their_indexes() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topic(&bs, "compacted", 1, &[("cleanup.policy", "compact")]);
+    let mut c = RawConn::connect(broker.addr());
+    let mixed = BatchBuilder::new(TS)
+        .record(Some(b"a"), Some(b"1"))
+        .record(None, Some(b"2"))
+        .record(Some(b"c"), Some(b"3"))
+        .record(None, None)
+        .build();
+    let resp = c.roundtrip(9, 1, &produce_request("compacted", mixed.clone()));
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, INVALID_RECORD);
+    assert_eq!(p.base_offset, -1);
+    let expected =
+        "Compacted topic cannot accept message without key in topic partition compacted-0.";
+    assert_eq!(p.error_message.as_ref().map(|m| m.as_str()), Some(expected));
+    let indexes: Vec<(i32, Option<&str>)> = p
+        .record_errors
+        .iter()
+        .map(|e| {
+            (
+                e.batch_index,
+                e.batch_index_error_message.as_ref().map(|m| m.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(indexes, vec![(1, Some(expected)), (3, Some(expected))]);
+
+    // Before v8 there is no room for record errors: just the code.
+    let resp = c.roundtrip(7, 2, &produce_request("compacted", mixed));
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        INVALID_RECORD
+    );
+    assert_eq!(
+        high_watermark(&bs, "compacted"),
+        0,
+        "a refused batch is not stored"
+    );
+
+    let keyed = BatchBuilder::new(TS).record(Some(b"a"), Some(b"1")).build();
+    assert_eq!(produce(&mut c, 9, 3, "compacted", keyed), (0, 0));
+    // The same keyless batch is fine on a topic that only deletes.
+    let keyless = BatchBuilder::new(TS).record(None, Some(b"x")).build();
+    create_topic(&bs, "deleting", 1, &[]);
+    assert_eq!(produce(&mut c, 9, 4, "deleting", keyless), (0, 0));
+}

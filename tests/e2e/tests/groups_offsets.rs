@@ -509,3 +509,160 @@ fn groups_are_listed_described_and_deleted_like_kafka() {
     drop(probe);
     drop(two);
 }
+
+/// Kafka checks each partition of an OffsetCommit or TxnOffsetCommit against the metadata
+/// before the group coordinator: an unknown topic or partition gets UNKNOWN_TOPIC_OR_PARTITION
+/// and is not committed, the known ones of the same request are; a request naming only
+/// unknown partitions reaches no coordinator, so it creates no group.
+#[test]
+fn commits_for_unknown_topics_or_partitions_are_refused_per_partition() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, ProducerId,
+        TopicName, TransactionalId, TxnOffsetCommitRequest,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use sluice_e2e::raw::RawConn;
+
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topic(&bs, TOPIC, PARTITIONS, &[]);
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let mut conn = RawConn::connect(broker.addr());
+    let find = FindCoordinatorRequest::default().with_key(s("mixed"));
+    assert_eq!(conn.roundtrip(3, 1, &find).error_code, 0);
+
+    let commit = |group: &str, topics: &[(&str, &[i32])]| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|(name, partitions)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(s(name)))
+                            .with_partitions(
+                                partitions
+                                    .iter()
+                                    .map(|&p| {
+                                        OffsetCommitRequestPartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(5)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            )
+    };
+    let codes =
+        |r: &kafka_protocol::messages::OffsetCommitResponse| -> Vec<(String, Vec<(i32, i16)>)> {
+            r.topics
+                .iter()
+                .map(|t| {
+                    let ps = t
+                        .partitions
+                        .iter()
+                        .map(|p| (p.partition_index, p.error_code));
+                    (t.name.0.to_string(), ps.collect())
+                })
+                .collect()
+        };
+    let r = conn.roundtrip(
+        8,
+        2,
+        &commit("mixed", &[("nosuch", &[0, 1]), (TOPIC, &[7, 1, 0])]),
+    );
+    assert_eq!(
+        codes(&r),
+        vec![
+            (
+                "nosuch".to_string(),
+                vec![
+                    (0, UNKNOWN_TOPIC_OR_PARTITION),
+                    (1, UNKNOWN_TOPIC_OR_PARTITION)
+                ]
+            ),
+            (
+                TOPIC.to_string(),
+                vec![(7, UNKNOWN_TOPIC_OR_PARTITION), (1, 0), (0, 0)]
+            ),
+        ]
+    );
+    // The same through an old version (v2, no timestamps, response header v0).
+    let r = conn.roundtrip(2, 3, &commit("mixed", &[("nosuch", &[3])]));
+    assert_eq!(
+        codes(&r),
+        vec![("nosuch".to_string(), vec![(3, UNKNOWN_TOPIC_OR_PARTITION)])]
+    );
+
+    let fetched = conn.roundtrip(
+        5,
+        4,
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(s("mixed")))
+            .with_topics(None),
+    );
+    let offsets: Vec<(String, i32, i64)> = fetched
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index, p.committed_offset))
+        })
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![(TOPIC.to_string(), 0, 5), (TOPIC.to_string(), 1, 5)]
+    );
+
+    let r = conn.roundtrip(8, 5, &commit("ghost", &[("nosuch", &[0])]));
+    assert_eq!(
+        codes(&r),
+        vec![("nosuch".to_string(), vec![(0, UNKNOWN_TOPIC_OR_PARTITION)])]
+    );
+    let groups = list_groups(&bs, None);
+    assert!(groups.contains_key("mixed"), "{groups:?}");
+    assert!(
+        !groups.contains_key("ghost"),
+        "a refused commit created a group: {groups:?}"
+    );
+
+    // TxnOffsetCommit: the topic check comes first, whatever the transaction's state.
+    let txn_commit = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s("no-such-txn")))
+        .with_group_id(GroupId(s("ghost")))
+        .with_producer_id(ProducerId(4242))
+        .with_producer_epoch(0)
+        .with_topics(vec![
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("nosuch")))
+                .with_partitions(vec![
+                    TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(2)
+                        .with_committed_offset(9),
+                ]),
+        ]);
+    let r = conn.roundtrip(3, 6, &txn_commit);
+    let txn_codes: Vec<(String, i32, i16)> = r
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
+        })
+        .collect();
+    assert_eq!(
+        txn_codes,
+        vec![("nosuch".to_string(), 2, UNKNOWN_TOPIC_OR_PARTITION)]
+    );
+}

@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
+use crate::handlers::commit_topics;
 use crate::router::{Reply, RequestContext};
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, ensure_internal_topic};
 
@@ -105,9 +106,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Request
         RequestKind::LeaveGroup(r) => {
             Reply::Now(ResponseKind::LeaveGroup(groups.leave_group(r, v).await))
         }
-        RequestKind::OffsetCommit(r) => {
-            Reply::Now(ResponseKind::OffsetCommit(groups.offset_commit(r, v).await))
-        }
+        RequestKind::OffsetCommit(r) => Reply::Now(ResponseKind::OffsetCommit(
+            commit_topics::offset_commit(broker, r, v).await,
+        )),
         RequestKind::OffsetFetch(r) => {
             Reply::Now(ResponseKind::OffsetFetch(groups.offset_fetch(r, v).await))
         }

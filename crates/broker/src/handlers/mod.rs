@@ -2,6 +2,7 @@
 //! never touches sockets (DESIGN.md §10).
 
 pub mod cluster;
+pub mod commit_topics;
 pub mod configs;
 pub mod delete_records;
 pub mod fetch;

@@ -3,13 +3,16 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::{self, BatchError};
 use sluice_protocol::kafka_protocol;
+use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, decode_records};
 use sluice_storage::AppendInfo;
 
 use crate::broker::Broker;
@@ -20,10 +23,28 @@ use crate::router::Reply;
 /// Leader epoch stamped into batches: one node never changes leader.
 pub const LEADER_EPOCH: i32 = 0;
 
+/// Why a partition's records were refused.
+struct Refusal {
+    code: ResponseError,
+    message: Option<String>,
+    /// The records that caused the refusal (ProduceResponse v8+ `record_errors`).
+    record_errors: Vec<BatchIndexAndErrorMessage>,
+}
+
+impl Refusal {
+    fn new(code: ResponseError, message: Option<String>) -> Self {
+        Refusal {
+            code,
+            message,
+            record_errors: Vec::new(),
+        }
+    }
+}
+
 /// The outcome for one partition, before durability is awaited.
 struct PartitionOutcome {
     index: i32,
-    result: Result<(Arc<Partition>, AppendInfo), (ResponseError, Option<String>)>,
+    result: Result<(Arc<Partition>, AppendInfo), Refusal>,
 }
 
 struct TopicOutcome {
@@ -59,7 +80,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let result = match resolved.and_then(|t| broker.logs.get(&t.name, data.index)) {
-                None => Err((unknown, None)),
+                None => Err(Refusal::new(unknown, None)),
                 Some(partition) => {
                     append(broker, &partition, data.records).map(|info| (partition, info))
                 }
@@ -120,9 +141,9 @@ fn append(
     broker: &Broker,
     partition: &Partition,
     records: Option<bytes::Bytes>,
-) -> Result<AppendInfo, (ResponseError, Option<String>)> {
+) -> Result<AppendInfo, Refusal> {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
-        return Err((
+        return Err(Refusal::new(
             ResponseError::CorruptMessage,
             Some("empty record set".into()),
         ));
@@ -134,10 +155,10 @@ fn append(
         bytes_in += header.total_len() as u64;
         records_in += u64::try_from(header.records_count.max(0)).unwrap_or(0);
         let bytes = records
-            .get(range)
-            .ok_or((ResponseError::CorruptMessage, None))?;
+            .get(range.clone())
+            .ok_or(Refusal::new(ResponseError::CorruptMessage, None))?;
         if header.total_len() > settings.max_message_bytes {
-            return Err((
+            return Err(Refusal::new(
                 ResponseError::MessageTooLarge,
                 Some(format!(
                     "The record batch is {} bytes, larger than max.message.bytes ({})",
@@ -148,7 +169,7 @@ fn append(
         }
         batch::validate(bytes).map_err(batch_error)?;
         if header.is_control() {
-            return Err((
+            return Err(Refusal::new(
                 ResponseError::InvalidRecord,
                 Some("Client produce requests must not contain control batches".into()),
             ));
@@ -165,7 +186,10 @@ fn append(
                     &partition.topic,
                     partition.index,
                 )
-                .map_err(|code| (code, None))?;
+                .map_err(|code| Refusal::new(code, None))?;
+        }
+        if settings.compacted {
+            require_keys(&records.slice(range), partition)?;
         }
     }
     // The one copy on the produce path: the request buffer is shared with the
@@ -173,19 +197,50 @@ fn append(
     let mut owned = BytesMut::from(&records[..]);
     let info = partition
         .append(&mut owned, LEADER_EPOCH)
-        .map_err(|e| (storage_error_code(&e), Some(e.to_string())))?;
+        .map_err(|e| Refusal::new(storage_error_code(&e), Some(e.to_string())))?;
     partition.traffic.produced(bytes_in, records_in);
     Ok(info)
 }
 
-fn batch_error(e: BatchError) -> (ResponseError, Option<String>) {
+/// Compaction keeps the last record of each key, so a compacted topic refuses
+/// records without one, naming each (as Kafka's log validator does).
+fn require_keys(batch: &Bytes, partition: &Partition) -> Result<(), Refusal> {
+    let records = decode_records(batch, MAX_DECOMPRESSED_BYTES)
+        .map_err(|e| Refusal::new(ResponseError::CorruptMessage, Some(e.to_string())))?;
+    let message = format!(
+        "Compacted topic cannot accept message without key in topic partition {}-{}.",
+        partition.topic, partition.index
+    );
+    let mut record_errors = Vec::new();
+    for (index, record) in (0i32..).zip(records) {
+        let record =
+            record.map_err(|e| Refusal::new(ResponseError::CorruptMessage, Some(e.to_string())))?;
+        if record.key.is_none() {
+            record_errors.push(
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(index)
+                    .with_batch_index_error_message(Some(StrBytes::from_string(message.clone()))),
+            );
+        }
+    }
+    if record_errors.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal {
+        code: ResponseError::InvalidRecord,
+        message: Some(message),
+        record_errors,
+    })
+}
+
+fn batch_error(e: BatchError) -> Refusal {
     let code = match e {
         BatchError::UnsupportedMagic(_) | BatchError::InvalidProducerState(_) => {
             ResponseError::InvalidRecord
         }
         _ => ResponseError::CorruptMessage,
     };
-    (code, Some(e.to_string()))
+    Refusal::new(code, Some(e.to_string()))
 }
 
 fn build_response(
@@ -221,10 +276,13 @@ fn build_response(
                                 base
                             }
                         }
-                        (Err((code, message)), _) => {
-                            let base = base.with_error_code(code.code()).with_base_offset(-1);
+                        (Err(refusal), _) => {
+                            let base = base
+                                .with_error_code(refusal.code.code())
+                                .with_base_offset(-1);
                             if version >= 8 {
-                                base.with_error_message(message.map(StrBytes::from_string))
+                                base.with_error_message(refusal.message.map(StrBytes::from_string))
+                                    .with_record_errors(refusal.record_errors)
                             } else {
                                 base
                             }

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
+use crate::handlers::commit_topics;
 use crate::router::{Reply, RequestContext};
 
 /// Dispatches the transaction coordinator's APIs. Each may wait for a durable
@@ -20,7 +21,6 @@ use crate::router::{Reply, RequestContext};
 pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: RequestKind) -> Reply {
     let v = ctx.api_version;
     let txn = broker.txn.clone();
-    let groups = broker.groups.clone();
     let task = match request {
         RequestKind::InitProducerId(r) => {
             tokio::spawn(
@@ -36,9 +36,12 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: RequestKind) 
         RequestKind::EndTxn(r) => {
             tokio::spawn(async move { ResponseKind::EndTxn(txn.end_txn(r, v).await) })
         }
-        RequestKind::TxnOffsetCommit(r) => tokio::spawn(async move {
-            ResponseKind::TxnOffsetCommit(groups.txn_offset_commit(r, v).await)
-        }),
+        RequestKind::TxnOffsetCommit(r) => {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                ResponseKind::TxnOffsetCommit(commit_topics::txn_offset_commit(&broker, r, v).await)
+            })
+        }
         RequestKind::DescribeTransactions(r) => tokio::spawn(async move {
             ResponseKind::DescribeTransactions(txn.describe_transactions(r, v).await)
         }),

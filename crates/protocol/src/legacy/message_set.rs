@@ -34,10 +34,7 @@ pub const LOG_OVERHEAD: usize = 12;
 pub const MIN_MESSAGE_V0: usize = 14;
 /// [`MIN_MESSAGE_V0`] plus the timestamp.
 pub const MIN_MESSAGE_V1: usize = 22;
-/// How much decompressed data one partition's message set (or one fetched batch) may
-/// expand to: far above any sane `max.message.bytes`, and small enough that a
-/// decompression bomb cannot exhaust memory.
-pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+pub use crate::records::MAX_DECOMPRESSED_BYTES;
 
 const CODEC_MASK: i8 = 0x07;
 const LOG_APPEND_TIME_BIT: i8 = 0x08;
