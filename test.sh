@@ -2,7 +2,7 @@
 # Runs Sluice's whole test suite against real broker processes:
 #   formatting and lints, Rust unit and end-to-end tests (librdkafka via the
 #   rdkafka crate), Node.js tests (kafkajs, kafka-node and the examples), kcat,
-#   and kafka-python.
+#   kafka-python, and librdkafka's own test suite (an allowlist of its tests).
 # Installs missing test dependencies first (see scripts/install-test-deps.sh).
 # Ends with one line: "N passed, N failed".
 set -uo pipefail
@@ -69,6 +69,11 @@ step "kafka-python"
 tests/python/run.sh 2>&1 | tee "$logdir/python.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 count_summary "$logdir/python.log"
+
+step "librdkafka's own test suite (tests/compat/librdkafka)"
+tests/compat/librdkafka/run.sh 2>&1 | tee "$logdir/librdkafka.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+count_summary "$logdir/librdkafka.log"
 
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1

@@ -15,8 +15,8 @@
 #    packages are installed with apt-get when we are root (or have passwordless sudo).
 # 3. Per test number: starts a fresh broker ($SLUICE_BIN, else <repo>/target/debug/sluice) on a
 #    free port with an empty data dir (--default-partitions 4 and auto-created topics, like
-#    librdkafka's "default" test scenario; --group-initial-rebalance-delay-ms 0), writes a
-#    test.conf pointing at it and runs `TESTS=nnnn ./test-runner -Q -E` (quick mode, no sockem
+#    librdkafka's "default" test scenario; --group-initial-rebalance-delay-ms 3000, Kafka's
+#    default), writes a test.conf pointing at it and runs `TESTS=nnnn ./test-runner -Q -E` (quick mode, no sockem
 #    network emulation unless the allowlist says otherwise) under a timeout. $LRK_JOBS test
 #    numbers run at once, each with its own broker. Prints "ok" or "FAIL" and the reason.
 # 4. Prints "N passed, N failed" last; exits non-zero when any test failed.
