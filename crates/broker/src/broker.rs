@@ -72,7 +72,7 @@ pub(crate) fn open_broker(
     let cluster_id = load_or_create_cluster_id(&meta_dir)?;
     let (advertised_host, advertised_port) = config.advertised(bound);
     let metrics = Arc::new(Metrics::default());
-    let logs = LogManager::new(config.data_dir.clone(), metrics.clone());
+    let logs = LogManager::new(config.data_dir.clone(), metrics.clone())?;
     let group_config = GroupConfig {
         initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
         offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),

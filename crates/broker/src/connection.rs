@@ -6,7 +6,9 @@
 //! fetch, a rebalance); the writer awaits those in order, so responses leave in
 //! request order while later requests are already being handled. The channel
 //! between them is bounded: a client that pipelines more than
-//! `MAX_IN_FLIGHT` requests waits for responses before more are read.
+//! `MAX_IN_FLIGHT` requests waits for responses before more are read, and
+//! one that pipelines more than `MAX_FETCHES_IN_FLIGHT` fetches (the only
+//! responses that carry much data) waits for those to be written.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,14 +28,22 @@ use sluice_protocol::legacy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::broker::Broker;
 use crate::metrics::Metrics;
 use crate::router::{self, Reply, RequestContext};
 
-/// Requests whose responses may be outstanding on one connection.
-const MAX_IN_FLIGHT: usize = 64;
+/// Requests whose responses may be outstanding on one connection. acks=all
+/// produce responses wait for a sync, and a producer with linger.ms=0 has
+/// hundreds in flight at 50 MB/s: a small bound stopped the reading of new
+/// requests, so their appends (and consumers' view of them) waited for
+/// unrelated syncs. Each outstanding produce costs a few hundred bytes.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Fetches whose responses may be outstanding on one connection: each may
+/// hold up to its `max_bytes` of log data until it is written. Clients send
+/// one fetch per broker at a time.
+const MAX_FETCHES_IN_FLIGHT: usize = 4;
 const READ_BUFFER: usize = 64 * 1024;
 
 // Moved once per request; boxing the ready response would only add an allocation.
@@ -50,6 +60,8 @@ struct Outgoing {
     pending: Pending,
     /// Set when the request used a version older than kafka-protocol decodes.
     legacy: Option<LegacyReply>,
+    /// Held by a fetch until its response is written (see `MAX_FETCHES_IN_FLIGHT`).
+    _fetch_permit: Option<OwnedSemaphorePermit>,
 }
 
 /// What encoding a response to a legacy request needs beyond the response.
@@ -79,11 +91,16 @@ pub async fn serve_connection(
     let writer_task = tokio::spawn(write_responses(writer, rx, peer, broker.metrics.clone()));
     let decoder = FrameDecoder::new(broker.config.max_request_bytes);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let fetches = Arc::new(Semaphore::new(MAX_FETCHES_IN_FLIGHT));
     'conn: loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if let Next::Close = handle_frame(frame, peer, &broker, &tx).await {
+                    let out = Out {
+                        tx: &tx,
+                        fetches: &fetches,
+                    };
+                    if let Next::Close = handle_frame(frame, peer, &broker, out).await {
                         break 'conn;
                     }
                 }
@@ -113,12 +130,14 @@ pub async fn serve_connection(
     let _ = writer_task.await;
 }
 
-async fn handle_frame(
-    frame: Bytes,
-    peer: SocketAddr,
-    broker: &Arc<Broker>,
-    tx: &mpsc::Sender<Outgoing>,
-) -> Next {
+/// Where a request's response goes, and the fetch permits of its connection.
+#[derive(Clone, Copy)]
+struct Out<'a> {
+    tx: &'a mpsc::Sender<Outgoing>,
+    fetches: &'a Arc<Semaphore>,
+}
+
+async fn handle_frame(frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>, out: Out<'_>) -> Next {
     let received = Instant::now();
     let metrics = &broker.metrics;
     let (raw_key, raw_version) = codec::peek_api(&frame).unwrap_or((-1, -1));
@@ -160,7 +179,7 @@ async fn handle_frame(
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer with v0 and our table so the client can retry.
             let response = router::unsupported_api_versions();
-            return send(tx, request, 0, Pending::Ready(response), None).await;
+            return send(out, request, 0, Pending::Ready(response), None, None).await;
         }
         tracing::warn!(
             %peer,
@@ -209,29 +228,35 @@ async fn handle_frame(
         peer,
     };
     tracing::trace!(%peer, client_id = %ctx.client_id, "{api_key:?} v{api_version} #{correlation_id}");
-    match router::handle(broker, &ctx, decoded_request).await {
-        Reply::Now(response) => {
-            send(
-                tx,
-                request,
-                api_version,
-                Pending::Ready(response),
-                legacy_reply,
-            )
-            .await
+    let fetch_permit = if api_key == ApiKey::Fetch {
+        match out.fetches.clone().acquire_owned().await {
+            Ok(permit) => Some(permit),
+            Err(_) => return Next::Close,
         }
-        Reply::Later(task) => {
-            send(tx, request, api_version, Pending::Task(task), legacy_reply).await
-        }
+    } else {
+        None
+    };
+    let pending = match router::handle(broker, &ctx, decoded_request).await {
+        Reply::Now(response) => Pending::Ready(response),
+        Reply::Later(task) => Pending::Task(task),
         Reply::Nothing => {
             request.finished(metrics, api_version, None);
-            Next::Continue
+            return Next::Continue;
         }
         Reply::Close => {
             closed("acks=0 produce failed; connection closed");
-            Next::Close
+            return Next::Close;
         }
-    }
+    };
+    send(
+        out,
+        request,
+        api_version,
+        pending,
+        legacy_reply,
+        fetch_permit,
+    )
+    .await
 }
 
 /// What the writer needs to know of a request besides its response.
@@ -264,19 +289,21 @@ impl RequestInfo {
 }
 
 async fn send(
-    tx: &mpsc::Sender<Outgoing>,
+    out: Out<'_>,
     request: RequestInfo,
     version: i16,
     pending: Pending,
     legacy: Option<LegacyReply>,
+    fetch_permit: Option<OwnedSemaphorePermit>,
 ) -> Next {
-    let out = Outgoing {
+    let outgoing = Outgoing {
         request,
         version,
         pending,
         legacy,
+        _fetch_permit: fetch_permit,
     };
-    match tx.send(out).await {
+    match out.tx.send(outgoing).await {
         Ok(()) => Next::Continue,
         Err(_) => Next::Close,
     }
@@ -294,6 +321,7 @@ async fn write_responses(
             version,
             pending,
             legacy,
+            _fetch_permit,
         } = out;
         let api_key = request.api_key;
         let response = match pending {

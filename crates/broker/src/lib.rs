@@ -11,6 +11,7 @@ mod clock;
 pub mod config;
 mod connection;
 mod errors;
+mod flusher;
 mod group_log;
 mod handlers;
 mod http;

@@ -15,6 +15,7 @@ use sluice_storage::{PartitionLog, StorageError};
 use uuid::Uuid;
 
 use crate::clock::now_ms;
+use crate::flusher::Flusher;
 use crate::metadata::TopicImage;
 use crate::metrics::Metrics;
 use crate::partition::Partition;
@@ -34,16 +35,18 @@ pub struct LogManager {
     data_dir: PathBuf,
     metrics: Arc<Metrics>,
     topics: RwLock<HashMap<String, TopicLogs>>,
+    flusher: Flusher,
 }
 
 impl LogManager {
     /// A manager for partitions under `data_dir`.
-    pub fn new(data_dir: PathBuf, metrics: Arc<Metrics>) -> Self {
-        Self {
+    pub fn new(data_dir: PathBuf, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        Ok(Self {
             data_dir,
             metrics,
             topics: RwLock::new(HashMap::new()),
-        }
+            flusher: Flusher::start()?,
+        })
     }
 
     /// Opens every partition of the given topics (recovering their tails when
@@ -129,6 +132,7 @@ impl LogManager {
             settings,
             self.metrics.topic(&topic.name),
             self.metrics.fsync.clone(),
+            self.flusher.queue(),
         ))
     }
 

@@ -1,9 +1,10 @@
 //! One partition this broker leads: its log, its settings, and group commit.
 //!
 //! Appends take the write lock only for the in-memory bookkeeping and the
-//! write into the page cache. `acks=all` producers then wait for the
-//! partition's flusher, which fdatasyncs *without* the lock; every append that
-//! arrived while a sync ran is covered by the next one (group commit).
+//! write into the page cache. `acks=all` producers then queue the partition
+//! for the broker's sync threads ([`crate::flusher`]), which fdatasync
+//! *without* the lock; every append that arrived while a sync ran is covered
+//! by the next one (group commit).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,10 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use parking_lot::RwLock;
 use sluice_storage::{AppendInfo, PartitionLog, StorageError};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::clock::now_ms;
+use crate::flusher::FlushQueue;
 use crate::metrics::{Histogram, TopicTraffic};
 use crate::topic_config::{TimestampType, TopicSettings};
 
@@ -61,7 +63,9 @@ pub struct Partition {
     pub topic_id: Uuid,
     state: RwLock<PartitionState>,
     durability: watch::Sender<Durability>,
-    flush_wanted: Notify,
+    flush_queue: Arc<FlushQueue>,
+    /// Set while the partition waits in the flush queue, so it is queued once.
+    flush_queued: AtomicBool,
     closed: AtomicBool,
     /// This topic's byte and record counters, looked up once at open.
     pub traffic: Arc<TopicTraffic>,
@@ -69,7 +73,8 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Wraps an opened log and starts its flusher task.
+    /// Wraps an opened log; its syncs run on `flush_queue`'s threads.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         topic: String,
         index: i32,
@@ -78,25 +83,25 @@ impl Partition {
         settings: Arc<TopicSettings>,
         traffic: Arc<TopicTraffic>,
         fsync_latency: Arc<Histogram>,
+        flush_queue: Arc<FlushQueue>,
     ) -> Arc<Self> {
         let end = log.log_end_offset();
         let (durability, _) = watch::channel(Durability {
             durable_end: end,
             failed: false,
         });
-        let partition = Arc::new(Self {
+        Arc::new(Self {
             topic,
             index,
             topic_id,
             state: RwLock::new(PartitionState { log, settings }),
             durability,
-            flush_wanted: Notify::new(),
+            flush_queue,
+            flush_queued: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             traffic,
             fsync_latency,
-        });
-        tokio::spawn(flusher(partition.clone()));
-        partition
+        })
     }
 
     /// The settings appends are checked against.
@@ -127,10 +132,42 @@ impl Partition {
             .append(batches, leader_epoch, log_append_time, now)
     }
 
-    /// Asks the flusher to sync what has been appended so far. Call it for
-    /// every partition of a request before waiting, so their syncs overlap.
-    pub fn request_flush(&self) {
-        self.flush_wanted.notify_one();
+    /// Asks the sync threads to sync what has been appended so far. Call it
+    /// for every partition of a request before waiting, so their syncs overlap.
+    pub fn request_flush(self: &Arc<Self>) {
+        if !self.flush_queued.swap(true, Ordering::AcqRel) {
+            self.flush_queue.push(self.clone());
+        }
+    }
+
+    /// One group-commit sync, on a sync thread: everything appended before
+    /// it starts becomes durable, and the waiters learn so.
+    pub(crate) fn sync(&self) {
+        // Cleared first: an append after this point queues the partition
+        // again, because the handle below may not cover it.
+        self.flush_queued.store(false, Ordering::Release);
+        if self.is_closed() {
+            return;
+        }
+        let handle = self.state.read().log.flush_handle();
+        let started = std::time::Instant::now();
+        let result = handle.flush();
+        if !handle.is_empty() {
+            self.fsync_latency.observe(started.elapsed());
+        }
+        match result {
+            Ok(durable_end) => {
+                self.state.write().log.mark_flushed(durable_end);
+                self.durability.send_modify(|d| {
+                    d.durable_end = d.durable_end.max(durable_end);
+                    d.failed = false;
+                });
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "log sync failed");
+                self.durability.send_modify(|d| d.failed = true);
+            }
+        }
     }
 
     /// Waits until every offset below `end` is on disk (acks=all); the caller
@@ -235,11 +272,16 @@ impl Partition {
         self.state.write().log.apply_retention(now_ms())
     }
 
-    /// Stops the flusher and syncs everything (shutdown or topic deletion).
+    /// Stops syncs by the sync threads and syncs everything (shutdown or
+    /// topic deletion).
     pub fn close(&self) -> Result<(), StorageError> {
         self.closed.store(true, Ordering::Release);
-        self.flush_wanted.notify_one();
-        self.state.write().log.close()
+        let mut state = self.state.write();
+        state.log.close()?;
+        let end = state.log.log_end_offset();
+        self.durability
+            .send_modify(|d| d.durable_end = d.durable_end.max(end));
+        Ok(())
     }
 
     fn is_closed(&self) -> bool {
@@ -271,43 +313,4 @@ pub struct PartitionRead {
     pub offsets: PartitionOffsets,
     /// (producer id, first offset) of aborted transactions in the range (read_committed only).
     pub aborted: Vec<(i64, i64)>,
-}
-
-/// The group-commit loop: one fdatasync covers every append waiting for it.
-/// It ends when the partition is closed (shutdown or topic deletion).
-async fn flusher(p: Arc<Partition>) {
-    loop {
-        p.flush_wanted.notified().await;
-        if p.is_closed() {
-            return;
-        }
-        let handle = p.state.read().log.flush_handle();
-        let latency = p.fsync_latency.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let result = handle.flush();
-            if !handle.is_empty() {
-                latency.observe(started.elapsed());
-            }
-            result
-        })
-        .await;
-        match result {
-            Ok(Ok(durable_end)) => {
-                p.state.write().log.mark_flushed(durable_end);
-                p.durability.send_modify(|d| {
-                    d.durable_end = d.durable_end.max(durable_end);
-                    d.failed = false;
-                });
-            }
-            Ok(Err(e)) => {
-                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log sync failed");
-                p.durability.send_modify(|d| d.failed = true);
-            }
-            Err(e) => {
-                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log sync task failed");
-                p.durability.send_modify(|d| d.failed = true);
-            }
-        }
-    }
 }

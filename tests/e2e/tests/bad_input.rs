@@ -413,26 +413,63 @@ fn create_topics_with_invalid_names() {
     assert_serving(&bs, "alive");
 }
 
+/// Many requests written at once — more than the broker keeps in flight per connection,
+/// acks=all produces (each waiting for a sync) mixed with fetches: every one is answered, in
+/// request order, and each fetch sees exactly the appends of the requests before it.
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    // Not malformed input, but the same raw plumbing: many requests written at once.
+    use kafka_protocol::messages::FetchRequest;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    const REQUESTS: i32 = 2_500;
+    const FETCH_EVERY: i32 = 100;
     let broker = Broker::start();
     create_topic(&broker.bootstrap(), "pipe", 1, &[]);
     let mut c = RawConn::connect(broker.addr());
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(100)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("pipe")))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
     let mut all = Vec::new();
-    for corr in 0..20 {
-        let batch = BatchBuilder::new(TS).record(None, Some(format!("{corr}").as_bytes()));
-        all.extend(frame(&sluice_e2e::raw::encode_request(
-            7,
-            corr,
-            &produce_request("pipe", batch.build()),
-        )));
+    for corr in 0..REQUESTS {
+        let request = if corr % FETCH_EVERY == FETCH_EVERY - 1 {
+            sluice_e2e::raw::encode_request(11, corr, &fetch)
+        } else {
+            let batch = BatchBuilder::new(TS).record(None, Some(format!("{corr}").as_bytes()));
+            sluice_e2e::raw::encode_request(7, corr, &produce_request("pipe", batch.build()))
+        };
+        all.extend(frame(&request));
     }
     c.send(&all).expect("send pipelined");
-    for corr in 0..20 {
-        let resp = c.read_response::<ProduceRequest>(7, corr);
-        let p = &resp.responses[0].partition_responses[0];
-        assert_eq!((p.error_code, p.base_offset), (0, i64::from(corr)));
+    let mut produced = 0i64;
+    for corr in 0..REQUESTS {
+        if corr % FETCH_EVERY == FETCH_EVERY - 1 {
+            let resp = c.read_response::<FetchRequest>(11, corr);
+            let p = &resp.responses[0].partitions[0];
+            assert_eq!(p.error_code, 0, "fetch #{corr}");
+            assert_eq!(
+                p.high_watermark, produced,
+                "fetch #{corr} sees the appends before it"
+            );
+        } else {
+            let resp = c.read_response::<ProduceRequest>(7, corr);
+            let p = &resp.responses[0].partition_responses[0];
+            assert_eq!(
+                (p.error_code, p.base_offset),
+                (0, produced),
+                "produce #{corr}"
+            );
+            produced += 1;
+        }
     }
 }
 
