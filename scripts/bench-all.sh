@@ -28,7 +28,7 @@ run produce-1k-acks-1 produce --count 1000000 --record-size 1024 --acks 1 --part
 run produce-100b-acks-1 produce --count 3000000 --record-size 100 --acks 1 --partitions 8 --producers 2
 rm -rf "$work/consume"
 "$bin" bench produce --start-broker --broker-data-dir "$work/consume" --count 2000000 --record-size 1024 --acks 1 --partitions 8 -q >/dev/null
-run consume-1k consume --broker-data-dir "$work/consume"
+run consume-1k consume --broker-data-dir "$work/consume" --consumers 4
 run e2e-50mb-acks-all e2e --rate 48828 --duration 10 --record-size 1024 --acks all --partitions 8
 
 echo "==> startup after kill -9 with 2 GB of log"
