@@ -203,11 +203,16 @@ fn run(codec: &str, acks: &str) {
                 "{codec}: CRC of stored batch at {}",
                 h.base_offset
             );
-            assert_eq!(
+            // librdkafka sends a batch uncompressed when compressing would not shrink it,
+            // which happens to a lone small record (seen with zstd and acks=0, where the
+            // first record can leave alone); every batch of more records is compressed.
+            let lone_uncompressed = h.codec() == 0 && h.records == 1;
+            assert!(
+                h.codec() == want_codec || lone_uncompressed,
+                "{codec}: codec {} of batch at {} ({} records)",
                 h.codec(),
-                want_codec,
-                "{codec}: codec of batch at {}",
-                h.base_offset
+                h.base_offset,
+                h.records
             );
             assert_eq!(h.base_offset, next, "{codec}: batches are contiguous");
             assert_eq!(h.records, h.last_offset_delta + 1);
