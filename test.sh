@@ -38,7 +38,7 @@ export SLUICE_BIN="$PWD/target/debug/sluice"
 export SLUICE_HTTP_LISTEN=off
 
 step "cargo test (unit and end-to-end)"
-cargo test --workspace 2>&1 | tee "$logdir/cargo.log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$logdir/cargo.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 count_cargo "$logdir/cargo.log"
 
