@@ -133,29 +133,28 @@ impl ConsumerContext for MemberCtx {
         }
     }
 
+    /// Asks librdkafka for the rebalance protocol only on assignment. On a revocation the
+    /// protocol recorded then is used: the revocation that closing a consumer triggers
+    /// may end the group handler before `rd_kafka_rebalance_protocol` is answered, and
+    /// that call then waits forever (librdkafka issue 4041).
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mut st = self.state.lock().unwrap();
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let added = partitions_of(tpl);
-                st.protocol = Some(protocol_name(consumer.rebalance_protocol()));
+                let protocol = protocol_name(consumer.rebalance_protocol());
+                st.protocol = Some(protocol);
                 if !added.is_empty() {
                     st.events.push(Event::Assign(added.clone()));
                 }
-                if matches!(
-                    consumer.rebalance_protocol(),
-                    RebalanceProtocol::Cooperative
-                ) {
+                if protocol == "cooperative" {
                     st.assigned.extend(added);
                 } else {
                     st.assigned = added;
                 }
             }
             Rebalance::Revoke(tpl) => {
-                if matches!(
-                    consumer.rebalance_protocol(),
-                    RebalanceProtocol::Cooperative
-                ) {
+                if st.protocol == Some("cooperative") {
                     for p in partitions_of(tpl) {
                         st.assigned.remove(&p);
                     }
