@@ -10,6 +10,14 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestTopic;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetCommitResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
@@ -78,56 +86,86 @@ impl KnownMask {
     }
 }
 
-/// OffsetCommit with Kafka's topic check in front of the coordinator.
-pub async fn offset_commit(
-    broker: &Arc<Broker>,
-    req: OffsetCommitRequest,
-    version: i16,
-) -> OffsetCommitResponse {
-    use kafka_protocol::messages::offset_commit_response::{
-        OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-    };
+/// The request and response shapes the check works on. OffsetCommit and
+/// TxnOffsetCommit differ only in their generated types, so one
+/// implementation of the check serves both.
+trait CommitRequest: Sized {
+    type Topic: Clone;
+    type Response;
+    type ResponseTopic;
+    type ResponsePartition;
+
+    fn topics(&self) -> &[Self::Topic];
+    fn topics_mut(&mut self) -> &mut [Self::Topic];
+    fn topic_name(topic: &Self::Topic) -> &str;
+    fn partition_indexes(topic: &Self::Topic) -> Vec<i32>;
+    /// Keeps the partitions of `topic` (topic number `index`) that `mask` knows.
+    fn retain_known(topic: &mut Self::Topic, index: usize, mask: &KnownMask);
+    fn response_topics(response: Self::Response) -> Vec<Self::ResponseTopic>;
+    fn response_partitions(topic: Self::ResponseTopic) -> Vec<Self::ResponsePartition>;
+    fn unknown_partition(index: i32) -> Self::ResponsePartition;
+    fn response_topic(
+        request: Self::Topic,
+        partitions: Vec<Self::ResponsePartition>,
+    ) -> Self::ResponseTopic;
+    fn response(topics: Vec<Self::ResponseTopic>) -> Self::Response;
+}
+
+/// Sends the known partitions of `req` to the coordinator (`commit`) and
+/// answers the unknown ones with UNKNOWN_TOPIC_OR_PARTITION, in request order.
+async fn check_topics<R, F>(broker: &Broker, req: R, commit: impl FnOnce(R) -> F) -> R::Response
+where
+    R: CommitRequest,
+    F: std::future::Future<Output = R::Response>,
+{
     let mask = KnownMask::new(
         broker,
-        req.topics.iter().map(|t| {
-            let partitions = t.partitions.iter().map(|p| p.partition_index).collect();
-            (t.name.as_str(), partitions)
-        }),
+        req.topics()
+            .iter()
+            .map(|t| (R::topic_name(t), R::partition_indexes(t))),
     );
     if mask.all_known() {
-        return broker.groups.offset_commit(req, version).await;
+        return commit(req).await;
     }
-    let unknown_partition = |index: i32| {
-        OffsetCommitResponsePartition::default()
-            .with_partition_index(index)
-            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-    };
-    let original = req.topics.clone();
+    let original = req.topics().to_vec();
     let mut answered = if mask.none_known() {
         Vec::new()
     } else {
         let mut known = req;
-        for (ti, topic) in known.topics.iter_mut().enumerate() {
-            mask.retain(ti, &mut topic.partitions);
+        for (ti, topic) in known.topics_mut().iter_mut().enumerate() {
+            R::retain_known(topic, ti, &mask);
         }
-        broker.groups.offset_commit(known, version).await.topics
+        R::response_topics(commit(known).await)
     }
     .into_iter();
     let topics = original
         .into_iter()
         .enumerate()
         .map(|(ti, topic)| {
-            let answers = answered.next().map(|t| t.partitions).unwrap_or_default();
-            let partitions = mask.merge(ti, topic.partitions.len(), answers, |pi| {
-                unknown_partition(topic.partitions.get(pi).map_or(-1, |p| p.partition_index))
+            let answers = answered
+                .next()
+                .map(R::response_partitions)
+                .unwrap_or_default();
+            let indexes = R::partition_indexes(&topic);
+            let partitions = mask.merge(ti, indexes.len(), answers, |pi| {
+                R::unknown_partition(indexes.get(pi).copied().unwrap_or(-1))
             });
-            OffsetCommitResponseTopic::default()
-                .with_name(topic.name)
-                .with_topic_id(topic.topic_id)
-                .with_partitions(partitions)
+            R::response_topic(topic, partitions)
         })
         .collect();
-    OffsetCommitResponse::default().with_topics(topics)
+    R::response(topics)
+}
+
+/// OffsetCommit with Kafka's topic check in front of the coordinator.
+pub async fn offset_commit(
+    broker: &Arc<Broker>,
+    req: OffsetCommitRequest,
+    version: i16,
+) -> OffsetCommitResponse {
+    check_topics(broker, req, |known| {
+        broker.groups.offset_commit(known, version)
+    })
+    .await
 }
 
 /// TxnOffsetCommit with Kafka's topic check in front of the coordinator.
@@ -136,47 +174,99 @@ pub async fn txn_offset_commit(
     req: TxnOffsetCommitRequest,
     version: i16,
 ) -> TxnOffsetCommitResponse {
-    use kafka_protocol::messages::txn_offset_commit_response::{
-        TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
-    };
-    let mask = KnownMask::new(
-        broker,
-        req.topics.iter().map(|t| {
-            let partitions = t.partitions.iter().map(|p| p.partition_index).collect();
-            (t.name.as_str(), partitions)
-        }),
-    );
-    if mask.all_known() {
-        return broker.groups.txn_offset_commit(req, version).await;
+    check_topics(broker, req, |known| {
+        broker.groups.txn_offset_commit(known, version)
+    })
+    .await
+}
+
+impl CommitRequest for OffsetCommitRequest {
+    type Topic = OffsetCommitRequestTopic;
+    type Response = OffsetCommitResponse;
+    type ResponseTopic = OffsetCommitResponseTopic;
+    type ResponsePartition = OffsetCommitResponsePartition;
+
+    fn topics(&self) -> &[Self::Topic] {
+        &self.topics
     }
-    let unknown_partition = |index: i32| {
+    fn topics_mut(&mut self) -> &mut [Self::Topic] {
+        &mut self.topics
+    }
+    fn topic_name(topic: &Self::Topic) -> &str {
+        topic.name.as_str()
+    }
+    fn partition_indexes(topic: &Self::Topic) -> Vec<i32> {
+        topic.partitions.iter().map(|p| p.partition_index).collect()
+    }
+    fn retain_known(topic: &mut Self::Topic, index: usize, mask: &KnownMask) {
+        mask.retain(index, &mut topic.partitions);
+    }
+    fn response_topics(response: Self::Response) -> Vec<Self::ResponseTopic> {
+        response.topics
+    }
+    fn response_partitions(topic: Self::ResponseTopic) -> Vec<Self::ResponsePartition> {
+        topic.partitions
+    }
+    fn unknown_partition(index: i32) -> Self::ResponsePartition {
+        OffsetCommitResponsePartition::default()
+            .with_partition_index(index)
+            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+    }
+    fn response_topic(
+        request: Self::Topic,
+        partitions: Vec<Self::ResponsePartition>,
+    ) -> Self::ResponseTopic {
+        OffsetCommitResponseTopic::default()
+            .with_name(request.name)
+            .with_topic_id(request.topic_id)
+            .with_partitions(partitions)
+    }
+    fn response(topics: Vec<Self::ResponseTopic>) -> Self::Response {
+        OffsetCommitResponse::default().with_topics(topics)
+    }
+}
+
+impl CommitRequest for TxnOffsetCommitRequest {
+    type Topic = TxnOffsetCommitRequestTopic;
+    type Response = TxnOffsetCommitResponse;
+    type ResponseTopic = TxnOffsetCommitResponseTopic;
+    type ResponsePartition = TxnOffsetCommitResponsePartition;
+
+    fn topics(&self) -> &[Self::Topic] {
+        &self.topics
+    }
+    fn topics_mut(&mut self) -> &mut [Self::Topic] {
+        &mut self.topics
+    }
+    fn topic_name(topic: &Self::Topic) -> &str {
+        topic.name.as_str()
+    }
+    fn partition_indexes(topic: &Self::Topic) -> Vec<i32> {
+        topic.partitions.iter().map(|p| p.partition_index).collect()
+    }
+    fn retain_known(topic: &mut Self::Topic, index: usize, mask: &KnownMask) {
+        mask.retain(index, &mut topic.partitions);
+    }
+    fn response_topics(response: Self::Response) -> Vec<Self::ResponseTopic> {
+        response.topics
+    }
+    fn response_partitions(topic: Self::ResponseTopic) -> Vec<Self::ResponsePartition> {
+        topic.partitions
+    }
+    fn unknown_partition(index: i32) -> Self::ResponsePartition {
         TxnOffsetCommitResponsePartition::default()
             .with_partition_index(index)
             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-    };
-    let original = req.topics.clone();
-    let mut answered = if mask.none_known() {
-        Vec::new()
-    } else {
-        let mut known = req;
-        for (ti, topic) in known.topics.iter_mut().enumerate() {
-            mask.retain(ti, &mut topic.partitions);
-        }
-        broker.groups.txn_offset_commit(known, version).await.topics
     }
-    .into_iter();
-    let topics = original
-        .into_iter()
-        .enumerate()
-        .map(|(ti, topic)| {
-            let answers = answered.next().map(|t| t.partitions).unwrap_or_default();
-            let partitions = mask.merge(ti, topic.partitions.len(), answers, |pi| {
-                unknown_partition(topic.partitions.get(pi).map_or(-1, |p| p.partition_index))
-            });
-            TxnOffsetCommitResponseTopic::default()
-                .with_name(topic.name)
-                .with_partitions(partitions)
-        })
-        .collect();
-    TxnOffsetCommitResponse::default().with_topics(topics)
+    fn response_topic(
+        request: Self::Topic,
+        partitions: Vec<Self::ResponsePartition>,
+    ) -> Self::ResponseTopic {
+        TxnOffsetCommitResponseTopic::default()
+            .with_name(request.name)
+            .with_partitions(partitions)
+    }
+    fn response(topics: Vec<Self::ResponseTopic>) -> Self::Response {
+        TxnOffsetCommitResponse::default().with_topics(topics)
+    }
 }
