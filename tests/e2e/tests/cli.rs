@@ -52,7 +52,7 @@ fn cli_json(broker: &str, args: &[&str]) -> Json {
         out.stdout,
         out.stderr
     );
-    Json::parse(out.stdout.trim()).unwrap_or_else(|e| panic!("{e} in {:?}", out.stdout))
+    parse_json(out.stdout.trim())
 }
 
 /// Runs a command that must fail; returns its single stderr line.
@@ -82,201 +82,52 @@ fn input_file(dir: &tempfile::TempDir, name: &str, content: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A small JSON reader (the e2e crate has no JSON dependency)
+// Reading the JSON the CLI prints
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
+type Json = serde_json::Value;
+
+/// Accessors that fail the test with the value in the message when the CLI's
+/// output has another shape than expected.
+trait JsonExt {
+    /// The field `key` of an object, `null` when absent.
+    fn field(&self, key: &str) -> &Json;
+    fn i64(&self) -> i64;
+    fn str(&self) -> &str;
+    fn arr(&self) -> &[Json];
 }
 
-const NULL: Json = Json::Null;
-
-impl Json {
-    fn parse(s: &str) -> Result<Json, String> {
-        let chars: Vec<char> = s.chars().collect();
-        let mut pos = 0;
-        let v = parse_value(&chars, &mut pos)?;
-        skip_ws(&chars, &mut pos);
-        if pos != chars.len() {
-            return Err(format!("trailing characters at {pos}"));
-        }
-        Ok(v)
-    }
-
-    /// Parses one JSON document per line.
-    fn lines(s: &str) -> Vec<Json> {
-        s.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| Json::parse(l).unwrap_or_else(|e| panic!("{e} in {l:?}")))
-            .collect()
-    }
-
-    fn get(&self, key: &str) -> &Json {
-        match self {
-            Json::Obj(fields) => fields
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v)
-                .unwrap_or(&NULL),
-            _ => &NULL,
-        }
+impl JsonExt for Json {
+    fn field(&self, key: &str) -> &Json {
+        &self[key]
     }
 
     fn i64(&self) -> i64 {
-        match self {
-            Json::Num(n) => *n as i64,
-            other => panic!("not a number: {other:?}"),
-        }
+        self.as_i64()
+            .unwrap_or_else(|| panic!("not an integer: {self:?}"))
     }
 
     fn str(&self) -> &str {
-        match self {
-            Json::Str(s) => s,
-            other => panic!("not a string: {other:?}"),
-        }
+        self.as_str()
+            .unwrap_or_else(|| panic!("not a string: {self:?}"))
     }
 
     fn arr(&self) -> &[Json] {
-        match self {
-            Json::Arr(v) => v,
-            other => panic!("not an array: {other:?}"),
-        }
-    }
-
-    fn is_null(&self) -> bool {
-        *self == Json::Null
+        self.as_array()
+            .unwrap_or_else(|| panic!("not an array: {self:?}"))
     }
 }
 
-fn skip_ws(c: &[char], pos: &mut usize) {
-    while *pos < c.len() && c[*pos].is_whitespace() {
-        *pos += 1;
-    }
+fn parse_json(s: &str) -> Json {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e} in {s:?}"))
 }
 
-fn parse_value(c: &[char], pos: &mut usize) -> Result<Json, String> {
-    skip_ws(c, pos);
-    let Some(&first) = c.get(*pos) else {
-        return Err("unexpected end".into());
-    };
-    let literal = |pos: &mut usize, word: &str, v: Json| {
-        let end = *pos + word.len();
-        if end <= c.len() && c[*pos..end].iter().collect::<String>() == word {
-            *pos = end;
-            Ok(v)
-        } else {
-            Err(format!("bad literal at {pos}"))
-        }
-    };
-    match first {
-        'n' => literal(pos, "null", Json::Null),
-        't' => literal(pos, "true", Json::Bool(true)),
-        'f' => literal(pos, "false", Json::Bool(false)),
-        '"' => parse_string(c, pos).map(Json::Str),
-        '[' => {
-            *pos += 1;
-            let mut v = Vec::new();
-            skip_ws(c, pos);
-            if c.get(*pos) == Some(&']') {
-                *pos += 1;
-                return Ok(Json::Arr(v));
-            }
-            loop {
-                v.push(parse_value(c, pos)?);
-                skip_ws(c, pos);
-                match c.get(*pos) {
-                    Some(',') => *pos += 1,
-                    Some(']') => {
-                        *pos += 1;
-                        return Ok(Json::Arr(v));
-                    }
-                    _ => return Err(format!("expected , or ] at {pos}")),
-                }
-            }
-        }
-        '{' => {
-            *pos += 1;
-            let mut fields = Vec::new();
-            skip_ws(c, pos);
-            if c.get(*pos) == Some(&'}') {
-                *pos += 1;
-                return Ok(Json::Obj(fields));
-            }
-            loop {
-                skip_ws(c, pos);
-                let k = parse_string(c, pos)?;
-                skip_ws(c, pos);
-                if c.get(*pos) != Some(&':') {
-                    return Err(format!("expected : at {pos}"));
-                }
-                *pos += 1;
-                fields.push((k, parse_value(c, pos)?));
-                skip_ws(c, pos);
-                match c.get(*pos) {
-                    Some(',') => *pos += 1,
-                    Some('}') => {
-                        *pos += 1;
-                        return Ok(Json::Obj(fields));
-                    }
-                    _ => return Err(format!("expected , or }} at {pos}")),
-                }
-            }
-        }
-        _ => {
-            let start = *pos;
-            while *pos < c.len() && (c[*pos].is_ascii_digit() || "+-.eE".contains(c[*pos])) {
-                *pos += 1;
-            }
-            let s: String = c[start..*pos].iter().collect();
-            s.parse()
-                .map(Json::Num)
-                .map_err(|_| format!("bad number {s:?}"))
-        }
-    }
-}
-
-fn parse_string(c: &[char], pos: &mut usize) -> Result<String, String> {
-    if c.get(*pos) != Some(&'"') {
-        return Err(format!("expected string at {pos}"));
-    }
-    *pos += 1;
-    let mut s = String::new();
-    loop {
-        let Some(&ch) = c.get(*pos) else {
-            return Err("unterminated string".into());
-        };
-        *pos += 1;
-        match ch {
-            '"' => return Ok(s),
-            '\\' => {
-                let Some(&e) = c.get(*pos) else {
-                    return Err("bad escape".into());
-                };
-                *pos += 1;
-                match e {
-                    'n' => s.push('\n'),
-                    't' => s.push('\t'),
-                    'r' => s.push('\r'),
-                    'b' => s.push('\u{8}'),
-                    'f' => s.push('\u{c}'),
-                    'u' => {
-                        let hex: String = c.get(*pos..*pos + 4).ok_or("bad \\u")?.iter().collect();
-                        *pos += 4;
-                        let code = u32::from_str_radix(&hex, 16).map_err(|e| e.to_string())?;
-                        s.push(char::from_u32(code).unwrap_or('\u{fffd}'));
-                    }
-                    other => s.push(other),
-                }
-            }
-            other => s.push(other),
-        }
-    }
+/// Parses one JSON document per line.
+fn json_lines(s: &str) -> Vec<Json> {
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(parse_json)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,16 +138,16 @@ fn topic_names(bs: &str) -> Vec<String> {
     cli_json(bs, &["topic", "list"])
         .arr()
         .iter()
-        .map(|t| t.get("name").str().to_string())
+        .map(|t| t.field("name").str().to_string())
         .collect()
 }
 
 fn config<'a>(describe: &'a Json, name: &str) -> &'a Json {
     describe
-        .get("configs")
+        .field("configs")
         .arr()
         .iter()
-        .find(|c| c.get("name").str() == name)
+        .find(|c| c.field("name").str() == name)
         .unwrap_or_else(|| panic!("config {name} missing"))
 }
 
@@ -319,9 +170,9 @@ fn topic_lifecycle() {
             "retention.ms=3600000",
         ],
     );
-    assert_eq!(created.get("name").str(), "cli-topic");
-    assert_eq!(created.get("partitions").i64(), 3);
-    assert_eq!(created.get("replication_factor").i64(), 1);
+    assert_eq!(created.field("name").str(), "cli-topic");
+    assert_eq!(created.field("partitions").i64(), 3);
+    assert_eq!(created.field("replication_factor").i64(), 1);
 
     let err = cli_fails(&bs, &["topic", "create", "cli-topic", "--partitions", "3"]);
     assert!(err.contains("TOPIC_ALREADY_EXISTS"), "{err}");
@@ -331,25 +182,25 @@ fn topic_lifecycle() {
     let t = list
         .arr()
         .iter()
-        .find(|t| t.get("name").str() == "cli-topic")
+        .find(|t| t.field("name").str() == "cli-topic")
         .expect("listed");
-    assert_eq!(t.get("partitions").i64(), 3);
-    assert_eq!(t.get("replication_factor").i64(), 1);
+    assert_eq!(t.field("partitions").i64(), 3);
+    assert_eq!(t.field("replication_factor").i64(), 1);
 
     let d = cli_json(&bs, &["topic", "describe", "cli-topic"]);
-    assert_eq!(d.get("name").str(), "cli-topic");
-    let parts = d.get("partitions").arr();
+    assert_eq!(d.field("name").str(), "cli-topic");
+    let parts = d.field("partitions").arr();
     assert_eq!(parts.len(), 3);
     for (i, p) in parts.iter().enumerate() {
-        assert_eq!(p.get("partition").i64(), i as i64);
-        assert_eq!(p.get("leader").i64(), 1);
-        assert_eq!(p.get("log_start_offset").i64(), 0);
-        assert_eq!(p.get("high_watermark").i64(), 0);
+        assert_eq!(p.field("partition").i64(), i as i64);
+        assert_eq!(p.field("leader").i64(), 1);
+        assert_eq!(p.field("log_start_offset").i64(), 0);
+        assert_eq!(p.field("high_watermark").i64(), 0);
     }
     let retention = config(&d, "retention.ms");
-    assert_eq!(retention.get("value").str(), "3600000");
-    assert_eq!(retention.get("source").str(), "DYNAMIC_TOPIC_CONFIG");
-    assert_eq!(config(&d, "cleanup.policy").get("value").str(), "delete");
+    assert_eq!(retention.field("value").str(), "3600000");
+    assert_eq!(retention.field("source").str(), "DYNAMIC_TOPIC_CONFIG");
+    assert_eq!(config(&d, "cleanup.policy").field("value").str(), "delete");
 
     let altered = cli_json(
         &bs,
@@ -365,24 +216,24 @@ fn topic_lifecycle() {
             "retention.ms",
         ],
     );
-    assert_eq!(altered.get("name").str(), "cli-topic");
+    assert_eq!(altered.field("name").str(), "cli-topic");
     let d = cli_json(&bs, &["topic", "describe", "cli-topic"]);
-    assert_eq!(config(&d, "cleanup.policy").get("value").str(), "compact");
+    assert_eq!(config(&d, "cleanup.policy").field("value").str(), "compact");
     assert_eq!(
-        config(&d, "max.message.bytes").get("value").str(),
+        config(&d, "max.message.bytes").field("value").str(),
         "2000000"
     );
     let retention = config(&d, "retention.ms");
-    assert_eq!(retention.get("source").str(), "DEFAULT_CONFIG");
-    assert_eq!(retention.get("value").str(), "604800000");
+    assert_eq!(retention.field("source").str(), "DEFAULT_CONFIG");
+    assert_eq!(retention.field("value").str(), "604800000");
 
     let grown = cli_json(
         &bs,
         &["topic", "add-partitions", "cli-topic", "--count", "5"],
     );
-    assert_eq!(grown.get("partitions").i64(), 5);
+    assert_eq!(grown.field("partitions").i64(), 5);
     let d = cli_json(&bs, &["topic", "describe", "cli-topic"]);
-    assert_eq!(d.get("partitions").arr().len(), 5);
+    assert_eq!(d.field("partitions").arr().len(), 5);
     let err = cli_fails(
         &bs,
         &["topic", "add-partitions", "cli-topic", "--count", "2"],
@@ -390,7 +241,7 @@ fn topic_lifecycle() {
     assert!(err.contains("INVALID_PARTITIONS"), "{err}");
 
     let deleted = cli_json(&bs, &["topic", "delete", "cli-topic"]);
-    assert_eq!(deleted.get("deleted"), &Json::Bool(true));
+    assert_eq!(deleted.field("deleted"), &Json::Bool(true));
     assert!(!topic_names(&bs).contains(&"cli-topic".to_string()));
     let err = cli_fails(&bs, &["topic", "describe", "cli-topic"]);
     assert!(err.contains("cli-topic"), "{err}");
@@ -443,8 +294,8 @@ fn produce_keyed_lines_and_consume_them_back() {
             "trace=t-1",
         ],
     );
-    assert_eq!(produced.get("topic").str(), "lines");
-    assert_eq!(produced.get("records").i64(), 3);
+    assert_eq!(produced.field("topic").str(), "lines");
+    assert_eq!(produced.field("records").i64(), 3);
     // Expected offsets: per partition, in input order, from 0.
     let mut expected = Vec::new(); // (partition, offset, key, value)
     let values = ["one", "two", "three"];
@@ -453,19 +304,19 @@ fn produce_keyed_lines_and_consume_them_back() {
         let offset = expected.iter().filter(|(q, _, _, _)| *q == p).count() as i64;
         expected.push((p, offset, k.to_string(), values[i].to_string()));
     }
-    let summary = produced.get("partitions").arr();
+    let summary = produced.field("partitions").arr();
     for s in summary {
-        let p = s.get("partition").i64() as i32;
+        let p = s.field("partition").i64() as i32;
         let mine: Vec<_> = expected.iter().filter(|e| e.0 == p).collect();
-        assert_eq!(s.get("records").i64(), mine.len() as i64, "partition {p}");
-        assert_eq!(s.get("first_offset").i64(), 0, "partition {p}");
+        assert_eq!(s.field("records").i64(), mine.len() as i64, "partition {p}");
+        assert_eq!(s.field("first_offset").i64(), 0, "partition {p}");
         assert_eq!(
-            s.get("last_offset").i64(),
+            s.field("last_offset").i64(),
             mine.len() as i64 - 1,
             "partition {p}"
         );
     }
-    let total: i64 = summary.iter().map(|s| s.get("records").i64()).sum();
+    let total: i64 = summary.iter().map(|s| s.field("records").i64()).sum();
     assert_eq!(total, 3);
 
     let out = cli(
@@ -480,26 +331,26 @@ fn produce_keyed_lines_and_consume_them_back() {
         ],
     );
     assert!(succeeded(&out), "{}", out.stderr);
-    let mut got: Vec<Json> = Json::lines(&out.stdout);
-    got.sort_by_key(|r| (r.get("partition").i64(), r.get("offset").i64()));
+    let mut got: Vec<Json> = json_lines(&out.stdout);
+    got.sort_by_key(|r| (r.field("partition").i64(), r.field("offset").i64()));
     let mut want = expected.clone();
     want.sort();
     assert_eq!(got.len(), 3, "{}", out.stdout);
     for (r, (p, o, k, v)) in got.iter().zip(&want) {
-        assert_eq!(r.get("topic").str(), "lines");
-        assert_eq!(r.get("partition").i64(), i64::from(*p));
-        assert_eq!(r.get("offset").i64(), *o);
-        assert_eq!(r.get("key").str(), k);
-        assert_eq!(r.get("value").str(), v);
-        assert!(r.get("timestamp").i64() > 1_600_000_000_000);
+        assert_eq!(r.field("topic").str(), "lines");
+        assert_eq!(r.field("partition").i64(), i64::from(*p));
+        assert_eq!(r.field("offset").i64(), *o);
+        assert_eq!(r.field("key").str(), k);
+        assert_eq!(r.field("value").str(), v);
+        assert!(r.field("timestamp").i64() > 1_600_000_000_000);
         let headers: Vec<(String, String)> = r
-            .get("headers")
+            .field("headers")
             .arr()
             .iter()
             .map(|h| {
                 (
-                    h.get("key").str().to_string(),
-                    h.get("value").str().to_string(),
+                    h.field("key").str().to_string(),
+                    h.field("value").str().to_string(),
                 )
             })
             .collect();
@@ -553,7 +404,7 @@ fn produce_keyed_lines_and_consume_them_back() {
         ],
     );
     let n0 = want.iter().filter(|w| w.0 == want[0].0).count();
-    assert_eq!(Json::lines(&out.stdout).len(), n0 - 1);
+    assert_eq!(json_lines(&out.stdout).len(), n0 - 1);
     let out = cli(
         &bs,
         &[
@@ -591,7 +442,7 @@ fn compressed_produce_is_readable_by_librdkafka() {
                 "1",
             ],
         );
-        assert_eq!(produced.get("records").i64(), 500, "{codec}");
+        assert_eq!(produced.field("records").i64(), 500, "{codec}");
     }
     let got = consume_all(&bs, "zipped", 1, Duration::from_secs(20));
     assert_eq!(got[&0].len(), 2000);
@@ -624,7 +475,7 @@ fn describe_until(bs: &str, group: &str, state: &str) -> Json {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let d = cli_json(bs, &["group", "describe", group]);
-        if d.get("state").str() == state {
+        if d.field("state").str() == state {
             return d;
         }
         assert!(Instant::now() < deadline, "group never {state}: {d:?}");
@@ -633,15 +484,15 @@ fn describe_until(bs: &str, group: &str, state: &str) -> Json {
 }
 
 fn offsets_of(d: &Json) -> Vec<(i64, Json, Json, Json)> {
-    d.get("offsets")
+    d.field("offsets")
         .arr()
         .iter()
         .map(|o| {
             (
-                o.get("partition").i64(),
-                o.get("committed_offset").clone(),
-                o.get("log_end_offset").clone(),
-                o.get("lag").clone(),
+                o.field("partition").i64(),
+                o.field("committed_offset").clone(),
+                o.field("log_end_offset").clone(),
+                o.field("lag").clone(),
             )
         })
         .collect()
@@ -674,28 +525,28 @@ fn groups_list_describe_reset_delete() {
     c.commit_consumer_state(CommitMode::Sync).expect("commit");
 
     let d = describe_until(&bs, "cli-group", "Stable");
-    assert_eq!(d.get("protocol_type").str(), "consumer");
-    assert_eq!(d.get("protocol").str(), "range");
-    let members = d.get("members").arr();
+    assert_eq!(d.field("protocol_type").str(), "consumer");
+    assert_eq!(d.field("protocol").str(), "range");
+    let members = d.field("members").arr();
     assert_eq!(members.len(), 1);
-    assert_eq!(members[0].get("client_id").str(), "cli-test-member");
-    let assignments = members[0].get("assignments").arr();
+    assert_eq!(members[0].field("client_id").str(), "cli-test-member");
+    let assignments = members[0].field("assignments").arr();
     assert_eq!(assignments.len(), 1);
-    assert_eq!(assignments[0].get("topic").str(), "events");
+    assert_eq!(assignments[0].field("topic").str(), "events");
     let assigned: Vec<i64> = assignments[0]
-        .get("partitions")
+        .field("partitions")
         .arr()
         .iter()
         .map(Json::i64)
         .collect();
     assert_eq!(assigned, vec![0, 1]);
-    let member_id = members[0].get("member_id").str().to_string();
-    let p0 = &d.get("offsets").arr()[0];
-    assert_eq!(p0.get("partition").i64(), 0);
-    assert_eq!(p0.get("committed_offset").i64(), 5);
-    assert_eq!(p0.get("log_end_offset").i64(), 5);
-    assert_eq!(p0.get("lag").i64(), 0);
-    assert_eq!(p0.get("member_id").str(), member_id);
+    let member_id = members[0].field("member_id").str().to_string();
+    let p0 = &d.field("offsets").arr()[0];
+    assert_eq!(p0.field("partition").i64(), 0);
+    assert_eq!(p0.field("committed_offset").i64(), 5);
+    assert_eq!(p0.field("log_end_offset").i64(), 5);
+    assert_eq!(p0.field("lag").i64(), 0);
+    assert_eq!(p0.field("member_id").str(), member_id);
 
     // Offsets of a group with members cannot be reset.
     let err = cli_fails(
@@ -715,16 +566,16 @@ fn groups_list_describe_reset_delete() {
     c.unsubscribe();
     drop(c);
     let d = describe_until(&bs, "cli-group", "Empty");
-    assert!(d.get("members").arr().is_empty());
+    assert!(d.field("members").arr().is_empty());
 
     let list = cli_json(&bs, &["group", "list"]);
     let g = list
         .arr()
         .iter()
-        .find(|g| g.get("group").str() == "cli-group")
+        .find(|g| g.field("group").str() == "cli-group")
         .expect("group listed");
-    assert_eq!(g.get("state").str(), "Empty");
-    assert_eq!(g.get("protocol_type").str(), "consumer");
+    assert_eq!(g.field("state").str(), "Empty");
+    assert_eq!(g.field("protocol_type").str(), "consumer");
 
     // Dry run: the plan, nothing committed.
     let plan = cli_json(
@@ -740,14 +591,14 @@ fn groups_list_describe_reset_delete() {
             "--dry-run",
         ],
     );
-    assert_eq!(plan.get("dry_run"), &Json::Bool(true));
-    let p = plan.get("partitions").arr();
-    assert_eq!(p[0].get("current_offset").i64(), 5);
-    assert_eq!(p[0].get("new_offset").i64(), 2);
+    assert_eq!(plan.field("dry_run"), &Json::Bool(true));
+    let p = plan.field("partitions").arr();
+    assert_eq!(p[0].field("current_offset").i64(), 5);
+    assert_eq!(p[0].field("new_offset").i64(), 2);
     // Partition 1 is empty: offset:2 is clamped to its end, 0.
-    assert_eq!(p[1].get("new_offset").i64(), 0);
+    assert_eq!(p[1].field("new_offset").i64(), 0);
     let d = cli_json(&bs, &["group", "describe", "cli-group"]);
-    assert_eq!(offsets_of(&d)[0].1, Json::Num(5.0));
+    assert_eq!(offsets_of(&d)[0].1, serde_json::json!(5));
 
     // The real thing.
     let done = cli_json(
@@ -762,12 +613,17 @@ fn groups_list_describe_reset_delete() {
             "offset:2",
         ],
     );
-    assert_eq!(done.get("dry_run"), &Json::Bool(false));
+    assert_eq!(done.field("dry_run"), &Json::Bool(false));
     let d = cli_json(&bs, &["group", "describe", "cli-group"]);
     let offsets = offsets_of(&d);
     assert_eq!(
         offsets[0],
-        (0, Json::Num(2.0), Json::Num(5.0), Json::Num(3.0))
+        (
+            0,
+            serde_json::json!(2),
+            serde_json::json!(5),
+            serde_json::json!(3)
+        )
     );
 
     // The CLI consumer resumes from the committed offsets and commits where it stopped.
@@ -788,7 +644,11 @@ fn groups_list_describe_reset_delete() {
     assert!(succeeded(&out), "{}", out.stderr);
     assert_eq!(out.stdout, "2:c\n3:d\n4:e\n");
     let d = cli_json(&bs, &["group", "describe", "cli-group"]);
-    assert_eq!(offsets_of(&d)[0].3, Json::Num(0.0), "lag after consuming");
+    assert_eq!(
+        offsets_of(&d)[0].3,
+        serde_json::json!(0),
+        "lag after consuming"
+    );
 
     // Reset by time: everything was written after 0.
     let done = cli_json(
@@ -803,16 +663,19 @@ fn groups_list_describe_reset_delete() {
             "timestamp:0",
         ],
     );
-    assert_eq!(done.get("partitions").arr()[0].get("new_offset").i64(), 0);
+    assert_eq!(
+        done.field("partitions").arr()[0].field("new_offset").i64(),
+        0
+    );
 
     let deleted = cli_json(&bs, &["group", "delete", "cli-group"]);
-    assert_eq!(deleted.get("deleted"), &Json::Bool(true));
+    assert_eq!(deleted.field("deleted"), &Json::Bool(true));
     let list = cli_json(&bs, &["group", "list"]);
     assert!(
         !list
             .arr()
             .iter()
-            .any(|g| g.get("group").str() == "cli-group"),
+            .any(|g| g.field("group").str() == "cli-group"),
         "{list:?}"
     );
     let err = cli_fails(&bs, &["group", "describe", "cli-group"]);
@@ -828,22 +691,22 @@ fn cluster_info() {
     let broker = Broker::start();
     let bs = broker.bootstrap();
     let info = cli_json(&bs, &["cluster", "info"]);
-    assert_eq!(info.get("controller_id").i64(), 1);
-    assert!(!info.get("cluster_id").is_null());
-    let brokers = info.get("brokers").arr();
+    assert_eq!(info.field("controller_id").i64(), 1);
+    assert!(!info.field("cluster_id").is_null());
+    let brokers = info.field("brokers").arr();
     assert_eq!(brokers.len(), 1);
-    assert_eq!(brokers[0].get("node_id").i64(), 1);
-    assert_eq!(brokers[0].get("port").i64(), i64::from(broker.port()));
-    let apis = info.get("apis").arr();
+    assert_eq!(brokers[0].field("node_id").i64(), 1);
+    assert_eq!(brokers[0].field("port").i64(), i64::from(broker.port()));
+    let apis = info.field("apis").arr();
     let produce = apis
         .iter()
-        .find(|a| a.get("name").str() == "Produce")
+        .find(|a| a.field("name").str() == "Produce")
         .expect("Produce listed");
-    assert_eq!(produce.get("api_key").i64(), 0);
-    assert!(produce.get("max_version").i64() >= 9);
+    assert_eq!(produce.field("api_key").i64(), 0);
+    assert!(produce.field("max_version").i64() >= 9);
     assert!(
         apis.iter()
-            .any(|a| a.get("name").str() == "DescribeCluster")
+            .any(|a| a.field("name").str() == "DescribeCluster")
     );
 }
 
