@@ -234,6 +234,10 @@ def consumer_client(broker, clients, topic, group_id, variant=NEGOTIATED, **conf
             heartbeat_interval_ms=500,
             fetch_max_wait_ms=100,
             request_timeout_ms=15_000,
+            # kafka-python can join the group before its first metadata answer arrives; its
+            # assignor then assigns nothing, and it rejoins only once it refreshes metadata.
+            # Refreshing every second (default 5 min) lets it recover within the test's wait.
+            metadata_max_age_ms=1_000,
             **config,
         )
     )
