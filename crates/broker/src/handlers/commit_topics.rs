@@ -180,93 +180,74 @@ pub async fn txn_offset_commit(
     .await
 }
 
-impl CommitRequest for OffsetCommitRequest {
-    type Topic = OffsetCommitRequestTopic;
-    type Response = OffsetCommitResponse;
-    type ResponseTopic = OffsetCommitResponseTopic;
-    type ResponsePartition = OffsetCommitResponsePartition;
+/// Implements [`CommitRequest`] for one request type: the generated request
+/// and response types share field names but no trait. `$copied` are the
+/// request topic's fields the response topic echoes besides its name.
+macro_rules! commit_request {
+    ($request:ty, $topic:ty, $response:ident, $response_topic:ident,
+     $response_partition:ident $(, $copied:ident)*) => {
+        impl CommitRequest for $request {
+            type Topic = $topic;
+            type Response = $response;
+            type ResponseTopic = $response_topic;
+            type ResponsePartition = $response_partition;
 
-    fn topics(&self) -> &[Self::Topic] {
-        &self.topics
-    }
-    fn topics_mut(&mut self) -> &mut [Self::Topic] {
-        &mut self.topics
-    }
-    fn topic_name(topic: &Self::Topic) -> &str {
-        topic.name.as_str()
-    }
-    fn partition_indexes(topic: &Self::Topic) -> Vec<i32> {
-        topic.partitions.iter().map(|p| p.partition_index).collect()
-    }
-    fn retain_known(topic: &mut Self::Topic, index: usize, mask: &KnownMask) {
-        mask.retain(index, &mut topic.partitions);
-    }
-    fn response_topics(response: Self::Response) -> Vec<Self::ResponseTopic> {
-        response.topics
-    }
-    fn response_partitions(topic: Self::ResponseTopic) -> Vec<Self::ResponsePartition> {
-        topic.partitions
-    }
-    fn unknown_partition(index: i32) -> Self::ResponsePartition {
-        OffsetCommitResponsePartition::default()
-            .with_partition_index(index)
-            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-    }
-    fn response_topic(
-        request: Self::Topic,
-        partitions: Vec<Self::ResponsePartition>,
-    ) -> Self::ResponseTopic {
-        OffsetCommitResponseTopic::default()
-            .with_name(request.name)
-            .with_topic_id(request.topic_id)
-            .with_partitions(partitions)
-    }
-    fn response(topics: Vec<Self::ResponseTopic>) -> Self::Response {
-        OffsetCommitResponse::default().with_topics(topics)
-    }
+            fn topics(&self) -> &[Self::Topic] {
+                &self.topics
+            }
+            fn topics_mut(&mut self) -> &mut [Self::Topic] {
+                &mut self.topics
+            }
+            fn topic_name(topic: &Self::Topic) -> &str {
+                topic.name.as_str()
+            }
+            fn partition_indexes(topic: &Self::Topic) -> Vec<i32> {
+                topic.partitions.iter().map(|p| p.partition_index).collect()
+            }
+            fn retain_known(topic: &mut Self::Topic, index: usize, mask: &KnownMask) {
+                mask.retain(index, &mut topic.partitions);
+            }
+            fn response_topics(response: Self::Response) -> Vec<Self::ResponseTopic> {
+                response.topics
+            }
+            fn response_partitions(topic: Self::ResponseTopic) -> Vec<Self::ResponsePartition> {
+                topic.partitions
+            }
+            fn unknown_partition(index: i32) -> Self::ResponsePartition {
+                $response_partition::default()
+                    .with_partition_index(index)
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+            }
+            fn response_topic(
+                request: Self::Topic,
+                partitions: Vec<Self::ResponsePartition>,
+            ) -> Self::ResponseTopic {
+                #[allow(unused_mut)]
+                let mut topic = $response_topic::default()
+                    .with_name(request.name)
+                    .with_partitions(partitions);
+                $(topic.$copied = request.$copied;)*
+                topic
+            }
+            fn response(topics: Vec<Self::ResponseTopic>) -> Self::Response {
+                $response::default().with_topics(topics)
+            }
+        }
+    };
 }
 
-impl CommitRequest for TxnOffsetCommitRequest {
-    type Topic = TxnOffsetCommitRequestTopic;
-    type Response = TxnOffsetCommitResponse;
-    type ResponseTopic = TxnOffsetCommitResponseTopic;
-    type ResponsePartition = TxnOffsetCommitResponsePartition;
-
-    fn topics(&self) -> &[Self::Topic] {
-        &self.topics
-    }
-    fn topics_mut(&mut self) -> &mut [Self::Topic] {
-        &mut self.topics
-    }
-    fn topic_name(topic: &Self::Topic) -> &str {
-        topic.name.as_str()
-    }
-    fn partition_indexes(topic: &Self::Topic) -> Vec<i32> {
-        topic.partitions.iter().map(|p| p.partition_index).collect()
-    }
-    fn retain_known(topic: &mut Self::Topic, index: usize, mask: &KnownMask) {
-        mask.retain(index, &mut topic.partitions);
-    }
-    fn response_topics(response: Self::Response) -> Vec<Self::ResponseTopic> {
-        response.topics
-    }
-    fn response_partitions(topic: Self::ResponseTopic) -> Vec<Self::ResponsePartition> {
-        topic.partitions
-    }
-    fn unknown_partition(index: i32) -> Self::ResponsePartition {
-        TxnOffsetCommitResponsePartition::default()
-            .with_partition_index(index)
-            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-    }
-    fn response_topic(
-        request: Self::Topic,
-        partitions: Vec<Self::ResponsePartition>,
-    ) -> Self::ResponseTopic {
-        TxnOffsetCommitResponseTopic::default()
-            .with_name(request.name)
-            .with_partitions(partitions)
-    }
-    fn response(topics: Vec<Self::ResponseTopic>) -> Self::Response {
-        TxnOffsetCommitResponse::default().with_topics(topics)
-    }
-}
+commit_request!(
+    OffsetCommitRequest,
+    OffsetCommitRequestTopic,
+    OffsetCommitResponse,
+    OffsetCommitResponseTopic,
+    OffsetCommitResponsePartition,
+    topic_id
+);
+commit_request!(
+    TxnOffsetCommitRequest,
+    TxnOffsetCommitRequestTopic,
+    TxnOffsetCommitResponse,
+    TxnOffsetCommitResponseTopic,
+    TxnOffsetCommitResponsePartition
+);
