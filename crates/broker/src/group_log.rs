@@ -66,9 +66,9 @@ impl OffsetsTopicLog {
             .ok_or_else(|| {
                 GroupLogError::Unavailable(format!("{CONSUMER_OFFSETS_TOPIC}-{index} is not open"))
             })?;
-        let mut batch = builder.build();
+        let batch = builder.build();
         let info = partition
-            .append(&mut batch, LEADER_EPOCH)
+            .append(&batch, LEADER_EPOCH)
             .map_err(|e| GroupLogError::Unavailable(e.to_string()))?;
         partition.request_flush();
         partition

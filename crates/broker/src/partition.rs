@@ -116,13 +116,9 @@ impl Partition {
         state.settings = settings;
     }
 
-    /// Appends validated batches: stamps offsets (and the append time for
-    /// LogAppendTime topics) and writes them to the page cache.
-    pub fn append(
-        &self,
-        batches: &mut [u8],
-        leader_epoch: i32,
-    ) -> Result<AppendInfo, StorageError> {
+    /// Appends validated batches: stores them with offsets (and the append time
+    /// for LogAppendTime topics) stamped, in the page cache.
+    pub fn append(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo, StorageError> {
         let now = now_ms();
         let mut state = self.state.write();
         let log_append_time =

@@ -55,9 +55,9 @@ impl TransactionStateLog {
         for (key, value) in &records {
             builder.push(now, Some(key), value.as_deref(), &[]);
         }
-        let mut batch = builder.build();
+        let batch = builder.build();
         let info = partition
-            .append(&mut batch, LEADER_EPOCH)
+            .append(&batch, LEADER_EPOCH)
             .map_err(|e| unavailable(e.to_string()))?;
         partition.request_flush();
         partition
@@ -108,9 +108,9 @@ impl PartitionMarkerWriter {
             let Some(partition) = broker.logs.get(topic, *index) else {
                 continue;
             };
-            let mut marker =
+            let marker =
                 transaction_marker(producer_id, producer_epoch, commit, coordinator_epoch, now);
-            match partition.append(&mut marker, LEADER_EPOCH) {
+            match partition.append(&marker, LEADER_EPOCH) {
                 Ok(info) => {
                     partition.request_flush();
                     written.push((partition, info.last_offset + 1));

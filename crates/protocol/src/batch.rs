@@ -414,17 +414,58 @@ pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) -> Result<(), Batc
 /// timestamps are then read as the batch max timestamp).
 pub fn set_log_append_time(buf: &mut [u8], timestamp: i64) -> Result<(), BatchError> {
     batch_len_at(buf)?;
-    let attrs = read_i16(buf, field::ATTRIBUTES).ok_or(BatchError::Truncated {
+    mark_log_append_time(buf, timestamp)?;
+    recompute_crc(buf)
+}
+
+/// Sets the LogAppendTime attribute bit and the max timestamp in a batch header; the
+/// caller recomputes the CRC, which covers both.
+fn mark_log_append_time(header: &mut [u8], timestamp: i64) -> Result<(), BatchError> {
+    let attrs = read_i16(header, field::ATTRIBUTES).ok_or(BatchError::Truncated {
         needed: BATCH_HEADER_LEN,
-        available: buf.len(),
+        available: header.len(),
     })?;
     write_bytes(
-        buf,
+        header,
         field::ATTRIBUTES,
         (attrs | TIMESTAMP_TYPE_BIT).to_be_bytes(),
     )?;
-    write_bytes(buf, field::MAX_TIMESTAMP, timestamp.to_be_bytes())?;
-    recompute_crc(buf)
+    write_bytes(header, field::MAX_TIMESTAMP, timestamp.to_be_bytes())
+}
+
+/// The header `batch` is stored with: a copy of its first [`BATCH_HEADER_LEN`] bytes with
+/// the base offset and partition leader epoch stamped and, when `log_append_time` is
+/// Some, the LogAppendTime marking and a CRC over the new header and the batch's
+/// unchanged records. The log writes this header followed by the rest of the client's
+/// batch in one vectored write, so the produce path never copies a batch to stamp it.
+pub fn stamped_header(
+    batch: &[u8],
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time: Option<i64>,
+) -> Result<[u8; BATCH_HEADER_LEN], BatchError> {
+    let total = batch_len_at(batch)?;
+    let mut header = *batch
+        .first_chunk::<BATCH_HEADER_LEN>()
+        .ok_or(BatchError::Truncated {
+            needed: BATCH_HEADER_LEN,
+            available: batch.len(),
+        })?;
+    set_base_offset(&mut header, base_offset)?;
+    set_partition_leader_epoch(&mut header, leader_epoch)?;
+    if let Some(timestamp) = log_append_time {
+        mark_log_append_time(&mut header, timestamp)?;
+        let records = batch
+            .get(BATCH_HEADER_LEN..total)
+            .ok_or(BatchError::Truncated {
+                needed: total,
+                available: batch.len(),
+            })?;
+        let covered = header.get(field::ATTRIBUTES..).unwrap_or_default();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(covered), records);
+        write_bytes(&mut header, field::CRC, crc.to_be_bytes())?;
+    }
+    Ok(header)
 }
 
 /// Recomputes and stores the CRC of the batch at the start of `buf` after its covered bytes
@@ -750,6 +791,26 @@ mod tests {
             .record(1_005, None, Some(b"v2"), &[("h", Some(b"x")), ("n", None)])
             .record(999, Some(b""), None, &[])
             .build()
+    }
+
+    #[test]
+    fn stamped_header_and_records_equal_the_batch_stamped_in_place() {
+        for log_append_time in [None, Some(1_700_000_000_123)] {
+            let original = sample();
+            let mut in_place = original.clone();
+            set_base_offset(&mut in_place, 42).unwrap();
+            set_partition_leader_epoch(&mut in_place, 3).unwrap();
+            if let Some(ts) = log_append_time {
+                set_log_append_time(&mut in_place, ts).unwrap();
+            }
+            let header = stamped_header(&original, 42, 3, log_append_time).unwrap();
+            let mut stored = header.to_vec();
+            stored.extend_from_slice(&original[BATCH_HEADER_LEN..]);
+            assert_eq!(stored, in_place, "log_append_time {log_append_time:?}");
+            let h = validate(&stored).unwrap();
+            assert_eq!((h.base_offset, h.partition_leader_epoch), (42, 3));
+        }
+        assert!(stamped_header(&sample()[..BATCH_HEADER_LEN - 1], 0, 0, None).is_err());
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //! the broker can serve fetches under a read lock while the appender holds nothing else.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+
+/// Most slices one `pwritev` takes (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
 
 /// The kind of operation a fault hook is asked about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,9 +103,28 @@ impl DataFile {
         Ok(buf)
     }
 
-    pub(crate) fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+    /// Writes every slice, in order, from `pos`: one `pwritev` per [`IOV_MAX`] slices,
+    /// repeated after a short write, so a batch's stamped header and the client's bytes
+    /// after it reach the file without being copied into one buffer first.
+    pub(crate) fn write_all_vectored_at(
+        &self,
+        mut slices: &mut [IoSlice<'_>],
+        mut pos: u64,
+    ) -> io::Result<()> {
         check(IoOp::Write, &self.path)?;
-        self.file.write_all_at(data, pos)
+        IoSlice::advance_slices(&mut slices, 0);
+        while !slices.is_empty() {
+            let chunk = slices.get(..IOV_MAX).unwrap_or(slices);
+            let written = match rustix::io::pwritev(&self.file, chunk, pos) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            pos = pos.saturating_add(written as u64);
+            IoSlice::advance_slices(&mut slices, written);
+        }
+        Ok(())
     }
 
     pub(crate) fn sync_data(&self) -> io::Result<()> {

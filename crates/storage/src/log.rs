@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use sluice_protocol::batch::{
-    BATCH_HEADER_LEN, BatchError, BatchHeader, TimestampType, set_base_offset, set_log_append_time,
-    set_partition_leader_epoch, split_batches,
+    BATCH_HEADER_LEN, BatchError, BatchHeader, split_batches, stamped_header,
 };
 
 use crate::checkpoint::{self, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
@@ -16,7 +15,7 @@ use crate::error::StorageError;
 use crate::flush::FlushHandle;
 use crate::io;
 use crate::producer_state::{CompletedTxn, ProducerStateManager, SequenceCheck};
-use crate::segment::{self, Segment};
+use crate::segment::{self, Segment, StampedBatch};
 
 /// What an append did, for the produce response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,13 +221,15 @@ impl PartitionLog {
     }
 
     /// Appends one or more already-validated v2 batches in `batches` (contiguous buffer):
-    /// stamps consecutive base offsets and `leader_epoch` in place, and when
-    /// `log_append_time` is Some stamps it (LogAppendTime topics); rolls the active segment
+    /// stores them with consecutive base offsets and `leader_epoch` stamped, and when
+    /// `log_append_time` is Some with it (LogAppendTime topics); rolls the active segment
     /// first when it would exceed segment_bytes or is older than segment_ms; writes with one
-    /// write call; updates indexes. Page cache only, no fsync.
+    /// vectored write of the stamped headers and the caller's unchanged bytes (`batches`
+    /// itself is not modified, so the request buffer need not be copied); updates indexes.
+    /// Page cache only, no fsync.
     pub fn append(
         &mut self,
-        batches: &mut [u8],
+        batches: &[u8],
         leader_epoch: i32,
         log_append_time: Option<i64>,
         now_ms: i64,
@@ -240,7 +241,7 @@ impl PartitionLog {
             }
             .into());
         }
-        let mut parsed = split_batches(batches).collect::<Result<Vec<_>, _>>()?;
+        let parsed = split_batches(batches).collect::<Result<Vec<_>, _>>()?;
         let log_end = self.log_end_offset();
         for (h, _) in &parsed {
             if let SequenceCheck::Duplicate(original) = self.producers.check(h)? {
@@ -278,35 +279,32 @@ impl PartitionLog {
         let mut next = log_end;
         let mut max_timestamp = -1;
         let mut offset_of_max_timestamp = -1;
-        for (h, range) in &mut parsed {
-            let batch = batches
-                .get_mut(range.clone())
-                .ok_or(BatchError::Truncated {
-                    needed: range.end,
-                    available: 0,
-                })?;
-            set_base_offset(batch, next)?;
-            set_partition_leader_epoch(batch, leader_epoch)?;
-            h.base_offset = next;
-            h.partition_leader_epoch = leader_epoch;
-            if let Some(ts) = log_append_time {
-                set_log_append_time(batch, ts)?;
-                *h = BatchHeader::parse(batch)?;
-                debug_assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+        let mut stamped = Vec::with_capacity(parsed.len());
+        for (_, range) in &parsed {
+            let batch = batches.get(range.clone()).ok_or(BatchError::Truncated {
+                needed: range.end,
+                available: batches.len(),
+            })?;
+            let stamped_header = stamped_header(batch, next, leader_epoch, log_append_time)?;
+            let header = BatchHeader::parse(&stamped_header)?;
+            if header.max_timestamp > max_timestamp {
+                max_timestamp = header.max_timestamp;
+                offset_of_max_timestamp = header.last_offset();
             }
-            if h.max_timestamp > max_timestamp {
-                max_timestamp = h.max_timestamp;
-                offset_of_max_timestamp = h.last_offset();
-            }
-            next = h.last_offset() + 1;
+            next = header.last_offset() + 1;
+            stamped.push(StampedBatch {
+                header,
+                stamped_header,
+                after_header: batch.get(BATCH_HEADER_LEN..).unwrap_or_default(),
+            });
         }
         let active = self
             .segments
             .values_mut()
             .next_back()
             .ok_or_else(|| StorageError::Corrupt("log has no segment".into()))?;
-        active.append(batches, &parsed, &self.config)?;
-        for (h, range) in &parsed {
+        active.append(&stamped, &self.config)?;
+        for (StampedBatch { header: h, .. }, (_, range)) in stamped.iter().zip(&parsed) {
             if h.is_control() {
                 let batch = Bytes::copy_from_slice(batches.get(range.clone()).unwrap_or_default());
                 let commit = marker_is_commit(&batch)?;

@@ -6,7 +6,7 @@
 //! walking headers to rebuild indexes). It never decides when to roll or delete; that is
 //! the log's job.
 
-use std::ops::Range;
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +21,17 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::index::{OFFSET_ENTRY_LEN, OffsetIndex, TIME_ENTRY_LEN, TimeIndex};
 use crate::io::{self, DataFile};
+
+/// One batch as the log stores it: the client's bytes with a stamped header in front
+/// (see [`sluice_protocol::batch::stamped_header`]).
+pub(crate) struct StampedBatch<'a> {
+    /// The parsed stamped header.
+    pub(crate) header: BatchHeader,
+    /// The header bytes written to the file.
+    pub(crate) stamped_header: [u8; BATCH_HEADER_LEN],
+    /// The client's batch after its header, written unchanged.
+    pub(crate) after_header: &'a [u8],
+}
 
 /// How much of a segment is read at once while scanning it.
 const SCAN_CHUNK: usize = 1 << 20;
@@ -253,24 +264,33 @@ impl Segment {
         }
     }
 
-    /// Writes stamped batches (`headers` are their parsed headers and ranges in `data`) at
-    /// the end of the file with one write. On failure the file is cut back, so a failed
-    /// append leaves no partial batch behind.
+    /// Writes stamped batches at the end of the file with one vectored write. On failure
+    /// the file is cut back, so a failed append leaves no partial batch behind.
     pub(crate) fn append(
         &mut self,
-        data: &[u8],
-        headers: &[(BatchHeader, Range<usize>)],
+        batches: &[StampedBatch<'_>],
         config: &LogConfig,
     ) -> Result<(), StorageError> {
         let start = self.size;
-        if let Err(e) = self.file.data.write_all_at(data, start) {
+        let mut slices: Vec<IoSlice<'_>> = batches
+            .iter()
+            .flat_map(|b| {
+                [
+                    IoSlice::new(&b.stamped_header),
+                    IoSlice::new(b.after_header),
+                ]
+            })
+            .collect();
+        if let Err(e) = self.file.data.write_all_vectored_at(&mut slices, start) {
             if let Err(e2) = self.file.data.set_len(start) {
                 tracing::error!(error = %e2, "cannot cut back a failed append");
             }
             return Err(e.into());
         }
-        for (h, range) in headers {
-            self.index_batch(start.saturating_add(range.start as u64), h, config);
+        let mut position = start;
+        for batch in batches {
+            self.index_batch(position, &batch.header, config);
+            position = self.size;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -192,11 +192,9 @@ fn append(
             require_keys(&records.slice(range), partition)?;
         }
     }
-    // The one copy on the produce path: the request buffer is shared with the
-    // frame, and stamping offsets needs our own mutable bytes.
-    let mut owned = BytesMut::from(&records[..]);
+    // No copy: the log writes stamped headers and the request's own bytes.
     let info = partition
-        .append(&mut owned, LEADER_EPOCH)
+        .append(&records, LEADER_EPOCH)
         .map_err(|e| Refusal::new(storage_error_code(&e), Some(e.to_string())))?;
     partition.traffic.produced(bytes_in, records_in);
     Ok(info)

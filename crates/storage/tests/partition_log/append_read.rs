@@ -15,8 +15,8 @@ fn append_and_read_round_trip() {
 
     let mut stored = Vec::new();
     for (i, count) in [3usize, 1, 5].into_iter().enumerate() {
-        let mut b = batch(count, 1_000 + i as i64 * 10, 20);
-        let info = log.append(&mut b, 7, None, 0).unwrap();
+        let b = batch(count, 1_000 + i as i64 * 10, 20);
+        let info = log.append(&b, 7, None, 0).unwrap();
         let expected_base = stored
             .iter()
             .map(|(_, c): &(Vec<u8>, usize)| *c as i64)
@@ -27,7 +27,9 @@ fn append_and_read_round_trip() {
         assert_eq!(info.offset_of_max_timestamp, info.last_offset);
         assert_eq!(info.log_append_time, None);
         assert_eq!(info.log_start_offset, 0);
-        // Stamped in place, CRC still right.
+        // The caller's bytes are not touched; the log stores them stamped, CRC still right.
+        assert_eq!(validate(&b).unwrap().base_offset, 0);
+        let b = stamped(&b, info.base_offset, 7);
         let h = validate(&b).unwrap();
         assert_eq!(h.base_offset, info.base_offset);
         assert_eq!(h.partition_leader_epoch, 7);
@@ -54,16 +56,23 @@ fn append_and_read_round_trip() {
 fn several_batches_in_one_append_get_consecutive_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
-    log.append(&mut batch(2, 0, 5), 0, None, 0).unwrap();
-    let mut buf = batch(3, 10, 5);
-    buf.extend_from_slice(&batch(1, 50, 5));
-    buf.extend_from_slice(&batch(4, 20, 5));
-    let info = log.append(&mut buf, 3, None, 0).unwrap();
+    log.append(&batch(2, 0, 5), 0, None, 0).unwrap();
+    let batches = [
+        (batch(3, 10, 5), 2),
+        (batch(1, 50, 5), 5),
+        (batch(4, 20, 5), 6),
+    ];
+    let buf: Vec<u8> = batches.iter().flat_map(|(b, _)| b.clone()).collect();
+    let info = log.append(&buf, 3, None, 0).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (2, 9));
     assert_eq!(info.max_timestamp, 50);
     assert_eq!(info.offset_of_max_timestamp, 5);
     let data = log.read(2, 1 << 20, i64::MAX).unwrap();
-    assert_eq!(&data[..], &buf[..]);
+    let expected: Vec<u8> = batches
+        .iter()
+        .flat_map(|(b, base)| stamped(b, *base, 3))
+        .collect();
+    assert_eq!(&data[..], &expected[..]);
     assert_eq!(batch_offsets(&data), vec![(2, 4), (5, 5), (6, 9)]);
 }
 
@@ -72,19 +81,19 @@ fn invalid_appends_are_rejected_without_writing() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
     assert!(matches!(
-        log.append(&mut [], 0, None, 0),
+        log.append(&[], 0, None, 0),
         Err(StorageError::InvalidBatch(_))
     ));
     let mut b = batch(2, 0, 5);
     b.truncate(b.len() - 3);
     assert!(matches!(
-        log.append(&mut b, 0, None, 0),
+        log.append(&b, 0, None, 0),
         Err(StorageError::InvalidBatch(_))
     ));
     let mut b = batch(2, 0, 5);
     b[16] = 1; // legacy magic
     assert!(matches!(
-        log.append(&mut b, 0, None, 0),
+        log.append(&b, 0, None, 0),
         Err(StorageError::InvalidBatch(_))
     ));
     assert_eq!(log.log_end_offset(), 0);
@@ -95,13 +104,14 @@ fn invalid_appends_are_rejected_without_writing() {
 fn log_append_time_is_stamped() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
-    let mut b = batch(3, 5, 5);
-    let info = log.append(&mut b, 0, Some(99_999), 0).unwrap();
+    let b = batch(3, 5, 5);
+    let info = log.append(&b, 0, Some(99_999), 0).unwrap();
     assert_eq!(info.log_append_time, Some(99_999));
     assert_eq!(info.max_timestamp, 99_999);
-    let h = validate(&b).unwrap();
-    assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
     let data = log.read(0, 1 << 20, i64::MAX).unwrap();
+    let h = validate(&data).unwrap();
+    assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+    assert_eq!(h.max_timestamp, 99_999);
     let recs: Vec<_> = decode_records(&data, 1 << 20)
         .unwrap()
         .map(|r| r.unwrap())
@@ -114,14 +124,14 @@ fn log_append_time_is_stamped() {
 fn kip74_first_batch_always_whole() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
-    let mut big = batch(4, 0, 3_000);
-    let mut small = batch(1, 0, 10);
-    log.append(&mut big, 0, None, 0).unwrap();
-    log.append(&mut small, 0, None, 0).unwrap();
+    let big = batch(4, 0, 3_000);
+    let small = batch(1, 0, 10);
+    log.append(&big, 0, None, 0).unwrap();
+    log.append(&small, 0, None, 0).unwrap();
     let data = log.read(0, 100, i64::MAX).unwrap();
     assert_eq!(
         &data[..],
-        &big[..],
+        &stamped(&big, 0, 0)[..],
         "one whole batch even though larger than max_bytes"
     );
     let data = log.read(0, big.len() + small.len() - 1, i64::MAX).unwrap();
@@ -140,8 +150,8 @@ fn kip74_first_batch_always_whole() {
 fn read_from_middle_of_batch_returns_that_batch() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
-    log.append(&mut batch(5, 0, 5), 0, None, 0).unwrap();
-    log.append(&mut batch(5, 0, 5), 0, None, 0).unwrap();
+    log.append(&batch(5, 0, 5), 0, None, 0).unwrap();
+    log.append(&batch(5, 0, 5), 0, None, 0).unwrap();
     for offset in 0..5 {
         assert_eq!(
             batch_offsets(&log.read(offset, 1 << 20, i64::MAX).unwrap())[0],
@@ -161,7 +171,7 @@ fn max_offset_bounds_the_read() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
     for _ in 0..3 {
-        log.append(&mut batch(2, 0, 5), 0, None, 0).unwrap();
+        log.append(&batch(2, 0, 5), 0, None, 0).unwrap();
     }
     let read = |from, max_offset| batch_offsets(&log.read(from, 1 << 20, max_offset).unwrap());
     assert_eq!(read(0, 6), vec![(0, 1), (2, 3), (4, 5)]);
@@ -180,7 +190,7 @@ fn max_offset_bounds_the_read() {
 fn out_of_range_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
-    log.append(&mut batch(3, 0, 5), 0, None, 0).unwrap();
+    log.append(&batch(3, 0, 5), 0, None, 0).unwrap();
     assert!(
         log.read(3, 100, i64::MAX).unwrap().is_empty(),
         "log end: empty, not an error"
@@ -209,9 +219,9 @@ fn rolls_by_size() {
     let mut log = PartitionLog::open(dir.path(), config, false, 0).unwrap();
     let mut sizes = Vec::new();
     for i in 0..20 {
-        let mut b = batch(2, i, 100);
+        let b = batch(2, i, 100);
         sizes.push(b.len());
-        log.append(&mut b, 0, None, 0).unwrap();
+        log.append(&b, 0, None, 0).unwrap();
     }
     let per_segment = 1_000 / sizes[0];
     assert_eq!(log.segment_count(), 20usize.div_ceil(per_segment));
@@ -219,8 +229,8 @@ fn rolls_by_size() {
         assert!(std::fs::metadata(&f).unwrap().len() <= 1_000, "{f:?}");
     }
     // A batch larger than segment.bytes still goes into a fresh segment.
-    let mut huge = batch(1, 0, 3_000);
-    let info = log.append(&mut huge, 0, None, 0).unwrap();
+    let huge = batch(1, 0, 3_000);
+    let info = log.append(&huge, 0, None, 0).unwrap();
     assert_eq!(info.base_offset, 40);
     let names: Vec<String> = log_files(dir.path())
         .iter()
@@ -246,12 +256,12 @@ fn rolls_by_time() {
         ..LogConfig::default()
     };
     let mut log = PartitionLog::open(dir.path(), config, false, 1_000).unwrap();
-    log.append(&mut batch(1, 1_000, 5), 0, None, 1_000).unwrap();
-    log.append(&mut batch(1, 1_050, 5), 0, None, 1_050).unwrap();
+    log.append(&batch(1, 1_000, 5), 0, None, 1_000).unwrap();
+    log.append(&batch(1, 1_050, 5), 0, None, 1_050).unwrap();
     assert_eq!(log.segment_count(), 1);
-    log.append(&mut batch(1, 1_101, 5), 0, None, 1_101).unwrap();
+    log.append(&batch(1, 1_101, 5), 0, None, 1_101).unwrap();
     assert_eq!(log.segment_count(), 2);
-    log.append(&mut batch(1, 1_150, 5), 0, None, 1_150).unwrap();
+    log.append(&batch(1, 1_150, 5), 0, None, 1_150).unwrap();
     assert_eq!(log.segment_count(), 2);
     // An empty active segment is never rolled, however old.
     let dir2 = tempfile::tempdir().unwrap();
@@ -260,7 +270,7 @@ fn rolls_by_time() {
         ..LogConfig::default()
     };
     let mut log = PartitionLog::open(dir2.path(), config, false, 0).unwrap();
-    log.append(&mut batch(1, 0, 5), 0, None, 10_000).unwrap();
+    log.append(&batch(1, 0, 5), 0, None, 10_000).unwrap();
     assert_eq!(log.segment_count(), 1);
 }
 
@@ -276,7 +286,7 @@ fn index_lookup_after_many_batches() {
     let mut bounds = Vec::new();
     for i in 0..400 {
         let n = 1 + (i % 4);
-        let info = log.append(&mut batch(n, i as i64, 7), 0, None, 0).unwrap();
+        let info = log.append(&batch(n, i as i64, 7), 0, None, 0).unwrap();
         bounds.push((info.base_offset, info.last_offset));
     }
     let check = |log: &PartitionLog| {
@@ -302,7 +312,7 @@ fn reopen_after_close_keeps_everything() {
     };
     let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0).unwrap();
     for i in 0..50 {
-        log.append(&mut batch(3, 1_000 + i * 3, 40), 0, None, 0)
+        log.append(&batch(3, 1_000 + i * 3, 40), 0, None, 0)
             .unwrap();
     }
     log.delete_records_before(7).unwrap();
@@ -334,7 +344,7 @@ fn reopen_after_close_keeps_everything() {
         assert_eq!(before, after, "recover={recover}");
     }
     let mut log = PartitionLog::open(dir.path(), config, false, 0).unwrap();
-    let info = log.append(&mut batch(1, 0, 1), 0, None, 0).unwrap();
+    let info = log.append(&batch(1, 0, 1), 0, None, 0).unwrap();
     assert_eq!(info.base_offset, 150);
 }
 
@@ -348,13 +358,13 @@ fn flush_handle_and_recovery_point() {
     let mut log = PartitionLog::open(dir.path(), config, false, 0).unwrap();
     assert!(log.flush_handle().is_empty() || log.flush_handle().end_offset() == 0);
     for _ in 0..10 {
-        log.append(&mut batch(2, 0, 50), 0, None, 0).unwrap();
+        log.append(&batch(2, 0, 50), 0, None, 0).unwrap();
     }
     let handle = log.flush_handle();
     assert!(!handle.is_empty());
     assert_eq!(handle.end_offset(), 20);
     // Appends may go on while the handle syncs; the handle only vouches for its offset.
-    log.append(&mut batch(2, 0, 50), 0, None, 0).unwrap();
+    log.append(&batch(2, 0, 50), 0, None, 0).unwrap();
     let durable = std::thread::spawn(move || handle.flush().unwrap())
         .join()
         .unwrap();
@@ -376,4 +386,22 @@ fn log_and_handle_can_cross_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PartitionLog>();
     assert_send_sync::<sluice_storage::FlushHandle>();
+}
+
+#[test]
+fn an_append_of_more_batches_than_one_vectored_write_takes_is_stored_whole() {
+    // Two slices per batch (stamped header, the rest): 700 batches need two pwritev calls.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let batches: Vec<Vec<u8>> = (0..700).map(|i| batch(1, i, 3)).collect();
+    let buf: Vec<u8> = batches.concat();
+    let info = log.append(&buf, 2, None, 0).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (0, 699));
+    let expected: Vec<u8> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| stamped(b, i as i64, 2))
+        .collect();
+    let data = log.read(0, 1 << 20, i64::MAX).unwrap();
+    assert_eq!(&data[..], &expected[..]);
 }

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use sluice_protocol::batch::{RecordBatchBuilder, split_batches};
+use sluice_protocol::batch::{
+    RecordBatchBuilder, set_base_offset, set_partition_leader_epoch, split_batches,
+};
 use sluice_protocol::records::decode_records;
 use sluice_storage::{LogConfig, PartitionLog};
 
@@ -39,6 +41,15 @@ pub fn batch(count: usize, ts: i64, value_len: usize) -> Vec<u8> {
 }
 
 /// A batch whose records carry the given timestamps.
+/// `batch` as the log stores it after an append at `base_offset` with `leader_epoch`: the
+/// client's bytes with those two header fields set (both outside the CRC).
+pub fn stamped(batch: &[u8], base_offset: i64, leader_epoch: i32) -> Vec<u8> {
+    let mut stored = batch.to_vec();
+    set_base_offset(&mut stored, base_offset).unwrap();
+    set_partition_leader_epoch(&mut stored, leader_epoch).unwrap();
+    stored
+}
+
 pub fn batch_with_timestamps(timestamps: &[i64]) -> Vec<u8> {
     let mut b = RecordBatchBuilder::new();
     for (i, ts) in timestamps.iter().enumerate() {

@@ -30,14 +30,14 @@ fn failed_write_leaves_the_log_unchanged() {
     let _guard = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), small_config(), false, 0).unwrap();
-    log.append(&mut batch(2, 0, 10), 0, None, 0).unwrap();
+    log.append(&batch(2, 0, 10), 0, None, 0).unwrap();
     let armed = Arc::new(AtomicBool::new(true));
     fail_under(dir.path(), IoOp::Write, armed.clone());
-    let err = log.append(&mut batch(2, 0, 10), 0, None, 0).unwrap_err();
+    let err = log.append(&batch(2, 0, 10), 0, None, 0).unwrap_err();
     assert!(matches!(err, StorageError::Io(_)), "{err}");
     assert_eq!(log.log_end_offset(), 2);
     armed.store(false, Ordering::SeqCst);
-    let info = log.append(&mut batch(3, 0, 10), 0, None, 0).unwrap();
+    let info = log.append(&batch(3, 0, 10), 0, None, 0).unwrap();
     assert_eq!(info.base_offset, 2);
     set_fault_hook(None);
     assert_eq!(all_records(&log, 1 << 20).len(), 5);
@@ -51,7 +51,7 @@ fn failed_sync_is_reported() {
     let _guard = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
-    log.append(&mut batch(2, 0, 10), 0, None, 0).unwrap();
+    log.append(&batch(2, 0, 10), 0, None, 0).unwrap();
     let armed = Arc::new(AtomicBool::new(true));
     fail_under(dir.path(), IoOp::Sync, armed.clone());
     assert!(log.flush_handle().flush().is_err());
@@ -66,7 +66,7 @@ fn failed_reads_and_opens_are_errors() {
     let _guard = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
-    log.append(&mut batch_with_timestamps(&[5, 6]), 0, None, 0)
+    log.append(&batch_with_timestamps(&[5, 6]), 0, None, 0)
         .unwrap();
     let armed = Arc::new(AtomicBool::new(true));
     fail_under(dir.path(), IoOp::Read, armed.clone());

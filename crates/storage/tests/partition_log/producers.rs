@@ -24,7 +24,7 @@ fn retries_are_answered_with_the_original_offsets_and_not_written_twice() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), small_config(), false, 0).unwrap();
     log.append(
-        &mut RecordBatchBuilder::new()
+        &RecordBatchBuilder::new()
             .record(1, None, Some(b"plain"), &[])
             .build(),
         0,
@@ -33,19 +33,19 @@ fn retries_are_answered_with_the_original_offsets_and_not_written_twice() {
     )
     .unwrap();
     let first = log
-        .append(&mut idempotent_batch(7, 0, 0, 3), 0, None, 0)
+        .append(&idempotent_batch(7, 0, 0, 3), 0, None, 0)
         .unwrap();
     assert_eq!(
         (first.base_offset, first.last_offset, first.duplicate),
         (1, 3, false)
     );
     let second = log
-        .append(&mut idempotent_batch(7, 0, 3, 2), 0, None, 0)
+        .append(&idempotent_batch(7, 0, 3, 2), 0, None, 0)
         .unwrap();
     assert_eq!((second.base_offset, second.last_offset), (4, 5));
 
     let retry = log
-        .append(&mut idempotent_batch(7, 0, 0, 3), 0, None, 0)
+        .append(&idempotent_batch(7, 0, 0, 3), 0, None, 0)
         .unwrap();
     assert_eq!(
         (retry.base_offset, retry.last_offset, retry.duplicate),
@@ -54,7 +54,7 @@ fn retries_are_answered_with_the_original_offsets_and_not_written_twice() {
     assert_eq!(log.log_end_offset(), 6);
 
     let gap = log
-        .append(&mut idempotent_batch(7, 0, 9, 1), 0, None, 0)
+        .append(&idempotent_batch(7, 0, 9, 1), 0, None, 0)
         .unwrap_err();
     assert!(
         matches!(
@@ -71,26 +71,26 @@ fn producer_state_is_rebuilt_from_the_log_on_open() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut log = PartitionLog::open(dir.path(), small_config(), false, 0).unwrap();
-        log.append(&mut idempotent_batch(9, 2, 0, 2), 0, None, 0)
+        log.append(&idempotent_batch(9, 2, 0, 2), 0, None, 0)
             .unwrap();
-        log.append(&mut idempotent_batch(9, 2, 2, 2), 0, None, 0)
+        log.append(&idempotent_batch(9, 2, 2, 2), 0, None, 0)
             .unwrap();
         // No close: as after kill -9.
     }
     let mut log = PartitionLog::open(dir.path(), small_config(), true, 0).unwrap();
     let retry = log
-        .append(&mut idempotent_batch(9, 2, 2, 2), 0, None, 0)
+        .append(&idempotent_batch(9, 2, 2, 2), 0, None, 0)
         .unwrap();
     assert_eq!((retry.base_offset, retry.duplicate), (2, true));
     let stale = log
-        .append(&mut idempotent_batch(9, 1, 4, 1), 0, None, 0)
+        .append(&idempotent_batch(9, 1, 4, 1), 0, None, 0)
         .unwrap_err();
     assert!(matches!(
         stale,
         StorageError::Producer(ProducerError::InvalidEpoch { current: 2, .. })
     ));
     let next = log
-        .append(&mut idempotent_batch(9, 2, 4, 1), 0, None, 0)
+        .append(&idempotent_batch(9, 2, 4, 1), 0, None, 0)
         .unwrap();
     assert_eq!((next.base_offset, next.duplicate), (4, false));
 }

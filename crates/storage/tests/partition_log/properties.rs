@@ -29,12 +29,12 @@ proptest! {
         // Model: (base offset, last offset, bytes) per batch.
         let mut model = Vec::new();
         for (i, (count, value_len)) in batches.iter().enumerate() {
-            let mut b = batch(*count, i as i64 * 10, *value_len);
-            let info = log.append(&mut b, 1, None, 0).unwrap();
+            let b = batch(*count, i as i64 * 10, *value_len);
+            let info = log.append(&b, 1, None, 0).unwrap();
             let expected_base = model.last().map_or(0, |m: &(i64, i64, Vec<u8>)| m.1 + 1);
             prop_assert_eq!(info.base_offset, expected_base);
             prop_assert_eq!(info.last_offset, expected_base + *count as i64 - 1);
-            model.push((info.base_offset, info.last_offset, b));
+            model.push((info.base_offset, info.last_offset, stamped(&b, info.base_offset, 1)));
         }
         let end = model.last().unwrap().1 + 1;
         prop_assert_eq!(log.log_end_offset(), end);
@@ -77,7 +77,7 @@ proptest! {
         prop_assert_eq!(log.log_end_offset(), expected_end);
         let records = all_records(&log, max_bytes);
         prop_assert_eq!(records.len() as i64, expected_end);
-        let info = log.append(&mut batch(1, 0, 1), 0, None, 0).unwrap();
+        let info = log.append(&batch(1, 0, 1), 0, None, 0).unwrap();
         prop_assert_eq!(info.base_offset, expected_end);
     }
 }

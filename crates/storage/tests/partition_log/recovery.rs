@@ -13,9 +13,9 @@ fn fill(dir: &std::path::Path, config: &LogConfig, n: usize) -> Vec<usize> {
     let mut log = PartitionLog::open(dir, config.clone(), false, 0).unwrap();
     let mut sizes = Vec::new();
     for i in 0..n {
-        let mut b = batch(2, i as i64, 30);
+        let b = batch(2, i as i64, 30);
         sizes.push(b.len());
-        log.append(&mut b, 0, None, 0).unwrap();
+        log.append(&b, 0, None, 0).unwrap();
     }
     sizes
 }
@@ -58,7 +58,7 @@ fn garbage_tail_is_truncated_and_appends_continue() {
     let mut log = PartitionLog::open(dir.path(), config.clone(), true, 0).unwrap();
     assert_eq!(log.log_end_offset(), 10);
     assert_eq!(log.size_bytes(), sizes.iter().sum::<usize>() as u64);
-    let info = log.append(&mut batch(3, 100, 30), 0, None, 0).unwrap();
+    let info = log.append(&batch(3, 100, 30), 0, None, 0).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (10, 12));
     assert_eq!(
         all_records(&log, 1 << 20)
@@ -86,7 +86,7 @@ fn corrupted_byte_truncates_at_that_batch() {
     let mut log = PartitionLog::open(dir.path(), config, true, 0).unwrap();
     assert_eq!(log.log_end_offset(), 4);
     assert_eq!(log.size_bytes(), third_start as u64);
-    let info = log.append(&mut batch(1, 0, 5), 0, None, 0).unwrap();
+    let info = log.append(&batch(1, 0, 5), 0, None, 0).unwrap();
     assert_eq!(info.base_offset, 4);
     assert_eq!(all_records(&log, 1 << 20).len(), 5);
 }
@@ -136,7 +136,7 @@ fn corruption_in_an_earlier_segment_drops_later_ones() {
     );
     assert_eq!(log_files(dir.path()).len(), 2);
     assert!(files_with_extension(dir.path(), "index").len() <= 2);
-    let info = log.append(&mut batch(1, 0, 5), 0, None, 0).unwrap();
+    let info = log.append(&batch(1, 0, 5), 0, None, 0).unwrap();
     assert_eq!(info.base_offset, seg1_base);
 }
 
@@ -150,12 +150,12 @@ fn recovery_skips_segments_below_the_recovery_point() {
     {
         let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0).unwrap();
         for i in 0..12 {
-            log.append(&mut batch(2, i, 30), 0, None, 0).unwrap();
+            log.append(&batch(2, i, 30), 0, None, 0).unwrap();
         }
         let end = log.flush_handle().flush().unwrap();
         log.mark_flushed(end);
         // More data after the flush, then a crash.
-        log.append(&mut batch(2, 0, 30), 0, None, 0).unwrap();
+        log.append(&batch(2, 0, 30), 0, None, 0).unwrap();
     }
     let files = log_files(dir.path());
     // Corrupt the first segment (below the recovery point): recovery does not look there,
@@ -188,7 +188,7 @@ fn deleted_index_files_are_rebuilt() {
     };
     let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0).unwrap();
     for i in 0..60 {
-        log.append(&mut batch(2, 1_000 + i * 2, 30), 0, None, 0)
+        log.append(&batch(2, 1_000 + i * 2, 30), 0, None, 0)
             .unwrap();
     }
     log.close().unwrap();
@@ -238,7 +238,7 @@ fn corrupt_index_files_are_rebuilt() {
     };
     let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0).unwrap();
     for i in 0..30 {
-        log.append(&mut batch(2, i * 2, 30), 0, None, 0).unwrap();
+        log.append(&batch(2, i * 2, 30), 0, None, 0).unwrap();
     }
     log.close().unwrap();
     let expected = all_records(&log, 100);

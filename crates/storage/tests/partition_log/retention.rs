@@ -13,8 +13,7 @@ fn log_with_segments(dir: &std::path::Path, batches: i64) -> (PartitionLog, u64)
     };
     let mut log = PartitionLog::open(dir, config, false, 0).unwrap();
     for i in 0..batches {
-        log.append(&mut batch(2, 1_000 * i, 30), 0, None, 0)
-            .unwrap();
+        log.append(&batch(2, 1_000 * i, 30), 0, None, 0).unwrap();
     }
     (log, probe)
 }
@@ -63,7 +62,7 @@ fn retention_never_deletes_the_active_segment() {
         ..small_config()
     };
     let mut log = PartitionLog::open(dir.path(), config, false, 0).unwrap();
-    log.append(&mut batch(2, 0, 30), 0, None, 0).unwrap();
+    log.append(&batch(2, 0, 30), 0, None, 0).unwrap();
     assert_eq!(log.apply_retention(1 << 40).unwrap(), 0);
     assert_eq!(log.log_end_offset(), 2);
     assert_eq!(log.log_start_offset(), 0);
@@ -132,9 +131,7 @@ fn delete_records_before() {
     assert_eq!(log.segment_count(), 1);
     assert!(log.read(20, 100, i64::MAX).unwrap().is_empty());
     assert_eq!(
-        log.append(&mut batch(1, 0, 1), 0, None, 0)
-            .unwrap()
-            .base_offset,
+        log.append(&batch(1, 0, 1), 0, None, 0).unwrap().base_offset,
         20
     );
 }
@@ -157,9 +154,7 @@ fn log_start_beyond_lost_data_starts_afresh() {
     let mut log = PartitionLog::open(dir.path(), small_config(), true, 0).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (20, 20));
     assert_eq!(
-        log.append(&mut batch(1, 0, 1), 0, None, 0)
-            .unwrap()
-            .base_offset,
+        log.append(&batch(1, 0, 1), 0, None, 0).unwrap().base_offset,
         20
     );
 }

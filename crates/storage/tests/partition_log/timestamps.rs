@@ -9,11 +9,11 @@ use crate::common::*;
 fn offset_for_timestamp_finds_the_exact_record() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
-    log.append(&mut batch_with_timestamps(&[100, 200, 150]), 0, None, 0)
+    log.append(&batch_with_timestamps(&[100, 200, 150]), 0, None, 0)
         .unwrap();
-    log.append(&mut batch_with_timestamps(&[120, 300]), 0, None, 0)
+    log.append(&batch_with_timestamps(&[120, 300]), 0, None, 0)
         .unwrap();
-    log.append(&mut batch_with_timestamps(&[250, 260]), 0, None, 0)
+    log.append(&batch_with_timestamps(&[250, 260]), 0, None, 0)
         .unwrap();
     let q = |ts| log.offset_for_timestamp(ts).unwrap();
     assert_eq!(q(i64::MIN), Some((0, 100)));
@@ -39,13 +39,13 @@ fn offset_for_timestamp_in_compressed_batches() {
     .enumerate()
     {
         let base = i as i64 * 100;
-        let mut b = RecordBatchBuilder::new()
+        let b = RecordBatchBuilder::new()
             .record(base, None, Some(b"a"), &[])
             .record(base + 50, None, Some(b"b"), &[])
             .record(base + 10, None, Some(b"c"), &[])
             .build_compressed(codec)
             .unwrap();
-        log.append(&mut b, 0, None, 0).unwrap();
+        log.append(&b, 0, None, 0).unwrap();
     }
     assert_eq!(log.offset_for_timestamp(220).unwrap(), Some((7, 250)));
     assert_eq!(log.offset_for_timestamp(305).unwrap(), Some((10, 350)));
@@ -66,8 +66,7 @@ fn offset_for_timestamp_across_segments_uses_the_time_index() {
     let mut offset = 0;
     for i in 0..100i64 {
         let ts = [i * 30, i * 30 + 20, i * 30 + 5];
-        log.append(&mut batch_with_timestamps(&ts), 0, None, 0)
-            .unwrap();
+        log.append(&batch_with_timestamps(&ts), 0, None, 0).unwrap();
         for t in ts {
             expected.push((offset, t));
             offset += 1;
@@ -104,19 +103,19 @@ fn max_timestamp_is_the_exact_record() {
     };
     let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0).unwrap();
     assert_eq!(log.max_timestamp(), None);
-    log.append(&mut batch_with_timestamps(&[100, 500, 200]), 0, None, 0)
+    log.append(&batch_with_timestamps(&[100, 500, 200]), 0, None, 0)
         .unwrap();
     assert_eq!(log.max_timestamp(), Some((500, 1)));
-    log.append(&mut batch_with_timestamps(&[400, 450]), 0, None, 0)
+    log.append(&batch_with_timestamps(&[400, 450]), 0, None, 0)
         .unwrap();
-    log.append(&mut batch_with_timestamps(&[10, 20]), 0, None, 0)
+    log.append(&batch_with_timestamps(&[10, 20]), 0, None, 0)
         .unwrap();
     assert_eq!(log.max_timestamp(), Some((500, 1)));
     // A tie does not move it: the first record with the largest timestamp wins.
-    log.append(&mut batch_with_timestamps(&[500, 1]), 0, None, 0)
+    log.append(&batch_with_timestamps(&[500, 1]), 0, None, 0)
         .unwrap();
     assert_eq!(log.max_timestamp(), Some((500, 1)));
-    log.append(&mut batch_with_timestamps(&[7, 700, 700]), 0, None, 0)
+    log.append(&batch_with_timestamps(&[7, 700, 700]), 0, None, 0)
         .unwrap();
     assert_eq!(log.max_timestamp(), Some((700, 10)));
     assert!(log.segment_count() > 1);

@@ -21,9 +21,9 @@ fn last_stable_offset_and_aborted_transactions() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut log = PartitionLog::open(dir.path(), small_config(), false, 0).unwrap();
-        log.append(&mut txn_batch(1, 0, 2), 0, None, 0).unwrap(); // 0..=1, producer 1
+        log.append(&txn_batch(1, 0, 2), 0, None, 0).unwrap(); // 0..=1, producer 1
         log.append(
-            &mut RecordBatchBuilder::new()
+            &RecordBatchBuilder::new()
                 .record(5, None, Some(b"plain"), &[])
                 .build(),
             0,
@@ -31,18 +31,18 @@ fn last_stable_offset_and_aborted_transactions() {
             0,
         )
         .unwrap(); // 2
-        log.append(&mut txn_batch(2, 0, 1), 0, None, 0).unwrap(); // 3, producer 2
+        log.append(&txn_batch(2, 0, 1), 0, None, 0).unwrap(); // 3, producer 2
         assert_eq!(log.last_stable_offset(), 0);
-        log.append(&mut transaction_marker(1, 0, false, 0, 5), 0, None, 0)
+        log.append(&transaction_marker(1, 0, false, 0, 5), 0, None, 0)
             .unwrap(); // 4 abort 1
         assert_eq!(log.last_stable_offset(), 3);
         assert_eq!(log.aborted_transactions(0, 10), vec![(1, 0)]);
-        log.append(&mut transaction_marker(2, 0, true, 0, 5), 0, None, 0)
+        log.append(&transaction_marker(2, 0, true, 0, 5), 0, None, 0)
             .unwrap(); // 5 commit 2
         assert_eq!(log.last_stable_offset(), 6);
         assert_eq!(log.aborted_transactions(2, 10), vec![(1, 0)]);
         assert_eq!(log.aborted_transactions(5, 10), Vec::<(i64, i64)>::new());
-        log.append(&mut txn_batch(1, 2, 1), 0, None, 0).unwrap(); // 6, producer 1 again (open)
+        log.append(&txn_batch(1, 2, 1), 0, None, 0).unwrap(); // 6, producer 1 again (open)
     }
     let log = PartitionLog::open(dir.path(), small_config(), true, 0).unwrap();
     assert_eq!(log.last_stable_offset(), 6);
@@ -57,9 +57,9 @@ fn a_stale_epoch_marker_is_refused() {
         .producer(3, 5, 0)
         .transactional(true);
     b.push(5, None, Some(b"x"), &[]);
-    log.append(&mut b.build(), 0, None, 0).unwrap();
+    log.append(&b.build(), 0, None, 0).unwrap();
     assert!(
-        log.append(&mut transaction_marker(3, 4, true, 0, 5), 0, None, 0)
+        log.append(&transaction_marker(3, 4, true, 0, 5), 0, None, 0)
             .is_err()
     );
     assert_eq!(log.last_stable_offset(), 0);
