@@ -13,9 +13,8 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SLUICE_BIN="${SLUICE_BIN:-$REPO_ROOT/target/debug/sluice}"
 KCAT_TIMEOUT="${KCAT_TIMEOUT:-30}"
 
-passed=0
-failed=0
-failures=()
+# shellcheck source=../lib/tally.sh
+. "$REPO_ROOT/tests/lib/tally.sh"
 
 pass() { passed=$((passed + 1)); echo "ok   - $1"; }
 fail() {
@@ -76,7 +75,6 @@ stop_broker() {
   BROKER_PID=""
 }
 
-SUMMARY_PRINTED=""
 # Stops the broker, shows its log when something failed (else removes the temporary
 # directory), and prints the summary line last.
 finish() {
@@ -85,16 +83,10 @@ finish() {
     echo
     echo "--- broker log $LOG (last 100 lines) ---"
     tail -n 100 "$LOG" 2>/dev/null
-    echo "--- failed checks:"
-    printf '  %s\n' "${failures[@]}"
   elif [ -z "${SLUICE_KEEP_DATA:-}" ]; then
     rm -rf "$WORK"
   fi
-  if [ -z "$SUMMARY_PRINTED" ]; then
-    SUMMARY_PRINTED=1
-    echo
-    echo "$passed passed, $failed failed"
-  fi
+  print_summary
 }
 trap finish EXIT
 trap 'exit 130' INT TERM

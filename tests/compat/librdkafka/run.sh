@@ -46,10 +46,8 @@ CONFIGURE_FLAGS=(--no-download --disable-gssapi --disable-curl)
 # rapidjson-dev: header-only; 0053 and 0110 validate the statistics JSON with it.
 DEB_PACKAGES=(build-essential pkg-config libssl-dev zlib1g-dev libzstd-dev liblz4-dev rapidjson-dev)
 
-passed=0
-failed=0
-failures=()
-SUMMARY_PRINTED=""
+# shellcheck source=../../lib/tally.sh
+. "$REPO_ROOT/tests/lib/tally.sh"
 LOGDIR=""
 declare -A RUNNING=() # job pid -> test number
 declare -A SLOT_OF=() # job pid -> parallel slot (0 .. LRK_JOBS-1)
@@ -87,15 +85,7 @@ finish() {
       echo "logs (test-runner and broker output per test): $LOGDIR"
     fi
   fi
-  if [ "$failed" -gt 0 ] && [ ${#failures[@]} -gt 0 ]; then
-    echo "failed:"
-    printf '  %s\n' "${failures[@]}"
-  fi
-  if [ -z "$SUMMARY_PRINTED" ]; then
-    SUMMARY_PRINTED=1
-    echo
-    echo "$passed passed, $failed failed"
-  fi
+  print_summary
 }
 trap finish EXIT
 trap 'exit 130' INT TERM
