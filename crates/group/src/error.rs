@@ -7,28 +7,9 @@
 
 use kafka_protocol::error::ResponseError;
 
-/// A record of `__consumer_offsets` could not be encoded or decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CodecError {
-    /// The buffer ended before the field being read.
-    #[error("record truncated while reading {0}")]
-    Truncated(&'static str),
-    /// A length prefix was negative (and not the null marker) or too large.
-    #[error("invalid length {len} for {field}")]
-    InvalidLength { field: &'static str, len: i64 },
-    /// A string was not valid UTF-8.
-    #[error("invalid UTF-8 in {0}")]
-    InvalidUtf8(&'static str),
-    /// The schema version is not one Kafka ever wrote for this record type.
-    #[error("unsupported {record} version {version}")]
-    UnsupportedVersion { record: &'static str, version: i16 },
-    /// A non-nullable field was null.
-    #[error("unexpected null {0}")]
-    UnexpectedNull(&'static str),
-    /// A value does not fit its wire type (e.g. a string longer than 32767 bytes).
-    #[error("{0} is too large to encode")]
-    TooLarge(&'static str),
-}
+/// A record of `__consumer_offsets` could not be encoded or decoded (the
+/// error of the codec shared with `__transaction_state`).
+pub use sluice_protocol::schema_codec::CodecError;
 
 /// Errors of [`crate::GroupCoordinator::load`].
 #[derive(Debug, thiserror::Error)]

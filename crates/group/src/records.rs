@@ -11,7 +11,8 @@
 //! every version Kafka ever wrote, including the flexible version 4 values.
 //! Every read is bounds-checked: a damaged record yields a [`CodecError`].
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use sluice_protocol::schema_codec::{Reader, Writer};
 
 use crate::error::CodecError;
 
@@ -244,7 +245,7 @@ impl GroupMetadataValue {
         } else {
             -1
         };
-        let count = r.array_len("members")?;
+        let count = r.array_len("members", 1)?;
         let mut members = Vec::with_capacity(count);
         for _ in 0..count {
             let member_id = r.string("memberId")?;
@@ -284,189 +285,6 @@ impl GroupMetadataValue {
             current_state_timestamp,
             members,
         })
-    }
-}
-
-/// Bounds-checked reader of Kafka's classic (and, for version 4 values,
-/// flexible) encoding.
-struct Reader<'a> {
-    buf: &'a [u8],
-    flexible: bool,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], flexible: bool) -> Self {
-        Self { buf, flexible }
-    }
-
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], CodecError> {
-        let (head, tail) = self
-            .buf
-            .split_at_checked(n)
-            .ok_or(CodecError::Truncated(field))?;
-        self.buf = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], CodecError> {
-        let bytes = self.take(N, field)?;
-        <[u8; N]>::try_from(bytes).map_err(|_| CodecError::Truncated(field))
-    }
-
-    fn i16(&mut self, field: &'static str) -> Result<i16, CodecError> {
-        self.array(field).map(i16::from_be_bytes)
-    }
-
-    fn i32(&mut self, field: &'static str) -> Result<i32, CodecError> {
-        self.array(field).map(i32::from_be_bytes)
-    }
-
-    fn i64(&mut self, field: &'static str) -> Result<i64, CodecError> {
-        self.array(field).map(i64::from_be_bytes)
-    }
-
-    fn unsigned_varint(&mut self, field: &'static str) -> Result<u32, CodecError> {
-        let mut value: u32 = 0;
-        for i in 0..5 {
-            let [byte] = self.array::<1>(field)?;
-            value |= u32::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(CodecError::InvalidLength {
-            field,
-            len: i64::from(value),
-        })
-    }
-
-    /// Length of a string or bytes field; `None` is null.
-    fn length(
-        &mut self,
-        field: &'static str,
-        classic_i32: bool,
-    ) -> Result<Option<usize>, CodecError> {
-        let len: i64 = if self.flexible {
-            i64::from(self.unsigned_varint(field)?) - 1
-        } else if classic_i32 {
-            i64::from(self.i32(field)?)
-        } else {
-            i64::from(self.i16(field)?)
-        };
-        match len {
-            -1 => Ok(None),
-            n if n < 0 => Err(CodecError::InvalidLength { field, len: n }),
-            n => usize::try_from(n)
-                .map(Some)
-                .map_err(|_| CodecError::InvalidLength { field, len: n }),
-        }
-    }
-
-    fn nullable_string(&mut self, field: &'static str) -> Result<Option<String>, CodecError> {
-        match self.length(field, false)? {
-            None => Ok(None),
-            Some(n) => {
-                let raw = self.take(n, field)?;
-                std::str::from_utf8(raw)
-                    .map(|s| Some(s.to_owned()))
-                    .map_err(|_| CodecError::InvalidUtf8(field))
-            }
-        }
-    }
-
-    fn string(&mut self, field: &'static str) -> Result<String, CodecError> {
-        self.nullable_string(field)?
-            .ok_or(CodecError::UnexpectedNull(field))
-    }
-
-    fn bytes(&mut self, field: &'static str) -> Result<Bytes, CodecError> {
-        let n = self
-            .length(field, true)?
-            .ok_or(CodecError::UnexpectedNull(field))?;
-        Ok(Bytes::copy_from_slice(self.take(n, field)?))
-    }
-
-    /// Element count of an array, bounded by the bytes left (every element
-    /// takes at least one byte), so a corrupt count cannot make us allocate.
-    fn array_len(&mut self, field: &'static str) -> Result<usize, CodecError> {
-        let n = self
-            .length(field, true)?
-            .ok_or(CodecError::UnexpectedNull(field))?;
-        if n > self.buf.len() {
-            return Err(CodecError::InvalidLength {
-                field,
-                len: i64::try_from(n).unwrap_or(i64::MAX),
-            });
-        }
-        Ok(n)
-    }
-
-    fn skip_tagged_fields(&mut self) -> Result<(), CodecError> {
-        if !self.flexible {
-            return Ok(());
-        }
-        let count = self.unsigned_varint("tagged fields")?;
-        for _ in 0..count {
-            self.unsigned_varint("tag")?;
-            let size = self.unsigned_varint("tagged field size")?;
-            let size = usize::try_from(size).map_err(|_| CodecError::Truncated("tagged field"))?;
-            self.take(size, "tagged field")?;
-        }
-        Ok(())
-    }
-}
-
-/// Writer of Kafka's classic encoding.
-#[derive(Default)]
-struct Writer {
-    buf: BytesMut,
-}
-
-impl Writer {
-    fn i16(&mut self, v: i16) {
-        self.buf.put_i16(v);
-    }
-
-    fn i32(&mut self, v: i32) {
-        self.buf.put_i32(v);
-    }
-
-    fn i64(&mut self, v: i64) {
-        self.buf.put_i64(v);
-    }
-
-    fn nullable_string(&mut self, v: Option<&str>, field: &'static str) -> Result<(), CodecError> {
-        match v {
-            None => {
-                self.i16(-1);
-                Ok(())
-            }
-            Some(s) => self.string(s, field),
-        }
-    }
-
-    fn string(&mut self, v: &str, field: &'static str) -> Result<(), CodecError> {
-        let len = i16::try_from(v.len()).map_err(|_| CodecError::TooLarge(field))?;
-        self.i16(len);
-        self.buf.put_slice(v.as_bytes());
-        Ok(())
-    }
-
-    fn bytes(&mut self, v: &[u8], field: &'static str) -> Result<(), CodecError> {
-        let len = i32::try_from(v.len()).map_err(|_| CodecError::TooLarge(field))?;
-        self.i32(len);
-        self.buf.put_slice(v);
-        Ok(())
-    }
-
-    fn array_len(&mut self, len: usize, field: &'static str) -> Result<(), CodecError> {
-        let len = i32::try_from(len).map_err(|_| CodecError::TooLarge(field))?;
-        self.i32(len);
-        Ok(())
-    }
-
-    fn finish(self) -> Bytes {
-        self.buf.freeze()
     }
 }
 

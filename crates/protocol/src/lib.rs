@@ -11,6 +11,12 @@ pub mod fetch_encoder;
 pub mod frame;
 pub mod legacy;
 pub mod records;
+/// Kafka's internal-topic record schemas (`__consumer_offsets`,
+/// `__transaction_state`), classic and flexible versions: one bounds-checked
+/// [`schema_codec::Reader`] and [`schema_codec::Writer`] shared by the group
+/// and transaction coordinators, decoding without panics and checking every
+/// length against the bytes present before allocating.
+pub mod schema_codec;
 
 /// The generated Kafka message types, re-exported so every crate uses the same version.
 pub use kafka_protocol;

@@ -11,7 +11,8 @@
 //! holds, as tagged fields. Every read is bounds-checked: a damaged record
 //! yields a [`CodecError`], never a panic.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use sluice_protocol::schema_codec::{Reader, Writer};
 
 use crate::error::CodecError;
 use crate::state::TxnState;
@@ -82,15 +83,12 @@ impl TxnLogValue {
     /// like Kafka.
     pub fn encode(&self) -> Result<Bytes, CodecError> {
         let flexible = self.previous_producer_id >= 0 || self.next_producer_id >= 0;
-        let mut w = Writer {
-            buf: BytesMut::new(),
-            flexible,
-        };
+        let mut w = Writer::new(flexible);
         w.i16(i16::from(flexible));
         w.i64(self.producer_id);
         w.i16(self.producer_epoch);
         w.i32(self.transaction_timeout_ms);
-        w.buf.put_i8(self.state.id());
+        w.i8(self.state.id());
         if self.state == TxnState::Empty {
             w.null_array();
         } else {
@@ -133,7 +131,11 @@ impl TxnLogValue {
                 version,
             });
         }
-        let mut r = Reader::new(buf.get(2..).unwrap_or_default(), version >= 1);
+        let flexible = version >= 1;
+        let mut r = Reader::new(buf.get(2..).unwrap_or_default(), flexible);
+        // Every array element takes at least 4 bytes in version 0 (an int32
+        // or a string and an array) and at least 1 in the compact version 1.
+        let min_elem_size = if flexible { 1 } else { 4 };
         let producer_id = r.i64("producer_id")?;
         let producer_epoch = r.i16("producer_epoch")?;
         let transaction_timeout_ms = r.i32("transaction_timeout_ms")?;
@@ -143,15 +145,17 @@ impl TxnLogValue {
             value: i64::from(status),
         })?;
         let mut partitions = Vec::new();
-        if let Some(count) = r.array_len("transaction_partitions")? {
+        if let Some(count) = r.nullable_array_len("transaction_partitions", min_elem_size)? {
             for _ in 0..count {
                 let topic = r.string("topic")?;
-                let n = r.array_len("partition_ids")?.unwrap_or(0);
+                let n = r
+                    .nullable_array_len("partition_ids", min_elem_size)?
+                    .unwrap_or(0);
                 let mut ids = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
                     ids.push(r.i32("partition_id")?);
                 }
-                r.tagged_fields(|_, _| Ok(()))?;
+                r.skip_tagged_fields()?;
                 partitions.push((topic, ids));
             }
         }
@@ -179,200 +183,6 @@ impl TxnLogValue {
             last_update_timestamp_ms,
             start_timestamp_ms,
         })
-    }
-}
-
-/// Bounds-checked reader over one record; `flexible` selects the compact
-/// encodings of flexible versions.
-struct Reader<'a> {
-    buf: &'a [u8],
-    flexible: bool,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], flexible: bool) -> Self {
-        Self { buf, flexible }
-    }
-
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], CodecError> {
-        if self.buf.len() < n {
-            return Err(CodecError::Truncated(field));
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], CodecError> {
-        let bytes = self.take(N, field)?;
-        bytes.try_into().map_err(|_| CodecError::Truncated(field))
-    }
-
-    fn i8(&mut self, field: &'static str) -> Result<i8, CodecError> {
-        Ok(i8::from_be_bytes(self.array(field)?))
-    }
-
-    fn i16(&mut self, field: &'static str) -> Result<i16, CodecError> {
-        Ok(i16::from_be_bytes(self.array(field)?))
-    }
-
-    fn i32(&mut self, field: &'static str) -> Result<i32, CodecError> {
-        Ok(i32::from_be_bytes(self.array(field)?))
-    }
-
-    fn i64(&mut self, field: &'static str) -> Result<i64, CodecError> {
-        Ok(i64::from_be_bytes(self.array(field)?))
-    }
-
-    fn unsigned_varint(&mut self, field: &'static str) -> Result<u32, CodecError> {
-        let mut value: u32 = 0;
-        for i in 0..5 {
-            let [byte] = self.array::<1>(field)?;
-            value |= u32::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(CodecError::InvalidLength {
-            field,
-            len: i64::from(value),
-        })
-    }
-
-    /// A length prefix: `None` for null. Lengths beyond the remaining bytes
-    /// are rejected early so a damaged prefix cannot make us allocate.
-    fn length(
-        &mut self,
-        field: &'static str,
-        elem_size: usize,
-    ) -> Result<Option<usize>, CodecError> {
-        let len: i64 = if self.flexible {
-            i64::from(self.unsigned_varint(field)?) - 1
-        } else if elem_size == 1 {
-            i64::from(self.i16(field)?)
-        } else {
-            i64::from(self.i32(field)?)
-        };
-        if len == -1 {
-            return Ok(None);
-        }
-        let n = usize::try_from(len).map_err(|_| CodecError::InvalidLength { field, len })?;
-        if n.saturating_mul(elem_size) > self.buf.len() {
-            return Err(CodecError::InvalidLength { field, len });
-        }
-        Ok(Some(n))
-    }
-
-    fn string(&mut self, field: &'static str) -> Result<String, CodecError> {
-        let len = self
-            .length(field, 1)?
-            .ok_or(CodecError::InvalidLength { field, len: -1 })?;
-        let bytes = self.take(len, field)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| CodecError::InvalidUtf8(field))
-    }
-
-    /// An array length (each element at least 1 byte in flexible versions, 4 otherwise).
-    fn array_len(&mut self, field: &'static str) -> Result<Option<usize>, CodecError> {
-        self.length(field, if self.flexible { 1 } else { 4 })
-    }
-
-    /// Reads the tagged fields of a flexible struct (nothing otherwise),
-    /// handing each to `f`.
-    fn tagged_fields(
-        &mut self,
-        mut f: impl FnMut(u32, &[u8]) -> Result<(), CodecError>,
-    ) -> Result<(), CodecError> {
-        if !self.flexible {
-            return Ok(());
-        }
-        let count = self.unsigned_varint("tagged fields")?;
-        for _ in 0..count {
-            let tag = self.unsigned_varint("tag")?;
-            let size = self.unsigned_varint("tag size")?;
-            let size = usize::try_from(size).map_err(|_| CodecError::InvalidLength {
-                field: "tag size",
-                len: i64::from(size),
-            })?;
-            let data = self.take(size, "tagged field")?;
-            f(tag, data)?;
-        }
-        Ok(())
-    }
-}
-
-/// Writer for one record; `flexible` selects the compact encodings.
-#[derive(Default)]
-struct Writer {
-    buf: BytesMut,
-    flexible: bool,
-}
-
-impl Writer {
-    fn i16(&mut self, v: i16) {
-        self.buf.put_i16(v);
-    }
-
-    fn i32(&mut self, v: i32) {
-        self.buf.put_i32(v);
-    }
-
-    fn i64(&mut self, v: i64) {
-        self.buf.put_i64(v);
-    }
-
-    fn unsigned_varint(&mut self, mut v: u32) {
-        while v >= 0x80 {
-            self.buf.put_u8((v as u8 & 0x7f) | 0x80);
-            v >>= 7;
-        }
-        self.buf.put_u8(v as u8);
-    }
-
-    fn string(&mut self, v: &str, field: &'static str) -> Result<(), CodecError> {
-        if self.flexible {
-            let len = u32::try_from(v.len())
-                .ok()
-                .and_then(|l| l.checked_add(1))
-                .ok_or(CodecError::TooLarge(field))?;
-            self.unsigned_varint(len);
-        } else {
-            let len = i16::try_from(v.len()).map_err(|_| CodecError::TooLarge(field))?;
-            self.i16(len);
-        }
-        self.buf.put_slice(v.as_bytes());
-        Ok(())
-    }
-
-    fn array_len(&mut self, len: usize, field: &'static str) -> Result<(), CodecError> {
-        if self.flexible {
-            let len = u32::try_from(len)
-                .ok()
-                .and_then(|l| l.checked_add(1))
-                .ok_or(CodecError::TooLarge(field))?;
-            self.unsigned_varint(len);
-        } else {
-            let len = i32::try_from(len).map_err(|_| CodecError::TooLarge(field))?;
-            self.i32(len);
-        }
-        Ok(())
-    }
-
-    fn null_array(&mut self) {
-        if self.flexible {
-            self.unsigned_varint(0);
-        } else {
-            self.i32(-1);
-        }
-    }
-
-    fn no_tagged_fields(&mut self) {
-        if self.flexible {
-            self.unsigned_varint(0);
-        }
-    }
-
-    fn finish(self) -> Bytes {
-        self.buf.freeze()
     }
 }
 
@@ -408,6 +218,14 @@ mod tests {
         assert_eq!(&bytes[..], &[0, 0, 0, 2, b't', b'x']);
         assert_eq!(TxnLogKey::decode(&bytes).unwrap(), key);
         assert!(TxnLogKey::decode(&[0, 1, 0, 0]).is_err());
+        assert_eq!(
+            TxnLogKey::decode(&[0, 0, 0xff, 0xff]),
+            Err(CodecError::UnexpectedNull("transactional_id"))
+        );
+        assert_eq!(
+            TxnLogKey::decode(&[0, 0, 0, 3, b't']),
+            Err(CodecError::Truncated("transactional_id"))
+        );
     }
 
     #[test]
