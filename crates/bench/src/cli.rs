@@ -200,9 +200,9 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub producers: u32,
 
-    /// linger.ms.
-    #[arg(long, default_value_t = 5)]
-    pub linger_ms: u32,
+    /// linger.ms (fractions allowed, as librdkafka takes them).
+    #[arg(long, default_value_t = 5.0, value_parser = parse_linger_ms)]
+    pub linger_ms: f64,
 
     /// Key distribution.
     #[arg(long, value_enum, default_value_t = KeyMode::None)]
@@ -265,7 +265,20 @@ pub struct E2eArgs {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=100_000_000))]
     pub record_size: u32,
 
-    /// linger.ms; 0 by default because this mode measures latency.
-    #[arg(long, default_value_t = 0)]
-    pub linger_ms: u32,
+    /// linger.ms (fractions allowed, as librdkafka takes them); 0 by default because this
+    /// mode measures latency.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_linger_ms)]
+    pub linger_ms: f64,
+}
+
+/// librdkafka's range for `linger.ms`: 0 to 900,000 milliseconds, fractions allowed.
+fn parse_linger_ms(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of milliseconds"))?;
+    if (0.0..=900_000.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{text} is outside librdkafka's range 0..=900000"))
+    }
 }

@@ -128,7 +128,7 @@ pub type TimedProducer = ThreadedProducer<DeliveryTimer>;
 pub fn producer_config(
     client: &ClientSettings,
     settings: &ProducerSettings,
-    linger_ms: u32,
+    linger_ms: f64,
 ) -> rdkafka::ClientConfig {
     let mut props: Vec<(&str, String)> = vec![
         ("acks", settings.acks.as_config().into()),

@@ -26,7 +26,7 @@ pub struct ProducerInfo {
     pub record_size: u32,
     pub acks: &'static str,
     pub compression: &'static str,
-    pub linger_ms: u32,
+    pub linger_ms: f64,
     /// `None`: librdkafka's default.
     pub batch_size: Option<u32>,
 }
@@ -457,7 +457,7 @@ mod tests {
                 record_size: 1024,
                 acks: "1",
                 compression: "none",
-                linger_ms: 5,
+                linger_ms: 5.0,
                 batch_size: None,
             },
             producers: 1,
