@@ -348,6 +348,40 @@ def test_producer_send_with_key_and_partition_returns_offsets(broker, clients, v
     assert {tp.partition: offset for tp, offset in ends.items()} == expected_ends
 
 
+def test_admin_describe_log_dirs_reports_each_partitions_size_on_disk(broker, clients):
+    topic = unique("py-logdirs")
+    create_topic(broker, clients, topic, 2)
+    produce(broker, clients, topic, [
+        (0, "k-a", "v-a", BASE_TS),
+        (0, "k-b", "v-b", BASE_TS + 1),
+        (1, "k-c", "v" * 500, BASE_TS + 2),
+    ])
+    data_dir = broker.root / "data"
+
+    def on_disk(partition):
+        return sum(f.stat().st_size for f in (data_dir / f"{topic}-{partition}").glob("*.log"))
+
+    admin = admin_client(broker, clients)
+    # Partition 7 does not exist: left out, as Kafka does.
+    [per_broker] = admin.describe_log_dirs({topic: [0, 1, 7]})
+    [log_dir] = per_broker["log_dirs"]
+    assert (log_dir["error_code"], log_dir["log_dir"]) == (0, str(data_dir))
+    described = [
+        (t["name"], [(p["partition_index"], p["partition_size"], p["offset_lag"], p["is_future_key"])
+                     for p in t["partitions"]])
+        for t in log_dir["topics"]
+    ]
+    assert described == [(topic, [(0, on_disk(0), 0, False), (1, on_disk(1), 0, False)])]
+    assert 0 < on_disk(0) < on_disk(1)
+    assert 0 < log_dir["usable_bytes"] <= log_dir["total_bytes"]
+
+    # No topics named: every partition on the broker, this topic's among them.
+    [everything] = admin.describe_log_dirs()[0]["log_dirs"]
+    sizes = {(t["name"], p["partition_index"]): p["partition_size"]
+             for t in everything["topics"] for p in t["partitions"]}
+    assert (sizes[(topic, 0)], sizes[(topic, 1)]) == (on_disk(0), on_disk(1))
+
+
 @variants(NEGOTIATED, V0_10_1, V0_10_1_GZIP, V0_9, V0_9_GZIP)
 def test_group_consumer_consumes_commits_and_a_second_member_resumes(broker, clients, variant):
     topic = unique("py-group")

@@ -72,6 +72,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 /// Whether `api` at `version` is one we decode and answer.
@@ -169,6 +170,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Request
         | RequestKind::TxnOffsetCommit(_)
         | RequestKind::DescribeTransactions(_)
         | RequestKind::ListTransactions(_)) => handlers::transactions::handle(broker, ctx, r),
+        RequestKind::DescribeLogDirs(r) => now(ResponseKind::DescribeLogDirs(
+            handlers::log_dirs::describe(broker, r),
+        )),
         RequestKind::DescribeCluster(r) => now(ResponseKind::DescribeCluster(
             handlers::cluster::describe(broker, r, v),
         )),
@@ -368,6 +372,16 @@ mod tests {
             ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(
                 DescribeClusterRequest::default(),
             )],
+            ApiKey::DescribeLogDirs => vec![
+                RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
+                RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(Some(
+                    vec![
+                        describe_log_dirs_request::DescribableLogDirTopic::default()
+                            .with_topic(name(topic))
+                            .with_partitions(vec![0, 7]),
+                    ],
+                ))),
+            ],
             ApiKey::ApiVersions => vec![RequestKind::ApiVersions(ApiVersionsRequest::default())],
             ApiKey::OffsetFetch => vec![RequestKind::OffsetFetch(
                 OffsetFetchRequest::default().with_group_id(GroupId(s("g"))),

@@ -1,4 +1,5 @@
-//! CreateTopics v0-1 → v2, DeleteTopics v0 → v1, DescribeConfigs v0 → v1.
+//! CreateTopics v0-1 → v2, DeleteTopics v0 → v1, DescribeConfigs v0 → v1, DescribeLogDirs
+//! v0 → v1.
 //!
 //! CreateTopics request v0: `[topic string | partitions i32 | replication i16 |
 //! [partition i32 | [broker i32]] | [config string | value nullable_string]] | timeout i32`;
@@ -14,6 +15,10 @@
 //! read_only bool | is_default bool | is_sensitive bool]]`. v1 replaced `is_default` with
 //! `config_source` and added synonyms; a config is default exactly when its source is
 //! DEFAULT_CONFIG, which is how Kafka fills `is_default` for v0.
+//!
+//! DescribeLogDirs v0 is v1 on the wire: `nullable [topic string | [partition i32]]`, and the
+//! response `throttle i32 | [error i16 | log_dir string | [name string | [partition i32 | size
+//! i64 | offset_lag i64 | is_future bool]]]`.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{
@@ -26,10 +31,18 @@ use kafka_protocol::messages::describe_configs_request::{
     DescribeConfigsRequest, DescribeConfigsResource,
 };
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResponse;
-use kafka_protocol::messages::{BrokerId, TopicName};
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use kafka_protocol::messages::{
+    BrokerId, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
+};
+use kafka_protocol::protocol::Encodable;
 
 use super::LegacyError;
 use super::wire;
+
+/// DescribeLogDirs v1 only changed how quota throttling is signalled; v0 request and
+/// response are v1's bytes, so kafka-protocol's v1 encoder writes the response.
+const DESCRIBE_LOG_DIRS_V1: i16 = 1;
 
 /// `ConfigSource.DEFAULT_CONFIG` in DescribeConfigs v1+.
 const DEFAULT_CONFIG: i8 = 5;
@@ -184,5 +197,44 @@ pub(crate) fn encode_describe_configs_response(
             out.put_u8(u8::from(c.is_sensitive));
         }
     }
+    Ok(out.freeze())
+}
+
+pub(crate) fn decode_describe_log_dirs(
+    body: &mut Bytes,
+) -> Result<DescribeLogDirsRequest, LegacyError> {
+    // Read by hand (not with kafka-protocol's v1 decoder, which reserves an array's
+    // claimed count before checking the bytes exist): topic name length + partitions count.
+    let topics = match wire::nullable_array_len(body, 6, "log dir topics")? {
+        None => None,
+        Some(count) => {
+            let mut topics = Vec::with_capacity(count);
+            for _ in 0..count {
+                let topic = wire::string(body, "log dir topic")?;
+                let n = wire::array_len(body, 4, "log dir partitions")?;
+                let mut partitions = Vec::with_capacity(n);
+                for _ in 0..n {
+                    partitions.push(wire::i32(body, "log dir partition")?);
+                }
+                topics.push(
+                    DescribableLogDirTopic::default()
+                        .with_topic(TopicName(topic))
+                        .with_partitions(partitions),
+                );
+            }
+            Some(topics)
+        }
+    };
+    Ok(DescribeLogDirsRequest::default().with_topics(topics))
+}
+
+pub(crate) fn encode_describe_log_dirs_response(
+    r: &DescribeLogDirsResponse,
+) -> Result<Bytes, LegacyError> {
+    let mut out = BytesMut::new();
+    r.encode(&mut out, DESCRIBE_LOG_DIRS_V1)
+        .map_err(|_| LegacyError::Malformed {
+            what: "DescribeLogDirs v0 response",
+        })?;
     Ok(out.freeze())
 }

@@ -86,6 +86,7 @@ const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::CreateTopics, 0, 1, 2),
     (ApiKey::DeleteTopics, 0, 0, 1),
     (ApiKey::DescribeConfigs, 0, 0, 1),
+    (ApiKey::DescribeLogDirs, 0, 0, 1),
 ];
 
 /// The legacy versions this module decodes for `api`, inclusive; None if the api needs none.
@@ -146,6 +147,9 @@ pub fn decode_request(
         ApiKey::DescribeConfigs => {
             RequestKind::DescribeConfigs(admin::decode_describe_configs(body)?)
         }
+        ApiKey::DescribeLogDirs => {
+            RequestKind::DescribeLogDirs(admin::decode_describe_log_dirs(body)?)
+        }
         _ => return Err(LegacyError::NotLegacy { api, version }),
     };
     Ok((request, modern))
@@ -187,6 +191,9 @@ pub fn encode_response_body(
         }
         (ApiKey::DescribeConfigs, ResponseKind::DescribeConfigs(r)) => {
             admin::encode_describe_configs_response(r)
+        }
+        (ApiKey::DescribeLogDirs, ResponseKind::DescribeLogDirs(r)) => {
+            admin::encode_describe_log_dirs_response(r)
         }
         _ => Err(mismatch),
     }

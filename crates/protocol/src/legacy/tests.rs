@@ -472,6 +472,10 @@ fn modern_versions_match_kafka_protocol() {
             ApiKey::DescribeConfigs,
             DescribeConfigsRequest::VERSIONS.min,
         ),
+        (
+            ApiKey::DescribeLogDirs,
+            DescribeLogDirsRequest::VERSIONS.min,
+        ),
     ];
     for (api, min) in mins {
         assert_eq!(modern_version(api), Some(min), "{api:?}");
@@ -712,6 +716,57 @@ fn describe_configs_v0() {
         1
     );
     assert!(!req.include_synonyms);
+}
+
+#[test]
+fn describe_log_dirs_v0_is_v1_on_the_wire() {
+    let body = W::default().i32(1).str("t").i32(2).i32(0).i32(3).done();
+    let RequestKind::DescribeLogDirs(req) = decode(ApiKey::DescribeLogDirs, 0, body) else {
+        panic!("not describe log dirs");
+    };
+    let topics = req.topics.unwrap();
+    assert_eq!(
+        (topics[0].topic.0.as_str(), &topics[0].partitions[..]),
+        ("t", &[0, 3][..])
+    );
+    let all = decode(ApiKey::DescribeLogDirs, 0, W::default().i32(-1).done());
+    assert!(matches!(all, RequestKind::DescribeLogDirs(r) if r.topics.is_none()));
+
+    use kafka_protocol::messages::describe_log_dirs_response::*;
+    let resp = DescribeLogDirsResponse::default()
+        .with_throttle_time_ms(3)
+        .with_results(vec![
+            DescribeLogDirsResult::default()
+                .with_log_dir(StrBytes::from_static_str("/d"))
+                .with_topics(vec![
+                    DescribeLogDirsTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![
+                            DescribeLogDirsPartition::default()
+                                .with_partition_index(3)
+                                .with_partition_size(500)
+                                .with_offset_lag(0),
+                        ]),
+                ]),
+        ]);
+    let expected = W::default()
+        .i32(3)
+        .i32(1)
+        .i16(0)
+        .str("/d")
+        .i32(1)
+        .str("t")
+        .i32(1)
+        .i32(3)
+        .i64(500)
+        .i64(0)
+        .i8(0)
+        .done();
+    let kind = ResponseKind::DescribeLogDirs(resp);
+    assert_eq!(
+        encode_response_body(ApiKey::DescribeLogDirs, 0, &kind).unwrap(),
+        expected
+    );
 }
 
 #[test]
