@@ -223,7 +223,6 @@ def producer_client(broker, clients, variant=NEGOTIATED, **config):
 
 def consumer_client(broker, clients, topic, group_id, variant=NEGOTIATED, **config):
     consumer = KafkaConsumer(
-        topic,
         **variant.config(
             bootstrap_servers=broker.address,
             client_id="sluice-python-consumer",
@@ -234,13 +233,18 @@ def consumer_client(broker, clients, topic, group_id, variant=NEGOTIATED, **conf
             heartbeat_interval_ms=500,
             fetch_max_wait_ms=100,
             request_timeout_ms=15_000,
-            # kafka-python can join the group before its first metadata answer arrives; its
-            # assignor then assigns nothing, and it rejoins only once it refreshes metadata.
-            # Refreshing every second (default 5 min) lets it recover within the test's wait.
-            metadata_max_age_ms=1_000,
             **config,
         )
     )
+    clients.append(consumer)
+    # Learn the topic's partitions before subscribing. A kafka-python 3.0.12 consumer that
+    # subscribes at construction can join the group before its first metadata answer
+    # arrives (its range assignor then assigns nothing); the rejoin that follows, when it
+    # completes after a poll() has already timed out, is never applied: its debug log
+    # shows SyncGroup answered with every partition and no "Setting newly assigned
+    # partitions", then no fetches. The broker's answers are the same either way.
+    assert consumer.partitions_for_topic(topic), f"no metadata for {topic}"
+    consumer.subscribe([topic])
     clients.append(consumer)
     return consumer
 
