@@ -433,6 +433,16 @@ fn mark_log_append_time(header: &mut [u8], timestamp: i64) -> Result<(), BatchEr
     write_bytes(header, field::MAX_TIMESTAMP, timestamp.to_be_bytes())
 }
 
+/// The records section (everything after the header) of the batch of `total` bytes at the
+/// start of `buf`.
+pub fn records_section(buf: &[u8], total: usize) -> Result<&[u8], BatchError> {
+    buf.get(BATCH_HEADER_LEN..total)
+        .ok_or(BatchError::Truncated {
+            needed: total,
+            available: buf.len(),
+        })
+}
+
 /// The header `batch` is stored with: a copy of its first [`BATCH_HEADER_LEN`] bytes with
 /// the base offset and partition leader epoch stamped and, when `log_append_time` is
 /// Some, the LogAppendTime marking and a CRC over the new header and the batch's
@@ -455,12 +465,7 @@ pub fn stamped_header(
     set_partition_leader_epoch(&mut header, leader_epoch)?;
     if let Some(timestamp) = log_append_time {
         mark_log_append_time(&mut header, timestamp)?;
-        let records = batch
-            .get(BATCH_HEADER_LEN..total)
-            .ok_or(BatchError::Truncated {
-                needed: total,
-                available: batch.len(),
-            })?;
+        let records = records_section(batch, total)?;
         let covered = header.get(field::ATTRIBUTES..).unwrap_or_default();
         let crc = crc32c::crc32c_append(crc32c::crc32c(covered), records);
         write_bytes(&mut header, field::CRC, crc.to_be_bytes())?;

@@ -15,7 +15,9 @@
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::batch::{BATCH_HEADER_LEN, BatchError, BatchHeader, Compression, TimestampType};
+use crate::batch::{
+    BATCH_HEADER_LEN, BatchError, BatchHeader, Compression, TimestampType, records_section,
+};
 use crate::compression::{CompressionError, decompress};
 
 /// How much decompressed data one batch may expand to when its records are decoded: far
@@ -61,12 +63,7 @@ pub fn decode_records(
 ) -> Result<RecordIter, RecordsError> {
     let header = BatchHeader::parse(batch)?;
     let total = header.total_len();
-    let records = batch
-        .get(BATCH_HEADER_LEN..total)
-        .ok_or(BatchError::Truncated {
-            needed: total,
-            available: batch.len(),
-        })?;
+    let records = records_section(batch, total)?;
     let data = match header.compression()? {
         Compression::None => batch.slice(BATCH_HEADER_LEN..total),
         codec => Bytes::from(decompress(codec, records, max_decompressed_bytes)?),
