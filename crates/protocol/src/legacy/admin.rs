@@ -62,11 +62,10 @@ pub(crate) fn decode_create_topics(
         let mut assignments = Vec::with_capacity(assignment_count);
         for _ in 0..assignment_count {
             let partition_index = wire::i32(body, "assignment partition")?;
-            let broker_count = wire::array_len(body, 4, "assignment brokers")?;
-            let mut broker_ids = Vec::with_capacity(broker_count);
-            for _ in 0..broker_count {
-                broker_ids.push(BrokerId(wire::i32(body, "broker id")?));
-            }
+            let broker_ids = wire::i32_array(body, "assignment brokers", "broker id")?
+                .into_iter()
+                .map(BrokerId)
+                .collect();
             assignments.push(
                 CreatableReplicaAssignment::default()
                     .with_partition_index(partition_index)
@@ -211,11 +210,7 @@ pub(crate) fn decode_describe_log_dirs(
             let mut topics = Vec::with_capacity(count);
             for _ in 0..count {
                 let topic = wire::string(body, "log dir topic")?;
-                let n = wire::array_len(body, 4, "log dir partitions")?;
-                let mut partitions = Vec::with_capacity(n);
-                for _ in 0..n {
-                    partitions.push(wire::i32(body, "log dir partition")?);
-                }
+                let partitions = wire::i32_array(body, "log dir partitions", "log dir partition")?;
                 topics.push(
                     DescribableLogDirTopic::default()
                         .with_topic(TopicName(topic))

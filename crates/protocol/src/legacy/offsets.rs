@@ -163,11 +163,7 @@ pub(crate) fn decode_offset_fetch(body: &mut Bytes) -> Result<OffsetFetchRequest
     let mut topics = Vec::with_capacity(topic_count);
     for _ in 0..topic_count {
         let name = wire::string(body, "topic name")?;
-        let partition_count = wire::array_len(body, 4, "partitions")?;
-        let mut partition_indexes = Vec::with_capacity(partition_count);
-        for _ in 0..partition_count {
-            partition_indexes.push(wire::i32(body, "partition")?);
-        }
+        let partition_indexes = wire::i32_array(body, "partitions", "partition")?;
         topics.push(
             OffsetFetchRequestTopic::default()
                 .with_name(TopicName(name))

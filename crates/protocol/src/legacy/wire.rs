@@ -106,6 +106,21 @@ pub(crate) fn array_len(
     nullable_array_len(buf, min_elem, what)?.ok_or(LegacyError::Malformed { what })
 }
 
+/// A non-null array of i32 (partition indexes, broker ids): `array` names the count and
+/// `element` each value in errors.
+pub(crate) fn i32_array(
+    buf: &mut Bytes,
+    array: &'static str,
+    element: &'static str,
+) -> Result<Vec<i32>, LegacyError> {
+    let count = array_len(buf, 4, array)?;
+    let mut values = Vec::with_capacity(count);
+    for _ in 0..count {
+        values.push(i32(buf, element)?);
+    }
+    Ok(values)
+}
+
 /// Writes an i16-length string; longer strings than i16 can express are a broker bug and
 /// are reported rather than silently cut.
 pub(crate) fn put_nullable_string(out: &mut BytesMut, s: Option<&str>) -> Result<(), LegacyError> {
