@@ -2,7 +2,7 @@
 //!
 //! Appends take the write lock only for the in-memory bookkeeping and the
 //! write into the page cache. `acks=all` producers then queue the partition
-//! for the broker's sync threads ([`crate::flusher`]), which fdatasync
+//! for the broker's sync thread ([`crate::flusher`]), which fdatasyncs
 //! *without* the lock; every append that arrived while a sync ran is covered
 //! by the next one (group commit).
 
@@ -128,15 +128,15 @@ impl Partition {
             .append(batches, leader_epoch, log_append_time, now)
     }
 
-    /// Asks the sync threads to sync what has been appended so far. Call it
-    /// for every partition of a request before waiting, so their syncs overlap.
+    /// Asks the sync thread to sync what has been appended so far. Call it
+    /// for every partition of a request before waiting, so they join one pass.
     pub fn request_flush(self: &Arc<Self>) {
         if !self.flush_queued.swap(true, Ordering::AcqRel) {
             self.flush_queue.push(self.clone());
         }
     }
 
-    /// One group-commit sync, on a sync thread: everything appended before
+    /// One group-commit sync, on the sync thread: everything appended before
     /// it starts becomes durable, and the waiters learn so.
     pub(crate) fn sync(&self) {
         // Cleared first: an append after this point queues the partition
@@ -268,7 +268,7 @@ impl Partition {
         self.state.write().log.apply_retention(now_ms())
     }
 
-    /// Stops syncs by the sync threads and syncs everything (shutdown or
+    /// Stops syncs by the sync thread and syncs everything (shutdown or
     /// topic deletion).
     pub fn close(&self) -> Result<(), StorageError> {
         self.closed.store(true, Ordering::Release);
