@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the figures in docs/PERFORMANCE.md: every benchmark three times with
-# a release build, plus the disk limit measured in the same run. Takes ~6 minutes.
+# a release build, plus the disk limit measured in the same run. Takes ~7 minutes.
 # Usage: scripts/bench-all.sh [output-dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,7 @@ rm -rf "$work/consume"
 run consume-1k consume --broker-data-dir "$work/consume" --consumers 4
 run e2e-50mb-acks-all e2e --rate 48828 --duration 10 --record-size 1024 --acks all --partitions 8
 run e2e-50mb-acks-all-linger1 e2e --rate 48828 --duration 10 --record-size 1024 --acks all --partitions 8 --linger-ms 1
+run e2e-50mb-acks-all-linger0.5 e2e --rate 48828 --duration 10 --record-size 1024 --acks all --partitions 8 --linger-ms 0.5
 
 echo "==> startup after kill -9 with 2 GB of log"
 scripts/bench-startup.sh "$bin" "$work/startup" | tee "$out/startup.txt"
