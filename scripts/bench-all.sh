@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the figures in docs/PERFORMANCE.md: every benchmark three times with
-# a release build, plus the disk limit measured in the same run. Takes ~7 minutes.
+# a release build, plus the disk limit measured in the same run. Takes ~8 minutes.
 # Usage: scripts/bench-all.sh [output-dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,3 +35,6 @@ run e2e-50mb-acks-all-linger0.5 e2e --rate 48828 --duration 10 --record-size 102
 
 echo "==> startup after kill -9 with 2 GB of log"
 scripts/bench-startup.sh "$bin" "$work/startup" | tee "$out/startup.txt"
+
+echo "==> idle: RSS with 10 topics, CPU of 1,000 idle partitions"
+scripts/bench-idle.sh "$bin" | tee "$out/idle.txt"
