@@ -2,7 +2,7 @@
 # Runs Sluice's whole test suite against real broker processes:
 #   formatting and lints, Rust unit and end-to-end tests (librdkafka via the
 #   rdkafka crate), Node.js tests (kafkajs, kafka-node and the examples), kcat,
-#   kafka-python, and librdkafka's own test suite (an allowlist of its tests).
+#   kafka-python and confluent-kafka, and librdkafka's own test suite (an allowlist of its tests).
 # Installs missing test dependencies first (see scripts/install-test-deps.sh).
 # Ends with one line: "N passed, N failed".
 set -uo pipefail
@@ -65,7 +65,7 @@ count_summary() {
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 }
 
-step "kafka-python"
+step "Python clients (kafka-python, confluent-kafka)"
 tests/python/run.sh 2>&1 | tee "$logdir/python.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 count_summary "$logdir/python.log"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kafka-python tests against a live Sluice broker (test_kafka_python.py starts its own from
+# kafka-python and confluent-kafka tests against a live Sluice broker (conftest.py starts one from
 # $SLUICE_BIN, else target/debug/sluice). Creates tests/python/.venv on first use, installs
 # requirements.txt into it (again whenever that file changes) and runs pytest; the last line
 # is pytest's summary, e.g. "13 passed in 15.02s". Extra arguments go to pytest.
@@ -16,4 +16,4 @@ if [ ! -f "$stamp" ] || ! cmp -s requirements.txt "$stamp"; then
   cp requirements.txt "$stamp"
 fi
 
-exec .venv/bin/python -m pytest -q "$@" test_kafka_python.py
+exec .venv/bin/python -m pytest -q "$@" test_kafka_python.py test_confluent_kafka.py

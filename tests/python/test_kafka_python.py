@@ -11,129 +11,20 @@ still do, so that the broker's legacy request versions and message formats are e
                  Metadata v0, JoinGroup v0 (no ApiVersions request)
     *-gzip       the same with gzip-compressed message sets (wrapper messages)
 
-The module starts one `sluice serve` ($SLUICE_BIN, else target/debug/sluice) on a free port
-of 127.0.0.1 with a temporary data directory and `--group-initial-rebalance-delay-ms 0`, and
-stops it (SIGTERM) at the end. When a test failed, the tail of the broker's log is printed and
-the temporary directory is kept; SLUICE_KEEP_DATA=1 keeps it always.
+The module runs against one broker (the `broker` fixture of conftest.py).
 """
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SLUICE_BIN = os.environ.get("SLUICE_BIN") or str(REPO_ROOT / "target" / "debug" / "sluice")
+from sluice_broker import unique
+
 NODE_ID = 1  # `sluice serve` default --node-id
 BASE_TS = 1_704_164_645_000  # 2024-01-02T03:04:05Z: fixed timestamps make records comparable
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def can_connect(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def tail(path, lines=200):
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError as e:
-        return f"(no broker log: {e})"
-
-
-class Broker:
-    def __init__(self, root):
-        self.root = Path(root)
-        self.log_path = self.root / "broker.log"
-        self.proc = None
-        self.port = None
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout=30):
-        if not os.path.exists(SLUICE_BIN):
-            raise RuntimeError(
-                f"sluice binary not found at {SLUICE_BIN}; build it with `cargo build -p sluice` or set SLUICE_BIN"
-            )
-        last = None
-        for _ in range(3):  # the free port may be taken before the broker binds it
-            self.port = free_port()
-            args = [
-                SLUICE_BIN, "serve",
-                "--listen", self.address,
-                "--data-dir", str(self.root / "data"),
-                "--group-initial-rebalance-delay-ms", "0",
-                "--http-listen", "off",
-            ]
-            with open(self.log_path, "a") as log:
-                log.write(f"\n=== {' '.join(args)}\n")
-                log.flush()
-                self.proc = subprocess.Popen(
-                    args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env={"RUST_BACKTRACE": "1", **os.environ},
-                )
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                if can_connect(self.port):
-                    return
-                time.sleep(0.05)
-            if self.proc.poll() is None:
-                self.stop()
-                raise RuntimeError(f"sluice did not accept connections on {self.address}:\n{tail(self.log_path, 40)}")
-            last = RuntimeError(f"sluice exited during startup ({self.proc.returncode}):\n{tail(self.log_path, 40)}")
-            if "in use" not in tail(self.log_path, 20).lower():
-                break
-        raise last
-
-    def stop(self, timeout=10):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture(scope="module")
-def broker(request):
-    root = tempfile.mkdtemp(prefix="sluice-python-")
-    b = Broker(root)
-    b.start()
-    failed_before = request.session.testsfailed
-    yield b
-    b.stop()
-    if request.session.testsfailed > failed_before:
-        print(f"\n--- sluice broker log {b.log_path} (last 200 lines) ---\n{tail(b.log_path)}\n---")
-    elif not os.environ.get("SLUICE_KEEP_DATA"):
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def unique(prefix):
-    return f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
