@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use sluice_protocol::batch::Compression;
 use sluice_storage::LogConfig;
 
 use crate::config::BrokerConfig;
@@ -388,6 +389,9 @@ pub struct TopicSettings {
     pub compacted: bool,
     /// `cleanup.policy` contains `delete`.
     pub deletes: bool,
+    /// `compression.type`: the codec batches are stored with, or None for `producer`
+    /// (stored as the producer compressed them).
+    pub compression: Option<Compression>,
 }
 
 impl TopicSettings {
@@ -432,7 +436,21 @@ impl TopicSettings {
             },
             compacted,
             deletes,
+            compression: stored_compression(&get("compression.type")),
         }
+    }
+}
+
+/// The codec a `compression.type` value stores batches with; None for `producer` (and for
+/// values validation would have refused).
+fn stored_compression(value: &str) -> Option<Compression> {
+    match value {
+        "uncompressed" => Some(Compression::None),
+        "gzip" => Some(Compression::Gzip),
+        "snappy" => Some(Compression::Snappy),
+        "lz4" => Some(Compression::Lz4),
+        "zstd" => Some(Compression::Zstd),
+        _ => None,
     }
 }
 

@@ -473,6 +473,31 @@ pub fn stamped_header(
     Ok(header)
 }
 
+/// A batch with the header of the batch at the start of `batch` around `records`, a records
+/// section encoded with `codec`: the batch length, the attributes' codec bits and the CRC
+/// are rewritten, every other header field is kept.
+pub(crate) fn with_records_section(
+    batch: &[u8],
+    codec: Compression,
+    records: &[u8],
+) -> Result<Vec<u8>, BatchError> {
+    let header = batch.get(..BATCH_HEADER_LEN).ok_or(BatchError::Truncated {
+        needed: BATCH_HEADER_LEN,
+        available: batch.len(),
+    })?;
+    let attributes = read_i16(header, field::ATTRIBUTES).unwrap_or_default();
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN.saturating_add(records.len()));
+    out.extend_from_slice(header);
+    out.extend_from_slice(records);
+    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD)
+        .map_err(|_| BatchError::InvalidBatchLength(i32::MAX))?;
+    write_bytes(&mut out, field::BATCH_LENGTH, batch_length.to_be_bytes())?;
+    let attributes = (attributes & !COMPRESSION_MASK) | i16::from(codec.id());
+    write_bytes(&mut out, field::ATTRIBUTES, attributes.to_be_bytes())?;
+    recompute_crc(&mut out)?;
+    Ok(out)
+}
+
 /// Recomputes and stores the CRC of the batch at the start of `buf` after its covered bytes
 /// were changed.
 pub fn recompute_crc(buf: &mut [u8]) -> Result<(), BatchError> {

@@ -17,8 +17,9 @@ use thiserror::Error;
 
 use crate::batch::{
     BATCH_HEADER_LEN, BatchError, BatchHeader, Compression, TimestampType, records_section,
+    with_records_section,
 };
-use crate::compression::{CompressionError, decompress};
+use crate::compression::{CompressionError, compress, decompress};
 
 /// How much decompressed data one batch may expand to when its records are decoded: far
 /// above any sane `max.message.bytes`, and small enough that a decompression bomb cannot
@@ -75,6 +76,26 @@ pub fn decode_records(
         remaining: header.records_count.max(0),
         finished: false,
     })
+}
+
+/// The batch at the start of `batch` with its records section in `codec` instead: what
+/// Kafka stores for a topic whose `compression.type` names another codec than the
+/// producer's. The section is decompressed (to at most `max_decompressed_bytes`) and
+/// compressed again; record encodings do not depend on the codec, so no record is decoded,
+/// and offsets, timestamps and producer fields stay as they were.
+pub fn recompress(
+    batch: &[u8],
+    codec: Compression,
+    max_decompressed_bytes: usize,
+) -> Result<Vec<u8>, RecordsError> {
+    let header = BatchHeader::parse(batch)?;
+    let records = records_section(batch, header.total_len())?;
+    let plain = decompress(header.compression()?, records, max_decompressed_bytes)?;
+    let encoded = match codec {
+        Compression::None => plain,
+        codec => compress(codec, &plain)?,
+    };
+    Ok(with_records_section(batch, codec, &encoded)?)
 }
 
 /// Iterator over the records of one batch; see [`decode_records`]. Stops after the first
@@ -368,6 +389,70 @@ mod tests {
         b[field::ATTRIBUTES + 1] |= 2;
         recompute_crc(&mut b).unwrap();
         check_sample(&decode_all(&b).unwrap());
+    }
+
+    #[test]
+    fn recompress_between_every_pair_of_codecs_keeps_header_and_records() {
+        let sample = || {
+            sample_builder()
+                .producer(7, 3, 40)
+                .transactional(true)
+                .partition_leader_epoch(5)
+        };
+        let plain = sample().build();
+        let original = BatchHeader::parse(&plain).unwrap();
+        for from in ALL_CODECS {
+            let source = sample().build_compressed(from).unwrap();
+            for to in ALL_CODECS {
+                let out = recompress(&source, to, 1 << 20).unwrap();
+                let h = validate(&out).unwrap();
+                assert_eq!(h.compression().unwrap(), to, "{from:?} -> {to:?}");
+                assert_eq!(
+                    (h.base_offset, h.partition_leader_epoch, h.last_offset_delta),
+                    (
+                        original.base_offset,
+                        original.partition_leader_epoch,
+                        original.last_offset_delta
+                    )
+                );
+                assert_eq!(
+                    (h.base_timestamp, h.max_timestamp, h.records_count),
+                    (
+                        original.base_timestamp,
+                        original.max_timestamp,
+                        original.records_count
+                    )
+                );
+                assert_eq!(
+                    (
+                        h.producer_id,
+                        h.producer_epoch,
+                        h.base_sequence,
+                        h.is_transactional()
+                    ),
+                    (7, 3, 40, true)
+                );
+                check_sample(&decode_all(&out).unwrap());
+                if to == Compression::None {
+                    assert_eq!(out, plain, "{from:?} -> uncompressed is the plain batch");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn recompress_applies_the_decompression_limit() {
+        let big = vec![0u8; 100_000];
+        let b = RecordBatchBuilder::new()
+            .record(1, None, Some(&big), &[])
+            .build_compressed(Compression::Gzip)
+            .unwrap();
+        assert!(matches!(
+            recompress(&b, Compression::Zstd, 50_000),
+            Err(RecordsError::Compression(CompressionError::TooLarge {
+                limit: 50_000
+            }))
+        ));
     }
 
     #[test]

@@ -59,9 +59,19 @@ fn record(i: usize) -> Sent {
 }
 
 fn run(codec: &str, acks: &str) {
+    run_with_topic_compression(codec, acks, None);
+}
+
+/// Produces with `codec` to a topic whose `compression.type` is `topic_compression` (the
+/// broker default, `producer`, when None) and checks every record and every stored batch.
+fn run_with_topic_compression(codec: &str, acks: &str, topic_compression: Option<&str>) {
     let broker = Broker::start();
     let bs = broker.bootstrap();
-    create_topic(&bs, TOPIC, PARTITIONS, &[]);
+    let topic_configs: Vec<(&str, &str)> = topic_compression
+        .map(|c| ("compression.type", c))
+        .into_iter()
+        .collect();
+    create_topic(&bs, TOPIC, PARTITIONS, &topic_configs);
 
     let sent: Vec<Sent> = (0..RECORDS).map(record).collect();
     let p = producer(
@@ -183,10 +193,12 @@ fn run(codec: &str, acks: &str) {
     }
     assert_eq!(total, RECORDS);
 
-    // Batches are stored (and served) as produced: compressed with the producer's codec,
-    // offsets stamped without breaking the CRC.
-    let want_codec = match codec {
-        "none" => 0,
+    // Batches are stored (and served) compressed with the producer's codec, or with the
+    // topic's when it names one (recompressed, as Kafka does); offsets stamped without
+    // breaking the CRC.
+    let recompressed = topic_compression.filter(|c| *c != "producer");
+    let want_codec = match recompressed.unwrap_or(codec) {
+        "none" | "uncompressed" => 0,
         "gzip" => 1,
         "snappy" => 2,
         "lz4" => 3,
@@ -206,7 +218,7 @@ fn run(codec: &str, acks: &str) {
             // librdkafka sends a batch uncompressed when compressing would not shrink it,
             // which happens to a lone small record (seen with zstd and acks=0, where the
             // first record can leave alone); every batch of more records is compressed.
-            let lone_uncompressed = h.codec() == 0 && h.records == 1;
+            let lone_uncompressed = recompressed.is_none() && h.codec() == 0 && h.records == 1;
             assert!(
                 h.codec() == want_codec || lone_uncompressed,
                 "{codec}: codec {} of batch at {} ({} records)",
@@ -253,6 +265,27 @@ combos! {
     zstd_acks_0: "zstd", "0";
     zstd_acks_1: "zstd", "1";
     zstd_acks_all: "zstd", "all";
+}
+
+macro_rules! topic_compression_combos {
+    ($($name:ident: $codec:literal, $acks:literal, $topic:literal;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_with_topic_compression($codec, $acks, Some($topic));
+            }
+        )*
+    };
+}
+
+// The topic's compression.type decides how batches are stored.
+topic_compression_combos! {
+    none_into_zstd_topic: "none", "1", "zstd";
+    lz4_into_gzip_topic: "lz4", "all", "gzip";
+    zstd_into_snappy_topic: "zstd", "1", "snappy";
+    snappy_into_lz4_topic: "snappy", "1", "lz4";
+    gzip_into_uncompressed_topic: "gzip", "1", "uncompressed";
+    gzip_into_producer_topic: "gzip", "1", "producer";
 }
 
 /// Auto-creation on produce to an unknown topic (broker default), default partition count.

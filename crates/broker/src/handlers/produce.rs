@@ -3,16 +3,16 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use sluice_protocol::batch::{self, BatchError};
+use sluice_protocol::batch::{self, BatchError, Compression};
 use sluice_protocol::kafka_protocol;
-use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, decode_records};
+use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, decode_records, recompress};
 use sluice_storage::AppendInfo;
 
 use crate::broker::Broker;
@@ -158,14 +158,7 @@ fn append(
             .get(range.clone())
             .ok_or(Refusal::new(ResponseError::CorruptMessage, None))?;
         if header.total_len() > settings.max_message_bytes {
-            return Err(Refusal::new(
-                ResponseError::MessageTooLarge,
-                Some(format!(
-                    "The record batch is {} bytes, larger than max.message.bytes ({})",
-                    header.total_len(),
-                    settings.max_message_bytes
-                )),
-            ));
+            return Err(too_large(header.total_len(), settings.max_message_bytes));
         }
         batch::validate(bytes).map_err(batch_error)?;
         if header.is_control() {
@@ -192,12 +185,59 @@ fn append(
             require_keys(&records.slice(range), partition)?;
         }
     }
-    // No copy: the log writes stamped headers and the request's own bytes.
+    let records = match settings.compression {
+        Some(codec) => recompressed(records, codec, settings.max_message_bytes)?,
+        // No copy: the log writes stamped headers and the request's own bytes.
+        None => records,
+    };
     let info = partition
         .append(&records, LEADER_EPOCH)
         .map_err(|e| Refusal::new(storage_error_code(&e), Some(e.to_string())))?;
     partition.traffic.produced(bytes_in, records_in);
     Ok(info)
+}
+
+fn too_large(size: usize, max_message_bytes: usize) -> Refusal {
+    Refusal::new(
+        ResponseError::MessageTooLarge,
+        Some(format!(
+            "The record batch is {size} bytes, larger than max.message.bytes ({max_message_bytes})"
+        )),
+    )
+}
+
+/// The partition's batches as a topic with `compression.type` set to `codec` stores them:
+/// every batch in another codec recompressed (Kafka's log validator does the same), and
+/// the request's own bytes when none is.
+fn recompressed(
+    records: Bytes,
+    codec: Compression,
+    max_message_bytes: usize,
+) -> Result<Bytes, Refusal> {
+    let already_stored_as = |item: Result<(batch::BatchHeader, _), BatchError>| {
+        item.is_ok_and(|(header, _)| header.compression().is_ok_and(|c| c == codec))
+    };
+    if batch::split_batches(&records).all(already_stored_as) {
+        return Ok(records);
+    }
+    let mut out = BytesMut::with_capacity(records.len());
+    for item in batch::split_batches(&records) {
+        let (header, range) = item.map_err(batch_error)?;
+        let bytes = records
+            .get(range)
+            .ok_or(Refusal::new(ResponseError::CorruptMessage, None))?;
+        if header.compression().map_err(batch_error)? == codec {
+            out.extend_from_slice(bytes);
+            continue;
+        }
+        let stored = recompress(bytes, codec, MAX_DECOMPRESSED_BYTES)
+            .map_err(|e| Refusal::new(ResponseError::CorruptMessage, Some(e.to_string())))?;
+        if stored.len() > max_message_bytes {
+            return Err(too_large(stored.len(), max_message_bytes));
+        }
+        out.extend_from_slice(&stored);
+    }
+    Ok(out.freeze())
 }
 
 /// Compaction keeps the last record of each key, so a compacted topic refuses
