@@ -440,13 +440,18 @@ mod tests {
         }
     }
 
+    /// One record of 100,000 zero bytes, compressed with `codec` (a small batch that
+    /// expands far).
+    fn expanding_batch(codec: Compression) -> Vec<u8> {
+        RecordBatchBuilder::new()
+            .record(1, None, Some(&[0u8; 100_000]), &[])
+            .build_compressed(codec)
+            .unwrap()
+    }
+
     #[test]
     fn recompress_applies_the_decompression_limit() {
-        let big = vec![0u8; 100_000];
-        let b = RecordBatchBuilder::new()
-            .record(1, None, Some(&big), &[])
-            .build_compressed(Compression::Gzip)
-            .unwrap();
+        let b = expanding_batch(Compression::Gzip);
         assert!(matches!(
             recompress(&b, Compression::Zstd, 50_000),
             Err(RecordsError::Compression(CompressionError::TooLarge {
@@ -457,11 +462,7 @@ mod tests {
 
     #[test]
     fn decompression_limit_applies() {
-        let big = vec![0u8; 100_000];
-        let b = RecordBatchBuilder::new()
-            .record(1, None, Some(&big), &[])
-            .build_compressed(Compression::Zstd)
-            .unwrap();
+        let b = expanding_batch(Compression::Zstd);
         assert!(b.len() < 1000);
         let err = decode_records(&Bytes::from(b), 10_000).unwrap_err();
         assert!(matches!(

@@ -150,6 +150,8 @@ fn append(
     };
     let settings = partition.settings();
     let (mut bytes_in, mut records_in) = (0u64, 0u64);
+    // The topic's compression.type, once some batch is in another codec.
+    let mut recompress_to = None;
     for item in batch::split_batches(&records) {
         let (header, range) = item.map_err(batch_error)?;
         bytes_in += header.total_len() as u64;
@@ -161,6 +163,11 @@ fn append(
             return Err(too_large(header.total_len(), settings.max_message_bytes));
         }
         batch::validate(bytes).map_err(batch_error)?;
+        if let Some(codec) = settings.compression
+            && header.compression().map_err(batch_error)? != codec
+        {
+            recompress_to = Some(codec);
+        }
         if header.is_control() {
             return Err(Refusal::new(
                 ResponseError::InvalidRecord,
@@ -185,8 +192,8 @@ fn append(
             require_keys(&records.slice(range), partition)?;
         }
     }
-    let records = match settings.compression {
-        Some(codec) => recompressed(records, codec, settings.max_message_bytes)?,
+    let records = match recompress_to {
+        Some(codec) => recompressed(&records, codec, settings.max_message_bytes)?,
         // No copy: the log writes stamped headers and the request's own bytes.
         None => records,
     };
@@ -207,21 +214,14 @@ fn too_large(size: usize, max_message_bytes: usize) -> Refusal {
 }
 
 /// The partition's batches as a topic with `compression.type` set to `codec` stores them:
-/// every batch in another codec recompressed (Kafka's log validator does the same), and
-/// the request's own bytes when none is.
+/// every batch in another codec recompressed (Kafka's log validator does the same).
 fn recompressed(
-    records: Bytes,
+    records: &Bytes,
     codec: Compression,
     max_message_bytes: usize,
 ) -> Result<Bytes, Refusal> {
-    let already_stored_as = |item: Result<(batch::BatchHeader, _), BatchError>| {
-        item.is_ok_and(|(header, _)| header.compression().is_ok_and(|c| c == codec))
-    };
-    if batch::split_batches(&records).all(already_stored_as) {
-        return Ok(records);
-    }
     let mut out = BytesMut::with_capacity(records.len());
-    for item in batch::split_batches(&records) {
+    for item in batch::split_batches(records) {
         let (header, range) = item.map_err(batch_error)?;
         let bytes = records
             .get(range)
