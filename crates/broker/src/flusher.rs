@@ -140,7 +140,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use sluice_protocol::batch::RecordBatchBuilder;
-    use sluice_storage::PartitionLog;
+    use sluice_storage::{OpenFiles, PartitionLog};
     use uuid::Uuid;
 
     use super::*;
@@ -157,7 +157,14 @@ mod tests {
             &none,
         ));
         let log_dir = dir.join(format!("t-{index}"));
-        let log = PartitionLog::open(log_dir, settings.log.clone(), false, 0).unwrap();
+        let log = PartitionLog::open(
+            log_dir,
+            settings.log.clone(),
+            false,
+            0,
+            &OpenFiles::unbounded(),
+        )
+        .unwrap();
         let metrics = Metrics::default();
         Partition::start(
             "t".into(),

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::open_files::{CachedFile, OpenFiles};
+
 /// Most slices one `pwritev` takes (Linux's `UIO_MAXIOV`).
 const IOV_MAX: usize = 1024;
 
@@ -57,42 +59,53 @@ fn check(op: IoOp, path: &Path) -> io::Result<()> {
     }
 }
 
-/// A data or index file opened for positional access.
+/// Gives an OS error the path it happened on, so that whoever logs it can say which file
+/// filled the disk or met the open-files limit; the kind and the errno text are kept.
+fn on(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// A segment's data file, accessed with positional reads and writes. Its descriptor is
+/// counted in an [`OpenFiles`] budget: it may be closed while idle and is reopened on the
+/// next operation.
 #[derive(Debug)]
 pub(crate) struct DataFile {
-    file: File,
-    path: PathBuf,
+    file: CachedFile,
 }
 
 impl DataFile {
     /// Opens an existing file read-write, or creates it empty when `create` is set.
-    pub(crate) fn open(path: &Path, create: bool) -> io::Result<Self> {
+    pub(crate) fn open(path: &Path, create: bool, budget: &Arc<OpenFiles>) -> io::Result<Self> {
         check(IoOp::Open, path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(create)
             .truncate(false)
-            .open(path)?;
+            .open(path)
+            .map_err(on(path))?;
         Ok(Self {
-            file,
-            path: path.to_path_buf(),
+            file: CachedFile::new(path, file, budget),
         })
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     pub(crate) fn len(&self) -> io::Result<u64> {
-        check(IoOp::Read, &self.path)?;
-        Ok(self.file.metadata()?.len())
+        check(IoOp::Read, self.path())?;
+        let len = self.file.get().and_then(|f| f.metadata());
+        Ok(len.map_err(on(self.path()))?.len())
     }
 
     /// Fills `buf` from `pos`; a short file is an `UnexpectedEof` error.
     pub(crate) fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
-        check(IoOp::Read, &self.path)?;
-        self.file.read_exact_at(buf, pos)
+        check(IoOp::Read, self.path())?;
+        self.file
+            .get()
+            .and_then(|f| f.read_exact_at(buf, pos))
+            .map_err(on(self.path()))
     }
 
     /// Reads `len` bytes at `pos` into a new buffer. Callers bound `len` by the file size
@@ -111,16 +124,18 @@ impl DataFile {
         mut slices: &mut [IoSlice<'_>],
         mut pos: u64,
     ) -> io::Result<()> {
-        check(IoOp::Write, &self.path)?;
+        check(IoOp::Write, self.path())?;
+        let file = self.file.get().map_err(on(self.path()))?;
         IoSlice::advance_slices(&mut slices, 0);
         while !slices.is_empty() {
             let chunk = slices.get(..IOV_MAX).unwrap_or(slices);
-            let written = match rustix::io::pwritev(&self.file, chunk, pos) {
+            let written = match rustix::io::pwritev(&*file, chunk, pos) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(on(self.path())(e.into())),
             };
+            self.file.wrote();
             pos = pos.saturating_add(written as u64);
             IoSlice::advance_slices(&mut slices, written);
         }
@@ -128,13 +143,18 @@ impl DataFile {
     }
 
     pub(crate) fn sync_data(&self) -> io::Result<()> {
-        check(IoOp::Sync, &self.path)?;
-        self.file.sync_data()
+        check(IoOp::Sync, self.path())?;
+        self.file.sync_data().map_err(on(self.path()))
     }
 
     pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
-        check(IoOp::Truncate, &self.path)?;
-        self.file.set_len(len)
+        check(IoOp::Truncate, self.path())?;
+        self.file
+            .get()
+            .and_then(|f| f.set_len(len))
+            .map_err(on(self.path()))?;
+        self.file.wrote();
+        Ok(())
     }
 }
 
@@ -145,9 +165,9 @@ pub(crate) fn read_small_file(path: &Path, max_len: u64) -> io::Result<Option<Ve
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+        Err(e) => return Err(on(path)(e)),
     };
-    let len = file.metadata()?.len();
+    let len = file.metadata().map_err(on(path))?.len();
     if len > max_len {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -156,7 +176,7 @@ pub(crate) fn read_small_file(path: &Path, max_len: u64) -> io::Result<Option<Ve
     }
     let len = usize::try_from(len).map_err(io::Error::other)?;
     let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, 0)?;
+    file.read_exact_at(&mut buf, 0).map_err(on(path))?;
     Ok(Some(buf))
 }
 
@@ -166,16 +186,16 @@ pub(crate) fn read_small_file(path: &Path, max_len: u64) -> io::Result<Option<Ve
 pub(crate) fn write_file_atomic(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let tmp = tmp_path(path);
     check(IoOp::Open, &tmp)?;
-    let mut file = File::create(&tmp)?;
+    let mut file = File::create(&tmp).map_err(on(&tmp))?;
     check(IoOp::Write, &tmp)?;
-    file.write_all(data)?;
+    file.write_all(data).map_err(on(&tmp))?;
     if durable {
         check(IoOp::Sync, &tmp)?;
-        file.sync_data()?;
+        file.sync_data().map_err(on(&tmp))?;
     }
     drop(file);
     check(IoOp::Rename, path)?;
-    fs::rename(&tmp, path)?;
+    fs::rename(&tmp, path).map_err(on(path))?;
     if durable && let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }
@@ -192,29 +212,29 @@ pub(crate) fn tmp_path(path: &Path) -> PathBuf {
 /// Makes created, renamed or removed directory entries durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     check(IoOp::Sync, dir)?;
-    File::open(dir)?.sync_all()
+    File::open(dir).and_then(|d| d.sync_all()).map_err(on(dir))
 }
 
 /// Removes a file; a file that is already gone is not an error.
 pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
     check(IoOp::Remove, path)?;
     match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(on(path)(e)),
         _ => Ok(()),
     }
 }
 
 pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
     check(IoOp::CreateDir, dir)?;
-    fs::create_dir_all(dir)
+    fs::create_dir_all(dir).map_err(on(dir))
 }
 
 /// File names (not paths) in `dir`.
 pub(crate) fn list_dir(dir: &Path) -> io::Result<Vec<String>> {
     check(IoOp::ReadDir, dir)?;
     let mut names = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        if let Some(name) = entry?.file_name().to_str() {
+    for entry in fs::read_dir(dir).map_err(on(dir))? {
+        if let Some(name) = entry.map_err(on(dir))?.file_name().to_str() {
             names.push(name.to_owned());
         }
     }

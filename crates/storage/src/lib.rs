@@ -21,6 +21,7 @@ mod flush;
 mod index;
 pub mod io;
 mod log;
+mod open_files;
 pub mod producer_state;
 mod segment;
 
@@ -28,3 +29,4 @@ pub use config::LogConfig;
 pub use error::StorageError;
 pub use flush::FlushHandle;
 pub use log::{AppendInfo, PartitionLog};
+pub use open_files::OpenFiles;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use sluice_protocol::batch::{
@@ -14,6 +15,7 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::flush::FlushHandle;
 use crate::io;
+use crate::open_files::OpenFiles;
 use crate::producer_state::{CompletedTxn, ProducerStateManager, SequenceCheck};
 use crate::segment::{self, Segment, StampedBatch};
 
@@ -41,6 +43,8 @@ pub struct AppendInfo {
 pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
+    /// The open-files budget its segment files count against.
+    files: Arc<OpenFiles>,
     /// By base offset; never empty, the last one is the active segment.
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
@@ -59,12 +63,14 @@ impl PartitionLog {
     /// Opens or creates the log in `dir`. When `recover` is true (unclean shutdown) the
     /// segments after the recovery point (at least the active one) are scanned: every batch
     /// validated (CRC), the log truncated at the first torn or corrupt batch, indexes
-    /// rebuilt. Indexes that are missing or corrupt are rebuilt in any case.
+    /// rebuilt. Indexes that are missing or corrupt are rebuilt in any case. Its segment
+    /// files count against `files`.
     pub fn open(
         dir: impl Into<PathBuf>,
         config: LogConfig,
         recover: bool,
         now_ms: i64,
+        files: &Arc<OpenFiles>,
     ) -> Result<Self, StorageError> {
         let dir = dir.into();
         io::create_dir_all(&dir)?;
@@ -84,7 +90,7 @@ impl PartitionLog {
             }
             let next_base = bases.get(i + 1).copied();
             let scan = recover && next_base.is_none_or(|next| next > recovery_checkpoint);
-            let (seg, truncated) = Segment::open(&dir, base, scan, &config, now_ms)?;
+            let (seg, truncated) = Segment::open(&dir, base, scan, &config, now_ms, files)?;
             if next_base.is_some_and(|next| seg.next_offset() > next) {
                 return Err(StorageError::Corrupt(format!(
                     "segment {base} reaches offset {} past the next segment",
@@ -101,6 +107,7 @@ impl PartitionLog {
         let mut log = Self {
             dir,
             config,
+            files: files.clone(),
             segments,
             log_start_offset: 0,
             recovery_point: 0,
@@ -112,7 +119,7 @@ impl PartitionLog {
         let Some(first_base) = first_base else {
             let base = log_start_checkpoint.unwrap_or(0);
             log.segments
-                .insert(base, Segment::create(&log.dir, base, now_ms)?);
+                .insert(base, Segment::create(&log.dir, base, now_ms, &log.files)?);
             log.log_start_offset = base;
             log.recovery_point = base;
             // Nothing to checkpoint yet: an absent checkpoint reads as the base the
@@ -360,7 +367,7 @@ impl PartitionLog {
     fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
         let base = self.log_end_offset();
         self.active_mut()?.seal()?;
-        let seg = Segment::create(&self.dir, base, now_ms)?;
+        let seg = Segment::create(&self.dir, base, now_ms, &self.files)?;
         self.segments.insert(base, seg);
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
         Ok(())
@@ -582,8 +589,10 @@ impl PartitionLog {
         for (_, seg) in std::mem::take(&mut self.segments) {
             seg.delete()?;
         }
-        self.segments
-            .insert(offset, Segment::create(&self.dir, offset, now_ms)?);
+        self.segments.insert(
+            offset,
+            Segment::create(&self.dir, offset, now_ms, &self.files)?,
+        );
         self.log_start_offset = offset;
         self.recovery_point = offset;
         self.persist_log_start()?;

@@ -21,6 +21,7 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::index::{OFFSET_ENTRY_LEN, OffsetIndex, TIME_ENTRY_LEN, TimeIndex};
 use crate::io::{self, DataFile};
+use crate::open_files::OpenFiles;
 
 /// One batch as the log stores it: the client's bytes with a stamped header in front
 /// (see [`sluice_protocol::batch::stamped_header`]).
@@ -102,10 +103,15 @@ pub(crate) struct Segment {
 
 impl Segment {
     /// Creates a new empty segment (replacing stale files of the same name).
-    pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, StorageError> {
+    pub(crate) fn create(
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+        files: &Arc<OpenFiles>,
+    ) -> Result<Self, StorageError> {
         io::remove_file(&index_path(dir, base_offset))?;
         io::remove_file(&time_index_path(dir, base_offset))?;
-        let data = DataFile::open(&dir.join(log_file_name(base_offset)), true)?;
+        let data = DataFile::open(&dir.join(log_file_name(base_offset)), true, files)?;
         data.set_len(0)?;
         Ok(Self::new(dir, base_offset, data, 0, false, now_ms))
     }
@@ -147,8 +153,9 @@ impl Segment {
         recover: bool,
         config: &LogConfig,
         now_ms: i64,
+        files: &Arc<OpenFiles>,
     ) -> Result<(Self, bool), StorageError> {
-        let data = DataFile::open(&dir.join(log_file_name(base_offset)), false)?;
+        let data = DataFile::open(&dir.join(log_file_name(base_offset)), false, files)?;
         let size = data.len()?;
         let mut seg = Self::new(dir, base_offset, data, size, true, now_ms);
         let truncated = if recover {

@@ -2,14 +2,21 @@
 
 use sluice_protocol::batch::{TimestampType, validate};
 use sluice_protocol::records::decode_records;
-use sluice_storage::{LogConfig, PartitionLog, StorageError};
+use sluice_storage::{LogConfig, OpenFiles, PartitionLog, StorageError};
 
 use crate::common::*;
 
 #[test]
 fn append_and_read_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
     assert_eq!(log.segment_count(), 1);
 
@@ -55,7 +62,14 @@ fn append_and_read_round_trip() {
 #[test]
 fn several_batches_in_one_append_get_consecutive_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     log.append(&batch(2, 0, 5), 0, None, 0).unwrap();
     let batches = [
         (batch(3, 10, 5), 2),
@@ -79,7 +93,14 @@ fn several_batches_in_one_append_get_consecutive_offsets() {
 #[test]
 fn invalid_appends_are_rejected_without_writing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     assert!(matches!(
         log.append(&[], 0, None, 0),
         Err(StorageError::InvalidBatch(_))
@@ -103,7 +124,14 @@ fn invalid_appends_are_rejected_without_writing() {
 #[test]
 fn log_append_time_is_stamped() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     let b = batch(3, 5, 5);
     let info = log.append(&b, 0, Some(99_999), 0).unwrap();
     assert_eq!(info.log_append_time, Some(99_999));
@@ -123,7 +151,14 @@ fn log_append_time_is_stamped() {
 #[test]
 fn kip74_first_batch_always_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     let big = batch(4, 0, 3_000);
     let small = batch(1, 0, 10);
     log.append(&big, 0, None, 0).unwrap();
@@ -149,7 +184,14 @@ fn kip74_first_batch_always_whole() {
 #[test]
 fn read_from_middle_of_batch_returns_that_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     log.append(&batch(5, 0, 5), 0, None, 0).unwrap();
     log.append(&batch(5, 0, 5), 0, None, 0).unwrap();
     for offset in 0..5 {
@@ -169,7 +211,14 @@ fn read_from_middle_of_batch_returns_that_batch() {
 #[test]
 fn max_offset_bounds_the_read() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     for _ in 0..3 {
         log.append(&batch(2, 0, 5), 0, None, 0).unwrap();
     }
@@ -189,7 +238,14 @@ fn max_offset_bounds_the_read() {
 #[test]
 fn out_of_range_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     log.append(&batch(3, 0, 5), 0, None, 0).unwrap();
     assert!(
         log.read(3, 100, i64::MAX).unwrap().is_empty(),
@@ -216,7 +272,8 @@ fn rolls_by_size() {
         segment_bytes: 1_000,
         ..small_config()
     };
-    let mut log = PartitionLog::open(dir.path(), config, false, 0).unwrap();
+    let mut log =
+        PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
     let mut sizes = Vec::new();
     for i in 0..20 {
         let b = batch(2, i, 100);
@@ -255,7 +312,8 @@ fn rolls_by_time() {
         segment_ms: Some(100),
         ..LogConfig::default()
     };
-    let mut log = PartitionLog::open(dir.path(), config, false, 1_000).unwrap();
+    let mut log =
+        PartitionLog::open(dir.path(), config, false, 1_000, &OpenFiles::unbounded()).unwrap();
     log.append(&batch(1, 1_000, 5), 0, None, 1_000).unwrap();
     log.append(&batch(1, 1_050, 5), 0, None, 1_050).unwrap();
     assert_eq!(log.segment_count(), 1);
@@ -269,7 +327,8 @@ fn rolls_by_time() {
         segment_ms: Some(100),
         ..LogConfig::default()
     };
-    let mut log = PartitionLog::open(dir2.path(), config, false, 0).unwrap();
+    let mut log =
+        PartitionLog::open(dir2.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
     log.append(&batch(1, 0, 5), 0, None, 10_000).unwrap();
     assert_eq!(log.segment_count(), 1);
 }
@@ -282,7 +341,14 @@ fn index_lookup_after_many_batches() {
         segment_bytes: 1 << 20,
         ..small_config()
     };
-    let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        config.clone(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     let mut bounds = Vec::new();
     for i in 0..400 {
         let n = 1 + (i % 4);
@@ -299,7 +365,7 @@ fn index_lookup_after_many_batches() {
     };
     check(&log);
     log.close().unwrap();
-    let log = PartitionLog::open(dir.path(), config, false, 0).unwrap();
+    let log = PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
     check(&log);
 }
 
@@ -310,7 +376,14 @@ fn reopen_after_close_keeps_everything() {
         segment_bytes: 2_000,
         ..small_config()
     };
-    let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        config.clone(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     for i in 0..50 {
         log.append(&batch(3, 1_000 + i * 3, 40), 0, None, 0)
             .unwrap();
@@ -330,7 +403,14 @@ fn reopen_after_close_keeps_everything() {
     log.close().unwrap();
     drop(log);
     for recover in [false, true] {
-        let log = PartitionLog::open(dir.path(), config.clone(), recover, 0).unwrap();
+        let log = PartitionLog::open(
+            dir.path(),
+            config.clone(),
+            recover,
+            0,
+            &OpenFiles::unbounded(),
+        )
+        .unwrap();
         let after = (
             log.log_start_offset(),
             log.log_end_offset(),
@@ -343,7 +423,8 @@ fn reopen_after_close_keeps_everything() {
         );
         assert_eq!(before, after, "recover={recover}");
     }
-    let mut log = PartitionLog::open(dir.path(), config, false, 0).unwrap();
+    let mut log =
+        PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
     let info = log.append(&batch(1, 0, 1), 0, None, 0).unwrap();
     assert_eq!(info.base_offset, 150);
 }
@@ -355,7 +436,8 @@ fn flush_handle_and_recovery_point() {
         segment_bytes: 500,
         ..small_config()
     };
-    let mut log = PartitionLog::open(dir.path(), config, false, 0).unwrap();
+    let mut log =
+        PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
     assert!(log.flush_handle().is_empty() || log.flush_handle().end_offset() == 0);
     for _ in 0..10 {
         log.append(&batch(2, 0, 50), 0, None, 0).unwrap();
@@ -392,7 +474,14 @@ fn log_and_handle_can_cross_threads() {
 fn an_append_of_more_batches_than_one_vectored_write_takes_is_stored_whole() {
     // Two slices per batch (stamped header, the rest): 700 batches need two pwritev calls.
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     let batches: Vec<Vec<u8>> = (0..700).map(|i| batch(1, i, 3)).collect();
     let buf: Vec<u8> = batches.concat();
     let info = log.append(&buf, 2, None, 0).unwrap();
@@ -404,4 +493,61 @@ fn an_append_of_more_batches_than_one_vectored_write_takes_is_stored_whole() {
         .collect();
     let data = log.read(0, 1 << 20, i64::MAX).unwrap();
     assert_eq!(&data[..], &expected[..]);
+}
+
+/// Logs sharing a budget of two open files still append, read, sync and reopen every
+/// segment: idle files are closed and reopened on use, never more than the budget stays
+/// open, and what was written before a file was closed is read back unchanged.
+#[test]
+fn many_logs_share_a_small_open_files_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = OpenFiles::new(2);
+    let mut logs: Vec<PartitionLog> = (0..4)
+        .map(|p| {
+            PartitionLog::open(
+                dir.path().join(format!("t-{p}")),
+                small_config(),
+                false,
+                0,
+                &files,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut written: Vec<Vec<Vec<u8>>> = vec![Vec::new(); logs.len()];
+    for round in 0..20i64 {
+        for (p, log) in logs.iter_mut().enumerate() {
+            let b = batch(3, round * 10 + p as i64, 300);
+            let info = log.append(&b, 0, None, 0).unwrap();
+            written[p].push(stamped(&b, info.base_offset, 0));
+            assert!(
+                files.open_count() <= 3,
+                "at most the budget plus the file in use"
+            );
+        }
+    }
+    assert!(
+        logs.iter().all(|l| l.segment_count() > 2),
+        "several segments each"
+    );
+    assert!(files.closed_for_room() > 0);
+    for log in &logs {
+        let end = log.flush_handle().flush().unwrap();
+        assert_eq!(end, log.log_end_offset());
+    }
+    for (p, log) in logs.iter().enumerate() {
+        let expected: Vec<u8> = written[p].concat();
+        let mut read = Vec::new();
+        let mut offset = 0;
+        while offset < log.log_end_offset() {
+            let data = log.read(offset, 1 << 20, i64::MAX).unwrap();
+            offset = batch_offsets(&data).last().unwrap().1 + 1;
+            read.extend_from_slice(&data);
+        }
+        assert_eq!(read, expected, "partition {p}");
+    }
+    drop(logs);
+    let reopened =
+        PartitionLog::open(dir.path().join("t-0"), small_config(), true, 0, &files).unwrap();
+    assert_eq!(reopened.log_end_offset(), 60);
 }

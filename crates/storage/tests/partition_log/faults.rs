@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_storage::io::{IoOp, set_fault_hook};
-use sluice_storage::{LogConfig, PartitionLog, StorageError};
+use sluice_storage::{LogConfig, OpenFiles, PartitionLog, StorageError};
 
 use crate::common::*;
 
@@ -29,7 +29,14 @@ fn fail_under(dir: &Path, op: IoOp, armed: Arc<AtomicBool>) {
 fn failed_write_leaves_the_log_unchanged() {
     let _guard = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), small_config(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        small_config(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     log.append(&batch(2, 0, 10), 0, None, 0).unwrap();
     let armed = Arc::new(AtomicBool::new(true));
     fail_under(dir.path(), IoOp::Write, armed.clone());
@@ -42,7 +49,8 @@ fn failed_write_leaves_the_log_unchanged() {
     set_fault_hook(None);
     assert_eq!(all_records(&log, 1 << 20).len(), 5);
     drop(log);
-    let log = PartitionLog::open(dir.path(), small_config(), true, 0).unwrap();
+    let log =
+        PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
     assert_eq!(log.log_end_offset(), 5);
 }
 
@@ -50,7 +58,14 @@ fn failed_write_leaves_the_log_unchanged() {
 fn failed_sync_is_reported() {
     let _guard = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     log.append(&batch(2, 0, 10), 0, None, 0).unwrap();
     let armed = Arc::new(AtomicBool::new(true));
     fail_under(dir.path(), IoOp::Sync, armed.clone());
@@ -65,7 +80,14 @@ fn failed_sync_is_reported() {
 fn failed_reads_and_opens_are_errors() {
     let _guard = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     log.append(&batch_with_timestamps(&[5, 6]), 0, None, 0)
         .unwrap();
     let armed = Arc::new(AtomicBool::new(true));
@@ -78,9 +100,25 @@ fn failed_reads_and_opens_are_errors() {
     // Falls back to the batch-granular answer rather than failing.
     assert_eq!(log.max_timestamp(), Some((6, 1)));
     drop(log);
-    assert!(PartitionLog::open(dir.path(), LogConfig::default(), true, 0).is_err());
+    assert!(
+        PartitionLog::open(
+            dir.path(),
+            LogConfig::default(),
+            true,
+            0,
+            &OpenFiles::unbounded()
+        )
+        .is_err()
+    );
     armed.store(false, Ordering::SeqCst);
     set_fault_hook(None);
-    let log = PartitionLog::open(dir.path(), LogConfig::default(), true, 0).unwrap();
+    let log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        true,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     assert_eq!(log.log_end_offset(), 2);
 }

@@ -2,7 +2,7 @@
 
 use sluice_protocol::batch::RecordBatchBuilder;
 use sluice_storage::producer_state::ProducerError;
-use sluice_storage::{PartitionLog, StorageError};
+use sluice_storage::{OpenFiles, PartitionLog, StorageError};
 
 use crate::common::small_config;
 
@@ -22,7 +22,14 @@ fn idempotent_batch(producer_id: i64, epoch: i16, seq: i32, records: usize) -> V
 #[test]
 fn retries_are_answered_with_the_original_offsets_and_not_written_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), small_config(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        small_config(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     log.append(
         &RecordBatchBuilder::new()
             .record(1, None, Some(b"plain"), &[])
@@ -70,14 +77,22 @@ fn retries_are_answered_with_the_original_offsets_and_not_written_twice() {
 fn producer_state_is_rebuilt_from_the_log_on_open() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut log = PartitionLog::open(dir.path(), small_config(), false, 0).unwrap();
+        let mut log = PartitionLog::open(
+            dir.path(),
+            small_config(),
+            false,
+            0,
+            &OpenFiles::unbounded(),
+        )
+        .unwrap();
         log.append(&idempotent_batch(9, 2, 0, 2), 0, None, 0)
             .unwrap();
         log.append(&idempotent_batch(9, 2, 2, 2), 0, None, 0)
             .unwrap();
         // No close: as after kill -9.
     }
-    let mut log = PartitionLog::open(dir.path(), small_config(), true, 0).unwrap();
+    let mut log =
+        PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
     let retry = log
         .append(&idempotent_batch(9, 2, 2, 2), 0, None, 0)
         .unwrap();

@@ -1,6 +1,6 @@
 //! Retention by time and size, DeleteRecords.
 
-use sluice_storage::{LogConfig, PartitionLog, StorageError};
+use sluice_storage::{LogConfig, OpenFiles, PartitionLog, StorageError};
 
 use crate::common::*;
 
@@ -11,7 +11,7 @@ fn log_with_segments(dir: &std::path::Path, batches: i64) -> (PartitionLog, u64)
         segment_bytes: probe * 2,
         ..small_config()
     };
-    let mut log = PartitionLog::open(dir, config, false, 0).unwrap();
+    let mut log = PartitionLog::open(dir, config, false, 0, &OpenFiles::unbounded()).unwrap();
     for i in 0..batches {
         log.append(&batch(2, 1_000 * i, 30), 0, None, 0).unwrap();
     }
@@ -49,7 +49,8 @@ fn retention_by_time_deletes_old_sealed_segments() {
     assert_eq!(log_files(dir.path()).len(), 1);
     // Survives a restart.
     log.close().unwrap();
-    let log = PartitionLog::open(dir.path(), small_config(), true, 0).unwrap();
+    let log =
+        PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (16, 20));
 }
 
@@ -61,7 +62,8 @@ fn retention_never_deletes_the_active_segment() {
         retention_bytes: Some(0),
         ..small_config()
     };
-    let mut log = PartitionLog::open(dir.path(), config, false, 0).unwrap();
+    let mut log =
+        PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
     log.append(&batch(2, 0, 30), 0, None, 0).unwrap();
     assert_eq!(log.apply_retention(1 << 40).unwrap(), 0);
     assert_eq!(log.log_end_offset(), 2);
@@ -124,7 +126,8 @@ fn delete_records_before() {
     ));
     // Persisted.
     drop(log);
-    let mut log = PartitionLog::open(dir.path(), small_config(), true, 0).unwrap();
+    let mut log =
+        PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
     assert_eq!(log.log_start_offset(), 6);
     // Up to the log end: every sealed segment goes, the active one stays.
     assert_eq!(log.delete_records_before(20).unwrap(), 20);
@@ -151,7 +154,8 @@ fn log_start_beyond_lost_data_starts_afresh() {
         .unwrap()
         .set_len(10)
         .unwrap();
-    let mut log = PartitionLog::open(dir.path(), small_config(), true, 0).unwrap();
+    let mut log =
+        PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (20, 20));
     assert_eq!(
         log.append(&batch(1, 0, 1), 0, None, 0).unwrap().base_offset,

@@ -1,14 +1,21 @@
 //! ListOffsets by timestamp and MAX_TIMESTAMP.
 
 use sluice_protocol::batch::{Compression, RecordBatchBuilder};
-use sluice_storage::{LogConfig, PartitionLog};
+use sluice_storage::{LogConfig, OpenFiles, PartitionLog};
 
 use crate::common::*;
 
 #[test]
 fn offset_for_timestamp_finds_the_exact_record() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     log.append(&batch_with_timestamps(&[100, 200, 150]), 0, None, 0)
         .unwrap();
     log.append(&batch_with_timestamps(&[120, 300]), 0, None, 0)
@@ -28,7 +35,14 @@ fn offset_for_timestamp_finds_the_exact_record() {
 #[test]
 fn offset_for_timestamp_in_compressed_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig::default(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     for (i, codec) in [
         Compression::Gzip,
         Compression::Snappy,
@@ -60,7 +74,14 @@ fn offset_for_timestamp_across_segments_uses_the_time_index() {
         index_interval_bytes: 50,
         ..small_config()
     };
-    let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        config.clone(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     // Timestamps go up by 10 per record, with a dip in each batch.
     let mut expected = Vec::new();
     let mut offset = 0;
@@ -90,7 +111,7 @@ fn offset_for_timestamp_across_segments_uses_the_time_index() {
     };
     check(&log);
     log.close().unwrap();
-    let log = PartitionLog::open(dir.path(), config, false, 0).unwrap();
+    let log = PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
     check(&log);
 }
 
@@ -101,7 +122,14 @@ fn max_timestamp_is_the_exact_record() {
         segment_bytes: 300,
         ..small_config()
     };
-    let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        config.clone(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     assert_eq!(log.max_timestamp(), None);
     log.append(&batch_with_timestamps(&[100, 500, 200]), 0, None, 0)
         .unwrap();
@@ -120,6 +148,6 @@ fn max_timestamp_is_the_exact_record() {
     assert_eq!(log.max_timestamp(), Some((700, 10)));
     assert!(log.segment_count() > 1);
     log.close().unwrap();
-    let log = PartitionLog::open(dir.path(), config, false, 0).unwrap();
+    let log = PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
     assert_eq!(log.max_timestamp(), Some((700, 10)));
 }

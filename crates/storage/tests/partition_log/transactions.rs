@@ -2,7 +2,7 @@
 //! live and after a reopen.
 
 use sluice_protocol::batch::{RecordBatchBuilder, transaction_marker};
-use sluice_storage::PartitionLog;
+use sluice_storage::{OpenFiles, PartitionLog};
 
 use crate::common::small_config;
 
@@ -20,7 +20,14 @@ fn txn_batch(producer_id: i64, seq: i32, records: usize) -> Vec<u8> {
 fn last_stable_offset_and_aborted_transactions() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut log = PartitionLog::open(dir.path(), small_config(), false, 0).unwrap();
+        let mut log = PartitionLog::open(
+            dir.path(),
+            small_config(),
+            false,
+            0,
+            &OpenFiles::unbounded(),
+        )
+        .unwrap();
         log.append(&txn_batch(1, 0, 2), 0, None, 0).unwrap(); // 0..=1, producer 1
         log.append(
             &RecordBatchBuilder::new()
@@ -44,7 +51,8 @@ fn last_stable_offset_and_aborted_transactions() {
         assert_eq!(log.aborted_transactions(5, 10), Vec::<(i64, i64)>::new());
         log.append(&txn_batch(1, 2, 1), 0, None, 0).unwrap(); // 6, producer 1 again (open)
     }
-    let log = PartitionLog::open(dir.path(), small_config(), true, 0).unwrap();
+    let log =
+        PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
     assert_eq!(log.last_stable_offset(), 6);
     assert_eq!(log.aborted_transactions(0, 10), vec![(1, 0)]);
 }
@@ -52,7 +60,14 @@ fn last_stable_offset_and_aborted_transactions() {
 #[test]
 fn a_stale_epoch_marker_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), small_config(), false, 0).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        small_config(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
     let mut b = RecordBatchBuilder::new()
         .producer(3, 5, 0)
         .transactional(true);
