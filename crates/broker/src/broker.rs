@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use sluice_group::{GroupConfig, GroupCoordinator};
 use sluice_protocol::kafka_protocol;
+use sluice_storage::OpenFiles;
 use sluice_txn::{TransactionCoordinator, TxnConfig};
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
+use crate::connection_limits::ConnectionLimits;
+use crate::fd_budget::FdBudget;
 use crate::group_log::{OffsetsTopicLog, replay};
 use crate::log_manager::LogManager;
 use crate::metadata::{MetadataImage, MetadataStore, TopicImage};
@@ -43,6 +46,10 @@ pub struct Broker {
     pub txn: TransactionCoordinator,
     /// Request, traffic and sync counters served at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// How the process's file descriptors are shared between connections and log files.
+    pub fd_budget: FdBudget,
+    /// Connections open now against `max-connections` and `max-connections-per-ip`.
+    pub(crate) connection_limits: Arc<ConnectionLimits>,
 }
 
 impl Broker {
@@ -66,13 +73,20 @@ pub(crate) fn open_broker(
     config: BrokerConfig,
     bound: SocketAddr,
     recover: bool,
+    fd_budget: FdBudget,
 ) -> Result<(Arc<Broker>, usize), crate::server::StartError> {
     let meta_dir = config.data_dir.join("meta");
     let metadata = MetadataStore::open(&meta_dir)?;
     let cluster_id = load_or_create_cluster_id(&meta_dir)?;
     let (advertised_host, advertised_port) = config.advertised(bound);
     let metrics = Arc::new(Metrics::default());
-    let logs = LogManager::new(config.data_dir.clone(), metrics.clone())?;
+    let logs = LogManager::new(
+        config.data_dir.clone(),
+        metrics.clone(),
+        OpenFiles::new(fd_budget.log_files),
+    )?;
+    let connection_limits =
+        ConnectionLimits::new(fd_budget.connections, config.max_connections_per_ip);
     let group_config = GroupConfig {
         initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
         offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
@@ -100,6 +114,8 @@ pub(crate) fn open_broker(
             Arc::new(BrokerProducerIds::new(weak.clone())),
         ),
         metrics,
+        fd_budget,
+        connection_limits,
         config,
     });
     // AddPartitionsToTxn refuses partitions that do not exist, as Kafka does.

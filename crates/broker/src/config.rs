@@ -86,6 +86,17 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// `transactional.id.expiration.ms`: transactional ids are forgotten after this long idle.
     pub transactional_id_expiration_ms: i64,
+    /// `max.connections`: client connections open at once; further ones wait to be
+    /// accepted. `None`: as many as the open-files limit leaves room for.
+    pub max_connections: Option<u32>,
+    /// `max.connections.per.ip`: connections one address may hold; a further one is closed
+    /// at once. `None`: no limit of its own.
+    pub max_connections_per_ip: Option<u32>,
+    /// `connections.max.idle.ms`: a connection with no request for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// The most partitions this broker holds (KIP-578's `max.broker.partitions`); creating
+    /// more fails with POLICY_VIOLATION before anything is written.
+    pub max_broker_partitions: u32,
 }
 
 impl Default for BrokerConfig {
@@ -113,6 +124,10 @@ impl Default for BrokerConfig {
             transaction_max_timeout_ms: 900_000,
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             transactional_id_expiration_ms: SEVEN_DAYS_MS,
+            max_connections: None,
+            max_connections_per_ip: None,
+            connections_max_idle_ms: 600_000,
+            max_broker_partitions: 100_000,
         }
     }
 }
@@ -171,6 +186,18 @@ impl BrokerConfig {
         }
         if self.offsets_topic_partitions < 1 {
             return invalid("offsets-topic-partitions", "must be at least 1");
+        }
+        if self.max_connections == Some(0) {
+            return invalid("max-connections", "must be at least 1");
+        }
+        if self.max_connections_per_ip == Some(0) {
+            return invalid("max-connections-per-ip", "must be at least 1");
+        }
+        if self.connections_max_idle_ms < 1 {
+            return invalid("connections-max-idle-ms", "must be at least 1");
+        }
+        if self.max_broker_partitions < 1 {
+            return invalid("max-broker-partitions", "must be at least 1");
         }
         if let Some(adv) = &self.advertise {
             parse_host_port(adv).map_err(|reason| ConfigError::Invalid {

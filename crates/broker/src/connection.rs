@@ -12,7 +12,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
@@ -88,7 +89,16 @@ pub async fn serve_connection(
     let _open = broker.metrics.connection_opened();
     let (mut reader, writer) = socket.into_split();
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-    let writer_task = tokio::spawn(write_responses(writer, rx, peer, broker.metrics.clone()));
+    let unanswered = Arc::new(AtomicUsize::new(0));
+    let writer_task = tokio::spawn(write_responses(
+        writer,
+        rx,
+        peer,
+        broker.metrics.clone(),
+        unanswered.clone(),
+    ));
+    let max_idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let mut idle_deadline = tokio::time::Instant::now() + max_idle;
     let decoder = FrameDecoder::new(broker.config.max_request_bytes);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let fetches = Arc::new(Semaphore::new(MAX_FETCHES_IN_FLIGHT));
@@ -99,6 +109,7 @@ pub async fn serve_connection(
                     let out = Out {
                         tx: &tx,
                         fetches: &fetches,
+                        unanswered: &unanswered,
                     };
                     if let Next::Close = handle_frame(frame, peer, &broker, out).await {
                         break 'conn;
@@ -118,12 +129,21 @@ pub async fn serve_connection(
             _ = crate::server::stopped(&mut stop) => break,
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(_) => idle_deadline = tokio::time::Instant::now() + max_idle,
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "read failed");
                     break;
                 }
             },
+            _ = tokio::time::sleep_until(idle_deadline) => {
+                // connections.max.idle.ms: idle means no request and no response owed
+                // (a long-polling fetch keeps its connection).
+                if unanswered.load(Ordering::Acquire) == 0 {
+                    tracing::debug!(%peer, idle_ms = max_idle.as_millis(), "closing idle connection");
+                    break;
+                }
+                idle_deadline = tokio::time::Instant::now() + max_idle;
+            }
         }
     }
     drop(tx);
@@ -135,6 +155,8 @@ pub async fn serve_connection(
 struct Out<'a> {
     tx: &'a mpsc::Sender<Outgoing>,
     fetches: &'a Arc<Semaphore>,
+    /// Responses queued for the writer and not yet written.
+    unanswered: &'a AtomicUsize,
 }
 
 async fn handle_frame(frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>, out: Out<'_>) -> Next {
@@ -259,6 +281,15 @@ async fn handle_frame(frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>, out:
     .await
 }
 
+/// Counts a queued response as answered when the writer is done with it, however it ends.
+struct Answered<'a>(&'a AtomicUsize);
+
+impl Drop for Answered<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What the writer needs to know of a request besides its response.
 struct RequestInfo {
     correlation_id: i32,
@@ -303,6 +334,7 @@ async fn send(
         legacy,
         _fetch_permit: fetch_permit,
     };
+    out.unanswered.fetch_add(1, Ordering::AcqRel);
     match out.tx.send(outgoing).await {
         Ok(()) => Next::Continue,
         Err(_) => Next::Close,
@@ -314,8 +346,10 @@ async fn write_responses(
     mut rx: mpsc::Receiver<Outgoing>,
     peer: SocketAddr,
     metrics: Arc<Metrics>,
+    unanswered: Arc<AtomicUsize>,
 ) {
     while let Some(out) = rx.recv().await {
+        let _answered = Answered(&unanswered);
         let Outgoing {
             request,
             version,

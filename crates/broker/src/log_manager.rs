@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use sluice_storage::{PartitionLog, StorageError};
+use sluice_storage::{OpenFiles, PartitionLog, StorageError, io};
 use uuid::Uuid;
 
 use crate::clock::now_ms;
@@ -34,16 +34,24 @@ struct TopicLogs {
 pub struct LogManager {
     data_dir: PathBuf,
     metrics: Arc<Metrics>,
+    /// The open-files budget every segment file counts against.
+    files: Arc<OpenFiles>,
     topics: RwLock<HashMap<String, TopicLogs>>,
     flusher: Flusher,
 }
 
 impl LogManager {
-    /// A manager for partitions under `data_dir`.
-    pub fn new(data_dir: PathBuf, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+    /// A manager for partitions under `data_dir`, keeping at most `files` segment files
+    /// open at once.
+    pub fn new(
+        data_dir: PathBuf,
+        metrics: Arc<Metrics>,
+        files: Arc<OpenFiles>,
+    ) -> std::io::Result<Self> {
         Ok(Self {
             data_dir,
             metrics,
+            files,
             topics: RwLock::new(HashMap::new()),
             flusher: Flusher::start()?,
         })
@@ -70,17 +78,16 @@ impl LogManager {
         Ok(opened)
     }
 
-    /// Opens (creating if needed) every partition of a topic.
+    /// Opens (creating if needed) every partition of a topic. If one cannot be opened,
+    /// the ones this call created are removed again, so a failed create leaves nothing
+    /// behind.
     pub fn create_topic(
         &self,
         topic: &TopicImage,
         settings: Arc<TopicSettings>,
         recover: bool,
     ) -> Result<(), StorageError> {
-        let mut partitions = Vec::new();
-        for p in 0..topic.partitions {
-            partitions.push(self.open_partition(topic, p, settings.clone(), recover)?);
-        }
+        let partitions = self.open_partitions(topic, 0..topic.partitions, settings, recover)?;
         self.topics.write().insert(
             topic.name.clone(),
             TopicLogs {
@@ -104,14 +111,48 @@ impl LogManager {
             .map(|t| t.partitions.len())
             .unwrap_or(0);
         let first_new = i32::try_from(existing).unwrap_or(i32::MAX);
-        let mut added = Vec::new();
-        for p in first_new..topic.partitions {
-            added.push(self.open_partition(topic, p, settings.clone(), false)?);
-        }
+        let added = self.open_partitions(topic, first_new..topic.partitions, settings, false)?;
         if let Some(t) = self.topics.write().get_mut(&topic.name) {
             t.partitions.extend(added);
         }
         Ok(())
+    }
+
+    /// Opens the partitions `range` of a topic, all or none: after a failure the
+    /// directories this call created are removed before it returns.
+    fn open_partitions(
+        &self,
+        topic: &TopicImage,
+        range: std::ops::Range<i32>,
+        settings: Arc<TopicSettings>,
+        recover: bool,
+    ) -> Result<Vec<Arc<Partition>>, StorageError> {
+        let mut opened = Vec::new();
+        let mut created_dirs = Vec::new();
+        for p in range {
+            let dir = self.data_dir.join(partition_dir_name(&topic.name, p));
+            if !dir.exists() {
+                created_dirs.push(dir);
+            }
+            match self.open_partition(topic, p, settings.clone(), recover) {
+                Ok(partition) => opened.push(partition),
+                Err(e) => {
+                    for partition in opened {
+                        // Nothing was appended: closing only releases the files.
+                        let _ = partition.close();
+                    }
+                    for dir in created_dirs {
+                        if let Err(e) = std::fs::remove_dir_all(&dir)
+                            && e.kind() != std::io::ErrorKind::NotFound
+                        {
+                            tracing::warn!(dir = %dir.display(), error = %e, "removing the directory of a partition that failed to open");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(opened)
     }
 
     fn open_partition(
@@ -123,7 +164,7 @@ impl LogManager {
     ) -> Result<Arc<Partition>, StorageError> {
         let dir = self.data_dir.join(partition_dir_name(&topic.name, index));
         prepare_partition_dir(&dir, topic.id)?;
-        let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms())?;
+        let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms(), &self.files)?;
         Ok(Partition::start(
             topic.name.clone(),
             index,
@@ -176,6 +217,7 @@ impl LogManager {
             return;
         };
         self.metrics.remove_topic(topic);
+        let mut doomed_dirs = Vec::with_capacity(logs.partitions.len());
         for p in logs.partitions {
             if let Err(e) = p.close() {
                 tracing::warn!(topic, partition = p.index, error = %e, "closing deleted partition");
@@ -188,12 +230,13 @@ impl LogManager {
                 DELETE_SUFFIX
             ));
             match std::fs::rename(&dir, &doomed) {
-                Ok(()) => remove_dir_in_background(doomed),
+                Ok(()) => doomed_dirs.push(doomed),
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), error = %e, "renaming deleted partition")
                 }
             }
         }
+        remove_dirs_in_background(doomed_dirs);
     }
 
     /// Syncs and closes every partition (clean shutdown).
@@ -212,6 +255,7 @@ impl LogManager {
         let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
             return;
         };
+        let mut orphans = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
@@ -219,9 +263,15 @@ impl LogManager {
                 continue;
             }
             if name.ends_with(DELETE_SUFFIX) || path.join(PARTITION_METADATA).exists() {
-                tracing::info!(dir = %path.display(), "removing log of a deleted topic");
-                remove_dir_in_background(path);
+                orphans.push(path);
             }
+        }
+        if !orphans.is_empty() {
+            tracing::info!(
+                directories = orphans.len(),
+                "removing the logs of deleted topics in the background"
+            );
+            remove_dirs_in_background(orphans);
         }
     }
 }
@@ -240,19 +290,28 @@ fn prepare_partition_dir(dir: &Path, topic_id: Uuid) -> Result<(), StorageError>
         Ok(existing) if existing == stamp => return Ok(()),
         Ok(_) => {
             tracing::warn!(dir = %dir.display(), "partition directory belongs to an older topic; clearing it");
-            std::fs::remove_dir_all(dir)?;
+            std::fs::remove_dir_all(dir).map_err(io::on(dir))?;
         }
         Err(_) => {}
     }
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(&meta, stamp)?;
+    std::fs::create_dir_all(dir).map_err(io::on(dir))?;
+    std::fs::write(&meta, stamp).map_err(io::on(&meta))?;
     Ok(())
 }
 
-fn remove_dir_in_background(path: PathBuf) {
+/// Removes partition directories on one thread of their own, so that neither a request
+/// nor start-up waits for the files of thousands of partitions to go.
+fn remove_dirs_in_background(dirs: Vec<PathBuf>) {
+    if dirs.is_empty() {
+        return;
+    }
     std::thread::spawn(move || {
-        if let Err(e) = std::fs::remove_dir_all(&path) {
-            tracing::warn!(dir = %path.display(), error = %e, "removing deleted partition files");
+        for dir in dirs {
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing deleted partition files");
+            }
         }
     });
 }

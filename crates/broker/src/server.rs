@@ -15,6 +15,8 @@ use tokio::task::JoinSet;
 use crate::broker::{Broker, open_broker};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::connection::serve_connection;
+use crate::fd_budget::FdBudget;
+use crate::log_throttle::LogThrottle;
 use crate::metadata::MetadataLogError;
 
 const LOCK_FILE: &str = ".lock";
@@ -146,7 +148,9 @@ impl Server {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
-        let (broker, recovered_partitions) = open_broker(config, local_addr, recover)?;
+        // Raised before the logs open, so opening many partitions has the whole limit.
+        let fd_budget = FdBudget::from_process(config.max_connections);
+        let (broker, recovered_partitions) = open_broker(config, local_addr, recover, fd_budget)?;
 
         let (stop, stop_rx) = watch::channel(false);
         let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), stop_rx.clone()));
@@ -235,24 +239,47 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Accepts clients while the connection limit leaves room: at the limit it stops
+/// accepting, so new clients wait in the listen backlog as with Kafka.
 async fn accept_loop(
     listener: TcpListener,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinSet<()> {
+    /// A failing accept (EMFILE, ENFILE) is retried after this pause and logged at most
+    /// once per `ACCEPT_WARN_INTERVAL`, not every time.
+    const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+    const ACCEPT_WARN_INTERVAL: Duration = Duration::from_secs(10);
+    let accept_failures = LogThrottle::new(ACCEPT_WARN_INTERVAL);
+    let limits = broker.connection_limits.clone();
     let mut connections = JoinSet::new();
     let connection_stop = stop.clone();
+    let mut slot = None;
     loop {
         tokio::select! {
             _ = crate::server::stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
+            permit = limits.wait_for_slot(), if slot.is_none() => match permit {
+                Some(permit) => slot = Some(permit),
+                None => break,
+            },
+            accepted = listener.accept(), if slot.is_some() => match accepted {
                 Ok((socket, peer)) => {
+                    let Some(admitted) = slot.take().and_then(|p| limits.admit(p, peer.ip())) else {
+                        continue; // over max-connections-per-ip: dropping the socket closes it
+                    };
                     let _ = socket.set_nodelay(true);
-                    connections.spawn(serve_connection(socket, peer, broker.clone(), connection_stop.clone()));
+                    let broker = broker.clone();
+                    let stop = connection_stop.clone();
+                    connections.spawn(async move {
+                        serve_connection(socket, peer, broker, stop).await;
+                        drop(admitted);
+                    });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Some(held_back) = accept_failures.ready() {
+                        tracing::warn!(error = %e, held_back, "accept failed; retrying");
+                    }
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}

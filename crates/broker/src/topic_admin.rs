@@ -19,6 +19,40 @@ pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// The internal topic holding transaction coordinator state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
+/// The most partitions one CreateTopics or CreatePartitions request may create, as in
+/// Kafka's controller (`ReplicationControlManager.MAX_PARTITIONS_PER_BATCH`): bigger
+/// requests are refused whole, before anything is created.
+pub const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
+
+/// Kafka's answer to a request that would create more than
+/// [`MAX_PARTITIONS_PER_REQUEST`] partitions.
+pub fn too_many_partitions_per_request() -> AdminError {
+    AdminError::new(
+        ResponseError::PolicyViolation,
+        "Excessively large number of partitions per request.",
+    )
+}
+
+/// Refuses to grow the broker past `max-broker-partitions` partitions.
+fn check_broker_partitions(
+    broker: &Broker,
+    image: &crate::metadata::MetadataImage,
+    topic: &str,
+    adding: i32,
+) -> Result<(), AdminError> {
+    let max = i64::from(broker.config.max_broker_partitions);
+    let after = image.partition_count().saturating_add(i64::from(adding));
+    if after > max {
+        return Err(AdminError::new(
+            ResponseError::PolicyViolation,
+            format!(
+                "Adding {adding} partition(s) for topic '{topic}' would make this broker hold {after} partitions, more than max.broker.partitions ({max})."
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A refused admin operation: the Kafka error code and a message for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminError {
@@ -93,10 +127,10 @@ const CLUSTER_SIZE: i16 = 1;
 fn check_new_topic(
     broker: &Broker,
     topic: &NewTopic,
-    image_has: bool,
+    image: &crate::metadata::MetadataImage,
 ) -> Result<(i32, i16), AdminError> {
     validate_topic_name(&topic.name)?;
-    if image_has {
+    if image.topic(&topic.name).is_some() {
         return Err(AdminError::new(
             ResponseError::TopicAlreadyExists,
             format!("Topic '{}' already exists.", topic.name),
@@ -136,6 +170,10 @@ fn check_new_topic(
         validate_topic_config(name, value)
             .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
     }
+    // The internal topics are the broker's own: groups and transactions need them.
+    if !topic.internal {
+        check_broker_partitions(broker, image, &topic.name, partitions)?;
+    }
     Ok((partitions, replication))
 }
 
@@ -146,8 +184,7 @@ pub fn create_topic(
     validate_only: bool,
 ) -> Result<TopicImage, AdminError> {
     if validate_only {
-        let image = broker.metadata.image();
-        let (partitions, _) = check_new_topic(broker, &topic, image.topic(&topic.name).is_some())?;
+        let (partitions, _) = check_new_topic(broker, &topic, &broker.metadata.image())?;
         return Ok(TopicImage {
             name: topic.name,
             id: Uuid::nil(),
@@ -160,7 +197,7 @@ pub fn create_topic(
     // nobody (FindCoordinator for `__consumer_offsets` included) is told about
     // a topic whose partitions cannot be used yet.
     let created = broker.metadata.commit(|image| {
-        let (partitions, _) = check_new_topic(broker, &topic, image.topic(&topic.name).is_some())?;
+        let (partitions, _) = check_new_topic(broker, &topic, image)?;
         let created = TopicImage {
             name: topic.name.clone(),
             id: Uuid::new_v4(),
@@ -171,7 +208,10 @@ pub fn create_topic(
         broker
             .logs
             .create_topic(&created, broker.topic_settings(image, &created), false)
-            .map_err(|e| AdminError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+            .map_err(|e| {
+                tracing::error!(topic = %created.name, partitions, error = %e, "cannot create the topic's partition logs");
+                AdminError::new(ResponseError::KafkaStorageError, e.to_string())
+            })?;
         let record = MetadataRecord::TopicCreated {
             name: created.name.clone(),
             id: created.id,
@@ -313,6 +353,7 @@ pub fn create_partitions(
                 ),
             ));
         }
+        check_broker_partitions(broker, image, name, count - topic.partitions)?;
         Ok(topic.clone())
     };
     if validate_only {
@@ -329,7 +370,10 @@ pub fn create_partitions(
         broker
             .logs
             .add_partitions(&grown, broker.topic_settings(image, &grown))
-            .map_err(|e| AdminError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+            .map_err(|e| {
+                tracing::error!(topic = %name, partitions = count, error = %e, "cannot create the new partition logs");
+                AdminError::new(ResponseError::KafkaStorageError, e.to_string())
+            })?;
         Ok::<_, AdminError>((
             vec![MetadataRecord::PartitionsCreated {
                 id: topic.id,

@@ -87,6 +87,21 @@ pub struct ServeArgs {
     /// transactional.id.expiration.ms [default: 604800000].
     #[arg(long, env = "SLUICE_TRANSACTIONAL_ID_EXPIRATION_MS")]
     transactional_id_expiration_ms: Option<i64>,
+    /// max.connections: client connections open at once; more wait to be accepted
+    /// [default: half of the open-files limit].
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS")]
+    max_connections: Option<u32>,
+    /// max.connections.per.ip: connections one client address may hold; more are closed
+    /// [default: no limit of its own].
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<u32>,
+    /// connections.max.idle.ms: close connections idle this long [default: 600000].
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_IDLE_MS")]
+    connections_max_idle_ms: Option<u64>,
+    /// The most partitions this broker holds; creating more fails with POLICY_VIOLATION
+    /// [default: 100000].
+    #[arg(long, env = "SLUICE_MAX_BROKER_PARTITIONS")]
+    max_broker_partitions: Option<u32>,
     /// Log output format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -144,7 +159,15 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
         transaction_max_timeout_ms,
         producer_id_expiration_ms,
         transactional_id_expiration_ms,
+        connections_max_idle_ms,
+        max_broker_partitions,
     );
+    if let Some(n) = args.max_connections {
+        config.max_connections = Some(n);
+    }
+    if let Some(n) = args.max_connections_per_ip {
+        config.max_connections_per_ip = Some(n);
+    }
     if let Some(adv) = &args.advertise {
         config.advertise = Some(adv.clone());
     }
@@ -205,6 +228,32 @@ async fn serve(config: BrokerConfig) -> Result<(), String> {
         broker.node_id(),
         broker.cluster_id
     );
+    let fds = broker.fd_budget;
+    tracing::info!(
+        "open files: limit {}{}; up to {} client connections and {} log files open at once",
+        fds.limit,
+        if fds.limit > fds.limit_before {
+            format!(" (raised from {})", fds.limit_before)
+        } else {
+            String::new()
+        },
+        fds.connections,
+        fds.log_files,
+    );
+    if let Some(asked) = fds.connections_capped_from {
+        tracing::warn!(
+            "max-connections {asked} does not fit the open-files limit {}: using {} (raise the limit with `ulimit -n` or in the service's LimitNOFILE)",
+            fds.limit,
+            fds.connections
+        );
+    }
+    if server.recovered_partitions > fds.log_files {
+        tracing::info!(
+            "{} partitions, more than the {} log files kept open: idle ones are closed and reopened on use (a higher open-files limit avoids the reopening)",
+            server.recovered_partitions,
+            fds.log_files
+        );
+    }
     match server.http_addr() {
         Some(addr) => {
             tracing::info!("HTTP listener on {addr}: http://{addr}/metrics, /health, /ready")

@@ -61,7 +61,7 @@ fn check(op: IoOp, path: &Path) -> io::Result<()> {
 
 /// Gives an OS error the path it happened on, so that whoever logs it can say which file
 /// filled the disk or met the open-files limit; the kind and the errno text are kept.
-fn on(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
+pub fn on(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
     move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 

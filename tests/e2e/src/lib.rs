@@ -153,6 +153,8 @@ pub struct Broker {
     port: u16,
     data_dir: PathBuf,
     extra_args: Vec<String>,
+    /// RLIMIT_NOFILE (soft and hard) the broker process runs under, if set.
+    open_files_limit: Option<u64>,
     log_path: PathBuf,
     // Dropped last: removes the data dir and the log.
     _dir: tempfile::TempDir,
@@ -166,6 +168,16 @@ impl Broker {
 
     /// Starts a broker with extra `serve` flags (e.g. `["--auto-create-topics", "false"]`).
     pub fn start_with(args: &[&str]) -> Broker {
+        Broker::start_limited(None, args)
+    }
+
+    /// Starts a broker whose process may open at most `open_files` files (soft and hard
+    /// RLIMIT_NOFILE), with extra `serve` flags.
+    pub fn start_with_open_files_limit(open_files: u64, args: &[&str]) -> Broker {
+        Broker::start_limited(Some(open_files), args)
+    }
+
+    fn start_limited(open_files_limit: Option<u64>, args: &[&str]) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("sluice-e2e-")
             .tempdir()
@@ -177,6 +189,7 @@ impl Broker {
             port: free_port(),
             data_dir,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            open_files_limit,
             log_path,
             _dir: dir,
         };
@@ -210,7 +223,17 @@ impl Broker {
             .append(true)
             .open(&self.log_path)
             .expect("open broker log");
-        let child = Command::new(sluice_bin())
+        let mut command = match self.open_files_limit {
+            // The shell lowers its own limit, then becomes the broker (same pid).
+            Some(limit) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\"")])
+                    .arg(sluice_bin());
+                c
+            }
+            None => Command::new(sluice_bin()),
+        };
+        let child = command
             .args(self.serve_args())
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())

@@ -17,6 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
+use crate::fd_budget::FdBudget;
 use crate::topic_admin::{AdminError, set_broker_configs, set_topic_configs};
 use crate::topic_config::{
     ConfigSource, ConfigType, ResolvedConfig, TOPIC_CONFIGS, resolve_topic_configs,
@@ -158,6 +159,8 @@ fn broker_configs(
         "PLAINTEXT://{}:{}",
         broker.advertised_host, broker.advertised_port
     );
+    let fds = broker.fd_budget;
+    let default_connections = FdBudget::split(fds.limit_before, fds.limit, None).connections;
     let statics: Vec<(&'static str, String, String, ConfigType)> = vec![
         (
             "advertised.listeners",
@@ -178,6 +181,12 @@ fn broker_configs(
             ConfigType::Int,
         ),
         (
+            "connections.max.idle.ms",
+            c.connections_max_idle_ms.to_string(),
+            d.connections_max_idle_ms.to_string(),
+            ConfigType::Long,
+        ),
+        (
             "default.replication.factor",
             "1".into(),
             "1".into(),
@@ -190,6 +199,20 @@ fn broker_configs(
             ConfigType::Int,
         ),
         ("listeners", listener.clone(), listener, ConfigType::String),
+        (
+            "max.connections",
+            broker.fd_budget.connections.to_string(),
+            default_connections.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "max.connections.per.ip",
+            c.max_connections_per_ip
+                .unwrap_or(i32::MAX as u32)
+                .to_string(),
+            i32::MAX.to_string(),
+            ConfigType::Int,
+        ),
         (
             "log.dirs",
             c.data_dir.display().to_string(),

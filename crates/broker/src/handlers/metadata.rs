@@ -1,5 +1,6 @@
 //! Metadata: brokers, topics, partitions and leaders; auto-creates topics.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::metadata::TopicImage;
-use crate::topic_admin::{get_or_auto_create, validate_topic_name};
+use crate::topic_admin::{self, get_or_auto_create, validate_topic_name};
 
 /// Kafka's "authorized operations not requested" value.
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -35,13 +36,23 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
     let topics = match req.topics {
         None => all_topics(broker),
         Some(list) if list.is_empty() && version == 0 => all_topics(broker),
-        Some(list) => list
-            .into_iter()
-            .map(|t| match t.name {
-                Some(name) => describe_by_name(broker, &name, allow_auto_create),
-                None => describe_by_id(broker, t.topic_id),
-            })
-            .collect(),
+        Some(list) => {
+            let auto_create = match allow_auto_create && broker.config.auto_create_topics {
+                false => AutoCreate::No,
+                true if auto_created_partitions(broker, &list)
+                    > topic_admin::MAX_PARTITIONS_PER_REQUEST =>
+                {
+                    AutoCreate::OverLimit
+                }
+                true => AutoCreate::Yes,
+            };
+            list.into_iter()
+                .map(|t| match t.name {
+                    Some(name) => describe_by_name(broker, &name, auto_create),
+                    None => describe_by_id(broker, t.topic_id),
+                })
+                .collect()
+        }
     };
     let topics = topics
         .into_iter()
@@ -103,10 +114,36 @@ fn all_topics(broker: &Broker) -> Vec<MetadataResponseTopic> {
         .collect()
 }
 
+/// Whether unknown topics named by a Metadata request are created.
+#[derive(Clone, Copy)]
+enum AutoCreate {
+    Yes,
+    No,
+    /// The request names unknown topics worth more partitions than one request may
+    /// create: none is created (Kafka's controller refuses such a batch whole).
+    OverLimit,
+}
+
+/// Partitions auto-creation would add for the unknown, validly named topics of `list`.
+fn auto_created_partitions(
+    broker: &Broker,
+    list: &[kafka_protocol::messages::metadata_request::MetadataRequestTopic],
+) -> i64 {
+    let image = broker.metadata.image();
+    let unknown: HashSet<&str> = list
+        .iter()
+        .filter_map(|t| t.name.as_deref().map(|n| &**n))
+        .filter(|name| image.topic(name).is_none() && validate_topic_name(name).is_ok())
+        .collect();
+    i64::try_from(unknown.len())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(i64::from(broker.config.default_partitions))
+}
+
 fn describe_by_name(
     broker: &Broker,
     name: &TopicName,
-    allow_auto_create: bool,
+    auto_create: AutoCreate,
 ) -> MetadataResponseTopic {
     let error_topic = |code: ResponseError| {
         MetadataResponseTopic::default()
@@ -116,7 +153,17 @@ fn describe_by_name(
     if validate_topic_name(name).is_err() {
         return error_topic(ResponseError::InvalidTopicException);
     }
-    match get_or_auto_create(broker, name, allow_auto_create) {
+    let allow = match auto_create {
+        AutoCreate::Yes => true,
+        AutoCreate::No => false,
+        AutoCreate::OverLimit => {
+            return match broker.metadata.image().topic(name) {
+                Some(topic) => describe_topic(broker, topic),
+                None => error_topic(ResponseError::PolicyViolation),
+            };
+        }
+    };
+    match get_or_auto_create(broker, name, allow) {
         Ok(Some(topic)) => describe_topic(broker, &topic),
         Ok(None) => error_topic(ResponseError::UnknownTopicOrPartition),
         Err(e) => error_topic(e.code),

@@ -31,12 +31,20 @@ pub fn create(
     for t in &req.topics {
         *seen.entry(t.name.to_string()).or_default() += 1;
     }
+    let requested: i64 = req
+        .topics
+        .iter()
+        .map(|t| requested_partitions(t, broker.config.default_partitions))
+        .sum();
+    let too_many = requested > topic_admin::MAX_PARTITIONS_PER_REQUEST;
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = t.name.to_string();
-            let result = if seen.get(&name).copied().unwrap_or(0) > 1 {
+            let result = if too_many {
+                Err(topic_admin::too_many_partitions_per_request())
+            } else if seen.get(&name).copied().unwrap_or(0) > 1 {
                 Err(AdminError::new(
                     ResponseError::InvalidRequest,
                     format!("Create topics request from client contains multiple entries for the following topics: {name}"),
@@ -79,6 +87,21 @@ pub fn create(
         })
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// Partitions a CreateTopics entry asks for, counted as Kafka's controller counts them
+/// for its per-request limit: the default for -1, the assignments when given.
+fn requested_partitions(
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+    default_partitions: i32,
+) -> i64 {
+    if !t.assignments.is_empty() {
+        return i64::try_from(t.assignments.len()).unwrap_or(i64::MAX);
+    }
+    match t.num_partitions {
+        -1 => i64::from(default_partitions),
+        n => i64::from(n.max(0)),
+    }
 }
 
 fn new_topic(
@@ -186,11 +209,21 @@ pub fn create_partitions(
         *seen.entry(t.name.to_string()).or_default() += 1;
     }
     let node = broker.node_id();
+    let image = broker.metadata.image();
+    let added: i64 = req
+        .topics
+        .iter()
+        .filter_map(|t| Some(t.count.saturating_sub(image.topic(&t.name)?.partitions)))
+        .map(|n| i64::from(n.max(0)))
+        .sum();
+    let too_many = added > topic_admin::MAX_PARTITIONS_PER_REQUEST;
     let results = req
         .topics
         .into_iter()
         .map(|t| {
-            let result = if seen.get(&*t.name.to_string()).copied().unwrap_or(0) > 1 {
+            let result = if too_many {
+                Err(topic_admin::too_many_partitions_per_request())
+            } else if seen.get(&*t.name.to_string()).copied().unwrap_or(0) > 1 {
                 Err(AdminError::new(
                     ResponseError::InvalidRequest,
                     "Duplicate topic in request.",

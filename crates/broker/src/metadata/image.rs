@@ -100,4 +100,9 @@ impl MetadataImage {
     pub fn topics(&self) -> impl Iterator<Item = &TopicImage> {
         self.topics.values()
     }
+
+    /// Partitions of every topic together.
+    pub fn partition_count(&self) -> i64 {
+        self.topics.values().map(|t| i64::from(t.partitions)).sum()
+    }
 }
