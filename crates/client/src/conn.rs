@@ -130,13 +130,15 @@ impl Connection {
             .with_client_software_name(StrBytes::from_static_str("sluice-client"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         // v3 first; a broker that does not know it answers with a v0 body (KIP-511).
-        let response = match self.exchange(3, &request).await {
+        let timeout = self.config.request_timeout;
+        let response = match self.exchange(3, &request, timeout).await {
             Ok(r) if r.error_code == 0 => r,
             Ok(_) | Err(Error::Protocol { .. }) => {
                 if self.in_flight {
                     self.reopen_stream().await?;
                 }
-                self.exchange(0, &ApiVersionsRequest::default()).await?
+                self.exchange(0, &ApiVersionsRequest::default(), timeout)
+                    .await?
             }
             Err(e) => return Err(e),
         };
@@ -220,14 +222,30 @@ impl Connection {
         version: i16,
         request: &R,
     ) -> Result<R::Response> {
+        let timeout = self.config.request_timeout;
+        self.request_within(version, request, timeout).await
+    }
+
+    /// Sends `request` at `version` and waits up to `timeout` for its response (for
+    /// requests the broker may hold longer than the request timeout, like JoinGroup).
+    pub async fn request_within<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         self.resync().await?;
-        self.exchange(version, request).await
+        self.exchange(version, request, timeout).await
     }
 
     /// Sends `request` and reads its response on the stream as it is.
-    async fn exchange<R: Request>(&mut self, version: i16, request: &R) -> Result<R::Response> {
+    async fn exchange<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let correlation_id = self.send_at(version, request).await?;
-        let timeout = self.config.request_timeout;
         let what = api_name(R::KEY);
         let frame = match tokio::time::timeout(timeout, self.read_frame()).await {
             Ok(r) => r?,

@@ -5,9 +5,10 @@
 //! `sluice_protocol::batch` and `sluice_protocol::records`, so the CLI and the tests use
 //! exactly the code the broker does. It covers what an operator needs: topic and config
 //! administration, producing and fetching records, and consumer-group inspection and offset
-//! management. It does not join groups (no JoinGroup/SyncGroup): a consumer built on it
-//! reads assigned partitions and may commit offsets as a "simple" consumer, like
-//! `assign()` + `commitSync()` in Kafka's Java client.
+//! management. A consumer built on it either joins a group (JoinGroup/SyncGroup with the
+//! range or round-robin strategy, heartbeats, commits as a member: `subscribe()` in Kafka's
+//! Java client) or reads partitions it picks and commits as a "simple" consumer
+//! (`assign()` + `commitSync()`).
 //!
 //! Every connection negotiates versions with ApiVersions and uses, per API, the highest
 //! version both sides speak (capped where newer versions change request shapes the client
@@ -20,6 +21,7 @@ mod conn;
 mod data;
 mod error;
 mod groups;
+mod membership;
 pub mod partitioner;
 
 use std::collections::HashMap;
@@ -33,6 +35,10 @@ pub use conn::{ApiRange, ClientConfig, Connection, api_name};
 pub use data::{FetchedPartition, ProducedPartition};
 pub use error::{Error, KafkaCode, Result};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
+pub use membership::{
+    ASSIGNORS, Assignments, HeartbeatOutcome, Membership, MembershipConfig, assign_range,
+    assign_round_robin,
+};
 pub use sluice_protocol::batch::Compression;
 pub use sluice_protocol::records::Record;
 
