@@ -457,6 +457,92 @@ fn compressed_produce_is_readable_by_librdkafka() {
     }
 }
 
+#[test]
+fn bytes_that_are_not_utf8_are_printed_raw_by_templates_and_in_base64_in_json() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    cli_json(&bs, &["topic", "create", "binary", "--partitions", "1"]);
+    let key: &[u8] = b"\xff\x00k";
+    let value: &[u8] = b"\x80 v \xfe\x01";
+    let header: &[u8] = b"h\xc3";
+    let p = producer(&bs, &[("acks", "all")]);
+    let headers = rdkafka::message::OwnedHeaders::new()
+        .insert(rdkafka::message::Header {
+            key: "bin",
+            value: Some(header),
+        })
+        .insert(rdkafka::message::Header {
+            key: "text",
+            value: Some("plain"),
+        });
+    p.send(
+        BaseRecord::with_opaque_to("binary", 0)
+            .key(key)
+            .payload(value)
+            .headers(headers),
+    )
+    .map_err(|(e, _)| e)
+    .expect("enqueue");
+    p.send(
+        BaseRecord::with_opaque_to("binary", 1)
+            .key("text")
+            .payload("é ok"),
+    )
+    .map_err(|(e, _)| e)
+    .expect("enqueue");
+    p.flush(Duration::from_secs(10)).expect("flush");
+
+    let out = cli(
+        &bs,
+        &[
+            "consume",
+            "binary",
+            "--from",
+            "beginning",
+            "--exit-at-end",
+            "-F",
+            "%k|%v|%h",
+        ],
+    );
+    assert!(succeeded(&out), "{}", out.stderr);
+    let mut want = Vec::new();
+    want.extend_from_slice(b"\xff\x00k|\x80 v \xfe\x01|bin=h\xc3,text=plain\n");
+    want.extend_from_slice("text|é ok|\n".as_bytes());
+    assert_eq!(out.stdout_bytes, want);
+
+    let out = cli(
+        &bs,
+        &[
+            "consume",
+            "binary",
+            "--from",
+            "beginning",
+            "--exit-at-end",
+            "--json",
+        ],
+    );
+    assert!(succeeded(&out), "{}", out.stderr);
+    let got = json_lines(&out.stdout);
+    assert_eq!(got.len(), 2, "{}", out.stdout);
+    assert_eq!(
+        got[0].field("key"),
+        &serde_json::json!({ "base64": "/wBr" })
+    );
+    assert_eq!(
+        got[0].field("value"),
+        &serde_json::json!({ "base64": "gCB2IP4B" })
+    );
+    assert_eq!(
+        got[0].field("headers"),
+        &serde_json::json!([
+            { "key": "bin", "value": { "base64": "aMM=" } },
+            { "key": "text", "value": "plain" },
+        ])
+    );
+    assert_eq!(got[1].field("key").str(), "text");
+    assert_eq!(got[1].field("value").str(), "é ok");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Groups
 // ---------------------------------------------------------------------------------------------
