@@ -42,6 +42,9 @@ pub use membership::{
 pub use sluice_protocol::batch::Compression;
 pub use sluice_protocol::records::Record;
 
+/// How often a topic being auto-created is looked up before giving up (100 ms apart).
+const AUTO_CREATE_ATTEMPTS: u32 = 50;
+
 /// A broker as metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
@@ -157,6 +160,34 @@ impl Client {
     /// Metadata for `topics` (`None`: every topic; `Some(&[])`: brokers only). Never
     /// auto-creates topics.
     pub async fn metadata(&mut self, topics: Option<&[String]>) -> Result<ClusterMetadata> {
+        self.metadata_request(topics, false).await
+    }
+
+    /// Metadata of a topic to produce to. Like Kafka's producers it asks the broker to
+    /// create the topic when it does not exist (allow_auto_topic_creation), which the
+    /// broker does only when auto.create.topics.enable is on; [`Error::UnknownTopic`]
+    /// otherwise.
+    pub async fn topic_for_produce(&mut self, name: &str) -> Result<TopicMetadata> {
+        let names = [name.to_string()];
+        for _ in 0..AUTO_CREATE_ATTEMPTS {
+            let md = self.metadata_request(Some(&names), true).await?;
+            let topic = md.topics.into_iter().find(|t| t.name == name);
+            match topic {
+                Some(t) if t.error.is_none() && !t.partitions.is_empty() => return Ok(t),
+                // Being created: leaders are not elected yet.
+                Some(t) if t.error.is_none_or(|e| e == KafkaCode::LEADER_NOT_AVAILABLE) => {}
+                _ => break,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.topic(name).await
+    }
+
+    async fn metadata_request(
+        &mut self,
+        topics: Option<&[String]>,
+        allow_auto_create: bool,
+    ) -> Result<ClusterMetadata> {
         let version = self.bootstrap.version::<MetadataRequest>()?;
         let mut request = MetadataRequest::default().with_topics(topics.map(|names| {
             names
@@ -168,7 +199,7 @@ impl Client {
                 .collect()
         }));
         if version >= 4 {
-            request.allow_auto_topic_creation = false;
+            request.allow_auto_topic_creation = allow_auto_create;
         }
         let response: MetadataResponse = self.bootstrap.request_at(version, &request).await?;
         error::check(

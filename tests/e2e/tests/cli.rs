@@ -458,6 +458,120 @@ fn compressed_produce_is_readable_by_librdkafka() {
 }
 
 #[test]
+fn produce_creates_a_missing_topic_and_sends_tombstones_with_empty_as_null() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Auto-creation is on: producing creates the topic, as Kafka's producers do.
+    let file = input_file(&dir, "in.txt", "k1:\nk2:v2\nk3:\n");
+    let produced = cli_json(
+        &bs,
+        &[
+            "produce",
+            "created-by-produce",
+            "--file",
+            &file,
+            "--key-separator",
+            ":",
+            "--empty-as-null",
+        ],
+    );
+    assert_eq!(produced.field("records").i64(), 3);
+    assert!(topic_names(&bs).contains(&"created-by-produce".to_string()));
+    let file = input_file(&dir, "empty.txt", "k4:\n");
+    cli_json(
+        &bs,
+        &[
+            "produce",
+            "created-by-produce",
+            "--file",
+            &file,
+            "--key-separator",
+            ":",
+        ],
+    );
+
+    let out = cli(
+        &bs,
+        &[
+            "consume",
+            "created-by-produce",
+            "--from-beginning",
+            "--exit-at-end",
+            "--json",
+        ],
+    );
+    assert!(succeeded(&out), "{}", out.stderr);
+    let values: Vec<(String, Json)> = json_lines(&out.stdout)
+        .iter()
+        .map(|r| (r.field("key").str().to_string(), r.field("value").clone()))
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            ("k1".to_string(), Json::Null),
+            ("k2".to_string(), serde_json::json!("v2")),
+            ("k3".to_string(), Json::Null),
+            ("k4".to_string(), serde_json::json!("")),
+        ]
+    );
+    // librdkafka sees the tombstones as records without a value.
+    let got = consume_all(&bs, "created-by-produce", 1, Duration::from_secs(20));
+    let payloads: Vec<Option<&[u8]>> = got[&0].iter().map(|m| m.payload()).collect();
+    assert_eq!(payloads[0], None);
+    assert_eq!(payloads[1], Some(&b"v2"[..]));
+    assert_eq!(payloads[2], None);
+    assert!(payloads[3].is_some_and(<[u8]>::is_empty), "{payloads:?}");
+
+    // offset:-N is N before the end (kcat's -o -N), never before the start.
+    let last_two = cli(
+        &bs,
+        &[
+            "consume",
+            "created-by-produce",
+            "--from",
+            "offset:-2",
+            "--exit-at-end",
+            "-F",
+            "%o %k",
+        ],
+    );
+    assert_eq!(last_two.stdout, "2 k3\n3 k4\n");
+    let all = cli(
+        &bs,
+        &[
+            "consume",
+            "created-by-produce",
+            "--from",
+            "offset:-10",
+            "--exit-at-end",
+            "-F",
+            "%o",
+        ],
+    );
+    assert_eq!(all.stdout, "0\n1\n2\n3\n");
+    // Both ways of saying where to start is a usage error.
+    let out = cli(
+        &bs,
+        &[
+            "consume",
+            "created-by-produce",
+            "--from-beginning",
+            "--from",
+            "end",
+        ],
+    );
+    assert!(!succeeded(&out));
+    assert!(
+        out.stderr.starts_with(
+            "error: the argument '--from-beginning' cannot be used with '--from <FROM>'"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn bytes_that_are_not_utf8_are_printed_raw_by_templates_and_in_base64_in_json() {
     let broker = Broker::start();
     let bs = broker.bootstrap();
@@ -1163,5 +1277,17 @@ fn errors_are_one_line_with_a_failing_exit_code() {
         &["topic", "alter-config", "no-such-topic", "--set", "a=b"],
     );
     assert!(err.contains("no-such-topic"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = input_file(&dir, "in.txt", "x\n");
+    let err = cli_fails(&bs, &["produce", "no-such-topic", "--file", &file]);
+    assert_eq!(
+        err,
+        "error: unknown topic 'no-such-topic' (the broker does not create topics on first use: create it with `sluice topic create no-such-topic`)"
+    );
     assert!(!topic_names(&bs).contains(&"no-such-topic".to_string()));
+    let err = cli_fails(&bs, &["group", "delete", "no-such-group"]);
+    assert_eq!(
+        err,
+        "error: DeleteGroups group 'no-such-group': GROUP_ID_NOT_FOUND"
+    );
 }
