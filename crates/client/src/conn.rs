@@ -327,6 +327,13 @@ impl Connection {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => return Ok(frame),
                 Ok(None) => {}
+                // Nothing was ever understood on this connection: likely not Kafka at all.
+                Err(_) if self.apis.is_empty() => {
+                    return Err(Error::NotKafka {
+                        addr: self.addr.clone(),
+                        reply: describe_foreign_reply(&self.buf),
+                    });
+                }
                 Err(e) => return Err(self.protocol(e.to_string())),
             }
             let n = self
@@ -376,6 +383,32 @@ async fn open_stream(addr: &str, config: &ClientConfig) -> Result<TcpStream> {
     };
     let _ = stream.set_nodelay(true);
     Ok(stream)
+}
+
+/// How the start of a reply that is not a Kafka frame reads, for an error message: its
+/// printable text, and what protocol it looks like.
+fn describe_foreign_reply(bytes: &[u8]) -> String {
+    let head = bytes.get(..bytes.len().min(40)).unwrap_or_default();
+    let printable = head
+        .iter()
+        .all(|b| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t'));
+    let shown = if printable {
+        let text = String::from_utf8_lossy(head);
+        let first_line = text.lines().next().unwrap_or_default().to_string();
+        format!("its reply starts with {first_line:?}")
+    } else {
+        let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("its reply starts with the bytes {}", hex.join(" "))
+    };
+    let lower = head.to_ascii_lowercase();
+    let http = lower.starts_with(b"http/")
+        || lower.starts_with(b"<!doctype")
+        || lower.starts_with(b"<html");
+    if http {
+        format!("{shown}, which looks like HTTP")
+    } else {
+        shown
+    }
 }
 
 /// Kafka's name of an API key (`Metadata`), or its number.

@@ -145,7 +145,16 @@ impl Client {
             return Ok(&mut self.bootstrap);
         }
         if !self.conns.contains_key(&node_id) {
-            let conn = Connection::connect(&addr, &self.config).await?;
+            let conn = Connection::connect(&addr, &self.config)
+                .await
+                .map_err(|e| match e {
+                    Error::Connect { addr, source } => Error::Unreachable {
+                        node_id,
+                        addr,
+                        source,
+                    },
+                    other => other,
+                })?;
             self.conns.insert(node_id, conn);
         }
         self.conns

@@ -1248,6 +1248,33 @@ fn cluster_info() {
 }
 
 #[test]
+fn a_non_kafka_port_and_an_unreachable_advertised_address_are_explained() {
+    // The broker's own HTTP listener stands in for any HTTP server.
+    let http = format!("127.0.0.1:{}", free_port());
+    let broker = Broker::start_with(&["--http-listen", &http]);
+    let err = cli_fails(&http, &["topic", "list"]);
+    assert_eq!(
+        err,
+        format!(
+            "error: {http} does not speak the Kafka protocol: its reply starts with \"HTTP/1.1 400 Bad Request\", which looks like HTTP; check that --brokers names a Kafka listener"
+        )
+    );
+    drop(broker);
+
+    // Nothing listens on port 1: the bootstrap connection works, the advertised one not.
+    let broker = Broker::start_with(&["--advertise", "127.0.0.1:1"]);
+    let err = cli_fails(&broker.bootstrap(), &["topic", "create", "t"]);
+    assert!(
+        err.starts_with("error: broker 1 advertises 127.0.0.1:1 (learned from Metadata), which cannot be reached: "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("; check that broker's advertised address (advertised.listeners; --advertise for Sluice)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn errors_are_one_line_with_a_failing_exit_code() {
     // Nothing listens on this port.
     let nowhere = format!("127.0.0.1:{}", free_port());
