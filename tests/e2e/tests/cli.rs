@@ -392,6 +392,27 @@ fn produce_keyed_lines_and_consume_them_back() {
         )
     );
 
+    // The README's kcat-style template, which ends in its own newline: no blank lines.
+    let out = cli(
+        &bs,
+        &[
+            "consume",
+            "lines",
+            "--from",
+            "beginning",
+            "--partition",
+            &p0,
+            "--count",
+            "1",
+            "--format",
+            "%p/%o %k=%v\\n",
+        ],
+    );
+    assert_eq!(
+        out.stdout,
+        format!("{}/0 {}={}\n", want[0].0, want[0].2, want[0].3)
+    );
+
     // --from offset and timestamp.
     let out = cli(
         &bs,
@@ -1271,6 +1292,50 @@ fn a_non_kafka_port_and_an_unreachable_advertised_address_are_explained() {
     assert!(
         err.ends_with("; check that broker's advertised address (advertised.listeners; --advertise for Sluice)"),
         "{err}"
+    );
+}
+
+/// The `sluice-bench` binary `sluice bench` runs (next to `sluice`), built when missing.
+fn bench_binary() -> std::path::PathBuf {
+    let bench = sluice_bin().with_file_name("sluice-bench");
+    if !bench.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let st = std::process::Command::new(cargo)
+            .args(["build", "-p", "sluice-bench"])
+            .status()
+            .expect("run cargo build -p sluice-bench");
+        assert!(st.success(), "cargo build -p sluice-bench failed");
+    }
+    bench
+}
+
+#[test]
+fn help_texts_name_commands_as_typed_and_make_no_stale_claims() {
+    let out = run_sluice(&["topic", "describe", "--help"], RUN_TIMEOUT);
+    assert!(succeeded(&out), "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with(
+            "Partitions (leader, replicas, ISR, log start and end offsets) and configs of a topic\n\nUsage: sluice topic describe"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("not implement"), "{}", out.stdout);
+
+    assert!(bench_binary().exists());
+    let out = run_sluice(&["bench", "--help"], RUN_TIMEOUT);
+    assert!(succeeded(&out), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("\nUsage: sluice bench <COMMAND>\n"),
+        "{}",
+        out.stdout
+    );
+    let out = run_sluice(&["bench", "produce", "--help"], RUN_TIMEOUT);
+    assert!(
+        out.stdout
+            .contains("\nUsage: sluice bench produce [OPTIONS]\n"),
+        "{}",
+        out.stdout
     );
 }
 
