@@ -82,12 +82,13 @@ impl Membership {
 /// What a heartbeat learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeartbeatOutcome {
-    /// The generation goes on.
+    /// The generation goes on (or the coordinator is moving, and the next heartbeat will
+    /// find it).
     Stable,
     /// A rebalance started: commit, then join again with the same member id.
     Rebalance,
-    /// The coordinator no longer knows this member or generation (or moved): offsets cannot
-    /// be committed as this member any more; join again as a new member.
+    /// The coordinator no longer knows this member or generation: offsets cannot be
+    /// committed as this member any more; join again as a new member.
     Fenced(KafkaCode),
 }
 
@@ -392,7 +393,9 @@ impl Client {
         match KafkaCode::from_code(response.error_code) {
             None => Ok(HeartbeatOutcome::Stable),
             Some(REBALANCE_IN_PROGRESS) => Ok(HeartbeatOutcome::Rebalance),
-            Some(c) if is_fenced(c) || is_coordinator_retry(c) => Ok(HeartbeatOutcome::Fenced(c)),
+            Some(c) if is_fenced(c) => Ok(HeartbeatOutcome::Fenced(c)),
+            // The coordinator moved or is loading: the next heartbeat looks it up again.
+            Some(c) if is_coordinator_retry(c) => Ok(HeartbeatOutcome::Stable),
             Some(c) => Err(Error::Kafka {
                 api: "Heartbeat",
                 resource: format!("group '{}'", m.group),
