@@ -308,6 +308,22 @@ async fn consume_assigned(
     Ok(())
 }
 
+/// How one generation of the group ended for this member.
+enum GenerationEnd {
+    /// Reading is over: commit and leave.
+    Stopped,
+    /// A rebalance started; the positions are committed: join again with the same id.
+    Rebalance,
+    /// The group no longer knows this member: join again as a new one.
+    Fenced,
+}
+
+/// Group timing from the command line.
+struct GroupTiming {
+    membership: MembershipConfig,
+    commit_interval: Option<Duration>,
+}
+
 /// Reads the partitions the group assigns, through rebalances, until told to stop; then
 /// commits and leaves the group.
 async fn consume_in_group(
@@ -317,17 +333,19 @@ async fn consume_in_group(
     group: &str,
 ) -> Result<(), String> {
     let args = reader.args;
-    let config = MembershipConfig {
-        session_timeout: Duration::from_millis(args.session_timeout_ms),
-        heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
-        ..MembershipConfig::default()
+    let timing = GroupTiming {
+        membership: MembershipConfig {
+            session_timeout: Duration::from_millis(args.session_timeout_ms),
+            heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
+            ..MembershipConfig::default()
+        },
+        commit_interval: (args.commit_interval_ms > 0)
+            .then(|| Duration::from_millis(args.commit_interval_ms)),
     };
-    let commit_interval =
-        (args.commit_interval_ms > 0).then(|| Duration::from_millis(args.commit_interval_ms));
     let topics = [args.topic.clone()];
     let mut member_id = String::new();
     loop {
-        let join = client.join_group(group, &topics, &member_id, &config);
+        let join = client.join_group(group, &topics, &member_id, &timing.membership);
         let membership = tokio::select! {
             r = join => r.map_err(one_line)?,
             // Everything printed so far was committed before this join.
@@ -337,36 +355,49 @@ async fn consume_in_group(
         let partitions = membership.partitions_of(&args.topic);
         reader.positions = start_positions(client, args, Some(group), &partitions).await?;
         reader.at_end.clear();
-        let mut next_heartbeat = Instant::now() + config.heartbeat_interval;
-        let mut next_commit = commit_interval.map(|i| Instant::now() + i);
-        let ended = loop {
-            if let Some(stop) = reader.fetch_and_print(client, signals).await? {
-                break Some(stop);
+        match read_generation(client, reader, signals, &membership, &timing).await? {
+            GenerationEnd::Stopped => {
+                let commit = commit(client, &membership, reader);
+                unless_signalled_again(signals, commit).await?;
+                return client.leave_group(&membership).await.map_err(one_line);
             }
-            if next_commit.is_some_and(|at| Instant::now() >= at) {
-                commit(client, &membership, reader).await?;
-                next_commit = commit_interval.map(|i| Instant::now() + i);
+            GenerationEnd::Rebalance => {}
+            GenerationEnd::Fenced => member_id.clear(),
+        }
+    }
+}
+
+/// Fetches and prints for one generation, heartbeating and committing on schedule.
+async fn read_generation(
+    client: &mut Client,
+    reader: &mut Reader<'_>,
+    signals: &mut Signals,
+    membership: &Membership,
+    timing: &GroupTiming,
+) -> Result<GenerationEnd, String> {
+    let heartbeat_interval = timing.membership.heartbeat_interval;
+    let mut next_heartbeat = Instant::now() + heartbeat_interval;
+    let mut next_commit = timing.commit_interval.map(|i| Instant::now() + i);
+    loop {
+        if reader.fetch_and_print(client, signals).await?.is_some() {
+            return Ok(GenerationEnd::Stopped);
+        }
+        if next_commit.is_some_and(|at| Instant::now() >= at) {
+            commit(client, membership, reader).await?;
+            next_commit = timing.commit_interval.map(|i| Instant::now() + i);
+        }
+        if Instant::now() < next_heartbeat {
+            continue;
+        }
+        next_heartbeat = Instant::now() + heartbeat_interval;
+        match client.heartbeat(membership).await.map_err(one_line)? {
+            HeartbeatOutcome::Stable => {}
+            HeartbeatOutcome::Rebalance => {
+                commit(client, membership, reader).await?;
+                return Ok(GenerationEnd::Rebalance);
             }
-            if Instant::now() >= next_heartbeat {
-                next_heartbeat = Instant::now() + config.heartbeat_interval;
-                match client.heartbeat(&membership).await.map_err(one_line)? {
-                    HeartbeatOutcome::Stable => {}
-                    HeartbeatOutcome::Rebalance => {
-                        commit(client, &membership, reader).await?;
-                        break None;
-                    }
-                    HeartbeatOutcome::Fenced(_) => {
-                        // The partitions may already be someone else's: commit nothing.
-                        member_id.clear();
-                        break None;
-                    }
-                }
-            }
-        };
-        if ended.is_some() {
-            let commit = commit(client, &membership, reader);
-            unless_signalled_again(signals, commit).await?;
-            return client.leave_group(&membership).await.map_err(one_line);
+            // The partitions may already be someone else's: commit nothing.
+            HeartbeatOutcome::Fenced(_) => return Ok(GenerationEnd::Fenced),
         }
     }
 }
