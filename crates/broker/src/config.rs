@@ -199,6 +199,17 @@ impl BrokerConfig {
         if self.max_broker_partitions < 1 {
             return invalid("max-broker-partitions", "must be at least 1");
         }
+        if let Some(http) = self.http_listen
+            && listeners_collide(self.listen, http)
+        {
+            return Err(ConfigError::Invalid {
+                name: "http-listen",
+                reason: format!(
+                    "{http} overlaps the Kafka listener (listen {}): the HTTP and Kafka listeners need different ports",
+                    self.listen
+                ),
+            });
+        }
         if let Some(adv) = &self.advertise {
             parse_host_port(adv).map_err(|reason| ConfigError::Invalid {
                 name: "advertise",
@@ -219,6 +230,16 @@ impl BrokerConfig {
         }
         (bound.ip().to_string(), i32::from(bound.port()))
     }
+}
+
+/// Whether two listeners would fight over one port: the same port (not 0, which picks a
+/// free one), on the same address or with one of them on every address of the family.
+fn listeners_collide(a: SocketAddr, b: SocketAddr) -> bool {
+    let same_family = a.is_ipv4() == b.is_ipv4();
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip()
+            || (same_family && (a.ip().is_unspecified() || b.ip().is_unspecified())))
 }
 
 /// Splits `host:port`, accepting `[v6]:port`.

@@ -74,31 +74,17 @@ pub struct Connection {
     config: ClientConfig,
     apis: HashMap<i16, ApiRange>,
     features: Vec<(String, i16, i16)>,
+    /// True from the moment a request starts being written until its whole response is
+    /// read. Still true when the next request starts means the previous one was abandoned
+    /// (its future dropped by a `select!` or a timeout, or it failed half-way): the stream
+    /// is out of step, and the connection is reopened before it is used again.
+    in_flight: bool,
 }
 
 impl Connection {
     /// Connects and negotiates versions with ApiVersions.
     pub async fn connect(addr: &str, config: &ClientConfig) -> Result<Connection> {
-        let stream =
-            match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(source)) => {
-                    return Err(Error::Connect {
-                        addr: addr.to_string(),
-                        source,
-                    });
-                }
-                Err(_) => {
-                    return Err(Error::Connect {
-                        addr: addr.to_string(),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("no answer within {:?}", config.connect_timeout),
-                        ),
-                    });
-                }
-            };
-        let _ = stream.set_nodelay(true);
+        let stream = open_stream(addr, config).await?;
         let mut conn = Connection {
             addr: addr.to_string(),
             stream,
@@ -108,9 +94,35 @@ impl Connection {
             config: config.clone(),
             apis: HashMap::new(),
             features: Vec::new(),
+            in_flight: false,
         };
         conn.negotiate().await?;
         Ok(conn)
+    }
+
+    /// Replaces the socket with a fresh one and negotiates again: the response of a request
+    /// that was abandoned mid-flight may still be on its way, and nothing can tell how much
+    /// of the old stream belongs to it.
+    async fn reconnect(&mut self) -> Result<()> {
+        self.reopen_stream().await?;
+        self.negotiate().await
+    }
+
+    /// A new socket with empty buffers, not yet negotiated.
+    async fn reopen_stream(&mut self) -> Result<()> {
+        self.stream = open_stream(&self.addr, &self.config).await?;
+        self.buf.clear();
+        self.decoder = FrameDecoder::new(self.config.max_response_bytes);
+        self.in_flight = false;
+        Ok(())
+    }
+
+    /// Reopens the connection when an earlier request was abandoned mid-flight.
+    async fn resync(&mut self) -> Result<()> {
+        if self.in_flight {
+            self.reconnect().await?;
+        }
+        Ok(())
     }
 
     async fn negotiate(&mut self) -> Result<()> {
@@ -118,10 +130,15 @@ impl Connection {
             .with_client_software_name(StrBytes::from_static_str("sluice-client"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         // v3 first; a broker that does not know it answers with a v0 body (KIP-511).
-        let response = match self.request_at(3, &request).await {
+        let timeout = self.config.request_timeout;
+        let response = match self.exchange(3, &request, timeout).await {
             Ok(r) if r.error_code == 0 => r,
             Ok(_) | Err(Error::Protocol { .. }) => {
-                self.request_at(0, &ApiVersionsRequest::default()).await?
+                if self.in_flight {
+                    self.reopen_stream().await?;
+                }
+                self.exchange(0, &ApiVersionsRequest::default(), timeout)
+                    .await?
             }
             Err(e) => return Err(e),
         };
@@ -205,8 +222,30 @@ impl Connection {
         version: i16,
         request: &R,
     ) -> Result<R::Response> {
-        let correlation_id = self.send_at(version, request).await?;
         let timeout = self.config.request_timeout;
+        self.request_within(version, request, timeout).await
+    }
+
+    /// Sends `request` at `version` and waits up to `timeout` for its response (for
+    /// requests the broker may hold longer than the request timeout, like JoinGroup).
+    pub async fn request_within<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
+        self.resync().await?;
+        self.exchange(version, request, timeout).await
+    }
+
+    /// Sends `request` and reads its response on the stream as it is.
+    async fn exchange<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
+        let correlation_id = self.send_at(version, request).await?;
         let what = api_name(R::KEY);
         let frame = match tokio::time::timeout(timeout, self.read_frame()).await {
             Ok(r) => r?,
@@ -218,10 +257,13 @@ impl Connection {
                 });
             }
         };
+        self.in_flight = false;
         let mut frame = frame;
         let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))
             .map_err(|e| self.protocol(format!("{what} response header: {e:#}")))?;
         if header.correlation_id != correlation_id {
+            // Someone else's response: the stream is out of step.
+            self.in_flight = true;
             return Err(self.protocol(format!(
                 "{what} response has correlation id {} instead of {correlation_id}",
                 header.correlation_id
@@ -240,7 +282,10 @@ impl Connection {
 
     /// Sends a request that gets no response (Produce with acks=0).
     pub async fn send_only<R: Request>(&mut self, version: i16, request: &R) -> Result<()> {
-        self.send_at(version, request).await.map(|_| ())
+        self.resync().await?;
+        self.send_at(version, request).await?;
+        self.in_flight = false;
+        Ok(())
     }
 
     async fn send_at<R: Request>(&mut self, version: i16, request: &R) -> Result<i32> {
@@ -261,6 +306,7 @@ impl Connection {
         let mut out = Vec::with_capacity(body.len() + 4);
         out.extend_from_slice(&frame_size_prefix(body.len()));
         out.extend_from_slice(&body);
+        self.in_flight = true;
         let timeout = self.config.request_timeout;
         match tokio::time::timeout(timeout, self.stream.write_all(&out)).await {
             Ok(Ok(())) => Ok(correlation_id),
@@ -281,6 +327,13 @@ impl Connection {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => return Ok(frame),
                 Ok(None) => {}
+                // Nothing was ever understood on this connection: likely not Kafka at all.
+                Err(_) if self.apis.is_empty() => {
+                    return Err(Error::NotKafka {
+                        addr: self.addr.clone(),
+                        reply: describe_foreign_reply(&self.buf),
+                    });
+                }
                 Err(e) => return Err(self.protocol(e.to_string())),
             }
             let n = self
@@ -311,6 +364,53 @@ impl Connection {
     }
 }
 
+/// Opens a TCP connection to `addr` within the connect timeout.
+async fn open_stream(addr: &str, config: &ClientConfig) -> Result<TcpStream> {
+    let connect_error = |source| Error::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    let stream = match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(connect_error(source)),
+        Err(_) => {
+            return Err(connect_error(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {:?}", config.connect_timeout),
+            )));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// How the start of a reply that is not a Kafka frame reads, for an error message: its
+/// printable text, and what protocol it looks like.
+fn describe_foreign_reply(bytes: &[u8]) -> String {
+    let head = bytes.get(..bytes.len().min(40)).unwrap_or_default();
+    let printable = head
+        .iter()
+        .all(|b| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t'));
+    let shown = if printable {
+        let text = String::from_utf8_lossy(head);
+        let first_line = text.lines().next().unwrap_or_default().to_string();
+        format!("its reply starts with {first_line:?}")
+    } else {
+        let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("its reply starts with the bytes {}", hex.join(" "))
+    };
+    let lower = head.to_ascii_lowercase();
+    let http = lower.starts_with(b"http/")
+        || lower.starts_with(b"<!doctype")
+        || lower.starts_with(b"<html");
+    if http {
+        format!("{shown}, which looks like HTTP")
+    } else {
+        shown
+    }
+}
+
 /// Kafka's name of an API key (`Metadata`), or its number.
 pub fn api_name(key: i16) -> String {
     ApiKey::try_from(key)
@@ -323,4 +423,113 @@ pub(crate) fn is_coordinator_retry(code: KafkaCode) -> bool {
     code == KafkaCode::NOT_COORDINATOR
         || code == KafkaCode::COORDINATOR_NOT_AVAILABLE
         || code == KafkaCode::COORDINATOR_LOAD_IN_PROGRESS
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use std::sync::Arc;
+
+    use bytes::BufMut;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest, MetadataResponse};
+    use kafka_protocol::protocol::{Encodable, HeaderVersion};
+    use tokio::net::TcpListener;
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// Encodes a response frame: size, header, body.
+    fn response_frame<B: Encodable + HeaderVersion>(
+        correlation_id: i32,
+        version: i16,
+        body: &B,
+    ) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut buf, B::header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let mut out = frame_size_prefix(buf.len()).to_vec();
+        out.put_slice(&buf);
+        out
+    }
+
+    /// A broker that speaks ApiVersions and Metadata; the first Metadata request of the
+    /// first connection is answered only once `release` is notified, and each Metadata
+    /// response carries the request's correlation id as its cluster id.
+    async fn slow_first_metadata_broker(release: Arc<Notify>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut first_connection = true;
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let hold_first = std::mem::take(&mut first_connection);
+                let release = release.clone();
+                tokio::spawn(async move {
+                    let mut held = hold_first;
+                    loop {
+                        let mut size = [0u8; 4];
+                        if socket.read_exact(&mut size).await.is_err() {
+                            return;
+                        }
+                        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+                        socket.read_exact(&mut body).await.unwrap();
+                        let key = i16::from_be_bytes([body[0], body[1]]);
+                        let version = i16::from_be_bytes([body[2], body[3]]);
+                        let cid = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+                        let reply = if key == ApiVersionsRequest::KEY {
+                            let apis = vec![
+                                ApiVersion::default()
+                                    .with_api_key(ApiVersionsRequest::KEY)
+                                    .with_max_version(3),
+                                ApiVersion::default()
+                                    .with_api_key(MetadataRequest::KEY)
+                                    .with_max_version(12),
+                            ];
+                            let r = ApiVersionsResponse::default().with_api_keys(apis);
+                            response_frame(cid, version, &r)
+                        } else {
+                            if std::mem::take(&mut held) {
+                                release.notified().await;
+                            }
+                            let r = MetadataResponse::default()
+                                .with_cluster_id(Some(StrBytes::from_string(cid.to_string())));
+                            response_frame(cid, version, &r)
+                        };
+                        socket.write_all(&reply).await.unwrap();
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A request whose future is dropped before its response arrives (a `select!` that
+    /// took another branch) must not leave its response to be read by the next request.
+    #[tokio::test]
+    async fn a_request_abandoned_mid_flight_does_not_shift_later_responses() {
+        let release = Arc::new(Notify::new());
+        let addr = slow_first_metadata_broker(release.clone()).await;
+        let mut conn = Connection::connect(&addr, &ClientConfig::default())
+            .await
+            .unwrap();
+        let request = MetadataRequest::default();
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(50), conn.request(&request)).await;
+        assert!(
+            abandoned.is_err(),
+            "the first Metadata request is held back"
+        );
+        // Its response arrives now, after the request was given up.
+        release.notify_one();
+        for _ in 0..3 {
+            // Answered with its own response (the client checks correlation ids).
+            let r = conn.request(&request).await.expect("a later request");
+            assert!(r.cluster_id.is_some());
+        }
+    }
 }

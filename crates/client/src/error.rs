@@ -67,6 +67,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A broker's address from metadata (or FindCoordinator) does not accept connections.
+    #[error(
+        "broker {node_id} advertises {addr} (learned from Metadata), which cannot be reached: {source}; check that broker's advertised address (advertised.listeners; --advertise for Sluice)"
+    )]
+    Unreachable {
+        node_id: i32,
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The first reply on a connection was not a Kafka response.
+    #[error(
+        "{addr} does not speak the Kafka protocol: {reply}; check that --brokers names a Kafka listener"
+    )]
+    NotKafka { addr: String, reply: String },
     /// An established connection failed.
     #[error("connection to {addr} failed: {source}")]
     Io {

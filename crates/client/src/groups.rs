@@ -296,12 +296,25 @@ impl Client {
         topic: &str,
         offsets: &[(i32, i64)],
     ) -> Result<()> {
+        self.commit_offsets_as(group, -1, "", topic, offsets).await
+    }
+
+    /// OffsetCommit as member `member_id` of generation `generation` (-1 and "" for a
+    /// simple consumer).
+    pub(crate) async fn commit_offsets_as(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        topic: &str,
+        offsets: &[(i32, i64)],
+    ) -> Result<()> {
         let coordinator = self.find_coordinator(group).await?;
         let conn = self.node(coordinator).await?;
         let request = OffsetCommitRequest::default()
             .with_group_id(group_id(group))
-            .with_generation_id_or_member_epoch(-1)
-            .with_member_id(StrBytes::from_static_str(""))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
             .with_topics(vec![
                 OffsetCommitRequestTopic::default()
                     .with_name(TopicName(StrBytes::from_string(topic.to_string())))

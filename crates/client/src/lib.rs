@@ -5,9 +5,10 @@
 //! `sluice_protocol::batch` and `sluice_protocol::records`, so the CLI and the tests use
 //! exactly the code the broker does. It covers what an operator needs: topic and config
 //! administration, producing and fetching records, and consumer-group inspection and offset
-//! management. It does not join groups (no JoinGroup/SyncGroup): a consumer built on it
-//! reads assigned partitions and may commit offsets as a "simple" consumer, like
-//! `assign()` + `commitSync()` in Kafka's Java client.
+//! management. A consumer built on it either joins a group (JoinGroup/SyncGroup with the
+//! range or round-robin strategy, heartbeats, commits as a member: `subscribe()` in Kafka's
+//! Java client) or reads partitions it picks and commits as a "simple" consumer
+//! (`assign()` + `commitSync()`).
 //!
 //! Every connection negotiates versions with ApiVersions and uses, per API, the highest
 //! version both sides speak (capped where newer versions change request shapes the client
@@ -20,6 +21,7 @@ mod conn;
 mod data;
 mod error;
 mod groups;
+mod membership;
 pub mod partitioner;
 
 use std::collections::HashMap;
@@ -33,8 +35,15 @@ pub use conn::{ApiRange, ClientConfig, Connection, api_name};
 pub use data::{FetchedPartition, ProducedPartition};
 pub use error::{Error, KafkaCode, Result};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
+pub use membership::{
+    ASSIGNORS, Assignments, HeartbeatOutcome, Membership, MembershipConfig, assign_range,
+    assign_round_robin,
+};
 pub use sluice_protocol::batch::Compression;
 pub use sluice_protocol::records::Record;
+
+/// How often a topic being auto-created is looked up before giving up (100 ms apart).
+const AUTO_CREATE_ATTEMPTS: u32 = 50;
 
 /// A broker as metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +145,16 @@ impl Client {
             return Ok(&mut self.bootstrap);
         }
         if !self.conns.contains_key(&node_id) {
-            let conn = Connection::connect(&addr, &self.config).await?;
+            let conn = Connection::connect(&addr, &self.config)
+                .await
+                .map_err(|e| match e {
+                    Error::Connect { addr, source } => Error::Unreachable {
+                        node_id,
+                        addr,
+                        source,
+                    },
+                    other => other,
+                })?;
             self.conns.insert(node_id, conn);
         }
         self.conns
@@ -151,6 +169,34 @@ impl Client {
     /// Metadata for `topics` (`None`: every topic; `Some(&[])`: brokers only). Never
     /// auto-creates topics.
     pub async fn metadata(&mut self, topics: Option<&[String]>) -> Result<ClusterMetadata> {
+        self.metadata_request(topics, false).await
+    }
+
+    /// Metadata of a topic to produce to. Like Kafka's producers it asks the broker to
+    /// create the topic when it does not exist (allow_auto_topic_creation), which the
+    /// broker does only when auto.create.topics.enable is on; [`Error::UnknownTopic`]
+    /// otherwise.
+    pub async fn topic_for_produce(&mut self, name: &str) -> Result<TopicMetadata> {
+        let names = [name.to_string()];
+        for _ in 0..AUTO_CREATE_ATTEMPTS {
+            let md = self.metadata_request(Some(&names), true).await?;
+            let topic = md.topics.into_iter().find(|t| t.name == name);
+            match topic {
+                Some(t) if t.error.is_none() && !t.partitions.is_empty() => return Ok(t),
+                // Being created: leaders are not elected yet.
+                Some(t) if t.error.is_none_or(|e| e == KafkaCode::LEADER_NOT_AVAILABLE) => {}
+                _ => break,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.topic(name).await
+    }
+
+    async fn metadata_request(
+        &mut self,
+        topics: Option<&[String]>,
+        allow_auto_create: bool,
+    ) -> Result<ClusterMetadata> {
         let version = self.bootstrap.version::<MetadataRequest>()?;
         let mut request = MetadataRequest::default().with_topics(topics.map(|names| {
             names
@@ -162,7 +208,7 @@ impl Client {
                 .collect()
         }));
         if version >= 4 {
-            request.allow_auto_topic_creation = false;
+            request.allow_auto_topic_creation = allow_auto_create;
         }
         let response: MetadataResponse = self.bootstrap.request_at(version, &request).await?;
         error::check(

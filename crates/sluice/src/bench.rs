@@ -18,10 +18,17 @@ fn bench_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(BENCH_BINARY))
 }
 
+/// How the load generator names itself in usage and help texts when reached through
+/// this command (its argv[0], which clap takes as the program's name).
+const SHOWN_AS: &str = "sluice bench";
+
 /// Replaces this process with `sluice-bench <args>`; returns only on failure.
 pub fn run(args: Vec<OsString>) -> Result<(), String> {
     let binary = bench_binary();
-    let error = std::process::Command::new(&binary).args(args).exec();
+    let error = std::process::Command::new(&binary)
+        .arg0(SHOWN_AS)
+        .args(args)
+        .exec();
     Err(format!(
         "cannot run {}: {error} (build it with `cargo build --release -p sluice-bench`)",
         binary.display()

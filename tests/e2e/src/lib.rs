@@ -102,7 +102,10 @@ pub fn free_port() -> u16 {
 #[derive(Debug)]
 pub struct RunOutput {
     pub status: Option<ExitStatus>,
+    /// stdout as text (bytes that are not UTF-8 replaced by U+FFFD).
     pub stdout: String,
+    /// stdout exactly as written.
+    pub stdout_bytes: Vec<u8>,
     pub stderr: String,
 }
 
@@ -123,9 +126,11 @@ pub fn run_sluice(args: &[&str], timeout: Duration) -> RunOutput {
         let _ = child.kill();
         let _ = child.wait();
     }
+    let stdout_bytes = std::fs::read(&out_path).unwrap_or_default();
     RunOutput {
         status,
-        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+        stdout_bytes,
         stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
     }
 }

@@ -633,6 +633,34 @@ fn busy_http_port_is_a_one_line_start_error() {
 }
 
 #[test]
+fn http_listen_on_the_kafka_listeners_port_is_refused_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let kafka = format!("127.0.0.1:{port}");
+    for http in [kafka.clone(), format!("0.0.0.0:{port}")] {
+        let out = run_sluice(
+            &[
+                "serve",
+                "--listen",
+                &kafka,
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "--http-listen",
+                &http,
+            ],
+            Duration::from_secs(20),
+        );
+        assert!(!out.status.expect("sluice exits").success());
+        assert_eq!(
+            out.stderr,
+            format!(
+                "error: invalid value for http-listen: {http} overlaps the Kafka listener (listen {kafka}): the HTTP and Kafka listeners need different ports\n"
+            )
+        );
+    }
+}
+
+#[test]
 fn debug_client_id_logs_that_clients_requests_at_info() {
     // The raw connection's client id is "sluice-e2e-raw"; librdkafka's is "rdkafka".
     let broker = Broker::start_with(&[

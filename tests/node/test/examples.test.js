@@ -5,9 +5,11 @@
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
-const { execFile } = require('node:child_process')
+const { execFile, spawn } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
-const { useBroker, REPO_ROOT } = require('../harness')
+const { useBroker, waitFor, REPO_ROOT } = require('../harness')
 
 const ctx = useBroker()
 const EXAMPLES = path.join(REPO_ROOT, 'examples')
@@ -132,5 +134,58 @@ test(
       'partition 1 offset 0 key=Location Updates Bob is in the north',
       'partition 1 offset 1 key=Location Updates Dave is in the east',
     ])
+  })
+)
+
+/** The README's quick-start kafkajs snippet: the first ```js block of README.md. */
+function readmeSnippet() {
+  const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8')
+  const match = readme.match(/```js\n([\s\S]*?)```/)
+  assert.ok(match, 'README.md has a ```js block')
+  return match[1]
+}
+
+test(
+  "the README's kafkajs snippet runs as a .js file and prints the message it sent",
+  { timeout: 60_000 },
+  ctx.wrap(async () => {
+    const snippet = readmeSnippet()
+    assert.ok(snippet.includes("brokers: ['localhost:9092']"), snippet)
+    // The only changes: the test broker's address, and names no other test uses.
+    const script = snippet
+      .replace("brokers: ['localhost:9092']", `brokers: ['${ctx.address}']`)
+      .replaceAll("'my-topic'", "'readme-topic'")
+      .replaceAll("'my-group'", "'readme-group'")
+    assert.ok(script.includes("'readme-topic'") && script.includes("'readme-group'"), script)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-readme-'))
+    const file = path.join(dir, 'hello.js')
+    fs.writeFileSync(file, script)
+    const child = spawn(process.execPath, [file], {
+      cwd: dir,
+      env: {
+        ...process.env,
+        KAFKAJS_NO_PARTITIONER_WARNING: '1',
+        NODE_PATH: path.join(__dirname, '..', 'node_modules'),
+      },
+    })
+    let stdout = ''
+    let stderr = ''
+    let exited = null
+    child.stdout.on('data', d => (stdout += d))
+    child.stderr.on('data', d => (stderr += d))
+    child.on('exit', code => (exited = code))
+    const printed = () => stdout.split('\n').filter(l => l && !l.startsWith('{'))
+    try {
+      // The consumer runs until stopped: wait for its first message (or an early exit).
+      await waitFor(() => printed().length > 0 || exited !== null, {
+        timeoutMs: 45_000,
+        describe: () => `README snippet output: ${stdout}\n${stderr}`,
+      })
+      assert.equal(exited, null, `the snippet exited with ${exited}:\n${stderr}`)
+      assert.deepEqual(printed(), ['Hello, Kafka!'])
+    } finally {
+      child.kill('SIGKILL')
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 )

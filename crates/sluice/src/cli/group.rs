@@ -31,7 +31,8 @@ enum GroupCommand {
         /// Only these partitions (repeatable) [default: all].
         #[arg(long)]
         partition: Vec<i32>,
-        /// Target: earliest, latest, offset:N (clamped to the log) or timestamp:MS.
+        /// Target: earliest, latest, offset:N (clamped to the log), offset:-N (N before the
+        /// end) or timestamp:MS.
         #[arg(long)]
         to: Position,
         /// Show the new offsets without committing them.

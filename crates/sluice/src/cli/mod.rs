@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod consume;
+pub mod format;
 pub mod group;
 pub mod produce;
 pub mod topic;
@@ -122,7 +123,8 @@ pub fn key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Where to start or reset: `beginning|earliest`, `end|latest`, `offset:N`, `timestamp:MS`.
+/// Where to start or reset: `beginning|earliest`, `end|latest`, `offset:N`, `offset:-N`
+/// (N before the end, as kcat's `-o -N`), `timestamp:MS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
     Earliest,
@@ -135,8 +137,11 @@ impl std::str::FromStr for Position {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad =
-            || format!("'{s}' is not one of beginning, end, offset:N, timestamp:MS (milliseconds)");
+        let bad = || {
+            format!(
+                "'{s}' is not one of beginning, end, offset:N, offset:-N (N before the end), timestamp:MS (milliseconds)"
+            )
+        };
         match s {
             "beginning" | "earliest" => Ok(Position::Earliest),
             "end" | "latest" => Ok(Position::Latest),
@@ -154,8 +159,9 @@ impl std::str::FromStr for Position {
 }
 
 /// Resolves a position to an offset per partition: earliest and latest from ListOffsets,
-/// `offset:N` clamped to [log start, log end] (as Kafka's tools do), `timestamp:MS` to
-/// the first offset at or after it (the log end when none is).
+/// `offset:N` clamped to [log start, log end] (as Kafka's tools do), `offset:-N` to N
+/// before the log end (not before the log start), `timestamp:MS` to the first offset at
+/// or after it (the log end when none is).
 pub async fn resolve_positions(
     client: &mut Client,
     topic: &str,
@@ -191,6 +197,7 @@ pub async fn resolve_positions(
             let offset = match position {
                 Position::Earliest => start,
                 Position::Latest => end,
+                Position::Offset(n) if n < 0 => end.saturating_add(n).max(start),
                 Position::Offset(n) => n.clamp(start, end.max(start)),
                 Position::Timestamp(_) => match find(&by_time, p) {
                     o if o < 0 => end,
@@ -253,9 +260,4 @@ impl Progress {
             let _ = writeln!(std::io::stderr().lock());
         }
     }
-}
-
-/// Lossy text of optional bytes, for tables and JSON.
-pub fn text(bytes: Option<&[u8]>) -> Option<String> {
-    bytes.map(|b| String::from_utf8_lossy(b).into_owned())
 }

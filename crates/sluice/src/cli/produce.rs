@@ -8,7 +8,7 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 use sluice_client::partitioner::partition_for_key;
-use sluice_client::{Client, Compression};
+use sluice_client::{Client, Compression, Error};
 use sluice_protocol::batch::RecordBatchBuilder;
 
 use super::{Common, Progress, key_value, one_line, out, out_json, out_table};
@@ -63,6 +63,10 @@ pub struct ProduceArgs {
     /// A header added to every record: `--header source=cli` (repeatable).
     #[arg(long, short = 'H', value_parser = key_value)]
     header: Vec<(String, String)>,
+    /// Send an empty value (an empty line, or nothing after the key separator: `key:`) as
+    /// a null value, i.e. a tombstone that deletes the key from a compacted topic (kcat -Z).
+    #[arg(long, short = 'Z')]
+    empty_as_null: bool,
     /// Write every record to this partition.
     #[arg(long, short = 'p')]
     partition: Option<i32>,
@@ -135,7 +139,15 @@ impl Producer<'_> {
 
 pub async fn run(args: ProduceArgs) -> Result<(), String> {
     let mut client = args.common.connect().await?;
-    let topic = client.topic(&args.topic).await.map_err(one_line)?;
+    let topic = match client.topic_for_produce(&args.topic).await {
+        Ok(topic) => topic,
+        Err(Error::UnknownTopic(name)) => {
+            return Err(format!(
+                "unknown topic '{name}' (the broker does not create topics on first use: create it with `sluice topic create {name}`)"
+            ));
+        }
+        Err(e) => return Err(one_line(e)),
+    };
     let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
     if partitions == 0 {
         return Err(format!("topic '{}' has no partitions", args.topic));
@@ -207,12 +219,14 @@ pub async fn run(args: ProduceArgs) -> Result<(), String> {
         };
         let timestamp = now_ms();
         let builder = producer.pending.entry(partition).or_default();
-        builder.push(timestamp, key, Some(value), &header_refs);
+        let value = (!(args.empty_as_null && value.is_empty())).then_some(value);
+        builder.push(timestamp, key, value, &header_refs);
         let full = builder.len() >= args.batch_records;
         let size = producer.pending_bytes.entry(partition).or_default();
-        *size += value.len() + key.map_or(0, <[u8]>::len) + 16;
+        let record_bytes = value.map_or(0, <[u8]>::len) + key.map_or(0, <[u8]>::len);
+        *size += record_bytes + 16;
         producer.records += 1;
-        producer.bytes += (value.len() + key.map_or(0, <[u8]>::len)) as u64;
+        producer.bytes += record_bytes as u64;
         if full || *size >= args.batch_bytes {
             producer.flush().await?;
         }

@@ -32,9 +32,6 @@ enum TopicCommand {
     /// List topics with their partition counts.
     List,
     /// Partitions (leader, replicas, ISR, log start and end offsets) and configs of a topic.
-    ///
-    /// Partition sizes are not shown: they need DescribeLogDirs, which Sluice does not
-    /// implement yet.
     Describe { name: String },
     /// Delete a topic and its data.
     Delete { name: String },
