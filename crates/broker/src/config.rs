@@ -338,7 +338,8 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_refused_with_their_range() {
-        let cases: [(fn(&mut BrokerConfig), &str); 5] = [
+        type Change = fn(&mut BrokerConfig);
+        let cases: [(Change, &str); 5] = [
             (
                 |c| c.log_segment_bytes = 99_999_999_999,
                 "invalid value for log-segment-bytes: 99999999999 is out of range: must be \
@@ -370,10 +371,12 @@ mod tests {
             assert_eq!(error(&config), want);
         }
         // The edges of each range are accepted.
-        let mut config = BrokerConfig::default();
-        config.log_retention_ms = -1;
-        config.log_segment_bytes = i64::from(i32::MAX);
-        config.log_retention_check_interval_ms = 1;
+        let config = BrokerConfig {
+            log_retention_ms: -1,
+            log_segment_bytes: i64::from(i32::MAX),
+            log_retention_check_interval_ms: 1,
+            ..BrokerConfig::default()
+        };
         assert!(config.validate().is_ok());
     }
 
