@@ -197,6 +197,12 @@ pub enum ConfigValueError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `remote.storage.enable=true`: Sluice has no tiered storage (Kafka's message for a
+    /// broker without it).
+    #[error(
+        "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage."
+    )]
+    TieredStorageUnavailable,
 }
 
 /// Checks one `name=value` against Kafka's definition.
@@ -209,8 +215,12 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigValueE
     };
     match def.kind {
         ConfigType::Boolean => {
-            if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
+            let enabled = value.eq_ignore_ascii_case("true");
+            if !enabled && !value.eq_ignore_ascii_case("false") {
                 return Err(bad("Expected value to be either true or false".into()));
+            }
+            if enabled && name == "remote.storage.enable" {
+                return Err(ConfigValueError::TieredStorageUnavailable);
             }
         }
         ConfigType::Int | ConfigType::Long => {
@@ -570,6 +580,16 @@ mod tests {
         assert!(validate_topic_config("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate_topic_config("segment.bytes", "10").is_err());
         assert!(validate_topic_config("segment.bytes", "99999999999").is_err());
+        assert_eq!(
+            validate_topic_config("remote.storage.enable", "false"),
+            Ok(())
+        );
+        for enabled in ["true", "TRUE"] {
+            assert_eq!(
+                validate_topic_config("remote.storage.enable", enabled),
+                Err(ConfigValueError::TieredStorageUnavailable)
+            );
+        }
     }
 
     #[test]
