@@ -8,9 +8,11 @@
     clippy::indexing_slicing
 )]
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sluice_e2e::{RunOutput, free_port, run_sluice};
+use sluice_e2e::{CALL_TIMEOUT, RunOutput, admin, free_port, run_sluice, sluice_bin};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -186,4 +188,58 @@ fn toml_errors_name_file_line_and_column() {
         &out,
         "invalid value for log-retention-ms: -5 is out of range: must be at least -1",
     );
+}
+
+/// `--listen 127.0.0.1:0` without `--advertise` still starts, and advertises the port the
+/// listener was given.
+#[test]
+fn listen_port_zero_advertises_the_bound_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data").display().to_string();
+    let mut child = Command::new(sluice_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir])
+        .args(["--http-listen", "off"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr to its end on a thread (a closed pipe would fail the broker's logging),
+    // handing over the line that names the listener.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("Kafka listener on ") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the broker logs its listener");
+    let bound = line
+        .split("Kafka listener on ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .to_string();
+    let port: u16 = bound.rsplit_once(':').unwrap().1.parse().unwrap();
+    assert_ne!(port, 0);
+    assert!(
+        line.contains(&format!("(advertised as 127.0.0.1:{port})")),
+        "{line}"
+    );
+    let md = admin(&bound)
+        .inner()
+        .fetch_metadata(None, CALL_TIMEOUT)
+        .unwrap();
+    let brokers: Vec<(String, i32)> = md
+        .brokers()
+        .iter()
+        .map(|b| (b.host().to_string(), b.port()))
+        .collect();
+    assert_eq!(brokers, vec![("127.0.0.1".to_string(), i32::from(port))]);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
