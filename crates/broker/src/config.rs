@@ -143,61 +143,38 @@ pub enum ConfigError {
         /// Why it is invalid and what would be valid.
         reason: String,
     },
+    /// No `advertise` was given and the listen address cannot stand in for it: Kafka refuses
+    /// to start with the meta-address in `advertised.listeners` for the same reason.
+    #[error(
+        "the listen address {listen} cannot be advertised to clients: {ip} is the nonroutable \
+         meta-address, which no client can connect to; pass --advertise host:port with an \
+         address clients can reach"
+    )]
+    UnroutableListen {
+        /// The listen address the advertised one would have been taken from.
+        listen: SocketAddr,
+        /// Its IP, `0.0.0.0` or `::`.
+        ip: std::net::IpAddr,
+    },
 }
 
+/// The values a numeric setting accepts: Kafka's range for its equivalent, bounded by the
+/// type Kafka gives it (an `INT` setting stops at `i32::MAX`).
+type Bounds = std::ops::RangeInclusive<i128>;
+
+const INT_MAX: i128 = i32::MAX as i128;
+const LONG_MAX: i128 = i64::MAX as i128;
+
 impl BrokerConfig {
-    /// Checks values that would otherwise fail later in obscure ways.
+    /// Checks every value before anything starts, so that none is clamped or misread later.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |name, reason: &str| {
-            Err(ConfigError::Invalid {
-                name,
-                reason: reason.to_string(),
-            })
-        };
-        if self.node_id < 0 {
-            return invalid("node-id", "must be 0 or greater");
-        }
-        if self.default_partitions < 1 {
-            return invalid("default-partitions", "must be at least 1");
-        }
-        if self.log_segment_bytes < 14 {
-            return invalid("log-segment-bytes", "must be at least 14");
-        }
-        if self.log_segment_ms < 1 {
-            return invalid("log-segment-ms", "must be at least 1");
-        }
-        if self.message_max_bytes < 0 {
-            return invalid("message-max-bytes", "must be 0 or greater");
-        }
-        if self.max_request_bytes < 1024 {
-            return invalid("max-request-bytes", "must be at least 1024");
-        }
-        if self.transaction_state_partitions < 1 {
-            return invalid("transaction-state-partitions", "must be at least 1");
-        }
-        if self.transaction_max_timeout_ms < 1 {
-            return invalid("transaction-max-timeout-ms", "must be at least 1");
-        }
-        if self.producer_id_expiration_ms < 1 {
-            return invalid("producer-id-expiration-ms", "must be at least 1");
-        }
-        if self.transactional_id_expiration_ms < 1 {
-            return invalid("transactional-id-expiration-ms", "must be at least 1");
-        }
-        if self.offsets_topic_partitions < 1 {
-            return invalid("offsets-topic-partitions", "must be at least 1");
-        }
-        if self.max_connections == Some(0) {
-            return invalid("max-connections", "must be at least 1");
-        }
-        if self.max_connections_per_ip == Some(0) {
-            return invalid("max-connections-per-ip", "must be at least 1");
-        }
-        if self.connections_max_idle_ms < 1 {
-            return invalid("connections-max-idle-ms", "must be at least 1");
-        }
-        if self.max_broker_partitions < 1 {
-            return invalid("max-broker-partitions", "must be at least 1");
+        for (name, value, bounds) in self.numeric_settings() {
+            if !bounds.contains(&value) {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("{value} is out of range: {}", describe_bounds(&bounds)),
+                });
+            }
         }
         if let Some(http) = self.http_listen
             && listeners_collide(self.listen, http)
@@ -210,21 +187,130 @@ impl BrokerConfig {
                 ),
             });
         }
-        if let Some(adv) = &self.advertise {
-            parse_host_port(adv).map_err(|reason| ConfigError::Invalid {
-                name: "advertise",
-                reason,
-            })?;
-        }
-        Ok(())
+        self.check_advertised()
     }
 
-    /// The host and port clients are told to use.
+    /// Every numeric setting with its value and the values it accepts.
+    fn numeric_settings(&self) -> Vec<(&'static str, i128, Bounds)> {
+        let optional = |name, value: Option<u32>, bounds| value.map(|v| (name, v.into(), bounds));
+        let mut settings = vec![
+            ("node-id", self.node_id.into(), 0..=INT_MAX),
+            (
+                "default-partitions",
+                self.default_partitions.into(),
+                1..=INT_MAX,
+            ),
+            (
+                "log-retention-ms",
+                self.log_retention_ms.into(),
+                -1..=LONG_MAX,
+            ),
+            (
+                "log-segment-bytes",
+                self.log_segment_bytes.into(),
+                14..=INT_MAX,
+            ),
+            ("log-segment-ms", self.log_segment_ms.into(), 1..=LONG_MAX),
+            (
+                "log-retention-check-interval-ms",
+                self.log_retention_check_interval_ms.into(),
+                1..=LONG_MAX,
+            ),
+            (
+                "message-max-bytes",
+                self.message_max_bytes.into(),
+                0..=INT_MAX,
+            ),
+            (
+                "max-request-bytes",
+                i128::try_from(self.max_request_bytes).unwrap_or(i128::MAX),
+                1024..=INT_MAX,
+            ),
+            (
+                "group-initial-rebalance-delay-ms",
+                self.group_initial_rebalance_delay_ms.into(),
+                0..=INT_MAX,
+            ),
+            (
+                "offsets-retention-minutes",
+                self.offsets_retention_minutes.into(),
+                1..=INT_MAX,
+            ),
+            (
+                "offsets-topic-partitions",
+                self.offsets_topic_partitions.into(),
+                1..=INT_MAX,
+            ),
+            (
+                "transaction-state-partitions",
+                self.transaction_state_partitions.into(),
+                1..=INT_MAX,
+            ),
+            (
+                "transaction-max-timeout-ms",
+                self.transaction_max_timeout_ms.into(),
+                1..=INT_MAX,
+            ),
+            (
+                "producer-id-expiration-ms",
+                self.producer_id_expiration_ms.into(),
+                1..=INT_MAX,
+            ),
+            (
+                "transactional-id-expiration-ms",
+                self.transactional_id_expiration_ms.into(),
+                1..=INT_MAX,
+            ),
+            (
+                "connections-max-idle-ms",
+                self.connections_max_idle_ms.into(),
+                1..=LONG_MAX,
+            ),
+            (
+                "max-broker-partitions",
+                self.max_broker_partitions.into(),
+                1..=INT_MAX,
+            ),
+        ];
+        settings.extend(optional(
+            "max-connections",
+            self.max_connections,
+            1..=INT_MAX,
+        ));
+        settings.extend(optional(
+            "max-connections-per-ip",
+            self.max_connections_per_ip,
+            1..=INT_MAX,
+        ));
+        settings
+    }
+
+    /// The advertised address must be one a client can connect to: `advertise` well formed,
+    /// or, without it, a listen address other than the meta-address (port 0 there is fine:
+    /// the bound port is advertised).
+    fn check_advertised(&self) -> Result<(), ConfigError> {
+        match &self.advertise {
+            Some(adv) => parse_advertised(adv)
+                .map(|_| ())
+                .map_err(|reason| ConfigError::Invalid {
+                    name: "advertise",
+                    reason: format!("{reason}; pass --advertise host:port"),
+                }),
+            None if self.listen.ip().is_unspecified() => Err(ConfigError::UnroutableListen {
+                listen: self.listen,
+                ip: self.listen.ip(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The host and port clients are told to use: `advertise`, or else the address the
+    /// listener is bound to (so `--listen 127.0.0.1:0` advertises the port it got).
     pub fn advertised(&self, bound: SocketAddr) -> (String, i32) {
         if let Some((host, port)) = self
             .advertise
             .as_deref()
-            .and_then(|a| parse_host_port(a).ok())
+            .and_then(|a| parse_advertised(a).ok())
         {
             return (host, port);
         }
@@ -242,17 +328,191 @@ fn listeners_collide(a: SocketAddr, b: SocketAddr) -> bool {
             || (same_family && (a.ip().is_unspecified() || b.ip().is_unspecified())))
 }
 
-/// Splits `host:port`, accepting `[v6]:port`.
-pub fn parse_host_port(s: &str) -> Result<(String, i32), String> {
+fn describe_bounds(bounds: &Bounds) -> String {
+    if *bounds.end() == LONG_MAX {
+        format!("must be at least {}", bounds.start())
+    } else {
+        format!("must be between {} and {}", bounds.start(), bounds.end())
+    }
+}
+
+/// Splits and checks an advertised `host:port`: the host a name (letters, digits, `-`, `.`,
+/// `_`) or an IP address (IPv6 bare or in brackets) other than the meta-address `0.0.0.0` or
+/// `::`, the port 1–65535.
+pub fn parse_advertised(s: &str) -> Result<(String, i32), String> {
     let (host, port) = s
         .rsplit_once(':')
         .ok_or_else(|| format!("'{s}' is not host:port"))?;
     let port: u16 = port
         .parse()
         .map_err(|_| format!("'{port}' in '{s}' is not a port number"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if port == 0 {
+        return Err(format!("'{s}' has port 0, which no client can connect to"));
+    }
+    let bracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let host = bracketed.unwrap_or(host);
     if host.is_empty() {
         return Err(format!("'{s}' has no host"));
     }
-    Ok((host.to_string(), i32::from(port)))
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => Err(format!(
+            "'{s}' uses the nonroutable meta-address {ip}, which no client can connect to"
+        )),
+        Ok(std::net::IpAddr::V4(_)) if bracketed.is_some() => {
+            Err(format!("'{s}' puts an IPv4 address in brackets"))
+        }
+        Ok(_) => Ok((host.to_string(), i32::from(port))),
+        Err(_) if bracketed.is_none() && is_host_name(host) => {
+            Ok((host.to_string(), i32::from(port)))
+        }
+        Err(_) => Err(format!(
+            "'{host}' in '{s}' is neither a host name (letters, digits, '-', '.', '_') nor an IP \
+             address"
+        )),
+    }
+}
+
+fn is_host_name(host: &str) -> bool {
+    host.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(config: &BrokerConfig) -> String {
+        config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(BrokerConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_with_their_range() {
+        type Change = fn(&mut BrokerConfig);
+        let cases: [(Change, &str); 5] = [
+            (
+                |c| c.log_segment_bytes = 99_999_999_999,
+                "invalid value for log-segment-bytes: 99999999999 is out of range: must be \
+                 between 14 and 2147483647",
+            ),
+            (
+                |c| c.log_retention_check_interval_ms = 0,
+                "invalid value for log-retention-check-interval-ms: 0 is out of range: must be \
+                 at least 1",
+            ),
+            (
+                |c| c.log_retention_ms = -5,
+                "invalid value for log-retention-ms: -5 is out of range: must be at least -1",
+            ),
+            (
+                |c| c.max_request_bytes = 1 << 40,
+                "invalid value for max-request-bytes: 1099511627776 is out of range: must be \
+                 between 1024 and 2147483647",
+            ),
+            (
+                |c| c.offsets_retention_minutes = i64::from(i32::MAX) + 1,
+                "invalid value for offsets-retention-minutes: 2147483648 is out of range: must \
+                 be between 1 and 2147483647",
+            ),
+        ];
+        for (set, want) in cases {
+            let mut config = BrokerConfig::default();
+            set(&mut config);
+            assert_eq!(error(&config), want);
+        }
+        // The edges of each range are accepted.
+        let config = BrokerConfig {
+            log_retention_ms: -1,
+            log_segment_bytes: i64::from(i32::MAX),
+            log_retention_check_interval_ms: 1,
+            ..BrokerConfig::default()
+        };
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn advertised_address_must_be_reachable() {
+        let with_advertise = |adv: &str| BrokerConfig {
+            advertise: Some(adv.into()),
+            ..BrokerConfig::default()
+        };
+        for (adv, reason) in [
+            (
+                "0.0.0.0:9092",
+                "'0.0.0.0:9092' uses the nonroutable meta-address 0.0.0.0",
+            ),
+            (
+                "[::]:9092",
+                "'[::]:9092' uses the nonroutable meta-address ::",
+            ),
+            ("broker:0", "'broker:0' has port 0"),
+            ("broker", "'broker' is not host:port"),
+            (
+                "broker:99999",
+                "'99999' in 'broker:99999' is not a port number",
+            ),
+            (":9092", "':9092' has no host"),
+            (
+                "bro ker:9092",
+                "'bro ker' in 'bro ker:9092' is neither a host name",
+            ),
+            (
+                "[broker]:9092",
+                "'broker' in '[broker]:9092' is neither a host name",
+            ),
+        ] {
+            let message = error(&with_advertise(adv));
+            assert!(
+                message.starts_with(&format!("invalid value for advertise: {reason}")),
+                "{adv}: {message}"
+            );
+            assert!(
+                message.ends_with("; pass --advertise host:port"),
+                "{adv}: {message}"
+            );
+        }
+        let bound = SocketAddr::from(([127, 0, 0, 1], 4242));
+        for (adv, host, port) in [
+            ("broker.example.com:9092", "broker.example.com", 9092),
+            ("10.1.2.3:19092", "10.1.2.3", 19092),
+            ("[::1]:9093", "::1", 9093),
+            ("::1:9094", "::1", 9094),
+            ("my_host-1:1", "my_host-1", 1),
+        ] {
+            let config = with_advertise(adv);
+            assert!(config.validate().is_ok(), "{adv}");
+            assert_eq!(config.advertised(bound), (host.to_string(), port), "{adv}");
+        }
+
+        // Without --advertise the listen address stands in, unless it is the meta-address.
+        for listen in ["0.0.0.0:9092", "[::]:9092"] {
+            let config = BrokerConfig {
+                listen: listen.parse().unwrap(),
+                ..BrokerConfig::default()
+            };
+            let message = error(&config);
+            assert!(
+                message.starts_with(&format!(
+                    "the listen address {listen} cannot be advertised to clients"
+                )) && message
+                    .ends_with("pass --advertise host:port with an address clients can reach"),
+                "{message}"
+            );
+        }
+        // Port 0 in the listen address advertises the port actually bound.
+        let config = BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..BrokerConfig::default()
+        };
+        assert!(config.validate().is_ok());
+        assert_eq!(config.advertised(bound), ("127.0.0.1".to_string(), 4242));
+    }
 }

@@ -10,7 +10,8 @@ use crate::clock::now_ms;
 
 /// Runs retention every `log.retention.check.interval.ms` until stopped.
 pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let interval = Duration::from_millis(broker.config.log_retention_check_interval_ms.max(10));
+    // At least 1 ms: BrokerConfig::validate refuses 0.
+    let interval = Duration::from_millis(broker.config.log_retention_check_interval_ms);
     loop {
         tokio::select! {
             _ = crate::server::stopped(&mut stop) => return,

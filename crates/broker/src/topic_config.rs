@@ -133,7 +133,9 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         String,
         "3.0-IV1"
     ),
-    def!("message.timestamp.after.max.ms", Some("log.message.timestamp.after.max.ms"), Long, "9223372036854775807", min 0),
+    // Kafka 4.0's default (KIP-1030): records more than an hour ahead of the broker's clock
+    // are refused; 3.x accepted any.
+    def!("message.timestamp.after.max.ms", Some("log.message.timestamp.after.max.ms"), Long, "3600000", min 0),
     def!("message.timestamp.before.max.ms", Some("log.message.timestamp.before.max.ms"), Long, "9223372036854775807", min 0),
     def!("message.timestamp.difference.max.ms", Some("log.message.timestamp.difference.max.ms"), Long, "9223372036854775807", min 0),
     def!(
@@ -195,6 +197,12 @@ pub enum ConfigValueError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `remote.storage.enable=true`: Sluice has no tiered storage (Kafka's message for a
+    /// broker without it).
+    #[error(
+        "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage."
+    )]
+    TieredStorageUnavailable,
 }
 
 /// Checks one `name=value` against Kafka's definition.
@@ -207,8 +215,12 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigValueE
     };
     match def.kind {
         ConfigType::Boolean => {
-            if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
+            let enabled = value.eq_ignore_ascii_case("true");
+            if !enabled && !value.eq_ignore_ascii_case("false") {
                 return Err(bad("Expected value to be either true or false".into()));
+            }
+            if enabled && name == "remote.storage.enable" {
+                return Err(ConfigValueError::TieredStorageUnavailable);
             }
         }
         ConfigType::Int | ConfigType::Long => {
@@ -350,6 +362,23 @@ pub fn resolve_topic_configs(
         .collect()
 }
 
+/// The value of one topic config set for the topic or on the broker, None when it has
+/// Kafka's default.
+fn configured_value(
+    def: &TopicConfigDef,
+    overrides: &BTreeMap<String, String>,
+    broker: &BrokerConfig,
+    dynamic_broker: &BTreeMap<String, String>,
+) -> Option<String> {
+    if let Some(v) = overrides.get(def.name) {
+        return Some(v.clone());
+    }
+    if let Some(v) = def.broker_synonym.and_then(|s| dynamic_broker.get(s)) {
+        return Some(v.clone());
+    }
+    broker_static_value(def, broker)
+}
+
 /// The effective value of one topic config.
 pub fn effective_value(
     name: &str,
@@ -358,13 +387,74 @@ pub fn effective_value(
     dynamic_broker: &BTreeMap<String, String>,
 ) -> Option<String> {
     let def = topic_config_def(name)?;
-    if let Some(v) = overrides.get(name) {
-        return Some(v.clone());
+    Some(
+        configured_value(def, overrides, broker, dynamic_broker)
+            .unwrap_or_else(|| def.default.to_string()),
+    )
+}
+
+/// How far a CreateTime record's timestamp may be behind and ahead of the broker's clock
+/// (`message.timestamp.before.max.ms`, `message.timestamp.after.max.ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampBounds {
+    /// The most a timestamp may be in the past, in ms.
+    pub before_max_ms: i64,
+    /// The most a timestamp may be in the future, in ms.
+    pub after_max_ms: i64,
+}
+
+impl TimestampBounds {
+    fn resolve(
+        overrides: &BTreeMap<String, String>,
+        broker: &BrokerConfig,
+        dynamic_broker: &BTreeMap<String, String>,
+    ) -> Self {
+        let configured = |name: &str| {
+            topic_config_def(name)
+                .and_then(|def| configured_value(def, overrides, broker, dynamic_broker))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        let difference = configured("message.timestamp.difference.max.ms").unwrap_or(i64::MAX);
+        let bound = |name: &str| {
+            let default = topic_config_def(name)
+                .and_then(|def| def.default.parse().ok())
+                .unwrap_or(i64::MAX);
+            Self::bound(configured(name), default, difference)
+        };
+        Self {
+            before_max_ms: bound("message.timestamp.before.max.ms"),
+            after_max_ms: bound("message.timestamp.after.max.ms"),
+        }
     }
-    if let Some(v) = def.broker_synonym.and_then(|s| dynamic_broker.get(s)) {
-        return Some(v.clone());
+
+    /// One bound: its own value when set (other than Long.MAX), else the deprecated
+    /// `message.timestamp.difference.max.ms` when that is set (Kafka 3.6+ falls back to it
+    /// for a bound left at Long.MAX), else the bound's default.
+    fn bound(configured: Option<i64>, default: i64, difference: i64) -> i64 {
+        match configured {
+            Some(value) if value != i64::MAX => value,
+            Some(_) => difference,
+            None if difference != i64::MAX => difference,
+            None => default,
+        }
     }
-    Some(broker_static_value(def, broker).unwrap_or_else(|| def.default.to_string()))
+
+    /// Whether Kafka's LogValidator refuses a record with this timestamp at `now_ms`
+    /// (NO_TIMESTAMP, -1, is never refused). Java's wrapping arithmetic, for the same answer
+    /// at the extremes.
+    pub fn refuses(&self, timestamp: i64, now_ms: i64) -> bool {
+        let behind = now_ms.wrapping_sub(timestamp);
+        timestamp != -1
+            && (behind > self.before_max_ms || behind.wrapping_neg() > self.after_max_ms)
+    }
+
+    /// The accepted range at `now_ms`, as Kafka's error message gives it.
+    pub fn range_at(&self, now_ms: i64) -> (i64, i64) {
+        (
+            now_ms.wrapping_sub(self.before_max_ms),
+            now_ms.wrapping_add(self.after_max_ms),
+        )
+    }
 }
 
 /// Whether appends stamp the broker's clock (`message.timestamp.type`).
@@ -385,6 +475,8 @@ pub struct TopicSettings {
     pub max_message_bytes: usize,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// Bounds of CreateTime timestamps (not checked for LogAppendTime topics).
+    pub timestamp_bounds: TimestampBounds,
     /// `cleanup.policy` contains `compact`.
     pub compacted: bool,
     /// `cleanup.policy` contains `delete`.
@@ -434,6 +526,7 @@ impl TopicSettings {
             } else {
                 TimestampType::CreateTime
             },
+            timestamp_bounds: TimestampBounds::resolve(overrides, broker, dynamic_broker),
             compacted,
             deletes,
             compression: stored_compression(&get("compression.type")),
@@ -487,6 +580,16 @@ mod tests {
         assert!(validate_topic_config("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate_topic_config("segment.bytes", "10").is_err());
         assert!(validate_topic_config("segment.bytes", "99999999999").is_err());
+        assert_eq!(
+            validate_topic_config("remote.storage.enable", "false"),
+            Ok(())
+        );
+        for enabled in ["true", "TRUE"] {
+            assert_eq!(
+                validate_topic_config("remote.storage.enable", enabled),
+                Err(ConfigValueError::TieredStorageUnavailable)
+            );
+        }
     }
 
     #[test]
@@ -519,5 +622,83 @@ mod tests {
 
         let settings = TopicSettings::resolve(&overrides, &broker, &none);
         assert_eq!(settings.log.retention_ms, Some(5));
+    }
+
+    fn bounds(topic: &[(&str, &str)], dynamic_broker: &[(&str, &str)]) -> (i64, i64) {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let b = TopicSettings::resolve(&map(topic), &BrokerConfig::default(), &map(dynamic_broker))
+            .timestamp_bounds;
+        (b.before_max_ms, b.after_max_ms)
+    }
+
+    #[test]
+    fn timestamp_bounds_follow_kafka() {
+        const MAX: i64 = i64::MAX;
+        // Kafka 4.0's defaults: any past timestamp, at most an hour ahead.
+        assert_eq!(bounds(&[], &[]), (MAX, 3_600_000));
+        assert_eq!(
+            bounds(&[("message.timestamp.before.max.ms", "10")], &[]),
+            (10, 3_600_000)
+        );
+        // The broker-level synonyms apply to every topic; the topic's own value wins.
+        let broker = [
+            ("log.message.timestamp.before.max.ms", "20"),
+            ("log.message.timestamp.after.max.ms", "30"),
+        ];
+        assert_eq!(bounds(&[], &broker), (20, 30));
+        assert_eq!(
+            bounds(&[("message.timestamp.after.max.ms", "40")], &broker),
+            (20, 40)
+        );
+        // The deprecated difference stands in for a bound unset or left at Long.MAX.
+        let difference = ("message.timestamp.difference.max.ms", "50");
+        assert_eq!(bounds(&[difference], &[]), (50, 50));
+        assert_eq!(
+            bounds(&[difference, ("message.timestamp.after.max.ms", "60")], &[]),
+            (50, 60)
+        );
+        assert_eq!(
+            bounds(
+                &[
+                    difference,
+                    ("message.timestamp.before.max.ms", "9223372036854775807")
+                ],
+                &[]
+            ),
+            (50, 50)
+        );
+        assert_eq!(
+            bounds(
+                &[("message.timestamp.after.max.ms", "9223372036854775807")],
+                &[]
+            ),
+            (MAX, MAX)
+        );
+    }
+
+    #[test]
+    fn timestamp_bounds_refuse_as_kafka_does() {
+        let b = TimestampBounds {
+            before_max_ms: 1_000,
+            after_max_ms: 500,
+        };
+        let now = 10_000;
+        assert!(!b.refuses(9_000, now) && !b.refuses(10_500, now));
+        assert!(b.refuses(8_999, now) && b.refuses(10_501, now));
+        assert!(!b.refuses(-1, now), "NO_TIMESTAMP is never checked");
+        assert!(b.refuses(-2, now));
+        assert_eq!(b.range_at(now), (9_000, 10_500));
+        let open = TimestampBounds {
+            before_max_ms: i64::MAX,
+            after_max_ms: i64::MAX,
+        };
+        assert!(!open.refuses(0, now) && !open.refuses(i64::MAX, now));
+        // Java's overflow: now + Long.MAX wraps, as in Kafka's message.
+        assert_eq!(open.range_at(now), (now - i64::MAX, i64::MIN + now - 1));
     }
 }

@@ -2,7 +2,7 @@
 //! environment → flags), logging, signals, and the broker's lifetime.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use sluice_broker::{BrokerConfig, Server};
@@ -26,7 +26,8 @@ pub struct ServeArgs {
     /// everyone else.
     #[arg(long, env = "SLUICE_DEBUG_CLIENT_ID", value_name = "CLIENT_ID")]
     debug_client_id: Option<String>,
-    /// host:port advertised to clients [default: the listen address].
+    /// host:port advertised to clients; required when --listen is 0.0.0.0 or [::]
+    /// [default: the listen address].
     #[arg(long, env = "SLUICE_ADVERTISE")]
     advertise: Option<String>,
     /// Data directory [default: ./sluice-data].
@@ -132,8 +133,7 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-            toml::from_str::<BrokerConfig>(&text)
-                .map_err(|e| format!("config file {}: {}", path.display(), e.message()))?
+            toml::from_str::<BrokerConfig>(&text).map_err(|e| toml_error(path, &text, &e))?
         }
         None => BrokerConfig::default(),
     };
@@ -178,6 +178,26 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
         config.debug_client_id = Some(id.clone());
     }
     Ok(config)
+}
+
+/// A TOML error as `file:line:column: message` (1-based, the column counted in characters),
+/// or `file: message` when the error has no position.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let (line, column) = line_and_column(text, span.start);
+            format!("{}:{line}:{column}: {}", path.display(), e.message())
+        }
+        None => format!("{}: {}", path.display(), e.message()),
+    }
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |l| l.chars().count()) + 1;
+    (before.matches('\n').count() + 1, column)
 }
 
 fn init_logging(format: LogFormat) {

@@ -7,10 +7,10 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// `segment.ms`: the active segment is rolled once it is older than this.
     pub segment_ms: Option<i64>,
-    /// `retention.ms`: sealed segments whose newest record is older are deleted; `None`
-    /// keeps data forever.
+    /// `retention.ms`: segments whose newest record is older are deleted (the active one
+    /// after a roll, when not empty); `None` keeps data forever.
     pub retention_ms: Option<i64>,
-    /// `retention.bytes`: oldest sealed segments are deleted while the log is larger.
+    /// `retention.bytes`: oldest segments are deleted while the log is larger.
     pub retention_bytes: Option<u64>,
     /// `index.interval.bytes`: bytes of log between two sparse index entries.
     pub index_interval_bytes: u32,

@@ -311,6 +311,7 @@ impl PartitionLog {
             .next_back()
             .ok_or_else(|| StorageError::Corrupt("log has no segment".into()))?;
         active.append(&stamped, &self.config)?;
+        active.touch(now_ms);
         for (StampedBatch { header: h, .. }, (_, range)) in stamped.iter().zip(&parsed) {
             if h.is_control() {
                 let batch = Bytes::copy_from_slice(batches.get(range.clone()).unwrap_or_default());
@@ -499,38 +500,25 @@ impl PartitionLog {
         self.segments.range(..=offset).next_back().map(|(b, _)| *b)
     }
 
-    /// Retention: deletes whole segments (never the active one) older than retention_ms
-    /// (by the segment's largest timestamp) or beyond retention_bytes, and those wholly
-    /// below the log start offset; advances the log start offset. Returns number deleted.
+    /// Retention, as Kafka's: deletes the oldest segments older than retention_ms (by their
+    /// largest timestamp) or beyond retention_bytes, and the sealed ones wholly below the log
+    /// start offset; advances the log start offset. The active segment goes too when it is
+    /// not empty and breaches retention: the log rolls first, so a partition without new
+    /// writes ends empty with its log start offset at its log end offset. Returns the number
+    /// of segments deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
         self.producers
             .expire(now_ms, self.config.producer_id_expiration_ms);
         let start = self.log_start_offset;
         self.aborted_txns.retain(|t| t.last_offset >= start);
-        let mut remaining = self.size_bytes();
-        let mut doomed = Vec::new();
-        let bases: Vec<i64> = self.segments.keys().copied().collect();
-        for (i, seg) in self.segments.values().enumerate() {
-            let Some(&next_base) = bases.get(i + 1) else {
-                break; // the active segment stays
-            };
-            let below_start = next_base <= self.log_start_offset;
-            let expired = self
-                .config
-                .retention_ms
-                .is_some_and(|ms| now_ms.saturating_sub(seg.largest_timestamp()) > ms);
-            let oversized = self.config.retention_bytes.is_some_and(|limit| {
-                remaining.saturating_sub(seg.size()) >= limit && remaining > limit
-            });
-            if !(below_start || expired || oversized) {
-                break;
-            }
-            remaining = remaining.saturating_sub(seg.size());
-            doomed.push((seg.base_offset(), next_base));
-        }
+        let doomed = self.segments_breaching_retention(now_ms);
         let Some(&(_, new_start)) = doomed.last() else {
             return Ok(0);
         };
+        if doomed.len() == self.segments.len() {
+            // A log always has an active segment: start the next one before deleting all.
+            self.roll(now_ms)?;
+        }
         if new_start > self.log_start_offset {
             self.log_start_offset = new_start;
             self.persist_log_start()?;
@@ -542,6 +530,35 @@ impl PartitionLog {
             }
         }
         Ok(doomed.len())
+    }
+
+    /// The oldest segments that retention deletes, as (base offset, offset after the
+    /// segment), stopping at the first one it keeps. An empty active segment is kept.
+    fn segments_breaching_retention(&self, now_ms: i64) -> Vec<(i64, i64)> {
+        let log_end = self.log_end_offset();
+        let mut remaining = self.size_bytes();
+        let mut doomed = Vec::new();
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for (i, seg) in self.segments.values().enumerate() {
+            let next_base = bases.get(i + 1).copied();
+            if next_base.is_none() && seg.size() == 0 {
+                break;
+            }
+            let below_start = next_base.is_some_and(|next| next <= self.log_start_offset);
+            let expired = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| now_ms.saturating_sub(seg.largest_timestamp()) > ms);
+            let oversized = self.config.retention_bytes.is_some_and(|limit| {
+                remaining.saturating_sub(seg.size()) >= limit && remaining > limit
+            });
+            if !(below_start || expired || oversized) {
+                break;
+            }
+            remaining = remaining.saturating_sub(seg.size());
+            doomed.push((seg.base_offset(), next_base.unwrap_or(log_end)));
+        }
+        doomed
     }
 
     /// DeleteRecords: advances the log start offset to `offset` (≤ log end offset, else

@@ -97,6 +97,9 @@ pub(crate) struct Segment {
     offset_of_max_timestamp: i64,
     /// What `segment.ms` is measured from.
     rolling_base_ms: i64,
+    /// Time of the last append (of the open, for a segment not written since): retention's
+    /// age of a segment whose records carry no timestamp, as Kafka uses the file's mtime.
+    last_modified_ms: i64,
     /// In-memory indexes differ from the files.
     indexes_dirty: bool,
 }
@@ -139,6 +142,7 @@ impl Segment {
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
             rolling_base_ms: now_ms,
+            last_modified_ms: now_ms,
             indexes_dirty: true,
         }
     }
@@ -211,13 +215,19 @@ impl Segment {
         self.rolling_base_ms
     }
 
-    /// The timestamp retention measures this segment's age by.
+    /// The timestamp retention measures this segment's age by: its largest record
+    /// timestamp, or when its records have none the time it was last written.
     pub(crate) fn largest_timestamp(&self) -> i64 {
         if self.max_timestamp >= 0 {
             self.max_timestamp
         } else {
-            self.rolling_base_ms
+            self.last_modified_ms
         }
+    }
+
+    /// Records that the segment was written at `now_ms`.
+    pub(crate) fn touch(&mut self, now_ms: i64) {
+        self.last_modified_ms = now_ms;
     }
 
     pub(crate) fn file(&self) -> &Arc<SegmentFile> {

@@ -1,5 +1,6 @@
 //! ListOffsets through librdkafka: lookup by timestamp (`offsets_for_times`), earliest and
-//! latest (`fetch_watermarks`), across several batches and segments.
+//! latest (`fetch_watermarks`), across several batches and segments; special timestamps over
+//! raw frames.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,9 +10,13 @@
 
 use std::time::Duration;
 
+use kafka_protocol::messages::ListOffsetsRequest;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use sluice_e2e::raw::RawConn;
 use sluice_e2e::{
     Broker, CALL_TIMEOUT, admin, admin_opts, block_on, consumer, create_topic, producer,
 };
@@ -149,4 +154,71 @@ fn offsets_for_times_and_watermarks() {
         vec![(0, Offset::Offset(1000))]
     );
     assert_eq!(lookup(&bs, &[(0, ts(2001))]), vec![(0, expected(ts(2001)))]);
+}
+
+/// Kafka's rule (ReplicaManager): a negative timestamp is UNSUPPORTED_VERSION (35) unless it
+/// is one of the special ones and the request version knows it: LATEST (-1) and EARLIEST
+/// (-2) always, MAX_TIMESTAMP (-3) from v7, EARLIEST_LOCAL (-4) from v8, LATEST_TIERED (-5)
+/// from v9. The check comes before the partition lookup, so it wins over an unknown topic.
+#[test]
+fn special_timestamps_depend_on_the_request_version() {
+    let broker = Broker::start();
+    create_topic(&broker.bootstrap(), TOPIC, 1, &[]);
+    let since = |ts: i64| match ts {
+        -1 | -2 => Some(1),
+        -3 => Some(7),
+        -4 => Some(8),
+        -5 => Some(9),
+        _ => None,
+    };
+    let timestamps = [-1, -2, -3, -4, -5, -6, -7, -100, i64::MIN];
+    let partition = |timestamp| {
+        ListOffsetsPartition::default()
+            .with_partition_index(0)
+            .with_timestamp(timestamp)
+    };
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(StrBytes::from_static_str(TOPIC).into())
+                .with_partitions(timestamps.iter().map(|&ts| partition(ts)).collect()),
+            ListOffsetsTopic::default()
+                .with_name(StrBytes::from_static_str("no-such-topic").into())
+                .with_partitions(vec![partition(-3), partition(-6), partition(-1)]),
+        ]);
+    let mut conn = RawConn::connect(broker.addr());
+    for version in 1i16..=10 {
+        let resp = conn.roundtrip(version, i32::from(version), &request);
+        assert_eq!(resp.topics.len(), 2, "v{version}");
+        let answers: Vec<(i16, i64, i64)> = resp.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.timestamp, p.offset))
+            .collect();
+        let expected: Vec<(i16, i64, i64)> = timestamps
+            .iter()
+            .map(|&ts| match since(ts) {
+                // The empty partition: its start and end offset 0, no max timestamp, no
+                // tiered offset.
+                Some(v) if version >= v => match ts {
+                    -1 | -2 | -4 => (0, -1, 0),
+                    _ => (0, -1, -1),
+                },
+                _ => (35, -1, -1),
+            })
+            .collect();
+        assert_eq!(answers, expected, "v{version}");
+        let unknown: Vec<i16> = resp.topics[1]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        let max_timestamp = if version >= 7 { 3 } else { 35 };
+        assert_eq!(
+            unknown,
+            vec![max_timestamp, 35, 3],
+            "v{version} unknown topic"
+        );
+    }
 }

@@ -21,6 +21,21 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
+/// Whether Kafka answers UNSUPPORTED_VERSION for this timestamp at this request version:
+/// a negative timestamp other than the special ones, or a special one older than the
+/// version that introduced it (MAX_TIMESTAMP v7, EARLIEST_LOCAL v8, LATEST_TIERED v9).
+fn timestamp_unsupported(timestamp: i64, version: i16) -> bool {
+    let since = match timestamp {
+        0.. => return false,
+        LATEST | EARLIEST => 0,
+        MAX_TIMESTAMP => 7,
+        EARLIEST_LOCAL => 8,
+        LATEST_TIERED => 9,
+        _ => return true,
+    };
+    version < since
+}
+
 /// Handles a ListOffsets request.
 pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // leader_epoch exists from v4; setting it earlier would not encode.
@@ -37,6 +52,10 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                 .map(|p| {
                     let base = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
+                    // Checked first, as Kafka does: before the partition is even looked up.
+                    if timestamp_unsupported(p.timestamp, version) {
+                        return base.with_error_code(ResponseError::UnsupportedVersion.code());
+                    }
                     let Some(partition) = image
                         .topic(&topic.name)
                         .and_then(|t| broker.logs.get(&t.name, p.partition_index))
@@ -53,9 +72,6 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, offsets.log_start_offset))),
                         LATEST_TIERED => Ok(Some((-1, -1))),
                         MAX_TIMESTAMP => Ok(partition.max_timestamp()),
-                        ts if ts < 0 => {
-                            return base.with_error_code(ResponseError::UnsupportedVersion.code());
-                        }
                         ts => partition
                             .offset_for_timestamp(ts)
                             .map(|f| f.map(|(offset, t)| (t, offset))),

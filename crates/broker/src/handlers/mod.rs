@@ -12,5 +12,6 @@ pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producer;
+mod record_checks;
 pub mod topics;
 pub mod transactions;

@@ -12,11 +12,13 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, To
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::{self, BatchError, Compression};
 use sluice_protocol::kafka_protocol;
-use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, decode_records, recompress};
+use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, recompress};
 use sluice_storage::AppendInfo;
 
 use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::errors::storage_error_code;
+use crate::handlers::record_checks::RecordChecks;
 use crate::partition::Partition;
 use crate::router::Reply;
 
@@ -149,6 +151,7 @@ fn append(
         ));
     };
     let settings = partition.settings();
+    let record_checks = RecordChecks::new(&settings, &partition.topic, partition.index, now_ms());
     let (mut bytes_in, mut records_in) = (0u64, 0u64);
     // The topic's compression.type, once some batch is in another codec.
     let mut recompress_to = None;
@@ -188,9 +191,13 @@ fn append(
                 )
                 .map_err(|code| Refusal::new(code, None))?;
         }
-        if settings.compacted {
-            require_keys(&records.slice(range), partition)?;
-        }
+        record_checks
+            .check(&header, &records.slice(range))
+            .map_err(|refused| Refusal {
+                code: refused.code,
+                message: Some(refused.message),
+                record_errors: refused.record_errors,
+            })?;
     }
     let records = match recompress_to {
         Some(codec) => recompressed(&records, codec, settings.max_message_bytes)?,
@@ -238,37 +245,6 @@ fn recompressed(
         out.extend_from_slice(&stored);
     }
     Ok(out.freeze())
-}
-
-/// Compaction keeps the last record of each key, so a compacted topic refuses
-/// records without one, naming each (as Kafka's log validator does).
-fn require_keys(batch: &Bytes, partition: &Partition) -> Result<(), Refusal> {
-    let records = decode_records(batch, MAX_DECOMPRESSED_BYTES)
-        .map_err(|e| Refusal::new(ResponseError::CorruptMessage, Some(e.to_string())))?;
-    let message = format!(
-        "Compacted topic cannot accept message without key in topic partition {}-{}.",
-        partition.topic, partition.index
-    );
-    let mut record_errors = Vec::new();
-    for (index, record) in (0i32..).zip(records) {
-        let record =
-            record.map_err(|e| Refusal::new(ResponseError::CorruptMessage, Some(e.to_string())))?;
-        if record.key.is_none() {
-            record_errors.push(
-                BatchIndexAndErrorMessage::default()
-                    .with_batch_index(index)
-                    .with_batch_index_error_message(Some(StrBytes::from_string(message.clone()))),
-            );
-        }
-    }
-    if record_errors.is_empty() {
-        return Ok(());
-    }
-    Err(Refusal {
-        code: ResponseError::InvalidRecord,
-        message: Some(message),
-        record_errors,
-    })
 }
 
 fn batch_error(e: BatchError) -> Refusal {

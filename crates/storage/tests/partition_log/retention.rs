@@ -41,33 +41,110 @@ fn retention_by_time_deletes_old_sealed_segments() {
         })
     ));
     assert_eq!(all_records(&log, 1 << 20).first(), Some(&(8, 4_000)));
-    // Far in the future everything but the active segment goes.
-    assert_eq!(log.apply_retention(1 << 40).unwrap(), 2);
+    // Far in the future every segment goes, the active one included (after a roll).
+    assert_eq!(log.apply_retention(1 << 40).unwrap(), 3);
     assert_eq!(log.segment_count(), 1);
-    assert_eq!(log.log_start_offset(), 16);
+    assert_eq!(log.log_start_offset(), 20);
     assert_eq!(log.log_end_offset(), 20);
     assert_eq!(log_files(dir.path()).len(), 1);
     // Survives a restart.
     log.close().unwrap();
     let log =
         PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
-    assert_eq!((log.log_start_offset(), log.log_end_offset()), (16, 20));
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (20, 20));
+}
+
+/// Kafka rolls and deletes an active segment that breaches retention: a partition that
+/// receives no more writes does not keep its data forever.
+#[test]
+fn retention_deletes_an_expired_active_segment_after_rolling() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        retention_ms: Some(1_000),
+        ..small_config()
+    };
+    let mut log = PartitionLog::open(
+        dir.path(),
+        config.clone(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
+    assert_eq!(log.apply_retention(1 << 40).unwrap(), 0, "an empty log");
+    // Records at 10_000 and 10_001.
+    log.append(&batch(2, 10_000, 30), 0, None, 10_000).unwrap();
+    assert_eq!(
+        log.apply_retention(11_001).unwrap(),
+        0,
+        "1000 ms old, not older"
+    );
+    assert_eq!(log.log_start_offset(), 0);
+    assert_eq!(log.apply_retention(11_002).unwrap(), 1);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 2));
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(
+        log_files(dir.path()),
+        vec![dir.path().join("00000000000000000002.log")]
+    );
+    assert!(matches!(
+        log.read(0, 100, i64::MAX),
+        Err(StorageError::OffsetOutOfRange {
+            offset: 0,
+            log_start_offset: 2,
+            log_end_offset: 2
+        })
+    ));
+    assert!(log.read(2, 100, i64::MAX).unwrap().is_empty());
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
+    assert_eq!(log.max_timestamp(), None);
+    // The new active segment is empty and stays.
+    assert_eq!(log.apply_retention(1 << 40).unwrap(), 0);
+    assert_eq!(log.segment_count(), 1);
+    // Appends continue at the log end offset, and a restart keeps the log start offset.
+    let next = log.append(&batch(1, 20_000, 1), 0, None, 20_000).unwrap();
+    assert_eq!(next.base_offset, 2);
+    log.close().unwrap();
+    let log =
+        PartitionLog::open(dir.path(), config, false, 20_000, &OpenFiles::unbounded()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 3));
 }
 
 #[test]
-fn retention_never_deletes_the_active_segment() {
+fn retention_by_bytes_deletes_the_active_segment_too() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
-        retention_ms: Some(1),
         retention_bytes: Some(0),
         ..small_config()
     };
     let mut log =
         PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
     log.append(&batch(2, 0, 30), 0, None, 0).unwrap();
-    assert_eq!(log.apply_retention(1 << 40).unwrap(), 0);
-    assert_eq!(log.log_end_offset(), 2);
-    assert_eq!(log.log_start_offset(), 0);
+    assert_eq!(log.apply_retention(0).unwrap(), 1);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 2));
+    assert_eq!(
+        log.apply_retention(0).unwrap(),
+        0,
+        "the empty active segment stays"
+    );
+}
+
+/// Records without timestamps (-1) age from the segment's last write, as Kafka ages them
+/// from the file's modification time: a segment still being written is not deleted.
+#[test]
+fn segments_without_timestamps_age_from_their_last_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        retention_ms: Some(1_000),
+        ..small_config()
+    };
+    let mut log =
+        PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+    log.append(&batch_with_timestamps(&[-1, -1]), 0, None, 5_000)
+        .unwrap();
+    assert_eq!(log.apply_retention(6_000).unwrap(), 0);
+    assert_eq!(log.apply_retention(6_001).unwrap(), 1);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 2));
 }
 
 #[test]
@@ -95,8 +172,13 @@ fn retention_by_bytes() {
         retention_bytes: Some(0),
         ..log.config().clone()
     });
-    assert_eq!(log.apply_retention(0).unwrap(), 1);
-    assert_eq!(log.segment_count(), 1, "the active segment stays");
+    assert_eq!(
+        log.apply_retention(0).unwrap(),
+        2,
+        "the active segment goes too"
+    );
+    assert_eq!(log.segment_count(), 1, "a new empty active segment");
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (20, 20));
 }
 
 #[test]
