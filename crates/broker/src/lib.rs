@@ -15,6 +15,7 @@ mod flusher;
 mod group_log;
 mod handlers;
 mod http;
+mod internal_replay;
 pub mod log_manager;
 pub mod metadata;
 pub mod metrics;
