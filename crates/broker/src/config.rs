@@ -12,6 +12,9 @@ use serde::Deserialize;
 /// Seven days, Kafka's default for `log.retention.ms` and `log.roll.ms`.
 pub const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
+/// Kafka's default `fetch.max.bytes`: 55 MiB.
+pub const DEFAULT_FETCH_MAX_BYTES: i32 = 55 * 1024 * 1024;
+
 /// Where the HTTP listener binds unless told otherwise.
 pub const DEFAULT_HTTP_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9644);
@@ -72,6 +75,9 @@ pub struct BrokerConfig {
     pub message_max_bytes: i32,
     /// `socket.request.max.bytes`: the largest request frame accepted.
     pub max_request_bytes: usize,
+    /// `fetch.max.bytes`: the most record bytes one Fetch response carries,
+    /// whatever the request asks for (the first batch may exceed it, KIP-74).
+    pub fetch_max_bytes: i32,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: u64,
     /// `offsets.retention.minutes`.
@@ -117,6 +123,7 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 300_000,
             message_max_bytes: 1_048_588,
             max_request_bytes: 100 * 1024 * 1024,
+            fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
             group_initial_rebalance_delay_ms: 3000,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_topic_partitions: 50,
@@ -260,6 +267,11 @@ impl BrokerConfig {
                 "transactional-id-expiration-ms",
                 self.transactional_id_expiration_ms.into(),
                 1..=INT_MAX,
+            ),
+            (
+                "fetch-max-bytes",
+                self.fetch_max_bytes.into(),
+                1024..=INT_MAX,
             ),
             (
                 "connections-max-idle-ms",

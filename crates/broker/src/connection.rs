@@ -32,6 +32,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::broker::Broker;
+use crate::handlers::fetch::response_limit;
 use crate::metrics::Metrics;
 use crate::router::{self, Reply, RequestContext};
 
@@ -70,6 +71,9 @@ struct LegacyReply {
     /// Fetch offset per (topic, partition), so down-converted message sets
     /// start at the requested offset, as Kafka's do.
     fetch_offsets: HashMap<(String, i32), i64>,
+    /// The byte limit of a Fetch response, which down-converted message sets
+    /// (larger than the stored records) must keep to as well.
+    fetch_max_bytes: usize,
 }
 
 /// What the reader does after a request.
@@ -242,6 +246,10 @@ async fn handle_frame(frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>, out:
                 })
                 .collect(),
             _ => HashMap::new(),
+        },
+        fetch_max_bytes: match &decoded_request {
+            RequestKind::Fetch(f) => response_limit(f.max_bytes, broker.config.fetch_max_bytes),
+            _ => 0,
         },
     });
     let ctx = RequestContext {
@@ -445,12 +453,13 @@ fn encode(
     if let Some(reply) = legacy_reply {
         let body = match &response {
             ResponseKind::Fetch(fetch) => {
-                legacy::encode_fetch_response(version, fetch, &|topic, partition| {
+                let fetch_offset = |topic: &str, partition| {
                     reply
                         .fetch_offsets
                         .get(&(topic.to_string(), partition))
                         .copied()
-                })
+                };
+                legacy::encode_fetch_response(version, fetch, &fetch_offset, reply.fetch_max_bytes)
             }
             other => legacy::encode_response_body(api_key, version, other),
         }

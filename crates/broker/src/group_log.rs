@@ -10,18 +10,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
-use sluice_group::{GroupCoordinator, GroupLog, GroupLogError, partition_for};
+use sluice_group::{GroupCoordinator, GroupError, GroupLog, GroupLogError, partition_for};
 use sluice_protocol::batch::{RecordBatchBuilder, marker_key_is_commit};
-use sluice_protocol::records;
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::handlers::produce::LEADER_EPOCH;
+use crate::internal_replay::{for_each_batch, keyed, partition_name, report_skipped};
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, ensure_consumer_offsets};
-
-/// Reads beyond this many bytes per fetch when replaying the offsets topic.
-const REPLAY_CHUNK: usize = 1 << 20;
-use sluice_protocol::records::MAX_DECOMPRESSED_BYTES;
 
 /// Appends group records to `__consumer_offsets` through the broker.
 pub struct OffsetsTopicLog {
@@ -111,59 +107,44 @@ impl GroupLog for OffsetsTopicLog {
     }
 }
 
-/// Replays every `__consumer_offsets` partition into the coordinator.
+/// Replays every `__consumer_offsets` partition into the coordinator; what
+/// cannot be decoded is skipped with an ERROR (see [`crate::internal_replay`]).
 pub fn replay(broker: &Arc<Broker>, coordinator: &GroupCoordinator) -> Result<usize, String> {
     let mut replayed = 0usize;
     let partitions = broker.logs.topic_partitions(CONSUMER_OFFSETS_TOPIC);
     let total = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
     for partition in partitions {
-        let mut offset = partition.offsets().log_start_offset;
-        loop {
-            let read = partition
-                .read(offset, REPLAY_CHUNK, false)
-                .map_err(|e| e.to_string())?;
-            let (chunk, offsets) = (read.records, read.offsets);
-            if chunk.is_empty() {
-                break;
-            }
-            for item in sluice_protocol::batch::split_batches(&chunk) {
-                let (header, range) = item.map_err(|e| e.to_string())?;
-                offset = header.last_offset() + 1;
-                if range.end > chunk.len() {
-                    continue;
-                }
-                let batch = chunk.slice(range);
-                let mut entries = Vec::new();
-                for record in records::decode_records(&batch, MAX_DECOMPRESSED_BYTES)
-                    .map_err(|e| e.to_string())?
-                {
-                    let record = record.map_err(|e| e.to_string())?;
-                    if header.is_control() {
-                        if let Some(commit) = record.key.as_deref().and_then(marker_key_is_commit) {
-                            coordinator.replay_marker_in_partition(
-                                partition.index,
-                                total,
-                                header.producer_id,
-                                commit,
-                            );
-                        }
-                    } else if let Some(key) = record.key {
-                        entries.push((key, record.value));
+        let name = partition_name(&partition);
+        for_each_batch(&partition, |header, records| {
+            if header.is_control() {
+                for record in records {
+                    if let Some(commit) = record.key.as_deref().and_then(marker_key_is_commit) {
+                        coordinator.replay_marker_in_partition(
+                            partition.index,
+                            total,
+                            header.producer_id,
+                            commit,
+                        );
                     }
                 }
-                replayed += entries.len();
-                if header.is_transactional() {
-                    coordinator
-                        .load_transactional(header.producer_id, entries)
-                        .map_err(|e| e.to_string())?;
-                } else {
-                    coordinator.load(entries).map_err(|e| e.to_string())?;
-                }
+                return;
             }
-            if offset >= offsets.log_end_offset {
-                break;
+            let records = keyed(records);
+            let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+            let entries = records.into_iter().map(|r| (r.key, r.value));
+            let loaded = if header.is_transactional() {
+                coordinator.load_transactional(header.producer_id, entries)
+            } else {
+                coordinator.load(entries)
+            };
+            replayed += offsets.len();
+            if let Err(GroupError::Corrupt { skipped }) = loaded {
+                replayed -= skipped.len();
+                report_skipped(&skipped, |i| {
+                    offsets.get(i).map(|offset| (name.clone(), *offset))
+                });
             }
-        }
+        })?;
     }
     Ok(replayed)
 }

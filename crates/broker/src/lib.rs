@@ -17,6 +17,7 @@ mod flusher;
 mod group_log;
 mod handlers;
 mod http;
+mod internal_replay;
 pub mod log_manager;
 mod log_throttle;
 pub mod metadata;

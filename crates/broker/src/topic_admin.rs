@@ -9,7 +9,7 @@ use sluice_protocol::kafka_protocol;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::metadata::{MetadataLogError, MetadataRecord, TopicImage};
+use crate::metadata::{MetadataImage, MetadataLogError, MetadataRecord, TopicImage};
 use crate::topic_config::validate_topic_config;
 
 /// Kafka's limit on topic name length.
@@ -18,6 +18,34 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// The internal topic holding transaction coordinator state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+/// Kafka's metadata log; never a topic, and Kafka refuses to create one by that name.
+const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// Whether `name` is a topic the coordinators own (Kafka's `Topic.isInternal`):
+/// only the coordinators append to it, and it exists with the partition count and
+/// configs they need.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == CONSUMER_OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
+}
+
+/// The name with `.` read as `_`: metric names cannot tell the two apart, so Kafka
+/// refuses a topic whose name differs from an existing one only there
+/// (`Topic.unifyCollisionChars`).
+fn collision_key(name: &str) -> String {
+    name.replace('.', "_")
+}
+
+/// An existing topic other than `name` that collides with it (see [`collision_key`]).
+fn colliding_topic<'a>(image: &'a MetadataImage, name: &str) -> Option<&'a str> {
+    if !name.contains(['.', '_']) {
+        return None;
+    }
+    let key = collision_key(name);
+    image
+        .topics()
+        .map(|t| t.name.as_str())
+        .find(|existing| *existing != name && collision_key(existing) == key)
+}
 
 /// The most partitions one CreateTopics or CreatePartitions request may create, as in
 /// Kafka's controller (`ReplicationControlManager.MAX_PARTITIONS_PER_BATCH`): bigger
@@ -36,7 +64,7 @@ pub fn too_many_partitions_per_request() -> AdminError {
 /// Refuses to grow the broker past `max-broker-partitions` partitions.
 fn check_broker_partitions(
     broker: &Broker,
-    image: &crate::metadata::MetadataImage,
+    image: &MetadataImage,
     topic: &str,
     adding: i32,
 ) -> Result<(), AdminError> {
@@ -127,13 +155,28 @@ const CLUSTER_SIZE: i16 = 1;
 fn check_new_topic(
     broker: &Broker,
     topic: &NewTopic,
-    image: &crate::metadata::MetadataImage,
+    image: &MetadataImage,
 ) -> Result<(i32, i16), AdminError> {
     validate_topic_name(&topic.name)?;
+    if topic.name == CLUSTER_METADATA_TOPIC {
+        return Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            format!("Creation of internal topic {CLUSTER_METADATA_TOPIC} is prohibited."),
+        ));
+    }
     if image.topic(&topic.name).is_some() {
         return Err(AdminError::new(
             ResponseError::TopicAlreadyExists,
             format!("Topic '{}' already exists.", topic.name),
+        ));
+    }
+    if let Some(existing) = colliding_topic(image, &topic.name) {
+        return Err(AdminError::new(
+            ResponseError::InvalidTopicException,
+            format!(
+                "Topic '{}' collides with existing topic: {existing}",
+                topic.name
+            ),
         ));
     }
     let partitions = match topic.partitions {
@@ -236,7 +279,8 @@ pub fn create_topic(
 }
 
 /// Returns the topic, creating it with broker defaults when auto-creation is
-/// on. `Ok(None)` means it does not exist and may not be created.
+/// on (an internal topic with the settings its coordinator needs, as Kafka's
+/// auto-creation does). `Ok(None)` means it does not exist and may not be created.
 pub fn get_or_auto_create(
     broker: &Broker,
     name: &str,
@@ -247,6 +291,9 @@ pub fn get_or_auto_create(
     }
     if !(allow && broker.config.auto_create_topics) {
         return Ok(None);
+    }
+    if is_internal_topic(name) {
+        return ensure_internal_topic(broker, name).map(Some);
     }
     let new = NewTopic {
         name: name.to_string(),

@@ -8,19 +8,16 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use sluice_protocol::batch::{RecordBatchBuilder, transaction_marker};
-use sluice_protocol::records;
 use sluice_txn::{
-    MarkerError, MarkerWriter, ProducerIdSource, TransactionCoordinator, TxnLog, TxnLogError,
+    MarkerError, MarkerWriter, ProducerIdSource, TransactionCoordinator, TxnError, TxnLog,
+    TxnLogError,
 };
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::handlers::produce::LEADER_EPOCH;
+use crate::internal_replay::{for_each_batch, keyed, partition_name, report_skipped};
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, ensure_internal_topic};
-
-/// Bytes read per step when replaying `__transaction_state`.
-const REPLAY_CHUNK: usize = 1 << 20;
-use sluice_protocol::records::MAX_DECOMPRESSED_BYTES;
 
 /// `__transaction_state` through the broker's partitions.
 pub struct TransactionStateLog {
@@ -189,40 +186,33 @@ impl ProducerIdSource for BrokerProducerIds {
     }
 }
 
-/// Replays every `__transaction_state` partition into the coordinator.
+/// Replays every `__transaction_state` partition into the coordinator; what
+/// cannot be decoded is skipped with an ERROR (see [`crate::internal_replay`]).
 pub fn replay(broker: &Arc<Broker>, coordinator: &TransactionCoordinator) -> Result<usize, String> {
     let mut entries = Vec::new();
+    // Where each entry came from: its partition's name and its offset.
+    let mut located: Vec<(usize, i64)> = Vec::new();
+    let mut names = Vec::new();
     for partition in broker.logs.topic_partitions(TRANSACTION_STATE_TOPIC) {
-        let mut offset = partition.offsets().log_start_offset;
-        loop {
-            let read = partition
-                .read(offset, REPLAY_CHUNK, false)
-                .map_err(|e| e.to_string())?;
-            if read.records.is_empty() {
-                break;
+        let at = names.len();
+        names.push(partition_name(&partition));
+        for_each_batch(&partition, |header, records| {
+            if header.is_control() {
+                return;
             }
-            for item in sluice_protocol::batch::split_batches(&read.records) {
-                let (header, range) = item.map_err(|e| e.to_string())?;
-                offset = header.last_offset() + 1;
-                if header.is_control() || range.end > read.records.len() {
-                    continue;
-                }
-                let batch = read.records.slice(range);
-                for record in records::decode_records(&batch, MAX_DECOMPRESSED_BYTES)
-                    .map_err(|e| e.to_string())?
-                {
-                    let record = record.map_err(|e| e.to_string())?;
-                    if let Some(key) = record.key {
-                        entries.push((key, record.value));
-                    }
-                }
+            for record in keyed(records) {
+                located.push((at, record.offset));
+                entries.push((record.key, record.value));
             }
-            if offset >= read.offsets.log_end_offset {
-                break;
-            }
-        }
+        })?;
     }
-    let count = entries.len();
-    coordinator.load(entries).map_err(|e| e.to_string())?;
+    let mut count = entries.len();
+    if let Err(TxnError::Corrupt { skipped }) = coordinator.load(entries) {
+        count -= skipped.len();
+        report_skipped(&skipped, |i| {
+            let (at, offset) = located.get(i)?;
+            Some((names.get(*at)?.clone(), *offset))
+        });
+    }
     Ok(count)
 }

@@ -10,17 +10,22 @@ use kafka_protocol::error::ResponseError;
 /// A record of `__consumer_offsets` could not be encoded or decoded (the
 /// error of the codec shared with `__transaction_state`).
 pub use sluice_protocol::schema_codec::CodecError;
+/// A record [`crate::GroupCoordinator::load`] skipped.
+pub use sluice_protocol::schema_codec::SkippedRecord;
+use sluice_protocol::schema_codec::first_skip_reason;
 
 /// Errors of [`crate::GroupCoordinator::load`].
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
     /// Some records could not be decoded; all others were applied.
-    #[error("{count} undecodable __consumer_offsets record(s), first: {first}")]
+    #[error(
+        "{} undecodable __consumer_offsets record(s), first: {}",
+        .skipped.len(),
+        first_skip_reason(.skipped)
+    )]
     Corrupt {
-        /// How many records were skipped.
-        count: usize,
-        /// Why the first skipped record was rejected.
-        first: CodecError,
+        /// The records skipped, in order.
+        skipped: Vec<SkippedRecord>,
     },
 }
 

@@ -45,7 +45,7 @@ mod txn;
 pub use admin::GROUP_AUTHORIZED_OPERATIONS;
 pub use config::GroupConfig;
 pub use coordinator::GroupCoordinator;
-pub use error::{CodecError, GroupError, GroupLogError};
+pub use error::{CodecError, GroupError, GroupLogError, SkippedRecord};
 pub use log::{AppendFuture, GroupLog, GroupRecord, MemoryGroupLog, MemoryLogEntry, partition_for};
 pub use state::GroupState;
 

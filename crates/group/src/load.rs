@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 
 use crate::coordinator::State;
-use crate::error::{CodecError, GroupError};
+use crate::error::{CodecError, GroupError, SkippedRecord};
 use crate::group::Group;
 use crate::member::{Member, Protocol};
 use crate::now_ms;
@@ -29,12 +29,10 @@ pub(crate) fn load(
     producer_id: Option<i64>,
 ) -> Result<(), GroupError> {
     let mut touched: BTreeSet<String> = BTreeSet::new();
-    let mut failures = 0usize;
-    let mut first_failure: Option<CodecError> = None;
-    for (key, value) in records {
-        if let Err(e) = apply(state, &key, value.as_deref(), &mut touched, producer_id) {
-            failures += 1;
-            first_failure.get_or_insert(e);
+    let mut skipped = Vec::new();
+    for (index, (key, value)) in records.into_iter().enumerate() {
+        if let Err(error) = apply(state, &key, value.as_deref(), &mut touched, producer_id) {
+            skipped.push(SkippedRecord { index, error });
         }
     }
 
@@ -57,12 +55,10 @@ pub(crate) fn load(
         }
     }
 
-    match first_failure {
-        None => Ok(()),
-        Some(first) => Err(GroupError::Corrupt {
-            count: failures,
-            first,
-        }),
+    if skipped.is_empty() {
+        Ok(())
+    } else {
+        Err(GroupError::Corrupt { skipped })
     }
 }
 

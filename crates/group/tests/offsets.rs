@@ -327,7 +327,13 @@ async fn load_restores_offsets_groups_and_tombstones() {
     let (c3, _) = coordinator(0);
     let mut records = log.replay();
     records.insert(0, (bytes::Bytes::from_static(&[0, 1, 0]), None));
-    assert!(c3.load(records).is_err());
+    records.insert(2, (bytes::Bytes::from_static(&[0, 9]), None));
+    // The broker names each skipped record's partition and offset from its index.
+    let sluice_group::GroupError::Corrupt { skipped } = c3.load(records).unwrap_err();
+    assert_eq!(
+        skipped.iter().map(|s| s.index).collect::<Vec<_>>(),
+        vec![0, 2]
+    );
     assert_eq!(fetched(&fetch(&c3, "simple", None).await).len(), 1);
 }
 

@@ -59,6 +59,23 @@ pub enum CodecError {
     TooLarge(&'static str),
 }
 
+/// A record a coordinator skipped while loading its internal topic, so that the
+/// caller, which knows where each record came from, can say which one it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRecord {
+    /// The record's position among the records handed to the loader, from 0.
+    pub index: usize,
+    /// Why it could not be decoded.
+    pub error: CodecError,
+}
+
+/// Why the first of `skipped` was rejected, for one-line error messages.
+pub fn first_skip_reason(skipped: &[SkippedRecord]) -> String {
+    skipped
+        .first()
+        .map_or_else(|| "none".to_string(), |s| s.error.to_string())
+}
+
 /// How a length prefix is encoded in classic (non-flexible) versions.
 #[derive(Clone, Copy)]
 enum ClassicLen {

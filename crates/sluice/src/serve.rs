@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// socket.request.max.bytes [default: 104857600].
     #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES")]
     max_request_bytes: Option<usize>,
+    /// fetch.max.bytes: the most record bytes one Fetch response carries
+    /// [default: 57671680].
+    #[arg(long, env = "SLUICE_FETCH_MAX_BYTES")]
+    fetch_max_bytes: Option<i32>,
     /// group.initial.rebalance.delay.ms [default: 3000].
     #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     group_initial_rebalance_delay_ms: Option<u64>,
@@ -152,6 +156,7 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
         log_retention_check_interval_ms,
         message_max_bytes,
         max_request_bytes,
+        fetch_max_bytes,
         group_initial_rebalance_delay_ms,
         offsets_retention_minutes,
         offsets_topic_partitions,

@@ -11,17 +11,22 @@ use kafka_protocol::error::ResponseError;
 /// A record of `__transaction_state` could not be encoded or decoded (the
 /// error of the codec shared with `__consumer_offsets`).
 pub use sluice_protocol::schema_codec::CodecError;
+/// A record [`crate::TransactionCoordinator::load`] skipped.
+pub use sluice_protocol::schema_codec::SkippedRecord;
+use sluice_protocol::schema_codec::first_skip_reason;
 
 /// Errors of [`crate::TransactionCoordinator::load`].
 #[derive(Debug, thiserror::Error)]
 pub enum TxnError {
     /// Some records could not be decoded; all others were applied.
-    #[error("{count} undecodable __transaction_state record(s), first: {first}")]
+    #[error(
+        "{} undecodable __transaction_state record(s), first: {}",
+        .skipped.len(),
+        first_skip_reason(.skipped)
+    )]
     Corrupt {
-        /// How many records were skipped.
-        count: usize,
-        /// Why the first skipped record was rejected.
-        first: CodecError,
+        /// The records skipped, in order.
+        skipped: Vec<SkippedRecord>,
     },
 }
 

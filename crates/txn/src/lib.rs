@@ -34,7 +34,7 @@ mod verify;
 
 pub use config::TxnConfig;
 pub use coordinator::{PartitionCheck, TransactionCoordinator};
-pub use error::{CodecError, MarkerError, TxnError, TxnLogError};
+pub use error::{CodecError, MarkerError, SkippedRecord, TxnError, TxnLogError};
 pub use log::{
     AppendFuture, MarkerFuture, MarkerWriter, ProducerIdSource, TxnLog, TxnRecord, partition_for,
 };

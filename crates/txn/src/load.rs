@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::coordinator::{Inner, complete_state};
-use crate::error::{CodecError, TxnError};
+use crate::error::{SkippedRecord, TxnError};
 use crate::metadata::{Snapshot, TxnMetadata};
 use crate::records::{TxnLogKey, TxnLogValue};
 use crate::state::TxnState;
@@ -20,21 +20,19 @@ pub(crate) fn load(
     inner: &Arc<Inner>,
     records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
 ) -> Result<(), TxnError> {
-    let mut skipped = 0usize;
-    let mut first: Option<CodecError> = None;
+    let mut skipped = Vec::new();
     let mut to_complete = Vec::new();
     {
         let mut state = inner.state.lock();
-        for (key, value) in records {
+        for (index, (key, value)) in records.into_iter().enumerate() {
             let decoded = TxnLogKey::decode(&key).and_then(|k| match value {
                 None => Ok((k, None)),
                 Some(v) => TxnLogValue::decode(&v).map(|v| (k, Some(v))),
             });
             let (key, value) = match decoded {
                 Ok(kv) => kv,
-                Err(e) => {
-                    skipped += 1;
-                    first.get_or_insert(e);
+                Err(error) => {
+                    skipped.push(SkippedRecord { index, error });
                     continue;
                 }
             };
@@ -69,11 +67,9 @@ pub(crate) fn load(
     for tid in to_complete {
         inner.spawn_completion(tid);
     }
-    match first {
-        None => Ok(()),
-        Some(first) => Err(TxnError::Corrupt {
-            count: skipped,
-            first,
-        }),
+    if skipped.is_empty() {
+        Ok(())
+    } else {
+        Err(TxnError::Corrupt { skipped })
     }
 }

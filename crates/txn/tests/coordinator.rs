@@ -541,10 +541,17 @@ async fn load_completes_prepared_transactions() {
         None,
     ));
     records.push((bytes::Bytes::from_static(b"\x00"), None));
+    let bad_index = records.len() - 1;
     h.clear();
     let c = h.coordinator();
     let err = c.load(records).unwrap_err();
     assert!(err.to_string().contains("1 undecodable"), "{err}");
+    // The broker names the skipped record's partition and offset from its index.
+    let sluice_txn::TxnError::Corrupt { skipped } = err;
+    assert_eq!(
+        skipped.iter().map(|s| s.index).collect::<Vec<_>>(),
+        vec![bad_index]
+    );
     // The prepared commit is completed in the background.
     settle().await;
     assert_eq!(

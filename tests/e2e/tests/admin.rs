@@ -414,6 +414,13 @@ fn describe_and_alter_configs() {
         ConfigSource::Default,
         true,
     );
+    assert_entry(
+        &b,
+        "fetch.max.bytes",
+        "57671680",
+        ConfigSource::Default,
+        true,
+    );
 
     // Unknown topic: UNKNOWN_TOPIC_OR_PARTITION for that resource. (The rdkafka crate drops
     // per-resource DescribeConfigs errors, so ask over a raw connection.)

@@ -193,6 +193,12 @@ fn broker_configs(
             ConfigType::Int,
         ),
         (
+            "fetch.max.bytes",
+            c.fetch_max_bytes.to_string(),
+            d.fetch_max_bytes.to_string(),
+            ConfigType::Int,
+        ),
+        (
             "group.initial.rebalance.delay.ms",
             c.group_initial_rebalance_delay_ms.to_string(),
             d.group_initial_rebalance_delay_ms.to_string(),

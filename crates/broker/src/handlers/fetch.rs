@@ -2,17 +2,23 @@
 //!
 //! Sessions (KIP-227) are declined: every response carries session id 0, so
 //! clients keep sending full fetches, which are always answered completely.
+//! A response carries at most `fetch.max.bytes` of records whatever the
+//! request asks, and a partition listed twice is read once, as in Kafka.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, ResponseKind};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName};
 use sluice_protocol::kafka_protocol;
+use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
@@ -36,7 +42,10 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
         ));
     }
     let first = read_all(broker, &req, version);
-    let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
+    // As in Kafka, a client cannot wait for more than a response may carry.
+    let min_bytes = usize::try_from(req.min_bytes.max(0))
+        .unwrap_or(0)
+        .min(response_limit(req.max_bytes, broker.config.fetch_max_bytes));
     if req.max_wait_ms <= 0 || first.bytes >= min_bytes.max(1) || first.has_error {
         return Reply::Now(ResponseKind::Fetch(first.returned()));
     }
@@ -81,116 +90,164 @@ impl FetchAttempt {
     }
 }
 
+/// The most record bytes a response carries: the request's `max_bytes`,
+/// capped by the broker's `fetch.max.bytes` as Kafka does. Legacy v0-2
+/// requests, which have no `max_bytes`, arrive here with `i32::MAX`.
+pub(crate) fn response_limit(max_bytes: i32, fetch_max_bytes: i32) -> usize {
+    usize::try_from(max_bytes.min(fetch_max_bytes).max(0)).unwrap_or(0)
+}
+
+/// Where a partition of the request is and what the client asked of it.
+type Wanted<'a> = (&'a FetchTopic, &'a FetchPartition);
+
+/// The request's partitions, each once. Kafka reads a full fetch into a map
+/// keyed by topic-partition, so a partition listed again is answered once, in
+/// the place it was first listed, with the parameters of its last listing.
+fn distinct_partitions(req: &FetchRequest) -> Vec<Wanted<'_>> {
+    let mut position: HashMap<(Uuid, &TopicName, i32), usize> = HashMap::new();
+    let mut wanted: Vec<Wanted<'_>> = Vec::new();
+    for topic in &req.topics {
+        for p in &topic.partitions {
+            match position.entry((topic.topic_id, &topic.topic, p.partition)) {
+                Entry::Occupied(at) => {
+                    if let Some(slot) = wanted.get_mut(*at.get()) {
+                        *slot = (topic, p);
+                    }
+                }
+                Entry::Vacant(at) => {
+                    at.insert(wanted.len());
+                    wanted.push((topic, p));
+                }
+            }
+        }
+    }
+    wanted
+}
+
+/// Adds a partition's answer to the response, in the entry of the previous
+/// partition when both are of the same topic (as Kafka groups them).
+fn push_partition(
+    topics: &mut Vec<FetchableTopicResponse>,
+    topic: &FetchTopic,
+    data: PartitionData,
+    version: i16,
+) {
+    // v13+ names topics by id, earlier versions by name; only one may be set.
+    let same_topic = |last: &FetchableTopicResponse| {
+        if version >= 13 {
+            last.topic_id == topic.topic_id
+        } else {
+            last.topic == topic.topic
+        }
+    };
+    match topics.last_mut() {
+        Some(last) if same_topic(last) => last.partitions.push(data),
+        _ => {
+            let response = if version >= 13 {
+                FetchableTopicResponse::default().with_topic_id(topic.topic_id)
+            } else {
+                FetchableTopicResponse::default().with_topic(topic.topic.clone())
+            };
+            topics.push(response.with_partitions(vec![data]));
+        }
+    }
+}
+
 fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
     let image = broker.metadata.image();
-    let mut remaining = usize::try_from(req.max_bytes.max(0)).unwrap_or(0);
-    if version < 3 {
-        remaining = usize::MAX;
-    }
+    let mut remaining = response_limit(req.max_bytes, broker.config.fetch_max_bytes);
     let read_committed = req.isolation_level == 1;
     let mut total = 0usize;
     let mut has_error = false;
-    let mut topics = Vec::with_capacity(req.topics.len());
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut traffic = Vec::new();
-    for topic in &req.topics {
+    let unknown = if version >= 13 {
+        ResponseError::UnknownTopicId
+    } else {
+        ResponseError::UnknownTopicOrPartition
+    };
+    for (topic, p) in distinct_partitions(req) {
         let resolved = if version >= 13 {
             image.topic_by_id(&topic.topic_id)
         } else {
             image.topic(&topic.topic)
         };
-        let unknown = if version >= 13 {
-            ResponseError::UnknownTopicId
-        } else {
-            ResponseError::UnknownTopicOrPartition
+        let base = PartitionData::default()
+            .with_partition_index(p.partition)
+            .with_records(Some(Bytes::new()))
+            .with_aborted_transactions(read_committed.then(Vec::new));
+        let Some(partition) = resolved.and_then(|t| broker.logs.get(&t.name, p.partition)) else {
+            has_error = true;
+            let data = base.with_error_code(unknown.code()).with_high_watermark(-1);
+            push_partition(&mut topics, topic, data, version);
+            continue;
         };
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let base = PartitionData::default()
-                .with_partition_index(p.partition)
-                .with_records(Some(Bytes::new()))
-                .with_aborted_transactions(read_committed.then(Vec::new));
-            let Some(partition) = resolved.and_then(|t| broker.logs.get(&t.name, p.partition))
-            else {
-                has_error = true;
-                partitions.push(base.with_error_code(unknown.code()).with_high_watermark(-1));
-                continue;
-            };
-            if let Some(code) = leader_epoch_error(p.current_leader_epoch) {
-                has_error = true;
-                partitions.push(base.with_error_code(code.code()).with_high_watermark(-1));
-                continue;
-            }
-            let partition_max = usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0);
-            let limit = partition_max.min(remaining);
-            // KIP-74: only the first partition with data may exceed the limits,
-            // so later ones are not read once the response is full.
-            let result = if total > 0 && limit == 0 {
-                Ok(PartitionRead {
-                    records: Bytes::new(),
-                    offsets: partition.offsets(),
-                    aborted: Vec::new(),
-                })
-            } else {
-                partition.read(p.fetch_offset, limit.max(1), read_committed)
-            };
-            match result {
-                Ok(PartitionRead {
-                    mut records,
-                    offsets,
-                    mut aborted,
-                }) => {
-                    if total > 0 && records.len() > limit {
-                        records = Bytes::new();
-                        aborted.clear();
-                    }
-                    total += records.len();
-                    remaining = remaining.saturating_sub(records.len());
-                    if !records.is_empty() {
-                        traffic.push((partition.traffic.clone(), records.clone()));
-                    }
-                    let aborted = read_committed.then(|| {
-                        aborted
-                            .into_iter()
-                            .map(|(producer_id, first_offset)| {
-                                AbortedTransaction::default()
-                                    .with_producer_id(ProducerId(producer_id))
-                                    .with_first_offset(first_offset)
-                            })
-                            .collect()
-                    });
-                    partitions.push(
-                        base.with_high_watermark(offsets.high_watermark())
-                            .with_last_stable_offset(offsets.last_stable_offset)
-                            .with_log_start_offset(log_start_if_supported(
-                                offsets.log_start_offset,
-                                version,
-                            ))
-                            .with_aborted_transactions(aborted)
-                            .with_records(Some(records)),
-                    );
-                }
-                Err(e) => {
-                    has_error = true;
-                    let offsets = partition.offsets();
-                    partitions.push(
-                        base.with_error_code(storage_error_code(&e).code())
-                            .with_high_watermark(offsets.high_watermark())
-                            .with_last_stable_offset(offsets.last_stable_offset)
-                            .with_log_start_offset(log_start_if_supported(
-                                offsets.log_start_offset,
-                                version,
-                            )),
-                    );
-                }
-            }
+        if let Some(code) = leader_epoch_error(p.current_leader_epoch) {
+            has_error = true;
+            let data = base.with_error_code(code.code()).with_high_watermark(-1);
+            push_partition(&mut topics, topic, data, version);
+            continue;
         }
-        // v13+ names topics by id, earlier versions by name; only one may be set.
-        let response = if version >= 13 {
-            FetchableTopicResponse::default().with_topic_id(topic.topic_id)
+        let partition_max = usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0);
+        let limit = partition_max.min(remaining);
+        // KIP-74: only the first partition with data may exceed the limits,
+        // so later ones are not read once the response is full.
+        let result = if total > 0 && limit == 0 {
+            Ok(PartitionRead {
+                records: Bytes::new(),
+                offsets: partition.offsets(),
+                aborted: Vec::new(),
+            })
         } else {
-            FetchableTopicResponse::default().with_topic(topic.topic.clone())
+            partition.read(p.fetch_offset, limit.max(1), read_committed)
         };
-        topics.push(response.with_partitions(partitions));
+        let data = match result {
+            Ok(PartitionRead {
+                mut records,
+                offsets,
+                mut aborted,
+            }) => {
+                if total > 0 && records.len() > limit {
+                    records = Bytes::new();
+                    aborted.clear();
+                }
+                total += records.len();
+                remaining = remaining.saturating_sub(records.len());
+                if !records.is_empty() {
+                    traffic.push((partition.traffic.clone(), records.clone()));
+                }
+                let aborted = read_committed.then(|| {
+                    aborted
+                        .into_iter()
+                        .map(|(producer_id, first_offset)| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(producer_id))
+                                .with_first_offset(first_offset)
+                        })
+                        .collect()
+                });
+                base.with_high_watermark(offsets.high_watermark())
+                    .with_last_stable_offset(offsets.last_stable_offset)
+                    .with_log_start_offset(log_start_if_supported(
+                        offsets.log_start_offset,
+                        version,
+                    ))
+                    .with_aborted_transactions(aborted)
+                    .with_records(Some(records))
+            }
+            Err(e) => {
+                has_error = true;
+                let offsets = partition.offsets();
+                base.with_error_code(storage_error_code(&e).code())
+                    .with_high_watermark(offsets.high_watermark())
+                    .with_last_stable_offset(offsets.last_stable_offset)
+                    .with_log_start_offset(log_start_if_supported(
+                        offsets.log_start_offset,
+                        version,
+                    ))
+            }
+        };
+        push_partition(&mut topics, topic, data, version);
     }
     FetchAttempt {
         response: FetchResponse::default()

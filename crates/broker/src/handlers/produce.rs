@@ -21,6 +21,7 @@ use crate::errors::storage_error_code;
 use crate::handlers::record_checks::RecordChecks;
 use crate::partition::Partition;
 use crate::router::Reply;
+use crate::topic_admin::is_internal_topic;
 
 /// Leader epoch stamped into batches: one node never changes leader.
 pub const LEADER_EPOCH: i32 = 0;
@@ -83,6 +84,11 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
         for data in topic.partition_data {
             let result = match resolved.and_then(|t| broker.logs.get(&t.name, data.index)) {
                 None => Err(Refusal::new(unknown, None)),
+                // Only the coordinators write their topics (Kafka: "Cannot append to
+                // internal topic", sent without a message).
+                Some(partition) if is_internal_topic(&partition.topic) => {
+                    Err(Refusal::new(ResponseError::InvalidTopicException, None))
+                }
                 Some(partition) => {
                     append(broker, &partition, data.records).map(|info| (partition, info))
                 }

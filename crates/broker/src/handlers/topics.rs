@@ -134,7 +134,9 @@ fn new_topic(
         partitions,
         replication_factor,
         configs,
-        internal: false,
+        // Kafka lets a user create `__consumer_offsets` before first use; the
+        // coordinator then uses it, and it is internal like one it created.
+        internal: topic_admin::is_internal_topic(&t.name),
     })
 }
 

@@ -14,7 +14,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, Fetc
 use kafka_protocol::messages::fetch_response::FetchResponse;
 
 use super::LegacyError;
-use super::message_set::{MAGIC_V0, MAGIC_V1, MAX_DECOMPRESSED_BYTES, from_v2_bytes};
+use super::message_set::{MAGIC_V0, MAGIC_V1, MAX_DECOMPRESSED_BYTES, SetLimit, from_v2_bytes};
 use super::wire;
 
 /// What Kafka uses as the response size limit for versions without `max_bytes`.
@@ -74,16 +74,26 @@ pub(crate) fn decode_request(version: i16, body: &mut Bytes) -> Result<FetchRequ
 /// start before the fetch offset). [`super::encode_response_body`] passes `None`
 /// everywhere. A partition whose batches cannot be decoded answers CORRUPT_MESSAGE with an
 /// empty message set.
+///
+/// Converted messages can be larger than the stored records, so the sets are bounded
+/// again: `max_bytes` for all of them together (the response's byte limit), and for each
+/// partition the size of its stored records, as Kafka bounds a down-converted partition
+/// by its original size. Each partition still gets its first message if the response has
+/// room for it; the first partition with data gets it regardless (KIP-74), so a client
+/// always makes progress. Sets end at whole messages.
 pub fn encode_fetch_response(
     version: i16,
     response: &FetchResponse,
     first_offset: &dyn Fn(&str, i32) -> Option<i64>,
+    max_bytes: usize,
 ) -> Result<Bytes, LegacyError> {
     let magic = if version >= 2 { MAGIC_V1 } else { MAGIC_V0 };
     let mut out = BytesMut::new();
     if version >= 1 {
         out.put_i32(response.throttle_time_ms);
     }
+    let mut left = max_bytes;
+    let mut carried = false;
     wire::put_array_len(&mut out, response.responses.len())?;
     for topic in &response.responses {
         wire::put_string(&mut out, &topic.topic.0)?;
@@ -92,13 +102,19 @@ pub fn encode_fetch_response(
             let from = first_offset(&topic.topic.0, p.partition_index).unwrap_or(i64::MIN);
             let (error_code, set) = match &p.records {
                 Some(records) if !records.is_empty() => {
-                    match from_v2_bytes(records, magic, from, MAX_DECOMPRESSED_BYTES) {
+                    let limit = SetLimit {
+                        max_bytes: records.len().min(left),
+                        first_message_max_bytes: if carried { left } else { usize::MAX },
+                    };
+                    match from_v2_bytes(records, magic, from, MAX_DECOMPRESSED_BYTES, limit) {
                         Ok(set) => (p.error_code, set),
                         Err(_) => (CORRUPT_MESSAGE, Bytes::new()),
                     }
                 }
                 _ => (p.error_code, Bytes::new()),
             };
+            left = left.saturating_sub(set.len());
+            carried |= !set.is_empty();
             out.put_i32(p.partition_index);
             out.put_i16(error_code);
             out.put_i64(p.high_watermark);

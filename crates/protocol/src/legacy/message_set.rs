@@ -247,20 +247,72 @@ pub fn from_v2_batches(
         magic,
         first_offset,
         max_decompressed_bytes,
+        SetLimit::UNBOUNDED,
     )
 }
 
-/// [`from_v2_batches`] without copying the input.
+/// How large a down-converted message set may grow. Messages are never cut: the set
+/// ends before the first message that does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetLimit {
+    /// The bytes the whole set may take.
+    pub max_bytes: usize,
+    /// The bytes the set's first message may take on its own, when more than
+    /// `max_bytes`: a client must receive at least one message to make progress.
+    pub first_message_max_bytes: usize,
+}
+
+impl SetLimit {
+    /// No limit.
+    pub const UNBOUNDED: SetLimit = SetLimit {
+        max_bytes: usize::MAX,
+        first_message_max_bytes: usize::MAX,
+    };
+}
+
+/// The room left in a message set being written.
+struct Room {
+    limit: SetLimit,
+    used: usize,
+}
+
+impl Room {
+    /// Takes room for a message of `size` bytes, if it fits.
+    fn take(&mut self, size: usize) -> bool {
+        let bound = if self.used == 0 {
+            self.limit.max_bytes.max(self.limit.first_message_max_bytes)
+        } else {
+            self.limit.max_bytes
+        };
+        let after = self.used.saturating_add(size);
+        if after > bound {
+            return false;
+        }
+        self.used = after;
+        true
+    }
+}
+
+/// Whether a batch was converted whole or the set filled up inside it.
+enum Converted {
+    Whole,
+    Full,
+}
+
+/// [`from_v2_batches`] without copying the input, writing at most what `limit` allows;
+/// nothing beyond that is decoded or built, except the records of one batch.
 pub fn from_v2_bytes(
     batches: &Bytes,
     magic: i8,
     first_offset: i64,
     max_decompressed_bytes: usize,
+    limit: SetLimit,
 ) -> Result<Bytes, LegacyError> {
     if magic != MAGIC_V0 && magic != MAGIC_V1 {
         return Err(LegacyError::Corrupt("target magic is neither 0 nor 1"));
     }
     let mut out = BytesMut::new();
+    let mut room = Room { limit, used: 0 };
     for item in split_batches(batches) {
         let Ok((header, range)) = item else {
             break; // partial trailing batch
@@ -269,35 +321,49 @@ pub fn from_v2_bytes(
             continue;
         }
         let batch = batches.slice(range);
-        let mut converted = BytesMut::new();
-        match convert_batch(
-            &batch,
+        let mark = out.len();
+        let target = Target {
             magic,
             first_offset,
             max_decompressed_bytes,
-            &mut converted,
-        ) {
-            Ok(()) => out.extend_from_slice(&converted),
-            Err(e) if out.is_empty() => return Err(e),
-            Err(_) => break,
+        };
+        match convert_batch(&batch, target, &mut room, &mut out) {
+            Ok(Converted::Whole) => {}
+            Ok(Converted::Full) => break,
+            Err(e) => {
+                out.truncate(mark);
+                if out.is_empty() {
+                    return Err(e);
+                }
+                break;
+            }
         }
     }
     Ok(out.freeze())
 }
 
-fn convert_batch(
-    batch: &Bytes,
+/// What a batch is converted to.
+#[derive(Clone, Copy)]
+struct Target {
     magic: i8,
     first_offset: i64,
     max_decompressed_bytes: usize,
+}
+
+/// Appends the messages of one v2 batch to `out`, as many as `room` allows.
+fn convert_batch(
+    batch: &Bytes,
+    target: Target,
+    room: &mut Room,
     out: &mut BytesMut,
-) -> Result<(), LegacyError> {
-    let iter = decode_records(batch, max_decompressed_bytes)?;
-    let header = *iter.header();
-    let records = iter.collect::<Result<Vec<_>, _>>()?;
-    let Some(last) = records.last() else {
-        return Ok(()); // emptied by compaction
-    };
+) -> Result<Converted, LegacyError> {
+    let Target {
+        magic,
+        first_offset,
+        max_decompressed_bytes,
+    } = target;
+    let records = decode_records(batch, max_decompressed_bytes)?;
+    let header = *records.header();
     let ts_bit = if magic == MAGIC_V1 && header.timestamp_type() == TimestampType::LogAppendTime {
         LOG_APPEND_TIME_BIT
     } else {
@@ -308,18 +374,19 @@ fn convert_batch(
         (codec, _) => codec,
     };
     if codec == Compression::None {
-        for r in records.iter().filter(|r| r.offset >= first_offset) {
-            write_message(
-                out,
-                magic,
-                r.offset,
-                ts_bit,
-                r.timestamp,
-                r.key.as_deref(),
-                r.value.as_deref(),
-            )?;
+        // One message per record, decoded one at a time: the set may fill up early.
+        for r in records {
+            let r = r?;
+            if r.offset < first_offset {
+                continue;
+            }
+            let (key, value) = (r.key.as_deref(), r.value.as_deref());
+            if !room.take(message_len(magic, key, value)) {
+                return Ok(Converted::Full);
+            }
+            write_message(out, magic, r.offset, ts_bit, r.timestamp, key, value)?;
         }
-        return Ok(());
+        return Ok(Converted::Whole);
     }
     let base = if magic == MAGIC_V1 {
         header.base_offset
@@ -327,7 +394,10 @@ fn convert_batch(
         0
     };
     let mut inner = BytesMut::new();
-    for r in &records {
+    let mut last_offset = None;
+    let mut max_timestamp = None;
+    for r in records {
+        let r = r?;
         write_message(
             &mut inner,
             magic,
@@ -337,27 +407,50 @@ fn convert_batch(
             r.key.as_deref(),
             r.value.as_deref(),
         )?;
+        last_offset = Some(r.offset);
+        max_timestamp = max_timestamp.max(Some(r.timestamp));
     }
+    let Some(last_offset) = last_offset else {
+        return Ok(Converted::Whole); // emptied by compaction
+    };
     let compressed = compress(codec, &inner)?;
+    drop(inner);
     let wrapper_ts = match header.timestamp_type() {
         TimestampType::LogAppendTime => header.max_timestamp,
-        TimestampType::CreateTime => records
-            .iter()
-            .map(|r| r.timestamp)
-            .max()
-            .unwrap_or(NO_TIMESTAMP),
+        TimestampType::CreateTime => max_timestamp.unwrap_or(NO_TIMESTAMP),
     };
+    if !room.take(message_len(magic, None, Some(&compressed))) {
+        return Ok(Converted::Full);
+    }
     // Codec ids 1-3 fit the 3 attribute bits.
     let attributes = (codec.id() as i8) | ts_bit;
     write_message(
         out,
         magic,
-        last.offset,
+        last_offset,
         attributes,
         wrapper_ts,
         None,
         Some(&compressed),
-    )
+    )?;
+    Ok(Converted::Whole)
+}
+
+/// The bytes a message of format `magic` takes in a set, offset and size included.
+pub fn message_len(magic: i8, key: Option<&[u8]>, value: Option<&[u8]>) -> usize {
+    LOG_OVERHEAD.saturating_add(message_size(magic, key, value))
+}
+
+/// The message's `messageSize`: everything after the offset and the size field.
+fn message_size(magic: i8, key: Option<&[u8]>, value: Option<&[u8]>) -> usize {
+    let fixed = if magic == MAGIC_V1 {
+        MIN_MESSAGE_V1
+    } else {
+        MIN_MESSAGE_V0
+    };
+    fixed
+        .saturating_add(key.map_or(0, <[u8]>::len))
+        .saturating_add(value.map_or(0, <[u8]>::len))
 }
 
 /// Appends one message of format `magic` (the timestamp is ignored for v0).
@@ -370,14 +463,7 @@ pub fn write_message(
     key: Option<&[u8]>,
     value: Option<&[u8]>,
 ) -> Result<(), LegacyError> {
-    let fixed = if magic == MAGIC_V1 {
-        MIN_MESSAGE_V1
-    } else {
-        MIN_MESSAGE_V0
-    };
-    let size = fixed
-        .saturating_add(key.map_or(0, <[u8]>::len))
-        .saturating_add(value.map_or(0, <[u8]>::len));
+    let size = message_size(magic, key, value);
     out.reserve(LOG_OVERHEAD.saturating_add(size));
     out.put_i64(offset);
     out.put_i32(wire::len_i32(size, "message")?);

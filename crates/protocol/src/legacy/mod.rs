@@ -173,7 +173,9 @@ pub fn encode_response_body(
     let mismatch = LegacyError::ResponseMismatch { api };
     match (api, response) {
         (ApiKey::Produce, ResponseKind::Produce(r)) => produce::encode_response(version, r),
-        (ApiKey::Fetch, ResponseKind::Fetch(r)) => encode_fetch_response(version, r, &|_, _| None),
+        (ApiKey::Fetch, ResponseKind::Fetch(r)) => {
+            encode_fetch_response(version, r, &|_, _| None, usize::MAX)
+        }
         (ApiKey::ListOffsets, ResponseKind::ListOffsets(r)) => {
             offsets::encode_list_offsets_response(r)
         }

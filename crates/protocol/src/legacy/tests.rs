@@ -455,6 +455,101 @@ fn control_batches_and_partial_tails_are_dropped() {
     assert_eq!(out, Bytes::from(msg(1, 2, 0, 3, None, Some(b"b"))));
 }
 
+/// A zstd batch of `count` records of 1000 zero bytes from `base`: a few KB
+/// stored, about 34 bytes more per record once down-converted (zstd has no v0/v1 form).
+fn expanding_batch(base: i64, count: usize) -> Bytes {
+    let value = [0u8; 1000];
+    let mut builder = RecordBatchBuilder::new().base_offset(base);
+    for _ in 0..count {
+        builder.push(7, None, Some(&value), &[]);
+    }
+    Bytes::from(builder.build_compressed(Compression::Zstd).unwrap())
+}
+
+/// v1 size of one message of [`expanding_batch`]: offset, size, fixed fields, value.
+const EXPANDED_MESSAGE: usize = 12 + 22 + 1000;
+
+#[test]
+fn down_conversion_keeps_to_its_limit() {
+    let batch = expanding_batch(10, 1000);
+    assert!(
+        batch.len() < 10 * EXPANDED_MESSAGE,
+        "stored {} bytes",
+        batch.len()
+    );
+    let convert = |max_bytes, first_message_max_bytes| {
+        let limit = message_set::SetLimit {
+            max_bytes,
+            first_message_max_bytes,
+        };
+        message_set::from_v2_bytes(&batch, 1, i64::MIN, MAX_DECOMPRESSED_BYTES, limit).unwrap()
+    };
+    let offsets = |set: &Bytes| -> Vec<i64> {
+        if set.is_empty() {
+            return Vec::new();
+        }
+        let parsed = message_set::parse(set, MAX_DECOMPRESSED_BYTES).unwrap();
+        parsed.messages.iter().map(|m| m.offset).collect()
+    };
+    // Whole messages up to the limit, in order from the batch's first record.
+    let set = convert(10 * EXPANDED_MESSAGE + 5, 0);
+    assert_eq!(set.len(), 10 * EXPANDED_MESSAGE);
+    assert_eq!(offsets(&set), (10..20).collect::<Vec<_>>());
+    // A first message larger than the limit comes alone, if it may.
+    let set = convert(100, usize::MAX);
+    assert_eq!(offsets(&set), vec![10]);
+    let set = convert(100, EXPANDED_MESSAGE);
+    assert_eq!(offsets(&set), vec![10]);
+    assert!(convert(100, EXPANDED_MESSAGE - 1).is_empty());
+    // Unbounded, the whole batch.
+    assert_eq!(
+        convert(usize::MAX, usize::MAX).len(),
+        1000 * EXPANDED_MESSAGE
+    );
+}
+
+#[test]
+fn down_converted_fetch_responses_keep_to_the_response_limit() {
+    use kafka_protocol::messages::fetch_response::*;
+    let partition = |index| {
+        PartitionData::default()
+            .with_partition_index(index)
+            .with_high_watermark(1000)
+            .with_records(Some(expanding_batch(0, 1000)))
+    };
+    let resp = FetchResponse::default().with_responses(vec![
+        FetchableTopicResponse::default()
+            .with_topic(name("t"))
+            .with_partitions(vec![partition(0), partition(1)]),
+    ]);
+    let sets = |max_bytes| -> Vec<usize> {
+        let body = encode_fetch_response(2, &resp, &|_, _| None, max_bytes).unwrap();
+        // throttle, topic count, "t", partition count, then per partition
+        // index, error, high watermark, set length, set.
+        let mut at = 4 + 4 + 2 + 1 + 4;
+        let mut lens = Vec::new();
+        for _ in 0..2 {
+            at += 4 + 2 + 8;
+            let len = i32::from_be_bytes(body[at..at + 4].try_into().unwrap());
+            lens.push(usize::try_from(len).unwrap());
+            at += 4 + lens.last().unwrap();
+        }
+        assert_eq!(at, body.len());
+        lens
+    };
+    // Each partition is bounded by its stored size (a few KB), not by the megabyte
+    // its records take once converted.
+    let stored = expanding_batch(0, 1000).len();
+    let fit = stored / EXPANDED_MESSAGE * EXPANDED_MESSAGE;
+    assert!(fit >= EXPANDED_MESSAGE, "stored {stored} bytes");
+    assert_eq!(sets(1 << 20), vec![fit, fit]);
+    // Later partitions only get what the response limit leaves; the first
+    // partition with data always gets a message.
+    assert_eq!(sets(fit + EXPANDED_MESSAGE), vec![fit, EXPANDED_MESSAGE]);
+    assert_eq!(sets(fit + EXPANDED_MESSAGE - 1), vec![fit, 0]);
+    assert_eq!(sets(0), vec![EXPANDED_MESSAGE, 0]);
+}
+
 // ---------------------------------------------------------------- requests
 
 #[test]
