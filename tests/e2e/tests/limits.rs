@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, MetadataRequest, TopicName,
+    ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, MetadataRequest,
+    ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer};
-use sluice_e2e::raw::RawConn;
+use sluice_e2e::raw::{BatchBuilder, RawConn};
 use sluice_e2e::{Broker, assert_serving, consume_all, producer, wait_high_watermarks};
 
 const POLICY_VIOLATION: i16 = 44;
@@ -362,4 +364,51 @@ fn idle_connections_are_closed_and_busy_ones_kept() {
     }
     idle.expect_closed("a connection idle past connections.max.idle.ms");
     api_versions_answered(&mut busy, corr + 1);
+}
+
+/// A produce that fails in storage reaches the client as KAFKA_STORAGE_ERROR and the
+/// broker's log as an ERROR naming the file and the OS error. Under a small open-files
+/// limit the idle partitions' segment files are closed; one whose file has been replaced
+/// by a directory then fails to reopen (EISDIR), as a vanished disk or EMFILE would.
+#[test]
+fn storage_errors_on_produce_are_logged_with_file_and_errno() {
+    let broker = Broker::start_with_open_files_limit(300, &[]);
+    let mut c = RawConn::connect(broker.addr());
+    assert_eq!(
+        create_topics(&mut c, 1, vec![creatable("spread", 200)])[0].1,
+        0
+    );
+    let segment = broker
+        .data_dir()
+        .join("spread-7")
+        .join("00000000000000000000.log");
+    std::fs::remove_file(&segment).unwrap();
+    std::fs::create_dir(&segment).unwrap();
+    let batch = BatchBuilder::new(1_700_000_000_000)
+        .record(Some(b"k"), Some(b"v"))
+        .build();
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name("spread"))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(7)
+                        .with_records(Some(batch)),
+                ]),
+        ]);
+    let resp = c.roundtrip(8, 2, &req);
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, KAFKA_STORAGE_ERROR);
+    let log = broker.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("KAFKA_STORAGE_ERROR"))
+        .unwrap_or_else(|| panic!("no ERROR line for the storage error:\n{log}"));
+    assert!(
+        line.contains("spread-7/00000000000000000000.log") && line.contains("os error 21"),
+        "{line}"
+    );
 }
