@@ -26,6 +26,7 @@ use sluice_protocol::frame::FrameDecoder;
 use sluice_protocol::frame::frame_size_prefix;
 use sluice_protocol::kafka_protocol;
 use sluice_protocol::legacy;
+use sluice_protocol::model::TopicPartition;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -70,7 +71,7 @@ struct Outgoing {
 struct LegacyReply {
     /// Fetch offset per (topic, partition), so down-converted message sets
     /// start at the requested offset, as Kafka's do.
-    fetch_offsets: HashMap<(String, i32), i64>,
+    fetch_offsets: HashMap<TopicPartition, i64>,
     /// The byte limit of a Fetch response, which down-converted message sets
     /// (larger than the stored records) must keep to as well.
     fetch_max_bytes: usize,
@@ -240,9 +241,12 @@ async fn handle_frame(frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>, out:
                 .topics
                 .iter()
                 .flat_map(|t| {
-                    t.partitions
-                        .iter()
-                        .map(move |p| ((t.topic.to_string(), p.partition), p.fetch_offset))
+                    t.partitions.iter().map(move |p| {
+                        (
+                            TopicPartition::new(t.topic.to_string(), p.partition),
+                            p.fetch_offset,
+                        )
+                    })
                 })
                 .collect(),
             _ => HashMap::new(),
@@ -456,7 +460,7 @@ fn encode(
                 let fetch_offset = |topic: &str, partition| {
                     reply
                         .fetch_offsets
-                        .get(&(topic.to_string(), partition))
+                        .get(&TopicPartition::new(topic, partition))
                         .copied()
                 };
                 legacy::encode_fetch_response(version, fetch, &fetch_offset, reply.fetch_max_bytes)

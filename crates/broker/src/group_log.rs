@@ -10,8 +10,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
-use sluice_group::{GroupCoordinator, GroupError, GroupLog, GroupLogError, partition_for};
+use sluice_group::{GroupCoordinator, GroupError, GroupLog, GroupLogError};
 use sluice_protocol::batch::{RecordBatchBuilder, marker_key_is_commit};
+use sluice_protocol::model::coordinator_partition_for;
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
@@ -55,7 +56,7 @@ impl OffsetsTopicLog {
             .ok_or_else(|| GroupLogError::Unavailable("broker is shutting down".into()))?;
         let topic =
             ensure_consumer_offsets(&broker).map_err(|e| GroupLogError::Unavailable(e.message))?;
-        let index = partition_for(group_id, topic.partitions);
+        let index = coordinator_partition_for(group_id, topic.partitions);
         let partition = broker
             .logs
             .get(CONSUMER_OFFSETS_TOPIC, index)

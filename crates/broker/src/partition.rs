@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use sluice_protocol::model::ProducerIdAndEpoch;
 use sluice_storage::{AppendInfo, PartitionLog, StorageError};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -237,23 +238,19 @@ impl Partition {
         self.state.read().log.max_timestamp()
     }
 
-    /// Idempotent and transactional producers with state in this partition:
-    /// (producer id, epoch, last sequence, last timestamp, open transaction's first offset).
-    pub fn producers(&self) -> Vec<(i64, i16, i32, i64, Option<i64>)> {
+    /// Idempotent and transactional producers with state in this partition
+    /// (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerSnapshot> {
         let state = self.state.read();
         state
             .log
             .producer_state()
             .iter()
-            .map(|(id, e)| {
-                let last_seq = e.batches.back().map_or(-1, |b| b.last_seq);
-                (
-                    id,
-                    e.epoch,
-                    last_seq,
-                    e.last_timestamp,
-                    e.ongoing_txn_first_offset,
-                )
+            .map(|(id, e)| ProducerSnapshot {
+                producer: ProducerIdAndEpoch::new(id, e.epoch),
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+                ongoing_txn_first_offset: e.ongoing_txn_first_offset,
             })
             .collect()
     }
@@ -299,6 +296,19 @@ fn last_offset_in(records: &[u8]) -> Option<i64> {
         .filter_map(Result::ok)
         .last()
         .map(|(h, _)| h.last_offset())
+}
+
+/// One producer's state in a partition, as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSnapshot {
+    /// The producer and its current epoch.
+    pub producer: ProducerIdAndEpoch,
+    /// Sequence of the last record written, -1 when none.
+    pub last_sequence: i32,
+    /// Timestamp of its last batch.
+    pub last_timestamp: i64,
+    /// First offset of its open transaction, if one is open.
+    pub ongoing_txn_first_offset: Option<i64>,
 }
 
 /// What a fetch of one partition returns.

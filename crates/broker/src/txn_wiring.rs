@@ -42,7 +42,8 @@ impl TransactionStateLog {
             .ok_or_else(|| unavailable("broker is shutting down".into()))?;
         let topic = ensure_internal_topic(&broker, TRANSACTION_STATE_TOPIC)
             .map_err(|e| unavailable(e.message))?;
-        let index = sluice_group::partition_for(transactional_id, topic.partitions);
+        let index =
+            sluice_protocol::model::coordinator_partition_for(transactional_id, topic.partitions);
         let partition = broker
             .logs
             .get(TRANSACTION_STATE_TOPIC, index)

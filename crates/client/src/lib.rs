@@ -40,6 +40,7 @@ pub use membership::{
     assign_round_robin,
 };
 pub use sluice_protocol::batch::Compression;
+pub use sluice_protocol::model::TopicPartition;
 pub use sluice_protocol::records::Record;
 
 /// How often a topic being auto-created is looked up before giving up (100 ms apart).
@@ -102,7 +103,7 @@ pub struct Client {
     nodes: HashMap<i32, String>,
     conns: HashMap<i32, Connection>,
     /// (topic, partition) → leader node id, from the last metadata that listed the topic.
-    leaders: HashMap<(String, i32), i32>,
+    leaders: HashMap<TopicPartition, i32>,
 }
 
 impl Client {
@@ -249,7 +250,8 @@ impl Client {
             partitions.sort_by_key(|p| p.partition);
             for p in &partitions {
                 if p.leader >= 0 {
-                    self.leaders.insert((name.clone(), p.partition), p.leader);
+                    self.leaders
+                        .insert(TopicPartition::new(name.clone(), p.partition), p.leader);
                 }
             }
             out_topics.push(TopicMetadata {
@@ -293,7 +295,7 @@ impl Client {
 
     /// The leader of a partition, from cached metadata (refreshed when unknown).
     pub(crate) async fn leader(&mut self, topic: &str, partition: i32) -> Result<i32> {
-        let key = (topic.to_string(), partition);
+        let key = TopicPartition::new(topic, partition);
         if let Some(&leader) = self.leaders.get(&key) {
             return Ok(leader);
         }
@@ -315,7 +317,7 @@ impl Client {
 
     /// Forgets cached leaders of `topic` (after NOT_LEADER_OR_FOLLOWER and friends).
     pub(crate) fn forget_leaders(&mut self, topic: &str) {
-        self.leaders.retain(|(t, _), _| t != topic);
+        self.leaders.retain(|tp, _| tp.topic != topic);
     }
 
     /// Groups partitions by their leader.

@@ -34,7 +34,9 @@ use crate::error::GroupError;
 use crate::fetch::FetchedPartition;
 use crate::group::Group;
 use crate::join::{JoinParams, join_error};
-use crate::log::{GroupLog, partition_for};
+use sluice_protocol::model::coordinator_partition_for;
+
+use crate::log::GroupLog;
 use crate::member::protocols_from_request;
 use crate::reply::Reply;
 use crate::scheduler::Scheduler;
@@ -125,7 +127,7 @@ impl GroupCoordinator {
             &mut self.inner.state.lock(),
             producer_id,
             commit,
-            |group_id| partition_for(group_id, partitions) == partition,
+            |group_id| coordinator_partition_for(group_id, partitions) == partition,
         );
     }
 

@@ -46,7 +46,7 @@ pub use admin::GROUP_AUTHORIZED_OPERATIONS;
 pub use config::GroupConfig;
 pub use coordinator::GroupCoordinator;
 pub use error::{CodecError, GroupError, GroupLogError, SkippedRecord};
-pub use log::{AppendFuture, GroupLog, GroupRecord, MemoryGroupLog, MemoryLogEntry, partition_for};
+pub use log::{AppendFuture, GroupLog, GroupRecord, MemoryGroupLog, MemoryLogEntry};
 pub use state::GroupState;
 
 /// Wall-clock milliseconds since the Unix epoch (commit timestamps, state

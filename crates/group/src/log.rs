@@ -22,7 +22,8 @@ pub type AppendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), GroupLogError
 
 /// Where the coordinator writes its records.
 ///
-/// All records of one group go to one partition (see [`partition_for`]), and
+/// All records of one group go to one partition (see
+/// [`sluice_protocol::model::coordinator_partition_for`]), and
 /// the coordinator calls `append` for one group at a time, in the order the
 /// changes happened, so the log order is the order of the in-memory changes.
 pub trait GroupLog: Send + Sync {
@@ -44,22 +45,6 @@ pub trait GroupLog: Send + Sync {
         producer_epoch: i16,
         records: Vec<GroupRecord>,
     ) -> AppendFuture<'_>;
-}
-
-/// The `__consumer_offsets` partition of a group: Kafka's
-/// `Utils.abs(groupId.hashCode()) % partitions`, with Java's `String.hashCode`
-/// (31-based over UTF-16 code units, wrapping), so that a group lands on the
-/// same partition number as it would on a Kafka cluster.
-pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
-    if partitions <= 0 {
-        return 0;
-    }
-    let hash = group_id.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    });
-    // Kafka's Utils.abs maps Integer.MIN_VALUE to 0 instead of overflowing.
-    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
-    positive % partitions
 }
 
 /// A [`GroupLog`] kept in memory: for tests, and for running without storage.
@@ -225,25 +210,5 @@ impl GroupLog for MemoryGroupLog {
         records: Vec<GroupRecord>,
     ) -> AppendFuture<'_> {
         self.push(group_id, Some((producer_id, producer_epoch)), records)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partition_matches_java_string_hash_code() {
-        // "abc".hashCode() == 96354 in Java.
-        assert_eq!(partition_for("abc", 50), 96354 % 50);
-        assert_eq!(partition_for("", 50), 0);
-        // "polygenelubricants".hashCode() == Integer.MIN_VALUE in Java.
-        assert_eq!(partition_for("polygenelubricants", 50), 0);
-        // A name with a negative hash is folded to the hash's absolute value.
-        let h = "my-group"
-            .encode_utf16()
-            .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(i32::from(u)));
-        assert_eq!(partition_for("my-group", 50), h.abs() % 50);
-        assert_eq!(partition_for("x", 0), 0);
     }
 }

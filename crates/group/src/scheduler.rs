@@ -233,7 +233,8 @@ impl Scheduler {
 }
 
 fn stripe_of(group_id: &str) -> usize {
-    let partition = crate::log::partition_for(group_id, WRITE_STRIPES as i32);
+    let partition =
+        sluice_protocol::model::coordinator_partition_for(group_id, WRITE_STRIPES as i32);
     usize::try_from(partition).unwrap_or(0)
 }
 

@@ -22,9 +22,8 @@ use kafka_protocol::messages::{
     TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::Encodable;
-use sluice_group::{
-    GroupConfig, GroupCoordinator, GroupLogError, MemoryGroupLog, MemoryLogEntry, partition_for,
-};
+use sluice_group::{GroupConfig, GroupCoordinator, GroupLogError, MemoryGroupLog, MemoryLogEntry};
+use sluice_protocol::model::coordinator_partition_for;
 
 const PID: i64 = 4000;
 const EPOCH: i16 = 3;
@@ -75,8 +74,13 @@ async fn txn_commit(c: &GroupCoordinator, req: TxnOffsetCommitRequest) -> Vec<i1
 /// The broker's side of EndTxn: marker in the log, then the coordinator.
 async fn end_txn(c: &GroupCoordinator, log: &MemoryGroupLog, group: &str, pid: i64, commit: bool) {
     log.write_marker(pid, commit);
-    c.complete_transaction(partition_for(group, PARTITIONS), PARTITIONS, pid, commit)
-        .await;
+    c.complete_transaction(
+        coordinator_partition_for(group, PARTITIONS),
+        PARTITIONS,
+        pid,
+        commit,
+    )
+    .await;
 }
 
 async fn offset_of(c: &GroupCoordinator, group: &str, topic: &str, partition: i32) -> i64 {
@@ -329,7 +333,9 @@ async fn markers_only_complete_groups_of_their_partition() {
     let a = "group-a";
     let b = (0..)
         .map(|i| format!("group-b{i}"))
-        .find(|g| partition_for(g, PARTITIONS) != partition_for(a, PARTITIONS))
+        .find(|g| {
+            coordinator_partition_for(g, PARTITIONS) != coordinator_partition_for(a, PARTITIONS)
+        })
         .unwrap();
     assert_eq!(
         txn_commit(&c, txn_req(a, PID, &[("t", 0, 1, None)])).await,
@@ -339,11 +345,21 @@ async fn markers_only_complete_groups_of_their_partition() {
         txn_commit(&c, txn_req(&b, PID, &[("t", 0, 2, None)])).await,
         vec![0]
     );
-    c.complete_transaction(partition_for(a, PARTITIONS), PARTITIONS, PID, true)
-        .await;
+    c.complete_transaction(
+        coordinator_partition_for(a, PARTITIONS),
+        PARTITIONS,
+        PID,
+        true,
+    )
+    .await;
     assert_eq!(offset_of(&c, a, "t", 0).await, 1);
     assert_eq!(offset_of(&c, &b, "t", 0).await, -1);
-    c.replay_marker_in_partition(partition_for(&b, PARTITIONS), PARTITIONS, PID, true);
+    c.replay_marker_in_partition(
+        coordinator_partition_for(&b, PARTITIONS),
+        PARTITIONS,
+        PID,
+        true,
+    );
     assert_eq!(offset_of(&c, &b, "t", 0).await, 2);
 }
 
@@ -477,8 +493,13 @@ async fn expiry_and_deletion_respect_pending_transactions() {
     assert_eq!(describe_state(&c, "only").await, "Empty");
     end_txn(&c, &log, "g", PID, true).await;
     // The transaction spans two groups: a marker in each group's partition.
-    c.complete_transaction(partition_for("only", PARTITIONS), PARTITIONS, PID, true)
-        .await;
+    c.complete_transaction(
+        coordinator_partition_for("only", PARTITIONS),
+        PARTITIONS,
+        PID,
+        true,
+    )
+    .await;
     assert_eq!(offset_of(&c, "g", "t", 0).await, 10);
     assert_eq!(offset_of(&c, "only", "t", 0).await, 1);
 
@@ -521,8 +542,13 @@ async fn commit_marker_while_write_in_flight_leaves_offset_pending() {
     tokio::task::yield_now().await;
     // The marker lands before the record: the record belongs to the next
     // transaction of the producer, as on replay.
-    c.complete_transaction(partition_for("g", PARTITIONS), PARTITIONS, PID, true)
-        .await;
+    c.complete_transaction(
+        coordinator_partition_for("g", PARTITIONS),
+        PARTITIONS,
+        PID,
+        true,
+    )
+    .await;
     log.gate.add_permits(1);
     assert_eq!(pending.await.unwrap(), vec![0]);
     assert_eq!(offset_of(&c, "g", "t", 0).await, -1);
@@ -530,8 +556,13 @@ async fn commit_marker_while_write_in_flight_leaves_offset_pending() {
         stable_fetch(&c, "g", Some(&[("t", &[0])])).await,
         vec![("t".into(), 0, -1, UNSTABLE)]
     );
-    c.complete_transaction(partition_for("g", PARTITIONS), PARTITIONS, PID, true)
-        .await;
+    c.complete_transaction(
+        coordinator_partition_for("g", PARTITIONS),
+        PARTITIONS,
+        PID,
+        true,
+    )
+    .await;
     assert_eq!(offset_of(&c, "g", "t", 0).await, 10);
 }
 

@@ -10,6 +10,7 @@ pub mod compression;
 pub mod fetch_encoder;
 pub mod frame;
 pub mod legacy;
+pub mod model;
 pub mod records;
 /// Kafka's internal-topic record schemas (`__consumer_offsets`,
 /// `__transaction_state`), classic and flexible versions: one bounds-checked

@@ -74,8 +74,10 @@ pub(crate) async fn handle_offsets(
     req: AddOffsetsToTxnRequest,
     version: i16,
 ) -> AddOffsetsToTxnResponse {
-    let partition =
-        sluice_group::partition_for(req.group_id.0.as_str(), inner.config.offsets_partitions);
+    let partition = sluice_protocol::model::coordinator_partition_for(
+        req.group_id.0.as_str(),
+        inner.config.offsets_partitions,
+    );
     let partitions = [(OFFSETS_TOPIC.to_owned(), partition)];
     let result = add(
         inner,

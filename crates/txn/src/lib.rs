@@ -35,9 +35,7 @@ mod verify;
 pub use config::TxnConfig;
 pub use coordinator::{PartitionCheck, TransactionCoordinator};
 pub use error::{CodecError, MarkerError, SkippedRecord, TxnError, TxnLogError};
-pub use log::{
-    AppendFuture, MarkerFuture, MarkerWriter, ProducerIdSource, TxnLog, TxnRecord, partition_for,
-};
+pub use log::{AppendFuture, MarkerFuture, MarkerWriter, ProducerIdSource, TxnLog, TxnRecord};
 pub use state::TxnState;
 
 /// Wall-clock milliseconds since the Unix epoch (transaction timestamps).

@@ -31,7 +31,7 @@ pub type MarkerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), MarkerError>>
 /// in-memory changes.
 pub trait TxnLog: Send + Sync {
     /// Durably appends `records` to the `__transaction_state` partition of
-    /// this transactional id (`partition_for(transactional_id, state_partitions)`);
+    /// this transactional id (`coordinator_partition_for(transactional_id, state_partitions)`);
     /// resolves once durable.
     fn append(&self, transactional_id: &str, records: Vec<TxnRecord>) -> AppendFuture<'_>;
 }
@@ -58,11 +58,4 @@ pub trait MarkerWriter: Send + Sync {
 pub trait ProducerIdSource: Send + Sync {
     /// The next unused producer id.
     fn next_producer_id(&self) -> Result<i64, String>;
-}
-
-/// The `__transaction_state` partition of a transactional id: Kafka's
-/// `Utils.abs(transactionalId.hashCode()) % partitions`, with Java's
-/// `String.hashCode`, so an id lands on the partition it would on Kafka.
-pub fn partition_for(transactional_id: &str, partitions: i32) -> i32 {
-    sluice_group::partition_for(transactional_id, partitions)
 }

@@ -280,7 +280,7 @@ async fn add_offsets_adds_the_group_partition() {
         .add_offsets_to_txn(offsets_req("t", pid, epoch, "my-group"), 3)
         .await;
     assert_eq!(r.error_code, 0);
-    let expected = sluice_group::partition_for("my-group", 50);
+    let expected = sluice_protocol::model::coordinator_partition_for("my-group", 50);
     assert_eq!(
         c.verify_partition(pid, epoch, "__consumer_offsets", expected),
         Ok(())

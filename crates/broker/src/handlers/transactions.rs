@@ -78,14 +78,16 @@ pub fn describe_producers(
                         partition
                             .producers()
                             .into_iter()
-                            .map(|(id, epoch, last_seq, last_ts, txn_start)| {
+                            .map(|p| {
                                 ProducerState::default()
-                                    .with_producer_id(ProducerId(id))
-                                    .with_producer_epoch(i32::from(epoch))
-                                    .with_last_sequence(last_seq)
-                                    .with_last_timestamp(last_ts)
+                                    .with_producer_id(ProducerId(p.producer.producer_id))
+                                    .with_producer_epoch(i32::from(p.producer.epoch))
+                                    .with_last_sequence(p.last_sequence)
+                                    .with_last_timestamp(p.last_timestamp)
                                     .with_coordinator_epoch(-1)
-                                    .with_current_txn_start_offset(txn_start.unwrap_or(-1))
+                                    .with_current_txn_start_offset(
+                                        p.ongoing_txn_first_offset.unwrap_or(-1),
+                                    )
                             })
                             .collect(),
                     )

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use clap::{Args, Subcommand};
 use serde_json::json;
+use sluice_client::TopicPartition;
 
 use super::{Common, Position, one_line, out, out_json, out_table, resolve_positions};
 
@@ -75,37 +76,42 @@ pub async fn run(args: GroupArgs) -> Result<(), String> {
                 return Err(format!("group '{group}' does not exist"));
             }
             // Every partition with a commit or an assignment, with its owner.
-            let mut rows: BTreeMap<(String, i32), (Option<i64>, Option<String>)> = BTreeMap::new();
+            let mut rows: BTreeMap<TopicPartition, (Option<i64>, Option<String>)> = BTreeMap::new();
             for c in &committed {
-                rows.insert((c.topic.clone(), c.partition), (Some(c.offset), None));
+                rows.insert(
+                    TopicPartition::new(c.topic.clone(), c.partition),
+                    (Some(c.offset), None),
+                );
             }
             for m in &desc.members {
                 for (t, ps) in &m.assignment {
                     for p in ps {
-                        rows.entry((t.clone(), *p)).or_default().1 = Some(m.member_id.clone());
+                        rows.entry(TopicPartition::new(t.clone(), *p))
+                            .or_default()
+                            .1 = Some(m.member_id.clone());
                     }
                 }
             }
-            let topics: BTreeSet<String> = rows.keys().map(|(t, _)| t.clone()).collect();
-            let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
+            let topics: BTreeSet<String> = rows.keys().map(|tp| tp.topic.clone()).collect();
+            let mut ends: BTreeMap<TopicPartition, i64> = BTreeMap::new();
             for t in &topics {
                 let parts: Vec<(i32, i64)> = rows
                     .keys()
-                    .filter(|(rt, _)| rt == t)
-                    .map(|(_, p)| (*p, -1))
+                    .filter(|tp| &tp.topic == t)
+                    .map(|tp| (tp.partition, -1))
                     .collect();
                 // A deleted topic has no end offsets; its rows show no lag.
                 if let Ok(v) = client.list_offsets(t, &parts).await {
                     for (p, o, _) in v {
-                        ends.insert((t.clone(), p), o);
+                        ends.insert(TopicPartition::new(t.clone(), p), o);
                     }
                 }
             }
-            let lag = |key: &(String, i32), committed: Option<i64>| match (committed, ends.get(key))
-            {
-                (Some(c), Some(e)) => Some((e - c).max(0)),
-                _ => None,
-            };
+            let lag =
+                |key: &TopicPartition, committed: Option<i64>| match (committed, ends.get(key)) {
+                    (Some(c), Some(e)) => Some((e - c).max(0)),
+                    _ => None,
+                };
             if json_out {
                 let members: Vec<_> = desc
                     .members
@@ -129,8 +135,8 @@ pub async fn run(args: GroupArgs) -> Result<(), String> {
                     .iter()
                     .map(|(key, (committed, owner))| {
                         json!({
-                            "topic": key.0,
-                            "partition": key.1,
+                            "topic": key.topic,
+                            "partition": key.partition,
                             "committed_offset": committed,
                             "log_end_offset": ends.get(key),
                             "lag": lag(key, *committed),
@@ -185,8 +191,8 @@ pub async fn run(args: GroupArgs) -> Result<(), String> {
                     .iter()
                     .map(|(key, (committed, owner))| {
                         vec![
-                            key.0.clone(),
-                            key.1.to_string(),
+                            key.topic.clone(),
+                            key.partition.to_string(),
                             opt(*committed),
                             opt(ends.get(key).copied()),
                             opt(lag(key, *committed)),
