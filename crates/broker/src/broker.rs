@@ -9,7 +9,6 @@ use sluice_group::{GroupConfig, GroupCoordinator};
 use sluice_protocol::kafka_protocol;
 use sluice_storage::OpenFiles;
 use sluice_txn::{TransactionCoordinator, TxnConfig};
-use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
 use crate::connection_limits::ConnectionLimits;
@@ -19,6 +18,7 @@ use crate::log_manager::LogManager;
 use crate::metadata::{MetadataImage, MetadataStore, TopicImage};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::replica_manager::ReplicaManager;
 use crate::topic_config::TopicSettings;
 use crate::txn_wiring::{BrokerProducerIds, PartitionMarkerWriter, TransactionStateLog};
 
@@ -34,10 +34,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// Topics and configs.
     pub metadata: MetadataStore,
-    /// The partitions on disk.
-    pub logs: LogManager,
-    /// Woken on every append so long-polling fetches can re-check.
-    pub appended: Notify,
+    /// The partitions on this node: every append and read goes through it.
+    pub replicas: ReplicaManager,
     /// The consumer group coordinator (every group lives on this node).
     pub groups: GroupCoordinator,
     /// Producer ids for InitProducerId.
@@ -84,6 +82,7 @@ pub(crate) fn open_broker(
         config.data_dir.clone(),
         metrics.clone(),
         OpenFiles::new(fd_budget.log_files),
+        config.node_id,
     )?;
     let connection_limits =
         ConnectionLimits::new(fd_budget.connections, config.max_connections_per_ip);
@@ -103,8 +102,7 @@ pub(crate) fn open_broker(
         advertised_port,
         cluster_id,
         metadata,
-        logs,
-        appended: Notify::new(),
+        replicas: ReplicaManager::new(logs),
         groups: GroupCoordinator::new(group_config, Arc::new(OffsetsTopicLog::new(weak.clone()))),
         producer_ids: ProducerIdAllocator::default(),
         txn: TransactionCoordinator::new(
@@ -123,16 +121,23 @@ pub(crate) fn open_broker(
     broker
         .txn
         .set_partition_check(Arc::new(move |topic: &str, partition: i32| {
-            let exists = weak
-                .upgrade()
-                .is_some_and(|b| b.logs.get(topic, partition).is_some());
+            let exists = weak.upgrade().is_some_and(|b| {
+                let image = b.metadata.image();
+                image
+                    .topic(topic)
+                    .is_some_and(|t| b.replicas.logs().get(t.id, partition).is_some())
+            });
             (!exists).then_some(kafka_protocol::error::ResponseError::UnknownTopicOrPartition)
         }));
     let image = broker.metadata.image();
-    let opened = broker.logs.open_all(
-        image
-            .topics()
-            .map(|t| (t, broker.topic_settings(&image, t))),
+    let opened = broker.replicas.logs().open_all(
+        image.topics().map(|t| {
+            (
+                t,
+                broker.topic_settings(&image, t),
+                (0..t.partitions).collect(),
+            )
+        }),
         recover,
     )?;
     let replayed = replay(&broker, &broker.groups).map_err(crate::server::StartError::GroupLog)?;

@@ -140,12 +140,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     use sluice_protocol::batch::RecordBatchBuilder;
+    use sluice_protocol::model::LeaderEpoch;
     use sluice_storage::{OpenFiles, PartitionLog};
     use uuid::Uuid;
 
     use super::*;
     use crate::config::BrokerConfig;
     use crate::metrics::Metrics;
+    use crate::replica::PartitionRole;
     use crate::topic_config::TopicSettings;
 
     /// A partition over a fresh log in `dir`, syncing on `flusher`.
@@ -175,6 +177,7 @@ mod tests {
             metrics.topic("t"),
             metrics.fsync.clone(),
             flusher.queue(),
+            PartitionRole::sole_leader(1, LeaderEpoch(0), 0),
         )
     }
 
@@ -182,7 +185,11 @@ mod tests {
     fn append_one(partition: &Partition) -> i64 {
         let mut batch = RecordBatchBuilder::new();
         batch.push(1, None, Some(b"value"), &[]);
-        partition.append(&batch.build(), 0).unwrap().last_offset + 1
+        partition
+            .append_as_leader(&batch.build())
+            .unwrap()
+            .last_offset
+            + 1
     }
 
     #[tokio::test]
@@ -196,7 +203,7 @@ mod tests {
             p.request_flush();
         }
         for (p, end) in partitions.iter().zip(ends) {
-            p.wait_durable(end).await.unwrap();
+            p.wait_committed(end).await.unwrap();
             assert_eq!(p.offsets().log_end_offset, 1);
         }
     }
@@ -211,7 +218,7 @@ mod tests {
         for _ in 0..5 {
             end = append_one(&p);
             p.request_flush();
-            p.wait_durable(end).await.unwrap();
+            p.wait_committed(end).await.unwrap();
         }
         assert_eq!(end, 5);
         // Five passes, each starting no sooner than the interval after the last.
@@ -226,11 +233,11 @@ mod tests {
         // Keep the sync thread in its interval so the partition is still queued.
         let first = append_one(&p);
         p.request_flush();
-        p.wait_durable(first).await.unwrap();
+        p.wait_committed(first).await.unwrap();
         let second = append_one(&p);
         p.request_flush();
         drop(flusher);
-        let durable = tokio::time::timeout(Duration::from_secs(5), p.wait_durable(second)).await;
+        let durable = tokio::time::timeout(Duration::from_secs(5), p.wait_committed(second)).await;
         assert!(matches!(durable, Ok(Ok(()))));
     }
 }

@@ -16,7 +16,6 @@ use sluice_protocol::model::coordinator_partition_for;
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
-use crate::handlers::produce::LEADER_EPOCH;
 use crate::internal_replay::{for_each_batch, keyed, partition_name, report_skipped};
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, ensure_consumer_offsets};
 
@@ -57,19 +56,9 @@ impl OffsetsTopicLog {
         let topic =
             ensure_consumer_offsets(&broker).map_err(|e| GroupLogError::Unavailable(e.message))?;
         let index = coordinator_partition_for(group_id, topic.partitions);
-        let partition = broker
-            .logs
-            .get(CONSUMER_OFFSETS_TOPIC, index)
-            .ok_or_else(|| {
-                GroupLogError::Unavailable(format!("{CONSUMER_OFFSETS_TOPIC}-{index} is not open"))
-            })?;
-        let batch = builder.build();
-        let info = partition
-            .append(&batch, LEADER_EPOCH)
-            .map_err(|e| GroupLogError::Unavailable(e.to_string()))?;
-        partition.request_flush();
-        partition
-            .wait_durable(info.last_offset + 1)
+        broker
+            .replicas
+            .append_coordinator_batch(&topic, index, Bytes::from(builder.build()))
             .await
             .map_err(|e| GroupLogError::Unavailable(e.to_string()))
     }
@@ -112,7 +101,12 @@ impl GroupLog for OffsetsTopicLog {
 /// cannot be decoded is skipped with an ERROR (see [`crate::internal_replay`]).
 pub fn replay(broker: &Arc<Broker>, coordinator: &GroupCoordinator) -> Result<usize, String> {
     let mut replayed = 0usize;
-    let partitions = broker.logs.topic_partitions(CONSUMER_OFFSETS_TOPIC);
+    let partitions = broker
+        .metadata
+        .image()
+        .topic(CONSUMER_OFFSETS_TOPIC)
+        .map(|t| broker.replicas.topic_partitions(t))
+        .unwrap_or_default();
     let total = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
     for partition in partitions {
         let name = partition_name(&partition);

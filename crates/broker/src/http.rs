@@ -124,7 +124,8 @@ pub(crate) async fn render(broker: &Broker) -> String {
 
 fn write_partition_gauges(broker: &Broker, out: &mut String) {
     let mut partitions: Vec<_> = broker
-        .logs
+        .replicas
+        .logs()
         .all()
         .into_iter()
         .map(|p| {
@@ -201,7 +202,10 @@ async fn write_group_lag(broker: &Broker, out: &mut String) {
                 if p.error_code != 0 || p.committed_offset < 0 {
                     continue;
                 }
-                let Some(partition) = broker.logs.get(topic.name.as_str(), p.partition_index)
+                let image = broker.metadata.image();
+                let Some(partition) = image
+                    .topic(topic.name.as_str())
+                    .and_then(|t| broker.replicas.logs().get(t.id, p.partition_index))
                 else {
                     continue;
                 };

@@ -24,6 +24,8 @@ pub mod metadata;
 pub mod metrics;
 pub mod partition;
 mod producer_ids;
+pub mod replica;
+pub mod replica_manager;
 mod retention;
 mod router;
 pub mod server;

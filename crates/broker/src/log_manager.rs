@@ -6,11 +6,12 @@
 //! directory left behind by an older topic of the same name is never mistaken
 //! for the new one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use sluice_protocol::model::LeaderEpoch;
 use sluice_storage::{OpenFiles, PartitionLog, StorageError, io};
 use uuid::Uuid;
 
@@ -19,24 +20,23 @@ use crate::flusher::Flusher;
 use crate::metadata::TopicImage;
 use crate::metrics::Metrics;
 use crate::partition::Partition;
+use crate::replica::PartitionRole;
 use crate::topic_config::TopicSettings;
 
 const PARTITION_METADATA: &str = "partition.metadata";
 const DELETE_SUFFIX: &str = "-delete";
 
-/// The partitions of one topic incarnation.
-struct TopicLogs {
-    id: Uuid,
-    partitions: Vec<Arc<Partition>>,
-}
-
-/// All partitions on this broker.
+/// All partitions with a replica on this broker, by topic id and partition index: a topic
+/// deleted and created again under its name is another incarnation, and a node need not
+/// hold every partition of a topic.
 pub struct LogManager {
     data_dir: PathBuf,
     metrics: Arc<Metrics>,
     /// The open-files budget every segment file counts against.
     files: Arc<OpenFiles>,
-    topics: RwLock<HashMap<String, TopicLogs>>,
+    /// This node's id, for the roles of the partitions it opens.
+    node_id: i32,
+    partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
     flusher: Flusher,
 }
 
@@ -47,89 +47,55 @@ impl LogManager {
         data_dir: PathBuf,
         metrics: Arc<Metrics>,
         files: Arc<OpenFiles>,
+        node_id: i32,
     ) -> std::io::Result<Self> {
         Ok(Self {
             data_dir,
             metrics,
             files,
-            topics: RwLock::new(HashMap::new()),
+            node_id,
+            partitions: RwLock::new(HashMap::new()),
             flusher: Flusher::start()?,
         })
     }
 
-    /// Opens every partition of the given topics (recovering their tails when
-    /// the last shutdown was unclean) and removes directories that belong to
-    /// no live topic. Returns the number of partitions opened.
+    /// Opens the given partitions of each topic (recovering their tails when the last
+    /// shutdown was unclean) and removes directories that belong to none of them.
+    /// Returns the number of partitions opened.
     pub fn open_all<'a>(
         &self,
-        topics: impl Iterator<Item = (&'a TopicImage, Arc<TopicSettings>)>,
+        topics: impl Iterator<Item = (&'a TopicImage, Arc<TopicSettings>, Vec<i32>)>,
         recover: bool,
     ) -> Result<usize, StorageError> {
-        let mut expected = std::collections::HashSet::new();
+        let mut expected = HashSet::new();
         let mut opened = 0;
-        for (topic, settings) in topics {
-            for p in 0..topic.partitions {
+        for (topic, settings, indexes) in topics {
+            for &p in &indexes {
                 expected.insert(partition_dir_name(&topic.name, p));
             }
-            self.create_topic(topic, settings, recover)?;
-            opened += usize::try_from(topic.partitions).unwrap_or(0);
+            opened += self.open_partitions(topic, indexes, settings, recover)?;
         }
         self.remove_orphans(&expected);
         Ok(opened)
     }
 
-    /// Opens (creating if needed) every partition of a topic. If one cannot be opened,
-    /// the ones this call created are removed again, so a failed create leaves nothing
-    /// behind.
-    pub fn create_topic(
+    /// Opens (creating if needed) the partitions `indexes` of a topic that are not open
+    /// yet, all or none: if one cannot be opened, the directories this call created are
+    /// removed before it returns, so a failed create leaves nothing behind. Returns how
+    /// many were opened.
+    pub fn open_partitions(
         &self,
         topic: &TopicImage,
+        indexes: impl IntoIterator<Item = i32>,
         settings: Arc<TopicSettings>,
         recover: bool,
-    ) -> Result<(), StorageError> {
-        let partitions = self.open_partitions(topic, 0..topic.partitions, settings, recover)?;
-        self.topics.write().insert(
-            topic.name.clone(),
-            TopicLogs {
-                id: topic.id,
-                partitions,
-            },
-        );
-        Ok(())
-    }
-
-    /// Opens the partitions a CreatePartitions request added.
-    pub fn add_partitions(
-        &self,
-        topic: &TopicImage,
-        settings: Arc<TopicSettings>,
-    ) -> Result<(), StorageError> {
-        let existing = self
-            .topics
-            .read()
-            .get(&topic.name)
-            .map(|t| t.partitions.len())
-            .unwrap_or(0);
-        let first_new = i32::try_from(existing).unwrap_or(i32::MAX);
-        let added = self.open_partitions(topic, first_new..topic.partitions, settings, false)?;
-        if let Some(t) = self.topics.write().get_mut(&topic.name) {
-            t.partitions.extend(added);
-        }
-        Ok(())
-    }
-
-    /// Opens the partitions `range` of a topic, all or none: after a failure the
-    /// directories this call created are removed before it returns.
-    fn open_partitions(
-        &self,
-        topic: &TopicImage,
-        range: std::ops::Range<i32>,
-        settings: Arc<TopicSettings>,
-        recover: bool,
-    ) -> Result<Vec<Arc<Partition>>, StorageError> {
+    ) -> Result<usize, StorageError> {
         let mut opened = Vec::new();
         let mut created_dirs = Vec::new();
-        for p in range {
+        for p in indexes {
+            if self.get(topic.id, p).is_some() {
+                continue;
+            }
             let dir = self.data_dir.join(partition_dir_name(&topic.name, p));
             if !dir.exists() {
                 created_dirs.push(dir);
@@ -152,7 +118,12 @@ impl LogManager {
                 }
             }
         }
-        Ok(opened)
+        let count = opened.len();
+        let mut partitions = self.partitions.write();
+        for partition in opened {
+            partitions.insert((topic.id, partition.index), partition);
+        }
+        Ok(count)
     }
 
     fn open_partition(
@@ -165,6 +136,7 @@ impl LogManager {
         let dir = self.data_dir.join(partition_dir_name(&topic.name, index));
         prepare_partition_dir(&dir, topic.id)?;
         let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms(), &self.files)?;
+        let role = PartitionRole::sole_leader(self.node_id, LeaderEpoch(0), log.log_end_offset());
         Ok(Partition::start(
             topic.name.clone(),
             index,
@@ -174,37 +146,36 @@ impl LogManager {
             self.metrics.topic(&topic.name),
             self.metrics.fsync.clone(),
             self.flusher.queue(),
+            role,
         ))
     }
 
-    /// The partition, if this broker has it.
-    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
-        let topics = self.topics.read();
-        let t = topics.get(topic)?;
-        t.partitions.get(usize::try_from(partition).ok()?).cloned()
+    /// The partition, if this broker has a replica of it.
+    pub fn get(&self, topic_id: Uuid, index: i32) -> Option<Arc<Partition>> {
+        self.partitions.read().get(&(topic_id, index)).cloned()
     }
 
-    /// All partitions of a topic.
-    pub fn topic_partitions(&self, topic: &str) -> Vec<Arc<Partition>> {
-        self.topics
+    /// This broker's partitions of a topic, by index.
+    pub fn topic_partitions(&self, topic_id: Uuid) -> Vec<Arc<Partition>> {
+        let mut partitions: Vec<Arc<Partition>> = self
+            .partitions
             .read()
-            .get(topic)
-            .map(|t| t.partitions.clone())
-            .unwrap_or_default()
+            .iter()
+            .filter(|((id, _), _)| *id == topic_id)
+            .map(|(_, p)| p.clone())
+            .collect();
+        partitions.sort_by_key(|p| p.index);
+        partitions
     }
 
     /// Every partition on the broker.
     pub fn all(&self) -> Vec<Arc<Partition>> {
-        self.topics
-            .read()
-            .values()
-            .flat_map(|t| t.partitions.iter().cloned())
-            .collect()
+        self.partitions.read().values().cloned().collect()
     }
 
     /// Applies new settings to every partition of a topic.
-    pub fn update_settings(&self, topic: &str, settings: Arc<TopicSettings>) {
-        for p in self.topic_partitions(topic) {
+    pub fn update_settings(&self, topic_id: Uuid, settings: Arc<TopicSettings>) {
+        for p in self.topic_partitions(topic_id) {
             p.set_settings(settings.clone());
         }
     }
@@ -212,21 +183,30 @@ impl LogManager {
     /// Closes a deleted topic's partitions and removes their files. The
     /// directories are renamed first so a re-created topic of the same name
     /// starts from empty ones at once.
-    pub fn delete_topic(&self, topic: &str) {
-        let Some(logs) = self.topics.write().remove(topic) else {
+    pub fn delete_topic(&self, topic_id: Uuid) {
+        let removed: Vec<Arc<Partition>> = {
+            let mut partitions = self.partitions.write();
+            let keys: Vec<(Uuid, i32)> = partitions
+                .keys()
+                .filter(|(id, _)| *id == topic_id)
+                .copied()
+                .collect();
+            keys.iter().filter_map(|k| partitions.remove(k)).collect()
+        };
+        let Some(topic) = removed.first().map(|p| p.topic.clone()) else {
             return;
         };
-        self.metrics.remove_topic(topic);
-        let mut doomed_dirs = Vec::with_capacity(logs.partitions.len());
-        for p in logs.partitions {
+        self.metrics.remove_topic(&topic);
+        let mut doomed_dirs = Vec::with_capacity(removed.len());
+        for p in removed {
             if let Err(e) = p.close() {
                 tracing::warn!(topic, partition = p.index, error = %e, "closing deleted partition");
             }
-            let dir = self.data_dir.join(partition_dir_name(topic, p.index));
+            let dir = self.data_dir.join(partition_dir_name(&topic, p.index));
             let doomed = self.data_dir.join(format!(
                 "{}.{}{}",
-                partition_dir_name(topic, p.index),
-                logs.id.simple(),
+                partition_dir_name(&topic, p.index),
+                topic_id.simple(),
                 DELETE_SUFFIX
             ));
             match std::fs::rename(&dir, &doomed) {
@@ -251,7 +231,7 @@ impl LogManager {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn remove_orphans(&self, expected: &std::collections::HashSet<String>) {
+    fn remove_orphans(&self, expected: &HashSet<String>) {
         let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
             return;
         };

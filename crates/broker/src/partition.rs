@@ -1,4 +1,5 @@
-//! One partition this broker leads: its log, its settings, and group commit.
+//! One partition on this broker: its log, its settings, its role (leader or follower,
+//! leader epoch, high watermark; see [`crate::replica`]) and group commit.
 //!
 //! Appends take the write lock only for the in-memory bookkeeping and the
 //! write into the page cache. `acks=all` producers then queue the partition
@@ -11,14 +12,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use sluice_protocol::model::LeaderEpoch;
 use sluice_protocol::model::ProducerIdAndEpoch;
 use sluice_storage::{AppendInfo, PartitionLog, StorageError};
-use tokio::sync::watch;
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::clock::now_ms;
 use crate::flusher::FlushQueue;
 use crate::metrics::{Histogram, TopicTraffic};
+use crate::replica::PartitionRole;
 use crate::topic_config::{TimestampType, TopicSettings};
 
 /// How far the log is known to be on disk.
@@ -35,26 +39,34 @@ pub struct Durability {
 pub struct PartitionOffsets {
     /// First offset still in the log.
     pub log_start_offset: i64,
-    /// Offset the next append gets (on one node also the high watermark).
+    /// Offset the next append gets.
     pub log_end_offset: i64,
-    /// Below this every transaction is decided (read_committed bound).
+    /// What consumers may read: replicated to every in-sync replica (on one node, the
+    /// log end offset).
+    pub high_watermark: i64,
+    /// Below this every transaction is decided and the high watermark is reached (the
+    /// read_committed bound).
     pub last_stable_offset: i64,
 }
 
-impl PartitionOffsets {
-    /// The high watermark: with a single replica every appended record is
-    /// committed, so it equals the log end offset.
-    pub fn high_watermark(&self) -> i64 {
-        self.log_end_offset
-    }
+/// Why an append was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// This node does not lead the partition (NOT_LEADER_OR_FOLLOWER).
+    #[error("this broker is not the leader of the partition")]
+    NotLeader,
+    /// The log refused or failed the append.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 struct PartitionState {
     log: PartitionLog,
     settings: Arc<TopicSettings>,
+    role: PartitionRole,
 }
 
-/// A partition led by this broker.
+/// A partition with a replica on this broker.
 pub struct Partition {
     /// Topic name.
     pub topic: String,
@@ -65,6 +77,10 @@ pub struct Partition {
     state: RwLock<PartitionState>,
     durability: watch::Sender<Durability>,
     flush_queue: Arc<FlushQueue>,
+    /// Woken when the readable end (high watermark or last stable offset) may have moved,
+    /// so long-polling fetches of this partition re-check (Kafka's purgatory, keyed by
+    /// partition).
+    readable_changed: Notify,
     /// Set while the partition waits in the flush queue, so it is queued once.
     flush_queued: AtomicBool,
     closed: AtomicBool,
@@ -85,6 +101,7 @@ impl Partition {
         traffic: Arc<TopicTraffic>,
         fsync_latency: Arc<Histogram>,
         flush_queue: Arc<FlushQueue>,
+        role: PartitionRole,
     ) -> Arc<Self> {
         let end = log.log_end_offset();
         let (durability, _) = watch::channel(Durability {
@@ -95,9 +112,14 @@ impl Partition {
             topic,
             index,
             topic_id,
-            state: RwLock::new(PartitionState { log, settings }),
+            state: RwLock::new(PartitionState {
+                log,
+                settings,
+                role,
+            }),
             durability,
             flush_queue,
+            readable_changed: Notify::new(),
             flush_queued: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             traffic,
@@ -117,16 +139,45 @@ impl Partition {
         state.settings = settings;
     }
 
-    /// Appends validated batches: stores them with offsets (and the append time
-    /// for LogAppendTime topics) stamped, in the page cache.
-    pub fn append(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo, StorageError> {
+    /// Appends validated batches as the leader: stores them with offsets, this
+    /// leadership's epoch (and the append time for LogAppendTime topics) stamped, in the
+    /// page cache, and wakes the fetches waiting on this partition.
+    pub(crate) fn append_as_leader(&self, batches: &[u8]) -> Result<AppendInfo, AppendError> {
         let now = now_ms();
         let mut state = self.state.write();
+        let PartitionState {
+            log,
+            settings,
+            role,
+        } = &mut *state;
+        let PartitionRole::Leader(leader) = role else {
+            return Err(AppendError::NotLeader);
+        };
         let log_append_time =
-            (state.settings.timestamp_type == TimestampType::LogAppendTime).then_some(now);
-        state
-            .log
-            .append(batches, leader_epoch, log_append_time, now)
+            (settings.timestamp_type == TimestampType::LogAppendTime).then_some(now);
+        let info = log.append(batches, leader.epoch.0, log_append_time, now)?;
+        let moved = leader.advance_high_watermark(log.log_end_offset());
+        drop(state);
+        if moved {
+            self.readable_changed.notify_waiters();
+        }
+        Ok(info)
+    }
+
+    /// Resolves when the partition's readable end may have moved (see
+    /// [`Partition::read`]); create it before reading, so no change is missed.
+    pub fn readable_changed(&self) -> Notified<'_> {
+        self.readable_changed.notified()
+    }
+
+    /// The leader epoch this node knows for the partition.
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.state.read().role.leader_epoch()
+    }
+
+    /// Whether this node leads the partition.
+    pub fn is_leader(&self) -> bool {
+        self.state.read().role.is_leader()
     }
 
     /// Asks the sync thread to sync what has been appended so far. Call it
@@ -167,9 +218,26 @@ impl Partition {
         }
     }
 
-    /// Waits until every offset below `end` is on disk (acks=all); the caller
-    /// has requested a flush after its append.
-    pub async fn wait_durable(&self, end: i64) -> Result<(), StorageError> {
+    /// Waits until every offset below `end` is committed — what acks=all waits for: on
+    /// disk here, and past the high watermark (with replicas, followers report only
+    /// offsets they have synced, so the in-sync replicas hold it durably too; with one
+    /// replica the high watermark is already there). The caller has requested a flush
+    /// after its append.
+    pub async fn wait_committed(&self, end: i64) -> Result<(), StorageError> {
+        self.wait_durable(end).await?;
+        loop {
+            let changed = self.readable_changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.offsets().high_watermark >= end {
+                return Ok(());
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits until every offset below `end` is on disk here.
+    async fn wait_durable(&self, end: i64) -> Result<(), StorageError> {
         let mut rx = self.durability.subscribe();
         if rx.borrow().durable_end >= end {
             return Ok(());
@@ -198,11 +266,11 @@ impl Partition {
         read_committed: bool,
     ) -> Result<PartitionRead, StorageError> {
         let state = self.state.read();
-        let offsets = offsets_of(&state.log);
+        let offsets = offsets_of(&state);
         let upper = if read_committed {
             offsets.last_stable_offset
         } else {
-            offsets.high_watermark()
+            offsets.high_watermark
         };
         let records = state.log.read(offset, max_bytes, upper)?;
         let aborted = if read_committed && !records.is_empty() {
@@ -220,7 +288,7 @@ impl Partition {
 
     /// Current log start and end offsets.
     pub fn offsets(&self) -> PartitionOffsets {
-        offsets_of(&self.state.read().log)
+        offsets_of(&self.state.read())
     }
 
     /// Bytes on disk.
@@ -282,11 +350,13 @@ impl Partition {
     }
 }
 
-fn offsets_of(log: &PartitionLog) -> PartitionOffsets {
+fn offsets_of(state: &PartitionState) -> PartitionOffsets {
+    let high_watermark = state.role.high_watermark();
     PartitionOffsets {
-        log_start_offset: log.log_start_offset(),
-        log_end_offset: log.log_end_offset(),
-        last_stable_offset: log.last_stable_offset(),
+        log_start_offset: state.log.log_start_offset(),
+        log_end_offset: state.log.log_end_offset(),
+        high_watermark,
+        last_stable_offset: state.log.last_stable_offset().min(high_watermark),
     }
 }
 

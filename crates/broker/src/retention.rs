@@ -20,7 +20,7 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         let b = broker.clone();
         let deleted = tokio::task::spawn_blocking(move || {
             let mut deleted = 0usize;
-            for p in b.logs.all() {
+            for p in b.replicas.logs().all() {
                 match p.apply_retention() {
                     Ok(n) => deleted += n,
                     Err(e) => tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),

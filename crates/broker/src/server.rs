@@ -221,7 +221,7 @@ impl Server {
         }
         self.background.abort_all();
         let broker = self.broker.clone();
-        tokio::task::spawn_blocking(move || broker.logs.close_all())
+        tokio::task::spawn_blocking(move || broker.replicas.logs().close_all())
             .await
             .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
         std::fs::write(self.broker.config.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;

@@ -239,18 +239,25 @@ pub fn create_topic(
     // The partition logs are opened before the topic appears in the image, so
     // nobody (FindCoordinator for `__consumer_offsets` included) is told about
     // a topic whose partitions cannot be used yet.
+    let id = Uuid::new_v4();
     let created = broker.metadata.commit(|image| {
         let (partitions, _) = check_new_topic(broker, &topic, image)?;
         let created = TopicImage {
             name: topic.name.clone(),
-            id: Uuid::new_v4(),
+            id,
             partitions,
             configs: topic.configs.clone(),
             internal: topic.internal,
         };
         broker
-            .logs
-            .create_topic(&created, broker.topic_settings(image, &created), false)
+            .replicas
+            .logs()
+            .open_partitions(
+                &created,
+                0..partitions,
+                broker.topic_settings(image, &created),
+                false,
+            )
             .map_err(|e| {
                 tracing::error!(topic = %created.name, partitions, error = %e, "cannot create the topic's partition logs");
                 AdminError::new(ResponseError::KafkaStorageError, e.to_string())
@@ -269,7 +276,7 @@ pub fn create_topic(
         Err(e) => {
             // The metadata write failed after the logs were opened: undo them.
             if broker.metadata.image().topic(&topic.name).is_none() {
-                broker.logs.delete_topic(&topic.name);
+                broker.replicas.logs().delete_topic(id);
             }
             return Err(e);
         }
@@ -366,7 +373,7 @@ pub fn delete_topic(broker: &Broker, id: Uuid) -> Result<TopicImage, AdminError>
         }
         Ok((vec![MetadataRecord::TopicDeleted { id }], topic.clone()))
     })?;
-    broker.logs.delete_topic(&topic.name);
+    broker.replicas.logs().delete_topic(topic.id);
     tracing::info!(topic = %topic.name, id = %topic.id, "deleted topic");
     Ok(topic)
 }
@@ -415,8 +422,14 @@ pub fn create_partitions(
             ..topic.clone()
         };
         broker
-            .logs
-            .add_partitions(&grown, broker.topic_settings(image, &grown))
+            .replicas
+            .logs()
+            .open_partitions(
+                &grown,
+                topic.partitions..count,
+                broker.topic_settings(image, &grown),
+                false,
+            )
             .map_err(|e| {
                 tracing::error!(topic = %name, partitions = count, error = %e, "cannot create the new partition logs");
                 AdminError::new(ResponseError::KafkaStorageError, e.to_string())
@@ -468,8 +481,9 @@ pub fn set_topic_configs(
     let image = broker.metadata.image();
     if let Some(t) = image.topic(name) {
         broker
-            .logs
-            .update_settings(name, broker.topic_settings(&image, t));
+            .replicas
+            .logs()
+            .update_settings(t.id, broker.topic_settings(&image, t));
     }
     Ok(())
 }
@@ -509,8 +523,9 @@ pub fn set_broker_configs(
     let image = broker.metadata.image();
     for t in image.topics() {
         broker
-            .logs
-            .update_settings(&t.name, broker.topic_settings(&image, t));
+            .replicas
+            .logs()
+            .update_settings(t.id, broker.topic_settings(&image, t));
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use sluice_protocol::batch::{RecordBatchBuilder, transaction_marker};
+use sluice_protocol::kafka_protocol::error::ResponseError;
 use sluice_txn::{
     MarkerError, MarkerWriter, ProducerIdSource, TransactionCoordinator, TxnError, TxnLog,
     TxnLogError,
@@ -15,8 +16,8 @@ use sluice_txn::{
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
-use crate::handlers::produce::LEADER_EPOCH;
 use crate::internal_replay::{for_each_batch, keyed, partition_name, report_skipped};
+use crate::replica_manager::{AppendOrigin, ReplicaError, RequiredAcks};
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, ensure_internal_topic};
 
 /// `__transaction_state` through the broker's partitions.
@@ -44,22 +45,14 @@ impl TransactionStateLog {
             .map_err(|e| unavailable(e.message))?;
         let index =
             sluice_protocol::model::coordinator_partition_for(transactional_id, topic.partitions);
-        let partition = broker
-            .logs
-            .get(TRANSACTION_STATE_TOPIC, index)
-            .ok_or_else(|| unavailable(format!("{TRANSACTION_STATE_TOPIC}-{index} is not open")))?;
         let now = now_ms();
         let mut builder = RecordBatchBuilder::new();
         for (key, value) in &records {
             builder.push(now, Some(key), value.as_deref(), &[]);
         }
-        let batch = builder.build();
-        let info = partition
-            .append(&batch, LEADER_EPOCH)
-            .map_err(|e| unavailable(e.to_string()))?;
-        partition.request_flush();
-        partition
-            .wait_durable(info.last_offset + 1)
+        broker
+            .replicas
+            .append_coordinator_batch(&topic, index, Bytes::from(builder.build()))
             .await
             .map_err(|e| unavailable(e.to_string()))
     }
@@ -100,28 +93,40 @@ impl PartitionMarkerWriter {
             .upgrade()
             .ok_or_else(|| MarkerError::Unavailable("broker is shutting down".into()))?;
         let now = now_ms();
+        let image = broker.metadata.image();
         let mut written = Vec::new();
         for (topic, index) in &partitions {
             // A partition of a deleted topic has nothing left to decide.
-            let Some(partition) = broker.logs.get(topic, *index) else {
+            let Some(partition) = image
+                .topic(topic)
+                .and_then(|t| broker.replicas.logs().get(t.id, *index))
+            else {
                 continue;
             };
             let marker =
                 transaction_marker(producer_id, producer_epoch, commit, coordinator_epoch, now);
-            match partition.append(&marker, LEADER_EPOCH) {
-                Ok(info) => {
-                    partition.request_flush();
-                    written.push((partition, info.last_offset + 1));
-                }
+            let appended = broker.replicas.append_records(
+                &partition,
+                AppendOrigin::Coordinator,
+                RequiredAcks::All,
+                |_| Ok::<_, ReplicaError>(Bytes::from(marker)),
+            );
+            match appended {
+                Ok(appended) => written.push(appended),
                 // An older epoch's marker: the transaction was already fenced
                 // and decided by a newer one.
-                Err(sluice_storage::StorageError::Producer(_)) => {}
+                Err(e)
+                    if matches!(
+                        e.code,
+                        ResponseError::InvalidProducerEpoch
+                            | ResponseError::OutOfOrderSequenceNumber
+                    ) => {}
                 Err(e) => return Err(MarkerError::Unavailable(e.to_string())),
             }
         }
-        for (partition, end) in &written {
-            partition
-                .wait_durable(*end)
+        for appended in &written {
+            appended
+                .acknowledged()
                 .await
                 .map_err(|e| MarkerError::Unavailable(e.to_string()))?;
         }
@@ -140,8 +145,6 @@ impl PartitionMarkerWriter {
                 }
             }
         }
-        // The last stable offset moved: wake read_committed fetchers.
-        broker.appended.notify_waiters();
         Ok(())
     }
 }
@@ -194,7 +197,13 @@ pub fn replay(broker: &Arc<Broker>, coordinator: &TransactionCoordinator) -> Res
     // Where each entry came from: its partition's name and its offset.
     let mut located: Vec<(usize, i64)> = Vec::new();
     let mut names = Vec::new();
-    for partition in broker.logs.topic_partitions(TRANSACTION_STATE_TOPIC) {
+    let partitions = broker
+        .metadata
+        .image()
+        .topic(TRANSACTION_STATE_TOPIC)
+        .map(|t| broker.replicas.topic_partitions(t))
+        .unwrap_or_default();
+    for partition in partitions {
         let at = names.len();
         names.push(partition_name(&partition));
         for_each_batch(&partition, |header, records| {

@@ -8,6 +8,7 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use sluice_protocol::kafka_protocol;
+use sluice_protocol::model::LeaderEpoch;
 
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
@@ -18,6 +19,7 @@ pub fn handle(
     req: DeleteRecordsRequest,
     _version: i16,
 ) -> DeleteRecordsResponse {
+    let image = broker.metadata.image();
     let topics = req
         .topics
         .into_iter()
@@ -28,19 +30,29 @@ pub fn handle(
                 .map(|p| {
                     let base = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index);
-                    let Some(partition) = broker.logs.get(&topic.name, p.partition_index) else {
-                        return base
-                            .with_low_watermark(-1)
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let found = image
+                        .topic(&topic.name)
+                        .ok_or(ResponseError::UnknownTopicOrPartition)
+                        .and_then(|t| {
+                            broker
+                                .replicas
+                                .leader_partition(t, p.partition_index, LeaderEpoch::UNKNOWN)
+                                .map_err(|e| e.code)
+                        });
+                    let partition = match found {
+                        Ok(partition) => partition,
+                        Err(code) => {
+                            return base.with_low_watermark(-1).with_error_code(code.code());
+                        }
                     };
                     let offsets = partition.offsets();
                     // -1 means "up to the high watermark".
                     let target = if p.offset == -1 {
-                        offsets.high_watermark()
+                        offsets.high_watermark
                     } else {
                         p.offset
                     };
-                    if target < 0 || target > offsets.high_watermark() {
+                    if target < 0 || target > offsets.high_watermark {
                         return base
                             .with_low_watermark(-1)
                             .with_error_code(ResponseError::OffsetOutOfRange.code());

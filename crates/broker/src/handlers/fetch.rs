@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,13 +19,13 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName};
 use sluice_protocol::kafka_protocol;
+use sluice_protocol::model::LeaderEpoch;
 use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
-use crate::handlers::produce::LEADER_EPOCH;
 use crate::metrics::{TopicTraffic, batch_totals};
-use crate::partition::PartitionRead;
+use crate::partition::{Partition, PartitionRead};
 use crate::router::Reply;
 
 /// Clients may ask to wait longer; Kafka caps nothing here, but an hour-long
@@ -51,18 +52,33 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
     }
     let broker = broker.clone();
     let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0)).min(MAX_WAIT_CAP);
+    // Woken only by the partitions this fetch reads (Kafka's purgatory is keyed by
+    // partition), not by every append on the broker.
+    let watched = first.partitions;
     Reply::Later(tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let appended = broker.appended.notified();
-            tokio::pin!(appended);
-            appended.as_mut().enable();
+            let mut changes: Vec<_> = watched
+                .iter()
+                .map(|p| Box::pin(p.readable_changed()))
+                .collect();
+            for change in &mut changes {
+                change.as_mut().enable();
+            }
             let attempt = read_all(&broker, &req, version);
             if attempt.bytes >= min_bytes.max(1) || attempt.has_error {
                 return ResponseKind::Fetch(attempt.returned());
             }
+            let any_change = std::future::poll_fn(|cx| {
+                let changed = changes.iter_mut().any(|c| c.as_mut().poll(cx).is_ready());
+                if changed {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            });
             tokio::select! {
-                _ = appended => {}
+                _ = any_change => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     return ResponseKind::Fetch(read_all(&broker, &req, version).returned());
                 }
@@ -75,6 +91,8 @@ struct FetchAttempt {
     response: FetchResponse,
     bytes: usize,
     has_error: bool,
+    /// The partitions read, whose changes a long poll waits for.
+    partitions: Vec<Arc<Partition>>,
     /// Batches read per partition, counted only if this attempt is returned.
     traffic: Vec<(Arc<TopicTraffic>, Bytes)>,
 }
@@ -161,6 +179,7 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
     let mut has_error = false;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut traffic = Vec::new();
+    let mut read = Vec::new();
     let unknown = if version >= 13 {
         ResponseError::UnknownTopicId
     } else {
@@ -176,18 +195,29 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
             .with_partition_index(p.partition)
             .with_records(Some(Bytes::new()))
             .with_aborted_transactions(read_committed.then(Vec::new));
-        let Some(partition) = resolved.and_then(|t| broker.logs.get(&t.name, p.partition)) else {
-            has_error = true;
-            let data = base.with_error_code(unknown.code()).with_high_watermark(-1);
-            push_partition(&mut topics, topic, data, version);
-            continue;
+        let found = resolved
+            .ok_or(unknown)
+            .and_then(|t| {
+                let epoch = LeaderEpoch(p.current_leader_epoch);
+                broker
+                    .replicas
+                    .leader_partition(t, p.partition, epoch)
+                    .map_err(|e| e.code)
+            })
+            .map_err(|code| match code {
+                ResponseError::UnknownTopicOrPartition => unknown,
+                other => other,
+            });
+        let partition = match found {
+            Ok(partition) => partition,
+            Err(code) => {
+                has_error = true;
+                let data = base.with_error_code(code.code()).with_high_watermark(-1);
+                push_partition(&mut topics, topic, data, version);
+                continue;
+            }
         };
-        if let Some(code) = leader_epoch_error(p.current_leader_epoch) {
-            has_error = true;
-            let data = base.with_error_code(code.code()).with_high_watermark(-1);
-            push_partition(&mut topics, topic, data, version);
-            continue;
-        }
+        read.push(partition.clone());
         let partition_max = usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0);
         let limit = partition_max.min(remaining);
         // KIP-74: only the first partition with data may exceed the limits,
@@ -226,7 +256,7 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
                         })
                         .collect()
                 });
-                base.with_high_watermark(offsets.high_watermark())
+                base.with_high_watermark(offsets.high_watermark)
                     .with_last_stable_offset(offsets.last_stable_offset)
                     .with_log_start_offset(log_start_if_supported(
                         offsets.log_start_offset,
@@ -239,7 +269,7 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
                 has_error = true;
                 let offsets = partition.offsets();
                 base.with_error_code(storage_error_code(&e).code())
-                    .with_high_watermark(offsets.high_watermark())
+                    .with_high_watermark(offsets.high_watermark)
                     .with_last_stable_offset(offsets.last_stable_offset)
                     .with_log_start_offset(log_start_if_supported(
                         offsets.log_start_offset,
@@ -255,18 +285,8 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
             .with_responses(topics),
         bytes: total,
         has_error,
+        partitions: read,
         traffic,
-    }
-}
-
-/// KIP-320: a client that knows a newer epoch than ours talks to a stale
-/// leader; one that knows an older epoch has stale metadata.
-pub fn leader_epoch_error(current_leader_epoch: i32) -> Option<ResponseError> {
-    match current_leader_epoch {
-        -1 => None,
-        e if e > LEADER_EPOCH => Some(ResponseError::UnknownLeaderEpoch),
-        e if e < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch),
-        _ => None,
     }
 }
 

@@ -8,11 +8,10 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sluice_protocol::kafka_protocol;
+use sluice_protocol::model::LeaderEpoch;
 
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
-use crate::handlers::fetch::leader_epoch_error;
-use crate::handlers::produce::LEADER_EPOCH;
 
 /// Kafka's special timestamps.
 const LATEST: i64 = -1;
@@ -38,8 +37,6 @@ fn timestamp_unsupported(timestamp: i64, version: i16) -> bool {
 
 /// Handles a ListOffsets request.
 pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
-    // leader_epoch exists from v4; setting it earlier would not encode.
-    let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
     let read_committed = req.isolation_level == 1;
     let image = broker.metadata.image();
     let topics = req
@@ -56,19 +53,28 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                     if timestamp_unsupported(p.timestamp, version) {
                         return base.with_error_code(ResponseError::UnsupportedVersion.code());
                     }
-                    let Some(partition) = image
-                        .topic(&topic.name)
-                        .and_then(|t| broker.logs.get(&t.name, p.partition_index))
-                    else {
+                    let Some(t) = image.topic(&topic.name) else {
                         return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if let Some(code) = leader_epoch_error(p.current_leader_epoch) {
-                        return base.with_error_code(code.code());
-                    }
+                    let epoch = LeaderEpoch(p.current_leader_epoch);
+                    let partition =
+                        match broker
+                            .replicas
+                            .leader_partition(t, p.partition_index, epoch)
+                        {
+                            Ok(partition) => partition,
+                            Err(e) => return base.with_error_code(e.code.code()),
+                        };
+                    // leader_epoch exists from v4; setting it earlier would not encode.
+                    let epoch = if version >= 4 {
+                        partition.leader_epoch().0
+                    } else {
+                        -1
+                    };
                     let offsets = partition.offsets();
                     let found = match p.timestamp {
                         LATEST if read_committed => Ok(Some((-1, offsets.last_stable_offset))),
-                        LATEST => Ok(Some((-1, offsets.high_watermark()))),
+                        LATEST => Ok(Some((-1, offsets.high_watermark))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, offsets.log_start_offset))),
                         LATEST_TIERED => Ok(Some((-1, -1))),
                         MAX_TIMESTAMP => Ok(partition.max_timestamp()),

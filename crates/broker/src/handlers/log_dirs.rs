@@ -28,7 +28,7 @@ pub fn describe(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirs
             .collect()
     });
     let mut sizes: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
-    for partition in broker.logs.all() {
+    for partition in broker.replicas.logs().all() {
         let included = wanted.as_ref().is_none_or(|w| {
             w.get(partition.topic.as_str())
                 .is_some_and(|ids| ids.contains(&partition.index))

@@ -12,19 +12,17 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, To
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::{self, BatchError, Compression};
 use sluice_protocol::kafka_protocol;
+use sluice_protocol::model::LeaderEpoch;
 use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, recompress};
-use sluice_storage::AppendInfo;
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::errors::storage_error_code;
 use crate::handlers::record_checks::RecordChecks;
+use crate::metadata::TopicImage;
 use crate::partition::Partition;
+use crate::replica_manager::{AppendOrigin, Appended, ReplicaError, RequiredAcks};
 use crate::router::Reply;
-use crate::topic_admin::is_internal_topic;
-
-/// Leader epoch stamped into batches: one node never changes leader.
-pub const LEADER_EPOCH: i32 = 0;
 
 /// Why a partition's records were refused.
 struct Refusal {
@@ -44,10 +42,16 @@ impl Refusal {
     }
 }
 
-/// The outcome for one partition, before durability is awaited.
+impl From<ReplicaError> for Refusal {
+    fn from(e: ReplicaError) -> Self {
+        Refusal::new(e.code, e.message)
+    }
+}
+
+/// The outcome for one partition, before its acknowledgement is awaited.
 struct PartitionOutcome {
     index: i32,
-    result: Result<(Arc<Partition>, AppendInfo), Refusal>,
+    result: Result<Appended, Refusal>,
 }
 
 struct TopicOutcome {
@@ -58,17 +62,15 @@ struct TopicOutcome {
 
 /// Handles a Produce request.
 pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
-    let acks = req.acks;
-    if !(-1..=1).contains(&acks) {
+    let Some(acks) = RequiredAcks::from_wire(req.acks) else {
         return Reply::Now(ResponseKind::Produce(error_response(
             &req,
             ResponseError::InvalidRequiredAcks,
             version,
         )));
-    }
+    };
     let image = broker.metadata.image();
     let mut outcomes = Vec::with_capacity(req.topic_data.len());
-    let mut appended_any = false;
     for topic in req.topic_data {
         let resolved = if version >= 13 {
             image.topic_by_id(&topic.topic_id)
@@ -82,18 +84,10 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
         };
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
-            let result = match resolved.and_then(|t| broker.logs.get(&t.name, data.index)) {
+            let result = match resolved {
                 None => Err(Refusal::new(unknown, None)),
-                // Only the coordinators write their topics (Kafka: "Cannot append to
-                // internal topic", sent without a message).
-                Some(partition) if is_internal_topic(&partition.topic) => {
-                    Err(Refusal::new(ResponseError::InvalidTopicException, None))
-                }
-                Some(partition) => {
-                    append(broker, &partition, data.records).map(|info| (partition, info))
-                }
+                Some(t) => append(broker, t, data.index, data.records, acks),
             };
-            appended_any |= result.is_ok();
             partitions.push(PartitionOutcome {
                 index: data.index,
                 result,
@@ -105,11 +99,8 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
             partitions,
         });
     }
-    if appended_any {
-        broker.appended.notify_waiters();
-    }
     match acks {
-        0 => {
+        RequiredAcks::None => {
             // Kafka closes the connection so an acks=0 producer learns of the
             // failure the only way it can.
             let failed = outcomes
@@ -118,22 +109,17 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
                 .any(|p| p.result.is_err());
             if failed { Reply::Close } else { Reply::Nothing }
         }
-        1 => Reply::Now(ResponseKind::Produce(build_response(
+        RequiredAcks::Leader => Reply::Now(ResponseKind::Produce(build_response(
             outcomes,
             Vec::new(),
             version,
         ))),
-        _ => Reply::Later(tokio::spawn(async move {
-            for outcome in outcomes.iter().flat_map(|t| &t.partitions) {
-                if let Ok((partition, _)) = &outcome.result {
-                    partition.request_flush();
-                }
-            }
+        RequiredAcks::All => Reply::Later(tokio::spawn(async move {
             let mut sync_errors = Vec::new();
             for (t, topic) in outcomes.iter().enumerate() {
                 for (p, outcome) in topic.partitions.iter().enumerate() {
-                    if let Ok((partition, info)) = &outcome.result
-                        && let Err(e) = partition.wait_durable(info.last_offset + 1).await
+                    if let Ok(appended) = &outcome.result
+                        && let Err(e) = appended.acknowledged().await
                     {
                         sync_errors.push(((t, p), storage_error_code(&e)));
                     }
@@ -144,12 +130,44 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply 
     }
 }
 
-/// Validates and appends one partition's records.
+/// Validates and appends one partition's records through the replica manager.
 fn append(
     broker: &Broker,
+    topic: &TopicImage,
+    index: i32,
+    records: Option<Bytes>,
+    acks: RequiredAcks,
+) -> Result<Appended, Refusal> {
+    let partition = broker
+        .replicas
+        .leader_partition(topic, index, LeaderEpoch::UNKNOWN)?;
+    let mut traffic = (0, 0);
+    let appended =
+        broker
+            .replicas
+            .append_records(&partition, AppendOrigin::Client, acks, |partition| {
+                let valid = validate(broker, partition, records)?;
+                traffic = (valid.bytes_in, valid.records_in);
+                Ok::<_, Refusal>(valid.batches)
+            })?;
+    partition.traffic.produced(traffic.0, traffic.1);
+    Ok(appended)
+}
+
+/// A client's batches once checked, as they are to be stored.
+struct ValidBatches {
+    batches: Bytes,
+    bytes_in: u64,
+    records_in: u64,
+}
+
+/// Checks a client's record batches against the topic's settings (Kafka's
+/// `LogValidator`), recompressing them if the topic names another codec.
+fn validate(
+    broker: &Broker,
     partition: &Partition,
-    records: Option<bytes::Bytes>,
-) -> Result<AppendInfo, Refusal> {
+    records: Option<Bytes>,
+) -> Result<ValidBatches, Refusal> {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Err(Refusal::new(
             ResponseError::CorruptMessage,
@@ -205,16 +223,16 @@ fn append(
                 record_errors: refused.record_errors,
             })?;
     }
-    let records = match recompress_to {
+    let batches = match recompress_to {
         Some(codec) => recompressed(&records, codec, settings.max_message_bytes)?,
         // No copy: the log writes stamped headers and the request's own bytes.
         None => records,
     };
-    let info = partition
-        .append(&records, LEADER_EPOCH)
-        .map_err(|e| Refusal::new(storage_error_code(&e), Some(e.to_string())))?;
-    partition.traffic.produced(bytes_in, records_in);
-    Ok(info)
+    Ok(ValidBatches {
+        batches,
+        bytes_in,
+        records_in,
+    })
 }
 
 fn too_large(size: usize, max_message_bytes: usize) -> Refusal {
@@ -286,12 +304,15 @@ fn build_response(
                         (Ok(_), Some(code)) => {
                             base.with_error_code(code.code()).with_base_offset(-1)
                         }
-                        (Ok((partition, info)), None) => {
+                        (Ok(appended), None) => {
+                            let info = appended.info();
                             let base = base
                                 .with_base_offset(info.base_offset)
                                 .with_log_append_time_ms(info.log_append_time.unwrap_or(-1));
                             if version >= 5 {
-                                base.with_log_start_offset(partition.offsets().log_start_offset)
+                                base.with_log_start_offset(
+                                    appended.partition().offsets().log_start_offset,
+                                )
                             } else {
                                 base
                             }

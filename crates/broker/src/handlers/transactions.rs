@@ -11,6 +11,7 @@ use kafka_protocol::messages::{
     DescribeProducersRequest, DescribeProducersResponse, ProducerId, RequestKind, ResponseKind,
 };
 use sluice_protocol::kafka_protocol;
+use sluice_protocol::model::LeaderEpoch;
 
 use crate::broker::Broker;
 use crate::handlers::commit_topics;
@@ -62,6 +63,7 @@ pub fn describe_producers(
     req: DescribeProducersRequest,
     _version: i16,
 ) -> DescribeProducersResponse {
+    let image = broker.metadata.image();
     let topics = req
         .topics
         .into_iter()
@@ -71,8 +73,18 @@ pub fn describe_producers(
                 .iter()
                 .map(|&index| {
                     let base = PartitionResponse::default().with_partition_index(index);
-                    let Some(partition) = broker.logs.get(&topic.name, index) else {
-                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let found = image
+                        .topic(&topic.name)
+                        .ok_or(ResponseError::UnknownTopicOrPartition)
+                        .and_then(|t| {
+                            broker
+                                .replicas
+                                .leader_partition(t, index, LeaderEpoch::UNKNOWN)
+                                .map_err(|e| e.code)
+                        });
+                    let partition = match found {
+                        Ok(partition) => partition,
+                        Err(code) => return base.with_error_code(code.code()),
                     };
                     base.with_active_producers(
                         partition
