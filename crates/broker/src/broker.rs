@@ -15,7 +15,10 @@ use crate::connection_limits::ConnectionLimits;
 use crate::fd_budget::FdBudget;
 use crate::group_log::{OffsetsTopicLog, replay};
 use crate::log_manager::LogManager;
-use crate::metadata::{MetadataImage, MetadataStore, TopicImage};
+use crate::log_reconciler::LogReconciler;
+use crate::metadata::{
+    EndpointRecord, MetadataImage, MetadataLogError, MetadataRecord, MetadataStore, TopicImage,
+};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica_manager::ReplicaManager;
@@ -33,7 +36,9 @@ pub struct Broker {
     /// This cluster's id (generated on first start, kept in `meta/`).
     pub cluster_id: String,
     /// Topics and configs.
-    pub metadata: MetadataStore,
+    pub metadata: Arc<MetadataStore>,
+    /// Opens, retunes and removes partition logs as metadata changes.
+    pub log_reconciler: Arc<LogReconciler>,
     /// The partitions on this node: every append and read goes through it.
     pub replicas: ReplicaManager,
     /// The consumer group coordinator (every group lives on this node).
@@ -67,15 +72,16 @@ impl Broker {
 }
 
 /// Builds the broker state from the data directory.
-pub(crate) fn open_broker(
+pub(crate) async fn open_broker(
     config: BrokerConfig,
     bound: SocketAddr,
     recover: bool,
     fd_budget: FdBudget,
 ) -> Result<(Arc<Broker>, usize), crate::server::StartError> {
     let meta_dir = config.data_dir.join("meta");
-    let metadata = MetadataStore::open(&meta_dir)?;
+    let metadata = Arc::new(MetadataStore::open(&meta_dir, config.node_id)?);
     let cluster_id = load_or_create_cluster_id(&meta_dir)?;
+    let directory_id = load_or_create_directory_id(&meta_dir)?;
     let (advertised_host, advertised_port) = config.advertised(bound);
     let metrics = Arc::new(Metrics::default());
     let logs = LogManager::new(
@@ -102,6 +108,7 @@ pub(crate) fn open_broker(
         advertised_port,
         cluster_id,
         metadata,
+        log_reconciler: Arc::new(LogReconciler::new(weak.clone())),
         replicas: ReplicaManager::new(logs),
         groups: GroupCoordinator::new(group_config, Arc::new(OffsetsTopicLog::new(weak.clone()))),
         producer_ids: ProducerIdAllocator::default(),
@@ -130,16 +137,15 @@ pub(crate) fn open_broker(
             (!exists).then_some(kafka_protocol::error::ResponseError::UnknownTopicOrPartition)
         }));
     let image = broker.metadata.image();
+    let node = broker.node_id();
     let opened = broker.replicas.logs().open_all(
-        image.topics().map(|t| {
-            (
-                t,
-                broker.topic_settings(&image, t),
-                (0..t.partitions).collect(),
-            )
-        }),
+        image
+            .topics()
+            .map(|t| (t, broker.topic_settings(&image, t), t.partitions_on(node))),
         recover,
     )?;
+    broker.metadata.subscribe(broker.log_reconciler.clone());
+    register(&broker, directory_id).await?;
     let replayed = replay(&broker, &broker.groups).map_err(crate::server::StartError::GroupLog)?;
     if replayed > 0 {
         tracing::info!(records = replayed, "loaded consumer group state");
@@ -150,6 +156,59 @@ pub(crate) fn open_broker(
         tracing::info!(records = replayed, "loaded transaction state");
     }
     Ok((broker, opened))
+}
+
+/// Records this broker and where clients reach it in the metadata (Kafka's broker
+/// registration), when the metadata does not say so already.
+async fn register(
+    broker: &Arc<Broker>,
+    incarnation_id: uuid::Uuid,
+) -> Result<(), MetadataLogError> {
+    let record = MetadataRecord::BrokerRegistered {
+        id: broker.node_id(),
+        incarnation_id,
+        endpoints: vec![EndpointRecord {
+            listener: PLAINTEXT.to_string(),
+            host: broker.advertised_host.clone(),
+            port: broker.advertised_port,
+            security_protocol: PLAINTEXT.to_string(),
+        }],
+        rack: None,
+    };
+    broker
+        .metadata
+        .propose(|image| {
+            let mut registered = image.clone();
+            registered.apply(&record);
+            let unchanged = image.broker(broker.node_id()) == registered.broker(broker.node_id());
+            Ok::<_, MetadataLogError>((if unchanged { Vec::new() } else { vec![record] }, ()))
+        })
+        .await
+}
+
+/// The listener name (and security protocol) of the one listener a broker has today.
+pub const PLAINTEXT: &str = "PLAINTEXT";
+
+/// The id of this data directory, created once (Kafka's `directory.id` in
+/// `meta.properties`): a node id reused by another disk registers another incarnation.
+fn load_or_create_directory_id(meta_dir: &Path) -> Result<uuid::Uuid, std::io::Error> {
+    let path = meta_dir.join("meta.properties");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    if let Some(id) = text
+        .lines()
+        .find_map(|l| l.strip_prefix("directory.id="))
+        .and_then(|id| uuid::Uuid::parse_str(id.trim()).ok())
+    {
+        return Ok(id);
+    }
+    let id = uuid::Uuid::new_v4();
+    let mut updated = text;
+    if !updated.is_empty() && !updated.ends_with('\n') {
+        updated.push('\n');
+    }
+    updated.push_str(&format!("directory.id={id}\n"));
+    std::fs::write(&path, updated)?;
+    Ok(id)
 }
 
 /// Kafka keeps the cluster id in `meta.properties`; so do we.

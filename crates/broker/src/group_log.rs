@@ -53,9 +53,10 @@ impl OffsetsTopicLog {
             .broker
             .upgrade()
             .ok_or_else(|| GroupLogError::Unavailable("broker is shutting down".into()))?;
-        let topic =
-            ensure_consumer_offsets(&broker).map_err(|e| GroupLogError::Unavailable(e.message))?;
-        let index = coordinator_partition_for(group_id, topic.partitions);
+        let topic = ensure_consumer_offsets(&broker)
+            .await
+            .map_err(|e| GroupLogError::Unavailable(e.message))?;
+        let index = coordinator_partition_for(group_id, topic.partition_count());
         broker
             .replicas
             .append_coordinator_batch(&topic, index, Bytes::from(builder.build()))

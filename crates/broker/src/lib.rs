@@ -19,6 +19,7 @@ mod handlers;
 mod http;
 mod internal_replay;
 pub mod log_manager;
+mod log_reconciler;
 mod log_throttle;
 pub mod metadata;
 pub mod metrics;

@@ -17,10 +17,10 @@ use uuid::Uuid;
 
 use crate::clock::now_ms;
 use crate::flusher::Flusher;
-use crate::metadata::TopicImage;
+use crate::metadata::{PartitionRegistration, TopicImage};
 use crate::metrics::Metrics;
 use crate::partition::Partition;
-use crate::replica::PartitionRole;
+use crate::replica::{FollowerState, LeaderState, PartitionRole};
 use crate::topic_config::TopicSettings;
 
 const PARTITION_METADATA: &str = "partition.metadata";
@@ -136,7 +136,10 @@ impl LogManager {
         let dir = self.data_dir.join(partition_dir_name(&topic.name, index));
         prepare_partition_dir(&dir, topic.id)?;
         let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms(), &self.files)?;
-        let role = PartitionRole::sole_leader(self.node_id, LeaderEpoch(0), log.log_end_offset());
+        let role = match topic.partition(index) {
+            Some(registration) => role_for(registration, self.node_id, log.log_end_offset()),
+            None => PartitionRole::sole_leader(self.node_id, LeaderEpoch(0), log.log_end_offset()),
+        };
         Ok(Partition::start(
             topic.name.clone(),
             index,
@@ -253,6 +256,26 @@ impl LogManager {
             );
             remove_dirs_in_background(orphans);
         }
+    }
+}
+
+/// This node's role in a partition as its registration says: the leader (at the
+/// registration's leader epoch, with its ISR) or a follower of the leader. `log_end` is
+/// where a new leadership's high watermark starts.
+pub fn role_for(registration: &PartitionRegistration, node: i32, log_end: i64) -> PartitionRole {
+    if registration.leader == node {
+        PartitionRole::Leader(LeaderState::new(
+            node,
+            registration.leader_epoch,
+            registration.isr.clone(),
+            log_end,
+        ))
+    } else {
+        PartitionRole::Follower(FollowerState {
+            leader: registration.leader,
+            epoch: registration.leader_epoch,
+            high_watermark: 0,
+        })
     }
 }
 

@@ -180,6 +180,20 @@ impl Partition {
         self.state.read().role.is_leader()
     }
 
+    /// Takes the role metadata gives this node, unless it already has it (same leader
+    /// and epoch): a new leadership or followership starts from the current log end.
+    pub fn update_role(&self, make_role: impl FnOnce(i64) -> PartitionRole) {
+        let mut state = self.state.write();
+        let role = make_role(state.log.log_end_offset());
+        let same = role.is_leader() == state.role.is_leader()
+            && role.leader_epoch() == state.role.leader_epoch();
+        if !same {
+            state.role = role;
+            drop(state);
+            self.readable_changed.notify_waiters();
+        }
+    }
+
     /// Asks the sync thread to sync what has been appended so far. Call it
     /// for every partition of a request before waiting, so they join one pass.
     pub fn request_flush(self: &Arc<Self>) {

@@ -124,35 +124,25 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Request
         RequestKind::ApiVersions(_) => now(ResponseKind::ApiVersions(
             ApiVersionsResponse::default().with_api_keys(api_versions_table()),
         )),
-        RequestKind::Metadata(r) => now(ResponseKind::Metadata(handlers::metadata::handle(
-            broker, r, v,
-        ))),
+        RequestKind::Metadata(r) => handlers::metadata::handle(broker, r, v),
         RequestKind::Produce(r) => handlers::produce::handle(broker, r, v),
         RequestKind::Fetch(r) => handlers::fetch::handle(broker, r, v),
         RequestKind::ListOffsets(r) => now(ResponseKind::ListOffsets(
             handlers::list_offsets::handle(broker, r, v),
         )),
-        RequestKind::CreateTopics(r) => now(ResponseKind::CreateTopics(handlers::topics::create(
-            broker, r, v,
-        ))),
-        RequestKind::DeleteTopics(r) => now(ResponseKind::DeleteTopics(handlers::topics::delete(
-            broker, r, v,
-        ))),
-        RequestKind::CreatePartitions(r) => now(ResponseKind::CreatePartitions(
-            handlers::topics::create_partitions(broker, r, v),
-        )),
+        RequestKind::CreateTopics(r) => handlers::topics::create(broker, r, v),
+        RequestKind::DeleteTopics(r) => handlers::topics::delete(broker, r, v),
+        RequestKind::CreatePartitions(r) => handlers::topics::create_partitions(broker, r, v),
         RequestKind::DeleteRecords(r) => now(ResponseKind::DeleteRecords(
             handlers::delete_records::handle(broker, r, v),
         )),
         RequestKind::DescribeConfigs(r) => now(ResponseKind::DescribeConfigs(
             handlers::configs::describe(broker, r, v),
         )),
-        RequestKind::AlterConfigs(r) => now(ResponseKind::AlterConfigs(handlers::configs::alter(
-            broker, r, v,
-        ))),
-        RequestKind::IncrementalAlterConfigs(r) => now(ResponseKind::IncrementalAlterConfigs(
-            handlers::configs::incremental_alter(broker, r, v),
-        )),
+        RequestKind::AlterConfigs(r) => handlers::configs::alter(broker, r, v),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            handlers::configs::incremental_alter(broker, r, v)
+        }
         RequestKind::InitProducerId(r)
             if r.transactional_id.as_deref().is_some_and(|t| !t.is_empty()) =>
         {
@@ -176,9 +166,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Request
         RequestKind::DescribeCluster(r) => now(ResponseKind::DescribeCluster(
             handlers::cluster::describe(broker, r, v),
         )),
-        RequestKind::FindCoordinator(r) => now(ResponseKind::FindCoordinator(
-            handlers::groups::find_coordinator(broker, r, v),
-        )),
+        RequestKind::FindCoordinator(r) => handlers::groups::find_coordinator(broker, r, v),
         other => handlers::groups::handle(broker, ctx, other).await,
     }
 }
@@ -420,6 +408,7 @@ mod tests {
             },
             false,
         )
+        .await
         .unwrap();
         let ctx = |v| RequestContext {
             api_version: v,

@@ -1,15 +1,20 @@
 //! Topic lifecycle shared by CreateTopics, auto-creation, DeleteTopics,
-//! CreatePartitions and config changes: validate, record in the metadata log,
-//! then bring the partition logs in line.
+//! CreatePartitions and config changes, as Kafka's controller does it: validate against
+//! the metadata image and decide the records (a topic, its partitions' replicas, configs)
+//! — no I/O here — then propose them. Opening, retuning and removing partition logs is
+//! the [`crate::log_reconciler`]'s reaction to the committed records.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use sluice_protocol::kafka_protocol;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::metadata::{MetadataImage, MetadataLogError, MetadataRecord, TopicImage};
+use crate::metadata::{
+    MetadataImage, MetadataLogError, MetadataRecord, PartitionAssignment, TopicImage,
+};
 use crate::topic_config::validate_topic_config;
 
 /// Kafka's limit on topic name length.
@@ -147,9 +152,6 @@ pub struct NewTopic {
     pub internal: bool,
 }
 
-/// Number of brokers in the cluster (one, until clustering lands).
-const CLUSTER_SIZE: i16 = 1;
-
 /// Checks a topic against the rules and the current image; returns the
 /// resolved partition count and replication factor.
 fn check_new_topic(
@@ -189,14 +191,15 @@ fn check_new_topic(
             ));
         }
     };
+    let brokers = registered_brokers(broker, image).len();
     let replication = match topic.replication_factor {
         -1 => 1,
-        n if n >= 1 && n <= CLUSTER_SIZE => n,
+        n if n >= 1 && usize::try_from(n).is_ok_and(|n| n <= brokers) => n,
         n if n >= 1 => {
             return Err(AdminError::new(
                 ResponseError::InvalidReplicationFactor,
                 format!(
-                    "Unable to replicate the partition {n} time(s): The target replication factor of {n} cannot be reached because only {CLUSTER_SIZE} broker(s) are registered."
+                    "Unable to replicate the partition {n} time(s): The target replication factor of {n} cannot be reached because only {brokers} broker(s) are registered."
                 ),
             ));
         }
@@ -220,76 +223,112 @@ fn check_new_topic(
     Ok((partitions, replication))
 }
 
+/// The brokers replicas may be placed on: the registered ones, or this node before it
+/// has registered (start-up creating the internal topics).
+fn registered_brokers(broker: &Broker, image: &MetadataImage) -> Vec<i32> {
+    let brokers: Vec<i32> = image.brokers().map(|b| b.id).collect();
+    if brokers.is_empty() {
+        vec![broker.node_id()]
+    } else {
+        brokers
+    }
+}
+
+/// Places `replication` replicas of each of the partitions `indexes` on the brokers,
+/// striped so that leaders (the first replica) spread evenly: partition p starts at
+/// broker p mod n (Kafka's striped placement, without racks).
+fn assign_replicas(
+    brokers: &[i32],
+    indexes: std::ops::Range<i32>,
+    replication: i16,
+) -> Vec<PartitionAssignment> {
+    let n = brokers.len().max(1);
+    let replication = usize::try_from(replication).unwrap_or(1);
+    indexes
+        .map(|p| {
+            let first = usize::try_from(p).unwrap_or(0);
+            let replicas = (0..replication)
+                .filter_map(|r| brokers.get((first + r) % n).copied())
+                .collect();
+            PartitionAssignment(replicas)
+        })
+        .collect()
+}
+
+/// Commits what `check` decides and, if this node's partitions of `topic` could not be
+/// opened, says so with the reason the reconciler gave.
+fn local_open_failure(broker: &Broker, topic: Uuid) -> Option<AdminError> {
+    broker
+        .log_reconciler
+        .take_failure(topic)
+        .map(|reason| AdminError::new(ResponseError::KafkaStorageError, reason))
+}
+
 /// Creates a topic (or, with `validate_only`, checks that it could be).
-pub fn create_topic(
-    broker: &Broker,
+pub async fn create_topic(
+    broker: &Arc<Broker>,
     topic: NewTopic,
     validate_only: bool,
 ) -> Result<TopicImage, AdminError> {
-    if validate_only {
-        let (partitions, _) = check_new_topic(broker, &topic, &broker.metadata.image())?;
-        return Ok(TopicImage {
-            name: topic.name,
-            id: Uuid::nil(),
-            partitions,
-            configs: topic.configs,
-            internal: topic.internal,
-        });
-    }
-    // The partition logs are opened before the topic appears in the image, so
-    // nobody (FindCoordinator for `__consumer_offsets` included) is told about
-    // a topic whose partitions cannot be used yet.
     let id = Uuid::new_v4();
-    let created = broker.metadata.commit(|image| {
-        let (partitions, _) = check_new_topic(broker, &topic, image)?;
-        let created = TopicImage {
+    let decide = |image: &MetadataImage| {
+        let (partitions, replication) = check_new_topic(broker, &topic, image)?;
+        let replicas = assign_replicas(
+            &registered_brokers(broker, image),
+            0..partitions,
+            replication,
+        );
+        let record = MetadataRecord::TopicCreated {
             name: topic.name.clone(),
             id,
             partitions,
             configs: topic.configs.clone(),
             internal: topic.internal,
+            replicas,
         };
-        broker
-            .replicas
-            .logs()
-            .open_partitions(
-                &created,
-                0..partitions,
-                broker.topic_settings(image, &created),
-                false,
-            )
-            .map_err(|e| {
-                tracing::error!(topic = %created.name, partitions, error = %e, "cannot create the topic's partition logs");
-                AdminError::new(ResponseError::KafkaStorageError, e.to_string())
-            })?;
-        let record = MetadataRecord::TopicCreated {
-            name: created.name.clone(),
-            id: created.id,
-            partitions,
-            configs: created.configs.clone(),
-            internal: created.internal,
-        };
-        Ok::<_, AdminError>((vec![record], created))
-    });
-    let created = match created {
-        Ok(t) => t,
-        Err(e) => {
-            // The metadata write failed after the logs were opened: undo them.
-            if broker.metadata.image().topic(&topic.name).is_none() {
-                broker.replicas.logs().delete_topic(id);
-            }
-            return Err(e);
-        }
+        Ok::<_, AdminError>((vec![record], ()))
     };
-    tracing::info!(topic = %created.name, partitions = created.partitions, id = %created.id, "created topic");
+    if validate_only {
+        let (records, ()) = decide(&broker.metadata.image())?;
+        let mut preview = MetadataImage::new(broker.node_id());
+        records.iter().for_each(|r| preview.apply(r));
+        return preview
+            .topic(&topic.name)
+            .cloned()
+            .map(|t| TopicImage {
+                id: Uuid::nil(),
+                ..t
+            })
+            .ok_or_else(|| AdminError::new(ResponseError::UnknownServerError, "no preview"));
+    }
+    broker.metadata.propose(decide).await?;
+    if let Some(failed) = local_open_failure(broker, id) {
+        // This node could not hold the new partitions: take the topic back, so that a
+        // failed create leaves nothing behind and the name stays free.
+        if let Err(e) = broker
+            .metadata
+            .propose(|_| Ok::<_, AdminError>((vec![MetadataRecord::TopicDeleted { id }], ())))
+            .await
+        {
+            tracing::error!(topic = %topic.name, error = %e.message, "cannot take back a topic whose partitions failed to open");
+        }
+        return Err(failed);
+    }
+    let created = broker
+        .metadata
+        .image()
+        .topic_by_id(&id)
+        .cloned()
+        .ok_or_else(|| AdminError::new(ResponseError::UnknownServerError, "topic vanished"))?;
+    tracing::info!(topic = %created.name, partitions = created.partition_count(), id = %created.id, "created topic");
     Ok(created)
 }
 
-/// Returns the topic, creating it with broker defaults when auto-creation is
-/// on (an internal topic with the settings its coordinator needs, as Kafka's
+/// Returns the topic, creating it with broker defaults when auto-creation is on (an
+/// internal topic's name creates it as its coordinator needs it, as Kafka's
 /// auto-creation does). `Ok(None)` means it does not exist and may not be created.
-pub fn get_or_auto_create(
-    broker: &Broker,
+pub async fn get_or_auto_create(
+    broker: &Arc<Broker>,
     name: &str,
     allow: bool,
 ) -> Result<Option<TopicImage>, AdminError> {
@@ -300,7 +339,7 @@ pub fn get_or_auto_create(
         return Ok(None);
     }
     if is_internal_topic(name) {
-        return ensure_internal_topic(broker, name).map(Some);
+        return ensure_internal_topic(broker, name).await.map(Some);
     }
     let new = NewTopic {
         name: name.to_string(),
@@ -309,7 +348,7 @@ pub fn get_or_auto_create(
         configs: BTreeMap::new(),
         internal: false,
     };
-    match create_topic(broker, new, false) {
+    match create_topic(broker, new, false).await {
         Ok(t) => Ok(Some(t)),
         // Another request created it first.
         Err(e) if e.code == ResponseError::TopicAlreadyExists => {
@@ -320,14 +359,17 @@ pub fn get_or_auto_create(
 }
 
 /// Makes sure `__consumer_offsets` exists (Kafka creates it on first use).
-pub fn ensure_consumer_offsets(broker: &Broker) -> Result<TopicImage, AdminError> {
-    ensure_internal_topic(broker, CONSUMER_OFFSETS_TOPIC)
+pub async fn ensure_consumer_offsets(broker: &Arc<Broker>) -> Result<TopicImage, AdminError> {
+    ensure_internal_topic(broker, CONSUMER_OFFSETS_TOPIC).await
 }
 
 /// Makes sure an internal topic (`__consumer_offsets` or
 /// `__transaction_state`) exists, creating it as Kafka does on first use:
 /// compacted, 100 MiB segments, its configured partition count.
-pub fn ensure_internal_topic(broker: &Broker, name: &str) -> Result<TopicImage, AdminError> {
+pub async fn ensure_internal_topic(
+    broker: &Arc<Broker>,
+    name: &str,
+) -> Result<TopicImage, AdminError> {
     if let Some(t) = broker.metadata.image().topic(name) {
         return Ok(t.clone());
     }
@@ -347,7 +389,7 @@ pub fn ensure_internal_topic(broker: &Broker, name: &str) -> Result<TopicImage, 
         ]),
         internal: true,
     };
-    match create_topic(broker, new, false) {
+    match create_topic(broker, new, false).await {
         Ok(t) => Ok(t),
         Err(e) if e.code == ResponseError::TopicAlreadyExists => {
             broker.metadata.image().topic(name).cloned().ok_or(e)
@@ -357,119 +399,104 @@ pub fn ensure_internal_topic(broker: &Broker, name: &str) -> Result<TopicImage, 
 }
 
 /// Deletes a topic by id.
-pub fn delete_topic(broker: &Broker, id: Uuid) -> Result<TopicImage, AdminError> {
-    let topic = broker.metadata.commit(|image| {
-        let topic = image.topic_by_id(&id).ok_or_else(|| {
-            AdminError::new(
-                ResponseError::UnknownTopicId,
-                "This server does not host this topic ID.",
-            )
-        })?;
-        if topic.internal {
-            return Err(AdminError::new(
-                ResponseError::InvalidRequest,
-                format!("Cannot delete internal topic {}", topic.name),
-            ));
-        }
-        Ok((vec![MetadataRecord::TopicDeleted { id }], topic.clone()))
-    })?;
-    broker.replicas.logs().delete_topic(topic.id);
-    tracing::info!(topic = %topic.name, id = %topic.id, "deleted topic");
-    Ok(topic)
+pub async fn delete_topic(broker: &Arc<Broker>, id: Uuid) -> Result<TopicImage, AdminError> {
+    broker
+        .metadata
+        .propose(|image| {
+            let topic = image.topic_by_id(&id).ok_or_else(|| {
+                AdminError::new(
+                    ResponseError::UnknownTopicId,
+                    "This server does not host this topic ID.",
+                )
+            })?;
+            if topic.internal {
+                return Err(AdminError::new(
+                    ResponseError::InvalidRequest,
+                    format!("Cannot delete internal topic {}", topic.name),
+                ));
+            }
+            Ok((vec![MetadataRecord::TopicDeleted { id }], topic.clone()))
+        })
+        .await
 }
 
 /// CreatePartitions: raises the partition count of a topic.
-pub fn create_partitions(
-    broker: &Broker,
+pub async fn create_partitions(
+    broker: &Arc<Broker>,
     name: &str,
     count: i32,
     validate_only: bool,
 ) -> Result<(), AdminError> {
-    let check = |image: &crate::metadata::MetadataImage| -> Result<TopicImage, AdminError> {
+    let decide = |image: &MetadataImage| {
         let topic = image.topic(name).ok_or_else(|| {
             AdminError::new(
                 ResponseError::UnknownTopicOrPartition,
                 format!("The topic '{name}' does not exist."),
             )
         })?;
-        if count == topic.partitions {
+        let current = topic.partition_count();
+        if count == current {
             return Err(AdminError::new(
                 ResponseError::InvalidPartitions,
                 format!("Topic already has {count} partitions."),
             ));
         }
-        if count < topic.partitions {
+        if count < current {
             return Err(AdminError::new(
                 ResponseError::InvalidPartitions,
                 format!(
-                    "The topic {name} currently has {} partition(s); {count} would not be an increase.",
-                    topic.partitions
+                    "The topic {name} currently has {current} partition(s); {count} would not be an increase."
                 ),
             ));
         }
-        check_broker_partitions(broker, image, name, count - topic.partitions)?;
-        Ok(topic.clone())
-    };
-    if validate_only {
-        check(&broker.metadata.image())?;
-        return Ok(());
-    }
-    // New partitions are opened before the image names them (see create_topic).
-    broker.metadata.commit(|image| {
-        let topic = check(image)?;
-        let grown = TopicImage {
-            partitions: count,
-            ..topic.clone()
-        };
-        broker
-            .replicas
-            .logs()
-            .open_partitions(
-                &grown,
-                topic.partitions..count,
-                broker.topic_settings(image, &grown),
-                false,
-            )
-            .map_err(|e| {
-                tracing::error!(topic = %name, partitions = count, error = %e, "cannot create the new partition logs");
-                AdminError::new(ResponseError::KafkaStorageError, e.to_string())
-            })?;
+        check_broker_partitions(broker, image, name, count - current)?;
+        let replication = topic
+            .partition(0)
+            .map_or(1, |p| i16::try_from(p.replicas.len()).unwrap_or(1));
+        let replicas = assign_replicas(
+            &registered_brokers(broker, image),
+            current..count,
+            replication,
+        );
         Ok::<_, AdminError>((
             vec![MetadataRecord::PartitionsCreated {
                 id: topic.id,
                 partitions: count,
+                replicas,
             }],
-            (),
+            topic.id,
         ))
-    })
+    };
+    if validate_only {
+        decide(&broker.metadata.image())?;
+        return Ok(());
+    }
+    let id = broker.metadata.propose(decide).await?;
+    match local_open_failure(broker, id) {
+        Some(failed) => Err(failed),
+        None => Ok(()),
+    }
 }
 
 /// Replaces a topic's config overrides (after validating every entry).
-pub fn set_topic_configs(
-    broker: &Broker,
+pub async fn set_topic_configs(
+    broker: &Arc<Broker>,
     name: &str,
     change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AdminError>,
     validate_only: bool,
 ) -> Result<(), AdminError> {
-    let check = |image: &crate::metadata::MetadataImage| -> Result<(TopicImage, BTreeMap<String, String>), AdminError> {
+    let decide = |image: &MetadataImage| {
         let topic = image.topic(name).ok_or_else(|| {
             AdminError::new(
                 ResponseError::UnknownTopicOrPartition,
                 format!("The topic '{name}' does not exist."),
             )
         })?;
-        let next = change(&topic.configs)?;
-        for (k, v) in &next {
-            validate_topic_config(k, v).map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        let configs = change(&topic.configs)?;
+        for (k, v) in &configs {
+            validate_topic_config(k, v)
+                .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
         }
-        Ok((topic.clone(), next))
-    };
-    if validate_only {
-        check(&broker.metadata.image())?;
-        return Ok(());
-    }
-    broker.metadata.commit(|image| {
-        let (topic, configs) = check(image)?;
         Ok::<_, AdminError>((
             vec![MetadataRecord::TopicConfigsChanged {
                 id: topic.id,
@@ -477,57 +504,42 @@ pub fn set_topic_configs(
             }],
             (),
         ))
-    })?;
-    let image = broker.metadata.image();
-    if let Some(t) = image.topic(name) {
-        broker
-            .replicas
-            .logs()
-            .update_settings(t.id, broker.topic_settings(&image, t));
+    };
+    if validate_only {
+        decide(&broker.metadata.image())?;
+        return Ok(());
     }
-    Ok(())
+    broker.metadata.propose(decide).await
 }
 
-/// Replaces the dynamic broker configs and re-resolves every topic's settings.
-pub fn set_broker_configs(
-    broker: &Broker,
+/// Replaces the dynamic broker configs (every topic's settings follow).
+pub async fn set_broker_configs(
+    broker: &Arc<Broker>,
     change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AdminError>,
     validate_only: bool,
 ) -> Result<(), AdminError> {
-    let check =
-        |image: &crate::metadata::MetadataImage| -> Result<BTreeMap<String, String>, AdminError> {
-            let next = change(&image.broker_configs)?;
-            for (k, v) in &next {
-                let def = crate::topic_config::TOPIC_CONFIGS
-                    .iter()
-                    .find(|d| d.broker_synonym == Some(k.as_str()))
-                    .ok_or_else(|| {
-                        AdminError::new(
-                            ResponseError::InvalidConfig,
-                            format!("Cannot update broker config {k} dynamically"),
-                        )
-                    })?;
-                validate_topic_config(def.name, v)
-                    .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
-            }
-            Ok(next)
-        };
+    let decide = |image: &MetadataImage| {
+        let configs = change(&image.broker_configs)?;
+        for (k, v) in &configs {
+            let def = crate::topic_config::TOPIC_CONFIGS
+                .iter()
+                .find(|d| d.broker_synonym == Some(k.as_str()))
+                .ok_or_else(|| {
+                    AdminError::new(
+                        ResponseError::InvalidConfig,
+                        format!("Cannot update broker config {k} dynamically"),
+                    )
+                })?;
+            validate_topic_config(def.name, v)
+                .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        }
+        Ok::<_, AdminError>((vec![MetadataRecord::BrokerConfigsChanged { configs }], ()))
+    };
     if validate_only {
-        check(&broker.metadata.image())?;
+        decide(&broker.metadata.image())?;
         return Ok(());
     }
-    broker.metadata.commit(|image| {
-        let configs = check(image)?;
-        Ok::<_, AdminError>((vec![MetadataRecord::BrokerConfigsChanged { configs }], ()))
-    })?;
-    let image = broker.metadata.image();
-    for t in image.topics() {
-        broker
-            .replicas
-            .logs()
-            .update_settings(t.id, broker.topic_settings(&image, t));
-    }
-    Ok(())
+    broker.metadata.propose(decide).await
 }
 
 #[cfg(test)]

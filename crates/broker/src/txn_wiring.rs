@@ -42,9 +42,12 @@ impl TransactionStateLog {
             .upgrade()
             .ok_or_else(|| unavailable("broker is shutting down".into()))?;
         let topic = ensure_internal_topic(&broker, TRANSACTION_STATE_TOPIC)
+            .await
             .map_err(|e| unavailable(e.message))?;
-        let index =
-            sluice_protocol::model::coordinator_partition_for(transactional_id, topic.partitions);
+        let index = sluice_protocol::model::coordinator_partition_for(
+            transactional_id,
+            topic.partition_count(),
+        );
         let now = now_ms();
         let mut builder = RecordBatchBuilder::new();
         for (key, value) in &records {
@@ -134,7 +137,7 @@ impl PartitionMarkerWriter {
             .metadata
             .image()
             .topic(CONSUMER_OFFSETS_TOPIC)
-            .map(|t| t.partitions);
+            .map(|t| t.partition_count());
         if let Some(total) = offsets_partitions {
             for (topic, index) in &partitions {
                 if topic == CONSUMER_OFFSETS_TOPIC {

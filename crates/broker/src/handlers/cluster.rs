@@ -9,7 +9,9 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
-use crate::handlers::metadata::{ALL_CLUSTER_OPERATIONS, AUTHORIZED_OPERATIONS_OMITTED};
+use crate::handlers::metadata::{
+    ALL_CLUSTER_OPERATIONS, AUTHORIZED_OPERATIONS_OMITTED, client_endpoint,
+};
 
 /// Endpoint type "brokers" (KIP-919); controllers are not exposed separately.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
@@ -28,14 +30,23 @@ pub fn describe(
                 "Only brokers endpoints are served",
             )));
     }
+    let image = broker.metadata.image();
+    let brokers = image
+        .brokers()
+        .filter_map(|b| {
+            let endpoint = client_endpoint(b)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(endpoint.host.clone()))
+                    .with_port(endpoint.port)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect();
     base.with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.node_id()))
-        .with_brokers(vec![
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(broker.node_id()))
-                .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-                .with_port(broker.advertised_port),
-        ])
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             ALL_CLUSTER_OPERATIONS
         } else {

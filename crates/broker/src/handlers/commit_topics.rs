@@ -34,7 +34,7 @@ impl KnownMask {
         KnownMask(
             topics
                 .map(|(name, partitions)| {
-                    let count = image.topic(name).map_or(0, |t| t.partitions);
+                    let count = image.topic(name).map_or(0, |t| t.partition_count());
                     partitions.iter().map(|&p| p >= 0 && p < count).collect()
                 })
                 .collect(),

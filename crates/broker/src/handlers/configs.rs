@@ -10,14 +10,15 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, alter_configs_response,
-    incremental_alter_configs_response,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ResponseKind,
+    alter_configs_response, incremental_alter_configs_response,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
 use crate::fd_budget::FdBudget;
+use crate::router::Reply;
 use crate::topic_admin::{AdminError, set_broker_configs, set_topic_configs};
 use crate::topic_config::{
     ConfigSource, ConfigType, ResolvedConfig, TOPIC_CONFIGS, resolve_topic_configs,
@@ -304,15 +305,17 @@ fn broker_configs(
 }
 
 /// Handles the legacy AlterConfigs: the given set replaces all overrides.
-pub fn alter(
-    broker: &Arc<Broker>,
-    req: AlterConfigsRequest,
-    _version: i16,
-) -> AlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|resource| {
+pub fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest, _version: i16) -> Reply {
+    let broker = broker.clone();
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::AlterConfigs(alter_configs(&broker, req).await)
+    }))
+}
+
+async fn alter_configs(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for resource in req.resources {
+        responses.push({
             let mut next = BTreeMap::new();
             let mut result = Ok(());
             for c in &resource.configs {
@@ -328,23 +331,27 @@ pub fn alter(
                     }
                 }
             }
-            let result = result.and_then(|()| {
-                apply(
-                    broker,
-                    resource.resource_type,
-                    &resource.resource_name,
-                    req.validate_only,
-                    |_| Ok(next),
-                )
-            });
+            let result = match result {
+                Ok(()) => {
+                    apply(
+                        broker,
+                        resource.resource_type,
+                        &resource.resource_name,
+                        req.validate_only,
+                        |_| Ok(next),
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
             let (code, message) = split(result);
             alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name)
                 .with_error_code(code)
                 .with_error_message(message)
-        })
-        .collect();
+        });
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -353,11 +360,20 @@ pub fn incremental_alter(
     broker: &Arc<Broker>,
     req: IncrementalAlterConfigsRequest,
     _version: i16,
+) -> Reply {
+    let broker = broker.clone();
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::IncrementalAlterConfigs(incremental_alter_configs(&broker, req).await)
+    }))
+}
+
+async fn incremental_alter_configs(
+    broker: &Arc<Broker>,
+    req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|resource| {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for resource in req.resources {
+        responses.push({
             let ops: Vec<(String, i8, Option<String>)> = resource
                 .configs
                 .iter()
@@ -376,30 +392,31 @@ pub fn incremental_alter(
                 &resource.resource_name,
                 req.validate_only,
                 |current| apply_ops(current, &ops, is_topic),
-            );
+            )
+            .await;
             let (code, message) = split(result);
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name)
                 .with_error_code(code)
                 .with_error_message(message)
-        })
-        .collect();
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-fn apply(
-    broker: &Broker,
+async fn apply(
+    broker: &Arc<Broker>,
     resource_type: i8,
     name: &str,
     validate_only: bool,
     change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AdminError>,
 ) -> Result<(), AdminError> {
     match resource_type {
-        RESOURCE_TOPIC => set_topic_configs(broker, name, change, validate_only),
+        RESOURCE_TOPIC => set_topic_configs(broker, name, change, validate_only).await,
         RESOURCE_BROKER => {
             check_broker_name(broker, name)?;
-            set_broker_configs(broker, change, validate_only)
+            set_broker_configs(broker, change, validate_only).await
         }
         other => Err(AdminError::new(
             ResponseError::InvalidRequest,

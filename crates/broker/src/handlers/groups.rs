@@ -10,9 +10,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
+use sluice_protocol::model::coordinator_partition_for;
 
 use crate::broker::Broker;
 use crate::handlers::commit_topics;
+use crate::handlers::metadata::client_endpoint;
+use crate::metadata::TopicImage;
 use crate::router::{Reply, RequestContext};
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, ensure_internal_topic};
 
@@ -20,55 +23,99 @@ use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, ensure
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// Handles FindCoordinator: this node coordinates every group and every
-/// transactional id.
-pub fn find_coordinator(
-    broker: &Arc<Broker>,
+/// Handles FindCoordinator: the coordinator of a group or transactional id is the leader
+/// of its partition of the internal topic (created on first use, as Kafka does).
+pub fn find_coordinator(broker: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> Reply {
+    let topic = match req.key_type {
+        KEY_TYPE_GROUP => CONSUMER_OFFSETS_TOPIC,
+        KEY_TYPE_TRANSACTION => TRANSACTION_STATE_TOPIC,
+        _ => {
+            let error = (
+                ResponseError::InvalidRequest,
+                format!("Unknown coordinator key type {}", req.key_type),
+            );
+            return Reply::Now(ResponseKind::FindCoordinator(coordinators(
+                broker,
+                req,
+                version,
+                Err(error),
+            )));
+        }
+    };
+    if let Some(t) = broker.metadata.image().topic(topic) {
+        let t = t.clone();
+        return Reply::Now(ResponseKind::FindCoordinator(coordinators(
+            broker,
+            req,
+            version,
+            Ok(&t),
+        )));
+    }
+    let broker = broker.clone();
+    Reply::Later(tokio::spawn(async move {
+        let created = ensure_internal_topic(&broker, topic)
+            .await
+            .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message));
+        ResponseKind::FindCoordinator(coordinators(
+            &broker,
+            req,
+            version,
+            created.as_ref().map_err(Clone::clone),
+        ))
+    }))
+}
+
+/// Where each key's coordinator is: the leader of the key's partition of `topic`, as
+/// the metadata registers it and its endpoint.
+fn coordinators(
+    broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
+    topic: Result<&TopicImage, (ResponseError, String)>,
 ) -> FindCoordinatorResponse {
-    let topic = match req.key_type {
-        KEY_TYPE_GROUP => Some(CONSUMER_OFFSETS_TOPIC),
-        KEY_TYPE_TRANSACTION => Some(TRANSACTION_STATE_TOPIC),
-        _ => None,
+    let image = broker.metadata.image();
+    let locate = |key: &str| -> Result<(i32, String, i32), (ResponseError, String)> {
+        let topic = topic.clone()?;
+        let index = coordinator_partition_for(key, topic.partition_count());
+        let leader = topic.partition(index).map_or(-1, |p| p.leader);
+        image
+            .broker(leader)
+            .and_then(client_endpoint)
+            .map(|e| (leader, e.host.clone(), e.port))
+            .ok_or_else(|| {
+                (
+                    ResponseError::CoordinatorNotAvailable,
+                    "The coordinator is not available.".to_string(),
+                )
+            })
     };
-    let outcome: Result<(), (ResponseError, String)> = match topic {
-        None => Err((
-            ResponseError::InvalidRequest,
-            format!("Unknown coordinator key type {}", req.key_type),
-        )),
-        Some(topic) => ensure_internal_topic(broker, topic)
-            .map(|_| ())
-            .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message)),
-    };
-    let host = StrBytes::from_string(broker.advertised_host.clone());
-    let node = BrokerId(broker.node_id());
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let found = locate(&key);
                 let c = Coordinator::default().with_key(key);
-                match &outcome {
-                    Ok(()) => c
-                        .with_node_id(node)
-                        .with_host(host.clone())
-                        .with_port(broker.advertised_port),
+                match found {
+                    Ok((node, host, port)) => c
+                        .with_node_id(BrokerId(node))
+                        .with_host(StrBytes::from_string(host))
+                        .with_port(port),
                     Err((code, msg)) => c
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)
                         .with_error_code(code.code())
-                        .with_error_message(Some(StrBytes::from_string(msg.clone()))),
+                        .with_error_message(Some(StrBytes::from_string(msg))),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match outcome {
-        Ok(()) => FindCoordinatorResponse::default()
-            .with_node_id(node)
-            .with_host(host)
-            .with_port(broker.advertised_port),
+    match locate(&req.key) {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port),
         Err((code, msg)) => {
             let response = FindCoordinatorResponse::default()
                 .with_node_id(BrokerId(-1))

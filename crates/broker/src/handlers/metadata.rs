@@ -1,19 +1,22 @@
 //! Metadata: brokers, topics, partitions and leaders; auto-creates topics.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::metadata::TopicImage;
+use crate::metadata::{BrokerRegistration, EndpointRecord, MetadataImage, TopicImage};
+use crate::router::Reply;
 use crate::topic_admin::{self, get_or_auto_create, validate_topic_name};
 
 /// Kafka's "authorized operations not requested" value.
@@ -27,32 +30,92 @@ pub const ALL_TOPIC_OPERATIONS: i32 =
 pub const ALL_CLUSTER_OPERATIONS: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
-/// Answers a Metadata request.
-pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
-    // v0 has no null: an empty list means all topics. v4+ lets the client
-    // forbid auto-creation.
-    let allow_auto_create = version < 4 || req.allow_auto_topic_creation;
-    let include_topic_ops = version >= 8 && req.include_topic_authorized_operations;
-    let topics = match req.topics {
-        None => all_topics(broker),
-        Some(list) if list.is_empty() && version == 0 => all_topics(broker),
-        Some(list) => {
-            let auto_create = match allow_auto_create && broker.config.auto_create_topics {
-                false => AutoCreate::No,
-                true if auto_created_partitions(broker, &list)
-                    > topic_admin::MAX_PARTITIONS_PER_REQUEST =>
-                {
-                    AutoCreate::OverLimit
+/// Answers a Metadata request: at once from the image, or — when it names topics to
+/// auto-create — once they are created.
+pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Reply {
+    let to_create = topics_to_create(broker, &req, version);
+    if to_create.is_empty() {
+        return Reply::Now(ResponseKind::Metadata(respond(
+            broker,
+            req,
+            version,
+            &HashMap::new(),
+        )));
+    }
+    let broker = broker.clone();
+    Reply::Later(tokio::spawn(async move {
+        let mut outcomes = HashMap::new();
+        if auto_created_partitions(&broker, &to_create) > topic_admin::MAX_PARTITIONS_PER_REQUEST {
+            // Kafka's controller refuses such a batch whole: none is created.
+            for name in to_create {
+                outcomes.insert(name, ResponseError::PolicyViolation);
+            }
+        } else {
+            for name in to_create {
+                match get_or_auto_create(&broker, &name, true).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        outcomes.insert(name, ResponseError::UnknownTopicOrPartition);
+                    }
+                    Err(e) => {
+                        outcomes.insert(name, e.code);
+                    }
                 }
-                true => AutoCreate::Yes,
-            };
-            list.into_iter()
-                .map(|t| match t.name {
-                    Some(name) => describe_by_name(broker, &name, auto_create),
-                    None => describe_by_id(broker, t.topic_id),
-                })
-                .collect()
+            }
         }
+        ResponseKind::Metadata(respond(&broker, req, version, &outcomes))
+    }))
+}
+
+/// The unknown, validly named topics of the request that auto-creation would create.
+fn topics_to_create(broker: &Broker, req: &MetadataRequest, version: i16) -> Vec<String> {
+    // v0-3 always auto-create; v4+ lets the client forbid it.
+    let allowed =
+        (version < 4 || req.allow_auto_topic_creation) && broker.config.auto_create_topics;
+    let Some(list) = req.topics.as_ref().filter(|_| allowed) else {
+        return Vec::new();
+    };
+    let image = broker.metadata.image();
+    let mut unknown: Vec<String> = list
+        .iter()
+        .filter_map(|t| t.name.as_deref().map(|n| n.to_string()))
+        .filter(|name| image.topic(name).is_none() && validate_topic_name(name).is_ok())
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    unknown
+}
+
+/// Partitions auto-creation of `names` would add.
+fn auto_created_partitions(broker: &Broker, names: &[String]) -> i64 {
+    i64::try_from(names.len())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(i64::from(broker.config.default_partitions))
+}
+
+/// The response as the image stands; `failed` says why named topics that are still
+/// unknown were not created.
+fn respond(
+    broker: &Broker,
+    req: MetadataRequest,
+    version: i16,
+    failed: &HashMap<String, ResponseError>,
+) -> MetadataResponse {
+    let include_topic_ops = version >= 8 && req.include_topic_authorized_operations;
+    let image = broker.metadata.image();
+    let topics: Vec<MetadataResponseTopic> = match req.topics {
+        // v0 has no null: an empty list means all topics.
+        None => image.topics().map(describe_topic).collect(),
+        Some(list) if list.is_empty() && version == 0 => {
+            image.topics().map(describe_topic).collect()
+        }
+        Some(list) => list
+            .into_iter()
+            .map(|t| match t.name {
+                Some(name) => describe_by_name(&image, &name, failed),
+                None => describe_by_id(&image, t.topic_id),
+            })
+            .collect(),
     };
     let topics = topics
         .into_iter()
@@ -92,58 +155,39 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
     } else {
         AUTHORIZED_OPERATIONS_OMITTED
     };
+    let brokers = image
+        .brokers()
+        .filter_map(|b| {
+            let endpoint = client_endpoint(b)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(endpoint.host.clone()))
+                    .with_port(endpoint.port)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(broker.node_id()))
-                .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-                .with_port(broker.advertised_port),
-        ])
+        .with_brokers(brokers)
         .with_cluster_id((version >= 2).then(|| StrBytes::from_string(broker.cluster_id.clone())))
         .with_controller_id(BrokerId(if version >= 1 { broker.node_id() } else { -1 }))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops)
 }
 
-fn all_topics(broker: &Broker) -> Vec<MetadataResponseTopic> {
+/// The endpoint clients of this broker's listener reach `broker` at.
+pub fn client_endpoint(broker: &BrokerRegistration) -> Option<&EndpointRecord> {
     broker
-        .metadata
-        .image()
-        .topics()
-        .map(|t| describe_topic(broker, t))
-        .collect()
-}
-
-/// Whether unknown topics named by a Metadata request are created.
-#[derive(Clone, Copy)]
-enum AutoCreate {
-    Yes,
-    No,
-    /// The request names unknown topics worth more partitions than one request may
-    /// create: none is created (Kafka's controller refuses such a batch whole).
-    OverLimit,
-}
-
-/// Partitions auto-creation would add for the unknown, validly named topics of `list`.
-fn auto_created_partitions(
-    broker: &Broker,
-    list: &[kafka_protocol::messages::metadata_request::MetadataRequestTopic],
-) -> i64 {
-    let image = broker.metadata.image();
-    let unknown: HashSet<&str> = list
+        .endpoints
         .iter()
-        .filter_map(|t| t.name.as_deref().map(|n| &**n))
-        .filter(|name| image.topic(name).is_none() && validate_topic_name(name).is_ok())
-        .collect();
-    i64::try_from(unknown.len())
-        .unwrap_or(i64::MAX)
-        .saturating_mul(i64::from(broker.config.default_partitions))
+        .find(|e| e.listener == crate::broker::PLAINTEXT)
 }
 
 fn describe_by_name(
-    broker: &Broker,
+    image: &MetadataImage,
     name: &TopicName,
-    auto_create: AutoCreate,
+    failed: &HashMap<String, ResponseError>,
 ) -> MetadataResponseTopic {
     let error_topic = |code: ResponseError| {
         MetadataResponseTopic::default()
@@ -153,43 +197,38 @@ fn describe_by_name(
     if validate_topic_name(name).is_err() {
         return error_topic(ResponseError::InvalidTopicException);
     }
-    let allow = match auto_create {
-        AutoCreate::Yes => true,
-        AutoCreate::No => false,
-        AutoCreate::OverLimit => {
-            return match broker.metadata.image().topic(name) {
-                Some(topic) => describe_topic(broker, topic),
-                None => error_topic(ResponseError::PolicyViolation),
-            };
-        }
-    };
-    match get_or_auto_create(broker, name, allow) {
-        Ok(Some(topic)) => describe_topic(broker, &topic),
-        Ok(None) => error_topic(ResponseError::UnknownTopicOrPartition),
-        Err(e) => error_topic(e.code),
+    match image.topic(name) {
+        Some(topic) => describe_topic(topic),
+        None => error_topic(
+            failed
+                .get(name.as_str())
+                .copied()
+                .unwrap_or(ResponseError::UnknownTopicOrPartition),
+        ),
     }
 }
 
-fn describe_by_id(broker: &Broker, id: Uuid) -> MetadataResponseTopic {
-    match broker.metadata.image().topic_by_id(&id) {
-        Some(t) => describe_topic(broker, t),
+fn describe_by_id(image: &MetadataImage, id: Uuid) -> MetadataResponseTopic {
+    match image.topic_by_id(&id) {
+        Some(t) => describe_topic(t),
         None => MetadataResponseTopic::default()
             .with_topic_id(id)
             .with_error_code(ResponseError::UnknownTopicId.code()),
     }
 }
 
-/// The metadata of one existing topic: every partition led by this node.
-pub fn describe_topic(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
-    let node = BrokerId(broker.node_id());
-    let partitions = (0..topic.partitions)
-        .map(|p| {
+/// The metadata of one existing topic, each partition as its registration says.
+pub fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
+    let nodes = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
+    let partitions = (0..)
+        .zip(&topic.partitions)
+        .map(|(index, p)| {
             MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch.0)
+                .with_replica_nodes(nodes(&p.replicas))
+                .with_isr_nodes(nodes(&p.isr))
         })
         .collect();
     MetadataResponseTopic::default()

@@ -11,18 +11,26 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+    DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 use uuid::Uuid;
 
 use crate::broker::Broker;
+use crate::router::Reply;
 use crate::topic_admin::{self, AdminError, NewTopic};
 use crate::topic_config::resolve_topic_configs;
 
-/// Handles CreateTopics.
-pub fn create(
+/// Handles CreateTopics; the answer follows once the topics are committed.
+pub fn create(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> Reply {
+    let broker = broker.clone();
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::CreateTopics(create_topics(&broker, req, version).await)
+    }))
+}
+
+async fn create_topics(
     broker: &Arc<Broker>,
     req: CreateTopicsRequest,
     version: i16,
@@ -37,10 +45,9 @@ pub fn create(
         .map(|t| requested_partitions(t, broker.config.default_partitions))
         .sum();
     let too_many = requested > topic_admin::MAX_PARTITIONS_PER_REQUEST;
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        topics.push({
             let name = t.name.to_string();
             let result = if too_many {
                 Err(topic_admin::too_many_partitions_per_request())
@@ -50,7 +57,10 @@ pub fn create(
                     format!("Create topics request from client contains multiple entries for the following topics: {name}"),
                 ))
             } else {
-                new_topic(&t).and_then(|spec| topic_admin::create_topic(broker, spec, req.validate_only))
+                match new_topic(&t) {
+                    Ok(spec) => topic_admin::create_topic(broker, spec, req.validate_only).await,
+                    Err(e) => Err(e),
+                }
             };
             let base = CreatableTopicResult::default().with_name(t.name.clone());
             match result {
@@ -71,8 +81,12 @@ pub fn create(
                     let base = if version >= 7 { base.with_topic_id(created.id) } else { base };
                     match configs {
                         Some(configs) => base
-                            .with_num_partitions(created.partitions)
-                            .with_replication_factor(1)
+                            .with_num_partitions(created.partition_count())
+                            .with_replication_factor(
+                                created
+                                    .partition(0)
+                                    .map_or(1, |p| i16::try_from(p.replicas.len()).unwrap_or(1)),
+                            )
                             .with_configs(Some(configs)),
                         None => base,
                     }
@@ -84,8 +98,8 @@ pub fn create(
                     if version >= 5 { base.with_configs(None) } else { base }
                 }
             }
-        })
-        .collect();
+        });
+    }
     CreateTopicsResponse::default().with_topics(topics)
 }
 
@@ -141,7 +155,14 @@ fn new_topic(
 }
 
 /// Handles DeleteTopics, by name (all versions) or id (v6+).
-pub fn delete(
+pub fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> Reply {
+    let broker = broker.clone();
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::DeleteTopics(delete_topics(&broker, req, version).await)
+    }))
+}
+
+async fn delete_topics(
     broker: &Arc<Broker>,
     req: DeleteTopicsRequest,
     version: i16,
@@ -157,9 +178,9 @@ pub fn delete(
             .map(|n| (Some(n), Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        responses.push({
             let image = broker.metadata.image();
             let resolved = match &name {
                 Some(n) => image.topic(n).map(|t| t.id).ok_or_else(|| {
@@ -170,7 +191,10 @@ pub fn delete(
                 }),
                 None => Ok(id),
             };
-            let result = resolved.and_then(|id| topic_admin::delete_topic(broker, id));
+            let result = match resolved {
+                Ok(id) => topic_admin::delete_topic(broker, id).await,
+                Err(e) => Err(e),
+            };
             let base = DeletableTopicResult::default();
             match result {
                 Ok(t) => {
@@ -195,8 +219,8 @@ pub fn delete(
                     }
                 }
             }
-        })
-        .collect();
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
@@ -205,6 +229,16 @@ pub fn create_partitions(
     broker: &Arc<Broker>,
     req: CreatePartitionsRequest,
     _version: i16,
+) -> Reply {
+    let broker = broker.clone();
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::CreatePartitions(add_partitions(&broker, req).await)
+    }))
+}
+
+async fn add_partitions(
+    broker: &Arc<Broker>,
+    req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &req.topics {
@@ -215,14 +249,18 @@ pub fn create_partitions(
     let added: i64 = req
         .topics
         .iter()
-        .filter_map(|t| Some(t.count.saturating_sub(image.topic(&t.name)?.partitions)))
+        .filter_map(|t| {
+            Some(
+                t.count
+                    .saturating_sub(image.topic(&t.name)?.partition_count()),
+            )
+        })
         .map(|n| i64::from(n.max(0)))
         .sum();
     let too_many = added > topic_admin::MAX_PARTITIONS_PER_REQUEST;
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        results.push({
             let result = if too_many {
                 Err(topic_admin::too_many_partitions_per_request())
             } else if seen.get(&*t.name.to_string()).copied().unwrap_or(0) > 1 {
@@ -242,7 +280,7 @@ pub fn create_partitions(
                     format!("Unknown broker(s) in replica assignment; the only broker is {node}."),
                 ))
             } else {
-                topic_admin::create_partitions(broker, &t.name, t.count, req.validate_only)
+                topic_admin::create_partitions(broker, &t.name, t.count, req.validate_only).await
             };
             let base = CreatePartitionsTopicResult::default().with_name(t.name);
             match result {
@@ -251,7 +289,7 @@ pub fn create_partitions(
                     .with_error_code(e.code.code())
                     .with_error_message(Some(StrBytes::from_string(e.message))),
             }
-        })
-        .collect();
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }

@@ -1,10 +1,43 @@
-//! The in-memory picture of cluster metadata, built by applying records.
+//! The in-memory picture of cluster metadata, built by applying records: brokers and
+//! their endpoints, topics with one registration per partition (replicas, ISR, leader,
+//! epochs), configs and producer-id blocks — shaped like Kafka's `MetadataImage`, so
+//! that a replicated metadata log only has to deliver the same records.
 
 use std::collections::{BTreeMap, HashMap};
 
+use sluice_protocol::model::LeaderEpoch;
 use uuid::Uuid;
 
 use super::MetadataRecord;
+use super::records::{EndpointRecord, PartitionAssignment};
+
+/// One partition as the cluster knows it (Kafka's `PartitionRegistration`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRegistration {
+    /// The nodes holding a replica, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The replicas in sync with the leader.
+    pub isr: Vec<i32>,
+    /// The node leading it (-1: none).
+    pub leader: i32,
+    /// Raised at each leader change.
+    pub leader_epoch: LeaderEpoch,
+    /// Raised at each change of the registration (fences stale ISR updates).
+    pub partition_epoch: i32,
+}
+
+impl PartitionRegistration {
+    /// A new partition on `replicas`, led by the first of them, all in sync, epochs 0.
+    pub fn new(replicas: Vec<i32>) -> Self {
+        Self {
+            leader: replicas.first().copied().unwrap_or(-1),
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: 0,
+        }
+    }
+}
 
 /// One topic as metadata knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,30 +46,85 @@ pub struct TopicImage {
     pub name: String,
     /// Topic id.
     pub id: Uuid,
-    /// Number of partitions, numbered 0..partitions.
-    pub partitions: i32,
+    /// Its partitions, by index 0..n.
+    pub partitions: Vec<PartitionRegistration>,
     /// Config overrides (only what was set on the topic).
     pub configs: BTreeMap<String, String>,
     /// Whether the topic is internal (`__consumer_offsets`).
     pub internal: bool,
 }
 
+impl TopicImage {
+    /// How many partitions the topic has.
+    pub fn partition_count(&self) -> i32 {
+        i32::try_from(self.partitions.len()).unwrap_or(i32::MAX)
+    }
+
+    /// The registration of partition `index`.
+    pub fn partition(&self, index: i32) -> Option<&PartitionRegistration> {
+        self.partitions.get(usize::try_from(index).ok()?)
+    }
+
+    /// The indexes of the partitions with a replica on `node`.
+    pub fn partitions_on(&self, node: i32) -> Vec<i32> {
+        (0..)
+            .zip(&self.partitions)
+            .filter(|(_, p)| p.replicas.contains(&node))
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// A broker as the cluster knows it (Kafka's `BrokerRegistration`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    /// Its node id.
+    pub id: i32,
+    /// Set once per data directory, so a node id reused by another disk is noticed.
+    pub incarnation_id: Uuid,
+    /// Where clients reach it, per listener.
+    pub endpoints: Vec<EndpointRecord>,
+    /// Its rack, if configured.
+    pub rack: Option<String>,
+}
+
 /// All metadata at one point of the metadata log.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetadataImage {
     topics: BTreeMap<String, TopicImage>,
     names_by_id: HashMap<Uuid, String>,
+    brokers: BTreeMap<i32, BrokerRegistration>,
     /// Dynamic broker configs (AlterConfigs on the broker resource).
     pub broker_configs: BTreeMap<String, String>,
     /// First producer id not yet reserved by any block.
     pub next_producer_id: i64,
+    /// How many records built this image: where in the metadata log it stands.
+    pub offset: u64,
+    /// The node that owns every partition of records written before partitions were
+    /// registered (a single-node broker wrote them; it is this node).
+    single_node: i32,
 }
 
 impl MetadataImage {
+    /// An empty image. `single_node` is the node that replicas of records without a
+    /// replica assignment (written by single-node versions) are placed on.
+    pub fn new(single_node: i32) -> Self {
+        Self {
+            topics: BTreeMap::new(),
+            names_by_id: HashMap::new(),
+            brokers: BTreeMap::new(),
+            broker_configs: BTreeMap::new(),
+            next_producer_id: 0,
+            offset: 0,
+            single_node,
+        }
+    }
+
     /// Applies one record. Records for unknown topics are ignored: they can
     /// only come from a log that was written by a buggy version, and skipping
     /// them keeps the rest of the metadata usable.
     pub fn apply(&mut self, record: &MetadataRecord) {
+        self.offset += 1;
         match record {
             MetadataRecord::TopicCreated {
                 name,
@@ -44,14 +132,16 @@ impl MetadataImage {
                 partitions,
                 configs,
                 internal,
+                replicas,
             } => {
+                let registrations = self.registrations(0..*partitions, replicas);
                 self.names_by_id.insert(*id, name.clone());
                 self.topics.insert(
                     name.clone(),
                     TopicImage {
                         name: name.clone(),
                         id: *id,
-                        partitions: *partitions,
+                        partitions: registrations,
                         configs: configs.clone(),
                         internal: *internal,
                     },
@@ -62,10 +152,40 @@ impl MetadataImage {
                     self.topics.remove(&name);
                 }
             }
-            MetadataRecord::PartitionsCreated { id, partitions } => {
+            MetadataRecord::PartitionsCreated {
+                id,
+                partitions,
+                replicas,
+            } => {
+                let Some(existing) = self.topic_by_id(id).map(TopicImage::partition_count) else {
+                    return;
+                };
+                let added = self.registrations(existing..*partitions, replicas);
                 if let Some(t) = self.topic_by_id_mut(id) {
-                    t.partitions = *partitions;
+                    t.partitions.extend(added);
                 }
+            }
+            MetadataRecord::PartitionChanged {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+                replicas,
+            } => {
+                let Some(registration) = self
+                    .topic_by_id_mut(topic_id)
+                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?))
+                else {
+                    return;
+                };
+                if let Some(replicas) = replicas {
+                    registration.replicas = replicas.clone();
+                }
+                registration.isr = isr.clone();
+                registration.leader = *leader;
+                registration.leader_epoch = LeaderEpoch(*leader_epoch);
+                registration.partition_epoch += 1;
             }
             MetadataRecord::TopicConfigsChanged { id, configs } => {
                 if let Some(t) = self.topic_by_id_mut(id) {
@@ -78,7 +198,41 @@ impl MetadataImage {
             MetadataRecord::ProducerIdsAllocated { next } => {
                 self.next_producer_id = self.next_producer_id.max(*next);
             }
+            MetadataRecord::BrokerRegistered {
+                id,
+                incarnation_id,
+                endpoints,
+                rack,
+            } => {
+                self.brokers.insert(
+                    *id,
+                    BrokerRegistration {
+                        id: *id,
+                        incarnation_id: *incarnation_id,
+                        endpoints: endpoints.clone(),
+                        rack: rack.clone(),
+                    },
+                );
+            }
         }
+    }
+
+    /// Registrations for the partitions `indexes` of a record's `assignment` (replicas
+    /// per partition); a record without one places every replica on the single node.
+    fn registrations(
+        &self,
+        indexes: std::ops::Range<i32>,
+        assignment: &[PartitionAssignment],
+    ) -> Vec<PartitionRegistration> {
+        indexes
+            .enumerate()
+            .map(|(i, _)| {
+                let replicas = assignment
+                    .get(i)
+                    .map_or_else(|| vec![self.single_node], |a| a.0.clone());
+                PartitionRegistration::new(replicas)
+            })
+            .collect()
     }
 
     fn topic_by_id_mut(&mut self, id: &Uuid) -> Option<&mut TopicImage> {
@@ -103,6 +257,77 @@ impl MetadataImage {
 
     /// Partitions of every topic together.
     pub fn partition_count(&self) -> i64 {
-        self.topics.values().map(|t| i64::from(t.partitions)).sum()
+        self.topics
+            .values()
+            .map(|t| t.partitions.len() as i64)
+            .sum()
+    }
+
+    /// The broker with this node id.
+    pub fn broker(&self, id: i32) -> Option<&BrokerRegistration> {
+        self.brokers.get(&id)
+    }
+
+    /// All registered brokers, by node id.
+    pub fn brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(name: &str, partitions: i32, replicas: Vec<PartitionAssignment>) -> MetadataRecord {
+        MetadataRecord::TopicCreated {
+            name: name.into(),
+            id: Uuid::from_u128(7),
+            partitions,
+            configs: BTreeMap::new(),
+            internal: false,
+            replicas,
+        }
+    }
+
+    #[test]
+    fn records_without_an_assignment_live_on_the_single_node() {
+        let mut image = MetadataImage::new(4);
+        image.apply(&created("t", 2, Vec::new()));
+        let t = image.topic("t").unwrap();
+        assert_eq!(t.partition_count(), 2);
+        assert_eq!(
+            t.partition(1).unwrap(),
+            &PartitionRegistration::new(vec![4])
+        );
+        assert_eq!(t.partitions_on(4), vec![0, 1]);
+        assert!(t.partitions_on(1).is_empty());
+        image.apply(&MetadataRecord::PartitionsCreated {
+            id: t.id,
+            partitions: 3,
+            replicas: vec![PartitionAssignment(vec![2, 4])],
+        });
+        let t = image.topic("t").unwrap();
+        assert_eq!(t.partition(2).unwrap().leader, 2);
+        assert_eq!(image.offset, 2);
+    }
+
+    #[test]
+    fn a_partition_change_moves_the_leader_and_bumps_the_partition_epoch() {
+        let mut image = MetadataImage::new(1);
+        image.apply(&created("t", 1, vec![PartitionAssignment(vec![1, 2, 3])]));
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic_id: Uuid::from_u128(7),
+            partition: 0,
+            leader: 2,
+            leader_epoch: 1,
+            isr: vec![2, 3],
+            replicas: None,
+        });
+        let p = image.topic("t").unwrap().partition(0).unwrap().clone();
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.partition_epoch),
+            (2, LeaderEpoch(1), 1)
+        );
+        assert_eq!((p.isr, p.replicas), (vec![2, 3], vec![1, 2, 3]));
     }
 }

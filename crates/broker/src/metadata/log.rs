@@ -29,6 +29,11 @@ pub enum MetadataLogError {
     /// A record could not be encoded (a bug, never user input).
     #[error("cannot encode metadata record: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A record is larger than the log accepts (its reader would take it for corruption).
+    #[error(
+        "a metadata record of {0} bytes is larger than the log's {MAX_RECORD_BYTES}-byte limit"
+    )]
+    TooLarge(usize),
 }
 
 /// The append-only metadata log file.
@@ -73,7 +78,10 @@ impl MetadataLog {
         let mut buf = Vec::new();
         for record in records {
             let json = serde_json::to_vec(record)?;
-            let len = u32::try_from(json.len()).unwrap_or(u32::MAX);
+            let len = u32::try_from(json.len())
+                .ok()
+                .filter(|&len| len as usize <= MAX_RECORD_BYTES)
+                .ok_or(MetadataLogError::TooLarge(json.len()))?;
             buf.extend_from_slice(&len.to_be_bytes());
             buf.extend_from_slice(&crc32c::crc32c(&json).to_be_bytes());
             buf.extend_from_slice(&json);
@@ -126,6 +134,7 @@ mod tests {
             partitions: 3,
             configs: BTreeMap::new(),
             internal: false,
+            replicas: Vec::new(),
         }
     }
 

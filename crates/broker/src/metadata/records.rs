@@ -5,6 +5,24 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The replicas of one partition, the preferred leader first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PartitionAssignment(pub Vec<i32>);
+
+/// One listener of a broker, as clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    /// The listener's name (`PLAINTEXT`, or a custom one).
+    pub listener: String,
+    /// The advertised host.
+    pub host: String,
+    /// The advertised port.
+    pub port: i32,
+    /// The listener's security protocol (`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`).
+    pub security_protocol: String,
+}
+
 /// One change to cluster metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -22,6 +40,10 @@ pub enum MetadataRecord {
         /// Internal topics (`__consumer_offsets`) are flagged in Metadata.
         #[serde(default)]
         internal: bool,
+        /// The replicas of each partition, by index (absent in logs written before
+        /// partitions were registered: then every replica is on the single node).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replicas: Vec<PartitionAssignment>,
     },
     /// A topic was deleted.
     TopicDeleted {
@@ -34,6 +56,37 @@ pub enum MetadataRecord {
         id: Uuid,
         /// New partition count.
         partitions: i32,
+        /// The replicas of each new partition, in index order (see `TopicCreated`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replicas: Vec<PartitionAssignment>,
+    },
+    /// A partition's leader, ISR or replicas changed (Kafka's `PartitionChangeRecord`).
+    PartitionChanged {
+        /// Topic id.
+        topic_id: Uuid,
+        /// Partition index.
+        partition: i32,
+        /// The new leader (-1: none).
+        leader: i32,
+        /// The leader epoch from now on.
+        leader_epoch: i32,
+        /// The in-sync replicas from now on.
+        isr: Vec<i32>,
+        /// The replicas from now on, when they changed (reassignment).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replicas: Option<Vec<i32>>,
+    },
+    /// A broker registered (or changed its endpoints), as Kafka's `RegisterBrokerRecord`.
+    BrokerRegistered {
+        /// Its node id.
+        id: i32,
+        /// The id of its data directory incarnation.
+        incarnation_id: Uuid,
+        /// Where clients reach it.
+        endpoints: Vec<EndpointRecord>,
+        /// Its rack, if configured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rack: Option<String>,
     },
     /// A topic's config overrides were replaced by `configs`.
     TopicConfigsChanged {
