@@ -1,7 +1,7 @@
 //! The Sluice broker: accepts Kafka clients, serves their requests from the
 //! partition logs, and keeps metadata and consumer groups.
 //!
-//! Layering (DESIGN.md §1): this crate wires `sluice-protocol` (bytes ↔
+//! Layering (docs/ARCHITECTURE.md §2): this crate wires `sluice-protocol` (bytes ↔
 //! messages), `sluice-storage` (partition logs) and `sluice-group` (group
 //! coordinator) together; the binary only parses configuration and starts a
 //! [`Server`].

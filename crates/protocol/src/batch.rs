@@ -1,6 +1,6 @@
 //! Record batch (magic v2) format: header view, validation and in-place stamping.
 //!
-//! A produced batch is stored exactly as it arrived (design §1.2), so this module works on
+//! A produced batch is stored exactly as it arrived (docs/ARCHITECTURE.md §1), so this module works on
 //! the raw bytes: it reads the fixed 61-byte header, checks what the produce path must check
 //! without decoding records, and rewrites the few fields the broker owns (base offset,
 //! partition leader epoch, LogAppendTime) in place. Decoding the records themselves lives in

@@ -1,6 +1,6 @@
 //! Kafka's compression codecs for the records section of a batch.
 //!
-//! The broker stores batches compressed as they arrived (design §1.2), so decompression is
+//! The broker stores batches compressed as they arrived (docs/ARCHITECTURE.md §1), so decompression is
 //! only needed where records must be looked at (timestamp lookup, compaction, key checks).
 //! Everything that decompresses takes a size limit: a few kilobytes of zstd or gzip can
 //! claim gigabytes, and a producer must not be able to exhaust the broker's memory that way.

@@ -1,6 +1,6 @@
 //! `sluice`: the broker binary.
 //!
-//! This file only parses the command line and starts things (DESIGN.md §1);
+//! This file only parses the command line and starts things (docs/ARCHITECTURE.md §2);
 //! everything the broker does lives in `sluice-broker`.
 
 mod alloc_guard;

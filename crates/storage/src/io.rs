@@ -1,4 +1,4 @@
-//! Every file operation of the log goes through this module (design §4), so that tests can
+//! Every file operation of the log goes through this module (docs/ARCHITECTURE.md §6), so that tests can
 //! make any of them fail with [`set_fault_hook`] and check that the log neither panics nor
 //! loses acknowledged data.
 //!

@@ -10,7 +10,7 @@
 //! recovery-point                  checkpoint: everything below it was synced
 //! ```
 //!
-//! This crate knows nothing of the network (design §1.4): it stores and returns record
+//! This crate knows nothing of the network (docs/ARCHITECTURE.md §2): it stores and returns record
 //! batches as bytes, and decodes records only for timestamp lookups. All file access goes
 //! through [`io`], where tests can inject faults.
 

@@ -1,5 +1,5 @@
 //! Request handlers: each turns a typed request into a typed response and
-//! never touches sockets (DESIGN.md §10).
+//! never touches sockets (docs/ARCHITECTURE.md §3).
 
 pub mod cluster;
 pub mod commit_topics;

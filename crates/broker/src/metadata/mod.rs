@@ -4,7 +4,7 @@
 //! deleted) is a [`MetadataRecord`] appended durably to the metadata log before
 //! it is applied to the image. Handlers read immutable snapshots of the image,
 //! so a request sees one consistent view and the produce/fetch paths never wait
-//! on metadata writes (DESIGN.md §5).
+//! on metadata writes (docs/ARCHITECTURE.md §7).
 
 mod delta;
 mod image;

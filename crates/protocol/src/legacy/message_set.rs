@@ -12,7 +12,7 @@
 //! set of uncompressed inner messages. In v0 the inner offsets are absolute; in v1 they are
 //! relative (0..n-1) and the wrapper carries the absolute offset of the last inner message.
 //!
-//! The log only stores v2 batches (DESIGN.md §4), so produce converts up and fetch converts
+//! The log only stores v2 batches (docs/ARCHITECTURE.md §6), so produce converts up and fetch converts
 //! down, as Kafka does for old clients.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};

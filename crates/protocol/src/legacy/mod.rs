@@ -3,7 +3,7 @@
 //! Kafka 4.0 removed the oldest request versions (KIP-896) and kafka-protocol followed, but
 //! clients still in the field speak them: kafka-node (Node-RED) uses Produce v0-2, Fetch v0,
 //! ListOffsets v0, OffsetCommit v0-1 and message sets (magic 0/1). Instead of teaching every
-//! handler those shapes, this module translates at the edge (DESIGN.md §3):
+//! handler those shapes, this module translates at the edge (docs/ARCHITECTURE.md §3):
 //!
 //! - [`decode_request`] reads a legacy body and returns the equivalent request at the lowest
 //!   version kafka-protocol supports ([`modern_version`]); Produce message sets become one v2
