@@ -69,5 +69,5 @@ for name in produce-1k-acks-all produce-1k-acks-1 produce-100b-acks-1 consume-1k
   report "$name" 'o["mb_per_sec"]' "MB/s"
   report "$name" 'o["broker"]["cpu_s_per_gb"]' "broker CPU-s/GB"
 done
-report e2e-50mb-acks-all-l0.5 'o["latency_ms"]["p50_ms"]' "e2e p50 ms"
-report e2e-50mb-acks-all-l0.5 'o["latency_ms"]["p99_ms"]' "e2e p99 ms"
+report e2e-50mb-acks-all-l0.5 'o["e2e_latency_ms"]["p50_ms"]' "e2e p50 ms"
+report e2e-50mb-acks-all-l0.5 'o["e2e_latency_ms"]["p99_ms"]' "e2e p99 ms"
