@@ -7,20 +7,22 @@ use std::sync::Arc;
 
 use sluice_group::{GroupConfig, GroupCoordinator};
 use sluice_protocol::kafka_protocol;
+use sluice_protocol::model::TopicPartition;
 use sluice_storage::OpenFiles;
 use sluice_txn::{TransactionCoordinator, TxnConfig};
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
 use crate::connection_limits::ConnectionLimits;
+use crate::coordinator_log::CoordinatorTopicLog;
 use crate::fd_budget::FdBudget;
-use crate::group_log::{OffsetsTopicLog, replay};
 use crate::log_manager::LogManager;
 use crate::metadata::{MetadataImage, MetadataStore, TopicImage};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::topic_config::TopicSettings;
-use crate::txn_wiring::{BrokerProducerIds, PartitionMarkerWriter, TransactionStateLog};
+use crate::txn_wiring::{BrokerProducerIds, PartitionMarkerWriter};
 
 /// Everything request handlers share.
 pub struct Broker {
@@ -38,11 +40,13 @@ pub struct Broker {
     pub logs: LogManager,
     /// Woken on every append so long-polling fetches can re-check.
     pub appended: Notify,
-    /// The consumer group coordinator (every group lives on this node).
+    /// The consumer group coordinator, with the `__consumer_offsets`
+    /// partitions this node leads loaded (all of them, on one node).
     pub groups: GroupCoordinator,
     /// Producer ids for InitProducerId.
     pub producer_ids: ProducerIdAllocator,
-    /// The transaction coordinator (every transactional id lives on this node).
+    /// The transaction coordinator, with the `__transaction_state`
+    /// partitions this node leads loaded (all of them, on one node).
     pub txn: TransactionCoordinator,
     /// Request, traffic and sync counters served at `/metrics`.
     pub metrics: Arc<Metrics>,
@@ -87,15 +91,24 @@ pub(crate) fn open_broker(
     )?;
     let connection_limits =
         ConnectionLimits::new(fd_budget.connections, config.max_connections_per_ip);
+    // Keys hash over the partitions the topics have, or will be created with.
+    let image = metadata.image();
+    let partitions_of =
+        |topic: &str, configured: i32| image.topic(topic).map_or(configured, |t| t.partitions);
+    let offsets_partitions = partitions_of(CONSUMER_OFFSETS_TOPIC, config.offsets_topic_partitions);
     let group_config = GroupConfig {
         initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
         offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
+        offsets_partitions,
         ..GroupConfig::default()
     };
     let txn_config = TxnConfig {
         transaction_max_timeout_ms: config.transaction_max_timeout_ms,
-        state_partitions: config.transaction_state_partitions,
-        offsets_partitions: config.offsets_topic_partitions,
+        state_partitions: partitions_of(
+            TRANSACTION_STATE_TOPIC,
+            config.transaction_state_partitions,
+        ),
+        offsets_partitions,
         transactional_id_expiration_ms: config.transactional_id_expiration_ms,
     };
     let broker = Arc::new_cyclic(|weak| Broker {
@@ -105,11 +118,20 @@ pub(crate) fn open_broker(
         metadata,
         logs,
         appended: Notify::new(),
-        groups: GroupCoordinator::new(group_config, Arc::new(OffsetsTopicLog::new(weak.clone()))),
+        groups: GroupCoordinator::new(
+            group_config,
+            Arc::new(CoordinatorTopicLog::new(
+                weak.clone(),
+                CONSUMER_OFFSETS_TOPIC,
+            )),
+        ),
         producer_ids: ProducerIdAllocator::default(),
         txn: TransactionCoordinator::new(
             txn_config,
-            Arc::new(TransactionStateLog::new(weak.clone())),
+            Arc::new(CoordinatorTopicLog::new(
+                weak.clone(),
+                TRANSACTION_STATE_TOPIC,
+            )),
             Arc::new(PartitionMarkerWriter::new(weak.clone())),
             Arc::new(BrokerProducerIds::new(weak.clone())),
         ),
@@ -122,10 +144,10 @@ pub(crate) fn open_broker(
     let weak = Arc::downgrade(&broker);
     broker
         .txn
-        .set_partition_check(Arc::new(move |topic: &str, partition: i32| {
+        .set_partition_check(Arc::new(move |tp: &TopicPartition| {
             let exists = weak
                 .upgrade()
-                .is_some_and(|b| b.logs.get(topic, partition).is_some());
+                .is_some_and(|b| b.logs.get(&tp.topic, tp.partition).is_some());
             (!exists).then_some(kafka_protocol::error::ResponseError::UnknownTopicOrPartition)
         }));
     let image = broker.metadata.image();
@@ -135,15 +157,7 @@ pub(crate) fn open_broker(
             .map(|t| (t, broker.topic_settings(&image, t))),
         recover,
     )?;
-    let replayed = replay(&broker, &broker.groups).map_err(crate::server::StartError::GroupLog)?;
-    if replayed > 0 {
-        tracing::info!(records = replayed, "loaded consumer group state");
-    }
-    let replayed = crate::txn_wiring::replay(&broker, &broker.txn)
-        .map_err(crate::server::StartError::GroupLog)?;
-    if replayed > 0 {
-        tracing::info!(records = replayed, "loaded transaction state");
-    }
+    crate::coordinator_load::load_all(&broker)?;
     Ok((broker, opened))
 }
 

@@ -275,6 +275,9 @@ pub fn create_topic(
         }
     };
     tracing::info!(topic = %created.name, partitions = created.partitions, id = %created.id, "created topic");
+    if is_internal_topic(&created.name) {
+        crate::coordinator_load::on_internal_topic_created(broker, &created);
+    }
     Ok(created)
 }
 

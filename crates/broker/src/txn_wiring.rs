@@ -1,80 +1,19 @@
-//! The transaction coordinator's links to the rest of the broker: its durable
-//! log (`__transaction_state`), the transaction markers it writes into data
+//! The transaction coordinator's links to the rest of the broker besides its
+//! log (see `coordinator_log`): the transaction markers it writes into data
 //! partitions and `__consumer_offsets`, and the producer ids it hands out.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
-use sluice_protocol::batch::{RecordBatchBuilder, transaction_marker};
-use sluice_txn::{
-    MarkerError, MarkerWriter, ProducerIdSource, TransactionCoordinator, TxnError, TxnLog,
-    TxnLogError,
-};
+use sluice_protocol::batch::transaction_marker;
+use sluice_protocol::model::{LeaderEpoch, ProducerIdAndEpoch, TopicPartition};
+use sluice_storage::StorageError;
+use sluice_txn::{MarkerError, MarkerFuture, MarkerWriter, ProducerIdSource, WriteError};
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::handlers::produce::LEADER_EPOCH;
-use crate::internal_replay::{for_each_batch, keyed, partition_name, report_skipped};
-use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, ensure_internal_topic};
-
-/// `__transaction_state` through the broker's partitions.
-pub struct TransactionStateLog {
-    broker: Weak<Broker>,
-}
-
-impl TransactionStateLog {
-    /// A log that reaches the broker without keeping it alive.
-    pub fn new(broker: Weak<Broker>) -> Self {
-        Self { broker }
-    }
-
-    async fn append_records(
-        &self,
-        transactional_id: &str,
-        records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> Result<(), TxnLogError> {
-        let unavailable = |m: String| TxnLogError::Unavailable(m);
-        let broker = self
-            .broker
-            .upgrade()
-            .ok_or_else(|| unavailable("broker is shutting down".into()))?;
-        let topic = ensure_internal_topic(&broker, TRANSACTION_STATE_TOPIC)
-            .map_err(|e| unavailable(e.message))?;
-        let index =
-            sluice_protocol::model::coordinator_partition_for(transactional_id, topic.partitions);
-        let partition = broker
-            .logs
-            .get(TRANSACTION_STATE_TOPIC, index)
-            .ok_or_else(|| unavailable(format!("{TRANSACTION_STATE_TOPIC}-{index} is not open")))?;
-        let now = now_ms();
-        let mut builder = RecordBatchBuilder::new();
-        for (key, value) in &records {
-            builder.push(now, Some(key), value.as_deref(), &[]);
-        }
-        let batch = builder.build();
-        let info = partition
-            .append(&batch, LEADER_EPOCH)
-            .map_err(|e| unavailable(e.to_string()))?;
-        partition.request_flush();
-        partition
-            .wait_durable(info.last_offset + 1)
-            .await
-            .map_err(|e| unavailable(e.to_string()))
-    }
-}
-
-impl TxnLog for TransactionStateLog {
-    fn append(
-        &self,
-        transactional_id: &str,
-        records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), TxnLogError>> + Send + '_>> {
-        let id = transactional_id.to_string();
-        Box::pin(async move { self.append_records(&id, records).await })
-    }
-}
+use crate::partition::Partition;
+use crate::topic_admin::CONSUMER_OFFSETS_TOPIC;
 
 /// Writes COMMIT/ABORT markers into partitions, durably.
 pub struct PartitionMarkerWriter {
@@ -89,55 +28,44 @@ impl PartitionMarkerWriter {
 
     async fn write(
         &self,
-        producer_id: i64,
-        producer_epoch: i16,
-        coordinator_epoch: i32,
+        producer: ProducerIdAndEpoch,
+        coordinator_epoch: LeaderEpoch,
         commit: bool,
-        partitions: Vec<(String, i32)>,
+        partitions: Vec<TopicPartition>,
     ) -> Result<(), MarkerError> {
         let broker = self
             .broker
             .upgrade()
-            .ok_or_else(|| MarkerError::Unavailable("broker is shutting down".into()))?;
-        let now = now_ms();
+            .ok_or(MarkerError::Unavailable(WriteError::ShuttingDown))?;
+        let marker = transaction_marker(
+            producer.producer_id,
+            producer.epoch,
+            commit,
+            coordinator_epoch.0,
+            now_ms(),
+        );
         let mut written = Vec::new();
-        for (topic, index) in &partitions {
+        for tp in &partitions {
             // A partition of a deleted topic has nothing left to decide.
-            let Some(partition) = broker.logs.get(topic, *index) else {
+            let Some(partition) = broker.logs.get(&tp.topic, tp.partition) else {
                 continue;
             };
-            let marker =
-                transaction_marker(producer_id, producer_epoch, commit, coordinator_epoch, now);
-            match partition.append(&marker, LEADER_EPOCH) {
-                Ok(info) => {
-                    partition.request_flush();
-                    written.push((partition, info.last_offset + 1));
-                }
-                // An older epoch's marker: the transaction was already fenced
-                // and decided by a newer one.
-                Err(sluice_storage::StorageError::Producer(_)) => {}
-                Err(e) => return Err(MarkerError::Unavailable(e.to_string())),
+            if let Some(end) = append_marker(&partition, &marker)? {
+                written.push((partition, end));
             }
         }
         for (partition, end) in &written {
             partition
                 .wait_durable(*end)
                 .await
-                .map_err(|e| MarkerError::Unavailable(e.to_string()))?;
+                .map_err(|e| MarkerError::Unavailable(WriteError::storage(e)))?;
         }
-        let offsets_partitions = broker
-            .metadata
-            .image()
-            .topic(CONSUMER_OFFSETS_TOPIC)
-            .map(|t| t.partitions);
-        if let Some(total) = offsets_partitions {
-            for (topic, index) in &partitions {
-                if topic == CONSUMER_OFFSETS_TOPIC {
-                    broker
-                        .groups
-                        .complete_transaction(*index, total, producer_id, commit)
-                        .await;
-                }
+        for tp in &partitions {
+            if tp.topic == CONSUMER_OFFSETS_TOPIC {
+                broker
+                    .groups
+                    .complete_transaction(tp.partition, producer, commit)
+                    .await;
             }
         }
         // The last stable offset moved: wake read_committed fetchers.
@@ -146,22 +74,29 @@ impl PartitionMarkerWriter {
     }
 }
 
+/// Appends `marker` to `partition` and asks for a flush; returns the end
+/// offset to wait for, or `None` for the marker of an older epoch (the
+/// transaction was already fenced and decided by a newer one).
+fn append_marker(partition: &Arc<Partition>, marker: &[u8]) -> Result<Option<i64>, MarkerError> {
+    match partition.append(marker, LEADER_EPOCH) {
+        Ok(info) => {
+            partition.request_flush();
+            Ok(Some(info.last_offset + 1))
+        }
+        Err(StorageError::Producer(_)) => Ok(None),
+        Err(e) => Err(MarkerError::Unavailable(WriteError::storage(e))),
+    }
+}
+
 impl MarkerWriter for PartitionMarkerWriter {
     fn write_markers(
         &self,
-        producer_id: i64,
-        producer_epoch: i16,
-        coordinator_epoch: i32,
+        producer: ProducerIdAndEpoch,
+        coordinator_epoch: LeaderEpoch,
         commit: bool,
-        partitions: Vec<(String, i32)>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), MarkerError>> + Send + '_>> {
-        Box::pin(self.write(
-            producer_id,
-            producer_epoch,
-            coordinator_epoch,
-            commit,
-            partitions,
-        ))
+        partitions: Vec<TopicPartition>,
+    ) -> MarkerFuture<'_> {
+        Box::pin(self.write(producer, coordinator_epoch, commit, partitions))
     }
 }
 
@@ -178,42 +113,11 @@ impl BrokerProducerIds {
 }
 
 impl ProducerIdSource for BrokerProducerIds {
-    fn next_producer_id(&self) -> Result<i64, String> {
-        let broker = self.broker.upgrade().ok_or("broker is shutting down")?;
+    fn next_producer_id(&self) -> Result<i64, WriteError> {
+        let broker = self.broker.upgrade().ok_or(WriteError::ShuttingDown)?;
         broker
             .producer_ids
             .next_id(&broker.metadata)
-            .map_err(|e| e.to_string())
+            .map_err(WriteError::storage)
     }
-}
-
-/// Replays every `__transaction_state` partition into the coordinator; what
-/// cannot be decoded is skipped with an ERROR (see [`crate::internal_replay`]).
-pub fn replay(broker: &Arc<Broker>, coordinator: &TransactionCoordinator) -> Result<usize, String> {
-    let mut entries = Vec::new();
-    // Where each entry came from: its partition's name and its offset.
-    let mut located: Vec<(usize, i64)> = Vec::new();
-    let mut names = Vec::new();
-    for partition in broker.logs.topic_partitions(TRANSACTION_STATE_TOPIC) {
-        let at = names.len();
-        names.push(partition_name(&partition));
-        for_each_batch(&partition, |header, records| {
-            if header.is_control() {
-                return;
-            }
-            for record in keyed(records) {
-                located.push((at, record.offset));
-                entries.push((record.key, record.value));
-            }
-        })?;
-    }
-    let mut count = entries.len();
-    if let Err(TxnError::Corrupt { skipped }) = coordinator.load(entries) {
-        count -= skipped.len();
-        report_skipped(&skipped, |i| {
-            let (at, offset) = located.get(i)?;
-            Some((names.get(*at)?.clone(), *offset))
-        });
-    }
-    Ok(count)
 }
