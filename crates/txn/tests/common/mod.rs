@@ -52,6 +52,8 @@ pub struct Harness {
     pub fail_markers: Mutex<Vec<MarkerError>>,
     /// While set, marker writes wait (markers "in flight").
     pub hold_markers: AtomicBool,
+    /// The coordinator epoch of every marker batch written, in order.
+    pub marker_epochs: Mutex<Vec<LeaderEpoch>>,
     pub next_id: AtomicI64,
 }
 
@@ -115,7 +117,7 @@ impl MarkerWriter for Markers {
     fn write_markers(
         &self,
         producer: ProducerIdAndEpoch,
-        _coordinator_epoch: LeaderEpoch,
+        coordinator_epoch: LeaderEpoch,
         commit: bool,
         partitions: Vec<TopicPartition>,
     ) -> MarkerFuture<'_> {
@@ -129,6 +131,7 @@ impl MarkerWriter for Markers {
                 return Err(fail.remove(0));
             }
             drop(fail);
+            h.marker_epochs.lock().push(coordinator_epoch);
             h.events.lock().push(Event::Markers {
                 producer_id: producer.producer_id,
                 epoch: producer.epoch,
