@@ -99,3 +99,36 @@ fn write_error(e: StorageError) -> WriteError {
         other => WriteError::storage(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::error::ResponseError;
+    use sluice_protocol::kafka_protocol;
+    use sluice_storage::producer_state::ProducerError;
+
+    use super::*;
+
+    #[test]
+    fn a_producer_the_log_fences_is_refused_and_other_failures_are_storage_errors() {
+        let fenced = StorageError::Producer(ProducerError::InvalidEpoch {
+            producer_id: 7,
+            epoch: 1,
+            current: 2,
+        });
+        let refused = write_error(fenced);
+        assert!(
+            matches!(
+                refused,
+                WriteError::Refused(ResponseError::InvalidProducerEpoch)
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(
+            refused.response_error(),
+            ResponseError::InvalidProducerEpoch
+        );
+        let failed = write_error(StorageError::Io(std::io::Error::other("EIO")));
+        assert!(matches!(failed, WriteError::Storage(_)), "{failed:?}");
+        assert_eq!(failed.response_error(), ResponseError::NotCoordinator);
+    }
+}
