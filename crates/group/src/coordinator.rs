@@ -64,8 +64,9 @@ pub struct GroupCoordinator {
 
 type FetchTopics = Option<Vec<(String, Vec<i32>)>>;
 
-/// When the partition of a group is not loaded here, a group's offsets
-/// write is dropped with its shard: the request learns it this way.
+/// The answer to a request whose follow-up was dropped because its shard
+/// was unloaded before the write completed: another node coordinates the
+/// group now.
 const SHARD_GONE: ResponseError = ResponseError::NotCoordinator;
 
 impl GroupCoordinator {
