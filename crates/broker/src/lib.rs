@@ -2,9 +2,10 @@
 //! partition logs, and keeps metadata and consumer groups.
 //!
 //! Layering (DESIGN.md §1): this crate wires `sluice-protocol` (bytes ↔
-//! messages), `sluice-storage` (partition logs) and `sluice-group` (group
-//! coordinator) together; the binary only parses configuration and starts a
-//! [`Server`].
+//! messages), `sluice-storage` (partition logs), `sluice-group` (group
+//! coordinator) and `sluice-txn` (transaction coordinator), both run on
+//! `sluice-coordinator` shards, together; the binary only parses
+//! configuration and starts a [`Server`].
 
 pub mod broker;
 mod clock;
