@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use sluice_group::{GroupConfig, GroupCoordinator};
 use sluice_protocol::kafka_protocol;
+use sluice_protocol::model::TopicPartition;
 use sluice_storage::OpenFiles;
 use sluice_txn::{TransactionCoordinator, TxnConfig};
 
 use crate::config::BrokerConfig;
 use crate::connection_limits::ConnectionLimits;
+use crate::coordinator_load::CoordinatorReconciler;
+use crate::coordinator_log::CoordinatorTopicLog;
 use crate::fd_budget::FdBudget;
-use crate::group_log::{OffsetsTopicLog, replay};
 use crate::log_manager::LogManager;
 use crate::log_reconciler::LogReconciler;
 use crate::metadata::{
@@ -22,8 +24,9 @@ use crate::metadata::{
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica_manager::ReplicaManager;
+use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::topic_config::TopicSettings;
-use crate::txn_wiring::{BrokerProducerIds, PartitionMarkerWriter, TransactionStateLog};
+use crate::txn_wiring::{BrokerProducerIds, PartitionMarkerWriter};
 
 /// Everything request handlers share.
 pub struct Broker {
@@ -41,11 +44,13 @@ pub struct Broker {
     pub log_reconciler: Arc<LogReconciler>,
     /// The partitions on this node: every append and read goes through it.
     pub replicas: ReplicaManager,
-    /// The consumer group coordinator (every group lives on this node).
+    /// The consumer group coordinator, with the `__consumer_offsets`
+    /// partitions this node leads loaded (all of them, on one node).
     pub groups: GroupCoordinator,
     /// Producer ids for InitProducerId.
     pub producer_ids: ProducerIdAllocator,
-    /// The transaction coordinator (every transactional id lives on this node).
+    /// The transaction coordinator, with the `__transaction_state`
+    /// partitions this node leads loaded (all of them, on one node).
     pub txn: TransactionCoordinator,
     /// Request, traffic and sync counters served at `/metrics`.
     pub metrics: Arc<Metrics>,
@@ -92,15 +97,27 @@ pub(crate) async fn open_broker(
     )?;
     let connection_limits =
         ConnectionLimits::new(fd_budget.connections, config.max_connections_per_ip);
+    // Keys hash over the partitions the topics have, or will be created with.
+    let image = metadata.image();
+    let partitions_of = |topic: &str, configured: i32| {
+        image
+            .topic(topic)
+            .map_or(configured, |t| t.partition_count())
+    };
+    let offsets_partitions = partitions_of(CONSUMER_OFFSETS_TOPIC, config.offsets_topic_partitions);
     let group_config = GroupConfig {
         initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
         offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
+        offsets_partitions,
         ..GroupConfig::default()
     };
     let txn_config = TxnConfig {
         transaction_max_timeout_ms: config.transaction_max_timeout_ms,
-        state_partitions: config.transaction_state_partitions,
-        offsets_partitions: config.offsets_topic_partitions,
+        state_partitions: partitions_of(
+            TRANSACTION_STATE_TOPIC,
+            config.transaction_state_partitions,
+        ),
+        offsets_partitions,
         transactional_id_expiration_ms: config.transactional_id_expiration_ms,
     };
     let broker = Arc::new_cyclic(|weak| Broker {
@@ -110,11 +127,20 @@ pub(crate) async fn open_broker(
         metadata,
         log_reconciler: Arc::new(LogReconciler::new(weak.clone())),
         replicas: ReplicaManager::new(logs),
-        groups: GroupCoordinator::new(group_config, Arc::new(OffsetsTopicLog::new(weak.clone()))),
+        groups: GroupCoordinator::new(
+            group_config,
+            Arc::new(CoordinatorTopicLog::new(
+                weak.clone(),
+                CONSUMER_OFFSETS_TOPIC,
+            )),
+        ),
         producer_ids: ProducerIdAllocator::default(),
         txn: TransactionCoordinator::new(
             txn_config,
-            Arc::new(TransactionStateLog::new(weak.clone())),
+            Arc::new(CoordinatorTopicLog::new(
+                weak.clone(),
+                TRANSACTION_STATE_TOPIC,
+            )),
             Arc::new(PartitionMarkerWriter::new(weak.clone())),
             Arc::new(BrokerProducerIds::new(weak.clone())),
         ),
@@ -127,12 +153,12 @@ pub(crate) async fn open_broker(
     let weak = Arc::downgrade(&broker);
     broker
         .txn
-        .set_partition_check(Arc::new(move |topic: &str, partition: i32| {
+        .set_partition_check(Arc::new(move |tp: &TopicPartition| {
             let exists = weak.upgrade().is_some_and(|b| {
                 let image = b.metadata.image();
                 image
-                    .topic(topic)
-                    .is_some_and(|t| b.replicas.logs().get(t.id, partition).is_some())
+                    .topic(&tp.topic)
+                    .is_some_and(|t| b.replicas.logs().get(t.id, tp.partition).is_some())
             });
             (!exists).then_some(kafka_protocol::error::ResponseError::UnknownTopicOrPartition)
         }));
@@ -145,16 +171,14 @@ pub(crate) async fn open_broker(
         recover,
     )?;
     broker.metadata.subscribe(broker.log_reconciler.clone());
+    // After the logs: a coordinator partition is loaded from its opened log.
+    broker
+        .metadata
+        .subscribe(Arc::new(CoordinatorReconciler::new(Arc::downgrade(
+            &broker,
+        ))));
     register(&broker, directory_id).await?;
-    let replayed = replay(&broker, &broker.groups).map_err(crate::server::StartError::GroupLog)?;
-    if replayed > 0 {
-        tracing::info!(records = replayed, "loaded consumer group state");
-    }
-    let replayed = crate::txn_wiring::replay(&broker, &broker.txn)
-        .map_err(crate::server::StartError::GroupLog)?;
-    if replayed > 0 {
-        tracing::info!(records = replayed, "loaded transaction state");
-    }
+    crate::coordinator_load::load_all(&broker)?;
     Ok((broker, opened))
 }
 

@@ -2,22 +2,23 @@
 //! partition logs, and keeps metadata and consumer groups.
 //!
 //! Layering (docs/ARCHITECTURE.md §2): this crate wires `sluice-protocol` (bytes ↔
-//! messages), `sluice-storage` (partition logs) and `sluice-group` (group
-//! coordinator) together; the binary only parses configuration and starts a
-//! [`Server`].
+//! messages), `sluice-storage` (partition logs), `sluice-group` (group
+//! coordinator) and `sluice-txn` (transaction coordinator), both run on
+//! `sluice-coordinator` shards, together; the binary only parses
+//! configuration and starts a [`Server`].
 
 pub mod broker;
 mod clock;
 pub mod config;
 mod connection;
 mod connection_limits;
+mod coordinator_load;
+mod coordinator_log;
 mod errors;
 pub mod fd_budget;
 mod flusher;
-mod group_log;
 mod handlers;
 mod http;
-mod internal_replay;
 pub mod log_manager;
 mod log_reconciler;
 mod log_throttle;

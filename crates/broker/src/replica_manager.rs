@@ -73,6 +73,8 @@ impl std::fmt::Display for ReplicaError {
     }
 }
 
+impl std::error::Error for ReplicaError {}
+
 impl ReplicaError {
     fn code(code: ResponseError) -> Self {
         Self {

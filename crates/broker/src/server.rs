@@ -69,9 +69,10 @@ pub enum StartError {
     /// A partition log could not be opened.
     #[error("cannot open partition logs: {0}")]
     Storage(#[from] sluice_storage::StorageError),
-    /// `__consumer_offsets` or `__transaction_state` could not be replayed.
-    #[error("cannot load coordinator state: {0}")]
-    GroupLog(String),
+    /// A `__consumer_offsets` or `__transaction_state` partition could not
+    /// be read back.
+    #[error(transparent)]
+    CoordinatorLoad(#[from] crate::coordinator_load::LoadError),
     /// Other I/O failure during start-up.
     #[error("start-up I/O error: {0}")]
     Io(#[from] std::io::Error),

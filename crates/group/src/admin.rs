@@ -8,13 +8,15 @@ use kafka_protocol::messages::GroupId;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::protocol::StrBytes;
+use sluice_coordinator::{CoordinatorRecord, WriteError};
+use sluice_protocol::model::TopicPartition;
 use tokio::sync::oneshot;
 
-use crate::coordinator::State;
-use crate::error::CodecError;
+use crate::CodecError;
 use crate::records::{group_tombstone, offset_tombstone};
 use crate::reply::Reply;
 use crate::scheduler::Scheduler;
+use crate::shard::GroupShard;
 use crate::state::GroupState;
 
 /// Operations an unrestricted principal may perform on a group (READ,
@@ -27,7 +29,7 @@ fn strbytes(s: &str) -> StrBytes {
 }
 
 pub(crate) fn describe(
-    state: &State,
+    state: &GroupShard,
     group_id: &str,
     version: i16,
     include_authorized_operations: bool,
@@ -84,7 +86,7 @@ pub(crate) fn describe(
 /// Groups matching the (case-insensitive) state and type filters; an empty
 /// filter matches everything. Every group here is a "classic" group.
 pub(crate) fn list(
-    state: &State,
+    state: &GroupShard,
     states_filter: &[StrBytes],
     types_filter: &[StrBytes],
 ) -> Vec<ListedGroup> {
@@ -119,8 +121,8 @@ pub(crate) fn list(
 /// Deletes an Empty group and its offsets. The group is Dead while its
 /// tombstones are written (so nobody joins it meanwhile); it disappears once
 /// they are durable and comes back Empty if the write fails.
-pub(crate) fn delete_group(state: &mut State, group_id: &str) -> Reply<i16> {
-    let State { groups, sched, .. } = state;
+pub(crate) fn delete_group(state: &mut GroupShard, group_id: &str) -> Reply<i16> {
+    let GroupShard { groups, sched, .. } = state;
     let Some(g) = groups.get_mut(group_id) else {
         return Reply::Now(ResponseError::GroupIdNotFound.code());
     };
@@ -135,7 +137,7 @@ pub(crate) fn delete_group(state: &mut State, group_id: &str) -> Reply<i16> {
         .offsets
         .all_partitions()
         .iter()
-        .map(|(topic, partition)| offset_tombstone(group_id, topic, *partition))
+        .map(|tp| offset_tombstone(group_id, tp))
         .chain(std::iter::once(group_tombstone(group_id)))
         .collect::<Result<Vec<_>, CodecError>>()
         .map_err(Into::into);
@@ -152,40 +154,29 @@ pub(crate) fn delete_group(state: &mut State, group_id: &str) -> Reply<i16> {
     Reply::Wait(rx)
 }
 
-/// Writes the tombstones of a Dead group; on success the group is dropped,
-/// on failure it returns to Empty. `done` learns the outcome.
+/// Writes the tombstones of a Dead group; their replay removes it. If the
+/// write fails the group returns to Empty. `done` learns the outcome.
 pub(crate) fn remove_when_written(
     sched: &mut Scheduler,
     group_id: &str,
-    records: Result<Vec<crate::log::GroupRecord>, crate::error::GroupLogError>,
+    records: Result<Vec<CoordinatorRecord>, WriteError>,
     done: Box<dyn FnOnce(Result<(), ResponseError>) + Send>,
 ) {
     let owned = group_id.to_owned();
     sched.write(
         group_id,
         records,
-        Box::new(move |state, result| {
-            let dead = state
-                .groups
-                .get(&owned)
-                .is_some_and(|g| g.is(GroupState::Dead));
-            match &result {
-                Ok(()) if dead => {
-                    state.groups.remove(&owned);
-                    state.sched.cancel_group(&owned);
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::warn!(group = %owned, error = %e, "failed to delete group");
-                    if let Some(g) = state
-                        .groups
-                        .get_mut(&owned)
-                        .filter(|g| g.is(GroupState::Dead))
-                    {
-                        // Dead -> Empty is no Kafka transition: this undoes the deletion.
-                        g.state = GroupState::Empty;
-                        g.previous_state = GroupState::Empty;
-                    }
+        Box::new(move |shard, result| {
+            if let Err(e) = &result {
+                tracing::warn!(group = %owned, error = %e, "failed to delete group");
+                if let Some(g) = shard
+                    .groups
+                    .get_mut(&owned)
+                    .filter(|g| g.is(GroupState::Dead))
+                {
+                    // Dead -> Empty is no Kafka transition: this undoes the deletion.
+                    g.state = GroupState::Empty;
+                    g.previous_state = GroupState::Empty;
                 }
             }
             done(result.map_err(|e| e.response_error()));
@@ -203,11 +194,11 @@ pub(crate) struct OffsetDeletePlan {
 
 /// OffsetDelete: removes offsets of topics the group does not consume.
 pub(crate) fn delete_offsets(
-    state: &mut State,
+    state: &mut GroupShard,
     group_id: &str,
     topics: &[(String, Vec<i32>)],
 ) -> Result<OffsetDeletePlan, ResponseError> {
-    let State { groups, sched, .. } = state;
+    let GroupShard { groups, sched, .. } = state;
     let g = groups
         .get_mut(group_id)
         .ok_or(ResponseError::GroupIdNotFound)?;
@@ -222,7 +213,7 @@ pub(crate) fn delete_offsets(
         _ => {}
     }
     let mut partition_errors = Vec::with_capacity(topics.len());
-    let mut deleted: Vec<(String, i32)> = Vec::new();
+    let mut deleted: Vec<TopicPartition> = Vec::new();
     for (topic, partitions) in topics {
         if g.is_subscribed_to_topic(topic) {
             partition_errors.push(vec![
@@ -233,12 +224,13 @@ pub(crate) fn delete_offsets(
         }
         partition_errors.push(vec![0; partitions.len()]);
         for &partition in partitions {
-            if (g.offsets.has_committed(topic, partition)
-                || g.offsets.is_pending(topic, partition)
-                || g.offsets.has_txn_pending(topic, partition))
-                && !deleted.contains(&(topic.clone(), partition))
+            let tp = TopicPartition::new(topic.as_str(), partition);
+            if (g.offsets.has_committed(&tp)
+                || g.offsets.is_in_flight(&tp)
+                || g.offsets.has_txn_pending(&tp))
+                && !deleted.contains(&tp)
             {
-                deleted.push((topic.clone(), partition));
+                deleted.push(tp);
             }
         }
     }
@@ -250,23 +242,14 @@ pub(crate) fn delete_offsets(
     }
     let records = deleted
         .iter()
-        .map(|(topic, partition)| offset_tombstone(group_id, topic, *partition))
+        .map(|tp| offset_tombstone(group_id, tp))
         .collect::<Result<Vec<_>, CodecError>>()
         .map_err(Into::into);
     let (tx, rx) = oneshot::channel();
-    let owned = group_id.to_owned();
-    let log_order = g.offsets.next_order();
     sched.write(
         group_id,
         records,
-        Box::new(move |state, result| {
-            if result.is_ok()
-                && let Some(g) = state.groups.get_mut(&owned)
-            {
-                for (topic, partition) in &deleted {
-                    g.offsets.delete(topic, *partition, log_order);
-                }
-            }
+        Box::new(move |_, result| {
             let _ = tx.send(result.map_err(|e| e.response_error()));
         }),
     );

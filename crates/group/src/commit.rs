@@ -1,19 +1,20 @@
-//! OffsetCommit: validating the committer, writing the offsets, and making
-//! them visible once durable.
+//! OffsetCommit: validating the committer and writing the offsets, which
+//! become visible when the records are replayed, once durable.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use sluice_protocol::model::TopicPartition;
 use tokio::sync::oneshot;
 
-use crate::coordinator::State;
+use crate::CodecError;
 use crate::group::Group;
 use crate::now_ms;
-use crate::offsets::OffsetAndMetadata;
 use crate::rebalance::reschedule_session;
-use crate::records::{GroupRecordKey, OffsetCommitValue};
+use crate::records::{OffsetCommitValue, offset_record};
+use crate::shard::GroupShard;
 use crate::state::GroupState;
 
 /// The plan for one OffsetCommit request.
@@ -61,11 +62,11 @@ pub(crate) fn java_length(s: &str) -> usize {
 }
 
 pub(crate) fn commit(
-    state: &mut State,
+    state: &mut GroupShard,
     req: &OffsetCommitRequest,
     version: i16,
 ) -> Result<CommitPlan, ResponseError> {
-    let State {
+    let GroupShard {
         groups,
         sched,
         config,
@@ -99,11 +100,13 @@ pub(crate) fn commit(
     }
 
     let now = now_ms();
-    let expire_timestamp_ms =
-        (req.retention_time_ms != -1).then(|| now.saturating_add(req.retention_time_ms));
-    let log_order = g.offsets.next_order();
+    let expire_timestamp = if req.retention_time_ms == -1 {
+        -1
+    } else {
+        now.saturating_add(req.retention_time_ms)
+    };
     let mut partition_errors = Vec::with_capacity(req.topics.len());
-    let mut accepted: Vec<(String, i32, OffsetAndMetadata)> = Vec::new();
+    let mut accepted: Vec<(TopicPartition, OffsetCommitValue)> = Vec::new();
     for topic in &req.topics {
         let mut errors = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
@@ -118,16 +121,13 @@ pub(crate) fn commit(
             }
             errors.push(None);
             accepted.push((
-                topic.name.as_str().to_owned(),
-                p.partition_index,
-                OffsetAndMetadata {
+                TopicPartition::new(topic.name.as_str(), p.partition_index),
+                OffsetCommitValue {
                     offset: p.committed_offset,
-                    leader_epoch: (p.committed_leader_epoch != -1)
-                        .then_some(p.committed_leader_epoch),
+                    leader_epoch: p.committed_leader_epoch,
                     metadata,
-                    commit_timestamp_ms: now,
-                    expire_timestamp_ms,
-                    log_order,
+                    commit_timestamp: now,
+                    expire_timestamp,
                 },
             ));
         }
@@ -142,44 +142,20 @@ pub(crate) fn commit(
 
     let records = accepted
         .iter()
-        .map(|(topic, partition, o)| {
-            let key = GroupRecordKey::OffsetCommit {
-                group: group_id.clone(),
-                topic: topic.clone(),
-                partition: *partition,
-            };
-            let value = OffsetCommitValue {
-                offset: o.offset,
-                leader_epoch: o.leader_epoch.unwrap_or(-1),
-                metadata: o.metadata.clone(),
-                commit_timestamp: o.commit_timestamp_ms,
-                expire_timestamp: o.expire_timestamp_ms.unwrap_or(-1),
-            };
-            Ok((key.encode()?, Some(value.encode()?)))
-        })
-        .collect::<Result<Vec<_>, crate::error::CodecError>>()
+        .map(|(tp, value)| offset_record(&group_id, tp, value))
+        .collect::<Result<Vec<_>, CodecError>>()
         .map_err(Into::into);
-    for (topic, partition, _) in &accepted {
-        g.offsets.add_pending(topic, *partition);
+    let written: Vec<TopicPartition> = accepted.into_iter().map(|(tp, _)| tp).collect();
+    for tp in &written {
+        g.offsets.start_write(tp);
     }
     let (tx, rx) = oneshot::channel();
     let write_group = group_id.clone();
     sched.write(
         &write_group,
         records,
-        Box::new(move |state, result| {
-            if let Some(g) = state.groups.get_mut(&group_id) {
-                for (topic, partition, offset) in accepted {
-                    g.offsets.complete_pending(&topic, partition);
-                    if result.is_ok() {
-                        g.offsets.put(&topic, partition, offset);
-                    }
-                }
-                if result.is_err() && is_unused_simple_group(g) {
-                    // Undo the creation of a simple group that never got an offset.
-                    state.groups.remove(&group_id);
-                }
-            }
+        Box::new(move |shard, result| {
+            finish_offset_writes(shard, &group_id, &written, result.is_ok());
             let _ = tx.send(result.map_err(|e| e.response_error()));
         }),
     );
@@ -187,6 +163,25 @@ pub(crate) fn commit(
         partition_errors,
         written: Some(rx),
     })
+}
+
+/// Offset writes of `group_id` finished (the records, if durable, were
+/// replayed). A simple group created for a write that failed, and left
+/// without any offset, is removed again.
+pub(crate) fn finish_offset_writes(
+    shard: &mut GroupShard,
+    group_id: &str,
+    written: &[TopicPartition],
+    durable: bool,
+) {
+    if let Some(g) = shard.groups.get_mut(group_id) {
+        for tp in written {
+            g.offsets.finish_write(tp);
+        }
+        if !durable && is_unused_simple_group(g) {
+            shard.groups.remove(group_id);
+        }
+    }
 }
 
 pub(crate) fn is_unused_simple_group(g: &Group) -> bool {

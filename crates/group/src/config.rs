@@ -26,6 +26,10 @@ pub struct GroupConfig {
     /// OFFSET_METADATA_TOO_LARGE. Like Kafka, the length is counted in UTF-16
     /// code units (Java's `String.length()`), not in bytes.
     pub max_metadata_bytes: usize,
+    /// `offsets.topic.num.partitions`: the partitions of `__consumer_offsets`
+    /// (or, when the topic already exists, its actual count). A group lives
+    /// in the shard of partition `coordinator_partition_for(group, this)`.
+    pub offsets_partitions: i32,
 }
 
 /// Kafka's `group.classic.new.member.join.timeout.ms`: a member that joined
@@ -42,6 +46,7 @@ impl Default for GroupConfig {
             max_group_size: usize::MAX,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             max_metadata_bytes: 4096,
+            offsets_partitions: 50,
         }
     }
 }

@@ -1,17 +1,20 @@
 //! The public face of the crate: one method per group API, taking and
-//! returning `kafka-protocol` messages.
+//! returning `kafka-protocol` messages, plus loading and unloading the
+//! shards of `__consumer_offsets` partitions.
 //!
-//! All group state lives behind one mutex. Handlers lock it, decide, and
-//! unlock before waiting for anything (a parked JoinGroup/SyncGroup
-//! response, or the log write behind an OffsetCommit), so the mutex is never
-//! held across an `.await`.
+//! Each request runs on the shard of its group, under the shard's lock: it
+//! decides, queues the records to write, and unlocks before waiting for
+//! anything (a parked JoinGroup/SyncGroup response, or the log write behind
+//! an OffsetCommit), so a lock is never held across an `.await`. A group
+//! whose shard is not loaded here is answered NOT_COORDINATOR, or
+//! COORDINATOR_LOAD_IN_PROGRESS while it loads.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::offset_delete_response::{
@@ -26,39 +29,34 @@ use kafka_protocol::messages::{
     TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use parking_lot::Mutex;
+use sluice_coordinator::{
+    CoordinatorError, CoordinatorShard, LogEntry, PartitionLoader, PartitionWriter, ShardCell,
+    Shards,
+};
+use sluice_protocol::model::{LeaderEpoch, ProducerIdAndEpoch};
 use tokio::sync::oneshot;
 
 use crate::config::GroupConfig;
-use crate::error::GroupError;
 use crate::fetch::FetchedPartition;
-use crate::group::Group;
+use crate::image::GroupImage;
 use crate::join::{JoinParams, join_error};
-use sluice_protocol::model::coordinator_partition_for;
-
-use crate::log::GroupLog;
 use crate::member::protocols_from_request;
 use crate::reply::Reply;
-use crate::scheduler::Scheduler;
+use crate::shard::GroupShard;
 use crate::sync::{SyncParams, sync_error};
-use crate::{admin, commit, expiry, fetch, heartbeat, join, leave, load, sync, txn};
+use crate::{admin, commit, expiry, fetch, heartbeat, join, leave, sync, txn};
 
-/// Everything behind the coordinator mutex.
-pub(crate) struct State {
-    pub config: GroupConfig,
-    pub groups: HashMap<String, Group>,
-    pub sched: Scheduler,
-}
-
-pub(crate) struct Inner {
-    pub state: Mutex<State>,
+struct Inner {
+    config: GroupConfig,
+    writer: Arc<dyn PartitionWriter>,
+    shards: Shards<GroupShard>,
 }
 
 /// Kafka's classic group coordinator (JoinGroup/SyncGroup/Heartbeat/
 /// LeaveGroup, committed offsets, and the group admin APIs).
 ///
-/// Cheap to clone; all clones share the same groups. Create it inside a tokio
-/// runtime: timers and log writes run as tasks on it.
+/// Cheap to clone; all clones share the same shards. Load shards inside a
+/// tokio runtime: timers and log writes run as tasks on it.
 #[derive(Clone)]
 pub struct GroupCoordinator {
     inner: Arc<Inner>,
@@ -66,69 +64,94 @@ pub struct GroupCoordinator {
 
 type FetchTopics = Option<Vec<(String, Vec<i32>)>>;
 
+/// The answer to a request whose follow-up was dropped because its shard
+/// was unloaded before the write completed: another node coordinates the
+/// group now.
+const SHARD_GONE: ResponseError = ResponseError::NotCoordinator;
+
 impl GroupCoordinator {
-    /// A coordinator without groups, writing to `log`.
-    pub fn new(config: GroupConfig, log: Arc<dyn GroupLog>) -> Self {
-        let inner = Arc::new_cyclic(|weak| {
-            let sched = Scheduler::new(weak.clone(), log, config.initial_rebalance_delay_ms);
-            Inner {
-                state: Mutex::new(State {
-                    config,
-                    groups: HashMap::new(),
-                    sched,
-                }),
+    /// A coordinator without loaded partitions, writing to `writer`; groups
+    /// hash over `config.offsets_partitions` partitions.
+    pub fn new(config: GroupConfig, writer: Arc<dyn PartitionWriter>) -> Self {
+        let shards = Shards::new(config.offsets_partitions);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                writer,
+                shards,
+            }),
+        }
+    }
+
+    /// The partition count of `__consumer_offsets` groups hash over.
+    pub fn partition_count(&self) -> i32 {
+        self.inner.shards.partition_count()
+    }
+
+    /// The `__consumer_offsets` partition of `group_id`.
+    pub fn partition_for(&self, group_id: &str) -> i32 {
+        self.inner.shards.partition_for(group_id)
+    }
+
+    /// Starts loading `partition`, led here at `epoch`: feed the loader the
+    /// partition's log, then finish it. Until then its groups are answered
+    /// COORDINATOR_LOAD_IN_PROGRESS. `None` when the partition is already
+    /// loaded or loading.
+    pub fn load(&self, partition: i32, epoch: LeaderEpoch) -> Option<impl PartitionLoader + use<>> {
+        let inner = &self.inner;
+        inner.shards.load(partition, epoch, |cell| {
+            GroupShard::new(inner.config.clone(), cell, inner.writer.clone(), partition)
+        })
+    }
+
+    /// This node stopped leading `partition` (as of leader epoch `epoch`, or
+    /// unconditionally with `None`): its groups get NOT_COORDINATOR and their
+    /// parked requests are answered so. Returns whether it was loaded.
+    pub fn unload(&self, partition: i32, epoch: Option<LeaderEpoch>) -> bool {
+        self.inner.shards.unload(partition, epoch)
+    }
+
+    /// `__consumer_offsets` now has `partitions` partitions: every shard is
+    /// unloaded and groups hash over the new count; load the partitions again.
+    pub fn relayout(&self, partitions: i32) {
+        self.inner.shards.relayout(partitions);
+    }
+
+    /// The durable state of every group of the loaded partitions, by group id.
+    pub fn image(&self) -> BTreeMap<String, GroupImage> {
+        let mut image = BTreeMap::new();
+        for cell in self.inner.shards.cells() {
+            if let Ok(shard) = cell.lock() {
+                for (id, g) in &shard.groups {
+                    image.insert(id.clone(), GroupImage::of(g));
+                }
             }
-        });
-        Self { inner }
+        }
+        image
     }
 
-    /// Replays records read back from `__consumer_offsets` (in log order) at
-    /// startup. Undecodable records are skipped and reported in the error;
-    /// everything else is applied either way.
-    pub fn load(
+    /// Runs `op` on the shard of `group_id`, or says why it cannot.
+    fn on_group<T>(
         &self,
-        records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
-    ) -> Result<(), GroupError> {
-        load::load(&mut self.inner.state.lock(), records, None)
+        group_id: &str,
+        op: impl FnOnce(&mut GroupShard) -> T,
+    ) -> Result<T, ResponseError> {
+        self.inner
+            .shards
+            .with_shard(group_id, |shard| op(shard))
+            .map_err(CoordinatorError::response_error)
     }
 
-    /// Startup replay of the records of one *transactional* batch of
-    /// `producer_id` (TxnOffsetCommit), in log order with the `load` and
-    /// [`Self::replay_marker`] calls: their offsets stay pending until the
-    /// producer's marker is replayed (or the transaction completes later).
-    pub fn load_transactional(
-        &self,
-        producer_id: i64,
-        records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
-    ) -> Result<(), GroupError> {
-        load::load(&mut self.inner.state.lock(), records, Some(producer_id))
-    }
-
-    /// Startup replay of a COMMIT (`commit`) or ABORT marker of
-    /// `producer_id`: its pending offsets are committed or dropped, in every
-    /// group. Correct when markers are replayed while no other
-    /// `__consumer_offsets` partition holds pending offsets of the same
-    /// producer; otherwise prefer [`Self::replay_marker_in_partition`].
-    pub fn replay_marker(&self, producer_id: i64, commit: bool) {
-        load::replay_marker(&mut self.inner.state.lock(), producer_id, commit, |_| true);
-    }
-
-    /// [`Self::replay_marker`] restricted to the groups of `__consumer_offsets`
-    /// partition `partition` (of `partitions`), the partition the marker was
-    /// read from — what Kafka does, as it loads each partition separately.
-    pub fn replay_marker_in_partition(
-        &self,
-        partition: i32,
-        partitions: i32,
-        producer_id: i64,
-        commit: bool,
-    ) {
-        load::replay_marker(
-            &mut self.inner.state.lock(),
-            producer_id,
-            commit,
-            |group_id| coordinator_partition_for(group_id, partitions) == partition,
-        );
+    /// The active shards, for the operations that span every group; the
+    /// error when one of them is still loading.
+    fn active_shards(&self) -> Result<Vec<Arc<ShardCell<GroupShard>>>, ResponseError> {
+        let cells = self.inner.shards.cells();
+        for cell in &cells {
+            if let Err(CoordinatorError::LoadInProgress) = cell.lock().map(|_| ()) {
+                return Err(ResponseError::CoordinatorLoadInProgress);
+            }
+        }
+        Ok(cells)
     }
 
     /// TxnOffsetCommit v0-5. Validated like Kafka (an unknown group becomes a
@@ -142,16 +165,17 @@ impl GroupCoordinator {
         req: TxnOffsetCommitRequest,
         version: i16,
     ) -> TxnOffsetCommitResponse {
-        let plan = txn::txn_commit(&mut self.inner.state.lock(), &req, version);
+        let plan = self
+            .on_group(req.group_id.as_str(), |shard| {
+                txn::txn_commit(shard, &req, version)
+            })
+            .and_then(|plan| plan);
         let (partition_errors, request_error) = match plan {
             Err(e) => (None, Some(e)),
             Ok(plan) => {
                 let write_error = match plan.written {
                     None => None,
-                    Some(rx) => rx
-                        .await
-                        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
-                        .err(),
+                    Some(rx) => rx.await.unwrap_or(Err(SHARD_GONE)).err(),
                 };
                 (Some(plan.partition_errors), write_error)
             }
@@ -160,18 +184,32 @@ impl GroupCoordinator {
     }
 
     /// The broker durably wrote a COMMIT (`commit`) or ABORT marker of
-    /// `producer_id` to `__consumer_offsets` partition `partition` (of
-    /// `partitions`): the producer's pending offsets in the groups of that
-    /// partition become committed (unless a plain OffsetCommit of the same
-    /// partition was written after them) or are dropped.
+    /// `producer` to `__consumer_offsets` partition `partition`: replayed,
+    /// the producer's pending offsets in the groups of that partition become
+    /// committed (unless a plain OffsetCommit of the same partition was
+    /// written after them) or are dropped. Nothing happens if the partition
+    /// is not loaded here.
     pub async fn complete_transaction(
         &self,
         partition: i32,
-        partitions: i32,
-        producer_id: i64,
+        producer: ProducerIdAndEpoch,
         commit: bool,
     ) {
-        self.replay_marker_in_partition(partition, partitions, producer_id, commit);
+        let marker = LogEntry::Marker { producer, commit };
+        let replayed = self
+            .inner
+            .shards
+            .cell(partition)
+            .and_then(|cell| cell.lock().map(|mut shard| shard.replay(&marker)));
+        match replayed {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(partition, %error, "transaction marker did not replay");
+            }
+            Err(error) => {
+                tracing::warn!(partition, producer_id = producer.producer_id, %error, "transaction marker for a partition not coordinated here");
+            }
+        }
     }
 
     /// JoinGroup. The answer is held until the rebalance completes, exactly
@@ -187,37 +225,35 @@ impl GroupCoordinator {
         let response = if req.group_id.is_empty() {
             join_error(&member_id, ResponseError::InvalidGroupId)
         } else {
-            let reply = {
-                let mut state = self.inner.state.lock();
-                let config = &state.config;
-                if req.session_timeout_ms < config.min_session_timeout_ms
-                    || req.session_timeout_ms > config.max_session_timeout_ms
-                {
-                    Reply::Now(join_error(&member_id, ResponseError::InvalidSessionTimeout))
-                } else {
-                    let params = JoinParams {
-                        group_id: req.group_id.as_str().to_owned(),
-                        member_id: member_id.clone(),
-                        instance_id: req
-                            .group_instance_id
-                            .as_ref()
-                            .map(|i| i.as_str().to_owned()),
-                        client_id: client_id.to_owned(),
-                        client_host: client_host.to_owned(),
-                        session_timeout_ms: req.session_timeout_ms,
-                        // Version 0 had no rebalance timeout: the session timeout served.
-                        rebalance_timeout_ms: if version == 0 {
-                            req.session_timeout_ms
-                        } else {
-                            req.rebalance_timeout_ms
-                        },
-                        protocol_type: req.protocol_type.as_str().to_owned(),
-                        protocols: protocols_from_request(&req.protocols),
-                        require_known_member_id: version >= 4,
-                        supports_skip_assignment: version >= 9,
-                    };
-                    join::join(&mut state, params)
-                }
+            let config = &self.inner.config;
+            let reply = if req.session_timeout_ms < config.min_session_timeout_ms
+                || req.session_timeout_ms > config.max_session_timeout_ms
+            {
+                Reply::Now(join_error(&member_id, ResponseError::InvalidSessionTimeout))
+            } else {
+                let params = JoinParams {
+                    group_id: req.group_id.as_str().to_owned(),
+                    member_id: member_id.clone(),
+                    instance_id: req
+                        .group_instance_id
+                        .as_ref()
+                        .map(|i| i.as_str().to_owned()),
+                    client_id: client_id.to_owned(),
+                    client_host: client_host.to_owned(),
+                    session_timeout_ms: req.session_timeout_ms,
+                    // Version 0 had no rebalance timeout: the session timeout served.
+                    rebalance_timeout_ms: if version == 0 {
+                        req.session_timeout_ms
+                    } else {
+                        req.rebalance_timeout_ms
+                    },
+                    protocol_type: req.protocol_type.as_str().to_owned(),
+                    protocols: protocols_from_request(&req.protocols),
+                    require_known_member_id: version >= 4,
+                    supports_skip_assignment: version >= 9,
+                };
+                self.on_group(req.group_id.as_str(), |shard| join::join(shard, params))
+                    .unwrap_or_else(|e| Reply::Now(join_error(&member_id, e)))
             };
             reply
                 .resolve(|| join_error(&member_id, ResponseError::CoordinatorNotAvailable))
@@ -251,7 +287,9 @@ impl GroupCoordinator {
                 .map(|a| (a.member_id.as_str().to_owned(), a.assignment.clone()))
                 .collect(),
         };
-        let reply = sync::sync(&mut self.inner.state.lock(), params);
+        let reply = self
+            .on_group(req.group_id.as_str(), |shard| sync::sync(shard, params))
+            .unwrap_or_else(|e| Reply::Now(sync_error(e)));
         reply
             .resolve(|| sync_error(ResponseError::CoordinatorNotAvailable))
             .await
@@ -262,13 +300,16 @@ impl GroupCoordinator {
         let result = if req.group_id.is_empty() {
             Err(ResponseError::InvalidGroupId)
         } else {
-            heartbeat::heartbeat(
-                &mut self.inner.state.lock(),
-                req.group_id.as_str(),
-                req.member_id.as_str(),
-                req.group_instance_id.as_ref().map(|i| i.as_str()),
-                req.generation_id,
-            )
+            self.on_group(req.group_id.as_str(), |shard| {
+                heartbeat::heartbeat(
+                    shard,
+                    req.group_id.as_str(),
+                    req.member_id.as_str(),
+                    req.group_instance_id.as_ref().map(|i| i.as_str()),
+                    req.generation_id,
+                )
+            })
+            .and_then(|result| result)
         };
         HeartbeatResponse::default().with_error_code(code(result))
     }
@@ -283,11 +324,10 @@ impl GroupCoordinator {
         let result = if req.group_id.is_empty() {
             Err(ResponseError::InvalidGroupId)
         } else {
-            leave::leave(
-                &mut self.inner.state.lock(),
-                req.group_id.as_str(),
-                &members,
-            )
+            self.on_group(req.group_id.as_str(), |shard| {
+                leave::leave(shard, req.group_id.as_str(), &members)
+            })
+            .and_then(|result| result)
         };
         match result {
             Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
@@ -316,16 +356,17 @@ impl GroupCoordinator {
         req: OffsetCommitRequest,
         version: i16,
     ) -> OffsetCommitResponse {
-        let plan = commit::commit(&mut self.inner.state.lock(), &req, version);
+        let plan = self
+            .on_group(req.group_id.as_str(), |shard| {
+                commit::commit(shard, &req, version)
+            })
+            .and_then(|plan| plan);
         let (partition_errors, write_error) = match plan {
             Err(e) => (None, Some(e)),
             Ok(plan) => {
                 let write_error = match plan.written {
                     None => None,
-                    Some(rx) => rx
-                        .await
-                        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
-                        .err(),
+                    Some(rx) => rx.await.unwrap_or(Err(SHARD_GONE)).err(),
                 };
                 (Some(plan.partition_errors), write_error)
             }
@@ -358,10 +399,15 @@ impl GroupCoordinator {
                 .collect()
         });
         let require_stable = version >= 7 && req.require_stable;
-        let fetched = self
+        match self
             .fetch_group(req.group_id.as_str(), topics, require_stable)
-            .await;
-        OffsetFetchResponse::default().with_topics(fetch::single_group_topics(fetched))
+            .await
+        {
+            Ok(fetched) => {
+                OffsetFetchResponse::default().with_topics(fetch::single_group_topics(fetched))
+            }
+            Err(e) => fetch::single_group_error(&req, version, e),
+        }
     }
 
     async fn fetch_group(
@@ -369,24 +415,25 @@ impl GroupCoordinator {
         group_id: &str,
         topics: FetchTopics,
         require_stable: bool,
-    ) -> Vec<(String, Vec<FetchedPartition>)> {
+    ) -> Result<Vec<(String, Vec<FetchedPartition>)>, ResponseError> {
         if !require_stable {
-            return fetch::fetch(&self.inner.state.lock(), group_id, topics.as_deref(), false);
+            return self.on_group(group_id, |shard| {
+                fetch::fetch(shard, group_id, topics.as_deref(), false)
+            });
         }
         // Queue behind the group's in-flight writes and read once they applied.
         let (tx, rx) = oneshot::channel();
-        {
-            let mut state = self.inner.state.lock();
+        self.on_group(group_id, |shard| {
             let owned = group_id.to_owned();
-            state.sched.write(
+            shard.sched.write(
                 group_id,
                 Ok(Vec::new()),
-                Box::new(move |state, _| {
-                    let _ = tx.send(fetch::fetch(state, &owned, topics.as_deref(), true));
+                Box::new(move |shard, _| {
+                    let _ = tx.send(fetch::fetch(shard, &owned, topics.as_deref(), true));
                 }),
             );
-        }
-        rx.await.unwrap_or_default()
+        })?;
+        rx.await.map_err(|_| SHARD_GONE)
     }
 
     /// DescribeGroups.
@@ -395,23 +442,31 @@ impl GroupCoordinator {
         req: DescribeGroupsRequest,
         version: i16,
     ) -> DescribeGroupsResponse {
-        let state = self.inner.state.lock();
         let groups = req
             .groups
             .iter()
             .map(|g| {
-                admin::describe(
-                    &state,
-                    g.as_str(),
-                    version,
-                    req.include_authorized_operations,
-                )
+                self.on_group(g.as_str(), |shard| {
+                    admin::describe(
+                        shard,
+                        g.as_str(),
+                        version,
+                        req.include_authorized_operations,
+                    )
+                })
+                .unwrap_or_else(|e| {
+                    DescribedGroup::default()
+                        .with_group_id(g.clone())
+                        .with_error_code(e.code())
+                })
             })
             .collect();
         DescribeGroupsResponse::default().with_groups(groups)
     }
 
-    /// ListGroups with the state filter (v4+) and type filter (v5+).
+    /// ListGroups with the state filter (v4+) and type filter (v5+): the
+    /// groups of every partition loaded here, or COORDINATOR_LOAD_IN_PROGRESS
+    /// while one is loading, as Kafka answers.
     pub async fn list_groups(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
         let states: &[StrBytes] = if version >= 4 {
             &req.states_filter
@@ -419,7 +474,17 @@ impl GroupCoordinator {
             &[]
         };
         let types: &[StrBytes] = if version >= 5 { &req.types_filter } else { &[] };
-        let groups = admin::list(&self.inner.state.lock(), states, types);
+        let cells = match self.active_shards() {
+            Ok(cells) => cells,
+            Err(e) => return ListGroupsResponse::default().with_error_code(e.code()),
+        };
+        let mut groups = Vec::new();
+        for cell in cells {
+            if let Ok(shard) = cell.lock() {
+                groups.extend(admin::list(&shard, states, types));
+            }
+        }
+        groups.sort_by(|a, b| a.group_id.as_str().cmp(b.group_id.as_str()));
         ListGroupsResponse::default().with_groups(groups)
     }
 
@@ -429,18 +494,17 @@ impl GroupCoordinator {
         req: DeleteGroupsRequest,
         _version: i16,
     ) -> DeleteGroupsResponse {
-        let replies: Vec<Reply<i16>> = {
-            let mut state = self.inner.state.lock();
-            req.groups_names
-                .iter()
-                .map(|g| admin::delete_group(&mut state, g.as_str()))
-                .collect()
-        };
+        let replies: Vec<Reply<i16>> = req
+            .groups_names
+            .iter()
+            .map(|g| {
+                self.on_group(g.as_str(), |shard| admin::delete_group(shard, g.as_str()))
+                    .unwrap_or_else(|e| Reply::Now(e.code()))
+            })
+            .collect();
         let mut results = Vec::with_capacity(replies.len());
         for (group_id, reply) in req.groups_names.iter().zip(replies) {
-            let error_code = reply
-                .resolve(|| ResponseError::CoordinatorNotAvailable.code())
-                .await;
+            let error_code = reply.resolve(|| SHARD_GONE.code()).await;
             results.push(
                 DeletableGroupResult::default()
                     .with_group_id(group_id.clone())
@@ -470,16 +534,17 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        let plan =
-            admin::delete_offsets(&mut self.inner.state.lock(), req.group_id.as_str(), &topics);
+        let plan = self
+            .on_group(req.group_id.as_str(), |shard| {
+                admin::delete_offsets(shard, req.group_id.as_str(), &topics)
+            })
+            .and_then(|plan| plan);
         let plan = match plan {
             Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
             Ok(plan) => plan,
         };
         if let Some(rx) = plan.written
-            && let Err(e) = rx
-                .await
-                .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+            && let Err(e) = rx.await.unwrap_or(Err(SHARD_GONE))
         {
             return OffsetDeleteResponse::default().with_error_code(e.code());
         }
@@ -511,15 +576,27 @@ impl GroupCoordinator {
     /// from when the group became Empty) and deletes Empty groups left
     /// without offsets. Kafka runs this every `offsets.retention.check.interval.ms`.
     pub async fn expire_offsets(&self, now_ms: i64) {
-        let waits = expiry::expire(&mut self.inner.state.lock(), now_ms);
-        for rx in waits {
-            let _ = rx.await;
-        }
+        self.on_every_shard(|shard| expiry::expire(shard, now_ms))
+            .await;
     }
 
     /// A topic was deleted: its committed offsets are deleted in every group.
     pub async fn on_topic_deleted(&self, topic: &str) {
-        let waits = expiry::topic_deleted(&mut self.inner.state.lock(), topic);
+        self.on_every_shard(|shard| expiry::topic_deleted(shard, topic))
+            .await;
+    }
+
+    /// Runs `op` on every active shard, then waits for the writes it started.
+    async fn on_every_shard(
+        &self,
+        op: impl Fn(&mut GroupShard) -> Vec<oneshot::Receiver<Result<(), ResponseError>>>,
+    ) {
+        let mut waits = Vec::new();
+        for cell in self.inner.shards.cells() {
+            if let Ok(mut shard) = cell.lock() {
+                waits.extend(op(&mut shard));
+            }
+        }
         for rx in waits {
             let _ = rx.await;
         }

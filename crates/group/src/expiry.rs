@@ -3,20 +3,21 @@
 //! without offsets) and offsets of deleted topics.
 
 use kafka_protocol::error::ResponseError;
+use sluice_protocol::model::TopicPartition;
 use tokio::sync::oneshot;
 
+use crate::CodecError;
 use crate::admin::remove_when_written;
-use crate::coordinator::State;
-use crate::error::CodecError;
 use crate::records::{group_tombstone, offset_tombstone};
+use crate::shard::GroupShard;
 use crate::state::GroupState;
 
 type Done = oneshot::Receiver<Result<(), ResponseError>>;
 
 /// Writes tombstones for expired offsets; an Empty group whose offsets are
 /// all gone is deleted too. Returns the writes to wait for.
-pub(crate) fn expire(state: &mut State, now_ms: i64) -> Vec<Done> {
-    let State {
+pub(crate) fn expire(state: &mut GroupShard, now_ms: i64) -> Vec<Done> {
+    let GroupShard {
         groups,
         sched,
         config,
@@ -49,7 +50,7 @@ pub(crate) fn expire(state: &mut State, now_ms: i64) -> Vec<Done> {
         }
         let mut records: Result<Vec<_>, CodecError> = expired
             .iter()
-            .map(|(topic, partition)| offset_tombstone(&group_id, topic, *partition))
+            .map(|tp| offset_tombstone(&group_id, tp))
             .collect();
         if delete_group && let Ok(records) = records.as_mut() {
             match group_tombstone(&group_id) {
@@ -73,18 +74,10 @@ pub(crate) fn expire(state: &mut State, now_ms: i64) -> Vec<Done> {
                 }),
             );
         } else {
-            let owned = group_id.clone();
             sched.write(
                 &group_id,
                 records,
-                Box::new(move |state, result| {
-                    if result.is_ok()
-                        && let Some(g) = state.groups.get_mut(&owned)
-                    {
-                        for (topic, partition) in &expired {
-                            g.offsets.remove(topic, *partition);
-                        }
-                    }
+                Box::new(move |_, result| {
                     let _ = tx.send(result.map_err(|e| e.response_error()));
                 }),
             );
@@ -95,8 +88,8 @@ pub(crate) fn expire(state: &mut State, now_ms: i64) -> Vec<Done> {
 }
 
 /// Writes tombstones for every committed (or pending transactional) offset of `topic`.
-pub(crate) fn topic_deleted(state: &mut State, topic: &str) -> Vec<Done> {
-    let State { groups, sched, .. } = state;
+pub(crate) fn topic_deleted(state: &mut GroupShard, topic: &str) -> Vec<Done> {
+    let GroupShard { groups, sched, .. } = state;
     let mut waits = Vec::new();
     for g in groups.values_mut() {
         if g.is(GroupState::Dead) {
@@ -108,25 +101,16 @@ pub(crate) fn topic_deleted(state: &mut State, topic: &str) -> Vec<Done> {
         }
         let records = partitions
             .iter()
-            .map(|p| offset_tombstone(&g.id, topic, *p))
+            .map(|p| offset_tombstone(&g.id, &TopicPartition::new(topic, *p)))
             .collect::<Result<Vec<_>, CodecError>>()
             .map_err(Into::into);
         let (tx, rx) = oneshot::channel();
-        let owned = g.id.clone();
-        let topic = topic.to_owned();
-        let log_order = g.offsets.next_order();
+        // Transactional offsets of the topic go too, as in Kafka: replaying a
+        // tombstone drops them.
         sched.write(
             &g.id,
             records,
-            Box::new(move |state, result| {
-                if result.is_ok()
-                    && let Some(g) = state.groups.get_mut(&owned)
-                {
-                    for p in &partitions {
-                        // Transactional offsets of the topic go too, as in Kafka.
-                        g.offsets.delete(&topic, *p, log_order);
-                    }
-                }
+            Box::new(move |_, result| {
                 let _ = tx.send(result.map_err(|e| e.response_error()));
             }),
         );

@@ -3,16 +3,17 @@
 use std::collections::HashMap;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::model::TopicPartition;
 
-use crate::coordinator::State;
 use crate::offsets::OffsetAndMetadata;
+use crate::shard::GroupShard;
 use crate::state::GroupState;
 
 /// One partition of an OffsetFetch answer.
@@ -57,17 +58,17 @@ impl FetchedPartition {
 /// UNSTABLE_OFFSET_COMMIT (Kafka's rule); otherwise pending transactional
 /// offsets are invisible.
 pub(crate) fn fetch(
-    state: &State,
+    state: &GroupShard,
     group_id: &str,
     topics: Option<&[(String, Vec<i32>)]>,
     require_stable: bool,
 ) -> Vec<(String, Vec<FetchedPartition>)> {
-    let unstable = |topic: &str, partition: i32| {
+    let unstable = |tp: &TopicPartition| {
         require_stable
             && state
                 .groups
                 .get(group_id)
-                .is_some_and(|g| g.offsets.has_txn_pending(topic, partition))
+                .is_some_and(|g| g.offsets.has_txn_pending(tp))
     };
     let group = state
         .groups
@@ -79,15 +80,15 @@ pub(crate) fn fetch(
                 return Vec::new();
             };
             let mut out: Vec<(String, Vec<FetchedPartition>)> = Vec::new();
-            for (topic, partition, o) in g.offsets.iter() {
-                let fetched = if unstable(topic, partition) {
-                    FetchedPartition::none(partition, ResponseError::UnstableOffsetCommit.code())
+            for (tp, o) in g.offsets.iter() {
+                let fetched = if unstable(tp) {
+                    FetchedPartition::none(tp.partition, ResponseError::UnstableOffsetCommit.code())
                 } else {
-                    FetchedPartition::of(partition, o)
+                    FetchedPartition::of(tp.partition, o)
                 };
                 match out.last_mut() {
-                    Some((t, partitions)) if t == topic => partitions.push(fetched),
-                    _ => out.push((topic.to_owned(), vec![fetched])),
+                    Some((t, partitions)) if *t == tp.topic => partitions.push(fetched),
+                    _ => out.push((tp.topic.clone(), vec![fetched])),
                 }
             }
             out
@@ -98,13 +99,14 @@ pub(crate) fn fetch(
                 let fetched = partitions
                     .iter()
                     .map(|&partition| {
-                        if group.is_some() && unstable(topic, partition) {
+                        let tp = TopicPartition::new(topic.as_str(), partition);
+                        if group.is_some() && unstable(&tp) {
                             return FetchedPartition::none(
                                 partition,
                                 ResponseError::UnstableOffsetCommit.code(),
                             );
                         }
-                        match group.and_then(|g| g.offsets.get(topic, partition)) {
+                        match group.and_then(|g| g.offsets.get(&tp)) {
                             Some(o) => FetchedPartition::of(partition, o),
                             None => FetchedPartition::none(partition, 0),
                         }
@@ -142,11 +144,47 @@ pub(crate) fn single_group_topics(
         .collect()
 }
 
-/// One group of an OffsetFetch v8+ answer; topic ids are echoed from the request.
+/// The OffsetFetch v1-v7 answer when the group cannot be read here
+/// (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS): from v2 a top-level
+/// error; v1 has none, so each requested partition carries it, as in Kafka.
+pub(crate) fn single_group_error(
+    req: &OffsetFetchRequest,
+    version: i16,
+    error: ResponseError,
+) -> OffsetFetchResponse {
+    if version >= 2 {
+        return OffsetFetchResponse::default().with_error_code(error.code());
+    }
+    let fetched = req
+        .topics
+        .iter()
+        .flatten()
+        .map(|t| {
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|&p| FetchedPartition::none(p, error.code()))
+                .collect();
+            (t.name.as_str().to_owned(), partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(single_group_topics(fetched))
+}
+
+/// One group of an OffsetFetch v8+ answer; topic ids are echoed from the
+/// request. A group that cannot be read here carries the error.
 pub(crate) fn group_response(
     request: &OffsetFetchRequestGroup,
-    fetched: Vec<(String, Vec<FetchedPartition>)>,
+    fetched: Result<Vec<(String, Vec<FetchedPartition>)>, ResponseError>,
 ) -> OffsetFetchResponseGroup {
+    let fetched = match fetched {
+        Ok(fetched) => fetched,
+        Err(e) => {
+            return OffsetFetchResponseGroup::default()
+                .with_group_id(request.group_id.clone())
+                .with_error_code(e.code());
+        }
+    };
     let topic_ids: HashMap<&str, _> = request
         .topics
         .iter()

@@ -16,11 +16,12 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use tokio::sync::oneshot;
 
-use crate::error::CodecError;
-use crate::log::GroupRecord;
+use sluice_coordinator::CoordinatorRecord;
+
+use crate::CodecError;
 use crate::member::{Member, Protocol};
 use crate::offsets::{ExpirationBase, GroupOffsets};
-use crate::records::{GroupMetadataValue, GroupRecordKey, MemberMetadataValue};
+use crate::records::{GroupMetadataValue, MemberMetadataValue, group_record};
 use crate::state::GroupState;
 
 /// Protocol type of Java-compatible consumers; the only one whose
@@ -53,6 +54,11 @@ pub(crate) struct Group {
     /// protocol and the subscriptions could be parsed.
     pub subscribed_topics: Option<HashSet<String>>,
     pub offsets: GroupOffsets,
+    /// The last membership snapshot in `__consumer_offsets` (set by replay
+    /// only). The members above may be ahead of it: joins and rebalances
+    /// change them before anything is written, as in Kafka. Loading rebuilds
+    /// the members from it ([`Self::restore_membership`]).
+    pub snapshot: Option<GroupMetadataValue>,
 }
 
 impl Group {
@@ -73,7 +79,74 @@ impl Group {
             new_member_added: false,
             subscribed_topics: None,
             offsets: GroupOffsets::default(),
+            snapshot: None,
         }
+    }
+
+    /// A group known only from its membership snapshot, as loading finds it.
+    pub fn from_snapshot(id: &str, snapshot: GroupMetadataValue, now_ms: i64) -> Self {
+        let mut g = Self::new(id, now_ms);
+        g.snapshot = Some(snapshot);
+        g.restore_membership(now_ms);
+        g
+    }
+
+    /// Rebuilds members, generation, protocol and leader from the snapshot,
+    /// keeping the offsets: a group with members comes back Stable, an empty
+    /// one Empty, like after a Kafka coordinator failover.
+    pub fn restore_membership(&mut self, now_ms: i64) {
+        let Some(v) = self.snapshot.clone() else {
+            return;
+        };
+        let mut g = Self::new(&self.id, now_ms);
+        g.generation = v.generation;
+        g.protocol_type = Some(v.protocol_type).filter(|t| !t.is_empty());
+        g.protocol_name = v.protocol;
+        g.leader = v.leader;
+        g.state_timestamp_ms =
+            (v.current_state_timestamp != -1).then_some(v.current_state_timestamp);
+        let protocol_name = g.protocol_name.clone().unwrap_or_default();
+        let protocol_type = g.protocol_type.clone().unwrap_or_default();
+        for m in v.members {
+            if let Some(instance) = &m.group_instance_id {
+                g.static_members
+                    .insert(instance.clone(), m.member_id.clone());
+            }
+            let member = Member {
+                id: m.member_id.clone(),
+                instance_id: m.group_instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                // Records written before rebalance timeouts existed.
+                rebalance_timeout_ms: if m.rebalance_timeout == -1 {
+                    m.session_timeout
+                } else {
+                    m.rebalance_timeout
+                },
+                session_timeout_ms: m.session_timeout,
+                protocol_type: protocol_type.clone(),
+                protocols: vec![Protocol {
+                    name: protocol_name.clone(),
+                    metadata: m.subscription,
+                }],
+                assignment: m.assignment,
+                join_waiter: None,
+                sync_waiter: None,
+                is_new: false,
+            };
+            g.members.insert(m.member_id, member);
+        }
+        let state = if g.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        g.state = state;
+        g.previous_state = state;
+        g.subscribed_topics = g.compute_subscribed_topics();
+        g.offsets = std::mem::take(&mut self.offsets);
+        g.snapshot = self.snapshot.take();
+        *self = g;
     }
 
     pub fn is(&self, state: GroupState) -> bool {
@@ -381,7 +454,7 @@ impl Group {
     pub fn metadata_record(
         &self,
         assignment: impl Fn(&Member) -> Bytes,
-    ) -> Result<GroupRecord, CodecError> {
+    ) -> Result<CoordinatorRecord, CodecError> {
         let protocol = self.protocol_name.as_deref().unwrap_or_default();
         let value = GroupMetadataValue {
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
@@ -404,10 +477,7 @@ impl Group {
                 })
                 .collect(),
         };
-        let key = GroupRecordKey::GroupMetadata {
-            group: self.id.clone(),
-        };
-        Ok((key.encode()?, Some(value.encode()?)))
+        group_record(&self.id, &value)
     }
 
     /// How this group's offsets expire, or `None` while they must be kept

@@ -2,18 +2,18 @@
 
 use kafka_protocol::error::ResponseError;
 
-use crate::coordinator::State;
 use crate::rebalance::reschedule_session;
+use crate::shard::GroupShard;
 use crate::state::GroupState;
 
 pub(crate) fn heartbeat(
-    state: &mut State,
+    state: &mut GroupShard,
     group_id: &str,
     member_id: &str,
     instance_id: Option<&str>,
     generation_id: i32,
 ) -> Result<(), ResponseError> {
-    let State { groups, sched, .. } = state;
+    let GroupShard { groups, sched, .. } = state;
     let g = groups
         .get_mut(group_id)
         .ok_or(ResponseError::UnknownMemberId)?;

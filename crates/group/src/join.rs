@@ -7,7 +7,6 @@ use kafka_protocol::messages::JoinGroupResponse;
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
-use crate::coordinator::State;
 use crate::group::Group;
 use crate::member::{Member, Protocol};
 use crate::now_ms;
@@ -15,9 +14,10 @@ use crate::rebalance::{
     maybe_complete_join_phase, maybe_prepare_rebalance_or_complete_join,
     schedule_new_member_timeout,
 };
-use crate::records::{GroupMetadataValue, GroupRecordKey};
+use crate::records::{GroupMetadataValue, group_record};
 use crate::reply::Reply;
 use crate::scheduler::{Scheduler, TimerAction, TimerKey};
+use crate::shard::GroupShard;
 use crate::state::GroupState;
 use crate::static_member::update_static_member_and_rebalance;
 
@@ -45,8 +45,8 @@ pub(crate) fn join_error(member_id: &str, error: ResponseError) -> JoinGroupResp
         .with_error_code(error.code())
 }
 
-pub(crate) fn join(state: &mut State, p: JoinParams) -> Reply<JoinGroupResponse> {
-    let State {
+pub(crate) fn join(state: &mut GroupShard, p: JoinParams) -> Reply<JoinGroupResponse> {
+    let GroupShard {
         groups,
         sched,
         config,
@@ -89,12 +89,8 @@ pub(crate) fn join(state: &mut State, p: JoinParams) -> Reply<JoinGroupResponse>
             current_state_timestamp: g.state_timestamp_ms.unwrap_or(-1),
             members: Vec::new(),
         };
-        let key = GroupRecordKey::GroupMetadata {
-            group: g.id.clone(),
-        };
-        let record = key
-            .encode()
-            .and_then(|k| Ok(vec![(k, Some(value.encode()?))]))
+        let record = group_record(&g.id, &value)
+            .map(|r| vec![r])
             .map_err(Into::into);
         let group_id = g.id.clone();
         sched.write(

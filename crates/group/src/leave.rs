@@ -4,22 +4,22 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 
-use crate::coordinator::State;
 use crate::group::Group;
 use crate::rebalance::{
     maybe_complete_join_phase, maybe_prepare_rebalance_or_complete_join,
     unknown_member_join_response,
 };
 use crate::scheduler::{Scheduler, TimerKey};
+use crate::shard::GroupShard;
 use crate::state::GroupState;
 
 /// Per-member results in request order, or a group-level error.
 pub(crate) fn leave(
-    state: &mut State,
+    state: &mut GroupShard,
     group_id: &str,
     members: &[MemberIdentity],
 ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
-    let State { groups, sched, .. } = state;
+    let GroupShard { groups, sched, .. } = state;
     let Some(g) = groups.get_mut(group_id) else {
         return Ok(members
             .iter()

@@ -9,34 +9,39 @@
 //! coordinator as observed by clients.
 //!
 //! The broker answers FindCoordinator and routes the group requests here.
-//! Durability goes through a [`GroupLog`]: offsets and group snapshots are
-//! records of `__consumer_offsets` in Kafka's own schemas ([`records`]), and
-//! [`GroupCoordinator::load`] rebuilds the state from them at startup.
+//! Groups live in one shard per `__consumer_offsets` partition, which the
+//! broker loads ([`GroupCoordinator::load`]) and unloads
+//! ([`GroupCoordinator::unload`]) as it gains and loses the partition's
+//! leadership; a group whose partition is not loaded here gets
+//! NOT_COORDINATOR. Durability goes through a [`PartitionWriter`]: offsets
+//! and group snapshots are records of `__consumer_offsets` in Kafka's own
+//! schemas ([`records`]), and once durable a shard applies them with the
+//! same replay that loads the partition.
 //!
 //! Transactional offset commits (TxnOffsetCommit) are written as
-//! transactional batches through [`GroupLog::append_transactional`] and stay
-//! pending until the broker reports the transaction's marker
-//! ([`GroupCoordinator::complete_transaction`]).
+//! transactional batches and stay pending until the broker reports the
+//! transaction's marker ([`GroupCoordinator::complete_transaction`]).
 
 mod admin;
 mod commit;
 mod config;
 mod coordinator;
-mod error;
 mod expiry;
 mod fetch;
 mod group;
 mod heartbeat;
+mod image;
 mod join;
 mod leave;
-mod load;
-mod log;
 mod member;
+mod memory_log;
 mod offsets;
 mod rebalance;
 pub mod records;
+mod replay;
 mod reply;
 mod scheduler;
+mod shard;
 mod state;
 mod static_member;
 mod sync;
@@ -45,8 +50,14 @@ mod txn;
 pub use admin::GROUP_AUTHORIZED_OPERATIONS;
 pub use config::GroupConfig;
 pub use coordinator::GroupCoordinator;
-pub use error::{CodecError, GroupError, GroupLogError, SkippedRecord};
-pub use log::{AppendFuture, GroupLog, GroupRecord, MemoryGroupLog, MemoryLogEntry};
+pub use image::GroupImage;
+pub use memory_log::{MemoryGroupLog, MemoryLogEntry};
+pub use sluice_coordinator::{
+    AppendFuture, CoordinatorRecord, LogEntry, PartitionLoader, PartitionWriter, WriteError,
+};
+/// A record of `__consumer_offsets` could not be encoded or decoded (the
+/// error of the codec shared with `__transaction_state`).
+pub use sluice_protocol::schema_codec::CodecError;
 pub use state::GroupState;
 
 /// Wall-clock milliseconds since the Unix epoch (commit timestamps, state

@@ -1,20 +1,26 @@
 //! Committed offsets of one group.
 //!
-//! Two views are kept: `committed` holds what is durable in
-//! `__consumer_offsets` and is what OffsetFetch reads; `pending` counts the
-//! commits handed to the log but not yet acknowledged. Kafka keeps the same
-//! split (its `pendingOffsetCommits`), so that offset expiry never removes a
-//! partition whose fresher commit is still in flight, and deletions also
-//! tombstone partitions that are about to appear.
+//! `committed` is what `__consumer_offsets` says and what OffsetFetch reads;
+//! it changes only when a record is replayed (live, once durable, or while
+//! loading). `in_flight` counts the offset writes handed to the log but not
+//! yet durable, plain or transactional. Kafka keeps the same split (its
+//! `pendingOffsetCommits`), so that offset expiry never removes a partition
+//! whose fresher commit is still being written, and deletions also tombstone
+//! partitions that are about to appear.
 //!
-//! Transactional offsets (TxnOffsetCommit) live in a third view, `txn`, per
-//! producer id, until the transaction's COMMIT or ABORT marker is written to
-//! `__consumer_offsets`. Every offset carries its position in the group's log
-//! (`log_order`) so that, when a transaction commits, its offset replaces the
-//! committed one only if it was written after it — the rule Kafka applies
-//! with the record offsets of the two commits.
+//! Transactional offsets (TxnOffsetCommit) that are durable live in `txn`,
+//! per producer id, until the transaction's COMMIT or ABORT marker is
+//! replayed. Every offset carries its position in the group's log
+//! (`log_order`, handed out in replay order, which is log order) so that,
+//! when a transaction commits, its offset replaces the committed one only if
+//! it was written after it: the rule Kafka applies with the record offsets of
+//! the two commits.
 
 use std::collections::{BTreeMap, HashMap};
+
+use sluice_protocol::model::TopicPartition;
+
+use crate::records::OffsetCommitValue;
 
 /// A committed offset as the coordinator keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,13 +37,29 @@ pub(crate) struct OffsetAndMetadata {
     pub log_order: u64,
 }
 
-/// A transactional offset waiting for its transaction's marker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TxnOffset {
-    pub offset: OffsetAndMetadata,
-    /// The record is durable. A marker only completes durable offsets: one
-    /// still being written lands after the marker, as it would on replay.
-    pub durable: bool,
+impl OffsetAndMetadata {
+    /// The offset a record read back from the log describes, at `log_order`.
+    pub fn from_value(value: OffsetCommitValue, log_order: u64) -> Self {
+        Self {
+            offset: value.offset,
+            leader_epoch: (value.leader_epoch != -1).then_some(value.leader_epoch),
+            metadata: value.metadata,
+            commit_timestamp_ms: value.commit_timestamp,
+            expire_timestamp_ms: (value.expire_timestamp != -1).then_some(value.expire_timestamp),
+            log_order,
+        }
+    }
+
+    /// The record value describing this offset.
+    pub fn to_value(&self) -> OffsetCommitValue {
+        OffsetCommitValue {
+            offset: self.offset,
+            leader_epoch: self.leader_epoch.unwrap_or(-1),
+            metadata: self.metadata.clone(),
+            commit_timestamp: self.commit_timestamp_ms,
+            expire_timestamp: self.expire_timestamp_ms.unwrap_or(-1),
+        }
+    }
 }
 
 /// When an offset counts as expired, given how a group is used
@@ -51,25 +73,24 @@ pub(crate) enum ExpirationBase {
     CommitTimestamp,
 }
 
-/// Offsets of one group, by topic and partition.
+/// Offsets of one group, by topic partition.
 #[derive(Debug, Default)]
 pub(crate) struct GroupOffsets {
-    committed: BTreeMap<String, BTreeMap<i32, OffsetAndMetadata>>,
-    pending: HashMap<(String, i32), usize>,
-    /// Transactional offsets by producer id, then (topic, partition).
-    txn: BTreeMap<i64, BTreeMap<(String, i32), TxnOffset>>,
-    /// The next `log_order` to hand out.
+    committed: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    in_flight: HashMap<TopicPartition, usize>,
+    /// Durable transactional offsets by producer id.
+    txn: BTreeMap<i64, BTreeMap<TopicPartition, OffsetAndMetadata>>,
+    /// The last `log_order` handed out.
     next_order: u64,
 }
 
 impl GroupOffsets {
-    pub fn get(&self, topic: &str, partition: i32) -> Option<&OffsetAndMetadata> {
-        self.committed.get(topic).and_then(|p| p.get(&partition))
+    pub fn get(&self, tp: &TopicPartition) -> Option<&OffsetAndMetadata> {
+        self.committed.get(tp)
     }
 
-    /// The log position of the next record written for this group. Records
-    /// of one group reach the log in the order they are decided, so handing
-    /// these out at decision time mirrors the log order.
+    /// The log position of the record being replayed. Records are replayed
+    /// in log order, so these increase with the log.
     pub fn next_order(&mut self) -> u64 {
         self.next_order = self.next_order.wrapping_add(1);
         self.next_order
@@ -77,157 +98,90 @@ impl GroupOffsets {
 
     /// Makes `value` the committed offset unless a later-written one is
     /// already committed.
-    pub fn put(&mut self, topic: &str, partition: i32, value: OffsetAndMetadata) {
-        let partitions = self.committed.entry(topic.to_owned()).or_default();
-        if partitions
-            .get(&partition)
+    pub fn put(&mut self, tp: TopicPartition, value: OffsetAndMetadata) {
+        if self
+            .committed
+            .get(&tp)
             .is_none_or(|current| current.log_order <= value.log_order)
         {
-            partitions.insert(partition, value);
-        }
-    }
-
-    pub fn remove(&mut self, topic: &str, partition: i32) {
-        if let Some(partitions) = self.committed.get_mut(topic) {
-            partitions.remove(&partition);
-            if partitions.is_empty() {
-                self.committed.remove(topic);
-            }
+            self.committed.insert(tp, value);
         }
     }
 
     /// All committed offsets, ordered by topic then partition.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, i32, &OffsetAndMetadata)> {
-        self.committed
-            .iter()
-            .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| (t.as_str(), *p, o)))
+    pub fn iter(&self) -> impl Iterator<Item = (&TopicPartition, &OffsetAndMetadata)> {
+        self.committed.iter()
+    }
+
+    /// Durable transactional offsets by producer id.
+    pub fn transactional(&self) -> &BTreeMap<i64, BTreeMap<TopicPartition, OffsetAndMetadata>> {
+        &self.txn
     }
 
     /// Committed, in-flight or transactional offsets exist.
     pub fn has_offsets(&self) -> bool {
-        !self.committed.is_empty() || !self.pending.is_empty() || !self.txn.is_empty()
+        !self.committed.is_empty() || !self.in_flight.is_empty() || !self.txn.is_empty()
     }
 
-    /// A transaction has an offset for this partition that is not yet
+    /// A transaction has a durable offset for this partition that is not yet
     /// committed or aborted.
-    pub fn has_txn_pending(&self, topic: &str, partition: i32) -> bool {
-        let key = (topic.to_owned(), partition);
-        self.txn.values().any(|offsets| offsets.contains_key(&key))
+    pub fn has_txn_pending(&self, tp: &TopicPartition) -> bool {
+        self.txn.values().any(|offsets| offsets.contains_key(tp))
     }
 
-    /// Records a transactional offset of `producer_id` (replacing an earlier
-    /// one of the same producer for that partition).
-    pub fn add_txn(
-        &mut self,
-        producer_id: i64,
-        topic: &str,
-        partition: i32,
-        offset: OffsetAndMetadata,
-        durable: bool,
-    ) {
-        self.txn
-            .entry(producer_id)
-            .or_default()
-            .insert((topic.to_owned(), partition), TxnOffset { offset, durable });
+    /// Records a durable transactional offset of `producer_id` (replacing an
+    /// earlier one of the same producer for that partition).
+    pub fn add_txn(&mut self, producer_id: i64, tp: TopicPartition, offset: OffsetAndMetadata) {
+        self.txn.entry(producer_id).or_default().insert(tp, offset);
     }
 
-    /// The write of a transactional offset finished: on success it becomes
-    /// durable, on failure it is forgotten. Does nothing if the offset was
-    /// replaced or removed meanwhile.
-    pub fn txn_written(
-        &mut self,
-        producer_id: i64,
-        topic: &str,
-        partition: i32,
-        log_order: u64,
-        ok: bool,
-    ) {
-        let Some(offsets) = self.txn.get_mut(&producer_id) else {
-            return;
-        };
-        let key = (topic.to_owned(), partition);
-        if offsets
-            .get(&key)
-            .is_none_or(|t| t.offset.log_order != log_order)
-        {
-            return;
-        }
-        if ok {
-            if let Some(t) = offsets.get_mut(&key) {
-                t.durable = true;
-            }
-        } else {
-            offsets.remove(&key);
-            if offsets.is_empty() {
-                self.txn.remove(&producer_id);
-            }
-        }
-    }
-
-    /// The marker of `producer_id`'s transaction: on commit each durable
-    /// offset becomes the committed one unless a non-transactional commit was
-    /// written after it; on abort they are dropped. Offsets still being
-    /// written stay pending (they follow the marker in the log). Returns
-    /// whether anything was completed.
+    /// The marker of `producer_id`'s transaction: on commit each of its
+    /// offsets becomes the committed one unless a non-transactional commit was
+    /// written after it; on abort they are dropped. Offsets of the producer
+    /// still being written are not here yet: they follow the marker in the
+    /// log and wait for the next one. Returns whether anything was completed.
     pub fn complete_txn(&mut self, producer_id: i64, commit: bool) -> bool {
         let Some(offsets) = self.txn.remove(&producer_id) else {
             return false;
         };
-        let mut still_pending = BTreeMap::new();
-        let mut completed = false;
-        for ((topic, partition), t) in offsets {
-            if !t.durable {
-                still_pending.insert((topic, partition), t);
-                continue;
-            }
-            completed = true;
-            if commit {
-                self.put(&topic, partition, t.offset);
+        if commit {
+            for (tp, offset) in offsets {
+                self.put(tp, offset);
             }
         }
-        if !still_pending.is_empty() {
-            self.txn.insert(producer_id, still_pending);
-        }
-        completed
+        true
     }
 
-    /// A tombstone written at `log_order` was applied: the committed offset
-    /// goes, and so do transactional offsets written before the tombstone.
-    pub fn delete(&mut self, topic: &str, partition: i32, log_order: u64) {
-        self.remove(topic, partition);
-        let key = (topic.to_owned(), partition);
+    /// A tombstone was replayed: the committed offset goes, and so do the
+    /// transactional offsets of the partition (all written before it).
+    pub fn delete(&mut self, tp: &TopicPartition) {
+        self.committed.remove(tp);
         self.txn.retain(|_, offsets| {
-            if offsets
-                .get(&key)
-                .is_some_and(|t| t.offset.log_order < log_order)
-            {
-                offsets.remove(&key);
-            }
+            offsets.remove(tp);
             !offsets.is_empty()
         });
     }
 
-    pub fn has_committed(&self, topic: &str, partition: i32) -> bool {
-        self.get(topic, partition).is_some()
+    pub fn has_committed(&self, tp: &TopicPartition) -> bool {
+        self.get(tp).is_some()
     }
 
-    pub fn is_pending(&self, topic: &str, partition: i32) -> bool {
-        self.pending.contains_key(&(topic.to_owned(), partition))
+    /// An offset of the partition is being written.
+    pub fn is_in_flight(&self, tp: &TopicPartition) -> bool {
+        self.in_flight.contains_key(tp)
     }
 
-    pub fn add_pending(&mut self, topic: &str, partition: i32) {
-        *self
-            .pending
-            .entry((topic.to_owned(), partition))
-            .or_insert(0) += 1;
+    /// An offset of the partition was handed to the log.
+    pub fn start_write(&mut self, tp: &TopicPartition) {
+        *self.in_flight.entry(tp.clone()).or_insert(0) += 1;
     }
 
-    pub fn complete_pending(&mut self, topic: &str, partition: i32) {
-        let key = (topic.to_owned(), partition);
-        if let Some(count) = self.pending.get_mut(&key) {
+    /// The write started by [`Self::start_write`] finished (durable or failed).
+    pub fn finish_write(&mut self, tp: &TopicPartition) {
+        if let Some(count) = self.in_flight.get_mut(tp) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                self.pending.remove(&key);
+                self.in_flight.remove(tp);
             }
         }
     }
@@ -235,33 +189,28 @@ impl GroupOffsets {
     /// Partitions of `topic` that are committed, in flight or transactional.
     pub fn partitions_of(&self, topic: &str) -> Vec<i32> {
         let mut out: Vec<i32> = self
-            .committed
-            .get(topic)
-            .map(|p| p.keys().copied().collect())
-            .unwrap_or_default();
-        for (t, p) in self.pending.keys().chain(self.txn_keys()) {
-            if t == topic && !out.contains(p) {
-                out.push(*p);
-            }
-        }
+            .all_keys()
+            .filter(|tp| tp.topic == topic)
+            .map(|tp| tp.partition)
+            .collect();
         out.sort_unstable();
+        out.dedup();
         out
     }
 
-    fn txn_keys(&self) -> impl Iterator<Item = &(String, i32)> {
-        self.txn.values().flat_map(|offsets| offsets.keys())
+    fn all_keys(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.committed
+            .keys()
+            .chain(self.in_flight.keys())
+            .chain(self.txn.values().flat_map(|offsets| offsets.keys()))
     }
 
     /// Every committed, in-flight or transactional partition (for deleting a
     /// whole group).
-    pub fn all_partitions(&self) -> Vec<(String, i32)> {
-        let mut out: Vec<(String, i32)> = self.iter().map(|(t, p, _)| (t.to_owned(), p)).collect();
-        for key in self.pending.keys().chain(self.txn_keys()) {
-            if !out.contains(key) {
-                out.push(key.clone());
-            }
-        }
+    pub fn all_partitions(&self) -> Vec<TopicPartition> {
+        let mut out: Vec<TopicPartition> = self.all_keys().cloned().collect();
         out.sort();
+        out.dedup();
         out
     }
 
@@ -276,14 +225,11 @@ impl GroupOffsets {
         now_ms: i64,
         retention_ms: i64,
         keep_topic: impl Fn(&str) -> bool,
-    ) -> (Vec<(String, i32)>, bool) {
+    ) -> (Vec<TopicPartition>, bool) {
         let mut expired = Vec::new();
-        let mut all = self.pending.is_empty() && self.txn.is_empty();
-        for (topic, partition, offset) in self.iter() {
-            if keep_topic(topic)
-                || self.is_pending(topic, partition)
-                || self.has_txn_pending(topic, partition)
-            {
+        let mut all = self.in_flight.is_empty() && self.txn.is_empty();
+        for (tp, offset) in self.iter() {
+            if keep_topic(&tp.topic) || self.is_in_flight(tp) || self.has_txn_pending(tp) {
                 all = false;
                 continue;
             }
@@ -301,7 +247,7 @@ impl GroupOffsets {
                 }
             };
             if is_expired {
-                expired.push((topic.to_owned(), partition));
+                expired.push(tp.clone());
             } else {
                 all = false;
             }

@@ -3,7 +3,7 @@
 //! stopped heartbeating, did not rejoin, or did not sync.
 //!
 //! Rules follow Kafka's classic group coordinator. Each function works on one
-//! group and the scheduler; callers hold the state mutex.
+//! group and the scheduler; callers hold the shard's lock.
 
 use std::collections::HashMap;
 
@@ -13,10 +13,10 @@ use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::NEW_MEMBER_JOIN_TIMEOUT_MS;
-use crate::coordinator::State;
 use crate::group::Group;
 use crate::now_ms;
 use crate::scheduler::{Scheduler, TimerAction, TimerKey};
+use crate::shard::GroupShard;
 use crate::state::GroupState;
 
 fn non_negative_ms(ms: i32) -> u64 {
@@ -301,11 +301,11 @@ pub(crate) fn unknown_member_join_response() -> JoinGroupResponse {
 }
 
 /// Entry point of fired timers.
-pub(crate) fn on_timer(state: &mut State, key: TimerKey, action: TimerAction) {
+pub(crate) fn on_timer(state: &mut GroupShard, key: TimerKey, action: TimerAction) {
     let group_id = match &key {
         TimerKey::Join(g) | TimerKey::Sync(g) | TimerKey::Heartbeat(g, _) => g.clone(),
     };
-    let State { groups, sched, .. } = state;
+    let GroupShard { groups, sched, .. } = state;
     let Some(g) = groups.get_mut(&group_id) else {
         return;
     };

@@ -12,9 +12,11 @@
 //! Every read is bounds-checked: a damaged record yields a [`CodecError`].
 
 use bytes::Bytes;
+use sluice_coordinator::CoordinatorRecord;
+use sluice_protocol::model::TopicPartition;
 use sluice_protocol::schema_codec::{Reader, Writer};
 
-use crate::error::CodecError;
+use crate::CodecError;
 
 /// Key version of offset commits (0 and 1 share the schema; Kafka writes 1).
 const OFFSET_COMMIT_KEY_VERSION: i16 = 1;
@@ -288,26 +290,53 @@ impl GroupMetadataValue {
     }
 }
 
+/// The record committing `value` for `tp` in `group`.
+pub(crate) fn offset_record(
+    group: &str,
+    tp: &TopicPartition,
+    value: &OffsetCommitValue,
+) -> Result<CoordinatorRecord, CodecError> {
+    Ok(CoordinatorRecord::new(
+        offset_key(group, tp).encode()?,
+        value.encode()?,
+    ))
+}
+
 /// Tombstone deleting the committed offset of one partition.
 pub(crate) fn offset_tombstone(
     group: &str,
-    topic: &str,
-    partition: i32,
-) -> Result<crate::log::GroupRecord, CodecError> {
-    let key = GroupRecordKey::OffsetCommit {
-        group: group.to_owned(),
-        topic: topic.to_owned(),
-        partition,
-    };
-    Ok((key.encode()?, None))
+    tp: &TopicPartition,
+) -> Result<CoordinatorRecord, CodecError> {
+    Ok(CoordinatorRecord::tombstone(
+        offset_key(group, tp).encode()?,
+    ))
 }
 
-/// Tombstone deleting a group's metadata.
-pub(crate) fn group_tombstone(group: &str) -> Result<crate::log::GroupRecord, CodecError> {
+fn offset_key(group: &str, tp: &TopicPartition) -> GroupRecordKey {
+    GroupRecordKey::OffsetCommit {
+        group: group.to_owned(),
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+    }
+}
+
+/// The record storing `value` as the membership snapshot of `group`.
+pub(crate) fn group_record(
+    group: &str,
+    value: &GroupMetadataValue,
+) -> Result<CoordinatorRecord, CodecError> {
     let key = GroupRecordKey::GroupMetadata {
         group: group.to_owned(),
     };
-    Ok((key.encode()?, None))
+    Ok(CoordinatorRecord::new(key.encode()?, value.encode()?))
+}
+
+/// Tombstone deleting a group's metadata.
+pub(crate) fn group_tombstone(group: &str) -> Result<CoordinatorRecord, CodecError> {
+    let key = GroupRecordKey::GroupMetadata {
+        group: group.to_owned(),
+    };
+    Ok(CoordinatorRecord::tombstone(key.encode()?))
 }
 
 #[cfg(test)]

@@ -1,37 +1,40 @@
-//! Timers and ordered log writes of the coordinator.
+//! Timers and ordered log writes of one shard.
 //!
-//! All group state sits behind one mutex (see `coordinator.rs`). Two kinds of
-//! work happen outside a request: timers (session expiry, rebalance and sync
-//! deadlines, the initial rebalance delay) and log writes (their effect is
-//! applied once the append is durable). Both run as tokio tasks that take the
-//! mutex when they are due.
+//! All groups of a shard sit behind its lock. Two kinds of work happen
+//! outside a request: timers (session expiry, rebalance and sync deadlines,
+//! the initial rebalance delay) and log writes. Both run as tokio tasks that
+//! take the lock when they are due, and do nothing once the shard is
+//! unloaded.
 //!
 //! Timers are keyed like Kafka's (`join-<group>`, `sync-<group>`,
 //! `heartbeat-<group>-<member>`): scheduling a key replaces the previous
-//! timer of that key. A fired timer re-checks under the mutex that it is still
-//! the current one, so a timer cancelled while it was waiting for the mutex
+//! timer of that key. A fired timer re-checks under the lock that it is still
+//! the current one, so a timer cancelled while it was waiting for the lock
 //! does nothing.
 //!
-//! Writes of one group must reach the log, and be applied in memory, in the
-//! order they were decided. Each group maps to one of [`WRITE_STRIPES`] FIFO
-//! queues served by one task, which appends a job, waits until it is durable,
-//! applies its completion under the mutex, and only then starts the next job.
-//! Jobs are queued while the mutex is held, so queue order is decision order.
+//! Writes of one group must reach the log, and be applied, in the order they
+//! were decided. Each group maps to one of [`WRITE_STRIPES`] FIFO queues
+//! served by one task, which appends a write, waits until it is durable,
+//! replays its records into the shard ([`crate::replay`]), runs the
+//! operation's follow-up ([`AfterWrite`]) and only then starts the next write.
+//! Writes are queued while the lock is held, so queue order is decision order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use sluice_coordinator::{
+    CoordinatorRecord, CoordinatorShard, LogEntry, PartitionWriter, ShardCell, WriteError,
+};
+use sluice_protocol::model::ProducerIdAndEpoch;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::coordinator::{Inner, State};
-use crate::error::GroupLogError;
-use crate::log::{GroupLog, GroupRecord};
+use crate::shard::GroupShard;
 
-/// Number of write queues. Groups of one queue are written one after the
-/// other, so this bounds write parallelism across groups.
+/// Number of write queues per shard. Groups of one queue are written one
+/// after the other, so this bounds write parallelism across groups.
 const WRITE_STRIPES: usize = 16;
 
 /// Identifies a timer; scheduling a key replaces its previous timer.
@@ -58,15 +61,21 @@ pub(crate) enum TimerAction {
     ExpireHeartbeat,
 }
 
-/// Runs under the state mutex once a write is durable (or failed).
-pub(crate) type OnWritten = Box<dyn FnOnce(&mut State, Result<(), GroupLogError>) + Send>;
+/// What an operation does once its records are durable and replayed (or
+/// their write failed), under the shard's lock: answer the request, move
+/// parked members on, or undo what it changed in memory ahead of the log
+/// (Kafka's append future callbacks). It never applies the records: replay
+/// did.
+pub(crate) type AfterWrite = Box<dyn FnOnce(&mut GroupShard, Result<(), WriteError>) + Send>;
 
-pub(crate) struct WriteJob {
+/// Records an operation decided to write, with its follow-up.
+struct Write {
     group_id: String,
-    /// Producer id and epoch of a transactional batch.
-    transactional: Option<(i64, i16)>,
-    records: Result<Vec<GroupRecord>, GroupLogError>,
-    on_written: OnWritten,
+    /// The producer of a transactional batch (TxnOffsetCommit).
+    transactional: Option<ProducerIdAndEpoch>,
+    /// The records, or why they could not be encoded.
+    records: Result<Vec<CoordinatorRecord>, WriteError>,
+    then: AfterWrite,
 }
 
 struct TimerEntry {
@@ -74,28 +83,32 @@ struct TimerEntry {
     abort: Option<AbortHandle>,
 }
 
-/// Timer and write bookkeeping, owned by the coordinator state.
+/// Timer and write bookkeeping of one shard.
 pub(crate) struct Scheduler {
     /// `group.initial.rebalance.delay.ms`, needed whenever a rebalance starts.
     pub initial_rebalance_delay_ms: u64,
-    inner: Weak<Inner>,
-    log: Arc<dyn GroupLog>,
+    cell: Weak<ShardCell<GroupShard>>,
+    writer: Arc<dyn PartitionWriter>,
+    /// The `__consumer_offsets` partition written to.
+    partition: i32,
     handle: Option<Handle>,
     timers: HashMap<TimerKey, TimerEntry>,
     next_token: u64,
-    writers: Vec<Option<mpsc::UnboundedSender<WriteJob>>>,
+    writers: Vec<Option<mpsc::UnboundedSender<Write>>>,
 }
 
 impl Scheduler {
     pub fn new(
-        inner: Weak<Inner>,
-        log: Arc<dyn GroupLog>,
+        cell: Weak<ShardCell<GroupShard>>,
+        writer: Arc<dyn PartitionWriter>,
+        partition: i32,
         initial_rebalance_delay_ms: u64,
     ) -> Self {
         Self {
             initial_rebalance_delay_ms,
-            inner,
-            log,
+            cell,
+            writer,
+            partition,
             handle: Handle::try_current().ok(),
             timers: HashMap::new(),
             next_token: 0,
@@ -103,7 +116,7 @@ impl Scheduler {
         }
     }
 
-    /// The runtime to spawn on: the caller's, else the one the coordinator was created in.
+    /// The runtime to spawn on: the caller's, else the one the shard was created in.
     fn runtime(&self) -> Option<Handle> {
         Handle::try_current().ok().or_else(|| self.handle.clone())
     }
@@ -117,16 +130,18 @@ impl Scheduler {
             tracing::error!(?key, "no tokio runtime: group timer not scheduled");
             return;
         };
-        let inner = self.inner.clone();
+        let cell = self.cell.clone();
         let task_key = key.clone();
         let task = runtime.spawn(async move {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            let Some(inner) = inner.upgrade() else {
+            let Some(cell) = cell.upgrade() else {
                 return;
             };
-            let mut state = inner.state.lock();
-            if state.sched.take_if_current(&task_key, token) {
-                crate::rebalance::on_timer(&mut state, task_key, action);
+            let Ok(mut shard) = cell.lock() else {
+                return;
+            };
+            if shard.sched.take_if_current(&task_key, token) {
+                crate::rebalance::on_timer(&mut shard, task_key, action);
             }
         });
         self.timers.insert(
@@ -161,6 +176,20 @@ impl Scheduler {
         }
     }
 
+    /// The shard is unloaded: every timer stops, and the write queues close
+    /// once the writes already queued are done (they find the shard closed
+    /// and are not replayed).
+    pub fn shut_down(&mut self) {
+        for (_, entry) in self.timers.drain() {
+            if let Some(abort) = entry.abort {
+                abort.abort();
+            }
+        }
+        for sender in &mut self.writers {
+            *sender = None;
+        }
+    }
+
     /// A fired timer is current only if it was not replaced or cancelled.
     fn take_if_current(&mut self, key: &TimerKey, token: u64) -> bool {
         if self.timers.get(key).is_some_and(|e| e.token == token) {
@@ -171,60 +200,62 @@ impl Scheduler {
         }
     }
 
-    /// Queues records of `group_id` for the log; `on_written` runs under the
-    /// state mutex once they are durable (or the append failed). An empty
-    /// record list is a barrier: it completes after every earlier write of
-    /// the group without touching the log.
+    /// Queues records of `group_id` for the log; once they are durable they
+    /// are replayed into the shard, then `then` runs (also when the write
+    /// failed). An empty record list is a barrier: `then` runs after every
+    /// earlier write of the group without touching the log.
     pub fn write(
         &mut self,
         group_id: &str,
-        records: Result<Vec<GroupRecord>, GroupLogError>,
-        on_written: OnWritten,
+        records: Result<Vec<CoordinatorRecord>, WriteError>,
+        then: AfterWrite,
     ) {
-        self.enqueue(WriteJob {
+        self.enqueue(Write {
             group_id: group_id.to_owned(),
             transactional: None,
             records,
-            on_written,
+            then,
         });
     }
 
-    /// Like [`Self::write`], for a transactional batch of `producer_id`
+    /// Like [`Self::write`], for a transactional batch of `producer`
     /// (TxnOffsetCommit), ordered with the group's other writes.
     pub fn write_transactional(
         &mut self,
         group_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        records: Result<Vec<GroupRecord>, GroupLogError>,
-        on_written: OnWritten,
+        producer: ProducerIdAndEpoch,
+        records: Result<Vec<CoordinatorRecord>, WriteError>,
+        then: AfterWrite,
     ) {
-        self.enqueue(WriteJob {
+        self.enqueue(Write {
             group_id: group_id.to_owned(),
-            transactional: Some((producer_id, producer_epoch)),
+            transactional: Some(producer),
             records,
-            on_written,
+            then,
         });
     }
 
-    fn enqueue(&mut self, mut job: WriteJob) {
-        let group_id = job.group_id.clone();
-        let group_id = group_id.as_str();
-        let stripe = stripe_of(group_id);
+    fn enqueue(&mut self, mut write: Write) {
+        let stripe = stripe_of(&write.group_id);
         if let Some(Some(sender)) = self.writers.get(stripe) {
-            match sender.send(job) {
+            match sender.send(write) {
                 Ok(()) => return,
-                Err(mpsc::error::SendError(returned)) => job = returned,
+                Err(mpsc::error::SendError(returned)) => write = returned,
             }
         }
         let Some(runtime) = self.runtime() else {
-            tracing::error!(group = %group_id, "no tokio runtime: group write dropped");
+            tracing::error!(group = %write.group_id, "no tokio runtime: group write dropped");
             return;
         };
         let (sender, receiver) = mpsc::unbounded_channel();
-        runtime.spawn(write_loop(receiver, self.log.clone(), self.inner.clone()));
-        if sender.send(job).is_err() {
-            tracing::error!(group = %group_id, "group writer stopped: write dropped");
+        runtime.spawn(write_loop(
+            receiver,
+            self.writer.clone(),
+            self.cell.clone(),
+            self.partition,
+        ));
+        if let Err(mpsc::error::SendError(dropped)) = sender.send(write) {
+            tracing::error!(group = %dropped.group_id, "group writer stopped: write dropped");
         }
         if let Some(slot) = self.writers.get_mut(stripe) {
             *slot = Some(sender);
@@ -232,34 +263,65 @@ impl Scheduler {
     }
 }
 
+/// The write queue of a group. The groups of a shard share a partition, so
+/// the partition hash would put them all in a few queues: this is another
+/// hash (FNV-1a) of the group id.
 fn stripe_of(group_id: &str) -> usize {
-    let partition =
-        sluice_protocol::model::coordinator_partition_for(group_id, WRITE_STRIPES as i32);
-    usize::try_from(partition).unwrap_or(0)
+    let hash = group_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    usize::try_from(hash % WRITE_STRIPES as u64).unwrap_or(0)
 }
 
-/// Serves one write queue: append, wait for durability, apply, next.
+/// Serves one write queue: append, wait for durability, replay, follow up, next.
 async fn write_loop(
-    mut jobs: mpsc::UnboundedReceiver<WriteJob>,
-    log: Arc<dyn GroupLog>,
-    inner: Weak<Inner>,
+    mut writes: mpsc::UnboundedReceiver<Write>,
+    writer: Arc<dyn PartitionWriter>,
+    cell: Weak<ShardCell<GroupShard>>,
+    partition: i32,
 ) {
-    while let Some(job) = jobs.recv().await {
-        let result = match job.records {
-            Ok(records) if records.is_empty() => Ok(()),
-            Ok(records) => match job.transactional {
-                None => log.append(&job.group_id, records).await,
-                Some((producer_id, producer_epoch)) => {
-                    log.append_transactional(&job.group_id, producer_id, producer_epoch, records)
-                        .await
-                }
-            },
-            Err(e) => Err(e),
-        };
-        let Some(inner) = inner.upgrade() else {
+    while let Some(write) = writes.recv().await {
+        let Some(cell) = cell.upgrade() else {
             return;
         };
-        let mut state = inner.state.lock();
-        (job.on_written)(&mut state, result);
+        if !cell.is_active() {
+            // Unloaded: the follow-up is dropped, and its request answered
+            // NOT_COORDINATOR by whoever waits for it.
+            continue;
+        }
+        let result = match write.records {
+            Ok(records) if records.is_empty() => Ok(records),
+            Ok(records) => writer
+                .append(partition, write.transactional, records.clone())
+                .await
+                .map(|()| records),
+            Err(e) => Err(e),
+        };
+        let Ok(mut shard) = cell.lock() else {
+            continue;
+        };
+        let result = result.map(|records| {
+            replay_written(&mut shard, records, write.transactional, &write.group_id);
+        });
+        (write.then)(&mut shard, result);
+    }
+}
+
+/// Replays records this shard wrote. They were encoded here, so one that
+/// does not decode is a bug: logged, never silently dropped.
+fn replay_written(
+    shard: &mut GroupShard,
+    records: Vec<CoordinatorRecord>,
+    transactional: Option<ProducerIdAndEpoch>,
+    group_id: &str,
+) {
+    for record in records {
+        let entry = LogEntry::Record {
+            record,
+            transactional,
+        };
+        if let Err(error) = shard.replay(&entry) {
+            tracing::error!(group = %group_id, %error, "a record this coordinator wrote does not replay");
+        }
     }
 }

@@ -6,7 +6,6 @@ use kafka_protocol::messages::JoinGroupResponse;
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
-use crate::coordinator::State;
 use crate::group::Group;
 use crate::join::{JoinParams, join_error};
 use crate::rebalance::{
@@ -15,6 +14,7 @@ use crate::rebalance::{
 };
 use crate::reply::Reply;
 use crate::scheduler::{Scheduler, TimerKey};
+use crate::shard::GroupShard;
 use crate::state::GroupState;
 
 /// A known static member rejoined with a new member id (a restart). In a
@@ -69,7 +69,7 @@ pub(crate) fn update_static_member_and_rebalance(
                     &g.id,
                     record,
                     Box::new(move |state, result| {
-                        let State { groups, sched, .. } = state;
+                        let GroupShard { groups, sched, .. } = state;
                         let Some(g) = groups.get_mut(&group_id) else {
                             return;
                         };

@@ -8,7 +8,6 @@ use kafka_protocol::messages::SyncGroupResponse;
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
-use crate::coordinator::State;
 use crate::group::Group;
 use crate::now_ms;
 use crate::rebalance::{
@@ -16,6 +15,7 @@ use crate::rebalance::{
     reset_and_propagate_assignment_error, set_and_propagate_assignment,
 };
 use crate::reply::Reply;
+use crate::shard::GroupShard;
 use crate::state::GroupState;
 
 /// A validated SyncGroup request.
@@ -50,8 +50,8 @@ fn validate(g: &Group, p: &SyncParams) -> Result<(), ResponseError> {
     Ok(())
 }
 
-pub(crate) fn sync(state: &mut State, p: SyncParams) -> Reply<SyncGroupResponse> {
-    let State { groups, sched, .. } = state;
+pub(crate) fn sync(state: &mut GroupShard, p: SyncParams) -> Reply<SyncGroupResponse> {
+    let GroupShard { groups, sched, .. } = state;
     let Some(g) = groups.get_mut(&p.group_id) else {
         return Reply::Now(sync_error(ResponseError::UnknownMemberId));
     };
@@ -125,7 +125,7 @@ fn store_assignment(g: &mut Group, s: &mut crate::scheduler::Scheduler, p: SyncP
         &g.id,
         record,
         Box::new(move |state, result| {
-            let State { groups, sched, .. } = state;
+            let GroupShard { groups, sched, .. } = state;
             let Some(g) = groups.get_mut(&group_id) else {
                 return;
             };

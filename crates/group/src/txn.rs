@@ -1,9 +1,9 @@
 //! TxnOffsetCommit: offsets committed inside a producer's transaction.
 //!
 //! The offsets are written to `__consumer_offsets` as a transactional batch
-//! of the producer and kept aside, invisible to OffsetFetch, until the
-//! broker has written the transaction's COMMIT or ABORT marker to the
-//! group's partition and calls `complete_transaction`. This is Kafka's
+//! of the producer; replayed, they are kept aside, invisible to OffsetFetch,
+//! until the broker has written the transaction's COMMIT or ABORT marker to
+//! the group's partition and calls `complete_transaction`, which replays it. This is Kafka's
 //! pending-transactional-offsets model: on commit an offset becomes the
 //! committed one unless a plain OffsetCommit of the partition was written
 //! after it; on abort it is dropped.
@@ -13,14 +13,15 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use sluice_protocol::model::{ProducerIdAndEpoch, TopicPartition};
 use tokio::sync::oneshot;
 
-use crate::commit::{is_unused_simple_group, java_length};
-use crate::coordinator::State;
+use crate::CodecError;
+use crate::commit::{finish_offset_writes, is_unused_simple_group, java_length};
 use crate::group::Group;
 use crate::now_ms;
-use crate::offsets::OffsetAndMetadata;
-use crate::records::{GroupRecordKey, OffsetCommitValue};
+use crate::records::{OffsetCommitValue, offset_record};
+use crate::shard::GroupShard;
 use crate::state::GroupState;
 
 /// The plan for one TxnOffsetCommit request.
@@ -58,11 +59,11 @@ fn validate(
 }
 
 pub(crate) fn txn_commit(
-    state: &mut State,
+    state: &mut GroupShard,
     req: &TxnOffsetCommitRequest,
     version: i16,
 ) -> Result<TxnCommitPlan, ResponseError> {
-    let State {
+    let GroupShard {
         groups,
         sched,
         config,
@@ -81,8 +82,7 @@ pub(crate) fn txn_commit(
     } else {
         (-1, "", None)
     };
-    let producer_id = req.producer_id.0;
-    let producer_epoch = req.producer_epoch;
+    let producer = ProducerIdAndEpoch::new(req.producer_id.0, req.producer_epoch);
 
     if !groups.contains_key(&group_id) {
         if generation >= 0 {
@@ -102,9 +102,8 @@ pub(crate) fn txn_commit(
     }
 
     let now = now_ms();
-    let log_order = g.offsets.next_order();
     let mut partition_errors = Vec::with_capacity(req.topics.len());
-    let mut accepted: Vec<(String, i32, OffsetAndMetadata)> = Vec::new();
+    let mut accepted: Vec<(TopicPartition, OffsetCommitValue)> = Vec::new();
     for topic in &req.topics {
         let mut errors = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
@@ -119,16 +118,13 @@ pub(crate) fn txn_commit(
             }
             errors.push(None);
             accepted.push((
-                topic.name.as_str().to_owned(),
-                p.partition_index,
-                OffsetAndMetadata {
+                TopicPartition::new(topic.name.as_str(), p.partition_index),
+                OffsetCommitValue {
                     offset: p.committed_offset,
-                    leader_epoch: (p.committed_leader_epoch != -1)
-                        .then_some(p.committed_leader_epoch),
+                    leader_epoch: p.committed_leader_epoch,
                     metadata,
-                    commit_timestamp_ms: now,
-                    expire_timestamp_ms: None,
-                    log_order,
+                    commit_timestamp: now,
+                    expire_timestamp: -1,
                 },
             ));
         }
@@ -146,51 +142,22 @@ pub(crate) fn txn_commit(
 
     let records = accepted
         .iter()
-        .map(|(topic, partition, o)| {
-            let key = GroupRecordKey::OffsetCommit {
-                group: group_id.clone(),
-                topic: topic.clone(),
-                partition: *partition,
-            };
-            let value = OffsetCommitValue {
-                offset: o.offset,
-                leader_epoch: o.leader_epoch.unwrap_or(-1),
-                metadata: o.metadata.clone(),
-                commit_timestamp: o.commit_timestamp_ms,
-                expire_timestamp: -1,
-            };
-            Ok((key.encode()?, Some(value.encode()?)))
-        })
-        .collect::<Result<Vec<_>, crate::error::CodecError>>()
+        .map(|(tp, value)| offset_record(&group_id, tp, value))
+        .collect::<Result<Vec<_>, CodecError>>()
         .map_err(Into::into);
-    // Pending from now on: a stable OffsetFetch reports the partition unstable.
-    for (topic, partition, offset) in &accepted {
-        g.offsets
-            .add_txn(producer_id, topic, *partition, offset.clone(), false);
+    // In flight from now on: a stable OffsetFetch waits for it, expiry skips it.
+    let written: Vec<TopicPartition> = accepted.into_iter().map(|(tp, _)| tp).collect();
+    for tp in &written {
+        g.offsets.start_write(tp);
     }
-    let written: Vec<(String, i32)> = accepted.into_iter().map(|(t, p, _)| (t, p)).collect();
     let (tx, rx) = oneshot::channel();
     let write_group = group_id.clone();
     sched.write_transactional(
         &write_group,
-        producer_id,
-        producer_epoch,
+        producer,
         records,
-        Box::new(move |state, result| {
-            if let Some(g) = state.groups.get_mut(&group_id) {
-                for (topic, partition) in &written {
-                    g.offsets.txn_written(
-                        producer_id,
-                        topic,
-                        *partition,
-                        log_order,
-                        result.is_ok(),
-                    );
-                }
-                if result.is_err() && is_unused_simple_group(g) {
-                    state.groups.remove(&group_id);
-                }
-            }
+        Box::new(move |shard, result| {
+            finish_offset_writes(shard, &group_id, &written, result.is_ok());
             let _ = tx.send(result.map_err(|e| e.response_error()));
         }),
     );

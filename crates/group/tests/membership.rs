@@ -12,7 +12,7 @@ use common::*;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::{DescribeGroupsRequest, GroupId, LeaveGroupRequest};
 use sluice_group::records::{GroupMetadataValue, GroupRecordKey};
-use sluice_group::{GroupConfig, GroupLog};
+use sluice_group::{GroupConfig, PartitionWriter, WriteError};
 use tokio::time::{Instant, sleep};
 
 #[tokio::test(start_paused = true)]
@@ -69,12 +69,12 @@ async fn two_members_join_and_sync() {
 
     // The generation change was persisted with the assignment.
     let records = log.records();
-    let (_, (key, value)) = records
+    let sluice_group::CoordinatorRecord { key, value } = records
         .iter()
         .rev()
-        .find(|(_, (k, _))| {
+        .find(|r| {
             matches!(
-                GroupRecordKey::decode(k),
+                GroupRecordKey::decode(&r.key),
                 Ok(GroupRecordKey::GroupMetadata { .. })
             )
         })
@@ -552,8 +552,8 @@ async fn parked_sync_is_told_to_rejoin_when_a_rebalance_starts() {
 }
 
 #[test]
-fn memory_log_is_a_group_log() {
-    fn takes(_: &dyn GroupLog) {}
+fn memory_log_is_a_partition_writer() {
+    fn takes(_: &dyn PartitionWriter) {}
     takes(&sluice_group::MemoryGroupLog::new());
 }
 
@@ -571,7 +571,7 @@ async fn failed_assignment_write_sends_members_back_to_rejoin() {
     let (cf, f) = (c.clone(), follower.clone());
     let fs = tokio::spawn(async move { sync(&cf, sync_req("g", &f, 1, &[])).await });
     tokio::task::yield_now().await;
-    log.fail_next(sluice_group::GroupLogError::NotLeader);
+    log.fail_next(WriteError::NotLeader);
     let rl = sync(&c, sync_req("g", &leader, 1, &[])).await;
     assert_eq!((rl.error_code, fs.await.unwrap().error_code), (16, 16));
     assert_eq!(state_of(&c, "g").await, "PreparingRebalance");
@@ -589,7 +589,9 @@ async fn failed_static_replacement_keeps_the_old_member() {
     )
     .await;
     assert_eq!(synced.error_code, 0);
-    log.fail_next(sluice_group::GroupLogError::Unavailable("down".into()));
+    log.fail_next(WriteError::PartitionUnavailable(
+        sluice_protocol::model::TopicPartition::new("__consumer_offsets", 0),
+    ));
     let restarted = join(&c, req(), 5).await;
     assert_eq!(
         (restarted.error_code, restarted.member_id.as_str()),

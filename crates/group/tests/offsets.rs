@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -19,7 +20,13 @@ use kafka_protocol::messages::{
     OffsetDeleteRequest, OffsetFetchRequest, TopicName,
 };
 use sluice_group::records::{GroupRecordKey, OffsetCommitValue};
-use sluice_group::{GROUP_AUTHORIZED_OPERATIONS, GroupConfig, GroupLogError};
+use sluice_group::{
+    GROUP_AUTHORIZED_OPERATIONS, GroupConfig, GroupCoordinator, LogEntry, MemoryGroupLog,
+    PartitionLoader, WriteError,
+};
+use sluice_protocol::model::{
+    LeaderEpoch, ProducerIdAndEpoch, TopicPartition, coordinator_partition_for,
+};
 use tokio::time::sleep;
 
 fn now_ms() -> i64 {
@@ -53,7 +60,8 @@ async fn simple_commit_and_fetch_round_trip() {
     assert_eq!(commit_errors(&r), vec![0, 0, 0]);
     // Durable before the answer.
     assert_eq!(log.records().len(), 3);
-    let (_, (key, value)) = &log.records()[0];
+    let first = &log.records()[0];
+    let (key, value) = (&first.key, &first.value);
     assert_eq!(
         GroupRecordKey::decode(key).unwrap(),
         GroupRecordKey::OffsetCommit {
@@ -214,7 +222,7 @@ async fn commit_errors_follow_kafka() {
 #[tokio::test(start_paused = true)]
 async fn failed_log_write_fails_the_commit() {
     let (c, log) = coordinator(0);
-    log.fail_next(GroupLogError::NotLeader);
+    log.fail_next(WriteError::NotLeader);
     let r = commit(
         &c,
         commit_req("s", "", -1, &[("t", 0, 1, None), ("t", 1, 1, None)]),
@@ -228,7 +236,10 @@ async fn failed_log_write_fails_the_commit() {
     // The simple group created by the failed commit does not linger.
     let l = c.list_groups(ListGroupsRequest::default(), 4).await;
     assert!(l.groups.is_empty());
-    log.fail_next(GroupLogError::Unavailable("x".into()));
+    log.fail_next(WriteError::PartitionUnavailable(TopicPartition::new(
+        "__consumer_offsets",
+        0,
+    )));
     let r = commit(&c, commit_req("s", "", -1, &[("t", 0, 1, None)])).await;
     assert_eq!(commit_errors(&r), vec![15], "COORDINATOR_NOT_AVAILABLE");
 }
@@ -238,8 +249,7 @@ async fn retention_time_is_stored_as_expire_timestamp() {
     let (c, log) = coordinator(0);
     let req = commit_req("s", "", -1, &[("t", 0, 1, None)]).with_retention_time_ms(60_000);
     assert_eq!(commit_errors(&c.offset_commit(req, 2).await), vec![0]);
-    let (_, (_, value)) = &log.records()[0];
-    let v = OffsetCommitValue::decode(value.as_ref().unwrap()).unwrap();
+    let v = OffsetCommitValue::decode(log.records()[0].value.as_ref().unwrap()).unwrap();
     assert!(v.expire_timestamp >= v.commit_timestamp + 60_000);
     // Explicit expiry wins over the retention setting.
     c.expire_offsets(v.expire_timestamp - 1).await;
@@ -286,8 +296,7 @@ async fn load_restores_offsets_groups_and_tombstones() {
     )
     .await;
 
-    let (c2, _) = coordinator(0);
-    c2.load(log.replay()).unwrap();
+    let c2 = reloaded(&log);
     assert_eq!(
         fetched(&fetch(&c2, "simple", None).await),
         vec![("t".into(), 0, 11, 5, "meta".into())]
@@ -324,16 +333,32 @@ async fn load_restores_offsets_groups_and_tombstones() {
     );
 
     // Corrupt records are reported, the rest is applied.
-    let (c3, _) = coordinator(0);
-    let mut records = log.replay();
-    records.insert(0, (bytes::Bytes::from_static(&[0, 1, 0]), None));
-    records.insert(2, (bytes::Bytes::from_static(&[0, 9]), None));
-    // The broker names each skipped record's partition and offset from its index.
-    let sluice_group::GroupError::Corrupt { skipped } = c3.load(records).unwrap_err();
-    assert_eq!(
-        skipped.iter().map(|s| s.index).collect::<Vec<_>>(),
-        vec![0, 2]
-    );
+    let c3 = GroupCoordinator::new(config(0), Arc::new(MemoryGroupLog::new()));
+    let partition = coordinator_partition_for("simple", c3.partition_count());
+    let mut entries: Vec<LogEntry> = log
+        .entries()
+        .iter()
+        .map(|e| e.to_log_entry())
+        .filter(|(p, _)| *p == partition)
+        .map(|(_, e)| e)
+        .collect();
+    let corrupt = |key: &'static [u8]| {
+        LogEntry::record(sluice_group::CoordinatorRecord::tombstone(
+            bytes::Bytes::from_static(key),
+        ))
+    };
+    entries.insert(0, corrupt(&[0, 1, 0]));
+    entries.insert(2, corrupt(&[0, 9]));
+    let mut loader = c3.load(partition, LeaderEpoch(0)).unwrap();
+    // The broker names each skipped record's partition and offset as it goes.
+    let failed: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| loader.replay(e).is_err())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(failed, vec![0, 2]);
+    assert!(loader.finish());
     assert_eq!(fetched(&fetch(&c3, "simple", None).await).len(), 1);
 }
 
@@ -375,9 +400,9 @@ async fn delete_groups_errors_and_effects() {
     // Offset tombstones, then the group tombstone.
     let tombstones: Vec<GroupRecordKey> = log.records()[before..]
         .iter()
-        .map(|(_, (k, v))| {
-            assert!(v.is_none());
-            GroupRecordKey::decode(k).unwrap()
+        .map(|r| {
+            assert!(r.value.is_none());
+            GroupRecordKey::decode(&r.key).unwrap()
         })
         .collect();
     assert_eq!(tombstones.len(), 3);
@@ -393,7 +418,7 @@ async fn delete_groups_errors_and_effects() {
 
     // A failed write leaves the group in place.
     commit(&c, commit_req("idle2", "", -1, &[("t", 0, 1, None)])).await;
-    log.fail_next(GroupLogError::Storage("disk".into()));
+    log.fail_next(WriteError::storage(std::io::Error::other("disk")));
     let r = c
         .delete_groups(
             DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("idle2"))]),
@@ -574,7 +599,7 @@ async fn expiry_removes_old_offsets_and_empty_groups() {
     );
     let last = log.records().last().cloned().unwrap();
     assert_eq!(
-        GroupRecordKey::decode(&last.1.0).unwrap(),
+        GroupRecordKey::decode(&last.key).unwrap(),
         GroupRecordKey::GroupMetadata {
             group: "simple".into()
         }
@@ -620,27 +645,18 @@ struct GatedLog {
     gate: tokio::sync::Semaphore,
 }
 
-impl sluice_group::GroupLog for GatedLog {
+impl sluice_group::PartitionWriter for GatedLog {
     fn append(
         &self,
-        _group_id: &str,
-        _records: Vec<sluice_group::GroupRecord>,
+        _partition: i32,
+        _transactional: Option<ProducerIdAndEpoch>,
+        _records: Vec<sluice_group::CoordinatorRecord>,
     ) -> sluice_group::AppendFuture<'_> {
         Box::pin(async move {
             let permit = self.gate.acquire().await.unwrap();
             permit.forget();
             Ok(())
         })
-    }
-
-    fn append_transactional(
-        &self,
-        group_id: &str,
-        _producer_id: i64,
-        _producer_epoch: i16,
-        records: Vec<sluice_group::GroupRecord>,
-    ) -> sluice_group::AppendFuture<'_> {
-        self.append(group_id, records)
     }
 }
 
@@ -649,7 +665,8 @@ async fn require_stable_waits_for_in_flight_commits() {
     let log = std::sync::Arc::new(GatedLog {
         gate: tokio::sync::Semaphore::new(0),
     });
-    let c = sluice_group::GroupCoordinator::new(config(0), log.clone());
+    let c = GroupCoordinator::new(config(0), log.clone());
+    MemoryGroupLog::new().load_into(&c).unwrap();
     let c1 = c.clone();
     let pending =
         tokio::spawn(
@@ -695,7 +712,7 @@ fn coordinator_futures_are_send() {
     send(&c.expire_offsets(0));
     send(&c.on_topic_deleted("t"));
     send(&c.txn_offset_commit(Default::default(), 5));
-    send(&c.complete_transaction(0, 50, 1, true));
+    send(&c.complete_transaction(0, ProducerIdAndEpoch::new(1, 0), true));
     fn sync_send<T: Send + Sync + Clone>(_: &T) {}
     sync_send(&c);
 }

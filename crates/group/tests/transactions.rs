@@ -22,8 +22,14 @@ use kafka_protocol::messages::{
     TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::Encodable;
-use sluice_group::{GroupConfig, GroupCoordinator, GroupLogError, MemoryGroupLog, MemoryLogEntry};
-use sluice_protocol::model::coordinator_partition_for;
+use sluice_group::records::GroupRecordKey;
+use sluice_group::{
+    GroupConfig, GroupCoordinator, LogEntry, MemoryGroupLog, MemoryLogEntry, PartitionLoader,
+    WriteError,
+};
+use sluice_protocol::model::{
+    LeaderEpoch, ProducerIdAndEpoch, TopicPartition, coordinator_partition_for,
+};
 
 const PID: i64 = 4000;
 const EPOCH: i16 = 3;
@@ -71,16 +77,16 @@ async fn txn_commit(c: &GroupCoordinator, req: TxnOffsetCommitRequest) -> Vec<i1
     txn_errors(&c.txn_offset_commit(req, 3).await)
 }
 
+fn producer(pid: i64) -> ProducerIdAndEpoch {
+    ProducerIdAndEpoch::new(pid, EPOCH)
+}
+
 /// The broker's side of EndTxn: marker in the log, then the coordinator.
 async fn end_txn(c: &GroupCoordinator, log: &MemoryGroupLog, group: &str, pid: i64, commit: bool) {
-    log.write_marker(pid, commit);
-    c.complete_transaction(
-        coordinator_partition_for(group, PARTITIONS),
-        PARTITIONS,
-        pid,
-        commit,
-    )
-    .await;
+    let partition = coordinator_partition_for(group, PARTITIONS);
+    log.write_marker(partition, producer(pid), commit);
+    c.complete_transaction(partition, producer(pid), commit)
+        .await;
 }
 
 async fn offset_of(c: &GroupCoordinator, group: &str, topic: &str, partition: i32) -> i64 {
@@ -136,10 +142,19 @@ async fn committed_transaction_makes_offsets_visible() {
     let entries = log.entries();
     assert_eq!(entries.len(), 2);
     for e in &entries {
-        assert!(matches!(
-            e,
-            MemoryLogEntry::Record { group_id, producer: Some((PID, EPOCH)), .. } if group_id == "g"
-        ));
+        let MemoryLogEntry::Record {
+            partition,
+            producer: Some(p),
+            record,
+        } = e
+        else {
+            panic!("not a transactional record: {e:?}");
+        };
+        assert_eq!(
+            (*partition, *p),
+            (coordinator_partition_for("g", PARTITIONS), producer(PID))
+        );
+        assert_eq!(GroupRecordKey::decode(&record.key).unwrap().group(), "g");
     }
     // Invisible until the transaction commits.
     assert_eq!(offset_of(&c, "g", "t", 0).await, -1);
@@ -256,8 +271,7 @@ async fn later_plain_commit_wins_over_committed_transaction() {
     assert_eq!(offset_of(&c, "g", "t", 1).await, 3);
 
     // Replay reaches the same state.
-    let (c2, _) = coordinator(0);
-    log.replay_into(&c2).unwrap();
+    let c2 = reloaded(&log);
     assert_eq!(
         fetched(&fetch(&c2, "g", None).await),
         fetched(&fetch(&c, "g", None).await)
@@ -279,26 +293,30 @@ async fn replay_restores_committed_and_drops_aborted_transactions() {
     end_txn(&c, &log, "g", PID, false).await;
     commit(&c, commit_req("g", "", -1, &[("t", 1, 1, None)])).await;
 
-    let (c2, _) = coordinator(0);
-    log.replay_into(&c2).unwrap();
+    let c2 = reloaded(&log);
     assert_eq!(
         stable_fetch(&c2, "g", None).await,
         vec![("t".into(), 0, 10, 0), ("t".into(), 1, 1, 0)]
     );
 
-    // Driving the calls by hand: records, then the marker.
-    let (c3, _) = coordinator(0);
-    let records: Vec<_> = log
-        .entries()
-        .into_iter()
-        .filter_map(|e| match e {
-            MemoryLogEntry::Record { record, .. } => Some(record),
-            MemoryLogEntry::Marker { .. } => None,
+    // Driving the calls by hand: the record of the transactional batch, then
+    // the marker.
+    let c3 = GroupCoordinator::new(config(0), Arc::new(MemoryGroupLog::new()));
+    MemoryGroupLog::new().load_into(&c3).unwrap();
+    let partition = coordinator_partition_for("g", PARTITIONS);
+    c3.unload(partition, None);
+    let records = log.records();
+    let mut loader = c3.load(partition, LeaderEpoch(1)).unwrap();
+    loader
+        .replay(&LogEntry::Record {
+            record: records[0].clone(),
+            transactional: Some(producer(PID)),
         })
-        .collect();
-    c3.load_transactional(PID, [records[0].clone()]).unwrap();
+        .unwrap();
+    assert!(loader.finish());
     assert_eq!(offset_of(&c3, "g", "t", 0).await, -1);
-    c3.replay_marker(PID, true);
+    c3.complete_transaction(partition, producer(PID), true)
+        .await;
     assert_eq!(offset_of(&c3, "g", "t", 0).await, 10);
 }
 
@@ -311,8 +329,8 @@ async fn pending_transaction_survives_reload_until_its_marker() {
         vec![0]
     );
 
-    let (c2, log2) = coordinator(0);
-    log.replay_into(&c2).unwrap();
+    let c2 = reloaded(&log);
+    let log2 = MemoryGroupLog::new();
     assert_eq!(offset_of(&c2, "g", "t", 0).await, 5);
     assert_eq!(
         stable_fetch(&c2, "g", Some(&[("t", &[0])])).await,
@@ -347,19 +365,18 @@ async fn markers_only_complete_groups_of_their_partition() {
     );
     c.complete_transaction(
         coordinator_partition_for(a, PARTITIONS),
-        PARTITIONS,
-        PID,
+        producer(PID),
         true,
     )
     .await;
     assert_eq!(offset_of(&c, a, "t", 0).await, 1);
     assert_eq!(offset_of(&c, &b, "t", 0).await, -1);
-    c.replay_marker_in_partition(
+    c.complete_transaction(
         coordinator_partition_for(&b, PARTITIONS),
-        PARTITIONS,
-        PID,
+        producer(PID),
         true,
-    );
+    )
+    .await;
     assert_eq!(offset_of(&c, &b, "t", 0).await, 2);
 }
 
@@ -427,7 +444,10 @@ async fn validation_follows_kafka() {
         vec![ResponseError::OffsetMetadataTooLarge.code(), 0]
     );
     // Failed writes fail every partition and leave nothing pending.
-    log.fail_next(GroupLogError::Unavailable("down".into()));
+    log.fail_next(WriteError::PartitionUnavailable(TopicPartition::new(
+        "__consumer_offsets",
+        coordinator_partition_for("w", PARTITIONS),
+    )));
     assert_eq!(
         txn_commit(
             &c,
@@ -437,7 +457,7 @@ async fn validation_follows_kafka() {
         vec![ResponseError::CoordinatorNotAvailable.code(); 2]
     );
     assert_eq!(describe_state(&c, "w").await, "Dead");
-    log.fail_next(GroupLogError::Refused(ResponseError::ProducerFenced));
+    log.fail_next(WriteError::Refused(ResponseError::ProducerFenced));
     assert_eq!(
         txn_commit(&c, txn_req("m", PID, &[("t", 2, 1, None)])).await,
         vec![ResponseError::ProducerFenced.code()]
@@ -495,8 +515,7 @@ async fn expiry_and_deletion_respect_pending_transactions() {
     // The transaction spans two groups: a marker in each group's partition.
     c.complete_transaction(
         coordinator_partition_for("only", PARTITIONS),
-        PARTITIONS,
-        PID,
+        producer(PID),
         true,
     )
     .await;
@@ -522,8 +541,7 @@ async fn expiry_and_deletion_respect_pending_transactions() {
     end_txn(&c, &log, "d", PID + 1, true).await;
     assert_eq!(describe_state(&c, "d").await, "Dead");
     // Replay agrees: the tombstone drops the transactional offset.
-    let (c2, _) = coordinator(0);
-    log.replay_into(&c2).unwrap();
+    let c2 = reloaded(&log);
     assert_eq!(offset_of(&c2, "d", "t", 3).await, -1);
     assert_eq!(offset_of(&c2, "g", "t", 0).await, 10);
 }
@@ -534,6 +552,7 @@ async fn commit_marker_while_write_in_flight_leaves_offset_pending() {
         gate: tokio::sync::Semaphore::new(0),
     });
     let c = GroupCoordinator::new(config(0), log.clone());
+    MemoryGroupLog::new().load_into(&c).unwrap();
     let c1 = c.clone();
     let pending =
         tokio::spawn(
@@ -544,8 +563,7 @@ async fn commit_marker_while_write_in_flight_leaves_offset_pending() {
     // transaction of the producer, as on replay.
     c.complete_transaction(
         coordinator_partition_for("g", PARTITIONS),
-        PARTITIONS,
-        PID,
+        producer(PID),
         true,
     )
     .await;
@@ -558,8 +576,7 @@ async fn commit_marker_while_write_in_flight_leaves_offset_pending() {
     );
     c.complete_transaction(
         coordinator_partition_for("g", PARTITIONS),
-        PARTITIONS,
-        PID,
+        producer(PID),
         true,
     )
     .await;
@@ -609,24 +626,17 @@ struct GatedTxnLog {
     gate: tokio::sync::Semaphore,
 }
 
-impl sluice_group::GroupLog for GatedTxnLog {
+impl sluice_group::PartitionWriter for GatedTxnLog {
     fn append(
         &self,
-        _group_id: &str,
-        _records: Vec<sluice_group::GroupRecord>,
-    ) -> sluice_group::AppendFuture<'_> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn append_transactional(
-        &self,
-        _group_id: &str,
-        _producer_id: i64,
-        _producer_epoch: i16,
-        _records: Vec<sluice_group::GroupRecord>,
+        _partition: i32,
+        transactional: Option<ProducerIdAndEpoch>,
+        _records: Vec<sluice_group::CoordinatorRecord>,
     ) -> sluice_group::AppendFuture<'_> {
         Box::pin(async move {
-            self.gate.acquire().await.unwrap().forget();
+            if transactional.is_some() {
+                self.gate.acquire().await.unwrap().forget();
+            }
             Ok(())
         })
     }

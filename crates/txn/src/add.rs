@@ -20,7 +20,10 @@ use kafka_protocol::messages::{
     AddPartitionsToTxnResponse,
 };
 
-use crate::coordinator::{Inner, State};
+use sluice_protocol::model::{ProducerIdAndEpoch, TopicPartition};
+
+use crate::coordinator::Inner;
+use crate::shard::TxnShard;
 use crate::state::TxnState;
 
 /// The topic Kafka keeps committed offsets in.
@@ -36,8 +39,10 @@ pub(crate) async fn handle(
         let errors = transaction(
             inner,
             req.v3_and_below_transactional_id.0.as_str(),
-            req.v3_and_below_producer_id.0,
-            req.v3_and_below_producer_epoch,
+            ProducerIdAndEpoch::new(
+                req.v3_and_below_producer_id.0,
+                req.v3_and_below_producer_epoch,
+            ),
             &req.v3_and_below_topics,
             false,
             version,
@@ -51,8 +56,7 @@ pub(crate) async fn handle(
         let errors = transaction(
             inner,
             txn.transactional_id.0.as_str(),
-            txn.producer_id.0,
-            txn.producer_epoch,
+            ProducerIdAndEpoch::new(txn.producer_id.0, txn.producer_epoch),
             &txn.topics,
             txn.verify_only,
             version,
@@ -76,14 +80,13 @@ pub(crate) async fn handle_offsets(
 ) -> AddOffsetsToTxnResponse {
     let partition = sluice_protocol::model::coordinator_partition_for(
         req.group_id.0.as_str(),
-        inner.config.offsets_partitions,
+        inner.offsets_partitions(),
     );
-    let partitions = [(OFFSETS_TOPIC.to_owned(), partition)];
+    let partitions = [TopicPartition::new(OFFSETS_TOPIC, partition)];
     let result = add(
         inner,
         req.transactional_id.0.as_str(),
-        req.producer_id.0,
-        req.producer_epoch,
+        ProducerIdAndEpoch::new(req.producer_id.0, req.producer_epoch),
         &partitions,
     )
     .await;
@@ -91,30 +94,28 @@ pub(crate) async fn handle_offsets(
 }
 
 /// Per-partition errors (`None` = success) of one transaction of a request.
-type PartitionErrors = HashMap<(String, i32), Option<ResponseError>>;
+type PartitionErrors = HashMap<TopicPartition, Option<ResponseError>>;
 
 async fn transaction(
     inner: &Arc<Inner>,
     tid: &str,
-    producer_id: i64,
-    epoch: i16,
+    producer: ProducerIdAndEpoch,
     topics: &[AddPartitionsToTxnTopic],
     verify_only: bool,
     version: i16,
 ) -> PartitionErrors {
-    let partitions: Vec<(String, i32)> = topics
+    let partitions: Vec<TopicPartition> = topics
         .iter()
         .flat_map(|t| {
             t.partitions
                 .iter()
-                .map(|p| (t.name.0.as_str().to_owned(), *p))
+                .map(|p| TopicPartition::new(t.name.0.as_str(), *p))
         })
         .collect();
-    let check = inner.state.lock().partition_check.clone();
-    if let Some(check) = check {
+    if let Some(check) = inner.partition_check() {
         let failed: PartitionErrors = partitions
             .iter()
-            .filter_map(|(t, p)| check(t, *p).map(|e| ((t.clone(), *p), Some(e))))
+            .filter_map(|tp| check(tp).map(|e| (tp.clone(), Some(e))))
             .collect();
         if !failed.is_empty() {
             // Any failed partition fails the whole transaction; the others
@@ -133,17 +134,15 @@ async fn transaction(
         }
     }
     if verify_only {
-        return verify(
-            &inner.state.lock(),
-            tid,
-            producer_id,
-            epoch,
-            &partitions,
-            version,
-        );
+        let verified = inner.cell_for(tid).and_then(|cell| {
+            let shard = cell.lock().map_err(|e| e.response_error())?;
+            Ok(verify(&shard, tid, producer, &partitions, version))
+        });
+        return verified
+            .unwrap_or_else(|e| partitions.into_iter().map(|tp| (tp, Some(e))).collect());
     }
     let error = fenced_for(
-        add(inner, tid, producer_id, epoch, &partitions).await.err(),
+        add(inner, tid, producer, &partitions).await.err(),
         version,
         2,
     );
@@ -154,16 +153,16 @@ async fn transaction(
 pub(crate) async fn add(
     inner: &Arc<Inner>,
     tid: &str,
-    producer_id: i64,
-    epoch: i16,
-    partitions: &[(String, i32)],
+    producer: ProducerIdAndEpoch,
+    partitions: &[TopicPartition],
 ) -> Result<(), ResponseError> {
     if tid.is_empty() {
         return Err(ResponseError::InvalidRequest);
     }
+    let cell = inner.cell_for(tid)?;
     let target = {
-        let mut state = inner.state.lock();
-        let Some(meta) = state.txns.get_mut(tid) else {
+        let mut shard = cell.lock().map_err(|e| e.response_error())?;
+        let Some(meta) = shard.txns.get_mut(tid) else {
             return Err(ResponseError::InvalidProducerIdMapping);
         };
         if meta.pending.is_some() {
@@ -171,10 +170,10 @@ pub(crate) async fn add(
             return Err(ResponseError::ConcurrentTransactions);
         }
         let cur = &meta.current;
-        if cur.producer_id != producer_id {
+        if cur.producer_id != producer.producer_id {
             return Err(ResponseError::InvalidProducerIdMapping);
         }
-        if cur.producer_epoch != epoch {
+        if cur.producer_epoch != producer.epoch {
             return Err(ResponseError::ProducerFenced);
         }
         match cur.state {
@@ -196,18 +195,17 @@ pub(crate) async fn add(
         let target = meta.add_partitions(partitions, crate::now_ms());
         meta.begin(target)
     };
-    inner.persist(tid, target).await
+    inner.persist(&cell, tid, target).await
 }
 
 /// KIP-890 verification: which of `partitions` are already in the ongoing
 /// transaction. Missing ones get TRANSACTION_ABORTABLE from v5 on (the client
 /// can abort and carry on) and INVALID_TXN_STATE before.
 fn verify(
-    state: &State,
+    shard: &TxnShard,
     tid: &str,
-    producer_id: i64,
-    epoch: i16,
-    partitions: &[(String, i32)],
+    producer: ProducerIdAndEpoch,
+    partitions: &[TopicPartition],
     version: i16,
 ) -> PartitionErrors {
     let all = |e: ResponseError| -> PartitionErrors {
@@ -216,14 +214,14 @@ fn verify(
     if tid.is_empty() {
         return all(ResponseError::InvalidRequest);
     }
-    let Some(meta) = state.txns.get(tid) else {
+    let Some(meta) = shard.txns.get(tid) else {
         return all(ResponseError::InvalidProducerIdMapping);
     };
     let cur = &meta.current;
-    if cur.producer_id != producer_id {
+    if cur.producer_id != producer.producer_id {
         return all(ResponseError::InvalidProducerIdMapping);
     }
-    if cur.producer_epoch != epoch {
+    if cur.producer_epoch != producer.epoch {
         return all(ResponseError::ProducerFenced);
     }
     if cur.state.is_prepare() {
@@ -258,7 +256,10 @@ fn topic_results(
                     t.partitions
                         .iter()
                         .map(|p| {
-                            let e = errors.get(&(name.to_owned(), *p)).copied().flatten();
+                            let e = errors
+                                .get(&TopicPartition::new(name, *p))
+                                .copied()
+                                .flatten();
                             AddPartitionsToTxnPartitionResult::default()
                                 .with_partition_index(*p)
                                 .with_partition_error_code(code(e))

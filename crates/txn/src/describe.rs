@@ -11,6 +11,7 @@ use kafka_protocol::messages::{
     ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_coordinator::CoordinatorError;
 
 use crate::coordinator::Inner;
 use crate::metadata::TxnMetadata;
@@ -24,43 +25,54 @@ pub(crate) fn describe(
     req: &DescribeTransactionsRequest,
     _version: i16,
 ) -> DescribeTransactionsResponse {
-    let state = inner.state.lock();
     let states = req
         .transactional_ids
         .iter()
         .map(|tid| {
             let base = describe_transactions_response::TransactionState::default()
                 .with_transactional_id(tid.clone());
-            match state.txns.get(tid.0.as_str()) {
-                None => base.with_error_code(ResponseError::TransactionalIdNotFound.code()),
-                Some(meta) => {
-                    let cur = &meta.current;
-                    let mut topics: Vec<TopicData> = Vec::new();
-                    for (topic, partition) in &cur.partitions {
-                        match topics.last_mut() {
-                            Some(last) if last.topic.0.as_str() == topic => {
-                                last.partitions.push(*partition);
-                            }
-                            _ => topics.push(
-                                TopicData::default()
-                                    .with_topic(TopicName(StrBytes::from_string(topic.clone())))
-                                    .with_partitions(vec![*partition]),
-                            ),
-                        }
-                    }
-                    base.with_transaction_state(StrBytes::from_static_str(
-                        visible_state(meta).as_str(),
-                    ))
-                    .with_transaction_timeout_ms(cur.timeout_ms)
-                    .with_transaction_start_time_ms(cur.start_ms)
-                    .with_producer_id(ProducerId(cur.producer_id))
-                    .with_producer_epoch(cur.producer_epoch)
-                    .with_topics(topics)
-                }
+            let described = inner.cell_for(tid.0.as_str()).and_then(|cell| {
+                let shard = cell.lock().map_err(|e| e.response_error())?;
+                Ok(shard
+                    .txns
+                    .get(tid.0.as_str())
+                    .map(|meta| described(base.clone(), meta)))
+            });
+            match described {
+                Ok(Some(state)) => state,
+                Ok(None) => base.with_error_code(ResponseError::TransactionalIdNotFound.code()),
+                Err(e) => base.with_error_code(e.code()),
             }
         })
         .collect();
     DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// `base` filled in with the state of `meta`.
+fn described(
+    base: describe_transactions_response::TransactionState,
+    meta: &TxnMetadata,
+) -> describe_transactions_response::TransactionState {
+    let cur = &meta.current;
+    let mut topics: Vec<TopicData> = Vec::new();
+    for tp in &cur.partitions {
+        match topics.last_mut() {
+            Some(last) if last.topic.0.as_str() == tp.topic => {
+                last.partitions.push(tp.partition);
+            }
+            _ => topics.push(
+                TopicData::default()
+                    .with_topic(TopicName(StrBytes::from_string(tp.topic.clone())))
+                    .with_partitions(vec![tp.partition]),
+            ),
+        }
+    }
+    base.with_transaction_state(StrBytes::from_static_str(visible_state(meta).as_str()))
+        .with_transaction_timeout_ms(cur.timeout_ms)
+        .with_transaction_start_time_ms(cur.start_ms)
+        .with_producer_id(ProducerId(cur.producer_id))
+        .with_producer_epoch(cur.producer_epoch)
+        .with_topics(topics)
 }
 
 /// The state the admin APIs report: a pending expiry already reads as Dead.
@@ -106,29 +118,43 @@ pub(crate) fn list(
         },
         _ => None,
     };
-    let state = inner.state.lock();
-    let mut listed: Vec<list_transactions_response::TransactionState> = state
-        .txns
-        .iter()
-        .filter(|(tid, meta)| {
-            let s = visible_state(meta);
-            s != TxnState::Dead
-                && (req.producer_id_filters.is_empty()
-                    || req
-                        .producer_id_filters
-                        .iter()
-                        .any(|p| p.0 == meta.current.producer_id))
-                && (req.state_filters.is_empty() || states.contains(&s))
-                && (duration < 0 || now_ms.saturating_sub(meta.current.start_ms) > duration)
-                && pattern.as_ref().is_none_or(|p| p.matches(tid))
-        })
-        .map(|(tid, meta)| {
-            list_transactions_response::TransactionState::default()
-                .with_transactional_id(TransactionalId(StrBytes::from_string(tid.clone())))
-                .with_producer_id(ProducerId(meta.current.producer_id))
-                .with_transaction_state(StrBytes::from_static_str(visible_state(meta).as_str()))
-        })
-        .collect();
+    let cells = inner.shards.cells();
+    let mut listed = Vec::new();
+    for cell in &cells {
+        let shard = match cell.lock() {
+            Ok(shard) => shard,
+            // Kafka answers the whole listing so while a partition loads.
+            Err(CoordinatorError::LoadInProgress) => {
+                return response.with_error_code(ResponseError::CoordinatorLoadInProgress.code());
+            }
+            Err(CoordinatorError::NotCoordinator) => continue,
+        };
+        listed.extend(
+            shard
+                .txns
+                .iter()
+                .filter(|(tid, meta)| {
+                    let s = visible_state(meta);
+                    s != TxnState::Dead
+                        && (req.producer_id_filters.is_empty()
+                            || req
+                                .producer_id_filters
+                                .iter()
+                                .any(|p| p.0 == meta.current.producer_id))
+                        && (req.state_filters.is_empty() || states.contains(&s))
+                        && (duration < 0 || now_ms.saturating_sub(meta.current.start_ms) > duration)
+                        && pattern.as_ref().is_none_or(|p| p.matches(tid))
+                })
+                .map(|(tid, meta)| {
+                    list_transactions_response::TransactionState::default()
+                        .with_transactional_id(TransactionalId(StrBytes::from_string(tid.clone())))
+                        .with_producer_id(ProducerId(meta.current.producer_id))
+                        .with_transaction_state(StrBytes::from_static_str(
+                            visible_state(meta).as_str(),
+                        ))
+                }),
+        );
+    }
     listed.sort_by(|a, b| {
         a.transactional_id
             .0

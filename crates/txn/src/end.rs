@@ -16,6 +16,8 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
+use sluice_protocol::model::ProducerIdAndEpoch;
+
 use crate::add::{code, fenced_for};
 use crate::coordinator::Inner;
 use crate::metadata::{NO_PRODUCER_ID, epoch_exhausted};
@@ -26,16 +28,15 @@ pub(crate) async fn handle(inner: &Arc<Inner>, req: EndTxnRequest, version: i16)
     let result = end(
         inner,
         req.transactional_id.0.as_str(),
-        req.producer_id.0,
-        req.producer_epoch,
+        ProducerIdAndEpoch::new(req.producer_id.0, req.producer_epoch),
         req.committed,
         version >= 5,
     )
     .await;
     match result {
-        Ok((pid, epoch)) if version >= 5 => EndTxnResponse::default()
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch),
+        Ok(ids) if version >= 5 => EndTxnResponse::default()
+            .with_producer_id(ProducerId(ids.producer_id))
+            .with_producer_epoch(ids.epoch),
         Ok(_) => EndTxnResponse::default(),
         Err(e) => EndTxnResponse::default().with_error_code(code(fenced_for(Some(e), version, 2))),
     }
@@ -46,17 +47,18 @@ pub(crate) async fn handle(inner: &Arc<Inner>, req: EndTxnRequest, version: i16)
 pub(crate) async fn end(
     inner: &Arc<Inner>,
     tid: &str,
-    producer_id: i64,
-    epoch: i16,
+    producer: ProducerIdAndEpoch,
     commit: bool,
     epoch_bump: bool,
-) -> Result<(i64, i16), ResponseError> {
+) -> Result<ProducerIdAndEpoch, ResponseError> {
     if tid.is_empty() {
         return Err(ResponseError::InvalidRequest);
     }
+    let ProducerIdAndEpoch { producer_id, epoch } = producer;
+    let cell = inner.cell_for(tid)?;
     let target = {
-        let mut state = inner.state.lock();
-        let Some(meta) = state.txns.get_mut(tid) else {
+        let mut shard = cell.lock().map_err(|e| e.response_error())?;
+        let Some(meta) = shard.txns.get_mut(tid) else {
             return Err(ResponseError::InvalidProducerIdMapping);
         };
         let cur = &meta.current;
@@ -94,7 +96,7 @@ pub(crate) async fn end(
         if meta.pending.is_some() {
             return Err(ResponseError::ConcurrentTransactions);
         }
-        let current_ids = (cur.producer_id, cur.producer_epoch);
+        let current_ids = cur.producer();
         let empty_abort = match (cur.state, commit) {
             (TxnState::Ongoing, _) => false,
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) if is_retry => {
@@ -114,10 +116,7 @@ pub(crate) async fn end(
             }
         };
         let next_pid = if epoch_bump && epoch_exhausted(cur.producer_epoch) {
-            inner.ids.next_producer_id().map_err(|e| {
-                tracing::warn!(error = %e, "no producer id available");
-                ResponseError::CoordinatorLoadInProgress
-            })?
+            inner.next_producer_id()?
         } else {
             NO_PRODUCER_ID
         };
@@ -125,6 +124,6 @@ pub(crate) async fn end(
         meta.begin(target)
     };
     let ids = target.completed_ids();
-    inner.persist(tid, target).await?;
+    inner.persist(&cell, tid, target).await?;
     Ok(ids)
 }

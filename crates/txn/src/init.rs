@@ -14,8 +14,10 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use sluice_protocol::model::ProducerIdAndEpoch;
+
 use crate::coordinator::Inner;
-use crate::metadata::{NO_PRODUCER_EPOCH, NO_PRODUCER_ID, TxnMetadata, epoch_exhausted};
+use crate::metadata::{NO_PRODUCER_EPOCH, NO_PRODUCER_ID, Snapshot, TxnMetadata, epoch_exhausted};
 use crate::state::TxnState;
 
 /// Answers InitProducerId at `version`.
@@ -39,9 +41,9 @@ pub(crate) async fn handle(
         }
     };
     match result {
-        Ok((pid, epoch)) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch),
+        Ok(ids) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(ids.producer_id))
+            .with_producer_epoch(ids.epoch),
         Err(e) => {
             // KIP-588: clients before v4 only know INVALID_PRODUCER_EPOCH.
             let e = if version < 4 && e == ResponseError::ProducerFenced {
@@ -58,19 +60,19 @@ pub(crate) async fn handle(
 }
 
 /// The producer id and epoch a KIP-360 client says it has: both or neither.
-fn expected_ids(producer_id: i64, epoch: i16) -> Result<Option<(i64, i16)>, ResponseError> {
+fn expected_ids(producer_id: i64, epoch: i16) -> Result<Option<ProducerIdAndEpoch>, ResponseError> {
     match (producer_id == NO_PRODUCER_ID, epoch == NO_PRODUCER_EPOCH) {
         (true, true) => Ok(None),
-        (false, false) => Ok(Some((producer_id, epoch))),
+        (false, false) => Ok(Some(ProducerIdAndEpoch::new(producer_id, epoch))),
         _ => Err(ResponseError::InvalidRequest),
     }
 }
 
 enum Plan {
     /// Write the new Empty state and return its producer id and epoch.
-    Bump(crate::metadata::Snapshot),
+    Bump(Snapshot),
     /// Abort the open transaction, then tell the client to retry.
-    Fence(crate::metadata::Snapshot),
+    Fence(Snapshot),
 }
 
 /// Decides and persists; returns the producer id and epoch for the client.
@@ -78,8 +80,8 @@ pub(crate) async fn init(
     inner: &Arc<Inner>,
     tid: &str,
     timeout_ms: i32,
-    expected: Option<(i64, i16)>,
-) -> Result<(i64, i16), ResponseError> {
+    expected: Option<ProducerIdAndEpoch>,
+) -> Result<ProducerIdAndEpoch, ResponseError> {
     if tid.is_empty() {
         return Err(ResponseError::InvalidRequest);
     }
@@ -87,35 +89,36 @@ pub(crate) async fn init(
         return Err(ResponseError::InvalidTransactionTimeout);
     }
     let now = crate::now_ms();
+    let cell = inner.cell_for(tid)?;
     let plan = {
-        let mut state = inner.state.lock();
-        if !state.txns.contains_key(tid) {
-            let pid = next_producer_id(inner)?;
-            state
+        let mut shard = cell.lock().map_err(|e| e.response_error())?;
+        if !shard.txns.contains_key(tid) {
+            let pid = inner.next_producer_id()?;
+            shard
                 .txns
                 .insert(tid.to_owned(), TxnMetadata::new(pid, timeout_ms, now));
-            state.by_producer.insert(pid, tid.to_owned());
+            shard.by_producer.insert(pid, tid.to_owned());
         }
-        let Some(meta) = state.txns.get_mut(tid) else {
+        let Some(meta) = shard.txns.get_mut(tid) else {
             return Err(ResponseError::CoordinatorNotAvailable);
         };
         if meta.pending.is_some() {
             return Err(ResponseError::ConcurrentTransactions);
         }
-        if let Some((pid, epoch)) = expected
-            && !meta.is_valid_producer_id(pid, epoch)
+        if let Some(client) = expected
+            && !meta.is_valid_producer_id(client)
         {
             return Err(ResponseError::ProducerFenced);
         }
         match meta.current.state {
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
                 let target = if epoch_exhausted(meta.current.producer_epoch)
-                    && expected.is_none_or(|(_, e)| e == meta.current.producer_epoch)
+                    && expected.is_none_or(|c| c.epoch == meta.current.producer_epoch)
                 {
-                    let new_pid = next_producer_id(inner)?;
+                    let new_pid = inner.next_producer_id()?;
                     meta.rotate_producer_id(new_pid, timeout_ms, now, expected.is_some())
                 } else {
-                    meta.increment_epoch(timeout_ms, expected.map(|(_, e)| e), now)
+                    meta.increment_epoch(timeout_ms, expected.map(|c| c.epoch), now)
                         .ok_or(ResponseError::ProducerFenced)?
                 };
                 Plan::Bump(meta.begin(target))
@@ -132,20 +135,13 @@ pub(crate) async fn init(
     };
     match plan {
         Plan::Bump(target) => {
-            let ids = (target.producer_id, target.producer_epoch);
-            inner.persist(tid, target).await?;
+            let ids = target.producer();
+            inner.persist(&cell, tid, target).await?;
             Ok(ids)
         }
         Plan::Fence(target) => {
-            inner.persist(tid, target).await?;
+            inner.persist(&cell, tid, target).await?;
             Err(ResponseError::ConcurrentTransactions)
         }
     }
-}
-
-fn next_producer_id(inner: &Inner) -> Result<i64, ResponseError> {
-    inner.ids.next_producer_id().map_err(|e| {
-        tracing::warn!(error = %e, "no producer id available");
-        ResponseError::CoordinatorLoadInProgress
-    })
 }

@@ -8,13 +8,16 @@
 //! DescribeTransactions and ListTransactions, behaving like Apache Kafka's
 //! coordinator as observed by clients.
 //!
-//! Durability goes through a [`TxnLog`]: states are records of
-//! `__transaction_state` in Kafka's own schemas ([`records`]), and
-//! [`TransactionCoordinator::load`] rebuilds the coordinator from them at
-//! startup. Markers go through a [`MarkerWriter`]; producer ids come from a
-//! [`ProducerIdSource`]. The produce path asks
-//! [`TransactionCoordinator::verify_partition`] before accepting a
-//! transactional write (KIP-890 part 1).
+//! Transactional ids live in one shard per `__transaction_state` partition,
+//! which the broker loads ([`TransactionCoordinator::load`]) and unloads
+//! ([`TransactionCoordinator::unload`]) as it gains and loses the partition's
+//! leadership; an id whose partition is not loaded here gets NOT_COORDINATOR.
+//! States are records of `__transaction_state` in Kafka's own schemas
+//! ([`records`]), written through a [`PartitionWriter`] and, once durable,
+//! applied with the same replay that loads the partition. Markers go through
+//! a [`MarkerWriter`]; producer ids come from a [`ProducerIdSource`]. The
+//! produce path asks [`TransactionCoordinator::verify_partition`] before
+//! accepting a transactional write (KIP-890 part 1).
 
 mod add;
 mod config;
@@ -23,19 +26,26 @@ mod describe;
 mod end;
 mod error;
 mod init;
-mod load;
-mod log;
 mod metadata;
 mod pattern;
+mod ports;
 pub mod records;
+mod replay;
+mod shard;
 mod state;
 mod timeout;
 mod verify;
 
 pub use config::TxnConfig;
 pub use coordinator::{PartitionCheck, TransactionCoordinator};
-pub use error::{CodecError, MarkerError, SkippedRecord, TxnError, TxnLogError};
-pub use log::{AppendFuture, MarkerFuture, MarkerWriter, ProducerIdSource, TxnLog, TxnRecord};
+pub use error::MarkerError;
+pub use ports::{MarkerFuture, MarkerWriter, ProducerIdSource};
+pub use sluice_coordinator::{
+    AppendFuture, CoordinatorRecord, LogEntry, PartitionLoader, PartitionWriter, WriteError,
+};
+/// A record of `__transaction_state` could not be encoded or decoded (the
+/// error of the codec shared with `__consumer_offsets`).
+pub use sluice_protocol::schema_codec::CodecError;
 pub use state::TxnState;
 
 /// Wall-clock milliseconds since the Unix epoch (transaction timestamps).

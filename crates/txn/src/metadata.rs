@@ -1,13 +1,15 @@
 //! The state of one transactional id and the transitions Kafka allows
 //! (Kafka's `TransactionMetadata`).
 //!
-//! A transition is computed under the coordinator mutex as a complete
-//! [`Snapshot`] of the target state and marked as *pending*; it is applied
-//! only once its record is durable. While a transition is pending, every
-//! other request for the id gets CONCURRENT_TRANSACTIONS, which is what keeps
-//! the log order equal to the in-memory order.
+//! A transition is computed under the shard's lock as a complete
+//! [`Snapshot`] of the target state and marked as *pending*; its record is
+//! replayed only once durable. While a transition is pending, every other
+//! request for the id gets CONCURRENT_TRANSACTIONS, which is what keeps the
+//! log order equal to the in-memory order.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use sluice_protocol::model::{ProducerIdAndEpoch, TopicPartition};
 
 use crate::records::TxnLogValue;
 use crate::state::TxnState;
@@ -40,7 +42,7 @@ pub(crate) struct Snapshot {
     pub last_producer_epoch: i16,
     pub timeout_ms: i32,
     pub state: TxnState,
-    pub partitions: BTreeSet<(String, i32)>,
+    pub partitions: BTreeSet<TopicPartition>,
     pub start_ms: i64,
     pub last_update_ms: i64,
 }
@@ -49,8 +51,8 @@ impl Snapshot {
     /// The record value Kafka would write for this state.
     pub fn to_value(&self) -> TxnLogValue {
         let mut grouped: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for (topic, partition) in &self.partitions {
-            grouped.entry(topic).or_default().push(*partition);
+        for tp in &self.partitions {
+            grouped.entry(&tp.topic).or_default().push(tp.partition);
         }
         TxnLogValue {
             producer_id: self.producer_id,
@@ -81,7 +83,7 @@ impl Snapshot {
             partitions: value
                 .partitions
                 .iter()
-                .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
+                .flat_map(|(t, ps)| ps.iter().map(move |p| TopicPartition::new(t.as_str(), *p)))
                 .collect(),
             start_ms: value.start_timestamp_ms,
             last_update_ms: value.last_update_timestamp_ms,
@@ -90,12 +92,17 @@ impl Snapshot {
 
     /// The producer id and epoch the client continues with once the
     /// transaction completes (what EndTxn v5 returns).
-    pub fn completed_ids(&self) -> (i64, i16) {
+    pub fn completed_ids(&self) -> ProducerIdAndEpoch {
         if self.next_producer_id != NO_PRODUCER_ID {
-            (self.next_producer_id, 0)
+            ProducerIdAndEpoch::new(self.next_producer_id, 0)
         } else {
-            (self.producer_id, self.producer_epoch)
+            self.producer()
         }
+    }
+
+    /// The producer id and epoch of this state.
+    pub fn producer(&self) -> ProducerIdAndEpoch {
+        ProducerIdAndEpoch::new(self.producer_id, self.producer_epoch)
     }
 }
 
@@ -149,10 +156,11 @@ impl TxnMetadata {
     /// unless the id is brand new (no epoch yet), the producer id matches
     /// (the epoch is checked by the bump), or it is the producer id we just
     /// rotated away from at an exhausted epoch (a retry of that rotation).
-    pub fn is_valid_producer_id(&self, producer_id: i64, epoch: i16) -> bool {
+    pub fn is_valid_producer_id(&self, client: ProducerIdAndEpoch) -> bool {
         self.current.producer_epoch == NO_PRODUCER_EPOCH
-            || producer_id == self.current.producer_id
-            || (producer_id == self.current.prev_producer_id && epoch_exhausted(epoch))
+            || client.producer_id == self.current.producer_id
+            || (client.producer_id == self.current.prev_producer_id
+                && epoch_exhausted(client.epoch))
     }
 
     /// InitProducerId on an idle id: bump the epoch, or with the client's
@@ -234,7 +242,7 @@ impl TxnMetadata {
 
     /// AddPartitionsToTxn: the transaction is Ongoing with the union of the
     /// partitions; it starts now if none was open.
-    pub fn add_partitions(&self, partitions: &[(String, i32)], now_ms: i64) -> Snapshot {
+    pub fn add_partitions(&self, partitions: &[TopicPartition], now_ms: i64) -> Snapshot {
         let mut target = self.current.clone();
         if target.state != TxnState::Ongoing {
             target.start_ms = now_ms;

@@ -14,7 +14,7 @@
 use bytes::Bytes;
 use sluice_protocol::schema_codec::{Reader, Writer};
 
-use crate::error::CodecError;
+use crate::CodecError;
 use crate::state::TxnState;
 
 /// Tag of `PreviousProducerId` in `TransactionLogValue` v1.

@@ -8,8 +8,9 @@
 //! local, so the produce path asks this in-memory index directly.
 
 use kafka_protocol::error::ResponseError;
+use sluice_protocol::model::{ProducerIdAndEpoch, TopicPartition};
 
-use crate::coordinator::State;
+use crate::shard::TxnShard;
 use crate::state::TxnState;
 
 /// See [`crate::TransactionCoordinator::verify_partition`]. Errors are the
@@ -19,20 +20,18 @@ use crate::state::TxnState;
 /// NOT_ENOUGH_REPLICAS (Kafka's retriable stand-in for
 /// CONCURRENT_TRANSACTIONS) while the transaction is being ended.
 pub(crate) fn verify_partition(
-    state: &State,
-    producer_id: i64,
-    epoch: i16,
-    topic: &str,
-    partition: i32,
+    shard: &TxnShard,
+    producer: ProducerIdAndEpoch,
+    tp: &TopicPartition,
 ) -> Result<(), ResponseError> {
-    let meta = state
+    let meta = shard
         .by_producer
-        .get(&producer_id)
-        .and_then(|tid| state.txns.get(tid))
-        .filter(|m| m.current.producer_id == producer_id)
+        .get(&producer.producer_id)
+        .and_then(|tid| shard.txns.get(tid))
+        .filter(|m| m.current.producer_id == producer.producer_id)
         .ok_or(ResponseError::InvalidTxnState)?;
     let cur = &meta.current;
-    if cur.producer_epoch != epoch {
+    if cur.producer_epoch != producer.epoch {
         return Err(ResponseError::InvalidProducerEpoch);
     }
     let ending = matches!(
@@ -47,7 +46,7 @@ pub(crate) fn verify_partition(
     if cur.state.is_prepare() || ending {
         return Err(ResponseError::NotEnoughReplicas);
     }
-    let added = cur.partitions.contains(&(topic.to_owned(), partition));
+    let added = cur.partitions.contains(tp);
     if cur.state == TxnState::Ongoing && added {
         Ok(())
     } else {

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
     TransactionalId,
 };
 use sluice_txn::records::{TxnLogKey, TxnLogValue};
-use sluice_txn::{MarkerError, TxnConfig, TxnLogError, TxnState};
+use sluice_txn::{CoordinatorRecord, MarkerError, TxnConfig, TxnState, WriteError};
 
 use TxnState::*;
 
@@ -75,7 +75,7 @@ async fn init_with_ongoing_transaction_aborts_it_first() {
                 producer_id: pid,
                 epoch: 1,
                 commit: false,
-                partitions: vec![("a".into(), 0), ("a".into(), 1)],
+                partitions: vec![tp("a", 0), tp("a", 1)],
             },
             Event::State {
                 tid: "t".into(),
@@ -130,7 +130,7 @@ async fn commit_writes_prepare_then_markers_then_complete() {
                 producer_id: pid,
                 epoch,
                 commit: true,
-                partitions: vec![("a".into(), 0), ("b".into(), 2)],
+                partitions: vec![tp("a", 0), tp("b", 2)],
             },
             Event::State {
                 tid: "t".into(),
@@ -167,7 +167,7 @@ async fn abort_writes_abort_markers() {
             producer_id: pid,
             epoch,
             commit: false,
-            partitions: vec![("a".into(), 3)],
+            partitions: vec![tp("a", 3)],
         }]
     );
     assert_eq!(end(&c, "t", pid, epoch, false).await, 0);
@@ -199,17 +199,11 @@ async fn concurrent_transactions_while_markers_are_in_flight() {
         busy
     );
     // A late write of the committed transaction is refused (retriably).
-    assert_eq!(
-        c.verify_partition(pid, epoch, "a", 0),
-        Err(E::NotEnoughReplicas)
-    );
+    assert_eq!(verify(&c, pid, epoch, "a", 0), Err(E::NotEnoughReplicas));
     h.hold_markers.store(false, Ordering::SeqCst);
     settle().await;
     assert_eq!(h.markers().len(), 1);
-    assert_eq!(
-        c.verify_partition(pid, epoch, "a", 0),
-        Err(E::InvalidTxnState)
-    );
+    assert_eq!(verify(&c, pid, epoch, "a", 0), Err(E::InvalidTxnState));
     assert_eq!(add(&c, "t", pid, epoch, &[("a", &[0])]).await, vec![0]);
 }
 
@@ -257,8 +251,8 @@ async fn add_partitions_errors() {
 async fn unknown_partition_fails_the_request_and_others_are_not_attempted() {
     let h = Harness::new();
     let c = h.coordinator();
-    c.set_partition_check(Arc::new(|topic, _| {
-        (topic == "missing").then_some(E::UnknownTopicOrPartition)
+    c.set_partition_check(Arc::new(|tp: &sluice_protocol::model::TopicPartition| {
+        (tp.topic == "missing").then_some(E::UnknownTopicOrPartition)
     }));
     let (pid, epoch) = init(&c, "t").await;
     assert_eq!(
@@ -282,7 +276,7 @@ async fn add_offsets_adds_the_group_partition() {
     assert_eq!(r.error_code, 0);
     let expected = sluice_protocol::model::coordinator_partition_for("my-group", 50);
     assert_eq!(
-        c.verify_partition(pid, epoch, "__consumer_offsets", expected),
+        verify(&c, pid, epoch, "__consumer_offsets", expected),
         Ok(())
     );
     let r = c
@@ -301,7 +295,7 @@ async fn add_offsets_adds_the_group_partition() {
             producer_id: pid,
             epoch,
             commit: true,
-            partitions: vec![("__consumer_offsets".into(), expected)],
+            partitions: vec![tp("__consumer_offsets", expected)],
         }]
     );
 }
@@ -335,14 +329,11 @@ async fn timeout_aborts_and_fences_the_old_epoch() {
             producer_id: pid,
             epoch: epoch + 1,
             commit: false,
-            partitions: vec![("a".into(), 0)],
+            partitions: vec![tp("a", 0)],
         }]
     );
     // The zombie is fenced everywhere.
-    assert_eq!(
-        c.verify_partition(pid, epoch, "a", 0),
-        Err(E::InvalidProducerEpoch)
-    );
+    assert_eq!(verify(&c, pid, epoch, "a", 0), Err(E::InvalidProducerEpoch));
     assert_eq!(
         add(&c, "t", pid, epoch, &[("a", &[0])]).await,
         vec![E::ProducerFenced.code()]
@@ -361,32 +352,20 @@ async fn timeout_aborts_and_fences_the_old_epoch() {
 async fn verify_partition_index() {
     let h = Harness::new();
     let c = h.coordinator();
-    assert_eq!(c.verify_partition(42, 0, "a", 0), Err(E::InvalidTxnState));
+    assert_eq!(verify(&c, 42, 0, "a", 0), Err(E::InvalidTxnState));
     let (pid, epoch) = init(&c, "t").await;
-    assert_eq!(
-        c.verify_partition(pid, epoch, "a", 0),
-        Err(E::InvalidTxnState)
-    );
+    assert_eq!(verify(&c, pid, epoch, "a", 0), Err(E::InvalidTxnState));
     add(&c, "t", pid, epoch, &[("a", &[0])]).await;
-    assert_eq!(c.verify_partition(pid, epoch, "a", 0), Ok(()));
+    assert_eq!(verify(&c, pid, epoch, "a", 0), Ok(()));
+    assert_eq!(verify(&c, pid, epoch, "a", 1), Err(E::InvalidTxnState));
+    assert_eq!(verify(&c, pid, epoch, "b", 0), Err(E::InvalidTxnState));
     assert_eq!(
-        c.verify_partition(pid, epoch, "a", 1),
-        Err(E::InvalidTxnState)
-    );
-    assert_eq!(
-        c.verify_partition(pid, epoch, "b", 0),
-        Err(E::InvalidTxnState)
-    );
-    assert_eq!(
-        c.verify_partition(pid, epoch + 1, "a", 0),
+        verify(&c, pid, epoch + 1, "a", 0),
         Err(E::InvalidProducerEpoch)
     );
     end(&c, "t", pid, epoch, false).await;
     settle().await;
-    assert_eq!(
-        c.verify_partition(pid, epoch, "a", 0),
-        Err(E::InvalidTxnState)
-    );
+    assert_eq!(verify(&c, pid, epoch, "a", 0), Err(E::InvalidTxnState));
 }
 
 #[tokio::test(start_paused = true)]
@@ -435,9 +414,9 @@ async fn batched_add_and_verify_only() {
             ]
         );
     }
-    assert_eq!(c.verify_partition(p1, e1, "a", 1), Ok(()));
+    assert_eq!(verify(&c, p1, e1, "a", 1), Ok(()));
     // Verification never adds.
-    assert_eq!(c.verify_partition(p2, e2, "x", 1), Err(E::InvalidTxnState));
+    assert_eq!(verify(&c, p2, e2, "x", 1), Err(E::InvalidTxnState));
 }
 
 #[tokio::test(start_paused = true)]
@@ -475,14 +454,14 @@ async fn kip360_recovery_with_known_producer_id() {
     assert_eq!(r.error_code, E::InvalidRequest.code());
 }
 
-fn record(tid: &str, value: TxnLogValue) -> (bytes::Bytes, Option<bytes::Bytes>) {
-    (
+fn record(tid: &str, value: TxnLogValue) -> CoordinatorRecord {
+    CoordinatorRecord::new(
         TxnLogKey {
             transactional_id: tid.into(),
         }
         .encode()
         .unwrap(),
-        Some(value.encode().unwrap()),
+        value.encode().unwrap(),
     )
 }
 
@@ -506,17 +485,9 @@ fn value(pid: i64, epoch: i16, state: TxnState, parts: &[(&str, &[i32])]) -> Txn
 #[tokio::test(start_paused = true)]
 async fn exhausted_epoch_moves_to_a_new_producer_id() {
     let h = Harness::new();
-    let c = h.coordinator();
-    c.load(vec![record(
-        "t",
-        value(7, i16::MAX - 1, CompleteCommit, &[]),
-    )])
-    .unwrap();
+    let c = h.loaded_coordinator(&[record("t", value(7, i16::MAX - 1, CompleteCommit, &[]))]);
     assert_eq!(init(&c, "t").await, (1000, 0));
-    assert_eq!(
-        c.verify_partition(7, i16::MAX - 1, "a", 0),
-        Err(E::InvalidTxnState)
-    );
+    assert_eq!(verify(&c, 7, i16::MAX - 1, "a", 0), Err(E::InvalidTxnState));
 }
 
 #[tokio::test(start_paused = true)]
@@ -532,26 +503,22 @@ async fn load_completes_prepared_transactions() {
     ));
     records.push(record("open", value(56, 1, Ongoing, &[("c", &[0])])));
     records.push(record("gone", value(57, 1, Empty, &[])));
-    records.push((
+    records.push(CoordinatorRecord::tombstone(
         TxnLogKey {
             transactional_id: "gone".into(),
         }
         .encode()
         .unwrap(),
-        None,
     ));
-    records.push((bytes::Bytes::from_static(b"\x00"), None));
+    records.push(CoordinatorRecord::tombstone(bytes::Bytes::from_static(
+        b"\x00",
+    )));
     let bad_index = records.len() - 1;
     h.clear();
-    let c = h.coordinator();
-    let err = c.load(records).unwrap_err();
-    assert!(err.to_string().contains("1 undecodable"), "{err}");
-    // The broker names the skipped record's partition and offset from its index.
-    let sluice_txn::TxnError::Corrupt { skipped } = err;
-    assert_eq!(
-        skipped.iter().map(|s| s.index).collect::<Vec<_>>(),
-        vec![bad_index]
-    );
+    let c = h.unloaded_coordinator(TxnConfig::default());
+    // Only the undecodable record is skipped; the broker names its partition
+    // and offset as it replays.
+    assert_eq!(load_all(&c, &records), vec![bad_index]);
     // The prepared commit is completed in the background.
     settle().await;
     assert_eq!(
@@ -561,7 +528,7 @@ async fn load_completes_prepared_transactions() {
                 producer_id: 55,
                 epoch: 3,
                 commit: true,
-                partitions: vec![("b".into(), 1), ("b".into(), 2)],
+                partitions: vec![tp("b", 1), tp("b", 2)],
             },
             Event::State {
                 tid: "prep".into(),
@@ -573,9 +540,9 @@ async fn load_completes_prepared_transactions() {
         ]
     );
     // Ongoing transactions are back, and time out.
-    assert_eq!(c.verify_partition(pid, epoch, "a", 0), Ok(()));
-    assert_eq!(c.verify_partition(56, 1, "c", 0), Ok(()));
-    assert_eq!(c.verify_partition(57, 1, "c", 0), Err(E::InvalidTxnState));
+    assert_eq!(verify(&c, pid, epoch, "a", 0), Ok(()));
+    assert_eq!(verify(&c, 56, 1, "c", 0), Ok(()));
+    assert_eq!(verify(&c, 57, 1, "c", 0), Err(E::InvalidTxnState));
     h.clear();
     c.abort_timed_out(now_ms() + i64::from(TIMEOUT_MS) + 1000)
         .await;
@@ -619,7 +586,7 @@ async fn end_txn_v5_bumps_the_epoch_every_time() {
             producer_id: pid,
             epoch: epoch + 1,
             commit: true,
-            partitions: vec![("a".into(), 0)],
+            partitions: vec![tp("a", 0)],
         }]
     );
     // A retry with the old epoch gets the same answer.
@@ -649,24 +616,18 @@ async fn end_txn_v5_bumps_the_epoch_every_time() {
 #[tokio::test(start_paused = true)]
 async fn end_txn_v5_at_an_exhausted_epoch_continues_on_a_new_producer_id() {
     let h = Harness::new();
-    let c = h.coordinator();
-    c.load(vec![record(
-        "t",
-        value(7, i16::MAX - 1, Ongoing, &[("a", &[0])]),
-    )])
-    .unwrap();
+    let c = h.loaded_coordinator(&[record("t", value(7, i16::MAX - 1, Ongoing, &[("a", &[0])]))]);
     let r = c.end_txn(end_req("t", 7, i16::MAX - 1, true), 5).await;
     assert_eq!(
         (r.error_code, r.producer_id.0, r.producer_epoch),
         (0, 1000, 0)
     );
     settle().await;
-    assert_eq!(c.verify_partition(1000, 0, "a", 0), Err(E::InvalidTxnState));
+    assert_eq!(verify(&c, 1000, 0, "a", 0), Err(E::InvalidTxnState));
     assert_eq!(add(&c, "t", 1000, 0, &[("a", &[0])]).await, vec![0]);
     // Loading the log written so far gives the same ids.
-    let c2 = h.coordinator();
-    c2.load(replay(&h)).unwrap();
-    assert_eq!(c2.verify_partition(1000, 0, "a", 0), Ok(()));
+    let c2 = h.loaded_coordinator(&replay(&h));
+    assert_eq!(verify(&c2, 1000, 0, "a", 0), Ok(()));
 }
 
 #[tokio::test(start_paused = true)]
@@ -674,18 +635,18 @@ async fn failed_log_write_leaves_the_state_unchanged() {
     let h = Harness::new();
     let c = h.coordinator();
     let (pid, epoch) = init(&c, "t").await;
-    h.fail_appends.lock().push(TxnLogError::NotLeader);
+    h.fail_appends.lock().push(WriteError::NotLeader);
     assert_eq!(
         add(&c, "t", pid, epoch, &[("a", &[0])]).await,
         vec![E::NotCoordinator.code()]
     );
-    assert_eq!(
-        c.verify_partition(pid, epoch, "a", 0),
-        Err(E::InvalidTxnState)
-    );
+    assert_eq!(verify(&c, pid, epoch, "a", 0), Err(E::InvalidTxnState));
     h.fail_appends
         .lock()
-        .push(TxnLogError::Unavailable("no replicas".into()));
+        .push(WriteError::PartitionUnavailable(tp(
+            "__transaction_state",
+            sluice_protocol::model::coordinator_partition_for("t", PARTITIONS),
+        )));
     let r = c.init_producer_id(init_req("t"), 4).await;
     assert_eq!(r.error_code, E::CoordinatorNotAvailable.code());
     assert_eq!(init(&c, "t").await, (pid, epoch + 1));
@@ -699,10 +660,10 @@ async fn failed_markers_are_retried_for_the_missing_partitions() {
     add(&c, "t", pid, epoch, &[("a", &[0, 1])]).await;
     h.fail_markers
         .lock()
-        .push(MarkerError::Unavailable("down".into()));
+        .push(MarkerError::Unavailable(WriteError::ShuttingDown));
     h.fail_markers.lock().push(MarkerError::Partial {
-        partitions: vec![("a".into(), 1)],
-        reason: "leader moved".into(),
+        partitions: vec![tp("a", 1)],
+        cause: WriteError::NotLeader,
     });
     h.clear();
     assert_eq!(end(&c, "t", pid, epoch, true).await, 0);
@@ -715,7 +676,7 @@ async fn failed_markers_are_retried_for_the_missing_partitions() {
             producer_id: pid,
             epoch,
             commit: true,
-            partitions: vec![("a".into(), 1)],
+            partitions: vec![tp("a", 1)],
         }]
     );
     assert_eq!(h.states(), vec![Some(PrepareCommit), Some(CompleteCommit)]);
@@ -739,9 +700,8 @@ async fn idle_ids_expire() {
         add(&c, "t", pid, epoch, &[("a", &[0])]).await,
         vec![E::InvalidProducerIdMapping.code()]
     );
-    assert_eq!(c.verify_partition(bp, be, "a", 0), Ok(()));
-    let c2 = h.coordinator();
-    c2.load(replay(&h)).unwrap();
+    assert_eq!(verify(&c, bp, be, "a", 0), Ok(()));
+    let c2 = h.loaded_coordinator(&replay(&h));
     let d = c2
         .describe_transactions(
             DescribeTransactionsRequest::default()

@@ -529,3 +529,59 @@ fn create_topics_for_internal_and_colliding_names() {
     names.sort();
     assert_eq!(names, vec![OFFSETS, TXN_STATE, "a_b", "ab", "x.y.z"]);
 }
+
+/// CreateTopics may create `__consumer_offsets` and `__transaction_state` with other partition
+/// counts than the broker's settings. Groups and transactional ids then hash over the topics'
+/// counts, as Kafka's coordinators do at their next start: every group commits and reads back
+/// its offsets, every transactional id gets a producer id, the records land in the partition
+/// the key hashes to, and all of it is there again after a restart.
+#[test]
+fn coordinators_follow_internal_topics_created_with_other_partition_counts() {
+    use sluice_protocol::model::coordinator_partition_for;
+
+    const OFFSETS_PARTITIONS: i32 = 3;
+    const TXN_PARTITIONS: i32 = 2;
+    let mut broker = Broker::start();
+    let mut c = Conn::new(&broker);
+    assert_eq!(c.create_topic(OFFSETS, OFFSETS_PARTITIONS), (0, None));
+    assert_eq!(c.create_topic(TXN_STATE, TXN_PARTITIONS), (0, None));
+    assert_eq!(c.create_topic("t", 1), (0, None));
+    let groups: Vec<String> = (0..8).map(|i| format!("group-{i}")).collect();
+    let ids: Vec<String> = (0..6).map(|i| format!("txn-{i}")).collect();
+    for (i, group) in groups.iter().enumerate() {
+        c.find_coordinator(group, 0);
+        c.commit(group, "t", 100 + i as i64);
+    }
+    let mut producers = Vec::new();
+    for id in &ids {
+        c.find_coordinator(id, 1);
+        producers.push(c.init_producer_id(id));
+    }
+    // Each record is in the partition its key hashes to over the topic's count.
+    let records_in = |c: &mut Conn, topic: &str, partitions: i32| -> Vec<i64> {
+        (0..partitions).map(|p| c.end_offset(topic, p)).collect()
+    };
+    let mut expected = vec![0i64; OFFSETS_PARTITIONS as usize];
+    for group in &groups {
+        expected[coordinator_partition_for(group, OFFSETS_PARTITIONS) as usize] += 1;
+    }
+    assert_eq!(records_in(&mut c, OFFSETS, OFFSETS_PARTITIONS), expected);
+    let mut expected = vec![0i64; TXN_PARTITIONS as usize];
+    for id in &ids {
+        expected[coordinator_partition_for(id, TXN_PARTITIONS) as usize] += 1;
+    }
+    assert_eq!(records_in(&mut c, TXN_STATE, TXN_PARTITIONS), expected);
+    drop(c);
+
+    assert!(broker.stop().success());
+    broker.restart();
+    let mut c = Conn::new(&broker);
+    for (i, group) in groups.iter().enumerate() {
+        c.find_coordinator(group, 0);
+        assert_eq!(c.committed(group, "t"), 100 + i as i64, "{group}");
+    }
+    for (id, (pid, epoch)) in ids.iter().zip(producers) {
+        c.find_coordinator(id, 1);
+        assert_eq!(c.init_producer_id(id), (pid, epoch + 1), "{id}");
+    }
+}

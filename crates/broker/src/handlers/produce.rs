@@ -12,7 +12,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, To
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::{self, BatchError, Compression};
 use sluice_protocol::kafka_protocol;
-use sluice_protocol::model::LeaderEpoch;
+use sluice_protocol::model::{LeaderEpoch, ProducerIdAndEpoch, TopicPartition};
 use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, recompress};
 
 use crate::broker::Broker;
@@ -208,10 +208,8 @@ fn validate(
             broker
                 .txn
                 .verify_partition(
-                    header.producer_id,
-                    header.producer_epoch,
-                    &partition.topic,
-                    partition.index,
+                    ProducerIdAndEpoch::new(header.producer_id, header.producer_epoch),
+                    &TopicPartition::new(partition.topic.as_str(), partition.index),
                 )
                 .map_err(|code| Refusal::new(code, None))?;
         }

@@ -36,9 +36,21 @@ pub fn coordinator(delay_ms: u64) -> (GroupCoordinator, Arc<MemoryGroupLog>) {
     coordinator_with(config(delay_ms))
 }
 
+/// A coordinator with every `__consumer_offsets` partition loaded (from an
+/// empty log), as a single broker starts.
 pub fn coordinator_with(config: GroupConfig) -> (GroupCoordinator, Arc<MemoryGroupLog>) {
     let log = Arc::new(MemoryGroupLog::new());
-    (GroupCoordinator::new(config, log.clone()), log)
+    let c = GroupCoordinator::new(config, log.clone());
+    log.load_into(&c).unwrap();
+    (c, log)
+}
+
+/// A fresh coordinator (writing to a log of its own) with every partition
+/// loaded from `log`, as after a restart.
+pub fn reloaded(log: &MemoryGroupLog) -> GroupCoordinator {
+    let c = GroupCoordinator::new(config(0), Arc::new(MemoryGroupLog::new()));
+    log.load_into(&c).unwrap();
+    c
 }
 
 /// Consumer protocol subscription metadata (version 0) for `topics`.

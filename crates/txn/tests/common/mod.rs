@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
@@ -15,10 +14,14 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
+use sluice_protocol::model::{
+    LeaderEpoch, ProducerIdAndEpoch, TopicPartition, coordinator_partition_for,
+};
 use sluice_txn::records::{TxnLogKey, TxnLogValue};
 use sluice_txn::{
-    AppendFuture, MarkerError, MarkerFuture, MarkerWriter, ProducerIdSource,
-    TransactionCoordinator, TxnConfig, TxnLog, TxnLogError, TxnRecord, TxnState,
+    AppendFuture, CoordinatorRecord, LogEntry, MarkerError, MarkerFuture, MarkerWriter,
+    PartitionLoader, PartitionWriter, ProducerIdSource, TransactionCoordinator, TxnConfig,
+    TxnState, WriteError,
 };
 
 /// What reached the log or the partitions, in order.
@@ -37,18 +40,20 @@ pub enum Event {
         producer_id: i64,
         epoch: i16,
         commit: bool,
-        partitions: Vec<(String, i32)>,
+        partitions: Vec<TopicPartition>,
     },
 }
 
 #[derive(Default)]
 pub struct Harness {
     pub events: Mutex<Vec<Event>>,
-    pub records: Mutex<Vec<TxnRecord>>,
-    pub fail_appends: Mutex<Vec<TxnLogError>>,
+    pub records: Mutex<Vec<CoordinatorRecord>>,
+    pub fail_appends: Mutex<Vec<WriteError>>,
     pub fail_markers: Mutex<Vec<MarkerError>>,
     /// While set, marker writes wait (markers "in flight").
     pub hold_markers: AtomicBool,
+    /// The coordinator epoch of every marker batch written, in order.
+    pub marker_epochs: Mutex<Vec<LeaderEpoch>>,
     pub next_id: AtomicI64,
 }
 
@@ -56,20 +61,32 @@ pub struct Log(pub Arc<Harness>);
 pub struct Markers(pub Arc<Harness>);
 pub struct Ids(pub Arc<Harness>);
 
-impl TxnLog for Log {
-    fn append(&self, transactional_id: &str, records: Vec<TxnRecord>) -> AppendFuture<'_> {
+impl PartitionWriter for Log {
+    fn append(
+        &self,
+        partition: i32,
+        transactional: Option<ProducerIdAndEpoch>,
+        records: Vec<CoordinatorRecord>,
+    ) -> AppendFuture<'_> {
         let h = self.0.clone();
-        let tid = transactional_id.to_owned();
         Box::pin(async move {
+            assert_eq!(
+                transactional, None,
+                "__transaction_state is never transactional"
+            );
             let mut fail = h.fail_appends.lock();
             if !fail.is_empty() {
                 return Err(fail.remove(0));
             }
             drop(fail);
-            for (key, value) in &records {
-                let key = TxnLogKey::decode(key).unwrap();
-                assert_eq!(key.transactional_id, tid);
-                let event = match value {
+            for record in &records {
+                let tid = TxnLogKey::decode(&record.key).unwrap().transactional_id;
+                assert_eq!(
+                    coordinator_partition_for(&tid, PARTITIONS),
+                    partition,
+                    "{tid} written to its own partition"
+                );
+                let event = match &record.value {
                     None => Event::State {
                         tid: tid.clone(),
                         state: None,
@@ -99,11 +116,10 @@ impl TxnLog for Log {
 impl MarkerWriter for Markers {
     fn write_markers(
         &self,
-        producer_id: i64,
-        producer_epoch: i16,
-        _coordinator_epoch: i32,
+        producer: ProducerIdAndEpoch,
+        coordinator_epoch: LeaderEpoch,
         commit: bool,
-        partitions: Vec<(String, i32)>,
+        partitions: Vec<TopicPartition>,
     ) -> MarkerFuture<'_> {
         let h = self.0.clone();
         Box::pin(async move {
@@ -115,9 +131,10 @@ impl MarkerWriter for Markers {
                 return Err(fail.remove(0));
             }
             drop(fail);
+            h.marker_epochs.lock().push(coordinator_epoch);
             h.events.lock().push(Event::Markers {
-                producer_id,
-                epoch: producer_epoch,
+                producer_id: producer.producer_id,
+                epoch: producer.epoch,
                 commit,
                 partitions,
             });
@@ -127,7 +144,7 @@ impl MarkerWriter for Markers {
 }
 
 impl ProducerIdSource for Ids {
-    fn next_producer_id(&self) -> Result<i64, String> {
+    fn next_producer_id(&self) -> Result<i64, WriteError> {
         Ok(self.0.next_id.fetch_add(1, Ordering::SeqCst))
     }
 }
@@ -143,7 +160,27 @@ impl Harness {
         self.coordinator_with(TxnConfig::default())
     }
 
+    /// A coordinator with every `__transaction_state` partition loaded
+    /// (from an empty log), as a single broker starts.
     pub fn coordinator_with(self: &Arc<Self>, config: TxnConfig) -> TransactionCoordinator {
+        let c = self.unloaded_coordinator(config);
+        assert_eq!(load_all(&c, &[]), Vec::<usize>::new());
+        c
+    }
+
+    /// A coordinator with every partition loaded from `records` (see
+    /// [`load_all`]), as after a restart.
+    pub fn loaded_coordinator(
+        self: &Arc<Self>,
+        records: &[CoordinatorRecord],
+    ) -> TransactionCoordinator {
+        let c = self.unloaded_coordinator(TxnConfig::default());
+        assert_eq!(load_all(&c, records), Vec::<usize>::new());
+        c
+    }
+
+    /// A coordinator writing to this harness, with no partition loaded.
+    pub fn unloaded_coordinator(self: &Arc<Self>, config: TxnConfig) -> TransactionCoordinator {
         TransactionCoordinator::new(
             config,
             Arc::new(Log(self.clone())),
@@ -310,6 +347,50 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-pub fn replay(h: &Harness) -> Vec<(Bytes, Option<Bytes>)> {
+pub fn replay(h: &Harness) -> Vec<CoordinatorRecord> {
     h.records.lock().clone()
+}
+
+/// `__transaction_state` partitions of the default config.
+pub const PARTITIONS: i32 = 50;
+
+/// Loads every partition of `c` (none loaded yet) from `records`, each record
+/// into the partition of its transactional id, in order; returns the indices
+/// of the records that did not replay. A record whose key does not decode
+/// names no partition: it is replayed into partition 0.
+pub fn load_all(c: &TransactionCoordinator, records: &[CoordinatorRecord]) -> Vec<usize> {
+    let partition_of = |record: &CoordinatorRecord| {
+        TxnLogKey::decode(&record.key)
+            .map(|k| coordinator_partition_for(&k.transactional_id, c.partition_count()))
+            .unwrap_or(0)
+    };
+    let mut failed = Vec::new();
+    for partition in 0..c.partition_count() {
+        let mut loader = c.load(partition, LeaderEpoch(0)).unwrap();
+        for (index, record) in records.iter().enumerate() {
+            if partition_of(record) == partition
+                && loader.replay(&LogEntry::record(record.clone())).is_err()
+            {
+                failed.push(index);
+            }
+        }
+        assert!(loader.finish());
+    }
+    failed.sort_unstable();
+    failed
+}
+
+pub fn tp(topic: &str, partition: i32) -> TopicPartition {
+    TopicPartition::new(topic, partition)
+}
+
+/// KIP-890 verification of `topic`-`partition` for `pid` at `epoch`.
+pub fn verify(
+    c: &TransactionCoordinator,
+    pid: i64,
+    epoch: i16,
+    topic: &str,
+    partition: i32,
+) -> Result<(), kafka_protocol::error::ResponseError> {
+    c.verify_partition(ProducerIdAndEpoch::new(pid, epoch), &tp(topic, partition))
 }
