@@ -9,7 +9,7 @@
 pub mod broker;
 mod clock;
 pub mod config;
-mod connection;
+pub mod connection;
 mod connection_limits;
 mod errors;
 pub mod fd_budget;
@@ -24,9 +24,13 @@ pub mod metadata;
 pub mod metrics;
 pub mod partition;
 mod producer_ids;
+pub mod request;
 mod retention;
 mod router;
 pub mod server;
+mod session;
+#[cfg(test)]
+mod test_context;
 pub mod topic_admin;
 pub mod topic_config;
 mod txn_wiring;

@@ -10,14 +10,15 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, alter_configs_response,
-    incremental_alter_configs_response,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ResponseKind,
+    alter_configs_response, incremental_alter_configs_response,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
 use crate::fd_budget::FdBudget;
+use crate::request::{Reply, RequestContext};
 use crate::topic_admin::{AdminError, set_broker_configs, set_topic_configs};
 use crate::topic_config::{
     ConfigSource, ConfigType, ResolvedConfig, TOPIC_CONFIGS, resolve_topic_configs,
@@ -36,7 +37,40 @@ const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
 /// Handles DescribeConfigs.
-pub fn describe(
+pub async fn describe_configs(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DescribeConfigsRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::DescribeConfigs(describe(
+        broker,
+        req,
+        ctx.api_version(),
+    )))
+}
+
+/// Handles the legacy AlterConfigs: the given set replaces all overrides.
+pub async fn alter_configs(
+    broker: &Arc<Broker>,
+    _: &RequestContext,
+    req: AlterConfigsRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::AlterConfigs(alter(broker, req)))
+}
+
+/// Handles IncrementalAlterConfigs (SET, DELETE, APPEND, SUBTRACT).
+pub async fn incremental_alter_configs(
+    broker: &Arc<Broker>,
+    _: &RequestContext,
+    req: IncrementalAlterConfigsRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::IncrementalAlterConfigs(incremental_alter(
+        broker, req,
+    )))
+}
+
+/// The configs of the resources a DescribeConfigs request names.
+fn describe(
     broker: &Arc<Broker>,
     req: DescribeConfigsRequest,
     version: i16,
@@ -303,12 +337,8 @@ fn broker_configs(
     out
 }
 
-/// Handles the legacy AlterConfigs: the given set replaces all overrides.
-pub fn alter(
-    broker: &Arc<Broker>,
-    req: AlterConfigsRequest,
-    _version: i16,
-) -> AlterConfigsResponse {
+/// Replaces each resource's overrides with the given set.
+fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let responses = req
         .resources
         .into_iter()
@@ -348,11 +378,10 @@ pub fn alter(
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-/// Handles IncrementalAlterConfigs (SET, DELETE, APPEND, SUBTRACT).
-pub fn incremental_alter(
+/// Applies each resource's operations to its overrides.
+fn incremental_alter(
     broker: &Arc<Broker>,
     req: IncrementalAlterConfigsRequest,
-    _version: i16,
 ) -> IncrementalAlterConfigsResponse {
     let responses = req
         .resources

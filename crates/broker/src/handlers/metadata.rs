@@ -7,13 +7,16 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::metadata::TopicImage;
+use crate::request::{Reply, RequestContext};
 use crate::topic_admin::{self, get_or_auto_create, validate_topic_name};
 
 /// Kafka's "authorized operations not requested" value.
@@ -26,6 +29,15 @@ pub const ALL_TOPIC_OPERATIONS: i32 =
 /// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE) is allowed until ACLs exist.
 pub const ALL_CLUSTER_OPERATIONS: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+/// The handler-table entry for Metadata.
+pub async fn metadata(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataRequest) -> Reply {
+    Reply::Now(ResponseKind::Metadata(handle(
+        broker,
+        req,
+        ctx.api_version(),
+    )))
+}
 
 /// Answers a Metadata request.
 pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {

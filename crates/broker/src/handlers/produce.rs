@@ -20,7 +20,7 @@ use crate::clock::now_ms;
 use crate::errors::storage_error_code;
 use crate::handlers::record_checks::RecordChecks;
 use crate::partition::Partition;
-use crate::router::Reply;
+use crate::request::{Reply, RequestContext};
 use crate::topic_admin::is_internal_topic;
 
 /// Leader epoch stamped into batches: one node never changes leader.
@@ -57,7 +57,8 @@ struct TopicOutcome {
 }
 
 /// Handles a Produce request.
-pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
+pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> Reply {
+    let version = ctx.api_version();
     let acks = req.acks;
     if !(-1..=1).contains(&acks) {
         return Reply::Now(ResponseKind::Produce(error_response(

@@ -11,22 +11,54 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+    DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 use uuid::Uuid;
 
 use crate::broker::Broker;
+use crate::request::{Reply, RequestContext};
 use crate::topic_admin::{self, AdminError, NewTopic};
 use crate::topic_config::resolve_topic_configs;
 
 /// Handles CreateTopics.
-pub fn create(
+pub async fn create_topics(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     req: CreateTopicsRequest,
-    version: i16,
-) -> CreateTopicsResponse {
+) -> Reply {
+    Reply::Now(ResponseKind::CreateTopics(create(
+        broker,
+        req,
+        ctx.api_version(),
+    )))
+}
+
+/// Handles DeleteTopics.
+pub async fn delete_topics(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DeleteTopicsRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::DeleteTopics(delete(
+        broker,
+        req,
+        ctx.api_version(),
+    )))
+}
+
+/// Handles CreatePartitions.
+pub async fn create_partitions(
+    broker: &Arc<Broker>,
+    _: &RequestContext,
+    req: CreatePartitionsRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::CreatePartitions(add_partitions(broker, req)))
+}
+
+/// Creates the topics of a CreateTopics request.
+fn create(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &req.topics {
         *seen.entry(t.name.to_string()).or_default() += 1;
@@ -140,12 +172,8 @@ fn new_topic(
     })
 }
 
-/// Handles DeleteTopics, by name (all versions) or id (v6+).
-pub fn delete(
-    broker: &Arc<Broker>,
-    req: DeleteTopicsRequest,
-    version: i16,
-) -> DeleteTopicsResponse {
+/// Deletes the topics of a DeleteTopics request, by name (all versions) or id (v6+).
+fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
         req.topics
             .into_iter()
@@ -200,12 +228,8 @@ pub fn delete(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-/// Handles CreatePartitions.
-pub fn create_partitions(
-    broker: &Arc<Broker>,
-    req: CreatePartitionsRequest,
-    _version: i16,
-) -> CreatePartitionsResponse {
+/// Adds the partitions of a CreatePartitions request.
+fn add_partitions(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &req.topics {
         *seen.entry(t.name.to_string()).or_default() += 1;
