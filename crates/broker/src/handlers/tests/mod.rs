@@ -1,6 +1,7 @@
 //! Handler tests through the in-process broker ([`BrokerTestContext`]): each request goes
 //! through the handler table with a request context, without a socket or a process.
 
+mod configs;
 mod fetch;
 mod list_offsets;
 mod produce;
