@@ -261,18 +261,7 @@ async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out
         closed("unsupported version; connection closed");
         return Next::Close;
     }
-    let decoded = if is_legacy {
-        // Old versions (Kafka 0.9-0.11 clients) are translated to the oldest
-        // version kafka-protocol decodes; the handler runs at that version and
-        // the response is encoded back in the client's layout.
-        let mut body = header.body.clone();
-        legacy::decode_request(api_key, api_version, &mut body).map_err(|e| e.to_string())
-    } else {
-        codec::decode_body(&header)
-            .map(|r| (r, api_version))
-            .map_err(|e| e.to_string())
-    };
-    let (decoded_request, handler_version) = match decoded {
+    let (decoded_request, handler_version) = match decode_request(&header, is_legacy) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "undecodable request {api_key:?} v{api_version}; closing connection");
@@ -280,27 +269,8 @@ async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out
             return Next::Close;
         }
     };
-    let legacy_reply = is_legacy.then(|| LegacyReply {
-        fetch_offsets: match &decoded_request {
-            RequestKind::Fetch(f) => f
-                .topics
-                .iter()
-                .flat_map(|t| {
-                    t.partitions.iter().map(move |p| {
-                        (
-                            TopicPartition::new(t.topic.to_string(), p.partition),
-                            p.fetch_offset,
-                        )
-                    })
-                })
-                .collect(),
-            _ => HashMap::new(),
-        },
-        fetch_max_bytes: match &decoded_request {
-            RequestKind::Fetch(f) => response_limit(f.max_bytes, broker.config.fetch_max_bytes),
-            _ => 0,
-        },
-    });
+    let legacy_reply =
+        is_legacy.then(|| LegacyReply::new(&decoded_request, broker.config.fetch_max_bytes));
     let ctx = RequestContext::new(
         RequestHeader {
             api_key,
@@ -340,6 +310,50 @@ async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out
         fetch_permit,
     )
     .await
+}
+
+/// Decodes a request's body. Old versions (Kafka 0.9-0.11 clients) are translated to the
+/// oldest version kafka-protocol decodes; the handler runs at that version (returned with
+/// the request) and the response is encoded back in the client's layout.
+fn decode_request(header: &RequestFrame, is_legacy: bool) -> Result<(RequestKind, i16), String> {
+    if is_legacy {
+        let mut body = header.body.clone();
+        legacy::decode_request(header.api_key, header.api_version, &mut body)
+            .map_err(|e| e.to_string())
+    } else {
+        codec::decode_body(header)
+            .map(|r| (r, header.api_version))
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl LegacyReply {
+    /// What the response to a legacy `request` needs: for a Fetch, the offsets asked for and
+    /// the response's byte limit.
+    fn new(request: &RequestKind, broker_fetch_max_bytes: i32) -> Self {
+        let RequestKind::Fetch(fetch) = request else {
+            return LegacyReply {
+                fetch_offsets: HashMap::new(),
+                fetch_max_bytes: 0,
+            };
+        };
+        let fetch_offsets = fetch
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| {
+                    (
+                        TopicPartition::new(t.topic.to_string(), p.partition),
+                        p.fetch_offset,
+                    )
+                })
+            })
+            .collect();
+        LegacyReply {
+            fetch_offsets,
+            fetch_max_bytes: response_limit(fetch.max_bytes, broker_fetch_max_bytes),
+        }
+    }
 }
 
 /// Counts a queued response as answered when the writer is done with it, however it ends.
