@@ -3,11 +3,20 @@
 //! Defaults follow Apache Kafka's (`num.partitions`, `log.retention.ms`, …) so
 //! that a client sees the same behaviour it would from Kafka. The binary layers
 //! a TOML file, `SLUICE_*` environment variables and flags on top.
+//!
+//! Every setting is declared once, in the table below: its field (whose kebab-case form is
+//! the TOML key, the `--flag` and, upper-cased, the `SLUICE_*` variable), type, default,
+//! doc, Kafka's names, range and whether it needs a restart. [`BrokerConfig`], its defaults,
+//! its TOML form, validation, the flags of `sluice serve`, the README's settings table and
+//! DescribeConfigs for the broker all come from that table ([`SETTINGS`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use serde::Deserialize;
+
+use crate::topic_config::ConfigType;
 
 /// Seven days, Kafka's default for `log.retention.ms` and `log.roll.ms`.
 pub const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -38,104 +47,466 @@ where
     parse_http_listen(&s).map_err(serde::de::Error::custom)
 }
 
-/// Everything the broker needs to start.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct BrokerConfig {
-    /// Address the Kafka listener binds to.
-    pub listen: SocketAddr,
-    /// Address of the HTTP listener (`/metrics`, `/health`, `/ready`); `None`
-    /// (`"off"` in the file) serves no HTTP.
-    #[serde(deserialize_with = "deserialize_http_listen")]
-    pub http_listen: Option<SocketAddr>,
-    /// Requests of the client with this `client.id` are logged one by one at
-    /// INFO (api, version, correlation id, duration, errors).
-    pub debug_client_id: Option<String>,
-    /// `host:port` clients are told to connect to; defaults to `listen`.
-    pub advertise: Option<String>,
-    /// Where logs, metadata and the lock file live.
-    pub data_dir: PathBuf,
-    /// This broker's node id (`node.id`).
-    pub node_id: i32,
-    /// Create topics on first Metadata/Produce reference (`auto.create.topics.enable`).
-    pub auto_create_topics: bool,
-    /// Partitions of auto-created topics and of CreateTopics with -1 (`num.partitions`).
-    pub default_partitions: i32,
-    /// `log.retention.ms`; -1 keeps data forever.
-    pub log_retention_ms: i64,
-    /// `log.retention.bytes`; -1 means no size limit.
-    pub log_retention_bytes: i64,
-    /// `log.segment.bytes`.
-    pub log_segment_bytes: i64,
-    /// `log.roll.ms`.
-    pub log_segment_ms: i64,
-    /// How often retention runs (`log.retention.check.interval.ms`).
-    pub log_retention_check_interval_ms: u64,
-    /// `message.max.bytes`: the largest record batch a topic accepts by default.
-    pub message_max_bytes: i32,
-    /// `socket.request.max.bytes`: the largest request frame accepted.
-    pub max_request_bytes: usize,
-    /// `fetch.max.bytes`: the most record bytes one Fetch response carries,
-    /// whatever the request asks for (the first batch may exceed it, KIP-74).
-    pub fetch_max_bytes: i32,
-    /// `group.initial.rebalance.delay.ms`.
-    pub group_initial_rebalance_delay_ms: u64,
-    /// `offsets.retention.minutes`.
-    pub offsets_retention_minutes: i64,
-    /// `offsets.topic.num.partitions`.
-    pub offsets_topic_partitions: i32,
-    /// `transaction.state.log.num.partitions`.
-    pub transaction_state_partitions: i32,
-    /// `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
-    pub transaction_max_timeout_ms: i32,
-    /// `producer.id.expiration.ms`: idempotent producer state is dropped after this long idle.
-    pub producer_id_expiration_ms: i64,
-    /// `transactional.id.expiration.ms`: transactional ids are forgotten after this long idle.
-    pub transactional_id_expiration_ms: i64,
-    /// `max.connections`: client connections open at once; further ones wait to be
-    /// accepted. `None`: as many as the open-files limit leaves room for.
-    pub max_connections: Option<u32>,
-    /// `max.connections.per.ip`: connections one address may hold; a further one is closed
-    /// at once. `None`: no limit of its own.
-    pub max_connections_per_ip: Option<u32>,
-    /// `connections.max.idle.ms`: a connection with no request for this long is closed.
-    pub connections_max_idle_ms: u64,
-    /// The most partitions this broker holds (KIP-578's `max.broker.partitions`); creating
-    /// more fails with POLICY_VIOLATION before anything is written.
-    pub max_broker_partitions: u32,
+/// Declares the broker's settings: for each, its doc, field (the name, in kebab-case: TOML
+/// key, `--flag`, `SLUICE_*` variable), type, default and [`SettingOptions`]. Generates
+/// [`BrokerConfig`], its `Default`, its TOML form and [`SETTINGS`].
+macro_rules! broker_settings {
+    ($(
+        $(#[doc = $doc:literal])+
+        $(#[serde($($serde:tt)*)])?
+        $field:ident: $ty:ty = $default:expr, { $($option:ident: $value:expr),* $(,)? }
+    )*) => {
+        /// Everything the broker needs to start.
+        #[derive(Debug, Clone, Deserialize, PartialEq)]
+        #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+        pub struct BrokerConfig {
+            $(
+                $(#[doc = $doc])+
+                $(#[serde($($serde)*)])?
+                pub $field: $ty,
+            )*
+        }
+
+        impl Default for BrokerConfig {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        /// Every broker setting, in the order of [`BrokerConfig`]'s fields.
+        pub static SETTINGS: &[Setting] = &[$(
+            Setting {
+                field: stringify!($field),
+                doc: concat!($($doc, "\n"),+),
+                options: SettingOptions { $($option: $value,)* ..SettingOptions::DEFAULT },
+                show: |config| SettingValue::show(&config.$field),
+                number: |config| SettingValue::number(&config.$field),
+                set: |config, text| {
+                    config.$field = SettingValue::parse_flag(text)?;
+                    Ok(())
+                },
+                kafka_type: <$ty as SettingValue>::kafka_type,
+            },
+        )*];
+    };
 }
 
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
-            http_listen: Some(DEFAULT_HTTP_LISTEN),
-            debug_client_id: None,
-            advertise: None,
-            data_dir: PathBuf::from("sluice-data"),
-            node_id: 1,
-            auto_create_topics: true,
-            default_partitions: 1,
-            log_retention_ms: SEVEN_DAYS_MS,
-            log_retention_bytes: -1,
-            log_segment_bytes: 1024 * 1024 * 1024,
-            log_segment_ms: SEVEN_DAYS_MS,
-            log_retention_check_interval_ms: 300_000,
-            message_max_bytes: 1_048_588,
-            max_request_bytes: 100 * 1024 * 1024,
-            fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
-            group_initial_rebalance_delay_ms: 3000,
-            offsets_retention_minutes: 7 * 24 * 60,
-            offsets_topic_partitions: 50,
-            transaction_state_partitions: 50,
-            transaction_max_timeout_ms: 900_000,
-            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
-            transactional_id_expiration_ms: SEVEN_DAYS_MS,
-            max_connections: None,
-            max_connections_per_ip: None,
-            connections_max_idle_ms: 600_000,
-            max_broker_partitions: 100_000,
+broker_settings! {
+    /// Address the Kafka listener binds to.
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9092)), {
+        kafka_names: &["listeners"],
+        kafka_value: KafkaValue::PlaintextListener,
+    }
+    /// Address of the HTTP listener serving `/metrics`, `/health` and `/ready`; `off` serves
+    /// no HTTP.
+    #[serde(deserialize_with = "deserialize_http_listen")]
+    http_listen: Option<SocketAddr> = Some(DEFAULT_HTTP_LISTEN), {
+        shown_default: Some("`127.0.0.1:9644` (`off` for none)"),
+        value_name: Some("ADDR|off"),
+    }
+    /// Log every request of the client with this `client.id` at INFO (api, version,
+    /// correlation id, duration, errors), without debug logging for everyone else.
+    debug_client_id: Option<String> = None, {
+        shown_default: Some("none"),
+        value_name: Some("CLIENT_ID"),
+    }
+    /// `host:port` clients are told to connect to; required when `listen` is `0.0.0.0` or
+    /// `[::]` (port 0 in `listen` advertises the port bound).
+    advertise: Option<String> = None, {
+        kafka_names: &["advertised.listeners"],
+        kafka_value: KafkaValue::Advertised,
+        shown_default: Some("the listen address"),
+    }
+    /// Where logs, metadata and the lock file live.
+    data_dir: PathBuf = PathBuf::from("sluice-data"), {
+        kafka_names: &["log.dirs"],
+        shown_default: Some("`./sluice-data`"),
+    }
+    /// This broker's node id.
+    node_id: i32 = 1, {
+        kafka_names: &["node.id", "broker.id"],
+        range: Some(0..=INT_MAX),
+    }
+    /// Create unknown topics on their first Metadata or Produce reference.
+    auto_create_topics: bool = true, {
+        kafka_names: &["auto.create.topics.enable"],
+    }
+    /// Partitions of auto-created topics and of CreateTopics asking for -1.
+    default_partitions: i32 = 1, {
+        kafka_names: &["num.partitions"],
+        range: Some(1..=INT_MAX),
+    }
+    /// How long records are kept (7 days); `-1` keeps them forever.
+    log_retention_ms: i64 = SEVEN_DAYS_MS, {
+        kafka_names: &["log.retention.ms"],
+        range: Some(-1..=LONG_MAX),
+        needs_restart: false,
+    }
+    /// The most bytes a partition keeps; `-1` means no limit.
+    log_retention_bytes: i64 = -1, {
+        kafka_names: &["log.retention.bytes"],
+        needs_restart: false,
+    }
+    /// The size at which a partition starts a new segment file.
+    log_segment_bytes: i64 = 1024 * 1024 * 1024, {
+        kafka_names: &["log.segment.bytes"],
+        range: Some(14..=INT_MAX),
+        needs_restart: false,
+    }
+    /// The age at which a partition starts a new segment file (7 days).
+    log_segment_ms: i64 = SEVEN_DAYS_MS, {
+        kafka_names: &["log.roll.ms"],
+        range: Some(1..=LONG_MAX),
+        needs_restart: false,
+    }
+    /// How often retention runs.
+    log_retention_check_interval_ms: u64 = 300_000, {
+        kafka_names: &["log.retention.check.interval.ms"],
+        range: Some(1..=LONG_MAX),
+    }
+    /// The largest record batch a topic accepts unless its `max.message.bytes` says
+    /// otherwise.
+    message_max_bytes: i32 = 1_048_588, {
+        kafka_names: &["message.max.bytes"],
+        range: Some(0..=INT_MAX),
+        needs_restart: false,
+    }
+    /// The largest request frame accepted.
+    max_request_bytes: usize = 100 * 1024 * 1024, {
+        kafka_names: &["socket.request.max.bytes"],
+        range: Some(1024..=INT_MAX),
+    }
+    /// The most record bytes one Fetch response carries (55 MiB), whatever the request asks
+    /// for (the first batch may exceed it, KIP-74).
+    fetch_max_bytes: i32 = DEFAULT_FETCH_MAX_BYTES, {
+        kafka_names: &["fetch.max.bytes"],
+        range: Some(1024..=INT_MAX),
+    }
+    /// How long a new group waits for more members before its first rebalance.
+    group_initial_rebalance_delay_ms: u64 = 3000, {
+        kafka_names: &["group.initial.rebalance.delay.ms"],
+        range: Some(0..=INT_MAX),
+    }
+    /// How long the committed offsets of an empty group are kept (7 days).
+    offsets_retention_minutes: i64 = 7 * 24 * 60, {
+        kafka_names: &["offsets.retention.minutes"],
+        range: Some(1..=INT_MAX),
+    }
+    /// Partitions of `__consumer_offsets`.
+    offsets_topic_partitions: i32 = 50, {
+        kafka_names: &["offsets.topic.num.partitions"],
+        range: Some(1..=INT_MAX),
+    }
+    /// Partitions of `__transaction_state`.
+    transaction_state_partitions: i32 = 50, {
+        kafka_names: &["transaction.state.log.num.partitions"],
+        range: Some(1..=INT_MAX),
+    }
+    /// The longest transaction timeout a producer may ask for (15 minutes).
+    transaction_max_timeout_ms: i32 = 900_000, {
+        kafka_names: &["transaction.max.timeout.ms"],
+        range: Some(1..=INT_MAX),
+    }
+    /// How long an idle idempotent producer's state is kept (1 day).
+    producer_id_expiration_ms: i64 = 24 * 60 * 60 * 1000, {
+        kafka_names: &["producer.id.expiration.ms"],
+        range: Some(1..=INT_MAX),
+    }
+    /// How long an idle transactional id is remembered (7 days).
+    transactional_id_expiration_ms: i64 = SEVEN_DAYS_MS, {
+        kafka_names: &["transactional.id.expiration.ms"],
+        range: Some(1..=INT_MAX),
+    }
+    /// Client connections open at once; further clients wait to be accepted.
+    max_connections: Option<u32> = None, {
+        kafka_names: &["max.connections"],
+        kafka_value: KafkaValue::EffectiveConnections,
+        range: Some(1..=INT_MAX),
+        shown_default: Some("half of the open-files limit"),
+    }
+    /// Connections one client address may hold; a connection over it is closed at once.
+    max_connections_per_ip: Option<u32> = None, {
+        kafka_names: &["max.connections.per.ip"],
+        kafka_value: KafkaValue::UnsetIsIntMax,
+        range: Some(1..=INT_MAX),
+        shown_default: Some("no limit of its own"),
+    }
+    /// Close connections with no request and no response owed for this long (10 minutes).
+    connections_max_idle_ms: u64 = 600_000, {
+        kafka_names: &["connections.max.idle.ms"],
+        range: Some(1..=LONG_MAX),
+    }
+    /// The most partitions this broker holds (KIP-578); creating more fails with
+    /// POLICY_VIOLATION before anything is written.
+    max_broker_partitions: u32 = 100_000, {
+        kafka_names: &["max.broker.partitions"],
+        range: Some(1..=INT_MAX),
+    }
+}
+
+/// What is declared about a setting besides its field, type, default and doc.
+#[derive(Debug)]
+pub struct SettingOptions {
+    /// Kafka's names for it, the main one first; empty when Kafka has no counterpart.
+    pub kafka_names: &'static [&'static str],
+    /// How DescribeConfigs shows it.
+    pub kafka_value: KafkaValue,
+    /// The values it accepts, for numbers.
+    pub range: Option<Bounds>,
+    /// Whether a change takes a restart. A setting that does not is the broker-level default
+    /// of a topic config: it can also be set at runtime, as a broker config under its Kafka
+    /// name, through AlterConfigs.
+    pub needs_restart: bool,
+    /// The default as the help and the README read it (Markdown), when printing the default
+    /// value would not say it.
+    pub shown_default: Option<&'static str>,
+    /// The placeholder of the flag's value in `--help`, when not the upper-cased name.
+    pub value_name: Option<&'static str>,
+}
+
+impl SettingOptions {
+    /// What a setting gets unless it says otherwise.
+    const DEFAULT: SettingOptions = SettingOptions {
+        kafka_names: &[],
+        kafka_value: KafkaValue::Configured,
+        range: None,
+        needs_restart: true,
+        shown_default: None,
+        value_name: None,
+    };
+}
+
+/// How DescribeConfigs(BROKER) shows a setting under its Kafka name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaValue {
+    /// The configured value.
+    Configured,
+    /// The configured value, or Kafka's "no limit" (`2147483647`) when unset.
+    UnsetIsIntMax,
+    /// The listener: `PLAINTEXT://` and the configured address.
+    PlaintextListener,
+    /// The address clients are told to use, as worked out at start-up (`PLAINTEXT://`
+    /// host:port; the port bound when `listen` asked for port 0).
+    Advertised,
+    /// The connection limit the broker settled on at start-up, within the open-files limit.
+    EffectiveConnections,
+}
+
+/// One broker setting, as declared in the settings table.
+#[derive(Debug)]
+pub struct Setting {
+    field: &'static str,
+    doc: &'static str,
+    /// The rest of what is declared.
+    pub options: SettingOptions,
+    show: fn(&BrokerConfig) -> Option<String>,
+    number: fn(&BrokerConfig) -> Option<i128>,
+    set: fn(&mut BrokerConfig, &str) -> Result<(), String>,
+    kafka_type: fn(Option<&Bounds>) -> ConfigType,
+}
+
+impl Setting {
+    /// The name: the TOML key and the flag, e.g. `log-retention-ms`.
+    pub fn name(&self) -> String {
+        self.field.replace('_', "-")
+    }
+
+    /// The environment variable, e.g. `SLUICE_LOG_RETENTION_MS`.
+    pub fn env_var(&self) -> String {
+        format!("SLUICE_{}", self.field.to_ascii_uppercase())
+    }
+
+    /// Kafka's main name for it, if it has one.
+    pub fn kafka_name(&self) -> Option<&'static str> {
+        self.options.kafka_names.first().copied()
+    }
+
+    /// What it does, in one paragraph (Markdown).
+    pub fn doc(&self) -> String {
+        self.doc
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The default, in Markdown: the declared wording, or the default value in backticks.
+    pub fn default_text(&self) -> String {
+        match self.options.shown_default {
+            Some(text) => text.to_string(),
+            None => format!(
+                "`{}`",
+                self.value(BrokerConfig::defaults()).unwrap_or_default()
+            ),
         }
+    }
+
+    /// The values it accepts (Markdown: `` `14` to `2147483647` ``, `` at least `1` ``), for
+    /// numbers with a range.
+    pub fn range_text(&self) -> Option<String> {
+        self.options.range.as_ref().map(|bounds| {
+            if *bounds.end() == LONG_MAX {
+                format!("at least `{}`", bounds.start())
+            } else {
+                format!("`{}` to `{}`", bounds.start(), bounds.end())
+            }
+        })
+    }
+
+    /// The placeholder of the flag's value in `--help`.
+    pub fn value_name(&self) -> String {
+        match self.options.value_name {
+            Some(name) => name.to_string(),
+            None => self.field.to_ascii_uppercase(),
+        }
+    }
+
+    /// Whether the range admits negative numbers (so a flag value may start with `-`).
+    pub fn allows_negative(&self) -> bool {
+        self.options.range.as_ref().is_none_or(|r| *r.start() < 0)
+    }
+
+    /// Sets it in `config` from the text of a flag or environment variable.
+    pub fn set(&self, config: &mut BrokerConfig, text: &str) -> Result<(), String> {
+        (self.set)(config, text)
+    }
+
+    /// Its value in `config` as text; `None` when unset.
+    pub fn value(&self, config: &BrokerConfig) -> Option<String> {
+        (self.show)(config)
+    }
+
+    /// Kafka's type for it, as DescribeConfigs v3+ reports it.
+    pub fn kafka_type(&self) -> ConfigType {
+        (self.kafka_type)(self.options.range.as_ref())
+    }
+
+    /// Refuses a value in `config` outside the range.
+    fn check(&self, config: &BrokerConfig) -> Result<(), ConfigError> {
+        let (Some(value), Some(bounds)) = ((self.number)(config), &self.options.range) else {
+            return Ok(());
+        };
+        if bounds.contains(&value) {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            name: self.name(),
+            reason: format!("{value} is out of range: {}", describe_bounds(bounds)),
+        })
+    }
+}
+
+/// The setting Kafka calls `kafka_name`.
+pub fn setting_by_kafka_name(kafka_name: &str) -> Option<&'static Setting> {
+    SETTINGS
+        .iter()
+        .find(|s| s.options.kafka_names.contains(&kafka_name))
+}
+
+/// How a setting's type reads from a flag or environment variable and shows as text.
+pub trait SettingValue: Sized {
+    /// Parses the text of a flag or environment variable.
+    fn parse_flag(text: &str) -> Result<Self, String>;
+    /// The value as text; `None` when unset.
+    fn show(&self) -> Option<String>;
+    /// The value as a number, for range checks.
+    fn number(&self) -> Option<i128> {
+        None
+    }
+    /// Kafka's type for a setting of this type with `range`.
+    fn kafka_type(_range: Option<&Bounds>) -> ConfigType {
+        ConfigType::String
+    }
+}
+
+macro_rules! integer_setting_values {
+    ($($t:ty),*) => {$(
+        impl SettingValue for $t {
+            fn parse_flag(text: &str) -> Result<Self, String> {
+                text.parse().map_err(|e: std::num::ParseIntError| e.to_string())
+            }
+            fn show(&self) -> Option<String> {
+                Some(self.to_string())
+            }
+            fn number(&self) -> Option<i128> {
+                Some(i128::try_from(*self).unwrap_or(i128::MAX))
+            }
+            /// An `INT` in Kafka stops at `i32::MAX`; the rest are `LONG`s.
+            fn kafka_type(range: Option<&Bounds>) -> ConfigType {
+                match range {
+                    Some(r) if *r.end() <= INT_MAX => ConfigType::Int,
+                    _ => ConfigType::Long,
+                }
+            }
+        }
+    )*};
+}
+
+integer_setting_values!(i32, i64, u32, u64, usize);
+
+impl SettingValue for Option<u32> {
+    fn parse_flag(text: &str) -> Result<Self, String> {
+        u32::parse_flag(text).map(Some)
+    }
+    fn show(&self) -> Option<String> {
+        self.map(|n| n.to_string())
+    }
+    fn number(&self) -> Option<i128> {
+        self.map(i128::from)
+    }
+    fn kafka_type(range: Option<&Bounds>) -> ConfigType {
+        u32::kafka_type(range)
+    }
+}
+
+impl SettingValue for bool {
+    fn parse_flag(text: &str) -> Result<Self, String> {
+        text.parse()
+            .map_err(|_| format!("'{text}' is neither true nor false"))
+    }
+    fn show(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+    fn kafka_type(_range: Option<&Bounds>) -> ConfigType {
+        ConfigType::Boolean
+    }
+}
+
+impl SettingValue for SocketAddr {
+    fn parse_flag(text: &str) -> Result<Self, String> {
+        text.parse()
+            .map_err(|_| format!("'{text}' is not an ip:port address"))
+    }
+    fn show(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+/// An optional listener address: `off` (or `none`) when there is none.
+impl SettingValue for Option<SocketAddr> {
+    fn parse_flag(text: &str) -> Result<Self, String> {
+        parse_http_listen(text)
+    }
+    fn show(&self) -> Option<String> {
+        Some(self.map_or_else(|| "off".to_string(), |a| a.to_string()))
+    }
+}
+
+impl SettingValue for Option<String> {
+    fn parse_flag(text: &str) -> Result<Self, String> {
+        Ok(Some(text.to_string()))
+    }
+    fn show(&self) -> Option<String> {
+        self.clone()
+    }
+}
+
+impl SettingValue for PathBuf {
+    fn parse_flag(text: &str) -> Result<Self, String> {
+        Ok(PathBuf::from(text))
+    }
+    fn show(&self) -> Option<String> {
+        Some(self.display().to_string())
     }
 }
 
@@ -146,7 +517,7 @@ pub enum ConfigError {
     #[error("invalid value for {name}: {reason}")]
     Invalid {
         /// The setting's name.
-        name: &'static str,
+        name: String,
         /// Why it is invalid and what would be valid.
         reason: String,
     },
@@ -167,27 +538,28 @@ pub enum ConfigError {
 
 /// The values a numeric setting accepts: Kafka's range for its equivalent, bounded by the
 /// type Kafka gives it (an `INT` setting stops at `i32::MAX`).
-type Bounds = std::ops::RangeInclusive<i128>;
+pub type Bounds = std::ops::RangeInclusive<i128>;
 
 const INT_MAX: i128 = i32::MAX as i128;
 const LONG_MAX: i128 = i64::MAX as i128;
 
 impl BrokerConfig {
+    /// The defaults, built once.
+    pub fn defaults() -> &'static BrokerConfig {
+        static DEFAULTS: LazyLock<BrokerConfig> = LazyLock::new(BrokerConfig::default);
+        &DEFAULTS
+    }
+
     /// Checks every value before anything starts, so that none is clamped or misread later.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (name, value, bounds) in self.numeric_settings() {
-            if !bounds.contains(&value) {
-                return Err(ConfigError::Invalid {
-                    name,
-                    reason: format!("{value} is out of range: {}", describe_bounds(&bounds)),
-                });
-            }
+        for setting in SETTINGS {
+            setting.check(self)?;
         }
         if let Some(http) = self.http_listen
             && listeners_collide(self.listen, http)
         {
             return Err(ConfigError::Invalid {
-                name: "http-listen",
+                name: "http-listen".into(),
                 reason: format!(
                     "{http} overlaps the Kafka listener (listen {}): the HTTP and Kafka listeners need different ports",
                     self.listen
@@ -195,106 +567,6 @@ impl BrokerConfig {
             });
         }
         self.check_advertised()
-    }
-
-    /// Every numeric setting with its value and the values it accepts.
-    fn numeric_settings(&self) -> Vec<(&'static str, i128, Bounds)> {
-        let optional = |name, value: Option<u32>, bounds| value.map(|v| (name, v.into(), bounds));
-        let mut settings = vec![
-            ("node-id", self.node_id.into(), 0..=INT_MAX),
-            (
-                "default-partitions",
-                self.default_partitions.into(),
-                1..=INT_MAX,
-            ),
-            (
-                "log-retention-ms",
-                self.log_retention_ms.into(),
-                -1..=LONG_MAX,
-            ),
-            (
-                "log-segment-bytes",
-                self.log_segment_bytes.into(),
-                14..=INT_MAX,
-            ),
-            ("log-segment-ms", self.log_segment_ms.into(), 1..=LONG_MAX),
-            (
-                "log-retention-check-interval-ms",
-                self.log_retention_check_interval_ms.into(),
-                1..=LONG_MAX,
-            ),
-            (
-                "message-max-bytes",
-                self.message_max_bytes.into(),
-                0..=INT_MAX,
-            ),
-            (
-                "max-request-bytes",
-                i128::try_from(self.max_request_bytes).unwrap_or(i128::MAX),
-                1024..=INT_MAX,
-            ),
-            (
-                "group-initial-rebalance-delay-ms",
-                self.group_initial_rebalance_delay_ms.into(),
-                0..=INT_MAX,
-            ),
-            (
-                "offsets-retention-minutes",
-                self.offsets_retention_minutes.into(),
-                1..=INT_MAX,
-            ),
-            (
-                "offsets-topic-partitions",
-                self.offsets_topic_partitions.into(),
-                1..=INT_MAX,
-            ),
-            (
-                "transaction-state-partitions",
-                self.transaction_state_partitions.into(),
-                1..=INT_MAX,
-            ),
-            (
-                "transaction-max-timeout-ms",
-                self.transaction_max_timeout_ms.into(),
-                1..=INT_MAX,
-            ),
-            (
-                "producer-id-expiration-ms",
-                self.producer_id_expiration_ms.into(),
-                1..=INT_MAX,
-            ),
-            (
-                "transactional-id-expiration-ms",
-                self.transactional_id_expiration_ms.into(),
-                1..=INT_MAX,
-            ),
-            (
-                "fetch-max-bytes",
-                self.fetch_max_bytes.into(),
-                1024..=INT_MAX,
-            ),
-            (
-                "connections-max-idle-ms",
-                self.connections_max_idle_ms.into(),
-                1..=LONG_MAX,
-            ),
-            (
-                "max-broker-partitions",
-                self.max_broker_partitions.into(),
-                1..=INT_MAX,
-            ),
-        ];
-        settings.extend(optional(
-            "max-connections",
-            self.max_connections,
-            1..=INT_MAX,
-        ));
-        settings.extend(optional(
-            "max-connections-per-ip",
-            self.max_connections_per_ip,
-            1..=INT_MAX,
-        ));
-        settings
     }
 
     /// The advertised address must be one a client can connect to: `advertise` well formed,
@@ -305,7 +577,7 @@ impl BrokerConfig {
             Some(adv) => parse_advertised(adv)
                 .map(|_| ())
                 .map_err(|reason| ConfigError::Invalid {
-                    name: "advertise",
+                    name: "advertise".into(),
                     reason: format!("{reason}; pass --advertise host:port"),
                 }),
             None if self.listen.ip().is_unspecified() => Err(ConfigError::UnroutableListen {
@@ -399,6 +671,78 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_setting_is_a_toml_key_and_names_are_unique() {
+        let mut names: Vec<String> = SETTINGS.iter().map(Setting::name).collect();
+        // Each name is a TOML key holding the setting's own value.
+        for setting in SETTINGS {
+            let value = setting.value(BrokerConfig::defaults());
+            let toml_value = match value.as_deref() {
+                Some(v) if v.parse::<i64>().is_ok() || v == "true" || v == "false" => v.to_string(),
+                Some(v) => format!("{v:?}"),
+                None => continue,
+            };
+            let text = format!("{} = {toml_value}\n", setting.name());
+            let parsed: BrokerConfig =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(&parsed, BrokerConfig::defaults(), "{text}");
+        }
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), SETTINGS.len());
+        let mut kafka: Vec<&str> = SETTINGS
+            .iter()
+            .flat_map(|s| s.options.kafka_names.iter().copied())
+            .collect();
+        let count = kafka.len();
+        kafka.sort_unstable();
+        kafka.dedup();
+        assert_eq!(kafka.len(), count, "a Kafka name is claimed twice");
+        assert_eq!(
+            SETTINGS
+                .iter()
+                .find(|s| s.name() == "log-retention-ms")
+                .map(Setting::env_var),
+            Some("SLUICE_LOG_RETENTION_MS".to_string())
+        );
+    }
+
+    /// The settings that need no restart are exactly those whose Kafka name is the broker
+    /// default of a topic config: DescribeConfigs lists those with the topic configs, and
+    /// AlterConfigs on the broker changes them.
+    #[test]
+    fn settings_without_restart_are_the_broker_defaults_of_topic_configs() {
+        for setting in SETTINGS {
+            let topic_default = setting.options.kafka_names.iter().any(|name| {
+                crate::topic_config::TOPIC_CONFIGS
+                    .iter()
+                    .any(|def| def.broker_synonym == Some(*name))
+            });
+            assert_eq!(
+                !setting.options.needs_restart,
+                topic_default,
+                "{}",
+                setting.name()
+            );
+        }
+    }
+
+    #[test]
+    fn kafka_types_follow_the_range() {
+        let kind = |name: &str| {
+            SETTINGS
+                .iter()
+                .find(|s| s.name() == name)
+                .map(Setting::kafka_type)
+        };
+        assert_eq!(kind("node-id"), Some(ConfigType::Int));
+        assert_eq!(kind("producer-id-expiration-ms"), Some(ConfigType::Int));
+        assert_eq!(kind("connections-max-idle-ms"), Some(ConfigType::Long));
+        assert_eq!(kind("log-retention-bytes"), Some(ConfigType::Long));
+        assert_eq!(kind("auto-create-topics"), Some(ConfigType::Boolean));
+        assert_eq!(kind("data-dir"), Some(ConfigType::String));
     }
 
     #[test]

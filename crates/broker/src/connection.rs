@@ -9,6 +9,10 @@
 //! `MAX_IN_FLIGHT` requests waits for responses before more are read, and
 //! one that pipelines more than `MAX_FETCHES_IN_FLIGHT` fetches (the only
 //! responses that carry much data) waits for those to be written.
+//!
+//! The connection works over any byte stream ([`ConnectionStream`]): a TCP socket, a TLS
+//! stream wrapping one, or an in-memory pipe in tests. Before a request is decoded, the
+//! connection's [`Session`] decides whether it may reach the router at all.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,15 +31,16 @@ use sluice_protocol::frame::frame_size_prefix;
 use sluice_protocol::kafka_protocol;
 use sluice_protocol::legacy;
 use sluice_protocol::model::TopicPartition;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::broker::Broker;
 use crate::handlers::fetch::response_limit;
 use crate::metrics::Metrics;
-use crate::router::{self, Reply, RequestContext};
+use crate::request::{ConnectionIdentity, Reply, RequestContext, RequestHeader};
+use crate::router;
+use crate::session::Session;
 
 /// Requests whose responses may be outstanding on one connection. acks=all
 /// produce responses wait for a sync, and a producer with linger.ms=0 has
@@ -77,6 +82,38 @@ struct LegacyReply {
     fetch_max_bytes: usize,
 }
 
+/// A client's byte stream, split into a read half and a write half so that the reader and
+/// the writer of a connection run as separate tasks.
+pub trait ConnectionStream: Send + 'static {
+    /// The half requests are read from.
+    type Reader: AsyncRead + Unpin + Send + 'static;
+    /// The half responses are written to (vectored writes should be native).
+    type Writer: AsyncWrite + Unpin + Send + 'static;
+    /// Splits the stream.
+    fn into_halves(self) -> (Self::Reader, Self::Writer);
+}
+
+/// A TCP socket splits into halves that share no lock.
+impl ConnectionStream for TcpStream {
+    type Reader = tokio::net::tcp::OwnedReadHalf;
+    type Writer = tokio::net::tcp::OwnedWriteHalf;
+    fn into_halves(self) -> (Self::Reader, Self::Writer) {
+        self.into_split()
+    }
+}
+
+/// Any other stream (TLS, an in-memory pipe): split with [`tokio::io::split`], whose halves
+/// take turns on one lock.
+pub struct SharedStream<S>(pub S);
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ConnectionStream for SharedStream<S> {
+    type Reader = tokio::io::ReadHalf<S>;
+    type Writer = tokio::io::WriteHalf<S>;
+    fn into_halves(self) -> (Self::Reader, Self::Writer) {
+        tokio::io::split(self.0)
+    }
+}
+
 /// What the reader does after a request.
 enum Next {
     Continue,
@@ -85,14 +122,16 @@ enum Next {
 
 /// Serves one connection until the client closes it, sends something
 /// undecodable, or the broker shuts down.
-pub async fn serve_connection(
-    socket: TcpStream,
-    peer: SocketAddr,
+pub async fn serve_connection<S: ConnectionStream>(
+    stream: S,
+    identity: ConnectionIdentity,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) {
     let _open = broker.metrics.connection_opened();
-    let (mut reader, writer) = socket.into_split();
+    let peer = identity.peer;
+    let session = Session::new(identity);
+    let (mut reader, writer) = stream.into_halves();
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
     let unanswered = Arc::new(AtomicUsize::new(0));
     let writer_task = tokio::spawn(write_responses(
@@ -116,7 +155,7 @@ pub async fn serve_connection(
                         fetches: &fetches,
                         unanswered: &unanswered,
                     };
-                    if let Next::Close = handle_frame(frame, peer, &broker, out).await {
+                    if let Next::Close = handle_frame(frame, &session, &broker, out).await {
                         break 'conn;
                     }
                 }
@@ -164,8 +203,9 @@ struct Out<'a> {
     unanswered: &'a AtomicUsize,
 }
 
-async fn handle_frame(frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>, out: Out<'_>) -> Next {
+async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out: Out<'_>) -> Next {
     let received = Instant::now();
+    let peer = session.identity().peer;
     let metrics = &broker.metrics;
     let (raw_key, raw_version) = codec::peek_api(&frame).unwrap_or((-1, -1));
     let header = match codec::decode_header(frame) {
@@ -201,6 +241,11 @@ async fn handle_frame(frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>, out:
         metrics.request_errors(api_key as i16, api_version, 1);
         request.finished(metrics, api_version, Some(what));
     };
+    if let Err(refusal) = session.admit(api_key) {
+        tracing::warn!(%peer, "{refusal}; closing connection");
+        closed("refused before authentication; connection closed");
+        return Next::Close;
+    }
     let is_legacy = legacy::is_legacy(api_key, api_version);
     if !is_legacy && !router::supports(api_key, api_version) {
         if api_key == ApiKey::ApiVersions {
@@ -216,18 +261,7 @@ async fn handle_frame(frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>, out:
         closed("unsupported version; connection closed");
         return Next::Close;
     }
-    let decoded = if is_legacy {
-        // Old versions (Kafka 0.9-0.11 clients) are translated to the oldest
-        // version kafka-protocol decodes; the handler runs at that version and
-        // the response is encoded back in the client's layout.
-        let mut body = header.body.clone();
-        legacy::decode_request(api_key, api_version, &mut body).map_err(|e| e.to_string())
-    } else {
-        codec::decode_body(&header)
-            .map(|r| (r, api_version))
-            .map_err(|e| e.to_string())
-    };
-    let (decoded_request, handler_version) = match decoded {
+    let (decoded_request, handler_version) = match decode_request(&header, is_legacy) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "undecodable request {api_key:?} v{api_version}; closing connection");
@@ -235,33 +269,18 @@ async fn handle_frame(frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>, out:
             return Next::Close;
         }
     };
-    let legacy_reply = is_legacy.then(|| LegacyReply {
-        fetch_offsets: match &decoded_request {
-            RequestKind::Fetch(f) => f
-                .topics
-                .iter()
-                .flat_map(|t| {
-                    t.partitions.iter().map(move |p| {
-                        (
-                            TopicPartition::new(t.topic.to_string(), p.partition),
-                            p.fetch_offset,
-                        )
-                    })
-                })
-                .collect(),
-            _ => HashMap::new(),
+    let legacy_reply =
+        is_legacy.then(|| LegacyReply::new(&decoded_request, broker.config.fetch_max_bytes));
+    let ctx = RequestContext::new(
+        RequestHeader {
+            api_key,
+            api_version: handler_version,
+            correlation_id,
+            client_id: header.client_id.unwrap_or_default(),
         },
-        fetch_max_bytes: match &decoded_request {
-            RequestKind::Fetch(f) => response_limit(f.max_bytes, broker.config.fetch_max_bytes),
-            _ => 0,
-        },
-    });
-    let ctx = RequestContext {
-        api_version: handler_version,
-        client_id: header.client_id.as_deref().unwrap_or("").to_string(),
-        peer,
-    };
-    tracing::trace!(%peer, client_id = %ctx.client_id, "{api_key:?} v{api_version} #{correlation_id}");
+        session.identity(),
+    );
+    tracing::trace!(%peer, client_id = ctx.client_id(), "{api_key:?} v{api_version} #{correlation_id}");
     let fetch_permit = if api_key == ApiKey::Fetch {
         match out.fetches.clone().acquire_owned().await {
             Ok(permit) => Some(permit),
@@ -270,7 +289,7 @@ async fn handle_frame(frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>, out:
     } else {
         None
     };
-    let pending = match router::handle(broker, &ctx, decoded_request).await {
+    let pending = match router::dispatch(broker, &ctx, decoded_request).await {
         Reply::Now(response) => Pending::Ready(response),
         Reply::Later(task) => Pending::Task(task),
         Reply::Nothing => {
@@ -291,6 +310,50 @@ async fn handle_frame(frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>, out:
         fetch_permit,
     )
     .await
+}
+
+/// Decodes a request's body. Old versions (Kafka 0.9-0.11 clients) are translated to the
+/// oldest version kafka-protocol decodes; the handler runs at that version (returned with
+/// the request) and the response is encoded back in the client's layout.
+fn decode_request(header: &RequestFrame, is_legacy: bool) -> Result<(RequestKind, i16), String> {
+    if is_legacy {
+        let mut body = header.body.clone();
+        legacy::decode_request(header.api_key, header.api_version, &mut body)
+            .map_err(|e| e.to_string())
+    } else {
+        codec::decode_body(header)
+            .map(|r| (r, header.api_version))
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl LegacyReply {
+    /// What the response to a legacy `request` needs: for a Fetch, the offsets asked for and
+    /// the response's byte limit.
+    fn new(request: &RequestKind, broker_fetch_max_bytes: i32) -> Self {
+        let RequestKind::Fetch(fetch) = request else {
+            return LegacyReply {
+                fetch_offsets: HashMap::new(),
+                fetch_max_bytes: 0,
+            };
+        };
+        let fetch_offsets = fetch
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| {
+                    (
+                        TopicPartition::new(t.topic.to_string(), p.partition),
+                        p.fetch_offset,
+                    )
+                })
+            })
+            .collect();
+        LegacyReply {
+            fetch_offsets,
+            fetch_max_bytes: response_limit(fetch.max_bytes, broker_fetch_max_bytes),
+        }
+    }
 }
 
 /// Counts a queued response as answered when the writer is done with it, however it ends.
@@ -353,8 +416,8 @@ async fn send(
     }
 }
 
-async fn write_responses(
-    mut writer: OwnedWriteHalf,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut rx: mpsc::Receiver<Outgoing>,
     peer: SocketAddr,
     metrics: Arc<Metrics>,
@@ -411,7 +474,10 @@ async fn write_responses(
 }
 
 /// Writes every chunk with vectored writes, resuming after partial writes.
-async fn write_chunks(writer: &mut OwnedWriteHalf, mut chunks: Vec<Bytes>) -> std::io::Result<()> {
+async fn write_chunks<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    mut chunks: Vec<Bytes>,
+) -> std::io::Result<()> {
     /// Slices per writev call (well below IOV_MAX).
     const MAX_SLICES: usize = 64;
     let mut first = 0;
@@ -583,4 +649,131 @@ fn error_summary(response: &ResponseKind) -> Option<String> {
         i += n;
     }
     Some(parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The connection over an in-memory pipe: no socket involved.
+
+    use bytes::Buf;
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+        RequestHeader as WireHeader, ResponseHeader,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use tokio::io::DuplexStream;
+
+    use super::*;
+    use crate::request::{ConnectionId, SecurityProtocol};
+    use crate::test_context::BrokerTestContext;
+
+    /// A request frame: size prefix, header, body.
+    fn frame<R: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &R) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        WireHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("pipe")))
+            .encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let mut out = frame_size_prefix(buf.len()).to_vec();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// Reads one response frame: its correlation id and body.
+    async fn response(client: &mut DuplexStream, api: ApiKey, version: i16) -> (i32, Bytes) {
+        let mut size = [0u8; 4];
+        client.read_exact(&mut size).await.unwrap();
+        let mut body = vec![0u8; usize::try_from(i32::from_be_bytes(size)).unwrap()];
+        client.read_exact(&mut body).await.unwrap();
+        let mut body = Bytes::from(body);
+        let header =
+            ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
+        (header.correlation_id, body)
+    }
+
+    /// Serves a connection of `protocol` over an in-memory pipe; returns the client's end.
+    fn connect(
+        test: &BrokerTestContext,
+        protocol: SecurityProtocol,
+    ) -> (DuplexStream, watch::Sender<bool>) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let mut identity =
+            ConnectionIdentity::plaintext(ConnectionId::next(), "127.0.0.1:1".parse().unwrap());
+        identity.security_protocol = protocol;
+        let (stop, stop_rx) = watch::channel(false);
+        let broker = test.broker().clone();
+        tokio::spawn(serve_connection(
+            SharedStream(server),
+            identity,
+            broker,
+            stop_rx,
+        ));
+        (client, stop)
+    }
+
+    #[tokio::test]
+    async fn serves_pipelined_requests_in_order_over_any_stream() {
+        let test = BrokerTestContext::new().await;
+        test.create_topic("t", 3).await;
+        let (mut client, _stop) = connect(&test, SecurityProtocol::Plaintext);
+        let mut pipelined = frame(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default());
+        pipelined.extend(frame(
+            ApiKey::Metadata,
+            12,
+            8,
+            &MetadataRequest::default().with_topics(None),
+        ));
+        client.write_all(&pipelined).await.unwrap();
+
+        let (correlation_id, mut body) = response(&mut client, ApiKey::ApiVersions, 3).await;
+        let versions = ApiVersionsResponse::decode(&mut body, 3).unwrap();
+        assert_eq!((correlation_id, versions.error_code), (7, 0));
+        assert_eq!(versions.api_keys.len(), router::HANDLERS.len());
+        let (correlation_id, mut body) = response(&mut client, ApiKey::Metadata, 12).await;
+        let metadata = MetadataResponse::decode(&mut body, 12).unwrap();
+        assert_eq!(correlation_id, 8);
+        let topics: Vec<(String, usize)> = metadata
+            .topics
+            .iter()
+            .map(|t| (t.name.as_ref().unwrap().to_string(), t.partitions.len()))
+            .collect();
+        assert_eq!(topics, vec![("t".to_string(), 3)]);
+        assert!(!body.has_remaining());
+    }
+
+    #[tokio::test]
+    async fn an_unauthenticated_sasl_connection_is_closed_at_its_first_other_request() {
+        let test = BrokerTestContext::new().await;
+        let (mut client, _stop) = connect(&test, SecurityProtocol::SaslPlaintext);
+        client
+            .write_all(&frame(
+                ApiKey::ApiVersions,
+                3,
+                1,
+                &ApiVersionsRequest::default(),
+            ))
+            .await
+            .unwrap();
+        let (correlation_id, _) = response(&mut client, ApiKey::ApiVersions, 3).await;
+        assert_eq!(correlation_id, 1);
+        client
+            .write_all(&frame(ApiKey::Metadata, 12, 2, &MetadataRequest::default()))
+            .await
+            .unwrap();
+        // Closed without a response, as Kafka does.
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut rest));
+        read.await
+            .expect("the connection is closed at once")
+            .unwrap();
+        assert!(
+            rest.is_empty(),
+            "{} bytes after the refused request",
+            rest.len()
+        );
+    }
 }

@@ -10,7 +10,7 @@
 pub mod broker;
 mod clock;
 pub mod config;
-mod connection;
+pub mod connection;
 mod connection_limits;
 mod coordinator_load;
 mod coordinator_log;
@@ -28,9 +28,13 @@ pub mod partition;
 mod producer_ids;
 pub mod replica;
 pub mod replica_manager;
+pub mod request;
 mod retention;
 mod router;
 pub mod server;
+mod session;
+#[cfg(test)]
+mod test_context;
 pub mod topic_admin;
 pub mod topic_config;
 mod txn_wiring;

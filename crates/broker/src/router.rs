@@ -1,85 +1,133 @@
 //! Which APIs and versions Sluice speaks, and which handler serves each.
+//!
+//! One table lists every API once, with the versions kafka-protocol decodes for it and
+//! its handler; ApiVersions, the connection's version check and dispatch are all generated
+//! from it, so an API cannot be advertised without a handler or handled without being
+//! advertised. Every handler has the same shape,
+//! `async fn(&Arc<Broker>, &RequestContext, <Api>Request) -> Reply`: a check that applies
+//! to every request (authorization, quotas) has one place to go, in [`dispatch`].
 
-use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestKind, ResponseKind,
+};
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
-use crate::handlers;
+use crate::handlers::{
+    cluster, configs, delete_records, fetch, groups, list_offsets, log_dirs, metadata, produce,
+    producer, topics, transactions,
+};
+use crate::request::{Reply, RequestContext};
 
-/// Who sent a request, and at which version.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    /// The version of the request (responses use the same).
-    pub api_version: i16,
-    /// The client's `client.id`.
-    pub client_id: String,
-    /// The client's address.
-    pub peer: SocketAddr,
+/// One API the broker answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiHandler {
+    /// The API.
+    pub api_key: ApiKey,
+    /// The versions kafka-protocol decodes for it; the legacy module reaches below them for
+    /// some APIs (see [`advertised_min`]).
+    pub versions: RangeInclusive<i16>,
 }
 
-/// What a handler hands back to the connection.
-// Moved once per request; boxing the ready response would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-pub enum Reply {
-    /// The response is ready.
-    Now(ResponseKind),
-    /// The response is being computed (it waits on something); the connection
-    /// writes it when it completes, in request order.
-    Later(tokio::task::JoinHandle<ResponseKind>),
-    /// No response is sent (produce with acks=0).
-    Nothing,
-    /// Close the connection (acks=0 produce that failed, as Kafka does).
-    Close,
+/// Declares the handler table: `(Api, min..=max, handler)` per API. Generates [`HANDLERS`],
+/// [`dispatch`], and for tests a probe request and the API of a response.
+macro_rules! handler_table {
+    ($( ($api:ident, $min:literal ..= $max:literal, $handler:path) ),* $(,)?) => {
+        /// Every API the broker answers, with its versions.
+        pub const HANDLERS: &[ApiHandler] = &[
+            $( ApiHandler { api_key: ApiKey::$api, versions: $min..=$max } ),*
+        ];
+
+        /// Runs the handler of `request`'s API.
+        pub async fn dispatch(
+            broker: &Arc<Broker>,
+            ctx: &RequestContext,
+            request: RequestKind,
+        ) -> Reply {
+            match request {
+                $( RequestKind::$api(r) => $handler(broker, ctx, r).await, )*
+                // kafka-protocol's enum lists every Kafka API; the connection decodes only
+                // those in the table (`supports`), so this arm means a broken invariant.
+                _ => no_handler(ctx),
+            }
+        }
+
+        /// A request of `api_key` with every field at its default, for tests that reach
+        /// every handler.
+        #[cfg(test)]
+        fn default_request(api_key: ApiKey) -> Option<RequestKind> {
+            match api_key {
+                $( ApiKey::$api => Some(RequestKind::$api(Default::default())), )*
+                _ => None,
+            }
+        }
+
+        /// The API of a request, if it is one the table lists.
+        #[cfg(test)]
+        pub(crate) fn request_api(request: &RequestKind) -> Option<ApiKey> {
+            match request {
+                $( RequestKind::$api(_) => Some(ApiKey::$api), )*
+                _ => None,
+            }
+        }
+
+        /// The API a response answers, if it is one the table lists.
+        #[cfg(test)]
+        fn response_api(response: &ResponseKind) -> Option<ApiKey> {
+            match response {
+                $( ResponseKind::$api(_) => Some(ApiKey::$api), )*
+                _ => None,
+            }
+        }
+    };
 }
 
-/// The versions advertised in ApiVersions: the full range kafka-protocol can
-/// decode for every API the broker implements.
-pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 13),
-    (ApiKey::Fetch, 4, 18),
-    (ApiKey::ListOffsets, 1, 10),
-    (ApiKey::Metadata, 0, 13),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
-    (ApiKey::FindCoordinator, 0, 6),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::DescribeGroups, 0, 6),
-    (ApiKey::ListGroups, 0, 5),
-    (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::DeleteRecords, 0, 2),
-    (ApiKey::InitProducerId, 0, 5),
-    (ApiKey::AddPartitionsToTxn, 0, 5),
-    (ApiKey::AddOffsetsToTxn, 0, 4),
-    (ApiKey::EndTxn, 0, 5),
-    (ApiKey::TxnOffsetCommit, 0, 5),
-    (ApiKey::DescribeProducers, 0, 0),
-    (ApiKey::DescribeTransactions, 0, 0),
-    (ApiKey::ListTransactions, 0, 2),
-    (ApiKey::DescribeConfigs, 1, 4),
-    (ApiKey::AlterConfigs, 0, 2),
-    (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::DescribeCluster, 0, 2),
-    (ApiKey::DescribeLogDirs, 1, 4),
-];
+handler_table! {
+    (Produce, 3..=13, produce::produce),
+    (Fetch, 4..=18, fetch::fetch),
+    (ListOffsets, 1..=10, list_offsets::list_offsets),
+    (Metadata, 0..=13, metadata::metadata),
+    (OffsetCommit, 2..=9, groups::offset_commit),
+    (OffsetFetch, 1..=9, groups::offset_fetch),
+    (FindCoordinator, 0..=6, groups::find_coordinator),
+    (JoinGroup, 0..=9, groups::join_group),
+    (Heartbeat, 0..=4, groups::heartbeat),
+    (LeaveGroup, 0..=5, groups::leave_group),
+    (SyncGroup, 0..=5, groups::sync_group),
+    (DescribeGroups, 0..=6, groups::describe_groups),
+    (ListGroups, 0..=5, groups::list_groups),
+    (ApiVersions, 0..=4, api_versions),
+    (CreateTopics, 2..=7, topics::create_topics),
+    (DeleteTopics, 1..=6, topics::delete_topics),
+    (DeleteRecords, 0..=2, delete_records::delete_records),
+    (InitProducerId, 0..=5, producer::init_producer_id),
+    (AddPartitionsToTxn, 0..=5, transactions::add_partitions_to_txn),
+    (AddOffsetsToTxn, 0..=4, transactions::add_offsets_to_txn),
+    (EndTxn, 0..=5, transactions::end_txn),
+    (TxnOffsetCommit, 0..=5, transactions::txn_offset_commit),
+    (DescribeProducers, 0..=0, transactions::describe_producers),
+    (DescribeTransactions, 0..=0, transactions::describe_transactions),
+    (ListTransactions, 0..=2, transactions::list_transactions),
+    (DescribeConfigs, 1..=4, configs::describe_configs),
+    (AlterConfigs, 0..=2, configs::alter_configs),
+    (CreatePartitions, 0..=3, topics::create_partitions),
+    (DeleteGroups, 0..=2, groups::delete_groups),
+    (IncrementalAlterConfigs, 0..=1, configs::incremental_alter_configs),
+    (OffsetDelete, 0..=0, groups::offset_delete),
+    (DescribeCluster, 0..=2, cluster::describe_cluster),
+    (DescribeLogDirs, 1..=4, log_dirs::describe_log_dirs),
+}
 
 /// Whether `api` at `version` is one we decode and answer.
 pub fn supports(api: ApiKey, version: i16) -> bool {
-    SUPPORTED_APIS
+    HANDLERS
         .iter()
-        .any(|&(k, min, max)| k == api && (min..=max).contains(&version))
+        .any(|h| h.api_key == api && h.versions.contains(&version))
 }
 
 /// The lowest version advertised for an API: the legacy module's range
@@ -94,16 +142,24 @@ fn advertised_min(api: ApiKey, decodable_min: i16) -> i16 {
         .map_or(decodable_min, |(lo, _)| lo.min(decodable_min))
 }
 
+/// The versions ApiVersions advertises: the table, with the legacy floors.
 fn api_versions_table() -> Vec<ApiVersion> {
-    SUPPORTED_APIS
+    HANDLERS
         .iter()
-        .map(|&(k, min, max)| {
+        .map(|h| {
             ApiVersion::default()
-                .with_api_key(k as i16)
-                .with_min_version(advertised_min(k, min))
-                .with_max_version(max)
+                .with_api_key(h.api_key as i16)
+                .with_min_version(advertised_min(h.api_key, *h.versions.start()))
+                .with_max_version(*h.versions.end())
         })
         .collect()
+}
+
+/// Handles ApiVersions: the table.
+async fn api_versions(_: &Arc<Broker>, _: &RequestContext, _: ApiVersionsRequest) -> Reply {
+    Reply::Now(ResponseKind::ApiVersions(
+        ApiVersionsResponse::default().with_api_keys(api_versions_table()),
+    ))
 }
 
 /// ApiVersions answer for a version we do not know (KIP-511): v0 layout,
@@ -116,59 +172,16 @@ pub fn unsupported_api_versions() -> ResponseKind {
     )
 }
 
-/// Dispatches a decoded request to its handler.
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: RequestKind) -> Reply {
-    let v = ctx.api_version;
-    let now = |r| Reply::Now(r);
-    match request {
-        RequestKind::ApiVersions(_) => now(ResponseKind::ApiVersions(
-            ApiVersionsResponse::default().with_api_keys(api_versions_table()),
-        )),
-        RequestKind::Metadata(r) => handlers::metadata::handle(broker, r, v),
-        RequestKind::Produce(r) => handlers::produce::handle(broker, r, v),
-        RequestKind::Fetch(r) => handlers::fetch::handle(broker, r, v),
-        RequestKind::ListOffsets(r) => now(ResponseKind::ListOffsets(
-            handlers::list_offsets::handle(broker, r, v),
-        )),
-        RequestKind::CreateTopics(r) => handlers::topics::create(broker, r, v),
-        RequestKind::DeleteTopics(r) => handlers::topics::delete(broker, r, v),
-        RequestKind::CreatePartitions(r) => handlers::topics::create_partitions(broker, r, v),
-        RequestKind::DeleteRecords(r) => now(ResponseKind::DeleteRecords(
-            handlers::delete_records::handle(broker, r, v),
-        )),
-        RequestKind::DescribeConfigs(r) => now(ResponseKind::DescribeConfigs(
-            handlers::configs::describe(broker, r, v),
-        )),
-        RequestKind::AlterConfigs(r) => handlers::configs::alter(broker, r, v),
-        RequestKind::IncrementalAlterConfigs(r) => {
-            handlers::configs::incremental_alter(broker, r, v)
-        }
-        RequestKind::InitProducerId(r)
-            if r.transactional_id.as_deref().is_some_and(|t| !t.is_empty()) =>
-        {
-            handlers::transactions::handle(broker, ctx, RequestKind::InitProducerId(r))
-        }
-        RequestKind::InitProducerId(r) => now(ResponseKind::InitProducerId(
-            handlers::producer::handle(broker, r, v),
-        )),
-        RequestKind::DescribeProducers(r) => now(ResponseKind::DescribeProducers(
-            handlers::transactions::describe_producers(broker, r, v),
-        )),
-        r @ (RequestKind::AddPartitionsToTxn(_)
-        | RequestKind::AddOffsetsToTxn(_)
-        | RequestKind::EndTxn(_)
-        | RequestKind::TxnOffsetCommit(_)
-        | RequestKind::DescribeTransactions(_)
-        | RequestKind::ListTransactions(_)) => handlers::transactions::handle(broker, ctx, r),
-        RequestKind::DescribeLogDirs(r) => now(ResponseKind::DescribeLogDirs(
-            handlers::log_dirs::describe(broker, r),
-        )),
-        RequestKind::DescribeCluster(r) => now(ResponseKind::DescribeCluster(
-            handlers::cluster::describe(broker, r, v),
-        )),
-        RequestKind::FindCoordinator(r) => handlers::groups::find_coordinator(broker, r, v),
-        other => handlers::groups::handle(broker, ctx, other).await,
-    }
+/// A decoded request of an API the table does not list: the connection checks the table
+/// before decoding, so this is a bug; the connection is closed rather than answered wrongly.
+fn no_handler(ctx: &RequestContext) -> Reply {
+    tracing::error!(
+        peer = %ctx.peer,
+        client_id = ctx.client_id(),
+        api = ?ctx.header.api_key,
+        "decoded a request the handler table does not list; closing connection"
+    );
+    Reply::Close
 }
 
 #[cfg(test)]
@@ -182,8 +195,7 @@ mod tests {
     use kafka_protocol::protocol::StrBytes;
     use sluice_protocol::batch::RecordBatchBuilder;
 
-    use crate::config::BrokerConfig;
-    use crate::server::Server;
+    use crate::test_context::{BrokerTestContext, Outcome};
 
     fn name(s: &str) -> TopicName {
         TopicName(StrBytes::from_string(s.to_string()))
@@ -387,42 +399,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_response_encodes_at_every_advertised_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            http_listen: None,
-            data_dir: dir.path().to_path_buf(),
-            offsets_topic_partitions: 2,
-            ..BrokerConfig::default()
-        };
-        let server = Server::start(config).await.unwrap();
-        let broker = server.broker().clone();
-        let topic = crate::topic_admin::create_topic(
-            &broker,
-            crate::topic_admin::NewTopic {
-                name: "enc".into(),
-                partitions: 1,
-                replication_factor: 1,
-                configs: Default::default(),
-                internal: false,
-            },
-            false,
-        )
-        .await
-        .unwrap();
-        let ctx = |v| RequestContext {
-            api_version: v,
-            client_id: "test".into(),
-            peer: "127.0.0.1:1".parse().unwrap(),
-        };
+        let test = BrokerTestContext::new().await;
+        let topic_id = test.create_topic("enc", 1).await;
         let mut checked = 0;
-        for &(api, min, max) in SUPPORTED_APIS {
-            for v in min..=max {
-                for request in requests("enc", topic.id, v, api) {
-                    let response = match handle(&broker, &ctx(v), request).await {
-                        Reply::Now(r) => r,
-                        Reply::Later(task) => task.await.unwrap(),
-                        Reply::Nothing | Reply::Close => continue,
+        for entry in HANDLERS {
+            let api = entry.api_key;
+            for v in entry.versions.clone() {
+                for request in requests("enc", topic_id, v, api) {
+                    let response = match test.send(v, request).await {
+                        Outcome::Response(r) => r,
+                        Outcome::NoResponse | Outcome::Closed => continue,
                     };
                     sluice_protocol::codec::encode_response(1, api, v, &response)
                         .unwrap_or_else(|e| panic!("{api:?} v{v}: {e}"));
@@ -431,6 +417,79 @@ mod tests {
             }
         }
         assert!(checked >= 130, "only {checked} responses checked");
-        server.shutdown().await.unwrap();
+    }
+
+    /// ApiVersions advertises exactly the table: every API once, the table's top version,
+    /// and the table's lowest version unless the legacy module reaches lower.
+    #[tokio::test]
+    async fn api_versions_advertises_exactly_the_table() {
+        let test = BrokerTestContext::new().await;
+        let request = RequestKind::ApiVersions(ApiVersionsRequest::default());
+        let ResponseKind::ApiVersions(response) = test.call(3, request).await else {
+            panic!("not an ApiVersions response");
+        };
+        assert_eq!(response.error_code, 0);
+        let advertised: Vec<(i16, i16, i16)> = response
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect();
+        let table: Vec<(i16, i16, i16)> = HANDLERS
+            .iter()
+            .map(|h| {
+                let min = match sluice_protocol::legacy::legacy_range(h.api_key) {
+                    Some((legacy_min, _)) => legacy_min.min(*h.versions.start()),
+                    None => *h.versions.start(),
+                };
+                (h.api_key as i16, min, *h.versions.end())
+            })
+            .collect();
+        assert_eq!(advertised, table);
+        // The legacy floors that matter to clients (see `advertised_min`).
+        let produce = advertised.iter().find(|a| a.0 == ApiKey::Produce as i16);
+        assert_eq!(produce, Some(&(ApiKey::Produce as i16, 0, 13)));
+        let mut keys: Vec<i16> = table.iter().map(|t| t.0).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), HANDLERS.len(), "an API is listed twice");
+        // No version beyond what kafka-protocol can decode.
+        for h in HANDLERS {
+            let decodable = h.api_key.valid_versions();
+            assert!(
+                decodable.min <= *h.versions.start() && *h.versions.end() <= decodable.max,
+                "{:?} {:?} outside {decodable:?}",
+                h.api_key,
+                h.versions
+            );
+        }
+    }
+
+    /// Every API of the table reaches a handler that answers that API (a request with every
+    /// field at its default), and nothing outside the table is supported.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_table_entry_dispatches_to_its_handler() {
+        let test = BrokerTestContext::new().await;
+        for entry in HANDLERS {
+            let api = entry.api_key;
+            let mut request = default_request(api).unwrap();
+            if let RequestKind::Produce(produce) = &mut request {
+                produce.acks = 1; // acks=0 would answer nothing
+            }
+            assert_eq!(request_api(&request), Some(api));
+            let response = test.call(*entry.versions.end(), request).await;
+            assert_eq!(response_api(&response), Some(api), "{api:?}");
+            assert!(supports(api, *entry.versions.start()));
+            assert!(supports(api, *entry.versions.end()));
+            assert!(!supports(api, *entry.versions.end() + 1));
+        }
+        for api in ApiKey::iter() {
+            let listed = HANDLERS.iter().any(|h| h.api_key == api);
+            assert_eq!(default_request(api).is_some(), listed, "{api:?}");
+            if !listed {
+                for v in api.valid_versions().min..=api.valid_versions().max {
+                    assert!(!supports(api, v), "{api:?} v{v}");
+                }
+            }
+        }
     }
 }

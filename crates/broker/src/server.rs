@@ -18,6 +18,7 @@ use crate::connection::serve_connection;
 use crate::fd_budget::FdBudget;
 use crate::log_throttle::LogThrottle;
 use crate::metadata::MetadataLogError;
+use crate::request::{ConnectionId, ConnectionIdentity};
 
 const LOCK_FILE: &str = ".lock";
 const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
@@ -272,8 +273,9 @@ async fn accept_loop(
                     let _ = socket.set_nodelay(true);
                     let broker = broker.clone();
                     let stop = connection_stop.clone();
+                    let identity = ConnectionIdentity::plaintext(ConnectionId::next(), peer);
                     connections.spawn(async move {
-                        serve_connection(socket, peer, broker, stop).await;
+                        serve_connection(socket, identity, broker, stop).await;
                         drop(admitted);
                     });
                 }

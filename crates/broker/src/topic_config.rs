@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use sluice_protocol::batch::Compression;
 use sluice_storage::LogConfig;
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, setting_by_kafka_name};
 
 /// Kafka's config value types as DescribeConfigs v3+ reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,31 +273,9 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigValueE
 /// The broker-level value that a topic config defaults to, when the broker
 /// was started with a non-default value for it.
 fn broker_static_value(def: &TopicConfigDef, broker: &BrokerConfig) -> Option<String> {
-    let defaults = BrokerConfig::default();
-    let pick = |ours: String, kafka: String| (ours != kafka).then_some(ours);
-    match def.name {
-        "retention.ms" => pick(
-            broker.log_retention_ms.to_string(),
-            defaults.log_retention_ms.to_string(),
-        ),
-        "retention.bytes" => pick(
-            broker.log_retention_bytes.to_string(),
-            defaults.log_retention_bytes.to_string(),
-        ),
-        "segment.bytes" => pick(
-            broker.log_segment_bytes.to_string(),
-            defaults.log_segment_bytes.to_string(),
-        ),
-        "segment.ms" => pick(
-            broker.log_segment_ms.to_string(),
-            defaults.log_segment_ms.to_string(),
-        ),
-        "max.message.bytes" => pick(
-            broker.message_max_bytes.to_string(),
-            defaults.message_max_bytes.to_string(),
-        ),
-        _ => None,
-    }
+    let setting = def.broker_synonym.and_then(setting_by_kafka_name)?;
+    let ours = setting.value(broker)?;
+    (setting.value(BrokerConfig::defaults()).as_ref() != Some(&ours)).then_some(ours)
 }
 
 /// A config value as DescribeConfigs reports it.

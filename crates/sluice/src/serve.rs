@@ -1,123 +1,25 @@
 //! `sluice serve`: configuration layering (defaults → TOML file → `SLUICE_*`
 //! environment → flags), logging, signals, and the broker's lifetime.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, ValueEnum};
+use clap::{Arg, ArgMatches, Args, Command, ValueEnum};
+use sluice_broker::config::{SETTINGS, Setting};
 use sluice_broker::{BrokerConfig, Server};
 
-/// Flags of `sluice serve`; each can also come from `SLUICE_<NAME>` or the
-/// config file (same name in kebab-case).
+/// Flags of `sluice serve`: the config file, the log format, and one flag per broker
+/// setting ([`SettingFlags`]). Each can also come from `SLUICE_<NAME>`, and each setting
+/// from the config file (same name in kebab-case).
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// TOML config file; flags and environment variables override it.
     #[arg(long, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
-    /// Address of the Kafka listener [default: 127.0.0.1:9092].
-    #[arg(long, env = "SLUICE_LISTEN")]
-    listen: Option<SocketAddr>,
-    /// Address of the HTTP listener serving /metrics, /health and /ready, or
-    /// `off` [default: 127.0.0.1:9644].
-    #[arg(long, env = "SLUICE_HTTP_LISTEN", value_name = "ADDR|off", value_parser = parse_http_listen)]
-    http_listen: Option<HttpListen>,
-    /// Log every request of the client with this client.id at INFO (api,
-    /// version, correlation id, duration, errors), without debug logging for
-    /// everyone else.
-    #[arg(long, env = "SLUICE_DEBUG_CLIENT_ID", value_name = "CLIENT_ID")]
-    debug_client_id: Option<String>,
-    /// host:port advertised to clients; required when --listen is 0.0.0.0 or [::]
-    /// [default: the listen address].
-    #[arg(long, env = "SLUICE_ADVERTISE")]
-    advertise: Option<String>,
-    /// Data directory [default: ./sluice-data].
-    #[arg(long, env = "SLUICE_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Node id [default: 1].
-    #[arg(long, env = "SLUICE_NODE_ID")]
-    node_id: Option<i32>,
-    /// Create unknown topics on first use (auto.create.topics.enable) [default: true].
-    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS")]
-    auto_create_topics: Option<bool>,
-    /// Partitions of auto-created topics (num.partitions) [default: 1].
-    #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS")]
-    default_partitions: Option<i32>,
-    /// log.retention.ms; -1 keeps data forever [default: 604800000].
-    #[arg(long, env = "SLUICE_LOG_RETENTION_MS", allow_negative_numbers = true)]
-    log_retention_ms: Option<i64>,
-    /// log.retention.bytes; -1 means unlimited [default: -1].
-    #[arg(
-        long,
-        env = "SLUICE_LOG_RETENTION_BYTES",
-        allow_negative_numbers = true
-    )]
-    log_retention_bytes: Option<i64>,
-    /// log.segment.bytes [default: 1073741824].
-    #[arg(long, env = "SLUICE_LOG_SEGMENT_BYTES")]
-    log_segment_bytes: Option<i64>,
-    /// log.roll.ms [default: 604800000].
-    #[arg(long, env = "SLUICE_LOG_SEGMENT_MS")]
-    log_segment_ms: Option<i64>,
-    /// log.retention.check.interval.ms [default: 300000].
-    #[arg(long, env = "SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS")]
-    log_retention_check_interval_ms: Option<u64>,
-    /// message.max.bytes, the default max.message.bytes of topics [default: 1048588].
-    #[arg(long, env = "SLUICE_MESSAGE_MAX_BYTES")]
-    message_max_bytes: Option<i32>,
-    /// socket.request.max.bytes [default: 104857600].
-    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES")]
-    max_request_bytes: Option<usize>,
-    /// fetch.max.bytes: the most record bytes one Fetch response carries
-    /// [default: 57671680].
-    #[arg(long, env = "SLUICE_FETCH_MAX_BYTES")]
-    fetch_max_bytes: Option<i32>,
-    /// group.initial.rebalance.delay.ms [default: 3000].
-    #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS")]
-    group_initial_rebalance_delay_ms: Option<u64>,
-    /// offsets.retention.minutes [default: 10080].
-    #[arg(long, env = "SLUICE_OFFSETS_RETENTION_MINUTES")]
-    offsets_retention_minutes: Option<i64>,
-    /// offsets.topic.num.partitions [default: 50].
-    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS")]
-    offsets_topic_partitions: Option<i32>,
-    /// transaction.state.log.num.partitions [default: 50].
-    #[arg(long, env = "SLUICE_TRANSACTION_STATE_PARTITIONS")]
-    transaction_state_partitions: Option<i32>,
-    /// transaction.max.timeout.ms [default: 900000].
-    #[arg(long, env = "SLUICE_TRANSACTION_MAX_TIMEOUT_MS")]
-    transaction_max_timeout_ms: Option<i32>,
-    /// producer.id.expiration.ms [default: 86400000].
-    #[arg(long, env = "SLUICE_PRODUCER_ID_EXPIRATION_MS")]
-    producer_id_expiration_ms: Option<i64>,
-    /// transactional.id.expiration.ms [default: 604800000].
-    #[arg(long, env = "SLUICE_TRANSACTIONAL_ID_EXPIRATION_MS")]
-    transactional_id_expiration_ms: Option<i64>,
-    /// max.connections: client connections open at once; more wait to be accepted
-    /// [default: half of the open-files limit].
-    #[arg(long, env = "SLUICE_MAX_CONNECTIONS")]
-    max_connections: Option<u32>,
-    /// max.connections.per.ip: connections one client address may hold; more are closed
-    /// [default: no limit of its own].
-    #[arg(long, env = "SLUICE_MAX_CONNECTIONS_PER_IP")]
-    max_connections_per_ip: Option<u32>,
-    /// connections.max.idle.ms: close connections idle this long [default: 600000].
-    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_IDLE_MS")]
-    connections_max_idle_ms: Option<u64>,
-    /// The most partitions this broker holds; creating more fails with POLICY_VIOLATION
-    /// [default: 100000].
-    #[arg(long, env = "SLUICE_MAX_BROKER_PARTITIONS")]
-    max_broker_partitions: Option<u32>,
+    #[command(flatten)]
+    settings: SettingFlags,
     /// Log output format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-}
-
-/// `--http-listen`: an address, or `off`.
-#[derive(Clone, Copy, Debug)]
-struct HttpListen(Option<SocketAddr>);
-
-fn parse_http_listen(s: &str) -> Result<HttpListen, String> {
-    sluice_broker::config::parse_http_listen(s).map(HttpListen)
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -126,10 +28,69 @@ enum LogFormat {
     Json,
 }
 
-macro_rules! override_fields {
-    ($config:ident, $args:ident, $($field:ident),* $(,)?) => {
-        $(if let Some(v) = &$args.$field { $config.$field = v.clone(); })*
-    };
+/// The broker settings given as flags or `SLUICE_*` variables: one flag per entry of the
+/// broker's settings table, named, documented and checked from it.
+#[derive(Debug, Default)]
+struct SettingFlags {
+    /// Each setting given, with its text (already checked to parse).
+    given: Vec<(&'static Setting, String)>,
+}
+
+impl SettingFlags {
+    /// The flag of `setting`: `--<name>`, `SLUICE_<NAME>`, its doc and default as help, and
+    /// a value parser that refuses what the setting cannot parse.
+    fn arg(setting: &'static Setting) -> Arg {
+        let doc = setting.doc();
+        let kafka = match setting.kafka_name() {
+            Some(name) => format!(" ({name})"),
+            None => String::new(),
+        };
+        let help = format!(
+            "{}{kafka} [default: {}]",
+            doc.trim_end_matches('.'),
+            setting.default_text()
+        );
+        Arg::new(setting.name())
+            .long(setting.name())
+            .env(setting.env_var())
+            .value_name(setting.value_name())
+            .help(help.replace('`', ""))
+            .allow_negative_numbers(setting.allows_negative())
+            .value_parser(move |text: &str| {
+                let mut scratch = BrokerConfig::default();
+                setting.set(&mut scratch, text).map(|()| text.to_string())
+            })
+    }
+}
+
+impl clap::FromArgMatches for SettingFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = SettingFlags::default();
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for setting in SETTINGS {
+            if let Some(text) = matches.get_one::<String>(&setting.name()) {
+                self.given.retain(|(s, _)| s.name() != setting.name());
+                self.given.push((setting, text.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl clap::Args for SettingFlags {
+    fn augment_args(cmd: Command) -> Command {
+        SETTINGS
+            .iter()
+            .fold(cmd, |cmd, setting| cmd.arg(SettingFlags::arg(setting)))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
 }
 
 fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
@@ -141,46 +102,10 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
         }
         None => BrokerConfig::default(),
     };
-    override_fields!(
-        config,
-        args,
-        listen,
-        data_dir,
-        node_id,
-        auto_create_topics,
-        default_partitions,
-        log_retention_ms,
-        log_retention_bytes,
-        log_segment_bytes,
-        log_segment_ms,
-        log_retention_check_interval_ms,
-        message_max_bytes,
-        max_request_bytes,
-        fetch_max_bytes,
-        group_initial_rebalance_delay_ms,
-        offsets_retention_minutes,
-        offsets_topic_partitions,
-        transaction_state_partitions,
-        transaction_max_timeout_ms,
-        producer_id_expiration_ms,
-        transactional_id_expiration_ms,
-        connections_max_idle_ms,
-        max_broker_partitions,
-    );
-    if let Some(n) = args.max_connections {
-        config.max_connections = Some(n);
-    }
-    if let Some(n) = args.max_connections_per_ip {
-        config.max_connections_per_ip = Some(n);
-    }
-    if let Some(adv) = &args.advertise {
-        config.advertise = Some(adv.clone());
-    }
-    if let Some(HttpListen(addr)) = args.http_listen {
-        config.http_listen = addr;
-    }
-    if let Some(id) = &args.debug_client_id {
-        config.debug_client_id = Some(id.clone());
+    for (setting, text) in &args.settings.given {
+        setting
+            .set(&mut config, text)
+            .map_err(|reason| format!("invalid value for {}: {reason}", setting.name()))?;
     }
     Ok(config)
 }
@@ -306,4 +231,154 @@ async fn wait_for_signal() -> Result<(), String> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `sluice serve`'s arguments as main.rs declares them.
+    #[derive(Parser)]
+    #[command(args_override_self = true)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    /// Where the README's settings table starts and ends; everything between is generated.
+    const README_TABLE_START: &str = "<!-- settings table: generated from the broker's settings \
+                                      (crates/broker/src/config.rs); `cargo test -p sluice readme` \
+                                      checks it -->";
+    const README_TABLE_END: &str = "<!-- end of settings table -->";
+
+    /// The README's settings table: one row per broker setting, then the flags of `sluice
+    /// serve` that are not settings (the config file, the log format).
+    fn readme_settings_table() -> String {
+        let mut rows = vec![
+            "| Setting | Kafka equivalent | Default | Accepts | Description |".to_string(),
+            "|---|---|---|---|---|".to_string(),
+        ];
+        for setting in SETTINGS {
+            let kafka: Vec<String> = setting
+                .options
+                .kafka_names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect();
+            let mut description = setting.doc();
+            if let (false, Some(name)) = (setting.options.needs_restart, setting.kafka_name()) {
+                description.push_str(&format!(
+                    " Can also be changed at runtime, as the broker config `{name}`."
+                ));
+            }
+            rows.push(format!(
+                "| `{}` | {} | {} | {} | {description} |",
+                setting.name(),
+                kafka.join(", "),
+                setting.default_text(),
+                setting.range_text().unwrap_or_default(),
+            ));
+        }
+        let command = ServeArgs::augment_args(Command::new("serve"));
+        let flags_only = command.get_arguments().filter(|arg| {
+            let id = arg.get_id().as_str();
+            !SETTINGS.iter().any(|s| s.name() == id) && arg.get_long().is_some()
+        });
+        for arg in flags_only {
+            let default = match arg.get_default_values().first() {
+                None => "none".to_string(),
+                Some(value) => format!("`{}`", value.to_string_lossy()),
+            };
+            let accepts: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .map(|v| format!("`{}`", v.get_name()))
+                .collect();
+            rows.push(format!(
+                "| `{}` (flag/env only) | | {default} | {} | {}. |",
+                arg.get_long().unwrap_or_default(),
+                accepts.join(", "),
+                arg.get_help().map(|h| h.to_string()).unwrap_or_default(),
+            ));
+        }
+        rows.join("\n")
+    }
+
+    fn parse(args: &[&str]) -> Result<BrokerConfig, String> {
+        let mut argv = vec!["serve"];
+        argv.extend_from_slice(args);
+        let serve = Serve::try_parse_from(argv).map_err(|e| e.to_string())?;
+        build_config(&serve.args)
+    }
+
+    /// The README's table is the settings table: a setting added, renamed or changed without
+    /// the README (or the other way round) fails here, printing the table to paste.
+    #[test]
+    fn readme_settings_table_matches_the_settings() {
+        let readme = include_str!("../../../README.md");
+        let between = readme
+            .split_once(README_TABLE_START)
+            .and_then(|(_, rest)| rest.split_once(README_TABLE_END))
+            .map(|(table, _)| table.trim());
+        let expected = readme_settings_table();
+        assert_eq!(
+            between,
+            Some(expected.as_str()),
+            "README.md's settings table is out of date; put this between its markers:\n\n{}\n{expected}\n{}\n",
+            README_TABLE_START,
+            README_TABLE_END
+        );
+    }
+
+    #[test]
+    fn every_setting_has_a_flag_that_sets_it() {
+        for setting in SETTINGS {
+            let defaults = BrokerConfig::default();
+            // A value different from the default that the setting accepts.
+            let value = match setting.value(&defaults).as_deref() {
+                Some("true") => "false".to_string(),
+                Some("false") => "true".to_string(),
+                Some(n) if n.parse::<i64>().is_ok() => "7".to_string(),
+                None if setting.options.range.is_some() => "7".to_string(),
+                _ if setting.name() == "http-listen" => "127.0.0.1:7".to_string(),
+                _ if setting.name() == "listen" => "127.0.0.1:8".to_string(),
+                _ => "example.com:7".to_string(),
+            };
+            let flag = format!("--{}", setting.name());
+            let config = parse(&[&flag, &value]).unwrap();
+            assert_eq!(setting.value(&config), Some(value.clone()), "{flag}");
+            assert_ne!(config, defaults, "{flag}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_keep_their_last_value() {
+        let dir = std::env::temp_dir().join(format!("sluice-serve-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sluice.toml");
+        std::fs::write(
+            &file,
+            "node-id = 4\nlog-retention-ms = 5\nhttp-listen = \"off\"\n",
+        )
+        .unwrap();
+        let file = file.display().to_string();
+        let config = parse(&["--config", &file, "--node-id", "6", "--node-id", "8"]).unwrap();
+        assert_eq!(
+            (config.node_id, config.log_retention_ms, config.http_listen),
+            (8, 5, None)
+        );
+        // Negative numbers are values where the range admits them.
+        let config = parse(&["--log-retention-ms", "-1", "--log-retention-bytes", "-1"]).unwrap();
+        assert_eq!(
+            (config.log_retention_ms, config.log_retention_bytes),
+            (-1, -1)
+        );
+        let err = parse(&["--node-id", "x1"]).unwrap_err();
+        assert!(
+            err.starts_with("error: invalid value 'x1' for '--node-id <NODE_ID>': invalid digit"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -111,11 +111,18 @@ pub struct RunOutput {
 
 /// Runs `sluice <args>` and waits at most `timeout` for it to exit.
 pub fn run_sluice(args: &[&str], timeout: Duration) -> RunOutput {
+    run_sluice_with_env(args, &[], timeout)
+}
+
+/// Runs `sluice <args>` with the environment variables `env` added, and waits at most
+/// `timeout` for it to exit.
+pub fn run_sluice_with_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> RunOutput {
     let dir = tempfile::tempdir().expect("tempdir");
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");
     let mut child = Command::new(sluice_bin())
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(File::create(&out_path).expect("stdout file"))
         .stderr(File::create(&err_path).expect("stderr file"))

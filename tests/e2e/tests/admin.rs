@@ -421,6 +421,16 @@ fn describe_and_alter_configs() {
         ConfigSource::Default,
         true,
     );
+    // Every setting with a Kafka name is listed, under each of its names.
+    assert_entry(
+        &b,
+        "transaction.max.timeout.ms",
+        "900000",
+        ConfigSource::Default,
+        true,
+    );
+    assert_entry(&b, "broker.id", "1", ConfigSource::Default, true);
+    assert_entry(&b, "node.id", "1", ConfigSource::Default, true);
 
     // Unknown topic: UNKNOWN_TOPIC_OR_PARTITION for that resource. (The rdkafka crate drops
     // per-resource DescribeConfigs errors, so ask over a raw connection.)

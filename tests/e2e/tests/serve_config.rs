@@ -12,7 +12,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sluice_e2e::{CALL_TIMEOUT, RunOutput, admin, free_port, run_sluice, sluice_bin};
+use sluice_e2e::{
+    CALL_TIMEOUT, RunOutput, admin, free_port, run_sluice, run_sluice_with_env, sluice_bin,
+};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -135,6 +137,51 @@ fn out_of_range_settings_are_refused_with_their_range() {
             &format!("invalid value for {name}: {value} is out of range: {range}"),
         );
     }
+}
+
+/// Every setting is also a `SLUICE_*` variable, checked like its flag; a flag wins over the
+/// variable.
+#[test]
+fn environment_variables_set_settings_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data").display().to_string();
+    let listen = loopback();
+    let serve = |flags: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["serve", "--data-dir", &data_dir, "--http-listen", "off"];
+        args.extend_from_slice(&["--listen", &listen]);
+        args.extend_from_slice(flags);
+        run_sluice_with_env(&args, env, RUN_TIMEOUT)
+    };
+    let out = serve(&[], &[("SLUICE_LOG_SEGMENT_BYTES", "13")]);
+    assert_refused(
+        &out,
+        "invalid value for log-segment-bytes: 13 is out of range: must be between 14 and \
+         2147483647",
+    );
+    // Settings are checked in table order (log-retention-ms before max-request-bytes): the
+    // flag's valid retention replaced the variable's invalid one.
+    let out = serve(
+        &["--log-retention-ms", "100"],
+        &[
+            ("SLUICE_LOG_RETENTION_MS", "-5"),
+            ("SLUICE_MAX_REQUEST_BYTES", "10"),
+        ],
+    );
+    assert_refused(
+        &out,
+        "invalid value for max-request-bytes: 10 is out of range: must be between 1024 and \
+         2147483647",
+    );
+    // A value that does not parse is refused before anything else, naming its flag.
+    let out = serve(&[], &[("SLUICE_NODE_ID", "abc")]);
+    assert_eq!(out.status.and_then(|s| s.code()), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "error: invalid value 'abc' for '--node-id <NODE_ID>': invalid digit found in string"
+        ),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, ResponseKind,
+};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
@@ -12,12 +14,26 @@ use crate::broker::Broker;
 use crate::handlers::metadata::{
     ALL_CLUSTER_OPERATIONS, AUTHORIZED_OPERATIONS_OMITTED, client_endpoint,
 };
+use crate::request::{Reply, RequestContext};
 
 /// Endpoint type "brokers" (KIP-919); controllers are not exposed separately.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
-/// Handles a DescribeCluster request.
-pub fn describe(
+/// Handles DescribeCluster.
+pub async fn describe_cluster(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DescribeClusterRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::DescribeCluster(describe(
+        broker,
+        req,
+        ctx.api_version(),
+    )))
+}
+
+/// This node as the whole cluster.
+fn describe(
     broker: &Arc<Broker>,
     req: DescribeClusterRequest,
     version: i16,

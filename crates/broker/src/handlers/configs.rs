@@ -17,8 +17,9 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
+use crate::config::{BrokerConfig, KafkaValue, SETTINGS, Setting};
 use crate::fd_budget::FdBudget;
-use crate::router::Reply;
+use crate::request::{Reply, RequestContext};
 use crate::topic_admin::{AdminError, set_broker_configs, set_topic_configs};
 use crate::topic_config::{
     ConfigSource, ConfigType, ResolvedConfig, TOPIC_CONFIGS, resolve_topic_configs,
@@ -37,7 +38,40 @@ const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
 /// Handles DescribeConfigs.
-pub fn describe(
+pub async fn describe_configs(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DescribeConfigsRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::DescribeConfigs(describe(
+        broker,
+        req,
+        ctx.api_version(),
+    )))
+}
+
+/// Handles the legacy AlterConfigs: the given set replaces all overrides.
+pub async fn alter_configs(
+    broker: &Arc<Broker>,
+    _: &RequestContext,
+    req: AlterConfigsRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::AlterConfigs(alter(broker, req).await))
+}
+
+/// Handles IncrementalAlterConfigs (SET, DELETE, APPEND, SUBTRACT).
+pub async fn incremental_alter_configs(
+    broker: &Arc<Broker>,
+    _: &RequestContext,
+    req: IncrementalAlterConfigsRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::IncrementalAlterConfigs(
+        incremental_alter(broker, req).await,
+    ))
+}
+
+/// The configs of the resources a DescribeConfigs request names.
+fn describe(
     broker: &Arc<Broker>,
     req: DescribeConfigsRequest,
     version: i16,
@@ -147,116 +181,32 @@ fn check_broker_name(broker: &Broker, name: &str) -> Result<(), AdminError> {
     }
 }
 
-/// The broker's own configs: its static settings (read-only) and the
-/// broker-level defaults of every topic config (dynamically alterable).
+/// The broker's own configs: its settings that need a restart, under each of their Kafka
+/// names (read-only), a constant replication factor, and the broker-level defaults of every
+/// topic config (dynamically alterable).
 fn broker_configs(
     broker: &Broker,
     dynamic: &BTreeMap<String, String>,
 ) -> Vec<(ResolvedConfig, bool)> {
-    let c = &broker.config;
-    let d = crate::config::BrokerConfig::default();
-    let listener = format!("PLAINTEXT://{}", c.listen);
-    let advertised = format!(
-        "PLAINTEXT://{}:{}",
-        broker.advertised_host, broker.advertised_port
-    );
-    let fds = broker.fd_budget;
-    let default_connections = FdBudget::split(fds.limit_before, fds.limit, None).connections;
-    let statics: Vec<(&'static str, String, String, ConfigType)> = vec![
-        (
-            "advertised.listeners",
-            advertised.clone(),
-            advertised,
-            ConfigType::String,
-        ),
-        (
-            "auto.create.topics.enable",
-            c.auto_create_topics.to_string(),
-            d.auto_create_topics.to_string(),
-            ConfigType::Boolean,
-        ),
-        (
-            "broker.id",
-            c.node_id.to_string(),
-            d.node_id.to_string(),
-            ConfigType::Int,
-        ),
-        (
-            "connections.max.idle.ms",
-            c.connections_max_idle_ms.to_string(),
-            d.connections_max_idle_ms.to_string(),
-            ConfigType::Long,
-        ),
-        (
-            "default.replication.factor",
-            "1".into(),
-            "1".into(),
-            ConfigType::Int,
-        ),
-        (
-            "fetch.max.bytes",
-            c.fetch_max_bytes.to_string(),
-            d.fetch_max_bytes.to_string(),
-            ConfigType::Int,
-        ),
-        (
-            "group.initial.rebalance.delay.ms",
-            c.group_initial_rebalance_delay_ms.to_string(),
-            d.group_initial_rebalance_delay_ms.to_string(),
-            ConfigType::Int,
-        ),
-        ("listeners", listener.clone(), listener, ConfigType::String),
-        (
-            "max.connections",
-            broker.fd_budget.connections.to_string(),
-            default_connections.to_string(),
-            ConfigType::Int,
-        ),
-        (
-            "max.connections.per.ip",
-            c.max_connections_per_ip
-                .unwrap_or(i32::MAX as u32)
-                .to_string(),
-            i32::MAX.to_string(),
-            ConfigType::Int,
-        ),
-        (
-            "log.dirs",
-            c.data_dir.display().to_string(),
-            d.data_dir.display().to_string(),
-            ConfigType::String,
-        ),
-        (
-            "node.id",
-            c.node_id.to_string(),
-            d.node_id.to_string(),
-            ConfigType::Int,
-        ),
-        (
-            "num.partitions",
-            c.default_partitions.to_string(),
-            d.default_partitions.to_string(),
-            ConfigType::Int,
-        ),
-        (
-            "offsets.retention.minutes",
-            c.offsets_retention_minutes.to_string(),
-            d.offsets_retention_minutes.to_string(),
-            ConfigType::Int,
-        ),
-        (
-            "offsets.topic.num.partitions",
-            c.offsets_topic_partitions.to_string(),
-            d.offsets_topic_partitions.to_string(),
-            ConfigType::Int,
-        ),
-        (
-            "socket.request.max.bytes",
-            c.max_request_bytes.to_string(),
-            d.max_request_bytes.to_string(),
-            ConfigType::Int,
-        ),
-    ];
+    let mut statics: Vec<(&'static str, String, String, ConfigType)> = SETTINGS
+        .iter()
+        .filter(|s| s.options.needs_restart)
+        .flat_map(|setting| {
+            let (value, default) = kafka_value(broker, setting);
+            setting
+                .options
+                .kafka_names
+                .iter()
+                .map(move |&name| (name, value.clone(), default.clone(), setting.kafka_type()))
+        })
+        .collect();
+    // One node holds every replica.
+    statics.push((
+        "default.replication.factor",
+        "1".into(),
+        "1".into(),
+        ConfigType::Int,
+    ));
     let mut out: Vec<(ResolvedConfig, bool)> = statics
         .into_iter()
         .map(|(name, value, default, kind)| {
@@ -279,7 +229,7 @@ fn broker_configs(
         .collect();
     // Broker-level names of topic configs, resolved through the same layers.
     let no_overrides = BTreeMap::new();
-    for resolved in resolve_topic_configs(&no_overrides, c, dynamic) {
+    for resolved in resolve_topic_configs(&no_overrides, &broker.config, dynamic) {
         let Some(def) = topic_config_def(resolved.name) else {
             continue;
         };
@@ -304,15 +254,38 @@ fn broker_configs(
     out
 }
 
-/// Handles the legacy AlterConfigs: the given set replaces all overrides.
-pub fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest, _version: i16) -> Reply {
-    let broker = broker.clone();
-    Reply::Later(tokio::spawn(async move {
-        ResponseKind::AlterConfigs(alter_configs(&broker, req).await)
-    }))
+/// A setting's value and default as DescribeConfigs shows them under its Kafka name.
+fn kafka_value(broker: &Broker, setting: &Setting) -> (String, String) {
+    let configured = |config: &BrokerConfig| setting.value(config).unwrap_or_default();
+    let (running, defaults) = (&broker.config, BrokerConfig::defaults());
+    match setting.options.kafka_value {
+        KafkaValue::Configured => (configured(running), configured(defaults)),
+        KafkaValue::UnsetIsIntMax => {
+            let or_max = |c| setting.value(c).unwrap_or_else(|| i32::MAX.to_string());
+            (or_max(running), or_max(defaults))
+        }
+        KafkaValue::PlaintextListener => {
+            let listener = |c| format!("PLAINTEXT://{}", configured(c));
+            (listener(running), listener(defaults))
+        }
+        // Worked out at start-up: reported as the default, as before any override existed.
+        KafkaValue::Advertised => {
+            let advertised = format!(
+                "PLAINTEXT://{}:{}",
+                broker.advertised_host, broker.advertised_port
+            );
+            (advertised.clone(), advertised)
+        }
+        KafkaValue::EffectiveConnections => {
+            let fds = broker.fd_budget;
+            let default = FdBudget::split(fds.limit_before, fds.limit, None).connections;
+            (fds.connections.to_string(), default.to_string())
+        }
+    }
 }
 
-async fn alter_configs(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+/// Replaces each resource's overrides with the given set.
+async fn alter(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for resource in req.resources {
         responses.push({
@@ -355,19 +328,8 @@ async fn alter_configs(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterC
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-/// Handles IncrementalAlterConfigs (SET, DELETE, APPEND, SUBTRACT).
-pub fn incremental_alter(
-    broker: &Arc<Broker>,
-    req: IncrementalAlterConfigsRequest,
-    _version: i16,
-) -> Reply {
-    let broker = broker.clone();
-    Reply::Later(tokio::spawn(async move {
-        ResponseKind::IncrementalAlterConfigs(incremental_alter_configs(&broker, req).await)
-    }))
-}
-
-async fn incremental_alter_configs(
+/// Applies each resource's operations to its overrides.
+async fn incremental_alter(
     broker: &Arc<Broker>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {

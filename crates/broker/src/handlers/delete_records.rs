@@ -6,12 +6,26 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
-use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ResponseKind};
 use sluice_protocol::kafka_protocol;
 use sluice_protocol::model::LeaderEpoch;
 
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
+use crate::request::{Reply, RequestContext};
+
+/// The handler-table entry for DeleteRecords.
+pub async fn delete_records(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DeleteRecordsRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::DeleteRecords(handle(
+        broker,
+        req,
+        ctx.api_version(),
+    )))
+}
 
 /// Handles a DeleteRecords request.
 pub fn handle(

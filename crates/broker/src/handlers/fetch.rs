@@ -26,14 +26,15 @@ use crate::broker::Broker;
 use crate::errors::storage_error_code;
 use crate::metrics::{TopicTraffic, batch_totals};
 use crate::partition::{Partition, PartitionRead};
-use crate::router::Reply;
+use crate::request::{Reply, RequestContext};
 
 /// Clients may ask to wait longer; Kafka caps nothing here, but an hour-long
 /// wait would pin a task, so bound it generously.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(300);
 
 /// Handles a Fetch request.
-pub fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
+pub async fn fetch(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest) -> Reply {
+    let version = ctx.api_version();
     if req.session_id != 0 {
         // We never hand out session ids, so any non-zero one is unknown.
         return Reply::Now(ResponseKind::Fetch(

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{
-    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestKind, ResponseKind,
+    BrokerId, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest,
+    FindCoordinatorResponse, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ResponseKind,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
@@ -16,7 +19,7 @@ use crate::broker::Broker;
 use crate::handlers::commit_topics;
 use crate::handlers::metadata::client_endpoint;
 use crate::metadata::TopicImage;
-use crate::router::{Reply, RequestContext};
+use crate::request::{Reply, RequestContext};
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, ensure_internal_topic};
 
 /// FindCoordinator key types.
@@ -25,7 +28,12 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Handles FindCoordinator: the coordinator of a group or transactional id is the leader
 /// of its partition of the internal topic (created on first use, as Kafka does).
-pub fn find_coordinator(broker: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> Reply {
+pub async fn find_coordinator(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: FindCoordinatorRequest,
+) -> Reply {
+    let version = ctx.api_version();
     let topic = match req.key_type {
         KEY_TYPE_GROUP => CONSUMER_OFFSETS_TOPIC,
         KEY_TYPE_TRANSACTION => TRANSACTION_STATE_TOPIC,
@@ -42,27 +50,18 @@ pub fn find_coordinator(broker: &Arc<Broker>, req: FindCoordinatorRequest, versi
             )));
         }
     };
-    if let Some(t) = broker.metadata.image().topic(topic) {
-        let t = t.clone();
-        return Reply::Now(ResponseKind::FindCoordinator(coordinators(
-            broker,
-            req,
-            version,
-            Ok(&t),
-        )));
-    }
-    let broker = broker.clone();
-    Reply::Later(tokio::spawn(async move {
-        let created = ensure_internal_topic(&broker, topic)
+    let found = match broker.metadata.image().topic(topic) {
+        Some(t) => Ok(t.clone()),
+        None => ensure_internal_topic(broker, topic)
             .await
-            .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message));
-        ResponseKind::FindCoordinator(coordinators(
-            &broker,
-            req,
-            version,
-            created.as_ref().map_err(Clone::clone),
-        ))
-    }))
+            .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message)),
+    };
+    Reply::Now(ResponseKind::FindCoordinator(coordinators(
+        broker,
+        req,
+        version,
+        found.as_ref().map_err(Clone::clone),
+    )))
 }
 
 /// Where each key's coordinator is: the leader of the key's partition of `topic`, as
@@ -131,49 +130,99 @@ fn coordinators(
     }
 }
 
-/// Dispatches the group APIs. JoinGroup and SyncGroup wait for the rest of
-/// the group, so they run as tasks; the others are quick and run in order.
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: RequestKind) -> Reply {
-    let v = ctx.api_version;
-    let groups = broker.groups.clone();
-    match request {
-        RequestKind::JoinGroup(r) => {
-            let client_id = ctx.client_id.clone();
-            let host = format!("/{}", ctx.peer.ip());
-            Reply::Later(tokio::spawn(async move {
-                ResponseKind::JoinGroup(groups.join_group(r, v, &client_id, &host).await)
-            }))
-        }
-        RequestKind::SyncGroup(r) => Reply::Later(tokio::spawn(async move {
-            ResponseKind::SyncGroup(groups.sync_group(r, v).await)
-        })),
-        RequestKind::Heartbeat(r) => {
-            Reply::Now(ResponseKind::Heartbeat(groups.heartbeat(r, v).await))
-        }
-        RequestKind::LeaveGroup(r) => {
-            Reply::Now(ResponseKind::LeaveGroup(groups.leave_group(r, v).await))
-        }
-        RequestKind::OffsetCommit(r) => Reply::Now(ResponseKind::OffsetCommit(
-            commit_topics::offset_commit(broker, r, v).await,
-        )),
-        RequestKind::OffsetFetch(r) => {
-            Reply::Now(ResponseKind::OffsetFetch(groups.offset_fetch(r, v).await))
-        }
-        RequestKind::DescribeGroups(r) => Reply::Now(ResponseKind::DescribeGroups(
-            groups.describe_groups(r, v).await,
-        )),
-        RequestKind::ListGroups(r) => {
-            Reply::Now(ResponseKind::ListGroups(groups.list_groups(r, v).await))
-        }
-        RequestKind::DeleteGroups(r) => {
-            Reply::Now(ResponseKind::DeleteGroups(groups.delete_groups(r, v).await))
-        }
-        RequestKind::OffsetDelete(r) => {
-            Reply::Now(ResponseKind::OffsetDelete(groups.offset_delete(r, v).await))
-        }
-        other => {
-            tracing::warn!(client_id = %ctx.client_id, "no handler for {other:?}; closing connection");
-            Reply::Close
-        }
-    }
+// The group APIs. JoinGroup and SyncGroup wait for the rest of the group, so they run as
+// tasks; the others are quick and run in order, before the next request is read.
+
+/// Handles JoinGroup.
+pub async fn join_group(broker: &Arc<Broker>, ctx: &RequestContext, r: JoinGroupRequest) -> Reply {
+    let (groups, v) = (broker.groups.clone(), ctx.api_version());
+    let client_id = ctx.client_id().to_string();
+    let host = format!("/{}", ctx.peer.ip());
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::JoinGroup(groups.join_group(r, v, &client_id, &host).await)
+    }))
+}
+
+/// Handles SyncGroup.
+pub async fn sync_group(broker: &Arc<Broker>, ctx: &RequestContext, r: SyncGroupRequest) -> Reply {
+    let (groups, v) = (broker.groups.clone(), ctx.api_version());
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::SyncGroup(groups.sync_group(r, v).await)
+    }))
+}
+
+/// Handles Heartbeat.
+pub async fn heartbeat(broker: &Arc<Broker>, ctx: &RequestContext, r: HeartbeatRequest) -> Reply {
+    let response = broker.groups.heartbeat(r, ctx.api_version()).await;
+    Reply::Now(ResponseKind::Heartbeat(response))
+}
+
+/// Handles LeaveGroup.
+pub async fn leave_group(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: LeaveGroupRequest,
+) -> Reply {
+    let response = broker.groups.leave_group(r, ctx.api_version()).await;
+    Reply::Now(ResponseKind::LeaveGroup(response))
+}
+
+/// Handles OffsetCommit, checking the partitions exist first.
+pub async fn offset_commit(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: OffsetCommitRequest,
+) -> Reply {
+    let response = commit_topics::offset_commit(broker, r, ctx.api_version()).await;
+    Reply::Now(ResponseKind::OffsetCommit(response))
+}
+
+/// Handles OffsetFetch.
+pub async fn offset_fetch(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: OffsetFetchRequest,
+) -> Reply {
+    let response = broker.groups.offset_fetch(r, ctx.api_version()).await;
+    Reply::Now(ResponseKind::OffsetFetch(response))
+}
+
+/// Handles DescribeGroups.
+pub async fn describe_groups(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: DescribeGroupsRequest,
+) -> Reply {
+    let response = broker.groups.describe_groups(r, ctx.api_version()).await;
+    Reply::Now(ResponseKind::DescribeGroups(response))
+}
+
+/// Handles ListGroups.
+pub async fn list_groups(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: ListGroupsRequest,
+) -> Reply {
+    let response = broker.groups.list_groups(r, ctx.api_version()).await;
+    Reply::Now(ResponseKind::ListGroups(response))
+}
+
+/// Handles DeleteGroups.
+pub async fn delete_groups(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: DeleteGroupsRequest,
+) -> Reply {
+    let response = broker.groups.delete_groups(r, ctx.api_version()).await;
+    Reply::Now(ResponseKind::DeleteGroups(response))
+}
+
+/// Handles OffsetDelete.
+pub async fn offset_delete(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: OffsetDeleteRequest,
+) -> Reply {
+    let response = broker.groups.offset_delete(r, ctx.api_version()).await;
+    Reply::Now(ResponseKind::OffsetDelete(response))
 }

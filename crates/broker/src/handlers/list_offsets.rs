@@ -6,12 +6,13 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
 use sluice_protocol::kafka_protocol;
 use sluice_protocol::model::LeaderEpoch;
 
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
+use crate::request::{Reply, RequestContext};
 
 /// Kafka's special timestamps.
 const LATEST: i64 = -1;
@@ -33,6 +34,19 @@ fn timestamp_unsupported(timestamp: i64, version: i16) -> bool {
         _ => return true,
     };
     version < since
+}
+
+/// The handler-table entry for ListOffsets.
+pub async fn list_offsets(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: ListOffsetsRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::ListOffsets(handle(
+        broker,
+        req,
+        ctx.api_version(),
+    )))
 }
 
 /// Handles a ListOffsets request.

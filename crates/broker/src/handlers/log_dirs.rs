@@ -4,23 +4,36 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
-use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
+use kafka_protocol::messages::{
+    DescribeLogDirsRequest, DescribeLogDirsResponse, ResponseKind, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
+use crate::request::{Reply, RequestContext};
 
 /// Kafka's value for a size it cannot tell.
 const UNKNOWN_BYTES: i64 = -1;
 
-/// Handles a DescribeLogDirs request. As in Kafka, requested partitions this
+/// Handles DescribeLogDirs.
+pub async fn describe_log_dirs(
+    broker: &Arc<Broker>,
+    _: &RequestContext,
+    req: DescribeLogDirsRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::DescribeLogDirs(describe(broker, req)))
+}
+
+/// The sizes of the partitions a DescribeLogDirs request asks for. As in Kafka, requested partitions this
 /// broker does not hold are left out rather than reported as errors, and a
 /// null topic list means every partition, internal topics included.
-pub fn describe(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+fn describe(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     let wanted: Option<BTreeMap<&str, &[i32]>> = req.topics.as_ref().map(|topics| {
         topics
             .iter()

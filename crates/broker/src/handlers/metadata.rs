@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::metadata::{BrokerRegistration, EndpointRecord, MetadataImage, TopicImage};
-use crate::router::Reply;
+use crate::request::{Reply, RequestContext};
 use crate::topic_admin::{self, get_or_auto_create, validate_topic_name};
 
 /// Kafka's "authorized operations not requested" value.
@@ -30,41 +30,33 @@ pub const ALL_TOPIC_OPERATIONS: i32 =
 pub const ALL_CLUSTER_OPERATIONS: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
-/// Answers a Metadata request: at once from the image, or — when it names topics to
-/// auto-create — once they are created.
-pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Reply {
+/// Answers a Metadata request from the image, once the topics it names for auto-creation
+/// are created.
+pub async fn metadata(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataRequest) -> Reply {
+    let version = ctx.api_version();
     let to_create = topics_to_create(broker, &req, version);
-    if to_create.is_empty() {
-        return Reply::Now(ResponseKind::Metadata(respond(
-            broker,
-            req,
-            version,
-            &HashMap::new(),
-        )));
-    }
-    let broker = broker.clone();
-    Reply::Later(tokio::spawn(async move {
-        let mut outcomes = HashMap::new();
-        if auto_created_partitions(&broker, &to_create) > topic_admin::MAX_PARTITIONS_PER_REQUEST {
-            // Kafka's controller refuses such a batch whole: none is created.
-            for name in to_create {
-                outcomes.insert(name, ResponseError::PolicyViolation);
-            }
-        } else {
-            for name in to_create {
-                match get_or_auto_create(&broker, &name, true).await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => {
-                        outcomes.insert(name, ResponseError::UnknownTopicOrPartition);
-                    }
-                    Err(e) => {
-                        outcomes.insert(name, e.code);
-                    }
+    let mut outcomes = HashMap::new();
+    if auto_created_partitions(broker, &to_create) > topic_admin::MAX_PARTITIONS_PER_REQUEST {
+        // Kafka's controller refuses such a batch whole: none is created.
+        for name in to_create {
+            outcomes.insert(name, ResponseError::PolicyViolation);
+        }
+    } else {
+        for name in to_create {
+            match get_or_auto_create(broker, &name, true).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    outcomes.insert(name, ResponseError::UnknownTopicOrPartition);
+                }
+                Err(e) => {
+                    outcomes.insert(name, e.code);
                 }
             }
         }
-        ResponseKind::Metadata(respond(&broker, req, version, &outcomes))
-    }))
+    }
+    Reply::Now(ResponseKind::Metadata(respond(
+        broker, req, version, &outcomes,
+    )))
 }
 
 /// The unknown, validly named topics of the request that auto-creation would create.

@@ -15,3 +15,6 @@ pub mod producer;
 mod record_checks;
 pub mod topics;
 pub mod transactions;
+
+#[cfg(test)]
+mod tests;

@@ -22,7 +22,7 @@ use crate::handlers::record_checks::RecordChecks;
 use crate::metadata::TopicImage;
 use crate::partition::Partition;
 use crate::replica_manager::{AppendOrigin, Appended, ReplicaError, RequiredAcks};
-use crate::router::Reply;
+use crate::request::{Reply, RequestContext};
 
 /// Why a partition's records were refused.
 struct Refusal {
@@ -61,7 +61,8 @@ struct TopicOutcome {
 }
 
 /// Handles a Produce request.
-pub fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
+pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> Reply {
+    let version = ctx.api_version();
     let Some(acks) = RequiredAcks::from_wire(req.acks) else {
         return Reply::Now(ResponseKind::Produce(error_response(
             &req,

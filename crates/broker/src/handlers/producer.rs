@@ -3,20 +3,37 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind,
+};
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
+use crate::handlers::transactions;
+use crate::request::{Reply, RequestContext};
 
-/// Handles InitProducerId. Without a transactional id, Kafka hands out a fresh
-/// producer id with epoch 0 every time (an idempotent producer that needs a
-/// new epoch simply gets a new id). Transactional ids go to the transaction
-/// coordinator instead.
-pub fn handle(
+/// Handles InitProducerId: a transactional id goes to the transaction coordinator; without
+/// one, this broker hands out the producer id.
+pub async fn init_producer_id(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     req: InitProducerIdRequest,
-    _version: i16,
-) -> InitProducerIdResponse {
+) -> Reply {
+    if req
+        .transactional_id
+        .as_deref()
+        .is_some_and(|t| !t.is_empty())
+    {
+        return transactions::init_transactional_producer(broker, ctx, req);
+    }
+    Reply::Now(ResponseKind::InitProducerId(idempotent_producer(
+        broker, req,
+    )))
+}
+
+/// Without a transactional id, Kafka hands out a fresh producer id with epoch 0 every time
+/// (an idempotent producer that needs a new epoch simply gets a new id).
+fn idempotent_producer(broker: &Arc<Broker>, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let base = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);

@@ -18,19 +18,22 @@ use sluice_protocol::kafka_protocol;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::router::Reply;
+use crate::request::{Reply, RequestContext};
 use crate::topic_admin::{self, AdminError, NewTopic};
 use crate::topic_config::resolve_topic_configs;
 
 /// Handles CreateTopics; the answer follows once the topics are committed.
-pub fn create(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> Reply {
-    let broker = broker.clone();
-    Reply::Later(tokio::spawn(async move {
-        ResponseKind::CreateTopics(create_topics(&broker, req, version).await)
-    }))
+pub async fn create_topics(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: CreateTopicsRequest,
+) -> Reply {
+    let response = create(broker, req, ctx.api_version()).await;
+    Reply::Now(ResponseKind::CreateTopics(response))
 }
 
-async fn create_topics(
+/// Creates the topics of a CreateTopics request, one after the other.
+async fn create(
     broker: &Arc<Broker>,
     req: CreateTopicsRequest,
     version: i16,
@@ -155,14 +158,17 @@ fn new_topic(
 }
 
 /// Handles DeleteTopics, by name (all versions) or id (v6+).
-pub fn delete(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> Reply {
-    let broker = broker.clone();
-    Reply::Later(tokio::spawn(async move {
-        ResponseKind::DeleteTopics(delete_topics(&broker, req, version).await)
-    }))
+pub async fn delete_topics(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DeleteTopicsRequest,
+) -> Reply {
+    let response = delete(broker, req, ctx.api_version()).await;
+    Reply::Now(ResponseKind::DeleteTopics(response))
 }
 
-async fn delete_topics(
+/// Deletes the topics of a DeleteTopics request, one after the other.
+async fn delete(
     broker: &Arc<Broker>,
     req: DeleteTopicsRequest,
     version: i16,
@@ -225,15 +231,13 @@ async fn delete_topics(
 }
 
 /// Handles CreatePartitions.
-pub fn create_partitions(
+pub async fn create_partitions(
     broker: &Arc<Broker>,
+    _: &RequestContext,
     req: CreatePartitionsRequest,
-    _version: i16,
 ) -> Reply {
-    let broker = broker.clone();
-    Reply::Later(tokio::spawn(async move {
-        ResponseKind::CreatePartitions(add_partitions(&broker, req).await)
-    }))
+    let response = add_partitions(broker, req).await;
+    Reply::Now(ResponseKind::CreatePartitions(response))
 }
 
 async fn add_partitions(

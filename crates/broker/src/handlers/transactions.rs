@@ -8,61 +8,111 @@ use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
 use kafka_protocol::messages::{
-    DescribeProducersRequest, DescribeProducersResponse, ProducerId, RequestKind, ResponseKind,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, DescribeProducersRequest,
+    DescribeProducersResponse, DescribeTransactionsRequest, EndTxnRequest, InitProducerIdRequest,
+    ListTransactionsRequest, ProducerId, ResponseKind, TxnOffsetCommitRequest,
 };
 use sluice_protocol::kafka_protocol;
 use sluice_protocol::model::LeaderEpoch;
 
 use crate::broker::Broker;
 use crate::handlers::commit_topics;
-use crate::router::{Reply, RequestContext};
+use crate::request::{Reply, RequestContext};
 
-/// Dispatches the transaction coordinator's APIs. Each may wait for a durable
-/// write (or for markers), so they run as tasks, answered in request order.
-pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: RequestKind) -> Reply {
-    let v = ctx.api_version;
-    let txn = broker.txn.clone();
-    let task = match request {
-        RequestKind::InitProducerId(r) => {
-            tokio::spawn(
-                async move { ResponseKind::InitProducerId(txn.init_producer_id(r, v).await) },
-            )
-        }
-        RequestKind::AddPartitionsToTxn(r) => tokio::spawn(async move {
-            ResponseKind::AddPartitionsToTxn(txn.add_partitions_to_txn(r, v).await)
-        }),
-        RequestKind::AddOffsetsToTxn(r) => tokio::spawn(async move {
-            ResponseKind::AddOffsetsToTxn(txn.add_offsets_to_txn(r, v).await)
-        }),
-        RequestKind::EndTxn(r) => {
-            tokio::spawn(async move { ResponseKind::EndTxn(txn.end_txn(r, v).await) })
-        }
-        RequestKind::TxnOffsetCommit(r) => {
-            let broker = broker.clone();
-            tokio::spawn(async move {
-                ResponseKind::TxnOffsetCommit(commit_topics::txn_offset_commit(&broker, r, v).await)
-            })
-        }
-        RequestKind::DescribeTransactions(r) => tokio::spawn(async move {
-            ResponseKind::DescribeTransactions(txn.describe_transactions(r, v).await)
-        }),
-        RequestKind::ListTransactions(r) => tokio::spawn(async move {
-            ResponseKind::ListTransactions(txn.list_transactions(r, v).await)
-        }),
-        other => {
-            tracing::warn!(client_id = %ctx.client_id, "no transaction handler for {other:?}; closing connection");
-            return Reply::Close;
-        }
-    };
-    Reply::Later(task)
+// The transaction coordinator's APIs. Each may wait for a durable write (or for markers), so
+// they run as tasks, answered in request order.
+
+/// Handles InitProducerId for a transactional id (see `producer::init_producer_id`).
+pub fn init_transactional_producer(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: InitProducerIdRequest,
+) -> Reply {
+    let (txn, v) = (broker.txn.clone(), ctx.api_version());
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::InitProducerId(txn.init_producer_id(r, v).await)
+    }))
+}
+
+/// Handles AddPartitionsToTxn.
+pub async fn add_partitions_to_txn(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: AddPartitionsToTxnRequest,
+) -> Reply {
+    let (txn, v) = (broker.txn.clone(), ctx.api_version());
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::AddPartitionsToTxn(txn.add_partitions_to_txn(r, v).await)
+    }))
+}
+
+/// Handles AddOffsetsToTxn.
+pub async fn add_offsets_to_txn(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: AddOffsetsToTxnRequest,
+) -> Reply {
+    let (txn, v) = (broker.txn.clone(), ctx.api_version());
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::AddOffsetsToTxn(txn.add_offsets_to_txn(r, v).await)
+    }))
+}
+
+/// Handles EndTxn.
+pub async fn end_txn(broker: &Arc<Broker>, ctx: &RequestContext, r: EndTxnRequest) -> Reply {
+    let (txn, v) = (broker.txn.clone(), ctx.api_version());
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::EndTxn(txn.end_txn(r, v).await)
+    }))
+}
+
+/// Handles TxnOffsetCommit, checking the partitions exist first.
+pub async fn txn_offset_commit(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: TxnOffsetCommitRequest,
+) -> Reply {
+    let (broker, v) = (broker.clone(), ctx.api_version());
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::TxnOffsetCommit(commit_topics::txn_offset_commit(&broker, r, v).await)
+    }))
+}
+
+/// Handles DescribeTransactions.
+pub async fn describe_transactions(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: DescribeTransactionsRequest,
+) -> Reply {
+    let (txn, v) = (broker.txn.clone(), ctx.api_version());
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::DescribeTransactions(txn.describe_transactions(r, v).await)
+    }))
+}
+
+/// Handles ListTransactions.
+pub async fn list_transactions(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    r: ListTransactionsRequest,
+) -> Reply {
+    let (txn, v) = (broker.txn.clone(), ctx.api_version());
+    Reply::Later(tokio::spawn(async move {
+        ResponseKind::ListTransactions(txn.list_transactions(r, v).await)
+    }))
+}
+
+/// Handles DescribeProducers.
+pub async fn describe_producers(
+    broker: &Arc<Broker>,
+    _: &RequestContext,
+    r: DescribeProducersRequest,
+) -> Reply {
+    Reply::Now(ResponseKind::DescribeProducers(producers_of(broker, r)))
 }
 
 /// DescribeProducers: the idempotent/transactional producers each partition knows.
-pub fn describe_producers(
-    broker: &Arc<Broker>,
-    req: DescribeProducersRequest,
-    _version: i16,
-) -> DescribeProducersResponse {
+fn producers_of(broker: &Arc<Broker>, req: DescribeProducersRequest) -> DescribeProducersResponse {
     let image = broker.metadata.image();
     let topics = req
         .topics

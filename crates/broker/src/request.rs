@@ -1,0 +1,289 @@
+//! What a handler knows of a request besides its body, and what it hands back.
+//!
+//! The context carries the request header and the identity of the connection it came in on,
+//! shaped like Kafka's `RequestContext`: the listener, its security protocol and the
+//! authenticated principal. Today every connection is a PLAINTEXT one with the principal
+//! `User:ANONYMOUS`; TLS and SASL fill in the same fields, so a handler that authorizes
+//! reads them here and nowhere else.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::kafka_protocol;
+
+/// The request header, as the handler sees it.
+#[derive(Debug, Clone)]
+pub struct RequestHeader {
+    /// Which API the request is for.
+    pub api_key: ApiKey,
+    /// The version the handler answers at. A legacy request (older than kafka-protocol
+    /// decodes) arrives translated to the oldest decodable version and carries that one;
+    /// the connection encodes the response back in the client's own version.
+    pub api_version: i16,
+    /// Echoed in the response.
+    pub correlation_id: i32,
+    /// The client's `client.id` (empty when it sent none); shares the frame's buffer.
+    pub client_id: StrBytes,
+}
+
+/// Identifies one client connection (Kafka's `connectionId`): unique within the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId(pub u64);
+
+impl ConnectionId {
+    /// An id no other connection of this process has had.
+    pub fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ConnectionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// How a listener's connections are secured: Kafka's `SecurityProtocol`, with its names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecurityProtocol {
+    /// No encryption, no authentication.
+    Plaintext,
+    /// TLS; a client certificate may name the principal.
+    Ssl,
+    /// SASL authentication without encryption.
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// Every protocol, in Kafka's order.
+    pub const ALL: [SecurityProtocol; 4] = [
+        SecurityProtocol::Plaintext,
+        SecurityProtocol::Ssl,
+        SecurityProtocol::SaslPlaintext,
+        SecurityProtocol::SaslSsl,
+    ];
+
+    /// Kafka's name: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// The protocol with Kafka's name `name`, in any case (as Kafka's `forName`).
+    pub fn for_name(name: &str) -> Option<SecurityProtocol> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether clients must authenticate with SASL before any other request.
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+impl fmt::Display for SecurityProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A listener's name, upper-cased as Kafka normalizes it (`ListenerName.normalised`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListenerName(Arc<str>);
+
+impl ListenerName {
+    /// The listener called `name`.
+    pub fn new(name: &str) -> Self {
+        ListenerName(name.to_ascii_uppercase().into())
+    }
+
+    /// The listener Kafka names after its protocol when none is configured
+    /// (`ListenerName.forSecurityProtocol`), e.g. `PLAINTEXT`.
+    pub fn for_security_protocol(protocol: SecurityProtocol) -> Self {
+        ListenerName(Arc::from(protocol.name()))
+    }
+
+    /// The name.
+    pub fn value(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ListenerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who sent a request: Kafka's `KafkaPrincipal`, printed `Type:name` (`User:alice`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KafkaPrincipal {
+    principal_type: Arc<str>,
+    name: Arc<str>,
+}
+
+impl KafkaPrincipal {
+    /// The type of every principal Kafka's own authenticators produce.
+    pub const USER_TYPE: &'static str = "User";
+
+    /// A principal of type `principal_type` called `name`.
+    pub fn new(principal_type: &str, name: &str) -> Self {
+        KafkaPrincipal {
+            principal_type: principal_type.into(),
+            name: name.into(),
+        }
+    }
+
+    /// `User:ANONYMOUS`: the principal of a connection that did not authenticate.
+    pub fn anonymous() -> Self {
+        Self::new(Self::USER_TYPE, "ANONYMOUS")
+    }
+
+    /// The type, e.g. `User`.
+    pub fn principal_type(&self) -> &str {
+        &self.principal_type
+    }
+
+    /// The name, e.g. `alice`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for KafkaPrincipal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.principal_type, self.name)
+    }
+}
+
+/// The identity of one connection: the same for every request it carries, until a
+/// re-authentication changes the principal.
+#[derive(Debug, Clone)]
+pub struct ConnectionIdentity {
+    /// Which connection.
+    pub connection_id: ConnectionId,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener the client connected to.
+    pub listener: ListenerName,
+    /// How that listener secures its connections.
+    pub security_protocol: SecurityProtocol,
+    /// Who the client authenticated as (`User:ANONYMOUS` when it did not).
+    pub principal: KafkaPrincipal,
+}
+
+impl ConnectionIdentity {
+    /// An unauthenticated client on the default PLAINTEXT listener: every connection today.
+    pub fn plaintext(connection_id: ConnectionId, peer: SocketAddr) -> Self {
+        ConnectionIdentity {
+            connection_id,
+            peer,
+            listener: ListenerName::for_security_protocol(SecurityProtocol::Plaintext),
+            security_protocol: SecurityProtocol::Plaintext,
+            principal: KafkaPrincipal::anonymous(),
+        }
+    }
+}
+
+/// Everything a handler knows of a request besides its body.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The request header.
+    pub header: RequestHeader,
+    /// Which connection the request came in on.
+    pub connection_id: ConnectionId,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener the client connected to.
+    pub listener: ListenerName,
+    /// How that listener secures its connections.
+    pub security_protocol: SecurityProtocol,
+    /// Who sent the request.
+    pub principal: KafkaPrincipal,
+}
+
+impl RequestContext {
+    /// The context of a request with `header` on the connection `identity` describes.
+    /// Clones only reference counts: building one per request allocates nothing.
+    pub fn new(header: RequestHeader, identity: &ConnectionIdentity) -> Self {
+        RequestContext {
+            header,
+            connection_id: identity.connection_id,
+            peer: identity.peer,
+            listener: identity.listener.clone(),
+            security_protocol: identity.security_protocol,
+            principal: identity.principal.clone(),
+        }
+    }
+
+    /// The version the handler answers at (see [`RequestHeader::api_version`]).
+    pub fn api_version(&self) -> i16 {
+        self.header.api_version
+    }
+
+    /// The client's `client.id`.
+    pub fn client_id(&self) -> &str {
+        &self.header.client_id
+    }
+}
+
+/// What a handler hands back to the connection.
+// Moved once per request; boxing the ready response would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Reply {
+    /// The response is ready.
+    Now(ResponseKind),
+    /// The response is being computed (it waits on something); the connection
+    /// writes it when it completes, in request order.
+    Later(tokio::task::JoinHandle<ResponseKind>),
+    /// No response is sent (produce with acks=0).
+    Nothing,
+    /// Close the connection (acks=0 produce that failed, as Kafka does).
+    Close,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kafka() {
+        assert_eq!(KafkaPrincipal::anonymous().to_string(), "User:ANONYMOUS");
+        assert_eq!(KafkaPrincipal::new("User", "alice").name(), "alice");
+        assert_eq!(
+            ListenerName::for_security_protocol(SecurityProtocol::SaslSsl).value(),
+            "SASL_SSL"
+        );
+        assert_eq!(ListenerName::new("client").value(), "CLIENT");
+        for protocol in SecurityProtocol::ALL {
+            assert_eq!(
+                SecurityProtocol::for_name(&protocol.name().to_lowercase()),
+                Some(protocol)
+            );
+        }
+        assert_eq!(SecurityProtocol::for_name("TLS"), None);
+        let sasl: Vec<_> = SecurityProtocol::ALL
+            .into_iter()
+            .filter(|p| p.uses_sasl())
+            .collect();
+        assert_eq!(
+            sasl,
+            [SecurityProtocol::SaslPlaintext, SecurityProtocol::SaslSsl]
+        );
+    }
+}
