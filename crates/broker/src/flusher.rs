@@ -143,9 +143,18 @@ mod tests {
     use sluice_storage::{OpenFiles, PartitionLog};
     use uuid::Uuid;
 
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use kafka_protocol::error::ResponseError;
+    use sluice_protocol::kafka_protocol;
+    use sluice_storage::StorageError;
+    use sluice_storage::io::{IoOp, set_fault_hook};
+
     use super::*;
     use crate::config::BrokerConfig;
+    use crate::errors::storage_error_code;
     use crate::metrics::Metrics;
+    use crate::partition::Durability;
     use crate::topic_config::TopicSettings;
 
     /// A partition over a fresh log in `dir`, syncing on `flusher`.
@@ -216,6 +225,122 @@ mod tests {
         assert_eq!(end, 5);
         // Five passes, each starting no sooner than the interval after the last.
         assert!(started.elapsed() >= MIN_PASS_INTERVAL * 4);
+    }
+
+    /// The fault hook is process-wide: the tests that set it run one at a time.
+    static HOOK_LOCK: Mutex<()> = Mutex::new(());
+
+    /// Fails every sync under `dir` while `armed` is set.
+    fn fail_syncs_under(dir: &std::path::Path, armed: Arc<AtomicBool>) {
+        let dir = dir.to_path_buf();
+        set_fault_hook(Some(Arc::new(move |op, path: &std::path::Path| {
+            if op == IoOp::Sync && path.starts_with(&dir) && armed.load(Ordering::SeqCst) {
+                Err(std::io::Error::other("injected fsync failure"))
+            } else {
+                Ok(())
+            }
+        })));
+    }
+
+    fn one_record() -> Vec<u8> {
+        RecordBatchBuilder::new()
+            .record(1, None, Some(b"value"), &[])
+            .build()
+    }
+
+    fn assert_storage_error(err: &StorageError) {
+        assert!(matches!(err, StorageError::Offline { .. }), "{err}");
+        assert_eq!(storage_error_code(err), ResponseError::KafkaStorageError);
+    }
+
+    #[tokio::test]
+    #[allow(clippy::await_holding_lock)] // serialises the process-wide fault hook
+    async fn a_failed_sync_takes_the_partition_offline_until_restart() {
+        let _guard = HOOK_LOCK.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let flusher = Flusher::start().unwrap();
+        let p = partition(dir.path(), 0, &flusher);
+        let durable = append_one(&p);
+        p.request_flush();
+        p.wait_durable(durable).await.unwrap();
+
+        let armed = Arc::new(AtomicBool::new(true));
+        fail_syncs_under(dir.path(), armed.clone());
+        let first_failed = append_one(&p);
+        let second_failed = append_one(&p);
+        p.request_flush();
+        // Every acks=all waiter of the range the failed sync covered learns it.
+        for end in [first_failed, second_failed] {
+            assert_storage_error(&p.wait_durable(end).await.unwrap_err());
+        }
+        armed.store(false, Ordering::SeqCst);
+
+        // The disk works again, but the partition takes no more writes...
+        assert_storage_error(&p.append(&one_record(), 0).unwrap_err());
+        // ...and a sync that would now succeed does not make the failed range durable.
+        p.sync();
+        assert_eq!(
+            p.durability(),
+            Durability {
+                durable_end: durable,
+                failed: true
+            }
+        );
+        assert_storage_error(&p.wait_durable(first_failed).await.unwrap_err());
+        p.wait_durable(durable).await.unwrap();
+        assert_eq!(p.offsets().log_end_offset, second_failed);
+        // No clean close: the next start recovers the log from what is on disk.
+        assert_storage_error(&p.close().unwrap_err());
+        set_fault_hook(None);
+    }
+
+    /// Collects what a `fmt` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn going_offline_is_logged_once_with_the_partition_and_the_error() {
+        let _guard = HOOK_LOCK.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let flusher = Flusher::start().unwrap();
+        let p = partition(dir.path(), 3, &flusher);
+        append_one(&p);
+        fail_syncs_under(dir.path(), Arc::new(AtomicBool::new(true)));
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            p.sync();
+            append_one_refused(&p);
+            p.sync();
+        });
+        set_fault_hook(None);
+        let output = String::from_utf8(captured.0.lock().clone()).unwrap();
+        let errors: Vec<&str> = output.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "{output}");
+        assert!(errors[0].contains("topic=t partition=3"), "{output}");
+        assert!(errors[0].contains("injected fsync failure"), "{output}");
+        assert!(errors[0].contains("the partition is offline"), "{output}");
+    }
+
+    fn append_one_refused(p: &Partition) {
+        assert!(matches!(
+            p.append(&one_record(), 0),
+            Err(StorageError::Offline { .. })
+        ));
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
 //! Typed storage errors; the broker maps them to Kafka error codes in one place.
 
+use std::path::PathBuf;
+
 use sluice_protocol::batch::BatchError;
 use sluice_protocol::records::RecordsError;
 use thiserror::Error;
@@ -22,4 +24,13 @@ pub enum StorageError {
     Corrupt(String),
     #[error("{0}")]
     Producer(#[from] crate::producer_state::ProducerError),
+    /// An fsync of the log failed earlier. The kernel may have dropped the dirty pages it
+    /// could not write ("fsyncgate"), so data the log accepted may be gone although reads
+    /// still return it: the log takes no more writes and reports nothing durable until it
+    /// is reopened with recovery.
+    #[error(
+        "the log in {} is offline after a failed fsync; restart the broker to recover it from what is on disk",
+        dir.display()
+    )]
+    Offline { dir: PathBuf },
 }

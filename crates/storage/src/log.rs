@@ -13,7 +13,7 @@ use sluice_protocol::batch::{
 use crate::checkpoint::{self, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
 use crate::config::LogConfig;
 use crate::error::StorageError;
-use crate::flush::FlushHandle;
+use crate::flush::{FlushHandle, SyncHealth};
 use crate::io;
 use crate::open_files::OpenFiles;
 use crate::producer_state::{CompletedTxn, ProducerStateManager, SequenceCheck};
@@ -57,6 +57,8 @@ pub struct PartitionLog {
     /// Aborted transactions in offset order (rebuilt from the markers on open),
     /// for read_committed fetches.
     aborted_txns: Vec<CompletedTxn>,
+    /// Set for good when a sync fails: the log is then offline (see [`crate::flush`]).
+    health: Arc<SyncHealth>,
 }
 
 impl PartitionLog {
@@ -105,6 +107,7 @@ impl PartitionLog {
         }
 
         let mut log = Self {
+            health: SyncHealth::new(&dir),
             dir,
             config,
             files: files.clone(),
@@ -241,6 +244,7 @@ impl PartitionLog {
         log_append_time: Option<i64>,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        self.health.check()?;
         if batches.is_empty() {
             return Err(BatchError::Truncated {
                 needed: BATCH_HEADER_LEN,
@@ -385,6 +389,7 @@ impl PartitionLog {
         max_bytes: usize,
         max_offset: i64,
     ) -> Result<Bytes, StorageError> {
+        self.health.check()?;
         let log_end = self.log_end_offset();
         if offset < self.log_start_offset || offset > log_end {
             return Err(StorageError::OffsetOutOfRange {
@@ -476,15 +481,22 @@ impl PartitionLog {
         FlushHandle {
             files,
             end_offset: self.log_end_offset(),
+            health: self.health.clone(),
         }
+    }
+
+    /// Whether a sync failed, so the log refuses writes and reads until it is reopened.
+    pub fn is_offline(&self) -> bool {
+        self.health.is_offline()
     }
 
     /// Records that everything below `offset` is durable. The checkpoint file is only
     /// rewritten when the recovery point enters another segment: recovery scans whole
     /// segments anyway, so a finer checkpoint would buy nothing for a write per sync.
+    /// Nothing moves once the log is offline.
     pub fn mark_flushed(&mut self, offset: i64) {
         let offset = offset.min(self.log_end_offset());
-        if offset <= self.recovery_point {
+        if offset <= self.recovery_point || self.is_offline() {
             return;
         }
         self.recovery_point = offset;
@@ -507,6 +519,7 @@ impl PartitionLog {
     /// writes ends empty with its log start offset at its log end offset. Returns the number
     /// of segments deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        self.health.check()?;
         self.producers
             .expire(now_ms, self.config.producer_id_expiration_ms);
         let start = self.log_start_offset;
@@ -565,6 +578,7 @@ impl PartitionLog {
     /// OffsetOutOfRange), persists it, and deletes the segments wholly below it. Returns the
     /// new log start offset.
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, StorageError> {
+        self.health.check()?;
         let log_end = self.log_end_offset();
         if offset > log_end || offset < 0 {
             return Err(StorageError::OffsetOutOfRange {
@@ -628,7 +642,9 @@ impl PartitionLog {
         &self.dir
     }
 
-    /// Flushes everything and writes indexes and checkpoints; used on clean shutdown.
+    /// Flushes everything and writes indexes and checkpoints; used on clean shutdown. An
+    /// offline log writes nothing and returns `Offline`, so the broker does not record a
+    /// clean shutdown and the next start recovers the log.
     pub fn close(&mut self) -> Result<(), StorageError> {
         let end = self.flush_handle().flush()?;
         self.recovery_point = end;

@@ -69,11 +69,88 @@ fn failed_sync_is_reported() {
     log.append(&batch(2, 0, 10), 0, None, 0).unwrap();
     let armed = Arc::new(AtomicBool::new(true));
     fail_under(dir.path(), IoOp::Sync, armed.clone());
-    assert!(log.flush_handle().flush().is_err());
+    assert!(matches!(
+        log.flush_handle().flush(),
+        Err(StorageError::Io(_))
+    ));
     assert_eq!(log.recovery_point(), 0);
     armed.store(false, Ordering::SeqCst);
-    assert_eq!(log.flush_handle().flush().unwrap(), 2);
+    // Not retried into success: the failed sync may have lost the pages.
+    assert!(matches!(
+        log.flush_handle().flush(),
+        Err(StorageError::Offline { .. })
+    ));
     set_fault_hook(None);
+}
+
+/// After a failed fsync the kernel may have dropped the pages it could not write: the log
+/// goes offline for good, never reports the failed range durable, and recovery on the next
+/// open keeps only what the disk really holds.
+#[test]
+fn a_failed_sync_takes_the_log_offline_and_recovery_keeps_what_was_durable() {
+    let _guard = HOOK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        config.clone(),
+        false,
+        0,
+        &OpenFiles::unbounded(),
+    )
+    .unwrap();
+    let durable_batch = batch(2, 0, 10);
+    log.append(&durable_batch, 0, None, 0).unwrap();
+    let end = log.flush_handle().flush().unwrap();
+    log.mark_flushed(end);
+    assert_eq!(log.recovery_point(), 2);
+    log.append(&batch(3, 0, 10), 0, None, 0).unwrap();
+
+    let armed = Arc::new(AtomicBool::new(true));
+    fail_under(dir.path(), IoOp::Sync, armed.clone());
+    let handle = log.flush_handle();
+    assert!(matches!(handle.flush(), Err(StorageError::Io(_))));
+    armed.store(false, Ordering::SeqCst);
+    set_fault_hook(None);
+
+    // Syncs that would now succeed prove nothing about the pages the failed one lost.
+    assert!(log.is_offline());
+    assert!(matches!(handle.flush(), Err(StorageError::Offline { .. })));
+    assert!(matches!(
+        log.flush_handle().flush(),
+        Err(StorageError::Offline { .. })
+    ));
+    log.mark_flushed(5);
+    assert_eq!(log.recovery_point(), 2);
+    for refused in [
+        log.append(&batch(1, 0, 10), 0, None, 0).map(|_| ()),
+        log.read(0, 1 << 20, i64::MAX).map(|_| ()),
+        log.delete_records_before(1).map(|_| ()),
+        log.apply_retention(0).map(|_| ()),
+        log.close(),
+    ] {
+        assert!(
+            matches!(refused, Err(StorageError::Offline { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(log.log_end_offset(), 5);
+    drop(log);
+
+    // The kernel dropped the pages of the failed range: the disk holds zeros there.
+    let file = &log_files(dir.path())[0];
+    let len = std::fs::metadata(file).unwrap().len() as usize;
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[durable_batch.len()..].fill(0);
+    assert_eq!(bytes.len(), len);
+    std::fs::write(file, &bytes).unwrap();
+
+    let mut log = PartitionLog::open(dir.path(), config, true, 0, &OpenFiles::unbounded()).unwrap();
+    assert!(!log.is_offline());
+    assert_eq!(log.log_end_offset(), 2);
+    assert_eq!(all_records(&log, 1 << 20).len(), 2);
+    let info = log.append(&batch(1, 0, 10), 0, None, 0).unwrap();
+    assert_eq!(info.base_offset, 2);
 }
 
 #[test]
