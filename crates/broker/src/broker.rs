@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sluice_group::{GroupConfig, GroupCoordinator};
 use sluice_protocol::kafka_protocol;
-use sluice_storage::OpenFiles;
+use sluice_storage::{OpenFiles, StorageEnv};
 use sluice_txn::{TransactionCoordinator, TxnConfig};
 use tokio::sync::Notify;
 
@@ -83,7 +83,7 @@ pub(crate) fn open_broker(
     let logs = LogManager::new(
         config.data_dir.clone(),
         metrics.clone(),
-        OpenFiles::new(fd_budget.log_files),
+        StorageEnv::new(OpenFiles::new(fd_budget.log_files)),
     )?;
     let connection_limits =
         ConnectionLimits::new(fd_budget.connections, config.max_connections_per_ip);

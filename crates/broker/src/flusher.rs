@@ -140,7 +140,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use sluice_protocol::batch::RecordBatchBuilder;
-    use sluice_storage::{OpenFiles, PartitionLog};
+    use sluice_storage::{IoOp, OpenFiles, PartitionLog, StorageEnv};
     use uuid::Uuid;
 
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,7 +148,6 @@ mod tests {
     use kafka_protocol::error::ResponseError;
     use sluice_protocol::kafka_protocol;
     use sluice_storage::StorageError;
-    use sluice_storage::io::{IoOp, set_fault_hook};
 
     use super::*;
     use crate::config::BrokerConfig;
@@ -159,6 +158,16 @@ mod tests {
 
     /// A partition over a fresh log in `dir`, syncing on `flusher`.
     fn partition(dir: &std::path::Path, index: i32, flusher: &Flusher) -> Arc<Partition> {
+        partition_in(dir, index, flusher, &StorageEnv::unbounded())
+    }
+
+    /// A partition whose log does its file operations through `env`.
+    fn partition_in(
+        dir: &std::path::Path,
+        index: i32,
+        flusher: &Flusher,
+        env: &Arc<StorageEnv>,
+    ) -> Arc<Partition> {
         let none = BTreeMap::new();
         let settings = Arc::new(TopicSettings::resolve(
             &none,
@@ -166,14 +175,7 @@ mod tests {
             &none,
         ));
         let log_dir = dir.join(format!("t-{index}"));
-        let log = PartitionLog::open(
-            log_dir,
-            settings.log.clone(),
-            false,
-            0,
-            &OpenFiles::unbounded(),
-        )
-        .unwrap();
+        let log = PartitionLog::open(log_dir, settings.log.clone(), false, 0, env).unwrap();
         let metrics = Metrics::default();
         Partition::start(
             "t".into(),
@@ -227,19 +229,18 @@ mod tests {
         assert!(started.elapsed() >= MIN_PASS_INTERVAL * 4);
     }
 
-    /// The fault hook is process-wide: the tests that set it run one at a time.
-    static HOOK_LOCK: Mutex<()> = Mutex::new(());
-
-    /// Fails every sync under `dir` while `armed` is set.
-    fn fail_syncs_under(dir: &std::path::Path, armed: Arc<AtomicBool>) {
-        let dir = dir.to_path_buf();
-        set_fault_hook(Some(Arc::new(move |op, path: &std::path::Path| {
-            if op == IoOp::Sync && path.starts_with(&dir) && armed.load(Ordering::SeqCst) {
-                Err(std::io::Error::other("injected fsync failure"))
-            } else {
-                Ok(())
-            }
-        })));
+    /// A storage environment whose syncs fail while `armed` is set.
+    fn failing_syncs(armed: Arc<AtomicBool>) -> Arc<StorageEnv> {
+        StorageEnv::with_faults(
+            OpenFiles::unbounded(),
+            Arc::new(move |op, _| {
+                if op == IoOp::Sync && armed.load(Ordering::SeqCst) {
+                    Err(std::io::Error::other("injected fsync failure"))
+                } else {
+                    Ok(())
+                }
+            }),
+        )
     }
 
     fn one_record() -> Vec<u8> {
@@ -254,18 +255,16 @@ mod tests {
     }
 
     #[tokio::test]
-    #[allow(clippy::await_holding_lock)] // serialises the process-wide fault hook
     async fn a_failed_sync_takes_the_partition_offline_until_restart() {
-        let _guard = HOOK_LOCK.lock();
         let dir = tempfile::tempdir().unwrap();
         let flusher = Flusher::start().unwrap();
-        let p = partition(dir.path(), 0, &flusher);
+        let armed = Arc::new(AtomicBool::new(false));
+        let p = partition_in(dir.path(), 0, &flusher, &failing_syncs(armed.clone()));
         let durable = append_one(&p);
         p.request_flush();
         p.wait_durable(durable).await.unwrap();
 
-        let armed = Arc::new(AtomicBool::new(true));
-        fail_syncs_under(dir.path(), armed.clone());
+        armed.store(true, Ordering::SeqCst);
         let first_failed = append_one(&p);
         let second_failed = append_one(&p);
         p.request_flush();
@@ -291,7 +290,6 @@ mod tests {
         assert_eq!(p.offsets().log_end_offset, second_failed);
         // No clean close: the next start recovers the log from what is on disk.
         assert_storage_error(&p.close().unwrap_err());
-        set_fault_hook(None);
     }
 
     /// Collects what a `fmt` subscriber writes.
@@ -310,12 +308,11 @@ mod tests {
 
     #[test]
     fn going_offline_is_logged_once_with_the_partition_and_the_error() {
-        let _guard = HOOK_LOCK.lock();
         let dir = tempfile::tempdir().unwrap();
         let flusher = Flusher::start().unwrap();
-        let p = partition(dir.path(), 3, &flusher);
+        let env = failing_syncs(Arc::new(AtomicBool::new(true)));
+        let p = partition_in(dir.path(), 3, &flusher, &env);
         append_one(&p);
-        fail_syncs_under(dir.path(), Arc::new(AtomicBool::new(true)));
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -327,7 +324,6 @@ mod tests {
             append_one_refused(&p);
             p.sync();
         });
-        set_fault_hook(None);
         let output = String::from_utf8(captured.0.lock().clone()).unwrap();
         let errors: Vec<&str> = output.lines().filter(|l| l.contains("ERROR")).collect();
         assert_eq!(errors.len(), 1, "{output}");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use sluice_storage::{OpenFiles, PartitionLog, StorageError, io};
+use sluice_storage::{PartitionLog, StorageEnv, StorageError, io};
 use uuid::Uuid;
 
 use crate::clock::now_ms;
@@ -34,24 +34,25 @@ struct TopicLogs {
 pub struct LogManager {
     data_dir: PathBuf,
     metrics: Arc<Metrics>,
-    /// The open-files budget every segment file counts against.
-    files: Arc<OpenFiles>,
+    /// Where the logs' files live: the open-files budget every segment file counts
+    /// against (and, in tests, injected faults).
+    env: Arc<StorageEnv>,
     topics: RwLock<HashMap<String, TopicLogs>>,
     flusher: Flusher,
 }
 
 impl LogManager {
-    /// A manager for partitions under `data_dir`, keeping at most `files` segment files
-    /// open at once.
+    /// A manager for partitions under `data_dir`, whose logs do their file operations
+    /// through `env` (which bounds the segment files open at once).
     pub fn new(
         data_dir: PathBuf,
         metrics: Arc<Metrics>,
-        files: Arc<OpenFiles>,
+        env: Arc<StorageEnv>,
     ) -> std::io::Result<Self> {
         Ok(Self {
             data_dir,
             metrics,
-            files,
+            env,
             topics: RwLock::new(HashMap::new()),
             flusher: Flusher::start()?,
         })
@@ -164,7 +165,7 @@ impl LogManager {
     ) -> Result<Arc<Partition>, StorageError> {
         let dir = self.data_dir.join(partition_dir_name(&topic.name, index));
         prepare_partition_dir(&dir, topic.id)?;
-        let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms(), &self.files)?;
+        let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms(), &self.env)?;
         Ok(Partition::start(
             topic.name.clone(),
             index,

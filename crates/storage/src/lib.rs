@@ -10,9 +10,10 @@
 //! recovery-point                  checkpoint: everything below it was synced
 //! ```
 //!
-//! This crate knows nothing of the network (design §1.4): it stores and returns record
-//! batches as bytes, and decodes records only for timestamp lookups. All file access goes
-//! through [`io`], where tests can inject faults.
+//! This crate knows nothing of the network: it stores and returns record batches as bytes,
+//! and decodes records only for timestamp lookups. All file access goes through [`io`],
+//! with the [`StorageEnv`] a log was opened in: the broker's bounds the open files, a
+//! test's may inject faults into its own logs only.
 
 mod checkpoint;
 mod config;
@@ -28,5 +29,6 @@ mod segment;
 pub use config::LogConfig;
 pub use error::StorageError;
 pub use flush::FlushHandle;
+pub use io::{FaultHook, IoOp, StorageEnv};
 pub use log::{AppendInfo, PartitionLog};
 pub use open_files::OpenFiles;

@@ -14,8 +14,7 @@ use crate::checkpoint::{self, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
 use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::flush::{FlushHandle, SyncHealth};
-use crate::io;
-use crate::open_files::OpenFiles;
+use crate::io::StorageEnv;
 use crate::producer_state::{CompletedTxn, ProducerStateManager, SequenceCheck};
 use crate::segment::{self, Segment, StampedBatch};
 
@@ -43,8 +42,8 @@ pub struct AppendInfo {
 pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
-    /// The open-files budget its segment files count against.
-    files: Arc<OpenFiles>,
+    /// Where its files live: the open-files budget, and in tests injected faults.
+    env: Arc<StorageEnv>,
     /// By base offset; never empty, the last one is the active segment.
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
@@ -65,20 +64,20 @@ impl PartitionLog {
     /// Opens or creates the log in `dir`. When `recover` is true (unclean shutdown) the
     /// segments after the recovery point (at least the active one) are scanned: every batch
     /// validated (CRC), the log truncated at the first torn or corrupt batch, indexes
-    /// rebuilt. Indexes that are missing or corrupt are rebuilt in any case. Its segment
-    /// files count against `files`.
+    /// rebuilt. Indexes that are missing or corrupt are rebuilt in any case. Every file
+    /// operation goes through `env` (its open-files budget, and in tests its faults).
     pub fn open(
         dir: impl Into<PathBuf>,
         config: LogConfig,
         recover: bool,
         now_ms: i64,
-        files: &Arc<OpenFiles>,
+        env: &Arc<StorageEnv>,
     ) -> Result<Self, StorageError> {
         let dir = dir.into();
-        io::create_dir_all(&dir)?;
-        let bases = discover(&dir)?;
-        let log_start_checkpoint = read_checkpoint(&dir.join(LOG_START_OFFSET_FILE));
-        let recovery_checkpoint = read_checkpoint(&dir.join(RECOVERY_POINT_FILE)).unwrap_or(0);
+        env.create_dir_all(&dir)?;
+        let bases = discover(env, &dir)?;
+        let log_start_checkpoint = read_checkpoint(env, &dir.join(LOG_START_OFFSET_FILE));
+        let recovery_checkpoint = read_checkpoint(env, &dir.join(RECOVERY_POINT_FILE)).unwrap_or(0);
 
         let mut segments = BTreeMap::new();
         let mut cut = false;
@@ -87,12 +86,12 @@ impl PartitionLog {
             if cut {
                 // An earlier segment was truncated: what follows is no longer reachable.
                 tracing::warn!(base_offset = base, "deleting segment after a truncation");
-                segment::delete_files(&dir, base)?;
+                segment::delete_files(env, &dir, base)?;
                 continue;
             }
             let next_base = bases.get(i + 1).copied();
             let scan = recover && next_base.is_none_or(|next| next > recovery_checkpoint);
-            let (seg, truncated) = Segment::open(&dir, base, scan, &config, now_ms, files)?;
+            let (seg, truncated) = Segment::open(&dir, base, scan, &config, now_ms, env)?;
             if next_base.is_some_and(|next| seg.next_offset() > next) {
                 return Err(StorageError::Corrupt(format!(
                     "segment {base} reaches offset {} past the next segment",
@@ -110,7 +109,7 @@ impl PartitionLog {
             health: SyncHealth::new(&dir),
             dir,
             config,
-            files: files.clone(),
+            env: env.clone(),
             segments,
             log_start_offset: 0,
             recovery_point: 0,
@@ -122,7 +121,7 @@ impl PartitionLog {
         let Some(first_base) = first_base else {
             let base = log_start_checkpoint.unwrap_or(0);
             log.segments
-                .insert(base, Segment::create(&log.dir, base, now_ms, &log.files)?);
+                .insert(base, Segment::create(&log.dir, base, now_ms, &log.env)?);
             log.log_start_offset = base;
             log.recovery_point = base;
             // Nothing to checkpoint yet: an absent checkpoint reads as the base the
@@ -372,7 +371,7 @@ impl PartitionLog {
     fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
         let base = self.log_end_offset();
         self.active_mut()?.seal()?;
-        let seg = Segment::create(&self.dir, base, now_ms, &self.files)?;
+        let seg = Segment::create(&self.dir, base, now_ms, &self.env)?;
         self.segments.insert(base, seg);
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
         Ok(())
@@ -622,7 +621,7 @@ impl PartitionLog {
         }
         self.segments.insert(
             offset,
-            Segment::create(&self.dir, offset, now_ms, &self.files)?,
+            Segment::create(&self.dir, offset, now_ms, &self.env)?,
         );
         self.log_start_offset = offset;
         self.recovery_point = offset;
@@ -656,11 +655,19 @@ impl PartitionLog {
     }
 
     fn persist_log_start(&self) -> Result<(), StorageError> {
-        checkpoint::write(&self.dir.join(LOG_START_OFFSET_FILE), self.log_start_offset)
+        checkpoint::write(
+            &self.env,
+            &self.dir.join(LOG_START_OFFSET_FILE),
+            self.log_start_offset,
+        )
     }
 
     fn persist_recovery_point(&mut self) -> Result<(), StorageError> {
-        checkpoint::write(&self.dir.join(RECOVERY_POINT_FILE), self.recovery_point)?;
+        checkpoint::write(
+            &self.env,
+            &self.dir.join(RECOVERY_POINT_FILE),
+            self.recovery_point,
+        )?;
         self.persisted_recovery_point = self.recovery_point;
         Ok(())
     }
@@ -668,8 +675,8 @@ impl PartitionLog {
 
 /// A checkpoint that cannot be read counts as absent (with a warning): for the log start
 /// offset that means the first segment's base, for the recovery point a full scan.
-fn read_checkpoint(path: &Path) -> Option<i64> {
-    match checkpoint::read(path) {
+fn read_checkpoint(env: &StorageEnv, path: &Path) -> Option<i64> {
+    match checkpoint::read(env, path) {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable checkpoint");
@@ -680,8 +687,8 @@ fn read_checkpoint(path: &Path) -> Option<i64> {
 
 /// Finds the segments in `dir` (sorted base offsets) and removes leftovers: temporary
 /// files of interrupted atomic writes and index files without a log.
-fn discover(dir: &Path) -> Result<Vec<i64>, StorageError> {
-    let names = io::list_dir(dir)?;
+fn discover(env: &StorageEnv, dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let names = env.list_dir(dir)?;
     let mut bases: Vec<i64> = names
         .iter()
         .filter_map(|n| segment::parse_file_name(n, "log"))
@@ -692,7 +699,7 @@ fn discover(dir: &Path) -> Result<Vec<i64>, StorageError> {
             .or_else(|| segment::parse_file_name(name, "timeindex"))
             .is_some_and(|b| bases.binary_search(&b).is_err());
         if name.ends_with(".tmp") || orphan_index {
-            io::remove_file(&dir.join(name))?;
+            env.remove_file(&dir.join(name))?;
         }
     }
     Ok(bases)

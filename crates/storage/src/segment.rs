@@ -20,8 +20,7 @@ use sluice_protocol::records::decode_records;
 use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::index::{OFFSET_ENTRY_LEN, OffsetIndex, TIME_ENTRY_LEN, TimeIndex};
-use crate::io::{self, DataFile};
-use crate::open_files::OpenFiles;
+use crate::io::{DataFile, StorageEnv};
 
 /// One batch as the log stores it: the client's bytes with a stamped header in front
 /// (see [`sluice_protocol::batch::stamped_header`]).
@@ -74,7 +73,7 @@ impl SegmentFile {
     pub(crate) fn sync(&self) -> std::io::Result<()> {
         self.data.sync_data()?;
         if !self.dir_synced.load(Ordering::Acquire) {
-            io::sync_dir(&self.dir)?;
+            self.data.env().sync_dir(&self.dir)?;
             self.dir_synced.store(true, Ordering::Release);
         }
         Ok(())
@@ -110,11 +109,11 @@ impl Segment {
         dir: &Path,
         base_offset: i64,
         now_ms: i64,
-        files: &Arc<OpenFiles>,
+        env: &Arc<StorageEnv>,
     ) -> Result<Self, StorageError> {
-        io::remove_file(&index_path(dir, base_offset))?;
-        io::remove_file(&time_index_path(dir, base_offset))?;
-        let data = DataFile::open(&dir.join(log_file_name(base_offset)), true, files)?;
+        env.remove_file(&index_path(dir, base_offset))?;
+        env.remove_file(&time_index_path(dir, base_offset))?;
+        let data = DataFile::open(&dir.join(log_file_name(base_offset)), true, env)?;
         data.set_len(0)?;
         Ok(Self::new(dir, base_offset, data, 0, false, now_ms))
     }
@@ -157,9 +156,9 @@ impl Segment {
         recover: bool,
         config: &LogConfig,
         now_ms: i64,
-        files: &Arc<OpenFiles>,
+        env: &Arc<StorageEnv>,
     ) -> Result<(Self, bool), StorageError> {
-        let data = DataFile::open(&dir.join(log_file_name(base_offset)), false, files)?;
+        let data = DataFile::open(&dir.join(log_file_name(base_offset)), false, env)?;
         let size = data.len()?;
         let mut seg = Self::new(dir, base_offset, data, size, true, now_ms);
         let truncated = if recover {
@@ -458,7 +457,8 @@ impl Segment {
     fn load_indexes(&mut self, config: &LogConfig) -> Result<bool, StorageError> {
         let max_len = config.max_index_bytes.saturating_add(64);
         let dir = self.file.dir.clone();
-        let read = |path: PathBuf| match io::read_small_file(&path, max_len) {
+        let env = self.file.data.env().clone();
+        let read = |path: PathBuf| match env.read_small_file(&path, max_len) {
             Ok(bytes) => Ok(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(None),
             Err(e) => Err(e),
@@ -660,12 +660,13 @@ impl Segment {
             return Ok(());
         }
         let dir = &self.file.dir;
-        io::write_file_atomic(
+        let env = self.file.data.env();
+        env.write_file_atomic(
             &index_path(dir, self.base_offset),
             &self.offset_index.encode(),
             false,
         )?;
-        io::write_file_atomic(
+        env.write_file_atomic(
             &time_index_path(dir, self.base_offset),
             &self.time_index.encode(),
             false,
@@ -676,19 +677,24 @@ impl Segment {
 
     /// Removes the segment's files.
     pub(crate) fn delete(self) -> Result<(), StorageError> {
-        let dir = self.file.dir.clone();
-        io::remove_file(&index_path(&dir, self.base_offset))?;
-        io::remove_file(&time_index_path(&dir, self.base_offset))?;
-        io::remove_file(self.file.data.path())?;
+        let dir = &self.file.dir;
+        let env = self.file.data.env();
+        env.remove_file(&index_path(dir, self.base_offset))?;
+        env.remove_file(&time_index_path(dir, self.base_offset))?;
+        env.remove_file(self.file.data.path())?;
         Ok(())
     }
 }
 
 /// Removes the files of a segment that was never opened (e.g. after a truncation in
 /// recovery made it unreachable).
-pub(crate) fn delete_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
-    io::remove_file(&index_path(dir, base_offset))?;
-    io::remove_file(&time_index_path(dir, base_offset))?;
-    io::remove_file(&dir.join(log_file_name(base_offset)))?;
+pub(crate) fn delete_files(
+    env: &StorageEnv,
+    dir: &Path,
+    base_offset: i64,
+) -> Result<(), StorageError> {
+    env.remove_file(&index_path(dir, base_offset))?;
+    env.remove_file(&time_index_path(dir, base_offset))?;
+    env.remove_file(&dir.join(log_file_name(base_offset)))?;
     Ok(())
 }
