@@ -161,7 +161,17 @@ impl Partition {
         }
         match result {
             Ok(durable_end) => {
-                self.state.write().log.mark_flushed(durable_end);
+                let log_end = {
+                    let mut state = self.state.write();
+                    state.log.mark_flushed(durable_end);
+                    state.log.log_end_offset()
+                };
+                sluice_storage::invariant!(
+                    durable_end <= log_end,
+                    "{}-{}: synced up to {durable_end}, past the log end {log_end}",
+                    self.topic,
+                    self.index
+                );
                 self.durability.send_if_modified(|d| {
                     let advanced = !d.failed && durable_end > d.durable_end;
                     if advanced {

@@ -20,6 +20,7 @@ mod config;
 mod error;
 mod flush;
 mod index;
+pub mod invariant;
 pub mod io;
 mod log;
 mod open_files;

@@ -157,10 +157,13 @@ impl PartitionLog {
             log.recovery_point = log.log_end_offset();
             log.persist_recovery_point()?;
         } else {
-            log.recovery_point = recovery_checkpoint.min(log.log_end_offset());
+            log.recovery_point = recovery_checkpoint
+                .min(log.log_end_offset())
+                .max(log.log_start_offset);
             log.persisted_recovery_point = log.recovery_point;
         }
         log.rebuild_producer_state()?;
+        log.check_invariants();
         Ok(log)
     }
 
@@ -330,6 +333,7 @@ impl PartitionLog {
                 self.producers.record(h);
             }
         }
+        self.check_offsets();
         Ok(AppendInfo {
             base_offset: log_end,
             last_offset: next - 1,
@@ -374,6 +378,7 @@ impl PartitionLog {
         let seg = Segment::create(&self.dir, base, now_ms, &self.env)?;
         self.segments.insert(base, seg);
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
+        self.check_invariants();
         Ok(())
     }
 
@@ -531,16 +536,14 @@ impl PartitionLog {
             // A log always has an active segment: start the next one before deleting all.
             self.roll(now_ms)?;
         }
-        if new_start > self.log_start_offset {
-            self.log_start_offset = new_start;
-            self.persist_log_start()?;
-        }
+        self.advance_log_start(new_start)?;
         for (base, _) in &doomed {
             if let Some(seg) = self.segments.remove(base) {
                 tracing::info!(dir = %self.dir.display(), base_offset = base, "deleting segment");
                 seg.delete()?;
             }
         }
+        self.check_invariants();
         Ok(doomed.len())
     }
 
@@ -587,11 +590,60 @@ impl PartitionLog {
             });
         }
         if offset > self.log_start_offset {
-            self.log_start_offset = offset;
-            self.persist_log_start()?;
+            self.advance_log_start(offset)?;
             self.delete_segments_below_log_start()?;
+            self.check_invariants();
         }
         Ok(self.log_start_offset)
+    }
+
+    /// Moves the log start offset forward (never back) and persists it. The recovery point
+    /// follows it, as in Kafka: what lies below the log start is gone for readers, so
+    /// whether it was synced no longer matters.
+    fn advance_log_start(&mut self, new_start: i64) -> Result<(), StorageError> {
+        if new_start <= self.log_start_offset {
+            return Ok(());
+        }
+        self.log_start_offset = new_start;
+        self.recovery_point = self.recovery_point.max(new_start);
+        self.persist_log_start()
+    }
+
+    /// Stops the process if the log's offsets or segments contradict each other (see
+    /// [`crate::invariant`]): `log_start ≤ recovery_point ≤ log_end`, and segments in
+    /// strictly increasing, non-overlapping offset ranges. Called after every change of the
+    /// segment set; appends check the offsets only.
+    fn check_invariants(&self) {
+        self.check_offsets();
+        let mut previous: Option<&Segment> = None;
+        for seg in self.segments.values() {
+            if let Some(prev) = previous {
+                crate::invariant!(
+                    prev.base_offset() < seg.base_offset()
+                        && prev.next_offset() <= seg.base_offset(),
+                    "{}: segment {} (up to {}) overlaps segment {}",
+                    self.dir.display(),
+                    prev.base_offset(),
+                    prev.next_offset(),
+                    seg.base_offset()
+                );
+            }
+            previous = Some(seg);
+        }
+    }
+
+    /// `log_start ≤ recovery_point ≤ log_end`: constant time, so every append checks it.
+    fn check_offsets(&self) {
+        let (start, recovery, end) = (
+            self.log_start_offset,
+            self.recovery_point,
+            self.log_end_offset(),
+        );
+        crate::invariant!(
+            start <= recovery && recovery <= end,
+            "{}: log start {start}, recovery point {recovery}, log end {end} out of order",
+            self.dir.display()
+        );
     }
 
     /// Deletes sealed segments whose every offset is below the log start offset.
@@ -626,7 +678,9 @@ impl PartitionLog {
         self.log_start_offset = offset;
         self.recovery_point = offset;
         self.persist_log_start()?;
-        self.persist_recovery_point()
+        self.persist_recovery_point()?;
+        self.check_invariants();
+        Ok(())
     }
 
     pub fn set_config(&mut self, config: LogConfig) {

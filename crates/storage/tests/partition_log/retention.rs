@@ -32,6 +32,8 @@ fn retention_by_time_deletes_old_sealed_segments() {
     // At now = 9_002: segment 0 (max 1001), 1 (max 3001) are older than 5000 ms.
     assert_eq!(log.apply_retention(9_002).unwrap(), 2);
     assert_eq!(log.log_start_offset(), 8);
+    // Nothing was synced, but what lies below the log start no longer needs to be.
+    assert_eq!(log.recovery_point(), 8);
     assert_eq!(log.segment_count(), 3);
     assert!(matches!(
         log.read(7, 100, i64::MAX),
