@@ -160,12 +160,13 @@ impl Partition {
             self.fsync_latency.observe(started.elapsed());
         }
         match result {
-            Ok(durable_end) => {
-                let log_end = {
+            Ok(_) => {
+                let (durable, log_end) = {
                     let mut state = self.state.write();
-                    state.log.mark_flushed(durable_end);
-                    state.log.log_end_offset()
+                    (state.log.mark_flushed(&handle), state.log.log_end_offset())
                 };
+                // None: truncated meanwhile, so this sync proves nothing.
+                let Some(durable_end) = durable else { return };
                 sluice_storage::invariant!(
                     durable_end <= log_end,
                     "{}-{}: synced up to {durable_end}, past the log end {log_end}",

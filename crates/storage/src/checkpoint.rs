@@ -1,8 +1,10 @@
-//! Small durable files holding one offset: the log start offset (moved by retention and
-//! DeleteRecords, which must survive a restart) and the recovery point (everything below
-//! it was synced, so recovery after a crash only scans the segments after it).
+//! Small files holding one offset: the log start offset (moved by retention and
+//! DeleteRecords, which must survive a restart), the recovery point (everything below it
+//! was synced, so recovery after a crash only scans the segments after it) and the high
+//! watermark (set by the broker).
 //!
-//! Format: `0\n<offset>\n` (version, value). Written atomically and synced.
+//! Format: `0\n<offset>\n` (version, value). Written atomically, and synced unless the
+//! caller says otherwise.
 
 use std::path::Path;
 
@@ -11,6 +13,7 @@ use crate::io::StorageEnv;
 
 pub(crate) const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
+pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark";
 
 const VERSION: &str = "0";
 const MAX_LEN: u64 = 256;
@@ -34,8 +37,19 @@ pub(crate) fn read(env: &StorageEnv, path: &Path) -> Result<Option<i64>, Storage
     Ok(Some(value))
 }
 
+/// Writes a checkpoint atomically and durably.
 pub(crate) fn write(env: &StorageEnv, path: &Path, value: i64) -> Result<(), StorageError> {
-    env.write_file_atomic(path, format!("{VERSION}\n{value}\n").as_bytes(), true)?;
+    write_with(env, path, value, true)
+}
+
+/// Writes a checkpoint atomically; synced only when `durable`.
+pub(crate) fn write_with(
+    env: &StorageEnv,
+    path: &Path,
+    value: i64,
+    durable: bool,
+) -> Result<(), StorageError> {
+    env.write_file_atomic(path, format!("{VERSION}\n{value}\n").as_bytes(), durable)?;
     Ok(())
 }
 

@@ -57,11 +57,13 @@ pub struct FlushHandle {
     pub(crate) files: Vec<Arc<SegmentFile>>,
     pub(crate) end_offset: i64,
     pub(crate) health: Arc<SyncHealth>,
+    /// The log's truncation count when the handle was taken.
+    pub(crate) truncations: u64,
 }
 
 impl FlushHandle {
     /// fdatasyncs the captured files (and the directory entries of new ones) and returns
-    /// the offset below which everything is now durable; pass it to
+    /// the offset below which everything is now durable; then pass the handle to
     /// [`crate::PartitionLog::mark_flushed`]. The first failure takes the log offline and
     /// is returned as the I/O error it was; every later flush returns `Offline`.
     pub fn flush(&self) -> Result<i64, StorageError> {

@@ -4,7 +4,7 @@
 //! failures come from peers or files and must become errors the caller can answer. A broken
 //! internal invariant is different: the state is already wrong, and carrying on would write
 //! that wrongness to disk or to clients (TigerStyle's assertions, Redpanda's `vassert`).
-//! [`invariant!`] stops the process instead, with a message naming the condition, where it
+//! [`invariant!`](crate::invariant!) stops the process instead, with a message naming the condition, where it
 //! was checked and the values involved; restart and recovery then start from what is on
 //! disk.
 //!
@@ -19,7 +19,7 @@ use std::fmt;
 
 /// Stops the process when `condition` is false: logs the violation at ERROR, prints it to
 /// stderr and aborts. For internal invariants only, never for peer or file input (see the
-/// [module docs](crate::invariant)).
+/// [module docs](mod@crate::invariant)).
 ///
 /// ```ignore
 /// sluice_storage::invariant!(start <= end, "log start {start} past the log end {end}");
@@ -38,7 +38,7 @@ macro_rules! invariant {
     };
 }
 
-/// Reports a violated invariant and aborts; called by [`invariant!`].
+/// Reports a violated invariant and aborts; called by [`invariant!`](crate::invariant!).
 #[cold]
 #[inline(never)]
 pub fn violated(condition: &str, message: fmt::Arguments<'_>, file: &str, line: u32) -> ! {

@@ -66,17 +66,54 @@ pub(crate) struct SegmentFile {
     dir: PathBuf,
     /// Whether the directory entry of this (new) file is known to be on disk.
     dir_synced: AtomicBool,
+    /// The segment was deleted (retention, truncation): a flush that captured it before
+    /// has nothing left to make durable.
+    deleted: AtomicBool,
 }
 
 impl SegmentFile {
-    /// fdatasync of the data, plus the directory once for a newly created file.
+    /// fdatasync of the data, plus the directory once for a newly created file. A file
+    /// deleted meanwhile needs no sync, and its failure to reopen is no failure.
     pub(crate) fn sync(&self) -> std::io::Result<()> {
+        match self.sync_data_and_dir() {
+            Err(_) if self.deleted.load(Ordering::Acquire) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn sync_data_and_dir(&self) -> std::io::Result<()> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Ok(());
+        }
         self.data.sync_data()?;
         if !self.dir_synced.load(Ordering::Acquire) {
             self.data.env().sync_dir(&self.dir)?;
             self.dir_synced.store(true, Ordering::Release);
         }
         Ok(())
+    }
+}
+
+impl StampedBatch<'_> {
+    /// A batch stored exactly as it came (a follower keeps its leader's offsets, epochs and
+    /// timestamps): its own header, then the rest of its bytes.
+    pub(crate) fn unchanged(
+        header: BatchHeader,
+        batch: &[u8],
+    ) -> Result<StampedBatch<'_>, BatchError> {
+        let truncated = || BatchError::Truncated {
+            needed: BATCH_HEADER_LEN,
+            available: batch.len(),
+        };
+        let stamped_header = *batch
+            .first_chunk::<BATCH_HEADER_LEN>()
+            .ok_or_else(truncated)?;
+        let after_header = batch.get(BATCH_HEADER_LEN..).ok_or_else(truncated)?;
+        Ok(StampedBatch {
+            header,
+            stamped_header,
+            after_header,
+        })
     }
 }
 
@@ -132,6 +169,7 @@ impl Segment {
                 data,
                 dir: dir.to_path_buf(),
                 dir_synced: AtomicBool::new(dir_synced),
+                deleted: AtomicBool::new(false),
             }),
             size,
             next_offset: base_offset,
@@ -642,6 +680,34 @@ impl Segment {
         Ok(Some(h))
     }
 
+    /// Removes the batch holding `offset` and every later one (Kafka's
+    /// `LogSegment.truncateTo`: a batch is never split, so the segment may end below
+    /// `offset`). The indexes lose their entries past the cut and the end is walked again
+    /// from the last one left; the index files are removed, as the segment is active again.
+    /// Returns whether anything was removed.
+    pub(crate) fn truncate_to(
+        &mut self,
+        offset: i64,
+        config: &LogConfig,
+    ) -> Result<bool, StorageError> {
+        let Some((position, first_removed)) = self.locate(offset)? else {
+            return Ok(false);
+        };
+        self.file.data.set_len(position)?;
+        self.offset_index.truncate_to_position(position);
+        if let Some(rel) = self.relative(first_removed.base_offset) {
+            self.time_index.truncate_to_offset(rel);
+        }
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = -1;
+        let env = self.file.data.env();
+        env.remove_file(&index_path(&self.file.dir, self.base_offset))?;
+        env.remove_file(&time_index_path(&self.file.dir, self.base_offset))?;
+        self.load_tail(config)?;
+        self.indexes_dirty = true;
+        Ok(true)
+    }
+
     /// Called when the segment stops being the active one (roll, close): records the final
     /// max timestamp in the time index and writes both index files.
     pub(crate) fn seal(&mut self) -> Result<(), StorageError> {
@@ -677,6 +743,7 @@ impl Segment {
 
     /// Removes the segment's files.
     pub(crate) fn delete(self) -> Result<(), StorageError> {
+        self.file.deleted.store(true, Ordering::Release);
         let dir = &self.file.dir;
         let env = self.file.data.env();
         env.remove_file(&index_path(dir, self.base_offset))?;

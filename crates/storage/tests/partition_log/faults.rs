@@ -86,8 +86,9 @@ fn a_failed_sync_takes_the_log_offline_and_recovery_keeps_what_was_durable() {
     let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0, &env).unwrap();
     let durable_batch = batch(2, 0, 10);
     log.append(&durable_batch, 0, None, 0).unwrap();
-    let end = log.flush_handle().flush().unwrap();
-    log.mark_flushed(end);
+    let flushed = log.flush_handle();
+    assert_eq!(flushed.flush().unwrap(), 2);
+    assert_eq!(log.mark_flushed(&flushed), Some(2));
     assert_eq!(log.recovery_point(), 2);
     log.append(&batch(3, 0, 10), 0, None, 0).unwrap();
 
@@ -103,7 +104,7 @@ fn a_failed_sync_takes_the_log_offline_and_recovery_keeps_what_was_durable() {
         log.flush_handle().flush(),
         Err(StorageError::Offline { .. })
     ));
-    log.mark_flushed(5);
+    assert_eq!(log.mark_flushed(&handle), None);
     assert_eq!(log.recovery_point(), 2);
     for refused in [
         log.append(&batch(1, 0, 10), 0, None, 0).map(|_| ()),

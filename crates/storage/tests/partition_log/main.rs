@@ -12,7 +12,9 @@
 
 mod append_read;
 mod common;
+mod epochs;
 mod faults;
+mod follower;
 mod producers;
 mod properties;
 mod recovery;

@@ -77,7 +77,7 @@ proptest! {
         prop_assert_eq!(log.log_end_offset(), expected_end);
         let records = all_records(&log, max_bytes);
         prop_assert_eq!(records.len() as i64, expected_end);
-        let info = log.append(&batch(1, 0, 1), 0, None, 0).unwrap();
+        let info = log.append(&batch(1, 0, 1), 1, None, 0).unwrap();
         prop_assert_eq!(info.base_offset, expected_end);
     }
 }

@@ -176,8 +176,9 @@ fn recovery_skips_segments_below_the_recovery_point() {
         for i in 0..12 {
             log.append(&batch(2, i, 30), 0, None, 0).unwrap();
         }
-        let end = log.flush_handle().flush().unwrap();
-        log.mark_flushed(end);
+        let handle = log.flush_handle();
+        handle.flush().unwrap();
+        log.mark_flushed(&handle);
         // More data after the flush, then a crash.
         log.append(&batch(2, 0, 30), 0, None, 0).unwrap();
     }
