@@ -36,8 +36,11 @@ impl PartitionLog {
         self.epochs_dirty |= self.epochs.truncate_from_end(epochs_from);
         let producers_from = self.load_latest_snapshot()?;
         self.replay(epochs_from, producers_from)?;
+        // As Kafka's loader: no entry survives at or past the log end (one the log start
+        // moved there, with no data, is gone after a restart).
         let start = self.log_start_offset;
         self.epochs_dirty |= self.epochs.truncate_from_start(start);
+        self.epochs_dirty |= self.epochs.truncate_from_end(end);
         if rebuilt {
             // Written with the next recovery point; an empty log needs no file yet.
             self.epochs_dirty = !self.epochs.entries().is_empty();
@@ -64,20 +67,17 @@ impl PartitionLog {
             .unwrap_or(self.log_start_offset)
     }
 
-    /// Deletes the snapshots past the log end, then loads the latest one that is readable
-    /// and not below the first segment (the batches between it and the log would be
-    /// missing) into the producer state. Returns the offset the batches must be replayed
+    /// Deletes the snapshots past the log end or below the first segment (the batches
+    /// between such a one and the log would be missing), then loads the latest readable
+    /// one into the producer state. Returns the offset the batches must be replayed
     /// from: the snapshot's, or the first segment's base when there is none.
     fn load_latest_snapshot(&mut self) -> Result<i64, StorageError> {
         let end = self.log_end_offset();
         let first_base = self.first_segment_base();
-        self.delete_snapshots(|offset| offset > end)?;
+        self.delete_snapshots(|offset| offset > end || offset < first_base)?;
         self.producers = ProducerStateManager::new();
         self.aborted_txns = Vec::new();
         while let Some(offset) = self.snapshots.last().copied() {
-            if offset < first_base {
-                break;
-            }
             if let Some(snapshot) = ProducerSnapshot::read(&self.env, &self.dir, offset)? {
                 self.producers = snapshot.producers;
                 self.aborted_txns = snapshot.aborted;

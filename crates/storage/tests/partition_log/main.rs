@@ -15,6 +15,7 @@ mod common;
 mod epochs;
 mod faults;
 mod follower;
+mod model;
 mod producers;
 mod properties;
 mod recovery;
