@@ -378,7 +378,7 @@ fn reads_of(counts: &Mutex<Vec<(String, usize)>>, name: &str) -> usize {
 }
 
 /// Opening replays the batches after the latest snapshot only; without snapshots it
-/// walks every batch header of every segment.
+/// walks every batch header of every segment. A damaged snapshot is passed over.
 #[test]
 fn opening_replays_only_the_segments_after_the_latest_snapshot() {
     let dir = tempfile::tempdir().unwrap();
@@ -401,6 +401,16 @@ fn opening_replays_only_the_segments_after_the_latest_snapshot() {
     let (env, with_snapshots) = counting_env();
     let log = PartitionLog::open(dir.path(), config.clone(), false, 0, &env).unwrap();
     assert_eq!(producer_view(&log), expected);
+    drop(log);
+
+    // A damaged snapshot is deleted and an older one (or a replay) used instead.
+    let snapshots = snapshot_files(dir.path());
+    assert!(snapshots.len() >= 2, "{snapshots:?}");
+    let latest = *snapshots.last().unwrap();
+    std::fs::write(dir.path().join(format!("{latest:020}.snapshot")), b"torn").unwrap();
+    let log = open_log(dir.path(), &config, false);
+    assert_eq!(producer_view(&log), expected);
+    assert_eq!(snapshot_files(dir.path()), snapshots[..snapshots.len() - 1]);
     drop(log);
 
     for offset in snapshot_files(dir.path()) {
