@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sluice_group::{GroupConfig, GroupCoordinator};
 use sluice_protocol::kafka_protocol;
 use sluice_protocol::model::TopicPartition;
-use sluice_storage::OpenFiles;
+use sluice_storage::{OpenFiles, StorageEnv};
 use sluice_txn::{TransactionCoordinator, TxnConfig};
 
 use crate::config::BrokerConfig;
@@ -92,7 +92,7 @@ pub(crate) async fn open_broker(
     let logs = LogManager::new(
         config.data_dir.clone(),
         metrics.clone(),
-        OpenFiles::new(fd_budget.log_files),
+        StorageEnv::new(OpenFiles::new(fd_budget.log_files)),
         config.node_id,
     )?;
     let connection_limits =

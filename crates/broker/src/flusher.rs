@@ -141,17 +141,35 @@ mod tests {
 
     use sluice_protocol::batch::RecordBatchBuilder;
     use sluice_protocol::model::LeaderEpoch;
-    use sluice_storage::{OpenFiles, PartitionLog};
+    use sluice_storage::{IoOp, OpenFiles, PartitionLog, StorageEnv};
     use uuid::Uuid;
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use kafka_protocol::error::ResponseError;
+    use sluice_protocol::kafka_protocol;
+    use sluice_storage::StorageError;
 
     use super::*;
     use crate::config::BrokerConfig;
+    use crate::errors::storage_error_code;
     use crate::metrics::Metrics;
+    use crate::partition::{AppendError, Durability};
     use crate::replica::PartitionRole;
     use crate::topic_config::TopicSettings;
 
     /// A partition over a fresh log in `dir`, syncing on `flusher`.
     fn partition(dir: &std::path::Path, index: i32, flusher: &Flusher) -> Arc<Partition> {
+        partition_in(dir, index, flusher, &StorageEnv::unbounded())
+    }
+
+    /// A partition whose log does its file operations through `env`.
+    fn partition_in(
+        dir: &std::path::Path,
+        index: i32,
+        flusher: &Flusher,
+        env: &Arc<StorageEnv>,
+    ) -> Arc<Partition> {
         let none = BTreeMap::new();
         let settings = Arc::new(TopicSettings::resolve(
             &none,
@@ -159,14 +177,7 @@ mod tests {
             &none,
         ));
         let log_dir = dir.join(format!("t-{index}"));
-        let log = PartitionLog::open(
-            log_dir,
-            settings.log.clone(),
-            false,
-            0,
-            &OpenFiles::unbounded(),
-        )
-        .unwrap();
+        let log = PartitionLog::open(log_dir, settings.log.clone(), false, 0, env).unwrap();
         let metrics = Metrics::default();
         Partition::start(
             "t".into(),
@@ -223,6 +234,116 @@ mod tests {
         assert_eq!(end, 5);
         // Five passes, each starting no sooner than the interval after the last.
         assert!(started.elapsed() >= MIN_PASS_INTERVAL * 4);
+    }
+
+    /// A storage environment whose syncs fail while `armed` is set.
+    fn failing_syncs(armed: Arc<AtomicBool>) -> Arc<StorageEnv> {
+        StorageEnv::with_faults(
+            OpenFiles::unbounded(),
+            Arc::new(move |op, _| {
+                if op == IoOp::Sync && armed.load(Ordering::SeqCst) {
+                    Err(std::io::Error::other("injected fsync failure"))
+                } else {
+                    Ok(())
+                }
+            }),
+        )
+    }
+
+    fn one_record() -> Vec<u8> {
+        RecordBatchBuilder::new()
+            .record(1, None, Some(b"value"), &[])
+            .build()
+    }
+
+    fn assert_storage_error(err: &StorageError) {
+        assert!(matches!(err, StorageError::Offline { .. }), "{err}");
+        assert_eq!(storage_error_code(err), ResponseError::KafkaStorageError);
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_takes_the_partition_offline_until_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let flusher = Flusher::start().unwrap();
+        let armed = Arc::new(AtomicBool::new(false));
+        let p = partition_in(dir.path(), 0, &flusher, &failing_syncs(armed.clone()));
+        let durable = append_one(&p);
+        p.request_flush();
+        p.wait_committed(durable).await.unwrap();
+
+        armed.store(true, Ordering::SeqCst);
+        let first_failed = append_one(&p);
+        let second_failed = append_one(&p);
+        p.request_flush();
+        // Every acks=all waiter of the range the failed sync covered learns it.
+        for end in [first_failed, second_failed] {
+            assert_storage_error(&p.wait_committed(end).await.unwrap_err());
+        }
+        armed.store(false, Ordering::SeqCst);
+
+        // The disk works again, but the partition takes no more writes...
+        append_one_refused(&p);
+        // ...and a sync that would now succeed does not make the failed range durable.
+        p.sync();
+        assert_eq!(
+            p.durability(),
+            Durability {
+                durable_end: durable,
+                failed: true
+            }
+        );
+        assert_storage_error(&p.wait_committed(first_failed).await.unwrap_err());
+        p.wait_committed(durable).await.unwrap();
+        assert_eq!(p.offsets().log_end_offset, second_failed);
+        // No clean close: the next start recovers the log from what is on disk.
+        assert_storage_error(&p.close().unwrap_err());
+    }
+
+    /// Collects what a `fmt` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn going_offline_is_logged_once_with_the_partition_and_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let flusher = Flusher::start().unwrap();
+        let env = failing_syncs(Arc::new(AtomicBool::new(true)));
+        let p = partition_in(dir.path(), 3, &flusher, &env);
+        append_one(&p);
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            p.sync();
+            append_one_refused(&p);
+            p.sync();
+        });
+        let output = String::from_utf8(captured.0.lock().clone()).unwrap();
+        let errors: Vec<&str> = output.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "{output}");
+        assert!(errors[0].contains("topic=t partition=3"), "{output}");
+        assert!(errors[0].contains("injected fsync failure"), "{output}");
+        assert!(errors[0].contains("the partition is offline"), "{output}");
+    }
+
+    fn append_one_refused(p: &Partition) {
+        assert!(matches!(
+            p.append_as_leader(&one_record()),
+            Err(AppendError::Storage(StorageError::Offline { .. }))
+        ));
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use sluice_protocol::model::LeaderEpoch;
-use sluice_storage::{OpenFiles, PartitionLog, StorageError, io};
+use sluice_storage::{PartitionLog, StorageEnv, StorageError, io};
 use uuid::Uuid;
 
 use crate::clock::now_ms;
@@ -32,8 +32,9 @@ const DELETE_SUFFIX: &str = "-delete";
 pub struct LogManager {
     data_dir: PathBuf,
     metrics: Arc<Metrics>,
-    /// The open-files budget every segment file counts against.
-    files: Arc<OpenFiles>,
+    /// Where the logs' files live: the open-files budget every segment file counts
+    /// against (and, in tests, injected faults).
+    env: Arc<StorageEnv>,
     /// This node's id, for the roles of the partitions it opens.
     node_id: i32,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
@@ -41,18 +42,18 @@ pub struct LogManager {
 }
 
 impl LogManager {
-    /// A manager for partitions under `data_dir`, keeping at most `files` segment files
-    /// open at once.
+    /// A manager for partitions under `data_dir`, whose logs do their file operations
+    /// through `env` (which bounds the segment files open at once).
     pub fn new(
         data_dir: PathBuf,
         metrics: Arc<Metrics>,
-        files: Arc<OpenFiles>,
+        env: Arc<StorageEnv>,
         node_id: i32,
     ) -> std::io::Result<Self> {
         Ok(Self {
             data_dir,
             metrics,
-            files,
+            env,
             node_id,
             partitions: RwLock::new(HashMap::new()),
             flusher: Flusher::start()?,
@@ -135,7 +136,7 @@ impl LogManager {
     ) -> Result<Arc<Partition>, StorageError> {
         let dir = self.data_dir.join(partition_dir_name(&topic.name, index));
         prepare_partition_dir(&dir, topic.id)?;
-        let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms(), &self.files)?;
+        let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms(), &self.env)?;
         let role = match topic.partition(index) {
             Some(registration) => role_for(registration, self.node_id, log.log_end_offset()),
             None => PartitionRole::sole_leader(self.node_id, LeaderEpoch(0), log.log_end_offset()),

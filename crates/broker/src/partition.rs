@@ -6,6 +6,12 @@
 //! for the broker's sync thread ([`crate::flusher`]), which fdatasyncs
 //! *without* the lock; every append that arrived while a sync ran is covered
 //! by the next one (group commit).
+//!
+//! A failed sync takes the partition offline until the broker restarts: the
+//! kernel may have dropped the pages it could not write, so no later sync may
+//! call them durable. Every waiter past the durable end, and every later
+//! append, gets a storage error; recovery at the next start keeps what the
+//! disk really holds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +36,8 @@ use crate::topic_config::{TimestampType, TopicSettings};
 pub struct Durability {
     /// Every offset below this is durable.
     pub durable_end: i64,
-    /// The last sync failed; waiters must report a storage error.
+    /// A sync failed: the partition is offline until restart, `durable_end`
+    /// never moves again, and waiters past it report a storage error.
     pub failed: bool,
 }
 
@@ -218,17 +225,28 @@ impl Partition {
             self.fsync_latency.observe(started.elapsed());
         }
         match result {
-            Ok(durable_end) => {
-                self.state.write().log.mark_flushed(durable_end);
-                self.durability.send_modify(|d| {
-                    d.durable_end = d.durable_end.max(durable_end);
-                    d.failed = false;
+            Ok(_) => {
+                let (durable, log_end) = {
+                    let mut state = self.state.write();
+                    (state.log.mark_flushed(&handle), state.log.log_end_offset())
+                };
+                // None: truncated meanwhile, so this sync proves nothing.
+                let Some(durable_end) = durable else { return };
+                sluice_storage::invariant!(
+                    durable_end <= log_end,
+                    "{}-{}: synced up to {durable_end}, past the log end {log_end}",
+                    self.topic,
+                    self.index
+                );
+                self.durability.send_if_modified(|d| {
+                    let advanced = !d.failed && durable_end > d.durable_end;
+                    if advanced {
+                        d.durable_end = durable_end;
+                    }
+                    advanced
                 });
             }
-            Err(e) => {
-                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "log sync failed");
-                self.durability.send_modify(|d| d.failed = true);
-            }
+            Err(e) => self.go_offline(&e),
         }
     }
 
@@ -250,6 +268,28 @@ impl Partition {
         }
     }
 
+    /// Marks the partition offline after a failed sync, waking every waiter;
+    /// logged once, when it happens.
+    fn go_offline(&self, error: &StorageError) {
+        let newly_failed = self
+            .durability
+            .send_if_modified(|d| !std::mem::replace(&mut d.failed, true));
+        if newly_failed {
+            tracing::error!(
+                topic = %self.topic,
+                partition = self.index,
+                durable_end = self.durability.borrow().durable_end,
+                error = %error,
+                "fsync of the partition log failed: the partition is offline and refuses writes until the broker restarts and recovers it"
+            );
+        }
+    }
+
+    /// How far the log is known to be on disk.
+    pub fn durability(&self) -> Durability {
+        *self.durability.borrow()
+    }
+
     /// Waits until every offset below `end` is on disk here.
     async fn wait_durable(&self, end: i64) -> Result<(), StorageError> {
         let mut rx = self.durability.subscribe();
@@ -261,12 +301,12 @@ impl Partition {
             .await
             .map_err(|_| StorageError::Io(std::io::Error::other("partition closed")))?;
         if state.durable_end >= end {
-            Ok(())
-        } else {
-            Err(StorageError::Io(std::io::Error::other(
-                "fdatasync of the log failed",
-            )))
+            return Ok(());
         }
+        drop(state);
+        Err(StorageError::Offline {
+            dir: self.state.read().log.dir().to_path_buf(),
+        })
     }
 
     /// Whole batches from `offset`, at most `max_bytes` unless the first batch
@@ -352,7 +392,15 @@ impl Partition {
     pub fn close(&self) -> Result<(), StorageError> {
         self.closed.store(true, Ordering::Release);
         let mut state = self.state.write();
-        state.log.close()?;
+        if let Err(e) = state.log.close() {
+            let offline = state.log.is_offline();
+            drop(state);
+            if offline {
+                // Its final sync failed: wake the waiters with the error.
+                self.go_offline(&e);
+            }
+            return Err(e);
+        }
         let end = state.log.log_end_offset();
         self.durability
             .send_modify(|d| d.durable_end = d.durable_end.max(end));

@@ -1,23 +1,26 @@
-//! Small durable files holding one offset: the log start offset (moved by retention and
-//! DeleteRecords, which must survive a restart) and the recovery point (everything below
-//! it was synced, so recovery after a crash only scans the segments after it).
+//! Small files holding one offset: the log start offset (moved by retention and
+//! DeleteRecords, which must survive a restart), the recovery point (everything below it
+//! was synced, so recovery after a crash only scans the segments after it) and the high
+//! watermark (set by the broker).
 //!
-//! Format: `0\n<offset>\n` (version, value). Written atomically and synced.
+//! Format: `0\n<offset>\n` (version, value). Written atomically, and synced unless the
+//! caller says otherwise.
 
 use std::path::Path;
 
 use crate::error::StorageError;
-use crate::io;
+use crate::io::StorageEnv;
 
 pub(crate) const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
+pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark";
 
 const VERSION: &str = "0";
 const MAX_LEN: u64 = 256;
 
 /// Reads a checkpoint; `Ok(None)` when absent, `Corrupt` when unreadable.
-pub(crate) fn read(path: &Path) -> Result<Option<i64>, StorageError> {
-    let Some(bytes) = io::read_small_file(path, MAX_LEN)? else {
+pub(crate) fn read(env: &StorageEnv, path: &Path) -> Result<Option<i64>, StorageError> {
+    let Some(bytes) = env.read_small_file(path, MAX_LEN)? else {
         return Ok(None);
     };
     let corrupt = || StorageError::Corrupt(format!("bad checkpoint file {}", path.display()));
@@ -34,8 +37,19 @@ pub(crate) fn read(path: &Path) -> Result<Option<i64>, StorageError> {
     Ok(Some(value))
 }
 
-pub(crate) fn write(path: &Path, value: i64) -> Result<(), StorageError> {
-    io::write_file_atomic(path, format!("{VERSION}\n{value}\n").as_bytes(), true)?;
+/// Writes a checkpoint atomically and durably.
+pub(crate) fn write(env: &StorageEnv, path: &Path, value: i64) -> Result<(), StorageError> {
+    write_with(env, path, value, true)
+}
+
+/// Writes a checkpoint atomically; synced only when `durable`.
+pub(crate) fn write_with(
+    env: &StorageEnv,
+    path: &Path,
+    value: i64,
+    durable: bool,
+) -> Result<(), StorageError> {
+    env.write_file_atomic(path, format!("{VERSION}\n{value}\n").as_bytes(), durable)?;
     Ok(())
 }
 
@@ -46,17 +60,18 @@ mod tests {
     #[test]
     fn round_trip_and_corruption() {
         let dir = tempfile::tempdir().unwrap();
+        let env = StorageEnv::unbounded();
         let p = dir.path().join("cp");
-        assert_eq!(read(&p).unwrap(), None);
-        write(&p, 42).unwrap();
-        assert_eq!(read(&p).unwrap(), Some(42));
-        write(&p, 7).unwrap();
-        assert_eq!(read(&p).unwrap(), Some(7));
+        assert_eq!(read(&env, &p).unwrap(), None);
+        write(&env, &p, 42).unwrap();
+        assert_eq!(read(&env, &p).unwrap(), Some(42));
+        write(&env, &p, 7).unwrap();
+        assert_eq!(read(&env, &p).unwrap(), Some(7));
         std::fs::write(&p, b"0\nxyz\n").unwrap();
-        assert!(matches!(read(&p), Err(StorageError::Corrupt(_))));
+        assert!(matches!(read(&env, &p), Err(StorageError::Corrupt(_))));
         std::fs::write(&p, b"9\n1\n").unwrap();
-        assert!(matches!(read(&p), Err(StorageError::Corrupt(_))));
+        assert!(matches!(read(&env, &p), Err(StorageError::Corrupt(_))));
         std::fs::write(&p, vec![b'1'; 1000]).unwrap();
-        assert!(read(&p).is_err());
+        assert!(read(&env, &p).is_err());
     }
 }

@@ -1,5 +1,7 @@
 //! Typed storage errors; the broker maps them to Kafka error codes in one place.
 
+use std::path::PathBuf;
+
 use sluice_protocol::batch::BatchError;
 use sluice_protocol::records::RecordsError;
 use thiserror::Error;
@@ -22,4 +24,50 @@ pub enum StorageError {
     Corrupt(String),
     #[error("{0}")]
     Producer(#[from] crate::producer_state::ProducerError),
+    /// A batch does not continue the log (follower appends keep the leader's offsets and
+    /// epochs, so they must line up exactly).
+    #[error("{0}")]
+    AppendOrder(#[from] AppendOrderError),
+    /// An fsync of the log failed earlier. The kernel may have dropped the dirty pages it
+    /// could not write ("fsyncgate"), so data the log accepted may be gone although reads
+    /// still return it: the log takes no more writes and reports nothing durable until it
+    /// is reopened with recovery.
+    #[error(
+        "the log in {} is offline after a failed fsync; restart the broker to recover it from what is on disk",
+        dir.display()
+    )]
+    Offline { dir: PathBuf },
+}
+
+/// Why batches cannot be appended where the log ends.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AppendOrderError {
+    /// A batch does not start right after the previous one (or at the log end).
+    #[error("the batch at offset {found} does not continue the log at offset {expected}")]
+    UnexpectedOffset {
+        /// The offset the next batch must start at.
+        expected: i64,
+        /// Where it starts.
+        found: i64,
+    },
+    /// A batch carries an older leader epoch than data already before it.
+    #[error(
+        "leader epoch {epoch} of the batch at offset {offset} is older than epoch {latest} before it"
+    )]
+    EpochRegression {
+        /// The batch's base offset.
+        offset: i64,
+        /// Its leader epoch.
+        epoch: i32,
+        /// The newest epoch before it.
+        latest: i32,
+    },
+    /// A batch carries no leader epoch (negative).
+    #[error("the batch at offset {offset} has no leader epoch ({epoch})")]
+    NoEpoch {
+        /// The batch's base offset.
+        offset: i64,
+        /// Its leader epoch field.
+        epoch: i32,
+    },
 }

@@ -45,6 +45,12 @@ impl OffsetIndex {
         self.entries.push((relative_offset, position));
     }
 
+    /// Drops the entries of batches at or after file position `position`.
+    pub(crate) fn truncate_to_position(&mut self, position: u64) {
+        let keep = self.entries.partition_point(|e| u64::from(e.1) < position);
+        self.entries.truncate(keep);
+    }
+
     /// The last entry whose relative offset is ≤ `relative_offset`.
     pub(crate) fn lookup(&self, relative_offset: u32) -> Option<(u32, u32)> {
         let idx = self.entries.partition_point(|e| e.0 <= relative_offset);
@@ -108,6 +114,13 @@ impl TimeIndex {
             return;
         }
         self.entries.push((timestamp, relative_offset));
+    }
+
+    /// Drops the entries that name offsets at or after `relative_offset`; the ones left
+    /// are maxima of the records before it.
+    pub(crate) fn truncate_to_offset(&mut self, relative_offset: u32) {
+        let keep = self.entries.partition_point(|e| e.1 < relative_offset);
+        self.entries.truncate(keep);
     }
 
     /// The last entry whose timestamp is strictly below `timestamp`.

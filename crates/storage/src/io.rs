@@ -1,6 +1,7 @@
-//! Every file operation of the log goes through this module (docs/ARCHITECTURE.md §6), so that tests can
-//! make any of them fail with [`set_fault_hook`] and check that the log neither panics nor
-//! loses acknowledged data.
+//! Every file operation of the log goes through this module (docs/ARCHITECTURE.md §6), through the [`StorageEnv`]
+//! its log was opened with, so that a test can make any of them fail (a fault hook of its
+//! own environment, not of the process, so such tests run in parallel) and check that the
+//! log neither panics nor loses acknowledged data.
 //!
 //! Data files are accessed with positional reads and writes only: reads take `&self`, so
 //! the broker can serve fetches under a read lock while the appender holds nothing else.
@@ -9,8 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use crate::open_files::{CachedFile, OpenFiles};
 
@@ -31,31 +31,61 @@ pub enum IoOp {
     CreateDir,
 }
 
-/// Decides, before an operation runs, whether it fails instead. It sees the path so a test
-/// can confine faults to its own directory (the hook is process-wide).
+/// Decides, before an operation runs, whether it fails instead. It sees the path, so a
+/// test can fail the operations of one file or one partition only.
 pub type FaultHook = Arc<dyn Fn(IoOp, &Path) -> io::Result<()> + Send + Sync>;
 
-static HOOK_SET: AtomicBool = AtomicBool::new(false);
-static HOOK: RwLock<Option<FaultHook>> = RwLock::new(None);
-
-/// Installs (or with `None` removes) the process-wide fault hook.
-pub fn set_fault_hook(hook: Option<FaultHook>) {
-    let set = hook.is_some();
-    if let Ok(mut slot) = HOOK.write() {
-        *slot = hook;
-    }
-    HOOK_SET.store(set, Ordering::Release);
+/// What the logs of one broker share: the budget of open segment files and, in tests, a
+/// fault hook asked before every file operation. The broker's log manager owns one; a
+/// test builds its own, so its faults reach only its logs.
+pub struct StorageEnv {
+    open_files: Arc<OpenFiles>,
+    faults: Option<FaultHook>,
 }
 
-/// Asks the hook about one operation; free when no hook is installed.
-fn check(op: IoOp, path: &Path) -> io::Result<()> {
-    if !HOOK_SET.load(Ordering::Acquire) {
-        return Ok(());
+impl std::fmt::Debug for StorageEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageEnv")
+            .field("open_files", &self.open_files)
+            .field("faults", &self.faults.is_some())
+            .finish()
     }
-    let hook = HOOK.read().ok().and_then(|h| h.clone());
-    match hook {
-        Some(hook) => hook(op, path),
-        None => Ok(()),
+}
+
+impl StorageEnv {
+    /// Real files within `open_files`, no faults: what the broker runs with.
+    pub fn new(open_files: Arc<OpenFiles>) -> Arc<Self> {
+        Arc::new(Self {
+            open_files,
+            faults: None,
+        })
+    }
+
+    /// No bound on open files and no faults: tools and most tests.
+    pub fn unbounded() -> Arc<Self> {
+        Self::new(OpenFiles::unbounded())
+    }
+
+    /// Like [`StorageEnv::new`], with every file operation first put to `hook`, which may
+    /// fail it instead.
+    pub fn with_faults(open_files: Arc<OpenFiles>, hook: FaultHook) -> Arc<Self> {
+        Arc::new(Self {
+            open_files,
+            faults: Some(hook),
+        })
+    }
+
+    /// The open-files budget segment files count against.
+    pub fn open_files(&self) -> &Arc<OpenFiles> {
+        &self.open_files
+    }
+
+    /// Asks the fault hook about one operation; free when there is none.
+    fn check(&self, op: IoOp, path: &Path) -> io::Result<()> {
+        match &self.faults {
+            Some(hook) => hook(op, path),
+            None => Ok(()),
+        }
     }
 }
 
@@ -71,12 +101,13 @@ pub fn on(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
 #[derive(Debug)]
 pub(crate) struct DataFile {
     file: CachedFile,
+    env: Arc<StorageEnv>,
 }
 
 impl DataFile {
     /// Opens an existing file read-write, or creates it empty when `create` is set.
-    pub(crate) fn open(path: &Path, create: bool, budget: &Arc<OpenFiles>) -> io::Result<Self> {
-        check(IoOp::Open, path)?;
+    pub(crate) fn open(path: &Path, create: bool, env: &Arc<StorageEnv>) -> io::Result<Self> {
+        env.check(IoOp::Open, path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -85,8 +116,18 @@ impl DataFile {
             .open(path)
             .map_err(on(path))?;
         Ok(Self {
-            file: CachedFile::new(path, file, budget),
+            file: CachedFile::new(path, file, &env.open_files),
+            env: env.clone(),
         })
+    }
+
+    /// The environment the file was opened in.
+    pub(crate) fn env(&self) -> &Arc<StorageEnv> {
+        &self.env
+    }
+
+    fn check(&self, op: IoOp) -> io::Result<()> {
+        self.env.check(op, self.path())
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -94,14 +135,14 @@ impl DataFile {
     }
 
     pub(crate) fn len(&self) -> io::Result<u64> {
-        check(IoOp::Read, self.path())?;
+        self.check(IoOp::Read)?;
         let len = self.file.get().and_then(|f| f.metadata());
         Ok(len.map_err(on(self.path()))?.len())
     }
 
     /// Fills `buf` from `pos`; a short file is an `UnexpectedEof` error.
     pub(crate) fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
-        check(IoOp::Read, self.path())?;
+        self.check(IoOp::Read)?;
         self.file
             .get()
             .and_then(|f| f.read_exact_at(buf, pos))
@@ -124,7 +165,7 @@ impl DataFile {
         mut slices: &mut [IoSlice<'_>],
         mut pos: u64,
     ) -> io::Result<()> {
-        check(IoOp::Write, self.path())?;
+        self.check(IoOp::Write)?;
         let file = self.file.get().map_err(on(self.path()))?;
         IoSlice::advance_slices(&mut slices, 0);
         while !slices.is_empty() {
@@ -143,12 +184,12 @@ impl DataFile {
     }
 
     pub(crate) fn sync_data(&self) -> io::Result<()> {
-        check(IoOp::Sync, self.path())?;
+        self.check(IoOp::Sync)?;
         self.file.sync_data().map_err(on(self.path()))
     }
 
     pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
-        check(IoOp::Truncate, self.path())?;
+        self.check(IoOp::Truncate)?;
         self.file
             .get()
             .and_then(|f| f.set_len(len))
@@ -158,85 +199,92 @@ impl DataFile {
     }
 }
 
-/// Reads a whole small file (checkpoint, index), `None` if it does not exist. Files larger
-/// than `max_len` are an error rather than an allocation of whatever size they claim.
-pub(crate) fn read_small_file(path: &Path, max_len: u64) -> io::Result<Option<Vec<u8>>> {
-    check(IoOp::Read, path)?;
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(on(path)(e)),
-    };
-    let len = file.metadata().map_err(on(path))?.len();
-    if len > max_len {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is {len} bytes, more than {max_len}", path.display()),
-        ));
+impl StorageEnv {
+    /// Reads a whole small file (checkpoint, index), `None` if it does not exist. Files larger
+    /// than `max_len` are an error rather than an allocation of whatever size they claim.
+    pub(crate) fn read_small_file(&self, path: &Path, max_len: u64) -> io::Result<Option<Vec<u8>>> {
+        self.check(IoOp::Read, path)?;
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(on(path)(e)),
+        };
+        let len = file.metadata().map_err(on(path))?.len();
+        if len > max_len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is {len} bytes, more than {max_len}", path.display()),
+            ));
+        }
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, 0).map_err(on(path))?;
+        Ok(Some(buf))
     }
-    let len = usize::try_from(len).map_err(io::Error::other)?;
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, 0).map_err(on(path))?;
-    Ok(Some(buf))
+
+    /// Replaces `path` atomically: the content goes to a temporary file that is renamed over
+    /// the target, so readers see the old or the new file, never a torn one. With `durable`
+    /// the data and the directory entry are synced too.
+    pub(crate) fn write_file_atomic(
+        &self,
+        path: &Path,
+        data: &[u8],
+        durable: bool,
+    ) -> io::Result<()> {
+        let tmp = tmp_path(path);
+        self.check(IoOp::Open, &tmp)?;
+        let mut file = File::create(&tmp).map_err(on(&tmp))?;
+        self.check(IoOp::Write, &tmp)?;
+        file.write_all(data).map_err(on(&tmp))?;
+        if durable {
+            self.check(IoOp::Sync, &tmp)?;
+            file.sync_data().map_err(on(&tmp))?;
+        }
+        drop(file);
+        self.check(IoOp::Rename, path)?;
+        fs::rename(&tmp, path).map_err(on(path))?;
+        if durable && let Some(dir) = path.parent() {
+            self.sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Makes created, renamed or removed directory entries durable.
+    pub(crate) fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check(IoOp::Sync, dir)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(on(dir))
+    }
+
+    /// Removes a file; a file that is already gone is not an error.
+    pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.check(IoOp::Remove, path)?;
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(on(path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.check(IoOp::CreateDir, dir)?;
+        fs::create_dir_all(dir).map_err(on(dir))
+    }
+
+    /// File names (not paths) in `dir`.
+    pub(crate) fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.check(IoOp::ReadDir, dir)?;
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir).map_err(on(dir))? {
+            if let Some(name) = entry.map_err(on(dir))?.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
 }
 
-/// Replaces `path` atomically: the content goes to a temporary file that is renamed over
-/// the target, so readers see the old or the new file, never a torn one. With `durable`
-/// the data and the directory entry are synced too.
-pub(crate) fn write_file_atomic(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
-    let tmp = tmp_path(path);
-    check(IoOp::Open, &tmp)?;
-    let mut file = File::create(&tmp).map_err(on(&tmp))?;
-    check(IoOp::Write, &tmp)?;
-    file.write_all(data).map_err(on(&tmp))?;
-    if durable {
-        check(IoOp::Sync, &tmp)?;
-        file.sync_data().map_err(on(&tmp))?;
-    }
-    drop(file);
-    check(IoOp::Rename, path)?;
-    fs::rename(&tmp, path).map_err(on(path))?;
-    if durable && let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// The temporary name used by [`write_file_atomic`]; leftovers are removed on open.
+/// The temporary name used by [`StorageEnv::write_file_atomic`]; leftovers are removed on open.
 pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     path.with_file_name(name)
-}
-
-/// Makes created, renamed or removed directory entries durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    check(IoOp::Sync, dir)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(on(dir))
-}
-
-/// Removes a file; a file that is already gone is not an error.
-pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
-    check(IoOp::Remove, path)?;
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(on(path)(e)),
-        _ => Ok(()),
-    }
-}
-
-pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
-    check(IoOp::CreateDir, dir)?;
-    fs::create_dir_all(dir).map_err(on(dir))
-}
-
-/// File names (not paths) in `dir`.
-pub(crate) fn list_dir(dir: &Path) -> io::Result<Vec<String>> {
-    check(IoOp::ReadDir, dir)?;
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(on(dir))? {
-        if let Some(name) = entry.map_err(on(dir))?.file_name().to_str() {
-            names.push(name.to_owned());
-        }
-    }
-    Ok(names)
 }

@@ -5,9 +5,10 @@
 //! append is checked against it: a retried batch that was already written is
 //! a duplicate and gets its original offsets back without being written again;
 //! a sequence gap is OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch is
-//! INVALID_PRODUCER_EPOCH. The state is rebuilt from the batch headers of the
-//! log when the partition opens (no records are decoded), so it survives
-//! restarts and kill -9 exactly as far as the log itself does.
+//! INVALID_PRODUCER_EPOCH. The state is rebuilt when the partition opens from
+//! the latest snapshot (taken at each segment roll) and the batch headers
+//! after it (no records are decoded but markers), so it survives restarts and
+//! kill -9 exactly as far as the log itself does.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -114,6 +115,13 @@ impl ProducerStateManager {
     /// An empty state.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The state a snapshot recorded.
+    pub(crate) fn from_entries(entries: impl IntoIterator<Item = (i64, ProducerEntry)>) -> Self {
+        Self {
+            producers: entries.into_iter().collect(),
+        }
     }
 
     /// The entry of a producer, if any.
@@ -272,23 +280,6 @@ impl ProducerStateManager {
         });
         before - self.producers.len()
     }
-
-    /// Forgets batches at or above `offset` (after a truncation).
-    pub fn truncate_from(&mut self, offset: i64) {
-        for entry in self.producers.values_mut() {
-            entry.batches.retain(|b| b.last_offset < offset);
-        }
-        for entry in self.producers.values_mut() {
-            if entry
-                .ongoing_txn_first_offset
-                .is_some_and(|first| first >= offset)
-            {
-                entry.ongoing_txn_first_offset = None;
-            }
-        }
-        self.producers
-            .retain(|_, e| !e.batches.is_empty() || e.ongoing_txn_first_offset.is_some());
-    }
 }
 
 #[cfg(test)]
@@ -373,13 +364,11 @@ mod tests {
     }
 
     #[test]
-    fn expiry_and_truncation() {
+    fn expiry() {
         let mut s = ProducerStateManager::new();
         s.record(&header(4, 0, 0, 1, 10));
         assert_eq!(s.expire(1000 + 50, 100), 0);
         assert_eq!(s.expire(1000 + 500, 100), 1);
-        s.record(&header(5, 0, 0, 1, 10));
-        s.truncate_from(10);
         assert!(s.is_empty());
     }
 }

@@ -20,8 +20,7 @@ use sluice_protocol::records::decode_records;
 use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::index::{OFFSET_ENTRY_LEN, OffsetIndex, TIME_ENTRY_LEN, TimeIndex};
-use crate::io::{self, DataFile};
-use crate::open_files::OpenFiles;
+use crate::io::{DataFile, StorageEnv};
 
 /// One batch as the log stores it: the client's bytes with a stamped header in front
 /// (see [`sluice_protocol::batch::stamped_header`]).
@@ -67,17 +66,54 @@ pub(crate) struct SegmentFile {
     dir: PathBuf,
     /// Whether the directory entry of this (new) file is known to be on disk.
     dir_synced: AtomicBool,
+    /// The segment was deleted (retention, truncation): a flush that captured it before
+    /// has nothing left to make durable.
+    deleted: AtomicBool,
 }
 
 impl SegmentFile {
-    /// fdatasync of the data, plus the directory once for a newly created file.
+    /// fdatasync of the data, plus the directory once for a newly created file. A file
+    /// deleted meanwhile needs no sync, and its failure to reopen is no failure.
     pub(crate) fn sync(&self) -> std::io::Result<()> {
+        match self.sync_data_and_dir() {
+            Err(_) if self.deleted.load(Ordering::Acquire) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn sync_data_and_dir(&self) -> std::io::Result<()> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Ok(());
+        }
         self.data.sync_data()?;
         if !self.dir_synced.load(Ordering::Acquire) {
-            io::sync_dir(&self.dir)?;
+            self.data.env().sync_dir(&self.dir)?;
             self.dir_synced.store(true, Ordering::Release);
         }
         Ok(())
+    }
+}
+
+impl StampedBatch<'_> {
+    /// A batch stored exactly as it came (a follower keeps its leader's offsets, epochs and
+    /// timestamps): its own header, then the rest of its bytes.
+    pub(crate) fn unchanged(
+        header: BatchHeader,
+        batch: &[u8],
+    ) -> Result<StampedBatch<'_>, BatchError> {
+        let truncated = || BatchError::Truncated {
+            needed: BATCH_HEADER_LEN,
+            available: batch.len(),
+        };
+        let stamped_header = *batch
+            .first_chunk::<BATCH_HEADER_LEN>()
+            .ok_or_else(truncated)?;
+        let after_header = batch.get(BATCH_HEADER_LEN..).ok_or_else(truncated)?;
+        Ok(StampedBatch {
+            header,
+            stamped_header,
+            after_header,
+        })
     }
 }
 
@@ -110,11 +146,11 @@ impl Segment {
         dir: &Path,
         base_offset: i64,
         now_ms: i64,
-        files: &Arc<OpenFiles>,
+        env: &Arc<StorageEnv>,
     ) -> Result<Self, StorageError> {
-        io::remove_file(&index_path(dir, base_offset))?;
-        io::remove_file(&time_index_path(dir, base_offset))?;
-        let data = DataFile::open(&dir.join(log_file_name(base_offset)), true, files)?;
+        env.remove_file(&index_path(dir, base_offset))?;
+        env.remove_file(&time_index_path(dir, base_offset))?;
+        let data = DataFile::open(&dir.join(log_file_name(base_offset)), true, env)?;
         data.set_len(0)?;
         Ok(Self::new(dir, base_offset, data, 0, false, now_ms))
     }
@@ -133,6 +169,7 @@ impl Segment {
                 data,
                 dir: dir.to_path_buf(),
                 dir_synced: AtomicBool::new(dir_synced),
+                deleted: AtomicBool::new(false),
             }),
             size,
             next_offset: base_offset,
@@ -157,9 +194,9 @@ impl Segment {
         recover: bool,
         config: &LogConfig,
         now_ms: i64,
-        files: &Arc<OpenFiles>,
+        env: &Arc<StorageEnv>,
     ) -> Result<(Self, bool), StorageError> {
-        let data = DataFile::open(&dir.join(log_file_name(base_offset)), false, files)?;
+        let data = DataFile::open(&dir.join(log_file_name(base_offset)), false, env)?;
         let size = data.len()?;
         let mut seg = Self::new(dir, base_offset, data, size, true, now_ms);
         let truncated = if recover {
@@ -458,7 +495,8 @@ impl Segment {
     fn load_indexes(&mut self, config: &LogConfig) -> Result<bool, StorageError> {
         let max_len = config.max_index_bytes.saturating_add(64);
         let dir = self.file.dir.clone();
-        let read = |path: PathBuf| match io::read_small_file(&path, max_len) {
+        let env = self.file.data.env().clone();
+        let read = |path: PathBuf| match env.read_small_file(&path, max_len) {
             Ok(bytes) => Ok(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(None),
             Err(e) => Err(e),
@@ -642,6 +680,34 @@ impl Segment {
         Ok(Some(h))
     }
 
+    /// Removes the batch holding `offset` and every later one (Kafka's
+    /// `LogSegment.truncateTo`: a batch is never split, so the segment may end below
+    /// `offset`). The indexes lose their entries past the cut and the end is walked again
+    /// from the last one left; the index files are removed, as the segment is active again.
+    /// Returns whether anything was removed.
+    pub(crate) fn truncate_to(
+        &mut self,
+        offset: i64,
+        config: &LogConfig,
+    ) -> Result<bool, StorageError> {
+        let Some((position, first_removed)) = self.locate(offset)? else {
+            return Ok(false);
+        };
+        self.file.data.set_len(position)?;
+        self.offset_index.truncate_to_position(position);
+        if let Some(rel) = self.relative(first_removed.base_offset) {
+            self.time_index.truncate_to_offset(rel);
+        }
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = -1;
+        let env = self.file.data.env();
+        env.remove_file(&index_path(&self.file.dir, self.base_offset))?;
+        env.remove_file(&time_index_path(&self.file.dir, self.base_offset))?;
+        self.load_tail(config)?;
+        self.indexes_dirty = true;
+        Ok(true)
+    }
+
     /// Called when the segment stops being the active one (roll, close): records the final
     /// max timestamp in the time index and writes both index files.
     pub(crate) fn seal(&mut self) -> Result<(), StorageError> {
@@ -660,12 +726,13 @@ impl Segment {
             return Ok(());
         }
         let dir = &self.file.dir;
-        io::write_file_atomic(
+        let env = self.file.data.env();
+        env.write_file_atomic(
             &index_path(dir, self.base_offset),
             &self.offset_index.encode(),
             false,
         )?;
-        io::write_file_atomic(
+        env.write_file_atomic(
             &time_index_path(dir, self.base_offset),
             &self.time_index.encode(),
             false,
@@ -676,19 +743,25 @@ impl Segment {
 
     /// Removes the segment's files.
     pub(crate) fn delete(self) -> Result<(), StorageError> {
-        let dir = self.file.dir.clone();
-        io::remove_file(&index_path(&dir, self.base_offset))?;
-        io::remove_file(&time_index_path(&dir, self.base_offset))?;
-        io::remove_file(self.file.data.path())?;
+        self.file.deleted.store(true, Ordering::Release);
+        let dir = &self.file.dir;
+        let env = self.file.data.env();
+        env.remove_file(&index_path(dir, self.base_offset))?;
+        env.remove_file(&time_index_path(dir, self.base_offset))?;
+        env.remove_file(self.file.data.path())?;
         Ok(())
     }
 }
 
 /// Removes the files of a segment that was never opened (e.g. after a truncation in
 /// recovery made it unreachable).
-pub(crate) fn delete_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
-    io::remove_file(&index_path(dir, base_offset))?;
-    io::remove_file(&time_index_path(dir, base_offset))?;
-    io::remove_file(&dir.join(log_file_name(base_offset)))?;
+pub(crate) fn delete_files(
+    env: &StorageEnv,
+    dir: &Path,
+    base_offset: i64,
+) -> Result<(), StorageError> {
+    env.remove_file(&index_path(dir, base_offset))?;
+    env.remove_file(&time_index_path(dir, base_offset))?;
+    env.remove_file(&dir.join(log_file_name(base_offset)))?;
     Ok(())
 }

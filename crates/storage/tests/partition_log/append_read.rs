@@ -2,7 +2,7 @@
 
 use sluice_protocol::batch::{TimestampType, validate};
 use sluice_protocol::records::decode_records;
-use sluice_storage::{LogConfig, OpenFiles, PartitionLog, StorageError};
+use sluice_storage::{LogConfig, OpenFiles, PartitionLog, StorageEnv, StorageError};
 
 use crate::common::*;
 
@@ -14,7 +14,7 @@ fn append_and_read_round_trip() {
         LogConfig::default(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
@@ -67,7 +67,7 @@ fn several_batches_in_one_append_get_consecutive_offsets() {
         LogConfig::default(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     log.append(&batch(2, 0, 5), 0, None, 0).unwrap();
@@ -98,7 +98,7 @@ fn invalid_appends_are_rejected_without_writing() {
         LogConfig::default(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     assert!(matches!(
@@ -129,7 +129,7 @@ fn log_append_time_is_stamped() {
         LogConfig::default(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     let b = batch(3, 5, 5);
@@ -156,7 +156,7 @@ fn kip74_first_batch_always_whole() {
         LogConfig::default(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     let big = batch(4, 0, 3_000);
@@ -189,7 +189,7 @@ fn read_from_middle_of_batch_returns_that_batch() {
         LogConfig::default(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     log.append(&batch(5, 0, 5), 0, None, 0).unwrap();
@@ -216,7 +216,7 @@ fn max_offset_bounds_the_read() {
         LogConfig::default(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     for _ in 0..3 {
@@ -243,7 +243,7 @@ fn out_of_range_offsets() {
         LogConfig::default(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     log.append(&batch(3, 0, 5), 0, None, 0).unwrap();
@@ -273,7 +273,7 @@ fn rolls_by_size() {
         ..small_config()
     };
     let mut log =
-        PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+        PartitionLog::open(dir.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     let mut sizes = Vec::new();
     for i in 0..20 {
         let b = batch(2, i, 100);
@@ -313,7 +313,7 @@ fn rolls_by_time() {
         ..LogConfig::default()
     };
     let mut log =
-        PartitionLog::open(dir.path(), config, false, 1_000, &OpenFiles::unbounded()).unwrap();
+        PartitionLog::open(dir.path(), config, false, 1_000, &StorageEnv::unbounded()).unwrap();
     log.append(&batch(1, 1_000, 5), 0, None, 1_000).unwrap();
     log.append(&batch(1, 1_050, 5), 0, None, 1_050).unwrap();
     assert_eq!(log.segment_count(), 1);
@@ -328,7 +328,7 @@ fn rolls_by_time() {
         ..LogConfig::default()
     };
     let mut log =
-        PartitionLog::open(dir2.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+        PartitionLog::open(dir2.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     log.append(&batch(1, 0, 5), 0, None, 10_000).unwrap();
     assert_eq!(log.segment_count(), 1);
 }
@@ -346,7 +346,7 @@ fn index_lookup_after_many_batches() {
         config.clone(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     let mut bounds = Vec::new();
@@ -365,7 +365,7 @@ fn index_lookup_after_many_batches() {
     };
     check(&log);
     log.close().unwrap();
-    let log = PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+    let log = PartitionLog::open(dir.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     check(&log);
 }
 
@@ -381,7 +381,7 @@ fn reopen_after_close_keeps_everything() {
         config.clone(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     for i in 0..50 {
@@ -408,7 +408,7 @@ fn reopen_after_close_keeps_everything() {
             config.clone(),
             recover,
             0,
-            &OpenFiles::unbounded(),
+            &StorageEnv::unbounded(),
         )
         .unwrap();
         let after = (
@@ -424,7 +424,7 @@ fn reopen_after_close_keeps_everything() {
         assert_eq!(before, after, "recover={recover}");
     }
     let mut log =
-        PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+        PartitionLog::open(dir.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     let info = log.append(&batch(1, 0, 1), 0, None, 0).unwrap();
     assert_eq!(info.base_offset, 150);
 }
@@ -437,7 +437,7 @@ fn flush_handle_and_recovery_point() {
         ..small_config()
     };
     let mut log =
-        PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+        PartitionLog::open(dir.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     assert!(log.flush_handle().is_empty() || log.flush_handle().end_offset() == 0);
     for _ in 0..10 {
         log.append(&batch(2, 0, 50), 0, None, 0).unwrap();
@@ -447,18 +447,22 @@ fn flush_handle_and_recovery_point() {
     assert_eq!(handle.end_offset(), 20);
     // Appends may go on while the handle syncs; the handle only vouches for its offset.
     log.append(&batch(2, 0, 50), 0, None, 0).unwrap();
-    let durable = std::thread::spawn(move || handle.flush().unwrap())
-        .join()
-        .unwrap();
+    let (handle, durable) = std::thread::spawn(move || {
+        let durable = handle.flush().unwrap();
+        (handle, durable)
+    })
+    .join()
+    .unwrap();
     assert_eq!(durable, 20);
-    log.mark_flushed(durable);
+    assert_eq!(log.mark_flushed(&handle), Some(20));
     assert_eq!(log.recovery_point(), 20);
     let next = log.flush_handle();
     assert_eq!(next.end_offset(), 22);
     assert_eq!(next.flush().unwrap(), 22);
-    log.mark_flushed(22);
+    assert_eq!(log.mark_flushed(&next), Some(22));
     assert!(log.flush_handle().is_empty());
-    log.mark_flushed(5); // going back is ignored
+    // An older handle finishing late moves nothing back.
+    assert_eq!(log.mark_flushed(&handle), Some(20));
     assert_eq!(log.recovery_point(), 22);
 }
 
@@ -479,7 +483,7 @@ fn an_append_of_more_batches_than_one_vectored_write_takes_is_stored_whole() {
         LogConfig::default(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     let batches: Vec<Vec<u8>> = (0..700).map(|i| batch(1, i, 3)).collect();
@@ -502,6 +506,7 @@ fn an_append_of_more_batches_than_one_vectored_write_takes_is_stored_whole() {
 fn many_logs_share_a_small_open_files_budget() {
     let dir = tempfile::tempdir().unwrap();
     let files = OpenFiles::new(2);
+    let env = StorageEnv::new(files.clone());
     let mut logs: Vec<PartitionLog> = (0..4)
         .map(|p| {
             PartitionLog::open(
@@ -509,7 +514,7 @@ fn many_logs_share_a_small_open_files_budget() {
                 small_config(),
                 false,
                 0,
-                &files,
+                &env,
             )
             .unwrap()
         })
@@ -548,6 +553,6 @@ fn many_logs_share_a_small_open_files_budget() {
     }
     drop(logs);
     let reopened =
-        PartitionLog::open(dir.path().join("t-0"), small_config(), true, 0, &files).unwrap();
+        PartitionLog::open(dir.path().join("t-0"), small_config(), true, 0, &env).unwrap();
     assert_eq!(reopened.log_end_offset(), 60);
 }

@@ -7,7 +7,7 @@ use sluice_protocol::batch::{
     RecordBatchBuilder, set_base_offset, set_partition_leader_epoch, split_batches,
 };
 use sluice_protocol::records::decode_records;
-use sluice_storage::{LogConfig, PartitionLog};
+use sluice_storage::{LogConfig, PartitionLog, StorageEnv};
 
 /// A small config so that rolls and index entries happen with little data; no time-based
 /// roll or retention unless a test asks for it.
@@ -108,4 +108,85 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// A batch of an idempotent (or, with `transactional`, transactional) producer.
+pub fn producer_batch(
+    producer_id: i64,
+    epoch: i16,
+    seq: i32,
+    records: usize,
+    transactional: bool,
+) -> Vec<u8> {
+    let mut b = RecordBatchBuilder::new()
+        .producer(producer_id, epoch, seq)
+        .transactional(transactional);
+    for i in 0..records {
+        b.push(
+            1_000 + i as i64,
+            None,
+            Some(format!("p{producer_id}-{seq}-{i}").as_bytes()),
+            &[],
+        );
+    }
+    b.build()
+}
+
+/// Every stored byte of the log, read batch by batch from its start.
+pub fn all_bytes(log: &PartitionLog) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let data = log.read(offset, 1 << 20, i64::MAX).unwrap();
+        offset = batch_offsets(&data).last().unwrap().1 + 1;
+        out.extend_from_slice(&data);
+    }
+    out
+}
+
+/// The producer state as comparable values: (id, epoch, batches as (first seq, last seq,
+/// first offset, last offset), open transaction), by producer id.
+pub type ProducerView = Vec<(i64, i16, Vec<(i32, i32, i64, i64)>, Option<i64>)>;
+
+pub fn producer_view(log: &PartitionLog) -> ProducerView {
+    let mut v: ProducerView = log
+        .producer_state()
+        .iter()
+        .map(|(id, e)| {
+            let batches = e
+                .batches
+                .iter()
+                .map(|b| (b.first_seq, b.last_seq, b.first_offset, b.last_offset))
+                .collect();
+            (id, e.epoch, batches, e.ongoing_txn_first_offset)
+        })
+        .collect();
+    v.sort_by_key(|p| p.0);
+    v
+}
+
+/// Leader epochs as (epoch, start offset).
+pub fn epochs(log: &PartitionLog) -> Vec<(i32, i64)> {
+    log.leader_epochs()
+        .entries()
+        .iter()
+        .map(|e| (e.epoch, e.start_offset))
+        .collect()
+}
+
+/// Opens (or creates) a log in `dir` in a fresh unbounded environment.
+pub fn open_log(dir: &Path, config: &LogConfig, recover: bool) -> PartitionLog {
+    PartitionLog::open(dir, config.clone(), recover, 0, &StorageEnv::unbounded()).unwrap()
+}
+
+pub fn snapshot_files(dir: &Path) -> Vec<i64> {
+    files_with_extension(dir, "snapshot")
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The base offset a segment file is named by.
+pub fn segment_base(path: &Path) -> i64 {
+    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
 }

@@ -12,7 +12,10 @@
 
 mod append_read;
 mod common;
+mod epochs;
 mod faults;
+mod follower;
+mod model;
 mod producers;
 mod properties;
 mod recovery;

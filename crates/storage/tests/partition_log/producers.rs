@@ -2,7 +2,7 @@
 
 use sluice_protocol::batch::RecordBatchBuilder;
 use sluice_storage::producer_state::ProducerError;
-use sluice_storage::{OpenFiles, PartitionLog, StorageError};
+use sluice_storage::{PartitionLog, StorageEnv, StorageError};
 
 use crate::common::small_config;
 
@@ -27,7 +27,7 @@ fn retries_are_answered_with_the_original_offsets_and_not_written_twice() {
         small_config(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     log.append(
@@ -82,7 +82,7 @@ fn producer_state_is_rebuilt_from_the_log_on_open() {
             small_config(),
             false,
             0,
-            &OpenFiles::unbounded(),
+            &StorageEnv::unbounded(),
         )
         .unwrap();
         log.append(&idempotent_batch(9, 2, 0, 2), 0, None, 0)
@@ -91,8 +91,14 @@ fn producer_state_is_rebuilt_from_the_log_on_open() {
             .unwrap();
         // No close: as after kill -9.
     }
-    let mut log =
-        PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        small_config(),
+        true,
+        0,
+        &StorageEnv::unbounded(),
+    )
+    .unwrap();
     let retry = log
         .append(&idempotent_batch(9, 2, 2, 2), 0, None, 0)
         .unwrap();

@@ -2,7 +2,7 @@
 //! recovery after a random tear of the active segment.
 
 use proptest::prelude::*;
-use sluice_storage::{LogConfig, OpenFiles, PartitionLog};
+use sluice_storage::{LogConfig, PartitionLog, StorageEnv};
 
 use crate::common::*;
 
@@ -25,7 +25,7 @@ proptest! {
         cut in any::<proptest::sample::Index>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0, &OpenFiles::unbounded()).unwrap();
+        let mut log = PartitionLog::open(dir.path(), config.clone(), false, 0, &StorageEnv::unbounded()).unwrap();
         // Model: (base offset, last offset, bytes) per batch.
         let mut model = Vec::new();
         for (i, (count, value_len)) in batches.iter().enumerate() {
@@ -73,11 +73,11 @@ proptest! {
             }
             expected_end = m.1 + 1;
         }
-        let mut log = PartitionLog::open(dir.path(), config, true, 0, &OpenFiles::unbounded()).unwrap();
+        let mut log = PartitionLog::open(dir.path(), config, true, 0, &StorageEnv::unbounded()).unwrap();
         prop_assert_eq!(log.log_end_offset(), expected_end);
         let records = all_records(&log, max_bytes);
         prop_assert_eq!(records.len() as i64, expected_end);
-        let info = log.append(&batch(1, 0, 1), 0, None, 0).unwrap();
+        let info = log.append(&batch(1, 0, 1), 1, None, 0).unwrap();
         prop_assert_eq!(info.base_offset, expected_end);
     }
 }

@@ -3,7 +3,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 
-use sluice_storage::{LogConfig, OpenFiles, PartitionLog};
+use sluice_storage::{LogConfig, PartitionLog, StorageEnv};
 
 use crate::common::*;
 
@@ -11,7 +11,7 @@ use crate::common::*;
 /// dropping the log: the data is in the page cache, the checkpoints are stale).
 fn fill(dir: &std::path::Path, config: &LogConfig, n: usize) -> Vec<usize> {
     let mut log =
-        PartitionLog::open(dir, config.clone(), false, 0, &OpenFiles::unbounded()).unwrap();
+        PartitionLog::open(dir, config.clone(), false, 0, &StorageEnv::unbounded()).unwrap();
     let mut sizes = Vec::new();
     for i in 0..n {
         let b = batch(2, i as i64, 30);
@@ -32,8 +32,14 @@ fn torn_tail_is_truncated() {
         let f = OpenOptions::new().write(true).open(file).unwrap();
         f.set_len((full - cut) as u64).unwrap();
         drop(f);
-        let log = PartitionLog::open(dir.path(), config.clone(), true, 0, &OpenFiles::unbounded())
-            .unwrap();
+        let log = PartitionLog::open(
+            dir.path(),
+            config.clone(),
+            true,
+            0,
+            &StorageEnv::unbounded(),
+        )
+        .unwrap();
         assert_eq!(log.log_end_offset(), 8, "cut {cut}");
         assert_eq!(log.size_bytes(), (full - sizes[4]) as u64);
         assert_eq!(
@@ -57,8 +63,14 @@ fn garbage_tail_is_truncated_and_appends_continue() {
     let mut f = OpenOptions::new().append(true).open(&file).unwrap();
     f.write_all(&[0u8; 100]).unwrap(); // e.g. preallocated zeros after a crash
     drop(f);
-    let mut log =
-        PartitionLog::open(dir.path(), config.clone(), true, 0, &OpenFiles::unbounded()).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        config.clone(),
+        true,
+        0,
+        &StorageEnv::unbounded(),
+    )
+    .unwrap();
     assert_eq!(log.log_end_offset(), 10);
     assert_eq!(log.size_bytes(), sizes.iter().sum::<usize>() as u64);
     let info = log.append(&batch(3, 100, 30), 0, None, 0).unwrap();
@@ -71,7 +83,7 @@ fn garbage_tail_is_truncated_and_appends_continue() {
         (0..13).collect::<Vec<_>>()
     );
     log.close().unwrap();
-    let log = PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+    let log = PartitionLog::open(dir.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     assert_eq!(log.log_end_offset(), 13);
 }
 
@@ -86,7 +98,8 @@ fn corrupted_byte_truncates_at_that_batch() {
     bytes[third_start + 70] ^= 0x40; // inside the records of batch 3
     std::fs::write(file, &bytes).unwrap();
 
-    let mut log = PartitionLog::open(dir.path(), config, true, 0, &OpenFiles::unbounded()).unwrap();
+    let mut log =
+        PartitionLog::open(dir.path(), config, true, 0, &StorageEnv::unbounded()).unwrap();
     assert_eq!(log.log_end_offset(), 4);
     assert_eq!(log.size_bytes(), third_start as u64);
     let info = log.append(&batch(1, 0, 5), 0, None, 0).unwrap();
@@ -104,7 +117,7 @@ fn without_recovery_the_crc_is_not_scanned() {
     let mut bytes = std::fs::read(file).unwrap();
     bytes[sizes[0] + 70] ^= 0x40;
     std::fs::write(file, &bytes).unwrap();
-    let log = PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+    let log = PartitionLog::open(dir.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     assert_eq!(log.log_end_offset(), 6);
 }
 
@@ -130,7 +143,8 @@ fn corruption_in_an_earlier_segment_drops_later_ones() {
         .parse()
         .unwrap();
 
-    let mut log = PartitionLog::open(dir.path(), config, true, 0, &OpenFiles::unbounded()).unwrap();
+    let mut log =
+        PartitionLog::open(dir.path(), config, true, 0, &StorageEnv::unbounded()).unwrap();
     assert_eq!(log.log_end_offset(), seg1_base);
     assert_eq!(
         log.segment_count(),
@@ -156,14 +170,15 @@ fn recovery_skips_segments_below_the_recovery_point() {
             config.clone(),
             false,
             0,
-            &OpenFiles::unbounded(),
+            &StorageEnv::unbounded(),
         )
         .unwrap();
         for i in 0..12 {
             log.append(&batch(2, i, 30), 0, None, 0).unwrap();
         }
-        let end = log.flush_handle().flush().unwrap();
-        log.mark_flushed(end);
+        let handle = log.flush_handle();
+        handle.flush().unwrap();
+        log.mark_flushed(&handle);
         // More data after the flush, then a crash.
         log.append(&batch(2, 0, 30), 0, None, 0).unwrap();
     }
@@ -183,7 +198,7 @@ fn recovery_skips_segments_below_the_recovery_point() {
         .set_len(len - 5)
         .unwrap();
 
-    let log = PartitionLog::open(dir.path(), config, true, 0, &OpenFiles::unbounded()).unwrap();
+    let log = PartitionLog::open(dir.path(), config, true, 0, &StorageEnv::unbounded()).unwrap();
     assert_eq!(log.log_end_offset(), 24);
     assert_eq!(log.recovery_point(), 24);
 }
@@ -201,7 +216,7 @@ fn deleted_index_files_are_rebuilt() {
         config.clone(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     for i in 0..60 {
@@ -232,7 +247,7 @@ fn deleted_index_files_are_rebuilt() {
         config.clone(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     let got = (
@@ -265,7 +280,7 @@ fn corrupt_index_files_are_rebuilt() {
         config.clone(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     for i in 0..30 {
@@ -287,7 +302,7 @@ fn corrupt_index_files_are_rebuilt() {
     for p in files_with_extension(dir.path(), "timeindex") {
         std::fs::write(p, b"nonsense").unwrap();
     }
-    let log = PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+    let log = PartitionLog::open(dir.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     assert_eq!(all_records(&log, 100), expected);
     assert_eq!(log.offset_for_timestamp(21).unwrap(), Some((21, 21)));
 }
@@ -299,7 +314,7 @@ fn leftover_files_are_cleaned_up() {
     fill(dir.path(), &config, 2);
     std::fs::write(dir.path().join("00000000000000000999.index"), b"x").unwrap();
     std::fs::write(dir.path().join("recovery-point.tmp"), b"x").unwrap();
-    let log = PartitionLog::open(dir.path(), config, true, 0, &OpenFiles::unbounded()).unwrap();
+    let log = PartitionLog::open(dir.path(), config, true, 0, &StorageEnv::unbounded()).unwrap();
     assert_eq!(log.log_end_offset(), 4);
     assert!(!dir.path().join("00000000000000000999.index").exists());
     assert!(!dir.path().join("recovery-point.tmp").exists());

@@ -1,6 +1,6 @@
 //! Retention by time and size, DeleteRecords.
 
-use sluice_storage::{LogConfig, OpenFiles, PartitionLog, StorageError};
+use sluice_storage::{LogConfig, PartitionLog, StorageEnv, StorageError};
 
 use crate::common::*;
 
@@ -11,7 +11,7 @@ fn log_with_segments(dir: &std::path::Path, batches: i64) -> (PartitionLog, u64)
         segment_bytes: probe * 2,
         ..small_config()
     };
-    let mut log = PartitionLog::open(dir, config, false, 0, &OpenFiles::unbounded()).unwrap();
+    let mut log = PartitionLog::open(dir, config, false, 0, &StorageEnv::unbounded()).unwrap();
     for i in 0..batches {
         log.append(&batch(2, 1_000 * i, 30), 0, None, 0).unwrap();
     }
@@ -32,6 +32,8 @@ fn retention_by_time_deletes_old_sealed_segments() {
     // At now = 9_002: segment 0 (max 1001), 1 (max 3001) are older than 5000 ms.
     assert_eq!(log.apply_retention(9_002).unwrap(), 2);
     assert_eq!(log.log_start_offset(), 8);
+    // Nothing was synced, but what lies below the log start no longer needs to be.
+    assert_eq!(log.recovery_point(), 8);
     assert_eq!(log.segment_count(), 3);
     assert!(matches!(
         log.read(7, 100, i64::MAX),
@@ -49,8 +51,14 @@ fn retention_by_time_deletes_old_sealed_segments() {
     assert_eq!(log_files(dir.path()).len(), 1);
     // Survives a restart.
     log.close().unwrap();
-    let log =
-        PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
+    let log = PartitionLog::open(
+        dir.path(),
+        small_config(),
+        true,
+        0,
+        &StorageEnv::unbounded(),
+    )
+    .unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (20, 20));
 }
 
@@ -68,7 +76,7 @@ fn retention_deletes_an_expired_active_segment_after_rolling() {
         config.clone(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     assert_eq!(log.apply_retention(1 << 40).unwrap(), 0, "an empty log");
@@ -106,7 +114,7 @@ fn retention_deletes_an_expired_active_segment_after_rolling() {
     assert_eq!(next.base_offset, 2);
     log.close().unwrap();
     let log =
-        PartitionLog::open(dir.path(), config, false, 20_000, &OpenFiles::unbounded()).unwrap();
+        PartitionLog::open(dir.path(), config, false, 20_000, &StorageEnv::unbounded()).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 3));
 }
 
@@ -118,7 +126,7 @@ fn retention_by_bytes_deletes_the_active_segment_too() {
         ..small_config()
     };
     let mut log =
-        PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+        PartitionLog::open(dir.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     log.append(&batch(2, 0, 30), 0, None, 0).unwrap();
     assert_eq!(log.apply_retention(0).unwrap(), 1);
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 2));
@@ -139,7 +147,7 @@ fn segments_without_timestamps_age_from_their_last_write() {
         ..small_config()
     };
     let mut log =
-        PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+        PartitionLog::open(dir.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     log.append(&batch_with_timestamps(&[-1, -1]), 0, None, 5_000)
         .unwrap();
     assert_eq!(log.apply_retention(6_000).unwrap(), 0);
@@ -208,8 +216,14 @@ fn delete_records_before() {
     ));
     // Persisted.
     drop(log);
-    let mut log =
-        PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        small_config(),
+        true,
+        0,
+        &StorageEnv::unbounded(),
+    )
+    .unwrap();
     assert_eq!(log.log_start_offset(), 6);
     // Up to the log end: every sealed segment goes, the active one stays.
     assert_eq!(log.delete_records_before(20).unwrap(), 20);
@@ -236,8 +250,14 @@ fn log_start_beyond_lost_data_starts_afresh() {
         .unwrap()
         .set_len(10)
         .unwrap();
-    let mut log =
-        PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        small_config(),
+        true,
+        0,
+        &StorageEnv::unbounded(),
+    )
+    .unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (20, 20));
     assert_eq!(
         log.append(&batch(1, 0, 1), 0, None, 0).unwrap().base_offset,

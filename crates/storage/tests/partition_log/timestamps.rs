@@ -1,7 +1,7 @@
 //! ListOffsets by timestamp and MAX_TIMESTAMP.
 
 use sluice_protocol::batch::{Compression, RecordBatchBuilder};
-use sluice_storage::{LogConfig, OpenFiles, PartitionLog};
+use sluice_storage::{LogConfig, PartitionLog, StorageEnv};
 
 use crate::common::*;
 
@@ -13,7 +13,7 @@ fn offset_for_timestamp_finds_the_exact_record() {
         LogConfig::default(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     log.append(&batch_with_timestamps(&[100, 200, 150]), 0, None, 0)
@@ -40,7 +40,7 @@ fn offset_for_timestamp_in_compressed_batches() {
         LogConfig::default(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     for (i, codec) in [
@@ -79,7 +79,7 @@ fn offset_for_timestamp_across_segments_uses_the_time_index() {
         config.clone(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     // Timestamps go up by 10 per record, with a dip in each batch.
@@ -111,7 +111,7 @@ fn offset_for_timestamp_across_segments_uses_the_time_index() {
     };
     check(&log);
     log.close().unwrap();
-    let log = PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+    let log = PartitionLog::open(dir.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     check(&log);
 }
 
@@ -127,7 +127,7 @@ fn max_timestamp_is_the_exact_record() {
         config.clone(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     assert_eq!(log.max_timestamp(), None);
@@ -148,6 +148,6 @@ fn max_timestamp_is_the_exact_record() {
     assert_eq!(log.max_timestamp(), Some((700, 10)));
     assert!(log.segment_count() > 1);
     log.close().unwrap();
-    let log = PartitionLog::open(dir.path(), config, false, 0, &OpenFiles::unbounded()).unwrap();
+    let log = PartitionLog::open(dir.path(), config, false, 0, &StorageEnv::unbounded()).unwrap();
     assert_eq!(log.max_timestamp(), Some((700, 10)));
 }

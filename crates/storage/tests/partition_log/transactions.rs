@@ -2,7 +2,7 @@
 //! live and after a reopen.
 
 use sluice_protocol::batch::{RecordBatchBuilder, transaction_marker};
-use sluice_storage::{OpenFiles, PartitionLog};
+use sluice_storage::{PartitionLog, StorageEnv};
 
 use crate::common::small_config;
 
@@ -25,7 +25,7 @@ fn last_stable_offset_and_aborted_transactions() {
             small_config(),
             false,
             0,
-            &OpenFiles::unbounded(),
+            &StorageEnv::unbounded(),
         )
         .unwrap();
         log.append(&txn_batch(1, 0, 2), 0, None, 0).unwrap(); // 0..=1, producer 1
@@ -51,8 +51,14 @@ fn last_stable_offset_and_aborted_transactions() {
         assert_eq!(log.aborted_transactions(5, 10), Vec::<(i64, i64)>::new());
         log.append(&txn_batch(1, 2, 1), 0, None, 0).unwrap(); // 6, producer 1 again (open)
     }
-    let log =
-        PartitionLog::open(dir.path(), small_config(), true, 0, &OpenFiles::unbounded()).unwrap();
+    let log = PartitionLog::open(
+        dir.path(),
+        small_config(),
+        true,
+        0,
+        &StorageEnv::unbounded(),
+    )
+    .unwrap();
     assert_eq!(log.last_stable_offset(), 6);
     assert_eq!(log.aborted_transactions(0, 10), vec![(1, 0)]);
 }
@@ -65,7 +71,7 @@ fn a_stale_epoch_marker_is_refused() {
         small_config(),
         false,
         0,
-        &OpenFiles::unbounded(),
+        &StorageEnv::unbounded(),
     )
     .unwrap();
     let mut b = RecordBatchBuilder::new()
