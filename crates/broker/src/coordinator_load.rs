@@ -236,10 +236,10 @@ fn for_each_batch(
     }
 }
 
-/// The metadata publisher that keeps the coordinators' shards in line with leadership
-/// (Redpanda's group manager attach/detach): a coordinator partition is loaded when this
-/// node becomes its leader and unloaded when another node does; a newly created internal
-/// topic is laid out and loaded.
+/// The metadata publisher that keeps the coordinators in line with metadata (Redpanda's
+/// group manager attach/detach): a coordinator partition is loaded when this node becomes
+/// its leader and unloaded when another node does; a newly created internal topic is laid
+/// out and loaded; a deleted topic's committed offsets are dropped.
 pub struct CoordinatorReconciler {
     broker: std::sync::Weak<Broker>,
 }
@@ -264,6 +264,15 @@ impl MetadataPublisher for CoordinatorReconciler {
             if let Some(topic) = image.topic_by_id(id).filter(|t| is_internal_topic(&t.name)) {
                 on_internal_topic_created(&broker, image, topic);
             }
+        }
+        for topic in &delta.topics_deleted {
+            // Kafka drops the committed offsets of a deleted topic's partitions
+            // (`GroupCoordinator.onPartitionsDeleted`): tombstones, written asynchronously.
+            let groups = broker.groups.clone();
+            let name = topic.name.clone();
+            tokio::runtime::Handle::current().spawn(async move {
+                groups.on_topic_deleted(&name).await;
+            });
         }
         for (id, index) in &delta.partitions_changed {
             let Some(topic) = image.topic_by_id(id).filter(|t| is_internal_topic(&t.name)) else {

@@ -164,6 +164,14 @@ impl Partition {
             (settings.timestamp_type == TimestampType::LogAppendTime).then_some(now);
         let info = log.append(batches, leader.epoch.0, log_append_time, now)?;
         let moved = leader.advance_high_watermark(log.log_end_offset());
+        sluice_storage::invariant!(
+            role.high_watermark() <= log.log_end_offset(),
+            "{}-{}: high watermark {} past the log end {}",
+            self.topic,
+            self.index,
+            role.high_watermark(),
+            log.log_end_offset()
+        );
         drop(state);
         if moved {
             self.readable_changed.notify_waiters();

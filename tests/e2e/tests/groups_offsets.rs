@@ -666,3 +666,42 @@ fn commits_for_unknown_topics_or_partitions_are_refused_per_partition() {
         vec![("nosuch".to_string(), 2, UNKNOWN_TOPIC_OR_PARTITION)]
     );
 }
+
+/// Deleting a topic drops the groups' committed offsets of its partitions, as Kafka does
+/// (`GroupCoordinator.onPartitionsDeleted`): a topic created again under the name starts
+/// with no committed offsets instead of inheriting the old incarnation's.
+#[test]
+fn deleting_a_topic_drops_its_committed_offsets() {
+    const GROUP: &str = "deleted-topic-group";
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    create_topic(&bs, TOPIC, PARTITIONS, &[]);
+    let c = group_consumer(&bs, GROUP, "before");
+    let none: BTreeMap<i32, (Offset, String)> = (0..PARTITIONS)
+        .map(|p| (p, (Offset::Invalid, String::new())))
+        .collect();
+    assert_eq!(committed(&c), none);
+    let offsets: [(i32, i64, &str); 3] = [(0, 4, "a"), (1, 5, "b"), (2, 6, "c")];
+    c.commit(&commit_list(&offsets), CommitMode::Sync)
+        .expect("commit");
+    assert_eq!(committed(&c), expected(&offsets));
+
+    let deleted = block_on(admin(&bs).delete_topics(&[TOPIC], &admin_opts())).expect("delete");
+    assert_eq!(deleted, vec![Ok(TOPIC.to_string())]);
+    create_topic(&bs, TOPIC, PARTITIONS, &[]);
+    // The tombstones are written after the deletion commits: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while committed(&c) != none {
+        assert!(
+            Instant::now() < deadline,
+            "offsets of the deleted topic are still committed: {:?}",
+            committed(&c)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // And they stay dropped across a restart (the tombstones are in the log).
+    let mut broker = broker;
+    broker.restart();
+    let c = group_consumer(&broker.bootstrap(), GROUP, "after");
+    assert_eq!(committed(&c), none);
+}
