@@ -22,7 +22,9 @@ mod http;
 pub mod log_manager;
 mod log_reconciler;
 mod log_throttle;
-pub mod metadata;
+/// Cluster metadata (records, image, log, publishers) lives in its own crate, below the
+/// node-to-node layer.
+pub use sluice_metadata as metadata;
 pub mod metrics;
 pub mod partition;
 mod producer_ids;

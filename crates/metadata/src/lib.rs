@@ -1,4 +1,7 @@
-//! Cluster metadata: a log of changes and the in-memory image they build.
+//! `sluice-metadata`: cluster metadata, a log of changes and the in-memory image they
+//! build. It is its own crate so that the node-to-node layer (`sluice-cluster`, the
+//! metadata quorum) can replicate and apply the same records without depending on the
+//! broker.
 //!
 //! Every change (topic created, partitions added, config altered, topic
 //! deleted) is a [`MetadataRecord`] appended durably to the metadata log before
