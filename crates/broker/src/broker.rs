@@ -19,7 +19,7 @@ use crate::fd_budget::FdBudget;
 use crate::log_manager::LogManager;
 use crate::log_reconciler::LogReconciler;
 use crate::metadata::{
-    EndpointRecord, MetadataImage, MetadataLogError, MetadataRecord, MetadataStore, TopicImage,
+    CommitError, EndpointRecord, MetadataImage, MetadataRecord, MetadataStore, TopicImage,
 };
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
@@ -84,7 +84,7 @@ pub(crate) async fn open_broker(
     fd_budget: FdBudget,
 ) -> Result<(Arc<Broker>, usize), crate::server::StartError> {
     let meta_dir = config.data_dir.join("meta");
-    let metadata = Arc::new(MetadataStore::open(&meta_dir, config.node_id)?);
+    let metadata = MetadataStore::open_local(&meta_dir, config.node_id)?;
     let cluster_id = load_or_create_cluster_id(&meta_dir)?;
     let directory_id = load_or_create_directory_id(&meta_dir)?;
     let (advertised_host, advertised_port) = config.advertised(bound);
@@ -120,6 +120,7 @@ pub(crate) async fn open_broker(
         offsets_partitions,
         transactional_id_expiration_ms: config.transactional_id_expiration_ms,
     };
+    let producer_ids = ProducerIdAllocator::new(&metadata);
     let broker = Arc::new_cyclic(|weak| Broker {
         advertised_host,
         advertised_port,
@@ -134,7 +135,7 @@ pub(crate) async fn open_broker(
                 CONSUMER_OFFSETS_TOPIC,
             )),
         ),
-        producer_ids: ProducerIdAllocator::default(),
+        producer_ids,
         txn: TransactionCoordinator::new(
             txn_config,
             Arc::new(CoordinatorTopicLog::new(
@@ -178,16 +179,14 @@ pub(crate) async fn open_broker(
             &broker,
         ))));
     register(&broker, directory_id).await?;
+    broker.producer_ids.reserve_ahead().await?;
     crate::coordinator_load::load_all(&broker)?;
     Ok((broker, opened))
 }
 
 /// Records this broker and where clients reach it in the metadata (Kafka's broker
 /// registration), when the metadata does not say so already.
-async fn register(
-    broker: &Arc<Broker>,
-    incarnation_id: uuid::Uuid,
-) -> Result<(), MetadataLogError> {
+async fn register(broker: &Arc<Broker>, incarnation_id: uuid::Uuid) -> Result<(), CommitError> {
     let record = MetadataRecord::BrokerRegistered {
         id: broker.node_id(),
         incarnation_id,
@@ -205,7 +204,7 @@ async fn register(
             let mut registered = image.clone();
             registered.apply(&record);
             let unchanged = image.broker(broker.node_id()) == registered.broker(broker.node_id());
-            Ok::<_, MetadataLogError>((if unchanged { Vec::new() } else { vec![record] }, ()))
+            Ok::<_, CommitError>((if unchanged { Vec::new() } else { vec![record] }, ()))
         })
         .await
 }

@@ -17,7 +17,7 @@ use crate::config::{BrokerConfig, ConfigError};
 use crate::connection::serve_connection;
 use crate::fd_budget::FdBudget;
 use crate::log_throttle::LogThrottle;
-use crate::metadata::MetadataLogError;
+use crate::metadata::{CommitError, MetadataLogError};
 use crate::request::{ConnectionId, ConnectionIdentity};
 
 const LOCK_FILE: &str = ".lock";
@@ -67,6 +67,9 @@ pub enum StartError {
     /// The metadata log could not be read.
     #[error(transparent)]
     Metadata(#[from] MetadataLogError),
+    /// This broker could not register itself in the metadata.
+    #[error("cannot register the broker in the cluster metadata: {0}")]
+    Registration(#[from] CommitError),
     /// A partition log could not be opened.
     #[error("cannot open partition logs: {0}")]
     Storage(#[from] sluice_storage::StorageError),

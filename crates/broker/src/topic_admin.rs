@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::metadata::{
-    MetadataImage, MetadataLogError, MetadataRecord, PartitionAssignment, TopicImage,
+    CommitError, MetadataImage, MetadataLogError, MetadataRecord, PartitionAssignment,
+    RecordConflict, TopicImage,
 };
 use crate::topic_config::validate_topic_config;
 
@@ -109,6 +110,39 @@ impl From<MetadataLogError> for AdminError {
     fn from(e: MetadataLogError) -> Self {
         tracing::error!(error = %e, "metadata log write failed");
         AdminError::new(ResponseError::KafkaStorageError, e.to_string())
+    }
+}
+
+impl From<CommitError> for AdminError {
+    /// A proposal that lost a race answers as Kafka's controller would have answered it
+    /// had it come second; a metadata quorum that cannot commit now is NOT_CONTROLLER,
+    /// which clients retry.
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Log(e) => e.into(),
+            CommitError::Unavailable(reason) => {
+                AdminError::new(ResponseError::NotController, reason)
+            }
+            CommitError::Conflict(conflict) => {
+                let code = match &conflict {
+                    RecordConflict::TopicExists(_) => ResponseError::TopicAlreadyExists,
+                    RecordConflict::UnknownTopic(_) | RecordConflict::UnknownPartition { .. } => {
+                        ResponseError::UnknownTopicOrPartition
+                    }
+                    RecordConflict::PartitionsNotIncreased { .. } => {
+                        ResponseError::InvalidPartitions
+                    }
+                    RecordConflict::StalePartitionEpoch { .. } => {
+                        ResponseError::InvalidUpdateVersion
+                    }
+                    RecordConflict::LeaderEpochRegression { .. } => {
+                        ResponseError::FencedLeaderEpoch
+                    }
+                    RecordConflict::ProducerIdsTaken { .. } => ResponseError::NotController,
+                };
+                AdminError::new(code, conflict.to_string())
+            }
+        }
     }
 }
 

@@ -133,9 +133,8 @@ impl BrokerProducerIds {
 impl ProducerIdSource for BrokerProducerIds {
     fn next_producer_id(&self) -> Result<i64, WriteError> {
         let broker = self.broker.upgrade().ok_or(WriteError::ShuttingDown)?;
-        broker
-            .producer_ids
-            .next_id(&broker.metadata)
-            .map_err(WriteError::storage)
+        // While the next block is being reserved: COORDINATOR_LOAD_IN_PROGRESS, which
+        // clients retry (Kafka's producer-id manager answers the same).
+        broker.producer_ids.try_next_id().ok_or(WriteError::Loading)
     }
 }

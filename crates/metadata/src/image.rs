@@ -172,6 +172,7 @@ impl MetadataImage {
                 leader_epoch,
                 isr,
                 replicas,
+                ..
             } => {
                 let Some(registration) = self
                     .topic_by_id_mut(topic_id)
@@ -322,6 +323,7 @@ mod tests {
             leader_epoch: 1,
             isr: vec![2, 3],
             replicas: None,
+            expected_partition_epoch: Some(0),
         });
         let p = image.topic("t").unwrap().partition(0).unwrap().clone();
         assert_eq!(

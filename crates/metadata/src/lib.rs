@@ -9,48 +9,80 @@
 //! so a request sees one consistent view and the produce/fetch paths never wait
 //! on metadata writes (docs/ARCHITECTURE.md §7).
 
+mod backend;
+mod conflict;
 mod delta;
 mod image;
 mod log;
 mod records;
 
+pub use backend::{BoxFuture, CommitError, LocalBackend, MetadataBackend};
+pub use conflict::RecordConflict;
 pub use delta::{MetadataDelta, MetadataPublisher};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use log::{MetadataLog, MetadataLogError};
 pub use records::{EndpointRecord, MetadataRecord, PartitionAssignment};
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 
-/// The metadata log plus the image it produced; the single writer of metadata.
+/// The image committed metadata built, the publishers that act on each commit, and the
+/// backend that commits: the local metadata log on one node, a quorum in a cluster.
 pub struct MetadataStore {
-    log: Mutex<MetadataLog>,
+    backend: OnceLock<Arc<dyn MetadataBackend>>,
     image: RwLock<Arc<MetadataImage>>,
     publishers: RwLock<Vec<Arc<dyn MetadataPublisher>>>,
+    /// Serializes applies, so publishers see deltas in commit order.
+    applying: Mutex<()>,
     /// Held by a proposal from its check until its records are applied, so a decision
-    /// taken against the image cannot be invalidated by another proposal before its
-    /// records land (Kafka's controller runs one operation at a time).
+    /// taken against the image cannot be invalidated by another proposal of this node
+    /// before its records land (Kafka's controller runs one operation at a time).
     proposals: tokio::sync::Mutex<()>,
 }
 
 impl MetadataStore {
-    /// Opens the log under `dir` and replays it into an image; `node_id` is the node
-    /// that owns partitions of records from single-node versions (see
-    /// [`MetadataImage::new`]).
-    pub fn open(dir: &Path, node_id: i32) -> Result<Self, MetadataLogError> {
+    /// A store starting from `image`; its backend is set once with
+    /// [`MetadataStore::set_backend`].
+    pub fn new(image: MetadataImage) -> Arc<Self> {
+        Arc::new(Self {
+            backend: OnceLock::new(),
+            image: RwLock::new(Arc::new(image)),
+            publishers: RwLock::new(Vec::new()),
+            applying: Mutex::new(()),
+            proposals: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// A single node's store: opens the metadata log under `dir` and replays it into an
+    /// image; `node_id` is the node that owns partitions of records from single-node
+    /// versions (see [`MetadataImage::new`]).
+    pub fn open_local(dir: &Path, node_id: i32) -> Result<Arc<Self>, MetadataLogError> {
         let (log, records) = MetadataLog::open(dir)?;
         let mut image = MetadataImage::new(node_id);
         for record in records {
             image.apply(&record);
         }
-        Ok(Self {
-            log: Mutex::new(log),
-            image: RwLock::new(Arc::new(image)),
-            publishers: RwLock::new(Vec::new()),
-            proposals: tokio::sync::Mutex::new(()),
-        })
+        let store = Self::new(image);
+        store.set_backend(Arc::new(LocalBackend::new(
+            log,
+            Arc::downgrade(&store),
+            node_id,
+        )));
+        Ok(store)
+    }
+
+    /// Sets the backend that commits this store's proposals (once).
+    pub fn set_backend(&self, backend: Arc<dyn MetadataBackend>) {
+        if self.backend.set(backend).is_err() {
+            tracing::error!("the metadata backend was set twice; keeping the first");
+        }
+    }
+
+    /// The node that commits metadata now (the quorum leader), if one is known.
+    pub fn leader(&self) -> Option<i32> {
+        self.backend.get().and_then(|b| b.leader())
     }
 
     /// A consistent snapshot of the current metadata.
@@ -65,57 +97,41 @@ impl MetadataStore {
 
     /// Proposes a change: `check` decides, against the current image, which records to
     /// write (Kafka's controller validation: no I/O, no side effects), and the records
-    /// are then committed — written durably, acted on by the publishers, made visible —
-    /// before this returns. With a replicated metadata log, commit becomes a quorum
-    /// write; callers do not change.
+    /// are then committed — written durably (on a quorum, in a cluster), acted on by the
+    /// publishers, made visible — before this returns. A batch that no longer applies
+    /// when it is committed (another node's proposal came first) is applied nowhere and
+    /// answered with its [`RecordConflict`].
     pub async fn propose<T, E>(
-        self: &Arc<Self>,
+        &self,
         check: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), E>,
     ) -> Result<T, E>
     where
-        E: From<MetadataLogError>,
+        E: From<CommitError>,
     {
         let _turn = self.proposals.lock().await;
         let (records, out) = check(&self.image())?;
         if records.is_empty() {
             return Ok(out);
         }
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_and_apply(&records))
-            .await
-            .map_err(|e| MetadataLogError::Io {
-                path: Path::new("metadata").to_path_buf(),
-                source: std::io::Error::other(e),
-            })??;
+        let backend = self
+            .backend
+            .get()
+            .ok_or_else(|| CommitError::Unavailable("no metadata backend".into()))?;
+        backend.commit(records).await?;
         Ok(out)
     }
 
-    /// [`MetadataStore::propose`] without waiting in line with async proposals, for
-    /// changes no other proposal decides on (producer-id blocks); blocks on the log's
-    /// fsync.
-    pub fn commit<T, E>(
-        &self,
-        check: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), E>,
-    ) -> Result<T, E>
-    where
-        E: From<MetadataLogError>,
-    {
-        let (records, out) = check(&self.image())?;
-        if !records.is_empty() {
-            self.write_and_apply(&records)?;
-        }
-        Ok(out)
-    }
-
-    /// Appends records durably, lets the publishers act on what they change, then makes
-    /// the image they produce visible — so a request never sees a topic whose local
-    /// partitions are not open yet.
-    fn write_and_apply(&self, records: &[MetadataRecord]) -> Result<(), MetadataLogError> {
-        let mut log = self.log.lock();
-        log.append(records)?;
+    /// Applies a committed batch, in commit order, on this node: checks it against the
+    /// image (see [`RecordConflict`]), lets the publishers act on what it changes, then
+    /// makes the image it produces visible — so a request never sees a topic whose local
+    /// partitions are not open yet. A backend calls this for every committed batch; it
+    /// blocks on the publishers' I/O.
+    pub fn apply_committed(&self, records: &[MetadataRecord]) -> Result<(), RecordConflict> {
+        let _applying = self.applying.lock();
         let mut next = (*self.image()).clone();
         let mut delta = MetadataDelta::default();
         for record in records {
+            next.check(record)?;
             delta.note(record, &next);
             next.apply(record);
         }
@@ -163,7 +179,7 @@ mod tests {
     #[tokio::test]
     async fn publishers_act_on_each_delta_before_its_image_is_visible() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(MetadataStore::open(dir.path(), 1).unwrap());
+        let store = MetadataStore::open_local(dir.path(), 1).unwrap();
         let recorder = Arc::new(Recorder {
             store: parking_lot::Mutex::new(Some(Arc::downgrade(&store))),
             seen: parking_lot::Mutex::new(Vec::new()),
@@ -181,13 +197,13 @@ mod tests {
         store
             .propose(|image| {
                 assert!(image.topic("t").is_none());
-                Ok::<_, MetadataLogError>((vec![created], ()))
+                Ok::<_, CommitError>((vec![created], ()))
             })
             .await
             .unwrap();
         assert_eq!(store.image().topic("t").unwrap().partition_count(), 2);
         store
-            .propose(|_| Ok::<_, MetadataLogError>((vec![MetadataRecord::TopicDeleted { id }], ())))
+            .propose(|_| Ok::<_, CommitError>((vec![MetadataRecord::TopicDeleted { id }], ())))
             .await
             .unwrap();
         let seen = recorder.seen.lock().clone();
@@ -202,13 +218,13 @@ mod tests {
         assert!(store.image().topic("t").is_none());
         // A proposal that writes nothing publishes nothing.
         store
-            .propose(|_| Ok::<_, MetadataLogError>((Vec::new(), ())))
+            .propose(|_| Ok::<_, CommitError>((Vec::new(), ())))
             .await
             .unwrap();
         assert_eq!(recorder.seen.lock().len(), 2);
         // The records are durable: a reopened store has the same image.
         drop(store);
-        let reopened = MetadataStore::open(dir.path(), 1).unwrap();
+        let reopened = MetadataStore::open_local(dir.path(), 1).unwrap();
         assert!(reopened.image().topic("t").is_none());
         assert_eq!(reopened.image().offset, 2);
     }

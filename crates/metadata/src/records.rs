@@ -75,6 +75,10 @@ pub enum MetadataRecord {
         /// The replicas from now on, when they changed (reassignment).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replicas: Option<Vec<i32>>,
+        /// The partition epoch the change was decided against (AlterPartition's
+        /// compare-and-swap): a change decided against an older registration is refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_partition_epoch: Option<i32>,
     },
     /// A broker registered (or changed its endpoints), as Kafka's `RegisterBrokerRecord`.
     BrokerRegistered {
