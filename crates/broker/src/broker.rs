@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sluice_group::{GroupConfig, GroupCoordinator};
+use sluice_protocol::clock::Clock;
 use sluice_protocol::kafka_protocol;
 use sluice_protocol::model::TopicPartition;
 use sluice_storage::{OpenFiles, StorageEnv};
@@ -38,6 +39,10 @@ pub struct Broker {
     pub advertised_port: i32,
     /// This cluster's id (generated on first start, kept in `meta/`).
     pub cluster_id: String,
+    /// The wall clock everything on this broker stamps and compares times
+    /// with: appends, retention, produce timestamp checks, coordinator
+    /// records and the coordinators' timeouts and expiry.
+    pub clock: Arc<dyn Clock>,
     /// Topics and configs.
     pub metadata: Arc<MetadataStore>,
     /// Opens, retunes and removes partition logs as metadata changes.
@@ -76,12 +81,13 @@ impl Broker {
     }
 }
 
-/// Builds the broker state from the data directory.
+/// Builds the broker state from the data directory, telling the time by `clock`.
 pub(crate) async fn open_broker(
     config: BrokerConfig,
     bound: SocketAddr,
     recover: bool,
     fd_budget: FdBudget,
+    clock: Arc<dyn Clock>,
 ) -> Result<(Arc<Broker>, usize), crate::server::StartError> {
     let meta_dir = config.data_dir.join("meta");
     let metadata = MetadataStore::open_local(&meta_dir, config.node_id)?;
@@ -94,6 +100,7 @@ pub(crate) async fn open_broker(
         metrics.clone(),
         StorageEnv::new(OpenFiles::new(fd_budget.log_files)),
         config.node_id,
+        clock.clone(),
     )?;
     let connection_limits =
         ConnectionLimits::new(fd_budget.connections, config.max_connections_per_ip);
@@ -125,18 +132,20 @@ pub(crate) async fn open_broker(
         advertised_host,
         advertised_port,
         cluster_id,
+        clock: clock.clone(),
         metadata,
         log_reconciler: Arc::new(LogReconciler::new(weak.clone())),
         replicas: ReplicaManager::new(logs),
-        groups: GroupCoordinator::new(
+        groups: GroupCoordinator::with_clock(
             group_config,
             Arc::new(CoordinatorTopicLog::new(
                 weak.clone(),
                 CONSUMER_OFFSETS_TOPIC,
             )),
+            clock.clone(),
         ),
         producer_ids,
-        txn: TransactionCoordinator::new(
+        txn: TransactionCoordinator::with_clock(
             txn_config,
             Arc::new(CoordinatorTopicLog::new(
                 weak.clone(),
@@ -144,6 +153,7 @@ pub(crate) async fn open_broker(
             )),
             Arc::new(PartitionMarkerWriter::new(weak.clone())),
             Arc::new(BrokerProducerIds::new(weak.clone())),
+            clock,
         ),
         metrics,
         fd_budget,

@@ -140,6 +140,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use sluice_protocol::batch::RecordBatchBuilder;
+    use sluice_protocol::clock::SystemClock;
     use sluice_protocol::model::LeaderEpoch;
     use sluice_storage::{IoOp, OpenFiles, PartitionLog, StorageEnv};
     use uuid::Uuid;
@@ -189,6 +190,7 @@ mod tests {
             metrics.fsync.clone(),
             flusher.queue(),
             PartitionRole::sole_leader(1, LeaderEpoch(0), 0),
+            Arc::new(SystemClock),
         )
     }
 

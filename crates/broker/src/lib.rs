@@ -8,7 +8,6 @@
 //! configuration and starts a [`Server`].
 
 pub mod broker;
-mod clock;
 pub mod config;
 pub mod connection;
 mod connection_limits;

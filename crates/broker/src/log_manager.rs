@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use sluice_protocol::clock::Clock;
 use sluice_protocol::model::LeaderEpoch;
 use sluice_storage::{PartitionLog, StorageEnv, StorageError, io};
 use uuid::Uuid;
 
-use crate::clock::now_ms;
 use crate::flusher::Flusher;
 use crate::metadata::{PartitionRegistration, TopicImage};
 use crate::metrics::Metrics;
@@ -37,24 +37,29 @@ pub struct LogManager {
     env: Arc<StorageEnv>,
     /// This node's id, for the roles of the partitions it opens.
     node_id: i32,
+    /// The broker's clock, handed to every partition.
+    clock: Arc<dyn Clock>,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
     flusher: Flusher,
 }
 
 impl LogManager {
     /// A manager for partitions under `data_dir`, whose logs do their file operations
-    /// through `env` (which bounds the segment files open at once).
+    /// through `env` (which bounds the segment files open at once) and tell the time by
+    /// `clock`.
     pub fn new(
         data_dir: PathBuf,
         metrics: Arc<Metrics>,
         env: Arc<StorageEnv>,
         node_id: i32,
+        clock: Arc<dyn Clock>,
     ) -> std::io::Result<Self> {
         Ok(Self {
             data_dir,
             metrics,
             env,
             node_id,
+            clock,
             partitions: RwLock::new(HashMap::new()),
             flusher: Flusher::start()?,
         })
@@ -136,7 +141,8 @@ impl LogManager {
     ) -> Result<Arc<Partition>, StorageError> {
         let dir = self.data_dir.join(partition_dir_name(&topic.name, index));
         prepare_partition_dir(&dir, topic.id)?;
-        let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms(), &self.env)?;
+        let now_ms = self.clock.now_ms();
+        let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms, &self.env)?;
         let role = match topic.partition(index) {
             Some(registration) => role_for(registration, self.node_id, log.log_end_offset()),
             None => PartitionRole::sole_leader(self.node_id, LeaderEpoch(0), log.log_end_offset()),
@@ -151,6 +157,7 @@ impl LogManager {
             self.metrics.fsync.clone(),
             self.flusher.queue(),
             role,
+            self.clock.clone(),
         ))
     }
 

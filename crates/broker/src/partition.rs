@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use sluice_protocol::clock::Clock;
 use sluice_protocol::model::LeaderEpoch;
 use sluice_protocol::model::ProducerIdAndEpoch;
 use sluice_storage::{AppendInfo, PartitionLog, StorageError};
@@ -25,7 +26,6 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::clock::now_ms;
 use crate::flusher::FlushQueue;
 use crate::metrics::{Histogram, TopicTraffic};
 use crate::replica::PartitionRole;
@@ -94,10 +94,13 @@ pub struct Partition {
     /// This topic's byte and record counters, looked up once at open.
     pub traffic: Arc<TopicTraffic>,
     fsync_latency: Arc<Histogram>,
+    /// The broker's clock: append times and retention.
+    clock: Arc<dyn Clock>,
 }
 
 impl Partition {
-    /// Wraps an opened log; its syncs run on `flush_queue`'s threads.
+    /// Wraps an opened log; its syncs run on `flush_queue`'s threads, and it tells the
+    /// time (append times, retention) by `clock`.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         topic: String,
@@ -109,6 +112,7 @@ impl Partition {
         fsync_latency: Arc<Histogram>,
         flush_queue: Arc<FlushQueue>,
         role: PartitionRole,
+        clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
         let end = log.log_end_offset();
         let (durability, _) = watch::channel(Durability {
@@ -131,6 +135,7 @@ impl Partition {
             closed: AtomicBool::new(false),
             traffic,
             fsync_latency,
+            clock,
         })
     }
 
@@ -150,7 +155,7 @@ impl Partition {
     /// leadership's epoch (and the append time for LogAppendTime topics) stamped, in the
     /// page cache, and wakes the fetches waiting on this partition.
     pub(crate) fn append_as_leader(&self, batches: &[u8]) -> Result<AppendInfo, AppendError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut state = self.state.write();
         let PartitionState {
             log,
@@ -390,9 +395,10 @@ impl Partition {
         self.state.write().log.delete_records_before(offset)
     }
 
-    /// Deletes segments past retention.
+    /// Deletes segments past retention at the clock's current time.
     pub fn apply_retention(&self) -> Result<usize, StorageError> {
-        self.state.write().log.apply_retention(now_ms())
+        let now_ms = self.clock.now_ms();
+        self.state.write().log.apply_retention(now_ms)
     }
 
     /// Stops syncs by the sync thread and syncs everything (shutdown or

@@ -12,7 +12,6 @@ use sluice_protocol::model::{LeaderEpoch, ProducerIdAndEpoch, TopicPartition};
 use sluice_txn::{MarkerError, MarkerFuture, MarkerWriter, ProducerIdSource, WriteError};
 
 use crate::broker::Broker;
-use crate::clock::now_ms;
 use crate::partition::Partition;
 use crate::replica_manager::{AppendOrigin, Appended, ReplicaError, RequiredAcks};
 use crate::topic_admin::CONSUMER_OFFSETS_TOPIC;
@@ -44,7 +43,7 @@ impl PartitionMarkerWriter {
             producer.epoch,
             commit,
             coordinator_epoch.0,
-            now_ms(),
+            broker.clock.now_ms(),
         );
         let image = broker.metadata.image();
         let mut written = Vec::new();

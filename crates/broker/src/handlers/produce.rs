@@ -16,7 +16,6 @@ use sluice_protocol::model::{LeaderEpoch, ProducerIdAndEpoch, TopicPartition};
 use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, recompress};
 
 use crate::broker::Broker;
-use crate::clock::now_ms;
 use crate::errors::storage_error_code;
 use crate::handlers::record_checks::RecordChecks;
 use crate::metadata::TopicImage;
@@ -176,7 +175,12 @@ fn validate(
         ));
     };
     let settings = partition.settings();
-    let record_checks = RecordChecks::new(&settings, &partition.topic, partition.index, now_ms());
+    let record_checks = RecordChecks::new(
+        &settings,
+        &partition.topic,
+        partition.index,
+        broker.clock.now_ms(),
+    );
     let (mut bytes_in, mut records_in) = (0u64, 0u64);
     // The topic's compression.type, once some batch is in another codec.
     let mut recompress_to = None;
