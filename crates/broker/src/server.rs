@@ -156,8 +156,14 @@ impl Server {
         };
         // Raised before the logs open, so opening many partitions has the whole limit.
         let fd_budget = FdBudget::from_process(config.max_connections);
-        let (broker, recovered_partitions) =
-            open_broker(config, local_addr, recover, fd_budget, Arc::new(SystemClock)).await?;
+        let (broker, recovered_partitions) = open_broker(
+            config,
+            local_addr,
+            recover,
+            fd_budget,
+            Arc::new(SystemClock),
+        )
+        .await?;
 
         let (stop, stop_rx) = watch::channel(false);
         let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), stop_rx.clone()));

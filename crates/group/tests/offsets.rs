@@ -690,7 +690,11 @@ async fn emptied_group_offsets_expire_retention_after_it_emptied() {
         ..config(0)
     });
     let (leader, follower, generation) = stable_pair(&c, "g").await;
-    let r = commit(&c, commit_req("g", &leader, generation, &[("t1", 0, 5, None)])).await;
+    let r = commit(
+        &c,
+        commit_req("g", &leader, generation, &[("t1", 0, 5, None)]),
+    )
+    .await;
     assert_eq!(commit_errors(&r), vec![0]);
     assert_eq!(commit_timestamps(&log), vec![START_MS]);
 

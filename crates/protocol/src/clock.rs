@@ -104,6 +104,9 @@ mod tests {
         let before = wall();
         let now = SystemClock.now_ms();
         let after = wall();
-        assert!((before..=after).contains(&now), "{before} <= {now} <= {after}");
+        assert!(
+            (before..=after).contains(&now),
+            "{before} <= {now} <= {after}"
+        );
     }
 }

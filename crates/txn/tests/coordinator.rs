@@ -332,7 +332,10 @@ async fn transaction_times_out_exactly_after_its_timeout() {
             0,
         )
         .await;
-    assert_eq!(described.transaction_states[0].transaction_start_time_ms, start);
+    assert_eq!(
+        described.transaction_states[0].transaction_start_time_ms,
+        start
+    );
 
     let deadline = start + i64::from(TIMEOUT_MS);
     h.clock.set(deadline);

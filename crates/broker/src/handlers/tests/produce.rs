@@ -256,10 +256,7 @@ async fn timestamp_bounds_are_checked_against_the_broker_clock() {
     assert_eq!(record_errors, vec![(0, Some(expected))]);
 
     test.clock().advance(1);
-    assert_eq!(
-        answers(&produce(&test, 9, ahead).await),
-        vec![(0, 1, None)]
-    );
+    assert_eq!(answers(&produce(&test, 9, ahead).await), vec![(0, 1, None)]);
 }
 
 /// A LogAppendTime topic stamps each batch with the broker's clock at the append, which
@@ -270,7 +267,12 @@ async fn log_append_time_is_the_broker_clock() {
     test.create_topic_with("t", 1, &[("message.timestamp.type", "LogAppendTime")])
         .await;
     let appended_at = test.clock().advance(60_000);
-    let response = produce(&test, 9, produce_request(1, &[("t", 0)], &batch(2, 10, 1_000))).await;
+    let response = produce(
+        &test,
+        9,
+        produce_request(1, &[("t", 0)], &batch(2, 10, 1_000)),
+    )
+    .await;
     let p = &response.responses[0].partition_responses[0];
     assert_eq!(
         (p.error_code, p.base_offset, p.log_append_time_ms),
