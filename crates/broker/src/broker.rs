@@ -9,7 +9,7 @@ use sluice_group::{GroupConfig, GroupCoordinator};
 use sluice_protocol::clock::Clock;
 use sluice_protocol::kafka_protocol;
 use sluice_protocol::model::TopicPartition;
-use sluice_storage::{OpenFiles, StorageEnv};
+use sluice_storage::{FaultHook, OpenFiles, StorageEnv};
 use sluice_txn::{TransactionCoordinator, TxnConfig};
 
 use crate::config::BrokerConfig;
@@ -24,6 +24,7 @@ use crate::metadata::{
 };
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::replica_fetcher::ReplicaFetchers;
 use crate::replica_manager::ReplicaManager;
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::topic_config::TopicSettings;
@@ -49,6 +50,8 @@ pub struct Broker {
     pub log_reconciler: Arc<LogReconciler>,
     /// The partitions on this node: every append and read goes through it.
     pub replicas: ReplicaManager,
+    /// Copies the logs of the partitions this node follows from their leaders.
+    pub replica_fetchers: Arc<ReplicaFetchers>,
     /// The consumer group coordinator, with the `__consumer_offsets`
     /// partitions this node leads loaded (all of them, on one node).
     pub groups: GroupCoordinator,
@@ -71,6 +74,17 @@ impl Broker {
         self.config.node_id
     }
 
+    /// Starts replicating with the other nodes over `peers` (Kafka requests to them):
+    /// followers fetch from their leaders, leaders keep their ISRs, until `stop`.
+    pub fn start_replication(
+        self: &Arc<Self>,
+        peers: Arc<dyn sluice_cluster::Transport>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        self.replica_fetchers.start(peers, stop.clone());
+        crate::isr::start(Arc::downgrade(self), stop);
+    }
+
     /// Resolves the settings partitions of `topic` run with.
     pub fn topic_settings(&self, image: &MetadataImage, topic: &TopicImage) -> Arc<TopicSettings> {
         Arc::new(TopicSettings::resolve(
@@ -81,7 +95,8 @@ impl Broker {
     }
 }
 
-/// Builds the broker state from the data directory, telling the time by `clock`.
+/// Builds the broker state of a single node from the data directory (its metadata in the
+/// local metadata log), telling the time by `clock`.
 pub(crate) async fn open_broker(
     config: BrokerConfig,
     bound: SocketAddr,
@@ -91,6 +106,22 @@ pub(crate) async fn open_broker(
 ) -> Result<(Arc<Broker>, usize), crate::server::StartError> {
     let meta_dir = config.data_dir.join("meta");
     let metadata = MetadataStore::open_local(&meta_dir, config.node_id)?;
+    open_broker_with_metadata(config, metadata, bound, recover, fd_budget, clock, None).await
+}
+
+/// Builds the broker state from the data directory with `metadata` (whose backend
+/// commits: the local log, or a quorum), telling the time by `clock`; in tests, every
+/// file operation of the logs first goes to `storage_faults`.
+pub(crate) async fn open_broker_with_metadata(
+    config: BrokerConfig,
+    metadata: Arc<MetadataStore>,
+    bound: SocketAddr,
+    recover: bool,
+    fd_budget: FdBudget,
+    clock: Arc<dyn Clock>,
+    storage_faults: Option<FaultHook>,
+) -> Result<(Arc<Broker>, usize), crate::server::StartError> {
+    let meta_dir = config.data_dir.join("meta");
     let cluster_id = load_or_create_cluster_id(&meta_dir)?;
     let directory_id = load_or_create_directory_id(&meta_dir)?;
     let (advertised_host, advertised_port) = config.advertised(bound);
@@ -98,7 +129,10 @@ pub(crate) async fn open_broker(
     let logs = LogManager::new(
         config.data_dir.clone(),
         metrics.clone(),
-        StorageEnv::new(OpenFiles::new(fd_budget.log_files)),
+        match storage_faults {
+            Some(hook) => StorageEnv::with_faults(OpenFiles::new(fd_budget.log_files), hook),
+            None => StorageEnv::new(OpenFiles::new(fd_budget.log_files)),
+        },
         config.node_id,
         clock.clone(),
     )?;
@@ -136,6 +170,7 @@ pub(crate) async fn open_broker(
         metadata,
         log_reconciler: Arc::new(LogReconciler::new(weak.clone())),
         replicas: ReplicaManager::new(logs),
+        replica_fetchers: Arc::new(ReplicaFetchers::new(weak.clone())),
         groups: GroupCoordinator::with_clock(
             group_config,
             Arc::new(CoordinatorTopicLog::new(

@@ -242,6 +242,32 @@ broker_settings! {
         kafka_names: &["max.broker.partitions"],
         range: Some(1..=INT_MAX),
     }
+    /// A follower that has not caught up with its leader for this long leaves the ISR.
+    replica_lag_time_max_ms: i64 = 30_000, {
+        kafka_names: &["replica.lag.time.max.ms"],
+        range: Some(1..=LONG_MAX),
+    }
+    /// How long a follower's fetch waits at the leader for new records.
+    replica_fetch_wait_max_ms: i32 = 500, {
+        kafka_names: &["replica.fetch.wait.max.ms"],
+        range: Some(0..=INT_MAX),
+    }
+    /// The most bytes a follower's fetch takes of one partition (a larger first batch
+    /// still comes whole).
+    replica_fetch_max_bytes: i32 = 1_048_576, {
+        kafka_names: &["replica.fetch.max.bytes"],
+        range: Some(0..=INT_MAX),
+    }
+    /// The most bytes of one follower fetch response, over all its partitions.
+    replica_fetch_response_max_bytes: i32 = 10_485_760, {
+        kafka_names: &["replica.fetch.response.max.bytes"],
+        range: Some(0..=INT_MAX),
+    }
+    /// How long a follower waits before fetching a partition again after an error.
+    replica_fetch_backoff_ms: i32 = 1_000, {
+        kafka_names: &["replica.fetch.backoff.ms"],
+        range: Some(0..=INT_MAX),
+    }
 }
 
 /// What is declared about a setting besides its field, type, default and doc.

@@ -18,7 +18,7 @@ use sluice_storage::StorageError;
 
 use crate::broker::Broker;
 use crate::metadata::{MetadataDelta, MetadataImage, MetadataPublisher, TopicImage};
-use crate::partition::Partition;
+use crate::partition::{Partition, ReadBound};
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, is_internal_topic};
 
 /// Bytes read per step.
@@ -192,7 +192,7 @@ fn for_each_batch(
     let mut offset = partition.offsets().log_start_offset;
     loop {
         let read = partition
-            .read(offset, LOAD_CHUNK, false)
+            .read(offset, LOAD_CHUNK, ReadBound::HighWatermark)
             .map_err(|source| LoadError {
                 partition: tp.clone(),
                 offset,

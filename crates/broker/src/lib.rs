@@ -8,6 +8,8 @@
 //! configuration and starts a [`Server`].
 
 pub mod broker;
+#[cfg(test)]
+mod cluster_tests;
 pub mod config;
 pub mod connection;
 mod connection_limits;
@@ -18,6 +20,7 @@ pub mod fd_budget;
 mod flusher;
 mod handlers;
 mod http;
+mod isr;
 pub mod log_manager;
 mod log_reconciler;
 mod log_throttle;
@@ -26,8 +29,10 @@ mod log_throttle;
 pub use sluice_metadata as metadata;
 pub mod metrics;
 pub mod partition;
+pub mod peer;
 mod producer_ids;
 pub mod replica;
+pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod request;
 mod retention;

@@ -17,10 +17,11 @@ use sluice_storage::{PartitionLog, StorageEnv, StorageError, io};
 use uuid::Uuid;
 
 use crate::flusher::Flusher;
-use crate::metadata::{PartitionRegistration, TopicImage};
+use crate::metadata::TopicImage;
 use crate::metrics::Metrics;
 use crate::partition::Partition;
-use crate::replica::{FollowerState, LeaderState, PartitionRole};
+use crate::partition::role_for;
+use crate::replica::PartitionRole;
 use crate::topic_config::TopicSettings;
 
 const PARTITION_METADATA: &str = "partition.metadata";
@@ -143,8 +144,17 @@ impl LogManager {
         prepare_partition_dir(&dir, topic.id)?;
         let now_ms = self.clock.now_ms();
         let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms, &self.env)?;
+        // On one node the log end is the high watermark; in a cluster a leader starts
+        // from the high watermark it checkpointed and moves on as its followers fetch.
         let role = match topic.partition(index) {
-            Some(registration) => role_for(registration, self.node_id, log.log_end_offset()),
+            Some(registration) => role_for(
+                registration,
+                self.node_id,
+                log.log_end_offset(),
+                log.high_watermark(),
+                settings.min_insync_replicas,
+                now_ms,
+            ),
             None => PartitionRole::sole_leader(self.node_id, LeaderEpoch(0), log.log_end_offset()),
         };
         Ok(Partition::start(
@@ -264,26 +274,6 @@ impl LogManager {
             );
             remove_dirs_in_background(orphans);
         }
-    }
-}
-
-/// This node's role in a partition as its registration says: the leader (at the
-/// registration's leader epoch, with its ISR) or a follower of the leader. `log_end` is
-/// where a new leadership's high watermark starts.
-pub fn role_for(registration: &PartitionRegistration, node: i32, log_end: i64) -> PartitionRole {
-    if registration.leader == node {
-        PartitionRole::Leader(LeaderState::new(
-            node,
-            registration.leader_epoch,
-            registration.isr.clone(),
-            log_end,
-        ))
-    } else {
-        PartitionRole::Follower(FollowerState {
-            leader: registration.leader,
-            epoch: registration.leader_epoch,
-            high_watermark: 0,
-        })
     }
 }
 

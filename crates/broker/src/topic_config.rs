@@ -462,6 +462,8 @@ pub struct TopicSettings {
     /// `compression.type`: the codec batches are stored with, or None for `producer`
     /// (stored as the producer compressed them).
     pub compression: Option<Compression>,
+    /// `min.insync.replicas`: in-sync replicas an acks=all write needs.
+    pub min_insync_replicas: usize,
 }
 
 impl TopicSettings {
@@ -508,6 +510,8 @@ impl TopicSettings {
             compacted,
             deletes,
             compression: stored_compression(&get("compression.type")),
+            min_insync_replicas: usize::try_from(long("min.insync.replicas", 1).max(1))
+                .unwrap_or(1),
         }
     }
 }

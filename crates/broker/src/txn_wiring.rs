@@ -61,7 +61,7 @@ impl PartitionMarkerWriter {
         }
         for appended in &written {
             appended
-                .acknowledged()
+                .acknowledged(None)
                 .await
                 .map_err(|e| MarkerError::Unavailable(WriteError::storage(e)))?;
         }

@@ -12,4 +12,4 @@ mod memory;
 mod transport;
 
 pub use memory::{LinkFaults, MemoryNetwork, MemoryTransport};
-pub use transport::{NodeId, RequestHandler, Transport, TransportError};
+pub use transport::{BoxFuture, NodeId, RequestHandler, Transport, TransportError};

@@ -14,6 +14,7 @@ mod conflict;
 mod delta;
 mod image;
 mod log;
+mod memory;
 mod records;
 
 pub use backend::{BoxFuture, CommitError, LocalBackend, MetadataBackend};
@@ -21,6 +22,7 @@ pub use conflict::RecordConflict;
 pub use delta::{MetadataDelta, MetadataPublisher};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use log::{MetadataLog, MetadataLogError};
+pub use memory::MemoryQuorum;
 pub use records::{EndpointRecord, MetadataRecord, PartitionAssignment};
 
 use std::path::Path;

@@ -142,6 +142,54 @@ pub fn encode_response(
     Ok(buf.freeze())
 }
 
+/// Encodes a request as a client sends it after the 4-byte frame length: the request
+/// header (v1 or v2, as the API and version want) and the body.
+pub fn encode_request<R: kafka_protocol::protocol::Request>(
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    request: &R,
+) -> Result<BytesMut, CodecError> {
+    let api = ApiKey::try_from(R::KEY).map_err(|()| CodecError::UnknownApiKey(R::KEY))?;
+    let encode_err = |e: anyhow::Error| CodecError::Encode {
+        api,
+        version,
+        reason: format!("{e:#}"),
+    };
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
+    let mut buf = BytesMut::new();
+    kafka_protocol::protocol::encode_request_header_into_buffer(&mut buf, &header)
+        .map_err(encode_err)?;
+    request.encode(&mut buf, version).map_err(encode_err)?;
+    Ok(buf)
+}
+
+/// Decodes a response to a request of type `R` sent at `version`, from the frame after
+/// its 4-byte length: returns its correlation id and body.
+pub fn decode_response<R: kafka_protocol::protocol::Request>(
+    version: i16,
+    mut frame: Bytes,
+) -> Result<(i32, R::Response), CodecError> {
+    use kafka_protocol::protocol::HeaderVersion;
+    let api = ApiKey::try_from(R::KEY).map_err(|()| CodecError::UnknownApiKey(R::KEY))?;
+    let malformed = |e: anyhow::Error| CodecError::Malformed {
+        api,
+        version,
+        reason: format!("{e:#}"),
+    };
+    let header = ResponseHeader::decode(
+        &mut frame,
+        <R::Response as HeaderVersion>::header_version(version),
+    )
+    .map_err(malformed)?;
+    let response = R::Response::decode(&mut frame, version).map_err(malformed)?;
+    Ok((header.correlation_id, response))
+}
+
 /// Skips a tagged-field section (unsigned varint count, then tag/size/bytes).
 fn skip_tagged_fields(buf: &mut Bytes) -> Result<(), String> {
     let count = read_unsigned_varint(buf)?;

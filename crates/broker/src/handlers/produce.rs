@@ -2,6 +2,7 @@
 //! when the requested acknowledgement level is reached.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -16,7 +17,6 @@ use sluice_protocol::model::{LeaderEpoch, ProducerIdAndEpoch, TopicPartition};
 use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, recompress};
 
 use crate::broker::Broker;
-use crate::errors::storage_error_code;
 use crate::handlers::record_checks::RecordChecks;
 use crate::metadata::TopicImage;
 use crate::partition::Partition;
@@ -69,6 +69,7 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
             version,
         )));
     };
+    let timeout_ms = req.timeout_ms;
     let image = broker.metadata.image();
     let mut outcomes = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
@@ -115,13 +116,22 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
             version,
         ))),
         RequiredAcks::All => Reply::Later(tokio::spawn(async move {
+            // The request's timeout bounds the wait for every partition together (Kafka's
+            // delayed produce). A timeout of 0 or less waits without limit: clients send
+            // one, and an immediate REQUEST_TIMED_OUT would help nobody.
+            let deadline = (timeout_ms > 0).then(|| {
+                tokio::time::Instant::now()
+                    + Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0))
+            });
             let mut sync_errors = Vec::new();
             for (t, topic) in outcomes.iter().enumerate() {
                 for (p, outcome) in topic.partitions.iter().enumerate() {
+                    let left =
+                        deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
                     if let Ok(appended) = &outcome.result
-                        && let Err(e) = appended.acknowledged().await
+                        && let Err(e) = appended.acknowledged(left).await
                     {
-                        sync_errors.push(((t, p), storage_error_code(&e)));
+                        sync_errors.push(((t, p), e.code));
                     }
                 }
             }

@@ -1,0 +1,357 @@
+//! Replication between brokers in one process: three brokers with their own data
+//! directories, one shared metadata quorum ([`MemoryQuorum`]) and an in-memory network
+//! ([`MemoryNetwork`]) whose links a test cuts and heals. Followers fetch with the real
+//! Fetch requests through the real handlers; only sockets and the Raft engine are left
+//! out. The clock is one [`ManualClock`], so "a follower lagged for longer than
+//! `replica.lag.time.max.ms`" happens when the test says so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use sluice_cluster::MemoryNetwork;
+use sluice_protocol::batch::RecordBatchBuilder;
+use sluice_protocol::clock::{Clock, ManualClock, SystemClock};
+use sluice_protocol::kafka_protocol;
+use sluice_protocol::model::LeaderEpoch;
+use sluice_storage::{FaultHook, IoOp};
+use tokio::sync::watch;
+
+use crate::broker::{Broker, open_broker_with_metadata};
+use crate::config::BrokerConfig;
+use crate::fd_budget::FdBudget;
+use crate::metadata::{
+    CommitError, MemoryQuorum, MetadataImage, MetadataRecord, MetadataStore, PartitionRegistration,
+};
+use crate::partition::{Partition, ReadBound};
+use crate::peer::PeerRequests;
+use crate::replica_manager::{AppendOrigin, ReplicaError, RequiredAcks};
+use crate::topic_admin::{NewTopic, create_topic};
+
+struct TestCluster {
+    net: Arc<MemoryNetwork>,
+    nodes: Vec<Arc<Broker>>,
+    clock: Arc<ManualClock>,
+    _stop: watch::Sender<bool>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl TestCluster {
+    /// `count` brokers (node ids 1..=count), replicating.
+    async fn start(count: i32, adjust: impl Fn(&mut BrokerConfig)) -> Self {
+        Self::start_with_faults(count, adjust, None).await
+    }
+
+    /// Like [`TestCluster::start`], every node's file operations first going to `faults`.
+    async fn start_with_faults(
+        count: i32,
+        adjust: impl Fn(&mut BrokerConfig),
+        faults: Option<FaultHook>,
+    ) -> Self {
+        let net = MemoryNetwork::new(7);
+        let quorum = MemoryQuorum::new(1);
+        let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+        let (stop, stop_rx) = watch::channel(false);
+        // Every store joins before the first commit, so each sees every batch.
+        let stores: Vec<_> = (1..=count)
+            .map(|id| {
+                let store = MetadataStore::new(MetadataImage::new(id));
+                quorum.join(&store);
+                store
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        for (id, store) in (1..=count).zip(stores) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = BrokerConfig {
+                http_listen: None,
+                node_id: id,
+                data_dir: dir.path().to_path_buf(),
+                offsets_topic_partitions: 1,
+                transaction_state_partitions: 1,
+                replica_fetch_wait_max_ms: 50,
+                replica_fetch_backoff_ms: 20,
+                ..BrokerConfig::default()
+            };
+            adjust(&mut config);
+            std::fs::create_dir_all(config.data_dir.join("meta")).unwrap();
+            let bound = config.listen;
+            let (broker, _) = open_broker_with_metadata(
+                config,
+                store,
+                bound,
+                false,
+                FdBudget::split(1024, 1024, None),
+                clock.clone(),
+                faults.clone(),
+            )
+            .await
+            .unwrap();
+            net.register(id, PeerRequests::new(broker.clone()));
+            broker.start_replication(Arc::new(net.transport(id)), stop_rx.clone());
+            nodes.push(broker);
+            dirs.push(dir);
+        }
+        Self {
+            net,
+            nodes,
+            clock,
+            _stop: stop,
+            _dirs: dirs,
+        }
+    }
+
+    fn node(&self, id: i32) -> &Arc<Broker> {
+        &self.nodes[usize::try_from(id - 1).unwrap()]
+    }
+
+    /// Creates `name` with one partition on every node, led by node 1.
+    async fn create_topic(&self, name: &str, min_insync: &str) {
+        let topic = NewTopic {
+            name: name.into(),
+            partitions: 1,
+            replication_factor: i16::try_from(self.nodes.len()).unwrap(),
+            configs: [("min.insync.replicas".to_string(), min_insync.to_string())].into(),
+            internal: false,
+        };
+        create_topic(self.node(1), topic, false).await.unwrap();
+        assert_eq!(self.registration(name).leader, 1);
+    }
+
+    fn registration(&self, topic: &str) -> PartitionRegistration {
+        let image = self.node(1).metadata.image();
+        image.topic(topic).unwrap().partition(0).unwrap().clone()
+    }
+
+    fn partition(&self, node: i32, topic: &str) -> Arc<Partition> {
+        let image = self.node(node).metadata.image();
+        let id = image.topic(topic).unwrap().id;
+        self.node(node).replicas.logs().get(id, 0).unwrap()
+    }
+
+    /// Appends `values` as one batch on node `node`, which must lead the partition.
+    async fn produce(
+        &self,
+        node: i32,
+        topic: &str,
+        acks: RequiredAcks,
+        values: &[&str],
+    ) -> Result<i64, ReplicaError> {
+        let partition = self.partition(node, topic);
+        let mut batch = RecordBatchBuilder::new();
+        for (i, value) in values.iter().enumerate() {
+            batch.push(i64::try_from(i).unwrap(), None, Some(value.as_bytes()), &[]);
+        }
+        let batch = batch.build();
+        let appended = self.node(node).replicas.append_records(
+            &partition,
+            AppendOrigin::Client,
+            acks,
+            |_| Ok::<_, ReplicaError>(Bytes::from(batch)),
+        )?;
+        appended.acknowledged(Some(Duration::from_secs(10))).await?;
+        Ok(appended.info().last_offset + 1)
+    }
+
+    /// The whole log of the partition on `node`, as stored.
+    fn log_bytes(&self, node: i32, topic: &str) -> Bytes {
+        self.partition(node, topic)
+            .read(0, 64 << 20, ReadBound::LogEnd)
+            .unwrap()
+            .records
+    }
+
+    /// Changes the partition's leadership as a controller would: `leader` at the next
+    /// epoch, with `isr`.
+    async fn elect(&self, topic: &str, leader: i32, isr: Vec<i32>) {
+        let current = self.registration(topic);
+        let topic_id = self.node(1).metadata.image().topic(topic).unwrap().id;
+        let record = MetadataRecord::PartitionChanged {
+            topic_id,
+            partition: 0,
+            leader,
+            leader_epoch: current.leader_epoch.0 + 1,
+            isr,
+            replicas: None,
+            expected_partition_epoch: Some(current.partition_epoch),
+        };
+        self.node(leader)
+            .metadata
+            .propose(|_| Ok::<_, CommitError>((vec![record], ())))
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits (up to 10 s) until `condition` holds.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_answers_once_every_in_sync_replica_has_the_records_on_disk() {
+    // Slow disks: a sync takes 30 ms, so a follower that reported an offset before its
+    // sync finished would let the leader acknowledge records that are not on its disk.
+    let slow_sync: FaultHook = Arc::new(|op, _path: &std::path::Path| {
+        if op == IoOp::Sync {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        Ok(())
+    });
+    let cluster = TestCluster::start_with_faults(3, |_| {}, Some(slow_sync)).await;
+    cluster.create_topic("t", "2").await;
+    let registration = cluster.registration("t");
+    assert_eq!(registration.replicas.len(), 3);
+    assert_eq!(registration.isr.len(), 3);
+    for node in [2, 3] {
+        assert!(!cluster.partition(node, "t").is_leader());
+    }
+    let mut end = 0;
+    for round in 0..5 {
+        let values = [format!("a{round}"), format!("b{round}")];
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        end = cluster
+            .produce(1, "t", RequiredAcks::All, &values)
+            .await
+            .unwrap();
+        // Acknowledged: on disk on every in-sync replica, not only in its page cache.
+        for node in [1, 2, 3] {
+            let partition = cluster.partition(node, "t");
+            assert!(
+                partition.durability().durable_end >= end,
+                "node {node} has {:?} of {end}",
+                partition.durability()
+            );
+        }
+    }
+    assert_eq!(end, 10);
+    assert_eq!(cluster.partition(1, "t").offsets().high_watermark, 10);
+    let leader_log = cluster.log_bytes(1, "t");
+    eventually(
+        "the followers hold the leader's log and its high watermark",
+        || {
+            [2, 3].iter().all(|&node| {
+                cluster.log_bytes(node, "t") == leader_log
+                    && cluster.partition(node, "t").offsets().high_watermark == 10
+            })
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_followers_leave_the_isr_and_acks_all_needs_min_insync_replicas() {
+    let cluster = TestCluster::start(3, |c| c.replica_lag_time_max_ms = 1_000).await;
+    cluster.create_topic("t", "2").await;
+    cluster
+        .produce(1, "t", RequiredAcks::All, &["before"])
+        .await
+        .unwrap();
+    // The leader is cut off from both followers: they stop fetching.
+    cluster.net.isolate(1);
+    let end = cluster
+        .produce(1, "t", RequiredAcks::Leader, &["cut off"])
+        .await
+        .unwrap();
+    assert_eq!(end, 2);
+    cluster.clock.advance(1_500);
+    eventually("the followers left the ISR", || {
+        cluster.registration("t").isr == vec![1]
+    })
+    .await;
+    let refused = cluster
+        .produce(1, "t", RequiredAcks::All, &["refused"])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ResponseError::NotEnoughReplicas);
+    assert_eq!(
+        cluster.partition(1, "t").offsets().log_end_offset,
+        2,
+        "nothing written"
+    );
+    // acks=1 still works, and the high watermark stays where the ISR has it.
+    cluster.net.heal();
+    eventually("the followers caught up and rejoined the ISR", || {
+        cluster.registration("t").isr == vec![1, 2, 3]
+    })
+    .await;
+    let end = cluster
+        .produce(1, "t", RequiredAcks::All, &["after"])
+        .await
+        .unwrap();
+    assert_eq!(end, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_truncates_what_it_alone_had_and_follows_the_new_one() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.create_topic("t", "1").await;
+    cluster
+        .produce(1, "t", RequiredAcks::All, &["one", "two"])
+        .await
+        .unwrap();
+    // Node 1 writes records no follower gets, then loses its leadership.
+    cluster.net.isolate(1);
+    for value in ["lost-1", "lost-2", "lost-3"] {
+        cluster
+            .produce(1, "t", RequiredAcks::Leader, &[value])
+            .await
+            .unwrap();
+    }
+    assert_eq!(cluster.partition(1, "t").offsets().log_end_offset, 5);
+    cluster.elect("t", 2, vec![2, 3]).await;
+    assert_eq!(cluster.partition(2, "t").leader_epoch(), LeaderEpoch(1));
+    let end = cluster
+        .produce(2, "t", RequiredAcks::All, &["three", "four"])
+        .await
+        .unwrap();
+    assert_eq!(end, 4, "the new leader continues after what was committed");
+    // Node 1 comes back: it finds where its log diverged, cuts it there and copies the
+    // new leader's log.
+    cluster.net.heal();
+    let leader_log = cluster.log_bytes(2, "t");
+    eventually("the old leader holds the new leader's log", || {
+        cluster.log_bytes(1, "t") == leader_log && cluster.log_bytes(3, "t") == leader_log
+    })
+    .await;
+    let epochs = |node| cluster.partition(node, "t").end_offset_for_epoch(0);
+    assert_eq!(epochs(1), (0, 2));
+    assert_eq!(epochs(2), (0, 2));
+    eventually("the old leader rejoined the ISR", || {
+        cluster.registration("t").isr == vec![1, 2, 3]
+    })
+    .await;
+    // A second leadership change, back to node 1 while node 2 is cut off with records
+    // of its own: node 2 truncates in turn.
+    cluster.net.isolate(2);
+    cluster
+        .produce(2, "t", RequiredAcks::Leader, &["lost-again"])
+        .await
+        .unwrap();
+    cluster.elect("t", 1, vec![1, 3]).await;
+    let end = cluster
+        .produce(1, "t", RequiredAcks::All, &["five"])
+        .await
+        .unwrap();
+    assert_eq!(end, 5);
+    cluster.net.heal();
+    let leader_log = cluster.log_bytes(1, "t");
+    eventually("every replica holds node 1's log", || {
+        [2, 3]
+            .iter()
+            .all(|&node| cluster.log_bytes(node, "t") == leader_log)
+    })
+    .await;
+    assert_eq!(cluster.partition(2, "t").offsets().log_end_offset, 5);
+}
