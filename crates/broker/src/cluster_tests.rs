@@ -75,6 +75,9 @@ impl TestCluster {
                 transaction_state_partitions: 1,
                 replica_fetch_wait_max_ms: 50,
                 replica_fetch_backoff_ms: 20,
+                broker_heartbeat_interval_ms: 50,
+                // Long enough that no test is disturbed by a fencing it did not cause.
+                broker_session_timeout_ms: 30_000,
                 ..BrokerConfig::default()
             };
             adjust(&mut config);
@@ -92,17 +95,31 @@ impl TestCluster {
             .await
             .unwrap();
             net.register(id, PeerRequests::new(broker.clone()));
-            broker.start_replication(Arc::new(net.transport(id)), stop_rx.clone());
+            broker.start_cluster(Arc::new(net.transport(id)), stop_rx.clone());
             nodes.push(broker);
             dirs.push(dir);
         }
-        Self {
+        let cluster = Self {
             net,
             nodes,
             clock,
             _stop: stop,
             _dirs: dirs,
-        }
+        };
+        eventually("the controller let every broker in", || {
+            (1..=count).all(|id| !cluster.fenced(id))
+        })
+        .await;
+        cluster
+    }
+
+    /// Whether the metadata says broker `id` is fenced.
+    fn fenced(&self, id: i32) -> bool {
+        self.node(1)
+            .metadata
+            .image()
+            .broker(id)
+            .is_none_or(|b| b.fenced)
     }
 
     fn node(&self, id: i32) -> &Arc<Broker> {
@@ -111,9 +128,15 @@ impl TestCluster {
 
     /// Creates `name` with one partition on every node, led by node 1.
     async fn create_topic(&self, name: &str, min_insync: &str) {
+        self.create_topic_with_partitions(name, 1, min_insync).await;
+    }
+
+    /// Creates `name` with `partitions` partitions, each with a replica on every node;
+    /// partition p is led by node p + 1 (striped placement).
+    async fn create_topic_with_partitions(&self, name: &str, partitions: i32, min_insync: &str) {
         let topic = NewTopic {
             name: name.into(),
-            partitions: 1,
+            partitions,
             replication_factor: i16::try_from(self.nodes.len()).unwrap(),
             configs: [("min.insync.replicas".to_string(), min_insync.to_string())].into(),
             internal: false,
@@ -123,14 +146,27 @@ impl TestCluster {
     }
 
     fn registration(&self, topic: &str) -> PartitionRegistration {
+        self.registration_of(topic, 0)
+    }
+
+    fn registration_of(&self, topic: &str, index: i32) -> PartitionRegistration {
         let image = self.node(1).metadata.image();
-        image.topic(topic).unwrap().partition(0).unwrap().clone()
+        image
+            .topic(topic)
+            .unwrap()
+            .partition(index)
+            .unwrap()
+            .clone()
     }
 
     fn partition(&self, node: i32, topic: &str) -> Arc<Partition> {
+        self.partition_of(node, topic, 0)
+    }
+
+    fn partition_of(&self, node: i32, topic: &str, index: i32) -> Arc<Partition> {
         let image = self.node(node).metadata.image();
         let id = image.topic(topic).unwrap().id;
-        self.node(node).replicas.logs().get(id, 0).unwrap()
+        self.node(node).replicas.logs().get(id, index).unwrap()
     }
 
     /// Appends `values` as one batch on node `node`, which must lead the partition.
@@ -141,7 +177,19 @@ impl TestCluster {
         acks: RequiredAcks,
         values: &[&str],
     ) -> Result<i64, ReplicaError> {
-        let partition = self.partition(node, topic);
+        self.produce_to(node, topic, 0, acks, values).await
+    }
+
+    /// Appends `values` as one batch to partition `index` on node `node`, which must lead it.
+    async fn produce_to(
+        &self,
+        node: i32,
+        topic: &str,
+        index: i32,
+        acks: RequiredAcks,
+        values: &[&str],
+    ) -> Result<i64, ReplicaError> {
+        let partition = self.partition_of(node, topic, index);
         let mut batch = RecordBatchBuilder::new();
         for (i, value) in values.iter().enumerate() {
             batch.push(i64::try_from(i).unwrap(), None, Some(value.as_bytes()), &[]);
@@ -159,10 +207,24 @@ impl TestCluster {
 
     /// The whole log of the partition on `node`, as stored.
     fn log_bytes(&self, node: i32, topic: &str) -> Bytes {
-        self.partition(node, topic)
+        self.log_bytes_of(node, topic, 0)
+    }
+
+    fn log_bytes_of(&self, node: i32, topic: &str, index: i32) -> Bytes {
+        self.partition_of(node, topic, index)
             .read(0, 64 << 20, ReadBound::LogEnd)
             .unwrap()
             .records
+    }
+
+    /// Whether broker `id` is in the ISR of any partition, or leads any.
+    fn holds_anything(&self, id: i32) -> bool {
+        let image = self.node(1).metadata.image();
+        image.topics().any(|t| {
+            t.partitions
+                .iter()
+                .any(|p| p.leader == id || p.isr.contains(&id))
+        })
     }
 
     /// Changes the partition's leadership as a controller would: `leader` at the next
@@ -354,4 +416,83 @@ async fn a_deposed_leader_truncates_what_it_alone_had_and_follows_the_new_one() 
     })
     .await;
     assert_eq!(cluster.partition(2, "t").offsets().log_end_offset, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_broker_is_fenced_its_leaderships_move_and_it_comes_back() {
+    let cluster = TestCluster::start(3, |c| {
+        c.broker_session_timeout_ms = 1_000;
+        c.leader_imbalance_check_interval_seconds = 1;
+    })
+    .await;
+    cluster.create_topic_with_partitions("t", 3, "2").await;
+    assert_eq!(cluster.registration_of("t", 1).leader, 2);
+    assert_eq!(cluster.registration_of("t", 1).replicas, vec![2, 3, 1]);
+    let end = cluster
+        .produce_to(2, "t", 1, RequiredAcks::All, &["a", "b"])
+        .await
+        .unwrap();
+    assert_eq!(end, 2);
+    // Node 2 stops answering: the controller fences it after the session timeout, and
+    // the next in-sync replica in assignment order leads its partition.
+    cluster.net.isolate(2);
+    eventually("node 2 is fenced and leads nothing", || {
+        cluster.fenced(2) && !cluster.holds_anything(2)
+    })
+    .await;
+    let moved = cluster.registration_of("t", 1);
+    assert_eq!((moved.leader, moved.isr.clone()), (3, vec![3, 1]));
+    assert_eq!(moved.leader_epoch, LeaderEpoch(1));
+    // What node 2 acknowledged is on the new leader, which continues after it.
+    let end = cluster
+        .produce_to(3, "t", 1, RequiredAcks::All, &["c"])
+        .await
+        .unwrap();
+    assert_eq!(end, 3);
+    // Node 2 returns: it is let in again, catches up, rejoins the ISR, and leads its
+    // preferred partition again.
+    cluster.net.heal();
+    eventually(
+        "node 2 leads partition 1 again with everything in sync",
+        || {
+            let p = cluster.registration_of("t", 1);
+            p.leader == 2 && p.isr.len() == 3
+        },
+    )
+    .await;
+    assert!(!cluster.fenced(2));
+    let leader_log = cluster.log_bytes_of(2, "t", 1);
+    assert_eq!(leader_log, cluster.log_bytes_of(3, "t", 1));
+    assert_eq!(cluster.partition_of(2, "t", 1).offsets().log_end_offset, 3);
+    assert_eq!(cluster.registration_of("t", 1).leader_epoch, LeaderEpoch(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controlled_shutdown_moves_leaderships_away_before_the_broker_stops() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.create_topic_with_partitions("t", 3, "2").await;
+    cluster
+        .produce_to(2, "t", 1, RequiredAcks::All, &["before"])
+        .await
+        .unwrap();
+    assert!(
+        cluster
+            .node(2)
+            .lifecycle
+            .shut_down(Duration::from_secs(10))
+            .await,
+        "the controller let node 2 stop"
+    );
+    assert!(cluster.fenced(2));
+    assert!(
+        !cluster.holds_anything(2),
+        "node 2 leads nothing and is in no ISR"
+    );
+    let moved = cluster.registration_of("t", 1);
+    assert_eq!((moved.leader, moved.isr.clone()), (3, vec![3, 1]));
+    let end = cluster
+        .produce_to(3, "t", 1, RequiredAcks::All, &["after"])
+        .await
+        .unwrap();
+    assert_eq!(end, 2);
 }

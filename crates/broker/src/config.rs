@@ -268,6 +268,27 @@ broker_settings! {
         kafka_names: &["replica.fetch.backoff.ms"],
         range: Some(0..=INT_MAX),
     }
+    /// How often a broker of a cluster tells the controller it is alive.
+    broker_heartbeat_interval_ms: u64 = 500, {
+        kafka_names: &["broker.heartbeat.interval.ms"],
+        range: Some(1..=INT_MAX),
+    }
+    /// A broker of a cluster not heard from for this long is fenced: it leaves every ISR
+    /// and its leaderships move to other replicas.
+    broker_session_timeout_ms: u64 = 3_000, {
+        kafka_names: &["broker.session.timeout.ms"],
+        range: Some(1..=INT_MAX),
+    }
+    /// Move leaderships back to the preferred replicas (the first of each assignment) once
+    /// they are in sync again.
+    auto_leader_rebalance_enable: bool = true, {
+        kafka_names: &["auto.leader.rebalance.enable"],
+    }
+    /// How often the controller looks for leaderships to move back to preferred replicas.
+    leader_imbalance_check_interval_seconds: u64 = 300, {
+        kafka_names: &["leader.imbalance.check.interval.seconds"],
+        range: Some(1..=INT_MAX),
+    }
 }
 
 /// What is declared about a setting besides its field, type, default and doc.

@@ -13,6 +13,7 @@ mod cluster_tests;
 pub mod config;
 pub mod connection;
 mod connection_limits;
+pub mod controller;
 mod coordinator_load;
 mod coordinator_log;
 mod errors;

@@ -11,13 +11,14 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{FetchRequest, RequestKind};
+use kafka_protocol::messages::{ApiKey, FetchRequest, RequestKind, ResponseKind};
 use sluice_cluster::{NodeId, RequestHandler};
-use sluice_protocol::codec;
+use sluice_protocol::codec::{self, RequestFrame};
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
 use crate::connection::encode_response_chunks;
+use crate::controller::lifecycle::HEARTBEAT_VERSION;
 use crate::request::{ConnectionIdentity, Reply, RequestContext, RequestHeader};
 use crate::router;
 
@@ -34,6 +35,9 @@ impl PeerRequests {
 
     async fn answer(&self, from: NodeId, frame: Bytes) -> Result<Bytes, String> {
         let header = codec::decode_header(frame).map_err(|e| e.to_string())?;
+        if header.api_key == ApiKey::BrokerHeartbeat {
+            return self.heartbeat(from, &header).await;
+        }
         if !router::supports(header.api_key, header.api_version) {
             return Err(format!(
                 "{:?} v{} is not a version this node answers",
@@ -64,6 +68,39 @@ impl PeerRequests {
             Reply::Nothing | Reply::Close => return Ok(Bytes::new()),
         };
         let chunks = encode_response_chunks(correlation_id, api_key, version, response)?;
+        Ok(without_size_prefix(chunks))
+    }
+}
+
+impl PeerRequests {
+    /// A broker's heartbeat to this node's controller: an API of the cluster listener
+    /// only, so not in the client handler table (Kafka serves it on the controller
+    /// listener).
+    async fn heartbeat(&self, from: NodeId, header: &RequestFrame) -> Result<Bytes, String> {
+        let version = header.api_version;
+        if !(0..=HEARTBEAT_VERSION).contains(&version) {
+            return Err(format!(
+                "BrokerHeartbeat v{version} is not a version this node answers"
+            ));
+        }
+        let RequestKind::BrokerHeartbeat(request) =
+            codec::decode_body(header).map_err(|e| e.to_string())?
+        else {
+            return Err("a BrokerHeartbeat frame decoded as another request".into());
+        };
+        if request.broker_id.0 != from {
+            return Err(format!(
+                "node {from} sent a heartbeat for broker {}",
+                request.broker_id.0
+            ));
+        }
+        let response = self.broker.controller.heartbeat(&request).await;
+        let chunks = encode_response_chunks(
+            header.correlation_id,
+            ApiKey::BrokerHeartbeat,
+            version,
+            ResponseKind::BrokerHeartbeat(response),
+        )?;
         Ok(without_size_prefix(chunks))
     }
 }

@@ -139,6 +139,8 @@ impl From<CommitError> for AdminError {
                         ResponseError::FencedLeaderEpoch
                     }
                     RecordConflict::ProducerIdsTaken { .. } => ResponseError::NotController,
+                    RecordConflict::IneligibleReplica { .. } => ResponseError::IneligibleReplica,
+                    RecordConflict::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered,
                 };
                 AdminError::new(code, conflict.to_string())
             }
@@ -257,10 +259,15 @@ fn check_new_topic(
     Ok((partitions, replication))
 }
 
-/// The brokers replicas may be placed on: the registered ones, or this node before it
-/// has registered (start-up creating the internal topics).
+/// The brokers replicas may be placed on: the registered ones that are unfenced and not
+/// shutting down (Kafka places on active brokers only), or this node before it has
+/// registered (start-up creating the internal topics).
 fn registered_brokers(broker: &Broker, image: &MetadataImage) -> Vec<i32> {
-    let brokers: Vec<i32> = image.brokers().map(|b| b.id).collect();
+    let brokers: Vec<i32> = image
+        .brokers()
+        .filter(|b| b.is_eligible())
+        .map(|b| b.id)
+        .collect();
     if brokers.is_empty() {
         vec![broker.node_id()]
     } else {
