@@ -496,3 +496,131 @@ async fn controlled_shutdown_moves_leaderships_away_before_the_broker_stops() {
         .unwrap();
     assert_eq!(end, 2);
 }
+
+impl TestCluster {
+    /// Sends `request` at `version` to node `node`'s handlers as a client would, checks that
+    /// the response encodes at that version, and returns it.
+    async fn ask(
+        &self,
+        node: i32,
+        version: i16,
+        request: kafka_protocol::messages::RequestKind,
+    ) -> kafka_protocol::messages::ResponseKind {
+        let api = crate::router::request_api(&request).unwrap();
+        let ctx = crate::test_context::BrokerTestContext::context(api, version);
+        let response = match crate::router::dispatch(self.node(node), &ctx, request).await {
+            crate::request::Reply::Now(r) => r,
+            crate::request::Reply::Later(task) => task.await.unwrap(),
+            _ => panic!("no response"),
+        };
+        sluice_protocol::codec::encode_response(1, api, version, &response)
+            .unwrap_or_else(|e| panic!("{api:?} v{version} does not encode: {e}"));
+        response
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_see_fenced_brokers_offline_replicas_and_leaderless_partitions() {
+    use kafka_protocol::messages::{
+        DescribeClusterRequest, MetadataRequest, RequestKind, ResponseKind,
+    };
+    let cluster = TestCluster::start(3, |c| c.broker_session_timeout_ms = 1_000).await;
+    cluster.create_topic_with_partitions("t", 3, "1").await;
+    // A topic whose only replica is on node 2.
+    let single = NewTopic {
+        name: "on-2".into(),
+        partitions: 2,
+        replication_factor: 1,
+        configs: Default::default(),
+        internal: false,
+    };
+    create_topic(cluster.node(1), single, false).await.unwrap();
+    let image = cluster.node(1).metadata.image();
+    let on_2 = image.topic("on-2").unwrap();
+    assert_eq!(on_2.partition(1).unwrap().replicas, vec![2]);
+    cluster.net.isolate(2);
+    eventually("node 2 is fenced", || cluster.fenced(2)).await;
+    // Every version encodes what a cluster with a fenced broker looks like.
+    for version in 0..=12 {
+        let topics = (version == 0).then(Vec::new);
+        let request = MetadataRequest::default().with_topics(topics);
+        cluster
+            .ask(1, version, RequestKind::Metadata(request))
+            .await;
+    }
+    let ResponseKind::Metadata(metadata) = cluster
+        .ask(
+            3,
+            12,
+            RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
+        )
+        .await
+    else {
+        panic!("not a Metadata response");
+    };
+    let brokers: Vec<i32> = metadata.brokers.iter().map(|b| b.node_id.0).collect();
+    assert_eq!(brokers, vec![1, 3], "a fenced broker is not listed");
+    let t = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some("t"))
+        .unwrap();
+    let p1 = &t.partitions[1];
+    assert_eq!(p1.leader_id.0, 3);
+    assert_eq!(p1.leader_epoch, 1);
+    assert_eq!(
+        p1.offline_replicas.iter().map(|b| b.0).collect::<Vec<_>>(),
+        vec![2]
+    );
+    let on_2 = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some("on-2"))
+        .unwrap();
+    let leaderless = on_2
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == 1)
+        .unwrap();
+    assert_eq!(leaderless.leader_id.0, -1);
+    assert_eq!(
+        leaderless.error_code,
+        ResponseError::LeaderNotAvailable.code()
+    );
+    let ResponseKind::DescribeCluster(described) = cluster
+        .ask(
+            1,
+            2,
+            RequestKind::DescribeCluster(
+                DescribeClusterRequest::default()
+                    .with_endpoint_type(1)
+                    .with_include_fenced_brokers(true),
+            ),
+        )
+        .await
+    else {
+        panic!("not a DescribeCluster response");
+    };
+    let fenced: Vec<(i32, bool)> = described
+        .brokers
+        .iter()
+        .map(|b| (b.broker_id.0, b.is_fenced))
+        .collect();
+    assert_eq!(fenced, vec![(1, false), (2, true), (3, false)]);
+    // Once node 2 is back and let in again, it leads its own partitions again.
+    cluster.net.heal();
+    eventually("node 2 leads its own partitions again", || {
+        !cluster.fenced(2)
+            && cluster
+                .node(1)
+                .metadata
+                .image()
+                .topic("on-2")
+                .unwrap()
+                .partition(1)
+                .unwrap()
+                .leader
+                == 2
+    })
+    .await;
+}
