@@ -390,6 +390,26 @@ async fn a_deposed_leader_truncates_what_it_alone_had_and_follows_the_new_one() 
     let epochs = |node| cluster.partition(node, "t").end_offset_for_epoch(0);
     assert_eq!(epochs(1), (0, 2));
     assert_eq!(epochs(2), (0, 2));
+    // A client that consumed epoch 0 up to offset 5 on the old leader learns from the new
+    // one that epoch 0 ends at 2: its records past 2 were truncated.
+    assert_eq!(
+        cluster.offset_for_leader_epoch(2, "t", 1, 0).await,
+        (0, 0, 2)
+    );
+    assert_eq!(
+        cluster.offset_for_leader_epoch(2, "t", 1, 1).await,
+        (0, 1, 4)
+    );
+    let fenced = ResponseError::FencedLeaderEpoch.code();
+    assert_eq!(
+        cluster.offset_for_leader_epoch(2, "t", 0, 0).await,
+        (fenced, -1, -1)
+    );
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    assert_eq!(
+        cluster.offset_for_leader_epoch(1, "t", 1, 0).await,
+        (not_leader, -1, -1)
+    );
     eventually("the old leader rejoined the ISR", || {
         cluster.registration("t").isr == vec![1, 2, 3]
     })
@@ -516,6 +536,45 @@ impl TestCluster {
         sluice_protocol::codec::encode_response(1, api, version, &response)
             .unwrap_or_else(|e| panic!("{api:?} v{version} does not encode: {e}"));
         response
+    }
+}
+
+impl TestCluster {
+    /// OffsetForLeaderEpoch v4 for partition 0 of `topic` on node `node`, knowing leader
+    /// epoch `current`: (error code, epoch, end offset).
+    async fn offset_for_leader_epoch(
+        &self,
+        node: i32,
+        topic: &str,
+        current: i32,
+        epoch: i32,
+    ) -> (i16, i32, i64) {
+        use kafka_protocol::messages::offset_for_leader_epoch_request::{
+            OffsetForLeaderPartition, OffsetForLeaderTopic,
+        };
+        use kafka_protocol::messages::{
+            OffsetForLeaderEpochRequest, RequestKind, ResponseKind, TopicName,
+        };
+        let request = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                    topic.to_string(),
+                )))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(current)
+                        .with_leader_epoch(epoch),
+                ]),
+        ]);
+        let ResponseKind::OffsetForLeaderEpoch(response) = self
+            .ask(node, 4, RequestKind::OffsetForLeaderEpoch(request))
+            .await
+        else {
+            panic!("not an OffsetForLeaderEpoch response");
+        };
+        let p = &response.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.end_offset)
     }
 }
 

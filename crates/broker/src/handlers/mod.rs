@@ -10,6 +10,7 @@ pub mod groups;
 pub mod list_offsets;
 pub mod log_dirs;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod producer;
 mod record_checks;
