@@ -138,6 +138,7 @@ impl TestCluster {
             name: name.into(),
             partitions,
             replication_factor: i16::try_from(self.nodes.len()).unwrap(),
+            assignments: None,
             configs: [("min.insync.replicas".to_string(), min_insync.to_string())].into(),
             internal: false,
         };
@@ -590,6 +591,7 @@ async fn clients_see_fenced_brokers_offline_replicas_and_leaderless_partitions()
         name: "on-2".into(),
         partitions: 2,
         replication_factor: 1,
+        assignments: None,
         configs: Default::default(),
         internal: false,
     };
@@ -682,4 +684,68 @@ async fn clients_see_fenced_brokers_offline_replicas_and_leaderless_partitions()
                 == 2
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_get_replicas_on_distinct_brokers_by_default_or_as_assigned() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let new = |name: &str, replication_factor, assignments: Option<Vec<Vec<i32>>>| NewTopic {
+        name: name.into(),
+        partitions: if assignments.is_some() { -1 } else { 3 },
+        replication_factor,
+        assignments,
+        configs: Default::default(),
+        internal: false,
+    };
+    let node = cluster.node(2);
+    let topic = create_topic(node, new("default", -1, None), false)
+        .await
+        .unwrap();
+    let replicas: Vec<Vec<i32>> = topic
+        .partitions
+        .iter()
+        .map(|p| p.replicas.clone())
+        .collect();
+    assert_eq!(replicas, vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]);
+    let chosen = vec![vec![2, 3], vec![3, 1]];
+    let topic = create_topic(node, new("chosen", -1, Some(chosen.clone())), false)
+        .await
+        .unwrap();
+    let replicas: Vec<Vec<i32>> = topic
+        .partitions
+        .iter()
+        .map(|p| p.replicas.clone())
+        .collect();
+    assert_eq!(replicas, chosen);
+    assert_eq!(topic.partition(1).unwrap().leader, 3);
+    for (name, assignments) in [
+        ("twice", vec![vec![2, 2]]),
+        ("unknown", vec![vec![9, 1]]),
+        ("uneven", vec![vec![1, 2], vec![3]]),
+    ] {
+        let refused = create_topic(node, new(name, -1, Some(assignments)), false)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code,
+            ResponseError::InvalidReplicaAssignment,
+            "{name}"
+        );
+    }
+    let refused = create_topic(node, new("too-many", 4, None), false)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ResponseError::InvalidReplicationFactor);
+    // The coordinators' topic: three replicas, two of which acks=all needs.
+    let offsets = crate::topic_admin::ensure_internal_topic(node, "__consumer_offsets")
+        .await
+        .unwrap();
+    assert_eq!(offsets.partition(0).unwrap().replicas.len(), 3);
+    assert_eq!(
+        offsets
+            .configs
+            .get("min.insync.replicas")
+            .map(String::as_str),
+        Some("2")
+    );
 }

@@ -268,6 +268,13 @@ broker_settings! {
         kafka_names: &["replica.fetch.backoff.ms"],
         range: Some(0..=INT_MAX),
     }
+    /// Replicas of each partition of a topic created with replication factor -1 (and of
+    /// auto-created topics); unset: 3, or the number of live brokers when fewer.
+    default_replication_factor: Option<u32> = None, {
+        kafka_names: &["default.replication.factor"],
+        range: Some(1..=32_767),
+        shown_default: Some("3, or the number of brokers when fewer"),
+    }
     /// How often a broker of a cluster tells the controller it is alive.
     broker_heartbeat_interval_ms: u64 = 500, {
         kafka_names: &["broker.heartbeat.interval.ms"],

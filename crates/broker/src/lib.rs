@@ -31,6 +31,7 @@ pub use sluice_metadata as metadata;
 pub mod metrics;
 pub mod partition;
 pub mod peer;
+pub mod placement;
 mod producer_ids;
 pub mod replica;
 pub mod replica_fetcher;
