@@ -272,6 +272,7 @@ broker_settings! {
     /// auto-created topics); unset: 3, or the number of live brokers when fewer.
     default_replication_factor: Option<u32> = None, {
         kafka_names: &["default.replication.factor"],
+        kafka_value: KafkaValue::EffectiveReplicationFactor,
         range: Some(1..=32_767),
         shown_default: Some("3, or the number of brokers when fewer"),
     }
@@ -344,6 +345,9 @@ pub enum KafkaValue {
     Advertised,
     /// The connection limit the broker settled on at start-up, within the open-files limit.
     EffectiveConnections,
+    /// The replication factor a topic created with -1 gets now (unset: 3, or the live
+    /// brokers when fewer).
+    EffectiveReplicationFactor,
 }
 
 /// One broker setting, as declared in the settings table.

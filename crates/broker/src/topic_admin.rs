@@ -238,8 +238,12 @@ fn check_new_topic(
     let asked = chosen.map_or(topic.replication_factor, |a| {
         i16::try_from(a.first().map_or(0, Vec::len)).unwrap_or(i16::MAX)
     });
+    let asked = if asked == -1 {
+        default_replication_factor(broker, image)
+    } else {
+        asked
+    };
     let replication = match asked {
-        -1 => default_replication_factor(broker, brokers),
         n if n >= 1 && usize::try_from(n).is_ok_and(|n| n <= brokers) => n,
         n if n >= 1 => {
             return Err(AdminError::new(
@@ -294,13 +298,19 @@ fn live_brokers(broker: &Broker, image: &MetadataImage) -> Vec<Candidate> {
     }
 }
 
-/// `default.replication.factor`, or when unset 3 capped by the live brokers.
-fn default_replication_factor(broker: &Broker, live: usize) -> i16 {
-    let default = broker
-        .config
-        .default_replication_factor
-        .map_or_else(|| live.clamp(1, 3), |n| usize::try_from(n).unwrap_or(1));
-    i16::try_from(default).unwrap_or(i16::MAX)
+/// The replication factor of a topic created with -1: `default.replication.factor`, or
+/// when unset [`live_replication_cap`].
+pub(crate) fn default_replication_factor(broker: &Broker, image: &MetadataImage) -> i16 {
+    match broker.config.default_replication_factor {
+        Some(n) => i16::try_from(n).unwrap_or(i16::MAX),
+        None => live_replication_cap(broker, image),
+    }
+}
+
+/// 3, or the number of live brokers when fewer: as many replicas as a small cluster has,
+/// as many as Kafka recommends for a large one.
+pub(crate) fn live_replication_cap(broker: &Broker, image: &MetadataImage) -> i16 {
+    i16::try_from(live_brokers(broker, image).len().clamp(1, 3)).unwrap_or(3)
 }
 
 /// A client's own replica assignment (Kafka's `validateManualPartitionAssignment`): every
