@@ -188,7 +188,7 @@ fn broker_configs(
     broker: &Broker,
     dynamic: &BTreeMap<String, String>,
 ) -> Vec<(ResolvedConfig, bool)> {
-    let mut statics: Vec<(&'static str, String, String, ConfigType)> = SETTINGS
+    let statics: Vec<(&'static str, String, String, ConfigType)> = SETTINGS
         .iter()
         .filter(|s| s.options.needs_restart)
         .flat_map(|setting| {
