@@ -53,6 +53,8 @@ pub struct Broker {
     pub log_reconciler: Arc<LogReconciler>,
     /// The partitions on this node: every append and read goes through it.
     pub replicas: ReplicaManager,
+    /// The other nodes of the cluster (Kafka requests to them), once the node has peers.
+    pub peers: std::sync::OnceLock<Arc<dyn sluice_cluster::Transport>>,
     /// Copies the logs of the partitions this node follows from their leaders.
     pub replica_fetchers: Arc<ReplicaFetchers>,
     /// The controller, acting while this node leads the metadata quorum of a cluster.
@@ -90,11 +92,15 @@ impl Broker {
         peers: Arc<dyn sluice_cluster::Transport>,
         stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        self.replica_fetchers.start(peers.clone(), stop.clone());
+        if self.peers.set(peers).is_err() {
+            tracing::error!("the cluster was started twice on this node; keeping the first");
+            return;
+        }
+        self.replica_fetchers.start(stop.clone());
         crate::isr::start(Arc::downgrade(self), stop.clone());
         if self.metadata.has_controller() {
             self.controller.start(stop.clone());
-            self.lifecycle.start(peers, stop);
+            self.lifecycle.start(stop);
         }
     }
 
@@ -183,6 +189,7 @@ pub(crate) async fn open_broker_with_metadata(
         metadata,
         log_reconciler: Arc::new(LogReconciler::new(weak.clone())),
         replicas: ReplicaManager::new(logs),
+        peers: std::sync::OnceLock::new(),
         replica_fetchers: Arc::new(ReplicaFetchers::new(weak.clone())),
         controller: Arc::new(Controller::new(weak.clone())),
         lifecycle: Arc::new(BrokerLifecycle::new(weak.clone())),

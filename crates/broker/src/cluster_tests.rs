@@ -749,3 +749,184 @@ async fn topics_get_replicas_on_distinct_brokers_by_default_or_as_assigned() {
         Some("2")
     );
 }
+
+/// Kafka request builders for the transaction test.
+mod txn_requests {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use sluice_protocol::batch::RecordBatchBuilder;
+    use sluice_protocol::kafka_protocol;
+
+    pub fn tid() -> TransactionalId {
+        TransactionalId(StrBytes::from_static_str("tx"))
+    }
+
+    pub fn topic() -> TopicName {
+        TopicName(StrBytes::from_static_str("t"))
+    }
+
+    pub fn find_coordinator() -> RequestKind {
+        RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("tx"))
+                .with_key_type(1),
+        )
+    }
+
+    pub fn init_producer_id() -> RequestKind {
+        RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(Some(tid()))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+    }
+
+    pub fn add_partitions(producer_id: i64, epoch: i16, partitions: Vec<i32>) -> RequestKind {
+        RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(tid())
+                .with_v3_and_below_producer_id(ProducerId(producer_id))
+                .with_v3_and_below_producer_epoch(epoch)
+                .with_v3_and_below_topics(vec![
+                    AddPartitionsToTxnTopic::default()
+                        .with_name(topic())
+                        .with_partitions(partitions),
+                ]),
+        )
+    }
+
+    pub fn produce(producer_id: i64, epoch: i16, partition: i32, sequence: i32) -> RequestKind {
+        let mut batch = RecordBatchBuilder::new()
+            .producer(producer_id, epoch, sequence)
+            .transactional(true);
+        batch.push(0, Some(b"key"), Some(b"in a transaction"), &[]);
+        RequestKind::Produce(
+            ProduceRequest::default()
+                .with_transactional_id(Some(tid()))
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![
+                    TopicProduceData::default()
+                        .with_name(topic())
+                        .with_partition_data(vec![
+                            PartitionProduceData::default()
+                                .with_index(partition)
+                                .with_records(Some(batch.build().into())),
+                        ]),
+                ]),
+        )
+    }
+
+    pub fn end_txn(producer_id: i64, epoch: i16) -> RequestKind {
+        RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(tid())
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch)
+                .with_committed(true),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_spans_partitions_led_by_other_nodes() {
+    use kafka_protocol::messages::ResponseKind;
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.create_topic_with_partitions("t", 3, "2").await;
+    let ResponseKind::FindCoordinator(found) =
+        cluster.ask(1, 3, txn_requests::find_coordinator()).await
+    else {
+        panic!("not a FindCoordinator response");
+    };
+    assert_eq!(found.error_code, 0, "{found:?}");
+    let coordinator = found.node_id.0;
+    let ResponseKind::InitProducerId(init) = cluster
+        .ask(coordinator, 4, txn_requests::init_producer_id())
+        .await
+    else {
+        panic!("not an InitProducerId response");
+    };
+    assert_eq!(init.error_code, 0, "{init:?}");
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let ResponseKind::AddPartitionsToTxn(added) = cluster
+        .ask(
+            coordinator,
+            3,
+            txn_requests::add_partitions(pid, epoch, vec![0, 1, 2]),
+        )
+        .await
+    else {
+        panic!("not an AddPartitionsToTxn response");
+    };
+    let codes: Vec<i16> = added
+        .results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| {
+            t.results_by_partition
+                .iter()
+                .map(|p| p.partition_error_code)
+        })
+        .collect();
+    assert_eq!(codes, vec![0, 0, 0]);
+    // Each partition's leader verifies the write with the coordinator, wherever it is.
+    for partition in 0..3 {
+        let leader = partition + 1;
+        let ResponseKind::Produce(produced) = cluster
+            .ask(leader, 9, txn_requests::produce(pid, epoch, partition, 0))
+            .await
+        else {
+            panic!("not a Produce response");
+        };
+        let p = &produced.responses[0].partition_responses[0];
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, 0),
+            "partition {partition}"
+        );
+    }
+    // A partition the transaction does not hold refuses a transactional write on its
+    // leader, coordinator here or not: nothing slips into the transaction.
+    let other = (1..=3).find(|&n| n != coordinator).unwrap();
+    cluster.create_topic_with_partitions("u", 3, "1").await;
+    let late = {
+        let mut r = txn_requests::produce(pid, epoch, other - 1, 0);
+        if let kafka_protocol::messages::RequestKind::Produce(p) = &mut r {
+            p.topic_data[0].name = kafka_protocol::messages::TopicName(
+                kafka_protocol::protocol::StrBytes::from_static_str("u"),
+            );
+        }
+        r
+    };
+    let ResponseKind::Produce(refused) = cluster.ask(other, 9, late).await else {
+        panic!("not a Produce response");
+    };
+    assert_eq!(
+        refused.responses[0].partition_responses[0].error_code,
+        ResponseError::InvalidTxnState.code()
+    );
+    // Committing writes the markers into all three partitions, two of them through
+    // their leaders on other nodes.
+    let ResponseKind::EndTxn(ended) = cluster
+        .ask(coordinator, 3, txn_requests::end_txn(pid, epoch))
+        .await
+    else {
+        panic!("not an EndTxn response");
+    };
+    assert_eq!(ended.error_code, 0, "{ended:?}");
+    eventually(
+        "every partition holds its record and the COMMIT marker",
+        || {
+            (0..3).all(|partition| {
+                let offsets = cluster
+                    .partition_of(partition + 1, "t", partition)
+                    .offsets();
+                offsets.log_end_offset == 2 && offsets.last_stable_offset == 2
+            })
+        },
+    )
+    .await;
+}

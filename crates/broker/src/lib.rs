@@ -45,6 +45,7 @@ mod session;
 mod test_context;
 pub mod topic_admin;
 pub mod topic_config;
+mod txn_verification;
 mod txn_wiring;
 
 pub use config::BrokerConfig;

@@ -7,6 +7,7 @@
 //! A request frame here is what a client sends after the 4-byte length (header and body);
 //! the answer is the response frame after its length. An empty answer means "no response"
 //! (an undecodable or refused request), which the caller treats as a lost call.
+//! [`call_peer`] is the other side: how this node sends such a request.
 
 use std::sync::Arc;
 
@@ -117,6 +118,43 @@ impl RequestHandler for PeerRequests {
             }
         })
     }
+}
+
+/// Why a request to a peer node got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    /// The node did not answer (unreachable, link cut, lost).
+    #[error(transparent)]
+    Transport(#[from] sluice_cluster::TransportError),
+    /// It did not answer in time.
+    #[error("node {0} did not answer in time")]
+    Timeout(NodeId),
+    /// It refused the request (an empty answer: undecodable or not allowed there).
+    #[error("node {0} refused the request")]
+    Refused(NodeId),
+    /// The request or its answer could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+}
+
+/// Sends `request` at `version` to node `to` over `peers` and decodes its answer, waiting
+/// at most `timeout`.
+pub async fn call_peer<R: kafka_protocol::protocol::Request>(
+    peers: &dyn sluice_cluster::Transport,
+    to: NodeId,
+    version: i16,
+    request: &R,
+    timeout: std::time::Duration,
+) -> Result<R::Response, PeerCallError> {
+    let client_id = format!("sluice-node-{}", peers.local());
+    let frame = codec::encode_request(version, 0, &client_id, request)?.freeze();
+    let answer = tokio::time::timeout(timeout, peers.call(to, frame))
+        .await
+        .map_err(|_| PeerCallError::Timeout(to))??;
+    if answer.is_empty() {
+        return Err(PeerCallError::Refused(to));
+    }
+    Ok(codec::decode_response::<R>(version, answer)?.1)
 }
 
 /// A node fetches as itself: a Fetch naming another replica is refused, so one node cannot

@@ -4,17 +4,17 @@
 //! stop and waits until the controller has moved its leaderships away.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId};
 use sluice_cluster::Transport;
-use sluice_protocol::codec;
 use sluice_protocol::kafka_protocol;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
+use crate::peer::call_peer;
 
 /// The BrokerHeartbeat version brokers send.
 pub const HEARTBEAT_VERSION: i16 = 1;
@@ -31,7 +31,6 @@ pub struct LifecycleState {
 /// This broker's heartbeats.
 pub struct BrokerLifecycle {
     broker: Weak<Broker>,
-    peers: OnceLock<Arc<dyn Transport>>,
     want_shut_down: AtomicBool,
     state: watch::Sender<LifecycleState>,
 }
@@ -45,18 +44,14 @@ impl BrokerLifecycle {
         });
         Self {
             broker,
-            peers: OnceLock::new(),
             want_shut_down: AtomicBool::new(false),
             state,
         }
     }
 
-    /// Heartbeats over `peers` (or straight to this node's controller when it leads the
-    /// quorum) until `stop`.
-    pub fn start(self: &Arc<Self>, peers: Arc<dyn Transport>, mut stop: watch::Receiver<bool>) {
-        if self.peers.set(peers).is_err() {
-            return;
-        }
+    /// Heartbeats over the broker's peers (or straight to this node's controller when it
+    /// leads the quorum) until `stop`.
+    pub fn start(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
         let lifecycle = self.clone();
         tokio::spawn(async move {
             loop {
@@ -115,8 +110,9 @@ impl BrokerLifecycle {
             None => return Some(interval),
             Some(leader) if leader == local => broker.controller.heartbeat(&request).await,
             Some(leader) => {
+                let peers = broker.peers.get()?.clone();
                 drop(broker);
-                match self.send(leader, &request, interval).await {
+                match send(&*peers, leader, &request, interval).await {
                     Some(response) => response,
                     None => return Some(interval),
                 }
@@ -135,29 +131,20 @@ impl BrokerLifecycle {
         }
         Some(interval)
     }
+}
 
-    /// Sends a heartbeat to the quorum leader `leader` over the node-to-node transport.
-    async fn send(
-        &self,
-        leader: i32,
-        request: &BrokerHeartbeatRequest,
-        interval: Duration,
-    ) -> Option<BrokerHeartbeatResponse> {
-        let peers = self.peers.get()?;
-        let frame = codec::encode_request(HEARTBEAT_VERSION, 0, "sluice-broker-lifecycle", request)
-            .ok()?
-            .freeze();
-        let answer = tokio::time::timeout(interval * 4, peers.call(leader, frame)).await;
-        let bytes = match answer {
-            Ok(Ok(bytes)) if !bytes.is_empty() => bytes,
-            _ => return None,
-        };
-        match codec::decode_response::<BrokerHeartbeatRequest>(HEARTBEAT_VERSION, bytes) {
-            Ok((_, response)) => Some(response),
-            Err(e) => {
-                tracing::warn!(leader, error = %e, "undecodable heartbeat response");
-                None
-            }
+/// Sends a heartbeat to the quorum leader `leader` over the node-to-node transport.
+async fn send(
+    peers: &dyn Transport,
+    leader: i32,
+    request: &BrokerHeartbeatRequest,
+    interval: Duration,
+) -> Option<BrokerHeartbeatResponse> {
+    match call_peer(peers, leader, HEARTBEAT_VERSION, request, interval * 4).await {
+        Ok(response) => Some(response),
+        Err(e) => {
+            tracing::debug!(leader, error = %e, "heartbeat to the controller failed");
+            None
         }
     }
 }

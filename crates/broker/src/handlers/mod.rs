@@ -16,6 +16,7 @@ pub mod producer;
 mod record_checks;
 pub mod topics;
 pub mod transactions;
+pub mod txn_markers;
 
 #[cfg(test)]
 mod tests;
