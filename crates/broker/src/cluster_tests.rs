@@ -930,3 +930,92 @@ async fn a_transaction_spans_partitions_led_by_other_nodes() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_move_with_the_coordinator_partition_s_leadership() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, RequestKind,
+        ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.create_topic("t", "2").await;
+    let find = || {
+        RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")),
+        )
+    };
+    let coordinator_of = |response: ResponseKind| match response {
+        ResponseKind::FindCoordinator(f) => (f.error_code, f.node_id.0),
+        other => panic!("not a FindCoordinator response: {other:?}"),
+    };
+    let (code, first) = coordinator_of(cluster.ask(2, 3, find()).await);
+    assert_eq!((code, first), (0, 1), "node 1 leads __consumer_offsets-0");
+    let commit = RequestKind::OffsetCommit(
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(42),
+                    ]),
+            ]),
+    );
+    let ResponseKind::OffsetCommit(committed) = cluster.ask(1, 8, commit).await else {
+        panic!("not an OffsetCommit response");
+    };
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    // Node 2 takes over the coordinator partition, as after node 1's failure.
+    cluster.elect("__consumer_offsets", 2, vec![2, 3]).await;
+    let (code, moved) = coordinator_of(cluster.ask(3, 3, find()).await);
+    assert_eq!((code, moved), (0, 2));
+    let fetch = || {
+        RequestKind::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("t")))
+                        .with_partition_indexes(vec![0]),
+                ])),
+        )
+    };
+    let fetched = |response: ResponseKind| match response {
+        ResponseKind::OffsetFetch(f) => (
+            f.error_code,
+            f.topics
+                .first()
+                .map_or(-2, |t| t.partitions[0].committed_offset),
+        ),
+        other => panic!("not an OffsetFetch response: {other:?}"),
+    };
+    let (code, _) = fetched(cluster.ask(1, 7, fetch()).await);
+    assert_eq!(
+        code,
+        ResponseError::NotCoordinator.code(),
+        "node 1 gave it up"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, offset) = fetched(cluster.ask(2, 7, fetch()).await);
+        if code == ResponseError::CoordinatorLoadInProgress.code() {
+            assert!(tokio::time::Instant::now() < deadline, "still loading");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        assert_eq!(
+            (code, offset),
+            (0, 42),
+            "the new coordinator has the committed offset"
+        );
+        break;
+    }
+}
