@@ -1019,3 +1019,61 @@ async fn committed_offsets_move_with_the_coordinator_partition_s_leadership() {
         break;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{ElectLeadersRequest, RequestKind, ResponseKind, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = TestCluster::start(3, |c| {
+        c.broker_session_timeout_ms = 1_000;
+        c.auto_leader_rebalance_enable = false;
+    })
+    .await;
+    cluster.create_topic_with_partitions("t", 3, "1").await;
+    cluster.net.isolate(2);
+    eventually("node 2 is fenced", || cluster.fenced(2)).await;
+    cluster.net.heal();
+    eventually("node 2 is back in every ISR", || {
+        !cluster.fenced(2) && (0..3).all(|p| cluster.registration_of("t", p).isr.len() == 3)
+    })
+    .await;
+    assert_eq!(
+        cluster.registration_of("t", 1).leader,
+        3,
+        "no automatic rebalance"
+    );
+    let elect = |election_type: i8, partitions: Vec<i32>| {
+        RequestKind::ElectLeaders(
+            ElectLeadersRequest::default()
+                .with_election_type(election_type)
+                .with_timeout_ms(10_000)
+                .with_topic_partitions(Some(vec![
+                    TopicPartitions::default()
+                        .with_topic(TopicName(StrBytes::from_static_str("t")))
+                        .with_partitions(partitions),
+                ])),
+        )
+    };
+    let codes = |response: ResponseKind| match response {
+        ResponseKind::ElectLeaders(r) => r.replica_election_results[0]
+            .partition_result
+            .iter()
+            .map(|p| (p.partition_id, p.error_code))
+            .collect::<Vec<_>>(),
+        other => panic!("not an ElectLeaders response: {other:?}"),
+    };
+    let not_needed = ResponseError::ElectionNotNeeded.code();
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(
+        codes(cluster.ask(3, 2, elect(0, vec![0, 1, 9])).await),
+        vec![(0, not_needed), (1, 0), (9, unknown)]
+    );
+    assert_eq!(cluster.registration_of("t", 1).leader, 2);
+    assert_eq!(cluster.registration_of("t", 1).leader_epoch, LeaderEpoch(2));
+    // Unclean election is for partitions without a leader only.
+    assert_eq!(
+        codes(cluster.ask(1, 2, elect(1, vec![1])).await),
+        vec![(1, not_needed)]
+    );
+}

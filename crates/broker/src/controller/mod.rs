@@ -311,8 +311,8 @@ impl Controller {
                             outcomes.push(ElectionOutcome::Elected(change.leader));
                         }
                         _ if registration.leader >= 0
-                            && election == Election::Preferred
-                            && registration.replicas.first() == Some(&registration.leader) =>
+                            && (election == Election::Unclean
+                                || registration.replicas.first() == Some(&registration.leader)) =>
                         {
                             outcomes.push(ElectionOutcome::AlreadyLeading);
                         }
@@ -330,7 +330,8 @@ impl Controller {
 pub enum ElectionOutcome {
     /// This replica leads now.
     Elected(i32),
-    /// The preferred replica led already (ELECTION_NOT_NEEDED).
+    /// No election was needed: the preferred replica leads already, or (unclean) the
+    /// partition has a leader (ELECTION_NOT_NEEDED).
     AlreadyLeading,
     /// No eligible replica could be elected (ELIGIBLE_LEADERS_NOT_AVAILABLE).
     NotElected,

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod commit_topics;
 pub mod configs;
 pub mod delete_records;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
