@@ -1077,3 +1077,79 @@ async fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
         vec![(1, not_needed)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_topic_partitions_pages_through_partitions_with_a_cursor() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    use kafka_protocol::messages::{
+        DescribeTopicPartitionsRequest, RequestKind, ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.create_topic_with_partitions("a", 3, "1").await;
+    cluster.create_topic_with_partitions("b", 2, "1").await;
+    let name = |n: &str| TopicName(StrBytes::from_string(n.to_string()));
+    let page = |cursor: Option<(&str, i32)>| {
+        RequestKind::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_topics(
+                    ["b", "a", "missing"]
+                        .map(|n| TopicRequest::default().with_name(name(n)))
+                        .to_vec(),
+                )
+                .with_response_partition_limit(2)
+                .with_cursor(cursor.map(|(t, p)| {
+                    Cursor::default()
+                        .with_topic_name(name(t))
+                        .with_partition_index(p)
+                })),
+        )
+    };
+    let summary = |response: ResponseKind| match response {
+        ResponseKind::DescribeTopicPartitions(r) => (
+            r.topics
+                .iter()
+                .map(|t| {
+                    let partitions: Vec<(i32, i32, usize)> = t
+                        .partitions
+                        .iter()
+                        .map(|p| (p.partition_index, p.leader_id.0, p.isr_nodes.len()))
+                        .collect();
+                    (
+                        t.name.as_ref().unwrap().to_string(),
+                        t.error_code,
+                        partitions,
+                    )
+                })
+                .collect::<Vec<_>>(),
+            r.next_cursor
+                .map(|c| (c.topic_name.to_string(), c.partition_index)),
+        ),
+        other => panic!("not a DescribeTopicPartitions response: {other:?}"),
+    };
+    let (topics, cursor) = summary(cluster.ask(2, 0, page(None)).await);
+    assert_eq!(
+        topics,
+        vec![("a".to_string(), 0, vec![(0, 1, 3), (1, 2, 3)])]
+    );
+    assert_eq!(cursor, Some(("a".to_string(), 2)));
+    let (topics, cursor) = summary(cluster.ask(2, 0, page(Some(("a", 2)))).await);
+    assert_eq!(
+        topics,
+        vec![
+            ("a".to_string(), 0, vec![(2, 3, 3)]),
+            ("b".to_string(), 0, vec![(0, 1, 3)])
+        ]
+    );
+    assert_eq!(cursor, Some(("b".to_string(), 1)));
+    let (topics, cursor) = summary(cluster.ask(2, 0, page(Some(("b", 1)))).await);
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(
+        topics,
+        vec![
+            ("b".to_string(), 0, vec![(1, 2, 3)]),
+            ("missing".to_string(), unknown, vec![])
+        ]
+    );
+    assert_eq!(cursor, None);
+}

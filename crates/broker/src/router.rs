@@ -19,8 +19,9 @@ use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
 use crate::handlers::{
-    cluster, configs, delete_records, elect_leaders, fetch, groups, list_offsets, log_dirs,
-    metadata, offset_for_leader_epoch, produce, producer, topics, transactions, txn_markers,
+    cluster, configs, delete_records, describe_topic_partitions, elect_leaders, fetch, groups,
+    list_offsets, log_dirs, metadata, offset_for_leader_epoch, produce, producer, topics,
+    transactions, txn_markers,
 };
 use crate::request::{Reply, RequestContext};
 
@@ -124,6 +125,7 @@ handler_table! {
     (OffsetForLeaderEpoch, 2..=4, offset_for_leader_epoch::offset_for_leader_epoch),
     (WriteTxnMarkers, 1..=1, txn_markers::write_txn_markers),
     (ElectLeaders, 0..=2, elect_leaders::elect_leaders),
+    (DescribeTopicPartitions, 0..=0, describe_topic_partitions::describe_topic_partitions),
 }
 
 /// Whether `api` at `version` is one we decode and answer.
