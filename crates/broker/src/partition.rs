@@ -399,6 +399,15 @@ impl Partition {
         self.state.read().role.leader_epoch()
     }
 
+    /// Where this node's leadership of the partition began (its log end then), if it
+    /// leads it.
+    pub fn leader_epoch_start_offset(&self) -> Option<i64> {
+        match &self.state.read().role {
+            PartitionRole::Leader(leader) => Some(leader.epoch_start_offset),
+            PartitionRole::Follower(_) => None,
+        }
+    }
+
     /// Whether this node leads the partition.
     pub fn is_leader(&self) -> bool {
         self.state.read().role.is_leader()
