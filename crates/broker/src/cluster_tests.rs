@@ -464,6 +464,16 @@ async fn a_silent_broker_is_fenced_its_leaderships_move_and_it_comes_back() {
     let moved = cluster.registration_of("t", 1);
     assert_eq!((moved.leader, moved.isr.clone()), (3, vec![3, 1]));
     assert_eq!(moved.leader_epoch, LeaderEpoch(1));
+    // Node 3 now leads partitions 1 and 2, each with 2 of 3 replicas in sync.
+    let metrics = crate::http::render(cluster.node(3)).await;
+    for line in [
+        "sluice_under_replicated_partitions 2\n",
+        "sluice_under_min_isr_partitions 0\n",
+        "sluice_offline_partitions 0\n",
+        "sluice_metadata_quorum_leader 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
     // What node 2 acknowledged is on the new leader, which continues after it.
     let end = cluster
         .produce_to(3, "t", 1, RequiredAcks::All, &["c"])
