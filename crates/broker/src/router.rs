@@ -415,8 +415,29 @@ mod tests {
                         Outcome::Response(r) => r,
                         Outcome::NoResponse | Outcome::Closed => continue,
                     };
-                    sluice_protocol::codec::encode_response(1, api, v, &response)
+                    let frame = sluice_protocol::codec::encode_response(1, api, v, &response)
                         .unwrap_or_else(|e| panic!("{api:?} v{v}: {e}"));
+                    // A client reads exactly the frame the length announces, header then
+                    // body, and nothing is left over.
+                    let announced = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+                    assert_eq!(
+                        announced as usize,
+                        frame.len() - 4,
+                        "{api:?} v{v}: frame length"
+                    );
+                    let mut rest = frame.slice(4..);
+                    <kafka_protocol::messages::ResponseHeader as kafka_protocol::protocol::Decodable>::decode(
+                        &mut rest,
+                        api.response_header_version(v),
+                    )
+                    .unwrap_or_else(|e| panic!("{api:?} v{v} header: {e}"));
+                    ResponseKind::decode(api, &mut rest, v)
+                        .unwrap_or_else(|e| panic!("{api:?} v{v} body: {e}"));
+                    assert!(
+                        rest.is_empty(),
+                        "{api:?} v{v}: {} bytes left over",
+                        rest.len()
+                    );
                     checked += 1;
                 }
             }
