@@ -163,7 +163,6 @@ async fn serve(config: BrokerConfig) -> Result<(), String> {
         std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
     let server = Server::start(config).await.map_err(|e| e.to_string())?;
     let broker = server.broker();
-    tracing::info!("Sluice {} started", env!("CARGO_PKG_VERSION"));
     tracing::info!(
         data_dir = %data_dir.display(),
         partitions = server.recovered_partitions,
@@ -213,6 +212,8 @@ async fn serve(config: BrokerConfig) -> Result<(), String> {
     if let Some(id) = &broker.config.debug_client_id {
         tracing::info!(client_id = %id, "logging every request of this client");
     }
+    // Last: the start is complete (scripts and tests wait for this line).
+    tracing::info!("Sluice {} started", env!("CARGO_PKG_VERSION"));
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests and syncing logs");
     server.shutdown().await.map_err(|e| e.to_string())?;

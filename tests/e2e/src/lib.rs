@@ -39,6 +39,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 /// How long a broker may take to accept connections after it is spawned.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a broker logs once it has opened its logs and loaded its coordinators.
+const STARTED_LINE: &str = concat!("Sluice ", env!("CARGO_PKG_VERSION"), " started");
 /// How long a broker may take to exit after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Timeout for single client calls (metadata, admin, watermarks).
@@ -230,6 +232,9 @@ impl Broker {
 
     fn spawn_and_wait(&mut self) {
         assert!(self.child.is_none(), "broker already running");
+        // The listener is bound before the logs are opened: a start is complete when the
+        // broker logs that it started (each start of this broker appends one such line).
+        let starts_before = self.log().matches(STARTED_LINE).count();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -260,7 +265,9 @@ impl Broker {
                 self.child = None;
                 panic!("broker exited during startup with {status}");
             }
-            if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
+            if self.log().matches(STARTED_LINE).count() > starts_before
+                && TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok()
+            {
                 return;
             }
             if Instant::now() >= deadline {
