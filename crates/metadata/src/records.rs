@@ -109,4 +109,28 @@ pub enum MetadataRecord {
         /// The full set of dynamic broker configs after the change.
         configs: BTreeMap<String, String>,
     },
+    /// The cluster's id, decided once by the first node that finds none (Kafka keeps it in
+    /// every node's `meta.properties`; here every node adopts the committed one).
+    ClusterIdSet {
+        /// The id, URL-safe base64 of a UUID as Kafka renders it.
+        cluster_id: String,
+    },
+    /// A partition's whole registration, as a snapshot of the image records it (Kafka's
+    /// `PartitionRecord`): unlike `PartitionChanged` it sets the epochs as they are.
+    PartitionState {
+        /// Topic id.
+        topic_id: Uuid,
+        /// Partition index.
+        partition: i32,
+        /// The replicas, the preferred leader first.
+        replicas: Vec<i32>,
+        /// The in-sync replicas.
+        isr: Vec<i32>,
+        /// The leader (-1: none).
+        leader: i32,
+        /// The leader epoch.
+        leader_epoch: i32,
+        /// The partition epoch.
+        partition_epoch: i32,
+    },
 }
