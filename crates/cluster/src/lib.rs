@@ -13,11 +13,14 @@
 
 mod kinds;
 mod memory;
+mod node;
 pub mod quorum;
+pub mod rpc;
 mod transport;
 mod voters;
 
 pub use kinds::{Channel, Handlers, RpcKind};
 pub use memory::{LinkFaults, MemoryNetwork, MemoryTransport};
+pub use node::{ClusterConfig, ClusterError, ClusterNode};
 pub use transport::{BoxFuture, NodeId, RequestHandler, Transport, TransportError};
 pub use voters::{Voter, Voters};
