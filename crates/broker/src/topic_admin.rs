@@ -139,6 +139,8 @@ impl From<CommitError> for AdminError {
                         ResponseError::FencedLeaderEpoch
                     }
                     RecordConflict::ProducerIdsTaken { .. } => ResponseError::NotController,
+                    // Never proposed by admin requests.
+                    RecordConflict::ClusterIdSet(_) => ResponseError::UnknownServerError,
                 };
                 AdminError::new(code, conflict.to_string())
             }

@@ -212,6 +212,7 @@ impl ClusterNode {
             }
         }
         self.check_refusals(&refusals)?;
+        self.local.mark_joined();
         tracing::info!(
             leader = ?self.quorum.leader(),
             term = self.quorum.term(),

@@ -236,9 +236,10 @@ async fn a_new_leader_takes_over_within_the_election_timeout_and_commits_continu
     let new = cluster.leader(&rest).await;
     let took = stopped.elapsed();
     assert_ne!(new, old);
-    // A follower notices after its election timeout (at most 2 s) and wins the vote
-    // (a split vote costs another round).
-    assert!(took <= Duration::from_secs(5), "took {took:?}");
+    // A follower calls an election after its election timeout (1–1.5 s, checked on
+    // openraft's 375 ms ticks); the other refuses while the old leader's lease (1.5 s)
+    // runs, so usually the second round wins (2.6–3 s); a split vote costs one more.
+    assert!(took <= Duration::from_millis(4500), "took {took:?}");
     for id in &rest {
         propose(&cluster.node(*id).store, topic(&format!("after-{id}")))
             .await

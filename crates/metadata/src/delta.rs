@@ -126,7 +126,11 @@ mod tests {
     #[test]
     fn between_two_images_names_every_difference() {
         let mut old = MetadataImage::new(1);
-        for r in [created("kept", 1, 1), created("gone", 2, 1), created("same", 4, 1)] {
+        for r in [
+            created("kept", 1, 1),
+            created("gone", 2, 1),
+            created("same", 4, 1),
+        ] {
             old.apply(&r);
         }
         let mut new = old.clone();

@@ -258,12 +258,16 @@ impl MetadataImage {
                 cluster_id: cluster_id.clone(),
             });
         }
-        records.extend(self.brokers.values().map(|b| MetadataRecord::BrokerRegistered {
-            id: b.id,
-            incarnation_id: b.incarnation_id,
-            endpoints: b.endpoints.clone(),
-            rack: b.rack.clone(),
-        }));
+        records.extend(
+            self.brokers
+                .values()
+                .map(|b| MetadataRecord::BrokerRegistered {
+                    id: b.id,
+                    incarnation_id: b.incarnation_id,
+                    endpoints: b.endpoints.clone(),
+                    rack: b.rack.clone(),
+                }),
+        );
         if !self.broker_configs.is_empty() {
             records.push(MetadataRecord::BrokerConfigsChanged {
                 configs: self.broker_configs.clone(),

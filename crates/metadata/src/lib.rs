@@ -20,7 +20,7 @@ pub use backend::{BoxFuture, CommitError, LocalBackend, MetadataBackend};
 pub use conflict::RecordConflict;
 pub use delta::{MetadataDelta, MetadataPublisher};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
-pub use log::{MetadataLog, MetadataLogError};
+pub use log::{LOCAL_LOG_FILE, MetadataLog, MetadataLogError};
 pub use records::{EndpointRecord, MetadataRecord, PartitionAssignment};
 
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! DescribeCluster: this node as the whole cluster and its controller.
+//! DescribeCluster: the registered brokers and the controller (the quorum leader).
 
 use std::sync::Arc;
 
@@ -32,7 +32,13 @@ pub async fn describe_cluster(
     )))
 }
 
-/// This node as the whole cluster.
+/// The node clients are told is the controller: the metadata quorum's leader (this node
+/// when it is alone, or while no leader is known).
+pub fn controller(broker: &Broker) -> i32 {
+    broker.metadata.leader().unwrap_or(broker.node_id())
+}
+
+/// The cluster as this node's metadata has it.
 fn describe(
     broker: &Arc<Broker>,
     req: DescribeClusterRequest,
@@ -61,7 +67,7 @@ fn describe(
         })
         .collect();
     base.with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_controller_id(BrokerId(controller(broker)))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             ALL_CLUSTER_OPERATIONS

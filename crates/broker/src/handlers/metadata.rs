@@ -163,7 +163,11 @@ fn respond(
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id((version >= 2).then(|| StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(if version >= 1 { broker.node_id() } else { -1 }))
+        .with_controller_id(BrokerId(if version >= 1 {
+            crate::handlers::cluster::controller(broker)
+        } else {
+            -1
+        }))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops)
 }

@@ -56,6 +56,19 @@ struct Peer {
     backoff: Duration,
     /// What the peer said in its last handshake.
     hello: Option<Hello>,
+    /// The last connect failed (logged once, until a connect succeeds again).
+    unreachable: bool,
+}
+
+/// Why a connection to a peer was not made.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    /// No connection, or it broke during the handshake.
+    #[error("{0}")]
+    Failed(String),
+    /// One side refused the other's handshake, for this reason.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What a call's exchange on one connection gave.
@@ -120,18 +133,24 @@ impl TcpTransport {
         }
         let connected = tokio::time::timeout(self.settings.connect_timeout, self.connect(to, addr))
             .await
-            .unwrap_or(Err(None));
+            .unwrap_or_else(|_| Err(ConnectError::Failed("no answer in time".into())));
         let mut peers = self.peers.lock();
         let peer = peers.entry(to).or_default();
         match connected {
             Ok((stream, hello)) => {
+                if std::mem::take(&mut peer.unreachable) && self.local.is_joined() {
+                    tracing::info!("reached node {to} at {addr} again");
+                }
                 peer.backoff = Duration::ZERO;
                 peer.retry_at = None;
                 peer.hello = Some(hello);
                 Ok((stream, false))
             }
-            Err(refusal) => {
-                if let Some(reason) = refusal {
+            Err(error) => {
+                if !std::mem::replace(&mut peer.unreachable, true) && self.local.is_joined() {
+                    tracing::warn!("cannot reach node {to} at {addr}: {error}; retrying");
+                }
+                if let ConnectError::Refused(reason) = error {
                     self.local.note_refusal(to, reason);
                 }
                 peer.backoff = (peer.backoff * 2)
@@ -143,33 +162,31 @@ impl TcpTransport {
         }
     }
 
-    /// Opens a connection to `to` at `addr` and shakes hands; on failure, the refusal's
-    /// reason if the handshake was refused (by either side).
-    async fn connect(&self, to: NodeId, addr: &str) -> Result<(TcpStream, Hello), Option<String>> {
-        let mut stream = TcpStream::connect(addr).await.map_err(|_| None)?;
+    /// Opens a connection to `to` at `addr` and shakes hands.
+    async fn connect(&self, to: NodeId, addr: &str) -> Result<(TcpStream, Hello), ConnectError> {
+        let failed = |e: std::io::Error| ConnectError::Failed(e.to_string());
+        let mut stream = TcpStream::connect(addr).await.map_err(failed)?;
         let _ = stream.set_nodelay(true);
         let hello = hello::encode(&self.local.hello(to));
         write_frame(&mut stream, hello::HELLO_KIND, &hello)
             .await
-            .map_err(|_| None)?;
+            .map_err(failed)?;
         let body = read_frame(&mut stream, MAX_HELLO_BYTES)
             .await
-            .ok()
-            .flatten()
-            .ok_or(None)?;
+            .map_err(|e| ConnectError::Failed(e.to_string()))?
+            .ok_or_else(|| ConnectError::Failed("closed during the handshake".into()))?;
         let answer = match hello::decode::<HelloReply>(&body) {
             Ok(HelloReply::Accepted(answer)) => answer,
-            Ok(HelloReply::Refused(reason)) => return Err(Some(reason)),
+            Ok(HelloReply::Refused(reason)) => return Err(ConnectError::Refused(reason)),
             Err(e) => {
-                return Err(Some(format!(
+                return Err(ConnectError::Refused(format!(
                     "the node at {addr} is not a Sluice node: {e}"
                 )));
             }
         };
-        if let Err(reason) = self.local.check_answer(to, &answer) {
-            tracing::warn!(peer = to, %addr, "closing a cluster connection: {reason}");
-            return Err(Some(reason));
-        }
+        self.local
+            .check_answer(to, &answer)
+            .map_err(ConnectError::Refused)?;
         Ok((stream, answer))
     }
 

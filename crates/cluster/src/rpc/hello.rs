@@ -5,6 +5,7 @@
 //! A peer speaking something else is disconnected at its first bytes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -97,6 +98,9 @@ pub struct LocalNode {
     cluster_id: RwLock<Option<String>>,
     check: RwLock<Arc<dyn PeerCheck>>,
     refusals: watch::Sender<Option<Refusal>>,
+    /// Set once start-up has joined the cluster: from then on peers coming and going are
+    /// logged (before, start-up reports what it waits for itself).
+    joined: AtomicBool,
 }
 
 impl LocalNode {
@@ -115,7 +119,18 @@ impl LocalNode {
             cluster_id: RwLock::new(cluster_id),
             check: RwLock::new(Arc::new(AnyPeer)),
             refusals: watch::Sender::new(None),
+            joined: AtomicBool::new(false),
         })
+    }
+
+    /// Notes that start-up has joined the cluster.
+    pub fn mark_joined(&self) {
+        self.joined.store(true, Ordering::Release);
+    }
+
+    /// Whether start-up has joined the cluster.
+    pub fn is_joined(&self) -> bool {
+        self.joined.load(Ordering::Acquire)
     }
 
     /// This node's id.
