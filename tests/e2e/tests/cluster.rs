@@ -17,15 +17,11 @@ use sluice_e2e::{Broker, Cluster, run_sluice};
 
 const NO_ERROR: i16 = 0;
 
-/// The brokers (id, rack) a node's DescribeCluster and Metadata list, and its cluster id.
-fn listed_brokers(
-    cluster: &Cluster,
-    id: i32,
-) -> (
-    Vec<(i32, Option<String>)>,
-    Vec<(i32, Option<String>)>,
-    String,
-) {
+/// Brokers as a response lists them: (node id, rack).
+type Brokers = Vec<(i32, Option<String>)>;
+
+/// The brokers a node's DescribeCluster and Metadata list, and its cluster id.
+fn listed_brokers(cluster: &Cluster, id: i32) -> (Brokers, Brokers, String) {
     let described = cluster.describe_cluster(id).unwrap();
     let metadata = cluster.metadata(id, None).unwrap();
     let rack = |r: &Option<kafka_protocol::protocol::StrBytes>| r.as_ref().map(|r| r.to_string());
@@ -65,8 +61,7 @@ fn wait_for_topic(cluster: &Cluster, id: i32, topic: &str, timeout: Duration) ->
 #[test]
 fn nodes_started_in_any_order_form_one_cluster_listed_by_every_node() {
     let cluster = Cluster::start_in_order(&[3, 1, 2]);
-    let expected: Vec<(i32, Option<String>)> =
-        (1..=3).map(|id| (id, Some(format!("rack-{id}")))).collect();
+    let expected: Brokers = (1..=3).map(|id| (id, Some(format!("rack-{id}")))).collect();
     let (_, _, cluster_id) = listed_brokers(&cluster, 1);
     assert_eq!(cluster_id.len(), 22, "a base64 UUID: {cluster_id}");
     let leader = cluster.quorum_leader(1).unwrap();
@@ -257,8 +252,9 @@ fn nodes_that_do_not_belong_refuse_to_start_with_one_line() {
 
     // A data dir of another cluster: node 3 of cluster B, started as node 3 of cluster A.
     let mut b = Cluster::start(3);
-    b.node_mut(3).stop();
-    a.node_mut(3).stop();
+    // Cluster nodes stop cleanly on SIGTERM.
+    assert!(b.node_mut(3).stop().success());
+    assert!(a.node_mut(3).stop().success());
     let (_, _, a_id) = listed_brokers(&a, 1);
     let (_, _, b_id) = listed_brokers(&b, 1);
     let stderr = refused(&serve_args(&a, 3, a.voters(), b.node(3).data_dir()));

@@ -537,4 +537,42 @@ mod tests {
         assert_eq!(restored.image.cluster_id(), Some("the-id"));
         assert_eq!(restored.last_log_id().map(|id| id.index), Some(2));
     }
+
+    /// Set in the child process whose log store loses its directory.
+    const CHILD: &str = "SLUICE_QUORUM_IO_ERROR_CHILD";
+
+    /// A write of the Raft log store that fails stops the process (openraft issue 1795:
+    /// going on after a storage error can corrupt followers), saying what failed.
+    #[test]
+    fn a_failed_write_of_the_log_store_stops_the_process() {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut log = LogStore::open(std::path::Path::new(&dir)).unwrap();
+                std::fs::remove_dir_all(&dir).unwrap();
+                log.save_vote(&Vote::new(1, 1)).await.unwrap();
+            });
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let name = "quorum::tests::a_failed_write_of_the_log_store_stops_the_process";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD, dir.path().join("raft"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(6), "SIGABRT expected: {stderr}");
+        assert!(
+            stderr.contains("the metadata quorum cannot save its vote (")
+                && stderr.contains(
+                    "stopping the node (a Raft voter must not go on after losing a write"
+                ),
+            "{stderr}"
+        );
+    }
 }
