@@ -190,7 +190,7 @@ impl ClusterNode {
             let peers_have_a_cluster = self.probe_voters(&refusals).await?;
             if !formed && self.forms_the_quorum() {
                 if peers_have_a_cluster {
-                    tracing::warn!(
+                    tracing::info!(
                         "this data directory is empty but the other voters already form a \
                          cluster: waiting to be replicated to"
                     );

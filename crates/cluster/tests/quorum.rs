@@ -236,10 +236,10 @@ async fn a_new_leader_takes_over_within_the_election_timeout_and_commits_continu
     let new = cluster.leader(&rest).await;
     let took = stopped.elapsed();
     assert_ne!(new, old);
-    // A follower calls an election after its election timeout (1–1.5 s, checked on
-    // openraft's 375 ms ticks); the other refuses while the old leader's lease (1.5 s)
-    // runs, so usually the second round wins (2.6–3 s); a split vote costs one more.
-    assert!(took <= Duration::from_millis(4500), "took {took:?}");
+    // A follower calls an election after its election timeout (1–1.1 s, checked on
+    // openraft's 375 ms ticks); the other grants it once the old leader's lease (1.1 s)
+    // ran out, else the next round wins. (About 1.9 s here.)
+    assert!(took <= Duration::from_secs(3), "took {took:?}");
     for id in &rest {
         propose(&cluster.node(*id).store, topic(&format!("after-{id}")))
             .await
@@ -345,6 +345,18 @@ async fn a_node_behind_the_purged_log_catches_up_through_a_snapshot() {
     }
 }
 
+/// Catches `quorum` up, across the re-election a healed partition may cause.
+async fn catch_up(quorum: &Quorum) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = quorum.catch_up().await {
+        assert!(
+            Instant::now() < deadline,
+            "node {} never caught up: {e}",
+            quorum.node_id()
+        );
+    }
+}
+
 fn short_commits(config: &mut QuorumConfig) {
     config.commit_timeout = Duration::from_secs(3);
 }
@@ -375,8 +387,10 @@ async fn a_partitioned_minority_cannot_commit_and_catches_up_once_healed() {
             .is_none()
     );
     // Now cut the leader off instead: the other two elect a new one and commit without it.
+    // (The healed follower called elections while cut off: without pre-vote in openraft
+    // 0.9 its higher term makes the quorum elect again once it is back.)
     cluster.net.heal();
-    cluster.node(follower).quorum.catch_up().await.unwrap();
+    catch_up(&cluster.node(follower).quorum).await;
     cluster.net.isolate(leader);
     let rest: Vec<NodeId> = (1..=3).filter(|id| *id != leader).collect();
     let refused = propose(&cluster.node(leader).store, topic("old-leader"))
@@ -392,10 +406,9 @@ async fn a_partitioned_minority_cannot_commit_and_catches_up_once_healed() {
         .await
         .unwrap();
     cluster.net.heal();
-    cluster.leader(&[1, 2, 3]).await;
     for id in 1..=3 {
         let node = cluster.node(id);
-        node.quorum.catch_up().await.unwrap();
+        catch_up(&node.quorum).await;
         assert_eq!(
             topic_names(&node.store.image()),
             ["majority", "new-leader"],

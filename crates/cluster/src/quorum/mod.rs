@@ -6,12 +6,16 @@
 //!
 //! openraft 0.9 is the Raft engine; around it: the log store on disk ([`log_store`]), the
 //! state machine and its snapshots ([`state_machine`]), the messages between voters
-//! ([`network`]), and committing from any node ([`backend`]). Timeouts are relaxed for a
-//! loaded machine (an election after 1–1.5 s without a leader, a heartbeat every 250 ms):
-//! openraft's defaults (150–300 ms) call elections under fsync stalls. openraft 0.9 has no
-//! pre-vote; instead a follower refuses votes for the longest election timeout after it
-//! last heard from the leader, so the first candidate after a leader dies is usually
-//! refused and the second round elects: a new leader about 2–3 s after the old one died.
+//! ([`network`]), and committing from any node ([`backend`]).
+//!
+//! Timing, for a loaded machine: a heartbeat every 250 ms and an election after 1–1.1 s
+//! without one (openraft's defaults, 150–300 ms, call elections under fsync stalls).
+//! openraft 0.9 has no pre-vote; a follower refuses votes for the longest election timeout
+//! after it last heard from the leader (its lease), so a wide range (1–2 s) makes the
+//! first candidate after a leader dies be refused and a second round elect, 3–4.5 s later.
+//! A narrow range keeps the lease short; candidates are still spread, by openraft
+//! checking its timers on 375 ms ticks whose phase differs per node: a new leader about
+//! 2 s after the old one died.
 
 mod backend;
 mod files;
@@ -74,7 +78,7 @@ impl QuorumConfig {
             node_id,
             voters,
             dir,
-            election_timeout: (Duration::from_millis(1000), Duration::from_millis(1500)),
+            election_timeout: (Duration::from_millis(1000), Duration::from_millis(1100)),
             heartbeat: Duration::from_millis(250),
             snapshot_every: 1000,
             entries_kept_after_snapshot: 100,

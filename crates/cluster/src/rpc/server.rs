@@ -161,7 +161,14 @@ async fn handshake(stream: &mut TcpStream, addr: SocketAddr, local: &LocalNode) 
     let reply = match local.check_caller(&caller) {
         Ok(()) => HelloReply::Accepted(local.hello(caller.from)),
         Err(reason) => {
-            tracing::warn!(%addr, node = caller.from, "refused a cluster connection: {reason}");
+            // While this node starts, it may itself be the one that does not belong (its
+            // start then fails with a voter's refusal as its one error line): a note, not
+            // a warning, until it has joined.
+            if local.is_joined() {
+                tracing::warn!(%addr, node = caller.from, "refused a cluster connection: {reason}");
+            } else {
+                tracing::info!(%addr, node = caller.from, "refused a cluster connection: {reason}");
+            }
             HelloReply::Refused(reason)
         }
     };
