@@ -7,24 +7,28 @@ use std::sync::Arc;
 
 use sluice_cluster::{ClusterConfig, ClusterNode};
 use sluice_group::{GroupConfig, GroupCoordinator};
+use sluice_protocol::clock::Clock;
 use sluice_protocol::kafka_protocol;
 use sluice_protocol::model::TopicPartition;
-use sluice_storage::{OpenFiles, StorageEnv};
+use sluice_storage::{FaultHook, OpenFiles, StorageEnv};
 use sluice_txn::{TransactionCoordinator, TxnConfig};
 
 use crate::config::BrokerConfig;
 use crate::connection_limits::ConnectionLimits;
+use crate::controller::Controller;
+use crate::controller::lifecycle::BrokerLifecycle;
 use crate::coordinator_load::CoordinatorReconciler;
 use crate::coordinator_log::CoordinatorTopicLog;
 use crate::fd_budget::FdBudget;
 use crate::log_manager::LogManager;
 use crate::log_reconciler::LogReconciler;
 use crate::metadata::{
-    CommitError, EndpointRecord, MetadataImage, MetadataRecord, MetadataStore, RecordConflict,
-    TopicImage,
+    BrokerRegistration, CommitError, EndpointRecord, MetadataImage, MetadataRecord, MetadataStore,
+    RecordConflict, TopicImage,
 };
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::replica_fetcher::ReplicaFetchers;
 use crate::replica_manager::ReplicaManager;
 use crate::server::StartError;
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
@@ -41,12 +45,24 @@ pub struct Broker {
     pub advertised_port: i32,
     /// This cluster's id (generated on first start, kept in `meta/`).
     pub cluster_id: String,
+    /// The wall clock everything on this broker stamps and compares times
+    /// with: appends, retention, produce timestamp checks, coordinator
+    /// records and the coordinators' timeouts and expiry.
+    pub clock: Arc<dyn Clock>,
     /// Topics and configs.
     pub metadata: Arc<MetadataStore>,
     /// Opens, retunes and removes partition logs as metadata changes.
     pub log_reconciler: Arc<LogReconciler>,
     /// The partitions on this node: every append and read goes through it.
     pub replicas: ReplicaManager,
+    /// The other nodes of the cluster (Kafka requests to them), once the node has peers.
+    pub peers: std::sync::OnceLock<Arc<dyn sluice_cluster::Transport>>,
+    /// Copies the logs of the partitions this node follows from their leaders.
+    pub replica_fetchers: Arc<ReplicaFetchers>,
+    /// The controller, acting while this node leads the metadata quorum of a cluster.
+    pub controller: Arc<Controller>,
+    /// This broker's heartbeats to the controller.
+    pub lifecycle: Arc<BrokerLifecycle>,
     /// The consumer group coordinator, with the `__consumer_offsets`
     /// partitions this node leads loaded (all of them, on one node).
     pub groups: GroupCoordinator,
@@ -62,14 +78,36 @@ pub struct Broker {
     /// Connections open now against `max-connections` and `max-connections-per-ip`.
     pub(crate) connection_limits: Arc<ConnectionLimits>,
     /// This node's part of the cluster (its transport to the other nodes, the request
-    /// handlers it answers them with, the metadata quorum), when it is one of a cluster.
-    pub cluster: Option<Arc<ClusterNode>>,
+    /// handlers it answers them with, the metadata quorum), when it is one of a cluster
+    /// started with `--cluster-listen` and `--voters`.
+    pub cluster: std::sync::OnceLock<Arc<ClusterNode>>,
 }
 
 impl Broker {
     /// Node id of this broker.
     pub fn node_id(&self) -> i32 {
         self.config.node_id
+    }
+
+    /// Starts working with the other nodes over `peers` (Kafka requests to them), until
+    /// `stop`: followers fetch from their leaders, leaders keep their ISRs, the broker
+    /// heartbeats to the controller, and the controller acts while this node leads the
+    /// metadata quorum.
+    pub fn start_cluster(
+        self: &Arc<Self>,
+        peers: Arc<dyn sluice_cluster::Transport>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if self.peers.set(peers).is_err() {
+            tracing::error!("the cluster was started twice on this node; keeping the first");
+            return;
+        }
+        self.replica_fetchers.start(stop.clone());
+        crate::isr::start(Arc::downgrade(self), stop.clone());
+        if self.metadata.has_controller() {
+            self.controller.start(stop.clone());
+            self.lifecycle.start(stop);
+        }
     }
 
     /// Resolves the settings partitions of `topic` run with.
@@ -86,32 +124,67 @@ impl Broker {
 /// `fetch-max-bytes` of records, the rest is small.
 const CLUSTER_FRAME_OVERHEAD: usize = 1024 * 1024;
 
-/// Builds the broker state from the data directory.
+/// Builds the broker state from the data directory, telling the time by `clock`: a single
+/// node's metadata from the local metadata log; a cluster node's from the metadata quorum,
+/// once it has joined the cluster and caught up.
 pub(crate) async fn open_broker(
     config: BrokerConfig,
     bound: SocketAddr,
     recover: bool,
     fd_budget: FdBudget,
+    clock: Arc<dyn Clock>,
 ) -> Result<(Arc<Broker>, usize), StartError> {
     let meta_dir = config.data_dir.join("meta");
     check_data_dir_mode(&config, &meta_dir)?;
     let directory_id = load_or_create_directory_id(&meta_dir)?;
-    let (metadata, cluster, cluster_id) =
-        match join_cluster(&config, &meta_dir, directory_id).await? {
-            Some((node, cluster_id)) => (node.metadata().clone(), Some(node), cluster_id),
-            None => (
-                MetadataStore::open_local(&meta_dir, config.node_id)?,
-                None,
-                load_or_create_cluster_id(&meta_dir)?,
-            ),
-        };
+    let Some(node) = join_cluster(&config, &meta_dir, directory_id).await? else {
+        let metadata = MetadataStore::open_local(&meta_dir, config.node_id)?;
+        return open_broker_with_metadata(config, metadata, bound, recover, fd_budget, clock, None)
+            .await;
+    };
+    let metadata = node.metadata().clone();
+    let opened =
+        open_broker_with_metadata(config, metadata, bound, recover, fd_budget, clock, None).await;
+    match opened {
+        Ok((broker, partitions)) => {
+            if broker.cluster.set(node).is_err() {
+                tracing::error!("the cluster node was set twice; keeping the first");
+            }
+            Ok((broker, partitions))
+        }
+        Err(e) => {
+            node.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
+/// Builds the broker state from the data directory with `metadata` (whose backend
+/// commits: the local log, or a quorum), telling the time by `clock`; in tests, every
+/// file operation of the logs first goes to `storage_faults`.
+pub(crate) async fn open_broker_with_metadata(
+    config: BrokerConfig,
+    metadata: Arc<MetadataStore>,
+    bound: SocketAddr,
+    recover: bool,
+    fd_budget: FdBudget,
+    clock: Arc<dyn Clock>,
+    storage_faults: Option<FaultHook>,
+) -> Result<(Arc<Broker>, usize), StartError> {
+    let meta_dir = config.data_dir.join("meta");
+    let cluster_id = load_or_create_cluster_id(&meta_dir)?;
+    let directory_id = load_or_create_directory_id(&meta_dir)?;
     let (advertised_host, advertised_port) = config.advertised(bound);
     let metrics = Arc::new(Metrics::default());
     let logs = LogManager::new(
         config.data_dir.clone(),
         metrics.clone(),
-        StorageEnv::new(OpenFiles::new(fd_budget.log_files)),
+        match storage_faults {
+            Some(hook) => StorageEnv::with_faults(OpenFiles::new(fd_budget.log_files), hook),
+            None => StorageEnv::new(OpenFiles::new(fd_budget.log_files)),
+        },
         config.node_id,
+        clock.clone(),
     )?;
     let connection_limits =
         ConnectionLimits::new(fd_budget.connections, config.max_connections_per_ip);
@@ -143,18 +216,24 @@ pub(crate) async fn open_broker(
         advertised_host,
         advertised_port,
         cluster_id,
+        clock: clock.clone(),
         metadata,
         log_reconciler: Arc::new(LogReconciler::new(weak.clone())),
         replicas: ReplicaManager::new(logs),
-        groups: GroupCoordinator::new(
+        peers: std::sync::OnceLock::new(),
+        replica_fetchers: Arc::new(ReplicaFetchers::new(weak.clone())),
+        controller: Arc::new(Controller::new(weak.clone())),
+        lifecycle: Arc::new(BrokerLifecycle::new(weak.clone())),
+        groups: GroupCoordinator::with_clock(
             group_config,
             Arc::new(CoordinatorTopicLog::new(
                 weak.clone(),
                 CONSUMER_OFFSETS_TOPIC,
             )),
+            clock.clone(),
         ),
         producer_ids,
-        txn: TransactionCoordinator::new(
+        txn: TransactionCoordinator::with_clock(
             txn_config,
             Arc::new(CoordinatorTopicLog::new(
                 weak.clone(),
@@ -162,11 +241,12 @@ pub(crate) async fn open_broker(
             )),
             Arc::new(PartitionMarkerWriter::new(weak.clone())),
             Arc::new(BrokerProducerIds::new(weak.clone())),
+            clock,
         ),
         metrics,
         fd_budget,
         connection_limits,
-        cluster,
+        cluster: std::sync::OnceLock::new(),
         config,
     });
     // AddPartitionsToTxn refuses partitions that do not exist, as Kafka does.
@@ -208,8 +288,11 @@ pub(crate) async fn open_broker(
 }
 
 /// Records this broker and where clients reach it in the metadata (Kafka's broker
-/// registration), when the metadata does not say so already.
+/// registration). In a cluster every start registers again, fenced, with a new broker
+/// epoch, and the controller lets the broker in once it has caught up; a single node
+/// registers unfenced, and only when the metadata does not say so already.
 async fn register(broker: &Arc<Broker>, incarnation_id: uuid::Uuid) -> Result<(), CommitError> {
+    let clustered = broker.metadata.has_controller();
     let record = MetadataRecord::BrokerRegistered {
         id: broker.node_id(),
         incarnation_id,
@@ -220,16 +303,31 @@ async fn register(broker: &Arc<Broker>, incarnation_id: uuid::Uuid) -> Result<()
             security_protocol: PLAINTEXT.to_string(),
         }],
         rack: broker.config.rack.clone(),
+        fenced: clustered,
     };
     broker
         .metadata
         .propose(|image| {
             let mut registered = image.clone();
             registered.apply(&record);
-            let unchanged = image.broker(broker.node_id()) == registered.broker(broker.node_id());
+            let unchanged = !clustered
+                && image.broker(broker.node_id()).map(registered_as)
+                    == registered.broker(broker.node_id()).map(registered_as);
             Ok::<_, CommitError>((if unchanged { Vec::new() } else { vec![record] }, ()))
         })
         .await
+}
+
+/// What a single node's registration says about it, its broker epoch aside.
+fn registered_as(
+    b: &BrokerRegistration,
+) -> (uuid::Uuid, Vec<EndpointRecord>, Option<String>, bool) {
+    (
+        b.incarnation_id,
+        b.endpoints.clone(),
+        b.rack.clone(),
+        b.fenced,
+    )
 }
 
 /// The listener name (and security protocol) of the one listener a broker has today.
@@ -258,12 +356,13 @@ fn check_data_dir_mode(config: &BrokerConfig, meta_dir: &Path) -> Result<(), Sta
 }
 
 /// In cluster mode: starts this node's part of the cluster, waits until it has caught up
-/// with the committed metadata, and settles the cluster id; `None` for a single node.
+/// with the committed metadata, and settles the cluster id (into `meta.properties`);
+/// `None` for a single node.
 async fn join_cluster(
     config: &BrokerConfig,
     meta_dir: &Path,
     directory_id: uuid::Uuid,
-) -> Result<Option<(Arc<ClusterNode>, String)>, StartError> {
+) -> Result<Option<Arc<ClusterNode>>, StartError> {
     let (Some(listen), Some(voters)) = (config.cluster_listen, config.voters.clone()) else {
         return Ok(None);
     };
@@ -288,7 +387,7 @@ async fn join_cluster(
     let node = Arc::new(node);
     let adopted = adopt_cluster_id(&node, config, meta_dir, directory_id).await;
     match adopted {
-        Ok(cluster_id) => Ok(Some((node, cluster_id))),
+        Ok(()) => Ok(Some(node)),
         Err(e) => {
             node.shutdown().await;
             Err(e)
@@ -297,14 +396,15 @@ async fn join_cluster(
 }
 
 /// Settles the cluster's id: the committed one, or a new one this node commits when there
-/// is none yet (the first node to find none decides). A data directory that was part of
-/// another cluster, or a node id registered with another data directory, refuses to start.
+/// is none yet (the first node to find none decides), kept in `meta.properties`. A data
+/// directory that was part of another cluster, or a node id registered with another data
+/// directory, refuses to start.
 async fn adopt_cluster_id(
     node: &ClusterNode,
     config: &BrokerConfig,
     meta_dir: &Path,
     directory_id: uuid::Uuid,
-) -> Result<String, StartError> {
+) -> Result<(), StartError> {
     let metadata = node.metadata();
     if let Some(registered) = metadata.image().broker(config.node_id)
         && registered.incarnation_id != directory_id
@@ -349,8 +449,8 @@ async fn adopt_cluster_id(
         Some(_) => {}
         None => write_meta_property(meta_dir, "cluster.id", &cluster_id)?,
     }
-    node.set_cluster_id(cluster_id.clone());
-    Ok(cluster_id)
+    node.set_cluster_id(cluster_id);
+    Ok(())
 }
 
 /// The id of this data directory, created once (Kafka's `directory.id` in

@@ -146,6 +146,9 @@ pub struct Metrics {
     pub fsync: Arc<Histogram>,
     active_connections: AtomicI64,
     topics: RwLock<HashMap<String, Arc<TopicTraffic>>>,
+    /// ISR changes this node's leaderships committed: replicas dropped, and taken back.
+    isr_shrinks: AtomicU64,
+    isr_expands: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -160,6 +163,8 @@ impl Default for Metrics {
             fsync: Arc::new(Histogram::new(FSYNC_BUCKETS)),
             active_connections: AtomicI64::new(0),
             topics: RwLock::new(HashMap::new()),
+            isr_shrinks: AtomicU64::new(0),
+            isr_expands: AtomicU64::new(0),
         }
     }
 }
@@ -228,6 +233,16 @@ impl Metrics {
             .entry(topic.to_string())
             .or_default()
             .clone()
+    }
+
+    /// Counts an ISR change a leadership of this node committed.
+    pub fn isr_changed(&self, shrank: bool) {
+        let counter = if shrank {
+            &self.isr_shrinks
+        } else {
+            &self.isr_expands
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Forgets the counters of a deleted topic.
@@ -328,6 +343,21 @@ impl Metrics {
             "Duration of partition log syncs (fdatasync).",
         );
         self.fsync.write(out, "sluice_fsync_duration_seconds", "");
+        for (name, help, counter) in [
+            (
+                "sluice_isr_shrinks_total",
+                "ISR changes that dropped replicas, committed by partitions this node leads.",
+                &self.isr_shrinks,
+            ),
+            (
+                "sluice_isr_expands_total",
+                "ISR changes that took replicas back, committed by partitions this node leads.",
+                &self.isr_expands,
+            ),
+        ] {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        }
     }
 }
 

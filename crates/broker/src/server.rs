@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sluice_cluster::RpcKind;
+use sluice_protocol::clock::SystemClock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -18,10 +20,14 @@ use crate::connection::serve_connection;
 use crate::fd_budget::FdBudget;
 use crate::log_throttle::LogThrottle;
 use crate::metadata::{CommitError, MetadataLogError};
+use crate::peer::PeerRequests;
 use crate::request::{ConnectionId, ConnectionIdentity};
 
 const LOCK_FILE: &str = ".lock";
 const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
+/// How long a node of a cluster waits for the controller to move its leaderships away
+/// before it stops anyway.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -193,10 +199,22 @@ impl Server {
         };
         // Raised before the logs open, so opening many partitions has the whole limit.
         let fd_budget = FdBudget::from_process(config.max_connections);
-        let (broker, recovered_partitions) =
-            open_broker(config, local_addr, recover, fd_budget).await?;
+        let (broker, recovered_partitions) = open_broker(
+            config,
+            local_addr,
+            recover,
+            fd_budget,
+            Arc::new(SystemClock),
+        )
+        .await?;
 
         let (stop, stop_rx) = watch::channel(false);
+        if let Some(cluster) = broker.cluster.get() {
+            // The other nodes' Kafka requests (replica fetches, heartbeats, markers) go
+            // through this broker's handlers; its own go to them over the cluster listener.
+            cluster.register_handler(RpcKind::Kafka, PeerRequests::new(broker.clone()));
+            broker.start_cluster(cluster.transport(RpcKind::Kafka), stop_rx.clone());
+        }
         let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), stop_rx.clone()));
         let mut background = JoinSet::new();
         background.spawn(crate::retention::run(broker.clone(), stop_rx.clone()));
@@ -246,9 +264,28 @@ impl Server {
         &self.broker
     }
 
-    /// Stops accepting, lets in-flight requests finish, syncs every log and
-    /// writes the clean-shutdown marker so the next start skips recovery.
+    /// In a cluster, first moves this node's leaderships to other replicas while it still
+    /// serves (controlled shutdown), so that clients see no error; then stops accepting,
+    /// lets in-flight requests finish, syncs every log and writes the clean-shutdown marker
+    /// so the next start skips recovery.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
+        if self.broker.metadata.has_controller() {
+            tracing::info!(
+                "controlled shutdown: asking the controller to move this node's leaderships away"
+            );
+            if self
+                .broker
+                .lifecycle
+                .shut_down(CONTROLLED_SHUTDOWN_TIMEOUT)
+                .await
+            {
+                tracing::info!("controlled shutdown: this node leads nothing any more");
+            } else {
+                tracing::warn!(
+                    "controlled shutdown: the controller did not move every leadership within {CONTROLLED_SHUTDOWN_TIMEOUT:?}; stopping anyway"
+                );
+            }
+        }
         self.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
         let mut connections = match self.accept_task.await {
@@ -265,7 +302,7 @@ impl Server {
         }
         self.background.abort_all();
         // Leave the quorum before the logs close: nothing applies metadata after this.
-        if let Some(cluster) = &self.broker.cluster {
+        if let Some(cluster) = self.broker.cluster.get() {
             cluster.shutdown().await;
         }
         let broker = self.broker.clone();

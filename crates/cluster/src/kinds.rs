@@ -20,9 +20,11 @@ pub enum RpcKind {
     Raft = 1,
     /// A batch of metadata records a node hands the quorum leader to commit.
     Forward = 2,
-    /// A Kafka request frame from a peer broker (replica Fetch, OffsetForLeaderEpoch, …).
+    /// A Kafka request frame from a peer broker (replica Fetch, OffsetForLeaderEpoch,
+    /// BrokerHeartbeat, WriteTxnMarkers, …).
     Kafka = 3,
-    /// A broker's heartbeat to the quorum leader.
+    /// Reserved for brokers' heartbeats to the quorum leader apart from other Kafka
+    /// requests (today they are BrokerHeartbeat requests of the KAFKA kind).
     Heartbeat = 4,
 }
 

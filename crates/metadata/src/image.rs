@@ -86,6 +86,21 @@ pub struct BrokerRegistration {
     pub endpoints: Vec<EndpointRecord>,
     /// Its rack, if configured.
     pub rack: Option<String>,
+    /// Kafka's broker epoch: where in the metadata log it registered (the image offset
+    /// after its registration record). A restarted broker registers again, with a new one.
+    pub epoch: u64,
+    /// Fenced by the controller: it leads no partition and is in no ISR.
+    pub fenced: bool,
+    /// Giving its leaderships away before it stops.
+    pub in_controlled_shutdown: bool,
+}
+
+impl BrokerRegistration {
+    /// Whether it may lead partitions and join ISRs: registered, unfenced, not stopping
+    /// (Kafka's `isActive` / `isReplicaIsrEligible`).
+    pub fn is_eligible(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
 }
 
 /// All metadata at one point of the metadata log.
@@ -208,6 +223,7 @@ impl MetadataImage {
                 incarnation_id,
                 endpoints,
                 rack,
+                fenced,
             } => {
                 self.brokers.insert(
                     *id,
@@ -216,6 +232,9 @@ impl MetadataImage {
                         incarnation_id: *incarnation_id,
                         endpoints: endpoints.clone(),
                         rack: rack.clone(),
+                        epoch: self.offset,
+                        fenced: *fenced,
+                        in_controlled_shutdown: false,
                     },
                 );
             }
@@ -245,6 +264,42 @@ impl MetadataImage {
                     partition_epoch: *partition_epoch,
                 };
             }
+            MetadataRecord::BrokerState {
+                id,
+                incarnation_id,
+                endpoints,
+                rack,
+                epoch,
+                fenced,
+                in_controlled_shutdown,
+            } => {
+                self.brokers.insert(
+                    *id,
+                    BrokerRegistration {
+                        id: *id,
+                        incarnation_id: *incarnation_id,
+                        endpoints: endpoints.clone(),
+                        rack: rack.clone(),
+                        epoch: *epoch,
+                        fenced: *fenced,
+                        in_controlled_shutdown: *in_controlled_shutdown,
+                    },
+                );
+            }
+            MetadataRecord::BrokerRegistrationChanged {
+                id,
+                fenced,
+                in_controlled_shutdown,
+            } => {
+                if let Some(broker) = self.brokers.get_mut(id) {
+                    if let Some(fenced) = fenced {
+                        broker.fenced = *fenced;
+                    }
+                    if let Some(stopping) = in_controlled_shutdown {
+                        broker.in_controlled_shutdown = *stopping;
+                    }
+                }
+            }
         }
     }
 
@@ -258,16 +313,15 @@ impl MetadataImage {
                 cluster_id: cluster_id.clone(),
             });
         }
-        records.extend(
-            self.brokers
-                .values()
-                .map(|b| MetadataRecord::BrokerRegistered {
-                    id: b.id,
-                    incarnation_id: b.incarnation_id,
-                    endpoints: b.endpoints.clone(),
-                    rack: b.rack.clone(),
-                }),
-        );
+        records.extend(self.brokers.values().map(|b| MetadataRecord::BrokerState {
+            id: b.id,
+            incarnation_id: b.incarnation_id,
+            endpoints: b.endpoints.clone(),
+            rack: b.rack.clone(),
+            epoch: b.epoch,
+            fenced: b.fenced,
+            in_controlled_shutdown: b.in_controlled_shutdown,
+        }));
         if !self.broker_configs.is_empty() {
             records.push(MetadataRecord::BrokerConfigsChanged {
                 configs: self.broker_configs.clone(),
@@ -446,6 +500,13 @@ mod tests {
                 cluster_id: "abc".into(),
             },
             MetadataRecord::BrokerRegistered {
+                id: 1,
+                incarnation_id: Uuid::from_u128(8),
+                endpoints: Vec::new(),
+                rack: None,
+                fenced: false,
+            },
+            MetadataRecord::BrokerRegistered {
                 id: 2,
                 incarnation_id: Uuid::from_u128(9),
                 endpoints: vec![EndpointRecord {
@@ -455,6 +516,12 @@ mod tests {
                     security_protocol: "PLAINTEXT".into(),
                 }],
                 rack: Some("r1".into()),
+                fenced: true,
+            },
+            MetadataRecord::BrokerRegistrationChanged {
+                id: 2,
+                fenced: Some(false),
+                in_controlled_shutdown: None,
             },
             created("t", 2, vec![PartitionAssignment(vec![1, 2]); 2]),
             MetadataRecord::PartitionsCreated {
@@ -499,6 +566,11 @@ mod tests {
             MetadataRecord::TopicDeleted {
                 id: Uuid::from_u128(8),
             },
+            MetadataRecord::BrokerRegistrationChanged {
+                id: 2,
+                fenced: None,
+                in_controlled_shutdown: Some(true),
+            },
         ] {
             image.check(&record).unwrap();
             image.apply(&record);
@@ -514,6 +586,11 @@ mod tests {
         let p = rebuilt.topic("t").unwrap().partition(1).unwrap();
         assert_eq!((p.leader_epoch, p.partition_epoch), (LeaderEpoch(3), 2));
         assert_eq!(rebuilt.cluster_id(), Some("abc"));
+        let broker = rebuilt.broker(2).unwrap();
+        assert_eq!(
+            (broker.epoch, broker.fenced, broker.in_controlled_shutdown),
+            (3, false, true)
+        );
         // An empty image needs no records.
         assert!(MetadataImage::new(1).to_records().is_empty());
     }

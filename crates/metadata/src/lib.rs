@@ -14,6 +14,7 @@ mod conflict;
 mod delta;
 mod image;
 mod log;
+mod memory;
 mod records;
 
 pub use backend::{BoxFuture, CommitError, LocalBackend, MetadataBackend};
@@ -21,6 +22,7 @@ pub use conflict::RecordConflict;
 pub use delta::{MetadataDelta, MetadataPublisher};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use log::{LOCAL_LOG_FILE, MetadataLog, MetadataLogError};
+pub use memory::MemoryQuorum;
 pub use records::{EndpointRecord, MetadataRecord, PartitionAssignment};
 
 use std::path::Path;
@@ -83,6 +85,12 @@ impl MetadataStore {
     /// The node that commits metadata now (the quorum leader), if one is known.
     pub fn leader(&self) -> Option<i32> {
         self.backend.get().and_then(|b| b.leader())
+    }
+
+    /// Whether a controller fences and unfences brokers (see
+    /// [`MetadataBackend::has_controller`]).
+    pub fn has_controller(&self) -> bool {
+        self.backend.get().is_some_and(|b| b.has_controller())
     }
 
     /// A consistent snapshot of the current metadata.

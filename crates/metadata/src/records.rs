@@ -91,6 +91,11 @@ pub enum MetadataRecord {
         /// Its rack, if configured.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rack: Option<String>,
+        /// Whether it starts fenced (Kafka's `RegisterBrokerRecord.fenced`): in a cluster a
+        /// broker is fenced until the controller sees it caught up with the metadata; a
+        /// single node is its own controller and registers unfenced.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fenced: bool,
     },
     /// A topic's config overrides were replaced by `configs`.
     TopicConfigsChanged {
@@ -132,5 +137,38 @@ pub enum MetadataRecord {
         leader_epoch: i32,
         /// The partition epoch.
         partition_epoch: i32,
+    },
+    /// A broker's whole registration, as a snapshot of the image records it (Kafka's
+    /// snapshots carry `RegisterBrokerRecord` with its epoch): unlike `BrokerRegistered`,
+    /// whose epoch is where it lands in the log, it sets the epoch and state as they are.
+    BrokerState {
+        /// Its node id.
+        id: i32,
+        /// The id of its data directory incarnation.
+        incarnation_id: Uuid,
+        /// Where clients reach it.
+        endpoints: Vec<EndpointRecord>,
+        /// Its rack, if configured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rack: Option<String>,
+        /// Its broker epoch.
+        epoch: u64,
+        /// Fenced by the controller.
+        fenced: bool,
+        /// Giving its leaderships away before it stops.
+        in_controlled_shutdown: bool,
+    },
+    /// The controller fenced or unfenced a broker, or it began a controlled shutdown
+    /// (Kafka's `BrokerRegistrationChangeRecord`). A fenced broker leads nothing and is in
+    /// no ISR; one in controlled shutdown gives its leaderships away.
+    BrokerRegistrationChanged {
+        /// Its node id.
+        id: i32,
+        /// Fenced from now on (`Some(true)`), unfenced (`Some(false)`), or unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fenced: Option<bool>,
+        /// In controlled shutdown from now on, or not, or unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        in_controlled_shutdown: Option<bool>,
     },
 }

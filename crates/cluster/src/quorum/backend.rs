@@ -150,6 +150,12 @@ impl MetadataBackend for RaftBackend {
         self.raft.metrics().borrow().current_leader.map(node_id)
     }
 
+    /// The controller runs on the quorum leader: brokers register fenced and are let in by
+    /// it.
+    fn has_controller(&self) -> bool {
+        true
+    }
+
     fn commit(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<(), CommitError>> {
         Box::pin(self.commit_batch(Batch {
             id: Uuid::new_v4(),
