@@ -170,6 +170,8 @@ pub struct Broker {
     /// RLIMIT_NOFILE (soft and hard) the broker process runs under, if set.
     open_files_limit: Option<u64>,
     log_path: PathBuf,
+    /// Started-lines in the log before the last spawn, while that start is not yet awaited.
+    pending_start: Option<usize>,
     // Dropped last: removes the data dir and the log.
     _dir: tempfile::TempDir,
 }
@@ -192,6 +194,19 @@ impl Broker {
     }
 
     fn start_limited(open_files_limit: Option<u64>, args: &[&str]) -> Broker {
+        let mut broker = Broker::spawn_limited(open_files_limit, args);
+        broker.wait_started();
+        broker
+    }
+
+    /// Spawns a broker with extra `serve` flags without waiting for it to start (a cluster
+    /// node cannot finish starting before a quorum of its peers runs); call
+    /// [`Broker::wait_started`] next.
+    pub fn spawn_with(args: &[&str]) -> Broker {
+        Broker::spawn_limited(None, args)
+    }
+
+    fn spawn_limited(open_files_limit: Option<u64>, args: &[&str]) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("sluice-e2e-")
             .tempdir()
@@ -205,9 +220,10 @@ impl Broker {
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             open_files_limit,
             log_path,
+            pending_start: None,
             _dir: dir,
         };
-        broker.spawn_and_wait();
+        broker.spawn();
         broker
     }
 
@@ -230,7 +246,7 @@ impl Broker {
         args
     }
 
-    fn spawn_and_wait(&mut self) {
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "broker already running");
         // The listener is bound before the logs are opened: a start is complete when the
         // broker logs that it started (each start of this broker appends one such line).
@@ -259,6 +275,15 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", sluice_bin().display()));
         self.child = Some(child);
+        self.pending_start = Some(starts_before);
+    }
+
+    /// Waits until the last spawn of this broker has logged that it started and accepts
+    /// connections.
+    pub fn wait_started(&mut self) {
+        let Some(starts_before) = self.pending_start.take() else {
+            return;
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
@@ -332,7 +357,8 @@ impl Broker {
         if self.child.is_some() {
             self.stop();
         }
-        self.spawn_and_wait();
+        self.spawn();
+        self.wait_started();
     }
 
     /// SIGTERM the broker and wait for it to exit; returns its exit status.
@@ -421,7 +447,10 @@ impl Cluster {
         for id in order {
             let args = cluster.node_args(*id);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            cluster.nodes.insert(*id, Broker::start_with(&args));
+            cluster.nodes.insert(*id, Broker::spawn_with(&args));
+        }
+        for node in cluster.nodes.values_mut() {
+            node.wait_started();
         }
         cluster.wait_formed();
         cluster
