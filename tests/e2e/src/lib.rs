@@ -523,6 +523,92 @@ impl Cluster {
         }
     }
 
+    /// Every node's Kafka listener, comma-separated, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .values()
+            .map(Broker::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The partitions of `topic` as node `id`'s Metadata lists them.
+    pub fn partitions(&self, id: i32, topic: &str) -> Result<BTreeMap<i32, PartitionView>, String> {
+        let md = self.metadata(id, Some(&[topic]))?;
+        let t = md.topics.first().ok_or("no topic in the response")?;
+        if t.error_code != 0 {
+            return Err(format!("topic error {}", t.error_code));
+        }
+        let ids = |v: &[kafka_protocol::messages::BrokerId]| {
+            let mut ids: Vec<i32> = v.iter().map(|b| b.0).collect();
+            ids.sort_unstable();
+            ids
+        };
+        Ok(t.partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.partition_index,
+                    PartitionView {
+                        error_code: p.error_code,
+                        leader: p.leader_id.0,
+                        leader_epoch: p.leader_epoch,
+                        replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                        isr: ids(&p.isr_nodes),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Waits until every running node lists `partitions` partitions of `topic`, each one
+    /// satisfying `ready` (e.g. "has a leader and three in-sync replicas"); returns the view
+    /// of the lowest running node id.
+    pub fn wait_partitions(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        timeout: Duration,
+        what: &str,
+        ready: impl Fn(&PartitionView) -> bool,
+    ) -> BTreeMap<i32, PartitionView> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let running: Vec<i32> = self
+                .ids()
+                .into_iter()
+                .filter(|id| self.node_mut(*id).is_running())
+                .collect();
+            let views: Vec<Result<BTreeMap<i32, PartitionView>, String>> = running
+                .iter()
+                .map(|id| self.partitions(*id, topic))
+                .collect();
+            let all_ready = views.iter().all(|v| {
+                v.as_ref()
+                    .is_ok_and(|v| v.len() == partitions as usize && v.values().all(|p| ready(p)))
+            });
+            if all_ready && let Some(Ok(view)) = views.first() {
+                return view.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partitions of {topic} not {what} within {timeout:?}: nodes {running:?} list {views:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The leader of `topic`'s partition `partition` as the lowest running node knows it.
+    pub fn leader_of(&mut self, topic: &str, partition: i32) -> i32 {
+        let running = self
+            .ids()
+            .into_iter()
+            .find(|id| self.node_mut(*id).is_running())
+            .expect("no node runs");
+        let view = self.partitions(running, topic).expect("metadata");
+        view.get(&partition).expect("no such partition").leader
+    }
+
     /// DescribeCluster (v0) answered by node `id`.
     pub fn describe_cluster(
         &self,
@@ -586,6 +672,17 @@ impl Cluster {
             t.error_message.as_deref().unwrap_or_default().to_string(),
         ))
     }
+}
+
+/// One partition as a node's Metadata lists it (replica ids in assignment order, ISR
+/// sorted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionView {
+    pub error_code: i16,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
 }
 
 /// How long a poll of a node that may be starting or gone waits for its answer.
