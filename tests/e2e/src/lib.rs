@@ -93,10 +93,20 @@ pub fn sluice_bin() -> &'static Path {
     })
 }
 
-/// A free loopback port (bound and released; the broker binds it right after).
+/// A free loopback port (bound and released; the broker binds it right after), never one
+/// handed out before in this test process: a node killed and restarted by one test gets its
+/// port back, and must not find another test's broker on it.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// Result of running `sluice` to completion: its exit status (None when it did not exit
@@ -523,11 +533,13 @@ impl Cluster {
         }
     }
 
-    /// Every node's Kafka listener, comma-separated, for `bootstrap.servers`.
-    pub fn bootstrap(&self) -> String {
+    /// The Kafka listeners of the nodes that run now, comma-separated, for the
+    /// `bootstrap.servers` of a client starting now (librdkafka reports each bootstrap
+    /// server it cannot reach as a transport failure).
+    pub fn bootstrap(&mut self) -> String {
         self.nodes
-            .values()
-            .map(Broker::bootstrap)
+            .values_mut()
+            .filter_map(|node| node.is_running().then(|| node.bootstrap()))
             .collect::<Vec<_>>()
             .join(",")
     }
