@@ -597,7 +597,7 @@ impl Cluster {
                 .collect();
             let all_ready = views.iter().all(|v| {
                 v.as_ref()
-                    .is_ok_and(|v| v.len() == partitions as usize && v.values().all(|p| ready(p)))
+                    .is_ok_and(|v| v.len() == partitions as usize && v.values().all(&ready))
             });
             if all_ready && let Some(Ok(view)) = views.first() {
                 return view.clone();
