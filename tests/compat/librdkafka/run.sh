@@ -299,7 +299,12 @@ start_cluster_once() {
       kill -0 "${BROKER_PIDS[$i]}" 2>/dev/null || { echo "node $((i + 1)) exited during startup" >>"$log"; stop_brokers >>"$log"; return 1; }
       grep -q 'Sluice .* started' "$log.$((i + 1))" 2>/dev/null && started=$((started + 1))
     done
-    [ "$started" -eq "$NODES" ] && return 0
+    if [ "$started" -eq "$NODES" ]; then
+      # Replicated topics need every node let in (unfenced) by the controller.
+      local active
+      active="$("$SLUICE_BIN" cluster info --brokers "$BOOTSTRAP" --json --request-timeout-ms 2000 2>/dev/null | grep -o '"fenced":false' | wc -l)"
+      [ "$active" -eq "$NODES" ] && return 0
+    fi
     sleep 0.1
   done
   echo "the cluster did not start within 60 s" >>"$log"
