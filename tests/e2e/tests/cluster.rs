@@ -425,3 +425,35 @@ fn dev_cluster_starts_three_nodes_that_form_one_cluster_and_stops_them_on_ctrl_c
         assert!(log.contains("shutdown complete"), "node {id}: {log}");
     }
 }
+
+#[test]
+fn a_killed_node_is_fenced_once_its_cluster_listener_refuses_connections() {
+    // A session timeout of a minute: only the probe of the silent node's cluster listener
+    // can fence it within the test's wait.
+    let mut cluster = Cluster::start_with(3, &["--broker-session-timeout-ms", "60000"]);
+    let (code, _) = cluster.create_topic_via(1, "orphaned", 3).unwrap();
+    assert_eq!(code, NO_ERROR);
+    let victim = 3;
+    cluster.node_mut(victim).kill9();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let fenced = cluster
+            .describe_cluster(1)
+            .is_ok_and(|r| !r.brokers.iter().any(|b| b.broker_id.0 == victim));
+        if fenced {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {victim} was not fenced within 20 s"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let logs: String = [1, 2].iter().map(|id| cluster.node(*id).log()).collect();
+    assert!(
+        logs.contains(&format!(
+            "broker {victim} missed its heartbeats and its cluster listener refuses connections (the process is gone): fencing it"
+        )),
+        "no node logged why it fenced node {victim}"
+    );
+}
