@@ -274,8 +274,8 @@ broker_settings! {
         value_name: Some("off|read-only|read-write"),
     }
     /// More `Host` names the console answers to, comma-separated (it always answers to
-    /// `localhost`, loopback addresses and the HTTP listener's own address); requests
-    /// naming another host get 421, which defeats DNS rebinding.
+    /// `localhost`, loopback addresses and the `advertise` host); requests naming another
+    /// host get 421, which defeats DNS rebinding.
     console_hosts: Option<String> = None, {
         shown_default: Some("none"),
         value_name: Some("HOST,..."),

@@ -120,9 +120,7 @@ impl Filter {
     fn compare_json(&self, value: Option<&[u8]>, pointer: &str) -> bool {
         // Records that cannot hold the text are skipped before parsing.
         let Some(value) = value else { return false };
-        if matches!(self.op, Op::Contains | Op::Equals)
-            && memmem::find(value, self.needle.as_bytes()).is_none()
-        {
+        if self.op == Op::Contains && memmem::find(value, self.needle.as_bytes()).is_none() {
             return false;
         }
         let Ok(json) = serde_json::from_slice::<serde_json::Value>(value) else {
