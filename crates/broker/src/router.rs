@@ -19,8 +19,8 @@ use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
 use crate::handlers::{
-    cluster, configs, delete_records, fetch, groups, list_offsets, log_dirs, metadata, produce,
-    producer, topics, transactions,
+    cluster, configs, delete_records, elect_leaders, fetch, groups, list_offsets, log_dirs,
+    metadata, offset_for_leader_epoch, produce, producer, topics, transactions, txn_markers,
 };
 use crate::request::{Reply, RequestContext};
 
@@ -121,6 +121,9 @@ handler_table! {
     (OffsetDelete, 0..=0, groups::offset_delete),
     (DescribeCluster, 0..=2, cluster::describe_cluster),
     (DescribeLogDirs, 1..=4, log_dirs::describe_log_dirs),
+    (OffsetForLeaderEpoch, 2..=4, offset_for_leader_epoch::offset_for_leader_epoch),
+    (WriteTxnMarkers, 1..=1, txn_markers::write_txn_markers),
+    (ElectLeaders, 0..=2, elect_leaders::elect_leaders),
 }
 
 /// Whether `api` at `version` is one we decode and answer.

@@ -218,6 +218,7 @@ impl Admin {
                 replication_factor: spec.replication_factor,
                 configs: spec.configs,
                 internal: false,
+                assignments: None,
             },
             false,
         )
