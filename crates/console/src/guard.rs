@@ -7,13 +7,17 @@
 use std::net::IpAddr;
 
 use axum::extract::{Request, State};
-use axum::http::header::{CACHE_CONTROL, HOST, ORIGIN};
+use axum::http::header::{
+    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN,
+    VARY,
+};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sluice_broker::http::PeerAddr;
 
 use crate::AppState;
+use crate::config::ConsoleConfig;
 
 /// The Content-Security-Policy of every console response: nothing but this origin's
 /// own files, no inline script or style, no framing.
@@ -21,19 +25,66 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
      style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
      base-uri 'none'; form-action 'self'";
 
-/// Checks the request, runs it, and adds the security headers to the answer.
+/// Checks the request, runs it, and adds the security headers to the answer (pages
+/// gzipped for clients that accept it).
 pub async fn guard(State(console): State<AppState>, req: Request, next: Next) -> Response {
-    let mut response = match refusal(&console, &req) {
+    let gzip_ok = accepts_gzip(req.headers());
+    let mut response = match refusal(&console.config, &req) {
         Some(refused) => refused,
         None => next.run(req).await,
     };
+    if gzip_ok {
+        response = gzip_page(response).await;
+    }
     add_security_headers(response.headers_mut());
     response
 }
 
+/// Whether the client takes gzip.
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")))
+}
+
+/// The largest page compressed; bigger ones (never expected) go out as they are.
+const MAX_GZIPPED_PAGE: usize = 16 << 20;
+
+/// An HTML page gzipped (streams, downloads and static files are left alone).
+async fn gzip_page(response: Response) -> Response {
+    let is_page = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if !is_page || response.headers().contains_key(CONTENT_ENCODING) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_GZIPPED_PAGE).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "page too large\n").into_response();
+    };
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let compressed =
+        std::io::Write::write_all(&mut encoder, &bytes).and_then(|()| encoder.finish());
+    match compressed {
+        Ok(gz) => {
+            parts
+                .headers
+                .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            parts
+                .headers
+                .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+            parts.headers.remove(CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(gz))
+        }
+        Err(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
+}
+
 /// Why the request is refused, as the response, or `None` when it may go on.
-fn refusal(console: &AppState, req: &Request) -> Option<Response> {
-    if !host_allowed(req.headers(), &console.config.extra_hosts) {
+fn refusal(config: &ConsoleConfig, req: &Request) -> Option<Response> {
+    if !host_allowed(req.headers(), &config.extra_hosts) {
         return Some(plain(
             StatusCode::MISDIRECTED_REQUEST,
             "this console answers to localhost and loopback addresses only (add the host name to \
@@ -53,7 +104,7 @@ fn refusal(console: &AppState, req: &Request) -> Option<Response> {
     if let Err(reason) = same_origin(req.headers()) {
         return Some(plain(StatusCode::FORBIDDEN, reason));
     }
-    if console.config.read_only {
+    if config.read_only {
         return Some(plain(
             StatusCode::FORBIDDEN,
             "the console is read-only (console = read-only)\n",
@@ -194,6 +245,43 @@ mod tests {
             assert!(!host_allowed(&headers(&[("host", bad)]), &extra), "{bad}");
         }
         assert!(!host_allowed(&HeaderMap::new(), &extra));
+    }
+
+    fn request(peer: &str, method: &str) -> Request {
+        let mut req = Request::builder()
+            .method(method)
+            .uri("/ui/topics")
+            .header("host", "127.0.0.1:9644")
+            .header("sec-fetch-site", "same-origin")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+        req
+    }
+
+    /// No login exists yet: only clients on this machine may use the console.
+    #[test]
+    fn peers_other_than_loopback_are_refused() {
+        let config = crate::config::ConsoleConfig {
+            read_only: false,
+            extra_hosts: Vec::new(),
+            limits: crate::Limits::default(),
+        };
+        for peer in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
+            assert!(refusal(&config, &request(peer, "GET")).is_none(), "{peer}");
+            assert!(refusal(&config, &request(peer, "POST")).is_none(), "{peer}");
+        }
+        for peer in ["10.0.0.7:5000", "[2001:db8::1]:5000", "192.168.1.2:1"] {
+            let refused = refusal(&config, &request(peer, "GET")).map(|r| r.status());
+            assert_eq!(refused, Some(StatusCode::FORBIDDEN), "{peer}");
+        }
+        let read_only = crate::config::ConsoleConfig {
+            read_only: true,
+            ..config
+        };
+        assert!(refusal(&read_only, &request("127.0.0.1:1", "GET")).is_none());
+        let refused = refusal(&read_only, &request("127.0.0.1:1", "POST")).map(|r| r.status());
+        assert_eq!(refused, Some(StatusCode::FORBIDDEN));
     }
 
     #[test]

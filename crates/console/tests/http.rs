@@ -147,6 +147,22 @@ async fn every_page_answers_with_its_status_and_the_security_headers() {
         assert_eq!(wrong.status, 404, "{url} with another hash");
     }
 
+    // Pages are gzipped for clients that take it.
+    let gz = broker
+        .request(
+            "GET",
+            "/ui/topics",
+            &broker.host(),
+            &[("Accept-Encoding", "gzip, br")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        (gz.status, gz.header("content-encoding"), gz.header("vary")),
+        (200, Some("gzip"), Some("Accept-Encoding"))
+    );
+    assert!(gz.body.starts_with("\u{1f}\u{fffd}\u{8}"), "gzip magic");
+
     // Methods a route does not have.
     let put = broker
         .request("PUT", "/ui/topics", &broker.host(), &[], "")

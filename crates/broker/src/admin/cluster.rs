@@ -21,6 +21,10 @@ pub struct NodeInfo {
     pub rack: Option<String>,
     /// Whether it is this process.
     pub is_local: bool,
+    /// Fenced by the controller: it leads no partition and is in no ISR.
+    pub fenced: bool,
+    /// Giving its leaderships away before it stops.
+    pub shutting_down: bool,
 }
 
 /// Partitions by health, over the whole cluster as the metadata says.
@@ -111,7 +115,12 @@ impl Admin {
             version: env!("CARGO_PKG_VERSION"),
             uptime: self.started.elapsed(),
             nodes: self.nodes(),
-            quorum_leader: None,
+            quorum_leader: self
+                .broker
+                .metadata
+                .has_controller()
+                .then(|| self.broker.metadata.leader())
+                .flatten(),
             health: self.partition_health(&image),
             topics: image.topics().count(),
             log_dirs: vec![LogDirUsage {
@@ -138,6 +147,8 @@ impl Admin {
                     port: endpoint.map_or(-1, |e| e.port),
                     rack: b.rack.clone(),
                     is_local: b.id == local,
+                    fenced: b.fenced,
+                    shutting_down: b.in_controlled_shutdown,
                 }
             })
             .collect();

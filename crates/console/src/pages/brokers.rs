@@ -24,7 +24,7 @@ pub async fn page(State(console): State<AppState>) -> Response {
         section aria-labelledby="nodes" {
             h2 #nodes { "Nodes" }
             table {
-                thead { tr { th scope="col" { "Id" } th scope="col" { "Address" } th scope="col" { "Rack" } th scope="col" { "Role" } th scope="col" { "Uptime" } } }
+                thead { tr { th scope="col" { "Id" } th scope="col" { "Address" } th scope="col" { "Rack" } th scope="col" { "Role" } th scope="col" { "State" } th scope="col" { "Uptime" } } }
                 tbody {
                     @for n in &overview.nodes {
                         tr {
@@ -35,6 +35,9 @@ pub async fn page(State(console): State<AppState>) -> Response {
                                 @if overview.quorum_leader == Some(n.id) { "metadata quorum leader" }
                                 @else if n.is_local { "this node" }
                                 @else { "broker" }
+                            }
+                            td.bad[n.fenced] {
+                                @if n.fenced { "fenced" } @else if n.shutting_down { "shutting down" } @else { "active" }
                             }
                             td { @if n.is_local { (duration(overview.uptime)) } @else { "–" } }
                         }

@@ -53,13 +53,17 @@ fn body(_console: &Console, o: &ClusterOverview, recent: &[Point]) -> Markup {
         section aria-labelledby="nodes" {
             h2 #nodes { "Nodes" }
             table {
-                thead { tr { th scope="col" { "Id" } th scope="col" { "Address" } th scope="col" { "Rack" } th scope="col" { "Version" } th scope="col" { "Uptime" } } }
+                thead { tr { th scope="col" { "Id" } th scope="col" { "Address" } th scope="col" { "Rack" } th scope="col" { "State" } th scope="col" { "Version" } th scope="col" { "Uptime" } } }
                 tbody {
                     @for n in &o.nodes {
                         tr {
                             td { (n.id) @if n.is_local { " (this node)" } }
                             td { (n.host) ":" (n.port) }
                             td { (n.rack.as_deref().unwrap_or("–")) }
+                            td.bad[n.fenced] {
+                                @if n.fenced { "fenced" } @else if n.shutting_down { "shutting down" } @else { "active" }
+                                @if o.quorum_leader == Some(n.id) { ", quorum leader" }
+                            }
                             td { @if n.is_local { (o.version) } @else { "–" } }
                             td { @if n.is_local { (duration(o.uptime)) } @else { "–" } }
                         }
