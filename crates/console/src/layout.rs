@@ -16,13 +16,15 @@ pub enum Nav {
     Overview,
     Topics,
     Groups,
+    Transactions,
     Brokers,
 }
 
-const NAV: [(Nav, &str, &str); 4] = [
+const NAV: [(Nav, &str, &str); 5] = [
     (Nav::Overview, "/ui/", "Overview"),
     (Nav::Topics, "/ui/topics", "Topics"),
     (Nav::Groups, "/ui/groups", "Consumer groups"),
+    (Nav::Transactions, "/ui/transactions", "Transactions"),
     (Nav::Brokers, "/ui/brokers", "Brokers"),
 ];
 

@@ -114,6 +114,7 @@ fn router(console: AppState) -> Router {
             "/ui/groups/{*id}",
             get(pages::groups::page).post(pages::groups::act),
         )
+        .route("/ui/transactions", get(pages::transactions::page))
         .route("/ui/brokers", get(pages::brokers::page))
         .route("/ui/static/{hash}/{file}", get(assets::serve))
         .fallback(pages::not_found)

@@ -70,7 +70,7 @@ async fn every_page_answers_with_its_status_and_the_security_headers() {
         .await
         .unwrap();
 
-    let pages: [(&str, u16, &str); 12] = [
+    let pages: [(&str, u16, &str); 13] = [
         ("/ui/", 200, "<h1>Overview</h1>"),
         ("/ui/topics", 200, "<h1>Topics</h1>"),
         ("/ui/topics?q=ord&sort=size&dir=desc&page=1", 200, "orders"),
@@ -88,6 +88,11 @@ async fn every_page_answers_with_its_status_and_the_security_headers() {
         ("/ui/groups", 200, "<h1>Consumer groups</h1>"),
         ("/ui/groups/billing", 200, "<h1>Group billing</h1>"),
         ("/ui/brokers", 200, "<h1>Brokers</h1>"),
+        (
+            "/ui/transactions",
+            200,
+            "No transactional producer has registered with this node",
+        ),
         ("/ui/topics/nope", 404, "There is no topic named"),
         ("/ui/groups/nope", 404, "There is no group"),
         ("/ui/nothing/here", 404, "There is no page here."),
@@ -333,6 +338,7 @@ async fn read_only_mode_refuses_every_change_and_renders_no_form_to_make_one() {
         "/ui/topics/seeded/messages",
         "/ui/groups",
         "/ui/groups/g",
+        "/ui/transactions",
         "/ui/brokers",
     ] {
         let reply = broker.get(path).await;

@@ -12,7 +12,7 @@ const path = require('node:path')
 const { Sluice } = require('../lib/sluice')
 const { launch, watch, newContext, seriousA11yViolations, ARTIFACTS } = require('../lib/browser')
 
-let sluice, browser
+let sluice, browser, openTransaction
 const budgets = {}
 
 before(async () => {
@@ -35,6 +35,16 @@ before(async () => {
   }
   await producer.send({ topic: 'orders', messages })
   await producer.disconnect()
+  // An idempotent producer, and a transactional one with its transaction left open.
+  const idempotent = kafka.producer({ idempotent: true })
+  await idempotent.connect()
+  await idempotent.send({ topic: 'orders', messages: [{ key: 'k', value: 'idempotent' }] })
+  await idempotent.disconnect()
+  const transactional = kafka.producer({ transactionalId: 'checkout', maxInFlightRequests: 1, idempotent: true, transactionTimeout: 600_000 })
+  await transactional.connect()
+  const txn = await transactional.transaction()
+  await txn.send({ topic: 'orders', messages: [{ key: 'k', value: 'in a transaction' }] })
+  openTransaction = transactional
   // A group that read part of the topic and stopped: it has lag.
   const admin2 = kafka.admin()
   await admin2.connect()
@@ -44,6 +54,7 @@ before(async () => {
 
 after(async () => {
   fs.writeFileSync(path.join(ARTIFACTS, 'budgets.json'), JSON.stringify(budgets, null, 2) + '\n')
+  if (openTransaction) await openTransaction.disconnect().catch(() => {})
   if (browser) await browser.close()
   if (sluice) await sluice.stop()
 })
@@ -56,6 +67,7 @@ const PAGES = [
   ['record', '/ui/topics/orders/messages/record?partition=0&offset=0', false],
   ['groups', '/ui/groups', false],
   ['group', '/ui/groups/billing', false],
+  ['transactions', '/ui/transactions', false],
   ['brokers', '/ui/brokers', false],
 ]
 
@@ -69,6 +81,9 @@ for (const [name, url, charts] of PAGES) {
       page.on('request', () => { requestCount++ })
       const response = await page.goto(sluice.http + url, { waitUntil: 'load' })
       assert.equal(response.status(), 200)
+      if (name === 'transactions') {
+        assert.match(await page.textContent('main'), /checkout\d+\d+Ongoing/)
+      }
       if (charts) await page.waitForSelector('figure.chart.drawn', { timeout: 10_000 })
       // Let the page's event streams deliver their first events.
       await page.waitForLoadState('domcontentloaded')

@@ -9,6 +9,7 @@ mod cluster;
 mod groups;
 mod records;
 mod topics;
+mod transactions;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +24,7 @@ pub use topics::LocalReplica;
 pub use topics::{
     ConfigChange, ConfigEntry, NewTopicSpec, PartitionDetail, TopicDetail, TopicSummary,
 };
+pub use transactions::{ProducerInfo, TransactionInfo};
 
 use crate::broker::Broker;
 pub use crate::metrics::{HistogramSnapshot, MetricsSnapshot, TrafficTotals};

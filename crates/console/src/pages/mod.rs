@@ -7,6 +7,7 @@ pub mod messages;
 pub mod overview;
 pub mod topic;
 pub mod topics;
+pub mod transactions;
 
 use axum::extract::State;
 use axum::http::StatusCode;
