@@ -226,7 +226,7 @@ pub async fn tail(
         partition: query.partition.clone(),
         ..MessagesQuery::default()
     })
-    .partitions(partition_count)
+    .partitions(partition_count, &console.admin.local_partitions(&topic))
     {
         Ok(p) => p,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
@@ -295,7 +295,8 @@ pub async fn search(
             .partition_count(&topic)
             .map_err(|e| crate::pages::describe(&e))?;
         let n = query.count(&console);
-        let partitions = query.partitions(partition_count)?;
+        let partitions =
+            query.partitions(partition_count, &console.admin.local_partitions(&topic))?;
         let at = query.start_at(n)?;
         let positions = start_positions(&console.admin, &topic, &partitions, at)?;
         Ok::<_, String>((positions, query.filter()?, n))

@@ -430,9 +430,20 @@ impl Cluster {
         Cluster::start_in_order(&order)
     }
 
+    /// Starts nodes `1..=n` as [`Cluster::start`] does, node `id` with `extra(id)` after
+    /// its cluster flags (e.g. its own `--http-listen`).
+    pub fn start_with(n: i32, extra: impl Fn(i32) -> Vec<String>) -> Cluster {
+        let order: Vec<i32> = (1..=n).collect();
+        Cluster::start_in_order_with(&order, extra)
+    }
+
     /// Starts the nodes in `order` (ids `1..=order.len()`), each without waiting for the
     /// others, then waits until every node lists every broker.
     pub fn start_in_order(order: &[i32]) -> Cluster {
+        Cluster::start_in_order_with(order, |_| Vec::new())
+    }
+
+    fn start_in_order_with(order: &[i32], extra: impl Fn(i32) -> Vec<String>) -> Cluster {
         let cluster_ports: BTreeMap<i32, u16> = order.iter().map(|id| (*id, free_port())).collect();
         let voters = cluster_ports
             .iter()
@@ -445,7 +456,8 @@ impl Cluster {
             voters,
         };
         for id in order {
-            let args = cluster.node_args(*id);
+            let mut args = cluster.node_args(*id);
+            args.extend(extra(*id));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             cluster.nodes.insert(*id, Broker::spawn_with(&args));
         }

@@ -49,6 +49,11 @@ impl Admin {
         }
     }
 
+    /// This node's id.
+    pub fn node_id(&self) -> i32 {
+        self.broker.node_id()
+    }
+
     /// The wall-clock time the broker tells, in milliseconds since the epoch.
     pub fn now_ms(&self) -> i64 {
         self.broker.clock.now_ms()

@@ -151,13 +151,42 @@ impl Admin {
             .ok_or_else(|| unknown_partition(topic, 0))
     }
 
-    /// This node's replica of `topic`'s partition `index`.
+    /// The partitions of `topic` this node has a replica of (in a cluster, often not all of
+    /// them): what records can be read from here.
+    pub fn local_partitions(&self, topic: &str) -> Vec<i32> {
+        let image = self.broker.metadata.image();
+        let Some(topic) = image.topic(topic) else {
+            return Vec::new();
+        };
+        self.broker
+            .replicas
+            .logs()
+            .topic_partitions(topic.id)
+            .iter()
+            .map(|p| p.index)
+            .collect()
+    }
+
+    /// This node's replica of `topic`'s partition `index`; when it has none but the
+    /// partition exists, the error names the nodes that do.
     fn local_partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, AdminError> {
         let image = self.broker.metadata.image();
-        image
+        let topic_image = image
             .topic(topic)
-            .and_then(|t| self.broker.replicas.logs().get(t.id, index))
-            .ok_or_else(|| unknown_partition(topic, index))
+            .ok_or_else(|| unknown_partition(topic, index))?;
+        if let Some(partition) = self.broker.replicas.logs().get(topic_image.id, index) {
+            return Ok(partition);
+        }
+        match topic_image.partition(index) {
+            Some(registration) => Err(elsewhere(
+                self.broker.node_id(),
+                topic,
+                index,
+                &registration.replicas,
+                registration.leader,
+            )),
+            None => Err(unknown_partition(topic, index)),
+        }
     }
 
     /// The offsets of a partition now.
@@ -313,6 +342,27 @@ impl Admin {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AppendWatch { partitions })
     }
+}
+
+/// A partition that exists but has no replica on `node`.
+fn elsewhere(node: i32, topic: &str, index: i32, replicas: &[i32], leader: i32) -> AdminError {
+    let nodes = replicas
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let leader = if leader < 0 {
+        "none".to_string()
+    } else {
+        leader.to_string()
+    };
+    AdminError::new(
+        ResponseError::NotLeaderOrFollower,
+        format!(
+            "Node {node} has no replica of partition {index} of topic '{topic}' (its replicas: \
+             {nodes}; leader: {leader}): read it from one of those nodes."
+        ),
+    )
 }
 
 fn unknown_partition(topic: &str, index: i32) -> AdminError {

@@ -72,10 +72,16 @@ impl MessagesQuery {
             .clamp(1, console.config.limits.max_records)
     }
 
-    /// The partitions chosen, checked against the topic's.
-    pub fn partitions(&self, partition_count: i32) -> Result<Vec<i32>, String> {
+    /// The partitions chosen, checked against the topic's: `all` means every partition
+    /// this node has a replica of (`local`; in a cluster, often not all of them).
+    pub fn partitions(&self, partition_count: i32, local: &[i32]) -> Result<Vec<i32>, String> {
         match self.partition.as_str() {
-            "" | "all" => Ok((0..partition_count).collect()),
+            "" | "all" if local.is_empty() && partition_count > 0 => Err(
+                "This node has no replica of any partition of this topic: read it from a node \
+                 that has one (the topic page lists each partition's replicas)."
+                    .to_string(),
+            ),
+            "" | "all" => Ok(local.to_vec()),
             p => match p.parse::<i32>() {
                 Ok(p) if (0..partition_count).contains(&p) => Ok(vec![p]),
                 _ => Err(format!(
@@ -370,7 +376,8 @@ async fn select(
 ) -> Result<Shown, (StatusCode, String)> {
     let bad = |e: String| (StatusCode::BAD_REQUEST, e);
     let n = query.count(console);
-    let partitions = query.partitions(partition_count).map_err(bad)?;
+    let local = console.admin.local_partitions(topic);
+    let partitions = query.partitions(partition_count, &local).map_err(bad)?;
     let at = query.start_at(n).map_err(bad)?;
     let filter = query.filter().map_err(bad)?;
     let positions = start_positions(&console.admin, topic, &partitions, at).map_err(bad)?;
@@ -418,6 +425,7 @@ fn body(
         @if let Some(text) = notice_text(query.notice.as_deref()) { (layout::notice(text)) }
         @if let Some(e) = &error { (layout::error(e)) }
         (query_form(topic, partition_count, query, &url))
+        (replicas_here(console, topic, partition_count))
         @match shown {
             Some(Shown::Records(records)) => {
                 p.count { (records.len()) " records" }
@@ -455,6 +463,27 @@ fn body(
         }
         @if !console.config.read_only {
             (produce_form(console, topic, partition_count, &url))
+        }
+    }
+}
+
+/// In a cluster, which partitions this node can read (`all` means those), when not all.
+fn replicas_here(console: &Console, topic: &str, partition_count: i32) -> Markup {
+    let local = console.admin.local_partitions(topic);
+    if local.len() >= usize::try_from(partition_count).unwrap_or(0) {
+        return html! {};
+    }
+    let list = local
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    html! {
+        p.hint {
+            "Node " (console.admin.node_id()) " has replicas of "
+            @if local.is_empty() { "no partition" } @else { "partitions " (list) " only" }
+            " of " (topic) ": “all” reads those; the others are read on the nodes the "
+            a href=(topic_url(topic)) { "topic page" } " lists as their replicas."
         }
     }
 }
@@ -839,7 +868,8 @@ pub async fn export(
             .admin
             .partition_count(&topic)
             .map_err(|e| describe(&e))?;
-        let partitions = query.partitions(partition_count)?;
+        let partitions =
+            query.partitions(partition_count, &console.admin.local_partitions(&topic))?;
         let n = query
             .n
             .unwrap_or(console.config.limits.export_records)
