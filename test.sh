@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs Sluice's whole test suite against real broker processes:
 #   formatting and lints, Rust unit and end-to-end tests (librdkafka via the
-#   rdkafka crate), Node.js tests (kafkajs, kafka-node and the examples), kcat,
-#   kafka-python and confluent-kafka, and librdkafka's own test suite (an allowlist of its
-#   tests, against three-node clusters and, its smoke set, against one broker).
+#   rdkafka crate), Node.js tests (kafkajs, kafka-node and the examples), the web
+#   console in headless chromium, kcat, kafka-python and confluent-kafka, and librdkafka's
+#   own test suite (an allowlist of its tests, against three-node clusters and, its smoke
+#   set, against one broker).
 # Installs missing test dependencies first (see scripts/install-test-deps.sh).
 # Ends with one line: "N passed, N failed".
 set -uo pipefail
@@ -49,6 +50,14 @@ step "node --test (kafkajs, examples)"
 p=$(grep -Eo '^# pass [0-9]+' "$logdir/node.log" | awk '{print $3}' | tail -1)
 f=$(grep -Eo '^# fail [0-9]+' "$logdir/node.log" | awk '{print $3}' | tail -1)
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+
+step "console in a browser (node --test, playwright-core, Debian's chromium)"
+(cd tests/console && node --test --test-concurrency=1 test/) 2>&1 | tee "$logdir/console.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+p=$(grep -Eo '^# pass [0-9]+' "$logdir/console.log" | awk '{print $3}' | tail -1)
+f=$(grep -Eo '^# fail [0-9]+' "$logdir/console.log" | awk '{print $3}' | tail -1)
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+echo "screenshots and measurements: tests/console/artifacts/"
 
 step "kcat ($(kcat -V 2>/dev/null | grep -Eo 'librdkafka [0-9.]+' | head -1))"
 tests/kcat/run.sh 2>&1 | tee "$logdir/kcat.log"

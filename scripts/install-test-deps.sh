@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain, on a fresh
 # Debian machine: kcat (Debian's, librdkafka 2.0.2 — an old client on purpose),
-# the C toolchain pieces librdkafka's build uses, and the npm packages of the
-# Node.js tests and examples (pinned by their package-lock.json files).
+# the C toolchain pieces librdkafka's build uses, Debian's chromium (the console's
+# browser tests drive it with playwright-core; playwright's own browser download does
+# not work here), and the npm packages of the Node.js tests, the console's browser tests
+# and the examples (pinned by their package-lock.json files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +12,7 @@ need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then
@@ -21,7 +24,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-for dir in tests/node examples; do
+for dir in tests/node tests/console examples; do
   if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
     echo "==> npm ci in $dir"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)

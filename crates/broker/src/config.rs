@@ -318,6 +318,53 @@ broker_settings! {
         kafka_names: &["leader.imbalance.check.interval.seconds"],
         range: Some(1..=INT_MAX),
     }
+    /// The web console under `/ui` on the HTTP listener: `read-write`, `read-only` (every
+    /// change refused) or `off`. It answers loopback clients only.
+    console: ConsoleMode = ConsoleMode::ReadWrite, {
+        value_name: Some("off|read-only|read-write"),
+    }
+    /// More `Host` names the console answers to, comma-separated (it always answers to
+    /// `localhost`, loopback addresses and the `advertise` host); requests naming another
+    /// host get 421, which defeats DNS rebinding.
+    console_hosts: Option<String> = None, {
+        shown_default: Some("none"),
+        value_name: Some("HOST,..."),
+    }
+}
+
+/// What the web console may do (see the `console` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsoleMode {
+    /// No console: `/ui` is not served.
+    Off,
+    /// Pages only: every change is refused, and no form to make one is shown.
+    ReadOnly,
+    /// Pages and changes (creating topics, producing, resetting offsets, …).
+    ReadWrite,
+}
+
+impl SettingValue for ConsoleMode {
+    fn parse_flag(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "off" => Ok(ConsoleMode::Off),
+            "read-only" => Ok(ConsoleMode::ReadOnly),
+            "read-write" => Ok(ConsoleMode::ReadWrite),
+            other => Err(format!(
+                "'{other}' is not a console mode; use off, read-only or read-write"
+            )),
+        }
+    }
+    fn show(&self) -> Option<String> {
+        Some(
+            match self {
+                ConsoleMode::Off => "off",
+                ConsoleMode::ReadOnly => "read-only",
+                ConsoleMode::ReadWrite => "read-write",
+            }
+            .to_string(),
+        )
+    }
 }
 
 /// What is declared about a setting besides its field, type, default and doc.

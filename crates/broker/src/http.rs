@@ -1,8 +1,13 @@
 //! The operator HTTP listener: `/metrics` (Prometheus text format 0.0.4),
-//! `/health` and `/ready`.
+//! `/health` and `/ready`, and whatever an [`HttpExtension`] mounted by the binary serves
+//! (the web console under `/ui`).
 //!
 //! It runs beside the Kafka listener and outlives it during shutdown, so that
 //! `/ready` can answer 503 while in-flight requests drain.
+//!
+//! Responses are streaming bodies ([`HttpBody`]): an extension may answer with a body
+//! that never ends (server-sent events); such connections are aborted when the listener
+//! stops.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -11,7 +16,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http_body_util::Full;
+use std::future::Future;
+use std::pin::Pin;
+
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
@@ -30,12 +39,37 @@ use crate::metrics::{escape_label, header, process_stats};
 /// The content type of the Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The error type of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body: a whole buffer or a stream of frames.
+pub type HttpBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// What an [`HttpExtension`] answers with.
+pub type HttpResponseFuture = Pin<Box<dyn Future<Output = Response<HttpBody>> + Send>>;
+
+/// The peer of an HTTP connection, put in every request's extensions for
+/// [`HttpExtension`]s (which may, for example, serve loopback peers only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Paths the HTTP listener hands to code outside this crate (the binary mounts the web
+/// console this way, so the broker never depends on it). Every method reaches it.
+pub trait HttpExtension: Send + Sync {
+    /// Whether requests for `path` are this extension's.
+    fn serves(&self, path: &str) -> bool;
+    /// Answers one request; its extensions carry the [`PeerAddr`].
+    fn handle(&self, req: Request<Incoming>) -> HttpResponseFuture;
+}
+
 /// What the HTTP handlers read.
 pub(crate) struct HttpState {
     pub broker: Arc<Broker>,
     /// True once the logs are open and the Kafka listener accepts; false
     /// again when shutdown begins.
     pub ready: Arc<AtomicBool>,
+    /// Mounted by the binary, if any.
+    pub extension: Option<Arc<dyn HttpExtension>>,
 }
 
 /// Serves HTTP connections until `stop` fires.
@@ -49,11 +83,12 @@ pub(crate) async fn serve(
         tokio::select! {
             _ = crate::server::stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
-                Ok((socket, _peer)) => {
+                Ok((socket, peer)) => {
                     let state = state.clone();
                     connections.spawn(async move {
-                        let service = service_fn(move |req| {
+                        let service = service_fn(move |mut req: Request<Incoming>| {
                             let state = state.clone();
+                            req.extensions_mut().insert(PeerAddr(peer));
                             async move { Ok::<_, Infallible>(route(&state, req).await) }
                         });
                         let _ = http1::Builder::new()
@@ -72,8 +107,15 @@ pub(crate) async fn serve(
     connections.abort_all();
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
+/// A whole body.
+pub fn full_body(bytes: impl Into<Bytes>) -> HttpBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<HttpBody> {
+    let mut response = Response::new(full_body(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -82,7 +124,12 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     response
 }
 
-async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(state: &HttpState, req: Request<Incoming>) -> Response<HttpBody> {
+    if let Some(extension) = &state.extension
+        && extension.serves(req.uri().path())
+    {
+        return extension.handle(req).await;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
         r.headers_mut()

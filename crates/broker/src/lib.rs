@@ -7,6 +7,7 @@
 //! `sluice-coordinator` shards, together; the binary only parses
 //! configuration and starts a [`Server`].
 
+pub mod admin;
 pub mod broker;
 #[cfg(test)]
 mod cluster_tests;
@@ -20,7 +21,7 @@ mod errors;
 pub mod fd_budget;
 mod flusher;
 mod handlers;
-mod http;
+pub mod http;
 mod isr;
 pub mod log_manager;
 mod log_reconciler;
@@ -49,4 +50,4 @@ mod txn_verification;
 mod txn_wiring;
 
 pub use config::BrokerConfig;
-pub use server::{Server, StartError};
+pub use server::{HttpExtensionFactory, Server, StartError};

@@ -69,6 +69,18 @@ impl Histogram {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
+    /// The bucket counts now.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds: self.bounds,
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+
     /// Writes the `_bucket`, `_sum` and `_count` samples; `labels` is empty
     /// or `name="value",…` without braces.
     fn write(&self, out: &mut String, name: &str, labels: &str) {
@@ -96,6 +108,108 @@ impl Histogram {
     }
 }
 
+/// A histogram's bucket counts at one moment: two of them give the distribution of what
+/// was observed in between.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Upper bounds (seconds) of the buckets but the last (+Inf).
+    pub bounds: &'static [f64],
+    /// Observations per bucket (not cumulative), one more than `bounds`.
+    pub counts: Vec<u64>,
+}
+
+impl HistogramSnapshot {
+    /// What was observed after `earlier` (a snapshot of the same histogram).
+    pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds: self.bounds,
+            counts: self
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(i, n)| n.saturating_sub(earlier.counts.get(i).copied().unwrap_or(0)))
+                .collect(),
+        }
+    }
+
+    /// Adds another histogram's counts with the same buckets.
+    pub fn add(&mut self, other: &HistogramSnapshot) {
+        if self.counts.is_empty() {
+            self.bounds = other.bounds;
+            self.counts = vec![0; other.counts.len()];
+        }
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+    }
+
+    /// Observations counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The upper bound (seconds) of the bucket holding quantile `q` (0..=1): an upper
+    /// estimate, as Prometheus' `histogram_quantile` would give without interpolation.
+    /// `None` when nothing was observed; the last finite bound for the +Inf bucket.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return self.bounds.get(i).or(self.bounds.last()).copied();
+            }
+        }
+        self.bounds.last().copied()
+    }
+}
+
+/// A topic's traffic counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficTotals {
+    /// Bytes of batches appended by Produce.
+    pub bytes_in: u64,
+    /// Records appended by Produce.
+    pub records_in: u64,
+    /// Bytes of batches returned by Fetch.
+    pub bytes_out: u64,
+    /// Records returned by Fetch.
+    pub records_out: u64,
+}
+
+impl TrafficTotals {
+    fn add(&mut self, other: TrafficTotals) {
+        self.bytes_in += other.bytes_in;
+        self.records_in += other.records_in;
+        self.bytes_out += other.bytes_out;
+        self.records_out += other.records_out;
+    }
+}
+
+/// The broker's counters at one moment (for rates and windowed percentiles).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Traffic over every topic.
+    pub traffic: TrafficTotals,
+    /// Requests received.
+    pub requests: u64,
+    /// Latency of every request but those that wait by design (Fetch's long poll,
+    /// JoinGroup and SyncGroup waiting for the group).
+    pub request_latency: HistogramSnapshot,
+    /// Sync latency of partition logs.
+    pub fsync: HistogramSnapshot,
+    /// Kafka client connections open.
+    pub connections: i64,
+}
+
+/// Requests whose duration is mostly waiting by design, left out of
+/// [`MetricsSnapshot::request_latency`].
+const WAITING_APIS: [ApiKey; 3] = [ApiKey::Fetch, ApiKey::JoinGroup, ApiKey::SyncGroup];
+
 /// Bytes and records produced to and fetched from one topic.
 #[derive(Default)]
 pub struct TopicTraffic {
@@ -106,6 +220,16 @@ pub struct TopicTraffic {
 }
 
 impl TopicTraffic {
+    /// The counters now.
+    pub fn totals(&self) -> TrafficTotals {
+        TrafficTotals {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            records_in: self.records_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+        }
+    }
+
     /// Counts appended batches: their bytes and their header record counts.
     pub fn produced(&self, bytes: u64, records: u64) {
         self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
@@ -243,6 +367,48 @@ impl Metrics {
             &self.isr_expands
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters of every topic now, by name.
+    pub fn topic_totals(&self) -> HashMap<String, TrafficTotals> {
+        self.topics
+            .read()
+            .iter()
+            .map(|(name, t)| (name.clone(), t.totals()))
+            .collect()
+    }
+
+    /// Kafka client connections open now.
+    pub fn connections(&self) -> i64 {
+        self.active_connections.load(Ordering::Relaxed).max(0)
+    }
+
+    /// Every counter the console charts, now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let mut traffic = TrafficTotals::default();
+        for t in self.topics.read().values() {
+            traffic.add(t.totals());
+        }
+        let mut request_latency = HistogramSnapshot::default();
+        for (slot, h) in self.durations.iter().enumerate() {
+            let waits = WAITING_APIS
+                .iter()
+                .any(|k| usize::try_from(*k as i16).ok() == Some(slot));
+            if !waits {
+                request_latency.add(&h.snapshot());
+            }
+        }
+        MetricsSnapshot {
+            traffic,
+            requests: self
+                .requests
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum(),
+            request_latency,
+            fsync: self.fsync.snapshot(),
+            connections: self.connections(),
+        }
     }
 
     /// Forgets the counters of a deleted topic.
@@ -451,6 +617,39 @@ fn resident_bytes_from_status(status: &str) -> Option<u64> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The console's charts: a window's p99 is the bucket bound holding it, Fetch's long
+    /// polls are left out of request latency, traffic sums over topics.
+    #[test]
+    fn snapshots_give_windowed_quantiles_and_totals() {
+        let m = Metrics::default();
+        let before = m.snapshot();
+        for _ in 0..98 {
+            m.request_duration(ApiKey::Produce as i16, Duration::from_micros(300));
+        }
+        m.request_duration(ApiKey::Metadata as i16, Duration::from_millis(20));
+        m.request_duration(ApiKey::Metadata as i16, Duration::from_millis(20));
+        m.request_duration(ApiKey::Fetch as i16, Duration::from_millis(500));
+        m.topic("a").produced(100, 3);
+        m.topic("b").produced(50, 1);
+        m.topic("b").fetched(10, 1);
+        let window = m.snapshot().request_latency.since(&before.request_latency);
+        assert_eq!(window.count(), 100);
+        assert_eq!(window.quantile(0.5), Some(0.0005));
+        assert_eq!(window.quantile(0.99), Some(0.025));
+        assert_eq!(HistogramSnapshot::default().quantile(0.99), None);
+        assert_eq!(
+            m.snapshot().traffic,
+            TrafficTotals {
+                bytes_in: 150,
+                records_in: 4,
+                bytes_out: 10,
+                records_out: 1
+            }
+        );
+        m.fsync.observe(Duration::from_secs(9));
+        assert_eq!(m.snapshot().fsync.quantile(0.99), Some(2.5));
+    }
 
     #[test]
     fn stat_parsing_skips_the_command_name() {

@@ -122,6 +122,16 @@ pub enum StartError {
     },
 }
 
+/// Makes the [`crate::http::HttpExtension`] the HTTP listener mounts, from the admin
+/// facade and the listener's stop signal; `None` mounts nothing.
+pub type HttpExtensionFactory = Box<
+    dyn FnOnce(
+            crate::admin::Admin,
+            watch::Receiver<bool>,
+        ) -> Option<Arc<dyn crate::http::HttpExtension>>
+        + Send,
+>;
+
 /// A running broker; dropping it does not stop it, call [`Server::shutdown`].
 pub struct Server {
     broker: Arc<Broker>,
@@ -144,6 +154,16 @@ pub struct Server {
 impl Server {
     /// Locks the data dir, opens metadata and logs, and starts listening.
     pub async fn start(config: BrokerConfig) -> Result<Self, StartError> {
+        Self::start_with(config, None).await
+    }
+
+    /// As [`Server::start`], with `http_extension` making what the HTTP listener serves
+    /// besides `/metrics`, `/health` and `/ready` (not called when HTTP is off). It gets the
+    /// admin facade and a signal that fires when the HTTP listener stops.
+    pub async fn start_with(
+        config: BrokerConfig,
+        http_extension: Option<HttpExtensionFactory>,
+    ) -> Result<Self, StartError> {
         config.validate()?;
         let data_dir = config.data_dir.clone();
         let dir_err = |source| StartError::DataDir {
@@ -226,9 +246,16 @@ impl Server {
         let ready = Arc::new(AtomicBool::new(false));
         let (http_stop, http_stop_rx) = watch::channel(false);
         let http_task = http_listener.map(|listener| {
+            let extension = http_extension.and_then(|make| {
+                make(
+                    crate::admin::Admin::new(broker.clone()),
+                    http_stop_rx.clone(),
+                )
+            });
             let state = Arc::new(crate::http::HttpState {
                 broker: broker.clone(),
                 ready: ready.clone(),
+                extension,
             });
             tokio::spawn(crate::http::serve(listener, state, http_stop_rx))
         });

@@ -164,7 +164,15 @@ async fn serve(config: BrokerConfig) -> Result<(), String> {
     // start-up failure is exactly one line on stderr.
     let data_dir =
         std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
-    let server = Server::start(config).await.map_err(|e| e.to_string())?;
+    let console = sluice_console::ConsoleConfig::from_broker(&config);
+    let mount: Option<sluice_broker::HttpExtensionFactory> = console.clone().map(|console| {
+        let factory: sluice_broker::HttpExtensionFactory =
+            Box::new(move |admin, stop| Some(sluice_console::extension(admin, console, stop)));
+        factory
+    });
+    let server = Server::start_with(config, mount)
+        .await
+        .map_err(|e| e.to_string())?;
     let broker = server.broker();
     tracing::info!(
         data_dir = %data_dir.display(),
@@ -208,7 +216,14 @@ async fn serve(config: BrokerConfig) -> Result<(), String> {
     }
     match server.http_addr() {
         Some(addr) => {
-            tracing::info!("HTTP listener on {addr}: http://{addr}/metrics, /health, /ready")
+            tracing::info!("HTTP listener on {addr}: http://{addr}/metrics, /health, /ready");
+            match &console {
+                Some(c) if c.read_only => {
+                    tracing::info!("web console (read-only) on http://{addr}/ui/")
+                }
+                Some(_) => tracing::info!("web console on http://{addr}/ui/"),
+                None => tracing::info!("web console off"),
+            }
         }
         None => tracing::info!("HTTP listener off"),
     }
@@ -349,6 +364,7 @@ mod tests {
                 _ if setting.name() == "cluster-listen" => "127.0.0.1:9".to_string(),
                 _ if setting.name() == "voters" => "1@example.com:7".to_string(),
                 _ if setting.name() == "listen" => "127.0.0.1:8".to_string(),
+                _ if setting.name() == "console" => "read-only".to_string(),
                 _ => "example.com:7".to_string(),
             };
             let flag = format!("--{}", setting.name());

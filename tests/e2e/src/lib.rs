@@ -431,30 +431,29 @@ pub struct Cluster {
     nodes: BTreeMap<i32, Broker>,
     cluster_ports: BTreeMap<i32, u16>,
     voters: String,
-    /// `serve` flags every node gets besides its cluster flags.
-    extra_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts nodes `1..=n` and waits until the cluster has formed.
     pub fn start(n: i32) -> Cluster {
-        Cluster::start_with(n, &[])
+        let order: Vec<i32> = (1..=n).collect();
+        Cluster::start_in_order(&order)
     }
 
-    /// Starts nodes `1..=n`, each with extra `serve` flags, and waits until the cluster has
-    /// formed.
-    pub fn start_with(n: i32, args: &[&str]) -> Cluster {
+    /// Starts nodes `1..=n` as [`Cluster::start`] does, node `id` with `extra(id)` after
+    /// its cluster flags (e.g. its own `--http-listen`).
+    pub fn start_with(n: i32, extra: impl Fn(i32) -> Vec<String>) -> Cluster {
         let order: Vec<i32> = (1..=n).collect();
-        Cluster::start_in_order_with(&order, args)
+        Cluster::start_in_order_with(&order, extra)
     }
 
     /// Starts the nodes in `order` (ids `1..=order.len()`), each without waiting for the
     /// others, then waits until every node lists every broker.
     pub fn start_in_order(order: &[i32]) -> Cluster {
-        Cluster::start_in_order_with(order, &[])
+        Cluster::start_in_order_with(order, |_| Vec::new())
     }
 
-    fn start_in_order_with(order: &[i32], args: &[&str]) -> Cluster {
+    fn start_in_order_with(order: &[i32], extra: impl Fn(i32) -> Vec<String>) -> Cluster {
         let cluster_ports: BTreeMap<i32, u16> = order.iter().map(|id| (*id, free_port())).collect();
         let voters = cluster_ports
             .iter()
@@ -465,10 +464,10 @@ impl Cluster {
             nodes: BTreeMap::new(),
             cluster_ports,
             voters,
-            extra_args: args.iter().map(|a| a.to_string()).collect(),
         };
         for id in order {
-            let args = cluster.node_args(*id);
+            let mut args = cluster.node_args(*id);
+            args.extend(extra(*id));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             cluster.nodes.insert(*id, Broker::spawn_with(&args));
         }
@@ -481,7 +480,7 @@ impl Cluster {
 
     /// The `serve` flags that make a broker node `id` of this cluster.
     pub fn node_args(&self, id: i32) -> Vec<String> {
-        let mut args = vec![
+        vec![
             "--node-id".into(),
             id.to_string(),
             "--cluster-listen".into(),
@@ -490,9 +489,7 @@ impl Cluster {
             self.voters.clone(),
             "--rack".into(),
             format!("rack-{id}"),
-        ];
-        args.extend(self.extra_args.iter().cloned());
-        args
+        ]
     }
 
     /// `--voters` of this cluster.

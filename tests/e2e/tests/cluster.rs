@@ -430,7 +430,9 @@ fn dev_cluster_starts_three_nodes_that_form_one_cluster_and_stops_them_on_ctrl_c
 fn a_killed_node_is_fenced_once_its_cluster_listener_refuses_connections() {
     // A session timeout of a minute: only the probe of the silent node's cluster listener
     // can fence it within the test's wait.
-    let mut cluster = Cluster::start_with(3, &["--broker-session-timeout-ms", "60000"]);
+    let mut cluster = Cluster::start_with(3, |_| {
+        vec!["--broker-session-timeout-ms".into(), "60000".into()]
+    });
     let (code, _) = cluster.create_topic_via(1, "orphaned", 3).unwrap();
     assert_eq!(code, NO_ERROR);
     let victim = 3;

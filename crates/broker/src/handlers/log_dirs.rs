@@ -90,7 +90,7 @@ fn describe(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsResp
 
 /// Total and usable (available to this unprivileged process) bytes of the
 /// file system holding `dir`, as Java's `FileStore` reports them to Kafka.
-fn disk_space(dir: &Path) -> (i64, i64) {
+pub(crate) fn disk_space(dir: &Path) -> (i64, i64) {
     match rustix::fs::statvfs(dir) {
         Ok(s) => {
             let bytes =

@@ -142,6 +142,27 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
     }
 }
 
+/// Appends `records` to partition `index` of `topic` as a client's acks=all produce
+/// would (the same checks), for the admin facade; the error is Kafka's code and message.
+pub(crate) fn append_as_client(
+    broker: &Broker,
+    topic: &TopicImage,
+    index: i32,
+    records: Bytes,
+) -> Result<Appended, (ResponseError, Option<String>)> {
+    // Not transactional: nothing to verify with a transaction coordinator.
+    let verified = Verified::new();
+    append(
+        broker,
+        topic,
+        index,
+        Some(records),
+        RequiredAcks::All,
+        &verified,
+    )
+    .map_err(|r| (r.code, r.message))
+}
+
 /// Validates and appends one partition's records through the replica manager.
 fn append(
     broker: &Broker,
