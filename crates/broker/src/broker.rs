@@ -249,7 +249,8 @@ pub(crate) async fn open_broker_with_metadata(
         cluster: std::sync::OnceLock::new(),
         config,
     });
-    // AddPartitionsToTxn refuses partitions that do not exist, as Kafka does.
+    // AddPartitionsToTxn refuses partitions that do not exist, as Kafka does — in the
+    // cluster's metadata, wherever their replicas are (the coordinator rarely hosts them).
     let weak = Arc::downgrade(&broker);
     broker
         .txn
@@ -258,7 +259,7 @@ pub(crate) async fn open_broker_with_metadata(
                 let image = b.metadata.image();
                 image
                     .topic(&tp.topic)
-                    .is_some_and(|t| b.replicas.logs().get(t.id, tp.partition).is_some())
+                    .is_some_and(|t| t.partition(tp.partition).is_some())
             });
             (!exists).then_some(kafka_protocol::error::ResponseError::UnknownTopicOrPartition)
         }));

@@ -1164,3 +1164,83 @@ async fn describe_topic_partitions_pages_through_partitions_with_a_cursor() {
     );
     assert_eq!(cursor, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_adds_partitions_it_holds_no_replica_of() {
+    use kafka_protocol::messages::ResponseKind;
+    let cluster = TestCluster::start(3, |_| {}).await;
+    // One replica per partition, striped: two of the three live on other nodes than the
+    // coordinator, which knows them from the metadata only.
+    let topic = NewTopic {
+        name: "t".into(),
+        partitions: 3,
+        replication_factor: 1,
+        assignments: None,
+        configs: Default::default(),
+        internal: false,
+    };
+    create_topic(cluster.node(1), topic, false).await.unwrap();
+    let ResponseKind::FindCoordinator(found) =
+        cluster.ask(1, 3, txn_requests::find_coordinator()).await
+    else {
+        panic!("not a FindCoordinator response");
+    };
+    let coordinator = found.node_id.0;
+    let ResponseKind::InitProducerId(init) = cluster
+        .ask(coordinator, 4, txn_requests::init_producer_id())
+        .await
+    else {
+        panic!("not an InitProducerId response");
+    };
+    let hosted: Vec<i32> = (0..3)
+        .filter(|p| {
+            cluster
+                .registration_of("t", *p)
+                .replicas
+                .contains(&coordinator)
+        })
+        .collect();
+    assert!(hosted.len() < 3, "the coordinator hosts every partition");
+    let ResponseKind::AddPartitionsToTxn(added) = cluster
+        .ask(
+            coordinator,
+            3,
+            txn_requests::add_partitions(init.producer_id.0, init.producer_epoch, vec![0, 1, 2, 3]),
+        )
+        .await
+    else {
+        panic!("not an AddPartitionsToTxn response");
+    };
+    let codes: Vec<(i32, i16)> = added.results_by_topic_v3_and_below[0]
+        .results_by_partition
+        .iter()
+        .map(|p| (p.partition_index, p.partition_error_code))
+        .collect();
+    // Partition 3 does not exist: UNKNOWN_TOPIC_OR_PARTITION, and the others fail with
+    // OPERATION_NOT_ATTEMPTED as Kafka answers a request with one bad partition.
+    assert_eq!(
+        codes,
+        vec![
+            (0, ResponseError::OperationNotAttempted.code()),
+            (1, ResponseError::OperationNotAttempted.code()),
+            (2, ResponseError::OperationNotAttempted.code()),
+            (3, ResponseError::UnknownTopicOrPartition.code()),
+        ]
+    );
+    let ResponseKind::AddPartitionsToTxn(added) = cluster
+        .ask(
+            coordinator,
+            3,
+            txn_requests::add_partitions(init.producer_id.0, init.producer_epoch, vec![0, 1, 2]),
+        )
+        .await
+    else {
+        panic!("not an AddPartitionsToTxn response");
+    };
+    let codes: Vec<i16> = added.results_by_topic_v3_and_below[0]
+        .results_by_partition
+        .iter()
+        .map(|p| p.partition_error_code)
+        .collect();
+    assert_eq!(codes, vec![0, 0, 0]);
+}
