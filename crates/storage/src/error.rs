@@ -37,6 +37,9 @@ pub enum StorageError {
         dir.display()
     )]
     Offline { dir: PathBuf },
+    /// The log cleaner was told to stop (shutdown, the partition closed) before it finished.
+    #[error("log cleaning was aborted")]
+    CleaningAborted,
 }
 
 /// Why batches cannot be appended where the log ends.

@@ -167,6 +167,11 @@ impl PartitionLog {
         self.epochs_dirty |= self.epochs.truncate_from_end(new_end);
         self.restore_producer_state()?;
         self.persist_recovery_point()?;
+        if self.cleaner_checkpoint.is_some_and(|c| c > new_end) {
+            // Kafka's `maybeTruncateCheckpoint`: what follows the cut is dirty again.
+            self.cleaner_checkpoint = Some(new_end);
+            self.persist_cleaner_checkpoint();
+        }
         self.check_invariants();
         Ok(true)
     }
@@ -207,6 +212,10 @@ impl PartitionLog {
         self.aborted_txns.clear();
         self.epochs.clear();
         self.epochs_dirty = true;
+        if self.cleaner_checkpoint.is_some() {
+            self.cleaner_checkpoint = Some(offset);
+            self.persist_cleaner_checkpoint();
+        }
         self.persist_log_start()?;
         self.persist_recovery_point()?;
         self.check_invariants();
