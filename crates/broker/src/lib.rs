@@ -19,6 +19,7 @@ pub mod fd_budget;
 mod flusher;
 mod handlers;
 mod http;
+pub mod log_cleaner;
 pub mod log_manager;
 mod log_reconciler;
 mod log_throttle;

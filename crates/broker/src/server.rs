@@ -16,6 +16,7 @@ use crate::broker::{Broker, open_broker};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::connection::serve_connection;
 use crate::fd_budget::FdBudget;
+use crate::log_cleaner::LogCleaner;
 use crate::log_throttle::LogThrottle;
 use crate::metadata::MetadataLogError;
 use crate::request::{ConnectionId, ConnectionIdentity};
@@ -86,6 +87,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<JoinSet<()>>,
     background: JoinSet<()>,
+    /// The log cleaner's threads.
+    cleaner: Option<LogCleaner>,
     http_addr: Option<SocketAddr>,
     /// What `/ready` answers.
     ready: Arc<AtomicBool>,
@@ -163,6 +166,7 @@ impl Server {
             broker.clone(),
             stop_rx,
         ));
+        let cleaner = Some(LogCleaner::start(broker.clone())?);
         let ready = Arc::new(AtomicBool::new(false));
         let (http_stop, http_stop_rx) = watch::channel(false);
         let http_task = http_listener.map(|listener| {
@@ -180,6 +184,7 @@ impl Server {
             stop,
             accept_task,
             background,
+            cleaner,
             http_addr,
             ready,
             http_stop,
@@ -223,6 +228,11 @@ impl Server {
             connections.abort_all();
         }
         self.background.abort_all();
+        if let Some(cleaner) = self.cleaner.take() {
+            tokio::task::spawn_blocking(move || cleaner.shutdown())
+                .await
+                .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
+        }
         let broker = self.broker.clone();
         tokio::task::spawn_blocking(move || broker.replicas.logs().close_all())
             .await

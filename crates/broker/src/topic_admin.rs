@@ -15,7 +15,7 @@ use crate::broker::Broker;
 use crate::metadata::{
     MetadataImage, MetadataLogError, MetadataRecord, PartitionAssignment, TopicImage,
 };
-use crate::topic_config::validate_topic_config;
+use crate::topic_config::{validate_topic_config, validate_topic_configs};
 
 /// Kafka's limit on topic name length.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -212,10 +212,8 @@ fn check_new_topic(
             ));
         }
     };
-    for (name, value) in &topic.configs {
-        validate_topic_config(name, value)
-            .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
-    }
+    validate_topic_configs(topic.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
     // The internal topics are the broker's own: groups and transactions need them.
     if !topic.internal {
         check_broker_partitions(broker, image, &topic.name, partitions)?;
@@ -365,7 +363,7 @@ pub async fn ensure_consumer_offsets(broker: &Arc<Broker>) -> Result<TopicImage,
 
 /// Makes sure an internal topic (`__consumer_offsets` or
 /// `__transaction_state`) exists, creating it as Kafka does on first use:
-/// compacted, 100 MiB segments, its configured partition count.
+/// compacted, with its configured segment size (100 MiB) and partition count.
 pub async fn ensure_internal_topic(
     broker: &Arc<Broker>,
     name: &str,
@@ -373,10 +371,16 @@ pub async fn ensure_internal_topic(
     if let Some(t) = broker.metadata.image().topic(name) {
         return Ok(t.clone());
     }
-    let partitions = if name == TRANSACTION_STATE_TOPIC {
-        broker.config.transaction_state_partitions
+    let (partitions, segment_bytes) = if name == TRANSACTION_STATE_TOPIC {
+        (
+            broker.config.transaction_state_partitions,
+            broker.config.transaction_state_segment_bytes,
+        )
     } else {
-        broker.config.offsets_topic_partitions
+        (
+            broker.config.offsets_topic_partitions,
+            broker.config.offsets_topic_segment_bytes,
+        )
     };
     let new = NewTopic {
         name: name.to_string(),
@@ -384,7 +388,7 @@ pub async fn ensure_internal_topic(
         replication_factor: 1,
         configs: BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), "104857600".to_string()),
+            ("segment.bytes".to_string(), segment_bytes.to_string()),
             ("compression.type".to_string(), "producer".to_string()),
         ]),
         internal: true,
@@ -493,10 +497,8 @@ pub async fn set_topic_configs(
             )
         })?;
         let configs = change(&topic.configs)?;
-        for (k, v) in &configs {
-            validate_topic_config(k, v)
-                .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
-        }
+        validate_topic_configs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
         Ok::<_, AdminError>((
             vec![MetadataRecord::TopicConfigsChanged {
                 id: topic.id,

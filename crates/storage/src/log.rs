@@ -434,7 +434,10 @@ impl PartitionLog {
     /// always at least one whole batch (KIP-74), never including batches at or beyond
     /// `max_offset` (exclusive, the high watermark). Errors with OffsetOutOfRange when
     /// offset < log_start_offset or > log_end_offset. Reads from one segment per call, as
-    /// Kafka does; the client's next fetch continues in the next one.
+    /// Kafka does; the client's next fetch continues in the next one — unless all that
+    /// segment has is batches the log cleaner emptied: then the read goes on into the next
+    /// segments (within `max_bytes`) until it holds a record, since a fetch that brings
+    /// no record looks to librdkafka like a batch too large for its buffer.
     pub fn read(
         &self,
         offset: i64,
@@ -458,12 +461,24 @@ impl PartitionLog {
             .range(..=offset)
             .next_back()
             .map_or(i64::MIN, |(base, _)| *base);
+        let mut out: Vec<u8> = Vec::new();
+        let mut next = offset;
         for seg in self.segments.range(from..).map(|(_, s)| s) {
-            if let Some(data) = seg.read(offset, max_bytes, max_offset)? {
-                return Ok(Bytes::from(data));
+            let budget = max_bytes.saturating_sub(out.len());
+            let Some(data) = seg.read(next, budget, max_offset)? else {
+                continue;
+            };
+            if !out.is_empty() && data.len() > budget {
+                break;
+            }
+            let (last_offset, holds_records) = batches_summary(&data);
+            out.extend_from_slice(&data);
+            match last_offset {
+                Some(last) if !holds_records && out.len() < max_bytes => next = last + 1,
+                _ => break,
             }
         }
-        Ok(Bytes::new())
+        Ok(Bytes::from(out))
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -796,6 +811,15 @@ impl PartitionLog {
         }
         Ok(())
     }
+}
+
+/// The last offset of the batches in `data` and whether any of them holds a record.
+fn batches_summary(data: &[u8]) -> (Option<i64>, bool) {
+    split_batches(data)
+        .filter_map(Result::ok)
+        .fold((None, false), |(_, records), (h, _)| {
+            (Some(h.last_offset()), records || h.records_count > 0)
+        })
 }
 
 /// The segments found when opening a log.

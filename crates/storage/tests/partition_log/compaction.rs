@@ -276,6 +276,37 @@ fn a_full_offset_map_cleans_part_of_the_log_and_the_next_run_goes_on() {
     );
 }
 
+#[test]
+fn a_read_goes_past_segments_left_with_only_emptied_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_log(dir.path(), &compacted(512), false);
+    write_updates(&mut log, 1, 60, 1_000);
+    clean(&mut log, 2_000).unwrap();
+    let batches = batches_from(&log, 0);
+    let emptied = batches.iter().take_while(|(_, r)| r.is_empty()).count();
+    assert!(
+        emptied > 3,
+        "segments left with one emptied batch each: {batches:?}"
+    );
+    // One read brings them all and the record after them (a client that gets no record
+    // from a fetch takes the batch for one too large for its buffer).
+    let data = log.read(0, 1 << 20, i64::MAX).unwrap();
+    let read: Vec<BatchHeader> = split_batches(&data).map(|b| b.unwrap().0).collect();
+    assert_eq!(read.len(), emptied + 1);
+    assert_eq!(read[0], batches[0].0);
+    assert!(read[..emptied].iter().all(|h| h.records_count == 0));
+    assert_eq!(read[emptied].records_count, 1);
+    // Within max_bytes: here the emptied batches alone.
+    let small = log.read(0, 61 * 2, i64::MAX).unwrap();
+    assert_eq!(split_batches(&small).count(), 2);
+    // A segment with records is still read alone.
+    let tail = log
+        .read(read[emptied].base_offset, 1 << 20, i64::MAX)
+        .unwrap();
+    let last = split_batches(&tail).last().unwrap().unwrap().0;
+    assert!(last.next_offset() <= log.log_end_offset());
+}
+
 /// Fills the log with records of a throwaway key until `segments` more segments were
 /// rolled, so the cleaner has dirty data to work on.
 fn roll_segments(log: &mut PartitionLog, segments: usize, ts: i64) {
