@@ -173,7 +173,7 @@ impl CleaningTask {
         control: &dyn CleanerControl,
     ) -> Result<CleanedSegments, StorageError> {
         let mut stats = CleanStats::default();
-        let mut map = OffsetMap::new(map_bytes, self.expected_keys());
+        let mut map = OffsetMap::new(map_bytes);
         self.build_offset_map(&mut map, control, &mut stats)?;
         stats.map_keys = map.len() as u64;
         stats.map_utilization = map.utilization();
@@ -206,12 +206,6 @@ impl CleaningTask {
         }
         cleaned.stats = stats;
         Ok(cleaned)
-    }
-
-    /// A guess at the keys of the dirty range, to size the offset map: a record takes at
-    /// least a few bytes, so small records are not starved of slots.
-    fn expected_keys(&self) -> usize {
-        usize::try_from(self.stats.cleanable_bytes / 16).unwrap_or(usize::MAX)
     }
 
     /// Kafka's `buildOffsetMap`: every key of the dirty range (data of aborted

@@ -6,20 +6,24 @@
 //! taken for one, as in Kafka (which uses MD5); the hashes here are SipHash with random
 //! keys chosen per map, so nobody can make keys that collide on purpose.
 //!
-//! The map takes new keys until it is 90 % full (Kafka's `log.cleaner.io.buffer.load.factor`);
-//! the cleaner then stops mapping and cleans only up to where the map reached
-//! ([`OffsetMap::latest_offset`]), leaving the rest for its next run.
+//! The table starts small and doubles whenever it is 90 % full (Kafka's
+//! `log.cleaner.io.buffer.load.factor`), so a log with few keys is mapped in a table that
+//! stays in the CPU's caches; once doubling would pass the budget, the map takes no new key,
+//! and the cleaner cleans only up to where the map reached ([`OffsetMap::latest_offset`]),
+//! leaving the rest for its next run.
 
 use std::hash::{BuildHasher, RandomState};
 
 /// Bytes one slot takes.
 pub const SLOT_BYTES: usize = 24;
-/// How full the map gets before it takes no new key.
+/// How full the table gets before it doubles (or, at its budget, takes no new key).
 const LOAD_FACTOR: f64 = 0.9;
 /// Words per slot: the two halves of the hash and the offset plus one (0: empty slot).
 const WORDS: usize = 3;
-/// The smallest map: a few dozen keys.
+/// The smallest table: a few dozen keys.
 const MIN_SLOTS: usize = 64;
+/// The table a map starts with when its budget allows: 384 KiB.
+const START_SLOTS: usize = 1 << 14;
 
 /// Key hash → latest offset, for one cleaning run.
 pub struct OffsetMap {
@@ -27,7 +31,9 @@ pub struct OffsetMap {
     words: Vec<u64>,
     /// Number of slots, a power of two.
     slots: usize,
-    /// Most keys it takes.
+    /// Most slots the budget pays for, a power of two.
+    max_slots: usize,
+    /// Most keys the table takes before it grows (or, at `max_slots`, takes no more).
     max_keys: usize,
     keys: usize,
     hashers: [RandomState; 2],
@@ -46,21 +52,15 @@ impl std::fmt::Debug for OffsetMap {
 }
 
 impl OffsetMap {
-    /// A map for about `expected_keys` keys within `max_bytes`: as many slots as that many
-    /// keys need below the load factor (rounded up to a power of two), at most what
-    /// `max_bytes` pays for. Memory is zeroed pages from the allocator, so a map sized
-    /// generously costs only the pages its keys touch.
-    pub fn new(max_bytes: usize, expected_keys: usize) -> Self {
-        let affordable = prev_power_of_two((max_bytes / SLOT_BYTES).max(MIN_SLOTS));
-        let wanted = ((expected_keys as f64 / LOAD_FACTOR) as usize)
-            .max(MIN_SLOTS)
-            .checked_next_power_of_two()
-            .unwrap_or(affordable);
-        let slots = wanted.min(affordable);
+    /// An empty map that may grow to `max_bytes` (at least [`MIN_SLOTS`] slots).
+    pub fn new(max_bytes: usize) -> Self {
+        let max_slots = prev_power_of_two((max_bytes / SLOT_BYTES).max(MIN_SLOTS));
+        let slots = START_SLOTS.min(max_slots);
         Self {
             words: vec![0; slots * WORDS],
             slots,
-            max_keys: ((slots as f64 * LOAD_FACTOR) as usize).max(1),
+            max_slots,
+            max_keys: keys_for(slots),
             keys: 0,
             hashers: [RandomState::new(), RandomState::new()],
             latest_offset: -1,
@@ -71,29 +71,54 @@ impl OffsetMap {
     /// when the key is new and the map is full: nothing was recorded.
     pub fn put(&mut self, key: &[u8], offset: i64) -> bool {
         let hash = self.hash(key);
-        let slot = self.find(hash);
-        let full = self.keys >= self.max_keys;
-        let Some(words) = self.slot_mut(slot) else {
-            return false;
-        };
-        let new_key = words[2] == 0;
-        if new_key && full {
-            return false;
+        let mut slot = self.find(hash);
+        let new_key = self.offset_at(slot) == 0;
+        if new_key && self.keys >= self.max_keys {
+            if self.slots >= self.max_slots {
+                return false;
+            }
+            self.grow();
+            slot = self.find(hash);
         }
-        words[0] = hash[0];
-        words[1] = hash[1];
-        words[2] = offset_word(offset);
+        self.store(slot, hash, offset_word(offset));
         if new_key {
             self.keys += 1;
         }
         true
     }
 
+    /// Doubles the table and moves every entry into it.
+    fn grow(&mut self) {
+        let old = std::mem::replace(&mut self.words, vec![0; self.slots * 2 * WORDS]);
+        self.slots *= 2;
+        self.max_keys = keys_for(self.slots);
+        for entry in old.chunks_exact(WORDS) {
+            if let [h0, h1, offset] = *entry
+                && offset != 0
+            {
+                let slot = self.find([h0, h1]);
+                self.store(slot, [h0, h1], offset);
+            }
+        }
+    }
+
+    fn offset_at(&self, slot: usize) -> u64 {
+        self.words.get(slot * WORDS + 2).copied().unwrap_or(0)
+    }
+
+    fn store(&mut self, slot: usize, hash: [u64; 2], offset: u64) {
+        if let Some(words) = self
+            .words
+            .get_mut(slot * WORDS..slot * WORDS + WORDS)
+            .and_then(|s| s.first_chunk_mut::<WORDS>())
+        {
+            *words = [hash[0], hash[1], offset];
+        }
+    }
+
     /// The latest offset recorded for `key`.
     pub fn get(&self, key: &[u8]) -> Option<i64> {
-        let hash = self.hash(key);
-        let slot = self.find(hash);
-        let offset = self.words.get(slot * WORDS + 2).copied().unwrap_or(0);
+        let offset = self.offset_at(self.find(self.hash(key)));
         (offset != 0).then(|| offset as i64 - 1)
     }
 
@@ -120,7 +145,7 @@ impl OffsetMap {
 
     /// Share of the key budget used, as Kafka's buffer utilization metric.
     pub fn utilization(&self) -> f64 {
-        self.keys as f64 / self.max_keys as f64
+        self.keys as f64 / keys_for(self.max_slots) as f64
     }
 
     fn hash(&self, key: &[u8]) -> [u64; 2] {
@@ -152,12 +177,11 @@ impl OffsetMap {
             line!(),
         )
     }
+}
 
-    fn slot_mut(&mut self, slot: usize) -> Option<&mut [u64; WORDS]> {
-        self.words
-            .get_mut(slot * WORDS..slot * WORDS + WORDS)
-            .and_then(|s| s.first_chunk_mut::<WORDS>())
-    }
+/// Keys a table of `slots` takes below the load factor.
+fn keys_for(slots: usize) -> usize {
+    ((slots as f64 * LOAD_FACTOR) as usize).max(1)
 }
 
 fn offset_word(offset: i64) -> u64 {
@@ -179,7 +203,7 @@ mod tests {
 
     #[test]
     fn latest_offset_per_key_wins() {
-        let mut map = OffsetMap::new(1 << 20, 100);
+        let mut map = OffsetMap::new(1 << 20);
         for offset in 0..1000 {
             let key = format!("k{}", offset % 37);
             assert!(map.put(key.as_bytes(), offset));
@@ -198,7 +222,7 @@ mod tests {
     #[test]
     fn a_full_map_refuses_new_keys_but_updates_known_ones() {
         // 64 slots of 24 bytes: 57 keys at a load factor of 0.9.
-        let mut map = OffsetMap::new(64 * SLOT_BYTES, 10_000);
+        let mut map = OffsetMap::new(64 * SLOT_BYTES);
         assert_eq!(map.slots, 64);
         let mut taken = 0;
         for i in 0..100 {
@@ -214,16 +238,27 @@ mod tests {
     }
 
     #[test]
-    fn size_follows_the_expected_keys_within_the_budget() {
-        assert_eq!(OffsetMap::new(1 << 30, 1000).slots, 2048);
-        assert_eq!(OffsetMap::new(1 << 30, 0).slots, MIN_SLOTS);
-        assert_eq!(OffsetMap::new(100 * SLOT_BYTES, 1 << 20).slots, 64);
-        assert_eq!(OffsetMap::new(1000 * SLOT_BYTES, 1 << 20).slots, 512);
+    fn the_table_doubles_as_keys_come_up_to_the_budget() {
+        let budget = 4 * START_SLOTS * SLOT_BYTES;
+        let mut map = OffsetMap::new(budget);
+        assert_eq!(map.slots, START_SLOTS);
+        let keys = keys_for(4 * START_SLOTS);
+        for i in 0..keys {
+            assert!(map.put(format!("key-{i}").as_bytes(), i as i64), "key {i}");
+        }
+        assert_eq!(map.slots, 4 * START_SLOTS, "two doublings, then the budget");
+        assert!(!map.put(b"one too many", 0));
+        assert_eq!(map.len(), keys);
+        for i in (0..keys).step_by(97) {
+            assert_eq!(map.get(format!("key-{i}").as_bytes()), Some(i as i64));
+        }
+        assert_eq!(OffsetMap::new(0).slots, MIN_SLOTS);
+        assert_eq!(OffsetMap::new(1000 * SLOT_BYTES).slots, 512);
     }
 
     #[test]
     fn covered_range_only_moves_forward() {
-        let mut map = OffsetMap::new(1 << 16, 10);
+        let mut map = OffsetMap::new(1 << 16);
         assert_eq!(map.latest_offset(), -1);
         map.cover_up_to(10);
         map.cover_up_to(4);
