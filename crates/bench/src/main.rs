@@ -98,6 +98,7 @@ fn run(command: &BenchCommand) -> anyhow::Result<()> {
             topic,
             a.producer.partitions,
             a.producer.replication_factor,
+            &a.producer.topic_configs,
         )
         .and_then(|n| produce::run(a, &client, n, target.pid)),
         BenchCommand::Consume(a) => kafka::topic_partitions(&client, topic)
@@ -107,6 +108,7 @@ fn run(command: &BenchCommand) -> anyhow::Result<()> {
             topic,
             a.producer.partitions,
             a.producer.replication_factor,
+            &a.producer.topic_configs,
         )
         .and_then(|_| kafka::topic_partitions(&client, topic))
         .and_then(|p| e2e::run(a, &client, &p, target.pid)),
