@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use serde::Deserialize;
+use sluice_cluster::Voters;
 
 use crate::topic_config::ConfigType;
 
@@ -39,7 +40,8 @@ pub fn parse_http_listen(s: &str) -> Result<Option<SocketAddr>, String> {
         .map_err(|_| format!("'{s}' is neither ip:port nor 'off'"))
 }
 
-fn deserialize_http_listen<'de, D>(d: D) -> Result<Option<SocketAddr>, D::Error>
+/// An optional listen address in TOML: `host:port`, or `off`.
+fn deserialize_optional_listen<'de, D>(d: D) -> Result<Option<SocketAddr>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
@@ -99,7 +101,7 @@ broker_settings! {
     }
     /// Address of the HTTP listener serving `/metrics`, `/health` and `/ready`; `off` serves
     /// no HTTP.
-    #[serde(deserialize_with = "deserialize_http_listen")]
+    #[serde(deserialize_with = "deserialize_optional_listen")]
     http_listen: Option<SocketAddr> = Some(DEFAULT_HTTP_LISTEN), {
         shown_default: Some("`127.0.0.1:9644` (`off` for none)"),
         value_name: Some("ADDR|off"),
@@ -126,6 +128,25 @@ broker_settings! {
     node_id: i32 = 1, {
         kafka_names: &["node.id", "broker.id"],
         range: Some(0..=INT_MAX),
+    }
+    /// Address of the cluster listener, where the other nodes of a cluster reach this one
+    /// (metadata quorum, replication); with `voters`, this node is one of a cluster.
+    #[serde(deserialize_with = "deserialize_optional_listen")]
+    cluster_listen: Option<SocketAddr> = None, {
+        shown_default: Some("`off` (a single node)"),
+        value_name: Some("ADDR|off"),
+    }
+    /// The voters of the metadata quorum, the same on every node: `id@host:port` of each
+    /// node's cluster listener, comma-separated (every node listed is a voter).
+    voters: Option<Voters> = None, {
+        kafka_names: &["controller.quorum.voters"],
+        shown_default: Some("none (a single node)"),
+        value_name: Some("ID@HOST:PORT,..."),
+    }
+    /// This broker's rack: replicas of a partition are spread over racks.
+    rack: Option<String> = None, {
+        kafka_names: &["broker.rack"],
+        shown_default: Some("none"),
     }
     /// Create unknown topics on their first Metadata or Produce reference.
     auto_create_topics: bool = true, {
@@ -282,6 +303,61 @@ broker_settings! {
         kafka_names: &["max.broker.partitions"],
         range: Some(1..=INT_MAX),
     }
+    /// A follower that has not caught up with its leader for this long leaves the ISR.
+    replica_lag_time_max_ms: i64 = 30_000, {
+        kafka_names: &["replica.lag.time.max.ms"],
+        range: Some(1..=LONG_MAX),
+    }
+    /// How long a follower's fetch waits at the leader for new records.
+    replica_fetch_wait_max_ms: i32 = 500, {
+        kafka_names: &["replica.fetch.wait.max.ms"],
+        range: Some(0..=INT_MAX),
+    }
+    /// The most bytes a follower's fetch takes of one partition (a larger first batch
+    /// still comes whole).
+    replica_fetch_max_bytes: i32 = 1_048_576, {
+        kafka_names: &["replica.fetch.max.bytes"],
+        range: Some(0..=INT_MAX),
+    }
+    /// The most bytes of one follower fetch response, over all its partitions.
+    replica_fetch_response_max_bytes: i32 = 10_485_760, {
+        kafka_names: &["replica.fetch.response.max.bytes"],
+        range: Some(0..=INT_MAX),
+    }
+    /// How long a follower waits before fetching a partition again after an error.
+    replica_fetch_backoff_ms: i32 = 1_000, {
+        kafka_names: &["replica.fetch.backoff.ms"],
+        range: Some(0..=INT_MAX),
+    }
+    /// Replicas of each partition of a topic created with replication factor -1 (and of
+    /// auto-created topics); unset: 3, or the number of live brokers when fewer.
+    default_replication_factor: Option<u32> = None, {
+        kafka_names: &["default.replication.factor"],
+        kafka_value: KafkaValue::EffectiveReplicationFactor,
+        range: Some(1..=32_767),
+        shown_default: Some("3, or the number of brokers when fewer"),
+    }
+    /// How often a broker of a cluster tells the controller it is alive.
+    broker_heartbeat_interval_ms: u64 = 500, {
+        kafka_names: &["broker.heartbeat.interval.ms"],
+        range: Some(1..=INT_MAX),
+    }
+    /// A broker of a cluster not heard from for this long is fenced: it leaves every ISR
+    /// and its leaderships move to other replicas.
+    broker_session_timeout_ms: u64 = 3_000, {
+        kafka_names: &["broker.session.timeout.ms"],
+        range: Some(1..=INT_MAX),
+    }
+    /// Move leaderships back to the preferred replicas (the first of each assignment) once
+    /// they are in sync again.
+    auto_leader_rebalance_enable: bool = true, {
+        kafka_names: &["auto.leader.rebalance.enable"],
+    }
+    /// How often the controller looks for leaderships to move back to preferred replicas.
+    leader_imbalance_check_interval_seconds: u64 = 300, {
+        kafka_names: &["leader.imbalance.check.interval.seconds"],
+        range: Some(1..=INT_MAX),
+    }
 }
 
 /// What is declared about a setting besides its field, type, default and doc.
@@ -333,6 +409,9 @@ pub enum KafkaValue {
     Advertised,
     /// The connection limit the broker settled on at start-up, within the open-files limit.
     EffectiveConnections,
+    /// The replication factor a topic created with -1 gets now (unset: 3, or the live
+    /// brokers when fewer).
+    EffectiveReplicationFactor,
 }
 
 /// One broker setting, as declared in the settings table.
@@ -564,6 +643,15 @@ impl SettingValue for Option<String> {
     }
 }
 
+impl SettingValue for Option<Voters> {
+    fn parse_flag(text: &str) -> Result<Self, String> {
+        text.parse().map(Some)
+    }
+    fn show(&self) -> Option<String> {
+        self.as_ref().map(Voters::to_string)
+    }
+}
+
 impl SettingValue for PathBuf {
     fn parse_flag(text: &str) -> Result<Self, String> {
         Ok(PathBuf::from(text))
@@ -629,7 +717,81 @@ impl BrokerConfig {
                 ),
             });
         }
-        self.check_advertised()
+        self.check_advertised()?;
+        self.check_cluster()
+    }
+
+    /// Cluster mode needs both the cluster listener and the voters, with this node among
+    /// the voters at the port it listens on; a single node has neither.
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        let invalid = |name: &str, reason: String| ConfigError::Invalid {
+            name: name.into(),
+            reason,
+        };
+        if let Some(rack) = &self.rack
+            && rack.trim().is_empty()
+        {
+            return Err(invalid("rack", "a rack name cannot be empty".into()));
+        }
+        let (listen, voters) = match (self.cluster_listen, &self.voters) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "voters",
+                    "a cluster node needs --voters as well as --cluster-listen".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "cluster-listen",
+                    "a cluster node needs --cluster-listen as well as --voters".into(),
+                ));
+            }
+            (Some(listen), Some(voters)) => (listen, voters),
+        };
+        let me = voters.get(self.node_id).ok_or_else(|| {
+            invalid(
+                "voters",
+                format!(
+                    "node id {} is not among the voters {voters}; pass --node-id with one of \
+                     their ids",
+                    self.node_id
+                ),
+            )
+        })?;
+        let listed_port = me
+            .addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        if listed_port != Some(listen.port()) {
+            return Err(invalid(
+                "cluster-listen",
+                format!(
+                    "{listen} is not where --voters says node {} listens ({}): the other nodes \
+                     would not reach it",
+                    self.node_id, me.addr
+                ),
+            ));
+        }
+        for (other, addr) in [
+            ("listen", Some(self.listen)),
+            ("http-listen", self.http_listen),
+        ] {
+            if let Some(addr) = addr
+                && listeners_collide(listen, addr)
+            {
+                return Err(invalid(
+                    "cluster-listen",
+                    format!("{listen} overlaps {other} {addr}: every listener needs its own port"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this node is one of a cluster (`cluster-listen` and `voters` set).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster_listen.is_some() && self.voters.is_some()
     }
 
     /// The advertised address must be one a client can connect to: `advertise` well formed,
@@ -855,6 +1017,67 @@ mod tests {
             ..BrokerConfig::default()
         };
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn cluster_settings_come_together_and_include_this_node() {
+        let cluster = |listen: &str, voters: &str| BrokerConfig {
+            node_id: 2,
+            cluster_listen: Some(listen.parse().unwrap()),
+            voters: Some(voters.parse().unwrap()),
+            ..BrokerConfig::default()
+        };
+        let voters = "1@127.0.0.1:9191,2@127.0.0.1:9192,3@127.0.0.1:9193";
+        assert!(cluster("127.0.0.1:9192", voters).validate().is_ok());
+        assert!(cluster("0.0.0.0:9192", voters).validate().is_ok());
+        assert!(cluster("127.0.0.1:9192", voters).is_cluster());
+        assert!(!BrokerConfig::default().is_cluster());
+        for (config, want) in [
+            (
+                BrokerConfig {
+                    voters: None,
+                    ..cluster("127.0.0.1:9192", voters)
+                },
+                "invalid value for voters: a cluster node needs --voters as well as \
+                 --cluster-listen",
+            ),
+            (
+                BrokerConfig {
+                    cluster_listen: None,
+                    ..cluster("127.0.0.1:9192", voters)
+                },
+                "invalid value for cluster-listen: a cluster node needs --cluster-listen as well \
+                 as --voters",
+            ),
+            (
+                BrokerConfig {
+                    node_id: 4,
+                    ..cluster("127.0.0.1:9192", voters)
+                },
+                "invalid value for voters: node id 4 is not among the voters \
+                 1@127.0.0.1:9191,2@127.0.0.1:9192,3@127.0.0.1:9193; pass --node-id with one of \
+                 their ids",
+            ),
+            (
+                cluster("127.0.0.1:9191", voters),
+                "invalid value for cluster-listen: 127.0.0.1:9191 is not where --voters says \
+                 node 2 listens (127.0.0.1:9192): the other nodes would not reach it",
+            ),
+            (
+                cluster("127.0.0.1:9092", "2@127.0.0.1:9092"),
+                "invalid value for cluster-listen: 127.0.0.1:9092 overlaps listen \
+                 127.0.0.1:9092: every listener needs its own port",
+            ),
+            (
+                BrokerConfig {
+                    rack: Some(" ".into()),
+                    ..BrokerConfig::default()
+                },
+                "invalid value for rack: a rack name cannot be empty",
+            ),
+        ] {
+            assert_eq!(error(&config), want);
+        }
     }
 
     #[test]

@@ -548,6 +548,17 @@ fn encode(
     .map_err(|e| e.to_string())
 }
 
+/// Encodes a response of the current layout (not a legacy one) as the chunks of its frame,
+/// the 4-byte length first: for requests that did not come over a client connection.
+pub(crate) fn encode_response_chunks(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    response: ResponseKind,
+) -> Result<Vec<Bytes>, String> {
+    encode(correlation_id, api_key, version, None, response)
+}
+
 /// Produce and Fetch partitions answered with a non-zero error code (plus a
 /// Fetch's top-level error): what `sluice_request_errors_total` counts for
 /// requests that were answered.

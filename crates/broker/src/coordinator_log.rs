@@ -13,7 +13,6 @@ use sluice_protocol::kafka_protocol;
 use sluice_protocol::model::{ProducerIdAndEpoch, TopicPartition};
 
 use crate::broker::Broker;
-use crate::clock::now_ms;
 use crate::replica_manager::ReplicaError;
 use crate::topic_admin::ensure_internal_topic;
 
@@ -42,7 +41,8 @@ impl CoordinatorTopicLog {
             tracing::warn!(topic = self.topic, error = %e.message, "cannot create a coordinator topic");
             return Err(WriteError::PartitionUnavailable(tp));
         }
-        append_durably(&broker, &tp, batch_of(transactional, &records)).await
+        let batch = batch_of(transactional, &records, broker.clock.now_ms());
+        append_durably(&broker, &tp, batch).await
     }
 }
 
@@ -57,10 +57,13 @@ impl PartitionWriter for CoordinatorTopicLog {
     }
 }
 
-/// One batch holding `records`. Kafka writes transactional offsets without a
-/// sequence: the transaction markers, not sequence numbers, decide them.
-fn batch_of(transactional: Option<ProducerIdAndEpoch>, records: &[CoordinatorRecord]) -> Vec<u8> {
-    let now = now_ms();
+/// One batch holding `records`, stamped `now_ms`. Kafka writes transactional offsets
+/// without a sequence: the transaction markers, not sequence numbers, decide them.
+fn batch_of(
+    transactional: Option<ProducerIdAndEpoch>,
+    records: &[CoordinatorRecord],
+    now_ms: i64,
+) -> Vec<u8> {
     let mut builder = RecordBatchBuilder::new();
     if let Some(producer) = transactional {
         builder = builder
@@ -68,7 +71,7 @@ fn batch_of(transactional: Option<ProducerIdAndEpoch>, records: &[CoordinatorRec
             .transactional(true);
     }
     for record in records {
-        builder.push(now, Some(&record.key), record.value.as_deref(), &[]);
+        builder.push(now_ms, Some(&record.key), record.value.as_deref(), &[]);
     }
     builder.build()
 }

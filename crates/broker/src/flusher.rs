@@ -140,6 +140,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use sluice_protocol::batch::RecordBatchBuilder;
+    use sluice_protocol::clock::SystemClock;
     use sluice_protocol::model::LeaderEpoch;
     use sluice_storage::{IoOp, OpenFiles, PartitionLog, StorageEnv};
     use uuid::Uuid;
@@ -189,6 +190,7 @@ mod tests {
             metrics.fsync.clone(),
             flusher.queue(),
             PartitionRole::sole_leader(1, LeaderEpoch(0), 0),
+            Arc::new(SystemClock),
         )
     }
 
@@ -197,7 +199,7 @@ mod tests {
         let mut batch = RecordBatchBuilder::new();
         batch.push(1, None, Some(b"value"), &[]);
         partition
-            .append_as_leader(&batch.build())
+            .append_as_leader(&batch.build(), true)
             .unwrap()
             .last_offset
             + 1
@@ -256,6 +258,13 @@ mod tests {
             .build()
     }
 
+    fn assert_append_storage_error(err: &AppendError) {
+        let AppendError::Storage(err) = err else {
+            panic!("not a storage error: {err}");
+        };
+        assert_storage_error(err);
+    }
+
     fn assert_storage_error(err: &StorageError) {
         assert!(matches!(err, StorageError::Offline { .. }), "{err}");
         assert_eq!(storage_error_code(err), ResponseError::KafkaStorageError);
@@ -277,7 +286,7 @@ mod tests {
         p.request_flush();
         // Every acks=all waiter of the range the failed sync covered learns it.
         for end in [first_failed, second_failed] {
-            assert_storage_error(&p.wait_committed(end).await.unwrap_err());
+            assert_append_storage_error(&p.wait_committed(end).await.unwrap_err());
         }
         armed.store(false, Ordering::SeqCst);
 
@@ -292,7 +301,7 @@ mod tests {
                 failed: true
             }
         );
-        assert_storage_error(&p.wait_committed(first_failed).await.unwrap_err());
+        assert_append_storage_error(&p.wait_committed(first_failed).await.unwrap_err());
         p.wait_committed(durable).await.unwrap();
         assert_eq!(p.offsets().log_end_offset, second_failed);
         // No clean close: the next start recovers the log from what is on disk.
@@ -341,7 +350,7 @@ mod tests {
 
     fn append_one_refused(p: &Partition) {
         assert!(matches!(
-            p.append_as_leader(&one_record()),
+            p.append_as_leader(&one_record(), true),
             Err(AppendError::Storage(StorageError::Offline { .. }))
         ));
     }

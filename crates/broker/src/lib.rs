@@ -8,10 +8,12 @@
 //! configuration and starts a [`Server`].
 
 pub mod broker;
-mod clock;
+#[cfg(test)]
+mod cluster_tests;
 pub mod config;
 pub mod connection;
 mod connection_limits;
+pub mod controller;
 mod coordinator_load;
 mod coordinator_log;
 mod errors;
@@ -19,15 +21,21 @@ pub mod fd_budget;
 mod flusher;
 mod handlers;
 mod http;
+mod isr;
 pub mod log_cleaner;
 pub mod log_manager;
 mod log_reconciler;
 mod log_throttle;
-pub mod metadata;
+/// Cluster metadata (records, image, log, publishers) lives in its own crate, below the
+/// node-to-node layer.
+pub use sluice_metadata as metadata;
 pub mod metrics;
 pub mod partition;
+pub mod peer;
+pub mod placement;
 mod producer_ids;
 pub mod replica;
+pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod request;
 mod retention;
@@ -38,6 +46,7 @@ mod session;
 mod test_context;
 pub mod topic_admin;
 pub mod topic_config;
+mod txn_verification;
 mod txn_wiring;
 
 pub use config::BrokerConfig;

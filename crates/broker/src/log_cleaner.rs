@@ -23,7 +23,6 @@ use sluice_storage::{CleanOutcome, CleanerControl, DirtyStats, StorageError};
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::clock::now_ms;
 use crate::partition::Partition;
 
 /// Sleeps are cut into pieces this long, so a stop is noticed soon.
@@ -175,7 +174,10 @@ impl Shared {
             .iter()
             .map(|(_, s)| s.dirty_ratio)
             .fold(0.0, f64::max);
-        self.broker.metrics.cleaner.looked(now_ms(), max_ratio);
+        self.broker
+            .metrics
+            .cleaner
+            .looked(self.broker.clock.now_ms(), max_ratio);
         let (partition, stats) = candidates
             .into_iter()
             .filter(|(p, stats)| stats.needs_cleaning(min_cleanable_ratio(p)))

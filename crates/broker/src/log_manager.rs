@@ -11,16 +11,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use sluice_protocol::clock::Clock;
 use sluice_protocol::model::LeaderEpoch;
 use sluice_storage::{PartitionLog, StorageEnv, StorageError, io};
 use uuid::Uuid;
 
-use crate::clock::now_ms;
 use crate::flusher::Flusher;
-use crate::metadata::{PartitionRegistration, TopicImage};
+use crate::metadata::TopicImage;
 use crate::metrics::Metrics;
 use crate::partition::Partition;
-use crate::replica::{FollowerState, LeaderState, PartitionRole};
+use crate::partition::role_for;
+use crate::replica::PartitionRole;
 use crate::topic_config::TopicSettings;
 
 const PARTITION_METADATA: &str = "partition.metadata";
@@ -37,24 +38,29 @@ pub struct LogManager {
     env: Arc<StorageEnv>,
     /// This node's id, for the roles of the partitions it opens.
     node_id: i32,
+    /// The broker's clock, handed to every partition.
+    clock: Arc<dyn Clock>,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
     flusher: Flusher,
 }
 
 impl LogManager {
     /// A manager for partitions under `data_dir`, whose logs do their file operations
-    /// through `env` (which bounds the segment files open at once).
+    /// through `env` (which bounds the segment files open at once) and tell the time by
+    /// `clock`.
     pub fn new(
         data_dir: PathBuf,
         metrics: Arc<Metrics>,
         env: Arc<StorageEnv>,
         node_id: i32,
+        clock: Arc<dyn Clock>,
     ) -> std::io::Result<Self> {
         Ok(Self {
             data_dir,
             metrics,
             env,
             node_id,
+            clock,
             partitions: RwLock::new(HashMap::new()),
             flusher: Flusher::start()?,
         })
@@ -136,9 +142,19 @@ impl LogManager {
     ) -> Result<Arc<Partition>, StorageError> {
         let dir = self.data_dir.join(partition_dir_name(&topic.name, index));
         prepare_partition_dir(&dir, topic.id)?;
-        let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms(), &self.env)?;
+        let now_ms = self.clock.now_ms();
+        let log = PartitionLog::open(dir, settings.log.clone(), recover, now_ms, &self.env)?;
+        // On one node the log end is the high watermark; in a cluster a leader starts
+        // from the high watermark it checkpointed and moves on as its followers fetch.
         let role = match topic.partition(index) {
-            Some(registration) => role_for(registration, self.node_id, log.log_end_offset()),
+            Some(registration) => role_for(
+                registration,
+                self.node_id,
+                log.log_end_offset(),
+                log.high_watermark(),
+                settings.min_insync_replicas,
+                now_ms,
+            ),
             None => PartitionRole::sole_leader(self.node_id, LeaderEpoch(0), log.log_end_offset()),
         };
         Ok(Partition::start(
@@ -151,6 +167,7 @@ impl LogManager {
             self.metrics.fsync.clone(),
             self.flusher.queue(),
             role,
+            self.clock.clone(),
         ))
     }
 
@@ -257,26 +274,6 @@ impl LogManager {
             );
             remove_dirs_in_background(orphans);
         }
-    }
-}
-
-/// This node's role in a partition as its registration says: the leader (at the
-/// registration's leader epoch, with its ISR) or a follower of the leader. `log_end` is
-/// where a new leadership's high watermark starts.
-pub fn role_for(registration: &PartitionRegistration, node: i32, log_end: i64) -> PartitionRole {
-    if registration.leader == node {
-        PartitionRole::Leader(LeaderState::new(
-            node,
-            registration.leader_epoch,
-            registration.isr.clone(),
-            log_end,
-        ))
-    } else {
-        PartitionRole::Follower(FollowerState {
-            leader: registration.leader,
-            epoch: registration.leader_epoch,
-            high_watermark: 0,
-        })
     }
 }
 

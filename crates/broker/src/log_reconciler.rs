@@ -12,8 +12,9 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::log_manager::role_for;
-use crate::metadata::{MetadataDelta, MetadataImage, MetadataPublisher, TopicImage};
+use crate::metadata::{
+    MetadataDelta, MetadataImage, MetadataPublisher, PartitionRegistration, TopicImage,
+};
 
 /// The publisher that owns the partition logs' lifecycle.
 pub struct LogReconciler {
@@ -68,9 +69,11 @@ impl MetadataPublisher for LogReconciler {
             logs.delete_topic(topic.id);
             tracing::info!(topic = %topic.name, id = %topic.id, "deleted topic");
         }
+        let mut roles_changed = false;
         for id in &delta.topics_created {
             if let Some(topic) = image.topic_by_id(id) {
                 self.open(&broker, image, topic, topic.partitions_on(node));
+                roles_changed = true;
             }
         }
         for (id, index) in &delta.partitions_changed {
@@ -81,11 +84,14 @@ impl MetadataPublisher for LogReconciler {
                 continue;
             };
             match logs.get(*id, *index) {
-                Some(partition) => {
-                    partition.update_role(|log_end| role_for(registration, node, log_end));
+                Some(partition) if partition.apply_registration(registration, node) => {
+                    log_role_change(&partition.topic, *index, registration, node);
+                    roles_changed = true;
                 }
+                Some(_) => {}
                 None if registration.replicas.contains(&node) => {
                     self.open(&broker, image, topic, vec![*index]);
+                    roles_changed = true;
                 }
                 None => {}
             }
@@ -100,5 +106,25 @@ impl MetadataPublisher for LogReconciler {
                 logs.update_settings(topic.id, broker.topic_settings(image, topic));
             }
         }
+        if roles_changed {
+            broker.replica_fetchers.roles_changed();
+        }
     }
+}
+
+/// One line per leadership change of a local replica: who leads now, at which epoch.
+fn log_role_change(topic: &str, index: i32, registration: &PartitionRegistration, node: i32) {
+    let role = if registration.leader == node {
+        "leader"
+    } else {
+        "follower"
+    };
+    tracing::info!(
+        topic,
+        partition = index,
+        leader = registration.leader,
+        leader_epoch = registration.leader_epoch.0,
+        isr = ?registration.isr,
+        "this node is now {role} of the partition"
+    );
 }

@@ -250,6 +250,9 @@ pub struct Metrics {
     topics: RwLock<HashMap<String, Arc<TopicTraffic>>>,
     /// The log cleaner's counters.
     pub cleaner: CleanerMetrics,
+    /// ISR changes this node's leaderships committed: replicas dropped, and taken back.
+    isr_shrinks: AtomicU64,
+    isr_expands: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -265,6 +268,8 @@ impl Default for Metrics {
             active_connections: AtomicI64::new(0),
             topics: RwLock::new(HashMap::new()),
             cleaner: CleanerMetrics::default(),
+            isr_shrinks: AtomicU64::new(0),
+            isr_expands: AtomicU64::new(0),
         }
     }
 }
@@ -335,13 +340,24 @@ impl Metrics {
             .clone()
     }
 
+    /// Counts an ISR change a leadership of this node committed.
+    pub fn isr_changed(&self, shrank: bool) {
+        let counter = if shrank {
+            &self.isr_shrinks
+        } else {
+            &self.isr_expands
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Forgets the counters of a deleted topic.
     pub fn remove_topic(&self, topic: &str) {
         self.topics.write().remove(topic);
     }
 
-    /// Writes the broker's counters and histograms in the text format.
-    pub fn write_counters(&self, out: &mut String) {
+    /// Writes the broker's counters and histograms in the text format; `now_ms` dates the
+    /// cleaner's "seconds since" gauges.
+    pub fn write_counters(&self, out: &mut String, now_ms: i64) {
         header(
             out,
             "sluice_requests_total",
@@ -433,7 +449,22 @@ impl Metrics {
             "Duration of partition log syncs (fdatasync).",
         );
         self.fsync.write(out, "sluice_fsync_duration_seconds", "");
-        self.cleaner.write(out, crate::clock::now_ms());
+        for (name, help, counter) in [
+            (
+                "sluice_isr_shrinks_total",
+                "ISR changes that dropped replicas, committed by partitions this node leads.",
+                &self.isr_shrinks,
+            ),
+            (
+                "sluice_isr_expands_total",
+                "ISR changes that took replicas back, committed by partitions this node leads.",
+                &self.isr_expands,
+            ),
+        ] {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        }
+        self.cleaner.write(out, now_ms);
     }
 }
 
@@ -549,7 +580,7 @@ mod tests {
         m.topic("a\"b").produced(100, 3);
         let _conn = m.connection_opened();
         let mut out = String::new();
-        m.write_counters(&mut out);
+        m.write_counters(&mut out, 0);
         assert!(out.contains("sluice_requests_total{api=\"Produce\",version=\"9\"} 2\n"));
         assert!(out.contains("sluice_requests_total{api=\"Fetch\",version=\"12\"} 1\n"));
         assert!(out.contains("sluice_requests_total{api=\"unknown\",version=\"unknown\"} 1\n"));

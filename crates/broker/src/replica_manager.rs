@@ -9,12 +9,13 @@
 //! one node and, with replication, the high watermark over replicas that synced.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use sluice_protocol::kafka_protocol;
 use sluice_protocol::model::LeaderEpoch;
-use sluice_storage::{AppendInfo, StorageError};
+use sluice_storage::AppendInfo;
 
 use crate::errors::storage_error_code;
 use crate::log_manager::LogManager;
@@ -87,7 +88,13 @@ impl ReplicaError {
 impl From<AppendError> for ReplicaError {
     fn from(e: AppendError) -> Self {
         match e {
-            AppendError::NotLeader => ReplicaError::code(ResponseError::NotLeaderOrFollower),
+            AppendError::NotLeader | AppendError::NotFollower => {
+                ReplicaError::code(ResponseError::NotLeaderOrFollower)
+            }
+            AppendError::NotEnoughReplicas { .. } => ReplicaError {
+                code: ResponseError::NotEnoughReplicas,
+                message: Some(e.to_string()),
+            },
             AppendError::Storage(e) => ReplicaError {
                 code: storage_error_code(&e),
                 message: Some(e.to_string()),
@@ -115,16 +122,28 @@ impl Appended {
     }
 
     /// Resolves when the append may be acknowledged at its required acks: at once for
-    /// acks 0 and 1, once committed for acks=all.
-    pub async fn acknowledged(&self) -> Result<(), StorageError> {
-        match self.acks {
-            RequiredAcks::None | RequiredAcks::Leader => Ok(()),
-            RequiredAcks::All => {
-                self.partition
-                    .wait_committed(self.info.last_offset + 1)
-                    .await
-            }
+    /// acks 0 and 1; for acks=all once committed, or with Kafka's errors —
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below `min.insync.replicas`
+    /// meanwhile, NOT_LEADER_OR_FOLLOWER when the leadership moved, REQUEST_TIMED_OUT after
+    /// `timeout`.
+    pub async fn acknowledged(&self, timeout: Option<Duration>) -> Result<(), ReplicaError> {
+        if self.acks != RequiredAcks::All {
+            return Ok(());
         }
+        let committed = self.partition.wait_committed(self.info.last_offset + 1);
+        let outcome = match timeout {
+            Some(limit) => tokio::time::timeout(limit, committed)
+                .await
+                .map_err(|_| ReplicaError::code(ResponseError::RequestTimedOut))?,
+            None => committed.await,
+        };
+        outcome.map_err(ReplicaError::from)?;
+        if !self.partition.has_min_isr() {
+            return Err(ReplicaError::code(
+                ResponseError::NotEnoughReplicasAfterAppend,
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -185,7 +204,7 @@ impl ReplicaManager {
         }
         let batches = validate(partition)?;
         let info = partition
-            .append_as_leader(&batches)
+            .append_as_leader(&batches, acks == RequiredAcks::All)
             .map_err(ReplicaError::from)?;
         if acks == RequiredAcks::All {
             partition.request_flush();
@@ -214,10 +233,7 @@ impl ReplicaManager {
             RequiredAcks::All,
             |_| Ok::<_, ReplicaError>(batch),
         )?;
-        appended.acknowledged().await.map_err(|e| ReplicaError {
-            code: storage_error_code(&e),
-            message: Some(e.to_string()),
-        })
+        appended.acknowledged(None).await
     }
 
     /// This node's partitions of a topic, by index.

@@ -118,6 +118,16 @@ impl ListenerName {
         ListenerName(Arc::from(protocol.name()))
     }
 
+    /// The listener nodes of the cluster talk to each other on (`--cluster-listen`).
+    pub fn cluster() -> Self {
+        ListenerName::new("CLUSTER")
+    }
+
+    /// Whether this is the node-to-node listener (requests on it come from peers).
+    pub fn is_cluster(&self) -> bool {
+        &*self.0 == "CLUSTER"
+    }
+
     /// The name.
     pub fn value(&self) -> &str {
         &self.0
@@ -196,6 +206,21 @@ impl ConnectionIdentity {
             listener: ListenerName::for_security_protocol(SecurityProtocol::Plaintext),
             security_protocol: SecurityProtocol::Plaintext,
             principal: KafkaPrincipal::anonymous(),
+        }
+    }
+}
+
+impl ConnectionIdentity {
+    /// Another node of the cluster, whose requests (replica fetches and the like) arrive
+    /// over the cluster listener rather than a client connection. Its address is not
+    /// known at this layer (the transport may not be TCP), so it is the unspecified one.
+    pub fn peer_node(node: i32) -> Self {
+        ConnectionIdentity {
+            connection_id: ConnectionId::next(),
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            listener: ListenerName::cluster(),
+            security_protocol: SecurityProtocol::Plaintext,
+            principal: KafkaPrincipal::new(KafkaPrincipal::USER_TYPE, &format!("node-{node}")),
         }
     }
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
-use crate::clock::now_ms;
 
 /// Runs retention every `log.retention.check.interval.ms` until stopped.
 pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
@@ -33,7 +32,7 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         if deleted > 0 {
             tracing::info!(segments = deleted, "retention deleted old segments");
         }
-        broker.groups.expire_offsets(now_ms()).await;
+        broker.groups.expire_offsets().await;
     }
 }
 
@@ -47,6 +46,6 @@ pub async fn abort_timed_out_transactions(broker: Arc<Broker>, mut stop: watch::
             _ = crate::server::stopped(&mut stop) => return,
             _ = tokio::time::sleep(TRANSACTION_TIMEOUT_CHECK) => {}
         }
-        broker.txn.abort_timed_out(now_ms()).await;
+        broker.txn.abort_timed_out().await;
     }
 }

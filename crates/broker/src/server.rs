@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sluice_cluster::RpcKind;
+use sluice_protocol::clock::SystemClock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -18,11 +20,15 @@ use crate::connection::serve_connection;
 use crate::fd_budget::FdBudget;
 use crate::log_cleaner::LogCleaner;
 use crate::log_throttle::LogThrottle;
-use crate::metadata::MetadataLogError;
+use crate::metadata::{CommitError, MetadataLogError};
+use crate::peer::PeerRequests;
 use crate::request::{ConnectionId, ConnectionIdentity};
 
 const LOCK_FILE: &str = ".lock";
 const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
+/// How long a node of a cluster waits for the controller to move its leaderships away
+/// before it stops anyway.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -68,6 +74,9 @@ pub enum StartError {
     /// The metadata log could not be read.
     #[error(transparent)]
     Metadata(#[from] MetadataLogError),
+    /// This broker could not register itself in the metadata.
+    #[error("cannot register the broker in the cluster metadata: {0}")]
+    Registration(#[from] CommitError),
     /// A partition log could not be opened.
     #[error("cannot open partition logs: {0}")]
     Storage(#[from] sluice_storage::StorageError),
@@ -78,6 +87,39 @@ pub enum StartError {
     /// Other I/O failure during start-up.
     #[error("start-up I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// This node could not start its part of the cluster or join it.
+    #[error(transparent)]
+    Cluster(#[from] sluice_cluster::ClusterError),
+    /// The data directory was written in the other mode (single node or cluster).
+    #[error("{0}")]
+    DataDirMode(String),
+    /// The data directory was part of another cluster.
+    #[error(
+        "data directory {dir} belongs to cluster {ours}, but the voters form cluster {theirs}: \
+         use this node's own data directory, or an empty one"
+    )]
+    OtherCluster {
+        /// The data directory.
+        dir: PathBuf,
+        /// The cluster id in its meta.properties.
+        ours: String,
+        /// The cluster the voters form.
+        theirs: String,
+    },
+    /// The node id is registered with another data directory.
+    #[error(
+        "node id {node_id} is registered with data directory {registered}, not this one \
+         ({ours}): node ids are never reused, so a node with a new data directory needs a new \
+         --node-id (and its own entry in --voters)"
+    )]
+    NodeIdReused {
+        /// The node id.
+        node_id: i32,
+        /// The data directory registered under it.
+        registered: uuid::Uuid,
+        /// This data directory.
+        ours: uuid::Uuid,
+    },
 }
 
 /// A running broker; dropping it does not stop it, call [`Server::shutdown`].
@@ -124,7 +166,12 @@ impl Server {
         }
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
-        let fresh = !data_dir.join("meta").join("metadata.log").exists();
+        let metadata_state = if config.is_cluster() {
+            "raft"
+        } else {
+            crate::metadata::LOCAL_LOG_FILE
+        };
+        let fresh = !data_dir.join("meta").join(metadata_state).exists();
         let recover = !clean && !fresh;
         if clean {
             std::fs::remove_file(&marker).map_err(dir_err)?;
@@ -155,10 +202,22 @@ impl Server {
         };
         // Raised before the logs open, so opening many partitions has the whole limit.
         let fd_budget = FdBudget::from_process(config.max_connections);
-        let (broker, recovered_partitions) =
-            open_broker(config, local_addr, recover, fd_budget).await?;
+        let (broker, recovered_partitions) = open_broker(
+            config,
+            local_addr,
+            recover,
+            fd_budget,
+            Arc::new(SystemClock),
+        )
+        .await?;
 
         let (stop, stop_rx) = watch::channel(false);
+        if let Some(cluster) = broker.cluster.get() {
+            // The other nodes' Kafka requests (replica fetches, heartbeats, markers) go
+            // through this broker's handlers; its own go to them over the cluster listener.
+            cluster.register_handler(RpcKind::Kafka, PeerRequests::new(broker.clone()));
+            broker.start_cluster(cluster.transport(RpcKind::Kafka), stop_rx.clone());
+        }
         let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), stop_rx.clone()));
         let mut background = JoinSet::new();
         background.spawn(crate::retention::run(broker.clone(), stop_rx.clone()));
@@ -210,9 +269,28 @@ impl Server {
         &self.broker
     }
 
-    /// Stops accepting, lets in-flight requests finish, syncs every log and
-    /// writes the clean-shutdown marker so the next start skips recovery.
+    /// In a cluster, first moves this node's leaderships to other replicas while it still
+    /// serves (controlled shutdown), so that clients see no error; then stops accepting,
+    /// lets in-flight requests finish, syncs every log and writes the clean-shutdown marker
+    /// so the next start skips recovery.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
+        if self.broker.metadata.has_controller() {
+            tracing::info!(
+                "controlled shutdown: asking the controller to move this node's leaderships away"
+            );
+            if self
+                .broker
+                .lifecycle
+                .shut_down(CONTROLLED_SHUTDOWN_TIMEOUT)
+                .await
+            {
+                tracing::info!("controlled shutdown: this node leads nothing any more");
+            } else {
+                tracing::warn!(
+                    "controlled shutdown: the controller did not move every leadership within {CONTROLLED_SHUTDOWN_TIMEOUT:?}; stopping anyway"
+                );
+            }
+        }
         self.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
         let mut connections = match self.accept_task.await {
@@ -232,6 +310,10 @@ impl Server {
             tokio::task::spawn_blocking(move || cleaner.shutdown())
                 .await
                 .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
+        }
+        // Leave the quorum before the logs close: nothing applies metadata after this.
+        if let Some(cluster) = self.broker.cluster.get() {
+            cluster.shutdown().await;
         }
         let broker = self.broker.clone();
         tokio::task::spawn_blocking(move || broker.replicas.logs().close_all())

@@ -1,12 +1,15 @@
 //! An in-process broker for handler tests: the broker state opened on a temporary data
 //! directory, with no listener, no HTTP server and no background tasks. Requests go straight
 //! to the handler table with a [`RequestContext`], so a handler's behaviour is testable
-//! without a socket or a spawned process.
+//! without a socket or a spawned process. Its clock is a [`ManualClock`] that stands still
+//! until a test moves it, so times computed from it are exact.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::clock::{Clock, ManualClock, SystemClock};
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::{Broker, open_broker};
@@ -32,6 +35,7 @@ pub enum Outcome {
 /// A broker opened on its own temporary directory.
 pub struct BrokerTestContext {
     broker: Arc<Broker>,
+    clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
 }
 
@@ -57,10 +61,17 @@ impl BrokerTestContext {
         config.validate().expect("a valid test configuration");
         std::fs::create_dir_all(config.data_dir.join("meta")).expect("meta dir");
         let bound = config.listen;
-        let (broker, _) = open_broker(config, bound, false, FdBudget::split(1024, 1024, None))
+        // Starts at the wall clock's time, as Kafka's MockTime does.
+        let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+        let fd_budget = FdBudget::split(1024, 1024, None);
+        let (broker, _) = open_broker(config, bound, false, fd_budget, clock.clone())
             .await
             .expect("broker opens");
-        BrokerTestContext { broker, _dir: dir }
+        BrokerTestContext {
+            broker,
+            clock,
+            _dir: dir,
+        }
     }
 
     /// The broker state.
@@ -68,13 +79,34 @@ impl BrokerTestContext {
         &self.broker
     }
 
+    /// The broker's clock, which moves only when the test moves it.
+    pub fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
     /// Creates `name` with `partitions` partitions and returns its id.
     pub async fn create_topic(&self, name: &str, partitions: i32) -> uuid::Uuid {
+        self.create_topic_with(name, partitions, &[]).await
+    }
+
+    /// Creates `name` with `partitions` partitions and the topic configs `configs`, and
+    /// returns its id.
+    pub async fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> uuid::Uuid {
+        let configs: BTreeMap<String, String> = configs
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let topic = NewTopic {
             name: name.into(),
             partitions,
             replication_factor: 1,
-            configs: Default::default(),
+            assignments: None,
+            configs,
             internal: false,
         };
         create_topic(&self.broker, topic, false)

@@ -5,12 +5,9 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, FetchRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
-    ResponseHeader,
+    ApiKey, ApiVersionsRequest, FetchRequest, OffsetFetchRequest, ProduceRequest, ResponseHeader,
 };
-use kafka_protocol::protocol::{
-    Decodable, HeaderVersion, Request, StrBytes, encode_request_header_into_buffer,
-};
+use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
 use sluice_protocol::frame::{DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frame_size_prefix};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -291,18 +288,14 @@ impl Connection {
     async fn send_at<R: Request>(&mut self, version: i16, request: &R) -> Result<i32> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_string(self.config.client_id.clone())));
         let what = api_name(R::KEY);
-        let mut body = BytesMut::new();
-        encode_request_header_into_buffer(&mut body, &header)
-            .map_err(|e| Error::Invalid(format!("cannot encode {what} header: {e:#}")))?;
-        request
-            .encode(&mut body, version)
-            .map_err(|e| Error::Invalid(format!("cannot encode {what} v{version}: {e:#}")))?;
+        let body = sluice_protocol::codec::encode_request(
+            version,
+            correlation_id,
+            &self.config.client_id,
+            request,
+        )
+        .map_err(|e| Error::Invalid(e.to_string()))?;
         let mut out = Vec::with_capacity(body.len() + 4);
         out.extend_from_slice(&frame_size_prefix(body.len()));
         out.extend_from_slice(&body);

@@ -23,6 +23,10 @@ pub enum WriteError {
     /// The broker is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// What the write needs is being prepared (a block of producer ids being reserved);
+    /// the client retries.
+    #[error("not ready yet, retry")]
+    Loading,
     /// This node does not lead the partition (any more): another node
     /// coordinates its keys.
     #[error("this node is not the leader of the coordinator's partition")]
@@ -53,6 +57,7 @@ impl WriteError {
             Self::PartitionUnavailable(_) | Self::ShuttingDown => {
                 ResponseError::CoordinatorNotAvailable
             }
+            Self::Loading => ResponseError::CoordinatorLoadInProgress,
             Self::NotLeader | Self::Storage(_) => ResponseError::NotCoordinator,
             Self::Encode(_) => ResponseError::UnknownServerError,
             Self::Refused(e) => *e,

@@ -141,7 +141,7 @@ pub(crate) fn delete_group(state: &mut GroupShard, group_id: &str) -> Reply<i16>
         .chain(std::iter::once(group_tombstone(group_id)))
         .collect::<Result<Vec<_>, CodecError>>()
         .map_err(Into::into);
-    g.transition_to(GroupState::Dead, crate::now_ms());
+    g.transition_to(GroupState::Dead, sched.now_ms());
     let (tx, rx) = oneshot::channel();
     remove_when_written(
         sched,

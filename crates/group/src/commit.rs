@@ -11,7 +11,6 @@ use tokio::sync::oneshot;
 
 use crate::CodecError;
 use crate::group::Group;
-use crate::now_ms;
 use crate::rebalance::reschedule_session;
 use crate::records::{OffsetCommitValue, offset_record};
 use crate::shard::GroupShard;
@@ -85,7 +84,7 @@ pub(crate) fn commit(
             });
         }
         // A "simple" group: offsets only, no membership.
-        groups.insert(group_id.clone(), Group::new(&group_id, now_ms()));
+        groups.insert(group_id.clone(), Group::new(&group_id, sched.now_ms()));
     }
     let g = groups
         .get_mut(&group_id)
@@ -99,7 +98,7 @@ pub(crate) fn commit(
         reschedule_session(g, sched, member_id);
     }
 
-    let now = now_ms();
+    let now = sched.now_ms();
     let expire_timestamp = if req.retention_time_ms == -1 {
         -1
     } else {

@@ -33,6 +33,7 @@ use sluice_coordinator::{
     CoordinatorError, CoordinatorShard, LogEntry, PartitionLoader, PartitionWriter, ShardCell,
     Shards,
 };
+use sluice_protocol::clock::{Clock, SystemClock};
 use sluice_protocol::model::{LeaderEpoch, ProducerIdAndEpoch};
 use tokio::sync::oneshot;
 
@@ -49,6 +50,7 @@ use crate::{admin, commit, expiry, fetch, heartbeat, join, leave, sync, txn};
 struct Inner {
     config: GroupConfig,
     writer: Arc<dyn PartitionWriter>,
+    clock: Arc<dyn Clock>,
     shards: Shards<GroupShard>,
 }
 
@@ -71,13 +73,25 @@ const SHARD_GONE: ResponseError = ResponseError::NotCoordinator;
 
 impl GroupCoordinator {
     /// A coordinator without loaded partitions, writing to `writer`; groups
-    /// hash over `config.offsets_partitions` partitions.
+    /// hash over `config.offsets_partitions` partitions. Its timestamps come
+    /// from the system clock.
     pub fn new(config: GroupConfig, writer: Arc<dyn PartitionWriter>) -> Self {
+        Self::with_clock(config, writer, Arc::new(SystemClock))
+    }
+
+    /// Like [`Self::new`], telling the time by `clock`: commit and expiry
+    /// timestamps, when groups changed state, and offset retention.
+    pub fn with_clock(
+        config: GroupConfig,
+        writer: Arc<dyn PartitionWriter>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let shards = Shards::new(config.offsets_partitions);
         Self {
             inner: Arc::new(Inner {
                 config,
                 writer,
+                clock,
                 shards,
             }),
         }
@@ -100,7 +114,13 @@ impl GroupCoordinator {
     pub fn load(&self, partition: i32, epoch: LeaderEpoch) -> Option<impl PartitionLoader + use<>> {
         let inner = &self.inner;
         inner.shards.load(partition, epoch, |cell| {
-            GroupShard::new(inner.config.clone(), cell, inner.writer.clone(), partition)
+            GroupShard::new(
+                inner.config.clone(),
+                cell,
+                inner.writer.clone(),
+                partition,
+                inner.clock.clone(),
+            )
         })
     }
 
@@ -572,10 +592,12 @@ impl GroupCoordinator {
         OffsetDeleteResponse::default().with_topics(topics)
     }
 
-    /// Expires offsets past `offsets_retention_ms` (for Empty groups counted
-    /// from when the group became Empty) and deletes Empty groups left
-    /// without offsets. Kafka runs this every `offsets.retention.check.interval.ms`.
-    pub async fn expire_offsets(&self, now_ms: i64) {
+    /// Expires offsets past `offsets_retention_ms` at the clock's current
+    /// time (for Empty groups counted from when the group became Empty) and
+    /// deletes Empty groups left without offsets. Kafka runs this every
+    /// `offsets.retention.check.interval.ms`.
+    pub async fn expire_offsets(&self) {
+        let now_ms = self.inner.clock.now_ms();
         self.on_every_shard(|shard| expiry::expire(shard, now_ms))
             .await;
     }

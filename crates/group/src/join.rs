@@ -9,7 +9,6 @@ use tokio::sync::oneshot;
 
 use crate::group::Group;
 use crate::member::{Member, Protocol};
-use crate::now_ms;
 use crate::rebalance::{
     maybe_complete_join_phase, maybe_prepare_rebalance_or_complete_join,
     schedule_new_member_timeout,
@@ -58,7 +57,7 @@ pub(crate) fn join(state: &mut GroupShard, p: JoinParams) -> Reply<JoinGroupResp
         if !unknown_member {
             return Reply::Now(join_error(&p.member_id, ResponseError::UnknownMemberId));
         }
-        groups.insert(p.group_id.clone(), Group::new(&p.group_id, now_ms()));
+        groups.insert(p.group_id.clone(), Group::new(&p.group_id, sched.now_ms()));
         created = true;
     }
     let Some(g) = groups.get_mut(&p.group_id) else {

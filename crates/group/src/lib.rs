@@ -21,6 +21,11 @@
 //! Transactional offset commits (TxnOffsetCommit) are written as
 //! transactional batches and stay pending until the broker reports the
 //! transaction's marker ([`GroupCoordinator::complete_transaction`]).
+//!
+//! Commit and expiry timestamps, and when a group changed state (the start of
+//! an Empty group's offset retention), are read from an injected clock
+//! ([`GroupCoordinator::with_clock`]; the system clock by default); timers
+//! (sessions, rebalance deadlines) run on tokio's clock.
 
 mod admin;
 mod commit;
@@ -59,12 +64,3 @@ pub use sluice_coordinator::{
 /// error of the codec shared with `__transaction_state`).
 pub use sluice_protocol::schema_codec::CodecError;
 pub use state::GroupState;
-
-/// Wall-clock milliseconds since the Unix epoch (commit timestamps, state
-/// timestamps). Timers use tokio's clock instead.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}

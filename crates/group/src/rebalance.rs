@@ -14,7 +14,6 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::config::NEW_MEMBER_JOIN_TIMEOUT_MS;
 use crate::group::Group;
-use crate::now_ms;
 use crate::scheduler::{Scheduler, TimerAction, TimerKey};
 use crate::shard::GroupShard;
 use crate::state::GroupState;
@@ -85,7 +84,7 @@ pub(crate) fn prepare_rebalance(g: &mut Group, s: &mut Scheduler, reason: &str) 
         );
     }
     tracing::info!(group = %g.id, state = %g.state, generation = g.generation, reason, "preparing to rebalance group");
-    g.transition_to(GroupState::PreparingRebalance, now_ms());
+    g.transition_to(GroupState::PreparingRebalance, s.now_ms());
     if !initial {
         if g.has_all_members_joined() {
             complete_join(g, s);
@@ -145,7 +144,7 @@ pub(crate) fn complete_join(g: &mut Group, s: &mut Scheduler) {
         return;
     }
 
-    g.init_next_generation(now_ms());
+    g.init_next_generation(s.now_ms());
     if g.is(GroupState::Empty) {
         tracing::info!(group = %g.id, generation = g.generation, "group is now empty");
         let group_id = g.id.clone();

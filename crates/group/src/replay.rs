@@ -15,7 +15,6 @@ use sluice_protocol::model::TopicPartition;
 
 use crate::CodecError;
 use crate::group::Group;
-use crate::now_ms;
 use crate::offsets::OffsetAndMetadata;
 use crate::rebalance::{prepare_rebalance, reschedule_session};
 use crate::records::{GroupMetadataValue, GroupRecordKey, OffsetCommitValue};
@@ -86,10 +85,11 @@ fn replay_offset(
     producer_id: Option<i64>,
 ) {
     // Offsets without group metadata belong to a "simple" group.
+    let now = shard.sched.now_ms();
     let g = shard
         .groups
         .entry(group)
-        .or_insert_with_key(|id| Group::new(id, now_ms()));
+        .or_insert_with_key(|id| Group::new(id, now));
     let offset = OffsetAndMetadata::from_value(value, g.offsets.next_order());
     match producer_id {
         None => g.offsets.put(tp, offset),
@@ -101,7 +101,7 @@ fn replay_snapshot(shard: &mut GroupShard, group: String, value: GroupMetadataVa
     match shard.groups.get_mut(&group) {
         Some(g) => g.snapshot = Some(value),
         None => {
-            let g = Group::from_snapshot(&group, value, now_ms());
+            let g = Group::from_snapshot(&group, value, shard.sched.now_ms());
             shard.groups.insert(group, g);
         }
     }
@@ -115,7 +115,7 @@ pub(crate) fn on_loaded(shard: &mut GroupShard) {
         sched,
         config,
     } = shard;
-    let now = now_ms();
+    let now = sched.now_ms();
     for g in groups.values_mut() {
         g.restore_membership(now);
         let member_ids: Vec<String> = g.members.keys().cloned().collect();

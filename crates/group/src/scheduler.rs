@@ -1,10 +1,14 @@
-//! Timers and ordered log writes of one shard.
+//! Timers, the clock and ordered log writes of one shard.
 //!
 //! All groups of a shard sit behind its lock. Two kinds of work happen
 //! outside a request: timers (session expiry, rebalance and sync deadlines,
 //! the initial rebalance delay) and log writes. Both run as tokio tasks that
 //! take the lock when they are due, and do nothing once the shard is
 //! unloaded.
+//!
+//! Timers run on tokio's clock; the wall-clock times the shard stamps (commit
+//! and expiry timestamps, when a group changed state) come from the injected
+//! [`Clock`], so tests control both.
 //!
 //! Timers are keyed like Kafka's (`join-<group>`, `sync-<group>`,
 //! `heartbeat-<group>-<member>`): scheduling a key replaces the previous
@@ -26,6 +30,7 @@ use std::time::Duration;
 use sluice_coordinator::{
     CoordinatorRecord, CoordinatorShard, LogEntry, PartitionWriter, ShardCell, WriteError,
 };
+use sluice_protocol::clock::Clock;
 use sluice_protocol::model::ProducerIdAndEpoch;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -91,6 +96,8 @@ pub(crate) struct Scheduler {
     writer: Arc<dyn PartitionWriter>,
     /// The `__consumer_offsets` partition written to.
     partition: i32,
+    /// Where wall-clock time comes from.
+    clock: Arc<dyn Clock>,
     handle: Option<Handle>,
     timers: HashMap<TimerKey, TimerEntry>,
     next_token: u64,
@@ -103,17 +110,24 @@ impl Scheduler {
         writer: Arc<dyn PartitionWriter>,
         partition: i32,
         initial_rebalance_delay_ms: u64,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             initial_rebalance_delay_ms,
             cell,
             writer,
             partition,
+            clock,
             handle: Handle::try_current().ok(),
             timers: HashMap::new(),
             next_token: 0,
             writers: (0..WRITE_STRIPES).map(|_| None).collect(),
         }
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch, from the injected clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// The runtime to spawn on: the caller's, else the one the shard was created in.

@@ -11,6 +11,7 @@ use std::sync::{Arc, Weak};
 
 use kafka_protocol::error::ResponseError;
 use sluice_coordinator::{CoordinatorShard, LogEntry, PartitionWriter, ShardCell};
+use sluice_protocol::clock::Clock;
 
 use crate::CodecError;
 use crate::config::GroupConfig;
@@ -27,14 +28,22 @@ pub(crate) struct GroupShard {
 }
 
 impl GroupShard {
-    /// An empty shard of `partition`, living in `cell`, writing through `writer`.
+    /// An empty shard of `partition`, living in `cell`, writing through
+    /// `writer` and telling the time by `clock`.
     pub fn new(
         config: GroupConfig,
         cell: Weak<ShardCell<GroupShard>>,
         writer: Arc<dyn PartitionWriter>,
         partition: i32,
+        clock: Arc<dyn Clock>,
     ) -> Self {
-        let sched = Scheduler::new(cell, writer, partition, config.initial_rebalance_delay_ms);
+        let sched = Scheduler::new(
+            cell,
+            writer,
+            partition,
+            config.initial_rebalance_delay_ms,
+            clock,
+        );
         Self {
             config,
             groups: HashMap::new(),

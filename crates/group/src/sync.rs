@@ -9,7 +9,6 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
 use crate::group::Group;
-use crate::now_ms;
 use crate::rebalance::{
     maybe_prepare_rebalance_or_complete_join, remove_pending_sync_member, reschedule_session,
     reset_and_propagate_assignment_error, set_and_propagate_assignment,
@@ -145,7 +144,7 @@ fn store_assignment(g: &mut Group, s: &mut crate::scheduler::Scheduler, p: SyncP
                 }
                 Ok(()) => {
                     set_and_propagate_assignment(g, sched, &assignment);
-                    g.transition_to(GroupState::Stable, now_ms());
+                    g.transition_to(GroupState::Stable, sched.now_ms());
                 }
             }
         }),

@@ -19,7 +19,6 @@ use tokio::sync::oneshot;
 use crate::CodecError;
 use crate::commit::{finish_offset_writes, is_unused_simple_group, java_length};
 use crate::group::Group;
-use crate::now_ms;
 use crate::records::{OffsetCommitValue, offset_record};
 use crate::shard::GroupShard;
 use crate::state::GroupState;
@@ -89,7 +88,7 @@ pub(crate) fn txn_commit(
             return Err(ResponseError::IllegalGeneration);
         }
         // A transaction may commit for a group nobody joined: a simple group.
-        groups.insert(group_id.clone(), Group::new(&group_id, now_ms()));
+        groups.insert(group_id.clone(), Group::new(&group_id, sched.now_ms()));
     }
     let g = groups
         .get_mut(&group_id)
@@ -101,7 +100,7 @@ pub(crate) fn txn_commit(
         return Err(e);
     }
 
-    let now = now_ms();
+    let now = sched.now_ms();
     let mut partition_errors = Vec::with_capacity(req.topics.len());
     let mut accepted: Vec<(TopicPartition, OffsetCommitValue)> = Vec::new();
     for topic in &req.topics {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
@@ -16,8 +17,8 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, JoinGroupRequest, ListGroupsRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, TopicName,
+    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, OffsetDeleteRequest, OffsetFetchRequest, TopicName,
 };
 use sluice_group::records::{GroupRecordKey, OffsetCommitValue};
 use sluice_group::{
@@ -28,16 +29,6 @@ use sluice_protocol::model::{
     LeaderEpoch, ProducerIdAndEpoch, TopicPartition, coordinator_partition_for,
 };
 use tokio::time::sleep;
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
 
 #[tokio::test(start_paused = true)]
 async fn simple_commit_and_fetch_round_trip() {
@@ -246,15 +237,20 @@ async fn failed_log_write_fails_the_commit() {
 
 #[tokio::test(start_paused = true)]
 async fn retention_time_is_stored_as_expire_timestamp() {
-    let (c, log) = coordinator(0);
+    let (c, log, clock) = clocked(config(0));
     let req = commit_req("s", "", -1, &[("t", 0, 1, None)]).with_retention_time_ms(60_000);
     assert_eq!(commit_errors(&c.offset_commit(req, 2).await), vec![0]);
     let v = OffsetCommitValue::decode(log.records()[0].value.as_ref().unwrap()).unwrap();
-    assert!(v.expire_timestamp >= v.commit_timestamp + 60_000);
+    assert_eq!(
+        (v.commit_timestamp, v.expire_timestamp),
+        (START_MS, START_MS + 60_000)
+    );
     // Explicit expiry wins over the retention setting.
-    c.expire_offsets(v.expire_timestamp - 1).await;
+    clock.set(v.expire_timestamp - 1);
+    c.expire_offsets().await;
     assert_eq!(fetched(&fetch(&c, "s", None).await).len(), 1);
-    c.expire_offsets(v.expire_timestamp).await;
+    clock.set(v.expire_timestamp);
+    c.expire_offsets().await;
     assert!(fetch(&c, "s", None).await.topics.is_empty());
 }
 
@@ -584,13 +580,13 @@ async fn offset_delete_respects_subscriptions() {
 
 #[tokio::test(start_paused = true)]
 async fn expiry_removes_old_offsets_and_empty_groups() {
-    let (c, log) = coordinator(0);
+    let (c, log, clock) = clocked(config(0));
     let retention = GroupConfig::default().offsets_retention_ms;
     commit(&c, commit_req("simple", "", -1, &[("t", 0, 1, None)])).await;
-    let now = now_ms();
-    c.expire_offsets(now).await;
+    c.expire_offsets().await;
     assert_eq!(fetched(&fetch(&c, "simple", None).await).len(), 1);
-    c.expire_offsets(now + retention + 1000).await;
+    clock.advance(retention + 1000);
+    c.expire_offsets().await;
     assert!(fetch(&c, "simple", None).await.topics.is_empty());
     assert_eq!(
         state_of(&c, "simple").await,
@@ -617,10 +613,116 @@ async fn expiry_removes_old_offsets_and_empty_groups() {
         ),
     )
     .await;
-    c.expire_offsets(now_ms() + retention + 1000).await;
+    clock.advance(retention + 1000);
+    c.expire_offsets().await;
     let f = fetched(&fetch(&c, "g", Some(&[("t1", &[0]), ("old", &[0])])).await);
     assert_eq!((f[0].2, f[1].2), (5, -1));
     assert_eq!(state_of(&c, "g").await, "Stable");
+}
+
+/// The commit timestamps of every offset record written, in order.
+fn commit_timestamps(log: &MemoryGroupLog) -> Vec<i64> {
+    log.records()
+        .iter()
+        .filter(|r| {
+            matches!(
+                GroupRecordKey::decode(&r.key),
+                Ok(GroupRecordKey::OffsetCommit { .. })
+            )
+        })
+        .filter_map(|r| r.value.as_ref())
+        .map(|v| OffsetCommitValue::decode(v).unwrap().commit_timestamp)
+        .collect()
+}
+
+/// In a simple group each offset is kept `offsets_retention_ms` from its own
+/// commit, stamped by the coordinator's clock: it expires at exactly that
+/// age, not a millisecond earlier, and the group goes with its last offset.
+#[tokio::test(start_paused = true)]
+async fn simple_group_offsets_expire_exactly_retention_after_their_commit() {
+    let retention = 60_000;
+    let (c, log, clock) = clocked(GroupConfig {
+        offsets_retention_ms: retention,
+        ..config(0)
+    });
+    commit(&c, commit_req("simple", "", -1, &[("t", 0, 1, None)])).await;
+    clock.advance(10_000);
+    commit(&c, commit_req("simple", "", -1, &[("t", 1, 2, None)])).await;
+    assert_eq!(commit_timestamps(&log), vec![START_MS, START_MS + 10_000]);
+
+    clock.set(START_MS + retention - 1);
+    c.expire_offsets().await;
+    let kept = |f: Vec<(String, i32, i64, i32, String)>| -> Vec<(i32, i64)> {
+        f.into_iter().map(|(_, p, o, _, _)| (p, o)).collect()
+    };
+    assert_eq!(
+        kept(fetched(&fetch(&c, "simple", None).await)),
+        vec![(0, 1), (1, 2)]
+    );
+    clock.set(START_MS + retention);
+    c.expire_offsets().await;
+    assert_eq!(
+        kept(fetched(&fetch(&c, "simple", None).await)),
+        vec![(1, 2)]
+    );
+    assert_eq!(state_of(&c, "simple").await, "Empty");
+    clock.set(START_MS + 10_000 + retention - 1);
+    c.expire_offsets().await;
+    assert_eq!(
+        kept(fetched(&fetch(&c, "simple", None).await)),
+        vec![(1, 2)]
+    );
+    clock.set(START_MS + 10_000 + retention);
+    c.expire_offsets().await;
+    assert!(fetch(&c, "simple", None).await.topics.is_empty());
+    assert_eq!(state_of(&c, "simple").await, "Dead");
+}
+
+/// A consumer group keeps the offsets of the topics it consumes however old
+/// they are; once its members leave, retention counts from the moment it
+/// became Empty by the coordinator's clock (Kafka's
+/// `currentStateTimestamp`), not from the commits.
+#[tokio::test(start_paused = true)]
+async fn emptied_group_offsets_expire_retention_after_it_emptied() {
+    let retention = 60_000;
+    let (c, log, clock) = clocked(GroupConfig {
+        offsets_retention_ms: retention,
+        ..config(0)
+    });
+    let (leader, follower, generation) = stable_pair(&c, "g").await;
+    let r = commit(
+        &c,
+        commit_req("g", &leader, generation, &[("t1", 0, 5, None)]),
+    )
+    .await;
+    assert_eq!(commit_errors(&r), vec![0]);
+    assert_eq!(commit_timestamps(&log), vec![START_MS]);
+
+    clock.advance(2 * retention);
+    c.expire_offsets().await;
+    let offset = |c: GroupCoordinator| async move {
+        fetched(&fetch(&c, "g", Some(&[("t1", &[0])])).await)[0].2
+    };
+    assert_eq!(offset(c.clone()).await, 5, "consumed topics never expire");
+
+    let emptied = clock.advance(1_000);
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_members(vec![
+            MemberIdentity::default().with_member_id(s(&leader)),
+            MemberIdentity::default().with_member_id(s(&follower)),
+        ]);
+    assert_eq!(c.leave_group(leave, 3).await.error_code, 0);
+    assert_eq!(state_of(&c, "g").await, "Empty");
+
+    clock.set(emptied + retention - 1);
+    c.expire_offsets().await;
+    assert_eq!(offset(c.clone()).await, 5);
+    assert_eq!(state_of(&c, "g").await, "Empty");
+    clock.set(emptied + retention);
+    c.expire_offsets().await;
+    assert_eq!(offset(c.clone()).await, -1);
+    assert_eq!(state_of(&c, "g").await, "Dead");
 }
 
 #[tokio::test(start_paused = true)]
@@ -709,7 +811,7 @@ fn coordinator_futures_are_send() {
     send(&c.list_groups(Default::default(), 5));
     send(&c.delete_groups(Default::default(), 2));
     send(&c.offset_delete(Default::default(), 0));
-    send(&c.expire_offsets(0));
+    send(&c.expire_offsets());
     send(&c.on_topic_deleted("t"));
     send(&c.txn_offset_commit(Default::default(), 5));
     send(&c.complete_transaction(0, ProducerIdAndEpoch::new(1, 0), true));

@@ -494,7 +494,7 @@ async fn static_member_is_fenced() {
 
 #[tokio::test(start_paused = true)]
 async fn expiry_and_deletion_respect_pending_transactions() {
-    let (c, log) = coordinator(0);
+    let (c, log, clock) = clocked(config(0));
     let retention = GroupConfig::default().offsets_retention_ms;
     commit(&c, commit_req("g", "", -1, &[("t", 0, 5, None)])).await;
     assert_eq!(
@@ -505,8 +505,8 @@ async fn expiry_and_deletion_respect_pending_transactions() {
         txn_commit(&c, txn_req("only", PID, &[("t", 0, 1, None)])).await,
         vec![0]
     );
-    let far = sluice_now() + retention * 10;
-    c.expire_offsets(far).await;
+    clock.advance(retention * 10);
+    c.expire_offsets().await;
     // Neither the committed offset with a pending transaction nor the group
     // holding only a pending transactional offset went away.
     assert_eq!(offset_of(&c, "g", "t", 0).await, 5);
@@ -612,13 +612,6 @@ async fn responses_encode_at_every_version() {
 
 async fn describe_state(c: &GroupCoordinator, group: &str) -> String {
     state_of(c, group).await
-}
-
-fn sluice_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// A log whose transactional appends wait for a permit.

@@ -2,9 +2,11 @@
 //!
 //! This crate knows nothing about storage or sockets: it turns bytes into typed
 //! requests and record-batch views, and typed responses back into bytes. It is
-//! shared by the broker, the client and the tests.
+//! shared by the broker, the client and the tests, which also take their
+//! wall-clock time in Kafka's unit from it ([`clock`]).
 
 pub mod batch;
+pub mod clock;
 pub mod codec;
 pub mod compression;
 pub mod fetch_encoder;

@@ -6,6 +6,7 @@
 mod alloc_guard;
 mod bench;
 mod cli;
+mod dev_cluster;
 mod serve;
 
 #[cfg(test)]
@@ -48,6 +49,9 @@ enum Command {
     Group(cli::group::GroupArgs),
     /// Describe the cluster: brokers, controller, API versions.
     Cluster(cli::cluster::ClusterArgs),
+    /// Start a local cluster of `sluice serve` processes (data under ./sluice-dev-cluster)
+    /// to try replication and failover; Ctrl-C stops them all.
+    DevCluster(dev_cluster::DevClusterArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +64,7 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => cli::run(cli::consume::run(*args)),
         Command::Group(args) => cli::run(cli::group::run(args)),
         Command::Cluster(args) => cli::run(cli::cluster::run(args)),
+        Command::DevCluster(args) => dev_cluster::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -192,7 +192,7 @@ pub(crate) async fn add(
                 return Err(ResponseError::InvalidTxnState);
             }
         }
-        let target = meta.add_partitions(partitions, crate::now_ms());
+        let target = meta.add_partitions(partitions, inner.clock.now_ms());
         meta.begin(target)
     };
     inner.persist(&cell, tid, target).await

@@ -25,6 +25,7 @@ use sluice_coordinator::{
     CoordinatorError, CoordinatorRecord, CoordinatorShard, LogEntry, PartitionLoader,
     PartitionWriter, ShardCell, Shards, WriteError,
 };
+use sluice_protocol::clock::{Clock, SystemClock};
 use sluice_protocol::model::{LeaderEpoch, ProducerIdAndEpoch, TopicPartition};
 
 use crate::config::TxnConfig;
@@ -53,6 +54,8 @@ pub(crate) struct Inner {
     pub writer: Arc<dyn PartitionWriter>,
     pub markers: Arc<dyn MarkerWriter>,
     pub ids: Arc<dyn ProducerIdSource>,
+    /// Where transaction timestamps, timeouts and id expiration take the time from.
+    pub clock: Arc<dyn Clock>,
     pub partition_check: RwLock<Option<PartitionCheck>>,
     /// The partition count of `__consumer_offsets`, to name the partition of
     /// a group that AddOffsetsToTxn adds.
@@ -72,12 +75,25 @@ pub struct TransactionCoordinator {
 
 impl TransactionCoordinator {
     /// A coordinator without loaded partitions; transactional ids hash over
-    /// `config.state_partitions` partitions.
+    /// `config.state_partitions` partitions. Its timestamps come from the
+    /// system clock.
     pub fn new(
         config: TxnConfig,
         writer: Arc<dyn PartitionWriter>,
         markers: Arc<dyn MarkerWriter>,
         ids: Arc<dyn ProducerIdSource>,
+    ) -> Self {
+        Self::with_clock(config, writer, markers, ids, Arc::new(SystemClock))
+    }
+
+    /// Like [`Self::new`], telling the time by `clock`: when transactions
+    /// start and ids were last used, and so when they time out and expire.
+    pub fn with_clock(
+        config: TxnConfig,
+        writer: Arc<dyn PartitionWriter>,
+        markers: Arc<dyn MarkerWriter>,
+        ids: Arc<dyn ProducerIdSource>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -87,6 +103,7 @@ impl TransactionCoordinator {
                 writer,
                 markers,
                 ids,
+                clock,
                 partition_check: RwLock::new(None),
             }),
         }
@@ -204,17 +221,28 @@ impl TransactionCoordinator {
         req: ListTransactionsRequest,
         version: i16,
     ) -> ListTransactionsResponse {
-        describe::list(&self.inner, &req, version, crate::now_ms())
+        describe::list(&self.inner, &req, version, self.inner.clock.now_ms())
     }
 
-    /// Aborts transactions open longer than their timeout (the broker calls
-    /// this every second or so), bumping the epoch so the zombie is fenced,
-    /// like Kafka; also forgets transactional ids idle for longer than
-    /// `transactional_id_expiration_ms`. Returns once the aborts are decided
-    /// (PrepareAbort durable); their markers follow in the background.
-    pub async fn abort_timed_out(&self, now_ms: i64) {
+    /// Aborts transactions open longer than their timeout at the clock's
+    /// current time (the broker calls this every second or so), bumping the
+    /// epoch so the zombie is fenced, like Kafka; also forgets transactional
+    /// ids idle for longer than `transactional_id_expiration_ms`. Returns once
+    /// the aborts are decided (PrepareAbort durable); their markers follow in
+    /// the background.
+    pub async fn abort_timed_out(&self) {
+        let now_ms = self.inner.clock.now_ms();
         timeout::abort_timed_out(&self.inner, now_ms).await;
         timeout::expire_ids(&self.inner, now_ms).await;
+    }
+
+    /// Whether this node's coordinator has the transaction of producer id `producer_id`
+    /// loaded (it coordinates the producer's transactional id here).
+    pub fn coordinates_producer(&self, producer_id: i64) -> bool {
+        self.inner.shards.cells().iter().any(|cell| {
+            cell.lock()
+                .is_ok_and(|shard| shard.by_producer.contains_key(&producer_id))
+        })
     }
 
     /// KIP-890 part 1 for the produce path: `Ok` when `producer` has an
@@ -450,7 +478,7 @@ async fn complete(inner: Weak<Inner>, cell: Weak<TxnCell>, tid: String) {
             };
             match shard.txns.get_mut(&tid) {
                 Some(meta) if meta.current.state.is_prepare() => {
-                    let target = meta.prepare_complete(crate::now_ms());
+                    let target = meta.prepare_complete(strong.clock.now_ms());
                     Some(meta.begin(target))
                 }
                 _ => None,

@@ -120,7 +120,13 @@ pub(crate) async fn end(
         } else {
             NO_PRODUCER_ID
         };
-        let target = meta.prepare_end(commit, epoch_bump, next_pid, empty_abort, crate::now_ms());
+        let target = meta.prepare_end(
+            commit,
+            epoch_bump,
+            next_pid,
+            empty_abort,
+            inner.clock.now_ms(),
+        );
         meta.begin(target)
     };
     let ids = target.completed_ids();

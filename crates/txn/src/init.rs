@@ -88,7 +88,7 @@ pub(crate) async fn init(
     if timeout_ms <= 0 || timeout_ms > inner.config.transaction_max_timeout_ms {
         return Err(ResponseError::InvalidTransactionTimeout);
     }
-    let now = crate::now_ms();
+    let now = inner.clock.now_ms();
     let cell = inner.cell_for(tid)?;
     let plan = {
         let mut shard = cell.lock().map_err(|e| e.response_error())?;

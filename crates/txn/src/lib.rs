@@ -18,6 +18,11 @@
 //! a [`MarkerWriter`]; producer ids come from a [`ProducerIdSource`]. The
 //! produce path asks [`TransactionCoordinator::verify_partition`] before
 //! accepting a transactional write (KIP-890 part 1).
+//!
+//! When transactions start and ids were last used, and so when they time out
+//! and expire, is read from an injected clock
+//! ([`TransactionCoordinator::with_clock`]; the system clock by default), so
+//! tests reach a deadline by moving a manual clock.
 
 mod add;
 mod config;
@@ -47,12 +52,3 @@ pub use sluice_coordinator::{
 /// error of the codec shared with `__consumer_offsets`).
 pub use sluice_protocol::schema_codec::CodecError;
 pub use state::TxnState;
-
-/// Wall-clock milliseconds since the Unix epoch (transaction timestamps).
-/// Timeouts are checked against the `now_ms` the broker passes in.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, DescribeTransactionsRequest, ListTransactionsRequest, ProducerId,
     TransactionalId,
 };
+use sluice_protocol::clock::Clock;
 use sluice_txn::records::{TxnLogKey, TxnLogValue};
 use sluice_txn::{CoordinatorRecord, MarkerError, TxnConfig, TxnState, WriteError};
 
@@ -300,19 +301,155 @@ async fn add_offsets_adds_the_group_partition() {
     );
 }
 
+/// `(state, start, last update)` of every `__transaction_state` record written.
+fn stamps(h: &Harness) -> Vec<(TxnState, i64, i64)> {
+    h.records
+        .lock()
+        .iter()
+        .filter_map(|r| r.value.as_ref())
+        .map(|v| TxnLogValue::decode(v).unwrap())
+        .map(|v| (v.state, v.start_timestamp_ms, v.last_update_timestamp_ms))
+        .collect()
+}
+
+/// A transaction's timeout counts from when its first partition was added,
+/// by the coordinator's clock: it is aborted by the first check after
+/// exactly `start + timeout` (Kafka aborts once `start + timeout < now`),
+/// and never before, however many partitions it adds meanwhile.
+#[tokio::test(start_paused = true)]
+async fn transaction_times_out_exactly_after_its_timeout() {
+    let h = Harness::new();
+    let c = h.coordinator();
+    let (pid, epoch) = init(&c, "t").await;
+    let start = h.clock.advance(1_000);
+    assert_eq!(add(&c, "t", pid, epoch, &[("a", &[0])]).await, vec![0]);
+    h.clock.advance(5_000);
+    assert_eq!(add(&c, "t", pid, epoch, &[("b", &[0])]).await, vec![0]);
+    let described = c
+        .describe_transactions(
+            DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(s("t"))]),
+            0,
+        )
+        .await;
+    assert_eq!(
+        described.transaction_states[0].transaction_start_time_ms,
+        start
+    );
+
+    let deadline = start + i64::from(TIMEOUT_MS);
+    h.clock.set(deadline);
+    c.abort_timed_out().await;
+    settle().await;
+    assert_eq!(h.states(), vec![Some(Empty), Some(Ongoing), Some(Ongoing)]);
+    h.clock.set(deadline + 1);
+    c.abort_timed_out().await;
+    settle().await;
+    assert_eq!(
+        stamps(&h),
+        vec![
+            (Empty, -1, START_MS),
+            (Ongoing, start, start),
+            (Ongoing, start, start + 5_000),
+            (PrepareAbort, start, deadline + 1),
+            (CompleteAbort, start, deadline + 1),
+        ]
+    );
+    assert_eq!(
+        h.markers(),
+        vec![Event::Markers {
+            producer_id: pid,
+            epoch: epoch + 1,
+            commit: false,
+            partitions: vec![tp("a", 0), tp("b", 0)],
+        }]
+    );
+}
+
+/// ListTransactions' duration filter (v1+) keeps transactions running for
+/// longer than the filter at the coordinator's clock, to the millisecond.
+#[tokio::test(start_paused = true)]
+async fn duration_filter_lists_transactions_running_longer_than_it() {
+    let h = Harness::new();
+    let c = h.coordinator();
+    let (pid, epoch) = init(&c, "t").await;
+    assert_eq!(add(&c, "t", pid, epoch, &[("a", &[0])]).await, vec![0]);
+    h.clock.advance(5_000);
+    let running_longer_than = |ms: i64| {
+        let c = c.clone();
+        async move {
+            let r = c
+                .list_transactions(
+                    ListTransactionsRequest::default()
+                        .with_state_filters(vec![s("Ongoing")])
+                        .with_duration_filter(ms),
+                    1,
+                )
+                .await;
+            r.transaction_states.len()
+        }
+    };
+    assert_eq!(running_longer_than(4_999).await, 1);
+    assert_eq!(running_longer_than(5_000).await, 0);
+}
+
+/// An idle transactional id is forgotten (tombstoned) by the first check at
+/// exactly `transactional_id_expiration_ms` after its last update by the
+/// coordinator's clock, and not a millisecond earlier; an id with an open
+/// transaction is kept however long it was idle.
+#[tokio::test(start_paused = true)]
+async fn idle_id_expires_exactly_at_its_expiration() {
+    let expiration = 10_000;
+    let h = Harness::new();
+    let c = h.coordinator_with(TxnConfig {
+        transactional_id_expiration_ms: expiration,
+        ..TxnConfig::default()
+    });
+    let (pid, epoch) = init(&c, "t").await;
+    let (bp, be) = init(&c, "busy").await;
+    assert_eq!(add(&c, "busy", bp, be, &[("b", &[0])]).await, vec![0]);
+    let committed = h.clock.advance(2_000);
+    assert_eq!(add(&c, "t", pid, epoch, &[("a", &[0])]).await, vec![0]);
+    assert_eq!(end(&c, "t", pid, epoch, true).await, 0);
+    settle().await;
+    assert_eq!(
+        stamps(&h).last(),
+        Some(&(CompleteCommit, committed, committed))
+    );
+    h.clear();
+
+    h.clock.set(committed + expiration - 1);
+    c.abort_timed_out().await;
+    assert_eq!(h.states(), vec![]);
+    h.clock.set(committed + expiration);
+    c.abort_timed_out().await;
+    assert_eq!(h.states(), vec![None]);
+    assert_eq!(
+        h.events(),
+        vec![Event::State {
+            tid: "t".into(),
+            state: None,
+            producer_id: -1,
+            epoch: -1,
+            partitions: vec![],
+        }]
+    );
+    assert_eq!(verify(&c, bp, be, "b", 0), Ok(()));
+}
+
 #[tokio::test(start_paused = true)]
 async fn timeout_aborts_and_fences_the_old_epoch() {
     let h = Harness::new();
     let c = h.coordinator();
     let (pid, epoch) = init(&c, "t").await;
     add(&c, "t", pid, epoch, &[("a", &[0])]).await;
-    let start = now_ms();
+    let start = h.clock.now_ms();
     // Not yet expired.
-    c.abort_timed_out(start + i64::from(TIMEOUT_MS) - 5_000)
-        .await;
+    h.clock.set(start + i64::from(TIMEOUT_MS) - 5_000);
+    c.abort_timed_out().await;
     assert_eq!(h.states(), vec![Some(Empty), Some(Ongoing)]);
-    c.abort_timed_out(start + i64::from(TIMEOUT_MS) + 5_000)
-        .await;
+    h.clock.set(start + i64::from(TIMEOUT_MS) + 5_000);
+    c.abort_timed_out().await;
     settle().await;
     assert_eq!(
         h.states(),
@@ -477,8 +614,8 @@ fn value(pid: i64, epoch: i16, state: TxnState, parts: &[(&str, &[i32])]) -> Txn
             .iter()
             .map(|(t, p)| (t.to_string(), p.to_vec()))
             .collect(),
-        last_update_timestamp_ms: now_ms(),
-        start_timestamp_ms: if state == Empty { -1 } else { now_ms() },
+        last_update_timestamp_ms: START_MS,
+        start_timestamp_ms: if state == Empty { -1 } else { START_MS },
     }
 }
 
@@ -544,8 +681,8 @@ async fn load_completes_prepared_transactions() {
     assert_eq!(verify(&c, 56, 1, "c", 0), Ok(()));
     assert_eq!(verify(&c, 57, 1, "c", 0), Err(E::InvalidTxnState));
     h.clear();
-    c.abort_timed_out(now_ms() + i64::from(TIMEOUT_MS) + 1000)
-        .await;
+    h.clock.advance(i64::from(TIMEOUT_MS) + 1000);
+    c.abort_timed_out().await;
     settle().await;
     assert_eq!(h.markers().len(), 2);
     let d = c
@@ -694,7 +831,8 @@ async fn idle_ids_expire() {
     let (bp, be) = init(&c, "busy").await;
     add(&c, "busy", bp, be, &[("a", &[0])]).await;
     h.clear();
-    c.abort_timed_out(now_ms() + 10_000).await;
+    h.clock.advance(10_000);
+    c.abort_timed_out().await;
     assert_eq!(h.states(), vec![None]);
     assert_eq!(
         add(&c, "t", pid, epoch, &[("a", &[0])]).await,
@@ -735,7 +873,7 @@ async fn describe_and_list() {
     assert_eq!(st.transaction_state.as_str(), "Ongoing");
     assert_eq!((st.producer_id.0, st.producer_epoch), (p1, e1));
     assert_eq!(st.transaction_timeout_ms, TIMEOUT_MS);
-    assert!(st.transaction_start_time_ms > 0);
+    assert_eq!(st.transaction_start_time_ms, START_MS);
     let topics: Vec<(String, Vec<i32>)> = st
         .topics
         .iter()

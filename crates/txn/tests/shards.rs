@@ -88,8 +88,9 @@ async fn live_state_equals_the_state_replayed_from_the_log() {
     init(&c, "expired").await;
     let (pid, epoch) = init(&c, "timedout").await;
     add(&c, "timedout", pid, epoch, &[("e", &[0])]).await;
-    c.abort_timed_out(now_ms() + TxnConfig::default().transactional_id_expiration_ms + 1)
-        .await;
+    h.clock
+        .advance(TxnConfig::default().transactional_id_expiration_ms + 1);
+    c.abort_timed_out().await;
     settle().await;
     // Committed, aborted, still open, with a group's offsets, bumped by
     // EndTxn v5, and fenced by a second InitProducerId.

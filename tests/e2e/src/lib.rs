@@ -39,6 +39,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 /// How long a broker may take to accept connections after it is spawned.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a broker logs once it has opened its logs and loaded its coordinators.
+const STARTED_LINE: &str = concat!("Sluice ", env!("CARGO_PKG_VERSION"), " started");
 /// How long a broker may take to exit after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Timeout for single client calls (metadata, admin, watermarks).
@@ -168,6 +170,8 @@ pub struct Broker {
     /// RLIMIT_NOFILE (soft and hard) the broker process runs under, if set.
     open_files_limit: Option<u64>,
     log_path: PathBuf,
+    /// Started-lines in the log before the last spawn, while that start is not yet awaited.
+    pending_start: Option<usize>,
     // Dropped last: removes the data dir and the log.
     _dir: tempfile::TempDir,
 }
@@ -190,6 +194,19 @@ impl Broker {
     }
 
     fn start_limited(open_files_limit: Option<u64>, args: &[&str]) -> Broker {
+        let mut broker = Broker::spawn_limited(open_files_limit, args);
+        broker.wait_started();
+        broker
+    }
+
+    /// Spawns a broker with extra `serve` flags without waiting for it to start (a cluster
+    /// node cannot finish starting before a quorum of its peers runs); call
+    /// [`Broker::wait_started`] next.
+    pub fn spawn_with(args: &[&str]) -> Broker {
+        Broker::spawn_limited(None, args)
+    }
+
+    fn spawn_limited(open_files_limit: Option<u64>, args: &[&str]) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("sluice-e2e-")
             .tempdir()
@@ -203,9 +220,10 @@ impl Broker {
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             open_files_limit,
             log_path,
+            pending_start: None,
             _dir: dir,
         };
-        broker.spawn_and_wait();
+        broker.spawn();
         broker
     }
 
@@ -228,8 +246,11 @@ impl Broker {
         args
     }
 
-    fn spawn_and_wait(&mut self) {
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "broker already running");
+        // The listener is bound before the logs are opened: a start is complete when the
+        // broker logs that it started (each start of this broker appends one such line).
+        let starts_before = self.log().matches(STARTED_LINE).count();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -254,13 +275,24 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", sluice_bin().display()));
         self.child = Some(child);
+        self.pending_start = Some(starts_before);
+    }
+
+    /// Waits until the last spawn of this broker has logged that it started and accepts
+    /// connections.
+    pub fn wait_started(&mut self) {
+        let Some(starts_before) = self.pending_start.take() else {
+            return;
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
                 self.child = None;
                 panic!("broker exited during startup with {status}");
             }
-            if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
+            if self.log().matches(STARTED_LINE).count() > starts_before
+                && TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok()
+            {
                 return;
             }
             if Instant::now() >= deadline {
@@ -325,7 +357,8 @@ impl Broker {
         if self.child.is_some() {
             self.stop();
         }
-        self.spawn_and_wait();
+        self.spawn();
+        self.wait_started();
     }
 
     /// SIGTERM the broker and wait for it to exit; returns its exit status.
@@ -372,6 +405,326 @@ impl Drop for Broker {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A cluster of broker processes
+// ---------------------------------------------------------------------------------------------
+
+/// How long a cluster may take to form: every node registered and listed by every node.
+pub const FORM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `sluice serve` processes forming one cluster on free loopback ports: node ids `1..=n`,
+/// each with its own Kafka and cluster listener, data dir, log (printed if the test
+/// fails) and rack `rack-<id>`.
+pub struct Cluster {
+    nodes: BTreeMap<i32, Broker>,
+    cluster_ports: BTreeMap<i32, u16>,
+    voters: String,
+}
+
+impl Cluster {
+    /// Starts nodes `1..=n` and waits until the cluster has formed.
+    pub fn start(n: i32) -> Cluster {
+        let order: Vec<i32> = (1..=n).collect();
+        Cluster::start_in_order(&order)
+    }
+
+    /// Starts the nodes in `order` (ids `1..=order.len()`), each without waiting for the
+    /// others, then waits until every node lists every broker.
+    pub fn start_in_order(order: &[i32]) -> Cluster {
+        let cluster_ports: BTreeMap<i32, u16> = order.iter().map(|id| (*id, free_port())).collect();
+        let voters = cluster_ports
+            .iter()
+            .map(|(id, port)| format!("{id}@127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            cluster_ports,
+            voters,
+        };
+        for id in order {
+            let args = cluster.node_args(*id);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cluster.nodes.insert(*id, Broker::spawn_with(&args));
+        }
+        for node in cluster.nodes.values_mut() {
+            node.wait_started();
+        }
+        cluster.wait_formed();
+        cluster
+    }
+
+    /// The `serve` flags that make a broker node `id` of this cluster.
+    pub fn node_args(&self, id: i32) -> Vec<String> {
+        vec![
+            "--node-id".into(),
+            id.to_string(),
+            "--cluster-listen".into(),
+            format!("127.0.0.1:{}", self.cluster_ports[&id]),
+            "--voters".into(),
+            self.voters.clone(),
+            "--rack".into(),
+            format!("rack-{id}"),
+        ]
+    }
+
+    /// `--voters` of this cluster.
+    pub fn voters(&self) -> &str {
+        &self.voters
+    }
+
+    /// The port of node `id`'s cluster listener.
+    pub fn cluster_port(&self, id: i32) -> u16 {
+        self.cluster_ports[&id]
+    }
+
+    /// The node ids.
+    pub fn ids(&self) -> Vec<i32> {
+        self.nodes.keys().copied().collect()
+    }
+
+    pub fn node(&self, id: i32) -> &Broker {
+        &self.nodes[&id]
+    }
+
+    pub fn node_mut(&mut self, id: i32) -> &mut Broker {
+        self.nodes.get_mut(&id).expect("no such node")
+    }
+
+    /// Waits until every running node's DescribeCluster lists every node.
+    pub fn wait_formed(&mut self) {
+        let all = self.ids();
+        let running: Vec<i32> = all
+            .iter()
+            .copied()
+            .filter(|id| self.node_mut(*id).is_running())
+            .collect();
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        for id in running {
+            loop {
+                let listed = self
+                    .describe_cluster(id)
+                    .map(|r| r.brokers.iter().map(|b| b.broker_id.0).collect::<Vec<_>>());
+                if listed.as_ref().is_ok_and(|l| *l == all) {
+                    break;
+                }
+                assert!(
+                    self.node_mut(id).is_running(),
+                    "node {id} exited while the cluster formed"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} did not list brokers {all:?} within {FORM_TIMEOUT:?}: {listed:?}"
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Every node's Kafka listener, comma-separated, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .values()
+            .map(Broker::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The partitions of `topic` as node `id`'s Metadata lists them.
+    pub fn partitions(&self, id: i32, topic: &str) -> Result<BTreeMap<i32, PartitionView>, String> {
+        let md = self.metadata(id, Some(&[topic]))?;
+        let t = md.topics.first().ok_or("no topic in the response")?;
+        if t.error_code != 0 {
+            return Err(format!("topic error {}", t.error_code));
+        }
+        let ids = |v: &[kafka_protocol::messages::BrokerId]| {
+            let mut ids: Vec<i32> = v.iter().map(|b| b.0).collect();
+            ids.sort_unstable();
+            ids
+        };
+        Ok(t.partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.partition_index,
+                    PartitionView {
+                        error_code: p.error_code,
+                        leader: p.leader_id.0,
+                        leader_epoch: p.leader_epoch,
+                        replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                        isr: ids(&p.isr_nodes),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Waits until every running node lists `partitions` partitions of `topic`, each one
+    /// satisfying `ready` (e.g. "has a leader and three in-sync replicas"); returns the view
+    /// of the lowest running node id.
+    pub fn wait_partitions(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        timeout: Duration,
+        what: &str,
+        ready: impl Fn(&PartitionView) -> bool,
+    ) -> BTreeMap<i32, PartitionView> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let running: Vec<i32> = self
+                .ids()
+                .into_iter()
+                .filter(|id| self.node_mut(*id).is_running())
+                .collect();
+            let views: Vec<Result<BTreeMap<i32, PartitionView>, String>> = running
+                .iter()
+                .map(|id| self.partitions(*id, topic))
+                .collect();
+            let all_ready = views.iter().all(|v| {
+                v.as_ref()
+                    .is_ok_and(|v| v.len() == partitions as usize && v.values().all(&ready))
+            });
+            if all_ready && let Some(Ok(view)) = views.first() {
+                return view.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partitions of {topic} not {what} within {timeout:?}: nodes {running:?} list {views:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The leader of `topic`'s partition `partition` as the lowest running node knows it.
+    pub fn leader_of(&mut self, topic: &str, partition: i32) -> i32 {
+        let running = self
+            .ids()
+            .into_iter()
+            .find(|id| self.node_mut(*id).is_running())
+            .expect("no node runs");
+        let view = self.partitions(running, topic).expect("metadata");
+        view.get(&partition).expect("no such partition").leader
+    }
+
+    /// DescribeCluster (v0) answered by node `id`.
+    pub fn describe_cluster(
+        &self,
+        id: i32,
+    ) -> Result<kafka_protocol::messages::DescribeClusterResponse, String> {
+        let req = kafka_protocol::messages::DescribeClusterRequest::default();
+        try_roundtrip(self.node(id).addr(), 0, &req, POLL_TIMEOUT)
+    }
+
+    /// The quorum leader (DescribeCluster's controller) as node `id` knows it.
+    pub fn quorum_leader(&self, id: i32) -> Result<i32, String> {
+        self.describe_cluster(id).map(|r| r.controller_id.0)
+    }
+
+    /// Metadata (v12) of `topics` (all topics when `None`) answered by node `id`.
+    pub fn metadata(
+        &self,
+        id: i32,
+        topics: Option<&[&str]>,
+    ) -> Result<kafka_protocol::messages::MetadataResponse, String> {
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        let req = kafka_protocol::messages::MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(topics.map(|names| {
+                names
+                    .iter()
+                    .map(|n| {
+                        MetadataRequestTopic::default().with_name(Some(
+                            kafka_protocol::messages::TopicName(
+                                kafka_protocol::protocol::StrBytes::from_string(n.to_string()),
+                            ),
+                        ))
+                    })
+                    .collect()
+            }));
+        try_roundtrip(self.node(id).addr(), 12, &req, POLL_TIMEOUT)
+    }
+
+    /// CreateTopics (v7) of one topic sent to node `id`; its error code and message.
+    pub fn create_topic_via(
+        &self,
+        id: i32,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<(i16, String), String> {
+        use kafka_protocol::messages::create_topics_request::CreatableTopic;
+        let req = kafka_protocol::messages::CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(kafka_protocol::messages::TopicName(
+                        kafka_protocol::protocol::StrBytes::from_string(topic.to_string()),
+                    ))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1),
+            ]);
+        let resp = try_roundtrip(self.node(id).addr(), 7, &req, CALL_TIMEOUT)?;
+        let t = resp.topics.first().ok_or("no topic in the response")?;
+        Ok((
+            t.error_code,
+            t.error_message.as_deref().unwrap_or_default().to_string(),
+        ))
+    }
+}
+
+/// One partition as a node's Metadata lists it (replica ids in assignment order, ISR
+/// sorted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionView {
+    pub error_code: i16,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// How long a poll of a node that may be starting or gone waits for its answer.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Sends one request on a new connection and decodes the answer; errors (refused,
+/// closed, no answer within `timeout`, undecodable) are returned, for polling a node that
+/// may be starting or gone.
+pub fn try_roundtrip<R: kafka_protocol::protocol::Request>(
+    addr: SocketAddr,
+    version: i16,
+    body: &R,
+    timeout: Duration,
+) -> Result<R::Response, String> {
+    use bytes::Buf;
+    use kafka_protocol::protocol::Decodable;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    std::io::Write::write_all(
+        &mut stream,
+        &raw::frame(&raw::encode_request(version, 1, body)),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut conn = raw::RawConn { stream };
+    let body = conn
+        .read_frame()
+        .map_err(|e| e.to_string())?
+        .ok_or("closed without an answer")?;
+    let mut buf = bytes::Bytes::from(body);
+    let api_key = kafka_protocol::messages::ApiKey::try_from(R::KEY).map_err(|_| "api key")?;
+    kafka_protocol::messages::ResponseHeader::decode(
+        &mut buf,
+        api_key.response_header_version(version),
+    )
+    .map_err(|e| e.to_string())?;
+    let response = R::Response::decode(&mut buf, version).map_err(|e| e.to_string())?;
+    if buf.has_remaining() {
+        return Err("trailing bytes after the response".into());
+    }
+    Ok(response)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, Timestamp};
 use rdkafka::producer::{BaseRecord, Producer};
 use sluice_e2e::raw::{BatchBuilder, RawConn, fetch, fetch_batch_headers, parse_batches};
 use sluice_e2e::{Broker, consume_all, create_topic, producer, wait_high_watermarks};
+use sluice_protocol::clock::{Clock, SystemClock};
 
 const TOPIC: &str = "codec-test";
 const PARTITIONS: i32 = 3;
@@ -413,12 +414,7 @@ fn log_append_time_topic_stamps_broker_time() {
         1,
         &[("message.timestamp.type", "LogAppendTime")],
     );
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis() as i64
-    };
+    let now = || SystemClock.now_ms();
     let before = now();
     let p = producer(&bs, &[("acks", "all"), ("compression.codec", "lz4")]);
     for i in 0..20usize {

@@ -9,7 +9,7 @@
     clippy::indexing_slicing
 )]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -21,6 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer};
 use sluice_e2e::raw::{BatchBuilder, RawConn};
 use sluice_e2e::{Broker, CALL_TIMEOUT, consumer, create_topic, producer};
+use sluice_protocol::clock::{Clock, SystemClock};
 
 /// 2100-01-01T00:00:00Z.
 const YEAR_2100: i64 = 4_102_444_800_000;
@@ -28,14 +29,9 @@ const HOUR: i64 = 3_600_000;
 const INVALID_TIMESTAMP: i16 = 32;
 const INVALID_RECORD: i16 = 87;
 
+/// The wall clock, which the broker process reads too.
 fn now_ms() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
+    SystemClock.now_ms()
 }
 
 /// A batch of records with these timestamps (and keys unless `None`).

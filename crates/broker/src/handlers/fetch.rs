@@ -15,7 +15,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName};
 use sluice_protocol::kafka_protocol;
@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
 use crate::metrics::{TopicTraffic, batch_totals};
-use crate::partition::{Partition, PartitionRead};
+use crate::partition::{Partition, PartitionRead, ReadBound};
 use crate::request::{Reply, RequestContext};
 
 /// Clients may ask to wait longer; Kafka caps nothing here, but an hour-long
@@ -43,7 +43,17 @@ pub async fn fetch(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest
                 .with_session_id(0),
         ));
     }
-    let first = read_all(broker, &req, version);
+    let reader = Reader::of(&req, version);
+    if matches!(reader, Reader::Replica(_)) && !ctx.listener.is_cluster() {
+        // Replication moves the high watermark: only nodes of the cluster, over the
+        // node-to-node listener, may fetch as a replica (Kafka asks for CLUSTER_ACTION).
+        return Reply::Now(ResponseKind::Fetch(
+            FetchResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                .with_session_id(0),
+        ));
+    }
+    let first = read_all(broker, &req, version, reader);
     // As in Kafka, a client cannot wait for more than a response may carry.
     let min_bytes = usize::try_from(req.min_bytes.max(0))
         .unwrap_or(0)
@@ -59,14 +69,19 @@ pub async fn fetch(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest
     Reply::Later(tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            // A follower reads to the log end, so every append is news to it; a consumer
+            // only what the high watermark (or last stable offset) lets through.
             let mut changes: Vec<_> = watched
                 .iter()
-                .map(|p| Box::pin(p.readable_changed()))
+                .map(|p| match reader {
+                    Reader::Replica(_) => Box::pin(p.log_appended()),
+                    Reader::Consumer { .. } => Box::pin(p.readable_changed()),
+                })
                 .collect();
             for change in &mut changes {
                 change.as_mut().enable();
             }
-            let attempt = read_all(&broker, &req, version);
+            let attempt = read_all(&broker, &req, version, reader);
             if attempt.bytes >= min_bytes.max(1) || attempt.has_error {
                 return ResponseKind::Fetch(attempt.returned());
             }
@@ -81,7 +96,7 @@ pub async fn fetch(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest
             tokio::select! {
                 _ = any_change => {}
                 _ = tokio::time::sleep_until(deadline) => {
-                    return ResponseKind::Fetch(read_all(&broker, &req, version).returned());
+                    return ResponseKind::Fetch(read_all(&broker, &req, version, reader).returned());
                 }
             }
         }
@@ -172,10 +187,69 @@ fn push_partition(
     }
 }
 
-fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
+/// Who fetches: a consumer (to the high watermark, or for read_committed the last stable
+/// offset) or a follower replicating (to the log end; its fetch offset tells the leader how
+/// far it has replicated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Consumer { read_committed: bool },
+    Replica(i32),
+}
+
+impl Reader {
+    /// A follower names itself in `ReplicaState` (v15+) or `replica_id` (before); a
+    /// consumer sends -1.
+    fn of(req: &FetchRequest, version: i16) -> Reader {
+        let replica = if version >= 15 {
+            req.replica_state.replica_id.0
+        } else {
+            req.replica_id.0
+        };
+        if replica >= 0 {
+            Reader::Replica(replica)
+        } else {
+            Reader::Consumer {
+                read_committed: req.isolation_level == 1,
+            }
+        }
+    }
+
+    fn bound(self) -> ReadBound {
+        match self {
+            Reader::Replica(_) => ReadBound::LogEnd,
+            Reader::Consumer {
+                read_committed: true,
+            } => ReadBound::LastStable,
+            Reader::Consumer {
+                read_committed: false,
+            } => ReadBound::HighWatermark,
+        }
+    }
+}
+
+/// Kafka's divergence check for a follower's fetch (`Partition.fetchRecords`): when the
+/// epoch of the follower's last batch ends earlier here (or is unknown here), the follower
+/// must truncate to where it ends before fetching on: the answer carries that epoch and
+/// offset and no records.
+fn divergence(partition: &Partition, p: &FetchPartition) -> Option<EpochEndOffset> {
+    if p.last_fetched_epoch < 0 {
+        return None;
+    }
+    let (epoch, end_offset) = partition.end_offset_for_epoch(p.last_fetched_epoch);
+    (epoch != p.last_fetched_epoch || end_offset < p.fetch_offset).then(|| {
+        EpochEndOffset::default()
+            .with_epoch(epoch)
+            .with_end_offset(end_offset)
+    })
+}
+
+fn read_all(broker: &Broker, req: &FetchRequest, version: i16, reader: Reader) -> FetchAttempt {
     let image = broker.metadata.image();
     let mut remaining = response_limit(req.max_bytes, broker.config.fetch_max_bytes);
-    let read_committed = req.isolation_level == 1;
+    let read_committed = reader
+        == Reader::Consumer {
+            read_committed: true,
+        };
     let mut total = 0usize;
     let mut has_error = false;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
@@ -219,6 +293,28 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
             }
         };
         read.push(partition.clone());
+        if let Reader::Replica(replica) = reader {
+            if let Some(diverging) = divergence(&partition, p) {
+                // Answered at once: the follower truncates before it fetches again.
+                has_error = true;
+                let offsets = partition.offsets();
+                let data = base
+                    .with_high_watermark(offsets.high_watermark)
+                    .with_log_start_offset(offsets.log_start_offset)
+                    .with_diverging_epoch(diverging);
+                push_partition(&mut topics, topic, data, version);
+                continue;
+            }
+            if !partition.record_follower_fetch(replica, p.fetch_offset) {
+                // Not one of this partition's replicas (Kafka's `getReplicaOrException`).
+                has_error = true;
+                let data = base
+                    .with_error_code(ResponseError::NotLeaderOrFollower.code())
+                    .with_high_watermark(-1);
+                push_partition(&mut topics, topic, data, version);
+                continue;
+            }
+        }
         let partition_max = usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0);
         let limit = partition_max.min(remaining);
         // KIP-74: only the first partition with data may exceed the limits,
@@ -230,7 +326,7 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> FetchAttempt {
                 aborted: Vec::new(),
             })
         } else {
-            partition.read(p.fetch_offset, limit.max(1), read_committed)
+            partition.read(p.fetch_offset, limit.max(1), reader.bound())
         };
         let data = match result {
             Ok(PartitionRead {

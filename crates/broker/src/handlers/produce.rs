@@ -2,6 +2,7 @@
 //! when the requested acknowledgement level is reached.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -16,13 +17,12 @@ use sluice_protocol::model::{LeaderEpoch, ProducerIdAndEpoch, TopicPartition};
 use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, recompress};
 
 use crate::broker::Broker;
-use crate::clock::now_ms;
-use crate::errors::storage_error_code;
 use crate::handlers::record_checks::RecordChecks;
 use crate::metadata::TopicImage;
 use crate::partition::Partition;
 use crate::replica_manager::{AppendOrigin, Appended, ReplicaError, RequiredAcks};
 use crate::request::{Reply, RequestContext};
+use crate::txn_verification::{Verified, verify_remotely};
 
 /// Why a partition's records were refused.
 struct Refusal {
@@ -70,6 +70,8 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
             version,
         )));
     };
+    let timeout_ms = req.timeout_ms;
+    let verified = verify_remotely(broker, &req, version).await;
     let image = broker.metadata.image();
     let mut outcomes = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
@@ -87,7 +89,7 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
         for data in topic.partition_data {
             let result = match resolved {
                 None => Err(Refusal::new(unknown, None)),
-                Some(t) => append(broker, t, data.index, data.records, acks),
+                Some(t) => append(broker, t, data.index, data.records, acks, &verified),
             };
             partitions.push(PartitionOutcome {
                 index: data.index,
@@ -116,13 +118,22 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
             version,
         ))),
         RequiredAcks::All => Reply::Later(tokio::spawn(async move {
+            // The request's timeout bounds the wait for every partition together (Kafka's
+            // delayed produce). A timeout of 0 or less waits without limit: clients send
+            // one, and an immediate REQUEST_TIMED_OUT would help nobody.
+            let deadline = (timeout_ms > 0).then(|| {
+                tokio::time::Instant::now()
+                    + Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0))
+            });
             let mut sync_errors = Vec::new();
             for (t, topic) in outcomes.iter().enumerate() {
                 for (p, outcome) in topic.partitions.iter().enumerate() {
+                    let left =
+                        deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
                     if let Ok(appended) = &outcome.result
-                        && let Err(e) = appended.acknowledged().await
+                        && let Err(e) = appended.acknowledged(left).await
                     {
-                        sync_errors.push(((t, p), storage_error_code(&e)));
+                        sync_errors.push(((t, p), e.code));
                     }
                 }
             }
@@ -138,16 +149,18 @@ fn append(
     index: i32,
     records: Option<Bytes>,
     acks: RequiredAcks,
+    verified: &Verified,
 ) -> Result<Appended, Refusal> {
     let partition = broker
         .replicas
         .leader_partition(topic, index, LeaderEpoch::UNKNOWN)?;
+    let verification = verified.get(&TopicPartition::new(topic.name.as_str(), index));
     let mut traffic = (0, 0);
     let appended =
         broker
             .replicas
             .append_records(&partition, AppendOrigin::Client, acks, |partition| {
-                let valid = validate(broker, partition, records)?;
+                let valid = validate(broker, partition, records, verification)?;
                 traffic = (valid.bytes_in, valid.records_in);
                 Ok::<_, Refusal>(valid.batches)
             })?;
@@ -168,6 +181,7 @@ fn validate(
     broker: &Broker,
     partition: &Partition,
     records: Option<Bytes>,
+    verification: Option<&Result<(), ResponseError>>,
 ) -> Result<ValidBatches, Refusal> {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Err(Refusal::new(
@@ -176,7 +190,12 @@ fn validate(
         ));
     };
     let settings = partition.settings();
-    let record_checks = RecordChecks::new(&settings, &partition.topic, partition.index, now_ms());
+    let record_checks = RecordChecks::new(
+        &settings,
+        &partition.topic,
+        partition.index,
+        broker.clock.now_ms(),
+    );
     let (mut bytes_in, mut records_in) = (0u64, 0u64);
     // The topic's compression.type, once some batch is in another codec.
     let mut recompress_to = None;
@@ -205,14 +224,19 @@ fn validate(
         if header.is_transactional() {
             // KIP-890: a transactional write is accepted only for a partition
             // already added to the producer's ongoing transaction, so a late
-            // write cannot slip into the next transaction.
-            broker
-                .txn
-                .verify_partition(
-                    ProducerIdAndEpoch::new(header.producer_id, header.producer_epoch),
-                    &TopicPartition::new(partition.topic.as_str(), partition.index),
-                )
-                .map_err(|code| Refusal::new(code, None))?;
+            // write cannot slip into the next transaction (see `txn_verification`).
+            let producer = ProducerIdAndEpoch::new(header.producer_id, header.producer_epoch);
+            let tp = TopicPartition::new(partition.topic.as_str(), partition.index);
+            match verification {
+                Some(remote) => *remote,
+                None if broker.txn.coordinates_producer(producer.producer_id) => {
+                    broker.txn.verify_partition(producer, &tp)
+                }
+                // Coordinated elsewhere and already verified for this transaction.
+                None if producer_has_ongoing_txn(partition, producer) => Ok(()),
+                None => broker.txn.verify_partition(producer, &tp),
+            }
+            .map_err(|code| Refusal::new(code, None))?;
         }
         record_checks
             .check(&header, &records.slice(range))
@@ -232,6 +256,15 @@ fn validate(
         bytes_in,
         records_in,
     })
+}
+
+/// Whether `producer` has an ongoing transaction with batches in `partition` (verified
+/// with its coordinator when its first batch came).
+fn producer_has_ongoing_txn(partition: &Partition, producer: ProducerIdAndEpoch) -> bool {
+    partition
+        .producers()
+        .iter()
+        .any(|s| s.producer == producer && s.ongoing_txn_first_offset.is_some())
 }
 
 fn too_large(size: usize, max_message_bytes: usize) -> Refusal {

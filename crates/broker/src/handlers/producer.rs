@@ -26,14 +26,17 @@ pub async fn init_producer_id(
     {
         return transactions::init_transactional_producer(broker, ctx, req);
     }
-    Reply::Now(ResponseKind::InitProducerId(idempotent_producer(
-        broker, req,
-    )))
+    Reply::Now(ResponseKind::InitProducerId(
+        idempotent_producer(broker, req).await,
+    ))
 }
 
 /// Without a transactional id, Kafka hands out a fresh producer id with epoch 0 every time
 /// (an idempotent producer that needs a new epoch simply gets a new id).
-fn idempotent_producer(broker: &Arc<Broker>, req: InitProducerIdRequest) -> InitProducerIdResponse {
+async fn idempotent_producer(
+    broker: &Arc<Broker>,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let base = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
@@ -44,11 +47,11 @@ fn idempotent_producer(broker: &Arc<Broker>, req: InitProducerIdRequest) -> Init
         // Routed to the transaction coordinator before reaching here.
         Some(false) => return base.with_error_code(ResponseError::NotCoordinator.code()),
     }
-    match broker.producer_ids.next_id(&broker.metadata) {
+    match broker.producer_ids.next_id().await {
         Ok(id) => base.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
-            tracing::error!(error = %e, "cannot reserve producer ids");
-            base.with_error_code(ResponseError::UnknownServerError.code())
+            tracing::warn!(error = %e, "cannot reserve producer ids");
+            base.with_error_code(ResponseError::CoordinatorLoadInProgress.code())
         }
     }
 }

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use sluice_group::{GroupConfig, GroupCoordinator, MemoryGroupLog};
+use sluice_protocol::clock::ManualClock;
 
 pub const SESSION_MS: i32 = 10_000;
 pub const REBALANCE_MS: i32 = 30_000;
@@ -43,6 +44,20 @@ pub fn coordinator_with(config: GroupConfig) -> (GroupCoordinator, Arc<MemoryGro
     let c = GroupCoordinator::new(config, log.clone());
     log.load_into(&c).unwrap();
     (c, log)
+}
+
+/// Where the clock of a [`clocked`] coordinator starts: any fixed instant,
+/// so that every time it stamps is known exactly.
+pub const START_MS: i64 = 1_700_000_000_000;
+
+/// A coordinator like [`coordinator_with`], telling the time by a manual
+/// clock standing at [`START_MS`] until the test moves it.
+pub fn clocked(config: GroupConfig) -> (GroupCoordinator, Arc<MemoryGroupLog>, Arc<ManualClock>) {
+    let log = Arc::new(MemoryGroupLog::new());
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let c = GroupCoordinator::with_clock(config, log.clone(), clock.clone());
+    log.load_into(&c).unwrap();
+    (c, log, clock)
 }
 
 /// A fresh coordinator (writing to a log of its own) with every partition

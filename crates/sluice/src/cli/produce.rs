@@ -10,6 +10,7 @@ use serde_json::json;
 use sluice_client::partitioner::partition_for_key;
 use sluice_client::{Client, Compression, Error};
 use sluice_protocol::batch::RecordBatchBuilder;
+use sluice_protocol::clock::{Clock, SystemClock};
 
 use super::{Common, Progress, key_value, one_line, out, out_json, out_table};
 
@@ -217,7 +218,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), String> {
                 p
             }
         };
-        let timestamp = now_ms();
+        let timestamp = SystemClock.now_ms();
         let builder = producer.pending.entry(partition).or_default();
         let value = (!(args.empty_as_null && value.is_empty())).then_some(value);
         builder.push(timestamp, key, value, &header_refs);
@@ -279,10 +280,4 @@ pub async fn run(args: ProduceArgs) -> Result<(), String> {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -237,6 +237,24 @@ impl PartitionLog {
         .map(|_| ())
     }
 
+    /// A new leadership at `epoch` starts at the log end (Kafka's
+    /// `maybeAssignEpochStartOffset` when a replica becomes leader): the epoch is in the
+    /// cache before any batch of it is written, so a follower of an older epoch that
+    /// fetches here learns where its epoch ended and truncates there. An epoch older than
+    /// the latest here is refused: leader epochs never go back.
+    pub fn begin_leader_epoch(&mut self, epoch: i32) -> Result<(), AppendOrderError> {
+        let log_end = self.log_end_offset();
+        if let Some(latest) = self.epochs.latest_epoch().filter(|latest| epoch < *latest) {
+            return Err(AppendOrderError::EpochRegression {
+                offset: log_end,
+                epoch,
+                latest,
+            });
+        }
+        self.epochs_dirty |= self.epochs.assign(epoch, log_end);
+        Ok(())
+    }
+
     /// The high watermark the broker last set (the log start until it sets one).
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark

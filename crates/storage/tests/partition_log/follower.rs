@@ -429,3 +429,30 @@ fn opening_replays_only_the_segments_after_the_latest_snapshot() {
         reads_of(&without, first)
     );
 }
+
+#[test]
+fn a_new_leadership_is_in_the_epoch_cache_before_its_first_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_log(dir.path(), &config(), false);
+    log.append(&batch(3, 0, 10), 2, None, 0).unwrap();
+    log.begin_leader_epoch(5).unwrap();
+    assert_eq!(epochs(&log), vec![(2, 0), (5, 3)]);
+    // A follower that last fetched epoch 2, or an epoch between, learns it ended at 3.
+    assert_eq!(log.end_offset_for_epoch(2), (2, 3));
+    assert_eq!(log.end_offset_for_epoch(4), (2, 3));
+    assert_eq!(log.end_offset_for_epoch(5), (5, 3));
+    // The same epoch again changes nothing; an older one is refused.
+    log.begin_leader_epoch(5).unwrap();
+    assert_eq!(epochs(&log), vec![(2, 0), (5, 3)]);
+    assert!(matches!(
+        log.begin_leader_epoch(4),
+        Err(AppendOrderError::EpochRegression {
+            epoch: 4,
+            latest: 5,
+            ..
+        })
+    ));
+    // The leadership's first batch keeps the entry where it is.
+    log.append(&batch(1, 0, 10), 5, None, 0).unwrap();
+    assert_eq!(epochs(&log), vec![(2, 0), (5, 3)]);
+}

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
+use sluice_protocol::clock::ManualClock;
 use sluice_protocol::model::{
     LeaderEpoch, ProducerIdAndEpoch, TopicPartition, coordinator_partition_for,
 };
@@ -44,7 +45,6 @@ pub enum Event {
     },
 }
 
-#[derive(Default)]
 pub struct Harness {
     pub events: Mutex<Vec<Event>>,
     pub records: Mutex<Vec<CoordinatorRecord>>,
@@ -55,6 +55,9 @@ pub struct Harness {
     /// The coordinator epoch of every marker batch written, in order.
     pub marker_epochs: Mutex<Vec<LeaderEpoch>>,
     pub next_id: AtomicI64,
+    /// The clock of every coordinator of this harness: it stands at
+    /// [`START_MS`] until the test moves it.
+    pub clock: Arc<ManualClock>,
 }
 
 pub struct Log(pub Arc<Harness>);
@@ -151,9 +154,16 @@ impl ProducerIdSource for Ids {
 
 impl Harness {
     pub fn new() -> Arc<Self> {
-        let h = Arc::new(Self::default());
-        h.next_id.store(1000, Ordering::SeqCst);
-        h
+        Arc::new(Self {
+            events: Mutex::default(),
+            records: Mutex::default(),
+            fail_appends: Mutex::default(),
+            fail_markers: Mutex::default(),
+            hold_markers: AtomicBool::new(false),
+            marker_epochs: Mutex::default(),
+            next_id: AtomicI64::new(1000),
+            clock: Arc::new(ManualClock::new(START_MS)),
+        })
     }
 
     pub fn coordinator(self: &Arc<Self>) -> TransactionCoordinator {
@@ -181,11 +191,12 @@ impl Harness {
 
     /// A coordinator writing to this harness, with no partition loaded.
     pub fn unloaded_coordinator(self: &Arc<Self>, config: TxnConfig) -> TransactionCoordinator {
-        TransactionCoordinator::new(
+        TransactionCoordinator::with_clock(
             config,
             Arc::new(Log(self.clone())),
             Arc::new(Markers(self.clone())),
             Arc::new(Ids(self.clone())),
+            self.clock.clone(),
         )
     }
 
@@ -340,12 +351,9 @@ pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+/// Where a harness's clock starts: any fixed instant, so that every time the
+/// coordinator stamps is known exactly.
+pub const START_MS: i64 = 1_700_000_000_000;
 
 pub fn replay(h: &Harness) -> Vec<CoordinatorRecord> {
     h.records.lock().clone()

@@ -3,6 +3,7 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ProduceRequest;
 use sluice_protocol::batch::RecordBatchBuilder;
+use sluice_protocol::clock::Clock;
 
 use super::*;
 use crate::test_context::Outcome;
@@ -208,5 +209,73 @@ async fn acks_all_answers_once_the_records_are_durable() {
     assert_eq!(
         response.responses[0].partition_responses[0].log_start_offset,
         0
+    );
+}
+
+/// `message.timestamp.after.max.ms` is checked against the broker's clock: a record
+/// exactly that far ahead is kept, one a millisecond further is refused with the range at
+/// that clock, and the same record is kept once the clock moved on by that millisecond.
+#[tokio::test]
+async fn timestamp_bounds_are_checked_against_the_broker_clock() {
+    let test = BrokerTestContext::new().await;
+    test.create_topic_with("t", 1, &[("message.timestamp.after.max.ms", "1000")])
+        .await;
+    let now = test.clock().now_ms();
+    let at_bound = produce_request(1, &[("t", 0)], &batch(1, 10, now + 1_000));
+    assert_eq!(
+        answers(&produce(&test, 9, at_bound).await),
+        vec![(0, 0, None)]
+    );
+
+    let ahead = produce_request(1, &[("t", 0)], &batch(1, 10, now + 1_001));
+    let refused = produce(&test, 9, ahead.clone()).await;
+    assert_eq!(
+        answers(&refused),
+        vec![(
+            ResponseError::InvalidTimestamp.code(),
+            -1,
+            Some("One or more records have been rejected due to invalid timestamp".into())
+        )]
+    );
+    let record_errors: Vec<(i32, Option<String>)> = refused.responses[0].partition_responses[0]
+        .record_errors
+        .iter()
+        .map(|e| {
+            let message = e.batch_index_error_message.as_ref().map(|m| m.to_string());
+            (e.batch_index, message)
+        })
+        .collect();
+    // The `before` bound is Long.MAX: Java's wrapping subtraction gives the range's start.
+    let from = now.wrapping_sub(i64::MAX);
+    let expected = format!(
+        "Timestamp {} of message with offset 0 is out of range. The timestamp should be \
+         within [{from}, {}]",
+        now + 1_001,
+        now + 1_000
+    );
+    assert_eq!(record_errors, vec![(0, Some(expected))]);
+
+    test.clock().advance(1);
+    assert_eq!(answers(&produce(&test, 9, ahead).await), vec![(0, 1, None)]);
+}
+
+/// A LogAppendTime topic stamps each batch with the broker's clock at the append, which
+/// the response reports.
+#[tokio::test]
+async fn log_append_time_is_the_broker_clock() {
+    let test = BrokerTestContext::new().await;
+    test.create_topic_with("t", 1, &[("message.timestamp.type", "LogAppendTime")])
+        .await;
+    let appended_at = test.clock().advance(60_000);
+    let response = produce(
+        &test,
+        9,
+        produce_request(1, &[("t", 0)], &batch(2, 10, 1_000)),
+    )
+    .await;
+    let p = &response.responses[0].partition_responses[0];
+    assert_eq!(
+        (p.error_code, p.base_offset, p.log_append_time_ms),
+        (0, 0, appended_at)
     );
 }

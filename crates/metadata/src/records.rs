@@ -75,6 +75,10 @@ pub enum MetadataRecord {
         /// The replicas from now on, when they changed (reassignment).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replicas: Option<Vec<i32>>,
+        /// The partition epoch the change was decided against (AlterPartition's
+        /// compare-and-swap): a change decided against an older registration is refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_partition_epoch: Option<i32>,
     },
     /// A broker registered (or changed its endpoints), as Kafka's `RegisterBrokerRecord`.
     BrokerRegistered {
@@ -87,6 +91,11 @@ pub enum MetadataRecord {
         /// Its rack, if configured.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rack: Option<String>,
+        /// Whether it starts fenced (Kafka's `RegisterBrokerRecord.fenced`): in a cluster a
+        /// broker is fenced until the controller sees it caught up with the metadata; a
+        /// single node is its own controller and registers unfenced.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fenced: bool,
     },
     /// A topic's config overrides were replaced by `configs`.
     TopicConfigsChanged {
@@ -104,5 +113,62 @@ pub enum MetadataRecord {
     BrokerConfigsChanged {
         /// The full set of dynamic broker configs after the change.
         configs: BTreeMap<String, String>,
+    },
+    /// The cluster's id, decided once by the first node that finds none (Kafka keeps it in
+    /// every node's `meta.properties`; here every node adopts the committed one).
+    ClusterIdSet {
+        /// The id, URL-safe base64 of a UUID as Kafka renders it.
+        cluster_id: String,
+    },
+    /// A partition's whole registration, as a snapshot of the image records it (Kafka's
+    /// `PartitionRecord`): unlike `PartitionChanged` it sets the epochs as they are.
+    PartitionState {
+        /// Topic id.
+        topic_id: Uuid,
+        /// Partition index.
+        partition: i32,
+        /// The replicas, the preferred leader first.
+        replicas: Vec<i32>,
+        /// The in-sync replicas.
+        isr: Vec<i32>,
+        /// The leader (-1: none).
+        leader: i32,
+        /// The leader epoch.
+        leader_epoch: i32,
+        /// The partition epoch.
+        partition_epoch: i32,
+    },
+    /// A broker's whole registration, as a snapshot of the image records it (Kafka's
+    /// snapshots carry `RegisterBrokerRecord` with its epoch): unlike `BrokerRegistered`,
+    /// whose epoch is where it lands in the log, it sets the epoch and state as they are.
+    BrokerState {
+        /// Its node id.
+        id: i32,
+        /// The id of its data directory incarnation.
+        incarnation_id: Uuid,
+        /// Where clients reach it.
+        endpoints: Vec<EndpointRecord>,
+        /// Its rack, if configured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rack: Option<String>,
+        /// Its broker epoch.
+        epoch: u64,
+        /// Fenced by the controller.
+        fenced: bool,
+        /// Giving its leaderships away before it stops.
+        in_controlled_shutdown: bool,
+    },
+    /// The controller fenced or unfenced a broker, or it began a controlled shutdown
+    /// (Kafka's `BrokerRegistrationChangeRecord`). A fenced broker leads nothing and is in
+    /// no ISR; one in controlled shutdown gives its leaderships away.
+    BrokerRegistrationChanged {
+        /// Its node id.
+        id: i32,
+        /// Fenced from now on (`Some(true)`), unfenced (`Some(false)`), or unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fenced: Option<bool>,
+        /// In controlled shutdown from now on, or not, or unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        in_controlled_shutdown: Option<bool>,
     },
 }

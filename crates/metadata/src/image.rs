@@ -86,6 +86,21 @@ pub struct BrokerRegistration {
     pub endpoints: Vec<EndpointRecord>,
     /// Its rack, if configured.
     pub rack: Option<String>,
+    /// Kafka's broker epoch: where in the metadata log it registered (the image offset
+    /// after its registration record). A restarted broker registers again, with a new one.
+    pub epoch: u64,
+    /// Fenced by the controller: it leads no partition and is in no ISR.
+    pub fenced: bool,
+    /// Giving its leaderships away before it stops.
+    pub in_controlled_shutdown: bool,
+}
+
+impl BrokerRegistration {
+    /// Whether it may lead partitions and join ISRs: registered, unfenced, not stopping
+    /// (Kafka's `isActive` / `isReplicaIsrEligible`).
+    pub fn is_eligible(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
 }
 
 /// All metadata at one point of the metadata log.
@@ -100,6 +115,9 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// How many records built this image: where in the metadata log it stands.
     pub offset: u64,
+    /// The cluster's id, once committed (cluster mode; a single node keeps its own in
+    /// `meta.properties`).
+    cluster_id: Option<String>,
     /// The node that owns every partition of records written before partitions were
     /// registered (a single-node broker wrote them; it is this node).
     single_node: i32,
@@ -116,6 +134,7 @@ impl MetadataImage {
             broker_configs: BTreeMap::new(),
             next_producer_id: 0,
             offset: 0,
+            cluster_id: None,
             single_node,
         }
     }
@@ -172,6 +191,7 @@ impl MetadataImage {
                 leader_epoch,
                 isr,
                 replicas,
+                ..
             } => {
                 let Some(registration) = self
                     .topic_by_id_mut(topic_id)
@@ -203,6 +223,7 @@ impl MetadataImage {
                 incarnation_id,
                 endpoints,
                 rack,
+                fenced,
             } => {
                 self.brokers.insert(
                     *id,
@@ -211,10 +232,115 @@ impl MetadataImage {
                         incarnation_id: *incarnation_id,
                         endpoints: endpoints.clone(),
                         rack: rack.clone(),
+                        epoch: self.offset,
+                        fenced: *fenced,
+                        in_controlled_shutdown: false,
                     },
                 );
             }
+            MetadataRecord::ClusterIdSet { cluster_id } => {
+                self.cluster_id = Some(cluster_id.clone());
+            }
+            MetadataRecord::PartitionState {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                let Some(registration) = self
+                    .topic_by_id_mut(topic_id)
+                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?))
+                else {
+                    return;
+                };
+                *registration = PartitionRegistration {
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    leader: *leader,
+                    leader_epoch: LeaderEpoch(*leader_epoch),
+                    partition_epoch: *partition_epoch,
+                };
+            }
+            MetadataRecord::BrokerState {
+                id,
+                incarnation_id,
+                endpoints,
+                rack,
+                epoch,
+                fenced,
+                in_controlled_shutdown,
+            } => {
+                self.brokers.insert(
+                    *id,
+                    BrokerRegistration {
+                        id: *id,
+                        incarnation_id: *incarnation_id,
+                        endpoints: endpoints.clone(),
+                        rack: rack.clone(),
+                        epoch: *epoch,
+                        fenced: *fenced,
+                        in_controlled_shutdown: *in_controlled_shutdown,
+                    },
+                );
+            }
+            MetadataRecord::BrokerRegistrationChanged {
+                id,
+                fenced,
+                in_controlled_shutdown,
+            } => {
+                if let Some(broker) = self.brokers.get_mut(id) {
+                    if let Some(fenced) = fenced {
+                        broker.fenced = *fenced;
+                    }
+                    if let Some(stopping) = in_controlled_shutdown {
+                        broker.in_controlled_shutdown = *stopping;
+                    }
+                }
+            }
         }
+    }
+
+    /// Records that rebuild this image from an empty one (its `offset` aside): what a
+    /// snapshot of the metadata log holds (Kafka's metadata snapshots are such records).
+    /// A new kind of state in the image needs its record here, or snapshots lose it.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        if let Some(cluster_id) = &self.cluster_id {
+            records.push(MetadataRecord::ClusterIdSet {
+                cluster_id: cluster_id.clone(),
+            });
+        }
+        records.extend(self.brokers.values().map(|b| MetadataRecord::BrokerState {
+            id: b.id,
+            incarnation_id: b.incarnation_id,
+            endpoints: b.endpoints.clone(),
+            rack: b.rack.clone(),
+            epoch: b.epoch,
+            fenced: b.fenced,
+            in_controlled_shutdown: b.in_controlled_shutdown,
+        }));
+        if !self.broker_configs.is_empty() {
+            records.push(MetadataRecord::BrokerConfigsChanged {
+                configs: self.broker_configs.clone(),
+            });
+        }
+        if self.next_producer_id != 0 {
+            records.push(MetadataRecord::ProducerIdsAllocated {
+                next: self.next_producer_id,
+            });
+        }
+        for topic in self.topics.values() {
+            records.extend(topic_records(topic));
+        }
+        records
+    }
+
+    /// The cluster's id, once one was committed.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
     }
 
     /// Registrations for the partitions `indexes` of a record's `assignment` (replicas
@@ -274,6 +400,36 @@ impl MetadataImage {
     }
 }
 
+/// The records that recreate `topic`: its creation with every partition's replicas, then
+/// the full registration of each partition that moved on since creation.
+fn topic_records(topic: &TopicImage) -> Vec<MetadataRecord> {
+    let created = MetadataRecord::TopicCreated {
+        name: topic.name.clone(),
+        id: topic.id,
+        partitions: topic.partition_count(),
+        configs: topic.configs.clone(),
+        internal: topic.internal,
+        replicas: topic
+            .partitions
+            .iter()
+            .map(|p| PartitionAssignment(p.replicas.clone()))
+            .collect(),
+    };
+    let changed = (0..)
+        .zip(&topic.partitions)
+        .filter(|(_, p)| **p != PartitionRegistration::new(p.replicas.clone()))
+        .map(|(index, p)| MetadataRecord::PartitionState {
+            topic_id: topic.id,
+            partition: index,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            leader: p.leader,
+            leader_epoch: p.leader_epoch.0,
+            partition_epoch: p.partition_epoch,
+        });
+    std::iter::once(created).chain(changed).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +478,7 @@ mod tests {
             leader_epoch: 1,
             isr: vec![2, 3],
             replicas: None,
+            expected_partition_epoch: Some(0),
         });
         let p = image.topic("t").unwrap().partition(0).unwrap().clone();
         assert_eq!(
@@ -329,5 +486,112 @@ mod tests {
             (2, LeaderEpoch(1), 1)
         );
         assert_eq!((p.isr, p.replicas), (vec![2, 3], vec![1, 2, 3]));
+    }
+
+    /// Every kind of state an image holds, rebuilt from `to_records` into an equal image:
+    /// a snapshot loses nothing (epochs included, which `PartitionChanged` alone could not
+    /// set back).
+    #[test]
+    fn to_records_rebuilds_the_same_image() {
+        let mut image = MetadataImage::new(1);
+        let topic = Uuid::from_u128(7);
+        for record in [
+            MetadataRecord::ClusterIdSet {
+                cluster_id: "abc".into(),
+            },
+            MetadataRecord::BrokerRegistered {
+                id: 1,
+                incarnation_id: Uuid::from_u128(8),
+                endpoints: Vec::new(),
+                rack: None,
+                fenced: false,
+            },
+            MetadataRecord::BrokerRegistered {
+                id: 2,
+                incarnation_id: Uuid::from_u128(9),
+                endpoints: vec![EndpointRecord {
+                    listener: "PLAINTEXT".into(),
+                    host: "h".into(),
+                    port: 9092,
+                    security_protocol: "PLAINTEXT".into(),
+                }],
+                rack: Some("r1".into()),
+                fenced: true,
+            },
+            MetadataRecord::BrokerRegistrationChanged {
+                id: 2,
+                fenced: Some(false),
+                in_controlled_shutdown: None,
+            },
+            created("t", 2, vec![PartitionAssignment(vec![1, 2]); 2]),
+            MetadataRecord::PartitionsCreated {
+                id: topic,
+                partitions: 3,
+                replicas: vec![PartitionAssignment(vec![2, 1])],
+            },
+            MetadataRecord::PartitionChanged {
+                topic_id: topic,
+                partition: 1,
+                leader: 2,
+                leader_epoch: 3,
+                isr: vec![2],
+                replicas: None,
+                expected_partition_epoch: None,
+            },
+            MetadataRecord::PartitionChanged {
+                topic_id: topic,
+                partition: 1,
+                leader: 2,
+                leader_epoch: 3,
+                isr: vec![2, 1],
+                replicas: None,
+                expected_partition_epoch: Some(1),
+            },
+            MetadataRecord::TopicConfigsChanged {
+                id: topic,
+                configs: BTreeMap::from([("retention.ms".into(), "5".into())]),
+            },
+            MetadataRecord::BrokerConfigsChanged {
+                configs: BTreeMap::from([("log.retention.ms".into(), "6".into())]),
+            },
+            MetadataRecord::ProducerIdsAllocated { next: 1000 },
+            MetadataRecord::TopicCreated {
+                name: "gone".into(),
+                id: Uuid::from_u128(8),
+                partitions: 1,
+                configs: BTreeMap::new(),
+                internal: true,
+                replicas: Vec::new(),
+            },
+            MetadataRecord::TopicDeleted {
+                id: Uuid::from_u128(8),
+            },
+            MetadataRecord::BrokerRegistrationChanged {
+                id: 2,
+                fenced: None,
+                in_controlled_shutdown: Some(true),
+            },
+        ] {
+            image.check(&record).unwrap();
+            image.apply(&record);
+        }
+        let records = image.to_records();
+        let mut rebuilt = MetadataImage::new(1);
+        for record in &records {
+            rebuilt.check(record).unwrap();
+            rebuilt.apply(record);
+        }
+        rebuilt.offset = image.offset;
+        assert_eq!(rebuilt, image);
+        let p = rebuilt.topic("t").unwrap().partition(1).unwrap();
+        assert_eq!((p.leader_epoch, p.partition_epoch), (LeaderEpoch(3), 2));
+        assert_eq!(rebuilt.cluster_id(), Some("abc"));
+        let broker = rebuilt.broker(2).unwrap();
+        assert_eq!(
+            (broker.epoch, broker.fenced, broker.in_controlled_shutdown),
+            (3, false, true)
+        );
+        // An empty image needs no records.
+        assert!(MetadataImage::new(1).to_records().is_empty());
     }
 }

@@ -1,0 +1,376 @@
+//! Whether a batch of records still applies to the image it reaches. A proposal is decided
+//! against the image its proposer saw; with a replicated metadata log another proposal may
+//! have committed in between (Kafka's controller decides against its own latest state;
+//! here any node may propose). So every node checks each committed batch before applying
+//! it, with the same deterministic rules, and a batch that conflicts is applied nowhere —
+//! its proposer is told why.
+
+use uuid::Uuid;
+
+use crate::{BrokerRegistration, MetadataImage, MetadataRecord};
+
+/// Why a committed batch does not apply to the image it reached. It travels from the quorum
+/// leader to the node that proposed the batch, hence serde.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum RecordConflict {
+    /// A topic with this name (or id) exists already.
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    /// The topic is gone (deleted, or never created).
+    #[error("topic {0} does not exist")]
+    UnknownTopic(Uuid),
+    /// New partitions must raise the partition count.
+    #[error("topic {topic} has {current} partitions; {requested} would not be an increase")]
+    PartitionsNotIncreased {
+        /// The topic.
+        topic: Uuid,
+        /// Its partition count now.
+        current: i32,
+        /// The count the batch asked for.
+        requested: i32,
+    },
+    /// The partition does not exist.
+    #[error("partition {partition} of topic {topic} does not exist")]
+    UnknownPartition {
+        /// The topic.
+        topic: Uuid,
+        /// The partition index.
+        partition: i32,
+    },
+    /// A partition change decided against an older registration (AlterPartition's
+    /// INVALID_UPDATE_VERSION).
+    #[error(
+        "partition {partition} of topic {topic} is at partition epoch {actual}, not {expected}"
+    )]
+    StalePartitionEpoch {
+        /// The topic.
+        topic: Uuid,
+        /// The partition index.
+        partition: i32,
+        /// The epoch the change was decided against.
+        expected: i32,
+        /// The epoch it has.
+        actual: i32,
+    },
+    /// A leader epoch may never go backwards.
+    #[error(
+        "partition {partition} of topic {topic} is at leader epoch {actual}; {requested} would go back"
+    )]
+    LeaderEpochRegression {
+        /// The topic.
+        topic: Uuid,
+        /// The partition index.
+        partition: i32,
+        /// The epoch the change asked for.
+        requested: i32,
+        /// The epoch it has.
+        actual: i32,
+    },
+    /// Another block of producer ids was reserved first.
+    #[error("producer ids up to {current} are reserved already")]
+    ProducerIdsTaken {
+        /// The first id not reserved now.
+        current: i64,
+    },
+    /// The cluster has an id already; it never changes.
+    #[error("the cluster id is {0} already")]
+    ClusterIdSet(String),
+    /// A partition change names a leader or ISR member that may not be one: not a replica
+    /// of the partition, or (joining the ISR or taking the lead) not a registered broker
+    /// that is unfenced and not shutting down (Kafka's `INELIGIBLE_REPLICA`).
+    #[error(
+        "broker {broker} cannot lead or join the ISR of partition {partition} of topic {topic}"
+    )]
+    IneligibleReplica {
+        /// The topic.
+        topic: Uuid,
+        /// The partition index.
+        partition: i32,
+        /// The broker.
+        broker: i32,
+    },
+    /// A registration change for a broker that never registered.
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
+}
+
+impl MetadataImage {
+    /// Checks that `record` applies to this image (see the module docs).
+    pub fn check(&self, record: &MetadataRecord) -> Result<(), RecordConflict> {
+        match record {
+            MetadataRecord::TopicCreated { name, id, .. } => {
+                if self.topic(name).is_some() || self.topic_by_id(id).is_some() {
+                    return Err(RecordConflict::TopicExists(name.clone()));
+                }
+            }
+            MetadataRecord::TopicDeleted { id }
+            | MetadataRecord::TopicConfigsChanged { id, .. } => {
+                self.topic_by_id(id)
+                    .ok_or(RecordConflict::UnknownTopic(*id))?;
+            }
+            MetadataRecord::PartitionsCreated { id, partitions, .. } => {
+                let topic = self
+                    .topic_by_id(id)
+                    .ok_or(RecordConflict::UnknownTopic(*id))?;
+                if *partitions <= topic.partition_count() {
+                    return Err(RecordConflict::PartitionsNotIncreased {
+                        topic: *id,
+                        current: topic.partition_count(),
+                        requested: *partitions,
+                    });
+                }
+            }
+            MetadataRecord::PartitionChanged {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+                replicas,
+                expected_partition_epoch,
+            } => {
+                let registration = self.registration(topic_id, *partition)?;
+                if let Some(expected) = expected_partition_epoch
+                    && *expected != registration.partition_epoch
+                {
+                    return Err(RecordConflict::StalePartitionEpoch {
+                        topic: *topic_id,
+                        partition: *partition,
+                        expected: *expected,
+                        actual: registration.partition_epoch,
+                    });
+                }
+                if *leader_epoch < registration.leader_epoch.0 {
+                    return Err(RecordConflict::LeaderEpochRegression {
+                        topic: *topic_id,
+                        partition: *partition,
+                        requested: *leader_epoch,
+                        actual: registration.leader_epoch.0,
+                    });
+                }
+                let replicas = replicas.as_ref().unwrap_or(&registration.replicas);
+                let ineligible = |broker: i32| RecordConflict::IneligibleReplica {
+                    topic: *topic_id,
+                    partition: *partition,
+                    broker,
+                };
+                // Every ISR member and the leader are replicas; whoever newly joins the ISR
+                // or takes the lead must be able to serve (a broker already in the ISR
+                // may stay while fenced: the last in-sync replica is kept, as in Kafka).
+                for &member in isr.iter().chain((*leader >= 0).then_some(leader)) {
+                    if !replicas.contains(&member) {
+                        return Err(ineligible(member));
+                    }
+                }
+                let joins = isr.iter().filter(|m| !registration.isr.contains(m));
+                let new_leader = (*leader >= 0 && *leader != registration.leader).then_some(leader);
+                for &member in joins.chain(new_leader) {
+                    if !self
+                        .broker(member)
+                        .is_some_and(BrokerRegistration::is_eligible)
+                    {
+                        return Err(ineligible(member));
+                    }
+                }
+            }
+            MetadataRecord::BrokerRegistrationChanged { id, .. } => {
+                self.broker(*id).ok_or(RecordConflict::UnknownBroker(*id))?;
+            }
+            MetadataRecord::ProducerIdsAllocated { next } => {
+                if *next <= self.next_producer_id {
+                    return Err(RecordConflict::ProducerIdsTaken {
+                        current: self.next_producer_id,
+                    });
+                }
+            }
+            MetadataRecord::ClusterIdSet { cluster_id } => match self.cluster_id() {
+                Some(current) if current != cluster_id => {
+                    return Err(RecordConflict::ClusterIdSet(current.to_string()));
+                }
+                _ => {}
+            },
+            MetadataRecord::PartitionState {
+                topic_id,
+                partition,
+                ..
+            } => {
+                self.registration(topic_id, *partition)?;
+            }
+            MetadataRecord::BrokerConfigsChanged { .. }
+            | MetadataRecord::BrokerRegistered { .. }
+            | MetadataRecord::BrokerState { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// The registration of an existing partition, or why there is none.
+    fn registration(
+        &self,
+        topic: &Uuid,
+        partition: i32,
+    ) -> Result<&crate::PartitionRegistration, RecordConflict> {
+        self.topic_by_id(topic)
+            .ok_or(RecordConflict::UnknownTopic(*topic))?
+            .partition(partition)
+            .ok_or(RecordConflict::UnknownPartition {
+                topic: *topic,
+                partition,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::PartitionAssignment;
+
+    fn created(name: &str, id: u128) -> MetadataRecord {
+        MetadataRecord::TopicCreated {
+            name: name.into(),
+            id: Uuid::from_u128(id),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            internal: false,
+            replicas: vec![PartitionAssignment(vec![1, 2])],
+        }
+    }
+
+    fn changed(leader_epoch: i32, expected: Option<i32>) -> MetadataRecord {
+        MetadataRecord::PartitionChanged {
+            topic_id: Uuid::from_u128(1),
+            partition: 0,
+            leader: 2,
+            leader_epoch,
+            isr: vec![2],
+            replicas: None,
+            expected_partition_epoch: expected,
+        }
+    }
+
+    fn registered(id: i32, fenced: bool) -> MetadataRecord {
+        MetadataRecord::BrokerRegistered {
+            id,
+            incarnation_id: Uuid::from_u128(100 + u128::try_from(id).unwrap()),
+            endpoints: Vec::new(),
+            rack: None,
+            fenced,
+        }
+    }
+
+    fn fence(id: i32, fenced: bool) -> MetadataRecord {
+        MetadataRecord::BrokerRegistrationChanged {
+            id,
+            fenced: Some(fenced),
+            in_controlled_shutdown: None,
+        }
+    }
+
+    /// Partition 0 of topic 1 on brokers 1 and 2, led by 1, both in the ISR.
+    fn two_brokers() -> MetadataImage {
+        let mut image = MetadataImage::new(1);
+        image.apply(&registered(1, false));
+        image.apply(&registered(2, false));
+        image.apply(&created("t", 1));
+        image
+    }
+
+    #[test]
+    fn only_eligible_replicas_lead_or_join_the_isr() {
+        let mut image = two_brokers();
+        image.apply(&fence(2, true));
+        let ineligible = |broker| {
+            Err(RecordConflict::IneligibleReplica {
+                topic: Uuid::from_u128(1),
+                partition: 0,
+                broker,
+            })
+        };
+        // A fenced broker may stay in the ISR, but not take the lead…
+        assert_eq!(image.check(&changed(1, Some(0))), ineligible(2));
+        let shrink = |isr: Vec<i32>, leader| MetadataRecord::PartitionChanged {
+            topic_id: Uuid::from_u128(1),
+            partition: 0,
+            leader,
+            leader_epoch: 0,
+            isr,
+            replicas: None,
+            expected_partition_epoch: None,
+        };
+        assert!(image.check(&shrink(vec![1, 2], 1)).is_ok());
+        image.apply(&shrink(vec![1], 1));
+        // …nor join it again until it is unfenced.
+        assert_eq!(image.check(&shrink(vec![1, 2], 1)), ineligible(2));
+        image.apply(&fence(2, false));
+        assert!(image.check(&shrink(vec![1, 2], 1)).is_ok());
+        // Leader and ISR members are replicas of the partition; unknown brokers are refused.
+        assert_eq!(image.check(&shrink(vec![1, 3], 1)), ineligible(3));
+        assert_eq!(image.check(&shrink(vec![1], 3)), ineligible(3));
+        assert_eq!(
+            image.check(&fence(9, true)),
+            Err(RecordConflict::UnknownBroker(9))
+        );
+        // No leader (-1) is allowed: the partition is offline.
+        assert!(image.check(&shrink(vec![1], -1)).is_ok());
+    }
+
+    #[test]
+    fn decisions_taken_against_an_older_image_are_refused() {
+        let mut image = two_brokers();
+        assert_eq!(
+            image.check(&created("t", 2)),
+            Err(RecordConflict::TopicExists("t".into()))
+        );
+        assert!(image.check(&created("u", 2)).is_ok());
+        assert!(image.check(&changed(1, Some(0))).is_ok());
+        image.apply(&changed(1, Some(0)));
+        assert!(matches!(
+            image.check(&changed(2, Some(0))),
+            Err(RecordConflict::StalePartitionEpoch { actual: 1, .. })
+        ));
+        assert!(matches!(
+            image.check(&changed(0, None)),
+            Err(RecordConflict::LeaderEpochRegression { actual: 1, .. })
+        ));
+        image.apply(&MetadataRecord::ProducerIdsAllocated { next: 1000 });
+        assert!(
+            image
+                .check(&MetadataRecord::ProducerIdsAllocated { next: 1000 })
+                .is_err()
+        );
+        assert!(
+            image
+                .check(&MetadataRecord::ProducerIdsAllocated { next: 2000 })
+                .is_ok()
+        );
+        image.apply(&MetadataRecord::TopicDeleted {
+            id: Uuid::from_u128(1),
+        });
+        assert_eq!(
+            image.check(&MetadataRecord::TopicDeleted {
+                id: Uuid::from_u128(1)
+            }),
+            Err(RecordConflict::UnknownTopic(Uuid::from_u128(1)))
+        );
+    }
+
+    /// The cluster id is set once: the same id again is harmless (a retried proposal),
+    /// another is refused.
+    #[test]
+    fn the_cluster_id_never_changes() {
+        let set = |id: &str| MetadataRecord::ClusterIdSet {
+            cluster_id: id.into(),
+        };
+        let mut image = MetadataImage::new(1);
+        assert!(image.check(&set("a")).is_ok());
+        image.apply(&set("a"));
+        assert!(image.check(&set("a")).is_ok());
+        assert_eq!(
+            image.check(&set("b")),
+            Err(RecordConflict::ClusterIdSet("a".into()))
+        );
+    }
+}
