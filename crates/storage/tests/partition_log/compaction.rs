@@ -242,6 +242,36 @@ fn a_fetch_inside_a_removed_range_returns_the_next_record() {
     }
 }
 
+/// A follower fetching a cleaned leader's log (gaps, emptied batches) stores it as the
+/// leader has it and reads back the same records; it then compacts its copy on its own
+/// (Kafka's followers run their own cleaner) and still holds every live key.
+#[test]
+fn a_follower_replicates_a_cleaned_log_and_cleans_its_copy_on_its_own() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut leader = open_log(dirs.0.path(), &compacted(700), false);
+    write_updates(&mut leader, 3, 120, 1_000);
+    clean(&mut leader, 2_000).unwrap();
+    let expected = records(&leader);
+    assert!(expected.len() < 60, "the leader was cleaned: {expected:?}");
+
+    let mut follower = open_log(dirs.1.path(), &compacted(700), false);
+    while follower.log_end_offset() < leader.log_end_offset() {
+        let fetched = leader
+            .read(follower.log_end_offset(), 2048, i64::MAX)
+            .unwrap();
+        follower.append_as_follower(&fetched, 2_000).unwrap();
+    }
+    assert_eq!(all_bytes(&follower), all_bytes(&leader));
+    assert_eq!(records(&follower), expected);
+
+    clean(&mut follower, 3_000).unwrap();
+    assert_eq!(
+        latest_per_key(&records(&follower)),
+        latest_per_key(&expected)
+    );
+    assert_eq!(follower.log_end_offset(), leader.log_end_offset());
+}
+
 #[test]
 fn a_full_offset_map_cleans_part_of_the_log_and_the_next_run_goes_on() {
     let dir = tempfile::tempdir().unwrap();
