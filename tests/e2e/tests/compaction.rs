@@ -3,7 +3,8 @@
 //! `delete.retention.ms`; a cleaner killed mid-run (kill -9) loses no live key; a policy
 //! changed with IncrementalAlterConfigs takes effect at once; `__consumer_offsets` is
 //! compacted so a restart replays only live offsets; metrics and `sluice topic describe`
-//! report the dirty ratio.
+//! report the dirty ratio; in a cluster, a replica that was down while its leader cleaned
+//! catches up over the cleaned log's gaps and, leading again, serves the latest values.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,12 +20,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::Value;
 use sluice_e2e::{
-    Broker, CALL_TIMEOUT, consume_all, consumer, create_topic, free_port, producer, run_sluice,
+    Broker, CALL_TIMEOUT, Cluster, admin, admin_opts, block_on, consume_all, consumer,
+    create_topic, free_port, producer, run_sluice,
 };
 
 /// The cleaner looks for work every 100 ms instead of Kafka's 15 s.
@@ -525,4 +528,70 @@ fn consumer_offsets_are_compacted_so_a_restart_loads_only_live_offsets() {
         "replayed {} of 1,200 commits",
         replayed[0]
     );
+}
+
+/// How long a cluster's partitions may take to get a new leader or a full ISR back after a
+/// node dies or restarts (a dead node is noticed after the broker session timeout).
+const SETTLE: Duration = Duration::from_secs(40);
+
+/// Kafka's followers run their own cleaner and fetch whatever their leader's log holds: a
+/// replica that was down while its leader cleaned restarts, fetches the cleaned log with
+/// its offset gaps, rejoins the ISR, and once it leads again serves the latest value of
+/// every key at the offsets they were written to.
+#[test]
+fn a_replica_that_missed_a_cleaning_catches_up_over_the_gaps_and_serves_the_latest_values() {
+    let mut cluster = Cluster::start_with(3, &FAST_CLEANER);
+    let bs = cluster.bootstrap();
+    let topic = "replicated";
+    let new_topic = NewTopic::new(topic, 1, TopicReplication::Variable(&[&[3, 1, 2]]))
+        .set("cleanup.policy", "compact")
+        .set("segment.bytes", "8192")
+        .set("min.cleanable.dirty.ratio", "0.01");
+    let created = block_on(admin(&bs).create_topics([&new_topic], &admin_opts()));
+    assert_eq!(created.expect("create_topics"), vec![Ok(topic.to_string())]);
+    cluster.wait_partitions(topic, 1, SETTLE, "led by node 3, three in sync", |p| {
+        p.leader == 3 && p.isr == [1, 2, 3]
+    });
+
+    cluster.node_mut(3).kill9();
+    cluster.wait_partitions(topic, 1, SETTLE, "led by another node", |p| {
+        p.leader > 0 && p.leader != 3 && !p.isr.contains(&3)
+    });
+    produce_updates(&bs, topic, 100, 0, 20_000);
+    let expected: BTreeMap<String, Option<String>> = (19_900..20_000)
+        .map(|i| (format!("key-{}", i % 100), Some(format!("{i}"))))
+        .collect();
+    wait_for("the leader to clean the topic", || {
+        (read_all(&bs, topic).len() <= 600).then_some(())
+    });
+
+    // Node 3 fetches from offset 0 a log whose cleaned segments have gaps.
+    cluster.node_mut(3).restart();
+    cluster.wait_partitions(topic, 1, SETTLE, "with three in sync again", |p| {
+        p.isr == [1, 2, 3]
+    });
+    let out = run_sluice(
+        &[
+            "cluster",
+            "elect-leaders",
+            "--brokers",
+            &bs,
+            "--topic",
+            topic,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.map(|s| s.success()), Some(true), "{out:?}");
+    cluster.wait_partitions(topic, 1, SETTLE, "led by node 3 again", |p| p.leader == 3);
+
+    let records = read_all(&bs, topic);
+    assert!(records.len() <= 600, "{} records on node 3", records.len());
+    assert_eq!(latest(&records), expected);
+    for (offset, _, value) in &records {
+        assert_eq!(value.as_deref(), Some(offset.to_string().as_str()));
+    }
+    let (low, high) = consumer(&bs, &[])
+        .fetch_watermarks(topic, 0, CALL_TIMEOUT)
+        .unwrap();
+    assert_eq!((low, high), (0, 20_000));
 }
