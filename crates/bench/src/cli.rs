@@ -196,6 +196,17 @@ pub struct ProducerSettings {
     /// batch.size in bytes [default: librdkafka's, 1000000].
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: Option<u32>,
+
+    /// A config of the topic when it has to be created (repeatable), e.g.
+    /// --topic-config cleanup.policy=compact
+    #[arg(long = "topic-config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub topic_configs: Vec<(String, String)>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
 }
 
 #[derive(Debug, Args)]

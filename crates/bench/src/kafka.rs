@@ -133,7 +133,8 @@ pub fn check_reachable(brokers: &str) -> anyhow::Result<()> {
     bail!("cannot reach any broker in --brokers {brokers} ({last_error})")
 }
 
-/// Makes sure `topic` exists and every partition has a leader; returns its partition count.
+/// Makes sure `topic` exists (created with `configs` when it does not) and every partition
+/// has a leader; returns its partition count.
 ///
 /// CreateTopics is sent unconditionally and TOPIC_ALREADY_EXISTS accepted, because asking
 /// for metadata first could itself auto-create the topic with the broker's default partition
@@ -143,16 +144,20 @@ pub fn ensure_topic(
     topic: &str,
     partitions: i32,
     replication_factor: i32,
+    configs: &[(String, String)],
 ) -> anyhow::Result<usize> {
     let admin: AdminClient<PlainContext> = client
         .config(&[])
         .create_with_context(PlainContext(client.lib_log()))
         .context("cannot create the admin client")?;
-    let new_topic = NewTopic::new(
+    let mut new_topic = NewTopic::new(
         topic,
         partitions,
         TopicReplication::Fixed(replication_factor),
     );
+    for (key, value) in configs {
+        new_topic = new_topic.set(key, value);
+    }
     let opts = AdminOptions::new()
         .request_timeout(Some(CALL_TIMEOUT))
         .operation_timeout(Some(CALL_TIMEOUT));

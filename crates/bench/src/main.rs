@@ -104,6 +104,7 @@ fn run(command: &BenchCommand) -> anyhow::Result<()> {
             topic,
             a.producer.partitions,
             a.producer.replication_factor,
+            &a.producer.topic_configs,
         )
         .and_then(|n| produce::run(a, &client, n, &target.pids)),
         BenchCommand::Consume(a) => kafka::topic_partitions(&client, topic)
@@ -113,6 +114,7 @@ fn run(command: &BenchCommand) -> anyhow::Result<()> {
             topic,
             a.producer.partitions,
             a.producer.replication_factor,
+            &a.producer.topic_configs,
         )
         .and_then(|_| kafka::topic_partitions(&client, topic))
         .and_then(|p| e2e::run(a, &client, &p, &target.pids)),
@@ -172,7 +174,7 @@ fn run_failover(args: &cli::FailoverArgs) -> anyhow::Result<()> {
     let client = ClientSettings::new(&cluster.bootstrap(), &common.properties)?;
     kafka::wait_for_brokers(&client, usize::try_from(nodes)?)?;
     let replication_factor = i32::try_from(nodes)?;
-    let report = kafka::ensure_topic(&client, &common.topic, 1, replication_factor)
+    let report = kafka::ensure_topic(&client, &common.topic, 1, replication_factor, &[])
         .and_then(|_| failover::run(args, &mut cluster, &client, nodes));
     let stopped = cluster.stop();
     let report = Report::Failover(report?);

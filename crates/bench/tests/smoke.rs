@@ -227,3 +227,53 @@ fn a_started_cluster_takes_replicated_acks_all_writes_and_survives_killed_leader
         );
     }
 }
+
+/// `--topic-config` reaches CreateTopics: keyless records are refused by a topic created
+/// compacted (INVALID_RECORD, as Kafka refuses them), so the run delivers nothing and fails
+/// with the broker's error; the same run with keys delivers every record.
+#[test]
+fn topic_configs_apply_to_the_topic_the_run_creates() {
+    let sluice = sluice_bin().expect(
+        "no sluice binary: set SLUICE_BIN or run `cargo build -p sluice` first \
+         (the bench smoke test needs a broker to start)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = |keys: &'static str| {
+        vec![
+            "produce".to_string(),
+            "--start-broker".into(),
+            "--sluice-bin".into(),
+            sluice.to_str().unwrap().into(),
+            "--broker-data-dir".into(),
+            data.to_str().unwrap().into(),
+            "--topic".into(),
+            "compacted".into(),
+            "--topic-config".into(),
+            "cleanup.policy=compact".into(),
+            "--count".into(),
+            "100".into(),
+            "--keys".into(),
+            keys.into(),
+            "--quiet".into(),
+        ]
+    };
+
+    let keyless = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args(args("none"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sluice-bench");
+    let stderr = String::from_utf8_lossy(&keyless.stderr);
+    assert!(!keyless.status.success(), "keyless run succeeded: {stderr}");
+    assert!(
+        stderr.contains("no record was delivered") && stderr.contains("InvalidRecord"),
+        "{stderr}"
+    );
+
+    let keyed: Vec<String> = args("sequential");
+    let keyed: Vec<&str> = keyed.iter().map(String::as_str).collect();
+    let produced = bench(&keyed);
+    assert_eq!(produced["records"].as_u64(), Some(100), "{produced}");
+    assert_eq!(produced["errors"].as_u64(), Some(0), "{produced}");
+}

@@ -185,6 +185,35 @@ broker_settings! {
         kafka_names: &["log.retention.check.interval.ms"],
         range: Some(1..=LONG_MAX),
     }
+    /// Run the log cleaner, which compacts the topics with `cleanup.policy=compact`
+    /// (`__consumer_offsets` and `__transaction_state` among them).
+    log_cleaner_enable: bool = true, {
+        kafka_names: &["log.cleaner.enable"],
+    }
+    /// Threads cleaning compacted logs, each on the dirtiest log not being cleaned.
+    log_cleaner_threads: u32 = 1, {
+        kafka_names: &["log.cleaner.threads"],
+        range: Some(0..=INT_MAX),
+    }
+    /// The most bytes per second the log cleaner reads and writes, over all its threads.
+    log_cleaner_io_max_bytes_per_second: BytesPerSecond = BytesPerSecond(None), {
+        kafka_names: &["log.cleaner.io.max.bytes.per.second"],
+        kafka_value: KafkaValue::UnsetIsDoubleMax,
+        range: Some(1..=LONG_MAX),
+        shown_default: Some("no limit"),
+        value_name: Some("BYTES"),
+    }
+    /// Memory for the log cleaner's key → offset maps (24 bytes a key), shared by its
+    /// threads (128 MiB); a log with more keys is cleaned over several runs.
+    log_cleaner_dedupe_buffer_size: u64 = 128 * 1024 * 1024, {
+        kafka_names: &["log.cleaner.dedupe.buffer.size"],
+        range: Some(1024..=LONG_MAX),
+    }
+    /// How long a cleaner thread sleeps when no log needs cleaning.
+    log_cleaner_backoff_ms: u64 = 15_000, {
+        kafka_names: &["log.cleaner.backoff.ms"],
+        range: Some(0..=LONG_MAX),
+    }
     /// The largest record batch a topic accepts unless its `max.message.bytes` says
     /// otherwise.
     message_max_bytes: i32 = 1_048_588, {
@@ -221,6 +250,17 @@ broker_settings! {
     /// Partitions of `__transaction_state`.
     transaction_state_partitions: i32 = 50, {
         kafka_names: &["transaction.state.log.num.partitions"],
+        range: Some(1..=INT_MAX),
+    }
+    /// `segment.bytes` of `__consumer_offsets` when it is created (100 MiB): its active
+    /// segment is never compacted.
+    offsets_topic_segment_bytes: i32 = 100 * 1024 * 1024, {
+        kafka_names: &["offsets.topic.segment.bytes"],
+        range: Some(1..=INT_MAX),
+    }
+    /// `segment.bytes` of `__transaction_state` when it is created (100 MiB).
+    transaction_state_segment_bytes: i32 = 100 * 1024 * 1024, {
+        kafka_names: &["transaction.state.log.segment.bytes"],
         range: Some(1..=INT_MAX),
     }
     /// The longest transaction timeout a producer may ask for (15 minutes).
@@ -406,6 +446,9 @@ pub enum KafkaValue {
     Configured,
     /// The configured value, or Kafka's "no limit" (`2147483647`) when unset.
     UnsetIsIntMax,
+    /// The configured value, or Kafka's "no limit" for a DOUBLE (Java's `Double.MAX_VALUE`)
+    /// when unset.
+    UnsetIsDoubleMax,
     /// The listener: `PLAINTEXT://` and the configured address.
     PlaintextListener,
     /// The address clients are told to use, as worked out at start-up (`PLAINTEXT://`
@@ -582,6 +625,26 @@ impl SettingValue for Option<u32> {
     }
     fn kafka_type(range: Option<&Bounds>) -> ConfigType {
         u32::kafka_type(range)
+    }
+}
+
+/// A rate in bytes per second, which Kafka declares as a DOUBLE; unset is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct BytesPerSecond(pub Option<u64>);
+
+impl SettingValue for BytesPerSecond {
+    fn parse_flag(text: &str) -> Result<Self, String> {
+        u64::parse_flag(text).map(|n| Self(Some(n)))
+    }
+    fn show(&self) -> Option<String> {
+        self.0.map(|n| n.to_string())
+    }
+    fn number(&self) -> Option<i128> {
+        self.0.map(i128::from)
+    }
+    fn kafka_type(_range: Option<&Bounds>) -> ConfigType {
+        ConfigType::Double
     }
 }
 

@@ -162,8 +162,11 @@ async fn route(state: &HttpState, req: Request<Incoming>) -> Response<HttpBody> 
 /// The whole `/metrics` page: counters, then gauges computed now.
 pub(crate) async fn render(broker: &Broker) -> String {
     let mut out = String::with_capacity(32 * 1024);
-    broker.metrics.write_counters(&mut out);
+    broker
+        .metrics
+        .write_counters(&mut out, broker.clock.now_ms());
     write_partition_gauges(broker, &mut out);
+    write_compaction_gauges(broker, &mut out);
     write_replication_gauges(broker, &mut out);
     write_group_lag(broker, &mut out).await;
     write_process(&mut out);
@@ -214,6 +217,52 @@ fn write_partition_gauges(broker: &Broker, out: &mut String) {
             let _ = writeln!(
                 out,
                 "{name}{{topic=\"{}\",partition=\"{index}\"}} {value}",
+                escape_label(topic)
+            );
+        }
+    }
+}
+
+/// Per compacted partition: its dirty ratio, and how long ago the cleaner last cleaned it.
+fn write_compaction_gauges(broker: &Broker, out: &mut String) {
+    let now = broker.clock.now_ms();
+    let mut partitions: Vec<_> = broker
+        .replicas
+        .logs()
+        .all()
+        .into_iter()
+        .filter_map(|p| {
+            let stats = p.dirty_stats()?;
+            let cleaned = p.last_cleaned_ms();
+            Some(((p.topic.clone(), p.index), stats.dirty_ratio, cleaned))
+        })
+        .collect();
+    partitions.sort_by(|a, b| a.0.cmp(&b.0));
+    header(
+        out,
+        "sluice_partition_dirty_ratio",
+        "gauge",
+        "Share of a compacted partition's log written since it was last cleaned and cleanable now.",
+    );
+    for ((topic, index), ratio, _) in &partitions {
+        let _ = writeln!(
+            out,
+            "sluice_partition_dirty_ratio{{topic=\"{}\",partition=\"{index}\"}} {ratio}",
+            escape_label(topic)
+        );
+    }
+    header(
+        out,
+        "sluice_partition_seconds_since_last_clean",
+        "gauge",
+        "Time since the log cleaner last cleaned a compacted partition (since the broker started).",
+    );
+    for ((topic, index), _, cleaned) in &partitions {
+        if let Some(at) = cleaned {
+            let seconds = now.saturating_sub(*at).max(0) as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "sluice_partition_seconds_since_last_clean{{topic=\"{}\",partition=\"{index}\"}} {seconds}",
                 escape_label(topic)
             );
         }

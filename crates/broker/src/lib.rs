@@ -23,6 +23,7 @@ mod flusher;
 mod handlers;
 pub mod http;
 mod isr;
+pub mod log_cleaner;
 pub mod log_manager;
 mod log_reconciler;
 mod log_throttle;

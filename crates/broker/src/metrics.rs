@@ -260,6 +260,108 @@ pub fn batch_totals(records: &[u8]) -> (u64, u64) {
 /// Picks one counter of a topic's traffic.
 type TrafficField = fn(&TopicTraffic) -> &AtomicU64;
 
+/// What the log cleaner did (see [`crate::log_cleaner`]).
+#[derive(Default)]
+pub struct CleanerMetrics {
+    runs: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    records_removed: AtomicU64,
+    /// When a cleaner thread last looked for a log to clean; 0 before it first did.
+    last_run_ms: AtomicI64,
+    /// The largest dirty ratio it saw then, as `f64` bits.
+    max_dirty_ratio: AtomicU64,
+    /// Partitions it gave up on after an error, until restart.
+    uncleanable_partitions: AtomicU64,
+}
+
+impl CleanerMetrics {
+    /// A cleaner thread looked for work at `now_ms` and found `max_dirty_ratio` at most.
+    pub fn looked(&self, now_ms: i64, max_dirty_ratio: f64) {
+        self.last_run_ms.store(now_ms, Ordering::Relaxed);
+        self.max_dirty_ratio
+            .store(max_dirty_ratio.to_bits(), Ordering::Relaxed);
+    }
+
+    /// One cleaning was swapped in.
+    pub fn cleaned(&self, stats: &sluice_storage::CleanStats) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.bytes_read
+            .fetch_add(stats.bytes_read, Ordering::Relaxed);
+        self.bytes_written
+            .fetch_add(stats.bytes_written, Ordering::Relaxed);
+        self.records_removed.fetch_add(
+            stats.records_read.saturating_sub(stats.records_retained),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// How many partitions the cleaner skips after errors.
+    pub fn set_uncleanable_partitions(&self, count: usize) {
+        self.uncleanable_partitions
+            .store(count as u64, Ordering::Relaxed);
+    }
+
+    fn write(&self, out: &mut String, now_ms: i64) {
+        let counters: [(&str, &str, &AtomicU64); 4] = [
+            (
+                "sluice_log_cleaner_runs_total",
+                "Cleanings of compacted logs swapped in.",
+                &self.runs,
+            ),
+            (
+                "sluice_log_cleaner_read_bytes_total",
+                "Bytes of log segments the cleaner rewrote.",
+                &self.bytes_read,
+            ),
+            (
+                "sluice_log_cleaner_written_bytes_total",
+                "Bytes of the cleaned segments it wrote in their place.",
+                &self.bytes_written,
+            ),
+            (
+                "sluice_log_cleaner_removed_records_total",
+                "Records the cleaner removed (superseded, expired tombstones, aborted, keyless).",
+                &self.records_removed,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        }
+        header(
+            out,
+            "sluice_log_cleaner_max_dirty_ratio",
+            "gauge",
+            "Largest dirty ratio of a compacted log when the cleaner last looked.",
+        );
+        let ratio = f64::from_bits(self.max_dirty_ratio.load(Ordering::Relaxed));
+        let _ = writeln!(out, "sluice_log_cleaner_max_dirty_ratio {ratio}");
+        header(
+            out,
+            "sluice_log_cleaner_uncleanable_partitions",
+            "gauge",
+            "Partitions the cleaner skips until restart after an error cleaning them.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_log_cleaner_uncleanable_partitions {}",
+            self.uncleanable_partitions.load(Ordering::Relaxed)
+        );
+        let last = self.last_run_ms.load(Ordering::Relaxed);
+        if last > 0 {
+            header(
+                out,
+                "sluice_log_cleaner_seconds_since_last_run",
+                "gauge",
+                "Time since a cleaner thread last looked for a log to clean.",
+            );
+            let seconds = now_ms.saturating_sub(last).max(0) as f64 / 1000.0;
+            let _ = writeln!(out, "sluice_log_cleaner_seconds_since_last_run {seconds}");
+        }
+    }
+}
+
 /// Every counter and histogram of the broker.
 pub struct Metrics {
     requests: Box<[AtomicU64]>,
@@ -270,6 +372,8 @@ pub struct Metrics {
     pub fsync: Arc<Histogram>,
     active_connections: AtomicI64,
     topics: RwLock<HashMap<String, Arc<TopicTraffic>>>,
+    /// The log cleaner's counters.
+    pub cleaner: CleanerMetrics,
     /// ISR changes this node's leaderships committed: replicas dropped, and taken back.
     isr_shrinks: AtomicU64,
     isr_expands: AtomicU64,
@@ -287,6 +391,7 @@ impl Default for Metrics {
             fsync: Arc::new(Histogram::new(FSYNC_BUCKETS)),
             active_connections: AtomicI64::new(0),
             topics: RwLock::new(HashMap::new()),
+            cleaner: CleanerMetrics::default(),
             isr_shrinks: AtomicU64::new(0),
             isr_expands: AtomicU64::new(0),
         }
@@ -416,8 +521,9 @@ impl Metrics {
         self.topics.write().remove(topic);
     }
 
-    /// Writes the broker's counters and histograms in the text format.
-    pub fn write_counters(&self, out: &mut String) {
+    /// Writes the broker's counters and histograms in the text format; `now_ms` dates the
+    /// cleaner's "seconds since" gauges.
+    pub fn write_counters(&self, out: &mut String, now_ms: i64) {
         header(
             out,
             "sluice_requests_total",
@@ -524,6 +630,7 @@ impl Metrics {
             header(out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
         }
+        self.cleaner.write(out, now_ms);
     }
 }
 
@@ -672,7 +779,7 @@ mod tests {
         m.topic("a\"b").produced(100, 3);
         let _conn = m.connection_opened();
         let mut out = String::new();
-        m.write_counters(&mut out);
+        m.write_counters(&mut out, 0);
         assert!(out.contains("sluice_requests_total{api=\"Produce\",version=\"9\"} 2\n"));
         assert!(out.contains("sluice_requests_total{api=\"Fetch\",version=\"12\"} 1\n"));
         assert!(out.contains("sluice_requests_total{api=\"unknown\",version=\"unknown\"} 1\n"));
@@ -692,5 +799,36 @@ mod tests {
         assert!(out.contains("sluice_records_in_total{topic=\"a\\\"b\"} 3\n"));
         assert!(out.contains("sluice_active_connections 1\n"));
         assert!(out.contains("sluice_fsync_duration_seconds_bucket{le=\"+Inf\"} 0\n"));
+        assert!(out.contains("sluice_log_cleaner_runs_total 0\n"));
+        assert!(!out.contains("sluice_log_cleaner_seconds_since_last_run"));
+    }
+
+    #[test]
+    fn cleaner_metrics_add_up_its_cleanings() {
+        let m = CleanerMetrics::default();
+        let stats = sluice_storage::CleanStats {
+            bytes_read: 1000,
+            bytes_written: 300,
+            records_read: 50,
+            records_retained: 8,
+            ..Default::default()
+        };
+        m.cleaned(&stats);
+        m.cleaned(&stats);
+        m.looked(10_000, 0.75);
+        m.set_uncleanable_partitions(1);
+        let mut out = String::new();
+        m.write(&mut out, 12_500);
+        for line in [
+            "sluice_log_cleaner_runs_total 2\n",
+            "sluice_log_cleaner_read_bytes_total 2000\n",
+            "sluice_log_cleaner_written_bytes_total 600\n",
+            "sluice_log_cleaner_removed_records_total 84\n",
+            "sluice_log_cleaner_max_dirty_ratio 0.75\n",
+            "sluice_log_cleaner_uncleanable_partitions 1\n",
+            "sluice_log_cleaner_seconds_since_last_run 2.5\n",
+        ] {
+            assert!(out.contains(line), "{line} in {out}");
+        }
     }
 }

@@ -21,7 +21,9 @@ use parking_lot::RwLock;
 use sluice_protocol::clock::Clock;
 use sluice_protocol::model::LeaderEpoch;
 use sluice_protocol::model::ProducerIdAndEpoch;
-use sluice_storage::{AppendInfo, PartitionLog, StorageError};
+use sluice_storage::{
+    AppendInfo, CleanOutcome, CleanedSegments, CleaningTask, DirtyStats, PartitionLog, StorageError,
+};
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
@@ -669,6 +671,37 @@ impl Partition {
         self.state.write().log.apply_retention(now_ms)
     }
 
+    /// How dirty the log of a compacted topic is; `None` when the topic is not compacted.
+    pub fn dirty_stats(&self) -> Option<DirtyStats> {
+        let state = self.state.read();
+        let high_watermark = offsets_of(&state).high_watermark;
+        state.log.dirty_stats(self.clock.now_ms(), high_watermark)
+    }
+
+    /// Plans a cleaning of the log (see [`sluice_storage::cleaner`]) under the read lock;
+    /// the cleaning itself runs without the lock.
+    pub fn plan_cleaning(&self) -> Result<Option<CleaningTask>, StorageError> {
+        let state = self.state.read();
+        let high_watermark = offsets_of(&state).high_watermark;
+        state.log.plan_cleaning(self.clock.now_ms(), high_watermark)
+    }
+
+    /// Swaps cleaned segments in: the one step of a cleaning under the write lock, so
+    /// appends wait only for renames and a directory sync. Nothing happens once the
+    /// partition is closed.
+    pub fn install_cleaned(&self, cleaned: CleanedSegments) -> Result<CleanOutcome, StorageError> {
+        if self.is_closed() {
+            return Ok(CleanOutcome::Abandoned);
+        }
+        let now_ms = self.clock.now_ms();
+        self.state.write().log.install_cleaned(cleaned, now_ms)
+    }
+
+    /// When the log cleaner last finished a cleaning of this partition (since it opened).
+    pub fn last_cleaned_ms(&self) -> Option<i64> {
+        self.state.read().log.last_cleaned_ms()
+    }
+
     /// Stops syncs by the sync thread and syncs everything (shutdown or
     /// topic deletion).
     pub fn close(&self) -> Result<(), StorageError> {
@@ -689,7 +722,8 @@ impl Partition {
         Ok(())
     }
 
-    fn is_closed(&self) -> bool {
+    /// Whether the partition was closed (shutdown, topic deleted).
+    pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 }

@@ -19,6 +19,7 @@ use crate::config::{BrokerConfig, ConfigError};
 use crate::connection::serve_connection;
 use crate::controller::lifecycle::ShutdownOutcome;
 use crate::fd_budget::FdBudget;
+use crate::log_cleaner::LogCleaner;
 use crate::log_throttle::LogThrottle;
 use crate::metadata::{CommitError, MetadataLogError};
 use crate::peer::PeerRequests;
@@ -139,6 +140,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<JoinSet<()>>,
     background: JoinSet<()>,
+    /// The log cleaner's threads.
+    cleaner: Option<LogCleaner>,
     http_addr: Option<SocketAddr>,
     /// What `/ready` answers.
     ready: Arc<AtomicBool>,
@@ -243,6 +246,7 @@ impl Server {
             broker.clone(),
             stop_rx,
         ));
+        let cleaner = Some(LogCleaner::start(broker.clone())?);
         let ready = Arc::new(AtomicBool::new(false));
         let (http_stop, http_stop_rx) = watch::channel(false);
         let http_task = http_listener.map(|listener| {
@@ -267,6 +271,7 @@ impl Server {
             stop,
             accept_task,
             background,
+            cleaner,
             http_addr,
             ready,
             http_stop,
@@ -334,6 +339,11 @@ impl Server {
             connections.abort_all();
         }
         self.background.abort_all();
+        if let Some(cleaner) = self.cleaner.take() {
+            tokio::task::spawn_blocking(move || cleaner.shutdown())
+                .await
+                .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
+        }
         // Leave the quorum before the logs close: nothing applies metadata after this.
         if let Some(cluster) = self.broker.cluster.get() {
             cluster.shutdown().await;

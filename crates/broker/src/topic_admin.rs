@@ -17,7 +17,7 @@ use crate::metadata::{
     RecordConflict, TopicImage,
 };
 use crate::placement::{Candidate, place};
-use crate::topic_config::validate_topic_config;
+use crate::topic_config::{validate_topic_config, validate_topic_configs};
 
 /// Kafka's limit on topic name length.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -267,10 +267,8 @@ fn check_new_topic(
     if let Some(assignments) = &topic.assignments {
         check_manual_assignments(image, assignments)?;
     }
-    for (name, value) in &topic.configs {
-        validate_topic_config(name, value)
-            .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
-    }
+    validate_topic_configs(topic.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
     // The internal topics are the broker's own: groups and transactions need them.
     if !topic.internal {
         check_broker_partitions(broker, image, &topic.name, partitions)?;
@@ -467,7 +465,7 @@ pub async fn ensure_consumer_offsets(broker: &Arc<Broker>) -> Result<TopicImage,
 
 /// Makes sure an internal topic (`__consumer_offsets` or
 /// `__transaction_state`) exists, creating it as Kafka does on first use:
-/// compacted, 100 MiB segments, its configured partition count.
+/// compacted, with its configured segment size (100 MiB) and partition count.
 pub async fn ensure_internal_topic(
     broker: &Arc<Broker>,
     name: &str,
@@ -475,10 +473,16 @@ pub async fn ensure_internal_topic(
     if let Some(t) = broker.metadata.image().topic(name) {
         return Ok(t.clone());
     }
-    let partitions = if name == TRANSACTION_STATE_TOPIC {
-        broker.config.transaction_state_partitions
+    let (partitions, segment_bytes) = if name == TRANSACTION_STATE_TOPIC {
+        (
+            broker.config.transaction_state_partitions,
+            broker.config.transaction_state_segment_bytes,
+        )
     } else {
-        broker.config.offsets_topic_partitions
+        (
+            broker.config.offsets_topic_partitions,
+            broker.config.offsets_topic_segment_bytes,
+        )
     };
     // As many replicas as there are brokers, up to 3; with 3, acks=all writes of the
     // coordinators need 2 of them (Kafka's `offsets.topic.replication.factor` 3 and
@@ -488,7 +492,7 @@ pub async fn ensure_internal_topic(
         .clamp(1, 3);
     let mut configs = BTreeMap::from([
         ("cleanup.policy".to_string(), "compact".to_string()),
-        ("segment.bytes".to_string(), "104857600".to_string()),
+        ("segment.bytes".to_string(), segment_bytes.to_string()),
         ("compression.type".to_string(), "producer".to_string()),
     ]);
     if replication >= 3 {
@@ -610,10 +614,8 @@ pub async fn set_topic_configs(
             )
         })?;
         let configs = change(&topic.configs)?;
-        for (k, v) in &configs {
-            validate_topic_config(k, v)
-                .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
-        }
+        validate_topic_configs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
         Ok::<_, AdminError>((
             vec![MetadataRecord::TopicConfigsChanged {
                 id: topic.id,

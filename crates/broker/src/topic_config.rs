@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use sluice_protocol::batch::Compression;
-use sluice_storage::LogConfig;
+use sluice_storage::{CompactionConfig, LogConfig};
 
 use crate::config::{BrokerConfig, setting_by_kafka_name};
 
@@ -197,6 +197,18 @@ pub enum ConfigValueError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Two configs contradict each other (Kafka's `LogConfig.validateValues`).
+    #[error("conflict topic config setting {lower} ({lower_value}) > {upper} ({upper_value})")]
+    Conflict {
+        /// The config that must not be larger.
+        lower: &'static str,
+        /// Its value.
+        lower_value: i64,
+        /// The config it exceeds.
+        upper: &'static str,
+        /// Its value.
+        upper_value: i64,
+    },
     /// `remote.storage.enable=true`: Sluice has no tiered storage (Kafka's message for a
     /// broker without it).
     #[error(
@@ -266,6 +278,34 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigValueE
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Checks a topic's configs: each as [`validate_topic_config`] does, then together, as
+/// Kafka's `LogConfig.validateValues`: `min.compaction.lag.ms` may not exceed
+/// `max.compaction.lag.ms` (each at its default when not given).
+pub fn validate_topic_configs<'a>(
+    configs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), ConfigValueError> {
+    let mut min_lag = 0;
+    let mut max_lag = i64::MAX;
+    for (name, value) in configs {
+        validate_topic_config(name, value)?;
+        let number = || value.trim().parse::<i64>().unwrap_or_default();
+        match name {
+            "min.compaction.lag.ms" => min_lag = number(),
+            "max.compaction.lag.ms" => max_lag = number(),
+            _ => {}
+        }
+    }
+    if min_lag > max_lag {
+        return Err(ConfigValueError::Conflict {
+            lower: "min.compaction.lag.ms",
+            lower_value: min_lag,
+            upper: "max.compaction.lag.ms",
+            upper_value: max_lag,
+        });
     }
     Ok(())
 }
@@ -499,6 +539,15 @@ impl TopicSettings {
             max_index_bytes: u64::try_from(long("segment.index.bytes", 10 << 20))
                 .unwrap_or(defaults.max_index_bytes),
             producer_id_expiration_ms: broker.producer_id_expiration_ms,
+            compaction: compacted.then(|| CompactionConfig {
+                delete_retention_ms: long("delete.retention.ms", 86_400_000),
+                min_compaction_lag_ms: long("min.compaction.lag.ms", 0),
+                max_compaction_lag_ms: long("max.compaction.lag.ms", i64::MAX),
+                min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0.5),
+            }),
         };
         Self {
             log,
@@ -576,6 +625,73 @@ mod tests {
                 Err(ConfigValueError::TieredStorageUnavailable)
             );
         }
+    }
+
+    #[test]
+    fn compaction_lags_must_not_conflict() {
+        assert_eq!(
+            validate_topic_configs([("min.compaction.lag.ms", "100")]),
+            Ok(())
+        );
+        assert_eq!(
+            validate_topic_configs([
+                ("min.compaction.lag.ms", "100"),
+                ("max.compaction.lag.ms", "100")
+            ]),
+            Ok(())
+        );
+        let err = validate_topic_configs([
+            ("max.compaction.lag.ms", "50"),
+            ("min.compaction.lag.ms", "100"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "conflict topic config setting min.compaction.lag.ms (100) > max.compaction.lag.ms (50)"
+        );
+        assert!(matches!(
+            validate_topic_configs([("max.compaction.lag.ms", "0")]),
+            Err(ConfigValueError::InvalidValue { .. })
+        ));
+    }
+
+    #[test]
+    fn compacted_topics_carry_the_cleaner_settings() {
+        let none = BTreeMap::new();
+        let broker = BrokerConfig::default();
+        assert_eq!(
+            TopicSettings::resolve(&none, &broker, &none).log.compaction,
+            None
+        );
+        let overrides = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact,delete".to_string()),
+            ("delete.retention.ms".to_string(), "10".to_string()),
+            ("min.compaction.lag.ms".to_string(), "20".to_string()),
+            ("max.compaction.lag.ms".to_string(), "30".to_string()),
+            ("min.cleanable.dirty.ratio".to_string(), "0.25".to_string()),
+        ]);
+        let settings = TopicSettings::resolve(&overrides, &broker, &none);
+        assert_eq!(
+            settings.log.compaction,
+            Some(CompactionConfig {
+                delete_retention_ms: 10,
+                min_compaction_lag_ms: 20,
+                max_compaction_lag_ms: 30,
+                min_cleanable_dirty_ratio: 0.25,
+            })
+        );
+        assert!(settings.compacted && settings.deletes);
+        assert_eq!(
+            settings.log.retention_ms,
+            Some(crate::config::SEVEN_DAYS_MS)
+        );
+        let compact = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+        let settings = TopicSettings::resolve(&compact, &broker, &none);
+        assert_eq!(settings.log.compaction, Some(CompactionConfig::default()));
+        assert_eq!(
+            settings.log.retention_ms, None,
+            "compact alone deletes nothing"
+        );
     }
 
     #[test]

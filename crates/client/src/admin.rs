@@ -4,14 +4,17 @@ use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, ElectLeadersRequest, IncrementalAlterConfigsRequest, TopicName,
+    DescribeConfigsRequest, DescribeLogDirsRequest, ElectLeadersRequest,
+    IncrementalAlterConfigsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::model::DIRTY_RATIO_TAG;
 
 use crate::error::{Error, KafkaCode, Result, check};
 use crate::{ApiRange, BrokerInfo, Client};
@@ -44,6 +47,16 @@ pub struct CreatedTopic {
     /// -1 when the broker's version of CreateTopics does not say.
     pub partitions: i32,
     pub replication_factor: i16,
+}
+
+/// The log of one partition on the broker that leads it, as DescribeLogDirs reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionLogDir {
+    pub partition: i32,
+    /// Bytes of its log.
+    pub size: i64,
+    /// The dirty ratio of a compacted partition's log (Sluice brokers only).
+    pub dirty_ratio: Option<f64>,
 }
 
 /// One configuration entry as DescribeConfigs reports it.
@@ -258,6 +271,54 @@ impl Client {
             .collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
+    }
+
+    /// DescribeLogDirs of `topic`'s partitions, each asked of its leader (`leaders`: partition
+    /// and leader node): their size, and a Sluice broker's dirty ratio for a compacted one.
+    pub async fn describe_log_dirs(
+        &mut self,
+        topic: &str,
+        leaders: &[(i32, i32)],
+    ) -> Result<Vec<PartitionLogDir>> {
+        let mut by_leader: std::collections::BTreeMap<i32, Vec<i32>> = Default::default();
+        for (partition, leader) in leaders {
+            by_leader.entry(*leader).or_default().push(*partition);
+        }
+        let mut out = Vec::new();
+        for (leader, partitions) in by_leader {
+            let conn = self.node(leader).await?;
+            let request = DescribeLogDirsRequest::default().with_topics(Some(vec![
+                DescribableLogDirTopic::default()
+                    .with_topic(topic_name(topic))
+                    .with_partitions(partitions.clone()),
+            ]));
+            let response = conn.request(&request).await?;
+            check(
+                "DescribeLogDirs",
+                || format!("topic '{topic}'"),
+                response.error_code,
+                None,
+            )?;
+            let found = response
+                .results
+                .iter()
+                .flat_map(|dir| &dir.topics)
+                .filter(|t| t.name.0.as_str() == topic)
+                .flat_map(|t| &t.partitions)
+                .filter(|p| partitions.contains(&p.partition_index))
+                .map(|p| PartitionLogDir {
+                    partition: p.partition_index,
+                    size: p.partition_size,
+                    dirty_ratio: p
+                        .unknown_tagged_fields
+                        .get(&DIRTY_RATIO_TAG)
+                        .and_then(|b| b.as_ref().first_chunk::<8>().copied())
+                        .map(f64::from_be_bytes),
+                });
+            out.extend(found);
+        }
+        out.sort_by_key(|p| p.partition);
+        Ok(out)
     }
 
     /// IncrementalAlterConfigs on a topic.

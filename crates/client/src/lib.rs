@@ -30,7 +30,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-pub use admin::{ClusterInfo, ConfigEntry, ConfigOp, CreatedTopic, NewTopic};
+pub use admin::{ClusterInfo, ConfigEntry, ConfigOp, CreatedTopic, NewTopic, PartitionLogDir};
 pub use conn::{ApiRange, ClientConfig, Connection, api_name};
 pub use data::{FetchedPartition, ProducedPartition};
 pub use error::{Error, KafkaCode, Result};

@@ -60,6 +60,8 @@ const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
 const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
+/// KIP-534: the log cleaner set a delete horizon on the batch, held in its base timestamp.
+pub(crate) const DELETE_HORIZON_BIT: i16 = 0x40;
 
 /// Why a buffer is not an acceptable v2 record batch.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -239,6 +241,57 @@ impl BatchHeader {
     pub fn has_producer_id(&self) -> bool {
         self.producer_id >= 0
     }
+
+    /// The delete horizon the log cleaner stamped on the batch (KIP-534): attribute bit 6
+    /// says the base timestamp holds the time after which its tombstones and transaction
+    /// markers may be removed. Record timestamps stay correct: their deltas are relative to
+    /// whatever the base timestamp is.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
+    }
+
+    /// The offset after the batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset().saturating_add(1)
+    }
+}
+
+/// The batch the log cleaner leaves when it removes every record of a batch it must keep
+/// (Kafka's `DefaultRecordBatch.writeEmptyHeader`): the same base and last offset, producer
+/// id, epoch and base sequence, leader epoch, timestamp type, transactional and control
+/// flags, and max timestamp; no records, no compression, no base timestamp. It keeps a
+/// producer's last sequence and epoch, and the offsets the batch spanned, in the log.
+pub fn empty_batch(h: &BatchHeader) -> [u8; BATCH_HEADER_LEN] {
+    let keep = TIMESTAMP_TYPE_BIT | TRANSACTIONAL_BIT | CONTROL_BIT;
+    let batch_length = (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32;
+    let mut out = [0u8; BATCH_HEADER_LEN];
+    let fields: [(usize, &[u8]); 12] = [
+        (field::BASE_OFFSET, &h.base_offset.to_be_bytes()),
+        (field::BATCH_LENGTH, &batch_length.to_be_bytes()),
+        (
+            field::PARTITION_LEADER_EPOCH,
+            &h.partition_leader_epoch.to_be_bytes(),
+        ),
+        (field::MAGIC, &MAGIC_V2.to_be_bytes()),
+        (field::ATTRIBUTES, &(h.attributes & keep).to_be_bytes()),
+        (field::LAST_OFFSET_DELTA, &h.last_offset_delta.to_be_bytes()),
+        (field::BASE_TIMESTAMP, &NO_VALUE.to_be_bytes()),
+        (field::MAX_TIMESTAMP, &h.max_timestamp.to_be_bytes()),
+        (field::PRODUCER_ID, &h.producer_id.to_be_bytes()),
+        (field::PRODUCER_EPOCH, &h.producer_epoch.to_be_bytes()),
+        (field::BASE_SEQUENCE, &h.base_sequence.to_be_bytes()),
+        (field::RECORDS_COUNT, &0i32.to_be_bytes()),
+    ];
+    for (at, bytes) in fields {
+        if let Some(dst) = out.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+    let crc = out.get(field::ATTRIBUTES..).map_or(0, crc32c::crc32c);
+    if let Some(dst) = out.get_mut(field::CRC..field::CRC + 4) {
+        dst.copy_from_slice(&crc.to_be_bytes());
+    }
+    out
 }
 
 /// Validates one complete batch as received from a producer (the produce hot path: header
@@ -540,7 +593,7 @@ fn read_i64(buf: &[u8], at: usize) -> Option<i64> {
     read_array::<8>(buf, at).map(i64::from_be_bytes)
 }
 
-fn write_bytes<const N: usize>(
+pub(crate) fn write_bytes<const N: usize>(
     buf: &mut [u8],
     at: usize,
     bytes: [u8; N],
@@ -753,7 +806,7 @@ impl RecordBatchBuilder {
 }
 
 /// Length-prefixed bytes, -1 for null, as records and headers encode them.
-fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
         Some(b) => {
             put_varlong(out, b.len() as i64);
@@ -765,7 +818,7 @@ fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 
 /// Zigzag varint encoding (Kafka's varint and varlong share it; a value that fits an i32
 /// encodes the same either way).
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
+pub(crate) fn put_varlong(out: &mut Vec<u8>, value: i64) {
     let mut v = ((value << 1) ^ (value >> 63)) as u64;
     while v >= 0x80 {
         out.push((v as u8 & 0x7f) | 0x80);

@@ -7,6 +7,12 @@ use std::fmt;
 
 use uuid::Uuid;
 
+/// Sluice's own tagged field of a DescribeLogDirs response partition (versions 2 and up,
+/// which have tagged fields): the dirty ratio of a compacted partition's log, as an `f64`
+/// big-endian, the share of the log the cleaner would rewrite now. Kafka clients skip
+/// tags they do not know; a Kafka broker never sends it.
+pub const DIRTY_RATIO_TAG: i32 = 0x51C0;
+
 /// A partition of a topic named by the topic's name (Kafka's `TopicPartition`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {

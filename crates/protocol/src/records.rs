@@ -16,8 +16,9 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::batch::{
-    BATCH_HEADER_LEN, BatchError, BatchHeader, Compression, TimestampType, records_section,
-    with_records_section,
+    BATCH_HEADER_LEN, BatchError, BatchHeader, Compression, DELETE_HORIZON_BIT, LOG_OVERHEAD,
+    TimestampType, field, put_bytes, put_varlong, recompute_crc, records_section,
+    with_records_section, write_bytes,
 };
 use crate::compression::{CompressionError, compress, decompress};
 
@@ -96,6 +97,81 @@ pub fn recompress(
         codec => compress(codec, &plain)?,
     };
     Ok(with_records_section(batch, codec, &encoded)?)
+}
+
+/// The batch at the start of `original` holding only `retained`, some of its own records
+/// in their order, as Kafka's log cleaner rewrites a batch
+/// (`MemoryRecords.buildRetainedRecordsInto`): base offset, last offset delta (so the
+/// producer's last sequence survives), producer id, epoch and base sequence, leader epoch,
+/// flags and codec stay; the records are encoded again (keys, values, headers, offsets and
+/// timestamps kept) and compressed with the batch's own codec. The base timestamp is
+/// `delete_horizon_ms` when given (KIP-534, marked by attribute bit 6), else the first
+/// record's timestamp; the max timestamp is the largest retained one (for LogAppendTime
+/// batches the append time, as before).
+pub fn retained_batch(
+    original: &[u8],
+    retained: &[Record],
+    delete_horizon_ms: Option<i64>,
+) -> Result<Vec<u8>, RecordsError> {
+    let header = BatchHeader::parse(original)?;
+    let first_timestamp = retained
+        .first()
+        .map_or(header.max_timestamp, |r| r.timestamp);
+    let base_timestamp = delete_horizon_ms.unwrap_or(first_timestamp);
+    let max_timestamp = match header.timestamp_type() {
+        TimestampType::LogAppendTime => header.max_timestamp,
+        TimestampType::CreateTime => retained.iter().map(|r| r.timestamp).max().unwrap_or(-1),
+    };
+    let mut plain = Vec::new();
+    let mut body = Vec::new();
+    for record in retained {
+        body.clear();
+        body.push(0); // record attributes: unused
+        put_varlong(&mut body, record.timestamp.wrapping_sub(base_timestamp));
+        put_varlong(&mut body, record.offset.wrapping_sub(header.base_offset));
+        put_bytes(&mut body, record.key.as_deref());
+        put_bytes(&mut body, record.value.as_deref());
+        put_varlong(&mut body, record.headers.len() as i64);
+        for (name, value) in &record.headers {
+            put_bytes(&mut body, Some(name.as_bytes()));
+            put_bytes(&mut body, value.as_deref());
+        }
+        put_varlong(&mut plain, body.len() as i64);
+        plain.extend_from_slice(&body);
+    }
+    let codec = header.compression()?;
+    let section = match codec {
+        Compression::None => plain,
+        codec => compress(codec, &plain)?,
+    };
+    let head = original
+        .get(..BATCH_HEADER_LEN)
+        .ok_or(BatchError::Truncated {
+            needed: BATCH_HEADER_LEN,
+            available: original.len(),
+        })?;
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN.saturating_add(section.len()));
+    out.extend_from_slice(head);
+    out.extend_from_slice(&section);
+    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD)
+        .map_err(|_| BatchError::InvalidBatchLength(i32::MAX))?;
+    let count = i32::try_from(retained.len()).map_err(|_| BatchError::InvalidRecordsCount(-1))?;
+    let attributes = if delete_horizon_ms.is_some() {
+        header.attributes | DELETE_HORIZON_BIT
+    } else {
+        header.attributes & !DELETE_HORIZON_BIT
+    };
+    write_bytes(&mut out, field::BATCH_LENGTH, batch_length.to_be_bytes())?;
+    write_bytes(&mut out, field::ATTRIBUTES, attributes.to_be_bytes())?;
+    write_bytes(
+        &mut out,
+        field::BASE_TIMESTAMP,
+        base_timestamp.to_be_bytes(),
+    )?;
+    write_bytes(&mut out, field::MAX_TIMESTAMP, max_timestamp.to_be_bytes())?;
+    write_bytes(&mut out, field::RECORDS_COUNT, count.to_be_bytes())?;
+    recompute_crc(&mut out)?;
+    Ok(out)
 }
 
 /// Iterator over the records of one batch; see [`decode_records`]. Stops after the first
@@ -389,6 +465,91 @@ mod tests {
         b[field::ATTRIBUTES + 1] |= 2;
         recompute_crc(&mut b).unwrap();
         check_sample(&decode_all(&b).unwrap());
+    }
+
+    /// The cleaner's rewrite keeps what it must: offsets, last offset delta, producer
+    /// fields, leader epoch, codec, keys, values, headers and timestamps.
+    #[test]
+    fn retained_batch_keeps_offsets_producer_fields_and_records_in_every_codec() {
+        for codec in ALL_CODECS {
+            let original = sample_builder()
+                .producer(7, 3, 40)
+                .transactional(true)
+                .partition_leader_epoch(5)
+                .build_compressed(codec)
+                .unwrap();
+            let all = decode_all(&original).unwrap();
+            let kept = vec![all[1].clone()];
+            let rebuilt = retained_batch(&original, &kept, None).unwrap();
+            let before = BatchHeader::parse(&original).unwrap();
+            let after = crate::batch::check_integrity(&rebuilt).unwrap();
+            assert_eq!(after.compression().unwrap(), codec);
+            assert_eq!(
+                (
+                    after.base_offset,
+                    after.last_offset_delta,
+                    after.records_count
+                ),
+                (100, 2, 1)
+            );
+            assert_eq!(
+                (after.producer_id, after.producer_epoch, after.base_sequence),
+                (7, 3, 40)
+            );
+            assert!(after.is_transactional() && !after.is_control());
+            assert_eq!(after.partition_leader_epoch, before.partition_leader_epoch);
+            assert_eq!((after.base_timestamp, after.max_timestamp), (990, 990));
+            assert_eq!(after.delete_horizon_ms(), None);
+            assert_eq!(decode_all(&rebuilt).unwrap(), kept);
+        }
+    }
+
+    /// KIP-534: the delete horizon goes into the base timestamp with attribute bit 6, and
+    /// the records' own timestamps read back unchanged.
+    #[test]
+    fn retained_batch_with_a_delete_horizon_keeps_record_timestamps() {
+        let original = sample_builder().build();
+        let all = decode_all(&original).unwrap();
+        let rebuilt = retained_batch(&original, &all, Some(86_400_000)).unwrap();
+        let h = crate::batch::check_integrity(&rebuilt).unwrap();
+        assert_eq!(h.delete_horizon_ms(), Some(86_400_000));
+        assert_eq!(h.base_timestamp, 86_400_000);
+        assert_eq!(h.max_timestamp, 1_010);
+        check_sample(&decode_all(&rebuilt).unwrap());
+        // Rebuilt again without a horizon, the bit goes and the first record's time returns.
+        let again = retained_batch(&rebuilt, &all, None).unwrap();
+        let h = BatchHeader::parse(&again).unwrap();
+        assert_eq!((h.delete_horizon_ms(), h.base_timestamp), (None, 1_000));
+        check_sample(&decode_all(&again).unwrap());
+    }
+
+    #[test]
+    fn empty_batch_keeps_offsets_and_producer_fields_without_records() {
+        let mut original = sample_builder()
+            .producer(9, 2, 17)
+            .transactional(true)
+            .partition_leader_epoch(4)
+            .build_compressed(Compression::Lz4)
+            .unwrap();
+        set_log_append_time(&mut original, 7_000).unwrap();
+        let h = BatchHeader::parse(&original).unwrap();
+        let empty = crate::batch::empty_batch(&h);
+        let e = crate::batch::check_integrity(&empty).unwrap();
+        assert_eq!(e.total_len(), BATCH_HEADER_LEN);
+        assert_eq!(
+            (e.base_offset, e.last_offset(), e.records_count),
+            (100, 102, 0)
+        );
+        assert_eq!(
+            (e.producer_id, e.producer_epoch, e.base_sequence),
+            (9, 2, 17)
+        );
+        assert_eq!(e.partition_leader_epoch, 4);
+        assert_eq!(e.compression().unwrap(), Compression::None);
+        assert_eq!(e.timestamp_type(), TimestampType::LogAppendTime);
+        assert!(e.is_transactional() && !e.is_control());
+        assert_eq!((e.base_timestamp, e.max_timestamp), (-1, 7_000));
+        assert_eq!(decode_all(&empty).unwrap(), Vec::new());
     }
 
     #[test]

@@ -14,6 +14,9 @@ use crate::io::StorageEnv;
 pub(crate) const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
 pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark";
+/// Where the log cleaner stopped: the first dirty offset (Kafka keeps one
+/// `cleaner-offset-checkpoint` per log directory; here each partition has its own).
+pub(crate) const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 
 const VERSION: &str = "0";
 const MAX_LEN: u64 = 256;

@@ -37,15 +37,18 @@ pub enum StorageError {
         dir.display()
     )]
     Offline { dir: PathBuf },
+    /// The log cleaner was told to stop (shutdown, the partition closed) before it finished.
+    #[error("log cleaning was aborted")]
+    CleaningAborted,
 }
 
 /// Why batches cannot be appended where the log ends.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AppendOrderError {
-    /// A batch does not start right after the previous one (or at the log end).
+    /// A batch starts before the previous one ends (or before the log end).
     #[error("the batch at offset {found} does not continue the log at offset {expected}")]
     UnexpectedOffset {
-        /// The offset the next batch must start at.
+        /// The lowest offset the next batch may start at.
         expected: i64,
         /// Where it starts.
         found: i64,

@@ -45,7 +45,7 @@ impl SyncHealth {
         self.failed.load(Ordering::Acquire)
     }
 
-    fn fail(&self) {
+    pub(crate) fn fail(&self) {
         self.failed.store(true, Ordering::Release);
     }
 }

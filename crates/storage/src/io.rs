@@ -255,6 +255,12 @@ impl StorageEnv {
         File::open(dir).and_then(|d| d.sync_all()).map_err(on(dir))
     }
 
+    /// Renames a file (atomically replacing `to`); sync the directory to make it durable.
+    pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check(IoOp::Rename, to)?;
+        fs::rename(from, to).map_err(on(from))
+    }
+
     /// Removes a file; a file that is already gone is not an error.
     pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.check(IoOp::Remove, path)?;

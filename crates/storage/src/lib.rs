@@ -14,6 +14,11 @@
 //! recovery-point                  checkpoint: everything below it was synced
 //! leader-epoch-checkpoint         leader epoch → offset of its first batch
 //! high-watermark                  checkpoint of the high watermark the broker sets
+//! cleaner-offset-checkpoint       compacted logs: where the log cleaner stopped
+//! 00000000000000000000.log.cleaned  a cleaned segment being written (and its
+//!                                 .index.cleaned, .timeindex.cleaned)
+//! 00000000000000000000.log.swap   a cleaned segment replacing the segments it was made
+//!                                 from (and its .index.swap, .timeindex.swap)
 //! ```
 //!
 //! * `.log`, `.index`, `.timeindex`: described in the `segment` and `index` modules; indexes
@@ -25,9 +30,13 @@
 //!   and replays the batch headers after it; truncation restores from the latest one at
 //!   or below the new end. Not synced: a damaged one is skipped for an older one, or a
 //!   replay of every segment.
-//! * Checkpoints of one offset (`log-start-offset`, `recovery-point`, `high-watermark`):
-//!   `0\n<offset>\n`, replaced atomically; the first two are synced, the high watermark is
-//!   not (a lower or missing one after a crash is safe).
+//! * Checkpoints of one offset (`log-start-offset`, `recovery-point`, `high-watermark`,
+//!   `cleaner-offset-checkpoint`): `0\n<offset>\n`, replaced atomically; the first two are
+//!   synced, the others not (a lower or missing one after a crash is safe: the high
+//!   watermark is learnt again, the cleaner reads more).
+//! * `.cleaned` and `.swap` files: the log cleaner's ([`cleaner`], [`cleaner::swap`]
+//!   describes the swap). Opening a log removes `.cleaned` files and finishes every
+//!   `.swap`.
 //! * `leader-epoch-checkpoint`: Kafka's format, `0\n<count>\n` then `<epoch> <start
 //!   offset>\n` per entry. Synced before each recovery point, at truncation and on close;
 //!   recovery derives the entries of the tail it scans again from the batch headers, which
@@ -42,6 +51,7 @@
 //! test's may inject faults into its own logs only.
 
 mod checkpoint;
+pub mod cleaner;
 mod config;
 mod error;
 mod flush;
@@ -55,10 +65,11 @@ mod producer_snapshot;
 pub mod producer_state;
 mod segment;
 
-pub use config::LogConfig;
+pub use cleaner::{CleanStats, CleanedSegments, CleanerControl, CleaningTask, DirtyStats};
+pub use config::{CompactionConfig, LogConfig};
 pub use error::{AppendOrderError, StorageError};
 pub use flush::FlushHandle;
 pub use io::{FaultHook, IoOp, StorageEnv};
 pub use leader_epoch::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
-pub use log::{AppendInfo, PartitionLog};
+pub use log::{AppendInfo, CleanOutcome, PartitionLog};
 pub use open_files::OpenFiles;

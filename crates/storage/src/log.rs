@@ -6,8 +6,11 @@
 //! truncation) is in [`follower`], and how the derived state is restored (at open and
 //! after a truncation) in [`derived`].
 
+mod compaction;
 mod derived;
 mod follower;
+
+pub use compaction::CleanOutcome;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,7 +21,9 @@ use sluice_protocol::batch::{
     BATCH_HEADER_LEN, BatchError, BatchHeader, split_batches, stamped_header,
 };
 
-use crate::checkpoint::{self, HIGH_WATERMARK_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use crate::checkpoint::{
+    self, CLEANER_OFFSET_FILE, HIGH_WATERMARK_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+};
 use crate::config::LogConfig;
 use crate::error::{AppendOrderError, StorageError};
 use crate::flush::{FlushHandle, SyncHealth};
@@ -83,6 +88,10 @@ pub struct PartitionLog {
     truncations: u64,
     /// Set for good when a sync fails: the log is then offline (see [`crate::flush`]).
     health: Arc<SyncHealth>,
+    /// Where the log cleaner stopped: the first dirty offset (see [`crate::cleaner`]).
+    cleaner_checkpoint: Option<i64>,
+    /// When the cleaner last swapped cleaned segments in.
+    last_cleaned_ms: Option<i64>,
 }
 
 impl PartitionLog {
@@ -100,6 +109,7 @@ impl PartitionLog {
     ) -> Result<Self, StorageError> {
         let dir = dir.into();
         env.create_dir_all(&dir)?;
+        crate::cleaner::swap::recover(env, &dir)?;
         let found = discover(env, &dir)?;
         let log_start_checkpoint = read_checkpoint(env, &dir.join(LOG_START_OFFSET_FILE));
         let recovery_checkpoint = read_checkpoint(env, &dir.join(RECOVERY_POINT_FILE)).unwrap_or(0);
@@ -111,6 +121,7 @@ impl PartitionLog {
             &config,
             now_ms,
         )?;
+        let cleaner_checkpoint = read_checkpoint(env, &dir.join(CLEANER_OFFSET_FILE));
         let mut log = Self {
             health: SyncHealth::new(&dir),
             dir,
@@ -128,6 +139,8 @@ impl PartitionLog {
             epochs_dirty: false,
             snapshots: found.snapshots,
             truncations: 0,
+            cleaner_checkpoint,
+            last_cleaned_ms: None,
         };
         let Some(first_base) = log.segments.keys().next().copied() else {
             // Nothing to checkpoint yet: an absent checkpoint reads as the base the log
@@ -362,11 +375,11 @@ impl PartitionLog {
             }
             if h.is_control() {
                 let batch = Bytes::copy_from_slice(raw.get(range.clone()).unwrap_or_default());
-                let commit = marker_is_commit(&batch)?;
-                if let Some(txn) = self
-                    .producers
-                    .record_marker(h, commit)
-                    .filter(|t| t.aborted)
+                if let Some(commit) = marker_is_commit(&batch)?
+                    && let Some(txn) = self
+                        .producers
+                        .record_marker(h, commit)
+                        .filter(|t| t.aborted)
                 {
                     self.aborted_txns.push(txn);
                 }
@@ -394,7 +407,7 @@ impl PartitionLog {
             active.size().saturating_add(incoming) > self.config.effective_segment_bytes();
         let too_old = self
             .config
-            .segment_ms
+            .max_segment_ms()
             .is_some_and(|ms| now_ms.saturating_sub(active.rolling_base_ms()) > ms);
         let offsets_overflow =
             last_offset.saturating_sub(active.base_offset()) > i64::from(i32::MAX);
@@ -421,7 +434,10 @@ impl PartitionLog {
     /// always at least one whole batch (KIP-74), never including batches at or beyond
     /// `max_offset` (exclusive, the high watermark). Errors with OffsetOutOfRange when
     /// offset < log_start_offset or > log_end_offset. Reads from one segment per call, as
-    /// Kafka does; the client's next fetch continues in the next one.
+    /// Kafka does; the client's next fetch continues in the next one — unless all that
+    /// segment has is batches the log cleaner emptied: then the read goes on into the next
+    /// segments (within `max_bytes`) until it holds a record, since a fetch that brings
+    /// no record looks to librdkafka like a batch too large for its buffer.
     pub fn read(
         &self,
         offset: i64,
@@ -445,12 +461,24 @@ impl PartitionLog {
             .range(..=offset)
             .next_back()
             .map_or(i64::MIN, |(base, _)| *base);
+        let mut out: Vec<u8> = Vec::new();
+        let mut next = offset;
         for seg in self.segments.range(from..).map(|(_, s)| s) {
-            if let Some(data) = seg.read(offset, max_bytes, max_offset)? {
-                return Ok(Bytes::from(data));
+            let budget = max_bytes.saturating_sub(out.len());
+            let Some(data) = seg.read(next, budget, max_offset)? else {
+                continue;
+            };
+            if !out.is_empty() && data.len() > budget {
+                break;
+            }
+            let (last_offset, holds_records) = batches_summary(&data);
+            out.extend_from_slice(&data);
+            match last_offset {
+                Some(last) if !holds_records && out.len() < max_bytes => next = last + 1,
+                _ => break,
             }
         }
-        Ok(Bytes::new())
+        Ok(Bytes::from(out))
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -785,6 +813,15 @@ impl PartitionLog {
     }
 }
 
+/// The last offset of the batches in `data` and whether any of them holds a record.
+fn batches_summary(data: &[u8]) -> (Option<i64>, bool) {
+    split_batches(data)
+        .filter_map(Result::ok)
+        .fold((None, false), |(_, records), (h, _)| {
+            (Some(h.last_offset()), records || h.records_count > 0)
+        })
+}
+
 /// The segments found when opening a log.
 struct OpenedSegments {
     segments: BTreeMap<i64, Segment>,
@@ -889,15 +926,18 @@ fn discover(env: &StorageEnv, dir: &Path) -> Result<Found, StorageError> {
 }
 
 /// Reads the type of a transaction marker: its one record's key is
-/// `[version: i16][type: i16]` with type 0 = ABORT, 1 = COMMIT.
-fn marker_is_commit(batch: &Bytes) -> Result<bool, StorageError> {
+/// `[version: i16][type: i16]` with type 0 = ABORT, 1 = COMMIT. `None` for a control batch
+/// the log cleaner emptied: its transaction was cleaned away, so it closes nothing (as in
+/// Kafka's producer state).
+fn marker_is_commit(batch: &Bytes) -> Result<Option<bool>, StorageError> {
     let mut records = sluice_protocol::records::decode_records(batch, 1 << 16)?;
-    let record = records
-        .next()
-        .ok_or_else(|| StorageError::Corrupt("transaction marker without a record".into()))??;
-    record
+    let Some(record) = records.next() else {
+        return Ok(None);
+    };
+    record?
         .key
         .as_deref()
         .and_then(sluice_protocol::batch::marker_key_is_commit)
+        .map(Some)
         .ok_or_else(|| StorageError::Corrupt("transaction marker with a malformed key".into()))
 }

@@ -78,6 +78,14 @@ impl ProducerSnapshot {
         Ok(())
     }
 
+    /// Writes this snapshot back atomically and durably (the log cleaner's edits must not
+    /// be undone by a crash, see [`crate::cleaner::swap`]).
+    pub(crate) fn write_durably(&self, env: &StorageEnv, dir: &Path) -> Result<(), StorageError> {
+        let bytes = encode(self.offset, &self.producers, &self.aborted);
+        env.write_file_atomic(&path(dir, self.offset), &bytes, true)?;
+        Ok(())
+    }
+
     /// Reads the snapshot at `offset`; `Ok(None)` when it is missing, torn or malformed
     /// (with a warning), so the caller falls back to an older one.
     pub(crate) fn read(

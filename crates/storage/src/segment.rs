@@ -34,7 +34,11 @@ pub(crate) struct StampedBatch<'a> {
 }
 
 /// How much of a segment is read at once while scanning it.
-const SCAN_CHUNK: usize = 1 << 20;
+pub(crate) const SCAN_CHUNK: usize = 1 << 20;
+/// The suffix of a segment the log cleaner is still writing.
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
+/// The suffix of a cleaned segment that is replacing the segments it was made from.
+pub(crate) const SWAP_SUFFIX: &str = ".swap";
 use sluice_protocol::records::MAX_DECOMPRESSED_BYTES;
 
 pub(crate) fn log_file_name(base_offset: i64) -> String {
@@ -47,6 +51,37 @@ fn index_path(dir: &Path, base_offset: i64) -> PathBuf {
 
 fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}.timeindex"))
+}
+
+/// The three files of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegmentFileKind {
+    Log,
+    Index,
+    TimeIndex,
+}
+
+impl SegmentFileKind {
+    pub(crate) const ALL: [SegmentFileKind; 3] = [Self::Log, Self::Index, Self::TimeIndex];
+
+    fn extension(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Index => "index",
+            Self::TimeIndex => "timeindex",
+        }
+    }
+}
+
+/// A segment file under its name plus `suffix` (`""`, or the log cleaner's `.cleaned` and
+/// `.swap`, see [`crate::cleaner`]).
+pub(crate) fn segment_file_path(
+    dir: &Path,
+    base_offset: i64,
+    kind: SegmentFileKind,
+    suffix: &str,
+) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{}{suffix}", kind.extension()))
 }
 
 /// The base offset named by a segment file (`00000000000000000042.log` and its indexes).
@@ -72,6 +107,12 @@ pub(crate) struct SegmentFile {
 }
 
 impl SegmentFile {
+    /// Reads `len` bytes at `position` (the log cleaner reads sealed segments through
+    /// this, without the log).
+    pub(crate) fn read_vec_at(&self, position: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.data.read_vec_at(position, len)
+    }
+
     /// fdatasync of the data, plus the directory once for a newly created file. A file
     /// deleted meanwhile needs no sync, and its failure to reopen is no failure.
     pub(crate) fn sync(&self) -> std::io::Result<()> {
@@ -129,6 +170,9 @@ pub(crate) struct Segment {
     bytes_since_index: u64,
     /// Largest batch max timestamp, -1 when none.
     max_timestamp: i64,
+    /// Max timestamp of the first batch, -1 when none: how old the segment's oldest data
+    /// is, for `max.compaction.lag.ms` (Kafka's `getFirstBatchTimestamp`).
+    first_batch_timestamp: i64,
     /// Last offset of the first batch that reached `max_timestamp`, -1 when none.
     offset_of_max_timestamp: i64,
     /// What `segment.ms` is measured from.
@@ -155,6 +199,21 @@ impl Segment {
         Ok(Self::new(dir, base_offset, data, 0, false, now_ms))
     }
 
+    /// Creates the log cleaner's new segment at `base_offset` under the temporary names
+    /// `<base>.log.cleaned` and (once [`Segment::seal_cleaned`] writes them) `.index.cleaned`
+    /// and `.timeindex.cleaned`, replacing leftovers of an abandoned run.
+    pub(crate) fn create_cleaned(
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+        env: &Arc<StorageEnv>,
+    ) -> Result<Self, StorageError> {
+        let path = segment_file_path(dir, base_offset, SegmentFileKind::Log, CLEANED_SUFFIX);
+        let data = DataFile::open(&path, true, env)?;
+        data.set_len(0)?;
+        Ok(Self::new(dir, base_offset, data, 0, false, now_ms))
+    }
+
     fn new(
         dir: &Path,
         base_offset: i64,
@@ -177,6 +236,7 @@ impl Segment {
             time_index: TimeIndex::default(),
             bytes_since_index: 0,
             max_timestamp: -1,
+            first_batch_timestamp: -1,
             offset_of_max_timestamp: -1,
             rolling_base_ms: now_ms,
             last_modified_ms: now_ms,
@@ -210,6 +270,7 @@ impl Segment {
         };
         if seg.size > 0 {
             let first = seg.read_header(0)?;
+            seg.first_batch_timestamp = first.max_timestamp;
             if (0..=now_ms).contains(&first.max_timestamp) {
                 seg.rolling_base_ms = first.max_timestamp;
             }
@@ -252,6 +313,24 @@ impl Segment {
         self.rolling_base_ms
     }
 
+    /// Max timestamp of the first batch, -1 when the segment is empty.
+    pub(crate) fn first_batch_timestamp(&self) -> i64 {
+        self.first_batch_timestamp
+    }
+
+    /// Bytes of the offset index and of the time index, as their files hold them.
+    pub(crate) fn index_bytes(&self) -> (u64, u64) {
+        (
+            (self.offset_index.len() * OFFSET_ENTRY_LEN) as u64,
+            (self.time_index.len() * TIME_ENTRY_LEN) as u64,
+        )
+    }
+
+    /// When the segment was last written (at open: the time it was opened).
+    pub(crate) fn last_modified_ms(&self) -> i64 {
+        self.last_modified_ms
+    }
+
     /// The timestamp retention measures this segment's age by: its largest record
     /// timestamp, or when its records have none the time it was last written.
     pub(crate) fn largest_timestamp(&self) -> i64 {
@@ -292,6 +371,9 @@ impl Segment {
 
     /// Accounts for one batch that now sits at `position`: stats, indexes, size.
     fn index_batch(&mut self, position: u64, h: &BatchHeader, config: &LogConfig) {
+        if position == 0 {
+            self.first_batch_timestamp = h.max_timestamp;
+        }
         if h.max_timestamp > self.max_timestamp {
             self.max_timestamp = h.max_timestamp;
             self.offset_of_max_timestamp = h.last_offset();
@@ -572,6 +654,7 @@ impl Segment {
         self.next_offset = self.base_offset;
         self.bytes_since_index = 0;
         self.max_timestamp = -1;
+        self.first_batch_timestamp = -1;
         self.offset_of_max_timestamp = -1;
         self.scan(0, verify, config)
     }
@@ -725,19 +808,35 @@ impl Segment {
         if !self.indexes_dirty {
             return Ok(());
         }
+        self.write_indexes_with_suffix("")?;
+        self.indexes_dirty = false;
+        Ok(())
+    }
+
+    /// Finishes a segment made by [`Segment::create_cleaned`]: records the final max
+    /// timestamp, writes both indexes under their `.cleaned` names and syncs the data, so
+    /// the segment can be swapped in (see [`crate::cleaner`]).
+    pub(crate) fn seal_cleaned(&mut self) -> Result<(), StorageError> {
+        self.push_time_entry();
+        self.write_indexes_with_suffix(CLEANED_SUFFIX)?;
+        self.file.data.sync_data()?;
+        Ok(())
+    }
+
+    fn write_indexes_with_suffix(&self, suffix: &str) -> Result<(), StorageError> {
         let dir = &self.file.dir;
         let env = self.file.data.env();
+        let base = self.base_offset;
         env.write_file_atomic(
-            &index_path(dir, self.base_offset),
+            &segment_file_path(dir, base, SegmentFileKind::Index, suffix),
             &self.offset_index.encode(),
             false,
         )?;
         env.write_file_atomic(
-            &time_index_path(dir, self.base_offset),
+            &segment_file_path(dir, base, SegmentFileKind::TimeIndex, suffix),
             &self.time_index.encode(),
             false,
         )?;
-        self.indexes_dirty = false;
         Ok(())
     }
 

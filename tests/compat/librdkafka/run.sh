@@ -188,6 +188,8 @@ unset CI
 #   0107 noautocreate  # broker with --auto-create-topics false, test-runner -s noautocreate
 #   0082 full          # without -Q: every sub-test, not just the quick ones
 #   0091 timeout=300   # per-test timeout in seconds
+#   0077 kafkatopics   # KAFKA_PATH points at kafka-path/, whose bin/kafka-topics.sh uses Sluice's CLI
+#   0077 cleaner=1000  # broker with --log-cleaner-backoff-ms 1000
 declare -A FLAGS=()
 TESTS_LIST=()
 while read -r num rest; do
@@ -367,15 +369,16 @@ run_one() {
   local tlog="$LOGDIR/$key.log" blog="$LOGDIR/$key.broker.log" data="$LOGDIR/$key.data"
   local res="$LOGDIR/$key.result" tmo="$TIMEOUT" f rc start secs alive=1 table
   local n_pass n_fail n_skip detail why runner
-  local -a args=(-Q -E) broker_args=()
-  local single_broker="env SLUICE_SINGLE_BROKER=1"
-  [ "$NODES" -gt 1 ] && single_broker="env"
+  local -a args=(-Q -E) broker_args=() test_env=()
+  [ "$NODES" -gt 1 ] || test_env+=(SLUICE_SINGLE_BROKER=1)
   [ -n "${LRK_FULL:-}" ] && args=(-E)
   for f in ${FLAGS[$t]:-}; do
     case "$f" in
       sockem) args=("${args[@]/-E/}") ;;
       full) args=("${args[@]/-Q/}") ;;
       noautocreate) args+=(-s noautocreate) broker_args+=(--auto-create-topics false) ;;
+      kafkatopics) test_env+=(KAFKA_PATH="$HERE/kafka-path") ;;
+      cleaner=*) broker_args+=(--log-cleaner-backoff-ms "${f#cleaner=}") ;;
       timeout=*) tmo="${f#timeout=}" ;;
       *) echo "allowlist.txt: unknown flag '$f' for $t" >>"$tlog" ;;
     esac
@@ -392,7 +395,9 @@ bootstrap.servers=$BOOTSTRAP
 test.timeout.multiplier=2
 CONF
   start=$SECONDS
-  (cd "$TESTDIR" && $single_broker RDKAFKA_TEST_CONF="$LOGDIR/$key.conf" TESTS="$t" timeout -k 10 "$tmo" ./test-runner "${args[@]}") >"$tlog" 2>&1 &
+  # kafka-topics.sh (the shim in kafka-path/) finds the broker in BROKERS and the CLI in SLUICE_BIN.
+  (cd "$TESTDIR" && env "${test_env[@]}" BROKERS="$BOOTSTRAP" SLUICE_BIN="$SLUICE_BIN" \
+    RDKAFKA_TEST_CONF="$LOGDIR/$key.conf" TESTS="$t" timeout -k 10 "$tmo" ./test-runner "${args[@]}") >"$tlog" 2>&1 &
   runner=$!
   echo "$runner" >"$data.runner.pid"
   wait "$runner"

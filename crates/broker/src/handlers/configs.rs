@@ -247,6 +247,9 @@ fn broker_configs(
     out
 }
 
+/// `Double.MAX_VALUE` as Java prints it: Kafka's "no limit" for a DOUBLE setting.
+const JAVA_DOUBLE_MAX: &str = "1.7976931348623157E308";
+
 /// A setting's value and default as DescribeConfigs shows them under its Kafka name.
 fn kafka_value(broker: &Broker, setting: &Setting) -> (String, String) {
     let configured = |config: &BrokerConfig| setting.value(config).unwrap_or_default();
@@ -255,6 +258,14 @@ fn kafka_value(broker: &Broker, setting: &Setting) -> (String, String) {
         KafkaValue::Configured => (configured(running), configured(defaults)),
         KafkaValue::UnsetIsIntMax => {
             let or_max = |c| setting.value(c).unwrap_or_else(|| i32::MAX.to_string());
+            (or_max(running), or_max(defaults))
+        }
+        KafkaValue::UnsetIsDoubleMax => {
+            let or_max = |c| {
+                setting
+                    .value(c)
+                    .unwrap_or_else(|| JAVA_DOUBLE_MAX.to_string())
+            };
             (or_max(running), or_max(defaults))
         }
         KafkaValue::PlaintextListener => {

@@ -1,11 +1,14 @@
 //! DescribeLogDirs: the broker's one data directory, the size of each partition
 //! in it and, from v4, the file system's total and usable bytes — what admin
-//! tools and web consoles show as disk usage per topic.
+//! tools and web consoles show as disk usage per topic. A compacted partition also
+//! carries its dirty ratio in Sluice's own tagged field
+//! ([`sluice_protocol::model::DIRTY_RATIO_TAG`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
@@ -14,6 +17,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
+use sluice_protocol::model::DIRTY_RATIO_TAG;
 
 use crate::broker::Broker;
 use crate::request::{Reply, RequestContext};
@@ -40,7 +44,7 @@ fn describe(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsResp
             .map(|t| (t.topic.0.as_str(), t.partitions.as_slice()))
             .collect()
     });
-    let mut sizes: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+    let mut sizes: BTreeMap<String, Vec<(i32, i64, Option<f64>)>> = BTreeMap::new();
     for partition in broker.replicas.logs().all() {
         let included = wanted.as_ref().is_none_or(|w| {
             w.get(partition.topic.as_str())
@@ -48,28 +52,37 @@ fn describe(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsResp
         });
         if included {
             let size = i64::try_from(partition.size_bytes()).unwrap_or(i64::MAX);
-            sizes
-                .entry(partition.topic.clone())
-                .or_default()
-                .push((partition.index, size));
+            let dirty_ratio = partition.dirty_stats().map(|s| s.dirty_ratio);
+            sizes.entry(partition.topic.clone()).or_default().push((
+                partition.index,
+                size,
+                dirty_ratio,
+            ));
         }
     }
     let topics = sizes
         .into_iter()
         .map(|(name, mut partitions)| {
-            partitions.sort_unstable();
+            partitions.sort_unstable_by_key(|(index, _, _)| *index);
             DescribeLogDirsTopic::default()
                 .with_name(TopicName(StrBytes::from_string(name)))
                 .with_partitions(
                     partitions
                         .into_iter()
-                        .map(|(index, size)| {
+                        .map(|(index, size, dirty_ratio)| {
                             // The leader is the only replica: nothing to catch up.
-                            DescribeLogDirsPartition::default()
+                            let mut partition = DescribeLogDirsPartition::default()
                                 .with_partition_index(index)
                                 .with_partition_size(size)
                                 .with_offset_lag(0)
-                                .with_is_future_key(false)
+                                .with_is_future_key(false);
+                            if let Some(ratio) = dirty_ratio {
+                                partition.unknown_tagged_fields.insert(
+                                    DIRTY_RATIO_TAG,
+                                    Bytes::copy_from_slice(&ratio.to_be_bytes()),
+                                );
+                            }
+                            partition
                         })
                         .collect(),
                 )

@@ -31,7 +31,8 @@ enum TopicCommand {
     },
     /// List topics with their partition counts.
     List,
-    /// Partitions (leader, replicas, ISR, log start and end offsets) and configs of a topic.
+    /// Partitions (leader, replicas, ISR, log start and end offsets, size on disk, dirty
+    /// ratio of a compacted topic) and configs of a topic.
     Describe { name: String },
     /// Delete a topic and its data.
     Delete { name: String },
@@ -138,6 +139,18 @@ pub async fn run(args: TopicArgs) -> Result<(), String> {
                 .describe_topic_configs(&name)
                 .await
                 .map_err(one_line)?;
+            let leaders: Vec<(i32, i32)> = topic
+                .partitions
+                .iter()
+                .filter(|p| p.leader >= 0)
+                .map(|p| (p.partition, p.leader))
+                .collect();
+            // Older brokers may not answer DescribeLogDirs: the columns then show "-".
+            let log_dirs = client
+                .describe_log_dirs(&name, &leaders)
+                .await
+                .unwrap_or_default();
+            let log_dir = |p: i32| log_dirs.iter().find(|d| d.partition == p);
             let offset = |v: &[(i32, i64, i64)], p: i32| {
                 v.iter().find(|(q, _, _)| *q == p).map(|(_, o, _)| *o)
             };
@@ -155,6 +168,8 @@ pub async fn run(args: TopicArgs) -> Result<(), String> {
                             "offline_replicas": p.offline_replicas,
                             "log_start_offset": offset(&start, p.partition),
                             "high_watermark": offset(&end, p.partition),
+                            "size_bytes": log_dir(p.partition).map(|d| d.size),
+                            "dirty_ratio": log_dir(p.partition).and_then(|d| d.dirty_ratio),
                             "error": p.error.map(|e| e.name()),
                         })
                     })
@@ -201,6 +216,10 @@ pub async fn run(args: TopicArgs) -> Result<(), String> {
                             join(&p.isr),
                             opt(offset(&start, p.partition)),
                             opt(offset(&end, p.partition)),
+                            opt(log_dir(p.partition).map(|d| d.size)),
+                            log_dir(p.partition)
+                                .and_then(|d| d.dirty_ratio)
+                                .map_or("-".to_string(), |r| format!("{r:.2}")),
                         ]
                     })
                     .collect();
@@ -213,6 +232,8 @@ pub async fn run(args: TopicArgs) -> Result<(), String> {
                         "ISR",
                         "LOG-START-OFFSET",
                         "HIGH-WATERMARK",
+                        "SIZE",
+                        "DIRTY-RATIO",
                     ],
                     &rows,
                 )?;

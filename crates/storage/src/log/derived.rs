@@ -110,8 +110,9 @@ impl PartitionLog {
                     return Ok(());
                 }
                 if h.is_control() {
-                    let commit = marker_is_commit(&seg.read_batch(position, h)?)?;
-                    if let Some(txn) = producers.record_marker(h, commit).filter(|t| t.aborted) {
+                    if let Some(commit) = marker_is_commit(&seg.read_batch(position, h)?)?
+                        && let Some(txn) = producers.record_marker(h, commit).filter(|t| t.aborted)
+                    {
                         aborted_txns.push(txn);
                     }
                 } else {

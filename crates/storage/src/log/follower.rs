@@ -21,9 +21,11 @@ use crate::segment::{Segment, StampedBatch};
 impl PartitionLog {
     /// Appends batches fetched from the leader as they are: their offsets, leader epochs
     /// and timestamps are kept, nothing is stamped. Every batch must be intact (lengths,
-    /// CRC) and continue the log exactly — the first at the log end offset, each next one
-    /// right after the previous, leader epochs never going back — or nothing is written
-    /// (`AppendOrder` errors say which rule broke). Producer sequences are not checked
+    /// CRC) and continue the log — the first at or after the log end offset, each next one
+    /// after the previous, leader epochs never going back — or nothing is written
+    /// (`AppendOrder` errors say which rule broke). A batch may start past where the log
+    /// or the previous batch ends: a compacted leader's log has such gaps, and a follower
+    /// keeps them, as in Kafka. Producer sequences are not checked
     /// (the leader did), but the producer state, aborted transactions and leader epochs
     /// are kept up to date as on the leader. Page cache only, no fsync.
     pub fn append_as_follower(
@@ -59,7 +61,7 @@ impl PartitionLog {
                 }
                 .into());
             }
-            if h.base_offset != next {
+            if h.base_offset < next {
                 return Err(AppendOrderError::UnexpectedOffset {
                     expected: next,
                     found: h.base_offset,
@@ -96,7 +98,7 @@ impl PartitionLog {
         self.maybe_roll(batches.len() as u64, next - 1, now_ms)?;
         self.write_to_active(&stored, batches, &parsed, now_ms)?;
         Ok(AppendInfo {
-            base_offset: log_end,
+            base_offset: parsed.first().map_or(log_end, |(h, _)| h.base_offset),
             last_offset: next - 1,
             max_timestamp,
             offset_of_max_timestamp,
@@ -167,6 +169,11 @@ impl PartitionLog {
         self.epochs_dirty |= self.epochs.truncate_from_end(new_end);
         self.restore_producer_state()?;
         self.persist_recovery_point()?;
+        if self.cleaner_checkpoint.is_some_and(|c| c > new_end) {
+            // Kafka's `maybeTruncateCheckpoint`: what follows the cut is dirty again.
+            self.cleaner_checkpoint = Some(new_end);
+            self.persist_cleaner_checkpoint();
+        }
         self.check_invariants();
         Ok(true)
     }
@@ -207,6 +214,10 @@ impl PartitionLog {
         self.aborted_txns.clear();
         self.epochs.clear();
         self.epochs_dirty = true;
+        if self.cleaner_checkpoint.is_some() {
+            self.cleaner_checkpoint = Some(offset);
+            self.persist_cleaner_checkpoint();
+        }
         self.persist_log_start()?;
         self.persist_recovery_point()?;
         self.check_invariants();

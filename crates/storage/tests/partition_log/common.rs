@@ -20,6 +20,7 @@ pub fn small_config() -> LogConfig {
         index_interval_bytes: 256,
         max_index_bytes: 1 << 20,
         producer_id_expiration_ms: 24 * 60 * 60 * 1000,
+        compaction: None,
     }
 }
 

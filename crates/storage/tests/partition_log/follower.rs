@@ -78,25 +78,25 @@ fn a_follower_append_that_does_not_continue_the_log_is_refused_whole() {
         assert_eq!(log.log_end_offset(), 3, "nothing written after {err}");
         err
     };
-    let err = refused(&mut log, stamped(&batch(1, 0, 10), 4, 4));
+    let err = refused(&mut log, stamped(&batch(1, 0, 10), 2, 4));
     assert!(matches!(
         err,
         StorageError::AppendOrder(AppendOrderError::UnexpectedOffset {
             expected: 3,
-            found: 4
+            found: 2
         })
     ));
-    // A gap between two batches of one append.
-    let gap = [
-        stamped(&batch(1, 0, 10), 3, 4),
-        stamped(&batch(1, 0, 10), 5, 4),
+    // Two batches of one append that overlap.
+    let overlap = [
+        stamped(&batch(2, 0, 10), 3, 4),
+        stamped(&batch(1, 0, 10), 4, 4),
     ]
     .concat();
     assert!(matches!(
-        refused(&mut log, gap),
+        refused(&mut log, overlap),
         StorageError::AppendOrder(AppendOrderError::UnexpectedOffset {
-            expected: 4,
-            found: 5
+            expected: 5,
+            found: 4
         })
     ));
     let older = [
@@ -146,6 +146,36 @@ fn a_follower_append_that_does_not_continue_the_log_is_refused_whole() {
             .unwrap()
             .base_offset,
         3
+    );
+}
+
+/// A compacted leader's log has gaps where the cleaner removed records: a follower takes
+/// batches that start past its log end or past the previous batch, as Kafka's does.
+#[test]
+fn a_follower_keeps_the_offset_gaps_of_the_leaders_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_log(dir.path(), &config(), false);
+    let appended = log
+        .append_as_follower(&stamped(&batch(2, 0, 10), 5, 1), 0)
+        .unwrap();
+    assert_eq!((appended.base_offset, appended.last_offset), (5, 6));
+    let gaps = [
+        stamped(&batch(1, 0, 10), 9, 1),
+        stamped(&batch(3, 0, 10), 20, 2),
+    ]
+    .concat();
+    let appended = log.append_as_follower(&gaps, 0).unwrap();
+    assert_eq!((appended.base_offset, appended.last_offset), (9, 22));
+    assert_eq!(log.log_end_offset(), 23);
+    assert_eq!(
+        batch_offsets(&bytes::Bytes::from(all_bytes(&log))),
+        vec![(5, 6), (9, 9), (20, 22)]
+    );
+    assert_eq!(epochs(&log), vec![(1, 5), (2, 20)]);
+    // A read from inside a gap gets the next batch.
+    assert_eq!(
+        batch_offsets(&log.read(12, 1, i64::MAX).unwrap()),
+        vec![(20, 22)]
     );
 }
 

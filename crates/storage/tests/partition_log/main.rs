@@ -12,6 +12,7 @@
 
 mod append_read;
 mod common;
+mod compaction;
 mod epochs;
 mod faults;
 mod follower;
