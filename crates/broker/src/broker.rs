@@ -1,7 +1,6 @@
 //! The broker's shared state: configuration, metadata, partitions and
 //! coordinators, wired together once at start-up.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica_fetcher::ReplicaFetchers;
 use crate::replica_manager::ReplicaManager;
+use crate::security::{BoundListeners, Security};
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::topic_config::TopicSettings;
 use crate::txn_wiring::{BrokerProducerIds, PartitionMarkerWriter};
@@ -34,9 +34,9 @@ use crate::txn_wiring::{BrokerProducerIds, PartitionMarkerWriter};
 pub struct Broker {
     /// The configuration the broker started with.
     pub config: BrokerConfig,
-    /// Host and port advertised to clients.
+    /// Host advertised to clients of the first listener.
     pub advertised_host: String,
-    /// Port advertised to clients.
+    /// Port advertised to clients of the first listener.
     pub advertised_port: i32,
     /// This cluster's id (generated on first start, kept in `meta/`).
     pub cluster_id: String,
@@ -66,6 +66,10 @@ pub struct Broker {
     pub fd_budget: FdBudget,
     /// Connections open now against `max-connections` and `max-connections-per-ip`.
     pub(crate) connection_limits: Arc<ConnectionLimits>,
+    /// Where clients reach each listener of this broker, as registered in the metadata.
+    pub endpoints: Vec<EndpointRecord>,
+    /// TLS, SASL and the credentials they check.
+    pub security: Arc<Security>,
 }
 
 impl Broker {
@@ -99,7 +103,7 @@ impl Broker {
 /// local metadata log), telling the time by `clock`.
 pub(crate) async fn open_broker(
     config: BrokerConfig,
-    bound: SocketAddr,
+    bound: impl Into<BoundListeners>,
     recover: bool,
     fd_budget: FdBudget,
     clock: Arc<dyn Clock>,
@@ -115,7 +119,7 @@ pub(crate) async fn open_broker(
 pub(crate) async fn open_broker_with_metadata(
     config: BrokerConfig,
     metadata: Arc<MetadataStore>,
-    bound: SocketAddr,
+    bound: impl Into<BoundListeners>,
     recover: bool,
     fd_budget: FdBudget,
     clock: Arc<dyn Clock>,
@@ -124,7 +128,11 @@ pub(crate) async fn open_broker_with_metadata(
     let meta_dir = config.data_dir.join("meta");
     let cluster_id = load_or_create_cluster_id(&meta_dir)?;
     let directory_id = load_or_create_directory_id(&meta_dir)?;
-    let (advertised_host, advertised_port) = config.advertised(bound);
+    let endpoints = config.advertised_endpoints(&bound.into().resolve(&config));
+    let (advertised_host, advertised_port) = endpoints
+        .first()
+        .map_or((String::new(), 0), |e| (e.host.clone(), e.port));
+    let security = Arc::new(Security::from_config(&config, metadata.clone())?);
     let metrics = Arc::new(Metrics::default());
     let logs = LogManager::new(
         config.data_dir.clone(),
@@ -193,6 +201,8 @@ pub(crate) async fn open_broker_with_metadata(
         metrics,
         fd_budget,
         connection_limits,
+        endpoints,
+        security,
         config,
     });
     // AddPartitionsToTxn refuses partitions that do not exist, as Kafka does.
@@ -224,6 +234,7 @@ pub(crate) async fn open_broker_with_metadata(
             &broker,
         ))));
     register(&broker, directory_id).await?;
+    crate::security::ensure_bootstrap_user(&broker.config, &broker.metadata).await?;
     broker.producer_ids.reserve_ahead().await?;
     crate::coordinator_load::load_all(&broker)?;
     Ok((broker, opened))
@@ -235,12 +246,7 @@ async fn register(broker: &Arc<Broker>, incarnation_id: uuid::Uuid) -> Result<()
     let record = MetadataRecord::BrokerRegistered {
         id: broker.node_id(),
         incarnation_id,
-        endpoints: vec![EndpointRecord {
-            listener: PLAINTEXT.to_string(),
-            host: broker.advertised_host.clone(),
-            port: broker.advertised_port,
-            security_protocol: PLAINTEXT.to_string(),
-        }],
+        endpoints: broker.endpoints.clone(),
         rack: None,
     };
     broker
@@ -253,9 +259,6 @@ async fn register(broker: &Arc<Broker>, incarnation_id: uuid::Uuid) -> Result<()
         })
         .await
 }
-
-/// The listener name (and security protocol) of the one listener a broker has today.
-pub const PLAINTEXT: &str = "PLAINTEXT";
 
 /// The id of this data directory, created once (Kafka's `directory.id` in
 /// `meta.properties`): a node id reused by another disk registers another incarnation.

@@ -40,6 +40,7 @@ use crate::handlers::fetch::response_limit;
 use crate::metrics::Metrics;
 use crate::request::{ConnectionIdentity, Reply, RequestContext, RequestHeader};
 use crate::router;
+use crate::sasl;
 use crate::session::Session;
 
 /// Requests whose responses may be outstanding on one connection. acks=all
@@ -59,6 +60,8 @@ const READ_BUFFER: usize = 64 * 1024;
 enum Pending {
     Ready(ResponseKind),
     Task(tokio::task::JoinHandle<ResponseKind>),
+    /// A raw SASL token (after SaslHandshake v0): framed without a response header.
+    Raw(Bytes),
 }
 
 struct Outgoing {
@@ -130,7 +133,8 @@ pub async fn serve_connection<S: ConnectionStream>(
 ) {
     let _open = broker.metrics.connection_opened();
     let peer = identity.peer;
-    let session = Session::new(identity);
+    let tls_listener = identity.security_protocol.uses_tls();
+    let mut session = Session::new(identity, broker.security.auth_timeout);
     let (mut reader, writer) = stream.into_halves();
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
     let unanswered = Arc::new(AtomicUsize::new(0));
@@ -143,11 +147,15 @@ pub async fn serve_connection<S: ConnectionStream>(
     ));
     let max_idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let mut idle_deadline = tokio::time::Instant::now() + max_idle;
-    let decoder = FrameDecoder::new(broker.config.max_request_bytes);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let fetches = Arc::new(Semaphore::new(MAX_FETCHES_IN_FLIGHT));
     'conn: loop {
         loop {
+            // Before authentication, frames are bounded by sasl.server.max.receive.size.
+            let decoder = FrameDecoder::new(session.max_frame(
+                broker.config.max_request_bytes,
+                broker.security.pre_auth_max_frame,
+            ));
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
                     let out = Out {
@@ -155,11 +163,24 @@ pub async fn serve_connection<S: ConnectionStream>(
                         fetches: &fetches,
                         unanswered: &unanswered,
                     };
-                    if let Next::Close = handle_frame(frame, &session, &broker, out).await {
+                    let next = if session.expects_raw_token() {
+                        handle_raw_token(frame, &mut session, &broker, out).await
+                    } else {
+                        handle_frame(frame, &mut session, &broker, out).await
+                    };
+                    if let Next::Close = next {
                         break 'conn;
                     }
                 }
                 Ok(None) => break,
+                Err(e) if !tls_listener && buf.starts_with(&[0x16, 0x03]) => {
+                    tracing::warn!(
+                        %peer,
+                        listener = %session.identity().listener,
+                        "TLS client on plaintext listener: closing (error: {e})"
+                    );
+                    break 'conn;
+                }
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "closing connection");
                     break 'conn;
@@ -169,8 +190,13 @@ pub async fn serve_connection<S: ConnectionStream>(
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_BUFFER);
         }
+        let auth_deadline = session.auth_deadline();
         tokio::select! {
             _ = crate::server::stopped(&mut stop) => break,
+            _ = tokio::time::sleep_until(auth_deadline.unwrap_or(idle_deadline)), if auth_deadline.is_some() => {
+                tracing::warn!(%peer, "client did not authenticate within {:?}; closing", broker.security.auth_timeout);
+                break;
+            }
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) => break,
                 Ok(_) => idle_deadline = tokio::time::Instant::now() + max_idle,
@@ -203,7 +229,12 @@ struct Out<'a> {
     unanswered: &'a AtomicUsize,
 }
 
-async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out: Out<'_>) -> Next {
+async fn handle_frame(
+    frame: Bytes,
+    session: &mut Session,
+    broker: &Arc<Broker>,
+    out: Out<'_>,
+) -> Next {
     let received = Instant::now();
     let peer = session.identity().peer;
     let metrics = &broker.metrics;
@@ -241,8 +272,8 @@ async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out
         metrics.request_errors(api_key as i16, api_version, 1);
         request.finished(metrics, api_version, Some(what));
     };
-    if let Err(refusal) = session.admit(api_key) {
-        tracing::warn!(%peer, "{refusal}; closing connection");
+    if let Err(refusal) = session.admit(api_key, Instant::now()) {
+        tracing::warn!(%peer, listener = %session.identity().listener, "{refusal}; closing connection");
         closed("refused before authentication; connection closed");
         return Next::Close;
     }
@@ -268,6 +299,10 @@ async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out
             closed("undecodable request; connection closed");
             return Next::Close;
         }
+    };
+    let decoded_request = match sasl_request(decoded_request, session, broker, api_version).await {
+        Ok(outcome) => return finish_sasl(outcome, out, request, api_version, metrics).await,
+        Err(other) => other,
     };
     let legacy_reply =
         is_legacy.then(|| LegacyReply::new(&decoded_request, broker.config.fetch_max_bytes));
@@ -310,6 +345,73 @@ async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out
         fetch_permit,
     )
     .await
+}
+
+/// Handles SaslHandshake and SaslAuthenticate on a SASL listener, where they change the
+/// session; every other request (and these on other listeners) is handed back.
+async fn sasl_request(
+    request: RequestKind,
+    session: &mut Session,
+    broker: &Broker,
+    version: i16,
+) -> Result<sasl::SaslOutcome, RequestKind> {
+    if !session.uses_sasl() {
+        return Err(request);
+    }
+    match request {
+        RequestKind::SaslHandshake(r) => Ok(sasl::handshake(session, broker, &r, version)),
+        RequestKind::SaslAuthenticate(r) => Ok(sasl::authenticate(session, broker, r, version).await),
+        other => Err(other),
+    }
+}
+
+/// Queues the answer of a SASL request and says whether the connection goes on.
+async fn finish_sasl(
+    outcome: sasl::SaslOutcome,
+    out: Out<'_>,
+    request: RequestInfo,
+    version: i16,
+    metrics: &Metrics,
+) -> Next {
+    match outcome {
+        sasl::SaslOutcome::Reply(response) => {
+            send(out, request, version, Pending::Ready(response), None, None).await
+        }
+        sasl::SaslOutcome::RawReply(token) => {
+            send(out, request, version, Pending::Raw(token), None, None).await
+        }
+        sasl::SaslOutcome::ReplyThenClose(response) => {
+            send(out, request, version, Pending::Ready(response), None, None).await;
+            Next::Close
+        }
+        sasl::SaslOutcome::Close => {
+            metrics.request_errors(request.api_key as i16, version, 1);
+            request.finished(metrics, version, Some("authentication failed; connection closed"));
+            Next::Close
+        }
+    }
+}
+
+/// Handles a frame that is a raw SASL token (after SaslHandshake v0): answered with a raw
+/// token, or the connection closes.
+async fn handle_raw_token(
+    frame: Bytes,
+    session: &mut Session,
+    broker: &Arc<Broker>,
+    out: Out<'_>,
+) -> Next {
+    let request = RequestInfo {
+        correlation_id: 0,
+        api_key: ApiKey::SaslAuthenticate,
+        received: Instant::now(),
+        debug_client: None,
+    };
+    match sasl::raw_token(session, broker, frame).await {
+        sasl::SaslOutcome::RawReply(token) => {
+            send(out, request, 0, Pending::Raw(token), None, None).await
+        }
+        _ => Next::Close,
+    }
 }
 
 /// Decodes a request's body. Old versions (Kafka 0.9-0.11 clients) are translated to the
@@ -434,6 +536,15 @@ async fn write_responses<W: AsyncWrite + Unpin>(
         } = out;
         let api_key = request.api_key;
         let response = match pending {
+            Pending::Raw(token) => {
+                let prefix = Bytes::copy_from_slice(&frame_size_prefix(token.len()));
+                let written = write_chunks(&mut writer, vec![prefix, token]).await;
+                request.finished(&metrics, version, None);
+                if written.is_err() {
+                    return;
+                }
+                continue;
+            }
             Pending::Ready(r) => r,
             Pending::Task(task) => match task.await {
                 Ok(r) => r,

@@ -116,6 +116,7 @@ async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Full<Bytes
 pub(crate) async fn render(broker: &Broker) -> String {
     let mut out = String::with_capacity(32 * 1024);
     broker.metrics.write_counters(&mut out);
+    broker.security.write_metrics(&mut out);
     write_partition_gauges(broker, &mut out);
     write_group_lag(broker, &mut out).await;
     write_process(&mut out);

@@ -38,6 +38,8 @@ pub mod request;
 mod retention;
 mod router;
 pub mod server;
+mod sasl;
+pub mod security;
 mod session;
 #[cfg(test)]
 mod test_context;

@@ -20,9 +20,10 @@ use sluice_protocol::kafka_protocol;
 use crate::broker::Broker;
 use crate::handlers::{
     cluster, configs, delete_records, fetch, groups, list_offsets, log_dirs, metadata, produce,
-    producer, topics, transactions,
+    producer, scram_users, topics, transactions,
 };
 use crate::request::{Reply, RequestContext};
+use crate::sasl;
 
 /// One API the broker answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,13 @@ handler_table! {
     (OffsetDelete, 0..=0, groups::offset_delete),
     (DescribeCluster, 0..=2, cluster::describe_cluster),
     (DescribeLogDirs, 1..=4, log_dirs::describe_log_dirs),
+    // SASL listeners answer these in the connection (they change its session); here they
+    // are on a listener without SASL. v2 of SaslHandshake breaks clients up to 2.4
+    // (KAFKA-9577), so only 0-1 are advertised.
+    (SaslHandshake, 0..=1, sasl::handshake_without_sasl),
+    (SaslAuthenticate, 0..=2, sasl::authenticate_without_sasl),
+    (DescribeUserScramCredentials, 0..=0, scram_users::describe_user_scram_credentials),
+    (AlterUserScramCredentials, 0..=0, scram_users::alter_user_scram_credentials),
 }
 
 /// Whether `api` at `version` is one we decode and answer.

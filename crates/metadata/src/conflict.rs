@@ -141,7 +141,9 @@ impl MetadataImage {
                 }
             }
             MetadataRecord::BrokerConfigsChanged { .. }
-            | MetadataRecord::BrokerRegistered { .. } => {}
+            | MetadataRecord::BrokerRegistered { .. }
+            | MetadataRecord::ScramCredentialUpserted { .. }
+            | MetadataRecord::ScramCredentialDeleted { .. } => {}
         }
         Ok(())
     }

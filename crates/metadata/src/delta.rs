@@ -48,7 +48,9 @@ impl MetadataDelta {
             MetadataRecord::TopicConfigsChanged { id, .. } => self.topic_configs_changed.push(*id),
             MetadataRecord::BrokerConfigsChanged { .. } => self.broker_configs_changed = true,
             MetadataRecord::BrokerRegistered { id, .. } => self.brokers_changed.push(*id),
-            MetadataRecord::ProducerIdsAllocated { .. } => {}
+            MetadataRecord::ProducerIdsAllocated { .. }
+            | MetadataRecord::ScramCredentialUpserted { .. }
+            | MetadataRecord::ScramCredentialDeleted { .. } => {}
         }
     }
 }

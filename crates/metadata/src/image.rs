@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::MetadataRecord;
 use super::records::{EndpointRecord, PartitionAssignment};
+use crate::security::SecurityImage;
 
 /// One partition as the cluster knows it (Kafka's `PartitionRegistration`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +101,8 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// How many records built this image: where in the metadata log it stands.
     pub offset: u64,
+    /// SCRAM users (and, with them, the rest of the security metadata).
+    pub security: SecurityImage,
     /// The node that owns every partition of records written before partitions were
     /// registered (a single-node broker wrote them; it is this node).
     single_node: i32,
@@ -116,6 +119,7 @@ impl MetadataImage {
             broker_configs: BTreeMap::new(),
             next_producer_id: 0,
             offset: 0,
+            security: SecurityImage::default(),
             single_node,
         }
     }
@@ -214,6 +218,16 @@ impl MetadataImage {
                         rack: rack.clone(),
                     },
                 );
+            }
+            MetadataRecord::ScramCredentialUpserted {
+                user,
+                mechanism,
+                credential,
+            } => self
+                .security
+                .upsert_scram(user, mechanism, credential.clone()),
+            MetadataRecord::ScramCredentialDeleted { user, mechanism } => {
+                self.security.delete_scram(user, mechanism)
             }
         }
     }

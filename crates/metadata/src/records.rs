@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::security::StoredScramCredential;
+
 /// The replicas of one partition, the preferred leader first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -108,5 +110,22 @@ pub enum MetadataRecord {
     BrokerConfigsChanged {
         /// The full set of dynamic broker configs after the change.
         configs: BTreeMap<String, String>,
+    },
+    /// A user's SCRAM credential for one mechanism was set (Kafka's
+    /// `UserScramCredentialRecord`): salted, never the password.
+    ScramCredentialUpserted {
+        /// The user name.
+        user: String,
+        /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+        mechanism: String,
+        /// The credential.
+        credential: StoredScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism was removed.
+    ScramCredentialDeleted {
+        /// The user name.
+        user: String,
+        /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+        mechanism: String,
     },
 }

@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod produce;
 pub mod producer;
 mod record_checks;
+pub mod scram_users;
 pub mod topics;
 pub mod transactions;
 

@@ -140,7 +140,7 @@ pub trait ClientMechanism: Send {
 }
 
 /// Random bytes from the operating system.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     if getrandom::fill(&mut out).is_err() {
         // Without the OS generator nonces and salts would repeat: refuse to go on.

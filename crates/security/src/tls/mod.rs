@@ -101,6 +101,9 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
     PrivateKeyDer::from_pem_file(path).map_err(|e| file_error("a private key", path, e))
 }
 
+/// The ring provider. rustls marks it deprecated for lacking post-quantum key exchange,
+/// which no Kafka client negotiates; ring keeps the build free of aws-lc's toolchain.
+#[allow(deprecated)]
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
