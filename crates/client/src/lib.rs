@@ -22,6 +22,7 @@ mod data;
 mod error;
 mod groups;
 mod membership;
+mod users;
 pub mod partitioner;
 
 use std::collections::HashMap;
@@ -31,7 +32,9 @@ use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 pub use admin::{ClusterInfo, ConfigEntry, ConfigOp, CreatedTopic, NewTopic};
-pub use conn::{ApiRange, ClientConfig, Connection, api_name};
+pub use conn::{ApiRange, ClientConfig, ClientSecurity, Connection, SaslCredentials, api_name};
+pub use sluice_security;
+pub use users::ScramUser;
 pub use data::{FetchedPartition, ProducedPartition};
 pub use error::{Error, KafkaCode, Result};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};

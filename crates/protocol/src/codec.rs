@@ -227,7 +227,13 @@ fn response_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         ($($kind:ident),* $(,)?) => {
             match body {
                 $(ResponseKind::$kind(m) => m.compute_size(version),)*
-                _ => Ok(0),
+                // Any other kind: measured by encoding it (a wrong size would corrupt
+                // the frame).
+                other => {
+                    let mut scratch = BytesMut::new();
+                    other.encode(&mut scratch, version)?;
+                    Ok(scratch.len())
+                }
             }
         };
     }
@@ -268,5 +274,12 @@ fn response_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         ListTransactions,
         SaslAuthenticate,
         DescribeLogDirs,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials,
+        CreateAcls,
+        DescribeAcls,
+        DeleteAcls,
+        DescribeClientQuotas,
+        AlterClientQuotas,
     )
 }

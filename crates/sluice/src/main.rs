@@ -48,6 +48,8 @@ enum Command {
     Group(cli::group::GroupArgs),
     /// Describe the cluster: brokers, controller, API versions.
     Cluster(cli::cluster::ClusterArgs),
+    /// Manage SCRAM users: create, delete, list, describe.
+    User(cli::user::UserArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => cli::run(cli::consume::run(*args)),
         Command::Group(args) => cli::run(cli::group::run(args)),
         Command::Cluster(args) => cli::run(cli::cluster::run(args)),
+        Command::User(args) => cli::run(cli::user::run(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -56,6 +56,7 @@ impl SettingFlags {
             .value_name(setting.value_name())
             .help(help.replace('`', ""))
             .allow_negative_numbers(setting.allows_negative())
+            .hide_env_values(setting.options.sensitive)
             .value_parser(move |text: &str| {
                 let mut scratch = BrokerConfig::default();
                 setting.set(&mut scratch, text).map(|()| text.to_string())
