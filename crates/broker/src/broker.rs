@@ -13,13 +13,16 @@ use sluice_txn::{TransactionCoordinator, TxnConfig};
 
 use crate::config::BrokerConfig;
 use crate::connection_limits::ConnectionLimits;
+use crate::controller::Controller;
+use crate::controller::lifecycle::BrokerLifecycle;
 use crate::coordinator_load::CoordinatorReconciler;
 use crate::coordinator_log::CoordinatorTopicLog;
 use crate::fd_budget::FdBudget;
 use crate::log_manager::LogManager;
 use crate::log_reconciler::LogReconciler;
 use crate::metadata::{
-    CommitError, EndpointRecord, MetadataImage, MetadataRecord, MetadataStore, TopicImage,
+    BrokerRegistration, CommitError, EndpointRecord, MetadataImage, MetadataRecord, MetadataStore,
+    TopicImage,
 };
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
@@ -50,8 +53,14 @@ pub struct Broker {
     pub log_reconciler: Arc<LogReconciler>,
     /// The partitions on this node: every append and read goes through it.
     pub replicas: ReplicaManager,
+    /// The other nodes of the cluster (Kafka requests to them), once the node has peers.
+    pub peers: std::sync::OnceLock<Arc<dyn sluice_cluster::Transport>>,
     /// Copies the logs of the partitions this node follows from their leaders.
     pub replica_fetchers: Arc<ReplicaFetchers>,
+    /// The controller, acting while this node leads the metadata quorum of a cluster.
+    pub controller: Arc<Controller>,
+    /// This broker's heartbeats to the controller.
+    pub lifecycle: Arc<BrokerLifecycle>,
     /// The consumer group coordinator, with the `__consumer_offsets`
     /// partitions this node leads loaded (all of them, on one node).
     pub groups: GroupCoordinator,
@@ -78,15 +87,25 @@ impl Broker {
         self.config.node_id
     }
 
-    /// Starts replicating with the other nodes over `peers` (Kafka requests to them):
-    /// followers fetch from their leaders, leaders keep their ISRs, until `stop`.
-    pub fn start_replication(
+    /// Starts working with the other nodes over `peers` (Kafka requests to them), until
+    /// `stop`: followers fetch from their leaders, leaders keep their ISRs, the broker
+    /// heartbeats to the controller, and the controller acts while this node leads the
+    /// metadata quorum.
+    pub fn start_cluster(
         self: &Arc<Self>,
         peers: Arc<dyn sluice_cluster::Transport>,
         stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        self.replica_fetchers.start(peers, stop.clone());
-        crate::isr::start(Arc::downgrade(self), stop);
+        if self.peers.set(peers).is_err() {
+            tracing::error!("the cluster was started twice on this node; keeping the first");
+            return;
+        }
+        self.replica_fetchers.start(stop.clone());
+        crate::isr::start(Arc::downgrade(self), stop.clone());
+        if self.metadata.has_controller() {
+            self.controller.start(stop.clone());
+            self.lifecycle.start(stop);
+        }
     }
 
     /// Resolves the settings partitions of `topic` run with.
@@ -178,7 +197,10 @@ pub(crate) async fn open_broker_with_metadata(
         metadata,
         log_reconciler: Arc::new(LogReconciler::new(weak.clone())),
         replicas: ReplicaManager::new(logs),
+        peers: std::sync::OnceLock::new(),
         replica_fetchers: Arc::new(ReplicaFetchers::new(weak.clone())),
+        controller: Arc::new(Controller::new(weak.clone())),
+        lifecycle: Arc::new(BrokerLifecycle::new(weak.clone())),
         groups: GroupCoordinator::with_clock(
             group_config,
             Arc::new(CoordinatorTopicLog::new(
@@ -241,23 +263,41 @@ pub(crate) async fn open_broker_with_metadata(
 }
 
 /// Records this broker and where clients reach it in the metadata (Kafka's broker
-/// registration), when the metadata does not say so already.
+/// registration). In a cluster every start registers again, fenced, with a new broker
+/// epoch, and the controller lets the broker in once it has caught up; a single node
+/// registers unfenced, and only when the metadata does not say so already.
 async fn register(broker: &Arc<Broker>, incarnation_id: uuid::Uuid) -> Result<(), CommitError> {
+    let clustered = broker.metadata.has_controller();
     let record = MetadataRecord::BrokerRegistered {
         id: broker.node_id(),
         incarnation_id,
         endpoints: broker.endpoints.clone(),
         rack: None,
+        fenced: clustered,
     };
     broker
         .metadata
         .propose(|image| {
             let mut registered = image.clone();
             registered.apply(&record);
-            let unchanged = image.broker(broker.node_id()) == registered.broker(broker.node_id());
+            let unchanged = !clustered
+                && image.broker(broker.node_id()).map(registered_as)
+                    == registered.broker(broker.node_id()).map(registered_as);
             Ok::<_, CommitError>((if unchanged { Vec::new() } else { vec![record] }, ()))
         })
         .await
+}
+
+/// What a single node's registration says about it, its broker epoch aside.
+fn registered_as(
+    b: &BrokerRegistration,
+) -> (uuid::Uuid, Vec<EndpointRecord>, Option<String>, bool) {
+    (
+        b.incarnation_id,
+        b.endpoints.clone(),
+        b.rack.clone(),
+        b.fenced,
+    )
 }
 
 /// The id of this data directory, created once (Kafka's `directory.id` in

@@ -75,6 +75,9 @@ impl TestCluster {
                 transaction_state_partitions: 1,
                 replica_fetch_wait_max_ms: 50,
                 replica_fetch_backoff_ms: 20,
+                broker_heartbeat_interval_ms: 50,
+                // Long enough that no test is disturbed by a fencing it did not cause.
+                broker_session_timeout_ms: 30_000,
                 ..BrokerConfig::default()
             };
             adjust(&mut config);
@@ -92,17 +95,31 @@ impl TestCluster {
             .await
             .unwrap();
             net.register(id, PeerRequests::new(broker.clone()));
-            broker.start_replication(Arc::new(net.transport(id)), stop_rx.clone());
+            broker.start_cluster(Arc::new(net.transport(id)), stop_rx.clone());
             nodes.push(broker);
             dirs.push(dir);
         }
-        Self {
+        let cluster = Self {
             net,
             nodes,
             clock,
             _stop: stop,
             _dirs: dirs,
-        }
+        };
+        eventually("the controller let every broker in", || {
+            (1..=count).all(|id| !cluster.fenced(id))
+        })
+        .await;
+        cluster
+    }
+
+    /// Whether the metadata says broker `id` is fenced.
+    fn fenced(&self, id: i32) -> bool {
+        self.node(1)
+            .metadata
+            .image()
+            .broker(id)
+            .is_none_or(|b| b.fenced)
     }
 
     fn node(&self, id: i32) -> &Arc<Broker> {
@@ -111,10 +128,17 @@ impl TestCluster {
 
     /// Creates `name` with one partition on every node, led by node 1.
     async fn create_topic(&self, name: &str, min_insync: &str) {
+        self.create_topic_with_partitions(name, 1, min_insync).await;
+    }
+
+    /// Creates `name` with `partitions` partitions, each with a replica on every node;
+    /// partition p is led by node p + 1 (striped placement).
+    async fn create_topic_with_partitions(&self, name: &str, partitions: i32, min_insync: &str) {
         let topic = NewTopic {
             name: name.into(),
-            partitions: 1,
+            partitions,
             replication_factor: i16::try_from(self.nodes.len()).unwrap(),
+            assignments: None,
             configs: [("min.insync.replicas".to_string(), min_insync.to_string())].into(),
             internal: false,
         };
@@ -123,14 +147,27 @@ impl TestCluster {
     }
 
     fn registration(&self, topic: &str) -> PartitionRegistration {
+        self.registration_of(topic, 0)
+    }
+
+    fn registration_of(&self, topic: &str, index: i32) -> PartitionRegistration {
         let image = self.node(1).metadata.image();
-        image.topic(topic).unwrap().partition(0).unwrap().clone()
+        image
+            .topic(topic)
+            .unwrap()
+            .partition(index)
+            .unwrap()
+            .clone()
     }
 
     fn partition(&self, node: i32, topic: &str) -> Arc<Partition> {
+        self.partition_of(node, topic, 0)
+    }
+
+    fn partition_of(&self, node: i32, topic: &str, index: i32) -> Arc<Partition> {
         let image = self.node(node).metadata.image();
         let id = image.topic(topic).unwrap().id;
-        self.node(node).replicas.logs().get(id, 0).unwrap()
+        self.node(node).replicas.logs().get(id, index).unwrap()
     }
 
     /// Appends `values` as one batch on node `node`, which must lead the partition.
@@ -141,7 +178,19 @@ impl TestCluster {
         acks: RequiredAcks,
         values: &[&str],
     ) -> Result<i64, ReplicaError> {
-        let partition = self.partition(node, topic);
+        self.produce_to(node, topic, 0, acks, values).await
+    }
+
+    /// Appends `values` as one batch to partition `index` on node `node`, which must lead it.
+    async fn produce_to(
+        &self,
+        node: i32,
+        topic: &str,
+        index: i32,
+        acks: RequiredAcks,
+        values: &[&str],
+    ) -> Result<i64, ReplicaError> {
+        let partition = self.partition_of(node, topic, index);
         let mut batch = RecordBatchBuilder::new();
         for (i, value) in values.iter().enumerate() {
             batch.push(i64::try_from(i).unwrap(), None, Some(value.as_bytes()), &[]);
@@ -159,10 +208,24 @@ impl TestCluster {
 
     /// The whole log of the partition on `node`, as stored.
     fn log_bytes(&self, node: i32, topic: &str) -> Bytes {
-        self.partition(node, topic)
+        self.log_bytes_of(node, topic, 0)
+    }
+
+    fn log_bytes_of(&self, node: i32, topic: &str, index: i32) -> Bytes {
+        self.partition_of(node, topic, index)
             .read(0, 64 << 20, ReadBound::LogEnd)
             .unwrap()
             .records
+    }
+
+    /// Whether broker `id` is in the ISR of any partition, or leads any.
+    fn holds_anything(&self, id: i32) -> bool {
+        let image = self.node(1).metadata.image();
+        image.topics().any(|t| {
+            t.partitions
+                .iter()
+                .any(|p| p.leader == id || p.isr.contains(&id))
+        })
     }
 
     /// Changes the partition's leadership as a controller would: `leader` at the next
@@ -328,6 +391,26 @@ async fn a_deposed_leader_truncates_what_it_alone_had_and_follows_the_new_one() 
     let epochs = |node| cluster.partition(node, "t").end_offset_for_epoch(0);
     assert_eq!(epochs(1), (0, 2));
     assert_eq!(epochs(2), (0, 2));
+    // A client that consumed epoch 0 up to offset 5 on the old leader learns from the new
+    // one that epoch 0 ends at 2: its records past 2 were truncated.
+    assert_eq!(
+        cluster.offset_for_leader_epoch(2, "t", 1, 0).await,
+        (0, 0, 2)
+    );
+    assert_eq!(
+        cluster.offset_for_leader_epoch(2, "t", 1, 1).await,
+        (0, 1, 4)
+    );
+    let fenced = ResponseError::FencedLeaderEpoch.code();
+    assert_eq!(
+        cluster.offset_for_leader_epoch(2, "t", 0, 0).await,
+        (fenced, -1, -1)
+    );
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    assert_eq!(
+        cluster.offset_for_leader_epoch(1, "t", 1, 0).await,
+        (not_leader, -1, -1)
+    );
     eventually("the old leader rejoined the ISR", || {
         cluster.registration("t").isr == vec![1, 2, 3]
     })
@@ -354,4 +437,643 @@ async fn a_deposed_leader_truncates_what_it_alone_had_and_follows_the_new_one() 
     })
     .await;
     assert_eq!(cluster.partition(2, "t").offsets().log_end_offset, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_broker_is_fenced_its_leaderships_move_and_it_comes_back() {
+    let cluster = TestCluster::start(3, |c| {
+        c.broker_session_timeout_ms = 1_000;
+        c.leader_imbalance_check_interval_seconds = 1;
+    })
+    .await;
+    cluster.create_topic_with_partitions("t", 3, "2").await;
+    assert_eq!(cluster.registration_of("t", 1).leader, 2);
+    assert_eq!(cluster.registration_of("t", 1).replicas, vec![2, 3, 1]);
+    let end = cluster
+        .produce_to(2, "t", 1, RequiredAcks::All, &["a", "b"])
+        .await
+        .unwrap();
+    assert_eq!(end, 2);
+    // Node 2 stops answering: the controller fences it after the session timeout, and
+    // the next in-sync replica in assignment order leads its partition.
+    cluster.net.isolate(2);
+    eventually("node 2 is fenced and leads nothing", || {
+        cluster.fenced(2) && !cluster.holds_anything(2)
+    })
+    .await;
+    let moved = cluster.registration_of("t", 1);
+    assert_eq!((moved.leader, moved.isr.clone()), (3, vec![3, 1]));
+    assert_eq!(moved.leader_epoch, LeaderEpoch(1));
+    // What node 2 acknowledged is on the new leader, which continues after it.
+    let end = cluster
+        .produce_to(3, "t", 1, RequiredAcks::All, &["c"])
+        .await
+        .unwrap();
+    assert_eq!(end, 3);
+    // Node 2 returns: it is let in again, catches up, rejoins the ISR, and leads its
+    // preferred partition again.
+    cluster.net.heal();
+    eventually(
+        "node 2 leads partition 1 again with everything in sync",
+        || {
+            let p = cluster.registration_of("t", 1);
+            p.leader == 2 && p.isr.len() == 3
+        },
+    )
+    .await;
+    assert!(!cluster.fenced(2));
+    let leader_log = cluster.log_bytes_of(2, "t", 1);
+    assert_eq!(leader_log, cluster.log_bytes_of(3, "t", 1));
+    assert_eq!(cluster.partition_of(2, "t", 1).offsets().log_end_offset, 3);
+    assert_eq!(cluster.registration_of("t", 1).leader_epoch, LeaderEpoch(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controlled_shutdown_moves_leaderships_away_before_the_broker_stops() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.create_topic_with_partitions("t", 3, "2").await;
+    cluster
+        .produce_to(2, "t", 1, RequiredAcks::All, &["before"])
+        .await
+        .unwrap();
+    assert!(
+        cluster
+            .node(2)
+            .lifecycle
+            .shut_down(Duration::from_secs(10))
+            .await,
+        "the controller let node 2 stop"
+    );
+    assert!(cluster.fenced(2));
+    assert!(
+        !cluster.holds_anything(2),
+        "node 2 leads nothing and is in no ISR"
+    );
+    let moved = cluster.registration_of("t", 1);
+    assert_eq!((moved.leader, moved.isr.clone()), (3, vec![3, 1]));
+    let end = cluster
+        .produce_to(3, "t", 1, RequiredAcks::All, &["after"])
+        .await
+        .unwrap();
+    assert_eq!(end, 2);
+}
+
+impl TestCluster {
+    /// Sends `request` at `version` to node `node`'s handlers as a client would, checks that
+    /// the response encodes at that version, and returns it.
+    async fn ask(
+        &self,
+        node: i32,
+        version: i16,
+        request: kafka_protocol::messages::RequestKind,
+    ) -> kafka_protocol::messages::ResponseKind {
+        let api = crate::router::request_api(&request).unwrap();
+        let ctx = crate::test_context::BrokerTestContext::context(api, version);
+        let response = match crate::router::dispatch(self.node(node), &ctx, request).await {
+            crate::request::Reply::Now(r) => r,
+            crate::request::Reply::Later(task) => task.await.unwrap(),
+            _ => panic!("no response"),
+        };
+        sluice_protocol::codec::encode_response(1, api, version, &response)
+            .unwrap_or_else(|e| panic!("{api:?} v{version} does not encode: {e}"));
+        response
+    }
+}
+
+impl TestCluster {
+    /// OffsetForLeaderEpoch v4 for partition 0 of `topic` on node `node`, knowing leader
+    /// epoch `current`: (error code, epoch, end offset).
+    async fn offset_for_leader_epoch(
+        &self,
+        node: i32,
+        topic: &str,
+        current: i32,
+        epoch: i32,
+    ) -> (i16, i32, i64) {
+        use kafka_protocol::messages::offset_for_leader_epoch_request::{
+            OffsetForLeaderPartition, OffsetForLeaderTopic,
+        };
+        use kafka_protocol::messages::{
+            OffsetForLeaderEpochRequest, RequestKind, ResponseKind, TopicName,
+        };
+        let request = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                    topic.to_string(),
+                )))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(current)
+                        .with_leader_epoch(epoch),
+                ]),
+        ]);
+        let ResponseKind::OffsetForLeaderEpoch(response) = self
+            .ask(node, 4, RequestKind::OffsetForLeaderEpoch(request))
+            .await
+        else {
+            panic!("not an OffsetForLeaderEpoch response");
+        };
+        let p = &response.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.end_offset)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_see_fenced_brokers_offline_replicas_and_leaderless_partitions() {
+    use kafka_protocol::messages::{
+        DescribeClusterRequest, MetadataRequest, RequestKind, ResponseKind,
+    };
+    let cluster = TestCluster::start(3, |c| c.broker_session_timeout_ms = 1_000).await;
+    cluster.create_topic_with_partitions("t", 3, "1").await;
+    // A topic whose only replica is on node 2.
+    let single = NewTopic {
+        name: "on-2".into(),
+        partitions: 2,
+        replication_factor: 1,
+        assignments: None,
+        configs: Default::default(),
+        internal: false,
+    };
+    create_topic(cluster.node(1), single, false).await.unwrap();
+    let image = cluster.node(1).metadata.image();
+    let on_2 = image.topic("on-2").unwrap();
+    assert_eq!(on_2.partition(1).unwrap().replicas, vec![2]);
+    cluster.net.isolate(2);
+    eventually("node 2 is fenced", || cluster.fenced(2)).await;
+    // Every version encodes what a cluster with a fenced broker looks like.
+    for version in 0..=12 {
+        let topics = (version == 0).then(Vec::new);
+        let request = MetadataRequest::default().with_topics(topics);
+        cluster
+            .ask(1, version, RequestKind::Metadata(request))
+            .await;
+    }
+    let ResponseKind::Metadata(metadata) = cluster
+        .ask(
+            3,
+            12,
+            RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
+        )
+        .await
+    else {
+        panic!("not a Metadata response");
+    };
+    let brokers: Vec<i32> = metadata.brokers.iter().map(|b| b.node_id.0).collect();
+    assert_eq!(brokers, vec![1, 3], "a fenced broker is not listed");
+    let t = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some("t"))
+        .unwrap();
+    let p1 = &t.partitions[1];
+    assert_eq!(p1.leader_id.0, 3);
+    assert_eq!(p1.leader_epoch, 1);
+    assert_eq!(
+        p1.offline_replicas.iter().map(|b| b.0).collect::<Vec<_>>(),
+        vec![2]
+    );
+    let on_2 = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some("on-2"))
+        .unwrap();
+    let leaderless = on_2
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == 1)
+        .unwrap();
+    assert_eq!(leaderless.leader_id.0, -1);
+    assert_eq!(
+        leaderless.error_code,
+        ResponseError::LeaderNotAvailable.code()
+    );
+    let ResponseKind::DescribeCluster(described) = cluster
+        .ask(
+            1,
+            2,
+            RequestKind::DescribeCluster(
+                DescribeClusterRequest::default()
+                    .with_endpoint_type(1)
+                    .with_include_fenced_brokers(true),
+            ),
+        )
+        .await
+    else {
+        panic!("not a DescribeCluster response");
+    };
+    let fenced: Vec<(i32, bool)> = described
+        .brokers
+        .iter()
+        .map(|b| (b.broker_id.0, b.is_fenced))
+        .collect();
+    assert_eq!(fenced, vec![(1, false), (2, true), (3, false)]);
+    // Once node 2 is back and let in again, it leads its own partitions again.
+    cluster.net.heal();
+    eventually("node 2 leads its own partitions again", || {
+        !cluster.fenced(2)
+            && cluster
+                .node(1)
+                .metadata
+                .image()
+                .topic("on-2")
+                .unwrap()
+                .partition(1)
+                .unwrap()
+                .leader
+                == 2
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_get_replicas_on_distinct_brokers_by_default_or_as_assigned() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let new = |name: &str, replication_factor, assignments: Option<Vec<Vec<i32>>>| NewTopic {
+        name: name.into(),
+        partitions: if assignments.is_some() { -1 } else { 3 },
+        replication_factor,
+        assignments,
+        configs: Default::default(),
+        internal: false,
+    };
+    let node = cluster.node(2);
+    let topic = create_topic(node, new("default", -1, None), false)
+        .await
+        .unwrap();
+    let replicas: Vec<Vec<i32>> = topic
+        .partitions
+        .iter()
+        .map(|p| p.replicas.clone())
+        .collect();
+    assert_eq!(replicas, vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]);
+    let chosen = vec![vec![2, 3], vec![3, 1]];
+    let topic = create_topic(node, new("chosen", -1, Some(chosen.clone())), false)
+        .await
+        .unwrap();
+    let replicas: Vec<Vec<i32>> = topic
+        .partitions
+        .iter()
+        .map(|p| p.replicas.clone())
+        .collect();
+    assert_eq!(replicas, chosen);
+    assert_eq!(topic.partition(1).unwrap().leader, 3);
+    for (name, assignments) in [
+        ("twice", vec![vec![2, 2]]),
+        ("unknown", vec![vec![9, 1]]),
+        ("uneven", vec![vec![1, 2], vec![3]]),
+    ] {
+        let refused = create_topic(node, new(name, -1, Some(assignments)), false)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code,
+            ResponseError::InvalidReplicaAssignment,
+            "{name}"
+        );
+    }
+    let refused = create_topic(node, new("too-many", 4, None), false)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ResponseError::InvalidReplicationFactor);
+    // The coordinators' topic: three replicas, two of which acks=all needs.
+    let offsets = crate::topic_admin::ensure_internal_topic(node, "__consumer_offsets")
+        .await
+        .unwrap();
+    assert_eq!(offsets.partition(0).unwrap().replicas.len(), 3);
+    assert_eq!(
+        offsets
+            .configs
+            .get("min.insync.replicas")
+            .map(String::as_str),
+        Some("2")
+    );
+}
+
+/// Kafka request builders for the transaction test.
+mod txn_requests {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use sluice_protocol::batch::RecordBatchBuilder;
+    use sluice_protocol::kafka_protocol;
+
+    pub fn tid() -> TransactionalId {
+        TransactionalId(StrBytes::from_static_str("tx"))
+    }
+
+    pub fn topic() -> TopicName {
+        TopicName(StrBytes::from_static_str("t"))
+    }
+
+    pub fn find_coordinator() -> RequestKind {
+        RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("tx"))
+                .with_key_type(1),
+        )
+    }
+
+    pub fn init_producer_id() -> RequestKind {
+        RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(Some(tid()))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+    }
+
+    pub fn add_partitions(producer_id: i64, epoch: i16, partitions: Vec<i32>) -> RequestKind {
+        RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(tid())
+                .with_v3_and_below_producer_id(ProducerId(producer_id))
+                .with_v3_and_below_producer_epoch(epoch)
+                .with_v3_and_below_topics(vec![
+                    AddPartitionsToTxnTopic::default()
+                        .with_name(topic())
+                        .with_partitions(partitions),
+                ]),
+        )
+    }
+
+    pub fn produce(producer_id: i64, epoch: i16, partition: i32, sequence: i32) -> RequestKind {
+        let mut batch = RecordBatchBuilder::new()
+            .producer(producer_id, epoch, sequence)
+            .transactional(true);
+        batch.push(0, Some(b"key"), Some(b"in a transaction"), &[]);
+        RequestKind::Produce(
+            ProduceRequest::default()
+                .with_transactional_id(Some(tid()))
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![
+                    TopicProduceData::default()
+                        .with_name(topic())
+                        .with_partition_data(vec![
+                            PartitionProduceData::default()
+                                .with_index(partition)
+                                .with_records(Some(batch.build().into())),
+                        ]),
+                ]),
+        )
+    }
+
+    pub fn end_txn(producer_id: i64, epoch: i16) -> RequestKind {
+        RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(tid())
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch)
+                .with_committed(true),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_spans_partitions_led_by_other_nodes() {
+    use kafka_protocol::messages::ResponseKind;
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.create_topic_with_partitions("t", 3, "2").await;
+    let ResponseKind::FindCoordinator(found) =
+        cluster.ask(1, 3, txn_requests::find_coordinator()).await
+    else {
+        panic!("not a FindCoordinator response");
+    };
+    assert_eq!(found.error_code, 0, "{found:?}");
+    let coordinator = found.node_id.0;
+    let ResponseKind::InitProducerId(init) = cluster
+        .ask(coordinator, 4, txn_requests::init_producer_id())
+        .await
+    else {
+        panic!("not an InitProducerId response");
+    };
+    assert_eq!(init.error_code, 0, "{init:?}");
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let ResponseKind::AddPartitionsToTxn(added) = cluster
+        .ask(
+            coordinator,
+            3,
+            txn_requests::add_partitions(pid, epoch, vec![0, 1, 2]),
+        )
+        .await
+    else {
+        panic!("not an AddPartitionsToTxn response");
+    };
+    let codes: Vec<i16> = added
+        .results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| {
+            t.results_by_partition
+                .iter()
+                .map(|p| p.partition_error_code)
+        })
+        .collect();
+    assert_eq!(codes, vec![0, 0, 0]);
+    // Each partition's leader verifies the write with the coordinator, wherever it is.
+    for partition in 0..3 {
+        let leader = partition + 1;
+        let ResponseKind::Produce(produced) = cluster
+            .ask(leader, 9, txn_requests::produce(pid, epoch, partition, 0))
+            .await
+        else {
+            panic!("not a Produce response");
+        };
+        let p = &produced.responses[0].partition_responses[0];
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, 0),
+            "partition {partition}"
+        );
+    }
+    // A partition the transaction does not hold refuses a transactional write on its
+    // leader, coordinator here or not: nothing slips into the transaction.
+    let other = (1..=3).find(|&n| n != coordinator).unwrap();
+    cluster.create_topic_with_partitions("u", 3, "1").await;
+    let late = {
+        let mut r = txn_requests::produce(pid, epoch, other - 1, 0);
+        if let kafka_protocol::messages::RequestKind::Produce(p) = &mut r {
+            p.topic_data[0].name = kafka_protocol::messages::TopicName(
+                kafka_protocol::protocol::StrBytes::from_static_str("u"),
+            );
+        }
+        r
+    };
+    let ResponseKind::Produce(refused) = cluster.ask(other, 9, late).await else {
+        panic!("not a Produce response");
+    };
+    assert_eq!(
+        refused.responses[0].partition_responses[0].error_code,
+        ResponseError::InvalidTxnState.code()
+    );
+    // Committing writes the markers into all three partitions, two of them through
+    // their leaders on other nodes.
+    let ResponseKind::EndTxn(ended) = cluster
+        .ask(coordinator, 3, txn_requests::end_txn(pid, epoch))
+        .await
+    else {
+        panic!("not an EndTxn response");
+    };
+    assert_eq!(ended.error_code, 0, "{ended:?}");
+    eventually(
+        "every partition holds its record and the COMMIT marker",
+        || {
+            (0..3).all(|partition| {
+                let offsets = cluster
+                    .partition_of(partition + 1, "t", partition)
+                    .offsets();
+                offsets.log_end_offset == 2 && offsets.last_stable_offset == 2
+            })
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_move_with_the_coordinator_partition_s_leadership() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, RequestKind,
+        ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.create_topic("t", "2").await;
+    let find = || {
+        RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")),
+        )
+    };
+    let coordinator_of = |response: ResponseKind| match response {
+        ResponseKind::FindCoordinator(f) => (f.error_code, f.node_id.0),
+        other => panic!("not a FindCoordinator response: {other:?}"),
+    };
+    let (code, first) = coordinator_of(cluster.ask(2, 3, find()).await);
+    assert_eq!((code, first), (0, 1), "node 1 leads __consumer_offsets-0");
+    let commit = RequestKind::OffsetCommit(
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(42),
+                    ]),
+            ]),
+    );
+    let ResponseKind::OffsetCommit(committed) = cluster.ask(1, 8, commit).await else {
+        panic!("not an OffsetCommit response");
+    };
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    // Node 2 takes over the coordinator partition, as after node 1's failure.
+    cluster.elect("__consumer_offsets", 2, vec![2, 3]).await;
+    let (code, moved) = coordinator_of(cluster.ask(3, 3, find()).await);
+    assert_eq!((code, moved), (0, 2));
+    let fetch = || {
+        RequestKind::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("t")))
+                        .with_partition_indexes(vec![0]),
+                ])),
+        )
+    };
+    let fetched = |response: ResponseKind| match response {
+        ResponseKind::OffsetFetch(f) => (
+            f.error_code,
+            f.topics
+                .first()
+                .map_or(-2, |t| t.partitions[0].committed_offset),
+        ),
+        other => panic!("not an OffsetFetch response: {other:?}"),
+    };
+    let (code, _) = fetched(cluster.ask(1, 7, fetch()).await);
+    assert_eq!(
+        code,
+        ResponseError::NotCoordinator.code(),
+        "node 1 gave it up"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, offset) = fetched(cluster.ask(2, 7, fetch()).await);
+        if code == ResponseError::CoordinatorLoadInProgress.code() {
+            assert!(tokio::time::Instant::now() < deadline, "still loading");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        assert_eq!(
+            (code, offset),
+            (0, 42),
+            "the new coordinator has the committed offset"
+        );
+        break;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{ElectLeadersRequest, RequestKind, ResponseKind, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = TestCluster::start(3, |c| {
+        c.broker_session_timeout_ms = 1_000;
+        c.auto_leader_rebalance_enable = false;
+    })
+    .await;
+    cluster.create_topic_with_partitions("t", 3, "1").await;
+    cluster.net.isolate(2);
+    eventually("node 2 is fenced", || cluster.fenced(2)).await;
+    cluster.net.heal();
+    eventually("node 2 is back in every ISR", || {
+        !cluster.fenced(2) && (0..3).all(|p| cluster.registration_of("t", p).isr.len() == 3)
+    })
+    .await;
+    assert_eq!(
+        cluster.registration_of("t", 1).leader,
+        3,
+        "no automatic rebalance"
+    );
+    let elect = |election_type: i8, partitions: Vec<i32>| {
+        RequestKind::ElectLeaders(
+            ElectLeadersRequest::default()
+                .with_election_type(election_type)
+                .with_timeout_ms(10_000)
+                .with_topic_partitions(Some(vec![
+                    TopicPartitions::default()
+                        .with_topic(TopicName(StrBytes::from_static_str("t")))
+                        .with_partitions(partitions),
+                ])),
+        )
+    };
+    let codes = |response: ResponseKind| match response {
+        ResponseKind::ElectLeaders(r) => r.replica_election_results[0]
+            .partition_result
+            .iter()
+            .map(|p| (p.partition_id, p.error_code))
+            .collect::<Vec<_>>(),
+        other => panic!("not an ElectLeaders response: {other:?}"),
+    };
+    let not_needed = ResponseError::ElectionNotNeeded.code();
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(
+        codes(cluster.ask(3, 2, elect(0, vec![0, 1, 9])).await),
+        vec![(0, not_needed), (1, 0), (9, unknown)]
+    );
+    assert_eq!(cluster.registration_of("t", 1).leader, 2);
+    assert_eq!(cluster.registration_of("t", 1).leader_epoch, LeaderEpoch(2));
+    // Unclean election is for partitions without a leader only.
+    assert_eq!(
+        codes(cluster.ask(1, 2, elect(1, vec![1])).await),
+        vec![(1, not_needed)]
+    );
 }

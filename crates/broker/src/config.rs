@@ -268,6 +268,35 @@ broker_settings! {
         kafka_names: &["replica.fetch.backoff.ms"],
         range: Some(0..=INT_MAX),
     }
+    /// Replicas of each partition of a topic created with replication factor -1 (and of
+    /// auto-created topics); unset: 3, or the number of live brokers when fewer.
+    default_replication_factor: Option<u32> = None, {
+        kafka_names: &["default.replication.factor"],
+        kafka_value: KafkaValue::EffectiveReplicationFactor,
+        range: Some(1..=32_767),
+        shown_default: Some("3, or the number of brokers when fewer"),
+    }
+    /// How often a broker of a cluster tells the controller it is alive.
+    broker_heartbeat_interval_ms: u64 = 500, {
+        kafka_names: &["broker.heartbeat.interval.ms"],
+        range: Some(1..=INT_MAX),
+    }
+    /// A broker of a cluster not heard from for this long is fenced: it leaves every ISR
+    /// and its leaderships move to other replicas.
+    broker_session_timeout_ms: u64 = 3_000, {
+        kafka_names: &["broker.session.timeout.ms"],
+        range: Some(1..=INT_MAX),
+    }
+    /// Move leaderships back to the preferred replicas (the first of each assignment) once
+    /// they are in sync again.
+    auto_leader_rebalance_enable: bool = true, {
+        kafka_names: &["auto.leader.rebalance.enable"],
+    }
+    /// How often the controller looks for leaderships to move back to preferred replicas.
+    leader_imbalance_check_interval_seconds: u64 = 300, {
+        kafka_names: &["leader.imbalance.check.interval.seconds"],
+        range: Some(1..=INT_MAX),
+    }
     /// Kafka listeners, `NAME://host:port` comma-separated (e.g.
     /// `PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093`); names other than the protocols
     /// need `listener-security-protocol-map`. Replaces `listen` when set.
@@ -420,6 +449,9 @@ pub enum KafkaValue {
     Advertised,
     /// The connection limit the broker settled on at start-up, within the open-files limit.
     EffectiveConnections,
+    /// The replication factor a topic created with -1 gets now (unset: 3, or the live
+    /// brokers when fewer).
+    EffectiveReplicationFactor,
 }
 
 /// One broker setting, as declared in the settings table.

@@ -17,7 +17,11 @@ use sluice_protocol::records::{self, MAX_DECOMPRESSED_BYTES, Record};
 use sluice_storage::StorageError;
 
 use crate::broker::Broker;
-use crate::metadata::{MetadataDelta, MetadataImage, MetadataPublisher, TopicImage};
+use std::sync::Arc;
+
+use crate::metadata::{
+    MetadataDelta, MetadataImage, MetadataPublisher, PartitionRegistration, TopicImage,
+};
 use crate::partition::{Partition, ReadBound};
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, is_internal_topic};
 
@@ -37,8 +41,8 @@ pub struct LoadError {
     pub source: StorageError,
 }
 
-/// Loads every partition of both coordinators' topics, as the node that
-/// leads them all.
+/// Loads, at start, the partitions of both coordinators' topics this node leads (all of
+/// them before the topic exists: it is created on first use, by whichever node is asked).
 pub fn load_all(broker: &Broker) -> Result<(), LoadError> {
     let image = broker.metadata.image();
     for (topic, partitions) in [
@@ -47,7 +51,13 @@ pub fn load_all(broker: &Broker) -> Result<(), LoadError> {
     ] {
         let mut replayed = 0;
         for partition in 0..partitions {
-            replayed += load_partition(broker, &image, &TopicPartition::new(topic, partition))?;
+            let led_here = image
+                .topic(topic)
+                .and_then(|t| t.partition(partition))
+                .is_none_or(|p| p.leader == broker.node_id());
+            if led_here {
+                replayed += load_partition(broker, &image, &TopicPartition::new(topic, partition))?;
+            }
         }
         if replayed > 0 {
             tracing::info!(topic, records = replayed, "loaded coordinator state");
@@ -83,8 +93,9 @@ pub fn load_partition(
 
 /// An internal topic was just created. When it has another partition count
 /// than its coordinator hashes keys over (CreateTopics named one), keys move:
-/// the coordinator unloads every partition and loads the new ones.
-pub fn on_internal_topic_created(broker: &Broker, image: &MetadataImage, topic: &TopicImage) {
+/// the coordinator lays its partitions out anew. Then each partition is loaded
+/// here if this node leads it, and unloaded if another node does.
+pub fn on_internal_topic_created(broker: &Arc<Broker>, image: &MetadataImage, topic: &TopicImage) {
     let relaid = match topic.name.as_str() {
         CONSUMER_OFFSETS_TOPIC if broker.groups.partition_count() != topic.partition_count() => {
             broker.groups.relayout(topic.partition_count());
@@ -97,19 +108,86 @@ pub fn on_internal_topic_created(broker: &Broker, image: &MetadataImage, topic: 
         }
         _ => false,
     };
-    if !relaid {
+    if relaid {
+        tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "coordinator partitions laid out anew");
+    }
+    for (partition, registration) in (0..).zip(&topic.partitions) {
+        // Shards loaded before the topic existed (on every node) are no one's: unloaded
+        // whatever their epoch where another node leads.
+        follow_leadership(broker, image, topic, partition, registration, None);
+    }
+}
+
+/// Loads coordinator partition `index` of `topic` in the background when this node leads
+/// it (its shard answers COORDINATOR_LOAD_IN_PROGRESS meanwhile), unloads it otherwise —
+/// a shard loaded at `unload_epoch` or later stays (a stale unload), with `None` any shard.
+fn follow_leadership(
+    broker: &Arc<Broker>,
+    image: &MetadataImage,
+    topic: &TopicImage,
+    index: i32,
+    registration: &PartitionRegistration,
+    unload_epoch: Option<LeaderEpoch>,
+) {
+    let tp = TopicPartition::new(topic.name.as_str(), index);
+    if registration.leader != broker.node_id() {
+        let epoch = unload_epoch;
+        match topic.name.as_str() {
+            CONSUMER_OFFSETS_TOPIC => broker.groups.unload(index, epoch),
+            _ => broker.txn.unload(index, epoch),
+        };
         return;
     }
-    tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "coordinator partitions laid out anew");
-    for partition in 0..topic.partition_count() {
-        if let Err(e) = load_partition(
-            broker,
-            image,
-            &TopicPartition::new(topic.name.as_str(), partition),
-        ) {
-            tracing::error!(error = %e, "cannot load a new coordinator partition");
+    let partition = local_partition(broker, image, &tp);
+    let epoch = partition
+        .as_ref()
+        .map_or(LeaderEpoch(0), |p| p.leader_epoch());
+    match topic.name.as_str() {
+        CONSUMER_OFFSETS_TOPIC => {
+            if let Some(loader) = broker.groups.load(index, epoch) {
+                replay_in_background(partition, tp, loader);
+            }
+        }
+        _ => {
+            if let Some(loader) = broker.txn.load(index, epoch) {
+                replay_in_background(partition, tp, loader);
+            }
         }
     }
+}
+
+/// Replays a partition into its loader on a blocking thread, so that the metadata apply
+/// that made this node the leader is not held up by the log's size. An empty partition (a
+/// topic just created) is ready at once: no client sees it loading.
+fn replay_in_background(
+    partition: Option<Arc<Partition>>,
+    tp: TopicPartition,
+    loader: impl PartitionLoader + Send + 'static,
+) {
+    let empty = partition.as_ref().is_none_or(|p| {
+        let offsets = p.offsets();
+        offsets.log_start_offset == offsets.log_end_offset
+    });
+    if empty {
+        if let Err(e) = replay_partition(partition.as_ref(), &tp, loader) {
+            tracing::error!(error = %e, "cannot load a coordinator partition this node now leads");
+        }
+        return;
+    }
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        match replay_partition(partition.as_ref(), &tp, loader) {
+            Ok(records) => tracing::info!(
+                partition = %tp,
+                records,
+                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "loaded the coordinator partition this node now leads"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load a coordinator partition this node now leads")
+            }
+        }
+    });
 }
 
 /// This node's replica of `tp`, if the topic exists in `image` and has one here.
@@ -117,7 +195,7 @@ fn local_partition(
     broker: &Broker,
     image: &MetadataImage,
     tp: &TopicPartition,
-) -> Option<std::sync::Arc<Partition>> {
+) -> Option<Arc<Partition>> {
     let topic = image.topic(&tp.topic)?;
     broker.replicas.logs().get(topic.id, tp.partition)
 }
@@ -125,7 +203,7 @@ fn local_partition(
 /// Replays the log of `tp` (when it has one here: the topic is created on
 /// first use) into `loader`, then lets the shard serve.
 fn replay_partition(
-    partition: Option<&std::sync::Arc<Partition>>,
+    partition: Option<&Arc<Partition>>,
     tp: &TopicPartition,
     mut loader: impl PartitionLoader,
 ) -> Result<usize, LoadError> {
@@ -192,7 +270,9 @@ fn for_each_batch(
     let mut offset = partition.offsets().log_start_offset;
     loop {
         let read = partition
-            .read(offset, LOAD_CHUNK, ReadBound::HighWatermark)
+            // To the log end, as Kafka's loader: a new leader's high watermark catches
+            // up only once its followers fetch, and what its log holds is what it leads.
+            .read(offset, LOAD_CHUNK, ReadBound::LogEnd)
             .map_err(|source| LoadError {
                 partition: tp.clone(),
                 offset,
@@ -281,18 +361,8 @@ impl MetadataPublisher for CoordinatorReconciler {
             let Some(registration) = topic.partition(*index) else {
                 continue;
             };
-            let tp = TopicPartition::new(topic.name.as_str(), *index);
-            if registration.leader == broker.node_id() {
-                if let Err(e) = load_partition(&broker, image, &tp) {
-                    tracing::error!(error = %e, "cannot load a coordinator partition this node now leads");
-                }
-            } else {
-                let epoch = Some(registration.leader_epoch);
-                match topic.name.as_str() {
-                    CONSUMER_OFFSETS_TOPIC => broker.groups.unload(*index, epoch),
-                    _ => broker.txn.unload(*index, epoch),
-                };
-            }
+            let epoch = Some(registration.leader_epoch);
+            follow_leadership(&broker, image, topic, *index, registration, epoch);
         }
     }
 }

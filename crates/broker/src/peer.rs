@@ -7,17 +7,19 @@
 //! A request frame here is what a client sends after the 4-byte length (header and body);
 //! the answer is the response frame after its length. An empty answer means "no response"
 //! (an undecodable or refused request), which the caller treats as a lost call.
+//! [`call_peer`] is the other side: how this node sends such a request.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{FetchRequest, RequestKind};
+use kafka_protocol::messages::{ApiKey, FetchRequest, RequestKind, ResponseKind};
 use sluice_cluster::{NodeId, RequestHandler};
-use sluice_protocol::codec;
+use sluice_protocol::codec::{self, RequestFrame};
 use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
 use crate::connection::encode_response_chunks;
+use crate::controller::lifecycle::HEARTBEAT_VERSION;
 use crate::request::{ConnectionIdentity, Reply, RequestContext, RequestHeader};
 use crate::router;
 
@@ -34,6 +36,9 @@ impl PeerRequests {
 
     async fn answer(&self, from: NodeId, frame: Bytes) -> Result<Bytes, String> {
         let header = codec::decode_header(frame).map_err(|e| e.to_string())?;
+        if header.api_key == ApiKey::BrokerHeartbeat {
+            return self.heartbeat(from, &header).await;
+        }
         if !router::supports(header.api_key, header.api_version) {
             return Err(format!(
                 "{:?} v{} is not a version this node answers",
@@ -68,6 +73,39 @@ impl PeerRequests {
     }
 }
 
+impl PeerRequests {
+    /// A broker's heartbeat to this node's controller: an API of the cluster listener
+    /// only, so not in the client handler table (Kafka serves it on the controller
+    /// listener).
+    async fn heartbeat(&self, from: NodeId, header: &RequestFrame) -> Result<Bytes, String> {
+        let version = header.api_version;
+        if !(0..=HEARTBEAT_VERSION).contains(&version) {
+            return Err(format!(
+                "BrokerHeartbeat v{version} is not a version this node answers"
+            ));
+        }
+        let RequestKind::BrokerHeartbeat(request) =
+            codec::decode_body(header).map_err(|e| e.to_string())?
+        else {
+            return Err("a BrokerHeartbeat frame decoded as another request".into());
+        };
+        if request.broker_id.0 != from {
+            return Err(format!(
+                "node {from} sent a heartbeat for broker {}",
+                request.broker_id.0
+            ));
+        }
+        let response = self.broker.controller.heartbeat(&request).await;
+        let chunks = encode_response_chunks(
+            header.correlation_id,
+            ApiKey::BrokerHeartbeat,
+            version,
+            ResponseKind::BrokerHeartbeat(response),
+        )?;
+        Ok(without_size_prefix(chunks))
+    }
+}
+
 impl RequestHandler for PeerRequests {
     fn handle(&self, from: NodeId, request: Bytes) -> sluice_cluster::BoxFuture<'_, Bytes> {
         Box::pin(async move {
@@ -80,6 +118,43 @@ impl RequestHandler for PeerRequests {
             }
         })
     }
+}
+
+/// Why a request to a peer node got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    /// The node did not answer (unreachable, link cut, lost).
+    #[error(transparent)]
+    Transport(#[from] sluice_cluster::TransportError),
+    /// It did not answer in time.
+    #[error("node {0} did not answer in time")]
+    Timeout(NodeId),
+    /// It refused the request (an empty answer: undecodable or not allowed there).
+    #[error("node {0} refused the request")]
+    Refused(NodeId),
+    /// The request or its answer could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+}
+
+/// Sends `request` at `version` to node `to` over `peers` and decodes its answer, waiting
+/// at most `timeout`.
+pub async fn call_peer<R: kafka_protocol::protocol::Request>(
+    peers: &dyn sluice_cluster::Transport,
+    to: NodeId,
+    version: i16,
+    request: &R,
+    timeout: std::time::Duration,
+) -> Result<R::Response, PeerCallError> {
+    let client_id = format!("sluice-node-{}", peers.local());
+    let frame = codec::encode_request(version, 0, &client_id, request)?.freeze();
+    let answer = tokio::time::timeout(timeout, peers.call(to, frame))
+        .await
+        .map_err(|_| PeerCallError::Timeout(to))??;
+    if answer.is_empty() {
+        return Err(PeerCallError::Refused(to));
+    }
+    Ok(codec::decode_response::<R>(version, answer)?.1)
 }
 
 /// A node fetches as itself: a Fetch naming another replica is refused, so one node cannot

@@ -18,17 +18,15 @@
 //! asked of ([`FollowerTerm`]): a deposed leader's late answer writes nothing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::fetch_response::{EpochEndOffset, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use parking_lot::Mutex;
 use sluice_cluster::{NodeId, Transport};
-use sluice_protocol::codec;
 use sluice_protocol::kafka_protocol;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -37,6 +35,7 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::partition::{AppendError, FollowerFetchPosition, Partition};
+use crate::peer::{PeerCallError, call_peer};
 
 /// The Fetch version followers send: the first with `ReplicaState`.
 pub const REPLICA_FETCH_VERSION: i16 = 15;
@@ -50,8 +49,6 @@ const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
 /// This node's follower fetchers: one task per leader node it follows partitions of.
 pub struct ReplicaFetchers {
     broker: Weak<Broker>,
-    /// Set once the node has peers to fetch from.
-    transport: OnceLock<Arc<dyn Transport>>,
     /// Woken when a partition's role changed here (it may follow another leader now).
     roles_changed: Notify,
     tasks: Mutex<BTreeMap<NodeId, JoinHandle<()>>>,
@@ -62,19 +59,13 @@ impl ReplicaFetchers {
     pub fn new(broker: Weak<Broker>) -> Self {
         Self {
             broker,
-            transport: OnceLock::new(),
             roles_changed: Notify::new(),
             tasks: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Starts following leaders over `transport` (Kafka requests to peer nodes) until
-    /// `stop` turns true.
-    pub fn start(self: &Arc<Self>, transport: Arc<dyn Transport>, stop: watch::Receiver<bool>) {
-        if self.transport.set(transport).is_err() {
-            tracing::error!("the replica fetchers were started twice; keeping the first");
-            return;
-        }
+    /// Starts following leaders over the broker's peers until `stop` turns true.
+    pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) {
         let fetchers = self.clone();
         tokio::spawn(async move { fetchers.manage(stop).await });
     }
@@ -103,7 +94,7 @@ impl ReplicaFetchers {
         let Some(broker) = self.broker.upgrade() else {
             return;
         };
-        let Some(transport) = self.transport.get() else {
+        let Some(transport) = broker.peers.get() else {
             return;
         };
         let local = broker.node_id();
@@ -129,7 +120,6 @@ impl ReplicaFetchers {
                 leader,
                 local,
                 backoff: HashMap::new(),
-                correlation_id: 0,
             };
             tasks.insert(leader, tokio::spawn(fetcher.run(stop.clone())));
         }
@@ -160,7 +150,6 @@ struct LeaderFetcher {
     local: NodeId,
     /// Partitions left alone after an error, until the instant given.
     backoff: HashMap<(Uuid, i32), Instant>,
-    correlation_id: i32,
 }
 
 impl LeaderFetcher {
@@ -242,46 +231,32 @@ impl LeaderFetcher {
         }
         // 2. One fetch for every partition.
         let request = self.fetch_request(&followed, config);
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let frame = match codec::encode_request(
-            REPLICA_FETCH_VERSION,
-            self.correlation_id,
-            &format!("sluice-replica-fetcher-{}", self.local),
-            &request,
-        ) {
-            Ok(frame) => frame.freeze(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a replica fetch");
-                return Round::Wait(UNREACHABLE_BACKOFF);
-            }
-        };
         let wait =
             Duration::from_millis(u64::try_from(config.replica_fetch_wait_max_ms).unwrap_or(0));
         let fetch_backoff =
             Duration::from_millis(u64::try_from(config.replica_fetch_backoff_ms).unwrap_or(0));
         drop(broker);
-        let answer = tokio::time::timeout(
+        let answer = call_peer(
+            &*self.transport,
+            self.leader,
+            REPLICA_FETCH_VERSION,
+            &request,
             wait + FETCH_TIMEOUT_MARGIN,
-            self.transport.call(self.leader, frame),
         )
         .await;
-        let response = match answer {
-            Ok(Ok(bytes)) if !bytes.is_empty() => bytes,
-            Ok(Ok(_)) => {
-                tracing::warn!(leader = self.leader, "the leader refused a replica fetch");
-                return Round::Wait(fetch_backoff.max(UNREACHABLE_BACKOFF));
-            }
-            Ok(Err(e)) => {
+        let fetch = match answer {
+            Ok(fetch) => fetch,
+            Err(PeerCallError::Transport(e)) => {
                 tracing::debug!(leader = self.leader, error = %e, "replica fetch failed");
                 return Round::Wait(UNREACHABLE_BACKOFF);
             }
-            Err(_) => {
-                tracing::warn!(leader = self.leader, "replica fetch timed out");
-                return Round::Wait(UNREACHABLE_BACKOFF);
+            Err(e) => {
+                tracing::warn!(leader = self.leader, error = %e, "replica fetch failed");
+                return Round::Wait(fetch_backoff.max(UNREACHABLE_BACKOFF));
             }
         };
         // 3. Apply what came back.
-        self.apply(response, followed, fetch_backoff)
+        self.apply(fetch, followed, fetch_backoff)
     }
 
     fn fetch_request(
@@ -328,18 +303,10 @@ impl LeaderFetcher {
 
     fn apply(
         &mut self,
-        response: Bytes,
+        fetch: FetchResponse,
         followed: Vec<Followed>,
         fetch_backoff: Duration,
     ) -> Round {
-        let decoded = codec::decode_response::<FetchRequest>(REPLICA_FETCH_VERSION, response);
-        let fetch = match decoded {
-            Ok((_, fetch)) => fetch,
-            Err(e) => {
-                tracing::warn!(leader = self.leader, error = %e, "undecodable replica fetch response");
-                return Round::Wait(fetch_backoff.max(UNREACHABLE_BACKOFF));
-            }
-        };
         if fetch.error_code != 0 {
             tracing::warn!(
                 leader = self.leader,

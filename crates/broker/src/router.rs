@@ -19,8 +19,9 @@ use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
 use crate::handlers::{
-    cluster, configs, delete_records, fetch, groups, list_offsets, log_dirs, metadata, produce,
-    producer, scram_users, topics, transactions,
+    cluster, configs, delete_records, elect_leaders, fetch, groups, list_offsets, log_dirs,
+    metadata, offset_for_leader_epoch, produce, producer, scram_users, topics, transactions,
+    txn_markers,
 };
 use crate::request::{Reply, RequestContext};
 use crate::sasl;
@@ -122,6 +123,9 @@ handler_table! {
     (OffsetDelete, 0..=0, groups::offset_delete),
     (DescribeCluster, 0..=2, cluster::describe_cluster),
     (DescribeLogDirs, 1..=4, log_dirs::describe_log_dirs),
+    (OffsetForLeaderEpoch, 2..=4, offset_for_leader_epoch::offset_for_leader_epoch),
+    (WriteTxnMarkers, 1..=1, txn_markers::write_txn_markers),
+    (ElectLeaders, 0..=2, elect_leaders::elect_leaders),
     // SASL listeners answer these in the connection (they change its session); here they
     // are on a listener without SASL. v2 of SaslHandshake breaks clients up to 2.4
     // (KAFKA-9577), so only 0-1 are advertised.

@@ -105,6 +105,7 @@ impl BrokerTestContext {
             name: name.into(),
             partitions,
             replication_factor: 1,
+            assignments: None,
             configs,
             internal: false,
         };

@@ -16,6 +16,7 @@ use crate::metadata::{
     CommitError, MetadataImage, MetadataLogError, MetadataRecord, PartitionAssignment,
     RecordConflict, TopicImage,
 };
+use crate::placement::{Candidate, place};
 use crate::topic_config::validate_topic_config;
 
 /// Kafka's limit on topic name length.
@@ -139,6 +140,8 @@ impl From<CommitError> for AdminError {
                         ResponseError::FencedLeaderEpoch
                     }
                     RecordConflict::ProducerIdsTaken { .. } => ResponseError::NotController,
+                    RecordConflict::IneligibleReplica { .. } => ResponseError::IneligibleReplica,
+                    RecordConflict::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered,
                 };
                 AdminError::new(code, conflict.to_string())
             }
@@ -178,8 +181,11 @@ pub struct NewTopic {
     pub name: String,
     /// Partitions; -1 means the broker default.
     pub partitions: i32,
-    /// Replication factor; -1 means the broker default (1).
+    /// Replication factor; -1 means the broker default (`default.replication.factor`).
     pub replication_factor: i16,
+    /// The replicas of each partition, when the client chose them (CreateTopics'
+    /// assignments); then `partitions` and `replication_factor` follow from them.
+    pub assignments: Option<Vec<Vec<i32>>>,
     /// Config overrides.
     pub configs: BTreeMap<String, String>,
     /// Whether it is an internal topic.
@@ -215,7 +221,10 @@ fn check_new_topic(
             ),
         ));
     }
-    let partitions = match topic.partitions {
+    let chosen = topic.assignments.as_ref();
+    let partitions = match chosen.map_or(topic.partitions, |a| {
+        i32::try_from(a.len()).unwrap_or(i32::MAX)
+    }) {
         -1 => broker.config.default_partitions,
         n if n >= 1 => n,
         n => {
@@ -225,9 +234,16 @@ fn check_new_topic(
             ));
         }
     };
-    let brokers = registered_brokers(broker, image).len();
-    let replication = match topic.replication_factor {
-        -1 => 1,
+    let brokers = live_brokers(broker, image).len();
+    let asked = chosen.map_or(topic.replication_factor, |a| {
+        i16::try_from(a.first().map_or(0, Vec::len)).unwrap_or(i16::MAX)
+    });
+    let asked = if asked == -1 {
+        default_replication_factor(broker, image)
+    } else {
+        asked
+    };
+    let replication = match asked {
         n if n >= 1 && usize::try_from(n).is_ok_and(|n| n <= brokers) => n,
         n if n >= 1 => {
             return Err(AdminError::new(
@@ -246,6 +262,9 @@ fn check_new_topic(
             ));
         }
     };
+    if let Some(assignments) = &topic.assignments {
+        check_manual_assignments(image, assignments)?;
+    }
     for (name, value) in &topic.configs {
         validate_topic_config(name, value)
             .map_err(|e| AdminError::new(ResponseError::InvalidConfig, e.to_string()))?;
@@ -257,36 +276,79 @@ fn check_new_topic(
     Ok((partitions, replication))
 }
 
-/// The brokers replicas may be placed on: the registered ones, or this node before it
-/// has registered (start-up creating the internal topics).
-fn registered_brokers(broker: &Broker, image: &MetadataImage) -> Vec<i32> {
-    let brokers: Vec<i32> = image.brokers().map(|b| b.id).collect();
+/// The brokers replicas may be placed on: the registered ones that are unfenced and not
+/// shutting down (Kafka places on active brokers only), or this node before it has
+/// registered (start-up creating the internal topics).
+fn live_brokers(broker: &Broker, image: &MetadataImage) -> Vec<Candidate> {
+    let brokers: Vec<Candidate> = image
+        .brokers()
+        .filter(|b| b.is_eligible())
+        .map(|b| Candidate {
+            id: b.id,
+            rack: b.rack.clone(),
+        })
+        .collect();
     if brokers.is_empty() {
-        vec![broker.node_id()]
+        vec![Candidate {
+            id: broker.node_id(),
+            rack: None,
+        }]
     } else {
         brokers
     }
 }
 
-/// Places `replication` replicas of each of the partitions `indexes` on the brokers,
-/// striped so that leaders (the first replica) spread evenly: partition p starts at
-/// broker p mod n (Kafka's striped placement, without racks).
-fn assign_replicas(
-    brokers: &[i32],
-    indexes: std::ops::Range<i32>,
-    replication: i16,
-) -> Vec<PartitionAssignment> {
-    let n = brokers.len().max(1);
-    let replication = usize::try_from(replication).unwrap_or(1);
-    indexes
-        .map(|p| {
-            let first = usize::try_from(p).unwrap_or(0);
-            let replicas = (0..replication)
-                .filter_map(|r| brokers.get((first + r) % n).copied())
-                .collect();
-            PartitionAssignment(replicas)
-        })
-        .collect()
+/// The replication factor of a topic created with -1: `default.replication.factor`, or
+/// when unset [`live_replication_cap`].
+pub(crate) fn default_replication_factor(broker: &Broker, image: &MetadataImage) -> i16 {
+    match broker.config.default_replication_factor {
+        Some(n) => i16::try_from(n).unwrap_or(i16::MAX),
+        None => live_replication_cap(broker, image),
+    }
+}
+
+/// 3, or the number of live brokers when fewer: as many replicas as a small cluster has,
+/// as many as Kafka recommends for a large one.
+pub(crate) fn live_replication_cap(broker: &Broker, image: &MetadataImage) -> i16 {
+    i16::try_from(live_brokers(broker, image).len().clamp(1, 3)).unwrap_or(3)
+}
+
+/// A client's own replica assignment (Kafka's `validateManualPartitionAssignment`): every
+/// partition has the same number of replicas, none twice, all on registered brokers.
+fn check_manual_assignments(
+    image: &MetadataImage,
+    assignments: &[Vec<i32>],
+) -> Result<(), AdminError> {
+    let invalid =
+        |message: String| AdminError::new(ResponseError::InvalidReplicaAssignment, message);
+    let width = assignments.first().map_or(0, Vec::len);
+    for (index, replicas) in assignments.iter().enumerate() {
+        if replicas.is_empty() {
+            return Err(invalid(format!(
+                "The manual partition assignment includes an empty replica list for partition {index}."
+            )));
+        }
+        if replicas.len() != width {
+            return Err(invalid(format!(
+                "The manual partition assignment includes partition {index} with {} replicas, but this is inconsistent with previous partitions, which had {width} replicas.",
+                replicas.len()
+            )));
+        }
+        let mut seen = replicas.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != replicas.len() {
+            return Err(invalid(format!(
+                "The manual partition assignment includes the partition {index} with duplicate replicas: {replicas:?}"
+            )));
+        }
+        if let Some(unknown) = replicas.iter().find(|&&id| image.broker(id).is_none()) {
+            return Err(invalid(format!(
+                "The manual partition assignment includes broker {unknown}, but no such broker is registered."
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Commits what `check` decides and, if this node's partitions of `topic` could not be
@@ -307,11 +369,14 @@ pub async fn create_topic(
     let id = Uuid::new_v4();
     let decide = |image: &MetadataImage| {
         let (partitions, replication) = check_new_topic(broker, &topic, image)?;
-        let replicas = assign_replicas(
-            &registered_brokers(broker, image),
-            0..partitions,
-            replication,
-        );
+        let replicas = match &topic.assignments {
+            Some(chosen) => chosen.iter().cloned().map(PartitionAssignment).collect(),
+            None => place(
+                &live_brokers(broker, image),
+                0..partitions,
+                usize::try_from(replication).unwrap_or(1),
+            ),
+        };
         let record = MetadataRecord::TopicCreated {
             name: topic.name.clone(),
             id,
@@ -379,6 +444,7 @@ pub async fn get_or_auto_create(
         name: name.to_string(),
         partitions: -1,
         replication_factor: -1,
+        assignments: None,
         configs: BTreeMap::new(),
         internal: false,
     };
@@ -412,15 +478,26 @@ pub async fn ensure_internal_topic(
     } else {
         broker.config.offsets_topic_partitions
     };
+    // As many replicas as there are brokers, up to 3; with 3, acks=all writes of the
+    // coordinators need 2 of them (Kafka's `offsets.topic.replication.factor` 3 and
+    // `transaction.state.log.min.isr` 2).
+    let replication = live_brokers(broker, &broker.metadata.image())
+        .len()
+        .clamp(1, 3);
+    let mut configs = BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("segment.bytes".to_string(), "104857600".to_string()),
+        ("compression.type".to_string(), "producer".to_string()),
+    ]);
+    if replication >= 3 {
+        configs.insert("min.insync.replicas".to_string(), "2".to_string());
+    }
     let new = NewTopic {
         name: name.to_string(),
         partitions,
-        replication_factor: 1,
-        configs: BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), "104857600".to_string()),
-            ("compression.type".to_string(), "producer".to_string()),
-        ]),
+        replication_factor: i16::try_from(replication).unwrap_or(1),
+        assignments: None,
+        configs,
         internal: true,
     };
     match create_topic(broker, new, false).await {
@@ -484,14 +561,18 @@ pub async fn create_partitions(
             ));
         }
         check_broker_partitions(broker, image, name, count - current)?;
-        let replication = topic
-            .partition(0)
-            .map_or(1, |p| i16::try_from(p.replicas.len()).unwrap_or(1));
-        let replicas = assign_replicas(
-            &registered_brokers(broker, image),
-            current..count,
-            replication,
-        );
+        let replication = topic.partition(0).map_or(1, |p| p.replicas.len());
+        let live = live_brokers(broker, image);
+        if replication > live.len() {
+            return Err(AdminError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "Unable to replicate the partition {replication} time(s): The target replication factor of {replication} cannot be reached because only {} broker(s) are registered.",
+                    live.len()
+                ),
+            ));
+        }
+        let replicas = place(&live, current..count, replication);
         Ok::<_, AdminError>((
             vec![MetadataRecord::PartitionsCreated {
                 id: topic.id,

@@ -464,6 +464,9 @@ pub struct TopicSettings {
     pub compression: Option<Compression>,
     /// `min.insync.replicas`: in-sync replicas an acks=all write needs.
     pub min_insync_replicas: usize,
+    /// `unclean.leader.election.enable`: with no in-sync replica left to lead, a replica
+    /// out of the ISR may (losing what it lacks) rather than the partition staying offline.
+    pub unclean_leader_election: bool,
 }
 
 impl TopicSettings {
@@ -512,6 +515,7 @@ impl TopicSettings {
             compression: stored_compression(&get("compression.type")),
             min_insync_replicas: usize::try_from(long("min.insync.replicas", 1).max(1))
                 .unwrap_or(1),
+            unclean_leader_election: get("unclean.leader.election.enable").trim() == "true",
         }
     }
 }

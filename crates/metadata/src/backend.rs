@@ -36,6 +36,13 @@ pub trait MetadataBackend: Send + Sync {
     /// Commits `records` as one batch; resolves once the batch is committed and applied
     /// on this node (or refused there with its conflict).
     fn commit(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<(), CommitError>>;
+
+    /// Whether a controller runs on the quorum leader: brokers register fenced and are let
+    /// in, fenced and given leaderships by it (a cluster). A single node's local log has
+    /// none: its only broker registers unfenced and leads everything.
+    fn has_controller(&self) -> bool {
+        false
+    }
 }
 
 /// The metadata log of a single node: a commit is an fsynced append.

@@ -7,7 +7,7 @@
 
 use uuid::Uuid;
 
-use crate::{MetadataImage, MetadataRecord};
+use crate::{BrokerRegistration, MetadataImage, MetadataRecord};
 
 /// Why a committed batch does not apply to the image it reached.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +71,23 @@ pub enum RecordConflict {
         /// The first id not reserved now.
         current: i64,
     },
+    /// A partition change names a leader or ISR member that may not be one: not a replica
+    /// of the partition, or (joining the ISR or taking the lead) not a registered broker
+    /// that is unfenced and not shutting down (Kafka's `INELIGIBLE_REPLICA`).
+    #[error(
+        "broker {broker} cannot lead or join the ISR of partition {partition} of topic {topic}"
+    )]
+    IneligibleReplica {
+        /// The topic.
+        topic: Uuid,
+        /// The partition index.
+        partition: i32,
+        /// The broker.
+        broker: i32,
+    },
+    /// A registration change for a broker that never registered.
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
 }
 
 impl MetadataImage {
@@ -102,9 +119,11 @@ impl MetadataImage {
             MetadataRecord::PartitionChanged {
                 topic_id,
                 partition,
+                leader,
                 leader_epoch,
+                isr,
+                replicas,
                 expected_partition_epoch,
-                ..
             } => {
                 let registration = self
                     .topic_by_id(topic_id)
@@ -132,6 +151,33 @@ impl MetadataImage {
                         actual: registration.leader_epoch.0,
                     });
                 }
+                let replicas = replicas.as_ref().unwrap_or(&registration.replicas);
+                let ineligible = |broker: i32| RecordConflict::IneligibleReplica {
+                    topic: *topic_id,
+                    partition: *partition,
+                    broker,
+                };
+                // Every ISR member and the leader are replicas; whoever newly joins the ISR
+                // or takes the lead must be able to serve (a broker already in the ISR
+                // may stay while fenced: the last in-sync replica is kept, as in Kafka).
+                for &member in isr.iter().chain((*leader >= 0).then_some(leader)) {
+                    if !replicas.contains(&member) {
+                        return Err(ineligible(member));
+                    }
+                }
+                let joins = isr.iter().filter(|m| !registration.isr.contains(m));
+                let new_leader = (*leader >= 0 && *leader != registration.leader).then_some(leader);
+                for &member in joins.chain(new_leader) {
+                    if !self
+                        .broker(member)
+                        .is_some_and(BrokerRegistration::is_eligible)
+                    {
+                        return Err(ineligible(member));
+                    }
+                }
+            }
+            MetadataRecord::BrokerRegistrationChanged { id, .. } => {
+                self.broker(*id).ok_or(RecordConflict::UnknownBroker(*id))?;
             }
             MetadataRecord::ProducerIdsAllocated { next } => {
                 if *next <= self.next_producer_id {
@@ -181,10 +227,75 @@ mod tests {
         }
     }
 
+    fn registered(id: i32, fenced: bool) -> MetadataRecord {
+        MetadataRecord::BrokerRegistered {
+            id,
+            incarnation_id: Uuid::from_u128(100 + u128::try_from(id).unwrap()),
+            endpoints: Vec::new(),
+            rack: None,
+            fenced,
+        }
+    }
+
+    fn fence(id: i32, fenced: bool) -> MetadataRecord {
+        MetadataRecord::BrokerRegistrationChanged {
+            id,
+            fenced: Some(fenced),
+            in_controlled_shutdown: None,
+        }
+    }
+
+    /// Partition 0 of topic 1 on brokers 1 and 2, led by 1, both in the ISR.
+    fn two_brokers() -> MetadataImage {
+        let mut image = MetadataImage::new(1);
+        image.apply(&registered(1, false));
+        image.apply(&registered(2, false));
+        image.apply(&created("t", 1));
+        image
+    }
+
+    #[test]
+    fn only_eligible_replicas_lead_or_join_the_isr() {
+        let mut image = two_brokers();
+        image.apply(&fence(2, true));
+        let ineligible = |broker| {
+            Err(RecordConflict::IneligibleReplica {
+                topic: Uuid::from_u128(1),
+                partition: 0,
+                broker,
+            })
+        };
+        // A fenced broker may stay in the ISR, but not take the lead…
+        assert_eq!(image.check(&changed(1, Some(0))), ineligible(2));
+        let shrink = |isr: Vec<i32>, leader| MetadataRecord::PartitionChanged {
+            topic_id: Uuid::from_u128(1),
+            partition: 0,
+            leader,
+            leader_epoch: 0,
+            isr,
+            replicas: None,
+            expected_partition_epoch: None,
+        };
+        assert!(image.check(&shrink(vec![1, 2], 1)).is_ok());
+        image.apply(&shrink(vec![1], 1));
+        // …nor join it again until it is unfenced.
+        assert_eq!(image.check(&shrink(vec![1, 2], 1)), ineligible(2));
+        image.apply(&fence(2, false));
+        assert!(image.check(&shrink(vec![1, 2], 1)).is_ok());
+        // Leader and ISR members are replicas of the partition; unknown brokers are refused.
+        assert_eq!(image.check(&shrink(vec![1, 3], 1)), ineligible(3));
+        assert_eq!(image.check(&shrink(vec![1], 3)), ineligible(3));
+        assert_eq!(
+            image.check(&fence(9, true)),
+            Err(RecordConflict::UnknownBroker(9))
+        );
+        // No leader (-1) is allowed: the partition is offline.
+        assert!(image.check(&shrink(vec![1], -1)).is_ok());
+    }
+
     #[test]
     fn decisions_taken_against_an_older_image_are_refused() {
-        let mut image = MetadataImage::new(1);
-        image.apply(&created("t", 1));
+        let mut image = two_brokers();
         assert_eq!(
             image.check(&created("t", 2)),
             Err(RecordConflict::TopicExists("t".into()))

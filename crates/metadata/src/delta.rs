@@ -19,7 +19,7 @@ pub struct MetadataDelta {
     pub topic_configs_changed: Vec<Uuid>,
     /// The dynamic broker configs changed (every topic's settings may have).
     pub broker_configs_changed: bool,
-    /// Brokers that registered or changed their endpoints.
+    /// Brokers that registered, changed their endpoints, or were fenced or unfenced.
     pub brokers_changed: Vec<i32>,
 }
 
@@ -47,7 +47,10 @@ impl MetadataDelta {
             } => self.partitions_changed.push((*topic_id, *partition)),
             MetadataRecord::TopicConfigsChanged { id, .. } => self.topic_configs_changed.push(*id),
             MetadataRecord::BrokerConfigsChanged { .. } => self.broker_configs_changed = true,
-            MetadataRecord::BrokerRegistered { id, .. } => self.brokers_changed.push(*id),
+            MetadataRecord::BrokerRegistered { id, .. }
+            | MetadataRecord::BrokerRegistrationChanged { id, .. } => {
+                self.brokers_changed.push(*id)
+            }
             MetadataRecord::ProducerIdsAllocated { .. }
             | MetadataRecord::ScramCredentialUpserted { .. }
             | MetadataRecord::ScramCredentialDeleted { .. } => {}

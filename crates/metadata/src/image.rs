@@ -87,6 +87,21 @@ pub struct BrokerRegistration {
     pub endpoints: Vec<EndpointRecord>,
     /// Its rack, if configured.
     pub rack: Option<String>,
+    /// Kafka's broker epoch: where in the metadata log it registered (the image offset
+    /// after its registration record). A restarted broker registers again, with a new one.
+    pub epoch: u64,
+    /// Fenced by the controller: it leads no partition and is in no ISR.
+    pub fenced: bool,
+    /// Giving its leaderships away before it stops.
+    pub in_controlled_shutdown: bool,
+}
+
+impl BrokerRegistration {
+    /// Whether it may lead partitions and join ISRs: registered, unfenced, not stopping
+    /// (Kafka's `isActive` / `isReplicaIsrEligible`).
+    pub fn is_eligible(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
 }
 
 /// All metadata at one point of the metadata log.
@@ -208,6 +223,7 @@ impl MetadataImage {
                 incarnation_id,
                 endpoints,
                 rack,
+                fenced,
             } => {
                 self.brokers.insert(
                     *id,
@@ -216,8 +232,25 @@ impl MetadataImage {
                         incarnation_id: *incarnation_id,
                         endpoints: endpoints.clone(),
                         rack: rack.clone(),
+                        epoch: self.offset,
+                        fenced: *fenced,
+                        in_controlled_shutdown: false,
                     },
                 );
+            }
+            MetadataRecord::BrokerRegistrationChanged {
+                id,
+                fenced,
+                in_controlled_shutdown,
+            } => {
+                if let Some(broker) = self.brokers.get_mut(id) {
+                    if let Some(fenced) = fenced {
+                        broker.fenced = *fenced;
+                    }
+                    if let Some(stopping) = in_controlled_shutdown {
+                        broker.in_controlled_shutdown = *stopping;
+                    }
+                }
             }
             MetadataRecord::ScramCredentialUpserted {
                 user,

@@ -89,6 +89,12 @@ impl MetadataStore {
         self.backend.get().and_then(|b| b.leader())
     }
 
+    /// Whether a controller fences and unfences brokers (see
+    /// [`MetadataBackend::has_controller`]).
+    pub fn has_controller(&self) -> bool {
+        self.backend.get().is_some_and(|b| b.has_controller())
+    }
+
     /// A consistent snapshot of the current metadata.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.image.read().clone()

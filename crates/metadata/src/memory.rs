@@ -78,6 +78,10 @@ impl MetadataBackend for Member {
         *self.quorum.leader.lock()
     }
 
+    fn has_controller(&self) -> bool {
+        true
+    }
+
     fn commit(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<(), CommitError>> {
         let quorum = self.quorum.clone();
         let store = self.store.clone();

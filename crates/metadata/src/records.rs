@@ -93,6 +93,11 @@ pub enum MetadataRecord {
         /// Its rack, if configured.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rack: Option<String>,
+        /// Whether it starts fenced (Kafka's `RegisterBrokerRecord.fenced`): in a cluster a
+        /// broker is fenced until the controller sees it caught up with the metadata; a
+        /// single node is its own controller and registers unfenced.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fenced: bool,
     },
     /// A topic's config overrides were replaced by `configs`.
     TopicConfigsChanged {
@@ -110,6 +115,19 @@ pub enum MetadataRecord {
     BrokerConfigsChanged {
         /// The full set of dynamic broker configs after the change.
         configs: BTreeMap<String, String>,
+    },
+    /// The controller fenced or unfenced a broker, or it began a controlled shutdown
+    /// (Kafka's `BrokerRegistrationChangeRecord`). A fenced broker leads nothing and is in
+    /// no ISR; one in controlled shutdown gives its leaderships away.
+    BrokerRegistrationChanged {
+        /// Its node id.
+        id: i32,
+        /// Fenced from now on (`Some(true)`), unfenced (`Some(false)`), or unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fenced: Option<bool>,
+        /// In controlled shutdown from now on, or not, or unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        in_controlled_shutdown: Option<bool>,
     },
     /// A user's SCRAM credential for one mechanism was set (Kafka's
     /// `UserScramCredentialRecord`): salted, never the password.

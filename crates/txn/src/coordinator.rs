@@ -236,6 +236,15 @@ impl TransactionCoordinator {
         timeout::expire_ids(&self.inner, now_ms).await;
     }
 
+    /// Whether this node's coordinator has the transaction of producer id `producer_id`
+    /// loaded (it coordinates the producer's transactional id here).
+    pub fn coordinates_producer(&self, producer_id: i64) -> bool {
+        self.inner.shards.cells().iter().any(|cell| {
+            cell.lock()
+                .is_ok_and(|shard| shard.by_producer.contains_key(&producer_id))
+        })
+    }
+
     /// KIP-890 part 1 for the produce path: `Ok` when `producer` has an
     /// ongoing transaction that already contains `tp`; otherwise the error
     /// the produce must return. Synchronous and cheap.

@@ -1,4 +1,4 @@
-//! DescribeCluster: this node as the whole cluster and its controller.
+//! DescribeCluster: the brokers of the cluster and its controller.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use sluice_protocol::kafka_protocol;
 
 use crate::broker::Broker;
 use crate::handlers::metadata::{
-    ALL_CLUSTER_OPERATIONS, AUTHORIZED_OPERATIONS_OMITTED, client_endpoint,
+    ALL_CLUSTER_OPERATIONS, AUTHORIZED_OPERATIONS_OMITTED, client_endpoint, controller_id,
 };
 use crate::request::{Reply, RequestContext};
 
@@ -28,7 +28,7 @@ pub async fn describe_cluster(
     Reply::Now(ResponseKind::DescribeCluster(describe(broker, ctx, req)))
 }
 
-/// This node as the whole cluster.
+/// The live brokers (and with `include_fenced_brokers`, v2, the fenced ones, marked).
 fn describe(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
@@ -44,8 +44,10 @@ fn describe(
             )));
     }
     let image = broker.metadata.image();
+    let include_fenced = version >= 2 && req.include_fenced_brokers;
     let brokers = image
         .brokers()
+        .filter(|b| include_fenced || !b.fenced)
         .filter_map(|b| {
             let endpoint = client_endpoint(b, &ctx.listener)?;
             Some(
@@ -53,12 +55,13 @@ fn describe(
                     .with_broker_id(BrokerId(b.id))
                     .with_host(StrBytes::from_string(endpoint.host.clone()))
                     .with_port(endpoint.port)
-                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+                    .with_rack(b.rack.clone().map(StrBytes::from_string))
+                    .with_is_fenced(version >= 2 && b.fenced),
             )
         })
         .collect();
     base.with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_controller_id(BrokerId(controller_id(broker, &image)))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             ALL_CLUSTER_OPERATIONS

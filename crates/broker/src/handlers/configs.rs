@@ -188,7 +188,7 @@ fn broker_configs(
     broker: &Broker,
     dynamic: &BTreeMap<String, String>,
 ) -> Vec<(ResolvedConfig, bool)> {
-    let mut statics: Vec<(&'static str, String, String, ConfigType)> = SETTINGS
+    let statics: Vec<(&'static str, String, String, ConfigType)> = SETTINGS
         .iter()
         .filter(|s| s.options.needs_restart)
         .flat_map(|setting| {
@@ -200,13 +200,6 @@ fn broker_configs(
                 .map(move |&name| (name, value.clone(), default.clone(), setting.kafka_type()))
         })
         .collect();
-    // One node holds every replica.
-    statics.push((
-        "default.replication.factor",
-        "1".into(),
-        "1".into(),
-        ConfigType::Int,
-    ));
     let mut out: Vec<(ResolvedConfig, bool)> = statics
         .into_iter()
         .map(|(name, value, default, kind)| {
@@ -289,6 +282,12 @@ fn kafka_value(broker: &Broker, setting: &Setting) -> (String, String) {
             let fds = broker.fd_budget;
             let default = FdBudget::split(fds.limit_before, fds.limit, None).connections;
             (fds.connections.to_string(), default.to_string())
+        }
+        KafkaValue::EffectiveReplicationFactor => {
+            let image = broker.metadata.image();
+            let effective = crate::topic_admin::default_replication_factor(broker, &image);
+            let unset = crate::topic_admin::live_replication_cap(broker, &image);
+            (effective.to_string(), unset.to_string())
         }
     }
 }

@@ -102,9 +102,9 @@ fn respond(
     let image = broker.metadata.image();
     let topics: Vec<MetadataResponseTopic> = match req.topics {
         // v0 has no null: an empty list means all topics.
-        None => image.topics().map(describe_topic).collect(),
+        None => image.topics().map(|t| describe_topic(&image, t)).collect(),
         Some(list) if list.is_empty() && version == 0 => {
-            image.topics().map(describe_topic).collect()
+            image.topics().map(|t| describe_topic(&image, t)).collect()
         }
         Some(list) => list
             .into_iter()
@@ -131,7 +131,14 @@ fn respond(
                     .partitions
                     .iter()
                     .cloned()
-                    .map(|p| p.with_leader_epoch(-1))
+                    .map(|p| {
+                        let p = p.with_leader_epoch(-1);
+                        if version >= 5 {
+                            p
+                        } else {
+                            p.with_offline_replicas(Vec::new())
+                        }
+                    })
                     .collect();
                 t.with_partitions(partitions)
             };
@@ -152,8 +159,7 @@ fn respond(
     } else {
         AUTHORIZED_OPERATIONS_OMITTED
     };
-    let brokers = image
-        .brokers()
+    let brokers = live_brokers(&image)
         .filter_map(|b| {
             let endpoint = client_endpoint(b, listener)?;
             Some(
@@ -168,9 +174,30 @@ fn respond(
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id((version >= 2).then(|| StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(if version >= 1 { broker.node_id() } else { -1 }))
+        .with_controller_id(BrokerId(if version >= 1 {
+            controller_id(broker, &image)
+        } else {
+            -1
+        }))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops)
+}
+
+/// The brokers clients may use: registered and not fenced (a fenced broker leads nothing
+/// and is left out of Metadata, as in Kafka).
+pub fn live_brokers(image: &MetadataImage) -> impl Iterator<Item = &BrokerRegistration> {
+    image.brokers().filter(|b| !b.fenced)
+}
+
+/// The controller id clients are told: the node leading the metadata quorum when it is a
+/// live broker, else this node (clients of a KRaft cluster cannot reach the controller
+/// itself; they only need a live node).
+pub fn controller_id(broker: &Broker, image: &MetadataImage) -> i32 {
+    broker
+        .metadata
+        .leader()
+        .filter(|&id| live_brokers(image).any(|b| b.id == id))
+        .unwrap_or_else(|| broker.node_id())
 }
 
 /// The endpoint at which clients of `listener` reach `broker`: the broker's endpoint of the
@@ -205,7 +232,7 @@ fn describe_by_name(
         return error_topic(ResponseError::InvalidTopicException);
     }
     match image.topic(name) {
-        Some(topic) => describe_topic(topic),
+        Some(topic) => describe_topic(image, topic),
         None => error_topic(
             failed
                 .get(name.as_str())
@@ -217,25 +244,40 @@ fn describe_by_name(
 
 fn describe_by_id(image: &MetadataImage, id: Uuid) -> MetadataResponseTopic {
     match image.topic_by_id(&id) {
-        Some(t) => describe_topic(t),
+        Some(t) => describe_topic(image, t),
         None => MetadataResponseTopic::default()
             .with_topic_id(id)
             .with_error_code(ResponseError::UnknownTopicId.code()),
     }
 }
 
-/// The metadata of one existing topic, each partition as its registration says.
-pub fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
+/// The metadata of one existing topic, each partition as its registration says: a
+/// partition without a leader answers LEADER_NOT_AVAILABLE, and replicas on fenced (or
+/// unknown) brokers are listed as offline.
+pub fn describe_topic(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
     let nodes = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
+    let offline = |ids: &[i32]| {
+        ids.iter()
+            .filter(|&&id| image.broker(id).is_none_or(|b| b.fenced))
+            .map(|&id| BrokerId(id))
+            .collect::<Vec<_>>()
+    };
     let partitions = (0..)
         .zip(&topic.partitions)
         .map(|(index, p)| {
+            let error = if p.leader < 0 {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(index)
                 .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(p.leader_epoch.0)
                 .with_replica_nodes(nodes(&p.replicas))
                 .with_isr_nodes(nodes(&p.isr))
+                .with_offline_replicas(offline(&p.replicas))
         })
         .collect();
     MetadataResponseTopic::default()

@@ -5,17 +5,20 @@ pub mod cluster;
 pub mod commit_topics;
 pub mod configs;
 pub mod delete_records;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
 pub mod log_dirs;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod producer;
 mod record_checks;
 pub mod scram_users;
 pub mod topics;
 pub mod transactions;
+pub mod txn_markers;
 
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@ use crate::metadata::TopicImage;
 use crate::partition::Partition;
 use crate::replica_manager::{AppendOrigin, Appended, ReplicaError, RequiredAcks};
 use crate::request::{Reply, RequestContext};
+use crate::txn_verification::{Verified, verify_remotely};
 
 /// Why a partition's records were refused.
 struct Refusal {
@@ -70,6 +71,7 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
         )));
     };
     let timeout_ms = req.timeout_ms;
+    let verified = verify_remotely(broker, &req, version).await;
     let image = broker.metadata.image();
     let mut outcomes = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
@@ -87,7 +89,7 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
         for data in topic.partition_data {
             let result = match resolved {
                 None => Err(Refusal::new(unknown, None)),
-                Some(t) => append(broker, t, data.index, data.records, acks),
+                Some(t) => append(broker, t, data.index, data.records, acks, &verified),
             };
             partitions.push(PartitionOutcome {
                 index: data.index,
@@ -147,16 +149,18 @@ fn append(
     index: i32,
     records: Option<Bytes>,
     acks: RequiredAcks,
+    verified: &Verified,
 ) -> Result<Appended, Refusal> {
     let partition = broker
         .replicas
         .leader_partition(topic, index, LeaderEpoch::UNKNOWN)?;
+    let verification = verified.get(&TopicPartition::new(topic.name.as_str(), index));
     let mut traffic = (0, 0);
     let appended =
         broker
             .replicas
             .append_records(&partition, AppendOrigin::Client, acks, |partition| {
-                let valid = validate(broker, partition, records)?;
+                let valid = validate(broker, partition, records, verification)?;
                 traffic = (valid.bytes_in, valid.records_in);
                 Ok::<_, Refusal>(valid.batches)
             })?;
@@ -177,6 +181,7 @@ fn validate(
     broker: &Broker,
     partition: &Partition,
     records: Option<Bytes>,
+    verification: Option<&Result<(), ResponseError>>,
 ) -> Result<ValidBatches, Refusal> {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Err(Refusal::new(
@@ -219,14 +224,19 @@ fn validate(
         if header.is_transactional() {
             // KIP-890: a transactional write is accepted only for a partition
             // already added to the producer's ongoing transaction, so a late
-            // write cannot slip into the next transaction.
-            broker
-                .txn
-                .verify_partition(
-                    ProducerIdAndEpoch::new(header.producer_id, header.producer_epoch),
-                    &TopicPartition::new(partition.topic.as_str(), partition.index),
-                )
-                .map_err(|code| Refusal::new(code, None))?;
+            // write cannot slip into the next transaction (see `txn_verification`).
+            let producer = ProducerIdAndEpoch::new(header.producer_id, header.producer_epoch);
+            let tp = TopicPartition::new(partition.topic.as_str(), partition.index);
+            match verification {
+                Some(remote) => *remote,
+                None if broker.txn.coordinates_producer(producer.producer_id) => {
+                    broker.txn.verify_partition(producer, &tp)
+                }
+                // Coordinated elsewhere and already verified for this transaction.
+                None if producer_has_ongoing_txn(partition, producer) => Ok(()),
+                None => broker.txn.verify_partition(producer, &tp),
+            }
+            .map_err(|code| Refusal::new(code, None))?;
         }
         record_checks
             .check(&header, &records.slice(range))
@@ -246,6 +256,15 @@ fn validate(
         bytes_in,
         records_in,
     })
+}
+
+/// Whether `producer` has an ongoing transaction with batches in `partition` (verified
+/// with its coordinator when its first batch came).
+fn producer_has_ongoing_txn(partition: &Partition, producer: ProducerIdAndEpoch) -> bool {
+    partition
+        .producers()
+        .iter()
+        .any(|s| s.producer == producer && s.ongoing_txn_first_offset.is_some())
 }
 
 fn too_large(size: usize, max_message_bytes: usize) -> Refusal {

@@ -146,15 +146,48 @@ fn new_topic(
         };
         configs.insert(c.name.to_string(), value.to_string());
     }
+    let assignments = (!t.assignments.is_empty())
+        .then(|| manual_assignments(t))
+        .transpose()?;
     Ok(NewTopic {
         name: t.name.to_string(),
         partitions,
         replication_factor,
+        assignments,
         configs,
         // Kafka lets a user create `__consumer_offsets` before first use; the
         // coordinator then uses it, and it is internal like one it created.
         internal: topic_admin::is_internal_topic(&t.name),
     })
+}
+
+/// The replicas of each partition a CreateTopics entry assigns itself, by partition index:
+/// the indexes must be 0, 1, 2, … (Kafka: "partitions should be a consecutive 0-based
+/// integer sequence").
+fn manual_assignments(
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<Vec<Vec<i32>>, AdminError> {
+    let mut by_index: Vec<(i32, Vec<i32>)> = t
+        .assignments
+        .iter()
+        .map(|a| {
+            (
+                a.partition_index,
+                a.broker_ids.iter().map(|b| b.0).collect(),
+            )
+        })
+        .collect();
+    by_index.sort_by_key(|(index, _)| *index);
+    let consecutive = (0..)
+        .zip(&by_index)
+        .all(|(expected, (index, _))| *index == expected);
+    if !consecutive {
+        return Err(AdminError::new(
+            ResponseError::InvalidReplicaAssignment,
+            "partitions should be a consecutive 0-based integer sequence",
+        ));
+    }
+    Ok(by_index.into_iter().map(|(_, replicas)| replicas).collect())
 }
 
 /// Handles DeleteTopics, by name (all versions) or id (v6+).

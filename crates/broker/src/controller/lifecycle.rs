@@ -1,0 +1,150 @@
+//! A broker's side of the controller (Kafka's `BrokerLifecycleManager`): it heartbeats to
+//! the quorum leader every `broker.heartbeat.interval.ms` with its broker epoch and how
+//! far it has applied the metadata, learns whether it is fenced, and on shutdown asks to
+//! stop and waits until the controller has moved its leaderships away.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId};
+use sluice_cluster::Transport;
+use sluice_protocol::kafka_protocol;
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+use crate::peer::call_peer;
+
+/// The BrokerHeartbeat version brokers send.
+pub const HEARTBEAT_VERSION: i16 = 1;
+
+/// What the controller last said about this broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LifecycleState {
+    /// Fenced: the broker leads nothing and is in no ISR.
+    pub fenced: bool,
+    /// The controller moved every leadership away: the broker may stop.
+    pub should_shut_down: bool,
+}
+
+/// This broker's heartbeats.
+pub struct BrokerLifecycle {
+    broker: Weak<Broker>,
+    want_shut_down: AtomicBool,
+    state: watch::Sender<LifecycleState>,
+}
+
+impl BrokerLifecycle {
+    /// The lifecycle of `broker`; nothing is sent before [`Self::start`].
+    pub fn new(broker: Weak<Broker>) -> Self {
+        let (state, _) = watch::channel(LifecycleState {
+            fenced: true,
+            should_shut_down: false,
+        });
+        Self {
+            broker,
+            want_shut_down: AtomicBool::new(false),
+            state,
+        }
+    }
+
+    /// Heartbeats over the broker's peers (or straight to this node's controller when it
+    /// leads the quorum) until `stop`.
+    pub fn start(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let lifecycle = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(interval) = lifecycle.beat().await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = crate::server::stopped(&mut stop) => return,
+                }
+            }
+        });
+    }
+
+    /// What the controller last said.
+    pub fn state(&self) -> LifecycleState {
+        *self.state.borrow()
+    }
+
+    /// Waits until the controller has let this broker in (unfenced it), up to `limit`;
+    /// returns whether it did.
+    pub async fn wait_unfenced(&self, limit: Duration) -> bool {
+        let mut rx = self.state.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|s| !s.fenced))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Controlled shutdown: asks the controller to move this broker's leaderships away and
+    /// waits until it says the broker may stop, up to `limit`; returns whether it did.
+    pub async fn shut_down(&self, limit: Duration) -> bool {
+        self.want_shut_down.store(true, Ordering::Release);
+        let mut rx = self.state.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|s| s.should_shut_down))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Sends one heartbeat and takes its answer; returns how long to wait before the
+    /// next, or `None` when the broker is gone.
+    async fn beat(&self) -> Option<Duration> {
+        let broker = self.broker.upgrade()?;
+        let interval = Duration::from_millis(broker.config.broker_heartbeat_interval_ms);
+        let local = broker.node_id();
+        let image = broker.metadata.image();
+        let Some(registration) = image.broker(local) else {
+            return Some(interval);
+        };
+        let request = BrokerHeartbeatRequest::default()
+            .with_broker_id(BrokerId(local))
+            .with_broker_epoch(i64::try_from(registration.epoch).unwrap_or(i64::MAX))
+            .with_current_metadata_offset(i64::try_from(image.offset).unwrap_or(i64::MAX))
+            .with_want_fence(false)
+            .with_want_shut_down(self.want_shut_down.load(Ordering::Acquire));
+        let response = match broker.metadata.leader() {
+            None => return Some(interval),
+            Some(leader) if leader == local => broker.controller.heartbeat(&request).await,
+            Some(leader) => {
+                let peers = broker.peers.get()?.clone();
+                drop(broker);
+                match send(&*peers, leader, &request, interval).await {
+                    Some(response) => response,
+                    None => return Some(interval),
+                }
+            }
+        };
+        match ResponseError::try_from_code(response.error_code) {
+            None => {
+                let state = LifecycleState {
+                    fenced: response.is_fenced,
+                    should_shut_down: response.should_shut_down,
+                };
+                self.state
+                    .send_if_modified(|s| std::mem::replace(s, state) != state);
+            }
+            Some(error) => tracing::debug!(?error, "the controller refused a heartbeat"),
+        }
+        Some(interval)
+    }
+}
+
+/// Sends a heartbeat to the quorum leader `leader` over the node-to-node transport.
+async fn send(
+    peers: &dyn Transport,
+    leader: i32,
+    request: &BrokerHeartbeatRequest,
+    interval: Duration,
+) -> Option<BrokerHeartbeatResponse> {
+    match call_peer(peers, leader, HEARTBEAT_VERSION, request, interval * 4).await {
+        Ok(response) => Some(response),
+        Err(e) => {
+            tracing::debug!(leader, error = %e, "heartbeat to the controller failed");
+            None
+        }
+    }
+}

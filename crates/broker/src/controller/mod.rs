@@ -1,0 +1,374 @@
+//! The controller: on the node that leads the metadata quorum, it decides which brokers
+//! are in the cluster and who leads each partition (Kafka's `QuorumController` with its
+//! `BrokerHeartbeatManager` and `ReplicationControlManager`).
+//!
+//! - Brokers register fenced. Each heartbeats every `broker.heartbeat.interval.ms`; the
+//!   controller lets a fenced broker in (unfences it) once its heartbeat shows it has
+//!   applied the metadata up to its own registration.
+//! - A broker not heard from for `broker.session.timeout.ms` is fenced: it leaves every ISR
+//!   and its leaderships move to in-sync replicas ([`elections`]). Heartbeat times live in
+//!   the controller's memory only, as in Kafka; a new controller gives every broker a full
+//!   session before fencing it.
+//! - A broker that asks to shut down (SIGTERM) enters controlled shutdown: its leaderships
+//!   move away and it leaves the ISRs while it still serves; once it leads nothing it is
+//!   told to stop, and fenced.
+//! - Leaderships move back to the preferred replicas every
+//!   `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`.
+//!
+//! Every decision is a batch of metadata records proposed against the controller's image
+//! with compare-and-swap partition epochs, so a decision that raced with a leader's ISR
+//! change is refused and taken again at the next check.
+
+pub mod elections;
+pub mod lifecycle;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{BrokerHeartbeatRequest, BrokerHeartbeatResponse};
+use parking_lot::Mutex;
+use sluice_protocol::kafka_protocol;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::broker::Broker;
+use crate::metadata::{CommitError, MetadataImage, MetadataRecord};
+use elections::{Election, change_for};
+
+/// How often the controller looks for expired sessions and partitions that need a leader.
+const CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The controller's state: who was heard from when.
+pub struct Controller {
+    broker: Weak<Broker>,
+    contacts: Mutex<Contacts>,
+}
+
+#[derive(Default)]
+struct Contacts {
+    /// The last heartbeat of each broker.
+    last_heard: HashMap<i32, Instant>,
+    /// Since when this node leads the quorum (`None`: it does not).
+    leading_since: Option<Instant>,
+    /// When leaderships last moved back to preferred replicas.
+    last_rebalance: Option<Instant>,
+}
+
+impl Controller {
+    /// The controller of `broker`; it acts only while `broker` leads the quorum.
+    pub fn new(broker: Weak<Broker>) -> Self {
+        Self {
+            broker,
+            contacts: Mutex::new(Contacts::default()),
+        }
+    }
+
+    /// Runs the periodic checks until `stop`.
+    pub fn start(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let controller = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(CHECK_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = crate::server::stopped(&mut stop) => return,
+                }
+                controller.check().await;
+            }
+        });
+    }
+
+    /// Answers a broker's heartbeat (BrokerHeartbeat, API 63): notes it alive, lets it in
+    /// once it has caught up, starts its controlled shutdown when it asks, and tells it
+    /// whether it is fenced and whether it may stop now.
+    pub async fn heartbeat(&self, request: &BrokerHeartbeatRequest) -> BrokerHeartbeatResponse {
+        let refused = |code: ResponseError| {
+            BrokerHeartbeatResponse::default()
+                .with_error_code(code.code())
+                .with_is_fenced(true)
+        };
+        let Some(broker) = self.broker.upgrade() else {
+            return refused(ResponseError::NotController);
+        };
+        if broker.metadata.leader() != Some(broker.node_id()) {
+            return refused(ResponseError::NotController);
+        }
+        let id = request.broker_id.0;
+        let image = broker.metadata.image();
+        let Some(registration) = image.broker(id) else {
+            return refused(ResponseError::BrokerIdNotRegistered);
+        };
+        if i64::try_from(registration.epoch).ok() != Some(request.broker_epoch) {
+            return refused(ResponseError::StaleBrokerEpoch);
+        }
+        self.contacts.lock().last_heard.insert(id, Instant::now());
+        let caught_up = u64::try_from(request.current_metadata_offset)
+            .is_ok_and(|offset| offset >= registration.epoch);
+        let change = if request.want_shut_down && !registration.in_controlled_shutdown {
+            tracing::info!(
+                broker = id,
+                "broker {id} asked to shut down: moving its leaderships away"
+            );
+            Some((None, Some(true)))
+        } else if registration.fenced && caught_up && !request.want_fence && !request.want_shut_down
+        {
+            tracing::info!(
+                broker = id,
+                "broker {id} has caught up with the metadata: unfencing it"
+            );
+            Some((Some(false), None))
+        } else {
+            None
+        };
+        if let Some((fenced, in_controlled_shutdown)) = change {
+            let record = MetadataRecord::BrokerRegistrationChanged {
+                id,
+                fenced,
+                in_controlled_shutdown,
+            };
+            if let Err(e) = self
+                .propose(&broker, Some(record), Election::KeepOrElect)
+                .await
+            {
+                tracing::warn!(broker = id, error = %e, "cannot change the broker's registration now");
+            }
+        }
+        let image = broker.metadata.image();
+        let Some(registration) = image.broker(id) else {
+            return refused(ResponseError::BrokerIdNotRegistered);
+        };
+        let should_shut_down = registration.in_controlled_shutdown && leads_nothing(&image, id);
+        if should_shut_down && !registration.fenced {
+            let record = MetadataRecord::BrokerRegistrationChanged {
+                id,
+                fenced: Some(true),
+                in_controlled_shutdown: None,
+            };
+            match self
+                .propose(&broker, Some(record), Election::KeepOrElect)
+                .await
+            {
+                Ok(()) => tracing::info!(
+                    broker = id,
+                    "broker {id} leads nothing any more: it may stop"
+                ),
+                Err(e) => {
+                    tracing::warn!(broker = id, error = %e, "cannot fence the stopping broker now")
+                }
+            }
+        }
+        let fenced = broker.metadata.image().broker(id).is_none_or(|r| r.fenced);
+        BrokerHeartbeatResponse::default()
+            .with_is_caught_up(caught_up)
+            .with_is_fenced(fenced)
+            .with_should_shut_down(should_shut_down)
+    }
+
+    /// One periodic check: fences brokers whose session expired, elects leaders where
+    /// partitions need one, and every so often moves leaderships back to preferred
+    /// replicas.
+    async fn check(&self) {
+        let Some(broker) = self.broker.upgrade() else {
+            return;
+        };
+        if broker.metadata.leader() != Some(broker.node_id()) {
+            self.contacts.lock().leading_since = None;
+            return;
+        }
+        let image = broker.metadata.image();
+        let session = Duration::from_millis(broker.config.broker_session_timeout_ms);
+        let expired = self.expired_sessions(&image, session);
+        for id in expired {
+            tracing::warn!(
+                broker = id,
+                session_timeout_ms = broker.config.broker_session_timeout_ms,
+                "broker {id} missed its heartbeats for the session timeout: fencing it"
+            );
+            let record = MetadataRecord::BrokerRegistrationChanged {
+                id,
+                fenced: Some(true),
+                in_controlled_shutdown: None,
+            };
+            if let Err(e) = self
+                .propose(&broker, Some(record), Election::KeepOrElect)
+                .await
+            {
+                tracing::warn!(broker = id, error = %e, "cannot fence the broker now");
+            }
+        }
+        // Partitions left without a leader (or with ineligible ISR members) by anything
+        // earlier: a broker came back, a proposal lost a race.
+        if let Err(e) = self.propose(&broker, None, Election::KeepOrElect).await {
+            tracing::debug!(error = %e, "cannot elect leaders now");
+        }
+        if broker.config.auto_leader_rebalance_enable
+            && self.rebalance_due(&broker)
+            && let Err(e) = self.propose(&broker, None, Election::Preferred).await
+        {
+            tracing::debug!(error = %e, "cannot move leaderships to preferred replicas now");
+        }
+    }
+
+    /// Brokers unfenced but not heard from for `session`; a controller that just took
+    /// over counts every broker as heard from at that moment.
+    fn expired_sessions(&self, image: &MetadataImage, session: Duration) -> Vec<i32> {
+        let now = Instant::now();
+        let mut contacts = self.contacts.lock();
+        let since = *contacts.leading_since.get_or_insert(now);
+        image
+            .brokers()
+            .filter(|b| !b.fenced)
+            .filter(|b| {
+                let heard = contacts
+                    .last_heard
+                    .get(&b.id)
+                    .copied()
+                    .unwrap_or(since)
+                    .max(since);
+                now.duration_since(heard) > session
+            })
+            .map(|b| b.id)
+            .collect()
+    }
+
+    fn rebalance_due(&self, broker: &Broker) -> bool {
+        let interval = Duration::from_secs(broker.config.leader_imbalance_check_interval_seconds);
+        let now = Instant::now();
+        let mut contacts = self.contacts.lock();
+        let last = *contacts.last_rebalance.get_or_insert(now);
+        let due = now.duration_since(last) >= interval;
+        if due {
+            contacts.last_rebalance = Some(now);
+        }
+        due
+    }
+
+    /// Proposes `registration` (a broker's change, if any) and the partition changes every
+    /// partition needs afterwards under `election`.
+    async fn propose(
+        &self,
+        broker: &Arc<Broker>,
+        registration: Option<MetadataRecord>,
+        election: Election,
+    ) -> Result<(), CommitError> {
+        broker
+            .metadata
+            .propose(|image| {
+                let mut records: Vec<MetadataRecord> = registration.into_iter().collect();
+                let mut next = image.clone();
+                for record in &records {
+                    next.apply(record);
+                }
+                records.extend(partition_changes(broker, &next, election));
+                Ok::<_, CommitError>((records, ()))
+            })
+            .await
+    }
+
+    /// Runs an election over the partitions `targets` (ElectLeaders): the changes made, per
+    /// partition, or why none was.
+    pub async fn elect(
+        &self,
+        targets: &[(uuid::Uuid, i32)],
+        election: Election,
+    ) -> Result<Vec<ElectionOutcome>, CommitError> {
+        let broker = self
+            .broker
+            .upgrade()
+            .ok_or_else(|| CommitError::Unavailable("shutting down".into()))?;
+        broker
+            .metadata
+            .propose(|image| {
+                let mut records = Vec::new();
+                let mut outcomes = Vec::new();
+                for &(topic_id, index) in targets {
+                    let Some(topic) = image.topic_by_id(&topic_id) else {
+                        outcomes.push(ElectionOutcome::UnknownPartition);
+                        continue;
+                    };
+                    let Some(registration) = topic.partition(index) else {
+                        outcomes.push(ElectionOutcome::UnknownPartition);
+                        continue;
+                    };
+                    let unclean = broker.topic_settings(image, topic).unclean_leader_election;
+                    let eligible = |b: i32| image.broker(b).is_some_and(|r| r.is_eligible());
+                    match change_for(registration, eligible, election, unclean) {
+                        Some(change)
+                            if change.leader != registration.leader && change.leader >= 0 =>
+                        {
+                            records.push(MetadataRecord::PartitionChanged {
+                                topic_id,
+                                partition: index,
+                                leader: change.leader,
+                                leader_epoch: change.leader_epoch,
+                                isr: change.isr,
+                                replicas: None,
+                                expected_partition_epoch: Some(registration.partition_epoch),
+                            });
+                            outcomes.push(ElectionOutcome::Elected(change.leader));
+                        }
+                        _ if registration.leader >= 0
+                            && (election == Election::Unclean
+                                || registration.replicas.first() == Some(&registration.leader)) =>
+                        {
+                            outcomes.push(ElectionOutcome::AlreadyLeading);
+                        }
+                        _ => outcomes.push(ElectionOutcome::NotElected),
+                    }
+                }
+                Ok::<_, CommitError>((records, outcomes))
+            })
+            .await
+    }
+}
+
+/// What an election did for one partition (ElectLeaders' per-partition answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionOutcome {
+    /// This replica leads now.
+    Elected(i32),
+    /// No election was needed: the preferred replica leads already, or (unclean) the
+    /// partition has a leader (ELECTION_NOT_NEEDED).
+    AlreadyLeading,
+    /// No eligible replica could be elected (ELIGIBLE_LEADERS_NOT_AVAILABLE).
+    NotElected,
+    /// No such partition.
+    UnknownPartition,
+}
+
+/// The `PartitionChanged` records every partition of `image` needs under `election`.
+fn partition_changes(
+    broker: &Broker,
+    image: &MetadataImage,
+    election: Election,
+) -> Vec<MetadataRecord> {
+    let eligible = |b: i32| image.broker(b).is_some_and(|r| r.is_eligible());
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        let unclean = broker.topic_settings(image, topic).unclean_leader_election;
+        for (index, registration) in (0..).zip(topic.partitions.iter()) {
+            if let Some(change) = change_for(registration, eligible, election, unclean) {
+                records.push(MetadataRecord::PartitionChanged {
+                    topic_id: topic.id,
+                    partition: index,
+                    leader: change.leader,
+                    leader_epoch: change.leader_epoch,
+                    isr: change.isr,
+                    replicas: None,
+                    expected_partition_epoch: Some(registration.partition_epoch),
+                });
+            }
+        }
+    }
+    records
+}
+
+/// Whether broker `id` leads no partition.
+fn leads_nothing(image: &MetadataImage, id: i32) -> bool {
+    image
+        .topics()
+        .all(|t| t.partitions.iter().all(|p| p.leader != id))
+}
