@@ -360,7 +360,9 @@ async fn sasl_request(
     }
     match request {
         RequestKind::SaslHandshake(r) => Ok(sasl::handshake(session, broker, &r, version)),
-        RequestKind::SaslAuthenticate(r) => Ok(sasl::authenticate(session, broker, r, version).await),
+        RequestKind::SaslAuthenticate(r) => {
+            Ok(sasl::authenticate(session, broker, r, version).await)
+        }
         other => Err(other),
     }
 }
@@ -386,7 +388,11 @@ async fn finish_sasl(
         }
         sasl::SaslOutcome::Close => {
             metrics.request_errors(request.api_key as i16, version, 1);
-            request.finished(metrics, version, Some("authentication failed; connection closed"));
+            request.finished(
+                metrics,
+                version,
+                Some("authentication failed; connection closed"),
+            );
             Next::Close
         }
     }

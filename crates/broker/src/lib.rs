@@ -39,9 +39,9 @@ pub mod replica_manager;
 pub mod request;
 mod retention;
 mod router;
-pub mod server;
 mod sasl;
 pub mod security;
+pub mod server;
 mod session;
 #[cfg(test)]
 mod test_context;

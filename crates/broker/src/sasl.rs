@@ -58,14 +58,17 @@ pub(crate) fn handshake(
                 .with_mechanisms(offered.clone()),
         )
     };
-    let chosen = Mechanism::for_name(&request.mechanism).filter(|m| security.mechanisms.contains(m));
+    let chosen =
+        Mechanism::for_name(&request.mechanism).filter(|m| security.mechanisms.contains(m));
     let Some(mechanism) = chosen else {
         tracing::info!(
             peer = %session.identity().peer,
             mechanism = %request.mechanism.as_str(),
             "SASL mechanism not enabled; closing"
         );
-        security.auth_metrics.record(&session.identity().listener, "unsupported", false);
+        security
+            .auth_metrics
+            .record(&session.identity().listener, "unsupported", false);
         return SaslOutcome::ReplyThenClose(respond(Some(ResponseError::UnsupportedSaslMechanism)));
     };
     let renewing = match &session.sasl {
@@ -106,13 +109,11 @@ pub(crate) async fn authenticate(
             };
             SaslOutcome::Reply(ResponseKind::SaslAuthenticate(response))
         }
-        Exchange::Failed(failure) => {
-            SaslOutcome::ReplyThenClose(ResponseKind::SaslAuthenticate(
-                SaslAuthenticateResponse::default()
-                    .with_error_code(ResponseError::SaslAuthenticationFailed.code())
-                    .with_error_message(Some(StrBytes::from_string(failure.message))),
-            ))
-        }
+        Exchange::Failed(failure) => SaslOutcome::ReplyThenClose(ResponseKind::SaslAuthenticate(
+            SaslAuthenticateResponse::default()
+                .with_error_code(ResponseError::SaslAuthenticationFailed.code())
+                .with_error_message(Some(StrBytes::from_string(failure.message))),
+        )),
         Exchange::OutOfOrder => SaslOutcome::ReplyThenClose(ResponseKind::SaslAuthenticate(
             SaslAuthenticateResponse::default()
                 .with_error_code(ResponseError::IllegalSaslState.code())
@@ -126,9 +127,10 @@ pub(crate) async fn authenticate(
 /// Handles a raw token frame (after SaslHandshake v0); failures close without an answer.
 pub(crate) async fn raw_token(session: &mut Session, broker: &Broker, token: Bytes) -> SaslOutcome {
     match exchange(session, broker, token).await {
-        Exchange::Continue(challenge) | Exchange::Done { reply: challenge, .. } => {
-            SaslOutcome::RawReply(challenge)
-        }
+        Exchange::Continue(challenge)
+        | Exchange::Done {
+            reply: challenge, ..
+        } => SaslOutcome::RawReply(challenge),
         Exchange::Failed(_) | Exchange::OutOfOrder => SaslOutcome::Close,
     }
 }
@@ -153,7 +155,15 @@ async fn exchange(session: &mut Session, broker: &Broker, token: Bytes) -> Excha
     };
     let (mechanism, step) = match run_step(mechanism, token).await {
         Some(done) => done,
-        None => return fail(session, broker, None, AuthFailure::new("authentication task failed")).await,
+        None => {
+            return fail(
+                session,
+                broker,
+                None,
+                AuthFailure::new("authentication task failed"),
+            )
+            .await;
+        }
     };
     match step {
         Step::Continue(challenge) => {
@@ -186,9 +196,11 @@ async fn exchange(session: &mut Session, broker: &Broker, token: Bytes) -> Excha
                 broker.clock.now_ms(),
             );
             let security = &broker.security;
-            security
-                .auth_metrics
-                .record(&session.identity().listener, mechanism.mechanism().name(), true);
+            security.auth_metrics.record(
+                &session.identity().listener,
+                mechanism.mechanism().name(),
+                true,
+            );
             tracing::debug!(peer = %session.identity().peer, %principal, "SASL authenticated");
             session.authenticated(Authenticated {
                 mechanism: mechanism.mechanism(),
@@ -243,7 +255,11 @@ async fn fail(
 /// A session's lifetime (KIP-368): the shorter of `connections.max.reauth.ms` (when set) and
 /// the time left on the credential; 0 when neither limits it. An already expired credential
 /// gets 1 ms, never "no limit".
-pub(crate) fn session_lifetime_ms(reauth_max_ms: i64, expires_at_ms: Option<i64>, now_ms: i64) -> i64 {
+pub(crate) fn session_lifetime_ms(
+    reauth_max_ms: i64,
+    expires_at_ms: Option<i64>,
+    now_ms: i64,
+) -> i64 {
     let credential_left = expires_at_ms.map(|at| (at - now_ms).max(1));
     match (reauth_max_ms > 0, credential_left) {
         (true, Some(left)) => reauth_max_ms.min(left),

@@ -91,10 +91,13 @@ impl BrokerConfig {
         ClientAuth::parse(&self.ssl_client_auth).map_err(|e| invalid("ssl-client-auth", e))?;
         PrincipalMapper::parse(&self.ssl_principal_mapping_rules)
             .map_err(|e| invalid("ssl-principal-mapping-rules", e))?;
-        let mechanisms =
-            Mechanism::parse_list(&self.sasl_mechanisms).map_err(|e| invalid("sasl-mechanisms", e))?;
+        let mechanisms = Mechanism::parse_list(&self.sasl_mechanisms)
+            .map_err(|e| invalid("sasl-mechanisms", e))?;
         if listeners.iter().any(|l| l.protocol.uses_sasl()) && mechanisms.is_empty() {
-            return Err(invalid("sasl-mechanisms", "a SASL listener needs at least one mechanism"));
+            return Err(invalid(
+                "sasl-mechanisms",
+                "a SASL listener needs at least one mechanism",
+            ));
         }
         if listeners.iter().any(|l| l.protocol.uses_tls())
             && (self.ssl_cert_file.is_none() || self.ssl_key_file.is_none())
@@ -113,7 +116,10 @@ impl BrokerConfig {
     /// Where clients reach each listener, given where each was bound: its
     /// `advertised-listeners` entry, else (without `listeners`) `advertise`, else the
     /// bound address.
-    pub fn advertised_endpoints(&self, bound: &[(ListenerSpec, SocketAddr)]) -> Vec<EndpointRecord> {
+    pub fn advertised_endpoints(
+        &self,
+        bound: &[(ListenerSpec, SocketAddr)],
+    ) -> Vec<EndpointRecord> {
         let overrides = self
             .listener_specs()
             .and_then(|specs| self.advertised_overrides(&specs))
@@ -257,12 +263,19 @@ pub struct Security {
 
 impl Security {
     /// Builds it from a validated `config`, reading the TLS files when a listener needs them.
-    pub fn from_config(config: &BrokerConfig, metadata: Arc<MetadataStore>) -> Result<Self, ConfigError> {
+    pub fn from_config(
+        config: &BrokerConfig,
+        metadata: Arc<MetadataStore>,
+    ) -> Result<Self, ConfigError> {
         let listeners = config.listener_specs()?;
         let tls = if listeners.iter().any(|l| l.protocol.uses_tls()) {
             let path = |p: &Option<String>| p.as_ref().map(PathBuf::from);
-            let (Some(cert), Some(key)) = (path(&config.ssl_cert_file), path(&config.ssl_key_file)) else {
-                return Err(invalid("ssl-cert-file", "a TLS listener needs a certificate and key"));
+            let (Some(cert), Some(key)) = (path(&config.ssl_cert_file), path(&config.ssl_key_file))
+            else {
+                return Err(invalid(
+                    "ssl-cert-file",
+                    "a TLS listener needs a certificate and key",
+                ));
             };
             let files = TlsFiles {
                 cert,
@@ -271,7 +284,9 @@ impl Security {
                 client_auth: ClientAuth::parse(&config.ssl_client_auth)
                     .map_err(|e| invalid("ssl-client-auth", e))?,
             };
-            Some(Arc::new(TlsReloader::load(files).map_err(|e| invalid("ssl-cert-file", e))?))
+            Some(Arc::new(
+                TlsReloader::load(files).map_err(|e| invalid("ssl-cert-file", e))?,
+            ))
         } else {
             None
         };
@@ -298,8 +313,12 @@ impl Security {
                 allowable_clock_skew_s: config.sasl_oauthbearer_clock_skew_seconds,
             },
             reauth_max_ms: config.connections_max_reauth_ms,
-            pre_auth_max_frame: config.sasl_server_max_receive_size.min(config.max_request_bytes),
-            failed_auth_delay: Duration::from_millis(config.connection_failed_authentication_delay_ms),
+            pre_auth_max_frame: config
+                .sasl_server_max_receive_size
+                .min(config.max_request_bytes),
+            failed_auth_delay: Duration::from_millis(
+                config.connection_failed_authentication_delay_ms,
+            ),
             auth_timeout: Duration::from_millis(config.authentication_timeout_ms),
             auth_metrics: AuthMetrics::default(),
         })
@@ -334,7 +353,12 @@ impl Security {
     /// Writes the security metrics: authentications and the TLS certificate.
     pub fn write_metrics(&self, out: &mut String) {
         let name = "sluice_authentications_total";
-        header(out, name, "counter", "SASL and TLS authentications by listener, mechanism and result.");
+        header(
+            out,
+            name,
+            "counter",
+            "SASL and TLS authentications by listener, mechanism and result.",
+        );
         for ((listener, mechanism, result), n) in self.auth_metrics.counts.lock().iter() {
             let _ = writeln!(
                 out,
@@ -344,17 +368,31 @@ impl Security {
         }
         if let Some(tls) = &self.tls {
             let name = "sluice_tls_cert_not_after_seconds";
-            header(out, name, "gauge", "When the TLS listeners' certificate expires (Unix time).");
+            header(
+                out,
+                name,
+                "gauge",
+                "When the TLS listeners' certificate expires (Unix time).",
+            );
             let _ = writeln!(out, "{name} {}", tls.not_after.load(Ordering::Relaxed));
             let name = "sluice_tls_reload_errors_total";
-            header(out, name, "counter", "TLS certificate reloads that failed (the old one stays).");
+            header(
+                out,
+                name,
+                "counter",
+                "TLS certificate reloads that failed (the old one stays).",
+            );
             let _ = writeln!(out, "{name} {}", tls.reload_errors.load(Ordering::Relaxed));
         }
     }
 }
 
 /// The record setting `user`'s credential for `mechanism`.
-pub fn scram_record(user: &str, mechanism: ScramMechanism, credential: &ScramCredential) -> MetadataRecord {
+pub fn scram_record(
+    user: &str,
+    mechanism: ScramMechanism,
+    credential: &ScramCredential,
+) -> MetadataRecord {
     MetadataRecord::ScramCredentialUpserted {
         user: user.to_string(),
         mechanism: mechanism.name().to_string(),
@@ -368,8 +406,15 @@ pub fn scram_record(user: &str, mechanism: ScramMechanism, credential: &ScramCre
 }
 
 /// Creates the bootstrap user's SCRAM-SHA-256 and -512 credentials where it has none.
-pub async fn ensure_bootstrap_user(config: &BrokerConfig, metadata: &MetadataStore) -> Result<(), CommitError> {
-    let Some((user, password)) = config.bootstrap_user.as_deref().and_then(|u| parse_bootstrap_user(u).ok()) else {
+pub async fn ensure_bootstrap_user(
+    config: &BrokerConfig,
+    metadata: &MetadataStore,
+) -> Result<(), CommitError> {
+    let Some((user, password)) = config
+        .bootstrap_user
+        .as_deref()
+        .and_then(|u| parse_bootstrap_user(u).ok())
+    else {
         return Ok(());
     };
     let missing: Vec<ScramMechanism> = ScramMechanism::ALL
@@ -381,23 +426,32 @@ pub async fn ensure_bootstrap_user(config: &BrokerConfig, metadata: &MetadataSto
     }
     let records: Vec<MetadataRecord> = missing
         .iter()
-        .map(|&m| scram_record(user, m, &ScramCredential::generate(m, password.as_bytes(), MIN_ITERATIONS)))
+        .map(|&m| {
+            scram_record(
+                user,
+                m,
+                &ScramCredential::generate(m, password.as_bytes(), MIN_ITERATIONS),
+            )
+        })
         .collect();
     metadata
         .propose(|image| {
             let records = records
                 .into_iter()
                 .filter(|r| match r {
-                    MetadataRecord::ScramCredentialUpserted { user, mechanism, .. } => {
-                        image.security.scram(user, mechanism).is_none()
-                    }
+                    MetadataRecord::ScramCredentialUpserted {
+                        user, mechanism, ..
+                    } => image.security.scram(user, mechanism).is_none(),
                     _ => false,
                 })
                 .collect();
             Ok::<_, CommitError>((records, ()))
         })
         .await?;
-    tracing::info!(user, "bootstrap user created with SCRAM-SHA-256 and SCRAM-SHA-512 credentials");
+    tracing::info!(
+        user,
+        "bootstrap user created with SCRAM-SHA-256 and SCRAM-SHA-512 credentials"
+    );
     Ok(())
 }
 

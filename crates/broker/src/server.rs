@@ -15,13 +15,13 @@ use tokio::task::JoinSet;
 
 use crate::broker::{Broker, open_broker};
 use crate::config::{BrokerConfig, ConfigError};
+use crate::connection::SharedStream;
 use crate::connection::serve_connection;
 use crate::fd_budget::FdBudget;
 use crate::log_throttle::LogThrottle;
 use crate::metadata::{CommitError, MetadataLogError};
 use crate::request::{ConnectionId, ConnectionIdentity, KafkaPrincipal};
 use crate::security::{BoundListeners, TlsReloader};
-use crate::connection::SharedStream;
 use sluice_security::listener::ListenerSpec;
 
 const LOCK_FILE: &str = ".lock";
@@ -386,10 +386,7 @@ async fn serve_client(
         let subject = sluice_security::tls::peer_subject(stream.get_ref().1.peer_certificates());
         match broker.security.certificate_principal(subject) {
             Ok(principal) => {
-                broker
-                    .security
-                    .auth_metrics
-                    .record(&spec.name, "SSL", true);
+                broker.security.auth_metrics.record(&spec.name, "SSL", true);
                 identity.principal = principal;
             }
             Err(reason) => {
@@ -460,8 +457,7 @@ async fn tls_handshake(
 /// Reloads the TLS files when they change (checked every 10 s) and on SIGHUP, until `stop`.
 async fn poll_tls_files(tls: Arc<TlsReloader>, mut stop: watch::Receiver<bool>) {
     const POLL: Duration = Duration::from_secs(10);
-    let mut hangup =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let sighup = async {
             match hangup.as_mut() {

@@ -113,8 +113,9 @@ impl Session {
     /// The largest frame accepted now: `before_auth` until the client first authenticated.
     pub fn max_frame(&self, after_auth: usize, before_auth: usize) -> usize {
         match &self.sasl {
-            SaslState::AwaitingHandshake
-            | SaslState::Authenticating { renewing: None, .. } => before_auth.min(after_auth),
+            SaslState::AwaitingHandshake | SaslState::Authenticating { renewing: None, .. } => {
+                before_auth.min(after_auth)
+            }
             _ => after_auth,
         }
     }

@@ -36,7 +36,10 @@ impl std::fmt::Debug for ClientSecurity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientSecurity")
             .field("tls", &self.tls.is_some())
-            .field("sasl", &self.sasl.as_ref().map(|s| (&s.mechanism, &s.username)))
+            .field(
+                "sasl",
+                &self.sasl.as_ref().map(|s| (&s.mechanism, &s.username)),
+            )
             .finish()
     }
 }
@@ -225,10 +228,9 @@ impl Connection {
             let response = self.exchange(1, &request, timeout).await?;
             if response.error_code != 0 {
                 let message = response.error_message.as_deref().unwrap_or("").to_string();
-                return Err(self.auth_error(format!(
-                    "{} ({message})",
-                    KafkaCode(response.error_code)
-                )));
+                return Err(
+                    self.auth_error(format!("{} ({message})", KafkaCode(response.error_code)))
+                );
             }
             match client.step(&response.auth_bytes) {
                 Ok(Some(next)) => token = next,

@@ -83,7 +83,9 @@ pub enum Error {
     )]
     NotKafka { addr: String, reply: String },
     /// The TLS handshake failed.
-    #[error("TLS with {addr} failed: {reason}; check --ssl-ca-file (and the broker's certificate names this host) and that the port is a TLS listener")]
+    #[error(
+        "TLS with {addr} failed: {reason}; check --ssl-ca-file (and the broker's certificate names this host) and that the port is a TLS listener"
+    )]
     Tls { addr: String, reason: String },
     /// SASL authentication failed.
     #[error("authentication with {addr} failed: {reason}")]

@@ -22,8 +22,8 @@ mod data;
 mod error;
 mod groups;
 mod membership;
-mod users;
 pub mod partitioner;
+mod users;
 
 use std::collections::HashMap;
 
@@ -33,8 +33,6 @@ use kafka_protocol::protocol::StrBytes;
 
 pub use admin::{ClusterInfo, ConfigEntry, ConfigOp, CreatedTopic, NewTopic};
 pub use conn::{ApiRange, ClientConfig, ClientSecurity, Connection, SaslCredentials, api_name};
-pub use sluice_security;
-pub use users::ScramUser;
 pub use data::{FetchedPartition, ProducedPartition};
 pub use error::{Error, KafkaCode, Result};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
@@ -45,6 +43,8 @@ pub use membership::{
 pub use sluice_protocol::batch::Compression;
 pub use sluice_protocol::model::TopicPartition;
 pub use sluice_protocol::records::Record;
+pub use sluice_security;
+pub use users::ScramUser;
 
 /// How often a topic being auto-created is looked up before giving up (100 ms apart).
 const AUTO_CREATE_ATTEMPTS: u32 = 50;

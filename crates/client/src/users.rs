@@ -11,8 +11,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use sluice_security::sasl::ScramMechanism;
 
-use crate::error::{Result, check};
 use crate::Client;
+use crate::error::{Result, check};
 
 /// A user and the SCRAM mechanisms it has credentials for, with their iterations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +51,9 @@ impl Client {
                 credentials: r
                     .credential_infos
                     .iter()
-                    .filter_map(|c| Some((ScramMechanism::from_kafka_type(c.mechanism)?, c.iterations)))
+                    .filter_map(|c| {
+                        Some((ScramMechanism::from_kafka_type(c.mechanism)?, c.iterations))
+                    })
                     .collect(),
             });
         }
@@ -76,11 +78,16 @@ impl Client {
                     .with_mechanism(m.kafka_type())
                     .with_iterations(iterations)
                     .with_salt(salt.to_vec().into())
-                    .with_salted_password(m.salted_password(password.as_bytes(), &salt, rounds).into())
+                    .with_salted_password(
+                        m.salted_password(password.as_bytes(), &salt, rounds).into(),
+                    )
             })
             .collect();
-        self.alter_users(user, AlterUserScramCredentialsRequest::default().with_upsertions(upsertions))
-            .await
+        self.alter_users(
+            user,
+            AlterUserScramCredentialsRequest::default().with_upsertions(upsertions),
+        )
+        .await
     }
 
     /// AlterUserScramCredentials: removes `user`'s credentials for each of `mechanisms`.
@@ -93,11 +100,18 @@ impl Client {
                     .with_mechanism(m.kafka_type())
             })
             .collect();
-        self.alter_users(user, AlterUserScramCredentialsRequest::default().with_deletions(deletions))
-            .await
+        self.alter_users(
+            user,
+            AlterUserScramCredentialsRequest::default().with_deletions(deletions),
+        )
+        .await
     }
 
-    async fn alter_users(&mut self, user: &str, request: AlterUserScramCredentialsRequest) -> Result<()> {
+    async fn alter_users(
+        &mut self,
+        user: &str,
+        request: AlterUserScramCredentialsRequest,
+    ) -> Result<()> {
         let conn = self.admin_conn().await?;
         let response = conn.request(&request).await?;
         for r in &response.results {

@@ -4,6 +4,7 @@
 //! broker wires them to connections and metadata; the CLI uses the client side of TLS and
 //! SASL. Everything here is synchronous and unit-testable, and the parsers are fuzzed.
 
+pub mod acl;
 pub mod listener;
 pub mod principal;
 pub mod sasl;

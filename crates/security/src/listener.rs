@@ -133,7 +133,9 @@ pub enum ListenerError {
     )]
     NoProtocol(String),
     /// A protocol map entry names an unknown protocol.
-    #[error("'{0}' in listener-security-protocol-map is not NAME:PROTOCOL with PROTOCOL one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")]
+    #[error(
+        "'{0}' in listener-security-protocol-map is not NAME:PROTOCOL with PROTOCOL one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+    )]
     BadMapEntry(String),
     /// Two listeners share a name.
     #[error("listener {0} is configured twice; listener names must be unique")]
@@ -143,7 +145,9 @@ pub enum ListenerError {
     UnknownAdvertised(String),
     /// The host is not an IP address (listeners bind; names other than localhost are not
     /// resolved).
-    #[error("'{0}' is not an IP address to bind to (use an IP, localhost, or nothing for every address)")]
+    #[error(
+        "'{0}' is not an IP address to bind to (use an IP, localhost, or nothing for every address)"
+    )]
     BadHost(String),
 }
 
@@ -290,10 +294,26 @@ mod tests {
         assert_eq!(
             shown,
             [
-                ("PLAINTEXT".into(), SecurityProtocol::Plaintext, "127.0.0.1:9092".into()),
-                ("CLIENT".into(), SecurityProtocol::SaslSsl, "0.0.0.0:9093".into()),
-                ("INTERNAL".into(), SecurityProtocol::Ssl, "[::1]:9094".into()),
-                ("SASL_PLAINTEXT".into(), SecurityProtocol::SaslPlaintext, "127.0.0.1:0".into()),
+                (
+                    "PLAINTEXT".into(),
+                    SecurityProtocol::Plaintext,
+                    "127.0.0.1:9092".into()
+                ),
+                (
+                    "CLIENT".into(),
+                    SecurityProtocol::SaslSsl,
+                    "0.0.0.0:9093".into()
+                ),
+                (
+                    "INTERNAL".into(),
+                    SecurityProtocol::Ssl,
+                    "[::1]:9094".into()
+                ),
+                (
+                    "SASL_PLAINTEXT".into(),
+                    SecurityProtocol::SaslPlaintext,
+                    "127.0.0.1:0".into()
+                ),
             ]
         );
         let advertised =
@@ -315,7 +335,12 @@ mod tests {
             parse_listeners("PLAINTEXT://127.0.0.1:1,plaintext://127.0.0.1:2", &map),
             Err(ListenerError::Duplicate("PLAINTEXT".into()))
         );
-        for bad in ["127.0.0.1:9092", "PLAINTEXT://127.0.0.1", "://1.2.3.4:5", ""] {
+        for bad in [
+            "127.0.0.1:9092",
+            "PLAINTEXT://127.0.0.1",
+            "://1.2.3.4:5",
+            "",
+        ] {
             assert!(parse_listeners(bad, &map).is_err(), "{bad}");
         }
         assert_eq!(

@@ -36,9 +36,7 @@ impl KafkaPrincipal {
     /// comes before the first `:`, and neither part may be empty.
     pub fn parse(text: &str) -> Result<Self, String> {
         match text.split_once(':') {
-            Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {
-                Ok(Self::new(kind, name))
-            }
+            Some((kind, name)) if !kind.is_empty() && !name.is_empty() => Ok(Self::new(kind, name)),
             _ => Err(format!(
                 "'{text}' is not a principal: expected Type:name, e.g. User:alice"
             )),

@@ -106,7 +106,10 @@ impl Secure {
             ("ssl.ca.location".into(), self.ca_path()),
         ];
         if let Some(pem) = client {
-            c.push(("ssl.certificate.location".into(), pem.cert.display().to_string()));
+            c.push((
+                "ssl.certificate.location".into(),
+                pem.cert.display().to_string(),
+            ));
             c.push(("ssl.key.location".into(), pem.key.display().to_string()));
         }
         c
@@ -131,9 +134,13 @@ fn round_trip(plain: &str, bootstrap: &str, settings: &[(&str, &str)], topic: &s
     for i in 0..n {
         let key = format!("key-{}", i % 37);
         let value = format!("value-{i}");
-        p.send(BaseRecord::with_opaque_to(topic, i).key(&key).payload(&value))
-            .map_err(|(e, _)| e)
-            .expect("enqueue");
+        p.send(
+            BaseRecord::with_opaque_to(topic, i)
+                .key(&key)
+                .payload(&value),
+        )
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
     }
     p.flush(Duration::from_secs(30)).expect("flush");
     let deliveries = p.context().deliveries();
@@ -194,7 +201,11 @@ fn every_listener_answers_metadata_with_its_own_endpoint() {
             .iter()
             .map(|b| (b.id(), b.host().to_string(), b.port()))
             .collect();
-        assert_eq!(brokers, vec![(1, "127.0.0.1".to_string(), i32::from(port))], "{settings:?}");
+        assert_eq!(
+            brokers,
+            vec![(1, "127.0.0.1".to_string(), i32::from(port))],
+            "{settings:?}"
+        );
     }
     // DescribeConfigs lists every listener and where it is advertised.
     let admin = admin(&plain);
@@ -213,7 +224,10 @@ fn every_listener_answers_metadata_with_its_own_endpoint() {
         s.sasl_ssl
     );
     assert_eq!(value("listeners").as_deref(), Some(listeners.as_str()));
-    assert_eq!(value("advertised.listeners").as_deref(), Some(listeners.as_str()));
+    assert_eq!(
+        value("advertised.listeners").as_deref(),
+        Some(listeners.as_str())
+    );
     assert_eq!(
         value("sasl.enabled.mechanisms").as_deref(),
         Some("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER")
@@ -227,7 +241,11 @@ fn the_wrong_protocol_fails_fast_with_one_log_line_and_the_broker_keeps_serving(
     let plain = s.broker.bootstrap();
     // A plaintext client on the TLS port, and a TLS client on the plaintext port.
     for (port, settings, line) in [
-        (s.ssl, vec![], "plaintext client on TLS listener SSL://127.0.0.1:"),
+        (
+            s.ssl,
+            vec![],
+            "plaintext client on TLS listener SSL://127.0.0.1:",
+        ),
         (
             s.broker.port(),
             s.ssl(None),
@@ -237,9 +255,16 @@ fn the_wrong_protocol_fails_fast_with_one_log_line_and_the_broker_keeps_serving(
         let started = Instant::now();
         let c = consumer(&Secure::addr(port), &refs(&settings));
         let result = c.fetch_metadata(None, Duration::from_secs(5));
-        assert!(result.is_err(), "port {port}: metadata succeeded: {result:?}");
+        assert!(
+            result.is_err(),
+            "port {port}: metadata succeeded: {result:?}"
+        );
         assert!(started.elapsed() < Duration::from_secs(10));
-        assert!(s.broker.log().contains(line), "no '{line}' in:\n{}", s.broker.log());
+        assert!(
+            s.broker.log().contains(line),
+            "no '{line}' in:\n{}",
+            s.broker.log()
+        );
     }
     assert_serving(&plain, "alive");
 }
@@ -256,7 +281,13 @@ fn sasl_and_ssl_clients_produce_and_read_back_1000_keyed_records() {
     }
     let alice = s.ca.client("alice", "sluice", "eng", "alice");
     let settings = s.ssl(Some(&alice));
-    round_trip(&plain, &Secure::addr(s.ssl), &refs(&settings), "records-ssl", 1000);
+    round_trip(
+        &plain,
+        &Secure::addr(s.ssl),
+        &refs(&settings),
+        "records-ssl",
+        1000,
+    );
 }
 
 /// SaslHandshake v1 for `mechanism`; asserts it is accepted.
@@ -314,7 +345,10 @@ fn bad_password_and_unknown_user_fail_alike_after_a_delay_and_close() {
         let started = Instant::now();
         let (code, message, _, _) = authenticate(&mut conn, 2, token.to_vec());
         assert_eq!((code, message), (58, plain_failure.clone()));
-        assert!(started.elapsed() >= Duration::from_millis(100), "answered without the delay");
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "answered without the delay"
+        );
         conn.expect_closed("after a failed authentication");
     }
     let scram_failure = (
@@ -324,7 +358,11 @@ fn bad_password_and_unknown_user_fail_alike_after_a_delay_and_close() {
     );
     for (user, password) in [("admin", "wrong"), ("nobody", "admin-secret")] {
         let mut conn = RawConn::connect(sasl);
-        assert_eq!(scram_login(&mut conn, user, password), Some(scram_failure.clone()), "{user}");
+        assert_eq!(
+            scram_login(&mut conn, user, password),
+            Some(scram_failure.clone()),
+            "{user}"
+        );
         conn.expect_closed("after a failed SCRAM authentication");
     }
     let mut conn = RawConn::connect(sasl);
@@ -341,7 +379,10 @@ fn bad_password_and_unknown_user_fail_alike_after_a_delay_and_close() {
     );
     let offered: Vec<String> = r.mechanisms.iter().map(|m| m.to_string()).collect();
     assert_eq!(r.error_code, 33);
-    assert_eq!(offered, ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]);
+    assert_eq!(
+        offered,
+        ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+    );
     conn.expect_closed("after an unsupported mechanism");
 
     // SaslHandshake on the PLAINTEXT listener: 34, and the connection stays usable.
@@ -359,7 +400,11 @@ fn bad_password_and_unknown_user_fail_alike_after_a_delay_and_close() {
     let mut conn = RawConn::connect(sasl);
     conn.send_request(12, 1, &MetadataRequest::default().with_topics(None));
     conn.expect_closed("Metadata before SASL");
-    assert!(s.broker.log().contains("SASL required, client sent Metadata before authenticating"));
+    assert!(
+        s.broker
+            .log()
+            .contains("SASL required, client sent Metadata before authenticating")
+    );
 
     // A 1 MiB frame before authenticating: closed (the limit is 512 KiB).
     let mut conn = RawConn::connect(sasl);
@@ -420,9 +465,13 @@ fn a_session_ends_at_its_lifetime_unless_the_client_reauthenticates() {
     let p = producer(&Secure::addr(s.sasl_ssl), &refs(&settings));
     for round in 0..3 {
         for i in 0..50 {
-            p.send(BaseRecord::with_opaque_to("reauth", round * 50 + i).key("k").payload("v"))
-                .map_err(|(e, _)| e)
-                .expect("enqueue");
+            p.send(
+                BaseRecord::with_opaque_to("reauth", round * 50 + i)
+                    .key("k")
+                    .payload("v"),
+            )
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
         }
         p.flush(Duration::from_secs(20)).expect("flush");
         std::thread::sleep(Duration::from_millis(1000));
@@ -433,7 +482,10 @@ fn a_session_ends_at_its_lifetime_unless_the_client_reauthenticates() {
 
 #[test]
 fn oauthbearer_unsecured_tokens_authenticate_and_expired_or_unscoped_ones_fail() {
-    let s = Secure::start("none", &["--sasl-oauthbearer-required-scopes", "requiredScope"]);
+    let s = Secure::start(
+        "none",
+        &["--sasl-oauthbearer-required-scopes", "requiredScope"],
+    );
     let plain = s.broker.bootstrap();
     let oauth = |config: &str| -> Vec<(String, String)> {
         vec![
@@ -445,25 +497,47 @@ fn oauthbearer_unsecured_tokens_authenticate_and_expired_or_unscoped_ones_fail()
         ]
     };
     let good = oauth("principal=alice scope=requiredScope lifeSeconds=3600");
-    round_trip(&plain, &Secure::addr(s.sasl_ssl), &refs(&good), "oauth", 100);
+    round_trip(
+        &plain,
+        &Secure::addr(s.sasl_ssl),
+        &refs(&good),
+        "oauth",
+        100,
+    );
     let wrong_scope = oauth("principal=alice scope=wrongScope lifeSeconds=3600");
     let started = Instant::now();
     let c = consumer(&Secure::addr(s.sasl_ssl), &refs(&wrong_scope));
     let result = c.fetch_metadata(None, Duration::from_secs(5));
-    assert!(result.is_err(), "a token without the required scope authenticated");
+    assert!(
+        result.is_err(),
+        "a token without the required scope authenticated"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(s.broker.log().contains("the required scope requiredScope is not granted"));
+    assert!(
+        s.broker
+            .log()
+            .contains("the required scope requiredScope is not granted")
+    );
 }
 
 #[test]
 fn mutual_tls_requires_a_certificate_from_the_ca() {
     let s = Secure::start(
         "required",
-        &["--ssl-principal-mapping-rules", "RULE:^CN=([^,]+),.*$/$1/L,DEFAULT"],
+        &[
+            "--ssl-principal-mapping-rules",
+            "RULE:^CN=([^,]+),.*$/$1/L,DEFAULT",
+        ],
     );
     let plain = s.broker.bootstrap();
     let alice = s.ca.client("alice", "sluice", "eng", "Alice");
-    round_trip(&plain, &Secure::addr(s.ssl), &refs(&s.ssl(Some(&alice))), "mtls", 10);
+    round_trip(
+        &plain,
+        &Secure::addr(s.ssl),
+        &refs(&s.ssl(Some(&alice))),
+        "mtls",
+        10,
+    );
     // No certificate, or one from another CA: the handshake fails.
     let other = TestCa::new(&s.dir, "other-ca").client("mallory", "evil", "x", "mallory");
     for client in [None, Some(&other)] {
@@ -512,7 +586,12 @@ fn users_created_with_the_cli_survive_kill_9_and_their_password_is_not_stored() 
     let mut args = vec!["user", "create", "bob", "--password", password];
     args.extend(connection);
     let out = run_sluice_with_env(&args, &[("SLUICE_SASL_PASSWORD", ADMIN.1)], CALL_TIMEOUT);
-    assert_eq!(out.status.map(|s| s.success()), Some(true), "{}", out.stderr);
+    assert_eq!(
+        out.status.map(|s| s.success()),
+        Some(true),
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         out.stdout.trim(),
         "user bob has SCRAM-SHA-256 and SCRAM-SHA-512 credentials"
@@ -530,15 +609,30 @@ fn users_created_with_the_cli_survive_kill_9_and_their_password_is_not_stored() 
     );
     let mut conn = RawConn::connect(sasl.parse().unwrap());
     assert_eq!(scram_login(&mut conn, "bob", password), None);
-    assert_eq!(found_in(s.broker.data_dir(), password.as_bytes()), Vec::<String>::new());
-    assert_eq!(found_in(s.broker.data_dir(), ADMIN.1.as_bytes()), Vec::<String>::new());
+    assert_eq!(
+        found_in(s.broker.data_dir(), password.as_bytes()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        found_in(s.broker.data_dir(), ADMIN.1.as_bytes()),
+        Vec::<String>::new()
+    );
     // Too few iterations: UNACCEPTABLE_CREDENTIAL (93).
-    let mut args = vec!["user", "create", "carol", "--password", "x", "--iterations", "1000"];
+    let mut args = vec![
+        "user",
+        "create",
+        "carol",
+        "--password",
+        "x",
+        "--iterations",
+        "1000",
+    ];
     args.extend(connection);
     let out = run_sluice_with_env(&args, &[("SLUICE_SASL_PASSWORD", ADMIN.1)], CALL_TIMEOUT);
     assert_eq!(out.status.map(|s| s.success()), Some(false));
     assert!(
-        out.stderr.contains("UNACCEPTABLE_CREDENTIAL (Too few iterations)"),
+        out.stderr
+            .contains("UNACCEPTABLE_CREDENTIAL (Too few iterations)"),
         "{}",
         out.stderr
     );

@@ -157,7 +157,11 @@ fn users_in_order(req: &AlterUserScramCredentialsRequest) -> Vec<String> {
     users
 }
 
-fn error_result(user: &str, error: ResponseError, message: &str) -> AlterUserScramCredentialsResult {
+fn error_result(
+    user: &str,
+    error: ResponseError,
+    message: &str,
+) -> AlterUserScramCredentialsResult {
     AlterUserScramCredentialsResult::default()
         .with_user(StrBytes::from_string(user.into()))
         .with_error_code(error.code())
@@ -191,15 +195,18 @@ fn alter(
     };
     for d in &req.deletions {
         let user = d.name.as_str();
-        note(user, check(user, d.mechanism, &pairs).and_then(|m| {
-            match image.security.scram(user, m.name()) {
-                Some(_) => Ok(Change::Delete(m)),
-                None => Err((
-                    ResponseError::ResourceNotFound,
-                    "Attempt to delete a user credential that does not exist",
-                )),
-            }
-        }));
+        note(
+            user,
+            check(user, d.mechanism, &pairs).and_then(|m| {
+                match image.security.scram(user, m.name()) {
+                    Some(_) => Ok(Change::Delete(m)),
+                    None => Err((
+                        ResponseError::ResourceNotFound,
+                        "Attempt to delete a user credential that does not exist",
+                    )),
+                }
+            }),
+        );
     }
     for u in &req.upsertions {
         let user = u.name.as_str();
@@ -210,11 +217,19 @@ fn alter(
             } else if iterations > MAX_ITERATIONS {
                 Err((ResponseError::UnacceptableCredential, "Too many iterations"))
             } else if u.salt.is_empty() || u.salted_password.is_empty() {
-                Err((ResponseError::UnacceptableCredential, "Salt and salted password must not be empty"))
+                Err((
+                    ResponseError::UnacceptableCredential,
+                    "Salt and salted password must not be empty",
+                ))
             } else {
                 Ok(Change::Upsert(
                     m,
-                    ScramCredential::from_salted_password(m, &u.salted_password, &u.salt, iterations),
+                    ScramCredential::from_salted_password(
+                        m,
+                        &u.salted_password,
+                        &u.salt,
+                        iterations,
+                    ),
                 ))
             }
         });
@@ -234,11 +249,12 @@ fn alter(
                         },
                     });
                 }
-                AlterUserScramCredentialsResult::default()
-                    .with_user(StrBytes::from_string(user))
+                AlterUserScramCredentialsResult::default().with_user(StrBytes::from_string(user))
             }
             Some(Err((code, message))) => error_result(&user, code, &message),
-            None => AlterUserScramCredentialsResult::default().with_user(StrBytes::from_string(user)),
+            None => {
+                AlterUserScramCredentialsResult::default().with_user(StrBytes::from_string(user))
+            }
         })
         .collect();
     (records, results)
@@ -251,14 +267,24 @@ fn check<'a>(
     pairs: &BTreeMap<(String, i8), usize>,
 ) -> Result<ScramMechanism, (ResponseError, &'a str)> {
     if user.is_empty() {
-        return Err((ResponseError::UnacceptableCredential, "Username must not be empty"));
+        return Err((
+            ResponseError::UnacceptableCredential,
+            "Username must not be empty",
+        ));
     }
-    if pairs.get(&(user.to_string(), mechanism)).copied().unwrap_or(0) > 1 {
+    if pairs
+        .get(&(user.to_string(), mechanism))
+        .copied()
+        .unwrap_or(0)
+        > 1
+    {
         return Err((
             ResponseError::DuplicateResource,
             "A user credential cannot be altered twice in the same request",
         ));
     }
-    ScramMechanism::from_kafka_type(mechanism)
-        .ok_or((ResponseError::UnsupportedSaslMechanism, "Unknown SCRAM mechanism"))
+    ScramMechanism::from_kafka_type(mechanism).ok_or((
+        ResponseError::UnsupportedSaslMechanism,
+        "Unknown SCRAM mechanism",
+    ))
 }

@@ -123,12 +123,22 @@ pub fn validate_unsecured(
         }
     }
     let granted: Vec<String> = match claims.get(&rules.scope_claim) {
-        Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(String::from).collect(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
+        Some(Value::String(s)) => s
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
         _ => Vec::new(),
     };
     if let Some(missing) = rules.required_scopes.iter().find(|s| !granted.contains(s)) {
-        return Err(InvalidToken(format!("the required scope {missing} is not granted")));
+        return Err(InvalidToken(format!(
+            "the required scope {missing} is not granted"
+        )));
     }
     Ok(ValidToken {
         principal: principal.to_string(),
@@ -246,7 +256,11 @@ mod tests {
 
     #[test]
     fn valid_unsecured_tokens_authenticate_with_their_expiry() {
-        let token = unsecured_token("alice", NOW_MS / 1000 + 60, &[("scope", "requiredScope x".into())]);
+        let token = unsecured_token(
+            "alice",
+            NOW_MS / 1000 + 60,
+            &[("scope", "requiredScope x".into())],
+        );
         let rules = UnsecuredValidation {
             required_scopes: vec!["requiredScope".into()],
             ..UnsecuredValidation::default()
@@ -281,13 +295,22 @@ mod tests {
             };
             assert_eq!(challenge, INVALID_TOKEN.as_bytes());
             let answer = client.step(&challenge).unwrap().unwrap();
-            assert_eq!(server.step(&answer), Step::Failed(AuthFailure::new(INVALID_TOKEN)));
+            assert_eq!(
+                server.step(&answer),
+                Step::Failed(AuthFailure::new(INVALID_TOKEN))
+            );
         }
         assert_eq!(
             parse_client_response(b"n,,\x01auth=Bearer abc\x01host=x\x01\x01").as_deref(),
             Some("abc")
         );
-        assert_eq!(parse_client_response(b"n,,\x01auth=Basic abc\x01\x01"), None);
-        assert_eq!(parse_client_response(b"y,,\x01auth=Bearer abc\x01\x01"), None);
+        assert_eq!(
+            parse_client_response(b"n,,\x01auth=Basic abc\x01\x01"),
+            None
+        );
+        assert_eq!(
+            parse_client_response(b"y,,\x01auth=Bearer abc\x01\x01"),
+            None
+        );
     }
 }

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use super::{
-    AuthFailure, ClientMechanism, CredentialStore, Mechanism, ScramMechanism, ServerMechanism,
-    Step,
+    AuthFailure, ClientMechanism, CredentialStore, Mechanism, ScramMechanism, ServerMechanism, Step,
 };
 
 /// The server side of PLAIN.

@@ -150,7 +150,12 @@ impl ScramCredential {
 
     /// A new credential for `password` with a random salt and `iterations`.
     pub fn generate(mechanism: ScramMechanism, password: &[u8], iterations: u32) -> Self {
-        Self::derive(mechanism, password, &super::random_bytes::<32>(), iterations)
+        Self::derive(
+            mechanism,
+            password,
+            &super::random_bytes::<32>(),
+            iterations,
+        )
     }
 
     /// Whether `password` is the password of this credential (for PLAIN over SCRAM
@@ -446,7 +451,12 @@ enum ClientState {
 impl ScramClient {
     /// A client authenticating `user` with `password`.
     pub fn new(mechanism: ScramMechanism, user: &str, password: &str) -> Self {
-        Self::with_nonce(mechanism, user, password, &B64.encode(super::random_bytes::<24>()))
+        Self::with_nonce(
+            mechanism,
+            user,
+            password,
+            &B64.encode(super::random_bytes::<24>()),
+        )
     }
 
     /// A client with a fixed nonce (tests, RFC vectors).
@@ -495,9 +505,9 @@ impl ClientMechanism for ScramClient {
                 if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
                     return Err(format!("the server asks for {iterations} iterations"));
                 }
-                let salted = self
-                    .mechanism
-                    .salted_password(self.password.as_bytes(), &salt, iterations);
+                let salted =
+                    self.mechanism
+                        .salted_password(self.password.as_bytes(), &salt, iterations);
                 let without_proof = format!("c=biws,r={nonce}");
                 let auth_message = format!("{},{text},{without_proof}", self.bare());
                 let client_key = self.mechanism.hmac(&salted, b"Client Key");
@@ -610,7 +620,11 @@ mod tests {
             for (user, password) in [("alice,=x", "wrong"), ("bob", "secret")] {
                 let mut server = ScramServer::new(m, users.clone(), [7; 32]);
                 let mut client = ScramClient::new(m, user, password);
-                assert_eq!(run(&mut server, &mut client), Err(expected.clone()), "{user}");
+                assert_eq!(
+                    run(&mut server, &mut client),
+                    Err(expected.clone()),
+                    "{user}"
+                );
             }
         }
     }
@@ -622,8 +636,7 @@ mod tests {
         let m = ScramMechanism::Sha256;
         let mut server = ScramServer::new(m, users, [1; 32]);
         let cnonce = "abcDEF123";
-        let Step::Continue(server_first) =
-            server.step(format!("n,,n=kcat,r={cnonce}").as_bytes())
+        let Step::Continue(server_first) = server.step(format!("n,,n=kcat,r={cnonce}").as_bytes())
         else {
             panic!("no server-first");
         };

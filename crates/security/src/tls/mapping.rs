@@ -38,7 +38,9 @@ pub struct PrincipalMapper {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
     /// A rule is neither `DEFAULT` nor `RULE:pattern/replacement/[LU]`.
-    #[error("invalid ssl.principal.mapping.rules entry '{0}': expected DEFAULT or RULE:pattern/replacement/[LU]")]
+    #[error(
+        "invalid ssl.principal.mapping.rules entry '{0}': expected DEFAULT or RULE:pattern/replacement/[LU]"
+    )]
     Syntax(String),
     /// The pattern is not a valid regular expression.
     #[error("invalid pattern in ssl.principal.mapping.rules rule '{rule}': {reason}")]
@@ -130,7 +132,10 @@ fn parse_rule(text: &str) -> Result<(Rule, &str), MappingError> {
     if !(rest.is_empty() || rest.starts_with([',', '\n'])) {
         return Err(syntax());
     }
-    let rule_text = text.get(..text.len() - rest.len()).unwrap_or(text).to_string();
+    let rule_text = text
+        .get(..text.len() - rest.len())
+        .unwrap_or(text)
+        .to_string();
     let pattern = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| MappingError::Pattern {
         rule: rule_text,
         reason: e.to_string(),
@@ -201,7 +206,10 @@ mod tests {
             ("CN=Duke,OU=SME,O=mycp,L=Fulton,ST=MD,C=US", "duke@sme"),
             ("cn=duke,ou=test,dc=kafka,dc=com", "DUKE@TEST"),
             ("cn=duke2,ou=other", "DUKE2"),
-            ("OU=JavaSoft,O=Sun Microsystems,C=US", "OU=JavaSoft,O=Sun Microsystems,C=US"),
+            (
+                "OU=JavaSoft,O=Sun Microsystems,C=US",
+                "OU=JavaSoft,O=Sun Microsystems,C=US",
+            ),
         ];
         for (subject, want) in cases {
             assert_eq!(mapper.map(subject).unwrap(), want, "{subject}");
@@ -216,9 +224,15 @@ mod tests {
             mapper.map("OU=eng").unwrap_err().to_string(),
             "no ssl.principal.mapping.rules rule applies to OU=eng (rules: RULE:^CN=([^,]+),.*$/$1/L)"
         );
-        assert_eq!(PrincipalMapper::parse("").unwrap().map("CN=x").unwrap(), "CN=x");
         assert_eq!(
-            PrincipalMapper::parse(" DEFAULT ").unwrap().map("CN=x").unwrap(),
+            PrincipalMapper::parse("").unwrap().map("CN=x").unwrap(),
+            "CN=x"
+        );
+        assert_eq!(
+            PrincipalMapper::parse(" DEFAULT ")
+                .unwrap()
+                .map("CN=x")
+                .unwrap(),
             "CN=x"
         );
     }

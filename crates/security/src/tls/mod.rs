@@ -149,9 +149,13 @@ pub fn server_config(files: &TlsFiles) -> Result<(Arc<ServerConfig>, i64), TlsEr
         (ClientAuth::Requested, None) => return Err(TlsError::NoCa("requested")),
         (ClientAuth::Required, None) => return Err(TlsError::NoCa("required")),
     };
-    let config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Invalid(format!("{} and {}: {e}", files.cert.display(), files.key.display())))?;
+    let config = builder.with_single_cert(chain, key).map_err(|e| {
+        TlsError::Invalid(format!(
+            "{} and {}: {e}",
+            files.cert.display(),
+            files.key.display()
+        ))
+    })?;
     Ok((Arc::new(config), not_after))
 }
 

@@ -72,7 +72,9 @@ fn read_password(password: Option<String>, from_stdin: bool) -> Result<String, S
                 .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
             line.trim_end_matches(['\r', '\n']).to_string()
         }
-        (None, false) => return Err("give the password with --password-stdin (or --password)".into()),
+        (None, false) => {
+            return Err("give the password with --password-stdin (or --password)".into());
+        }
     };
     if password.is_empty() {
         return Err("the password is empty".into());
@@ -101,7 +103,10 @@ pub async fn run(args: UserArgs) -> Result<(), String> {
             if common.json {
                 out_json(&json!({"user": name, "mechanisms": names, "iterations": iterations}))
             } else {
-                out(&format!("user {name} has {} credentials", names.join(" and ")))
+                out(&format!(
+                    "user {name} has {} credentials",
+                    names.join(" and ")
+                ))
             }
         }
         UserCommand::Delete { name, mechanism } => {
@@ -118,7 +123,10 @@ pub async fn run(args: UserArgs) -> Result<(), String> {
             } else {
                 mechanisms(&mechanism)?
             };
-            client.delete_user(&name, &mechanisms).await.map_err(one_line)?;
+            client
+                .delete_user(&name, &mechanisms)
+                .await
+                .map_err(one_line)?;
             if common.json {
                 out_json(&json!({"user": name, "deleted": true}))
             } else {
