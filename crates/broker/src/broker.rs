@@ -248,6 +248,12 @@ pub(crate) async fn open_broker_with_metadata(
             .map(|t| (t, broker.topic_settings(&image, t), t.partitions_on(node))),
         recover,
     )?;
+    broker.security.refresh_acls(&broker.metadata.image());
+    broker
+        .metadata
+        .subscribe(Arc::new(crate::security::AclPublisher(
+            broker.security.clone(),
+        )));
     broker.metadata.subscribe(broker.log_reconciler.clone());
     // After the logs: a coordinator partition is loaded from its opened log.
     broker

@@ -398,6 +398,21 @@ broker_settings! {
         value_name: Some("USER:PASSWORD"),
         sensitive: true,
     }
+    /// Enforce ACLs: `on` or `off`. The ACL APIs work either way, so ACLs can be prepared
+    /// before enforcement is switched on.
+    authorizer: String = "off".to_string(), {
+        value_name: Some("on|off"),
+    }
+    /// Principals allowed everything, `;`-separated (e.g. `User:admin;User:CN=ops`).
+    super_users: Option<String> = None, {
+        kafka_names: &["super.users"],
+        shown_default: Some("none"),
+        value_name: Some("PRINCIPALS"),
+    }
+    /// With the authorizer on, allow a request on a resource no ACL applies to.
+    allow_everyone_if_no_acl_found: bool = false, {
+        kafka_names: &["allow.everyone.if.no.acl.found"],
+    }
 }
 
 /// What is declared about a setting besides its field, type, default and doc.

@@ -7,6 +7,7 @@
 //! `sluice-coordinator` shards, together; the binary only parses
 //! configuration and starts a [`Server`].
 
+mod authz;
 pub mod broker;
 #[cfg(test)]
 mod cluster_tests;

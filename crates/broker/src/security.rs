@@ -30,9 +30,13 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{BrokerConfig, ConfigError};
 use crate::metadata::{
-    CommitError, EndpointRecord, MetadataRecord, MetadataStore, StoredScramCredential,
+    CommitError, EndpointRecord, MetadataDelta, MetadataImage, MetadataPublisher, MetadataRecord,
+    MetadataStore, StoredAcl, StoredScramCredential,
 };
 use crate::metrics::{escape_label, header};
+use sluice_security::acl::{
+    AclBinding, AclOperation, AclPermissionType, AuthorizerData, PatternType, ResourceType,
+};
 
 fn invalid(name: &str, reason: impl ToString) -> ConfigError {
     ConfigError::Invalid {
@@ -110,7 +114,33 @@ impl BrokerConfig {
         if let Some(user) = &self.bootstrap_user {
             parse_bootstrap_user(user).map_err(|e| invalid("bootstrap-user", e))?;
         }
+        self.authorizer_enabled()?;
+        self.super_user_list()?;
         Ok(())
+    }
+
+    /// Whether ACLs are enforced (`authorizer`).
+    pub fn authorizer_enabled(&self) -> Result<bool, ConfigError> {
+        match self.authorizer.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" => Ok(true),
+            "off" | "false" => Ok(false),
+            other => Err(invalid(
+                "authorizer",
+                format!("'{other}' is neither on nor off"),
+            )),
+        }
+    }
+
+    /// `super-users` parsed (Kafka separates them with `;`).
+    pub fn super_user_list(&self) -> Result<Vec<KafkaPrincipal>, ConfigError> {
+        self.super_users
+            .as_deref()
+            .unwrap_or("")
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| KafkaPrincipal::parse(p).map_err(|e| invalid("super-users", e)))
+            .collect()
     }
 
     /// Where clients reach each listener, given where each was bound: its
@@ -259,6 +289,12 @@ pub struct Security {
     pub auth_timeout: Duration,
     /// Authentications counted for `/metrics`.
     pub auth_metrics: AuthMetrics,
+    /// Whether ACLs are enforced.
+    pub enforce_acls: bool,
+    super_users: Vec<KafkaPrincipal>,
+    allow_if_no_acl: bool,
+    /// The authorizer over the ACLs of the metadata version it was built from.
+    authorizer: RwLock<(u64, Arc<AuthorizerData>)>,
 }
 
 impl Security {
@@ -321,7 +357,30 @@ impl Security {
             ),
             auth_timeout: Duration::from_millis(config.authentication_timeout_ms),
             auth_metrics: AuthMetrics::default(),
+            enforce_acls: config.authorizer_enabled()?,
+            super_users: config.super_user_list()?,
+            allow_if_no_acl: config.allow_everyone_if_no_acl_found,
+            authorizer: RwLock::new((u64::MAX, Arc::new(AuthorizerData::default()))),
         })
+    }
+
+    /// The authorizer over the current ACLs.
+    pub fn authorizer(&self) -> Arc<AuthorizerData> {
+        self.authorizer.read().1.clone()
+    }
+
+    /// Rebuilds the authorizer when the ACLs of `image` changed.
+    pub fn refresh_acls(&self, image: &MetadataImage) {
+        let version = image.security.acl_version;
+        if self.authorizer.read().0 == version {
+            return;
+        }
+        let data = AuthorizerData::new(
+            image.security.acls().map(|(_, acl)| acl_binding(acl)),
+            self.super_users.clone(),
+            self.allow_if_no_acl,
+        );
+        *self.authorizer.write() = (version, Arc::new(data));
     }
 
     /// The server side of `mechanism` for one authentication at `now_ms`.
@@ -486,5 +545,44 @@ impl BoundListeners {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A stored ACL as the authorizer's binding.
+pub fn acl_binding(acl: &StoredAcl) -> AclBinding {
+    AclBinding {
+        resource_type: ResourceType::from_code(acl.resource_type),
+        resource_name: acl.resource_name.clone(),
+        pattern_type: PatternType::from_code(acl.pattern_type),
+        principal: acl.principal.clone(),
+        host: acl.host.clone(),
+        operation: AclOperation::from_code(acl.operation),
+        permission: AclPermissionType::from_code(acl.permission),
+    }
+}
+
+/// A binding as stored in the metadata.
+pub fn stored_acl(b: &AclBinding) -> StoredAcl {
+    StoredAcl {
+        resource_type: b.resource_type.code(),
+        resource_name: b.resource_name.clone(),
+        pattern_type: b.pattern_type.code(),
+        principal: b.principal.clone(),
+        host: b.host.clone(),
+        operation: b.operation.code(),
+        permission: b.permission.code(),
+    }
+}
+
+/// Keeps the authorizer in line with the ACLs of each committed image.
+pub struct AclPublisher(pub Arc<Security>);
+
+impl MetadataPublisher for AclPublisher {
+    fn name(&self) -> &'static str {
+        "acls"
+    }
+
+    fn publish(&self, _: &MetadataDelta, image: &MetadataImage) {
+        self.0.refresh_acls(image);
     }
 }

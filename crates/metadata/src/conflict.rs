@@ -189,7 +189,9 @@ impl MetadataImage {
             MetadataRecord::BrokerConfigsChanged { .. }
             | MetadataRecord::BrokerRegistered { .. }
             | MetadataRecord::ScramCredentialUpserted { .. }
-            | MetadataRecord::ScramCredentialDeleted { .. } => {}
+            | MetadataRecord::ScramCredentialDeleted { .. }
+            | MetadataRecord::AclCreated { .. }
+            | MetadataRecord::AclDeleted { .. } => {}
         }
         Ok(())
     }

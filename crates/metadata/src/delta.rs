@@ -53,7 +53,9 @@ impl MetadataDelta {
             }
             MetadataRecord::ProducerIdsAllocated { .. }
             | MetadataRecord::ScramCredentialUpserted { .. }
-            | MetadataRecord::ScramCredentialDeleted { .. } => {}
+            | MetadataRecord::ScramCredentialDeleted { .. }
+            | MetadataRecord::AclCreated { .. }
+            | MetadataRecord::AclDeleted { .. } => {}
         }
     }
 }

@@ -262,6 +262,8 @@ impl MetadataImage {
             MetadataRecord::ScramCredentialDeleted { user, mechanism } => {
                 self.security.delete_scram(user, mechanism)
             }
+            MetadataRecord::AclCreated { id, acl } => self.security.create_acl(*id, acl.clone()),
+            MetadataRecord::AclDeleted { id } => self.security.delete_acl(id),
         }
     }
 

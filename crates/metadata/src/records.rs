@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::security::StoredScramCredential;
+use crate::security::{StoredAcl, StoredScramCredential};
 
 /// The replicas of one partition, the preferred leader first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,5 +145,17 @@ pub enum MetadataRecord {
         user: String,
         /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
         mechanism: String,
+    },
+    /// An ACL was created (Kafka's `AccessControlEntryRecord`).
+    AclCreated {
+        /// Its id.
+        id: Uuid,
+        /// The ACL.
+        acl: StoredAcl,
+    },
+    /// An ACL was deleted (Kafka's `RemoveAccessControlEntryRecord`).
+    AclDeleted {
+        /// Its id.
+        id: Uuid,
     },
 }

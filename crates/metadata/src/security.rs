@@ -19,11 +19,34 @@ pub struct StoredScramCredential {
     pub iterations: u32,
 }
 
+/// One ACL (Kafka's `AccessControlEntryRecord`), with Kafka's codes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAcl {
+    /// Resource type code (TOPIC 2, GROUP 3, CLUSTER 4, TRANSACTIONAL_ID 5, ...).
+    pub resource_type: i8,
+    /// Resource name or prefix.
+    pub resource_name: String,
+    /// Pattern type code (LITERAL 3, PREFIXED 4).
+    pub pattern_type: i8,
+    /// `Type:name`.
+    pub principal: String,
+    /// Host or `*`.
+    pub host: String,
+    /// Operation code.
+    pub operation: i8,
+    /// Permission code (DENY 2, ALLOW 3).
+    pub permission: i8,
+}
+
 /// Users, ACLs and quotas as metadata knows them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SecurityImage {
     /// SCRAM credentials by user, then by mechanism name (`SCRAM-SHA-256`).
     scram: BTreeMap<String, BTreeMap<String, StoredScramCredential>>,
+    /// ACLs by id.
+    acls: BTreeMap<uuid::Uuid, StoredAcl>,
+    /// Raised at each ACL change, so an authorizer knows when to rebuild.
+    pub acl_version: u64,
 }
 
 impl SecurityImage {
@@ -60,5 +83,23 @@ impl SecurityImage {
     /// `user`'s credentials by mechanism name.
     pub fn scram_user(&self, user: &str) -> Option<&BTreeMap<String, StoredScramCredential>> {
         self.scram.get(user)
+    }
+
+    /// Adds an ACL.
+    pub fn create_acl(&mut self, id: uuid::Uuid, acl: StoredAcl) {
+        self.acls.insert(id, acl);
+        self.acl_version += 1;
+    }
+
+    /// Removes an ACL.
+    pub fn delete_acl(&mut self, id: &uuid::Uuid) {
+        if self.acls.remove(id).is_some() {
+            self.acl_version += 1;
+        }
+    }
+
+    /// Every ACL, by id.
+    pub fn acls(&self) -> impl Iterator<Item = (&uuid::Uuid, &StoredAcl)> {
+        self.acls.iter()
     }
 }

@@ -1,6 +1,7 @@
 //! Request handlers: each turns a typed request into a typed response and
 //! never touches sockets (docs/ARCHITECTURE.md §3).
 
+pub mod acls;
 pub mod cluster;
 pub mod commit_topics;
 pub mod configs;
