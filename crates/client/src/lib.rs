@@ -16,6 +16,7 @@
 //! unwrapped: sizes are bounded (`ClientConfig::max_response_bytes`, decompression limits)
 //! and every error becomes an [`Error`].
 
+mod acls;
 mod admin;
 mod conn;
 mod data;

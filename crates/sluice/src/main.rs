@@ -50,6 +50,8 @@ enum Command {
     Cluster(cli::cluster::ClusterArgs),
     /// Manage SCRAM users: create, delete, list, describe.
     User(cli::user::UserArgs),
+    /// Manage ACLs: create, list, delete.
+    Acl(cli::acl::AclArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +65,7 @@ fn main() -> std::process::ExitCode {
         Command::Group(args) => cli::run(cli::group::run(args)),
         Command::Cluster(args) => cli::run(cli::cluster::run(args)),
         Command::User(args) => cli::run(cli::user::run(args)),
+        Command::Acl(args) => cli::run(cli::acl::run(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,9 +1,10 @@
-//! The operator commands: `sluice topic|produce|consume|group|cluster|user`.
+//! The operator commands: `sluice topic|produce|consume|group|cluster|user|acl`.
 //!
 //! They talk to any Kafka-compatible broker through the wire protocol with
 //! `sluice-client`. Every command prints a table for people, or JSON with `--json`
 //! for scripts, and fails with a non-zero exit code and a one-line message.
 
+pub mod acl;
 pub mod cluster;
 pub mod consume;
 pub mod format;
