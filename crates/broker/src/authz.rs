@@ -128,6 +128,7 @@ pub(crate) fn check(broker: &Broker, ctx: &RequestContext, request: RequestKind)
         RequestKind::Fetch(r) => fetch(&a, r),
         RequestKind::ListOffsets(r) => list_offsets(&a, r),
         RequestKind::Metadata(r) => metadata(&a, r, version, broker.config.auto_create_topics),
+        RequestKind::DescribeTopicPartitions(r) => describe_topic_partitions(a, r),
         RequestKind::OffsetCommit(r) => offset_commit(&a, r),
         RequestKind::OffsetFetch(r) => offset_fetch(&a, r, version),
         RequestKind::FindCoordinator(r) => find_coordinator(&a, r, version),
@@ -421,6 +422,7 @@ pub(crate) const APIS_WITH_RULES: &[ApiKey] = &[
     ApiKey::Fetch,
     ApiKey::ListOffsets,
     ApiKey::Metadata,
+    ApiKey::DescribeTopicPartitions,
     ApiKey::OffsetCommit,
     ApiKey::OffsetFetch,
     ApiKey::FindCoordinator,
@@ -726,6 +728,50 @@ fn metadata(a: &Access, mut r: MetadataRequest, version: i16, auto_create: bool)
         other => other,
     });
     Checked::Filter(RequestKind::Metadata(r), post)
+}
+
+/// DescribeTopicPartitions (KIP-966): like Metadata, topics without DESCRIBE are hidden
+/// when all are listed and answered 29 when named.
+fn describe_topic_partitions(a: Access, mut r: DescribeTopicPartitionsRequest) -> Checked {
+    use describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic;
+    let mut denied = Vec::new();
+    r.topics.retain(|t| {
+        let ok = a.topic(AclOperation::Describe, &t.name);
+        if !ok {
+            denied.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(t.name.clone()))
+                    .with_error_code(TOPIC_DENIED)
+                    .with_topic_authorized_operations(i32::MIN),
+            );
+        }
+        ok
+    });
+    let all = r.topics.is_empty() && denied.is_empty();
+    if all || !denied.is_empty() {
+        if !all && r.topics.is_empty() {
+            // Asked only for denied topics: answer without listing every topic.
+            return Checked::Deny(ResponseKind::DescribeTopicPartitions(
+                DescribeTopicPartitionsResponse::default().with_topics(denied),
+            ));
+        }
+        return Checked::Filter(
+            RequestKind::DescribeTopicPartitions(r),
+            Box::new(move |resp| match resp {
+                ResponseKind::DescribeTopicPartitions(mut d) => {
+                    d.topics.retain(|t| {
+                        t.name
+                            .as_ref()
+                            .is_none_or(|n| a.topic(AclOperation::Describe, n))
+                    });
+                    d.topics.extend(denied);
+                    ResponseKind::DescribeTopicPartitions(d)
+                }
+                other => other,
+            }),
+        );
+    }
+    Checked::Pass(RequestKind::DescribeTopicPartitions(r))
 }
 
 fn offset_commit(a: &Access, mut r: OffsetCommitRequest) -> Checked {

@@ -464,6 +464,16 @@ async fn a_silent_broker_is_fenced_its_leaderships_move_and_it_comes_back() {
     let moved = cluster.registration_of("t", 1);
     assert_eq!((moved.leader, moved.isr.clone()), (3, vec![3, 1]));
     assert_eq!(moved.leader_epoch, LeaderEpoch(1));
+    // Node 3 now leads partitions 1 and 2, each with 2 of 3 replicas in sync.
+    let metrics = crate::http::render(cluster.node(3)).await;
+    for line in [
+        "sluice_under_replicated_partitions 2\n",
+        "sluice_under_min_isr_partitions 0\n",
+        "sluice_offline_partitions 0\n",
+        "sluice_metadata_quorum_leader 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
     // What node 2 acknowledged is on the new leader, which continues after it.
     let end = cluster
         .produce_to(3, "t", 1, RequiredAcks::All, &["c"])
@@ -1076,4 +1086,80 @@ async fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
         codes(cluster.ask(1, 2, elect(1, vec![1])).await),
         vec![(1, not_needed)]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_topic_partitions_pages_through_partitions_with_a_cursor() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    use kafka_protocol::messages::{
+        DescribeTopicPartitionsRequest, RequestKind, ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.create_topic_with_partitions("a", 3, "1").await;
+    cluster.create_topic_with_partitions("b", 2, "1").await;
+    let name = |n: &str| TopicName(StrBytes::from_string(n.to_string()));
+    let page = |cursor: Option<(&str, i32)>| {
+        RequestKind::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_topics(
+                    ["b", "a", "missing"]
+                        .map(|n| TopicRequest::default().with_name(name(n)))
+                        .to_vec(),
+                )
+                .with_response_partition_limit(2)
+                .with_cursor(cursor.map(|(t, p)| {
+                    Cursor::default()
+                        .with_topic_name(name(t))
+                        .with_partition_index(p)
+                })),
+        )
+    };
+    let summary = |response: ResponseKind| match response {
+        ResponseKind::DescribeTopicPartitions(r) => (
+            r.topics
+                .iter()
+                .map(|t| {
+                    let partitions: Vec<(i32, i32, usize)> = t
+                        .partitions
+                        .iter()
+                        .map(|p| (p.partition_index, p.leader_id.0, p.isr_nodes.len()))
+                        .collect();
+                    (
+                        t.name.as_ref().unwrap().to_string(),
+                        t.error_code,
+                        partitions,
+                    )
+                })
+                .collect::<Vec<_>>(),
+            r.next_cursor
+                .map(|c| (c.topic_name.to_string(), c.partition_index)),
+        ),
+        other => panic!("not a DescribeTopicPartitions response: {other:?}"),
+    };
+    let (topics, cursor) = summary(cluster.ask(2, 0, page(None)).await);
+    assert_eq!(
+        topics,
+        vec![("a".to_string(), 0, vec![(0, 1, 3), (1, 2, 3)])]
+    );
+    assert_eq!(cursor, Some(("a".to_string(), 2)));
+    let (topics, cursor) = summary(cluster.ask(2, 0, page(Some(("a", 2)))).await);
+    assert_eq!(
+        topics,
+        vec![
+            ("a".to_string(), 0, vec![(2, 3, 3)]),
+            ("b".to_string(), 0, vec![(0, 1, 3)])
+        ]
+    );
+    assert_eq!(cursor, Some(("b".to_string(), 1)));
+    let (topics, cursor) = summary(cluster.ask(2, 0, page(Some(("b", 1)))).await);
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(
+        topics,
+        vec![
+            ("b".to_string(), 0, vec![(1, 2, 3)]),
+            ("missing".to_string(), unknown, vec![])
+        ]
+    );
+    assert_eq!(cursor, None);
 }

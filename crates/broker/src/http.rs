@@ -118,6 +118,7 @@ pub(crate) async fn render(broker: &Broker) -> String {
     broker.metrics.write_counters(&mut out);
     broker.security.write_metrics(&mut out);
     write_partition_gauges(broker, &mut out);
+    write_replication_gauges(broker, &mut out);
     write_group_lag(broker, &mut out).await;
     write_process(&mut out);
     out
@@ -171,6 +172,74 @@ fn write_partition_gauges(broker: &Broker, out: &mut String) {
             );
         }
     }
+}
+
+/// How replication stands: partitions this node leads with too few in-sync replicas,
+/// partitions without a leader (as this node's metadata says: the same on every node),
+/// each follower's lag behind its leader, and which node leads the metadata quorum.
+fn write_replication_gauges(broker: &Broker, out: &mut String) {
+    let mut led: Vec<_> = broker
+        .replicas
+        .logs()
+        .all()
+        .into_iter()
+        .filter_map(|p| Some(((p.topic.clone(), p.index), p.leader_summary()?)))
+        .collect();
+    led.sort_by(|a, b| a.0.cmp(&b.0));
+    let under_replicated = led.iter().filter(|(_, s)| s.isr < s.replicas).count();
+    let under_min_isr = led.iter().filter(|(_, s)| s.isr < s.min_isr).count();
+    let image = broker.metadata.image();
+    let offline = image
+        .topics()
+        .flat_map(|t| &t.partitions)
+        .filter(|p| p.leader < 0)
+        .count();
+    for (name, help, value) in [
+        (
+            "sluice_under_replicated_partitions",
+            "Partitions this node leads with fewer in-sync replicas than replicas.",
+            under_replicated,
+        ),
+        (
+            "sluice_under_min_isr_partitions",
+            "Partitions this node leads with fewer in-sync replicas than acks=all needs.",
+            under_min_isr,
+        ),
+        (
+            "sluice_offline_partitions",
+            "Partitions without a leader, as the cluster metadata says (the same on every node).",
+            offline,
+        ),
+    ] {
+        header(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    header(
+        out,
+        "sluice_replica_lag_offsets",
+        "gauge",
+        "How far each follower of a partition this node leads is behind its log end.",
+    );
+    for ((topic, index), summary) in &led {
+        for (replica, lag) in &summary.follower_lag {
+            let _ = writeln!(
+                out,
+                "sluice_replica_lag_offsets{{topic=\"{}\",partition=\"{index}\",replica=\"{replica}\"}} {lag}",
+                escape_label(topic)
+            );
+        }
+    }
+    header(
+        out,
+        "sluice_metadata_quorum_leader",
+        "gauge",
+        "The node leading the metadata quorum (-1: none known).",
+    );
+    let _ = writeln!(
+        out,
+        "sluice_metadata_quorum_leader {}",
+        broker.metadata.leader().unwrap_or(-1)
+    );
 }
 
 /// Lag of every committed offset: log end offset minus committed offset,

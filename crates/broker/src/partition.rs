@@ -399,6 +399,37 @@ impl Partition {
         self.state.read().role.leader_epoch()
     }
 
+    /// How replication of the partition stands, if this node leads it.
+    pub fn leader_summary(&self) -> Option<LeaderSummary> {
+        let state = self.state.read();
+        let PartitionRole::Leader(leader) = &state.role else {
+            return None;
+        };
+        let log_end = state.log.log_end_offset();
+        Some(LeaderSummary {
+            replicas: leader.replicas.len(),
+            isr: leader.isr.len(),
+            min_isr: leader.effective_min_isr(),
+            follower_lag: leader
+                .replicas
+                .iter()
+                .filter_map(|&r| {
+                    let progress = leader.follower(r)?;
+                    Some((r, (log_end - progress.log_end_offset.max(0)).max(0)))
+                })
+                .collect(),
+        })
+    }
+
+    /// Where this node's leadership of the partition began (its log end then), if it
+    /// leads it.
+    pub fn leader_epoch_start_offset(&self) -> Option<i64> {
+        match &self.state.read().role {
+            PartitionRole::Leader(leader) => Some(leader.epoch_start_offset),
+            PartitionRole::Follower(_) => None,
+        }
+    }
+
     /// Whether this node leads the partition.
     pub fn is_leader(&self) -> bool {
         self.state.read().role.is_leader()
@@ -728,6 +759,19 @@ fn begin_leadership(log: &mut PartitionLog, role: &PartitionRole, topic: &str, i
     {
         tracing::error!(topic, partition = index, error = %e, "cannot lead the partition at this epoch");
     }
+}
+
+/// How replication of a led partition stands (metrics, `sluice cluster info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderSummary {
+    /// Replicas of the partition.
+    pub replicas: usize,
+    /// Of them in sync.
+    pub isr: usize,
+    /// In-sync replicas acks=all needs.
+    pub min_isr: usize,
+    /// Each follower's distance behind this leader's log end, in offsets.
+    pub follower_lag: Vec<(i32, i64)>,
 }
 
 /// Which leadership a follower follows: the leader and its epoch. What a fetch brings

@@ -20,9 +20,9 @@ use sluice_protocol::kafka_protocol;
 use crate::authz::{self, Checked};
 use crate::broker::Broker;
 use crate::handlers::{
-    acls, cluster, configs, delete_records, elect_leaders, fetch, groups, list_offsets, log_dirs,
-    metadata, offset_for_leader_epoch, produce, producer, scram_users, topics, transactions,
-    txn_markers,
+    acls, cluster, configs, delete_records, describe_topic_partitions, elect_leaders, fetch,
+    groups, list_offsets, log_dirs, metadata, offset_for_leader_epoch, produce, producer,
+    scram_users, topics, transactions, txn_markers,
 };
 use crate::request::{Reply, RequestContext};
 use crate::sasl;
@@ -127,6 +127,7 @@ handler_table! {
     (OffsetForLeaderEpoch, 2..=4, offset_for_leader_epoch::offset_for_leader_epoch),
     (WriteTxnMarkers, 1..=1, txn_markers::write_txn_markers),
     (ElectLeaders, 0..=2, elect_leaders::elect_leaders),
+    (DescribeTopicPartitions, 0..=0, describe_topic_partitions::describe_topic_partitions),
     // SASL listeners answer these in the connection (they change its session); here they
     // are on a listener without SASL. v2 of SaslHandshake breaks clients up to 2.4
     // (KAFKA-9577), so only 0-1 are advertised.
@@ -473,8 +474,29 @@ mod tests {
                         Outcome::Response(r) => r,
                         Outcome::NoResponse | Outcome::Closed => continue,
                     };
-                    sluice_protocol::codec::encode_response(1, api, v, &response)
+                    let frame = sluice_protocol::codec::encode_response(1, api, v, &response)
                         .unwrap_or_else(|e| panic!("{api:?} v{v}: {e}"));
+                    // A client reads exactly the frame the length announces, header then
+                    // body, and nothing is left over.
+                    let announced = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+                    assert_eq!(
+                        announced as usize,
+                        frame.len() - 4,
+                        "{api:?} v{v}: frame length"
+                    );
+                    let mut rest = frame.slice(4..);
+                    <kafka_protocol::messages::ResponseHeader as kafka_protocol::protocol::Decodable>::decode(
+                        &mut rest,
+                        api.response_header_version(v),
+                    )
+                    .unwrap_or_else(|e| panic!("{api:?} v{v} header: {e}"));
+                    ResponseKind::decode(api, &mut rest, v)
+                        .unwrap_or_else(|e| panic!("{api:?} v{v} body: {e}"));
+                    assert!(
+                        rest.is_empty(),
+                        "{api:?} v{v}: {} bytes left over",
+                        rest.len()
+                    );
                     checked += 1;
                 }
             }

@@ -26,6 +26,9 @@ use sluice_security::listener::ListenerSpec;
 
 const LOCK_FILE: &str = ".lock";
 const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
+/// How long a node of a cluster waits for the controller to move its leaderships away
+/// before it stops anyway.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -240,9 +243,21 @@ impl Server {
         &self.broker
     }
 
-    /// Stops accepting, lets in-flight requests finish, syncs every log and
-    /// writes the clean-shutdown marker so the next start skips recovery.
+    /// In a cluster, first moves this node's leaderships to other replicas while it still
+    /// serves (controlled shutdown), so that clients see no error; then stops accepting,
+    /// lets in-flight requests finish, syncs every log and writes the clean-shutdown marker
+    /// so the next start skips recovery.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
+        if self.broker.metadata.has_controller() {
+            tracing::info!("controlled shutdown: asking the controller to move this node's leaderships away");
+            if self.broker.lifecycle.shut_down(CONTROLLED_SHUTDOWN_TIMEOUT).await {
+                tracing::info!("controlled shutdown: this node leads nothing any more");
+            } else {
+                tracing::warn!(
+                    "controlled shutdown: the controller did not move every leadership within {CONTROLLED_SHUTDOWN_TIMEOUT:?}; stopping anyway"
+                );
+            }
+        }
         self.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
         let mut connections = JoinSet::new();

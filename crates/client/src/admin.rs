@@ -9,7 +9,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
+    DescribeConfigsRequest, ElectLeadersRequest, IncrementalAlterConfigsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -307,10 +307,12 @@ impl Client {
         let apis = self.bootstrap.apis();
         let features = self.bootstrap.features().to_vec();
         if self.bootstrap.supports::<DescribeClusterRequest>() {
-            let response = self
-                .bootstrap
-                .request(&DescribeClusterRequest::default())
-                .await?;
+            // v2 (KIP-1073) lists fenced brokers too, marked, when asked.
+            let version = self.bootstrap.version::<DescribeClusterRequest>()?;
+            let request = DescribeClusterRequest::default()
+                .with_endpoint_type(1)
+                .with_include_fenced_brokers(version >= 2);
+            let response = self.bootstrap.request_at(version, &request).await?;
             check(
                 "DescribeCluster",
                 || "cluster".to_string(),
@@ -325,6 +327,7 @@ impl Client {
                     host: b.host.to_string(),
                     port: b.port,
                     rack: b.rack.as_ref().map(|r| r.to_string()),
+                    fenced: b.is_fenced,
                 })
                 .collect();
             brokers.sort_by_key(|b| b.node_id);
@@ -346,5 +349,50 @@ impl Client {
             apis,
             features,
         })
+    }
+
+    /// ElectLeaders: moves leaderships to the preferred replicas (or, `unclean`, elects
+    /// out-of-sync replicas where partitions have no leader), for `partitions` (topic and
+    /// indexes) or every partition. Returns each partition's outcome: (topic, partition,
+    /// error code, message); with every partition, those needing no election are left out.
+    pub async fn elect_leaders(
+        &mut self,
+        unclean: bool,
+        partitions: Option<&[(String, Vec<i32>)]>,
+    ) -> Result<Vec<(String, i32, Option<KafkaCode>, Option<String>)>> {
+        use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+        let request = ElectLeadersRequest::default()
+            .with_election_type(i8::from(unclean))
+            .with_timeout_ms(30_000)
+            .with_topic_partitions(partitions.map(|list| {
+                list.iter()
+                    .map(|(topic, indexes)| {
+                        TopicPartitions::default()
+                            .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                            .with_partitions(indexes.clone())
+                    })
+                    .collect()
+            }));
+        let response = self.bootstrap.request(&request).await?;
+        check(
+            "ElectLeaders",
+            || "cluster".to_string(),
+            response.error_code,
+            None,
+        )?;
+        Ok(response
+            .replica_election_results
+            .iter()
+            .flat_map(|t| {
+                t.partition_result.iter().map(move |p| {
+                    (
+                        t.topic.to_string(),
+                        p.partition_id,
+                        KafkaCode::from_code(p.error_code),
+                        p.error_message.as_ref().map(|m| m.to_string()),
+                    )
+                })
+            })
+            .collect())
     }
 }

@@ -57,6 +57,8 @@ pub struct BrokerInfo {
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Fenced by the controller (only DescribeCluster v2 lists fenced brokers).
+    pub fenced: bool,
 }
 
 impl BrokerInfo {
@@ -230,6 +232,7 @@ impl Client {
                 host: b.host.to_string(),
                 port: b.port,
                 rack: b.rack.as_ref().map(|r| r.to_string()),
+                fenced: false,
             })
             .collect();
         for b in &brokers {

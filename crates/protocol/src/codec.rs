@@ -131,14 +131,19 @@ pub fn encode_response(
     };
     let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let header_size = header.compute_size(header_version).map_err(encode_err)?;
-    let body_size = response_size(body, version).map_err(encode_err)?;
-    let mut buf = BytesMut::with_capacity(4 + header_size + body_size);
-    buf.put_slice(&crate::frame::frame_size_prefix(header_size + body_size));
+    // The size is only a capacity hint: the frame length is what was encoded, so an API
+    // the hint does not know still gets a correct frame.
+    let hint = 4 + 8 + size_hint(body, version);
+    let mut buf = BytesMut::with_capacity(hint);
+    buf.put_slice(&[0; 4]);
     header
         .encode(&mut buf, header_version)
         .map_err(encode_err)?;
     body.encode(&mut buf, version).map_err(encode_err)?;
+    let prefix = crate::frame::frame_size_prefix(buf.len() - 4);
+    if let Some(head) = buf.get_mut(..4) {
+        head.copy_from_slice(&prefix);
+    }
     Ok(buf.freeze())
 }
 
@@ -220,20 +225,16 @@ fn read_unsigned_varint(buf: &mut Bytes) -> Result<u32, String> {
 }
 
 /// The encoded size of a response body, so the frame is allocated once.
-fn response_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
+/// The encoded size of the responses we send most, to allocate their frame once (0 for
+/// the others, whose frames then grow as they are written).
+fn size_hint(body: &ResponseKind, version: i16) -> usize {
     // ResponseKind has no compute_size; encoding into a counting sink would
     // cost a second pass, so ask the inner message directly.
     macro_rules! size_of_kinds {
         ($($kind:ident),* $(,)?) => {
             match body {
-                $(ResponseKind::$kind(m) => m.compute_size(version),)*
-                // Any other kind: measured by encoding it (a wrong size would corrupt
-                // the frame).
-                other => {
-                    let mut scratch = BytesMut::new();
-                    other.encode(&mut scratch, version)?;
-                    Ok(scratch.len())
-                }
+                $(ResponseKind::$kind(m) => m.compute_size(version).unwrap_or(0),)*
+                _ => 0,
             }
         };
     }

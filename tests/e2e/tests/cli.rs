@@ -1255,6 +1255,9 @@ fn cluster_info() {
     assert_eq!(brokers.len(), 1);
     assert_eq!(brokers[0].field("node_id").i64(), 1);
     assert_eq!(brokers[0].field("port").i64(), i64::from(broker.port()));
+    assert_eq!(brokers[0].field("fenced").as_bool(), Some(false));
+    assert_eq!(info.field("under_replicated_partitions").i64(), 0);
+    assert_eq!(info.field("offline_partitions").i64(), 0);
     let apis = info.field("apis").arr();
     let produce = apis
         .iter()
@@ -1266,6 +1269,34 @@ fn cluster_info() {
         apis.iter()
             .any(|a| a.field("name").str() == "DescribeCluster")
     );
+}
+
+#[test]
+fn elect_leaders_on_one_node_finds_every_preferred_replica_leading() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    cli_json(&bs, &["topic", "create", "elect", "--partitions", "2"]);
+    let named = cli_json(&bs, &["cluster", "elect-leaders", "--topic", "elect"]);
+    let results = named.field("results").arr();
+    let outcomes: Vec<(i64, String)> = results
+        .iter()
+        .map(|r| {
+            (
+                r.field("partition").i64(),
+                r.field("error").str().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (0, "ELECTION_NOT_NEEDED".to_string()),
+            (1, "ELECTION_NOT_NEEDED".to_string())
+        ]
+    );
+    // With every partition, those needing no election are left out.
+    let all = cli_json(&bs, &["cluster", "elect-leaders"]);
+    assert!(all.field("results").arr().is_empty());
 }
 
 #[test]

@@ -52,6 +52,8 @@ pub async fn list_offsets(
 /// Handles a ListOffsets request.
 pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let read_committed = req.isolation_level == 1;
+    // A follower asking for its leader's offsets sees the log end (Kafka: no isolation).
+    let from_replica = req.replica_id.0 >= 0;
     let image = broker.metadata.image();
     let topics = req
         .topics
@@ -86,7 +88,18 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                         -1
                     };
                     let offsets = partition.offsets();
+                    // A new leader answers consumers only once its high watermark reached
+                    // the start of its epoch: before, it may not know what is committed
+                    // (Kafka's `fetchOffsetForTimestamp`).
+                    if !from_replica
+                        && partition
+                            .leader_epoch_start_offset()
+                            .is_some_and(|start| start > offsets.high_watermark)
+                    {
+                        return base.with_error_code(ResponseError::OffsetNotAvailable.code());
+                    }
                     let found = match p.timestamp {
+                        LATEST if from_replica => Ok(Some((-1, offsets.log_end_offset))),
                         LATEST if read_committed => Ok(Some((-1, offsets.last_stable_offset))),
                         LATEST => Ok(Some((-1, offsets.high_watermark))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, offsets.log_start_offset))),

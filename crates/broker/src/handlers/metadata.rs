@@ -15,7 +15,9 @@ use sluice_protocol::kafka_protocol;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::metadata::{BrokerRegistration, EndpointRecord, MetadataImage, TopicImage};
+use crate::metadata::{
+    BrokerRegistration, EndpointRecord, MetadataImage, PartitionRegistration, TopicImage,
+};
 use crate::request::{ListenerName, Reply, RequestContext};
 use crate::topic_admin::{self, get_or_auto_create, validate_topic_name};
 
@@ -251,33 +253,44 @@ fn describe_by_id(image: &MetadataImage, id: Uuid) -> MetadataResponseTopic {
     }
 }
 
+/// Node ids as the protocol carries them.
+pub fn nodes(ids: &[i32]) -> Vec<BrokerId> {
+    ids.iter().map(|&id| BrokerId(id)).collect()
+}
+
+/// The replicas among `ids` on fenced or unknown brokers.
+pub fn offline_replicas(image: &MetadataImage, ids: &[i32]) -> Vec<BrokerId> {
+    ids.iter()
+        .filter(|&&id| image.broker(id).is_none_or(|b| b.fenced))
+        .map(|&id| BrokerId(id))
+        .collect()
+}
+
+/// A partition's error in Metadata and DescribeTopicPartitions: LEADER_NOT_AVAILABLE
+/// while it has no leader.
+pub fn partition_error(p: &PartitionRegistration) -> i16 {
+    if p.leader < 0 {
+        ResponseError::LeaderNotAvailable.code()
+    } else {
+        0
+    }
+}
+
 /// The metadata of one existing topic, each partition as its registration says: a
 /// partition without a leader answers LEADER_NOT_AVAILABLE, and replicas on fenced (or
 /// unknown) brokers are listed as offline.
 pub fn describe_topic(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
-    let nodes = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
-    let offline = |ids: &[i32]| {
-        ids.iter()
-            .filter(|&&id| image.broker(id).is_none_or(|b| b.fenced))
-            .map(|&id| BrokerId(id))
-            .collect::<Vec<_>>()
-    };
     let partitions = (0..)
         .zip(&topic.partitions)
         .map(|(index, p)| {
-            let error = if p.leader < 0 {
-                ResponseError::LeaderNotAvailable.code()
-            } else {
-                0
-            };
             MetadataResponsePartition::default()
-                .with_error_code(error)
+                .with_error_code(partition_error(p))
                 .with_partition_index(index)
                 .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(p.leader_epoch.0)
                 .with_replica_nodes(nodes(&p.replicas))
                 .with_isr_nodes(nodes(&p.isr))
-                .with_offline_replicas(offline(&p.replicas))
+                .with_offline_replicas(offline_replicas(image, &p.replicas))
         })
         .collect();
     MetadataResponseTopic::default()

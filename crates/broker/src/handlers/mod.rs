@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod commit_topics;
 pub mod configs;
 pub mod delete_records;
+pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod groups;

@@ -1,4 +1,4 @@
-//! `sluice cluster info`.
+//! `sluice cluster info|elect-leaders`.
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -16,21 +16,88 @@ pub struct ClusterArgs {
 
 #[derive(Subcommand, Debug)]
 enum ClusterCommand {
-    /// Brokers, controller, cluster id, supported API versions and features.
+    /// Brokers (fenced ones marked), controller, partition health, cluster id, supported
+    /// API versions and features.
     Info,
+    /// Move leaderships back to the preferred replicas (ElectLeaders), or with
+    /// `--unclean` elect out-of-sync replicas where partitions have no leader.
+    ElectLeaders {
+        /// Only this topic's partitions (every partition of the cluster when omitted).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only these partitions of `--topic` (repeat the flag).
+        #[arg(long, requires = "topic")]
+        partition: Vec<i32>,
+        /// Elect a replica that is not in sync when no in-sync one is left (may lose
+        /// acknowledged records).
+        #[arg(long)]
+        unclean: bool,
+    },
 }
 
 pub async fn run(args: ClusterArgs) -> Result<(), String> {
     let mut client = args.common.connect().await?;
     match args.command {
+        ClusterCommand::ElectLeaders {
+            topic,
+            partition,
+            unclean,
+        } => {
+            let partitions = match topic {
+                Some(topic) => {
+                    let indexes = if partition.is_empty() {
+                        let md = client.topic(&topic).await.map_err(one_line)?;
+                        md.partitions.iter().map(|p| p.partition).collect()
+                    } else {
+                        partition
+                    };
+                    Some(vec![(topic, indexes)])
+                }
+                None => None,
+            };
+            let results = client
+                .elect_leaders(unclean, partitions.as_deref())
+                .await
+                .map_err(one_line)?;
+            if args.common.json {
+                let rows: Vec<_> = results
+                    .iter()
+                    .map(|(t, p, code, message)| {
+                        json!({ "topic": t, "partition": p, "error": code.map(|c| c.name()), "message": message })
+                    })
+                    .collect();
+                return out_json(&json!({ "results": rows }));
+            }
+            if results.is_empty() {
+                return out("every partition is led by its preferred replica already");
+            }
+            let rows: Vec<Vec<String>> = results
+                .iter()
+                .map(|(t, p, code, message)| {
+                    let outcome = match code {
+                        None => "elected".to_string(),
+                        Some(c) => format!("{} {}", c.name(), message.as_deref().unwrap_or("")),
+                    };
+                    vec![t.clone(), p.to_string(), outcome.trim_end().to_string()]
+                })
+                .collect();
+            out_table(&["TOPIC", "PARTITION", "OUTCOME"], &rows)
+        }
         ClusterCommand::Info => {
             let info = client.describe_cluster().await.map_err(one_line)?;
+            let md = client.metadata(None).await.map_err(one_line)?;
+            let partitions = md.topics.iter().flat_map(|t| &t.partitions);
+            let under_replicated = partitions
+                .clone()
+                .filter(|p| p.isr.len() < p.replicas.len())
+                .count();
+            let offline = partitions.filter(|p| p.leader < 0).count();
             if args.common.json {
                 let brokers: Vec<_> = info
                     .brokers
                     .iter()
                     .map(|b| {
-                        json!({ "node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack })
+                        json!({ "node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack, "fenced": b.fenced })
                     })
                     .collect();
                 let apis: Vec<_> = info
@@ -53,6 +120,8 @@ pub async fn run(args: ClusterArgs) -> Result<(), String> {
                 out_json(&json!({
                     "cluster_id": info.cluster_id,
                     "controller_id": info.controller_id,
+                    "under_replicated_partitions": under_replicated,
+                    "offline_partitions": offline,
                     "brokers": brokers,
                     "apis": apis,
                     "features": features,
@@ -63,6 +132,8 @@ pub async fn run(args: ClusterArgs) -> Result<(), String> {
                     info.cluster_id.as_deref().unwrap_or("-")
                 ))?;
                 out(&format!("CONTROLLER   {}", info.controller_id))?;
+                out(&format!("UNDER-REPLICATED PARTITIONS   {under_replicated}"))?;
+                out(&format!("OFFLINE PARTITIONS            {offline}"))?;
                 out("")?;
                 let rows: Vec<Vec<String>> = info
                     .brokers
@@ -73,10 +144,11 @@ pub async fn run(args: ClusterArgs) -> Result<(), String> {
                             b.host.clone(),
                             b.port.to_string(),
                             b.rack.clone().unwrap_or_default(),
+                            if b.fenced { "fenced" } else { "active" }.to_string(),
                         ]
                     })
                     .collect();
-                out_table(&["BROKER", "HOST", "PORT", "RACK"], &rows)?;
+                out_table(&["BROKER", "HOST", "PORT", "RACK", "STATE"], &rows)?;
                 out("")?;
                 let rows: Vec<Vec<String>> = info
                     .apis
