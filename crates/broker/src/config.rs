@@ -413,6 +413,17 @@ broker_settings! {
     allow_everyone_if_no_acl_found: bool = false, {
         kafka_names: &["allow.everyone.if.no.acl.found"],
     }
+    /// Samples a client quota's rate is measured over (the rate spans at least this many
+    /// less one windows, so a new client may burst that long before it is throttled).
+    quota_window_num: u32 = 11, {
+        kafka_names: &["quota.window.num"],
+        range: Some(1..=INT_MAX),
+    }
+    /// The length of one quota sample.
+    quota_window_size_seconds: u32 = 1, {
+        kafka_names: &["quota.window.size.seconds"],
+        range: Some(1..=INT_MAX),
+    }
 }
 
 /// What is declared about a setting besides its field, type, default and doc.

@@ -38,6 +38,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use crate::broker::Broker;
 use crate::handlers::fetch::response_limit;
 use crate::metrics::Metrics;
+use crate::quotas::QuotaKind;
 use crate::request::{ConnectionIdentity, Reply, RequestContext, RequestHeader};
 use crate::router;
 use crate::sasl;
@@ -73,6 +74,40 @@ struct Outgoing {
     legacy: Option<LegacyReply>,
     /// Held by a fetch until its response is written (see `MAX_FETCHES_IN_FLIGHT`).
     _fetch_permit: Option<OwnedSemaphorePermit>,
+    /// The client quota this response counts against.
+    throttle: Throttle,
+}
+
+/// How a response is throttled (KIP-219): it carries `throttle_time_ms` and the connection
+/// then reads nothing for that long.
+enum Throttle {
+    /// No quota applies.
+    None,
+    /// Worked out when the request was read (Produce counts request bytes).
+    Known(i64),
+    /// Worked out from the response (Fetch counts response bytes).
+    FetchBytes { user: String, client_id: String },
+}
+
+/// Until when the connection reads nothing (a throttled client).
+#[derive(Default)]
+struct Mute(parking_lot::Mutex<Option<tokio::time::Instant>>);
+
+impl Mute {
+    /// Mutes for `ms` from now (never shortening a longer mute).
+    fn for_ms(&self, ms: i64) {
+        let Ok(ms) = u64::try_from(ms) else { return };
+        let until = tokio::time::Instant::now() + Duration::from_millis(ms);
+        let mut current = self.0.lock();
+        if current.is_none_or(|c| c < until) {
+            *current = Some(until);
+        }
+    }
+
+    /// Until when, if muted.
+    fn until(&self) -> Option<tokio::time::Instant> {
+        *self.0.lock()
+    }
 }
 
 /// What encoding a response to a legacy request needs beyond the response.
@@ -138,12 +173,14 @@ pub async fn serve_connection<S: ConnectionStream>(
     let (mut reader, writer) = stream.into_halves();
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
     let unanswered = Arc::new(AtomicUsize::new(0));
+    let mute = Arc::new(Mute::default());
     let writer_task = tokio::spawn(write_responses(
         writer,
         rx,
         peer,
-        broker.metrics.clone(),
+        broker.clone(),
         unanswered.clone(),
+        mute.clone(),
     ));
     let max_idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let mut idle_deadline = tokio::time::Instant::now() + max_idle;
@@ -158,10 +195,20 @@ pub async fn serve_connection<S: ConnectionStream>(
             ));
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
+                    // A throttled client's next request waits out its throttle time.
+                    if let Some(until) = mute.until()
+                        && until > tokio::time::Instant::now()
+                    {
+                        tokio::select! {
+                            _ = crate::server::stopped(&mut stop) => break 'conn,
+                            _ = tokio::time::sleep_until(until) => {}
+                        }
+                    }
                     let out = Out {
                         tx: &tx,
                         fetches: &fetches,
                         unanswered: &unanswered,
+                        mute: &mute,
                     };
                     let next = if session.expects_raw_token() {
                         handle_raw_token(frame, &mut session, &broker, out).await
@@ -227,6 +274,8 @@ struct Out<'a> {
     fetches: &'a Arc<Semaphore>,
     /// Responses queued for the writer and not yet written.
     unanswered: &'a AtomicUsize,
+    /// Set when the client is throttled.
+    mute: &'a Mute,
 }
 
 async fn handle_frame(
@@ -236,6 +285,7 @@ async fn handle_frame(
     out: Out<'_>,
 ) -> Next {
     let received = Instant::now();
+    let frame_len = frame.len();
     let peer = session.identity().peer;
     let metrics = &broker.metrics;
     let (raw_key, raw_version) = codec::peek_api(&frame).unwrap_or((-1, -1));
@@ -324,10 +374,17 @@ async fn handle_frame(
     } else {
         None
     };
+    let throttle = quota_throttle(broker, &ctx, frame_len);
+    if let Throttle::Known(ms) = throttle {
+        // Respond, then mute: the response goes out now with throttle_time_ms, and the
+        // next request (pipelined ones included) waits, as Kafka's socket server does.
+        out.mute.for_ms(ms);
+    }
     let pending = match router::dispatch(broker, &ctx, decoded_request).await {
         Reply::Now(response) => Pending::Ready(response),
         Reply::Later(task) => Pending::Task(task),
         Reply::Nothing => {
+            // acks=0: nothing carries the throttle time; the client is only muted.
             request.finished(metrics, api_version, None);
             return Next::Continue;
         }
@@ -336,15 +393,69 @@ async fn handle_frame(
             return Next::Close;
         }
     };
-    send(
+    send_throttled(
         out,
         request,
         api_version,
         pending,
         legacy_reply,
         fetch_permit,
+        throttle,
     )
     .await
+}
+
+/// The quota a request counts against: Produce's request bytes now, Fetch's response bytes
+/// when it is ready.
+fn quota_throttle(broker: &Broker, ctx: &RequestContext, frame_len: usize) -> Throttle {
+    let user = ctx.principal.name();
+    match ctx.header.api_key {
+        ApiKey::Produce => {
+            let ms = broker.security.quotas.record(
+                &broker.metadata.image(),
+                QuotaKind::Produce,
+                user,
+                ctx.client_id(),
+                frame_len,
+                broker.clock.now_ms(),
+            );
+            if ms > 0 {
+                Throttle::Known(ms)
+            } else {
+                Throttle::None
+            }
+        }
+        ApiKey::Fetch if !broker.metadata.image().security.quotas().is_empty() => {
+            Throttle::FetchBytes {
+                user: user.to_string(),
+                client_id: ctx.client_id().to_string(),
+            }
+        }
+        _ => Throttle::None,
+    }
+}
+
+/// Sets a response's `throttle_time_ms` (never lowering it); returns whether it has one.
+fn set_throttle_time(response: &mut ResponseKind, ms: i64) {
+    let ms = i32::try_from(ms).unwrap_or(i32::MAX);
+    match response {
+        ResponseKind::Produce(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
+        ResponseKind::Fetch(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
+        _ => {}
+    }
+}
+
+/// The record bytes of a Fetch response.
+fn fetched_bytes(response: &ResponseKind) -> usize {
+    match response {
+        ResponseKind::Fetch(r) => r
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter_map(|p| p.records.as_ref().map(Bytes::len))
+            .sum(),
+        _ => 0,
+    }
 }
 
 /// Handles SaslHandshake and SaslAuthenticate on a SASL listener, where they change the
@@ -510,12 +621,34 @@ async fn send(
     legacy: Option<LegacyReply>,
     fetch_permit: Option<OwnedSemaphorePermit>,
 ) -> Next {
+    send_throttled(
+        out,
+        request,
+        version,
+        pending,
+        legacy,
+        fetch_permit,
+        Throttle::None,
+    )
+    .await
+}
+
+async fn send_throttled(
+    out: Out<'_>,
+    request: RequestInfo,
+    version: i16,
+    pending: Pending,
+    legacy: Option<LegacyReply>,
+    fetch_permit: Option<OwnedSemaphorePermit>,
+    throttle: Throttle,
+) -> Next {
     let outgoing = Outgoing {
         request,
         version,
         pending,
         legacy,
         _fetch_permit: fetch_permit,
+        throttle,
     };
     out.unanswered.fetch_add(1, Ordering::AcqRel);
     match out.tx.send(outgoing).await {
@@ -528,9 +661,11 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::Receiver<Outgoing>,
     peer: SocketAddr,
-    metrics: Arc<Metrics>,
+    broker: Arc<Broker>,
     unanswered: Arc<AtomicUsize>,
+    mute: Arc<Mute>,
 ) {
+    let metrics = broker.metrics.clone();
     while let Some(out) = rx.recv().await {
         let _answered = Answered(&unanswered);
         let Outgoing {
@@ -539,6 +674,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(
             pending,
             legacy,
             _fetch_permit,
+            throttle,
         } = out;
         let api_key = request.api_key;
         let response = match pending {
@@ -560,6 +696,25 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                 }
             },
         };
+        let mut response = response;
+        let throttle_ms = match throttle {
+            Throttle::None => 0,
+            Throttle::Known(ms) => ms,
+            Throttle::FetchBytes { user, client_id } => broker.security.quotas.record(
+                &broker.metadata.image(),
+                QuotaKind::Fetch,
+                &user,
+                &client_id,
+                fetched_bytes(&response),
+                broker.clock.now_ms(),
+            ),
+        };
+        if throttle_ms > 0 {
+            set_throttle_time(&mut response, throttle_ms);
+            // A Produce's mute began when it was read; a Fetch's begins now.
+            mute.for_ms(throttle_ms);
+            broker.security.throttled(throttle_ms);
+        }
         let errors = partition_errors(&response);
         metrics.request_errors(api_key as i16, version, errors);
         let summary = request

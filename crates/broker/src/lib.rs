@@ -34,6 +34,7 @@ pub mod partition;
 pub mod peer;
 pub mod placement;
 mod producer_ids;
+pub mod quotas;
 pub mod replica;
 pub mod replica_fetcher;
 pub mod replica_manager;

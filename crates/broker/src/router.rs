@@ -20,9 +20,9 @@ use sluice_protocol::kafka_protocol;
 use crate::authz::{self, Checked};
 use crate::broker::Broker;
 use crate::handlers::{
-    acls, cluster, configs, delete_records, describe_topic_partitions, elect_leaders, fetch,
-    groups, list_offsets, log_dirs, metadata, offset_for_leader_epoch, produce, producer,
-    scram_users, topics, transactions, txn_markers,
+    acls, client_quotas, cluster, configs, delete_records, describe_topic_partitions,
+    elect_leaders, fetch, groups, list_offsets, log_dirs, metadata, offset_for_leader_epoch,
+    produce, producer, scram_users, topics, transactions, txn_markers,
 };
 use crate::request::{Reply, RequestContext};
 use crate::sasl;
@@ -138,6 +138,8 @@ handler_table! {
     (CreateAcls, 1..=3, acls::create_acls),
     (DescribeAcls, 1..=3, acls::describe_acls),
     (DeleteAcls, 1..=3, acls::delete_acls),
+    (DescribeClientQuotas, 0..=1, client_quotas::describe_client_quotas),
+    (AlterClientQuotas, 0..=1, client_quotas::alter_client_quotas),
 }
 
 /// Authorizes `request` (see [`crate::authz`]) and runs its handler on what may run: the one

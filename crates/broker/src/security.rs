@@ -295,6 +295,10 @@ pub struct Security {
     allow_if_no_acl: bool,
     /// The authorizer over the ACLs of the metadata version it was built from.
     authorizer: RwLock<(u64, Arc<AuthorizerData>)>,
+    /// Produce and fetch byte rates against the client quotas.
+    pub quotas: crate::quotas::ClientQuotas,
+    /// Responses throttled by a quota, and their throttle times added up.
+    throttled: (AtomicU64, AtomicU64),
 }
 
 impl Security {
@@ -361,6 +365,8 @@ impl Security {
             super_users: config.super_user_list()?,
             allow_if_no_acl: config.allow_everyone_if_no_acl_found,
             authorizer: RwLock::new((u64::MAX, Arc::new(AuthorizerData::default()))),
+            quotas: crate::quotas::ClientQuotas::new(config),
+            throttled: (AtomicU64::new(0), AtomicU64::new(0)),
         })
     }
 
@@ -409,8 +415,32 @@ impl Security {
         }
     }
 
-    /// Writes the security metrics: authentications and the TLS certificate.
+    /// Counts a response throttled for `ms`.
+    pub fn throttled(&self, ms: i64) {
+        self.throttled.0.fetch_add(1, Ordering::Relaxed);
+        self.throttled
+            .1
+            .fetch_add(u64::try_from(ms).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Writes the security metrics: authentications, quota throttling, the TLS certificate.
     pub fn write_metrics(&self, out: &mut String) {
+        let name = "sluice_throttled_responses_total";
+        header(
+            out,
+            name,
+            "counter",
+            "Responses throttled by a client quota.",
+        );
+        let _ = writeln!(out, "{name} {}", self.throttled.0.load(Ordering::Relaxed));
+        let name = "sluice_throttle_time_ms_total";
+        header(
+            out,
+            name,
+            "counter",
+            "Throttle time given to clients by quotas, in milliseconds.",
+        );
+        let _ = writeln!(out, "{name} {}", self.throttled.1.load(Ordering::Relaxed));
         let name = "sluice_authentications_total";
         header(
             out,

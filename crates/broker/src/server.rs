@@ -249,8 +249,15 @@ impl Server {
     /// so the next start skips recovery.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
         if self.broker.metadata.has_controller() {
-            tracing::info!("controlled shutdown: asking the controller to move this node's leaderships away");
-            if self.broker.lifecycle.shut_down(CONTROLLED_SHUTDOWN_TIMEOUT).await {
+            tracing::info!(
+                "controlled shutdown: asking the controller to move this node's leaderships away"
+            );
+            if self
+                .broker
+                .lifecycle
+                .shut_down(CONTROLLED_SHUTDOWN_TIMEOUT)
+                .await
+            {
                 tracing::info!("controlled shutdown: this node leads nothing any more");
             } else {
                 tracing::warn!(

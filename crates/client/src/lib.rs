@@ -24,6 +24,7 @@ mod error;
 mod groups;
 mod membership;
 pub mod partitioner;
+mod quotas;
 mod users;
 
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ pub use membership::{
     ASSIGNORS, Assignments, HeartbeatOutcome, Membership, MembershipConfig, assign_range,
     assign_round_robin,
 };
+pub use quotas::{QuotaEntity, QuotaMatch};
 pub use sluice_protocol::batch::Compression;
 pub use sluice_protocol::model::TopicPartition;
 pub use sluice_protocol::records::Record;

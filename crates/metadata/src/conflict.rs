@@ -191,7 +191,8 @@ impl MetadataImage {
             | MetadataRecord::ScramCredentialUpserted { .. }
             | MetadataRecord::ScramCredentialDeleted { .. }
             | MetadataRecord::AclCreated { .. }
-            | MetadataRecord::AclDeleted { .. } => {}
+            | MetadataRecord::AclDeleted { .. }
+            | MetadataRecord::ClientQuotaChanged { .. } => {}
         }
         Ok(())
     }

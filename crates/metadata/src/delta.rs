@@ -55,7 +55,8 @@ impl MetadataDelta {
             | MetadataRecord::ScramCredentialUpserted { .. }
             | MetadataRecord::ScramCredentialDeleted { .. }
             | MetadataRecord::AclCreated { .. }
-            | MetadataRecord::AclDeleted { .. } => {}
+            | MetadataRecord::AclDeleted { .. }
+            | MetadataRecord::ClientQuotaChanged { .. } => {}
         }
     }
 }

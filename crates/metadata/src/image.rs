@@ -264,6 +264,9 @@ impl MetadataImage {
             }
             MetadataRecord::AclCreated { id, acl } => self.security.create_acl(*id, acl.clone()),
             MetadataRecord::AclDeleted { id } => self.security.delete_acl(id),
+            MetadataRecord::ClientQuotaChanged { entity, key, value } => {
+                self.security.set_quota(entity, key, *value)
+            }
         }
     }
 

@@ -25,7 +25,7 @@ pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicI
 pub use log::{MetadataLog, MetadataLogError};
 pub use memory::MemoryQuorum;
 pub use records::{EndpointRecord, MetadataRecord, PartitionAssignment};
-pub use security::{SecurityImage, StoredAcl, StoredScramCredential};
+pub use security::{QuotaEntityRecord, SecurityImage, StoredAcl, StoredScramCredential};
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::security::{StoredAcl, StoredScramCredential};
+use crate::security::{QuotaEntityRecord, StoredAcl, StoredScramCredential};
 
 /// The replicas of one partition, the preferred leader first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,5 +157,15 @@ pub enum MetadataRecord {
     AclDeleted {
         /// Its id.
         id: Uuid,
+    },
+    /// A client quota was set or removed (Kafka's `ClientQuotaRecord`).
+    ClientQuotaChanged {
+        /// The entity (types with names, `None` for the default; sorted by type).
+        entity: QuotaEntityRecord,
+        /// The quota key, e.g. `producer_byte_rate`.
+        key: String,
+        /// The new value; `None` removes it.
+        #[serde(default)]
+        value: Option<f64>,
     },
 }

@@ -47,7 +47,14 @@ pub struct SecurityImage {
     acls: BTreeMap<uuid::Uuid, StoredAcl>,
     /// Raised at each ACL change, so an authorizer knows when to rebuild.
     pub acl_version: u64,
+    /// Client quotas by entity (its types with a name, `None` for the default; sorted),
+    /// then by key.
+    quotas: BTreeMap<QuotaEntityRecord, BTreeMap<String, f64>>,
 }
+
+/// A quota entity: each of its types (`user`, `client-id`, `ip`) with a name, or `None`
+/// for the default; sorted by type.
+pub type QuotaEntityRecord = Vec<(String, Option<String>)>;
 
 impl SecurityImage {
     /// Sets `user`'s credential for `mechanism`.
@@ -101,5 +108,30 @@ impl SecurityImage {
     /// Every ACL, by id.
     pub fn acls(&self) -> impl Iterator<Item = (&uuid::Uuid, &StoredAcl)> {
         self.acls.iter()
+    }
+
+    /// Sets (`Some`) or removes (`None`) the quota `key` of `entity`.
+    pub fn set_quota(&mut self, entity: &QuotaEntityRecord, key: &str, value: Option<f64>) {
+        match value {
+            Some(v) => {
+                self.quotas
+                    .entry(entity.clone())
+                    .or_default()
+                    .insert(key.to_string(), v);
+            }
+            None => {
+                if let Some(values) = self.quotas.get_mut(entity) {
+                    values.remove(key);
+                    if values.is_empty() {
+                        self.quotas.remove(entity);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every quota, by entity then key.
+    pub fn quotas(&self) -> &BTreeMap<QuotaEntityRecord, BTreeMap<String, f64>> {
+        &self.quotas
     }
 }

@@ -7,6 +7,7 @@
 pub mod acl;
 pub mod listener;
 pub mod principal;
+pub mod quota;
 pub mod sasl;
 pub mod tls;
 

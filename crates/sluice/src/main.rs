@@ -52,6 +52,8 @@ enum Command {
     User(cli::user::UserArgs),
     /// Manage ACLs: create, list, delete.
     Acl(cli::acl::AclArgs),
+    /// Manage client quotas: alter, describe.
+    Quota(cli::quota::QuotaArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +68,7 @@ fn main() -> std::process::ExitCode {
         Command::Cluster(args) => cli::run(cli::cluster::run(args)),
         Command::User(args) => cli::run(cli::user::run(args)),
         Command::Acl(args) => cli::run(cli::acl::run(args)),
+        Command::Quota(args) => cli::run(cli::quota::run(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! never touches sockets (docs/ARCHITECTURE.md §3).
 
 pub mod acls;
+pub mod client_quotas;
 pub mod cluster;
 pub mod commit_topics;
 pub mod configs;

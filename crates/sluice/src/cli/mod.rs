@@ -1,4 +1,4 @@
-//! The operator commands: `sluice topic|produce|consume|group|cluster|user|acl`.
+//! The operator commands: `sluice topic|produce|consume|group|cluster|user|acl|quota`.
 //!
 //! They talk to any Kafka-compatible broker through the wire protocol with
 //! `sluice-client`. Every command prints a table for people, or JSON with `--json`
@@ -10,6 +10,7 @@ pub mod consume;
 pub mod format;
 pub mod group;
 pub mod produce;
+pub mod quota;
 pub mod topic;
 pub mod user;
 
