@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use sluice_cluster::{ClusterConfig, ClusterNode};
 use sluice_group::{GroupConfig, GroupCoordinator};
 use sluice_protocol::clock::Clock;
 use sluice_protocol::kafka_protocol;
@@ -22,13 +23,14 @@ use crate::log_manager::LogManager;
 use crate::log_reconciler::LogReconciler;
 use crate::metadata::{
     BrokerRegistration, CommitError, EndpointRecord, MetadataImage, MetadataRecord, MetadataStore,
-    TopicImage,
+    RecordConflict, TopicImage,
 };
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica_fetcher::ReplicaFetchers;
 use crate::replica_manager::ReplicaManager;
 use crate::security::{BoundListeners, Security};
+use crate::server::StartError;
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::topic_config::TopicSettings;
 use crate::txn_wiring::{BrokerProducerIds, PartitionMarkerWriter};
@@ -79,6 +81,10 @@ pub struct Broker {
     pub endpoints: Vec<EndpointRecord>,
     /// TLS, SASL and the credentials they check.
     pub security: Arc<Security>,
+    /// This node's part of the cluster (its transport to the other nodes, the request
+    /// handlers it answers them with, the metadata quorum), when it is one of a cluster
+    /// started with `--cluster-listen` and `--voters`.
+    pub cluster: std::sync::OnceLock<Arc<ClusterNode>>,
 }
 
 impl Broker {
@@ -118,18 +124,43 @@ impl Broker {
     }
 }
 
-/// Builds the broker state of a single node from the data directory (its metadata in the
-/// local metadata log), telling the time by `clock`.
+/// The largest request or answer between nodes: a replica fetch answer holds up to
+/// `fetch-max-bytes` of records, the rest is small.
+const CLUSTER_FRAME_OVERHEAD: usize = 1024 * 1024;
+
+/// Builds the broker state from the data directory, telling the time by `clock`: a single
+/// node's metadata from the local metadata log; a cluster node's from the metadata quorum,
+/// once it has joined the cluster and caught up.
 pub(crate) async fn open_broker(
     config: BrokerConfig,
     bound: impl Into<BoundListeners>,
     recover: bool,
     fd_budget: FdBudget,
     clock: Arc<dyn Clock>,
-) -> Result<(Arc<Broker>, usize), crate::server::StartError> {
+) -> Result<(Arc<Broker>, usize), StartError> {
     let meta_dir = config.data_dir.join("meta");
-    let metadata = MetadataStore::open_local(&meta_dir, config.node_id)?;
-    open_broker_with_metadata(config, metadata, bound, recover, fd_budget, clock, None).await
+    check_data_dir_mode(&config, &meta_dir)?;
+    let directory_id = load_or_create_directory_id(&meta_dir)?;
+    let Some(node) = join_cluster(&config, &meta_dir, directory_id).await? else {
+        let metadata = MetadataStore::open_local(&meta_dir, config.node_id)?;
+        return open_broker_with_metadata(config, metadata, bound, recover, fd_budget, clock, None)
+            .await;
+    };
+    let metadata = node.metadata().clone();
+    let opened =
+        open_broker_with_metadata(config, metadata, bound, recover, fd_budget, clock, None).await;
+    match opened {
+        Ok((broker, partitions)) => {
+            if broker.cluster.set(node).is_err() {
+                tracing::error!("the cluster node was set twice; keeping the first");
+            }
+            Ok((broker, partitions))
+        }
+        Err(e) => {
+            node.shutdown().await;
+            Err(e)
+        }
+    }
 }
 
 /// Builds the broker state from the data directory with `metadata` (whose backend
@@ -143,7 +174,7 @@ pub(crate) async fn open_broker_with_metadata(
     fd_budget: FdBudget,
     clock: Arc<dyn Clock>,
     storage_faults: Option<FaultHook>,
-) -> Result<(Arc<Broker>, usize), crate::server::StartError> {
+) -> Result<(Arc<Broker>, usize), StartError> {
     let meta_dir = config.data_dir.join("meta");
     let cluster_id = load_or_create_cluster_id(&meta_dir)?;
     let directory_id = load_or_create_directory_id(&meta_dir)?;
@@ -225,6 +256,7 @@ pub(crate) async fn open_broker_with_metadata(
         connection_limits,
         endpoints,
         security,
+        cluster: std::sync::OnceLock::new(),
         config,
     });
     // AddPartitionsToTxn refuses partitions that do not exist, as Kafka does.
@@ -240,27 +272,31 @@ pub(crate) async fn open_broker_with_metadata(
             });
             (!exists).then_some(kafka_protocol::error::ResponseError::UnknownTopicOrPartition)
         }));
-    let image = broker.metadata.image();
+    // The logs open from one image and the reconcilers see every change after it: no
+    // committed batch (a quorum applies them at any time) falls in between.
     let node = broker.node_id();
-    let opened = broker.replicas.logs().open_all(
-        image
-            .topics()
-            .map(|t| (t, broker.topic_settings(&image, t), t.partitions_on(node))),
-        recover,
-    )?;
-    broker.security.refresh_acls(&broker.metadata.image());
-    broker
-        .metadata
-        .subscribe(Arc::new(crate::security::AclPublisher(
-            broker.security.clone(),
-        )));
-    broker.metadata.subscribe(broker.log_reconciler.clone());
-    // After the logs: a coordinator partition is loaded from its opened log.
-    broker
-        .metadata
-        .subscribe(Arc::new(CoordinatorReconciler::new(Arc::downgrade(
-            &broker,
-        ))));
+    let opened = broker.metadata.with_applies_paused(|image| {
+        let opened = broker.replicas.logs().open_all(
+            image
+                .topics()
+                .map(|t| (t, broker.topic_settings(image, t), t.partitions_on(node))),
+            recover,
+        )?;
+        broker.security.refresh_acls(image);
+        broker
+            .metadata
+            .subscribe(Arc::new(crate::security::AclPublisher(
+                broker.security.clone(),
+            )));
+        broker.metadata.subscribe(broker.log_reconciler.clone());
+        // After the logs: a coordinator partition is loaded from its opened log.
+        broker
+            .metadata
+            .subscribe(Arc::new(CoordinatorReconciler::new(Arc::downgrade(
+                &broker,
+            ))));
+        Ok::<_, StartError>(opened)
+    })?;
     register(&broker, directory_id).await?;
     crate::security::ensure_bootstrap_user(&broker.config, &broker.metadata).await?;
     broker.producer_ids.reserve_ahead().await?;
@@ -278,7 +314,7 @@ async fn register(broker: &Arc<Broker>, incarnation_id: uuid::Uuid) -> Result<()
         id: broker.node_id(),
         incarnation_id,
         endpoints: broker.endpoints.clone(),
-        rack: None,
+        rack: broker.config.rack.clone(),
         fenced: clustered,
     };
     broker
@@ -306,39 +342,173 @@ fn registered_as(
     )
 }
 
+/// Refuses a data directory written in the other mode: a single node's metadata log
+/// cannot seed a cluster node, and a cluster node's quorum state means nothing to a single
+/// node (each would start with other metadata than the directory's logs were written with).
+fn check_data_dir_mode(config: &BrokerConfig, meta_dir: &Path) -> Result<(), StartError> {
+    let single = meta_dir.join(sluice_metadata::LOCAL_LOG_FILE).exists();
+    let cluster = meta_dir.join("raft").exists();
+    match (config.is_cluster(), single, cluster) {
+        (true, true, _) => Err(StartError::DataDirMode(format!(
+            "data directory {} holds a single node's metadata (meta/{}); a cluster node \
+             starts from an empty data directory",
+            config.data_dir.display(),
+            sluice_metadata::LOCAL_LOG_FILE
+        ))),
+        (false, _, true) => Err(StartError::DataDirMode(format!(
+            "data directory {} belongs to a cluster node (meta/raft); start it with \
+             --cluster-listen and --voters",
+            config.data_dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// In cluster mode: starts this node's part of the cluster, waits until it has caught up
+/// with the committed metadata, and settles the cluster id (into `meta.properties`);
+/// `None` for a single node.
+async fn join_cluster(
+    config: &BrokerConfig,
+    meta_dir: &Path,
+    directory_id: uuid::Uuid,
+) -> Result<Option<Arc<ClusterNode>>, StartError> {
+    let (Some(listen), Some(voters)) = (config.cluster_listen, config.voters.clone()) else {
+        return Ok(None);
+    };
+    let max_frame_bytes = usize::try_from(config.fetch_max_bytes)
+        .unwrap_or(usize::MAX)
+        .max(config.max_request_bytes)
+        .saturating_add(CLUSTER_FRAME_OVERHEAD);
+    let node = ClusterNode::start(ClusterConfig {
+        node_id: config.node_id,
+        listen,
+        voters,
+        incarnation: directory_id,
+        cluster_id: read_meta_property(meta_dir, "cluster.id"),
+        meta_dir: meta_dir.to_path_buf(),
+        max_frame_bytes,
+    })
+    .await?;
+    if let Err(e) = node.join().await {
+        node.shutdown().await;
+        return Err(e.into());
+    }
+    let node = Arc::new(node);
+    let adopted = adopt_cluster_id(&node, config, meta_dir, directory_id).await;
+    match adopted {
+        Ok(()) => Ok(Some(node)),
+        Err(e) => {
+            node.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
+/// Settles the cluster's id: the committed one, or a new one this node commits when there
+/// is none yet (the first node to find none decides), kept in `meta.properties`. A data
+/// directory that was part of another cluster, or a node id registered with another data
+/// directory, refuses to start.
+async fn adopt_cluster_id(
+    node: &ClusterNode,
+    config: &BrokerConfig,
+    meta_dir: &Path,
+    directory_id: uuid::Uuid,
+) -> Result<(), StartError> {
+    let metadata = node.metadata();
+    if let Some(registered) = metadata.image().broker(config.node_id)
+        && registered.incarnation_id != directory_id
+    {
+        return Err(StartError::NodeIdReused {
+            node_id: config.node_id,
+            registered: registered.incarnation_id,
+            ours: directory_id,
+        });
+    }
+    let proposed = base64_url_uuid(uuid::Uuid::new_v4());
+    let decided = metadata
+        .propose(|image| {
+            let records = match image.cluster_id() {
+                Some(_) => Vec::new(),
+                None => vec![MetadataRecord::ClusterIdSet {
+                    cluster_id: proposed.clone(),
+                }],
+            };
+            Ok::<_, CommitError>((records, ()))
+        })
+        .await;
+    match decided {
+        Ok(()) | Err(CommitError::Conflict(RecordConflict::ClusterIdSet(_))) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let cluster_id = metadata
+        .image()
+        .cluster_id()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            StartError::Registration(CommitError::Unavailable("no cluster id".into()))
+        })?;
+    match read_meta_property(meta_dir, "cluster.id") {
+        Some(ours) if ours != cluster_id => {
+            return Err(StartError::OtherCluster {
+                dir: config.data_dir.clone(),
+                ours,
+                theirs: cluster_id,
+            });
+        }
+        Some(_) => {}
+        None => write_meta_property(meta_dir, "cluster.id", &cluster_id)?,
+    }
+    node.set_cluster_id(cluster_id);
+    Ok(())
+}
+
 /// The id of this data directory, created once (Kafka's `directory.id` in
 /// `meta.properties`): a node id reused by another disk registers another incarnation.
 fn load_or_create_directory_id(meta_dir: &Path) -> Result<uuid::Uuid, std::io::Error> {
-    let path = meta_dir.join("meta.properties");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    if let Some(id) = text
-        .lines()
-        .find_map(|l| l.strip_prefix("directory.id="))
-        .and_then(|id| uuid::Uuid::parse_str(id.trim()).ok())
+    if let Some(id) =
+        read_meta_property(meta_dir, "directory.id").and_then(|id| uuid::Uuid::parse_str(&id).ok())
     {
         return Ok(id);
     }
     let id = uuid::Uuid::new_v4();
-    let mut updated = text;
-    if !updated.is_empty() && !updated.ends_with('\n') {
-        updated.push('\n');
-    }
-    updated.push_str(&format!("directory.id={id}\n"));
-    std::fs::write(&path, updated)?;
+    write_meta_property(meta_dir, "directory.id", &id.to_string())?;
     Ok(id)
 }
 
-/// Kafka keeps the cluster id in `meta.properties`; so do we.
+/// Kafka keeps the cluster id in `meta.properties`; so does a single node, which decides
+/// its own.
 fn load_or_create_cluster_id(meta_dir: &Path) -> Result<String, std::io::Error> {
-    let path = meta_dir.join("meta.properties");
-    if let Ok(text) = std::fs::read_to_string(&path)
-        && let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id="))
-    {
-        return Ok(id.trim().to_string());
+    if let Some(id) = read_meta_property(meta_dir, "cluster.id") {
+        return Ok(id);
     }
     let id = base64_url_uuid(uuid::Uuid::new_v4());
-    std::fs::write(&path, format!("version=1\ncluster.id={id}\n"))?;
+    write_meta_property(meta_dir, "cluster.id", &id)?;
     Ok(id)
+}
+
+const META_PROPERTIES: &str = "meta.properties";
+
+/// A value of `meta.properties`.
+fn read_meta_property(meta_dir: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(meta_dir.join(META_PROPERTIES)).ok()?;
+    let prefix = format!("{key}=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|v| v.trim().to_string())
+}
+
+/// Sets `key` in `meta.properties` (created with `version=1` first), keeping the rest.
+fn write_meta_property(meta_dir: &Path, key: &str, value: &str) -> Result<(), std::io::Error> {
+    let path = meta_dir.join(META_PROPERTIES);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "version=1\n".to_string());
+    let prefix = format!("{key}=");
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with(prefix.as_str()))
+        .map(str::to_string)
+        .collect();
+    lines.push(format!("{key}={value}"));
+    std::fs::write(&path, lines.join("\n") + "\n")
 }
 
 /// The URL-safe base64 character for the low six bits of `sextet`.

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use serde::Deserialize;
+use sluice_cluster::Voters;
+use sluice_security::listener::ListenerSpec;
 
 use crate::topic_config::ConfigType;
 
@@ -39,7 +41,8 @@ pub fn parse_http_listen(s: &str) -> Result<Option<SocketAddr>, String> {
         .map_err(|_| format!("'{s}' is neither ip:port nor 'off'"))
 }
 
-fn deserialize_http_listen<'de, D>(d: D) -> Result<Option<SocketAddr>, D::Error>
+/// An optional listen address in TOML: `host:port`, or `off`.
+fn deserialize_optional_listen<'de, D>(d: D) -> Result<Option<SocketAddr>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
@@ -99,7 +102,7 @@ broker_settings! {
     }
     /// Address of the HTTP listener serving `/metrics`, `/health` and `/ready`; `off` serves
     /// no HTTP.
-    #[serde(deserialize_with = "deserialize_http_listen")]
+    #[serde(deserialize_with = "deserialize_optional_listen")]
     http_listen: Option<SocketAddr> = Some(DEFAULT_HTTP_LISTEN), {
         shown_default: Some("`127.0.0.1:9644` (`off` for none)"),
         value_name: Some("ADDR|off"),
@@ -126,6 +129,25 @@ broker_settings! {
     node_id: i32 = 1, {
         kafka_names: &["node.id", "broker.id"],
         range: Some(0..=INT_MAX),
+    }
+    /// Address of the cluster listener, where the other nodes of a cluster reach this one
+    /// (metadata quorum, replication); with `voters`, this node is one of a cluster.
+    #[serde(deserialize_with = "deserialize_optional_listen")]
+    cluster_listen: Option<SocketAddr> = None, {
+        shown_default: Some("`off` (a single node)"),
+        value_name: Some("ADDR|off"),
+    }
+    /// The voters of the metadata quorum, the same on every node: `id@host:port` of each
+    /// node's cluster listener, comma-separated (every node listed is a voter).
+    voters: Option<Voters> = None, {
+        kafka_names: &["controller.quorum.voters"],
+        shown_default: Some("none (a single node)"),
+        value_name: Some("ID@HOST:PORT,..."),
+    }
+    /// This broker's rack: replicas of a partition are spread over racks.
+    rack: Option<String> = None, {
+        kafka_names: &["broker.rack"],
+        shown_default: Some("none"),
     }
     /// Create unknown topics on their first Metadata or Produce reference.
     auto_create_topics: bool = true, {
@@ -698,6 +720,15 @@ impl SettingValue for String {
     }
 }
 
+impl SettingValue for Option<Voters> {
+    fn parse_flag(text: &str) -> Result<Self, String> {
+        text.parse().map(Some)
+    }
+    fn show(&self) -> Option<String> {
+        self.as_ref().map(Voters::to_string)
+    }
+}
+
 impl SettingValue for PathBuf {
     fn parse_flag(text: &str) -> Result<Self, String> {
         Ok(PathBuf::from(text))
@@ -772,7 +803,83 @@ impl BrokerConfig {
         if self.listeners.is_none() {
             self.check_advertised()?;
         }
+        self.check_cluster(&listeners)?;
         self.check_security(&listeners)
+    }
+
+    /// Cluster mode needs both the cluster listener and the voters, with this node among
+    /// the voters at the port it listens on, and a port of its own; a single node has neither.
+    fn check_cluster(&self, listeners: &[ListenerSpec]) -> Result<(), ConfigError> {
+        let invalid = |name: &str, reason: String| ConfigError::Invalid {
+            name: name.into(),
+            reason,
+        };
+        if let Some(rack) = &self.rack
+            && rack.trim().is_empty()
+        {
+            return Err(invalid("rack", "a rack name cannot be empty".into()));
+        }
+        let (listen, voters) = match (self.cluster_listen, &self.voters) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "voters",
+                    "a cluster node needs --voters as well as --cluster-listen".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "cluster-listen",
+                    "a cluster node needs --cluster-listen as well as --voters".into(),
+                ));
+            }
+            (Some(listen), Some(voters)) => (listen, voters),
+        };
+        let me = voters.get(self.node_id).ok_or_else(|| {
+            invalid(
+                "voters",
+                format!(
+                    "node id {} is not among the voters {voters}; pass --node-id with one of \
+                     their ids",
+                    self.node_id
+                ),
+            )
+        })?;
+        let listed_port = me
+            .addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        if listed_port != Some(listen.port()) {
+            return Err(invalid(
+                "cluster-listen",
+                format!(
+                    "{listen} is not where --voters says node {} listens ({}): the other nodes \
+                     would not reach it",
+                    self.node_id, me.addr
+                ),
+            ));
+        }
+        let kafka = listeners.iter().map(|l| match self.listeners {
+            None => (format!("listen {}", l.address), l.address),
+            Some(_) => (format!("listener {l}"), l.address),
+        });
+        let http = self
+            .http_listen
+            .map(|addr| (format!("http-listen {addr}"), addr));
+        for (other, addr) in kafka.chain(http) {
+            if listeners_collide(listen, addr) {
+                return Err(invalid(
+                    "cluster-listen",
+                    format!("{listen} overlaps {other}: every listener needs its own port"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this node is one of a cluster (`cluster-listen` and `voters` set).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster_listen.is_some() && self.voters.is_some()
     }
 
     /// The advertised address must be one a client can connect to: `advertise` well formed,
@@ -998,6 +1105,77 @@ mod tests {
             ..BrokerConfig::default()
         };
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn cluster_settings_come_together_and_include_this_node() {
+        let cluster = |listen: &str, voters: &str| BrokerConfig {
+            node_id: 2,
+            cluster_listen: Some(listen.parse().unwrap()),
+            voters: Some(voters.parse().unwrap()),
+            ..BrokerConfig::default()
+        };
+        let voters = "1@127.0.0.1:9191,2@127.0.0.1:9192,3@127.0.0.1:9193";
+        assert!(cluster("127.0.0.1:9192", voters).validate().is_ok());
+        assert!(cluster("0.0.0.0:9192", voters).validate().is_ok());
+        assert!(cluster("127.0.0.1:9192", voters).is_cluster());
+        assert!(!BrokerConfig::default().is_cluster());
+        for (config, want) in [
+            (
+                BrokerConfig {
+                    voters: None,
+                    ..cluster("127.0.0.1:9192", voters)
+                },
+                "invalid value for voters: a cluster node needs --voters as well as \
+                 --cluster-listen",
+            ),
+            (
+                BrokerConfig {
+                    cluster_listen: None,
+                    ..cluster("127.0.0.1:9192", voters)
+                },
+                "invalid value for cluster-listen: a cluster node needs --cluster-listen as well \
+                 as --voters",
+            ),
+            (
+                BrokerConfig {
+                    node_id: 4,
+                    ..cluster("127.0.0.1:9192", voters)
+                },
+                "invalid value for voters: node id 4 is not among the voters \
+                 1@127.0.0.1:9191,2@127.0.0.1:9192,3@127.0.0.1:9193; pass --node-id with one of \
+                 their ids",
+            ),
+            (
+                cluster("127.0.0.1:9191", voters),
+                "invalid value for cluster-listen: 127.0.0.1:9191 is not where --voters says \
+                 node 2 listens (127.0.0.1:9192): the other nodes would not reach it",
+            ),
+            (
+                cluster("127.0.0.1:9092", "2@127.0.0.1:9092"),
+                "invalid value for cluster-listen: 127.0.0.1:9092 overlaps listen \
+                 127.0.0.1:9092: every listener needs its own port",
+            ),
+            (
+                BrokerConfig {
+                    listeners: Some(
+                        "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9192".into(),
+                    ),
+                    ..cluster("127.0.0.1:9192", voters)
+                },
+                "invalid value for cluster-listen: 127.0.0.1:9192 overlaps listener \
+                 SASL_PLAINTEXT://127.0.0.1:9192: every listener needs its own port",
+            ),
+            (
+                BrokerConfig {
+                    rack: Some(" ".into()),
+                    ..BrokerConfig::default()
+                },
+                "invalid value for rack: a rack name cannot be empty",
+            ),
+        ] {
+            assert_eq!(error(&config), want);
+        }
     }
 
     #[test]

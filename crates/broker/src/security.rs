@@ -293,8 +293,8 @@ pub struct Security {
     pub enforce_acls: bool,
     super_users: Vec<KafkaPrincipal>,
     allow_if_no_acl: bool,
-    /// The authorizer over the ACLs of the metadata version it was built from.
-    authorizer: RwLock<(u64, Arc<AuthorizerData>)>,
+    /// The authorizer over the ACLs of the metadata, rebuilt when they change.
+    authorizer: RwLock<Arc<AuthorizerData>>,
     /// Produce and fetch byte rates against the client quotas.
     pub quotas: crate::quotas::ClientQuotas,
     /// Responses throttled by a quota, and their throttle times added up.
@@ -364,7 +364,7 @@ impl Security {
             enforce_acls: config.authorizer_enabled()?,
             super_users: config.super_user_list()?,
             allow_if_no_acl: config.allow_everyone_if_no_acl_found,
-            authorizer: RwLock::new((u64::MAX, Arc::new(AuthorizerData::default()))),
+            authorizer: RwLock::new(Arc::new(AuthorizerData::default())),
             quotas: crate::quotas::ClientQuotas::new(config),
             throttled: (AtomicU64::new(0), AtomicU64::new(0)),
         })
@@ -372,21 +372,17 @@ impl Security {
 
     /// The authorizer over the current ACLs.
     pub fn authorizer(&self) -> Arc<AuthorizerData> {
-        self.authorizer.read().1.clone()
+        self.authorizer.read().clone()
     }
 
-    /// Rebuilds the authorizer when the ACLs of `image` changed.
+    /// Rebuilds the authorizer over the ACLs of `image`.
     pub fn refresh_acls(&self, image: &MetadataImage) {
-        let version = image.security.acl_version;
-        if self.authorizer.read().0 == version {
-            return;
-        }
         let data = AuthorizerData::new(
             image.security.acls().map(|(_, acl)| acl_binding(acl)),
             self.super_users.clone(),
             self.allow_if_no_acl,
         );
-        *self.authorizer.write() = (version, Arc::new(data));
+        *self.authorizer.write() = Arc::new(data);
     }
 
     /// The server side of `mechanism` for one authentication at `now_ms`.
@@ -612,7 +608,9 @@ impl MetadataPublisher for AclPublisher {
         "acls"
     }
 
-    fn publish(&self, _: &MetadataDelta, image: &MetadataImage) {
-        self.0.refresh_acls(image);
+    fn publish(&self, delta: &MetadataDelta, image: &MetadataImage) {
+        if delta.acls_changed {
+            self.0.refresh_acls(image);
+        }
     }
 }

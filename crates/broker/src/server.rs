@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sluice_cluster::RpcKind;
 use sluice_protocol::clock::SystemClock;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -20,6 +21,7 @@ use crate::connection::serve_connection;
 use crate::fd_budget::FdBudget;
 use crate::log_throttle::LogThrottle;
 use crate::metadata::{CommitError, MetadataLogError};
+use crate::peer::PeerRequests;
 use crate::request::{ConnectionId, ConnectionIdentity, KafkaPrincipal};
 use crate::security::{BoundListeners, TlsReloader};
 use sluice_security::listener::ListenerSpec;
@@ -87,6 +89,39 @@ pub enum StartError {
     /// Other I/O failure during start-up.
     #[error("start-up I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// This node could not start its part of the cluster or join it.
+    #[error(transparent)]
+    Cluster(#[from] sluice_cluster::ClusterError),
+    /// The data directory was written in the other mode (single node or cluster).
+    #[error("{0}")]
+    DataDirMode(String),
+    /// The data directory was part of another cluster.
+    #[error(
+        "data directory {dir} belongs to cluster {ours}, but the voters form cluster {theirs}: \
+         use this node's own data directory, or an empty one"
+    )]
+    OtherCluster {
+        /// The data directory.
+        dir: PathBuf,
+        /// The cluster id in its meta.properties.
+        ours: String,
+        /// The cluster the voters form.
+        theirs: String,
+    },
+    /// The node id is registered with another data directory.
+    #[error(
+        "node id {node_id} is registered with data directory {registered}, not this one \
+         ({ours}): node ids are never reused, so a node with a new data directory needs a new \
+         --node-id (and its own entry in --voters)"
+    )]
+    NodeIdReused {
+        /// The node id.
+        node_id: i32,
+        /// The data directory registered under it.
+        registered: uuid::Uuid,
+        /// This data directory.
+        ours: uuid::Uuid,
+    },
 }
 
 /// A running broker; dropping it does not stop it, call [`Server::shutdown`].
@@ -132,7 +167,12 @@ impl Server {
         }
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
-        let fresh = !data_dir.join("meta").join("metadata.log").exists();
+        let metadata_state = if config.is_cluster() {
+            "raft"
+        } else {
+            crate::metadata::LOCAL_LOG_FILE
+        };
+        let fresh = !data_dir.join("meta").join(metadata_state).exists();
         let recover = !clean && !fresh;
         if clean {
             std::fs::remove_file(&marker).map_err(dir_err)?;
@@ -172,6 +212,12 @@ impl Server {
         .await?;
 
         let (stop, stop_rx) = watch::channel(false);
+        if let Some(cluster) = broker.cluster.get() {
+            // The other nodes' Kafka requests (replica fetches, heartbeats, markers) go
+            // through this broker's handlers; its own go to them over the cluster listener.
+            cluster.register_handler(RpcKind::Kafka, PeerRequests::new(broker.clone()));
+            broker.start_cluster(cluster.transport(RpcKind::Kafka), stop_rx.clone());
+        }
         let accept_tasks = listeners
             .into_iter()
             .map(|(listener, spec, _)| {
@@ -284,6 +330,10 @@ impl Server {
             connections.abort_all();
         }
         self.background.abort_all();
+        // Leave the quorum before the logs close: nothing applies metadata after this.
+        if let Some(cluster) = self.broker.cluster.get() {
+            cluster.shutdown().await;
+        }
         let broker = self.broker.clone();
         tokio::task::spawn_blocking(move || broker.replicas.logs().close_all())
             .await

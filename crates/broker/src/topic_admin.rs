@@ -142,6 +142,8 @@ impl From<CommitError> for AdminError {
                     RecordConflict::ProducerIdsTaken { .. } => ResponseError::NotController,
                     RecordConflict::IneligibleReplica { .. } => ResponseError::IneligibleReplica,
                     RecordConflict::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered,
+                    // Never proposed by admin requests.
+                    RecordConflict::ClusterIdSet(_) => ResponseError::UnknownServerError,
                 };
                 AdminError::new(code, conflict.to_string())
             }

@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use crate::{BrokerRegistration, MetadataImage, MetadataRecord};
 
-/// Why a committed batch does not apply to the image it reached.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a committed batch does not apply to the image it reached. It travels from the quorum
+/// leader to the node that proposed the batch, hence serde.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum RecordConflict {
     /// A topic with this name (or id) exists already.
     #[error("topic '{0}' already exists")]
@@ -71,6 +72,9 @@ pub enum RecordConflict {
         /// The first id not reserved now.
         current: i64,
     },
+    /// The cluster has an id already; it never changes.
+    #[error("the cluster id is {0} already")]
+    ClusterIdSet(String),
     /// A partition change names a leader or ISR member that may not be one: not a replica
     /// of the partition, or (joining the ISR or taking the lead) not a registered broker
     /// that is unfenced and not shutting down (Kafka's `INELIGIBLE_REPLICA`).
@@ -125,14 +129,7 @@ impl MetadataImage {
                 replicas,
                 expected_partition_epoch,
             } => {
-                let registration = self
-                    .topic_by_id(topic_id)
-                    .ok_or(RecordConflict::UnknownTopic(*topic_id))?
-                    .partition(*partition)
-                    .ok_or(RecordConflict::UnknownPartition {
-                        topic: *topic_id,
-                        partition: *partition,
-                    })?;
+                let registration = self.registration(topic_id, *partition)?;
                 if let Some(expected) = expected_partition_epoch
                     && *expected != registration.partition_epoch
                 {
@@ -186,8 +183,22 @@ impl MetadataImage {
                     });
                 }
             }
+            MetadataRecord::ClusterIdSet { cluster_id } => match self.cluster_id() {
+                Some(current) if current != cluster_id => {
+                    return Err(RecordConflict::ClusterIdSet(current.to_string()));
+                }
+                _ => {}
+            },
+            MetadataRecord::PartitionState {
+                topic_id,
+                partition,
+                ..
+            } => {
+                self.registration(topic_id, *partition)?;
+            }
             MetadataRecord::BrokerConfigsChanged { .. }
             | MetadataRecord::BrokerRegistered { .. }
+            | MetadataRecord::BrokerState { .. }
             | MetadataRecord::ScramCredentialUpserted { .. }
             | MetadataRecord::ScramCredentialDeleted { .. }
             | MetadataRecord::AclCreated { .. }
@@ -195,6 +206,21 @@ impl MetadataImage {
             | MetadataRecord::ClientQuotaChanged { .. } => {}
         }
         Ok(())
+    }
+
+    /// The registration of an existing partition, or why there is none.
+    fn registration(
+        &self,
+        topic: &Uuid,
+        partition: i32,
+    ) -> Result<&crate::PartitionRegistration, RecordConflict> {
+        self.topic_by_id(topic)
+            .ok_or(RecordConflict::UnknownTopic(*topic))?
+            .partition(partition)
+            .ok_or(RecordConflict::UnknownPartition {
+                topic: *topic,
+                partition,
+            })
     }
 }
 
@@ -333,6 +359,23 @@ mod tests {
                 id: Uuid::from_u128(1)
             }),
             Err(RecordConflict::UnknownTopic(Uuid::from_u128(1)))
+        );
+    }
+
+    /// The cluster id is set once: the same id again is harmless (a retried proposal),
+    /// another is refused.
+    #[test]
+    fn the_cluster_id_never_changes() {
+        let set = |id: &str| MetadataRecord::ClusterIdSet {
+            cluster_id: id.into(),
+        };
+        let mut image = MetadataImage::new(1);
+        assert!(image.check(&set("a")).is_ok());
+        image.apply(&set("a"));
+        assert!(image.check(&set("a")).is_ok());
+        assert_eq!(
+            image.check(&set("b")),
+            Err(RecordConflict::ClusterIdSet("a".into()))
         );
     }
 }

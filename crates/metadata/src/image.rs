@@ -118,6 +118,9 @@ pub struct MetadataImage {
     pub offset: u64,
     /// SCRAM users (and, with them, the rest of the security metadata).
     pub security: SecurityImage,
+    /// The cluster's id, once committed (cluster mode; a single node keeps its own in
+    /// `meta.properties`).
+    cluster_id: Option<String>,
     /// The node that owns every partition of records written before partitions were
     /// registered (a single-node broker wrote them; it is this node).
     single_node: i32,
@@ -135,6 +138,7 @@ impl MetadataImage {
             next_producer_id: 0,
             offset: 0,
             security: SecurityImage::default(),
+            cluster_id: None,
             single_node,
         }
     }
@@ -238,6 +242,54 @@ impl MetadataImage {
                     },
                 );
             }
+            MetadataRecord::ClusterIdSet { cluster_id } => {
+                self.cluster_id = Some(cluster_id.clone());
+            }
+            MetadataRecord::PartitionState {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                let Some(registration) = self
+                    .topic_by_id_mut(topic_id)
+                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?))
+                else {
+                    return;
+                };
+                *registration = PartitionRegistration {
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    leader: *leader,
+                    leader_epoch: LeaderEpoch(*leader_epoch),
+                    partition_epoch: *partition_epoch,
+                };
+            }
+            MetadataRecord::BrokerState {
+                id,
+                incarnation_id,
+                endpoints,
+                rack,
+                epoch,
+                fenced,
+                in_controlled_shutdown,
+            } => {
+                self.brokers.insert(
+                    *id,
+                    BrokerRegistration {
+                        id: *id,
+                        incarnation_id: *incarnation_id,
+                        endpoints: endpoints.clone(),
+                        rack: rack.clone(),
+                        epoch: *epoch,
+                        fenced: *fenced,
+                        in_controlled_shutdown: *in_controlled_shutdown,
+                    },
+                );
+            }
             MetadataRecord::BrokerRegistrationChanged {
                 id,
                 fenced,
@@ -268,6 +320,47 @@ impl MetadataImage {
                 self.security.set_quota(entity, key, *value)
             }
         }
+    }
+
+    /// Records that rebuild this image from an empty one (its `offset` aside): what a
+    /// snapshot of the metadata log holds (Kafka's metadata snapshots are such records).
+    /// A new kind of state in the image needs its record here, or snapshots lose it.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        if let Some(cluster_id) = &self.cluster_id {
+            records.push(MetadataRecord::ClusterIdSet {
+                cluster_id: cluster_id.clone(),
+            });
+        }
+        records.extend(self.brokers.values().map(|b| MetadataRecord::BrokerState {
+            id: b.id,
+            incarnation_id: b.incarnation_id,
+            endpoints: b.endpoints.clone(),
+            rack: b.rack.clone(),
+            epoch: b.epoch,
+            fenced: b.fenced,
+            in_controlled_shutdown: b.in_controlled_shutdown,
+        }));
+        if !self.broker_configs.is_empty() {
+            records.push(MetadataRecord::BrokerConfigsChanged {
+                configs: self.broker_configs.clone(),
+            });
+        }
+        if self.next_producer_id != 0 {
+            records.push(MetadataRecord::ProducerIdsAllocated {
+                next: self.next_producer_id,
+            });
+        }
+        for topic in self.topics.values() {
+            records.extend(topic_records(topic));
+        }
+        records.extend(self.security.to_records());
+        records
+    }
+
+    /// The cluster's id, once one was committed.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
     }
 
     /// Registrations for the partitions `indexes` of a record's `assignment` (replicas
@@ -327,6 +420,36 @@ impl MetadataImage {
     }
 }
 
+/// The records that recreate `topic`: its creation with every partition's replicas, then
+/// the full registration of each partition that moved on since creation.
+fn topic_records(topic: &TopicImage) -> Vec<MetadataRecord> {
+    let created = MetadataRecord::TopicCreated {
+        name: topic.name.clone(),
+        id: topic.id,
+        partitions: topic.partition_count(),
+        configs: topic.configs.clone(),
+        internal: topic.internal,
+        replicas: topic
+            .partitions
+            .iter()
+            .map(|p| PartitionAssignment(p.replicas.clone()))
+            .collect(),
+    };
+    let changed = (0..)
+        .zip(&topic.partitions)
+        .filter(|(_, p)| **p != PartitionRegistration::new(p.replicas.clone()))
+        .map(|(index, p)| MetadataRecord::PartitionState {
+            topic_id: topic.id,
+            partition: index,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            leader: p.leader,
+            leader_epoch: p.leader_epoch.0,
+            partition_epoch: p.partition_epoch,
+        });
+    std::iter::once(created).chain(changed).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,5 +506,188 @@ mod tests {
             (2, LeaderEpoch(1), 1)
         );
         assert_eq!((p.isr, p.replicas), (vec![2, 3], vec![1, 2, 3]));
+    }
+
+    /// Every kind of state an image holds, rebuilt from `to_records` into an equal image:
+    /// a snapshot loses nothing (epochs included, which `PartitionChanged` alone could not
+    /// set back).
+    #[test]
+    fn to_records_rebuilds_the_same_image() {
+        let mut image = MetadataImage::new(1);
+        let topic = Uuid::from_u128(7);
+        for record in [
+            MetadataRecord::ClusterIdSet {
+                cluster_id: "abc".into(),
+            },
+            MetadataRecord::BrokerRegistered {
+                id: 1,
+                incarnation_id: Uuid::from_u128(8),
+                endpoints: Vec::new(),
+                rack: None,
+                fenced: false,
+            },
+            MetadataRecord::BrokerRegistered {
+                id: 2,
+                incarnation_id: Uuid::from_u128(9),
+                endpoints: vec![EndpointRecord {
+                    listener: "PLAINTEXT".into(),
+                    host: "h".into(),
+                    port: 9092,
+                    security_protocol: "PLAINTEXT".into(),
+                }],
+                rack: Some("r1".into()),
+                fenced: true,
+            },
+            MetadataRecord::BrokerRegistrationChanged {
+                id: 2,
+                fenced: Some(false),
+                in_controlled_shutdown: None,
+            },
+            created("t", 2, vec![PartitionAssignment(vec![1, 2]); 2]),
+            MetadataRecord::PartitionsCreated {
+                id: topic,
+                partitions: 3,
+                replicas: vec![PartitionAssignment(vec![2, 1])],
+            },
+            MetadataRecord::PartitionChanged {
+                topic_id: topic,
+                partition: 1,
+                leader: 2,
+                leader_epoch: 3,
+                isr: vec![2],
+                replicas: None,
+                expected_partition_epoch: None,
+            },
+            MetadataRecord::PartitionChanged {
+                topic_id: topic,
+                partition: 1,
+                leader: 2,
+                leader_epoch: 3,
+                isr: vec![2, 1],
+                replicas: None,
+                expected_partition_epoch: Some(1),
+            },
+            MetadataRecord::TopicConfigsChanged {
+                id: topic,
+                configs: BTreeMap::from([("retention.ms".into(), "5".into())]),
+            },
+            MetadataRecord::BrokerConfigsChanged {
+                configs: BTreeMap::from([("log.retention.ms".into(), "6".into())]),
+            },
+            MetadataRecord::ProducerIdsAllocated { next: 1000 },
+            MetadataRecord::TopicCreated {
+                name: "gone".into(),
+                id: Uuid::from_u128(8),
+                partitions: 1,
+                configs: BTreeMap::new(),
+                internal: true,
+                replicas: Vec::new(),
+            },
+            MetadataRecord::TopicDeleted {
+                id: Uuid::from_u128(8),
+            },
+            MetadataRecord::BrokerRegistrationChanged {
+                id: 2,
+                fenced: None,
+                in_controlled_shutdown: Some(true),
+            },
+            MetadataRecord::ScramCredentialUpserted {
+                user: "alice".into(),
+                mechanism: "SCRAM-SHA-256".into(),
+                credential: credential(1),
+            },
+            MetadataRecord::ScramCredentialUpserted {
+                user: "alice".into(),
+                mechanism: "SCRAM-SHA-512".into(),
+                credential: credential(2),
+            },
+            MetadataRecord::ScramCredentialUpserted {
+                user: "bob".into(),
+                mechanism: "SCRAM-SHA-256".into(),
+                credential: credential(3),
+            },
+            MetadataRecord::ScramCredentialDeleted {
+                user: "bob".into(),
+                mechanism: "SCRAM-SHA-256".into(),
+            },
+            MetadataRecord::AclCreated {
+                id: Uuid::from_u128(20),
+                acl: acl("orders"),
+            },
+            MetadataRecord::AclCreated {
+                id: Uuid::from_u128(21),
+                acl: acl("payments"),
+            },
+            MetadataRecord::AclDeleted {
+                id: Uuid::from_u128(20),
+            },
+            MetadataRecord::ClientQuotaChanged {
+                entity: vec![("user".into(), Some("alice".into()))],
+                key: "producer_byte_rate".into(),
+                value: Some(1024.0),
+            },
+            MetadataRecord::ClientQuotaChanged {
+                entity: vec![("user".into(), None)],
+                key: "consumer_byte_rate".into(),
+                value: Some(2048.0),
+            },
+            MetadataRecord::ClientQuotaChanged {
+                entity: vec![("user".into(), None)],
+                key: "consumer_byte_rate".into(),
+                value: None,
+            },
+        ] {
+            image.check(&record).unwrap();
+            image.apply(&record);
+        }
+        let records = image.to_records();
+        let mut rebuilt = MetadataImage::new(1);
+        for record in &records {
+            rebuilt.check(record).unwrap();
+            rebuilt.apply(record);
+        }
+        rebuilt.offset = image.offset;
+        assert_eq!(rebuilt, image);
+        let p = rebuilt.topic("t").unwrap().partition(1).unwrap();
+        assert_eq!((p.leader_epoch, p.partition_epoch), (LeaderEpoch(3), 2));
+        assert_eq!(rebuilt.cluster_id(), Some("abc"));
+        let broker = rebuilt.broker(2).unwrap();
+        assert_eq!(
+            (broker.epoch, broker.fenced, broker.in_controlled_shutdown),
+            (3, false, true)
+        );
+        assert_eq!(
+            rebuilt
+                .security
+                .scram_users()
+                .map(|(u, _)| u.as_str())
+                .collect::<Vec<_>>(),
+            ["alice"]
+        );
+        assert_eq!(rebuilt.security.acls().count(), 1);
+        assert_eq!(rebuilt.security.quotas().len(), 1);
+        // An empty image needs no records.
+        assert!(MetadataImage::new(1).to_records().is_empty());
+    }
+
+    fn credential(seed: u8) -> crate::security::StoredScramCredential {
+        crate::security::StoredScramCredential {
+            salt: vec![seed; 16],
+            stored_key: vec![seed; 32],
+            server_key: vec![seed; 32],
+            iterations: 4096,
+        }
+    }
+
+    fn acl(topic: &str) -> crate::security::StoredAcl {
+        crate::security::StoredAcl {
+            resource_type: 2,
+            resource_name: topic.into(),
+            pattern_type: 3,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: 4,
+            permission: 3,
+        }
     }
 }

@@ -22,7 +22,7 @@ pub use backend::{BoxFuture, CommitError, LocalBackend, MetadataBackend};
 pub use conflict::RecordConflict;
 pub use delta::{MetadataDelta, MetadataPublisher};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
-pub use log::{MetadataLog, MetadataLogError};
+pub use log::{LOCAL_LOG_FILE, MetadataLog, MetadataLogError};
 pub use memory::MemoryQuorum;
 pub use records::{EndpointRecord, MetadataRecord, PartitionAssignment};
 pub use security::{QuotaEntityRecord, SecurityImage, StoredAcl, StoredScramCredential};
@@ -145,11 +145,33 @@ impl MetadataStore {
             delta.note(record, &next);
             next.apply(record);
         }
+        self.publish(&delta, next);
+        Ok(())
+    }
+
+    /// Replaces the image with `image` (a snapshot installed from the quorum leader, when
+    /// this node was too far behind for the log): publishers are told everything that
+    /// differs, so partitions are opened and closed as if every batch had been applied.
+    pub fn replace_image(&self, image: MetadataImage) {
+        let _applying = self.applying.lock();
+        let delta = MetadataDelta::between(&self.image(), &image);
+        self.publish(&delta, image);
+    }
+
+    /// Runs `start` on the current image with no batch applied meanwhile, so that state
+    /// built from that image (the partition logs opened at start-up) and the publishers
+    /// `start` subscribes see every change exactly once.
+    pub fn with_applies_paused<T>(&self, start: impl FnOnce(&Arc<MetadataImage>) -> T) -> T {
+        let _applying = self.applying.lock();
+        start(&self.image())
+    }
+
+    /// Lets the publishers act on `delta`, then makes `next` visible.
+    fn publish(&self, delta: &MetadataDelta, next: MetadataImage) {
         for publisher in self.publishers.read().iter() {
-            publisher.publish(&delta, &next);
+            publisher.publish(delta, &next);
         }
         *self.image.write() = Arc::new(next);
-        Ok(())
     }
 }
 
@@ -237,5 +259,31 @@ mod tests {
         let reopened = MetadataStore::open_local(dir.path(), 1).unwrap();
         assert!(reopened.image().topic("t").is_none());
         assert_eq!(reopened.image().offset, 2);
+    }
+
+    /// A snapshot replacing the image is published as the difference, before it is visible.
+    #[test]
+    fn a_replaced_image_is_published_as_its_difference() {
+        let store = MetadataStore::new(MetadataImage::new(1));
+        let recorder = Arc::new(Recorder {
+            store: parking_lot::Mutex::new(Some(Arc::downgrade(&store))),
+            seen: parking_lot::Mutex::new(Vec::new()),
+        });
+        store.subscribe(recorder.clone());
+        let mut snapshot = MetadataImage::new(1);
+        snapshot.apply(&MetadataRecord::TopicCreated {
+            name: "t".into(),
+            id: Uuid::from_u128(5),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            internal: false,
+            replicas: vec![PartitionAssignment(vec![1])],
+        });
+        store.replace_image(snapshot.clone());
+        let seen = recorder.seen.lock().clone();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0.topics_created, vec![Uuid::from_u128(5)]);
+        assert!(!seen[0].1, "published before the new image is visible");
+        assert_eq!(*store.image(), snapshot);
     }
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use super::MetadataRecord;
 
-const LOG_FILE: &str = "metadata.log";
+/// The single-node metadata log's file, in the metadata directory.
+pub const LOCAL_LOG_FILE: &str = "metadata.log";
+const LOG_FILE: &str = LOCAL_LOG_FILE;
 /// No metadata record comes near this; a larger length means corruption.
 const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 

@@ -116,6 +116,50 @@ pub enum MetadataRecord {
         /// The full set of dynamic broker configs after the change.
         configs: BTreeMap<String, String>,
     },
+    /// The cluster's id, decided once by the first node that finds none (Kafka keeps it in
+    /// every node's `meta.properties`; here every node adopts the committed one).
+    ClusterIdSet {
+        /// The id, URL-safe base64 of a UUID as Kafka renders it.
+        cluster_id: String,
+    },
+    /// A partition's whole registration, as a snapshot of the image records it (Kafka's
+    /// `PartitionRecord`): unlike `PartitionChanged` it sets the epochs as they are.
+    PartitionState {
+        /// Topic id.
+        topic_id: Uuid,
+        /// Partition index.
+        partition: i32,
+        /// The replicas, the preferred leader first.
+        replicas: Vec<i32>,
+        /// The in-sync replicas.
+        isr: Vec<i32>,
+        /// The leader (-1: none).
+        leader: i32,
+        /// The leader epoch.
+        leader_epoch: i32,
+        /// The partition epoch.
+        partition_epoch: i32,
+    },
+    /// A broker's whole registration, as a snapshot of the image records it (Kafka's
+    /// snapshots carry `RegisterBrokerRecord` with its epoch): unlike `BrokerRegistered`,
+    /// whose epoch is where it lands in the log, it sets the epoch and state as they are.
+    BrokerState {
+        /// Its node id.
+        id: i32,
+        /// The id of its data directory incarnation.
+        incarnation_id: Uuid,
+        /// Where clients reach it.
+        endpoints: Vec<EndpointRecord>,
+        /// Its rack, if configured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rack: Option<String>,
+        /// Its broker epoch.
+        epoch: u64,
+        /// Fenced by the controller.
+        fenced: bool,
+        /// Giving its leaderships away before it stops.
+        in_controlled_shutdown: bool,
+    },
     /// The controller fenced or unfenced a broker, or it began a controlled shutdown
     /// (Kafka's `BrokerRegistrationChangeRecord`). A fenced broker leads nothing and is in
     /// no ISR; one in controlled shutdown gives its leaderships away.

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::MetadataRecord;
+
 /// A stored SCRAM credential of one user for one mechanism.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredScramCredential {
@@ -45,8 +47,6 @@ pub struct SecurityImage {
     scram: BTreeMap<String, BTreeMap<String, StoredScramCredential>>,
     /// ACLs by id.
     acls: BTreeMap<uuid::Uuid, StoredAcl>,
-    /// Raised at each ACL change, so an authorizer knows when to rebuild.
-    pub acl_version: u64,
     /// Client quotas by entity (its types with a name, `None` for the default; sorted),
     /// then by key.
     quotas: BTreeMap<QuotaEntityRecord, BTreeMap<String, f64>>,
@@ -95,14 +95,11 @@ impl SecurityImage {
     /// Adds an ACL.
     pub fn create_acl(&mut self, id: uuid::Uuid, acl: StoredAcl) {
         self.acls.insert(id, acl);
-        self.acl_version += 1;
     }
 
     /// Removes an ACL.
     pub fn delete_acl(&mut self, id: &uuid::Uuid) {
-        if self.acls.remove(id).is_some() {
-            self.acl_version += 1;
-        }
+        self.acls.remove(id);
     }
 
     /// Every ACL, by id.
@@ -133,5 +130,35 @@ impl SecurityImage {
     /// Every quota, by entity then key.
     pub fn quotas(&self) -> &BTreeMap<QuotaEntityRecord, BTreeMap<String, f64>> {
         &self.quotas
+    }
+
+    /// Records that rebuild the users, ACLs and quotas from nothing (for a snapshot).
+    pub fn to_records(&self) -> impl Iterator<Item = MetadataRecord> + '_ {
+        let users = self.scram.iter().flat_map(|(user, mechanisms)| {
+            mechanisms.iter().map(|(mechanism, credential)| {
+                MetadataRecord::ScramCredentialUpserted {
+                    user: user.clone(),
+                    mechanism: mechanism.clone(),
+                    credential: credential.clone(),
+                }
+            })
+        });
+        let acls = self
+            .acls
+            .iter()
+            .map(|(id, acl)| MetadataRecord::AclCreated {
+                id: *id,
+                acl: acl.clone(),
+            });
+        let quotas = self.quotas.iter().flat_map(|(entity, values)| {
+            values
+                .iter()
+                .map(|(key, value)| MetadataRecord::ClientQuotaChanged {
+                    entity: entity.clone(),
+                    key: key.clone(),
+                    value: Some(*value),
+                })
+        });
+        users.chain(acls).chain(quotas)
     }
 }

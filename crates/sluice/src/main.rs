@@ -6,6 +6,7 @@
 mod alloc_guard;
 mod bench;
 mod cli;
+mod dev_cluster;
 mod serve;
 
 #[cfg(test)]
@@ -54,6 +55,9 @@ enum Command {
     Acl(cli::acl::AclArgs),
     /// Manage client quotas: alter, describe.
     Quota(cli::quota::QuotaArgs),
+    /// Start a local cluster of `sluice serve` processes (data under ./sluice-dev-cluster)
+    /// to try replication and failover; Ctrl-C stops them all.
+    DevCluster(dev_cluster::DevClusterArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Command::User(args) => cli::run(cli::user::run(args)),
         Command::Acl(args) => cli::run(cli::acl::run(args)),
         Command::Quota(args) => cli::run(cli::quota::run(args)),
+        Command::DevCluster(args) => dev_cluster::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

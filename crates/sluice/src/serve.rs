@@ -132,8 +132,11 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 fn init_logging(format: LogFormat) {
+    // openraft narrates every step, and every retry of an unreachable peer at WARN; the
+    // quorum logs what an operator needs (leader, term, peers lost and back, a stopped
+    // Raft) itself. `SLUICE_LOG=info,openraft=info` shows openraft's own account.
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -164,7 +167,6 @@ async fn serve(config: BrokerConfig) -> Result<(), String> {
         std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
     let server = Server::start(config).await.map_err(|e| e.to_string())?;
     let broker = server.broker();
-    tracing::info!("Sluice {} started", env!("CARGO_PKG_VERSION"));
     tracing::info!(
         data_dir = %data_dir.display(),
         partitions = server.recovered_partitions,
@@ -214,6 +216,8 @@ async fn serve(config: BrokerConfig) -> Result<(), String> {
     if let Some(id) = &broker.config.debug_client_id {
         tracing::info!(client_id = %id, "logging every request of this client");
     }
+    // Last: the start is complete (scripts and tests wait for this line).
+    tracing::info!("Sluice {} started", env!("CARGO_PKG_VERSION"));
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests and syncing logs");
     server.shutdown().await.map_err(|e| e.to_string())?;
@@ -343,6 +347,8 @@ mod tests {
                 Some(n) if n.parse::<i64>().is_ok() => "7".to_string(),
                 None if setting.options.range.is_some() => "7".to_string(),
                 _ if setting.name() == "http-listen" => "127.0.0.1:7".to_string(),
+                _ if setting.name() == "cluster-listen" => "127.0.0.1:9".to_string(),
+                _ if setting.name() == "voters" => "1@example.com:7".to_string(),
                 _ if setting.name() == "listen" => "127.0.0.1:8".to_string(),
                 _ => "example.com:7".to_string(),
             };

@@ -40,6 +40,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 /// How long a broker may take to accept connections after it is spawned.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a broker logs once it has opened its logs and loaded its coordinators.
+const STARTED_LINE: &str = concat!("Sluice ", env!("CARGO_PKG_VERSION"), " started");
 /// How long a broker may take to exit after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Timeout for single client calls (metadata, admin, watermarks).
@@ -243,6 +245,9 @@ impl Broker {
 
     fn spawn_and_wait(&mut self) {
         assert!(self.child.is_none(), "broker already running");
+        // The listener is bound before the logs are opened: a start is complete when the
+        // broker logs that it started (each start of this broker appends one such line).
+        let starts_before = self.log().matches(STARTED_LINE).count();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -273,7 +278,9 @@ impl Broker {
                 self.child = None;
                 panic!("broker exited during startup with {status}");
             }
-            if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
+            if self.log().matches(STARTED_LINE).count() > starts_before
+                && TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok()
+            {
                 return;
             }
             if Instant::now() >= deadline {
@@ -385,6 +392,226 @@ impl Drop for Broker {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A cluster of broker processes
+// ---------------------------------------------------------------------------------------------
+
+/// How long a cluster may take to form: every node registered and listed by every node.
+pub const FORM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `sluice serve` processes forming one cluster on free loopback ports: node ids `1..=n`,
+/// each with its own Kafka and cluster listener, data dir, log (printed if the test
+/// fails) and rack `rack-<id>`.
+pub struct Cluster {
+    nodes: BTreeMap<i32, Broker>,
+    cluster_ports: BTreeMap<i32, u16>,
+    voters: String,
+}
+
+impl Cluster {
+    /// Starts nodes `1..=n` and waits until the cluster has formed.
+    pub fn start(n: i32) -> Cluster {
+        let order: Vec<i32> = (1..=n).collect();
+        Cluster::start_in_order(&order)
+    }
+
+    /// Starts the nodes in `order` (ids `1..=order.len()`), each without waiting for the
+    /// others, then waits until every node lists every broker.
+    pub fn start_in_order(order: &[i32]) -> Cluster {
+        let cluster_ports: BTreeMap<i32, u16> = order.iter().map(|id| (*id, free_port())).collect();
+        let voters = cluster_ports
+            .iter()
+            .map(|(id, port)| format!("{id}@127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            cluster_ports,
+            voters,
+        };
+        for id in order {
+            let args = cluster.node_args(*id);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cluster.nodes.insert(*id, Broker::start_with(&args));
+        }
+        cluster.wait_formed();
+        cluster
+    }
+
+    /// The `serve` flags that make a broker node `id` of this cluster.
+    pub fn node_args(&self, id: i32) -> Vec<String> {
+        vec![
+            "--node-id".into(),
+            id.to_string(),
+            "--cluster-listen".into(),
+            format!("127.0.0.1:{}", self.cluster_ports[&id]),
+            "--voters".into(),
+            self.voters.clone(),
+            "--rack".into(),
+            format!("rack-{id}"),
+        ]
+    }
+
+    /// `--voters` of this cluster.
+    pub fn voters(&self) -> &str {
+        &self.voters
+    }
+
+    /// The port of node `id`'s cluster listener.
+    pub fn cluster_port(&self, id: i32) -> u16 {
+        self.cluster_ports[&id]
+    }
+
+    /// The node ids.
+    pub fn ids(&self) -> Vec<i32> {
+        self.nodes.keys().copied().collect()
+    }
+
+    pub fn node(&self, id: i32) -> &Broker {
+        &self.nodes[&id]
+    }
+
+    pub fn node_mut(&mut self, id: i32) -> &mut Broker {
+        self.nodes.get_mut(&id).expect("no such node")
+    }
+
+    /// Waits until every running node's DescribeCluster lists every node.
+    pub fn wait_formed(&mut self) {
+        let all = self.ids();
+        let running: Vec<i32> = all
+            .iter()
+            .copied()
+            .filter(|id| self.node_mut(*id).is_running())
+            .collect();
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        for id in running {
+            loop {
+                let listed = self
+                    .describe_cluster(id)
+                    .map(|r| r.brokers.iter().map(|b| b.broker_id.0).collect::<Vec<_>>());
+                if listed.as_ref().is_ok_and(|l| *l == all) {
+                    break;
+                }
+                assert!(
+                    self.node_mut(id).is_running(),
+                    "node {id} exited while the cluster formed"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} did not list brokers {all:?} within {FORM_TIMEOUT:?}: {listed:?}"
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// DescribeCluster (v0) answered by node `id`.
+    pub fn describe_cluster(
+        &self,
+        id: i32,
+    ) -> Result<kafka_protocol::messages::DescribeClusterResponse, String> {
+        let req = kafka_protocol::messages::DescribeClusterRequest::default();
+        try_roundtrip(self.node(id).addr(), 0, &req, POLL_TIMEOUT)
+    }
+
+    /// The quorum leader (DescribeCluster's controller) as node `id` knows it.
+    pub fn quorum_leader(&self, id: i32) -> Result<i32, String> {
+        self.describe_cluster(id).map(|r| r.controller_id.0)
+    }
+
+    /// Metadata (v12) of `topics` (all topics when `None`) answered by node `id`.
+    pub fn metadata(
+        &self,
+        id: i32,
+        topics: Option<&[&str]>,
+    ) -> Result<kafka_protocol::messages::MetadataResponse, String> {
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        let req = kafka_protocol::messages::MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(topics.map(|names| {
+                names
+                    .iter()
+                    .map(|n| {
+                        MetadataRequestTopic::default().with_name(Some(
+                            kafka_protocol::messages::TopicName(
+                                kafka_protocol::protocol::StrBytes::from_string(n.to_string()),
+                            ),
+                        ))
+                    })
+                    .collect()
+            }));
+        try_roundtrip(self.node(id).addr(), 12, &req, POLL_TIMEOUT)
+    }
+
+    /// CreateTopics (v7) of one topic sent to node `id`; its error code and message.
+    pub fn create_topic_via(
+        &self,
+        id: i32,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<(i16, String), String> {
+        use kafka_protocol::messages::create_topics_request::CreatableTopic;
+        let req = kafka_protocol::messages::CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(kafka_protocol::messages::TopicName(
+                        kafka_protocol::protocol::StrBytes::from_string(topic.to_string()),
+                    ))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1),
+            ]);
+        let resp = try_roundtrip(self.node(id).addr(), 7, &req, CALL_TIMEOUT)?;
+        let t = resp.topics.first().ok_or("no topic in the response")?;
+        Ok((
+            t.error_code,
+            t.error_message.as_deref().unwrap_or_default().to_string(),
+        ))
+    }
+}
+
+/// How long a poll of a node that may be starting or gone waits for its answer.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Sends one request on a new connection and decodes the answer; errors (refused,
+/// closed, no answer within `timeout`, undecodable) are returned, for polling a node that
+/// may be starting or gone.
+pub fn try_roundtrip<R: kafka_protocol::protocol::Request>(
+    addr: SocketAddr,
+    version: i16,
+    body: &R,
+    timeout: Duration,
+) -> Result<R::Response, String> {
+    use bytes::Buf;
+    use kafka_protocol::protocol::Decodable;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    std::io::Write::write_all(
+        &mut stream,
+        &raw::frame(&raw::encode_request(version, 1, body)),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut conn = raw::RawConn { stream };
+    let body = conn
+        .read_frame()
+        .map_err(|e| e.to_string())?
+        .ok_or("closed without an answer")?;
+    let mut buf = bytes::Bytes::from(body);
+    let api_key = kafka_protocol::messages::ApiKey::try_from(R::KEY).map_err(|_| "api key")?;
+    kafka_protocol::messages::ResponseHeader::decode(
+        &mut buf,
+        api_key.response_header_version(version),
+    )
+    .map_err(|e| e.to_string())?;
+    let response = R::Response::decode(&mut buf, version).map_err(|e| e.to_string())?;
+    if buf.has_remaining() {
+        return Err("trailing bytes after the response".into());
+    }
+    Ok(response)
 }
 
 // ---------------------------------------------------------------------------------------------

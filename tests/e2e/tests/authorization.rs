@@ -2,6 +2,12 @@
 //! user `bob` and an mTLS client whose certificate maps to `User:carol`. Without ACLs they
 //! get Kafka's authorization errors for each API; after `sluice acl create` the same
 //! clients succeed; ACLs survive kill -9.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::Duration;
 

@@ -1,6 +1,12 @@
 //! Client quotas end to end: AlterClientQuotas and DescribeClientQuotas through the CLI,
 //! a throttled producer held to its byte rate while another user is not, and KIP-219's
 //! respond-then-mute on the wire.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::{Duration, Instant};
 

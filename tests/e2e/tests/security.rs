@@ -1,6 +1,12 @@
 //! Listeners, TLS, mTLS and SASL against a real broker with four listeners (PLAINTEXT, SSL,
 //! SASL_PLAINTEXT, SASL_SSL) and certificates made by the test: librdkafka clients over
 //! each, hand-built SASL frames for the exact error codes, users that survive kill -9.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

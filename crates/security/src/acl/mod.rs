@@ -31,7 +31,7 @@ macro_rules! kafka_enum {
 
             /// The value of Kafka's `code` (UNKNOWN for codes it does not know).
             pub fn from_code(code: i8) -> $name {
-                Self::ALL.iter().copied().find(|v| v.code() == code).unwrap_or(Self::ALL[0])
+                Self::ALL.iter().copied().find(|v| v.code() == code).unwrap_or($name::Unknown)
             }
 
             /// Kafka's name, e.g. `TOPIC`.

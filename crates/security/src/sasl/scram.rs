@@ -282,16 +282,19 @@ enum ServerState {
     /// Waiting for the client-first message.
     Initial,
     /// Sent server-first; waiting for the client-final message.
-    SentFirst {
-        first: ClientFirst,
-        server_first: String,
-        server_nonce: String,
-        /// None for an unknown user: the exchange goes on with a made-up salt and fails
-        /// at the proof, so the client cannot tell.
-        credential: Option<ScramCredential>,
-    },
+    SentFirst(Box<SentFirst>),
     /// Done (either way).
     Finished,
+}
+
+/// What the server keeps between its first message and the client's final one.
+struct SentFirst {
+    first: ClientFirst,
+    server_first: String,
+    server_nonce: String,
+    /// None for an unknown user: the exchange goes on with a made-up salt and fails at the
+    /// proof, so the client cannot tell.
+    credential: Option<ScramCredential>,
 }
 
 /// The server side of one SCRAM authentication.
@@ -359,25 +362,27 @@ impl ScramServer {
             B64.encode(&salt)
         );
         let reply = server_first.clone().into_bytes();
-        self.state = ServerState::SentFirst {
+        self.state = ServerState::SentFirst(Box::new(SentFirst {
             first,
             server_first,
             server_nonce,
             credential,
-        };
+        }));
         Step::Continue(reply)
     }
 
     fn client_final(&mut self, token: &[u8]) -> Step {
-        let ServerState::SentFirst {
+        let ServerState::SentFirst(sent) =
+            std::mem::replace(&mut self.state, ServerState::Finished)
+        else {
+            return self.fail();
+        };
+        let SentFirst {
             first,
             server_first,
             server_nonce,
             credential,
-        } = std::mem::replace(&mut self.state, ServerState::Finished)
-        else {
-            return self.fail();
-        };
+        } = *sent;
         let Some(last) = parse_client_final(token) else {
             return self.fail();
         };
@@ -426,7 +431,7 @@ impl ServerMechanism for ScramServer {
     fn step(&mut self, token: &[u8]) -> Step {
         match self.state {
             ServerState::Initial => self.client_first(token),
-            ServerState::SentFirst { .. } => self.client_final(token),
+            ServerState::SentFirst(_) => self.client_final(token),
             ServerState::Finished => self.fail(),
         }
     }

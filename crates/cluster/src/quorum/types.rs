@@ -1,0 +1,60 @@
+//! The metadata quorum's openraft types: what an entry carries (a batch of metadata
+//! records) and what applying it answers.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+use sluice_metadata::{MetadataRecord, RecordConflict};
+use uuid::Uuid;
+
+use crate::transport::NodeId;
+
+openraft::declare_raft_types!(
+    /// The quorum's openraft type configuration.
+    pub TypeConfig:
+        D = Batch,
+        R = BatchOutcome,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// openraft's id of a log entry.
+pub type LogId = openraft::LogId<u64>;
+/// openraft's vote.
+pub type Vote = openraft::Vote<u64>;
+/// One entry of the quorum's log.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// The membership as stored with the log id that set it.
+pub type StoredMembership = openraft::StoredMembership<u64, openraft::BasicNode>;
+/// openraft's storage error.
+pub type StorageError = openraft::StorageError<u64>;
+/// A running openraft node of this quorum.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// One proposal: records decided together, committed and applied as one (or refused as
+/// one). The id lets a proposer retry after losing the leader's answer without the batch
+/// applying twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Unique per proposal.
+    pub id: Uuid,
+    /// The records; empty for a barrier (a commit that only waits for what came before).
+    pub records: Vec<MetadataRecord>,
+}
+
+/// What applying an entry did: the batch applied, or the conflict that kept it out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchOutcome(pub Result<(), RecordConflict>);
+
+/// openraft's id for node `id` (node ids are never negative: the settings refuse them).
+pub fn raft_id(id: NodeId) -> u64 {
+    u64::try_from(id).unwrap_or(0)
+}
+
+/// The node id of openraft's `id`.
+pub fn node_id(id: u64) -> NodeId {
+    NodeId::try_from(id).unwrap_or(NodeId::MAX)
+}

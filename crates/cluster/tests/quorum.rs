@@ -1,0 +1,418 @@
+//! The metadata quorum in one process: voters over a `MemoryNetwork`, each with its own
+//! data directory and metadata store, on a paused clock (time moves only when every task
+//! waits, so elections and timeouts play out the same way on a loaded machine).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sluice_cluster::quorum::{Quorum, QuorumConfig, QuorumStorage};
+use sluice_cluster::{Handlers, MemoryNetwork, NodeId, Voters};
+use sluice_metadata::{
+    CommitError, MetadataDelta, MetadataImage, MetadataPublisher, MetadataRecord, MetadataStore,
+    PartitionAssignment, RecordConflict,
+};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// The names of the topics each published delta created, in the order published.
+#[derive(Default)]
+struct Created(Mutex<Vec<String>>);
+
+impl MetadataPublisher for Created {
+    fn name(&self) -> &'static str {
+        "created topics"
+    }
+
+    fn publish(&self, delta: &MetadataDelta, image: &MetadataImage) {
+        let mut seen = self.0.lock();
+        for id in &delta.topics_created {
+            if let Some(t) = image.topic_by_id(id) {
+                seen.push(t.name.clone());
+            }
+        }
+    }
+}
+
+struct Node {
+    store: Arc<MetadataStore>,
+    created: Arc<Created>,
+    quorum: Quorum,
+}
+
+struct Cluster {
+    net: Arc<MemoryNetwork>,
+    voters: Voters,
+    dir: tempfile::TempDir,
+    tune: fn(&mut QuorumConfig),
+    nodes: BTreeMap<NodeId, Node>,
+}
+
+fn production(_: &mut QuorumConfig) {}
+
+impl Cluster {
+    /// `n` voters started, the lowest one forming the quorum.
+    async fn start(n: NodeId, tune: fn(&mut QuorumConfig)) -> Self {
+        let voters: Voters = (1..=n)
+            .map(|id| format!("{id}@node{id}:9191"))
+            .collect::<Vec<_>>()
+            .join(",")
+            .parse()
+            .unwrap();
+        let mut cluster = Cluster {
+            net: MemoryNetwork::new(7),
+            voters,
+            dir: tempfile::tempdir().unwrap(),
+            tune,
+            nodes: BTreeMap::new(),
+        };
+        for id in 1..=n {
+            cluster.start_node(id).await;
+        }
+        let first = cluster.node(1);
+        assert!(first.quorum.was_pristine());
+        first.quorum.initialize().await.unwrap();
+        cluster
+    }
+
+    fn config(&self, id: NodeId) -> QuorumConfig {
+        let mut config = QuorumConfig::new(
+            id,
+            self.voters.clone(),
+            self.dir.path().join(format!("node{id}")),
+        );
+        (self.tune)(&mut config);
+        config
+    }
+
+    /// Starts node `id` from its data directory (new or left by an earlier run).
+    async fn start_node(&mut self, id: NodeId) {
+        let config = self.config(id);
+        let storage = QuorumStorage::open(&config).unwrap();
+        let store = MetadataStore::new(storage.image());
+        let created = Arc::new(Created::default());
+        store.subscribe(created.clone());
+        let handlers = Handlers::new();
+        let transport = Arc::new(self.net.transport(id));
+        let quorum = Quorum::start(&config, storage, &store, transport, &handlers)
+            .await
+            .unwrap();
+        self.net.register(id, handlers);
+        self.nodes.insert(
+            id,
+            Node {
+                store,
+                created,
+                quorum,
+            },
+        );
+    }
+
+    /// Stops node `id` as a crash would: gone from the network, its Raft stopped.
+    async fn stop_node(&mut self, id: NodeId) {
+        self.net.stop(id);
+        let node = self.nodes.remove(&id).unwrap();
+        node.quorum.shutdown().await;
+    }
+
+    fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[&id]
+    }
+
+    /// Waits until the running nodes `among` agree on one leader among them.
+    async fn leader(&self, among: &[NodeId]) -> NodeId {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen: BTreeSet<Option<NodeId>> = among
+                .iter()
+                .map(|id| self.node(*id).quorum.leader())
+                .collect();
+            if let [Some(leader)] = seen.iter().collect::<Vec<_>>()[..]
+                && among.contains(leader)
+            {
+                return *leader;
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn topic(name: &str) -> MetadataRecord {
+    MetadataRecord::TopicCreated {
+        name: name.into(),
+        id: Uuid::new_v4(),
+        partitions: 1,
+        configs: BTreeMap::new(),
+        internal: false,
+        replicas: vec![PartitionAssignment(vec![1])],
+    }
+}
+
+/// Proposes `record` on `store`, as admin code does.
+async fn propose(store: &MetadataStore, record: MetadataRecord) -> Result<(), CommitError> {
+    store
+        .propose(|_| Ok::<_, CommitError>((vec![record], ())))
+        .await
+}
+
+/// Two nodes' images hold the same metadata (each image also knows its own node id).
+fn same_metadata(a: &MetadataImage, b: &MetadataImage) -> bool {
+    a.to_records() == b.to_records() && a.offset == b.offset
+}
+
+fn topic_names(image: &MetadataImage) -> Vec<String> {
+    image.topics().map(|t| t.name.clone()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_committed_from_any_node_apply_in_one_order_everywhere() {
+    let cluster = Cluster::start(3, production).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    // Twelve proposals, four from each node, all at once.
+    let proposals = (0..12).map(|i| {
+        let node = cluster.node(i % 3 + 1);
+        propose(&node.store, topic(&format!("t{i:02}")))
+    });
+    for result in futures::future::join_all(proposals).await {
+        result.unwrap();
+    }
+    // Each proposer sees its own topic as soon as its commit returns; every node gets all.
+    for id in 1..=3 {
+        cluster.node(id).quorum.catch_up().await.unwrap();
+    }
+    let order = cluster.node(leader).created.0.lock().clone();
+    assert_eq!(order.len(), 12);
+    for id in 1..=3 {
+        let node = cluster.node(id);
+        assert_eq!(*node.created.0.lock(), order, "node {id}");
+        assert!(same_metadata(
+            &node.store.image(),
+            &cluster.node(leader).store.image()
+        ));
+        assert_eq!(node.store.leader(), Some(leader));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_decision_taken_against_a_stale_image_is_refused_everywhere() {
+    let cluster = Cluster::start(3, production).await;
+    cluster.leader(&[1, 2, 3]).await;
+    let first = topic("t");
+    propose(&cluster.node(2).store, first.clone())
+        .await
+        .unwrap();
+    // Node 3 decides as if "t" did not exist (its image was older when it looked).
+    let stale = topic("t");
+    let refused = propose(&cluster.node(3).store, stale).await.unwrap_err();
+    assert!(
+        matches!(&refused, CommitError::Conflict(RecordConflict::TopicExists(name)) if name == "t"),
+        "{refused:?}"
+    );
+    let MetadataRecord::TopicCreated { id, .. } = first else {
+        unreachable!()
+    };
+    for id_ in 1..=3 {
+        let node = cluster.node(id_);
+        node.quorum.catch_up().await.unwrap();
+        let image = node.store.image();
+        assert_eq!(image.topic("t").map(|t| t.id), Some(id), "node {id_}");
+        assert_eq!(*node.created.0.lock(), vec!["t".to_string()]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_leader_takes_over_within_the_election_timeout_and_commits_continue() {
+    let mut cluster = Cluster::start(3, production).await;
+    let old = cluster.leader(&[1, 2, 3]).await;
+    propose(&cluster.node(old).store, topic("before"))
+        .await
+        .unwrap();
+    let rest: Vec<NodeId> = (1..=3).filter(|id| *id != old).collect();
+    let stopped = Instant::now();
+    cluster.stop_node(old).await;
+    let new = cluster.leader(&rest).await;
+    let took = stopped.elapsed();
+    assert_ne!(new, old);
+    // A follower calls an election after its election timeout (1–1.1 s, checked on
+    // openraft's 375 ms ticks); the other grants it once the old leader's lease (1.1 s)
+    // ran out, else the next round wins. (About 1.9 s here.)
+    assert!(took <= Duration::from_secs(3), "took {took:?}");
+    for id in &rest {
+        propose(&cluster.node(*id).store, topic(&format!("after-{id}")))
+            .await
+            .unwrap();
+    }
+    for id in &rest {
+        let node = cluster.node(*id);
+        node.quorum.catch_up().await.unwrap();
+        assert_eq!(
+            topic_names(&node.store.image()),
+            vec![
+                format!("after-{}", rest[0]),
+                format!("after-{}", rest[1]),
+                "before".to_string()
+            ]
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_node_catches_up_from_the_log() {
+    let mut cluster = Cluster::start(3, production).await;
+    cluster.leader(&[1, 2, 3]).await;
+    propose(&cluster.node(1).store, topic("a")).await.unwrap();
+    cluster.stop_node(3).await;
+    for name in ["b", "c", "d"] {
+        propose(&cluster.node(2).store, topic(name)).await.unwrap();
+    }
+    cluster.start_node(3).await;
+    let node = cluster.node(3);
+    assert!(!node.quorum.was_pristine());
+    node.quorum.catch_up().await.unwrap();
+    assert_eq!(topic_names(&node.store.image()), ["a", "b", "c", "d"]);
+    assert!(same_metadata(
+        &node.store.image(),
+        &cluster.node(1).store.image()
+    ));
+    // It restarted from its log: every topic was published again, in commit order.
+    assert_eq!(*node.created.0.lock(), ["a", "b", "c", "d"]);
+}
+
+/// Snapshots every 10 entries, keeping 2 behind.
+fn small_snapshots(config: &mut QuorumConfig) {
+    config.snapshot_every = 10;
+    config.entries_kept_after_snapshot = 2;
+}
+
+/// A node down while 40 entries commit comes back to a leader whose log no longer has
+/// them: it is sent the leader's snapshot. (A leader keeps the log a follower still needs
+/// while it replicates to it; a follower purges freely, so the test makes the follower
+/// that purged the leader.)
+#[tokio::test(start_paused = true)]
+async fn a_node_behind_the_purged_log_catches_up_through_a_snapshot() {
+    let mut cluster = Cluster::start(3, small_snapshots).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    propose(&cluster.node(1).store, topic("early"))
+        .await
+        .unwrap();
+    cluster.node(3).quorum.catch_up().await.unwrap();
+    let stopped_at = cluster.node(3).quorum.applied_index().unwrap();
+    cluster.stop_node(3).await;
+    for i in 0..40 {
+        propose(&cluster.node(1 + i % 2).store, topic(&format!("t{i:02}")))
+            .await
+            .unwrap();
+    }
+    let follower = [1, 2].into_iter().find(|id| *id != leader).unwrap();
+    let purged = cluster.node(follower).quorum.purged_index();
+    assert!(purged.is_some_and(|p| p > stopped_at + 1), "{purged:?}");
+    // The old leader goes; node 3 returns; the follower that purged is the only one that
+    // can lead (node 3's log is behind).
+    cluster.stop_node(leader).await;
+    cluster.start_node(3).await;
+    assert_eq!(cluster.leader(&[follower, 3]).await, follower);
+    let node = cluster.node(3);
+    node.quorum.catch_up().await.unwrap();
+    assert!(same_metadata(
+        &node.store.image(),
+        &cluster.node(follower).store.image()
+    ));
+    assert!(
+        node.quorum
+            .snapshot_index()
+            .is_some_and(|s| s > stopped_at + 1)
+    );
+    // Installing the snapshot told the publishers about every topic it had not seen.
+    let created = node.created.0.lock().clone();
+    assert_eq!(created.first().map(String::as_str), Some("early"));
+    assert_eq!(created.len(), 41, "{created:?}");
+    // The whole cluster restarts from its snapshots and logs.
+    cluster.start_node(leader).await;
+    for id in 1..=3 {
+        cluster.stop_node(id).await;
+    }
+    for id in 1..=3 {
+        cluster.start_node(id).await;
+    }
+    cluster.leader(&[1, 2, 3]).await;
+    for id in 1..=3 {
+        let node = cluster.node(id);
+        node.quorum.catch_up().await.unwrap();
+        assert_eq!(node.store.image().topics().count(), 41, "node {id}");
+    }
+}
+
+/// Catches `quorum` up, across the re-election a healed partition may cause.
+async fn catch_up(quorum: &Quorum) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = quorum.catch_up().await {
+        assert!(
+            Instant::now() < deadline,
+            "node {} never caught up: {e}",
+            quorum.node_id()
+        );
+    }
+}
+
+fn short_commits(config: &mut QuorumConfig) {
+    config.commit_timeout = Duration::from_secs(3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partitioned_minority_cannot_commit_and_catches_up_once_healed() {
+    let cluster = Cluster::start(3, short_commits).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    // Cut a follower off: it cannot commit, the majority can.
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.net.isolate(follower);
+    let refused = propose(&cluster.node(follower).store, topic("minority"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, CommitError::Unavailable(_)),
+        "{refused:?}"
+    );
+    propose(&cluster.node(leader).store, topic("majority"))
+        .await
+        .unwrap();
+    assert!(
+        cluster
+            .node(follower)
+            .store
+            .image()
+            .topic("majority")
+            .is_none()
+    );
+    // Now cut the leader off instead: the other two elect a new one and commit without it.
+    // (The healed follower called elections while cut off: without pre-vote in openraft
+    // 0.9 its higher term makes the quorum elect again once it is back.)
+    cluster.net.heal();
+    catch_up(&cluster.node(follower).quorum).await;
+    cluster.net.isolate(leader);
+    let rest: Vec<NodeId> = (1..=3).filter(|id| *id != leader).collect();
+    let refused = propose(&cluster.node(leader).store, topic("old-leader"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, CommitError::Unavailable(_)),
+        "{refused:?}"
+    );
+    let new = cluster.leader(&rest).await;
+    assert_ne!(new, leader);
+    propose(&cluster.node(rest[0]).store, topic("new-leader"))
+        .await
+        .unwrap();
+    cluster.net.heal();
+    for id in 1..=3 {
+        let node = cluster.node(id);
+        catch_up(&node.quorum).await;
+        assert_eq!(
+            topic_names(&node.store.image()),
+            ["majority", "new-leader"],
+            "node {id}"
+        );
+    }
+}

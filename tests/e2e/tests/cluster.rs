@@ -1,0 +1,305 @@
+//! Several `sluice serve` processes forming one cluster: the metadata quorum replicates
+//! every change to every node, survives the loss of its leader, takes a restarted node
+//! back, and a node that does not belong refuses to start with one clear line.
+//! (Partitions are opened only on their replicas; replicating their records is another
+//! part: these tests assert metadata, not produce, across nodes.)
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sluice_e2e::{Broker, Cluster, run_sluice};
+
+const NO_ERROR: i16 = 0;
+
+/// Brokers as a response lists them: (node id, rack).
+type Brokers = Vec<(i32, Option<String>)>;
+
+/// The brokers a node's DescribeCluster and Metadata list, and its cluster id.
+fn listed_brokers(cluster: &Cluster, id: i32) -> (Brokers, Brokers, String) {
+    let described = cluster.describe_cluster(id).unwrap();
+    let metadata = cluster.metadata(id, None).unwrap();
+    let rack = |r: &Option<kafka_protocol::protocol::StrBytes>| r.as_ref().map(|r| r.to_string());
+    (
+        described
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id.0, rack(&b.rack)))
+            .collect(),
+        metadata
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, rack(&b.rack)))
+            .collect(),
+        described.cluster_id.to_string(),
+    )
+}
+
+/// Waits until node `id`'s Metadata has `topic`; how long that took.
+fn wait_for_topic(cluster: &Cluster, id: i32, topic: &str, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let found = cluster
+            .metadata(id, Some(&[topic]))
+            .is_ok_and(|m| m.topics.first().is_some_and(|t| t.error_code == NO_ERROR));
+        if found {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "node {id} did not list topic {topic} within {timeout:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn nodes_started_in_any_order_form_one_cluster_listed_by_every_node() {
+    let cluster = Cluster::start_in_order(&[3, 1, 2]);
+    let expected: Brokers = (1..=3).map(|id| (id, Some(format!("rack-{id}")))).collect();
+    let (_, _, cluster_id) = listed_brokers(&cluster, 1);
+    assert_eq!(cluster_id.len(), 22, "a base64 UUID: {cluster_id}");
+    let leader = cluster.quorum_leader(1).unwrap();
+    assert!((1..=3).contains(&leader));
+    for id in 1..=3 {
+        let (described, metadata, their_id) = listed_brokers(&cluster, id);
+        assert_eq!(described, expected, "DescribeCluster of node {id}");
+        assert_eq!(metadata, expected, "Metadata of node {id}");
+        assert_eq!(their_id, cluster_id, "cluster id of node {id}");
+        assert_eq!(
+            cluster.quorum_leader(id).unwrap(),
+            leader,
+            "controller of node {id}"
+        );
+        let log = cluster.node(id).log();
+        assert!(log.contains("cluster listener on 127.0.0.1:"), "{log}");
+        assert!(log.contains("caught up with the metadata quorum"), "{log}");
+        assert!(
+            log.contains(&format!("metadata quorum leader: node {leader}")),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn a_topic_created_through_a_follower_is_in_every_nodes_metadata_within_a_second() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.quorum_leader(1).unwrap();
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    assert_eq!(
+        cluster
+            .create_topic_via(follower, "created-on-a-follower", 3)
+            .unwrap(),
+        (NO_ERROR, String::new())
+    );
+    // The node that answered has it at once; the others within a second.
+    let answered = cluster
+        .metadata(follower, Some(&["created-on-a-follower"]))
+        .unwrap();
+    assert_eq!(answered.topics[0].error_code, NO_ERROR);
+    for id in 1..=3 {
+        wait_for_topic(
+            &cluster,
+            id,
+            "created-on-a-follower",
+            Duration::from_secs(1),
+        );
+        let metadata = cluster
+            .metadata(id, Some(&["created-on-a-follower"]))
+            .unwrap();
+        assert_eq!(metadata.topics[0].partitions.len(), 3, "node {id}");
+    }
+    // A stale decision elsewhere is refused as Kafka refuses a second CreateTopics.
+    let (code, _) = cluster
+        .create_topic_via(leader, "created-on-a-follower", 1)
+        .unwrap();
+    assert_eq!(code, 36, "TOPIC_ALREADY_EXISTS");
+}
+
+#[test]
+fn a_killed_quorum_leader_is_replaced_and_rejoins_with_what_it_missed() {
+    let mut cluster = Cluster::start(3);
+    let old = cluster.quorum_leader(1).unwrap();
+    let other = (1..=3).find(|id| *id != old).unwrap();
+    cluster.node_mut(old).kill9();
+    let killed = Instant::now();
+    // CreateTopics through another node goes through within 5 s (NOT_CONTROLLER while the
+    // others elect a new leader; the client retries, as Kafka clients do).
+    loop {
+        let outcome = cluster.create_topic_via(other, "after-the-kill", 1);
+        if outcome == Ok((NO_ERROR, String::new())) {
+            eprintln!("created {:?} after the kill", killed.elapsed());
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "no CreateTopics succeeded within 5 s of the kill: {outcome:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let new = cluster.quorum_leader(other).unwrap();
+    assert_ne!(new, old);
+    // The killed node comes back with its data dir, sees what was created meanwhile and
+    // follows the new leader.
+    cluster.node_mut(old).restart();
+    wait_for_topic(&cluster, old, "after-the-kill", Duration::from_secs(20));
+    cluster.wait_formed();
+    let (described, _, _) = listed_brokers(&cluster, old);
+    assert_eq!(described.len(), 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.quorum_leader(old).unwrap() != new {
+        assert!(
+            Instant::now() < deadline,
+            "node {old} does not follow node {new}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `sluice serve <args>` expecting it to refuse to start; its stderr.
+fn refused(args: &[String]) -> String {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_sluice(&args, Duration::from_secs(60));
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(1),
+        "sluice serve {args:?} did not exit with 1: {}",
+        out.stderr
+    );
+    out.stderr
+}
+
+/// The one error line of a refused start: the last line, and the only WARN or ERROR.
+fn the_error_line(stderr: &str) -> &str {
+    let noisy: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.starts_with("error:"))
+        .collect();
+    assert_eq!(noisy.len(), 1, "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(last, noisy[0], "{stderr}");
+    last
+}
+
+/// `serve` flags for a node `id` of `cluster` with its own ports and `data_dir`.
+fn serve_args(cluster: &Cluster, id: i32, voters: &str, data_dir: &std::path::Path) -> Vec<String> {
+    vec![
+        "serve".into(),
+        "--node-id".into(),
+        id.to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", sluice_e2e::free_port()),
+        "--cluster-listen".into(),
+        format!("127.0.0.1:{}", cluster.cluster_port(id)),
+        "--voters".into(),
+        voters.to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--http-listen".into(),
+        "off".into(),
+    ]
+}
+
+#[test]
+fn nodes_that_do_not_belong_refuse_to_start_with_one_line() {
+    let mut a = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Other voters: a fourth node listing itself instead of node 3.
+    let port4 = sluice_e2e::free_port();
+    let voters4 = format!(
+        "1@127.0.0.1:{},2@127.0.0.1:{},4@127.0.0.1:{port4}",
+        a.cluster_port(1),
+        a.cluster_port(2)
+    );
+    let mut args = vec![
+        "serve".to_string(),
+        "--node-id".into(),
+        "4".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", sluice_e2e::free_port()),
+        "--cluster-listen".into(),
+        format!("127.0.0.1:{port4}"),
+        "--voters".into(),
+        voters4.clone(),
+        "--http-listen".into(),
+        "off".into(),
+        "--data-dir".into(),
+    ];
+    args.push(dir.path().join("four").display().to_string());
+    let stderr = refused(&args);
+    let line = the_error_line(&stderr);
+    let by = if line.starts_with("error: node 1 ") {
+        1
+    } else {
+        2
+    };
+    assert_eq!(
+        line,
+        format!(
+            "error: node {by} at 127.0.0.1:{} and this node cannot form a cluster: node {by} runs \
+             with --voters {} but node 4 with --voters {voters4}: every node needs the same \
+             --voters",
+            a.cluster_port(by),
+            a.voters()
+        )
+    );
+
+    // A data dir of another cluster: node 3 of cluster B, started as node 3 of cluster A.
+    let mut b = Cluster::start(3);
+    // Cluster nodes stop cleanly on SIGTERM.
+    assert!(b.node_mut(3).stop().success());
+    assert!(a.node_mut(3).stop().success());
+    let (_, _, a_id) = listed_brokers(&a, 1);
+    let (_, _, b_id) = listed_brokers(&b, 1);
+    let stderr = refused(&serve_args(&a, 3, a.voters(), b.node(3).data_dir()));
+    drop(b);
+    let line = the_error_line(&stderr);
+    let by = if line.starts_with("error: node 1 ") {
+        1
+    } else {
+        2
+    };
+    assert_eq!(
+        line,
+        format!(
+            "error: node {by} at 127.0.0.1:{} and this node cannot form a cluster: node {by} is in \
+             cluster {a_id} but node 3 is in cluster {b_id}: a data directory of another cluster",
+            a.cluster_port(by)
+        )
+    );
+
+    // Node 3's id with an empty data dir: node ids are never reused.
+    let stderr = refused(&serve_args(&a, 3, a.voters(), &dir.path().join("wiped")));
+    let line = the_error_line(&stderr);
+    assert!(
+        line.contains(
+            "and this node cannot form a cluster: node id 3 is registered with data directory "
+        ) && line.ends_with(
+            "node ids are never reused, so a node with a new data directory needs a new id"
+        ),
+        "{line}"
+    );
+
+    // A single node's data dir cannot become a cluster node.
+    let mut single = Broker::start();
+    single.stop();
+    let stderr = refused(&serve_args(&a, 3, a.voters(), single.data_dir()));
+    assert_eq!(
+        the_error_line(&stderr),
+        format!(
+            "error: data directory {} holds a single node's metadata (meta/metadata.log); a \
+             cluster node starts from an empty data directory",
+            single.data_dir().display()
+        )
+    );
+
+    // Node 3 with its own data dir still comes back.
+    a.node_mut(3).restart();
+    a.wait_formed();
+}
