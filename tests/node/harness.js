@@ -175,7 +175,7 @@ class Broker {
           `sluice exited during startup (${JSON.stringify(this.exit)}); log:\n${tail(this.logFile, 40)}`
         )
       }
-      if (await canConnect(this.port)) return
+      if (this.hasStarted() && (await canConnect(this.port))) return
       if (Date.now() > deadline) {
         throw new Error(
           `sluice did not accept connections on ${this.address} within ${START_TIMEOUT_MS} ms; log:\n${tail(
@@ -208,6 +208,21 @@ class Broker {
   logTail(lines = 80) {
     return tail(this.logFile, lines)
   }
+
+  /**
+   * Whether the latest start logged `Sluice <version> started`: its logs are open and, in a
+   * cluster, the metadata quorum runs (a node binds its port before that).
+   */
+  hasStarted() {
+    let text
+    try {
+      text = fs.readFileSync(this.logFile, 'utf8')
+    } catch {
+      return false
+    }
+    const latest = text.slice(text.lastIndexOf('\n=== '))
+    return /Sluice \S+ started/.test(latest)
+  }
 }
 
 let topicCounter = 0
@@ -222,15 +237,21 @@ function uniqueTopic(prefix = 'topic') {
 const FAST_RETRY = { initialRetryTime: 100, maxRetryTime: 1000, retries: 5 }
 
 /**
- * Registers before/after hooks that start and stop one broker for the current test file and
- * returns a context with helpers bound to it. Options:
+ * Registers before/after hooks that start and stop one broker (or a cluster) for the current
+ * test file and returns a context with helpers bound to it. Options:
  *   - args: extra `sluice serve` flags, e.g. ['--auto-create-topics', 'false']
+ *   - nodes: how many nodes (default 1); more than one start a cluster of node ids 1..nodes
+ *     (each its own rack `rack-<id>`) and clients bootstrap from all of them
  */
-function useBroker({ args = [] } = {}) {
+function useBroker({ args = [], nodes = 1 } = {}) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-node-'))
   const ctx = new TestContext(root, args)
   before(async () => {
-    await ctx.startBroker()
+    if (nodes > 1) {
+      await ctx.startCluster(nodes)
+    } else {
+      await ctx.startBroker()
+    }
   })
   after(async () => {
     await ctx.cleanup()
@@ -243,25 +264,78 @@ class TestContext {
     this.root = root
     this.args = args
     this.broker = null
+    // Every node of a cluster (the single broker otherwise); `broker` is the first.
+    this.nodes = []
     this.clients = new Set()
     this.failed = false
   }
 
   async startBroker({ dataDir = path.join(this.root, 'data'), args = this.args } = {}) {
     this.broker = new Broker({ dataDir, args })
+    this.nodes = [this.broker]
     await this.broker.start()
     return this.broker
   }
 
+  /** Starts nodes 1..n of one cluster at once, then waits until each lists all n brokers. */
+  async startCluster(n) {
+    const ids = Array.from({ length: n }, (_, i) => i + 1)
+    const clusterPorts = []
+    for (const _ of ids) clusterPorts.push(await freePort())
+    const voters = ids.map((id, i) => `${id}@127.0.0.1:${clusterPorts[i]}`).join(',')
+    this.nodes = ids.map(
+      (id, i) =>
+        new Broker({
+          dataDir: path.join(this.root, `node-${id}`),
+          args: [
+            ...this.args,
+            '--node-id',
+            `${id}`,
+            '--cluster-listen',
+            `127.0.0.1:${clusterPorts[i]}`,
+            '--voters',
+            voters,
+            '--rack',
+            `rack-${id}`,
+          ],
+        })
+    )
+    this.broker = this.nodes[0]
+    await Promise.all(this.nodes.map(node => node.start()))
+    for (const node of this.nodes) {
+      const admin = this.kafka({ brokers: [node.address] }).admin()
+      await admin.connect()
+      try {
+        await waitFor(async () => (await admin.describeCluster()).brokers.length === n, {
+          timeoutMs: 30_000,
+          describe: () => `node at ${node.address} to list ${n} brokers`,
+        })
+      } finally {
+        await admin.disconnect()
+      }
+    }
+  }
+
+  /** The first node's `host:port`. */
   get address() {
     return this.broker.address
+  }
+
+  /** Every node's `host:port`, for a client's bootstrap list. */
+  get brokers() {
+    return this.nodes.map(node => node.address)
+  }
+
+  /** The node ids: [1] for a single broker, [1, ..., n] for a cluster. */
+  get nodeIds() {
+    return this.nodes.map((_, i) => i + 1)
   }
 
   /** A kafkajs client against this file's broker with quiet logs and short retries. */
   kafka(config = {}) {
     return new Kafka({
       clientId: 'sluice-node-tests',
-      brokers: [this.address],
+      brokers: this.brokers,
       logLevel: process.env.KAFKAJS_LOG_LEVEL ? logLevel[process.env.KAFKAJS_LOG_LEVEL] : logLevel.NOTHING,
       connectionTimeout: 3000,
       requestTimeout: 15_000,
@@ -373,11 +447,9 @@ class TestContext {
         await fn(t)
       } catch (e) {
         this.failed = true
-        if (this.broker) {
-          // The tail of the log is printed by the `after` hook (multi-line diagnostics are
-          // escaped by the TAP reporter); point at the file here.
-          t.diagnostic(`broker log: ${this.broker.logFile}`)
-        }
+        // The tail of the log is printed by the `after` hook (multi-line diagnostics are
+        // escaped by the TAP reporter); point at the file here.
+        for (const node of this.nodes) t.diagnostic(`broker log: ${node.logFile}`)
         throw e
       } finally {
         await this.disconnectAll()
@@ -387,11 +459,16 @@ class TestContext {
 
   async cleanup() {
     await this.disconnectAll()
-    const result = this.broker ? await this.broker.stop() : null
-    if (this.failed && this.broker) {
-      process.stderr.write(
-        `\n--- sluice broker log ${this.broker.logFile} (last 200 lines) ---\n${this.broker.logTail(200)}\n---\n`
-      )
+    // The single broker may have been replaced by a restart (`broker` is the current one).
+    const nodes = this.nodes.length > 1 ? this.nodes : [this.broker].filter(Boolean)
+    const results = await Promise.all(nodes.map(node => node.stop()))
+    const result = results[0] ?? null
+    if (this.failed && nodes.length > 0) {
+      for (const node of nodes) {
+        process.stderr.write(
+          `\n--- sluice broker log ${node.logFile} (last 200 lines) ---\n${node.logTail(200)}\n---\n`
+        )
+      }
     } else if (!process.env.SLUICE_KEEP_DATA) {
       fs.rmSync(this.root, { recursive: true, force: true })
     }

@@ -506,12 +506,13 @@ async fn controlled_shutdown_moves_leaderships_away_before_the_broker_stops() {
         .produce_to(2, "t", 1, RequiredAcks::All, &["before"])
         .await
         .unwrap();
-    assert!(
+    assert_eq!(
         cluster
             .node(2)
             .lifecycle
-            .shut_down(Duration::from_secs(10))
+            .shut_down(Duration::from_secs(10), Duration::from_secs(10))
             .await,
+        crate::controller::lifecycle::ShutdownOutcome::Released,
         "the controller let node 2 stop"
     );
     assert!(cluster.fenced(2));

@@ -18,6 +18,7 @@ use crate::broker::{Broker, open_broker};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::connection::SharedStream;
 use crate::connection::serve_connection;
+use crate::controller::lifecycle::ShutdownOutcome;
 use crate::fd_budget::FdBudget;
 use crate::log_throttle::LogThrottle;
 use crate::metadata::{CommitError, MetadataLogError};
@@ -298,17 +299,22 @@ impl Server {
             tracing::info!(
                 "controlled shutdown: asking the controller to move this node's leaderships away"
             );
-            if self
+            let unanswered = Duration::from_millis(self.broker.config.broker_session_timeout_ms);
+            match self
                 .broker
                 .lifecycle
-                .shut_down(CONTROLLED_SHUTDOWN_TIMEOUT)
+                .shut_down(CONTROLLED_SHUTDOWN_TIMEOUT, unanswered)
                 .await
             {
-                tracing::info!("controlled shutdown: this node leads nothing any more");
-            } else {
-                tracing::warn!(
+                ShutdownOutcome::Released => {
+                    tracing::info!("controlled shutdown: this node leads nothing any more")
+                }
+                ShutdownOutcome::TimedOut => tracing::warn!(
                     "controlled shutdown: the controller did not move every leadership within {CONTROLLED_SHUTDOWN_TIMEOUT:?}; stopping anyway"
-                );
+                ),
+                ShutdownOutcome::NoController => tracing::warn!(
+                    "controlled shutdown: no controller answered for {unanswered:?} (no quorum); stopping without moving leaderships"
+                ),
             }
         }
         self.ready.store(false, Ordering::Release);

@@ -9,12 +9,14 @@
 #    (`cargo metadata`, then `cargo fetch`, download them from crates.io when missing). Nothing
 #    of librdkafka is committed here.
 # 2. Copies them to $LIBRDKAFKA_TESTS_DIR (default <repo>/target/librdkafka-tests), applies one
-#    patch (replication factor capped at 1, see below), runs plain `./configure` (Debian's
+#    patch (replication factor capped at 1 against one broker, see below), runs plain `./configure` (Debian's
 #    libraries, no --install-deps), `make libs` and builds tests/test-runner without running it.
 #    The build is reused while sources, flags and package list stay the same. Missing Debian
 #    packages are installed with apt-get when we are root (or have passwordless sudo).
 # 3. Per test number: starts a fresh broker ($SLUICE_BIN, else <repo>/target/debug/sluice) on a
-#    free port with an empty data dir (--default-partitions 4 and auto-created topics, like
+#    free port with an empty data dir, or with LRK_NODES=3 a fresh three-node cluster (racks
+#    rack-1..3, replication factor 3 by default, every node in bootstrap.servers)
+#    (--default-partitions 4 and auto-created topics, like
 #    librdkafka's "default" test scenario; --group-initial-rebalance-delay-ms 3000, Kafka's
 #    default), writes a test.conf pointing at it and runs `TESTS=nnnn ./test-runner -Q -E` (quick mode, no sockem
 #    network emulation unless the allowlist says otherwise) under a timeout. $LRK_JOBS test
@@ -25,7 +27,8 @@
 #   SLUICE_BIN             broker binary
 #   TEST_KAFKA_VERSION     Kafka version the tests assume (default 3.7.0, the behaviour Sluice
 #                          claims; tests needing a newer broker skip themselves)
-#   LRK_JOBS               test numbers run in parallel (default 5)
+#   LRK_NODES              brokers per test number (default 1; more form a cluster)
+#   LRK_JOBS               test numbers run in parallel (default 5; 3 with LRK_NODES > 1)
 #   LRK_TEST_TIMEOUT       seconds per test number (default 240)
 #   LIBRDKAFKA_TESTS_DIR   build/cache directory
 #   LIBRDKAFKA_SRC         use this librdkafka source tree instead of rdkafka-sys's
@@ -39,7 +42,8 @@ REPO_ROOT="$(cd "$HERE/../../.." && pwd)"
 SLUICE_BIN="${SLUICE_BIN:-$REPO_ROOT/target/debug/sluice}"
 CACHE="${LIBRDKAFKA_TESTS_DIR:-$REPO_ROOT/target/librdkafka-tests}"
 TIMEOUT="${LRK_TEST_TIMEOUT:-240}"
-JOBS="${LRK_JOBS:-5}"
+NODES="${LRK_NODES:-1}"
+if [ "$NODES" -gt 1 ]; then JOBS="${LRK_JOBS:-3}"; else JOBS="${LRK_JOBS:-5}"; fi
 export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.7.0}"
 # SSL stays on (0004 and others check ssl.* properties); GSSAPI and libcurl (OIDC) are not needed.
 CONFIGURE_FLAGS=(--no-download --disable-gssapi --disable-curl)
@@ -133,15 +137,16 @@ say "librdkafka sources: $SRC (RD_KAFKA_VERSION 0x$LRK_VERSION)"
 # The suite assumes a 3-broker cluster: some tests create topics with replication factor 3, which
 # a 1-broker cluster (Sluice, or Apache Kafka with one broker) rightly rejects with
 # INVALID_REPLICATION_FACTOR. This one patch of the copied sources caps the replication factor
-# that the test framework's CreateTopics helper asks for at 1. Nothing else is changed.
-PATCH_ID="single-broker-rf-v1"
+# that the test framework's CreateTopics helper asks for at 1 when SLUICE_SINGLE_BROKER is set
+# (against one broker; a cluster run leaves it alone). Nothing else is changed.
+PATCH_ID="single-broker-rf-v2"
 patch_single_broker() {
   local f="$BUILD/tests/test.c"
   awk '
     /^void test_admin_create_topic\(/ { infn = 1 }
     infn && /^        if \(!\(rk = use_rk\)\)/ {
       print "        /* Sluice (tests/compat/librdkafka/run.sh): one broker. */"
-      print "        if (replication_factor > 1)"
+      print "        if (replication_factor > 1 && getenv(\"SLUICE_SINGLE_BROKER\"))"
       print "                replication_factor = 1;"
       infn = 0; done = 1
     }
@@ -253,6 +258,76 @@ start_broker() {
   return 1
 }
 
+# start_cluster <slot> <data dir> <log file> [extra serve flags...]: starts nodes 1..$NODES of
+# one cluster (node N logs to <log file>.N; racks rack-N), waits until each logged that it
+# started; sets BOOTSTRAP and BROKER_PIDS. Ports come from the slot's range, as above.
+start_cluster() {
+  local slot="$1" data="$2" log="$3" base id voters i
+  shift 3
+  local span=$((40000 / JOBS))
+  base=$((20000 + slot * span + RANDOM % (span - 2 * NODES)))
+  voters=""
+  for id in $(seq 1 "$NODES"); do
+    voters="$voters${voters:+,}$id@127.0.0.1:$((base + NODES + id - 1))"
+  done
+  BOOTSTRAP=""
+  BROKER_PIDS=()
+  for id in $(seq 1 "$NODES"); do
+    port_open $((base + id - 1)) && { echo "port $((base + id - 1)) is taken" >>"$log"; return 1; }
+    BOOTSTRAP="$BOOTSTRAP${BOOTSTRAP:+,}127.0.0.1:$((base + id - 1))"
+    "$SLUICE_BIN" serve --listen "127.0.0.1:$((base + id - 1))" --data-dir "$data/node-$id" \
+      --node-id "$id" --cluster-listen "127.0.0.1:$((base + NODES + id - 1))" --voters "$voters" \
+      --rack "rack-$id" "${COMMON_BROKER_ARGS[@]}" "$@" >>"$log.$id" 2>&1 &
+    BROKER_PIDS+=($!)
+  done
+  echo "${BROKER_PIDS[*]}" >"$data.broker.pid"
+  for _ in $(seq 1 600); do
+    local started=0
+    for i in "${!BROKER_PIDS[@]}"; do
+      kill -0 "${BROKER_PIDS[$i]}" 2>/dev/null || { echo "node $((i + 1)) exited during startup" >>"$log"; stop_brokers >>"$log"; return 1; }
+      grep -q 'Sluice .* started' "$log.$((i + 1))" 2>/dev/null && started=$((started + 1))
+    done
+    [ "$started" -eq "$NODES" ] && return 0
+    sleep 0.1
+  done
+  echo "the cluster did not start within 60 s" >>"$log"
+  stop_brokers >>"$log"
+  return 1
+}
+
+# start_brokers <slot> <data dir> <log file> [extra serve flags...]: one broker, or a cluster
+# with LRK_NODES > 1; sets BOOTSTRAP and BROKER_PIDS.
+start_brokers() {
+  if [ "$NODES" -gt 1 ]; then
+    start_cluster "$@"
+  else
+    start_broker "$@" || return 1
+    BOOTSTRAP="127.0.0.1:$PORT"
+    BROKER_PIDS=("$BROKER_PID")
+  fi
+}
+
+# stop_brokers: SIGTERM every node at once, then wait for each.
+stop_brokers() {
+  local pid
+  for pid in "${BROKER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${BROKER_PIDS[@]}"; do stop_broker "$pid"; done
+}
+
+# brokers_alive: whether every node still runs.
+brokers_alive() {
+  local pid
+  for pid in "${BROKER_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
+}
+
+# broker_log_tail <log file> <lines>: the last lines of each node's log.
+broker_log_tail() {
+  local f
+  for f in "$1" "$1".[0-9]*; do
+    [ -f "$f" ] && tail -n "$2" "$f"
+  done
+}
+
 # Why a test number failed: the test-runner prints '### Test "<name>" failed at <file:line>...'
 # and the reason on the next line. "<MAIN>" failures (threads still running after an earlier
 # failure) only when there is nothing else.
@@ -276,6 +351,8 @@ run_one() {
   local res="$LOGDIR/$key.result" tmo="$TIMEOUT" f rc start secs alive=1 table
   local n_pass n_fail n_skip detail why runner
   local -a args=(-Q -E) broker_args=()
+  local single_broker="env SLUICE_SINGLE_BROKER=1"
+  [ "$NODES" -gt 1 ] && single_broker="env"
   [ -n "${LRK_FULL:-}" ] && args=(-E)
   for f in ${FLAGS[$t]:-}; do
     case "$f" in
@@ -287,26 +364,26 @@ run_one() {
     esac
   done
   mapfile -t args < <(printf '%s\n' "${args[@]}" | grep -v '^$')
-  if ! start_broker "$slot" "$data" "$blog" "${broker_args[@]}"; then
-    { echo "FAIL - $t (broker did not start)"; tail -n 20 "$blog" | uniq | tail -n 5 | sed 's/^/       /'; } >"$res.tmp"
+  if ! start_brokers "$slot" "$data" "$blog" "${broker_args[@]}"; then
+    { echo "FAIL - $t (broker did not start)"; broker_log_tail "$blog" 20 | uniq | tail -n 5 | sed 's/^/       /'; } >"$res.tmp"
     mv "$res.tmp" "$res"
     return
   fi
   cat >"$LOGDIR/$key.conf" <<CONF
 # written by tests/compat/librdkafka/run.sh
-bootstrap.servers=127.0.0.1:$PORT
+bootstrap.servers=$BOOTSTRAP
 test.timeout.multiplier=2
 CONF
   start=$SECONDS
-  (cd "$TESTDIR" && RDKAFKA_TEST_CONF="$LOGDIR/$key.conf" TESTS="$t" timeout -k 10 "$tmo" ./test-runner "${args[@]}") >"$tlog" 2>&1 &
+  (cd "$TESTDIR" && $single_broker RDKAFKA_TEST_CONF="$LOGDIR/$key.conf" TESTS="$t" timeout -k 10 "$tmo" ./test-runner "${args[@]}") >"$tlog" 2>&1 &
   runner=$!
   echo "$runner" >"$data.runner.pid"
   wait "$runner"
   rc=$?
   secs=$((SECONDS - start))
-  kill -0 "$BROKER_PID" 2>/dev/null || alive=0
-  stop_broker "$BROKER_PID" >>"$blog"
-  wait "$BROKER_PID" 2>/dev/null
+  brokers_alive || alive=0
+  stop_brokers >>"$blog"
+  wait "${BROKER_PIDS[@]}" 2>/dev/null
   rm -rf "$data" "$data".*.pid
   # The summary table lists each sub-test (0022_consume_batch, 0022_consume_batch_local, ...).
   table="$(sed -e 's/\x1b\[[0-9;]*m//g' "$tlog" | grep -E "^\| $t[_a-z0-9]* +\| +[A-Z]+ +\|")"
@@ -330,7 +407,7 @@ CONF
       echo "FAIL - $t ($why; $detail)"
       [ "$rc" -eq 0 ] && sed -e 's/\x1b\[[0-9;]*m//g' "$tlog" | grep -E "^\| $t.*SKIPPED" | sed 's/^/       /'
       failure_reason "$tlog"
-      [ "$alive" -eq 0 ] && tail -n 10 "$blog" | sed 's/^/       broker: /'
+      [ "$alive" -eq 0 ] && broker_log_tail "$blog" 10 | sed 's/^/       broker: /'
     fi
   } >"$res.tmp"
   mv "$res.tmp" "$res"
@@ -352,7 +429,7 @@ collect() {
 }
 
 ulimit -c 0 2>/dev/null
-say "broker: $SLUICE_BIN; TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION; ${#TESTS_LIST[@]} test numbers, $JOBS at a time"
+say "broker: $SLUICE_BIN ($NODES node(s) per test); TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION; ${#TESTS_LIST[@]} test numbers, $JOBS at a time"
 echo
 declare -A SEEN=()
 reap() { # waits for at least one job to finish, then collects every finished one

@@ -94,10 +94,20 @@ pub fn sluice_bin() -> &'static Path {
     })
 }
 
-/// A free loopback port (bound and released; the broker binds it right after).
+/// A free loopback port (bound and released; the broker binds it right after), never one
+/// handed out before in this test process: a node killed and restarted by one test gets its
+/// port back, and must not find another test's broker on it.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// Result of running `sluice` to completion: its exit status (None when it did not exit
@@ -171,6 +181,8 @@ pub struct Broker {
     /// RLIMIT_NOFILE (soft and hard) the broker process runs under, if set.
     open_files_limit: Option<u64>,
     log_path: PathBuf,
+    /// Started-lines in the log before the last spawn, while that start is not yet awaited.
+    pending_start: Option<usize>,
     // Dropped last: removes the data dir and the log.
     _dir: tempfile::TempDir,
 }
@@ -194,16 +206,28 @@ impl Broker {
 
     fn start_limited(open_files_limit: Option<u64>, args: &[&str]) -> Broker {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        Broker::start_built(open_files_limit, |_| args)
+        let mut broker = Broker::spawn_built(open_files_limit, |_| args);
+        broker.wait_started();
+        broker
     }
 
     /// Starts a broker with extra `serve` flags built from the port of its PLAINTEXT
     /// listener (the one the harness waits for), e.g. to name it in `--listeners`.
     pub fn start_with_port(args: impl FnOnce(u16) -> Vec<String>) -> Broker {
-        Broker::start_built(None, args)
+        let mut broker = Broker::spawn_built(None, args);
+        broker.wait_started();
+        broker
     }
 
-    fn start_built(open_files_limit: Option<u64>, args: impl FnOnce(u16) -> Vec<String>) -> Broker {
+    /// Spawns a broker with extra `serve` flags without waiting for it to start (a cluster
+    /// node cannot finish starting before a quorum of its peers runs); call
+    /// [`Broker::wait_started`] next.
+    pub fn spawn_with(args: &[&str]) -> Broker {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Broker::spawn_built(None, |_| args)
+    }
+
+    fn spawn_built(open_files_limit: Option<u64>, args: impl FnOnce(u16) -> Vec<String>) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("sluice-e2e-")
             .tempdir()
@@ -218,9 +242,10 @@ impl Broker {
             extra_args: args(port),
             open_files_limit,
             log_path,
+            pending_start: None,
             _dir: dir,
         };
-        broker.spawn_and_wait();
+        broker.spawn();
         broker
     }
 
@@ -243,7 +268,7 @@ impl Broker {
         args
     }
 
-    fn spawn_and_wait(&mut self) {
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "broker already running");
         // The listener is bound before the logs are opened: a start is complete when the
         // broker logs that it started (each start of this broker appends one such line).
@@ -272,6 +297,15 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", sluice_bin().display()));
         self.child = Some(child);
+        self.pending_start = Some(starts_before);
+    }
+
+    /// Waits until the last spawn of this broker has logged that it started and accepts
+    /// connections.
+    pub fn wait_started(&mut self) {
+        let Some(starts_before) = self.pending_start.take() else {
+            return;
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
@@ -345,7 +379,8 @@ impl Broker {
         if self.child.is_some() {
             self.stop();
         }
-        self.spawn_and_wait();
+        self.spawn();
+        self.wait_started();
     }
 
     /// SIGTERM the broker and wait for it to exit; returns its exit status.
@@ -434,7 +469,10 @@ impl Cluster {
         for id in order {
             let args = cluster.node_args(*id);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            cluster.nodes.insert(*id, Broker::start_with(&args));
+            cluster.nodes.insert(*id, Broker::spawn_with(&args));
+        }
+        for node in cluster.nodes.values_mut() {
+            node.wait_started();
         }
         cluster.wait_formed();
         cluster
@@ -507,6 +545,94 @@ impl Cluster {
         }
     }
 
+    /// The Kafka listeners of the nodes that run now, comma-separated, for the
+    /// `bootstrap.servers` of a client starting now (librdkafka reports each bootstrap
+    /// server it cannot reach as a transport failure).
+    pub fn bootstrap(&mut self) -> String {
+        self.nodes
+            .values_mut()
+            .filter_map(|node| node.is_running().then(|| node.bootstrap()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The partitions of `topic` as node `id`'s Metadata lists them.
+    pub fn partitions(&self, id: i32, topic: &str) -> Result<BTreeMap<i32, PartitionView>, String> {
+        let md = self.metadata(id, Some(&[topic]))?;
+        let t = md.topics.first().ok_or("no topic in the response")?;
+        if t.error_code != 0 {
+            return Err(format!("topic error {}", t.error_code));
+        }
+        let ids = |v: &[kafka_protocol::messages::BrokerId]| {
+            let mut ids: Vec<i32> = v.iter().map(|b| b.0).collect();
+            ids.sort_unstable();
+            ids
+        };
+        Ok(t.partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.partition_index,
+                    PartitionView {
+                        error_code: p.error_code,
+                        leader: p.leader_id.0,
+                        leader_epoch: p.leader_epoch,
+                        replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                        isr: ids(&p.isr_nodes),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Waits until every running node lists `partitions` partitions of `topic`, each one
+    /// satisfying `ready` (e.g. "has a leader and three in-sync replicas"); returns the view
+    /// of the lowest running node id.
+    pub fn wait_partitions(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        timeout: Duration,
+        what: &str,
+        ready: impl Fn(&PartitionView) -> bool,
+    ) -> BTreeMap<i32, PartitionView> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let running: Vec<i32> = self
+                .ids()
+                .into_iter()
+                .filter(|id| self.node_mut(*id).is_running())
+                .collect();
+            let views: Vec<Result<BTreeMap<i32, PartitionView>, String>> = running
+                .iter()
+                .map(|id| self.partitions(*id, topic))
+                .collect();
+            let all_ready = views.iter().all(|v| {
+                v.as_ref()
+                    .is_ok_and(|v| v.len() == partitions as usize && v.values().all(&ready))
+            });
+            if all_ready && let Some(Ok(view)) = views.first() {
+                return view.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partitions of {topic} not {what} within {timeout:?}: nodes {running:?} list {views:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The leader of `topic`'s partition `partition` as the lowest running node knows it.
+    pub fn leader_of(&mut self, topic: &str, partition: i32) -> i32 {
+        let running = self
+            .ids()
+            .into_iter()
+            .find(|id| self.node_mut(*id).is_running())
+            .expect("no node runs");
+        let view = self.partitions(running, topic).expect("metadata");
+        view.get(&partition).expect("no such partition").leader
+    }
+
     /// DescribeCluster (v0) answered by node `id`.
     pub fn describe_cluster(
         &self,
@@ -570,6 +696,17 @@ impl Cluster {
             t.error_message.as_deref().unwrap_or_default().to_string(),
         ))
     }
+}
+
+/// One partition as a node's Metadata lists it (replica ids in assignment order, ISR
+/// sorted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionView {
+    pub error_code: i16,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
 }
 
 /// How long a poll of a node that may be starting or gone waits for its answer.

@@ -303,3 +303,36 @@ fn nodes_that_do_not_belong_refuse_to_start_with_one_line() {
     a.node_mut(3).restart();
     a.wait_formed();
 }
+
+#[test]
+fn a_whole_cluster_stopped_at_once_exits_cleanly() {
+    // Each node asks the controller to move its leaderships away before it stops; when the
+    // others stop too, the quorum is gone and no controller answers: a node stops anyway
+    // after a broker session timeout instead of waiting out the controlled-shutdown limit.
+    let mut cluster = Cluster::start(3);
+    let (code, message) = cluster.create_topic_via(1, "everywhere", 3).unwrap();
+    assert_eq!((code, message.as_str()), (NO_ERROR, ""));
+    let pids: Vec<String> = cluster
+        .ids()
+        .iter()
+        .map(|id| cluster.node(*id).pid().to_string())
+        .collect();
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .args(&pids)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for id in cluster.ids() {
+        // Waits at most the harness's stop timeout (20 s), well below the 30 s limit of a
+        // controlled shutdown.
+        let status = cluster.node_mut(id).stop();
+        assert!(status.success(), "node {id} exited with {status}");
+        let log = cluster.node(id).log();
+        assert!(
+            log.contains("controlled shutdown: this node leads nothing any more")
+                || log.contains("controlled shutdown: no controller answered"),
+            "node {id} did not log how its controlled shutdown ended"
+        );
+    }
+}

@@ -4,8 +4,8 @@
 //! stop and waits until the controller has moved its leaderships away.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId};
@@ -28,11 +28,24 @@ pub struct LifecycleState {
     pub should_shut_down: bool,
 }
 
+/// How a controlled shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownOutcome {
+    /// The controller moved every leadership away.
+    Released,
+    /// The controller answered but had not moved every leadership within the limit.
+    TimedOut,
+    /// No controller answered for a broker session timeout.
+    NoController,
+}
+
 /// This broker's heartbeats.
 pub struct BrokerLifecycle {
     broker: Weak<Broker>,
     want_shut_down: AtomicBool,
     state: watch::Sender<LifecycleState>,
+    /// When the controller last answered a heartbeat (or when this lifecycle began).
+    last_answer: Mutex<Instant>,
 }
 
 impl BrokerLifecycle {
@@ -46,6 +59,7 @@ impl BrokerLifecycle {
             broker,
             want_shut_down: AtomicBool::new(false),
             state,
+            last_answer: Mutex::new(Instant::now()),
         }
     }
 
@@ -81,13 +95,30 @@ impl BrokerLifecycle {
     }
 
     /// Controlled shutdown: asks the controller to move this broker's leaderships away and
-    /// waits until it says the broker may stop, up to `limit`; returns whether it did.
-    pub async fn shut_down(&self, limit: Duration) -> bool {
+    /// waits until it says the broker may stop, up to `limit`. Gives up earlier when no
+    /// controller has answered for `unanswered` (no quorum: the rest of the cluster is
+    /// stopping too, or this node is cut off), since then nobody can move the leaderships.
+    pub async fn shut_down(&self, limit: Duration, unanswered: Duration) -> ShutdownOutcome {
         self.want_shut_down.store(true, Ordering::Release);
+        let asked = Instant::now();
         let mut rx = self.state.subscribe();
-        tokio::time::timeout(limit, rx.wait_for(|s| s.should_shut_down))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        let released = rx.wait_for(|s| s.should_shut_down);
+        let unreachable = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let last = (*self.last_answer.lock().unwrap_or_else(|e| e.into_inner())).max(asked);
+                if last.elapsed() >= unanswered {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(limit, released) => match r {
+                Ok(Ok(_)) => ShutdownOutcome::Released,
+                _ => ShutdownOutcome::TimedOut,
+            },
+            () = unreachable => ShutdownOutcome::NoController,
+        }
     }
 
     /// Sends one heartbeat and takes its answer; returns how long to wait before the
@@ -118,6 +149,7 @@ impl BrokerLifecycle {
                 }
             }
         };
+        *self.last_answer.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         match ResponseError::try_from_code(response.error_code) {
             None => {
                 let state = LifecycleState {

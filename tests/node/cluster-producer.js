@@ -1,0 +1,70 @@
+'use strict'
+
+// A kafkajs producer that keeps writing while a test restarts the cluster's nodes one by
+// one (tests/e2e/tests/rolling_restart.rs runs it).
+//
+// Environment: BROKERS (comma-separated bootstrap list), TOPIC, PARTITIONS.
+// Sends record `record-<id>` to partition `id % PARTITIONS`, one at a time (idempotent,
+// acks=all), and prints one JSON line per outcome:
+//   {"id":7,"partition":1,"offset":"2"}   acknowledged
+//   {"id":7,"error":"..."}                send threw (after kafkajs' own retries)
+// Stops when stdin closes, then prints {"done":true,"sent":N,"errors":N} and exits 0.
+
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
+const { Kafka, logLevel } = require('kafkajs')
+
+const brokers = (process.env.BROKERS || '').split(',').filter(Boolean)
+const topic = process.env.TOPIC
+const partitions = Number(process.env.PARTITIONS || '1')
+if (brokers.length === 0 || !topic) {
+  console.error('set BROKERS and TOPIC')
+  process.exit(2)
+}
+
+let stopping = false
+process.stdin.on('end', () => {
+  stopping = true
+})
+process.stdin.on('close', () => {
+  stopping = true
+})
+process.stdin.resume()
+
+const print = obj => process.stdout.write(`${JSON.stringify(obj)}\n`)
+const delay = ms => new Promise(resolve => setTimeout(resolve, ms))
+
+async function main() {
+  const kafka = new Kafka({
+    clientId: 'rolling-restart-producer',
+    brokers,
+    logLevel: logLevel.NOTHING,
+    // kafkajs' defaults, spelled out: retries with exponential backoff up to 30 s.
+    retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 10 },
+  })
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
+  await producer.connect()
+  let sent = 0
+  let errors = 0
+  for (let id = 0; !stopping; id++) {
+    try {
+      const [result] = await producer.send({
+        topic,
+        acks: -1,
+        messages: [{ key: `key-${id}`, value: `record-${id}`, partition: id % partitions }],
+      })
+      print({ id, partition: result.partition, offset: result.baseOffset })
+    } catch (e) {
+      errors += 1
+      print({ id, error: `${e.name}: ${e.message}` })
+    }
+    sent += 1
+    await delay(5)
+  }
+  await producer.disconnect()
+  print({ done: true, sent, errors })
+}
+
+main().catch(e => {
+  console.error(e)
+  process.exit(1)
+})
