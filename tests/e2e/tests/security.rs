@@ -239,6 +239,17 @@ fn every_listener_answers_metadata_with_its_own_endpoint() {
         Some("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER")
     );
     assert_eq!(value("ssl.client.auth").as_deref(), Some("requested"));
+    // The start-up log names each listener, its protocol and where it is advertised.
+    for (port, name) in [
+        (s.broker.port(), "PLAINTEXT (PLAINTEXT)"),
+        (s.ssl, "SSL (SSL)"),
+        (s.sasl_plaintext, "SASL_PLAINTEXT (SASL_PLAINTEXT)"),
+        (s.sasl_ssl, "SASL_SSL (SASL_SSL)"),
+    ] {
+        let line =
+            format!("Kafka listener on 127.0.0.1:{port} (advertised as 127.0.0.1:{port}), {name}");
+        assert!(s.broker.log().contains(&line), "no '{line}' in the log");
+    }
 }
 
 #[test]
