@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain, on a fresh
-# Debian machine: kcat (Debian's, librdkafka 2.0.2 — an old client on purpose),
+# Debian machine: kcat (Debian's, librdkafka 2.0.2 — an old client on purpose), openssl,
 # the C toolchain pieces librdkafka's build uses, and the npm packages of the
 # Node.js tests and examples (pinned by their package-lock.json files).
 set -euo pipefail
@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+# The client security tests make their certificates with it.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 if [ ${#need_apt[@]} -gt 0 ]; then

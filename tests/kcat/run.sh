@@ -4,9 +4,10 @@
 #   tests/kcat/run.sh
 #
 # Starts its own broker on a free port with a temporary data dir (binary: $SLUICE_BIN, else
-# <repo>/target/debug/sluice), runs the checks, stops the broker with SIGTERM, and prints
-# "N passed, N failed". Exits non-zero if any check failed. Installs kcat with apt-get when
-# it is missing and we are root.
+# <repo>/target/debug/sluice), runs the checks, then does the same with a second broker with
+# TLS and SASL listeners (certificates made by tests/lib/make-test-certs.sh with openssl),
+# stops the broker with SIGTERM, and prints "N passed, N failed". Exits non-zero if any check
+# failed. Installs kcat with apt-get when it is missing and we are root.
 set -u -o pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
