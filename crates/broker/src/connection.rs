@@ -156,7 +156,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ConnectionStream for Sh
 enum Next {
     Continue,
     Close,
+    /// Close once the answer is out and the client has closed its end (or
+    /// [`LINGER_AFTER_FAILED_AUTHENTICATION`] has passed).
+    CloseAfterClient,
 }
+
+/// How long a connection whose authentication failed stays open after its answer, for the
+/// client to read it and close first: a client that reads the answer and the end of the
+/// stream in one go may report only the end (kafka-python does), not why it was refused.
+const LINGER_AFTER_FAILED_AUTHENTICATION: Duration = Duration::from_secs(1);
 
 /// Serves one connection until the client closes it, sends something
 /// undecodable, or the broker shuts down.
@@ -215,8 +223,13 @@ pub async fn serve_connection<S: ConnectionStream>(
                     } else {
                         handle_frame(frame, &mut session, &broker, out).await
                     };
-                    if let Next::Close = next {
-                        break 'conn;
+                    match next {
+                        Next::Continue => {}
+                        Next::Close => break 'conn,
+                        Next::CloseAfterClient => {
+                            linger_until_client_closes(&mut reader).await;
+                            break 'conn;
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -265,6 +278,16 @@ pub async fn serve_connection<S: ConnectionStream>(
     }
     drop(tx);
     let _ = writer_task.await;
+}
+
+/// Reads (and drops) what the client still sends until it closes its end, for at most
+/// [`LINGER_AFTER_FAILED_AUTHENTICATION`]; the writer meanwhile sends what is queued.
+async fn linger_until_client_closes<R: AsyncRead + Unpin>(reader: &mut R) {
+    let mut scratch = [0u8; 512];
+    let _ = tokio::time::timeout(LINGER_AFTER_FAILED_AUTHENTICATION, async {
+        while let Ok(1..) = reader.read(&mut scratch).await {}
+    })
+    .await;
 }
 
 /// Where a request's response goes, and the fetch permits of its connection.
@@ -495,7 +518,7 @@ async fn finish_sasl(
         }
         sasl::SaslOutcome::ReplyThenClose(response) => {
             send(out, request, version, Pending::Ready(response), None, None).await;
-            Next::Close
+            Next::CloseAfterClient
         }
         sasl::SaslOutcome::Close => {
             metrics.request_errors(request.api_key as i16, version, 1);
@@ -745,7 +768,9 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     let _ = writer.shutdown().await;
 }
 
-/// Writes every chunk with vectored writes, resuming after partial writes.
+/// Writes every chunk with vectored writes, resuming after partial writes, then flushes: a
+/// TLS stream may keep the tail of what it accepted (encrypted, waiting for the socket)
+/// until flushed, and the client would wait for it until the next response.
 async fn write_chunks<W: AsyncWrite + Unpin>(
     writer: &mut W,
     mut chunks: Vec<Bytes>,
@@ -780,7 +805,7 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
             first += 1;
         }
     }
-    Ok(())
+    writer.flush().await
 }
 
 /// Encodes a response frame as chunks: legacy layouts for old versions,
@@ -1058,5 +1083,51 @@ mod tests {
             "{} bytes after the refused request",
             rest.len()
         );
+    }
+
+    /// A writer that, like a TLS stream whose socket would block, keeps what it accepts
+    /// until flushed.
+    #[derive(Default)]
+    struct HoldsUntilFlushed {
+        held: Vec<u8>,
+        wire: Vec<u8>,
+    }
+
+    impl AsyncWrite for HoldsUntilFlushed {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.held.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let held = std::mem::take(&mut self.held);
+            self.wire.extend_from_slice(&held);
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    /// A response is on the wire once written, not left in the stream's buffer until the
+    /// next one pushes it out.
+    #[tokio::test]
+    async fn written_chunks_are_flushed() {
+        let mut writer = HoldsUntilFlushed::default();
+        let chunks = vec![Bytes::from_static(b"head"), Bytes::from_static(b"body")];
+        write_chunks(&mut writer, chunks).await.unwrap();
+        assert_eq!(writer.wire, b"headbody");
+        assert!(writer.held.is_empty());
     }
 }
