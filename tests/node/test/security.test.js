@@ -252,6 +252,7 @@ test(
     for (const acl of alicesAcls) {
       await sluice(['acl', 'create', '--allow', 'User:alice', ...acl], { env })
     }
+    await sluice(['quota', 'alter', '--user', 'alice', '--producer-byte-rate', '1048576'], { env })
 
     // The README's kafkajs configuration.
     const alice = {
