@@ -104,6 +104,20 @@ fn sample(pid: u32) -> Option<Sample> {
     })
 }
 
+/// One look at several processes (the nodes of a cluster), summed; `None` when any of them
+/// cannot be read.
+fn sample_all(pids: &[u32]) -> Option<Sample> {
+    let mut total = Sample::default();
+    for pid in pids {
+        let s = sample(*pid)?;
+        total.cpu.utime = total.cpu.utime.saturating_add(s.cpu.utime);
+        total.cpu.stime = total.cpu.stime.saturating_add(s.cpu.stime);
+        total.mem.rss = total.mem.rss.saturating_add(s.mem.rss);
+        total.mem.hwm = total.mem.hwm.saturating_add(s.mem.hwm);
+    }
+    Some(total)
+}
+
 /// CPU time of this process (the load generator) from a starting point: on the shared
 /// 2-core machines it tells how much of the machine the client took from the broker.
 pub struct OwnCpu {
@@ -139,10 +153,11 @@ fn clock_ticks() -> u64 {
 // Sampling
 // ---------------------------------------------------------------------------------------------
 
-/// What the broker process used during the measured window.
+/// What the broker process (or the nodes of a cluster, summed) used during the measured
+/// window.
 #[derive(Debug, Clone, Serialize)]
 pub struct BrokerUsage {
-    pub pid: u32,
+    pub pids: Vec<u32>,
     /// utime + stime spent in the window.
     pub cpu_s: f64,
     /// `cpu_s` per 10^9 bytes moved (produced or consumed payload); absent when nothing moved.
@@ -178,9 +193,10 @@ impl Window {
     }
 }
 
-/// Samples /proc/PID every 100 ms on its own thread from `start` until `finish`.
+/// Samples /proc/PID (of every broker process) every 100 ms on its own thread from `start`
+/// until `finish`.
 pub struct Sampler {
-    pid: u32,
+    pids: Vec<u32>,
     started: Instant,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Window>>,
@@ -189,12 +205,14 @@ pub struct Sampler {
 impl Sampler {
     /// Takes the first sample now; fails when the process cannot be read (wrong PID, not
     /// Linux, or another user's process).
-    pub fn start(pid: u32) -> anyhow::Result<Sampler> {
-        let first = sample(pid).with_context(|| {
-            format!("cannot read /proc/{pid}/stat and status (is PID {pid} running?)")
+    pub fn start(pids: &[u32]) -> anyhow::Result<Sampler> {
+        let pids = pids.to_vec();
+        let first = sample_all(&pids).with_context(|| {
+            format!("cannot read /proc/PID/stat and status of {pids:?} (is each running?)")
         })?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
+        let sampled = pids.clone();
         let thread = thread::Builder::new()
             .name("proc-sampler".into())
             .spawn(move || {
@@ -206,18 +224,18 @@ impl Sampler {
                 while !stop_flag.load(Ordering::Relaxed) {
                     thread::sleep(SAMPLE_INTERVAL);
                     // A process that exited keeps its last sample.
-                    if let Some(s) = sample(pid) {
+                    if let Some(s) = sample_all(&sampled) {
                         w.add(s);
                     }
                 }
-                if let Some(s) = sample(pid) {
+                if let Some(s) = sample_all(&sampled) {
                     w.add(s);
                 }
                 w
             })
             .context("cannot start the /proc sampler thread")?;
         Ok(Sampler {
-            pid,
+            pids,
             started: Instant::now(),
             stop,
             thread: Some(thread),
@@ -237,7 +255,7 @@ impl Sampler {
         let cpu_s = ticks as f64 / clock_ticks() as f64;
         let gb = bytes_moved as f64 / 1e9;
         BrokerUsage {
-            pid: self.pid,
+            pids: self.pids.clone(),
             cpu_s,
             cpu_s_per_gb: (bytes_moved > 0).then(|| cpu_s / gb),
             cores: if elapsed > 0.0 { cpu_s / elapsed } else { 0.0 },
@@ -262,13 +280,106 @@ impl Drop for Sampler {
 // Starting a broker
 // ---------------------------------------------------------------------------------------------
 
-/// A `sluice serve` process started by `--start-broker`, stopped with SIGTERM by `stop` (or
-/// killed when dropped on an error path, so no broker outlives the benchmark).
-pub struct SpawnedBroker {
+/// What a started broker logs last, once it serves (a cluster node: once it runs with a
+/// quorum of its peers).
+const STARTED_LINE_PREFIX: &str = "Sluice ";
+const STARTED_LINE_SUFFIX: &str = " started";
+
+/// One `sluice serve` process of [`SpawnedBroker`].
+struct Node {
     child: Option<Child>,
     addr: SocketAddr,
     log_path: PathBuf,
-    // Dropped last: removes the log and, unless the user named one, the data directory.
+    bin: PathBuf,
+    args: Vec<String>,
+    /// Started lines in the log before the latest spawn.
+    starts_before: usize,
+}
+
+impl Node {
+    /// Spawns the process (again), its output appended to its log.
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        self.starts_before = self.started_lines();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .with_context(|| format!("cannot open {}", self.log_path.display()))?;
+        let log_err = log
+            .try_clone()
+            .context("cannot duplicate the broker log handle")?;
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn started_lines(&self) -> usize {
+        read_small(&self.log_path).map_or(0, |log| {
+            log.lines()
+                .filter(|l| {
+                    l.find(STARTED_LINE_PREFIX).is_some_and(|at| {
+                        l.get(at..)
+                            .is_some_and(|t| t.ends_with(STARTED_LINE_SUFFIX))
+                    })
+                })
+                .count()
+        })
+    }
+
+    /// Whether the latest spawn logged the started line.
+    fn has_started(&self) -> bool {
+        self.started_lines() > self.starts_before
+    }
+
+    /// Waits until the latest spawn has started and accepts connections.
+    fn wait_ready(&mut self, deadline: Instant) -> anyhow::Result<()> {
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                bail!(
+                    "the broker on {} exited during startup ({status}); its log:\n{}",
+                    self.addr,
+                    self.log_tail()
+                );
+            }
+            if self.has_started()
+                && TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the broker did not start on {} within {START_TIMEOUT:?}; its log:\n{}",
+                    self.addr,
+                    self.log_tail()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = read_small(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(30);
+        lines.get(from..).unwrap_or_default().join("\n")
+    }
+}
+
+/// `sluice serve` started by `--start-broker` (one process) or `--cluster N` (N nodes of one
+/// cluster on loopback, each with its own data directory and rack), stopped with SIGTERM by
+/// `stop` (or killed when dropped on an error path, so no broker outlives the benchmark).
+pub struct SpawnedBroker {
+    nodes: Vec<Node>,
+    // Dropped last: removes the logs and, unless the user named one, the data directories.
     _dir: tempfile::TempDir,
 }
 
@@ -277,6 +388,8 @@ pub struct SpawnOptions<'a> {
     pub sluice_bin: Option<&'a Path>,
     pub data_dir: Option<&'a Path>,
     pub extra_args: &'a [String],
+    /// 1: one broker; more: a cluster of node ids 1..=nodes, all of them voters.
+    pub nodes: u32,
 }
 
 impl SpawnedBroker {
@@ -295,7 +408,7 @@ impl SpawnedBroker {
             .prefix("sluice-bench-")
             .tempdir()
             .context("cannot create a temporary directory for the broker")?;
-        let data_dir = match opts.data_dir {
+        let data_root = match opts.data_dir {
             Some(d) => {
                 std::fs::create_dir_all(d)
                     .with_context(|| format!("cannot create {}", d.display()))?;
@@ -303,122 +416,200 @@ impl SpawnedBroker {
             }
             None => dir.path().join("data"),
         };
-        let log_path = dir.path().join("broker.log");
-        let log = File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let log_err = log
-            .try_clone()
-            .context("cannot duplicate the broker log handle")?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let child = Command::new(&bin)
-            .arg("serve")
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--data-dir")
-            .arg(&data_dir)
-            // Group consumers should start at once, not after Kafka's 3 s join window.
-            .args(["--group-initial-rebalance-delay-ms", "0"])
-            // Leave the default HTTP port to a broker the user may be running.
-            .args(["--http-listen", "off"])
-            .args(opts.extra_args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let cluster_ports: Vec<u16> = (0..opts.nodes.max(1))
+            .map(|_| free_port())
+            .collect::<anyhow::Result<_>>()?;
+        let voters = cluster_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut broker = SpawnedBroker {
-            child: Some(child),
-            addr,
-            log_path,
+            nodes: Vec::new(),
             _dir: dir,
         };
+        for (i, cluster_port) in cluster_ports.iter().enumerate() {
+            let id = i + 1;
+            let (data_dir, log_path, cluster_args) = if opts.nodes > 1 {
+                (
+                    data_root.join(format!("node-{id}")),
+                    broker._dir.path().join(format!("node-{id}.log")),
+                    vec![
+                        "--node-id".to_string(),
+                        id.to_string(),
+                        "--cluster-listen".into(),
+                        format!("127.0.0.1:{cluster_port}"),
+                        "--voters".into(),
+                        voters.clone(),
+                        "--rack".into(),
+                        format!("rack-{id}"),
+                    ],
+                )
+            } else {
+                (
+                    data_root.clone(),
+                    broker._dir.path().join("broker.log"),
+                    vec![],
+                )
+            };
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            let mut args: Vec<String> = vec![
+                "serve".into(),
+                "--listen".into(),
+                addr.to_string(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                // Group consumers should start at once, not after Kafka's 3 s join window.
+                "--group-initial-rebalance-delay-ms".into(),
+                "0".into(),
+                // Leave the default HTTP port to a broker the user may be running.
+                "--http-listen".into(),
+                "off".into(),
+            ];
+            args.extend(cluster_args);
+            args.extend(opts.extra_args.iter().cloned());
+            let mut node = Node {
+                child: None,
+                addr,
+                log_path,
+                bin: bin.clone(),
+                args,
+                starts_before: 0,
+            };
+            node.spawn()?;
+            broker.nodes.push(node);
+        }
         broker.wait_ready()?;
         Ok(broker)
     }
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                self.child = None;
-                bail!(
-                    "the broker exited during startup ({status}); its log:\n{}",
-                    self.log_tail()
-                );
-            }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "the broker did not accept connections on {} within {START_TIMEOUT:?}; its log:\n{}",
-                    self.addr,
-                    self.log_tail()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
+        for node in &mut self.nodes {
+            node.wait_ready(deadline)?;
         }
+        Ok(())
     }
 
-    /// `127.0.0.1:PORT`, the bootstrap address.
+    /// Every node's `127.0.0.1:PORT`, comma-separated: the bootstrap servers.
     pub fn bootstrap(&self) -> String {
-        self.addr.to_string()
+        self.nodes
+            .iter()
+            .map(|n| n.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+    /// The running processes' ids, in node order.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(Child::id))
+            .collect()
     }
 
-    /// The last lines the broker wrote, for error messages.
+    /// The Kafka listener of node `id` (1-based).
+    pub fn addr(&self, id: usize) -> Option<SocketAddr> {
+        self.nodes.get(id.checked_sub(1)?).map(|n| n.addr)
+    }
+
+    /// SIGKILL node `id` (1-based) and reap it.
+    pub fn kill9(&mut self, id: usize) -> anyhow::Result<()> {
+        let node = id
+            .checked_sub(1)
+            .and_then(|i| self.nodes.get_mut(i))
+            .with_context(|| format!("no node {id}"))?;
+        let mut child = node
+            .child
+            .take()
+            .with_context(|| format!("node {id} is not running"))?;
+        child
+            .kill()
+            .with_context(|| format!("cannot kill node {id}"))?;
+        child
+            .wait()
+            .with_context(|| format!("cannot reap node {id}"))?;
+        Ok(())
+    }
+
+    /// Starts node `id` (1-based) again after [`Self::kill9`], with the same arguments, and
+    /// waits until it has started.
+    pub fn restart(&mut self, id: usize) -> anyhow::Result<()> {
+        let node = id
+            .checked_sub(1)
+            .and_then(|i| self.nodes.get_mut(i))
+            .with_context(|| format!("no node {id}"))?;
+        if node.child.is_some() {
+            bail!("node {id} is still running");
+        }
+        node.spawn()?;
+        node.wait_ready(Instant::now() + START_TIMEOUT)
+    }
+
+    /// The last lines each broker wrote, for error messages.
     pub fn log_tail(&self) -> String {
-        let log = read_small(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        let from = lines.len().saturating_sub(30);
-        lines.get(from..).unwrap_or_default().join("\n")
+        self.nodes
+            .iter()
+            .map(|n| format!("--- {} ---\n{}", n.addr, n.log_tail()))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
-    /// SIGTERM, then waits for a clean exit (SIGKILL after 30 s).
+    /// SIGTERM to every node at once, then waits for each to exit cleanly (SIGKILL after
+    /// 30 s).
     pub fn stop(mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        let pid = i32::try_from(child.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .context("broker pid out of range")?;
-        if rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_err() {
-            // Already gone; reap it.
-            let _ = child.wait();
-            return Ok(());
+        for node in &mut self.nodes {
+            let Some(child) = node.child.as_mut() else {
+                continue;
+            };
+            let pid = i32::try_from(child.id())
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+                .context("broker pid out of range")?;
+            // An error: already gone (it is reaped below).
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(status)) => {
-                    bail!(
-                        "the broker exited with {status}; its log:\n{}",
-                        self.log_tail()
-                    )
-                }
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                Ok(None) | Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    bail!("the broker did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it");
+        for node in &mut self.nodes {
+            let Some(mut child) = node.child.take() else {
+                continue;
+            };
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) if status.success() => break,
+                    Ok(Some(status)) => {
+                        bail!(
+                            "the broker on {} exited with {status}; its log:\n{}",
+                            node.addr,
+                            node.log_tail()
+                        )
+                    }
+                    Ok(None) if Instant::now() < deadline => {
+                        thread::sleep(Duration::from_millis(20))
+                    }
+                    Ok(None) | Err(_) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        bail!(
+                            "the broker on {} did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it",
+                            node.addr
+                        );
+                    }
                 }
             }
         }
+        Ok(())
     }
 }
 
 impl Drop for SpawnedBroker {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
@@ -508,7 +699,7 @@ mod tests {
         let pid = std::process::id();
         let s = sample(pid).expect("sample self");
         assert!(s.mem.rss > 0 && s.mem.hwm >= s.mem.rss);
-        let sampler = Sampler::start(pid).unwrap();
+        let sampler = Sampler::start(&[pid]).unwrap();
         // Burn a little CPU so the window has something in it.
         let mut x = 0u64;
         let until = Instant::now() + Duration::from_millis(250);
@@ -527,7 +718,9 @@ mod tests {
     #[test]
     fn a_missing_process_is_a_clear_error() {
         // PIDs are below 2^22 on Linux.
-        let err = Sampler::start(u32::MAX - 1).err().expect("no such process");
-        assert!(err.to_string().contains("is PID"), "{err}");
+        let err = Sampler::start(&[u32::MAX - 1])
+            .err()
+            .expect("no such process");
+        assert!(err.to_string().contains("is each running?"), "{err}");
     }
 }

@@ -28,11 +28,27 @@ pub enum BenchCommand {
     /// Produce at a fixed rate with the send time in each payload and consume in the same
     /// process; reports end-to-end latency.
     E2e(E2eArgs),
+    /// Start a cluster (--cluster, default 3 nodes), then kill -9 the leader of a replicated
+    /// partition again and again; reports how long until a new leader is visible and until
+    /// the first acks=all write after the kill is acknowledged.
+    Failover(FailoverArgs),
+}
+
+/// `failover`: trials of killing a partition leader.
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// How many leaders to kill (one trial each; the killed node restarts in between).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub trials: u32,
 }
 
 /// Flags shared by every subcommand: where the broker is, whose CPU and memory to sample,
 /// and how to print.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("spawn").multiple(true).args(["start_broker", "cluster"])))]
 pub struct CommonArgs {
     /// Bootstrap servers (host:port[,host:port…]) [default: 127.0.0.1:9092]
     #[arg(long, conflicts_with = "start_broker")]
@@ -51,14 +67,20 @@ pub struct CommonArgs {
     #[arg(long)]
     pub start_broker: bool,
 
+    /// Start a cluster of this many `sluice serve` nodes on loopback (node ids 1..N, each its
+    /// own data directory and rack), bootstrap from all of them, sample them all (CPU and
+    /// memory summed), and stop them at the end. Pair with --replication-factor.
+    #[arg(long, value_name = "N", conflicts_with_all = ["brokers", "broker_pid"], value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub cluster: Option<u32>,
+
     /// The `sluice` binary for --start-broker [default: `sluice` next to this binary].
-    #[arg(long, value_name = "PATH", requires = "start_broker")]
+    #[arg(long, value_name = "PATH", requires = "spawn")]
     pub sluice_bin: Option<PathBuf>,
 
     /// Data directory for --start-broker; it is kept afterwards, so a later run can start a
     /// broker on the same data (e.g. produce, then consume) [default: a temporary directory
     /// that is removed].
-    #[arg(long, value_name = "DIR", requires = "start_broker")]
+    #[arg(long, value_name = "DIR", requires = "spawn")]
     pub broker_data_dir: Option<PathBuf>,
 
     /// Extra `sluice serve` flag for --start-broker (repeatable), e.g.
@@ -66,7 +88,7 @@ pub struct CommonArgs {
     #[arg(
         long = "broker-arg",
         value_name = "ARG",
-        requires = "start_broker",
+        requires = "spawn",
         allow_hyphen_values = true
     )]
     pub broker_args: Vec<String>,

@@ -303,7 +303,7 @@ pub fn run(
     args: &ConsumeArgs,
     client: &ClientSettings,
     partitions: &[i32],
-    broker_pid: Option<u32>,
+    broker_pids: &[u32],
 ) -> anyhow::Result<Report> {
     let topic = args.common.topic.as_str();
     let from_end = args.from_end && !args.from_beginning;
@@ -335,7 +335,9 @@ pub fn run(
     };
     let shared = Shared::default();
 
-    let sampler = broker_pid.map(Sampler::start).transpose()?;
+    let sampler = (!broker_pids.is_empty())
+        .then(|| Sampler::start(broker_pids))
+        .transpose()?;
     let client_cpu = OwnCpu::start();
     let mut consumers = Vec::with_capacity(threads);
     for source in &sources {

@@ -140,7 +140,7 @@ pub fn run(
     args: &E2eArgs,
     client: &ClientSettings,
     partitions: &[i32],
-    broker_pid: Option<u32>,
+    broker_pids: &[u32],
 ) -> anyhow::Result<Report> {
     if !(args.duration.is_finite() && args.duration > 0.0) {
         bail!("--duration must be a positive number of seconds");
@@ -159,7 +159,9 @@ pub fn run(
     let consumer = consumer_at_high_watermarks(client, topic, partitions)?;
     let received = Received::default();
 
-    let sampler = broker_pid.map(Sampler::start).transpose()?;
+    let sampler = (!broker_pids.is_empty())
+        .then(|| Sampler::start(broker_pids))
+        .transpose()?;
     let client_cpu = OwnCpu::start();
     let mut progress = Progress::new("e2e", !args.common.quiet);
 

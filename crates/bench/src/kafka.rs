@@ -224,3 +224,26 @@ fn wait_for_leaders(
         }
     }
 }
+
+/// Waits (up to 30 s) until the metadata lists `n` brokers: a cluster's nodes serve as soon
+/// as they run, but take replicas only once the controller has let them in (unfenced).
+pub fn wait_for_brokers(client: &ClientSettings, n: usize) -> anyhow::Result<()> {
+    let probe: BaseConsumer<PlainContext> = client
+        .config(&[])
+        .create_with_context(PlainContext(client.lib_log()))
+        .context("cannot create a metadata client")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = probe
+            .fetch_metadata(None, CALL_TIMEOUT)
+            .map(|md| md.brokers().len())
+            .unwrap_or(0);
+        if listed == n {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("the metadata lists {listed} brokers, not {n}, after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -7,13 +7,14 @@
 //! Rust; `sluice bench …` execs it with the same arguments.
 //!
 //! Modules: `cli` (flags), `kafka` (client setup, reachability, topic), `produce`,
-//! `consume`, `e2e` (the three modes), `stats` (histograms, rates), `broker_proc` (/proc
+//! `consume`, `e2e`, `failover` (the modes), `stats` (histograms, rates), `broker_proc` (/proc
 //! sampling, starting `sluice serve`), `report` (JSON, table, progress line).
 
 mod broker_proc;
 mod cli;
 mod consume;
 mod e2e;
+mod failover;
 mod kafka;
 mod produce;
 mod report;
@@ -43,31 +44,32 @@ fn main() -> ExitCode {
     }
 }
 
-/// The broker under test: its address, the PID to sample, and the process when we started
-/// it ourselves.
+/// The broker under test: its address, the PIDs to sample, and the processes when we started
+/// them ourselves.
 struct Target {
     brokers: String,
-    pid: Option<u32>,
+    pids: Vec<u32>,
     spawned: Option<SpawnedBroker>,
 }
 
 fn target(common: &CommonArgs) -> anyhow::Result<Target> {
-    if common.start_broker {
+    if common.start_broker || common.cluster.is_some() {
         let broker = SpawnedBroker::start(&SpawnOptions {
             sluice_bin: common.sluice_bin.as_deref(),
             data_dir: common.broker_data_dir.as_deref(),
             extra_args: &common.broker_args,
+            nodes: common.cluster.unwrap_or(1),
         })?;
         if !common.quiet {
             eprintln!(
-                "started sluice (pid {}) on {}",
-                broker.pid().unwrap_or(0),
+                "started sluice (pid {:?}) on {}",
+                broker.pids(),
                 broker.bootstrap()
             );
         }
         return Ok(Target {
             brokers: broker.bootstrap(),
-            pid: broker.pid(),
+            pids: broker.pids(),
             spawned: Some(broker),
         });
     }
@@ -76,7 +78,7 @@ fn target(common: &CommonArgs) -> anyhow::Result<Target> {
             .brokers
             .clone()
             .unwrap_or_else(|| DEFAULT_BROKERS.to_string()),
-        pid: common.broker_pid,
+        pids: common.broker_pid.into_iter().collect(),
         spawned: None,
     })
 }
@@ -86,10 +88,14 @@ fn run(command: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Produce(a) => &a.common,
         BenchCommand::Consume(a) => &a.common,
         BenchCommand::E2e(a) => &a.common,
+        BenchCommand::Failover(a) => return run_failover(a),
     };
     let target = target(common)?;
     kafka::check_reachable(&target.brokers)?;
     let client = ClientSettings::new(&target.brokers, &common.properties)?;
+    if let Some(nodes) = common.cluster {
+        kafka::wait_for_brokers(&client, usize::try_from(nodes)?)?;
+    }
     let topic = common.topic.as_str();
 
     let report: anyhow::Result<Report> = match command {
@@ -99,9 +105,9 @@ fn run(command: &BenchCommand) -> anyhow::Result<()> {
             a.producer.partitions,
             a.producer.replication_factor,
         )
-        .and_then(|n| produce::run(a, &client, n, target.pid)),
+        .and_then(|n| produce::run(a, &client, n, &target.pids)),
         BenchCommand::Consume(a) => kafka::topic_partitions(&client, topic)
-            .and_then(|p| consume::run(a, &client, &p, target.pid)),
+            .and_then(|p| consume::run(a, &client, &p, &target.pids)),
         BenchCommand::E2e(a) => kafka::ensure_topic(
             &client,
             topic,
@@ -109,7 +115,8 @@ fn run(command: &BenchCommand) -> anyhow::Result<()> {
             a.producer.replication_factor,
         )
         .and_then(|_| kafka::topic_partitions(&client, topic))
-        .and_then(|p| e2e::run(a, &client, &p, target.pid)),
+        .and_then(|p| e2e::run(a, &client, &p, &target.pids)),
+        BenchCommand::Failover(_) => unreachable!("handled above"),
     };
 
     // Print the figures even when the broker then fails to stop cleanly: they were measured.
@@ -122,10 +129,53 @@ fn run(command: &BenchCommand) -> anyhow::Result<()> {
         (Err(e), Ok(())) => return Err(e),
         (Err(e), Err(stop)) => return Err(e.context(format!("{stop:#}"))),
     };
+    print_report(common, &report)?;
+    stopped
+}
+
+fn print_report(common: &CommonArgs, report: &Report) -> anyhow::Result<()> {
     if common.json {
         println!("{}", report.to_json()?);
     } else {
         print!("{}", report.to_table());
     }
+    Ok(())
+}
+
+/// `failover` always runs on a cluster it starts itself: it kills nodes.
+fn run_failover(args: &cli::FailoverArgs) -> anyhow::Result<()> {
+    let common = &args.common;
+    if common.brokers.is_some() || common.broker_pid.is_some() {
+        anyhow::bail!(
+            "failover starts its own cluster (it kills nodes): use --cluster N instead of --brokers"
+        );
+    }
+    let nodes = common.cluster.unwrap_or(3);
+    if nodes < 3 {
+        anyhow::bail!(
+            "--cluster {nodes}: failover needs at least 3 nodes (a quorum must outlive the killed leader)"
+        );
+    }
+    let mut cluster = SpawnedBroker::start(&SpawnOptions {
+        sluice_bin: common.sluice_bin.as_deref(),
+        data_dir: common.broker_data_dir.as_deref(),
+        extra_args: &common.broker_args,
+        nodes,
+    })?;
+    if !common.quiet {
+        eprintln!(
+            "started a {nodes}-node cluster (pids {:?}) on {}",
+            cluster.pids(),
+            cluster.bootstrap()
+        );
+    }
+    let client = ClientSettings::new(&cluster.bootstrap(), &common.properties)?;
+    kafka::wait_for_brokers(&client, usize::try_from(nodes)?)?;
+    let replication_factor = i32::try_from(nodes)?;
+    let report = kafka::ensure_topic(&client, &common.topic, 1, replication_factor)
+        .and_then(|_| failover::run(args, &mut cluster, &client, nodes));
+    let stopped = cluster.stop();
+    let report = Report::Failover(report?);
+    print_report(common, &report)?;
     stopped
 }

@@ -268,7 +268,7 @@ pub fn run(
     args: &ProduceArgs,
     client: &ClientSettings,
     partitions: usize,
-    broker_pid: Option<u32>,
+    broker_pids: &[u32],
 ) -> anyhow::Result<Report> {
     let quota_total = match args.duration {
         Some(d) if !(d.is_finite() && d > 0.0) => {
@@ -289,7 +289,9 @@ pub fn run(
         clients.push(connected_producer(client, &config, topic, &counters)?);
     }
 
-    let sampler = broker_pid.map(Sampler::start).transpose()?;
+    let sampler = (!broker_pids.is_empty())
+        .then(|| Sampler::start(broker_pids))
+        .transpose()?;
     let client_cpu = OwnCpu::start();
     let start = Instant::now();
     let deadline = args.duration.map(|d| start + Duration::from_secs_f64(d));

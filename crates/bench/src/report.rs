@@ -108,6 +108,7 @@ pub enum Report {
     Produce(ProduceReport),
     Consume(ConsumeReport),
     E2e(E2eReport),
+    Failover(crate::failover::FailoverReport),
 }
 
 impl Report {
@@ -190,6 +191,41 @@ impl Report {
                 t.latency("produce", &r.produce_latency_ms, "send → delivery report");
                 t.usage(r.broker.as_ref(), r.client_cpu_s);
             }
+            Report::Failover(r) => {
+                t.title("failover", &r.run);
+                t.row(
+                    "settings",
+                    format!(
+                        "{} nodes, replication factor {}, acks=all, {} trial{}",
+                        r.nodes,
+                        r.nodes,
+                        r.trials,
+                        plural(u64::from(r.trials))
+                    ),
+                );
+                for (label, spread, what) in [
+                    (
+                        "leader",
+                        &r.leader_visible,
+                        "kill -9 → new leader in metadata",
+                    ),
+                    (
+                        "first ack",
+                        &r.first_ack,
+                        "kill -9 → acks=all write acknowledged",
+                    ),
+                ] {
+                    t.row(
+                        label,
+                        format!(
+                            "median {}, p99 {}, max {} ({what})",
+                            millis(spread.median_ms),
+                            millis(spread.p99_ms),
+                            millis(spread.max_ms)
+                        ),
+                    );
+                }
+            }
         }
         t.0
     }
@@ -268,7 +304,11 @@ impl Table {
                 "broker",
                 format!(
                     "pid {}: {:.2} CPU-s ({:.2} cores){}, peak RSS {:.1} MB (VmHWM {:.1} MB)",
-                    b.pid,
+                    b.pids
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join("+"),
                     b.cpu_s,
                     b.cores,
                     b.cpu_s_per_gb
@@ -478,7 +518,7 @@ mod tests {
             },
             client_cpu_s: 1.5,
             broker: Some(BrokerUsage {
-                pid: 42,
+                pids: vec![42],
                 cpu_s: 1.0,
                 cpu_s_per_gb: Some(1.0 / 0.2048),
                 cores: 0.5,

@@ -71,7 +71,13 @@ fn f64_of(v: &Value, path: &[&str]) -> f64 {
 }
 
 fn assert_broker_sampled(report: &Value) {
-    assert!(report["broker"]["pid"].as_u64().unwrap() > 0, "{report}");
+    assert_broker_processes_sampled(report, 1);
+}
+
+fn assert_broker_processes_sampled(report: &Value, processes: usize) {
+    let pids = report["broker"]["pids"].as_array().unwrap();
+    assert_eq!(pids.len(), processes, "{report}");
+    assert!(pids.iter().all(|p| p.as_u64().unwrap() > 0), "{report}");
     assert!(f64_of(report, &["broker", "cpu_s"]) > 0.0, "{report}");
     assert!(
         f64_of(report, &["broker", "cpu_s_per_gb"]) > 0.0,
@@ -161,4 +167,63 @@ fn produce_then_consume_report_sane_figures() {
     assert!(f64_of(&consumed, &["records_per_sec"]) > 0.0, "{consumed}");
     assert!(f64_of(&consumed, &["mb_per_sec"]) > 0.0, "{consumed}");
     assert_broker_sampled(&consumed);
+}
+
+#[test]
+fn a_started_cluster_takes_replicated_acks_all_writes_and_survives_killed_leaders() {
+    let sluice = sluice_bin().expect(
+        "no sluice binary: set SLUICE_BIN or run `cargo build -p sluice` first \
+         (the bench smoke test needs a broker to start)",
+    );
+    let count = RECORDS.to_string();
+    let size = RECORD_SIZE.to_string();
+    let produced = bench(&[
+        "produce",
+        "--cluster",
+        "3",
+        "--replication-factor",
+        "3",
+        "--partitions",
+        "3",
+        "--count",
+        &count,
+        "--record-size",
+        &size,
+        "--acks",
+        "all",
+        "--sluice-bin",
+        sluice.to_str().unwrap(),
+        "--topic",
+        "replicated",
+        "--quiet",
+    ]);
+    assert_eq!(produced["records"].as_u64(), Some(RECORDS), "{produced}");
+    assert_eq!(produced["errors"].as_u64(), Some(0), "{produced}");
+    assert_eq!(
+        produced["brokers"].as_str().map(|b| b.split(',').count()),
+        Some(3),
+        "{produced}"
+    );
+    assert_broker_processes_sampled(&produced, 3);
+
+    let failover = bench(&[
+        "failover",
+        "--cluster",
+        "3",
+        "--trials",
+        "2",
+        "--sluice-bin",
+        sluice.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(failover["mode"], "failover", "{failover}");
+    assert_eq!(failover["nodes"], 3, "{failover}");
+    for series in ["leader_visible_ms", "first_ack_ms"] {
+        let values = failover[series].as_array().unwrap();
+        assert_eq!(values.len(), 2, "{failover}");
+        assert!(
+            values.iter().all(|v| v.as_f64().unwrap() > 0.0),
+            "{failover}"
+        );
+    }
 }

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use sluice_client::{Client, ClientConfig};
 
 /// How long the nodes may take to form the cluster and open their listeners.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -130,6 +131,7 @@ fn start_node(
         .args(["--listen", client_addr])
         .args(["--cluster-listen", cluster_addr])
         .args(["--voters", voters])
+        .args(["--rack", &format!("rack-{id}")])
         .args(["--http-listen", http_addr])
         .arg("--data-dir")
         .arg(&data_dir)
@@ -146,10 +148,13 @@ fn start_node(
     })
 }
 
-/// Waits until every node accepts client connections; a node that exits meanwhile fails
-/// the start with its log's last lines.
+/// Waits until every node has started (logged its started line and accepts client
+/// connections) and the controller has let every node in (none fenced), so that the
+/// cluster takes replicated topics as soon as the bootstrap servers are printed; a node
+/// that exits meanwhile fails the start with its log's last lines.
 fn wait_until_listening(nodes: &mut [Node]) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
+    let started_line = concat!("Sluice ", env!("CARGO_PKG_VERSION"), " started");
     for node in nodes.iter_mut() {
         loop {
             if let Ok(Some(status)) = node.child.try_wait() {
@@ -159,7 +164,9 @@ fn wait_until_listening(nodes: &mut [Node]) -> Result<(), String> {
                     last_lines(&node.log, 5)
                 ));
             }
-            if TcpStream::connect(&node.client_addr).is_ok() {
+            let started =
+                std::fs::read_to_string(&node.log).is_ok_and(|log| log.contains(started_line));
+            if started && TcpStream::connect(&node.client_addr).is_ok() {
                 break;
             }
             if Instant::now() > deadline {
@@ -173,7 +180,38 @@ fn wait_until_listening(nodes: &mut [Node]) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    Ok(())
+    let bootstrap: Vec<&str> = nodes.iter().map(|n| n.client_addr.as_str()).collect();
+    wait_until_unfenced(&bootstrap.join(","), nodes.len(), deadline)
+}
+
+/// Waits until DescribeCluster lists `count` brokers, none of them fenced.
+fn wait_until_unfenced(bootstrap: &str, count: usize, deadline: Instant) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let mut last = String::from("no answer");
+        while Instant::now() < deadline {
+            match Client::connect(bootstrap, ClientConfig::default()).await {
+                Ok(mut client) => match client.describe_cluster().await {
+                    Ok(info) => {
+                        let active = info.brokers.iter().filter(|b| !b.fenced).count();
+                        if active == count {
+                            return Ok(());
+                        }
+                        last = format!("{active} of {count} brokers active");
+                    }
+                    Err(e) => last = e.to_string(),
+                },
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "the cluster did not let every node in within {START_TIMEOUT:?} ({last})"
+        ))
+    })
 }
 
 /// Blocks until SIGINT or SIGTERM, or until a node exits by itself (reported).

@@ -260,8 +260,20 @@ start_broker() {
 
 # start_cluster <slot> <data dir> <log file> [extra serve flags...]: starts nodes 1..$NODES of
 # one cluster (node N logs to <log file>.N; racks rack-N), waits until each logged that it
-# started; sets BOOTSTRAP and BROKER_PIDS. Ports come from the slot's range, as above.
+# started; sets BOOTSTRAP and BROKER_PIDS. Ports come from the slot's range, as above; when
+# another process took one of them first, the whole cluster starts again on other ports.
 start_cluster() {
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    start_cluster_once "$@" && return 0
+    grep -qiE 'in use|AddrInUse' "$3".[0-9]* 2>/dev/null || return 1
+    echo "a port was taken (attempt $attempt); starting the cluster again on other ports" >>"$3"
+    rm -rf "$2" "$3".[0-9]*
+  done
+  return 1
+}
+
+start_cluster_once() {
   local slot="$1" data="$2" log="$3" base id voters i
   shift 3
   local span=$((40000 / JOBS))
@@ -273,7 +285,7 @@ start_cluster() {
   BOOTSTRAP=""
   BROKER_PIDS=()
   for id in $(seq 1 "$NODES"); do
-    port_open $((base + id - 1)) && { echo "port $((base + id - 1)) is taken" >>"$log"; return 1; }
+    port_open $((base + id - 1)) && { echo "port $((base + id - 1)) is taken: address in use" >>"$log.$id"; stop_brokers; return 1; }
     BOOTSTRAP="$BOOTSTRAP${BOOTSTRAP:+,}127.0.0.1:$((base + id - 1))"
     "$SLUICE_BIN" serve --listen "127.0.0.1:$((base + id - 1))" --data-dir "$data/node-$id" \
       --node-id "$id" --cluster-listen "127.0.0.1:$((base + NODES + id - 1))" --voters "$voters" \
@@ -287,7 +299,12 @@ start_cluster() {
       kill -0 "${BROKER_PIDS[$i]}" 2>/dev/null || { echo "node $((i + 1)) exited during startup" >>"$log"; stop_brokers >>"$log"; return 1; }
       grep -q 'Sluice .* started' "$log.$((i + 1))" 2>/dev/null && started=$((started + 1))
     done
-    [ "$started" -eq "$NODES" ] && return 0
+    if [ "$started" -eq "$NODES" ]; then
+      # Replicated topics need every node let in (unfenced) by the controller.
+      local active
+      active="$("$SLUICE_BIN" cluster info --brokers "$BOOTSTRAP" --json --request-timeout-ms 2000 2>/dev/null | grep -o '"fenced":false' | wc -l)"
+      [ "$active" -eq "$NODES" ] && return 0
+    fi
     sleep 0.1
   done
   echo "the cluster did not start within 60 s" >>"$log"

@@ -443,18 +443,30 @@ pub struct Cluster {
     nodes: BTreeMap<i32, Broker>,
     cluster_ports: BTreeMap<i32, u16>,
     voters: String,
+    /// `serve` flags every node gets besides its cluster flags.
+    extra_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts nodes `1..=n` and waits until the cluster has formed.
     pub fn start(n: i32) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    /// Starts nodes `1..=n`, each with extra `serve` flags, and waits until the cluster has
+    /// formed.
+    pub fn start_with(n: i32, args: &[&str]) -> Cluster {
         let order: Vec<i32> = (1..=n).collect();
-        Cluster::start_in_order(&order)
+        Cluster::start_in_order_with(&order, args)
     }
 
     /// Starts the nodes in `order` (ids `1..=order.len()`), each without waiting for the
     /// others, then waits until every node lists every broker.
     pub fn start_in_order(order: &[i32]) -> Cluster {
+        Cluster::start_in_order_with(order, &[])
+    }
+
+    fn start_in_order_with(order: &[i32], args: &[&str]) -> Cluster {
         let cluster_ports: BTreeMap<i32, u16> = order.iter().map(|id| (*id, free_port())).collect();
         let voters = cluster_ports
             .iter()
@@ -465,6 +477,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             cluster_ports,
             voters,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
         };
         for id in order {
             let args = cluster.node_args(*id);
@@ -480,7 +493,7 @@ impl Cluster {
 
     /// The `serve` flags that make a broker node `id` of this cluster.
     pub fn node_args(&self, id: i32) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--node-id".into(),
             id.to_string(),
             "--cluster-listen".into(),
@@ -489,7 +502,9 @@ impl Cluster {
             self.voters.clone(),
             "--rack".into(),
             format!("rack-{id}"),
-        ]
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        args
     }
 
     /// `--voters` of this cluster.

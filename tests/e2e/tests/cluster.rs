@@ -336,3 +336,124 @@ fn a_whole_cluster_stopped_at_once_exits_cleanly() {
         );
     }
 }
+
+/// The first of `n` consecutive loopback ports that were free a moment ago.
+fn free_port_run(n: u16) -> u16 {
+    loop {
+        let first = sluice_e2e::free_port();
+        let rest_free = (1..n).all(|i| {
+            first
+                .checked_add(i)
+                .is_some_and(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        });
+        if rest_free {
+            return first;
+        }
+    }
+}
+
+#[test]
+fn dev_cluster_starts_three_nodes_that_form_one_cluster_and_stops_them_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (kafka, cluster, http) = (free_port_run(3), free_port_run(3), free_port_run(3));
+    let mut child = std::process::Command::new(sluice_e2e::sluice_bin())
+        .args([
+            "dev-cluster",
+            "--base-port",
+            &kafka.to_string(),
+            "--cluster-base-port",
+            &cluster.to_string(),
+            "--http-base-port",
+            &http.to_string(),
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("press Ctrl-C");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let bootstrap = format!(
+        "127.0.0.1:{kafka},127.0.0.1:{},127.0.0.1:{}",
+        kafka + 1,
+        kafka + 2
+    );
+    assert!(
+        printed.contains(&format!("bootstrap servers: {bootstrap}")),
+        "{printed:?}"
+    );
+    let out = run_sluice(
+        &["cluster", "info", "--brokers", &bootstrap, "--json"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.map(|s| s.success()), Some(true), "{out:?}");
+    let info: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let ids: Vec<i64> = info["brokers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["node_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3], "{info}");
+
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "dev-cluster did not stop");
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "dev-cluster exited with {status}");
+    for id in 1..=3 {
+        let log = std::fs::read_to_string(dir.path().join(format!("sluice-dev-cluster/n{id}.log")))
+            .unwrap();
+        assert!(log.contains("shutdown complete"), "node {id}: {log}");
+    }
+}
+
+#[test]
+fn a_killed_node_is_fenced_once_its_cluster_listener_refuses_connections() {
+    // A session timeout of a minute: only the probe of the silent node's cluster listener
+    // can fence it within the test's wait.
+    let mut cluster = Cluster::start_with(3, &["--broker-session-timeout-ms", "60000"]);
+    let (code, _) = cluster.create_topic_via(1, "orphaned", 3).unwrap();
+    assert_eq!(code, NO_ERROR);
+    let victim = 3;
+    cluster.node_mut(victim).kill9();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let fenced = cluster
+            .describe_cluster(1)
+            .is_ok_and(|r| !r.brokers.iter().any(|b| b.broker_id.0 == victim));
+        if fenced {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {victim} was not fenced within 20 s"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let logs: String = [1, 2].iter().map(|id| cluster.node(*id).log()).collect();
+    assert!(
+        logs.contains(&format!(
+            "broker {victim} missed its heartbeats and its cluster listener refuses connections (the process is gone): fencing it"
+        )),
+        "no node logged why it fenced node {victim}"
+    );
+}

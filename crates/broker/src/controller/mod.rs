@@ -8,7 +8,11 @@
 //! - A broker not heard from for `broker.session.timeout.ms` is fenced: it leaves every ISR
 //!   and its leaderships move to in-sync replicas ([`elections`]). Heartbeat times live in
 //!   the controller's memory only, as in Kafka; a new controller gives every broker a full
-//!   session before fencing it.
+//!   session before fencing it. Sooner than Kafka, a broker silent for one and a half
+//!   heartbeat intervals (or not heard from yet by a new controller) whose cluster listener
+//!   refuses connections is fenced at once: its process is gone (killed or crashed), and
+//!   waiting out the session would only keep its partitions leaderless. A slow or unreachable broker (a connect that succeeds or times out) still
+//!   gets its whole session.
 //! - A broker that asks to shut down (SIGTERM) enters controlled shutdown: its leaderships
 //!   move away and it leaves the ISRs while it still serves; once it leads nothing it is
 //!   told to stop, and fenced.
@@ -180,13 +184,29 @@ impl Controller {
         }
         let image = broker.metadata.image();
         let session = Duration::from_millis(broker.config.broker_session_timeout_ms);
-        let expired = self.expired_sessions(&image, session);
-        for id in expired {
-            tracing::warn!(
-                broker = id,
-                session_timeout_ms = broker.config.broker_session_timeout_ms,
-                "broker {id} missed its heartbeats for the session timeout: fencing it"
-            );
+        // A beat and a half late: a live broker's next heartbeat is overdue.
+        let suspect_after =
+            Duration::from_millis(broker.config.broker_heartbeat_interval_ms.saturating_mul(3) / 2);
+        for (id, silence, heard_since_leading) in self.silent_brokers(&image) {
+            // A new controller probes at once the brokers it has not heard from yet: a
+            // dead one would otherwise keep its leaderships through the election and the
+            // grace.
+            let suspect = silence > suspect_after || !heard_since_leading;
+            if silence > session {
+                tracing::warn!(
+                    broker = id,
+                    session_timeout_ms = broker.config.broker_session_timeout_ms,
+                    "broker {id} missed its heartbeats for the session timeout: fencing it"
+                );
+            } else if suspect && cluster_listener_gone(&broker, id).await {
+                tracing::warn!(
+                    broker = id,
+                    silent_ms = silence.as_millis(),
+                    "broker {id} missed its heartbeats and its cluster listener refuses connections (the process is gone): fencing it"
+                );
+            } else {
+                continue;
+            }
             let record = MetadataRecord::BrokerRegistrationChanged {
                 id,
                 fenced: Some(true),
@@ -212,25 +232,25 @@ impl Controller {
         }
     }
 
-    /// Brokers unfenced but not heard from for `session`; a controller that just took
-    /// over counts every broker as heard from at that moment.
-    fn expired_sessions(&self, image: &MetadataImage, session: Duration) -> Vec<i32> {
+    /// Unfenced brokers, how long each has not been heard from (a controller that just took
+    /// over counts every broker as heard from at that moment), and whether this controller
+    /// has heard from it since it took over.
+    fn silent_brokers(&self, image: &MetadataImage) -> Vec<(i32, Duration, bool)> {
         let now = Instant::now();
         let mut contacts = self.contacts.lock();
         let since = *contacts.leading_since.get_or_insert(now);
         image
             .brokers()
             .filter(|b| !b.fenced)
-            .filter(|b| {
-                let heard = contacts
-                    .last_heard
-                    .get(&b.id)
-                    .copied()
-                    .unwrap_or(since)
-                    .max(since);
-                now.duration_since(heard) > session
+            .map(|b| {
+                let last = contacts.last_heard.get(&b.id).copied();
+                let heard = last.unwrap_or(since).max(since);
+                (
+                    b.id,
+                    now.duration_since(heard),
+                    last.is_some_and(|l| l > since),
+                )
             })
-            .map(|b| b.id)
             .collect()
     }
 
@@ -371,4 +391,27 @@ fn leads_nothing(image: &MetadataImage, id: i32) -> bool {
     image
         .topics()
         .all(|t| t.partitions.iter().all(|p| p.leader != id))
+}
+
+/// How long the probe of a silent broker's cluster listener may take to connect.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Whether broker `id`'s cluster listener (its `--voters` address) refuses connections:
+/// nothing listens there, so the process is gone. A connect that succeeds, times out or
+/// fails otherwise says nothing, and a node without voters (no cluster listener) is never
+/// judged this way.
+async fn cluster_listener_gone(broker: &Broker, id: i32) -> bool {
+    let Some(addr) = broker
+        .config
+        .voters
+        .as_ref()
+        .and_then(|voters| voters.get(id))
+        .map(|voter| voter.addr.clone())
+    else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr.as_str())).await,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
 }

@@ -119,11 +119,21 @@ async fn serve_connection(mut stream: TcpStream, addr: SocketAddr, serving: Arc<
         };
         let Some((handler, payload)) = serving.handlers.route(&body) else {
             let kind = body.first().copied().unwrap_or_default();
-            tracing::warn!(
-                %addr,
-                node = peer.from,
-                "closed a cluster connection: request kind {kind} is not served here"
-            );
+            if crate::kinds::RpcKind::from_byte(kind).is_some() {
+                // A kind this node serves once it has started (a peer asked early; it
+                // reconnects and asks again).
+                tracing::debug!(
+                    %addr,
+                    node = peer.from,
+                    "closed a cluster connection: request kind {kind} is not served yet"
+                );
+            } else {
+                tracing::warn!(
+                    %addr,
+                    node = peer.from,
+                    "closed a cluster connection: request kind {kind} is unknown"
+                );
+            }
             return;
         };
         let kind = body.first().copied().unwrap_or_default();
