@@ -4,9 +4,10 @@
 #   tests/kcat/run.sh
 #
 # Starts its own broker on a free port with a temporary data dir (binary: $SLUICE_BIN, else
-# <repo>/target/debug/sluice), runs the checks, stops the broker with SIGTERM, and prints
-# "N passed, N failed". Exits non-zero if any check failed. Installs kcat with apt-get when
-# it is missing and we are root.
+# <repo>/target/debug/sluice), runs the checks, then does the same with a second broker with
+# TLS and SASL listeners (certificates made by tests/lib/make-test-certs.sh with openssl),
+# stops the broker with SIGTERM, and prints "N passed, N failed". Exits non-zero if any check
+# failed. Installs kcat with apt-get when it is missing and we are root.
 set -u -o pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -91,22 +92,33 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
+# Starts a broker with data in $DATA_DIR and extra `serve` flags, in which @PORT@, @PORT2@ and
+# @PORT3@ stand for free ports (@PORT@ is the one clients bootstrap from, $BROKER); waits for
+# its "started" line.
+DATA_DIR="$WORK/data"
 start_broker() {
+  local started_before
   for _ in 1 2 3; do
     PORT="$(free_port)"
-    "$SLUICE_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" \
-      --group-initial-rebalance-delay-ms 0 --http-listen off "$@" >>"$LOG" 2>&1 &
+    PORT2="$(free_port)"
+    PORT3="$(free_port)"
+    local -a args=("${@//@PORT@/$PORT}")
+    args=("${args[@]//@PORT2@/$PORT2}")
+    args=("${args[@]//@PORT3@/$PORT3}")
+    started_before="$(grep -c 'Sluice .* started' "$LOG" 2>/dev/null)"
+    "$SLUICE_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA_DIR" \
+      --group-initial-rebalance-delay-ms 0 --http-listen off "${args[@]}" >>"$LOG" 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 1 300); do
       if ! kill -0 "$BROKER_PID" 2>/dev/null; then break; fi
-      if port_open "$PORT"; then
+      if [ "$(grep -c 'Sluice .* started' "$LOG")" -gt "${started_before:-0}" ] && port_open "$PORT"; then
         BROKER="127.0.0.1:$PORT"
         return 0
       fi
       sleep 0.1
     done
     if kill -0 "$BROKER_PID" 2>/dev/null; then
-      echo "broker did not accept connections within 30 s" >&2
+      echo "broker did not start within 30 s" >&2
       return 1
     fi
     wait "$BROKER_PID" 2>/dev/null
@@ -268,6 +280,109 @@ if kill -0 "$BROKER_PID" 2>/dev/null; then
   pass "broker still running after all checks"
 else
   fail "broker still running after all checks"
+fi
+
+# --- TLS and SASL ------------------------------------------------------------------------
+# A second broker with PLAINTEXT, SSL (client certificates requested) and SASL_SSL listeners,
+# certificates made by openssl, and the bootstrap user admin (SCRAM-SHA-256 and -512).
+# librdkafka 2.0.2 sends a SCRAM client-final nonce that libraries checking RFC 5802 to the
+# letter refuse; this kcat must log in all the same.
+stop_broker
+LOG="$WORK/secure-broker.log"
+DATA_DIR="$WORK/secure-data"
+CERTS="$WORK/certs"
+if ! out="$("$REPO_ROOT/tests/lib/make-test-certs.sh" "$CERTS" 2>&1)"; then
+  fail "make test certificates with openssl" "$out"
+  exit 1
+fi
+export SLUICE_BOOTSTRAP_USER=admin:admin-secret
+if ! start_broker --listeners "PLAINTEXT://127.0.0.1:@PORT@,SSL://127.0.0.1:@PORT2@,SASL_SSL://127.0.0.1:@PORT3@" \
+  --ssl-cert-file "$CERTS/server.pem" --ssl-key-file "$CERTS/server.key" \
+  --ssl-ca-file "$CERTS/ca.pem" --ssl-client-auth requested; then
+  fail "secured broker starts"
+  exit 1
+fi
+unset SLUICE_BOOTSTRAP_USER
+SSL_BROKER="127.0.0.1:$PORT2"
+SASL_SSL_BROKER="127.0.0.1:$PORT3"
+echo "secured broker: PLAINTEXT $BROKER, SSL $SSL_BROKER, SASL_SSL $SASL_SSL_BROKER (pid $BROKER_PID)"
+
+# kcat over SASL_SSL with MECHANISM USER PASSWORD, then kcat's own arguments.
+kc_sasl() {
+  local mechanism="$1" user="$2" password="$3"
+  shift 3
+  timeout "$KCAT_TIMEOUT" kcat -b "$SASL_SSL_BROKER" -X security.protocol=SASL_SSL \
+    -X "ssl.ca.location=$CERTS/ca.pem" -X "sasl.mechanisms=$mechanism" \
+    -X "sasl.username=$user" -X "sasl.password=$password" "$@"
+}
+
+# kcat over SSL with the client certificate (CN=alice,OU=eng,O=sluice).
+kc_mtls() {
+  timeout "$KCAT_TIMEOUT" kcat -b "$SSL_BROKER" -X security.protocol=SSL \
+    -X "ssl.ca.location=$CERTS/ca.pem" -X "ssl.certificate.location=$CERTS/client.pem" \
+    -X "ssl.key.location=$CERTS/client.key" "$@"
+}
+
+# Produces 1,000 keyed records with the client command NAME (kc_sasl MECHANISM admin ...,
+# kc_mtls) and reads them back exactly.
+check_secure_round_trip() {
+  local what="$1" topic="kcat-secure-$2-$RUN_ID" n=1000 input out
+  shift 2
+  input="$(for i in $(seq 0 $((n - 1))); do printf 'key-%d:value %d\n' "$((i % 37))" "$i"; done)"
+  if ! out="$(printf '%s\n' "$input" | "$@" -P -t "$topic" -K: 2>"$ERR")"; then
+    fail "$what: produce $n keyed records" "$out$(errs)"
+    return
+  fi
+  if ! out="$("$@" -C -t "$topic" -e -o beginning -f '%k:%s\n' 2>"$ERR")"; then
+    fail "$what: consume $n keyed records" "$out$(errs)"
+    return
+  fi
+  if [ "$out" = "$input" ]; then
+    pass "$what: produce and read back $n keyed records"
+  else
+    fail "$what: produce and read back $n keyed records" "$(diff <(printf '%s\n' "$input") <(printf '%s\n' "$out") | head -20)$(errs)"
+  fi
+}
+
+# A client that cannot authenticate: kcat -L (waiting at most 5 s for metadata) fails with
+# WANT in its log, all within 10 s.
+check_refused() {
+  local what="$1" want="$2" started elapsed out
+  shift 2
+  started="$(date +%s%N)"
+  out="$("$@" -L -m 5 2>&1)"
+  local rc=$?
+  elapsed=$((($(date +%s%N) - started) / 1000000))
+  if [ "$rc" -ne 0 ] && grep -qF -- "$want" <<<"$out" && [ "$elapsed" -lt 10000 ]; then
+    pass "$what: refused within 10 s ($elapsed ms) with '$want'"
+  else
+    fail "$what: refused within 10 s with '$want' (exit $rc after $elapsed ms)" "$(tail -n 5 <<<"$out")"
+  fi
+}
+
+check_secure_round_trip "SASL_SSL SCRAM-SHA-256" scram256 kc_sasl SCRAM-SHA-256 admin admin-secret
+check_secure_round_trip "SASL_SSL SCRAM-SHA-512" scram512 kc_sasl SCRAM-SHA-512 admin admin-secret
+check_secure_round_trip "SASL_SSL PLAIN" plain kc_sasl PLAIN admin admin-secret
+check_secure_round_trip "SSL with a client certificate" mtls kc_mtls
+SCRAM_FAILED="Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"
+check_refused "SCRAM-SHA-256 with a wrong password" "$SCRAM_FAILED" kc_sasl SCRAM-SHA-256 admin wrong
+check_refused "SCRAM-SHA-256 as an unknown user" "$SCRAM_FAILED" kc_sasl SCRAM-SHA-256 nobody admin-secret
+check_refused "PLAIN with a wrong password" "Authentication failed: Invalid username or password" \
+  kc_sasl PLAIN admin wrong
+check_refused "a mechanism the broker does not offer (OAUTHBEARER)" "Unsupported SASL mechanism" \
+  kc_sasl OAUTHBEARER admin admin-secret -X enable.sasl.oauthbearer.unsecure.jwt=true \
+  -X "sasl.oauthbearer.config=principal=admin"
+check_refused "a plaintext client on the SSL port" "Failed to acquire metadata" \
+  timeout "$KCAT_TIMEOUT" kcat -b "$SSL_BROKER"
+if grep -q "plaintext client on TLS listener SSL://$SSL_BROKER" "$LOG"; then
+  pass "the broker logs the plaintext client on its TLS listener"
+else
+  fail "the broker logs the plaintext client on its TLS listener" "$(tail -n 20 "$LOG")"
+fi
+if out="$(kc -L 2>&1)" && grep -qE "^ +broker 1 at $BROKER" <<<"$out"; then
+  pass "the secured broker still serves after the refused clients"
+else
+  fail "the secured broker still serves after the refused clients" "$out"
 fi
 
 finish

@@ -134,6 +134,7 @@ class Broker {
   }
 
   async _spawnAndWait() {
+    const extra = typeof this.args === 'function' ? await this.args(this.port) : this.args
     const args = [
       'serve',
       '--listen',
@@ -145,7 +146,7 @@ class Broker {
       // Test brokers run side by side: none takes the default HTTP port.
       '--http-listen',
       'off',
-      ...this.args,
+      ...extra,
     ]
     fs.mkdirSync(path.dirname(this.logFile), { recursive: true })
     fs.appendFileSync(this.logFile, `\n=== ${SLUICE_BIN} ${args.join(' ')}\n`)
@@ -239,7 +240,9 @@ const FAST_RETRY = { initialRetryTime: 100, maxRetryTime: 1000, retries: 5 }
 /**
  * Registers before/after hooks that start and stop one broker (or a cluster) for the current
  * test file and returns a context with helpers bound to it. Options:
- *   - args: extra `sluice serve` flags, e.g. ['--auto-create-topics', 'false']
+ *   - args: extra `sluice serve` flags, e.g. ['--auto-create-topics', 'false'], or (a single
+ *     broker) a function of the port clients bootstrap from that returns them (or a promise
+ *     of them), e.g. to name that port in `--listeners`
  *   - nodes: how many nodes (default 1); more than one start a cluster of node ids 1..nodes
  *     (each its own rack `rack-<id>`) and clients bootstrap from all of them
  */

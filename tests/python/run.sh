@@ -16,4 +16,4 @@ if [ ! -f "$stamp" ] || ! cmp -s requirements.txt "$stamp"; then
   cp requirements.txt "$stamp"
 fi
 
-exec .venv/bin/python -m pytest -q "$@" test_kafka_python.py test_confluent_kafka.py
+exec .venv/bin/python -m pytest -q "$@" test_kafka_python.py test_confluent_kafka.py test_security.py

@@ -6,6 +6,7 @@ stops it with SIGTERM.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,8 +40,12 @@ def tail(path, lines=200):
 
 
 class Broker:
-    def __init__(self, root):
+    """`extra_args(port)`, when given, returns more `serve` flags for the port clients
+    bootstrap from (e.g. to name it in `--listeners`)."""
+
+    def __init__(self, root, extra_args=None):
         self.root = Path(root)
+        self.extra_args = extra_args or (lambda port: [])
         self.log_path = self.root / "broker.log"
         self.proc = None
         self.port = None
@@ -63,8 +68,10 @@ class Broker:
                 "--data-dir", str(self.root / "data"),
                 "--group-initial-rebalance-delay-ms", "0",
                 "--http-listen", "off",
+                *self.extra_args(self.port),
             ]
             with open(self.log_path, "a") as log:
+                log_start = log.tell()
                 log.write(f"\n=== {' '.join(args)}\n")
                 log.flush()
                 self.proc = subprocess.Popen(
@@ -75,7 +82,7 @@ class Broker:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     break
-                if can_connect(self.port):
+                if self.started_since(log_start) and can_connect(self.port):
                     return
                 time.sleep(0.05)
             if self.proc.poll() is None:
@@ -85,6 +92,17 @@ class Broker:
             if "in use" not in tail(self.log_path, 20).lower():
                 break
         raise last
+
+    def started_since(self, offset):
+        """Whether the log logged `Sluice <version> started` after `offset`: the broker's
+        logs are open (it binds its port before that)."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return False
+        return re.search(r"Sluice \S+ started", text) is not None
 
     def stop(self, timeout=10):
         if self.proc is None or self.proc.poll() is not None:

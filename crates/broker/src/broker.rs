@@ -1,7 +1,6 @@
 //! The broker's shared state: configuration, metadata, partitions and
 //! coordinators, wired together once at start-up.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica_fetcher::ReplicaFetchers;
 use crate::replica_manager::ReplicaManager;
+use crate::security::{BoundListeners, Security};
 use crate::server::StartError;
 use crate::topic_admin::{CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::topic_config::TopicSettings;
@@ -39,9 +39,9 @@ use crate::txn_wiring::{BrokerProducerIds, PartitionMarkerWriter};
 pub struct Broker {
     /// The configuration the broker started with.
     pub config: BrokerConfig,
-    /// Host and port advertised to clients.
+    /// Host advertised to clients of the first listener.
     pub advertised_host: String,
-    /// Port advertised to clients.
+    /// Port advertised to clients of the first listener.
     pub advertised_port: i32,
     /// This cluster's id (generated on first start, kept in `meta/`).
     pub cluster_id: String,
@@ -77,6 +77,10 @@ pub struct Broker {
     pub fd_budget: FdBudget,
     /// Connections open now against `max-connections` and `max-connections-per-ip`.
     pub(crate) connection_limits: Arc<ConnectionLimits>,
+    /// Where clients reach each listener of this broker, as registered in the metadata.
+    pub endpoints: Vec<EndpointRecord>,
+    /// TLS, SASL and the credentials they check.
+    pub security: Arc<Security>,
     /// This node's part of the cluster (its transport to the other nodes, the request
     /// handlers it answers them with, the metadata quorum), when it is one of a cluster
     /// started with `--cluster-listen` and `--voters`.
@@ -129,7 +133,7 @@ const CLUSTER_FRAME_OVERHEAD: usize = 1024 * 1024;
 /// once it has joined the cluster and caught up.
 pub(crate) async fn open_broker(
     config: BrokerConfig,
-    bound: SocketAddr,
+    bound: impl Into<BoundListeners>,
     recover: bool,
     fd_budget: FdBudget,
     clock: Arc<dyn Clock>,
@@ -165,7 +169,7 @@ pub(crate) async fn open_broker(
 pub(crate) async fn open_broker_with_metadata(
     config: BrokerConfig,
     metadata: Arc<MetadataStore>,
-    bound: SocketAddr,
+    bound: impl Into<BoundListeners>,
     recover: bool,
     fd_budget: FdBudget,
     clock: Arc<dyn Clock>,
@@ -174,7 +178,11 @@ pub(crate) async fn open_broker_with_metadata(
     let meta_dir = config.data_dir.join("meta");
     let cluster_id = load_or_create_cluster_id(&meta_dir)?;
     let directory_id = load_or_create_directory_id(&meta_dir)?;
-    let (advertised_host, advertised_port) = config.advertised(bound);
+    let endpoints = config.advertised_endpoints(&bound.into().resolve(&config));
+    let (advertised_host, advertised_port) = endpoints
+        .first()
+        .map_or((String::new(), 0), |e| (e.host.clone(), e.port));
+    let security = Arc::new(Security::from_config(&config, metadata.clone())?);
     let metrics = Arc::new(Metrics::default());
     let logs = LogManager::new(
         config.data_dir.clone(),
@@ -246,6 +254,8 @@ pub(crate) async fn open_broker_with_metadata(
         metrics,
         fd_budget,
         connection_limits,
+        endpoints,
+        security,
         cluster: std::sync::OnceLock::new(),
         config,
     });
@@ -273,6 +283,12 @@ pub(crate) async fn open_broker_with_metadata(
                 .map(|t| (t, broker.topic_settings(image, t), t.partitions_on(node))),
             recover,
         )?;
+        broker.security.refresh_acls(image);
+        broker
+            .metadata
+            .subscribe(Arc::new(crate::security::AclPublisher(
+                broker.security.clone(),
+            )));
         broker.metadata.subscribe(broker.log_reconciler.clone());
         // After the logs: a coordinator partition is loaded from its opened log.
         broker
@@ -283,6 +299,7 @@ pub(crate) async fn open_broker_with_metadata(
         Ok::<_, StartError>(opened)
     })?;
     register(&broker, directory_id).await?;
+    crate::security::ensure_bootstrap_user(&broker.config, &broker.metadata).await?;
     broker.producer_ids.reserve_ahead().await?;
     crate::coordinator_load::load_all(&broker)?;
     Ok((broker, opened))
@@ -297,12 +314,7 @@ async fn register(broker: &Arc<Broker>, incarnation_id: uuid::Uuid) -> Result<()
     let record = MetadataRecord::BrokerRegistered {
         id: broker.node_id(),
         incarnation_id,
-        endpoints: vec![EndpointRecord {
-            listener: PLAINTEXT.to_string(),
-            host: broker.advertised_host.clone(),
-            port: broker.advertised_port,
-            security_protocol: PLAINTEXT.to_string(),
-        }],
+        endpoints: broker.endpoints.clone(),
         rack: broker.config.rack.clone(),
         fenced: clustered,
     };
@@ -330,9 +342,6 @@ fn registered_as(
         b.fenced,
     )
 }
-
-/// The listener name (and security protocol) of the one listener a broker has today.
-pub const PLAINTEXT: &str = "PLAINTEXT";
 
 /// Refuses a data directory written in the other mode: a single node's metadata log
 /// cannot seed a cluster node, and a cluster node's quorum state means nothing to a single

@@ -16,6 +16,7 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 use sluice_cluster::Voters;
+use sluice_security::listener::ListenerSpec;
 
 use crate::topic_config::ConfigType;
 
@@ -370,6 +371,133 @@ broker_settings! {
         shown_default: Some("none"),
         value_name: Some("HOST,..."),
     }
+    /// Kafka listeners, `NAME://host:port` comma-separated (e.g.
+    /// `PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093`); names other than the protocols
+    /// need `listener-security-protocol-map`. Replaces `listen` when set.
+    listeners: Option<String> = None, {
+        shown_default: Some("`PLAINTEXT://` and `listen`"),
+        value_name: Some("NAME://HOST:PORT,..."),
+    }
+    /// Where clients reach each listener, `NAME://host:port` comma-separated; a listener
+    /// not named here advertises its bound address.
+    advertised_listeners: Option<String> = None, {
+        shown_default: Some("each listener's address"),
+        value_name: Some("NAME://HOST:PORT,..."),
+    }
+    /// The security protocol of each custom listener name, `NAME:PROTOCOL` comma-separated
+    /// (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).
+    listener_security_protocol_map: Option<String> = None, {
+        kafka_names: &["listener.security.protocol.map"],
+        shown_default: Some("each protocol name maps to itself"),
+        value_name: Some("NAME:PROTOCOL,..."),
+    }
+    /// The TLS listeners' certificate chain (PEM), reloaded when it changes and on SIGHUP.
+    ssl_cert_file: Option<String> = None, {
+        shown_default: Some("none"),
+        value_name: Some("PEM"),
+    }
+    /// The TLS listeners' private key (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted).
+    ssl_key_file: Option<String> = None, {
+        shown_default: Some("none"),
+        value_name: Some("PEM"),
+    }
+    /// The CA certificates (PEM) client certificates must chain to.
+    ssl_ca_file: Option<String> = None, {
+        shown_default: Some("none"),
+        value_name: Some("PEM"),
+    }
+    /// Whether TLS clients present a certificate: `none`, `requested` (one without connects
+    /// as `User:ANONYMOUS`) or `required`.
+    ssl_client_auth: String = "none".to_string(), {
+        kafka_names: &["ssl.client.auth"],
+        value_name: Some("none|requested|required"),
+    }
+    /// How a client certificate's subject (`CN=alice,OU=eng,O=sluice`) becomes the principal
+    /// name: `RULE:pattern/replacement/[LU]` and `DEFAULT`, comma-separated.
+    ssl_principal_mapping_rules: String = "DEFAULT".to_string(), {
+        kafka_names: &["ssl.principal.mapping.rules"],
+        value_name: Some("RULES"),
+    }
+    /// The SASL mechanisms SASL listeners offer: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512,
+    /// OAUTHBEARER (unsecured JWTs), comma-separated.
+    sasl_mechanisms: String = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".to_string(), {
+        kafka_names: &["sasl.enabled.mechanisms"],
+        value_name: Some("MECHANISMS"),
+    }
+    /// Scopes an OAUTHBEARER token must grant, space-separated.
+    sasl_oauthbearer_required_scopes: Option<String> = None, {
+        shown_default: Some("none"),
+        value_name: Some("SCOPES"),
+    }
+    /// The OAUTHBEARER token claim naming the principal.
+    sasl_oauthbearer_sub_claim_name: String = "sub".to_string(), {
+        kafka_names: &["sasl.oauthbearer.sub.claim.name"],
+        value_name: Some("CLAIM"),
+    }
+    /// The OAUTHBEARER token claim holding its scopes.
+    sasl_oauthbearer_scope_claim_name: String = "scope".to_string(), {
+        kafka_names: &["sasl.oauthbearer.scope.claim.name"],
+        value_name: Some("CLAIM"),
+    }
+    /// Clock skew tolerated when checking an OAUTHBEARER token's `exp` and `iat`.
+    sasl_oauthbearer_clock_skew_seconds: i64 = 30, {
+        kafka_names: &["sasl.oauthbearer.clock.skew.seconds"],
+        range: Some(0..=INT_MAX),
+    }
+    /// The longest a SASL session lasts before the client must re-authenticate (KIP-368);
+    /// `0` for no limit (a token's own expiry still applies).
+    connections_max_reauth_ms: i64 = 0, {
+        kafka_names: &["connections.max.reauth.ms"],
+        range: Some(0..=LONG_MAX),
+    }
+    /// The largest frame a client may send before it has authenticated (512 KiB).
+    sasl_server_max_receive_size: usize = 524_288, {
+        kafka_names: &["sasl.server.max.receive.size"],
+        range: Some(1024..=INT_MAX),
+    }
+    /// How long a failed authentication waits before it is answered and the connection
+    /// closed.
+    connection_failed_authentication_delay_ms: u64 = 100, {
+        kafka_names: &["connection.failed.authentication.delay.ms"],
+        range: Some(0..=INT_MAX),
+    }
+    /// How long a client may take for the TLS handshake and SASL authentication.
+    authentication_timeout_ms: u64 = 30_000, {
+        range: Some(1..=INT_MAX),
+    }
+    /// `user:password` of a user created with SCRAM-SHA-256 and SCRAM-SHA-512 credentials at
+    /// start when it has none (e.g. the first super user).
+    bootstrap_user: Option<String> = None, {
+        shown_default: Some("none"),
+        value_name: Some("USER:PASSWORD"),
+        sensitive: true,
+    }
+    /// Enforce ACLs: `on` or `off`. The ACL APIs work either way, so ACLs can be prepared
+    /// before enforcement is switched on.
+    authorizer: String = "off".to_string(), {
+        value_name: Some("on|off"),
+    }
+    /// Principals allowed everything, `;`-separated (e.g. `User:admin;User:CN=ops`).
+    super_users: Option<String> = None, {
+        kafka_names: &["super.users"],
+        shown_default: Some("none"),
+        value_name: Some("PRINCIPALS"),
+    }
+    /// With the authorizer on, allow a request on a resource no ACL applies to.
+    allow_everyone_if_no_acl_found: bool = false, {
+        kafka_names: &["allow.everyone.if.no.acl.found"],
+    }
+    /// Samples a client quota's rate is measured over (the rate spans at least this many
+    /// less one windows, so a new client may burst that long before it is throttled).
+    quota_window_num: u32 = 11, {
+        kafka_names: &["quota.window.num"],
+        range: Some(1..=INT_MAX),
+    }
+    /// The length of one quota sample.
+    quota_window_size_seconds: u32 = 1, {
+        kafka_names: &["quota.window.size.seconds"],
+        range: Some(1..=INT_MAX),
+    }
 }
 
 /// What the web console may do (see the `console` setting).
@@ -425,6 +553,8 @@ pub struct SettingOptions {
     pub shown_default: Option<&'static str>,
     /// The placeholder of the flag's value in `--help`, when not the upper-cased name.
     pub value_name: Option<&'static str>,
+    /// Whether the value is a secret: never shown in `--help` or DescribeConfigs.
+    pub sensitive: bool,
 }
 
 impl SettingOptions {
@@ -436,6 +566,7 @@ impl SettingOptions {
         needs_restart: true,
         shown_default: None,
         value_name: None,
+        sensitive: false,
     };
 }
 
@@ -449,10 +580,10 @@ pub enum KafkaValue {
     /// The configured value, or Kafka's "no limit" for a DOUBLE (Java's `Double.MAX_VALUE`)
     /// when unset.
     UnsetIsDoubleMax,
-    /// The listener: `PLAINTEXT://` and the configured address.
+    /// The listeners, `NAME://address` each (`PLAINTEXT://` and `listen` by default).
     PlaintextListener,
-    /// The address clients are told to use, as worked out at start-up (`PLAINTEXT://`
-    /// host:port; the port bound when `listen` asked for port 0).
+    /// The addresses clients are told to use, as worked out at start-up (`NAME://host:port`
+    /// per listener; the port bound when a listener asked for port 0).
     Advertised,
     /// The connection limit the broker settled on at start-up, within the open-files limit.
     EffectiveConnections,
@@ -690,6 +821,15 @@ impl SettingValue for Option<String> {
     }
 }
 
+impl SettingValue for String {
+    fn parse_flag(text: &str) -> Result<Self, String> {
+        Ok(text.to_string())
+    }
+    fn show(&self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
 impl SettingValue for Option<Voters> {
     fn parse_flag(text: &str) -> Result<Self, String> {
         text.parse().map(Some)
@@ -753,24 +893,33 @@ impl BrokerConfig {
         for setting in SETTINGS {
             setting.check(self)?;
         }
+        let listeners = self.listener_specs()?;
         if let Some(http) = self.http_listen
-            && listeners_collide(self.listen, http)
+            && let Some(kafka) = listeners
+                .iter()
+                .find(|l| listeners_collide(l.address, http))
         {
+            let which = match self.listeners {
+                None => format!("listen {}", self.listen),
+                Some(_) => format!("listener {kafka}"),
+            };
             return Err(ConfigError::Invalid {
                 name: "http-listen".into(),
                 reason: format!(
-                    "{http} overlaps the Kafka listener (listen {}): the HTTP and Kafka listeners need different ports",
-                    self.listen
+                    "{http} overlaps the Kafka listener ({which}): the HTTP and Kafka listeners need different ports"
                 ),
             });
         }
-        self.check_advertised()?;
-        self.check_cluster()
+        if self.listeners.is_none() {
+            self.check_advertised()?;
+        }
+        self.check_cluster(&listeners)?;
+        self.check_security(&listeners)
     }
 
     /// Cluster mode needs both the cluster listener and the voters, with this node among
-    /// the voters at the port it listens on; a single node has neither.
-    fn check_cluster(&self) -> Result<(), ConfigError> {
+    /// the voters at the port it listens on, and a port of its own; a single node has neither.
+    fn check_cluster(&self, listeners: &[ListenerSpec]) -> Result<(), ConfigError> {
         let invalid = |name: &str, reason: String| ConfigError::Invalid {
             name: name.into(),
             reason,
@@ -820,16 +969,18 @@ impl BrokerConfig {
                 ),
             ));
         }
-        for (other, addr) in [
-            ("listen", Some(self.listen)),
-            ("http-listen", self.http_listen),
-        ] {
-            if let Some(addr) = addr
-                && listeners_collide(listen, addr)
-            {
+        let kafka = listeners.iter().map(|l| match self.listeners {
+            None => (format!("listen {}", l.address), l.address),
+            Some(_) => (format!("listener {l}"), l.address),
+        });
+        let http = self
+            .http_listen
+            .map(|addr| (format!("http-listen {addr}"), addr));
+        for (other, addr) in kafka.chain(http) {
+            if listeners_collide(listen, addr) {
                 return Err(invalid(
                     "cluster-listen",
-                    format!("{listen} overlaps {other} {addr}: every listener needs its own port"),
+                    format!("{listen} overlaps {other}: every listener needs its own port"),
                 ));
             }
         }
@@ -1114,6 +1265,16 @@ mod tests {
                 cluster("127.0.0.1:9092", "2@127.0.0.1:9092"),
                 "invalid value for cluster-listen: 127.0.0.1:9092 overlaps listen \
                  127.0.0.1:9092: every listener needs its own port",
+            ),
+            (
+                BrokerConfig {
+                    listeners: Some(
+                        "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9192".into(),
+                    ),
+                    ..cluster("127.0.0.1:9192", voters)
+                },
+                "invalid value for cluster-listen: 127.0.0.1:9192 overlaps listener \
+                 SASL_PLAINTEXT://127.0.0.1:9192: every listener needs its own port",
             ),
             (
                 BrokerConfig {

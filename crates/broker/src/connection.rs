@@ -38,8 +38,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use crate::broker::Broker;
 use crate::handlers::fetch::response_limit;
 use crate::metrics::Metrics;
+use crate::quotas::QuotaKind;
 use crate::request::{ConnectionIdentity, Reply, RequestContext, RequestHeader};
 use crate::router;
+use crate::sasl;
 use crate::session::Session;
 
 /// Requests whose responses may be outstanding on one connection. acks=all
@@ -59,6 +61,8 @@ const READ_BUFFER: usize = 64 * 1024;
 enum Pending {
     Ready(ResponseKind),
     Task(tokio::task::JoinHandle<ResponseKind>),
+    /// A raw SASL token (after SaslHandshake v0): framed without a response header.
+    Raw(Bytes),
 }
 
 struct Outgoing {
@@ -70,6 +74,40 @@ struct Outgoing {
     legacy: Option<LegacyReply>,
     /// Held by a fetch until its response is written (see `MAX_FETCHES_IN_FLIGHT`).
     _fetch_permit: Option<OwnedSemaphorePermit>,
+    /// The client quota this response counts against.
+    throttle: Throttle,
+}
+
+/// How a response is throttled (KIP-219): it carries `throttle_time_ms` and the connection
+/// then reads nothing for that long.
+enum Throttle {
+    /// No quota applies.
+    None,
+    /// Worked out when the request was read (Produce counts request bytes).
+    Known(i64),
+    /// Worked out from the response (Fetch counts response bytes).
+    FetchBytes { user: String, client_id: String },
+}
+
+/// Until when the connection reads nothing (a throttled client).
+#[derive(Default)]
+struct Mute(parking_lot::Mutex<Option<tokio::time::Instant>>);
+
+impl Mute {
+    /// Mutes for `ms` from now (never shortening a longer mute).
+    fn for_ms(&self, ms: i64) {
+        let Ok(ms) = u64::try_from(ms) else { return };
+        let until = tokio::time::Instant::now() + Duration::from_millis(ms);
+        let mut current = self.0.lock();
+        if current.is_none_or(|c| c < until) {
+            *current = Some(until);
+        }
+    }
+
+    /// Until when, if muted.
+    fn until(&self) -> Option<tokio::time::Instant> {
+        *self.0.lock()
+    }
 }
 
 /// What encoding a response to a legacy request needs beyond the response.
@@ -118,7 +156,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ConnectionStream for Sh
 enum Next {
     Continue,
     Close,
+    /// Close once the answer is out and the client has closed its end (or
+    /// [`LINGER_AFTER_FAILED_AUTHENTICATION`] has passed).
+    CloseAfterClient,
 }
+
+/// How long a connection whose authentication failed stays open after its answer, for the
+/// client to read it and close first: a client that reads the answer and the end of the
+/// stream in one go may report only the end (kafka-python does), not why it was refused.
+const LINGER_AFTER_FAILED_AUTHENTICATION: Duration = Duration::from_secs(1);
 
 /// Serves one connection until the client closes it, sends something
 /// undecodable, or the broker shuts down.
@@ -130,36 +176,71 @@ pub async fn serve_connection<S: ConnectionStream>(
 ) {
     let _open = broker.metrics.connection_opened();
     let peer = identity.peer;
-    let session = Session::new(identity);
+    let tls_listener = identity.security_protocol.uses_tls();
+    let mut session = Session::new(identity, broker.security.auth_timeout);
     let (mut reader, writer) = stream.into_halves();
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
     let unanswered = Arc::new(AtomicUsize::new(0));
+    let mute = Arc::new(Mute::default());
     let writer_task = tokio::spawn(write_responses(
         writer,
         rx,
         peer,
-        broker.metrics.clone(),
+        broker.clone(),
         unanswered.clone(),
+        mute.clone(),
     ));
     let max_idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let mut idle_deadline = tokio::time::Instant::now() + max_idle;
-    let decoder = FrameDecoder::new(broker.config.max_request_bytes);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let fetches = Arc::new(Semaphore::new(MAX_FETCHES_IN_FLIGHT));
     'conn: loop {
         loop {
+            // Before authentication, frames are bounded by sasl.server.max.receive.size.
+            let decoder = FrameDecoder::new(session.max_frame(
+                broker.config.max_request_bytes,
+                broker.security.pre_auth_max_frame,
+            ));
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
+                    // A throttled client's next request waits out its throttle time.
+                    if let Some(until) = mute.until()
+                        && until > tokio::time::Instant::now()
+                    {
+                        tokio::select! {
+                            _ = crate::server::stopped(&mut stop) => break 'conn,
+                            _ = tokio::time::sleep_until(until) => {}
+                        }
+                    }
                     let out = Out {
                         tx: &tx,
                         fetches: &fetches,
                         unanswered: &unanswered,
+                        mute: &mute,
                     };
-                    if let Next::Close = handle_frame(frame, &session, &broker, out).await {
-                        break 'conn;
+                    let next = if session.expects_raw_token() {
+                        handle_raw_token(frame, &mut session, &broker, out).await
+                    } else {
+                        handle_frame(frame, &mut session, &broker, out).await
+                    };
+                    match next {
+                        Next::Continue => {}
+                        Next::Close => break 'conn,
+                        Next::CloseAfterClient => {
+                            linger_until_client_closes(&mut reader).await;
+                            break 'conn;
+                        }
                     }
                 }
                 Ok(None) => break,
+                Err(e) if !tls_listener && buf.starts_with(&[0x16, 0x03]) => {
+                    tracing::warn!(
+                        %peer,
+                        listener = %session.identity().listener,
+                        "TLS client on plaintext listener: closing (error: {e})"
+                    );
+                    break 'conn;
+                }
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "closing connection");
                     break 'conn;
@@ -169,8 +250,13 @@ pub async fn serve_connection<S: ConnectionStream>(
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_BUFFER);
         }
+        let auth_deadline = session.auth_deadline();
         tokio::select! {
             _ = crate::server::stopped(&mut stop) => break,
+            _ = tokio::time::sleep_until(auth_deadline.unwrap_or(idle_deadline)), if auth_deadline.is_some() => {
+                tracing::warn!(%peer, "client did not authenticate within {:?}; closing", broker.security.auth_timeout);
+                break;
+            }
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) => break,
                 Ok(_) => idle_deadline = tokio::time::Instant::now() + max_idle,
@@ -194,6 +280,16 @@ pub async fn serve_connection<S: ConnectionStream>(
     let _ = writer_task.await;
 }
 
+/// Reads (and drops) what the client still sends until it closes its end, for at most
+/// [`LINGER_AFTER_FAILED_AUTHENTICATION`]; the writer meanwhile sends what is queued.
+async fn linger_until_client_closes<R: AsyncRead + Unpin>(reader: &mut R) {
+    let mut scratch = [0u8; 512];
+    let _ = tokio::time::timeout(LINGER_AFTER_FAILED_AUTHENTICATION, async {
+        while let Ok(1..) = reader.read(&mut scratch).await {}
+    })
+    .await;
+}
+
 /// Where a request's response goes, and the fetch permits of its connection.
 #[derive(Clone, Copy)]
 struct Out<'a> {
@@ -201,10 +297,18 @@ struct Out<'a> {
     fetches: &'a Arc<Semaphore>,
     /// Responses queued for the writer and not yet written.
     unanswered: &'a AtomicUsize,
+    /// Set when the client is throttled.
+    mute: &'a Mute,
 }
 
-async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out: Out<'_>) -> Next {
+async fn handle_frame(
+    frame: Bytes,
+    session: &mut Session,
+    broker: &Arc<Broker>,
+    out: Out<'_>,
+) -> Next {
     let received = Instant::now();
+    let frame_len = frame.len();
     let peer = session.identity().peer;
     let metrics = &broker.metrics;
     let (raw_key, raw_version) = codec::peek_api(&frame).unwrap_or((-1, -1));
@@ -241,8 +345,8 @@ async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out
         metrics.request_errors(api_key as i16, api_version, 1);
         request.finished(metrics, api_version, Some(what));
     };
-    if let Err(refusal) = session.admit(api_key) {
-        tracing::warn!(%peer, "{refusal}; closing connection");
+    if let Err(refusal) = session.admit(api_key, Instant::now()) {
+        tracing::warn!(%peer, listener = %session.identity().listener, "{refusal}; closing connection");
         closed("refused before authentication; connection closed");
         return Next::Close;
     }
@@ -269,6 +373,10 @@ async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out
             return Next::Close;
         }
     };
+    let decoded_request = match sasl_request(decoded_request, session, broker, api_version).await {
+        Ok(outcome) => return finish_sasl(outcome, out, request, api_version, metrics).await,
+        Err(other) => other,
+    };
     let legacy_reply =
         is_legacy.then(|| LegacyReply::new(&decoded_request, broker.config.fetch_max_bytes));
     let ctx = RequestContext::new(
@@ -289,10 +397,17 @@ async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out
     } else {
         None
     };
+    let throttle = quota_throttle(broker, &ctx, frame_len);
+    if let Throttle::Known(ms) = throttle {
+        // Respond, then mute: the response goes out now with throttle_time_ms, and the
+        // next request (pipelined ones included) waits, as Kafka's socket server does.
+        out.mute.for_ms(ms);
+    }
     let pending = match router::dispatch(broker, &ctx, decoded_request).await {
         Reply::Now(response) => Pending::Ready(response),
         Reply::Later(task) => Pending::Task(task),
         Reply::Nothing => {
+            // acks=0: nothing carries the throttle time; the client is only muted.
             request.finished(metrics, api_version, None);
             return Next::Continue;
         }
@@ -301,15 +416,142 @@ async fn handle_frame(frame: Bytes, session: &Session, broker: &Arc<Broker>, out
             return Next::Close;
         }
     };
-    send(
+    send_throttled(
         out,
         request,
         api_version,
         pending,
         legacy_reply,
         fetch_permit,
+        throttle,
     )
     .await
+}
+
+/// The quota a request counts against: Produce's request bytes now, Fetch's response bytes
+/// when it is ready.
+fn quota_throttle(broker: &Broker, ctx: &RequestContext, frame_len: usize) -> Throttle {
+    let user = ctx.principal.name();
+    match ctx.header.api_key {
+        ApiKey::Produce => {
+            let ms = broker.security.quotas.record(
+                &broker.metadata.image(),
+                QuotaKind::Produce,
+                user,
+                ctx.client_id(),
+                frame_len,
+                broker.clock.now_ms(),
+            );
+            if ms > 0 {
+                Throttle::Known(ms)
+            } else {
+                Throttle::None
+            }
+        }
+        ApiKey::Fetch if !broker.metadata.image().security.quotas().is_empty() => {
+            Throttle::FetchBytes {
+                user: user.to_string(),
+                client_id: ctx.client_id().to_string(),
+            }
+        }
+        _ => Throttle::None,
+    }
+}
+
+/// Sets a response's `throttle_time_ms` (never lowering it); returns whether it has one.
+fn set_throttle_time(response: &mut ResponseKind, ms: i64) {
+    let ms = i32::try_from(ms).unwrap_or(i32::MAX);
+    match response {
+        ResponseKind::Produce(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
+        ResponseKind::Fetch(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
+        _ => {}
+    }
+}
+
+/// The record bytes of a Fetch response.
+fn fetched_bytes(response: &ResponseKind) -> usize {
+    match response {
+        ResponseKind::Fetch(r) => r
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter_map(|p| p.records.as_ref().map(Bytes::len))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Handles SaslHandshake and SaslAuthenticate on a SASL listener, where they change the
+/// session; every other request (and these on other listeners) is handed back.
+async fn sasl_request(
+    request: RequestKind,
+    session: &mut Session,
+    broker: &Broker,
+    version: i16,
+) -> Result<sasl::SaslOutcome, RequestKind> {
+    if !session.uses_sasl() {
+        return Err(request);
+    }
+    match request {
+        RequestKind::SaslHandshake(r) => Ok(sasl::handshake(session, broker, &r, version)),
+        RequestKind::SaslAuthenticate(r) => {
+            Ok(sasl::authenticate(session, broker, r, version).await)
+        }
+        other => Err(other),
+    }
+}
+
+/// Queues the answer of a SASL request and says whether the connection goes on.
+async fn finish_sasl(
+    outcome: sasl::SaslOutcome,
+    out: Out<'_>,
+    request: RequestInfo,
+    version: i16,
+    metrics: &Metrics,
+) -> Next {
+    match outcome {
+        sasl::SaslOutcome::Reply(response) => {
+            send(out, request, version, Pending::Ready(response), None, None).await
+        }
+        sasl::SaslOutcome::RawReply(token) => {
+            send(out, request, version, Pending::Raw(token), None, None).await
+        }
+        sasl::SaslOutcome::ReplyThenClose(response) => {
+            send(out, request, version, Pending::Ready(response), None, None).await;
+            Next::CloseAfterClient
+        }
+        sasl::SaslOutcome::Close => {
+            metrics.request_errors(request.api_key as i16, version, 1);
+            request.finished(
+                metrics,
+                version,
+                Some("authentication failed; connection closed"),
+            );
+            Next::Close
+        }
+    }
+}
+
+/// Handles a frame that is a raw SASL token (after SaslHandshake v0): answered with a raw
+/// token, or the connection closes.
+async fn handle_raw_token(
+    frame: Bytes,
+    session: &mut Session,
+    broker: &Arc<Broker>,
+    out: Out<'_>,
+) -> Next {
+    let request = RequestInfo {
+        correlation_id: 0,
+        api_key: ApiKey::SaslAuthenticate,
+        received: Instant::now(),
+        debug_client: None,
+    };
+    match sasl::raw_token(session, broker, frame).await {
+        sasl::SaslOutcome::RawReply(token) => {
+            send(out, request, 0, Pending::Raw(token), None, None).await
+        }
+        _ => Next::Close,
+    }
 }
 
 /// Decodes a request's body. Old versions (Kafka 0.9-0.11 clients) are translated to the
@@ -402,12 +644,34 @@ async fn send(
     legacy: Option<LegacyReply>,
     fetch_permit: Option<OwnedSemaphorePermit>,
 ) -> Next {
+    send_throttled(
+        out,
+        request,
+        version,
+        pending,
+        legacy,
+        fetch_permit,
+        Throttle::None,
+    )
+    .await
+}
+
+async fn send_throttled(
+    out: Out<'_>,
+    request: RequestInfo,
+    version: i16,
+    pending: Pending,
+    legacy: Option<LegacyReply>,
+    fetch_permit: Option<OwnedSemaphorePermit>,
+    throttle: Throttle,
+) -> Next {
     let outgoing = Outgoing {
         request,
         version,
         pending,
         legacy,
         _fetch_permit: fetch_permit,
+        throttle,
     };
     out.unanswered.fetch_add(1, Ordering::AcqRel);
     match out.tx.send(outgoing).await {
@@ -420,9 +684,11 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::Receiver<Outgoing>,
     peer: SocketAddr,
-    metrics: Arc<Metrics>,
+    broker: Arc<Broker>,
     unanswered: Arc<AtomicUsize>,
+    mute: Arc<Mute>,
 ) {
+    let metrics = broker.metrics.clone();
     while let Some(out) = rx.recv().await {
         let _answered = Answered(&unanswered);
         let Outgoing {
@@ -431,9 +697,19 @@ async fn write_responses<W: AsyncWrite + Unpin>(
             pending,
             legacy,
             _fetch_permit,
+            throttle,
         } = out;
         let api_key = request.api_key;
         let response = match pending {
+            Pending::Raw(token) => {
+                let prefix = Bytes::copy_from_slice(&frame_size_prefix(token.len()));
+                let written = write_chunks(&mut writer, vec![prefix, token]).await;
+                request.finished(&metrics, version, None);
+                if written.is_err() {
+                    return;
+                }
+                continue;
+            }
             Pending::Ready(r) => r,
             Pending::Task(task) => match task.await {
                 Ok(r) => r,
@@ -443,6 +719,25 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                 }
             },
         };
+        let mut response = response;
+        let throttle_ms = match throttle {
+            Throttle::None => 0,
+            Throttle::Known(ms) => ms,
+            Throttle::FetchBytes { user, client_id } => broker.security.quotas.record(
+                &broker.metadata.image(),
+                QuotaKind::Fetch,
+                &user,
+                &client_id,
+                fetched_bytes(&response),
+                broker.clock.now_ms(),
+            ),
+        };
+        if throttle_ms > 0 {
+            set_throttle_time(&mut response, throttle_ms);
+            // A Produce's mute began when it was read; a Fetch's begins now.
+            mute.for_ms(throttle_ms);
+            broker.security.throttled(throttle_ms);
+        }
         let errors = partition_errors(&response);
         metrics.request_errors(api_key as i16, version, errors);
         let summary = request
@@ -473,7 +768,9 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     let _ = writer.shutdown().await;
 }
 
-/// Writes every chunk with vectored writes, resuming after partial writes.
+/// Writes every chunk with vectored writes, resuming after partial writes, then flushes: a
+/// TLS stream may keep the tail of what it accepted (encrypted, waiting for the socket)
+/// until flushed, and the client would wait for it until the next response.
 async fn write_chunks<W: AsyncWrite + Unpin>(
     writer: &mut W,
     mut chunks: Vec<Bytes>,
@@ -508,7 +805,7 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
             first += 1;
         }
     }
-    Ok(())
+    writer.flush().await
 }
 
 /// Encodes a response frame as chunks: legacy layouts for old versions,
@@ -786,5 +1083,51 @@ mod tests {
             "{} bytes after the refused request",
             rest.len()
         );
+    }
+
+    /// A writer that, like a TLS stream whose socket would block, keeps what it accepts
+    /// until flushed.
+    #[derive(Default)]
+    struct HoldsUntilFlushed {
+        held: Vec<u8>,
+        wire: Vec<u8>,
+    }
+
+    impl AsyncWrite for HoldsUntilFlushed {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.held.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let held = std::mem::take(&mut self.held);
+            self.wire.extend_from_slice(&held);
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    /// A response is on the wire once written, not left in the stream's buffer until the
+    /// next one pushes it out.
+    #[tokio::test]
+    async fn written_chunks_are_flushed() {
+        let mut writer = HoldsUntilFlushed::default();
+        let chunks = vec![Bytes::from_static(b"head"), Bytes::from_static(b"body")];
+        write_chunks(&mut writer, chunks).await.unwrap();
+        assert_eq!(writer.wire, b"headbody");
+        assert!(writer.held.is_empty());
     }
 }

@@ -165,6 +165,7 @@ pub(crate) async fn render(broker: &Broker) -> String {
     broker
         .metrics
         .write_counters(&mut out, broker.clock.now_ms());
+    broker.security.write_metrics(&mut out);
     write_partition_gauges(broker, &mut out);
     write_compaction_gauges(broker, &mut out);
     write_replication_gauges(broker, &mut out);

@@ -8,6 +8,7 @@
 //! configuration and starts a [`Server`].
 
 pub mod admin;
+mod authz;
 pub mod broker;
 #[cfg(test)]
 mod cluster_tests;
@@ -35,12 +36,15 @@ pub mod partition;
 pub mod peer;
 pub mod placement;
 mod producer_ids;
+pub mod quotas;
 pub mod replica;
 pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod request;
 mod retention;
 mod router;
+mod sasl;
+pub mod security;
 pub mod server;
 mod session;
 #[cfg(test)]

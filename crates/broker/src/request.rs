@@ -2,13 +2,11 @@
 //!
 //! The context carries the request header and the identity of the connection it came in on,
 //! shaped like Kafka's `RequestContext`: the listener, its security protocol and the
-//! authenticated principal. Today every connection is a PLAINTEXT one with the principal
-//! `User:ANONYMOUS`; TLS and SASL fill in the same fields, so a handler that authorizes
-//! reads them here and nowhere else.
+//! authenticated principal (from a client certificate or SASL; `User:ANONYMOUS` otherwise),
+//! so a handler that authorizes reads them here and nowhere else.
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -48,138 +46,7 @@ impl fmt::Display for ConnectionId {
     }
 }
 
-/// How a listener's connections are secured: Kafka's `SecurityProtocol`, with its names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SecurityProtocol {
-    /// No encryption, no authentication.
-    Plaintext,
-    /// TLS; a client certificate may name the principal.
-    Ssl,
-    /// SASL authentication without encryption.
-    SaslPlaintext,
-    /// SASL authentication over TLS.
-    SaslSsl,
-}
-
-impl SecurityProtocol {
-    /// Every protocol, in Kafka's order.
-    pub const ALL: [SecurityProtocol; 4] = [
-        SecurityProtocol::Plaintext,
-        SecurityProtocol::Ssl,
-        SecurityProtocol::SaslPlaintext,
-        SecurityProtocol::SaslSsl,
-    ];
-
-    /// Kafka's name: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`.
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "PLAINTEXT",
-            SecurityProtocol::Ssl => "SSL",
-            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
-            SecurityProtocol::SaslSsl => "SASL_SSL",
-        }
-    }
-
-    /// The protocol with Kafka's name `name`, in any case (as Kafka's `forName`).
-    pub fn for_name(name: &str) -> Option<SecurityProtocol> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(name))
-    }
-
-    /// Whether clients must authenticate with SASL before any other request.
-    pub fn uses_sasl(self) -> bool {
-        matches!(
-            self,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        )
-    }
-}
-
-impl fmt::Display for SecurityProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A listener's name, upper-cased as Kafka normalizes it (`ListenerName.normalised`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ListenerName(Arc<str>);
-
-impl ListenerName {
-    /// The listener called `name`.
-    pub fn new(name: &str) -> Self {
-        ListenerName(name.to_ascii_uppercase().into())
-    }
-
-    /// The listener Kafka names after its protocol when none is configured
-    /// (`ListenerName.forSecurityProtocol`), e.g. `PLAINTEXT`.
-    pub fn for_security_protocol(protocol: SecurityProtocol) -> Self {
-        ListenerName(Arc::from(protocol.name()))
-    }
-
-    /// The listener nodes of the cluster talk to each other on (`--cluster-listen`).
-    pub fn cluster() -> Self {
-        ListenerName::new("CLUSTER")
-    }
-
-    /// Whether this is the node-to-node listener (requests on it come from peers).
-    pub fn is_cluster(&self) -> bool {
-        &*self.0 == "CLUSTER"
-    }
-
-    /// The name.
-    pub fn value(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ListenerName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Who sent a request: Kafka's `KafkaPrincipal`, printed `Type:name` (`User:alice`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KafkaPrincipal {
-    principal_type: Arc<str>,
-    name: Arc<str>,
-}
-
-impl KafkaPrincipal {
-    /// The type of every principal Kafka's own authenticators produce.
-    pub const USER_TYPE: &'static str = "User";
-
-    /// A principal of type `principal_type` called `name`.
-    pub fn new(principal_type: &str, name: &str) -> Self {
-        KafkaPrincipal {
-            principal_type: principal_type.into(),
-            name: name.into(),
-        }
-    }
-
-    /// `User:ANONYMOUS`: the principal of a connection that did not authenticate.
-    pub fn anonymous() -> Self {
-        Self::new(Self::USER_TYPE, "ANONYMOUS")
-    }
-
-    /// The type, e.g. `User`.
-    pub fn principal_type(&self) -> &str {
-        &self.principal_type
-    }
-
-    /// The name, e.g. `alice`.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl fmt::Display for KafkaPrincipal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.principal_type, self.name)
-    }
-}
+pub use sluice_security::{KafkaPrincipal, ListenerName, SecurityProtocol};
 
 /// The identity of one connection: the same for every request it carries, until a
 /// re-authentication changes the principal.
@@ -280,35 +147,4 @@ pub enum Reply {
     Nothing,
     /// Close the connection (acks=0 produce that failed, as Kafka does).
     Close,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_follow_kafka() {
-        assert_eq!(KafkaPrincipal::anonymous().to_string(), "User:ANONYMOUS");
-        assert_eq!(KafkaPrincipal::new("User", "alice").name(), "alice");
-        assert_eq!(
-            ListenerName::for_security_protocol(SecurityProtocol::SaslSsl).value(),
-            "SASL_SSL"
-        );
-        assert_eq!(ListenerName::new("client").value(), "CLIENT");
-        for protocol in SecurityProtocol::ALL {
-            assert_eq!(
-                SecurityProtocol::for_name(&protocol.name().to_lowercase()),
-                Some(protocol)
-            );
-        }
-        assert_eq!(SecurityProtocol::for_name("TLS"), None);
-        let sasl: Vec<_> = SecurityProtocol::ALL
-            .into_iter()
-            .filter(|p| p.uses_sasl())
-            .collect();
-        assert_eq!(
-            sasl,
-            [SecurityProtocol::SaslPlaintext, SecurityProtocol::SaslSsl]
-        );
-    }
 }

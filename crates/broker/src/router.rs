@@ -17,13 +17,15 @@ use kafka_protocol::messages::{
 };
 use sluice_protocol::kafka_protocol;
 
+use crate::authz::{self, Checked};
 use crate::broker::Broker;
 use crate::handlers::{
-    cluster, configs, delete_records, describe_topic_partitions, elect_leaders, fetch, groups,
-    list_offsets, log_dirs, metadata, offset_for_leader_epoch, produce, producer, topics,
-    transactions, txn_markers,
+    acls, client_quotas, cluster, configs, delete_records, describe_topic_partitions,
+    elect_leaders, fetch, groups, list_offsets, log_dirs, metadata, offset_for_leader_epoch,
+    produce, producer, scram_users, topics, transactions, txn_markers,
 };
 use crate::request::{Reply, RequestContext};
+use crate::sasl;
 
 /// One API the broker answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +46,8 @@ macro_rules! handler_table {
             $( ApiHandler { api_key: ApiKey::$api, versions: $min..=$max } ),*
         ];
 
-        /// Runs the handler of `request`'s API.
-        pub async fn dispatch(
+        /// Runs the handler of `request`'s API (authorized already).
+        async fn run_handler(
             broker: &Arc<Broker>,
             ctx: &RequestContext,
             request: RequestKind,
@@ -126,6 +128,50 @@ handler_table! {
     (WriteTxnMarkers, 1..=1, txn_markers::write_txn_markers),
     (ElectLeaders, 0..=2, elect_leaders::elect_leaders),
     (DescribeTopicPartitions, 0..=0, describe_topic_partitions::describe_topic_partitions),
+    // SASL listeners answer these in the connection (they change its session); here they
+    // are on a listener without SASL. v2 of SaslHandshake breaks clients up to 2.4
+    // (KAFKA-9577), so only 0-1 are advertised.
+    (SaslHandshake, 0..=1, sasl::handshake_without_sasl),
+    (SaslAuthenticate, 0..=2, sasl::authenticate_without_sasl),
+    (DescribeUserScramCredentials, 0..=0, scram_users::describe_user_scram_credentials),
+    (AlterUserScramCredentials, 0..=0, scram_users::alter_user_scram_credentials),
+    (CreateAcls, 1..=3, acls::create_acls),
+    (DescribeAcls, 1..=3, acls::describe_acls),
+    (DeleteAcls, 1..=3, acls::delete_acls),
+    (DescribeClientQuotas, 0..=1, client_quotas::describe_client_quotas),
+    (AlterClientQuotas, 0..=1, client_quotas::alter_client_quotas),
+}
+
+/// Authorizes `request` (see [`crate::authz`]) and runs its handler on what may run: the one
+/// place every request passes, from clients and from the other nodes alike.
+pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, request: RequestKind) -> Reply {
+    match authz::check(broker, ctx, request) {
+        Checked::Pass(request) => run_handler(broker, ctx, request).await,
+        Checked::Deny(response) => Reply::Now(response),
+        Checked::Close => {
+            tracing::warn!(
+                peer = %ctx.peer,
+                principal = %ctx.principal,
+                api = ?ctx.header.api_key,
+                "no authorization rule for this API and no ALTER on the cluster; closing connection"
+            );
+            Reply::Close
+        }
+        Checked::Filter(request, post) => match run_handler(broker, ctx, request).await {
+            Reply::Now(response) => Reply::Now(post(response)),
+            Reply::Later(task) => Reply::Later(tokio::spawn(async move {
+                match task.await {
+                    Ok(response) => post(response),
+                    // The writer closes the connection on a failed task, as before.
+                    Err(e) => match e.try_into_panic() {
+                        Ok(payload) => std::panic::resume_unwind(payload),
+                        Err(_) => std::panic::resume_unwind(Box::new("request task cancelled")),
+                    },
+                }
+            })),
+            other => other,
+        },
+    }
 }
 
 /// Whether `api` at `version` is one we decode and answer.
@@ -405,6 +451,21 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_response_encodes_at_every_advertised_version() {
         let test = BrokerTestContext::new().await;
+        let checked = encode_every_response(&test).await;
+        assert!(checked >= 130, "only {checked} responses checked");
+    }
+
+    /// The answers of the authorizer (with no ACL, everything is refused) encode too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_denial_encodes_at_every_advertised_version() {
+        let test = BrokerTestContext::with_config(|c| c.authorizer = "on".into()).await;
+        let checked = encode_every_response(&test).await;
+        assert!(checked >= 130, "only {checked} responses checked");
+    }
+
+    /// Sends every fixture request at every advertised version and encodes the answers;
+    /// returns how many were encoded.
+    async fn encode_every_response(test: &BrokerTestContext) -> usize {
         let topic_id = test.create_topic("enc", 1).await;
         let mut checked = 0;
         for entry in HANDLERS {
@@ -442,7 +503,7 @@ mod tests {
                 }
             }
         }
-        assert!(checked >= 130, "only {checked} responses checked");
+        checked
     }
 
     /// ApiVersions advertises exactly the table: every API once, the table's top version,

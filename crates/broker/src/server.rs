@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use sluice_cluster::RpcKind;
 use sluice_protocol::clock::SystemClock;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::{Broker, open_broker};
 use crate::config::{BrokerConfig, ConfigError};
+use crate::connection::SharedStream;
 use crate::connection::serve_connection;
 use crate::controller::lifecycle::ShutdownOutcome;
 use crate::fd_budget::FdBudget;
@@ -23,7 +24,9 @@ use crate::log_cleaner::LogCleaner;
 use crate::log_throttle::LogThrottle;
 use crate::metadata::{CommitError, MetadataLogError};
 use crate::peer::PeerRequests;
-use crate::request::{ConnectionId, ConnectionIdentity};
+use crate::request::{ConnectionId, ConnectionIdentity, KafkaPrincipal};
+use crate::security::{BoundListeners, TlsReloader};
+use sluice_security::listener::ListenerSpec;
 
 const LOCK_FILE: &str = ".lock";
 const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
@@ -137,8 +140,9 @@ pub type HttpExtensionFactory = Box<
 pub struct Server {
     broker: Arc<Broker>,
     local_addr: SocketAddr,
+    bound: Vec<(ListenerSpec, SocketAddr)>,
     stop: watch::Sender<bool>,
-    accept_task: tokio::task::JoinHandle<JoinSet<()>>,
+    accept_tasks: Vec<tokio::task::JoinHandle<JoinSet<()>>>,
     background: JoinSet<()>,
     /// The log cleaner's threads.
     cleaner: Option<LogCleaner>,
@@ -198,21 +202,20 @@ impl Server {
             std::fs::remove_file(&marker).map_err(dir_err)?;
         }
 
-        let listener = TcpListener::bind(config.listen).await.map_err(|source| {
-            let hint = match source.kind() {
-                std::io::ErrorKind::AddrInUse => {
-                    " (another process uses this port; stop it or pass --listen with another port)"
-                }
-                std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
-                _ => "",
-            };
-            StartError::Bind {
-                addr: config.listen,
-                source,
-                hint,
-            }
-        })?;
-        let local_addr = listener.local_addr()?;
+        let mut listeners = Vec::new();
+        for spec in config.listener_specs()? {
+            let listener = bind(spec.address, config.listeners.is_some()).await?;
+            let bound = listener.local_addr()?;
+            listeners.push((listener, spec, bound));
+        }
+        let local_addr = listeners
+            .first()
+            .map(|(_, _, bound)| *bound)
+            .ok_or_else(|| std::io::Error::other("no listener configured"))?;
+        let bound: Vec<(ListenerSpec, SocketAddr)> = listeners
+            .iter()
+            .map(|(_, spec, addr)| (spec.clone(), *addr))
+            .collect();
         let http_listener = match config.http_listen {
             Some(addr) => Some(crate::http::bind(addr).await?),
             None => None,
@@ -225,7 +228,7 @@ impl Server {
         let fd_budget = FdBudget::from_process(config.max_connections);
         let (broker, recovered_partitions) = open_broker(
             config,
-            local_addr,
+            BoundListeners::All(bound.clone()),
             recover,
             fd_budget,
             Arc::new(SystemClock),
@@ -239,8 +242,16 @@ impl Server {
             cluster.register_handler(RpcKind::Kafka, PeerRequests::new(broker.clone()));
             broker.start_cluster(cluster.transport(RpcKind::Kafka), stop_rx.clone());
         }
-        let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), stop_rx.clone()));
+        let accept_tasks = listeners
+            .into_iter()
+            .map(|(listener, spec, _)| {
+                tokio::spawn(accept_loop(listener, spec, broker.clone(), stop_rx.clone()))
+            })
+            .collect();
         let mut background = JoinSet::new();
+        if let Some(tls) = broker.security.tls.clone() {
+            background.spawn(poll_tls_files(tls, stop_rx.clone()));
+        }
         background.spawn(crate::retention::run(broker.clone(), stop_rx.clone()));
         background.spawn(crate::retention::abort_timed_out_transactions(
             broker.clone(),
@@ -268,8 +279,9 @@ impl Server {
         Ok(Self {
             broker,
             local_addr,
+            bound,
             stop,
-            accept_task,
+            accept_tasks,
             background,
             cleaner,
             http_addr,
@@ -282,9 +294,22 @@ impl Server {
         })
     }
 
-    /// The bound listener address (useful with port 0).
+    /// The first listener's bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every listener with its bound address.
+    pub fn listeners(&self) -> &[(ListenerSpec, SocketAddr)] {
+        &self.bound
+    }
+
+    /// Rebuilds the TLS configuration from its files now (SIGHUP); a broken file keeps the
+    /// old one. Open connections keep theirs.
+    pub fn reload_tls(&self) {
+        if let Some(tls) = &self.broker.security.tls {
+            let _ = tls.reload();
+        }
     }
 
     /// The bound HTTP listener address, if HTTP is on.
@@ -326,10 +351,14 @@ impl Server {
         }
         self.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
-        let mut connections = match self.accept_task.await {
-            Ok(set) => set,
-            Err(_) => JoinSet::new(),
-        };
+        let mut connections = JoinSet::new();
+        for task in self.accept_tasks.drain(..) {
+            if let Ok(mut set) = task.await {
+                // Waits for one listener's connections; aborting it (dropping the set)
+                // aborts them.
+                connections.spawn(async move { while set.join_next().await.is_some() {} });
+            }
+        }
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             while connections.join_next().await.is_some() {}
         })
@@ -371,6 +400,7 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
 /// accepting, so new clients wait in the listen backlog as with Kafka.
 async fn accept_loop(
     listener: TcpListener,
+    spec: ListenerSpec,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinSet<()> {
@@ -398,9 +428,9 @@ async fn accept_loop(
                     let _ = socket.set_nodelay(true);
                     let broker = broker.clone();
                     let stop = connection_stop.clone();
-                    let identity = ConnectionIdentity::plaintext(ConnectionId::next(), peer);
+                    let spec = spec.clone();
                     connections.spawn(async move {
-                        serve_connection(socket, identity, broker, stop).await;
+                        serve_client(socket, peer, spec, broker, stop).await;
                         drop(admitted);
                     });
                 }
@@ -415,4 +445,145 @@ async fn accept_loop(
         }
     }
     connections
+}
+
+/// Binds one listener's address; `listeners_flag` says which flag to blame.
+async fn bind(addr: SocketAddr, listeners_flag: bool) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        let hint = match source.kind() {
+            std::io::ErrorKind::AddrInUse if listeners_flag => {
+                " (another process uses this port; stop it or change the port in --listeners)"
+            }
+            std::io::ErrorKind::AddrInUse => {
+                " (another process uses this port; stop it or pass --listen with another port)"
+            }
+            std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+            _ => "",
+        };
+        StartError::Bind { addr, source, hint }
+    })
+}
+
+/// Serves one accepted client of the listener `spec`: the TLS handshake first on TLS
+/// listeners (its principal from the client certificate on SSL ones), within the
+/// authentication timeout, then the Kafka connection.
+async fn serve_client(
+    socket: TcpStream,
+    peer: SocketAddr,
+    spec: ListenerSpec,
+    broker: Arc<Broker>,
+    stop: watch::Receiver<bool>,
+) {
+    let identity = ConnectionIdentity {
+        connection_id: ConnectionId::next(),
+        peer,
+        listener: spec.name.clone(),
+        security_protocol: spec.protocol,
+        principal: KafkaPrincipal::anonymous(),
+    };
+    if !spec.protocol.uses_tls() {
+        serve_connection(socket, identity, broker, stop).await;
+        return;
+    }
+    let Some(tls) = broker.security.tls.clone() else {
+        tracing::error!(listener = %spec.name, "TLS listener without a TLS configuration; closing");
+        return;
+    };
+    let timeout = broker.security.auth_timeout;
+    let first = tokio::time::timeout(timeout, first_byte(&socket))
+        .await
+        .unwrap_or(FirstByte::Nothing);
+    let Some(stream) = tls_handshake(&first, socket, &tls, &spec, timeout).await else {
+        return;
+    };
+    let mut identity = identity;
+    if spec.protocol == sluice_security::SecurityProtocol::Ssl {
+        let subject = sluice_security::tls::peer_subject(stream.get_ref().1.peer_certificates());
+        match broker.security.certificate_principal(subject) {
+            Ok(principal) => {
+                broker.security.auth_metrics.record(&spec.name, "SSL", true);
+                identity.principal = principal;
+            }
+            Err(reason) => {
+                broker
+                    .security
+                    .auth_metrics
+                    .record(&spec.name, "SSL", false);
+                tracing::warn!(%peer, listener = %spec.name, %reason, "client certificate refused; closing");
+                return;
+            }
+        }
+    }
+    serve_connection(SharedStream(stream), identity, broker, stop).await;
+}
+
+/// What the first byte of a connection says about the client.
+enum FirstByte {
+    /// 0x16: a TLS handshake record.
+    Tls,
+    /// Anything else (a Kafka frame starts with its size, whose first byte is 0).
+    Other,
+    /// Nothing arrived.
+    Nothing,
+}
+
+/// Peeks at the first byte the client sent, without consuming it.
+async fn first_byte(socket: &TcpStream) -> FirstByte {
+    let mut first = [0u8; 1];
+    match socket.peek(&mut first).await {
+        Ok(1) if first == [0x16] => FirstByte::Tls,
+        Ok(1) => FirstByte::Other,
+        _ => FirstByte::Nothing,
+    }
+}
+
+/// The TLS handshake of a client within `timeout`; failures are logged in one line.
+async fn tls_handshake(
+    first: &FirstByte,
+    socket: TcpStream,
+    tls: &TlsReloader,
+    spec: &ListenerSpec,
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let peer = socket.peer_addr().ok();
+    let peer = peer.map_or_else(String::new, |p| p.to_string());
+    if let FirstByte::Other = first {
+        tracing::warn!(
+            %peer,
+            listener = %spec.name,
+            "plaintext client on TLS listener {spec}: closing (the client needs security.protocol={})",
+            spec.protocol
+        );
+        return None;
+    }
+    match tokio::time::timeout(timeout, tls.acceptor().accept(socket)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, listener = %spec.name, error = %e, "TLS handshake failed; closing");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%peer, listener = %spec.name, "TLS handshake not finished within {timeout:?}; closing");
+            None
+        }
+    }
+}
+
+/// Reloads the TLS files when they change (checked every 10 s) and on SIGHUP, until `stop`.
+async fn poll_tls_files(tls: Arc<TlsReloader>, mut stop: watch::Receiver<bool>) {
+    const POLL: Duration = Duration::from_secs(10);
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let sighup = async {
+            match hangup.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            _ = tokio::time::sleep(POLL) => tls.reload_if_changed(),
+            _ = sighup => { let _ = tls.reload(); }
+        }
+    }
 }

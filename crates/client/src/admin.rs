@@ -111,7 +111,7 @@ impl Client {
         Ok(md.controller_id)
     }
 
-    async fn admin_conn(&mut self) -> Result<&mut crate::Connection> {
+    pub(crate) async fn admin_conn(&mut self) -> Result<&mut crate::Connection> {
         let controller = self.controller().await?;
         if controller < 0 {
             return Ok(&mut self.bootstrap);

@@ -9,10 +9,61 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
 use sluice_protocol::frame::{DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frame_size_prefix};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+use rustls_pki_types::ServerName;
+use sluice_security::sasl::oauthbearer::OAuthBearerClient;
+use sluice_security::sasl::plain::PlainClient;
+use sluice_security::sasl::scram::ScramClient;
+use sluice_security::sasl::{ClientMechanism, Mechanism};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, KafkaCode, Result};
+
+/// How connections are secured: TLS (with the CA to trust and, for mTLS, a client
+/// certificate) and SASL credentials, as Kafka's `security.protocol`.
+#[derive(Clone, Default)]
+pub struct ClientSecurity {
+    /// TLS settings; `None` for PLAINTEXT and SASL_PLAINTEXT.
+    pub tls: Option<Arc<sluice_security::rustls::ClientConfig>>,
+    /// SASL mechanism and credentials; `None` for PLAINTEXT and SSL.
+    pub sasl: Option<SaslCredentials>,
+}
+
+impl std::fmt::Debug for ClientSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSecurity")
+            .field("tls", &self.tls.is_some())
+            .field(
+                "sasl",
+                &self.sasl.as_ref().map(|s| (&s.mechanism, &s.username)),
+            )
+            .finish()
+    }
+}
+
+/// SASL credentials.
+#[derive(Clone)]
+pub struct SaslCredentials {
+    /// The mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+    pub mechanism: Mechanism,
+    /// The user name (for OAUTHBEARER unused).
+    pub username: String,
+    /// The password (for OAUTHBEARER the token).
+    pub password: String,
+}
+
+impl SaslCredentials {
+    fn client(&self) -> Box<dyn ClientMechanism> {
+        match self.mechanism {
+            Mechanism::Plain => Box::new(PlainClient::new(&self.username, &self.password)),
+            Mechanism::Scram(m) => Box::new(ScramClient::new(m, &self.username, &self.password)),
+            Mechanism::OAuthBearer => Box::new(OAuthBearerClient::new(&self.password)),
+        }
+    }
+}
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -25,6 +76,8 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Largest response frame accepted.
     pub max_response_bytes: usize,
+    /// TLS and SASL.
+    pub security: ClientSecurity,
 }
 
 impl Default for ClientConfig {
@@ -34,6 +87,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             max_response_bytes: DEFAULT_MAX_FRAME_BYTES,
+            security: ClientSecurity::default(),
         }
     }
 }
@@ -64,7 +118,7 @@ fn client_max(key: i16, protocol_max: i16) -> i16 {
 /// A connection to one broker with negotiated API versions.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     buf: BytesMut,
     decoder: FrameDecoder,
     next_correlation_id: i32,
@@ -145,6 +199,56 @@ impl Connection {
             response.error_code,
             None,
         )?;
+        self.record_versions(&response);
+        if let Some(sasl) = self.config.security.sasl.clone() {
+            self.authenticate(&sasl).await?;
+        }
+        Ok(())
+    }
+
+    /// SaslHandshake v1 and SaslAuthenticate until the mechanism is done.
+    async fn authenticate(&mut self, sasl: &SaslCredentials) -> Result<()> {
+        let timeout = self.config.request_timeout;
+        let handshake = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(sasl.mechanism.name()));
+        let response = self.exchange(1, &handshake, timeout).await?;
+        if response.error_code != 0 {
+            let offered: Vec<&str> = response.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(self.auth_error(format!(
+                "{} is not enabled (the broker offers {}); error {}",
+                sasl.mechanism,
+                offered.join(", "),
+                KafkaCode(response.error_code)
+            )));
+        }
+        let mut client = sasl.client();
+        let mut token = client.initial();
+        loop {
+            let request = SaslAuthenticateRequest::default().with_auth_bytes(token.into());
+            let response = self.exchange(1, &request, timeout).await?;
+            if response.error_code != 0 {
+                let message = response.error_message.as_deref().unwrap_or("").to_string();
+                return Err(
+                    self.auth_error(format!("{} ({message})", KafkaCode(response.error_code)))
+                );
+            }
+            match client.step(&response.auth_bytes) {
+                Ok(Some(next)) => token = next,
+                Ok(None) => return Ok(()),
+                Err(reason) => return Err(self.auth_error(reason)),
+            }
+        }
+    }
+
+    fn auth_error(&self, reason: String) -> Error {
+        Error::Authentication {
+            addr: self.addr.clone(),
+            reason,
+        }
+    }
+
+    /// Keeps the API versions and features ApiVersions reported.
+    fn record_versions(&mut self, response: &kafka_protocol::messages::ApiVersionsResponse) {
         self.apis = response
             .api_keys
             .iter()
@@ -164,7 +268,6 @@ impl Connection {
             .iter()
             .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
             .collect();
-        Ok(())
     }
 
     /// The address this connection was opened to.
@@ -357,8 +460,39 @@ impl Connection {
     }
 }
 
+/// A byte stream to a broker: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Opens a connection to `addr` within the connect timeout, with the TLS handshake when
+/// the configuration asks for TLS (the host name or IP checked against the certificate).
+async fn open_stream(addr: &str, config: &ClientConfig) -> Result<Box<dyn Io>> {
+    let tcp = open_tcp(addr, config).await?;
+    let Some(tls) = &config.security.tls else {
+        return Ok(Box::new(tcp));
+    };
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_string()).map_err(|e| Error::Connect {
+        addr: addr.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(tls.clone());
+    match tokio::time::timeout(config.connect_timeout, connector.connect(name, tcp)).await {
+        Ok(Ok(stream)) => Ok(Box::new(stream)),
+        Ok(Err(e)) => Err(Error::Tls {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(Error::Tls {
+            addr: addr.to_string(),
+            reason: format!("no TLS handshake within {:?}", config.connect_timeout),
+        }),
+    }
+}
+
 /// Opens a TCP connection to `addr` within the connect timeout.
-async fn open_stream(addr: &str, config: &ClientConfig) -> Result<TcpStream> {
+async fn open_tcp(addr: &str, config: &ClientConfig) -> Result<TcpStream> {
     let connect_error = |source| Error::Connect {
         addr: addr.to_string(),
         source,

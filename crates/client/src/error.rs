@@ -82,6 +82,14 @@ pub enum Error {
         "{addr} does not speak the Kafka protocol: {reply}; check that --brokers names a Kafka listener"
     )]
     NotKafka { addr: String, reply: String },
+    /// The TLS handshake failed.
+    #[error(
+        "TLS with {addr} failed: {reason}; check --ssl-ca-file (and the broker's certificate names this host) and that the port is a TLS listener"
+    )]
+    Tls { addr: String, reason: String },
+    /// SASL authentication failed.
+    #[error("authentication with {addr} failed: {reason}")]
+    Authentication { addr: String, reason: String },
     /// An established connection failed.
     #[error("connection to {addr} failed: {source}")]
     Io {

@@ -16,6 +16,7 @@
 //! unwrapped: sizes are bounded (`ClientConfig::max_response_bytes`, decompression limits)
 //! and every error becomes an [`Error`].
 
+mod acls;
 mod admin;
 mod conn;
 mod data;
@@ -23,6 +24,8 @@ mod error;
 mod groups;
 mod membership;
 pub mod partitioner;
+mod quotas;
+mod users;
 
 use std::collections::HashMap;
 
@@ -31,7 +34,7 @@ use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 pub use admin::{ClusterInfo, ConfigEntry, ConfigOp, CreatedTopic, NewTopic, PartitionLogDir};
-pub use conn::{ApiRange, ClientConfig, Connection, api_name};
+pub use conn::{ApiRange, ClientConfig, ClientSecurity, Connection, SaslCredentials, api_name};
 pub use data::{FetchedPartition, ProducedPartition};
 pub use error::{Error, KafkaCode, Result};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
@@ -39,9 +42,12 @@ pub use membership::{
     ASSIGNORS, Assignments, HeartbeatOutcome, Membership, MembershipConfig, assign_range,
     assign_round_robin,
 };
+pub use quotas::{QuotaEntity, QuotaMatch};
 pub use sluice_protocol::batch::Compression;
 pub use sluice_protocol::model::TopicPartition;
 pub use sluice_protocol::records::Record;
+pub use sluice_security;
+pub use users::ScramUser;
 
 /// How often a topic being auto-created is looked up before giving up (100 ms apart).
 const AUTO_CREATE_ATTEMPTS: u32 = 50;

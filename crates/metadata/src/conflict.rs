@@ -198,7 +198,12 @@ impl MetadataImage {
             }
             MetadataRecord::BrokerConfigsChanged { .. }
             | MetadataRecord::BrokerRegistered { .. }
-            | MetadataRecord::BrokerState { .. } => {}
+            | MetadataRecord::BrokerState { .. }
+            | MetadataRecord::ScramCredentialUpserted { .. }
+            | MetadataRecord::ScramCredentialDeleted { .. }
+            | MetadataRecord::AclCreated { .. }
+            | MetadataRecord::AclDeleted { .. }
+            | MetadataRecord::ClientQuotaChanged { .. } => {}
         }
         Ok(())
     }

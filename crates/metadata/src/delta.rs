@@ -21,6 +21,8 @@ pub struct MetadataDelta {
     pub broker_configs_changed: bool,
     /// Brokers that registered, changed their endpoints, or were fenced or unfenced.
     pub brokers_changed: Vec<i32>,
+    /// ACLs were created or deleted (an authorizer rebuilds).
+    pub acls_changed: bool,
 }
 
 impl MetadataDelta {
@@ -57,7 +59,15 @@ impl MetadataDelta {
                 partition,
                 ..
             } => self.partitions_changed.push((*topic_id, *partition)),
-            MetadataRecord::ProducerIdsAllocated { .. } | MetadataRecord::ClusterIdSet { .. } => {}
+            MetadataRecord::AclCreated { .. } | MetadataRecord::AclDeleted { .. } => {
+                self.acls_changed = true
+            }
+            // Users and quotas are read from the image when used.
+            MetadataRecord::ProducerIdsAllocated { .. }
+            | MetadataRecord::ClusterIdSet { .. }
+            | MetadataRecord::ScramCredentialUpserted { .. }
+            | MetadataRecord::ScramCredentialDeleted { .. }
+            | MetadataRecord::ClientQuotaChanged { .. } => {}
         }
     }
 
@@ -91,6 +101,7 @@ impl MetadataDelta {
             .filter(|b| old.broker(b.id) != Some(*b))
             .map(|b| b.id)
             .collect();
+        delta.acls_changed = !old.security.acls().eq(new.security.acls());
         delta
     }
 }
@@ -126,7 +137,7 @@ mod tests {
     }
 
     /// A snapshot replacing the image tells publishers what a stream of batches would have:
-    /// topics gone and new, partitions added or moved, configs changed.
+    /// topics gone and new, partitions added or moved, configs changed, ACLs changed.
     #[test]
     fn between_two_images_names_every_difference() {
         let mut old = MetadataImage::new(1);
@@ -155,6 +166,18 @@ mod tests {
             MetadataRecord::BrokerConfigsChanged {
                 configs: BTreeMap::from([("log.retention.ms".into(), "1".into())]),
             },
+            MetadataRecord::AclCreated {
+                id: Uuid::from_u128(9),
+                acl: crate::security::StoredAcl {
+                    resource_type: 2,
+                    resource_name: "kept".into(),
+                    pattern_type: 3,
+                    principal: "User:alice".into(),
+                    host: "*".into(),
+                    operation: 2,
+                    permission: 3,
+                },
+            },
         ] {
             new.apply(&r);
         }
@@ -172,6 +195,7 @@ mod tests {
         assert_eq!(delta.topic_configs_changed, vec![Uuid::from_u128(1)]);
         assert!(delta.broker_configs_changed);
         assert!(delta.brokers_changed.is_empty());
+        assert!(delta.acls_changed);
         assert_eq!(MetadataDelta::between(&new, &new), MetadataDelta::default());
     }
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::MetadataRecord;
 use super::records::{EndpointRecord, PartitionAssignment};
+use crate::security::SecurityImage;
 
 /// One partition as the cluster knows it (Kafka's `PartitionRegistration`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +116,8 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// How many records built this image: where in the metadata log it stands.
     pub offset: u64,
+    /// SCRAM users (and, with them, the rest of the security metadata).
+    pub security: SecurityImage,
     /// The cluster's id, once committed (cluster mode; a single node keeps its own in
     /// `meta.properties`).
     cluster_id: Option<String>,
@@ -134,6 +137,7 @@ impl MetadataImage {
             broker_configs: BTreeMap::new(),
             next_producer_id: 0,
             offset: 0,
+            security: SecurityImage::default(),
             cluster_id: None,
             single_node,
         }
@@ -300,6 +304,21 @@ impl MetadataImage {
                     }
                 }
             }
+            MetadataRecord::ScramCredentialUpserted {
+                user,
+                mechanism,
+                credential,
+            } => self
+                .security
+                .upsert_scram(user, mechanism, credential.clone()),
+            MetadataRecord::ScramCredentialDeleted { user, mechanism } => {
+                self.security.delete_scram(user, mechanism)
+            }
+            MetadataRecord::AclCreated { id, acl } => self.security.create_acl(*id, acl.clone()),
+            MetadataRecord::AclDeleted { id } => self.security.delete_acl(id),
+            MetadataRecord::ClientQuotaChanged { entity, key, value } => {
+                self.security.set_quota(entity, key, *value)
+            }
         }
     }
 
@@ -335,6 +354,7 @@ impl MetadataImage {
         for topic in self.topics.values() {
             records.extend(topic_records(topic));
         }
+        records.extend(self.security.to_records());
         records
     }
 
@@ -571,6 +591,51 @@ mod tests {
                 fenced: None,
                 in_controlled_shutdown: Some(true),
             },
+            MetadataRecord::ScramCredentialUpserted {
+                user: "alice".into(),
+                mechanism: "SCRAM-SHA-256".into(),
+                credential: credential(1),
+            },
+            MetadataRecord::ScramCredentialUpserted {
+                user: "alice".into(),
+                mechanism: "SCRAM-SHA-512".into(),
+                credential: credential(2),
+            },
+            MetadataRecord::ScramCredentialUpserted {
+                user: "bob".into(),
+                mechanism: "SCRAM-SHA-256".into(),
+                credential: credential(3),
+            },
+            MetadataRecord::ScramCredentialDeleted {
+                user: "bob".into(),
+                mechanism: "SCRAM-SHA-256".into(),
+            },
+            MetadataRecord::AclCreated {
+                id: Uuid::from_u128(20),
+                acl: acl("orders"),
+            },
+            MetadataRecord::AclCreated {
+                id: Uuid::from_u128(21),
+                acl: acl("payments"),
+            },
+            MetadataRecord::AclDeleted {
+                id: Uuid::from_u128(20),
+            },
+            MetadataRecord::ClientQuotaChanged {
+                entity: vec![("user".into(), Some("alice".into()))],
+                key: "producer_byte_rate".into(),
+                value: Some(1024.0),
+            },
+            MetadataRecord::ClientQuotaChanged {
+                entity: vec![("user".into(), None)],
+                key: "consumer_byte_rate".into(),
+                value: Some(2048.0),
+            },
+            MetadataRecord::ClientQuotaChanged {
+                entity: vec![("user".into(), None)],
+                key: "consumer_byte_rate".into(),
+                value: None,
+            },
         ] {
             image.check(&record).unwrap();
             image.apply(&record);
@@ -591,7 +656,38 @@ mod tests {
             (broker.epoch, broker.fenced, broker.in_controlled_shutdown),
             (3, false, true)
         );
+        assert_eq!(
+            rebuilt
+                .security
+                .scram_users()
+                .map(|(u, _)| u.as_str())
+                .collect::<Vec<_>>(),
+            ["alice"]
+        );
+        assert_eq!(rebuilt.security.acls().count(), 1);
+        assert_eq!(rebuilt.security.quotas().len(), 1);
         // An empty image needs no records.
         assert!(MetadataImage::new(1).to_records().is_empty());
+    }
+
+    fn credential(seed: u8) -> crate::security::StoredScramCredential {
+        crate::security::StoredScramCredential {
+            salt: vec![seed; 16],
+            stored_key: vec![seed; 32],
+            server_key: vec![seed; 32],
+            iterations: 4096,
+        }
+    }
+
+    fn acl(topic: &str) -> crate::security::StoredAcl {
+        crate::security::StoredAcl {
+            resource_type: 2,
+            resource_name: topic.into(),
+            pattern_type: 3,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: 4,
+            permission: 3,
+        }
     }
 }

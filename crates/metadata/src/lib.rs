@@ -16,6 +16,7 @@ mod image;
 mod log;
 mod memory;
 mod records;
+mod security;
 
 pub use backend::{BoxFuture, CommitError, LocalBackend, MetadataBackend};
 pub use conflict::RecordConflict;
@@ -24,6 +25,7 @@ pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicI
 pub use log::{LOCAL_LOG_FILE, MetadataLog, MetadataLogError};
 pub use memory::MemoryQuorum;
 pub use records::{EndpointRecord, MetadataRecord, PartitionAssignment};
+pub use security::{QuotaEntityRecord, SecurityImage, StoredAcl, StoredScramCredential};
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::security::{QuotaEntityRecord, StoredAcl, StoredScramCredential};
+
 /// The replicas of one partition, the preferred leader first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -170,5 +172,44 @@ pub enum MetadataRecord {
         /// In controlled shutdown from now on, or not, or unchanged.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         in_controlled_shutdown: Option<bool>,
+    },
+    /// A user's SCRAM credential for one mechanism was set (Kafka's
+    /// `UserScramCredentialRecord`): salted, never the password.
+    ScramCredentialUpserted {
+        /// The user name.
+        user: String,
+        /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+        mechanism: String,
+        /// The credential.
+        credential: StoredScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism was removed.
+    ScramCredentialDeleted {
+        /// The user name.
+        user: String,
+        /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+        mechanism: String,
+    },
+    /// An ACL was created (Kafka's `AccessControlEntryRecord`).
+    AclCreated {
+        /// Its id.
+        id: Uuid,
+        /// The ACL.
+        acl: StoredAcl,
+    },
+    /// An ACL was deleted (Kafka's `RemoveAccessControlEntryRecord`).
+    AclDeleted {
+        /// Its id.
+        id: Uuid,
+    },
+    /// A client quota was set or removed (Kafka's `ClientQuotaRecord`).
+    ClientQuotaChanged {
+        /// The entity (types with names, `None` for the default; sorted by type).
+        entity: QuotaEntityRecord,
+        /// The quota key, e.g. `producer_byte_rate`.
+        key: String,
+        /// The new value; `None` removes it.
+        #[serde(default)]
+        value: Option<f64>,
     },
 }

@@ -275,5 +275,12 @@ fn size_hint(body: &ResponseKind, version: i16) -> usize {
         ListTransactions,
         SaslAuthenticate,
         DescribeLogDirs,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials,
+        CreateAcls,
+        DescribeAcls,
+        DeleteAcls,
+        DescribeClientQuotas,
+        AlterClientQuotas,
     )
 }

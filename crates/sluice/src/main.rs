@@ -49,6 +49,12 @@ enum Command {
     Group(cli::group::GroupArgs),
     /// Describe the cluster: brokers, controller, API versions.
     Cluster(cli::cluster::ClusterArgs),
+    /// Manage SCRAM users: create, delete, list, describe.
+    User(cli::user::UserArgs),
+    /// Manage ACLs: create, list, delete.
+    Acl(cli::acl::AclArgs),
+    /// Manage client quotas: alter, describe.
+    Quota(cli::quota::QuotaArgs),
     /// Start a local cluster of `sluice serve` processes (data under ./sluice-dev-cluster)
     /// to try replication and failover; Ctrl-C stops them all.
     DevCluster(dev_cluster::DevClusterArgs),
@@ -64,6 +70,9 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => cli::run(cli::consume::run(*args)),
         Command::Group(args) => cli::run(cli::group::run(args)),
         Command::Cluster(args) => cli::run(cli::cluster::run(args)),
+        Command::User(args) => cli::run(cli::user::run(args)),
+        Command::Acl(args) => cli::run(cli::acl::run(args)),
+        Command::Quota(args) => cli::run(cli::quota::run(args)),
         Command::DevCluster(args) => dev_cluster::run(args),
     };
     match result {

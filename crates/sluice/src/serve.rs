@@ -56,6 +56,7 @@ impl SettingFlags {
             .value_name(setting.value_name())
             .help(help.replace('`', ""))
             .allow_negative_numbers(setting.allows_negative())
+            .hide_env_values(setting.options.sensitive)
             .value_parser(move |text: &str| {
                 let mut scratch = BrokerConfig::default();
                 setting.set(&mut scratch, text).map(|()| text.to_string())
@@ -180,14 +181,17 @@ async fn serve(config: BrokerConfig) -> Result<(), String> {
         recovery = if server.recovered_unclean { "unclean shutdown: log tails validated" } else { "clean" },
         "storage ready"
     );
-    tracing::info!(
-        "Kafka listener on {} (advertised as {}:{}), node id {}, cluster id {}",
-        server.local_addr(),
-        broker.advertised_host,
-        broker.advertised_port,
-        broker.node_id(),
-        broker.cluster_id
-    );
+    for ((spec, bound), endpoint) in server.listeners().iter().zip(&broker.endpoints) {
+        tracing::info!(
+            "Kafka listener on {bound} (advertised as {}:{}), {} ({}), node id {}, cluster id {}",
+            endpoint.host,
+            endpoint.port,
+            spec.name,
+            spec.protocol,
+            broker.node_id(),
+            broker.cluster_id
+        );
+    }
     let fds = broker.fd_budget;
     tracing::info!(
         "open files: limit {}{}; up to {} client connections and {} log files open at once",

@@ -15,6 +15,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod certs;
 pub mod raw;
 
 use std::collections::BTreeMap;
@@ -204,7 +205,16 @@ impl Broker {
     }
 
     fn start_limited(open_files_limit: Option<u64>, args: &[&str]) -> Broker {
-        let mut broker = Broker::spawn_limited(open_files_limit, args);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut broker = Broker::spawn_built(open_files_limit, |_| args);
+        broker.wait_started();
+        broker
+    }
+
+    /// Starts a broker with extra `serve` flags built from the port of its PLAINTEXT
+    /// listener (the one the harness waits for), e.g. to name it in `--listeners`.
+    pub fn start_with_port(args: impl FnOnce(u16) -> Vec<String>) -> Broker {
+        let mut broker = Broker::spawn_built(None, args);
         broker.wait_started();
         broker
     }
@@ -213,21 +223,23 @@ impl Broker {
     /// node cannot finish starting before a quorum of its peers runs); call
     /// [`Broker::wait_started`] next.
     pub fn spawn_with(args: &[&str]) -> Broker {
-        Broker::spawn_limited(None, args)
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Broker::spawn_built(None, |_| args)
     }
 
-    fn spawn_limited(open_files_limit: Option<u64>, args: &[&str]) -> Broker {
+    fn spawn_built(open_files_limit: Option<u64>, args: impl FnOnce(u16) -> Vec<String>) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("sluice-e2e-")
             .tempdir()
             .expect("tempdir");
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("broker.log");
+        let port = free_port();
         let mut broker = Broker {
             child: None,
-            port: free_port(),
+            port,
             data_dir,
-            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            extra_args: args(port),
             open_files_limit,
             log_path,
             pending_start: None,
@@ -950,7 +962,18 @@ pub fn consume_all(
     partitions: i32,
     timeout: Duration,
 ) -> BTreeMap<i32, Vec<OwnedMessage>> {
-    let c = consumer(bootstrap, &[]);
+    consume_all_with(bootstrap, &[], topic, partitions, timeout)
+}
+
+/// [`consume_all`] with `extra` consumer settings (e.g. TLS and SASL).
+pub fn consume_all_with(
+    bootstrap: &str,
+    extra: &[(&str, &str)],
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> BTreeMap<i32, Vec<OwnedMessage>> {
+    let c = consumer(bootstrap, extra);
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)

@@ -25,19 +25,16 @@ pub async fn describe_cluster(
     ctx: &RequestContext,
     req: DescribeClusterRequest,
 ) -> Reply {
-    Reply::Now(ResponseKind::DescribeCluster(describe(
-        broker,
-        req,
-        ctx.api_version(),
-    )))
+    Reply::Now(ResponseKind::DescribeCluster(describe(broker, ctx, req)))
 }
 
 /// The live brokers (and with `include_fenced_brokers`, v2, the fenced ones, marked).
 fn describe(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     req: DescribeClusterRequest,
-    version: i16,
 ) -> DescribeClusterResponse {
+    let version = ctx.api_version();
     let base = DescribeClusterResponse::default().with_endpoint_type(ENDPOINT_TYPE_BROKERS);
     if version >= 1 && req.endpoint_type != ENDPOINT_TYPE_BROKERS {
         return base
@@ -52,7 +49,7 @@ fn describe(
         .brokers()
         .filter(|b| include_fenced || !b.fenced)
         .filter_map(|b| {
-            let endpoint = client_endpoint(b)?;
+            let endpoint = client_endpoint(b, &ctx.listener)?;
             Some(
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(b.id))

@@ -269,15 +269,24 @@ fn kafka_value(broker: &Broker, setting: &Setting) -> (String, String) {
             (or_max(running), or_max(defaults))
         }
         KafkaValue::PlaintextListener => {
-            let listener = |c| format!("PLAINTEXT://{}", configured(c));
-            (listener(running), listener(defaults))
+            let listeners = |c: &BrokerConfig| {
+                c.listener_specs()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            (listeners(running), listeners(defaults))
         }
         // Worked out at start-up: reported as the default, as before any override existed.
         KafkaValue::Advertised => {
-            let advertised = format!(
-                "PLAINTEXT://{}:{}",
-                broker.advertised_host, broker.advertised_port
-            );
+            let advertised = broker
+                .endpoints
+                .iter()
+                .map(|e| format!("{}://{}:{}", e.listener, e.host, e.port))
+                .collect::<Vec<_>>()
+                .join(",");
             (advertised.clone(), advertised)
         }
         KafkaValue::EffectiveConnections => {

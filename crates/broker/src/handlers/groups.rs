@@ -33,7 +33,6 @@ pub async fn find_coordinator(
     ctx: &RequestContext,
     req: FindCoordinatorRequest,
 ) -> Reply {
-    let version = ctx.api_version();
     let topic = match req.key_type {
         KEY_TYPE_GROUP => CONSUMER_OFFSETS_TOPIC,
         KEY_TYPE_TRANSACTION => TRANSACTION_STATE_TOPIC,
@@ -44,8 +43,8 @@ pub async fn find_coordinator(
             );
             return Reply::Now(ResponseKind::FindCoordinator(coordinators(
                 broker,
+                ctx,
                 req,
-                version,
                 Err(error),
             )));
         }
@@ -58,8 +57,8 @@ pub async fn find_coordinator(
     };
     Reply::Now(ResponseKind::FindCoordinator(coordinators(
         broker,
+        ctx,
         req,
-        version,
         found.as_ref().map_err(Clone::clone),
     )))
 }
@@ -68,10 +67,11 @@ pub async fn find_coordinator(
 /// the metadata registers it and its endpoint.
 fn coordinators(
     broker: &Broker,
+    ctx: &RequestContext,
     req: FindCoordinatorRequest,
-    version: i16,
     topic: Result<&TopicImage, (ResponseError, String)>,
 ) -> FindCoordinatorResponse {
+    let version = ctx.api_version();
     let image = broker.metadata.image();
     let locate = |key: &str| -> Result<(i32, String, i32), (ResponseError, String)> {
         let topic = topic.clone()?;
@@ -79,7 +79,7 @@ fn coordinators(
         let leader = topic.partition(index).map_or(-1, |p| p.leader);
         image
             .broker(leader)
-            .and_then(client_endpoint)
+            .and_then(|b| client_endpoint(b, &ctx.listener))
             .map(|e| (leader, e.host.clone(), e.port))
             .ok_or_else(|| {
                 (

@@ -18,7 +18,7 @@ use crate::broker::Broker;
 use crate::metadata::{
     BrokerRegistration, EndpointRecord, MetadataImage, PartitionRegistration, TopicImage,
 };
-use crate::request::{Reply, RequestContext};
+use crate::request::{ListenerName, Reply, RequestContext};
 use crate::topic_admin::{self, get_or_auto_create, validate_topic_name};
 
 /// Kafka's "authorized operations not requested" value.
@@ -57,7 +57,11 @@ pub async fn metadata(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataR
         }
     }
     Reply::Now(ResponseKind::Metadata(respond(
-        broker, req, version, &outcomes,
+        broker,
+        &ctx.listener,
+        req,
+        version,
+        &outcomes,
     )))
 }
 
@@ -91,6 +95,7 @@ fn auto_created_partitions(broker: &Broker, names: &[String]) -> i64 {
 /// unknown were not created.
 fn respond(
     broker: &Broker,
+    listener: &ListenerName,
     req: MetadataRequest,
     version: i16,
     failed: &HashMap<String, ResponseError>,
@@ -158,7 +163,7 @@ fn respond(
     };
     let brokers = live_brokers(&image)
         .filter_map(|b| {
-            let endpoint = client_endpoint(b)?;
+            let endpoint = client_endpoint(b, listener)?;
             Some(
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(b.id))
@@ -197,12 +202,22 @@ pub fn controller_id(broker: &Broker, image: &MetadataImage) -> i32 {
         .unwrap_or_else(|| broker.node_id())
 }
 
-/// The endpoint clients of this broker's listener reach `broker` at.
-pub fn client_endpoint(broker: &BrokerRegistration) -> Option<&EndpointRecord> {
-    broker
+/// The endpoint at which clients of `listener` reach `broker`: the broker's endpoint of the
+/// same listener (Kafka answers each listener with its own addresses). Requests from peer
+/// nodes (the cluster listener) get the first endpoint.
+pub fn client_endpoint<'a>(
+    broker: &'a BrokerRegistration,
+    listener: &ListenerName,
+) -> Option<&'a EndpointRecord> {
+    let same = broker
         .endpoints
         .iter()
-        .find(|e| e.listener == crate::broker::PLAINTEXT)
+        .find(|e| e.listener == listener.value());
+    match same {
+        Some(e) => Some(e),
+        None if listener.is_cluster() => broker.endpoints.first(),
+        None => None,
+    }
 }
 
 fn describe_by_name(

@@ -1,6 +1,8 @@
 //! Request handlers: each turns a typed request into a typed response and
 //! never touches sockets (docs/ARCHITECTURE.md §3).
 
+pub mod acls;
+pub mod client_quotas;
 pub mod cluster;
 pub mod commit_topics;
 pub mod configs;
@@ -16,6 +18,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod producer;
 mod record_checks;
+pub mod scram_users;
 pub mod topics;
 pub mod transactions;
 pub mod txn_markers;

@@ -1,22 +1,25 @@
-//! The operator commands: `sluice topic|produce|consume|group|cluster`.
+//! The operator commands: `sluice topic|produce|consume|group|cluster|user|acl|quota`.
 //!
 //! They talk to any Kafka-compatible broker through the wire protocol with
 //! `sluice-client`. Every command prints a table for people, or JSON with `--json`
 //! for scripts, and fails with a non-zero exit code and a one-line message.
 
+pub mod acl;
 pub mod cluster;
 pub mod consume;
 pub mod format;
 pub mod group;
 pub mod produce;
+pub mod quota;
 pub mod topic;
+pub mod user;
 
 use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use sluice_client::{Client, ClientConfig};
+use sluice_client::{Client, ClientConfig, ClientSecurity, SaslCredentials};
 
 /// Connection and output options shared by every command.
 #[derive(Args, Debug, Clone)]
@@ -35,12 +38,112 @@ pub struct Common {
     /// How long to wait for each broker response, in milliseconds.
     #[arg(long, global = true, default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// How the CLI secures its connections, with Kafka's client setting names.
+#[derive(Args, Debug, Clone)]
+pub struct SecurityArgs {
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (security.protocol).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_SECURITY_PROTOCOL",
+        default_value = "PLAINTEXT"
+    )]
+    pub security_protocol: String,
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (sasl.mechanism).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_SASL_MECHANISM",
+        default_value = "SCRAM-SHA-256"
+    )]
+    pub sasl_mechanism: String,
+    /// The SASL user name (sasl.username).
+    #[arg(long, global = true, env = "SLUICE_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+    /// The SASL password, or the token for OAUTHBEARER (sasl.password); prefer the
+    /// environment variable, which other users cannot see in the process list.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub sasl_password: Option<String>,
+    /// CA certificates (PEM) the broker's certificate must chain to (ssl.ca.location).
+    #[arg(long, global = true, env = "SLUICE_SSL_CA_FILE")]
+    pub ssl_ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mTLS (ssl.certificate.location).
+    #[arg(long, global = true, env = "SLUICE_SSL_CERT_FILE")]
+    pub ssl_cert_file: Option<std::path::PathBuf>,
+    /// Client private key (PEM) for mTLS (ssl.key.location).
+    #[arg(long, global = true, env = "SLUICE_SSL_KEY_FILE")]
+    pub ssl_key_file: Option<std::path::PathBuf>,
+}
+
+impl SecurityArgs {
+    /// The client's TLS and SASL settings.
+    pub fn client_security(&self) -> Result<ClientSecurity, String> {
+        use sluice_client::sluice_security::SecurityProtocol;
+        use sluice_client::sluice_security::sasl::Mechanism;
+        let protocol = SecurityProtocol::for_name(&self.security_protocol).ok_or_else(|| {
+            format!(
+                "--security-protocol {} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+                self.security_protocol
+            )
+        })?;
+        let tls = if protocol.uses_tls() {
+            let ca = self.ssl_ca_file.as_deref().ok_or_else(|| {
+                format!("--security-protocol {protocol} needs --ssl-ca-file with the CA that signed the broker's certificate")
+            })?;
+            let identity = match (&self.ssl_cert_file, &self.ssl_key_file) {
+                (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+                (None, None) => None,
+                _ => return Err("--ssl-cert-file and --ssl-key-file go together".into()),
+            };
+            Some(
+                sluice_client::sluice_security::tls::client_config(ca, identity)
+                    .map_err(one_line)?,
+            )
+        } else {
+            None
+        };
+        let sasl = if protocol.uses_sasl() {
+            let mechanism = Mechanism::for_name(&self.sasl_mechanism.to_ascii_uppercase())
+                .ok_or_else(|| {
+                    format!(
+                        "--sasl-mechanism {} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER",
+                        self.sasl_mechanism
+                    )
+                })?;
+            let password = self.sasl_password.clone().ok_or(
+                "SASL needs a password: set SLUICE_SASL_PASSWORD (or pass --sasl-password)",
+            )?;
+            let username = match (mechanism, &self.sasl_username) {
+                (Mechanism::OAuthBearer, name) => name.clone().unwrap_or_default(),
+                (_, Some(name)) => name.clone(),
+                (_, None) => return Err("SASL needs --sasl-username".into()),
+            };
+            Some(SaslCredentials {
+                mechanism,
+                username,
+                password,
+            })
+        } else {
+            None
+        };
+        Ok(ClientSecurity { tls, sasl })
+    }
 }
 
 impl Common {
     pub async fn connect(&self) -> Result<Client, String> {
         let config = ClientConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            security: self.security.client_security()?,
             ..ClientConfig::default()
         };
         Client::connect(&self.brokers, config)
