@@ -160,6 +160,9 @@ impl Proxy {
     pub fn close(&self) {
         if let Some(task) = self.acceptor.lock().take() {
             task.abort();
+            // The listener is closed once the aborted task is dropped, which its join
+            // handle waits for: the port is free for the next open.
+            let _ = self.runtime.block_on(task);
         }
     }
 }
@@ -349,6 +352,100 @@ mod tests {
         let mut frame = (body.len() as u32).to_be_bytes().to_vec();
         frame.extend(body);
         frame
+    }
+
+    use std::io::{Read, Write};
+    use std::net::{TcpListener as StdListener, TcpStream as StdStream};
+
+    /// An echo server on 127.0.0.1 and a proxy for node 2 in front of it on 127.0.0.2 at
+    /// the same port.
+    fn echo_behind_proxy(runtime: &tokio::runtime::Runtime, faults: &Arc<Faults>) -> Proxy {
+        let server = StdListener::bind("127.0.0.1:0").unwrap();
+        let upstream = server.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in server.incoming() {
+                let Ok(mut stream) = stream else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let listen = SocketAddr::from(([127, 0, 0, 2], upstream.port()));
+        let proxy = Proxy::new(2, listen, upstream, faults.clone(), runtime.handle().clone());
+        proxy.open().unwrap();
+        proxy
+    }
+
+    /// A connection from node 1 through the proxy: its handshake sent (and echoed back).
+    fn dial_as_node_1(proxy: &Proxy) -> StdStream {
+        let mut s = StdStream::connect(proxy.listen).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let hello = hello_frame(1);
+        s.write_all(&hello).unwrap();
+        let mut echoed = vec![0u8; hello.len()];
+        s.read_exact(&mut echoed).unwrap();
+        assert_eq!(echoed, hello);
+        s
+    }
+
+    fn echo(s: &mut StdStream, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        s.write_all(bytes)?;
+        let mut got = vec![0u8; bytes.len()];
+        s.read_exact(&mut got)?;
+        Ok(got)
+    }
+
+    #[test]
+    fn links_pass_bytes_and_obey_blackhole_reset_delay_and_closing() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let faults = Faults::new(1);
+        let proxy = echo_behind_proxy(&runtime, &faults);
+        let mut s = dial_as_node_1(&proxy);
+        assert_eq!(echo(&mut s, b"ping").unwrap(), b"ping");
+
+        // Blackhole 1 -> 2: nothing comes back; after healing, the held bytes flow.
+        faults.set(1, 2, Some(LinkFault::Blackhole));
+        s.write_all(b"held").unwrap();
+        let mut got = [0u8; 4];
+        let err = s.read_exact(&mut got).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+        faults.set(1, 2, None);
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"held");
+
+        // Delay: the echo takes at least the delay (both directions are delayed).
+        faults.set_both(1, 2, Some(LinkFault::Delay { ms: 100, jitter_ms: 0 }));
+        let start = std::time::Instant::now();
+        assert_eq!(echo(&mut s, b"slow").unwrap(), b"slow");
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        faults.heal_all();
+
+        // Reset: the open connection is reset, and a new one too once it says who it is.
+        faults.set_both(1, 2, Some(LinkFault::Reset));
+        let mut buf = [0u8; 1];
+        assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+        let mut fresh = StdStream::connect(proxy.listen).unwrap();
+        fresh.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        fresh.write_all(&hello_frame(1)).unwrap();
+        assert!(matches!(fresh.read(&mut buf), Ok(0) | Err(_)));
+        assert_eq!(faults.faulty_links().len(), 2);
+        faults.heal_all();
+        let mut healed = dial_as_node_1(&proxy);
+        assert_eq!(echo(&mut healed, b"back").unwrap(), b"back");
+
+        // A closed proxy refuses connections, as a node that is down does.
+        proxy.close();
+        std::thread::sleep(Duration::from_millis(50));
+        let refused = StdStream::connect(proxy.listen).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        proxy.open().unwrap();
+        let mut reopened = dial_as_node_1(&proxy);
+        assert_eq!(echo(&mut reopened, b"open").unwrap(), b"open");
     }
 
     #[test]

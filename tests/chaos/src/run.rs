@@ -96,6 +96,9 @@ pub fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
         partitions: config.partitions,
         rate: config.rate,
         message_timeout: config.message_timeout,
+        client_log: Some(Arc::new(parking_lot::Mutex::new(std::fs::File::create(
+            config.dir.join("producers.log"),
+        )?))),
     };
     let recorder = Arc::new(Recorder::default());
     let producers = Producers::start(config.producers, &workload, &recorder)?;
@@ -118,6 +121,7 @@ pub fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
             anomalies.push(Anomaly::Unrecovered {
                 reason: format!("{kind}: {e:#}"),
             });
+            cluster.heal()?;
         }
         clock.say(recorder.progress());
     }

@@ -4,6 +4,7 @@
 //! [`Recorder`], which becomes the run's [`History`].
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
@@ -107,7 +108,7 @@ impl Recorder {
 }
 
 /// Settings of the workload.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkloadConfig {
     pub bootstrap: String,
     pub topic: String,
@@ -117,6 +118,8 @@ pub struct WorkloadConfig {
     /// librdkafka's `message.timeout.ms`: how long a send may retry before it is reported
     /// (as indeterminate).
     pub message_timeout: Duration,
+    /// Where librdkafka's producer log goes, if anywhere.
+    pub client_log: Option<Arc<Mutex<std::fs::File>>>,
 }
 
 /// Base client settings: short timeouts, quick reconnects.
@@ -126,10 +129,23 @@ fn client_config(bootstrap: &str) -> ClientConfig {
     c
 }
 
-/// Records each delivery report against its send.
-struct Reports(Arc<Recorder>);
+/// Records each delivery report against its send, and writes librdkafka's log (its
+/// idempotence events: `debug=eos`) to the producers' log file.
+struct Reports {
+    recorder: Arc<Recorder>,
+    log: Option<Arc<Mutex<std::fs::File>>>,
+}
 
-impl ClientContext for Reports {}
+impl ClientContext for Reports {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        if let Some(log) = &self.log {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let _ = writeln!(log.lock(), "{:.3} {level:?} {fac} {message}", now.as_secs_f64());
+        }
+    }
+}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = usize;
@@ -142,7 +158,7 @@ impl ProducerContext for Reports {
             // reported failure of an idempotent send counts as indeterminate.
             Err((e, _)) => SendOutcome::Indeterminate(e.to_string()),
         };
-        self.0.finish_send(index, outcome);
+        self.recorder.finish_send(index, outcome);
     }
 }
 
@@ -158,7 +174,13 @@ fn producer(config: &WorkloadConfig, recorder: &Arc<Recorder>) -> anyhow::Result
         )
         .set("request.timeout.ms", "5000")
         .set("linger.ms", "5");
-    c.create_with_context(Reports(recorder.clone()))
+    if config.client_log.is_some() {
+        c.set("debug", "eos");
+    }
+    c.create_with_context(Reports {
+        recorder: recorder.clone(),
+        log: config.client_log.clone(),
+    })
         .context("cannot create a producer")
 }
 
