@@ -82,7 +82,9 @@ pub enum Anomaly {
         line: String,
     },
     /// The harness could not bring the cluster back to health or finish the final read.
-    Unrecovered { reason: String },
+    Unrecovered {
+        reason: String,
+    },
 }
 
 impl Anomaly {
@@ -199,15 +201,10 @@ pub fn check(history: &History) -> Vec<Anomaly> {
     anomalies.extend(phantom_reads(history));
     anomalies.extend(nonmonotonic_sends(history));
     anomalies.extend(poll_order(history, &log));
-    anomalies.extend(
-        history
-            .panics
-            .iter()
-            .map(|(node, line)| Anomaly::Panic {
-                node: node.clone(),
-                line: line.clone(),
-            }),
-    );
+    anomalies.extend(history.panics.iter().map(|(node, line)| Anomaly::Panic {
+        node: node.clone(),
+        line: line.clone(),
+    }));
     anomalies
 }
 
@@ -583,13 +580,11 @@ mod tests {
         let anomalies = check(&h);
         assert_eq!(
             anomalies,
-            vec![
-                Anomaly::OffsetValues {
-                    partition: 0,
-                    offset: 1,
-                    values: vec![2, 7]
-                },
-            ]
+            vec![Anomaly::OffsetValues {
+                partition: 0,
+                offset: 1,
+                values: vec![2, 7]
+            },]
         );
         assert_eq!(anomalies[0].kind(), "inconsistent-offsets");
     }

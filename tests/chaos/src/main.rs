@@ -34,6 +34,10 @@ struct Args {
     /// pause, isolate, split, reset, delay, rolling-restart.
     #[arg(long, value_delimiter = ',')]
     faults: Vec<FaultKind>,
+    /// Finish the last round of faults after the duration: every fault kind runs at least
+    /// once (each round runs every kind once, in a seeded order).
+    #[arg(long)]
+    complete_rounds: bool,
     /// Quiet seconds between one fault's recovery and the next fault.
     #[arg(long, default_value_t = 3.0)]
     interval: f64,
@@ -122,6 +126,7 @@ fn config(args: Args) -> anyhow::Result<(RunConfig, bool)> {
             seed,
             duration: Duration::from_secs(args.duration),
             faults,
+            complete_rounds: args.complete_rounds,
             interval: secs(args.interval),
             hold: (secs(args.hold_min), secs(args.hold_max.max(args.hold_min))),
             partitions: args.partitions.max(1),

@@ -101,6 +101,11 @@ impl Schedule {
         }
     }
 
+    /// Whether the current round has kinds still to come.
+    pub fn mid_round(&self) -> bool {
+        !self.round.is_empty()
+    }
+
     pub fn next_kind(&mut self) -> Option<FaultKind> {
         if self.round.is_empty() {
             self.round = self.kinds.clone();
@@ -180,11 +185,9 @@ pub fn apply(
             for a in &ids {
                 for b in &ids {
                     if a != b {
-                        cluster.faults().set(
-                            *a,
-                            *b,
-                            Some(LinkFault::Delay { ms, jitter_ms: 100 }),
-                        );
+                        cluster
+                            .faults()
+                            .set(*a, *b, Some(LinkFault::Delay { ms, jitter_ms: 100 }));
                     }
                 }
             }

@@ -89,7 +89,12 @@ impl Node {
         let child = Command::new(bin)
             .args(["serve", "--listen", &self.bootstrap(), "--data-dir"])
             .arg(self.dir.join("data"))
-            .args(["--http-listen", "off", "--group-initial-rebalance-delay-ms", "0"])
+            .args([
+                "--http-listen",
+                "off",
+                "--group-initial-rebalance-delay-ms",
+                "0",
+            ])
             .args(["--node-id", &self.id.to_string()])
             .args(["--cluster-listen"])
             .arg(SocketAddr::from((NODE_IP, self.cluster_port)).to_string())
@@ -153,7 +158,10 @@ impl Node {
             }
             if Instant::now() >= deadline {
                 self.kill9()?;
-                bail!("node {} did not stop within {timeout:?} of SIGTERM", self.id);
+                bail!(
+                    "node {} did not stop within {timeout:?} of SIGTERM",
+                    self.id
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -357,7 +365,10 @@ impl Cluster {
     pub fn unhealthy(&mut self, topic: Option<(&str, i32)>) -> Option<String> {
         let all = self.ids();
         for id in all.clone() {
-            if !self.node_mut(id).is_ok_and(|n| n.is_running() && !n.is_paused()) {
+            if !self
+                .node_mut(id)
+                .is_ok_and(|n| n.is_running() && !n.is_paused())
+            {
                 return Some(format!("node {id} is not running"));
             }
             match self.describe_cluster(id) {

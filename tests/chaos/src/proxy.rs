@@ -208,7 +208,8 @@ async fn proxy_connection(mut down: TcpStream, link: Arc<LinkEnd>) {
         let _ = down.set_zero_linger();
         return;
     }
-    let Ok(Ok(mut up)) = tokio::time::timeout(OPEN_TIMEOUT, TcpStream::connect(link.upstream)).await
+    let Ok(Ok(mut up)) =
+        tokio::time::timeout(OPEN_TIMEOUT, TcpStream::connect(link.upstream)).await
     else {
         return;
     };
@@ -298,8 +299,7 @@ impl Pump {
         let mut buf = vec![0u8; 64 * 1024];
         let mut changed = self.faults.changed.subscribe();
         loop {
-            if !wait_passable(&self.faults, self.from, self.to).await || *self.reset_rx.borrow()
-            {
+            if !wait_passable(&self.faults, self.from, self.to).await || *self.reset_rx.borrow() {
                 self.reset_both(&writer);
                 return;
             }
@@ -376,7 +376,13 @@ mod tests {
             }
         });
         let listen = SocketAddr::from(([127, 0, 0, 2], upstream.port()));
-        let proxy = Proxy::new(2, listen, upstream, faults.clone(), runtime.handle().clone());
+        let proxy = Proxy::new(
+            2,
+            listen,
+            upstream,
+            faults.clone(),
+            runtime.handle().clone(),
+        );
         proxy.open().unwrap();
         proxy
     }
@@ -384,7 +390,8 @@ mod tests {
     /// A connection from node 1 through the proxy: its handshake sent (and echoed back).
     fn dial_as_node_1(proxy: &Proxy) -> StdStream {
         let mut s = StdStream::connect(proxy.listen).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let hello = hello_frame(1);
         s.write_all(&hello).unwrap();
         let mut echoed = vec![0u8; hello.len()];
@@ -419,7 +426,14 @@ mod tests {
         assert_eq!(&got, b"held");
 
         // Delay: the echo takes at least the delay (both directions are delayed).
-        faults.set_both(1, 2, Some(LinkFault::Delay { ms: 100, jitter_ms: 0 }));
+        faults.set_both(
+            1,
+            2,
+            Some(LinkFault::Delay {
+                ms: 100,
+                jitter_ms: 0,
+            }),
+        );
         let start = std::time::Instant::now();
         assert_eq!(echo(&mut s, b"slow").unwrap(), b"slow");
         assert!(start.elapsed() >= Duration::from_millis(200));
@@ -430,7 +444,9 @@ mod tests {
         let mut buf = [0u8; 1];
         assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
         let mut fresh = StdStream::connect(proxy.listen).unwrap();
-        fresh.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        fresh
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         fresh.write_all(&hello_frame(1)).unwrap();
         assert!(matches!(fresh.read(&mut buf), Ok(0) | Err(_)));
         assert_eq!(faults.faulty_links().len(), 2);

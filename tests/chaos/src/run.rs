@@ -29,6 +29,9 @@ pub struct RunConfig {
     /// How long faults are applied.
     pub duration: Duration,
     pub faults: Vec<FaultKind>,
+    /// Whether the last round of faults is finished after the duration, so that every kind
+    /// runs at least once however slow the machine.
+    pub complete_rounds: bool,
     /// Quiet time between faults.
     pub interval: Duration,
     /// How long a fault lasts: a random time in this range.
@@ -55,7 +58,11 @@ struct Clock(Instant);
 
 impl Clock {
     fn say(&self, what: impl AsRef<str>) {
-        println!("[{:7.1}s] {}", self.0.elapsed().as_secs_f64(), what.as_ref());
+        println!(
+            "[{:7.1}s] {}",
+            self.0.elapsed().as_secs_f64(),
+            what.as_ref()
+        );
     }
 }
 
@@ -111,7 +118,7 @@ pub fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     let mut anomalies = Vec::new();
     let nemesis_end = Instant::now() + config.duration;
     let mut schedule = Schedule::new(config.faults.clone(), rng.fork());
-    while Instant::now() < nemesis_end {
+    while Instant::now() < nemesis_end || (config.complete_rounds && schedule.mid_round()) {
         thread::sleep(config.interval);
         let Some(kind) = schedule.next_kind() else {
             break;
@@ -200,12 +207,15 @@ fn create_topic(bootstrap: &str, config: &RunConfig) -> anyhow::Result<()> {
         config.partitions,
         TopicReplication::Fixed(replication),
     )
-    .set("min.insync.replicas", if replication >= 3 { "2" } else { "1" });
+    .set(
+        "min.insync.replicas",
+        if replication >= 3 { "2" } else { "1" },
+    );
     let options = AdminOptions::new()
         .request_timeout(Some(Duration::from_secs(10)))
         .operation_timeout(Some(Duration::from_secs(10)));
-    let results = sluice_e2e::block_on(admin.create_topics([&topic], &options))
-        .context("CreateTopics")?;
+    let results =
+        sluice_e2e::block_on(admin.create_topics([&topic], &options)).context("CreateTopics")?;
     for r in results {
         r.map_err(|(name, code)| anyhow::anyhow!("creating {name}: {code}"))?;
     }

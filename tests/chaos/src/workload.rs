@@ -17,9 +17,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset as KafkaOffset, TopicPartitionList};
 
 use crate::history::{
@@ -142,7 +140,11 @@ impl ClientContext for Reports {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
-            let _ = writeln!(log.lock(), "{:.3} {level:?} {fac} {message}", now.as_secs_f64());
+            let _ = writeln!(
+                log.lock(),
+                "{:.3} {level:?} {fac} {message}",
+                now.as_secs_f64()
+            );
         }
     }
 }
@@ -181,7 +183,7 @@ fn producer(config: &WorkloadConfig, recorder: &Arc<Recorder>) -> anyhow::Result
         recorder: recorder.clone(),
         log: config.client_log.clone(),
     })
-        .context("cannot create a producer")
+    .context("cannot create a producer")
 }
 
 /// Producer threads sending until stopped, then waiting for their last reports.
@@ -294,7 +296,11 @@ impl ProducerWorker {
 }
 
 /// An assign-mode consumer of every partition, from the start.
-fn assigned_consumer(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<BaseConsumer> {
+fn assigned_consumer(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<BaseConsumer> {
     let consumer: BaseConsumer = client_config(bootstrap)
         // librdkafka wants a group id even in assign mode; it never joins the group.
         .set("group.id", "sluice-chaos")
