@@ -480,8 +480,10 @@ mod tests {
     #[test]
     fn a_controller_checking_on_time_measures_silence_from_the_last_heartbeat() {
         let start = Instant::now();
-        let mut contacts = Contacts::default();
-        contacts.leading_since = Some(start);
+        let mut contacts = Contacts {
+            leading_since: Some(start),
+            ..Contacts::default()
+        };
         let mut now = start;
         for _ in 0..20 {
             now += Duration::from_millis(250);
