@@ -33,8 +33,8 @@ cargo fmt --all -- --check || status=1
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings || status=1
 
-step "building sluice"
-cargo build -p sluice --quiet || { echo "build failed"; exit 1; }
+step "building sluice and the fault harness"
+cargo build -p sluice -p sluice-chaos --quiet || { echo "build failed"; exit 1; }
 export SLUICE_BIN="$PWD/target/debug/sluice"
 # Test brokers run side by side; none of them should take the default HTTP port.
 export SLUICE_HTTP_LISTEN=off
@@ -43,6 +43,13 @@ step "cargo test (unit and end-to-end)"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$logdir/cargo.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 count_cargo "$logdir/cargo.log"
+
+# A short fixed-seed run of every fault kind against three nodes (tests/chaos): one test,
+# passed when the checker finds no anomaly. Generous timings for a loaded 2-core machine.
+step "fault harness: sluice-chaos, seed 1, every fault kind (docs/RELIABILITY.md)"
+target/debug/sluice-chaos --seed 1 --duration 80 --complete-rounds --interval 1 --hold-min 2 --hold-max 4 \
+  --rate 50 2>&1 | tee "$logdir/chaos.log"
+if [ "${PIPESTATUS[0]}" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
 
 step "node --test (kafkajs, examples)"
 (cd tests/node && node --test --test-concurrency=2 test/) 2>&1 | tee "$logdir/node.log"

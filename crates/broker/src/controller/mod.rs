@@ -58,6 +58,37 @@ struct Contacts {
     leading_since: Option<Instant>,
     /// When leaderships last moved back to preferred replicas.
     last_rebalance: Option<Instant>,
+    /// When this controller last ran its checks while leading.
+    last_check: Option<Instant>,
+}
+
+impl Contacts {
+    /// Notes a check at `now`. A controller whose checks did not run for longer than
+    /// `stall_limit` (its process was stopped, or starved of CPU) could not hear the
+    /// heartbeats sent meanwhile, and may not even lead any more: it starts over as a new
+    /// controller does, giving every broker a full session (and probing those it has not
+    /// heard from since), rather than fencing brokers for its own silence. Returns whether
+    /// it had stalled.
+    fn note_check(&mut self, now: Instant, stall_limit: Duration) -> bool {
+        let stalled = self
+            .last_check
+            .is_some_and(|last| now.duration_since(last) > stall_limit);
+        self.last_check = Some(now);
+        if stalled {
+            self.leading_since = Some(now);
+        }
+        stalled
+    }
+
+    /// How long broker `id` has not been heard from at `now` (a controller that just took
+    /// over counts it as heard from at that moment), and whether it was heard from since
+    /// this controller took over.
+    fn silence(&mut self, id: i32, now: Instant) -> (Duration, bool) {
+        let since = *self.leading_since.get_or_insert(now);
+        let last = self.last_heard.get(&id).copied();
+        let heard = last.unwrap_or(since).max(since);
+        (now.duration_since(heard), last.is_some_and(|l| l > since))
+    }
 }
 
 impl Controller {
@@ -179,11 +210,19 @@ impl Controller {
             return;
         };
         if broker.metadata.leader() != Some(broker.node_id()) {
-            self.contacts.lock().leading_since = None;
+            let mut contacts = self.contacts.lock();
+            contacts.leading_since = None;
+            contacts.last_check = None;
             return;
         }
         let image = broker.metadata.image();
         let session = Duration::from_millis(broker.config.broker_session_timeout_ms);
+        if self.contacts.lock().note_check(Instant::now(), session / 2) {
+            tracing::warn!(
+                "the controller's checks did not run for over half a broker session (was this \
+                 process stopped?): every broker gets a full session again"
+            );
+        }
         // A beat and a half late: a live broker's next heartbeat is overdue.
         let suspect_after =
             Duration::from_millis(broker.config.broker_heartbeat_interval_ms.saturating_mul(3) / 2);
@@ -238,18 +277,12 @@ impl Controller {
     fn silent_brokers(&self, image: &MetadataImage) -> Vec<(i32, Duration, bool)> {
         let now = Instant::now();
         let mut contacts = self.contacts.lock();
-        let since = *contacts.leading_since.get_or_insert(now);
         image
             .brokers()
             .filter(|b| !b.fenced)
             .map(|b| {
-                let last = contacts.last_heard.get(&b.id).copied();
-                let heard = last.unwrap_or(since).max(since);
-                (
-                    b.id,
-                    now.duration_since(heard),
-                    last.is_some_and(|l| l > since),
-                )
+                let (silence, heard_since_leading) = contacts.silence(b.id, now);
+                (b.id, silence, heard_since_leading)
             })
             .collect()
     }
@@ -414,4 +447,55 @@ async fn cluster_listener_gone(broker: &Broker, id: i32) -> bool {
         tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr.as_str())).await,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SESSION: Duration = Duration::from_secs(3);
+
+    #[test]
+    fn a_controller_whose_checks_stalled_gives_every_broker_a_full_session_again() {
+        let start = Instant::now();
+        let mut contacts = Contacts::default();
+        assert!(!contacts.note_check(start, SESSION / 2));
+        contacts.last_heard.insert(2, start);
+        assert_eq!(contacts.silence(2, start), (Duration::ZERO, false));
+        let tick = start + Duration::from_millis(250);
+        contacts.last_heard.insert(3, tick);
+        assert!(!contacts.note_check(tick, SESSION / 2));
+
+        // Stopped for five seconds (SIGSTOP): nothing was heard meanwhile, but the brokers
+        // are not judged by that silence; none was heard since the controller resumed.
+        let resumed = tick + Duration::from_secs(5);
+        assert!(contacts.note_check(resumed, SESSION / 2));
+        assert_eq!(contacts.silence(2, resumed), (Duration::ZERO, false));
+        assert_eq!(contacts.silence(3, resumed), (Duration::ZERO, false));
+        let later = resumed + Duration::from_secs(1);
+        assert!(!contacts.note_check(later, SESSION / 2));
+        assert_eq!(contacts.silence(2, later), (Duration::from_secs(1), false));
+    }
+
+    #[test]
+    fn a_controller_checking_on_time_measures_silence_from_the_last_heartbeat() {
+        let start = Instant::now();
+        let mut contacts = Contacts {
+            leading_since: Some(start),
+            ..Contacts::default()
+        };
+        let mut now = start;
+        for _ in 0..20 {
+            now += Duration::from_millis(250);
+            assert!(!contacts.note_check(now, SESSION / 2));
+        }
+        contacts
+            .last_heard
+            .insert(2, start + Duration::from_millis(500));
+        assert_eq!(
+            contacts.silence(2, now),
+            (Duration::from_millis(4500), true)
+        );
+        assert_eq!(contacts.silence(3, now), (Duration::from_secs(5), false));
+    }
 }

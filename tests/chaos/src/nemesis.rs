@@ -1,0 +1,239 @@
+//! The nemesis: faults applied to the cluster one at a time, chosen from the run's seed.
+//! Every fault is healed before the next begins (killed nodes restart, paused ones
+//! continue, links heal), so a run is a sequence of fault → heal → settle → quiet.
+
+use std::fmt;
+use std::str::FromStr;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::nodes::Cluster;
+use crate::proxy::{LinkFault, NodeId};
+use crate::rng::Rng;
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// kill -9 of a random node, restarted after the hold.
+    Kill,
+    /// kill -9 of the leader of a random partition.
+    KillLeader,
+    /// kill -9 of the quorum leader (the controller).
+    KillController,
+    /// SIGSTOP of a random node for the hold, then SIGCONT.
+    Pause,
+    /// One node cut off from every other node (blackhole both ways).
+    Isolate,
+    /// A random minority (⌊(n−1)/2⌋ nodes; one of three) cut off from the majority.
+    Split,
+    /// Every connection to and from a random node reset, again and again, for the hold.
+    Reset,
+    /// Every node-to-node link delayed (50–250 ms, jitter up to 100 ms) for the hold.
+    Delay,
+    /// SIGTERM, restart and wait for full in-sync replicas, node after node.
+    RollingRestart,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 9] = [
+        FaultKind::Kill,
+        FaultKind::KillLeader,
+        FaultKind::KillController,
+        FaultKind::Pause,
+        FaultKind::Isolate,
+        FaultKind::Split,
+        FaultKind::Reset,
+        FaultKind::Delay,
+        FaultKind::RollingRestart,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::KillLeader => "kill-leader",
+            FaultKind::KillController => "kill-controller",
+            FaultKind::Pause => "pause",
+            FaultKind::Isolate => "isolate",
+            FaultKind::Split => "split",
+            FaultKind::Reset => "reset",
+            FaultKind::Delay => "delay",
+            FaultKind::RollingRestart => "rolling-restart",
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        FaultKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown fault '{s}'; one of {}", names.join(", "))
+            })
+    }
+}
+
+/// Which kinds come next: every kind once per round, in a seeded order, so that a short
+/// run sees each of them.
+pub struct Schedule {
+    kinds: Vec<FaultKind>,
+    round: Vec<FaultKind>,
+    rng: Rng,
+}
+
+impl Schedule {
+    pub fn new(kinds: Vec<FaultKind>, rng: Rng) -> Schedule {
+        Schedule {
+            kinds,
+            round: Vec::new(),
+            rng,
+        }
+    }
+
+    /// Whether the current round has kinds still to come.
+    pub fn mid_round(&self) -> bool {
+        !self.round.is_empty()
+    }
+
+    pub fn next_kind(&mut self) -> Option<FaultKind> {
+        if self.round.is_empty() {
+            self.round = self.kinds.clone();
+            self.rng.shuffle(&mut self.round);
+        }
+        self.round.pop()
+    }
+}
+
+/// What a fault did, for the run's log.
+pub struct Applied {
+    pub description: String,
+}
+
+/// Applies one fault of `kind`; the caller holds it, then heals with [`Cluster::heal`].
+/// A rolling restart is whole when this returns.
+pub fn apply(
+    kind: FaultKind,
+    cluster: &mut Cluster,
+    rng: &mut Rng,
+    topic: &str,
+    partitions: i32,
+    settle: Duration,
+) -> anyhow::Result<Applied> {
+    let ids = cluster.ids();
+    let random_node = |rng: &mut Rng| rng.pick(&ids).copied().context("no nodes");
+    let description = match kind {
+        FaultKind::Kill => {
+            let id = random_node(rng)?;
+            cluster.node_mut(id)?.kill9()?;
+            format!("kill -9 node {id}")
+        }
+        FaultKind::KillLeader => {
+            let partition = rng.below(partitions as u64) as i32;
+            let id = match cluster.partition_leader(topic, partition) {
+                Some(id) => id,
+                None => random_node(rng)?,
+            };
+            cluster.node_mut(id)?.kill9()?;
+            format!("kill -9 node {id} (leader of partition {partition})")
+        }
+        FaultKind::KillController => {
+            let id = match cluster.quorum_leader() {
+                Some(id) => id,
+                None => random_node(rng)?,
+            };
+            cluster.node_mut(id)?.kill9()?;
+            format!("kill -9 node {id} (quorum leader)")
+        }
+        FaultKind::Pause => {
+            let id = random_node(rng)?;
+            cluster.node_mut(id)?.pause()?;
+            format!("SIGSTOP node {id}")
+        }
+        FaultKind::Isolate => {
+            let id = random_node(rng)?;
+            cut(cluster, &[id], &ids, LinkFault::Blackhole);
+            format!("isolate node {id}")
+        }
+        FaultKind::Split => {
+            let mut shuffled = ids.clone();
+            rng.shuffle(&mut shuffled);
+            let minority_size = ((ids.len().saturating_sub(1)) / 2).max(1);
+            let (minority, _) = shuffled.split_at(minority_size.min(shuffled.len()));
+            cut(cluster, minority, &ids, LinkFault::Blackhole);
+            let mut minority = minority.to_vec();
+            minority.sort_unstable();
+            format!("split nodes {minority:?} from the rest")
+        }
+        FaultKind::Reset => {
+            let id = random_node(rng)?;
+            cut(cluster, &[id], &ids, LinkFault::Reset);
+            format!("reset every connection of node {id}")
+        }
+        FaultKind::Delay => {
+            let ms = rng.between(50, 250);
+            for a in &ids {
+                for b in &ids {
+                    if a != b {
+                        cluster
+                            .faults()
+                            .set(*a, *b, Some(LinkFault::Delay { ms, jitter_ms: 100 }));
+                    }
+                }
+            }
+            format!("delay every link by {ms} ms (+ up to 100 ms)")
+        }
+        FaultKind::RollingRestart => {
+            let mut order = ids.clone();
+            rng.shuffle(&mut order);
+            rolling_restart(cluster, &order, topic, partitions, settle)?;
+            format!("rolling restart of nodes {order:?}")
+        }
+    };
+    Ok(Applied { description })
+}
+
+/// Cuts every link between a node of `side` and a node not in it, both ways.
+fn cut(cluster: &Cluster, side: &[NodeId], all: &[NodeId], fault: LinkFault) {
+    for a in side {
+        for b in all.iter().filter(|b| !side.contains(b)) {
+            cluster.faults().set_both(*a, *b, Some(fault));
+        }
+    }
+}
+
+/// How long a node may take to stop after SIGTERM (a controlled shutdown that finds no
+/// controller waits out a broker session before it stops anyway).
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn rolling_restart(
+    cluster: &mut Cluster,
+    order: &[NodeId],
+    topic: &str,
+    partitions: i32,
+    settle: Duration,
+) -> anyhow::Result<()> {
+    for id in order {
+        let status = cluster.node_mut(*id)?.terminate(STOP_TIMEOUT)?;
+        if !status.success() {
+            anyhow::bail!("node {id} exited with {status} after SIGTERM");
+        }
+        cluster.start(*id)?;
+        // Give the node a moment before the first look (it opens its logs first).
+        thread::sleep(Duration::from_millis(200));
+        cluster
+            .wait_healthy(Some((topic, partitions)), settle)
+            .with_context(|| format!("after restarting node {id}"))?;
+    }
+    Ok(())
+}

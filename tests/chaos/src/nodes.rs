@@ -1,0 +1,429 @@
+//! The cluster under test: `sluice serve` processes on loopback, each with its own data
+//! dir, log and fault proxy ([`crate::proxy`]), and what their Kafka listeners say about
+//! brokers, the quorum leader and partition leaders.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, MetadataRequest, TopicName,
+    metadata_request::MetadataRequestTopic,
+};
+use kafka_protocol::protocol::StrBytes;
+use rustix::process::{Pid, Signal, kill_process};
+use sluice_e2e::{free_port, try_roundtrip};
+
+use crate::proxy::{Faults, NodeId, Proxy};
+
+/// Where nodes listen (Kafka and cluster listeners).
+const NODE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+/// Where the proxies listen: `--voters` names these addresses.
+const PROXY_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// How long one metadata or DescribeCluster call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A partition as one node's Metadata lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    pub leader: NodeId,
+    pub replicas: Vec<NodeId>,
+    /// Sorted.
+    pub isr: Vec<NodeId>,
+}
+
+/// One `sluice serve` process, started and stopped many times over a run.
+pub struct Node {
+    pub id: NodeId,
+    kafka_port: u16,
+    cluster_port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+    proxy: Proxy,
+}
+
+impl Node {
+    /// `127.0.0.1:port` of its Kafka listener.
+    pub fn bootstrap(&self) -> String {
+        SocketAddr::from((NODE_IP, self.kafka_port)).to_string()
+    }
+
+    fn kafka_addr(&self) -> SocketAddr {
+        SocketAddr::from((NODE_IP, self.kafka_port))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("node.log")
+    }
+
+    /// Whether the process runs (paused or not).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    fn start(&mut self, bin: &Path, voters: &str) -> anyhow::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        self.proxy
+            .open()
+            .with_context(|| format!("node {}: cannot open its proxy", self.id))?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = Command::new(bin)
+            .args(["serve", "--listen", &self.bootstrap(), "--data-dir"])
+            .arg(self.dir.join("data"))
+            .args([
+                "--http-listen",
+                "off",
+                "--group-initial-rebalance-delay-ms",
+                "0",
+            ])
+            .args(["--node-id", &self.id.to_string()])
+            .args(["--cluster-listen"])
+            .arg(SocketAddr::from((NODE_IP, self.cluster_port)).to_string())
+            .args(["--voters", voters, "--rack", &format!("rack-{}", self.id)])
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot run {}", bin.display()))?;
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+
+    fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("the node is not running")?;
+        kill_process(Pid::from_child(child), signal)
+            .with_context(|| format!("cannot signal node {}", self.id))
+    }
+
+    /// SIGKILL, and its cluster listener disappears (its proxy closes).
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        self.proxy.close();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            child.wait()?;
+        }
+        self.paused = false;
+        Ok(())
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        self.signal(Signal::STOP)?;
+        self.paused = true;
+        Ok(())
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        if self.paused {
+            self.signal(Signal::CONT)?;
+            self.paused = false;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM (a controlled shutdown) and waits up to `timeout` for the exit; a node still
+    /// running then is killed, and that is an error.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        self.resume()?;
+        self.signal(Signal::TERM)?;
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().context("the node is not running")?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                self.proxy.close();
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                self.kill9()?;
+                bail!(
+                    "node {} did not stop within {timeout:?} of SIGTERM",
+                    self.id
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The lines of its log that report a panic.
+    pub fn panics(&self) -> Vec<String> {
+        let Ok(file) = std::fs::File::open(self.log_path()) else {
+            return Vec::new();
+        };
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|line| line.contains("panicked at"))
+            .collect()
+    }
+}
+
+/// The nodes of one cluster.
+pub struct Cluster {
+    nodes: Vec<Node>,
+    voters: String,
+    bin: PathBuf,
+    faults: Arc<Faults>,
+}
+
+impl Cluster {
+    /// Creates nodes `1..=n` under `dir` (not started), each behind a proxy.
+    pub fn new(
+        n: i32,
+        bin: PathBuf,
+        dir: &Path,
+        faults: Arc<Faults>,
+        runtime: tokio::runtime::Handle,
+    ) -> anyhow::Result<Cluster> {
+        let mut nodes = Vec::new();
+        for id in 1..=n {
+            let cluster_port = free_port();
+            let node_dir = dir.join(format!("node-{id}"));
+            std::fs::create_dir_all(&node_dir)?;
+            nodes.push(Node {
+                id,
+                kafka_port: free_port(),
+                cluster_port,
+                dir: node_dir,
+                child: None,
+                paused: false,
+                proxy: Proxy::new(
+                    id,
+                    SocketAddr::from((PROXY_IP, cluster_port)),
+                    SocketAddr::from((NODE_IP, cluster_port)),
+                    faults.clone(),
+                    runtime.clone(),
+                ),
+            });
+        }
+        let voters = nodes
+            .iter()
+            .map(|n| format!("{}@{PROXY_IP}:{}", n.id, n.cluster_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Cluster {
+            nodes,
+            voters,
+            bin,
+            faults,
+        })
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
+    pub fn node_mut(&mut self, id: NodeId) -> anyhow::Result<&mut Node> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .with_context(|| format!("no node {id}"))
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Every node's Kafka listener, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Node::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts node `id` unless it runs.
+    pub fn start(&mut self, id: NodeId) -> anyhow::Result<()> {
+        let (bin, voters) = (self.bin.clone(), self.voters.clone());
+        self.node_mut(id)?.start(&bin, &voters)
+    }
+
+    /// Every node runs and none is paused, and no link is faulty.
+    pub fn heal(&mut self) -> anyhow::Result<()> {
+        self.faults.heal_all();
+        for id in self.ids() {
+            let node = self.node_mut(id)?;
+            node.resume()?;
+            if !node.is_running() {
+                self.start(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The running nodes, not paused.
+    pub fn live(&mut self) -> Vec<NodeId> {
+        self.nodes
+            .iter_mut()
+            .filter_map(|n| (n.is_running() && !n.is_paused()).then_some(n.id))
+            .collect()
+    }
+
+    /// DescribeCluster by node `id`: (controller, brokers listed).
+    pub fn describe_cluster(&self, id: NodeId) -> anyhow::Result<(NodeId, Vec<NodeId>)> {
+        let addr = self.addr(id)?;
+        let r = try_roundtrip(addr, 0, &DescribeClusterRequest::default(), CALL_TIMEOUT)
+            .map_err(anyhow::Error::msg)?;
+        Ok((
+            r.controller_id.0,
+            r.brokers.iter().map(|b| b.broker_id.0).collect(),
+        ))
+    }
+
+    fn addr(&self, id: NodeId) -> anyhow::Result<SocketAddr> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(Node::kafka_addr)
+            .with_context(|| format!("no node {id}"))
+    }
+
+    /// The partitions of `topic` as node `id`'s Metadata lists them.
+    pub fn partitions(
+        &self,
+        id: NodeId,
+        topic: &str,
+    ) -> anyhow::Result<BTreeMap<i32, PartitionState>> {
+        let request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_string(topic.to_string())),
+            ))]));
+        let md = try_roundtrip(self.addr(id)?, 12, &request, CALL_TIMEOUT)
+            .map_err(anyhow::Error::msg)?;
+        let t = md.topics.first().context("no topic in the answer")?;
+        if t.error_code != 0 {
+            bail!("topic error {}", t.error_code);
+        }
+        let ids = |v: &[BrokerId]| {
+            let mut ids: Vec<NodeId> = v.iter().map(|b| b.0).collect();
+            ids.sort_unstable();
+            ids
+        };
+        Ok(t.partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.partition_index,
+                    PartitionState {
+                        leader: p.leader_id.0,
+                        replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                        isr: ids(&p.isr_nodes),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// The quorum leader as the first live node that answers knows it.
+    pub fn quorum_leader(&mut self) -> Option<NodeId> {
+        self.live()
+            .into_iter()
+            .find_map(|id| self.describe_cluster(id).ok())
+            .map(|(controller, _)| controller)
+            .filter(|c| *c >= 0)
+    }
+
+    /// The leader of `partition` of `topic` as the first live node that answers knows it.
+    pub fn partition_leader(&mut self, topic: &str, partition: i32) -> Option<NodeId> {
+        self.live()
+            .into_iter()
+            .find_map(|id| self.partitions(id, topic).ok())
+            .and_then(|ps| ps.get(&partition).map(|p| p.leader))
+            .filter(|l| *l >= 0)
+    }
+
+    /// Why the cluster is not fully healthy yet: every node listing every broker and, when
+    /// `topic` is given, `partitions` partitions each led with every replica in sync.
+    pub fn unhealthy(&mut self, topic: Option<(&str, i32)>) -> Option<String> {
+        let all = self.ids();
+        for id in all.clone() {
+            if !self
+                .node_mut(id)
+                .is_ok_and(|n| n.is_running() && !n.is_paused())
+            {
+                return Some(format!("node {id} is not running"));
+            }
+            match self.describe_cluster(id) {
+                Ok((_, brokers)) if brokers == all => {}
+                Ok((_, brokers)) => return Some(format!("node {id} lists brokers {brokers:?}")),
+                Err(e) => return Some(format!("node {id}: {e}")),
+            }
+            let Some((topic, count)) = topic else {
+                continue;
+            };
+            match self.partitions(id, topic) {
+                Ok(ps) if ps.len() == count as usize => {
+                    if let Some((p, state)) = ps.iter().find(|(_, s)| {
+                        let mut replicas = s.replicas.clone();
+                        replicas.sort_unstable();
+                        s.leader < 0 || s.isr != replicas
+                    }) {
+                        return Some(format!("node {id}: partition {p} is {state:?}"));
+                    }
+                }
+                Ok(ps) => return Some(format!("node {id} lists {} partitions", ps.len())),
+                Err(e) => return Some(format!("node {id}: {e}")),
+            }
+        }
+        None
+    }
+
+    /// Waits up to `timeout` until [`Cluster::unhealthy`] has nothing to say.
+    pub fn wait_healthy(
+        &mut self,
+        topic: Option<(&str, i32)>,
+        timeout: Duration,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let Some(why) = self.unhealthy(topic) else {
+                return Ok(start.elapsed());
+            };
+            if start.elapsed() > timeout {
+                bail!("the cluster is not healthy after {timeout:?}: {why}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills every node (end of a run).
+    pub fn kill_all(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill9();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}

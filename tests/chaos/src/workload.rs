@@ -1,0 +1,420 @@
+//! The workload, with librdkafka: idempotent acks=all producers sending unique values to
+//! every partition, an assign-mode consumer polling all partitions while faults come and
+//! go, and the final read of every partition. Everything they do goes into a
+//! [`Recorder`], which becomes the run's [`History`].
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use parking_lot::Mutex;
+use rdkafka::Message;
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset as KafkaOffset, TopicPartitionList};
+
+use crate::history::{
+    History, Offset, Partition, PollEvent, Send, SendOutcome, Value, parse_payload, payload,
+};
+
+/// What a send is recorded as until its delivery report arrives; a send never reported
+/// stays so.
+const UNREPORTED: &str = "no delivery report";
+
+/// Sends and polls as they happen, from every client thread.
+#[derive(Default)]
+pub struct Recorder {
+    sends: Mutex<Vec<Send>>,
+    polls: Mutex<Vec<PollEvent>>,
+    acked: AtomicUsize,
+    indeterminate: AtomicUsize,
+    consumer_errors: AtomicUsize,
+    /// The highest offset the consumers polled, per partition.
+    polled_up_to: Mutex<BTreeMap<Partition, Offset>>,
+    producer_restarts: AtomicUsize,
+}
+
+impl Recorder {
+    fn begin_send(&self, producer: usize, partition: Partition, value: Value) -> usize {
+        let mut sends = self.sends.lock();
+        sends.push(Send {
+            producer,
+            partition,
+            value,
+            outcome: SendOutcome::Indeterminate(UNREPORTED.into()),
+        });
+        sends.len() - 1
+    }
+
+    fn finish_send(&self, index: usize, outcome: SendOutcome) {
+        match outcome {
+            SendOutcome::Acked(_) => self.acked.fetch_add(1, Ordering::Relaxed),
+            SendOutcome::Indeterminate(_) => self.indeterminate.fetch_add(1, Ordering::Relaxed),
+            SendOutcome::Failed(_) => 0,
+        };
+        if let Some(send) = self.sends.lock().get_mut(index) {
+            send.outcome = outcome;
+        }
+    }
+
+    fn polled(&self, event: PollEvent) {
+        if let PollEvent::Record {
+            partition, offset, ..
+        } = event
+        {
+            let mut up_to = self.polled_up_to.lock();
+            let at = up_to.entry(partition).or_insert(offset);
+            *at = (*at).max(offset);
+        }
+        self.polls.lock().push(event);
+    }
+
+    /// A one-line account of the clients so far.
+    pub fn progress(&self) -> String {
+        format!(
+            "{} sent, {} acked, {} indeterminate, {} polled, {} consumer errors, {} producer restarts",
+            self.sends.lock().len(),
+            self.acked.load(Ordering::Relaxed),
+            self.indeterminate.load(Ordering::Relaxed),
+            self.polls.lock().len(),
+            self.consumer_errors.load(Ordering::Relaxed),
+            self.producer_restarts.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The highest offset polled of each partition.
+    pub fn polled_up_to(&self) -> BTreeMap<Partition, Offset> {
+        self.polled_up_to.lock().clone()
+    }
+
+    /// The history so far, with `final_read`.
+    pub fn history(&self, final_read: BTreeMap<Partition, Vec<(Offset, Value)>>) -> History {
+        History {
+            sends: self.sends.lock().clone(),
+            polls: self.polls.lock().clone(),
+            final_read,
+            panics: Vec::new(),
+        }
+    }
+}
+
+/// Settings of the workload.
+#[derive(Clone)]
+pub struct WorkloadConfig {
+    pub bootstrap: String,
+    pub topic: String,
+    pub partitions: i32,
+    /// Sends per second of each producer.
+    pub rate: u32,
+    /// librdkafka's `message.timeout.ms`: how long a send may retry before it is reported
+    /// (as indeterminate).
+    pub message_timeout: Duration,
+    /// Where librdkafka's producer log goes, if anywhere.
+    pub client_log: Option<Arc<Mutex<std::fs::File>>>,
+}
+
+/// Base client settings: short timeouts, quick reconnects.
+fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = sluice_e2e::client_config(bootstrap);
+    c.set("log_level", "0");
+    c
+}
+
+/// Records each delivery report against its send, and writes librdkafka's log (its
+/// idempotence events: `debug=eos`) to the producers' log file.
+struct Reports {
+    recorder: Arc<Recorder>,
+    log: Option<Arc<Mutex<std::fs::File>>>,
+}
+
+impl ClientContext for Reports {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        if let Some(log) = &self.log {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let _ = writeln!(
+                log.lock(),
+                "{:.3} {level:?} {fac} {message}",
+                now.as_secs_f64()
+            );
+        }
+    }
+}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
+        let outcome = match result {
+            Ok(m) => SendOutcome::Acked(m.offset()),
+            // librdkafka tells "possibly persisted" from "not persisted" only through
+            // rd_kafka_message_status, which the rdkafka crate does not expose: every
+            // reported failure of an idempotent send counts as indeterminate.
+            Err((e, _)) => SendOutcome::Indeterminate(e.to_string()),
+        };
+        self.recorder.finish_send(index, outcome);
+    }
+}
+
+type ChaosProducer = ThreadedProducer<Reports>;
+
+fn producer(config: &WorkloadConfig, recorder: &Arc<Recorder>) -> anyhow::Result<ChaosProducer> {
+    let mut c = client_config(&config.bootstrap);
+    c.set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set(
+            "message.timeout.ms",
+            config.message_timeout.as_millis().to_string(),
+        )
+        .set("request.timeout.ms", "5000")
+        .set("linger.ms", "5");
+    if config.client_log.is_some() {
+        c.set("debug", "eos");
+    }
+    c.create_with_context(Reports {
+        recorder: recorder.clone(),
+        log: config.client_log.clone(),
+    })
+    .context("cannot create a producer")
+}
+
+/// Producer threads sending until stopped, then waiting for their last reports.
+pub struct Producers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Producers {
+    /// Starts `count` producers, each sending to every partition in turn; values come from
+    /// one counter per partition, so each is unique in its partition.
+    pub fn start(
+        count: usize,
+        config: &WorkloadConfig,
+        recorder: &Arc<Recorder>,
+    ) -> anyhow::Result<Producers> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters: Arc<Vec<AtomicU64>> =
+            Arc::new((0..config.partitions).map(|_| AtomicU64::new(0)).collect());
+        let instances = Arc::new(AtomicUsize::new(0));
+        let mut threads = Vec::new();
+        for first_partition in 0..count {
+            let first = producer(config, recorder)?;
+            let worker = ProducerWorker {
+                config: config.clone(),
+                recorder: recorder.clone(),
+                counters: counters.clone(),
+                instances: instances.clone(),
+                stop: stop.clone(),
+            };
+            let partition = (first_partition as i32) % config.partitions.max(1);
+            threads.push(thread::spawn(move || worker.run(first, partition)));
+        }
+        Ok(Producers { stop, threads })
+    }
+
+    /// Stops sending and waits for every producer to flush (each bounded by its message
+    /// timeout).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+struct ProducerWorker {
+    config: WorkloadConfig,
+    recorder: Arc<Recorder>,
+    counters: Arc<Vec<AtomicU64>>,
+    /// Producer instances so far: each gets its own number in the history.
+    instances: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ProducerWorker {
+    fn run(self, mut producer: ChaosProducer, mut partition: i32) {
+        let mut id = self.instances.fetch_add(1, Ordering::SeqCst);
+        let pause = Duration::from_secs_f64(1.0 / f64::from(self.config.rate.max(1)));
+        while !self.stop.load(Ordering::SeqCst) {
+            self.send_one(&producer, id, partition);
+            partition = (partition + 1) % self.config.partitions.max(1);
+            // An idempotent producer that hit a fatal error sends nothing more: replace it,
+            // as an application would, by a new one (a new producer id).
+            if producer.client().fatal_error().is_some() {
+                let _ = producer.flush(Duration::from_secs(1));
+                match self::producer(&self.config, &self.recorder) {
+                    Ok(p) => {
+                        producer = p;
+                        id = self.instances.fetch_add(1, Ordering::SeqCst);
+                        self.recorder
+                            .producer_restarts
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => break,
+                }
+            }
+            thread::sleep(pause);
+        }
+        let _ = producer.flush(self.config.message_timeout + Duration::from_secs(10));
+    }
+
+    fn send_one(&self, producer: &ChaosProducer, id: usize, partition: i32) {
+        let Some(counter) = self.counters.get(partition as usize) else {
+            return;
+        };
+        let value = counter.fetch_add(1, Ordering::SeqCst);
+        let index = self.recorder.begin_send(id, partition, value);
+        let text = payload(value);
+        loop {
+            let record = BaseRecord::<(), String, usize>::with_opaque_to(&self.config.topic, index)
+                .partition(partition)
+                .payload(&text);
+            match producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                    if !self.stop.load(Ordering::SeqCst) =>
+                {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                // Refused before it was queued: it was never transmitted.
+                Err((e, _)) => {
+                    self.recorder
+                        .finish_send(index, SendOutcome::Failed(e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// An assign-mode consumer of every partition, from the start.
+fn assigned_consumer(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<BaseConsumer> {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        // librdkafka wants a group id even in assign mode; it never joins the group.
+        .set("group.id", "sluice-chaos")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
+        .set("check.crcs", "true")
+        .create()
+        .context("cannot create a consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, KafkaOffset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
+/// The value of a record, or `Value::MAX` for one that is not the workload's (a phantom).
+fn value_of<M: Message>(m: &M) -> Value {
+    m.payload().and_then(parse_payload).unwrap_or(Value::MAX)
+}
+
+/// An assign-mode consumer polling on its own thread until stopped.
+pub struct Poller {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Poller {
+    pub fn start(
+        consumer_id: usize,
+        config: &WorkloadConfig,
+        recorder: &Arc<Recorder>,
+    ) -> anyhow::Result<Poller> {
+        let consumer = assigned_consumer(&config.bootstrap, &config.topic, config.partitions)?;
+        recorder.polled(PollEvent::Reassigned {
+            consumer: consumer_id,
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop_flag, recorder) = (stop.clone(), recorder.clone());
+        let thread = thread::spawn(move || {
+            while !stop_flag.load(Ordering::SeqCst) {
+                match consumer.poll(Duration::from_millis(100)) {
+                    None => {}
+                    Some(Ok(m)) => recorder.polled(PollEvent::Record {
+                        consumer: consumer_id,
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        value: value_of(&m),
+                    }),
+                    Some(Err(_)) => {
+                        recorder.consumer_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        Ok(Poller { stop, thread })
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.thread.join();
+    }
+}
+
+/// The high watermark of every partition.
+pub fn high_watermarks(config: &WorkloadConfig) -> anyhow::Result<BTreeMap<Partition, Offset>> {
+    let consumer: BaseConsumer = client_config(&config.bootstrap)
+        .set("group.id", "sluice-chaos")
+        .create()?;
+    (0..config.partitions)
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(&config.topic, p, Duration::from_secs(10))
+                .with_context(|| format!("watermarks of partition {p}"))?;
+            Ok((p, high))
+        })
+        .collect()
+}
+
+/// Reads every partition from its start up to its high watermark now.
+pub fn final_read(
+    config: &WorkloadConfig,
+    timeout: Duration,
+) -> anyhow::Result<BTreeMap<Partition, Vec<(Offset, Value)>>> {
+    let ends = high_watermarks(config)?;
+    let consumer = assigned_consumer(&config.bootstrap, &config.topic, config.partitions)?;
+    let mut log: BTreeMap<Partition, Vec<(Offset, Value)>> =
+        (0..config.partitions).map(|p| (p, Vec::new())).collect();
+    let done = |log: &BTreeMap<Partition, Vec<(Offset, Value)>>| {
+        ends.iter().all(|(p, end)| {
+            *end == 0
+                || log
+                    .get(p)
+                    .and_then(|records| records.last())
+                    .is_some_and(|(offset, _)| *offset + 1 >= *end)
+        })
+    };
+    let deadline = Instant::now() + timeout;
+    while !done(&log) {
+        if Instant::now() > deadline {
+            let got: BTreeMap<_, _> = log
+                .iter()
+                .map(|(p, r)| (*p, r.last().map(|(o, _)| *o)))
+                .collect();
+            bail!(
+                "the final read did not reach the high watermarks {ends:?} within {timeout:?}: last offsets read {got:?}"
+            );
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            log.entry(m.partition())
+                .or_default()
+                .push((m.offset(), value_of(&m)));
+        }
+    }
+    Ok(log)
+}
