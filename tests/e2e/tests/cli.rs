@@ -1346,7 +1346,7 @@ fn help_texts_name_commands_as_typed_and_make_no_stale_claims() {
     assert!(succeeded(&out), "{}", out.stderr);
     assert!(
         out.stdout.starts_with(
-            "Partitions (leader, replicas, ISR, log start and end offsets) and configs of a topic\n\nUsage: sluice topic describe"
+            "Partitions (leader, replicas, ISR, log start and end offsets, size on disk, dirty ratio of a compacted topic) and configs of a topic\n\nUsage: sluice topic describe"
         ),
         "{}",
         out.stdout
