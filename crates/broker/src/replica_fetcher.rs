@@ -46,6 +46,12 @@ const FETCH_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
 /// How long a fetcher waits before calling a leader that did not answer again.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long a partition waits when its leader does not know yet that it leads it (the
+/// leader applies the same metadata a moment later than this follower did): a short pause,
+/// not `replica.fetch.backoff.ms`, which stalled acks=all writes to a new topic for up to
+/// a second.
+const LEADER_CATCHING_UP_BACKOFF: Duration = Duration::from_millis(20);
+
 /// This node's follower fetchers: one task per leader node it follows partitions of.
 pub struct ReplicaFetchers {
     broker: Weak<Broker>,
@@ -384,6 +390,21 @@ impl LeaderFetcher {
                         .truncate_to(term, data.high_watermark.max(0))
                         .map(|_| ())
                 }
+            }
+            Some(
+                other @ (ResponseError::NotLeaderOrFollower
+                | ResponseError::UnknownTopicOrPartition
+                | ResponseError::UnknownTopicId
+                | ResponseError::UnknownLeaderEpoch),
+            ) => {
+                tracing::debug!(
+                    topic = %partition.topic,
+                    partition = partition.index,
+                    leader = self.leader,
+                    error = ?other,
+                    "the leader does not know yet that it leads the partition; asking again shortly"
+                );
+                return Err(Some(LEADER_CATCHING_UP_BACKOFF));
             }
             Some(other) => {
                 tracing::debug!(
