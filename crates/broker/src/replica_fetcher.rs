@@ -12,7 +12,8 @@
 //!    the leader's high watermark; or truncate where the leader says the logs diverge
 //!    (`diverging_epoch`); or start afresh at the leader's log start when the follower
 //!    fell below it; or, on an error (not the leader any more, fenced epoch), leave the
-//!    partition alone for `replica.fetch.backoff.ms` — the metadata will say where to go.
+//!    partition alone for `replica.fetch.backoff.ms` — the metadata will say where to go
+//!    (20 ms only when the leader has not applied yet the metadata that made it leader).
 //!
 //! A response is applied only while the partition still follows the leadership it was
 //! asked of ([`FollowerTerm`]): a deposed leader's late answer writes nothing.
