@@ -87,9 +87,7 @@ fn run_sync_passes(queue: &FlushQueue) {
             std::thread::sleep(wait);
         }
         last_pass = Some(Instant::now());
-        for partition in queue.take_all() {
-            partition.sync();
-        }
+        crate::partition::sync_together(&queue.take_all());
     }
 }
 

@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -22,7 +23,8 @@ use sluice_protocol::clock::Clock;
 use sluice_protocol::model::LeaderEpoch;
 use sluice_protocol::model::ProducerIdAndEpoch;
 use sluice_storage::{
-    AppendInfo, CleanOutcome, CleanedSegments, CleaningTask, DirtyStats, PartitionLog, StorageError,
+    AppendInfo, CleanOutcome, CleanedSegments, CleaningTask, DirtyStats, FlushHandle, PartitionLog,
+    StorageError,
 };
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
@@ -482,26 +484,41 @@ impl Partition {
         }
     }
 
-    /// One group-commit sync, on the sync thread: everything appended before
-    /// it starts becomes durable, and the waiters learn so.
+    /// One group-commit sync of this partition alone (tests; the sync thread syncs its
+    /// passes with [`sync_together`]).
+    #[cfg(test)]
     pub(crate) fn sync(&self) {
+        let Some(handle) = self.begin_sync() else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let result = handle.flush();
+        self.finish_sync(&handle, result, started.elapsed());
+    }
+
+    /// Starts a group-commit sync: the handle covers everything appended before now;
+    /// `None` when the partition is closed.
+    fn begin_sync(&self) -> Option<FlushHandle> {
         // Cleared first: an append after this point queues the partition
         // again, because the handle below may not cover it.
         self.flush_queued.store(false, Ordering::Release);
         if self.is_closed() {
-            return;
+            return None;
         }
-        let handle = self.state.read().log.flush_handle();
-        let started = std::time::Instant::now();
-        let result = handle.flush();
+        Some(self.state.read().log.flush_handle())
+    }
+
+    /// Ends a sync begun with [`Self::begin_sync`] that took `took`: records what it made
+    /// durable and tells the waiters, or takes the partition offline.
+    fn finish_sync(&self, handle: &FlushHandle, result: Result<i64, StorageError>, took: Duration) {
         if !handle.is_empty() {
-            self.fsync_latency.observe(started.elapsed());
+            self.fsync_latency.observe(took);
         }
         match result {
             Ok(_) => {
                 let (durable, log_end) = {
                     let mut state = self.state.write();
-                    (state.log.mark_flushed(&handle), state.log.log_end_offset())
+                    (state.log.mark_flushed(handle), state.log.log_end_offset())
                 };
                 // None: truncated meanwhile, so this sync proves nothing.
                 let Some(durable_end) = durable else { return };
@@ -870,4 +887,20 @@ pub struct PartitionRead {
     pub offsets: PartitionOffsets,
     /// (producer id, first offset) of aborted transactions in the range (read_committed only).
     pub aborted: Vec<(i64, i64)>,
+}
+
+/// One sync pass of the sync thread: everything appended to `partitions` before it
+/// starts becomes durable, with one filesystem sync where they share a filesystem
+/// ([`sluice_storage::flush_together`]).
+pub(crate) fn sync_together(partitions: &[Arc<Partition>]) {
+    let (begun, handles): (Vec<&Arc<Partition>>, Vec<FlushHandle>) = partitions
+        .iter()
+        .filter_map(|p| p.begin_sync().map(|handle| (p, handle)))
+        .unzip();
+    let started = std::time::Instant::now();
+    let results = sluice_storage::flush_together(&handles);
+    let took = started.elapsed();
+    for ((partition, handle), result) in begun.into_iter().zip(&handles).zip(results) {
+        partition.finish_sync(handle, result, took);
+    }
 }

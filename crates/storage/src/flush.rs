@@ -8,6 +8,8 @@
 //! TigerBeetle and Iggy stop. The log refuses writes and reads until it is reopened with
 //! recovery, which keeps only what the scan finds intact past the last durable point.
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,9 @@ use crate::segment::SegmentFile;
 #[derive(Debug)]
 pub(crate) struct SyncHealth {
     dir: PathBuf,
+    /// The device of the filesystem the log lives on (`st_dev`): logs on the same one can
+    /// share one filesystem sync. `None` when it could not be read.
+    filesystem: Option<u64>,
     failed: AtomicBool,
 }
 
@@ -27,6 +32,7 @@ impl SyncHealth {
     pub(crate) fn new(dir: &Path) -> Arc<Self> {
         Arc::new(Self {
             dir: dir.to_path_buf(),
+            filesystem: std::fs::metadata(dir).ok().map(|m| m.dev()),
             failed: AtomicBool::new(false),
         })
     }
@@ -86,4 +92,103 @@ impl FlushHandle {
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
+
+    /// The filesystem a shared sync may cover this handle on: `None` when it must sync
+    /// file by file (nothing to sync, unknown filesystem, or a kernel whose syncfs does
+    /// not report errors).
+    fn shared_filesystem(&self) -> Option<u64> {
+        if self.files.is_empty() || !crate::io::filesystem_sync_reports_errors() {
+            return None;
+        }
+        self.health.filesystem
+    }
+
+    /// Readies every file for a filesystem sync; on the first refusal (an earlier failed
+    /// sync, an injected fault) the log goes offline and the files readied so far are
+    /// marked as they were.
+    fn begin_filesystem_sync(&self) -> Result<Vec<(&SegmentFile, bool)>, StorageError> {
+        self.health.check()?;
+        let mut readied = Vec::with_capacity(self.files.len());
+        for file in &self.files {
+            match file.begin_filesystem_sync() {
+                Ok(Some(was_dirty)) => readied.push((&**file, was_dirty)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.fail_filesystem_sync(&readied);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(readied)
+    }
+
+    fn fail_filesystem_sync(&self, readied: &[(&SegmentFile, bool)]) {
+        self.health.fail();
+        for (file, was_dirty) in readied {
+            file.filesystem_sync_failed(*was_dirty);
+        }
+    }
+}
+
+/// Flushes several logs' handles, as [`FlushHandle::flush`] each, in far less time when
+/// several logs share a filesystem: one syncfs covers all of them. On a virtual disk an
+/// fdatasync per file cost 1–4 ms each (a journal commit and a device flush apiece), so a
+/// pass over 8 partitions took 10–30 ms where one syncfs took about 1 ms
+/// (docs/PERFORMANCE.md). The results are in the order of `handles`. A failed syncfs takes
+/// every log it covered offline: which file lost pages is unknown.
+pub fn flush_together(handles: &[FlushHandle]) -> Vec<Result<i64, StorageError>> {
+    let mut sharing: BTreeMap<u64, usize> = BTreeMap::new();
+    for filesystem in handles.iter().filter_map(FlushHandle::shared_filesystem) {
+        *sharing.entry(filesystem).or_default() += 1;
+    }
+    let mut shared_results: BTreeMap<usize, Result<i64, StorageError>> = BTreeMap::new();
+    for (&filesystem, _) in sharing.iter().filter(|(_, logs)| **logs > 1) {
+        let members = handles
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.shared_filesystem() == Some(filesystem));
+        shared_results.extend(sync_filesystem_of(members));
+    }
+    handles
+        .iter()
+        .enumerate()
+        .map(|(index, handle)| {
+            shared_results
+                .remove(&index)
+                .unwrap_or_else(|| handle.flush())
+        })
+        .collect()
+}
+
+/// One syncfs for `members` (indexed handles on the same filesystem): each one's result.
+fn sync_filesystem_of<'a>(
+    members: impl Iterator<Item = (usize, &'a FlushHandle)>,
+) -> Vec<(usize, Result<i64, StorageError>)> {
+    let mut results = Vec::new();
+    let mut readied = Vec::new();
+    for (index, handle) in members {
+        match handle.begin_filesystem_sync() {
+            Ok(files) => readied.push((index, handle, files)),
+            Err(e) => results.push((index, Err(e))),
+        }
+    }
+    // None: every file was deleted meanwhile, so there is nothing to sync.
+    let synced = readied
+        .iter()
+        .find_map(|(_, _, files)| files.first())
+        .map_or(Ok(()), |(file, _)| file.env().sync_filesystem(file.dir()));
+    for (index, handle, files) in readied {
+        let result = match &synced {
+            Ok(()) => {
+                files.iter().for_each(|(file, _)| file.filesystem_synced());
+                Ok(handle.end_offset)
+            }
+            Err(e) => {
+                handle.fail_filesystem_sync(&files);
+                Err(std::io::Error::new(e.kind(), e.to_string()).into())
+            }
+        };
+        results.push((index, result));
+    }
+    results
 }

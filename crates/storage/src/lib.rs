@@ -68,7 +68,7 @@ mod segment;
 pub use cleaner::{CleanStats, CleanedSegments, CleanerControl, CleaningTask, DirtyStats};
 pub use config::{CompactionConfig, LogConfig};
 pub use error::{AppendOrderError, StorageError};
-pub use flush::FlushHandle;
+pub use flush::{FlushHandle, flush_together};
 pub use io::{FaultHook, IoOp, StorageEnv};
 pub use leader_epoch::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use log::{AppendInfo, CleanOutcome, PartitionLog};

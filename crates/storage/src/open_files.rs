@@ -181,6 +181,23 @@ impl CachedFile {
         self.slot.dirty.store(true, Ordering::Release);
     }
 
+    /// Before a sync of the whole filesystem covers this file: fails for good once any
+    /// sync of it has failed; otherwise clears its written-since-sync mark (a write after
+    /// this point marks it again) and returns whether it was set, for
+    /// [`Self::sync_failed_elsewhere`].
+    pub(crate) fn begin_covering_sync(&self) -> io::Result<bool> {
+        self.slot.check_not_failed()?;
+        Ok(self.slot.dirty.swap(false, Ordering::AcqRel))
+    }
+
+    /// The sync that covered this file failed: no later sync may call it durable.
+    pub(crate) fn sync_failed_elsewhere(&self, was_dirty: bool) {
+        self.slot.sync_failed.store(true, Ordering::Release);
+        if was_dirty {
+            self.slot.dirty.store(true, Ordering::Release);
+        }
+    }
+
     /// fdatasync; fails for good once any sync of this file has failed.
     pub(crate) fn sync_data(&self) -> io::Result<()> {
         self.slot.check_not_failed()?;

@@ -122,6 +122,36 @@ impl SegmentFile {
         }
     }
 
+    /// Readies the file for a sync of its whole filesystem ([`crate::flush::flush_together`]):
+    /// `None` when it was deleted (nothing to make durable), else whether it was written
+    /// since its last sync.
+    pub(crate) fn begin_filesystem_sync(&self) -> std::io::Result<Option<bool>> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        self.data.begin_filesystem_sync().map(Some)
+    }
+
+    /// The filesystem sync covered the data and this file's directory entry.
+    pub(crate) fn filesystem_synced(&self) {
+        self.dir_synced.store(true, Ordering::Release);
+    }
+
+    /// The filesystem sync failed: this file may have lost pages.
+    pub(crate) fn filesystem_sync_failed(&self, was_dirty: bool) {
+        self.data.filesystem_sync_failed(was_dirty);
+    }
+
+    /// The directory holding the file.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The environment the file does its operations in.
+    pub(crate) fn env(&self) -> &std::sync::Arc<crate::io::StorageEnv> {
+        self.data.env()
+    }
+
     fn sync_data_and_dir(&self) -> std::io::Result<()> {
         if self.deleted.load(Ordering::Acquire) {
             return Ok(());

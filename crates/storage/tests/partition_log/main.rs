@@ -21,5 +21,6 @@ mod producers;
 mod properties;
 mod recovery;
 mod retention;
+mod shared_sync;
 mod timestamps;
 mod transactions;
