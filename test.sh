@@ -15,7 +15,8 @@ passed=0
 failed=0
 status=0
 
-step() { echo; echo "==> $*"; }
+# Each step names the time it starts at, so a slow step shows in the log.
+step() { echo; echo "==> $* (at $((SECONDS / 60))m$((SECONDS % 60))s)"; }
 
 count_cargo() { # sums "test result: ... N passed; M failed" lines
   local p f
@@ -106,5 +107,6 @@ if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "a step failed outside the counted tests (see above)"
 fi
 echo
+echo "whole suite: $((SECONDS / 60))m$((SECONDS % 60))s"
 echo "${passed} passed, ${failed} failed"
 exit "$status"
