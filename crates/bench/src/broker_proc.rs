@@ -556,50 +556,101 @@ impl SpawnedBroker {
             .join("\n")
     }
 
+    /// SIGTERM to node `id` (1-based), then waits for it to exit cleanly (a controlled
+    /// shutdown: its leaderships move away first). [`Self::restart`] starts it again.
+    pub fn terminate(&mut self, id: usize) -> anyhow::Result<()> {
+        let node = id
+            .checked_sub(1)
+            .and_then(|i| self.nodes.get_mut(i))
+            .with_context(|| format!("no node {id}"))?;
+        node.sigterm()?;
+        node.wait_clean_exit(Instant::now() + STOP_TIMEOUT)
+    }
+
+    /// The quorum leader as node `id` (1-based) names it in DescribeCluster (`sluice cluster
+    /// info`); a node that knows none names itself.
+    pub fn controller_seen_by(&self, id: usize) -> anyhow::Result<i32> {
+        let node = id
+            .checked_sub(1)
+            .and_then(|i| self.nodes.get(i))
+            .with_context(|| format!("no node {id}"))?;
+        let output = Command::new(&node.bin)
+            .args(["cluster", "info", "--json", "--request-timeout-ms", "1000"])
+            .args(["--brokers", &node.addr.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", node.bin.display()))?;
+        if !output.status.success() {
+            bail!(
+                "sluice cluster info on {}: {}",
+                node.addr,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let info: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .context("sluice cluster info printed no JSON")?;
+        info.get("controller_id")
+            .and_then(serde_json::Value::as_i64)
+            .and_then(|id| i32::try_from(id).ok())
+            .context("sluice cluster info named no controller_id")
+    }
+
     /// SIGTERM to every node at once, then waits for each to exit cleanly (SIGKILL after
     /// 30 s).
     pub fn stop(mut self) -> anyhow::Result<()> {
         for node in &mut self.nodes {
-            let Some(child) = node.child.as_mut() else {
-                continue;
-            };
-            let pid = i32::try_from(child.id())
-                .ok()
-                .and_then(rustix::process::Pid::from_raw)
-                .context("broker pid out of range")?;
-            // An error: already gone (it is reaped below).
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            node.sigterm()?;
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
         for node in &mut self.nodes {
-            let Some(mut child) = node.child.take() else {
-                continue;
-            };
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) if status.success() => break,
-                    Ok(Some(status)) => {
-                        bail!(
-                            "the broker on {} exited with {status}; its log:\n{}",
-                            node.addr,
-                            node.log_tail()
-                        )
-                    }
-                    Ok(None) if Instant::now() < deadline => {
-                        thread::sleep(Duration::from_millis(20))
-                    }
-                    Ok(None) | Err(_) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        bail!(
-                            "the broker on {} did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it",
-                            node.addr
-                        );
-                    }
+            node.wait_clean_exit(deadline)?;
+        }
+        Ok(())
+    }
+}
+
+impl Node {
+    /// SIGTERM, if the process runs (it is reaped by [`Self::wait_clean_exit`]).
+    fn sigterm(&mut self) -> anyhow::Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(());
+        };
+        let pid = i32::try_from(child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .context("broker pid out of range")?;
+        // An error: already gone (it is reaped by wait_clean_exit).
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        Ok(())
+    }
+
+    /// Reaps the process after [`Self::sigterm`]: an error unless it exits with success
+    /// before `deadline` (then it is killed).
+    fn wait_clean_exit(&mut self, deadline: Instant) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    bail!(
+                        "the broker on {} exited with {status}; its log:\n{}",
+                        self.addr,
+                        self.log_tail()
+                    )
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Ok(None) | Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!(
+                        "the broker on {} did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it",
+                        self.addr
+                    );
                 }
             }
         }
-        Ok(())
     }
 }
 

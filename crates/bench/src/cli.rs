@@ -28,21 +28,53 @@ pub enum BenchCommand {
     /// Produce at a fixed rate with the send time in each payload and consume in the same
     /// process; reports end-to-end latency.
     E2e(E2eArgs),
-    /// Start a cluster (--cluster, default 3 nodes), then kill -9 the leader of a replicated
-    /// partition again and again; reports how long until a new leader is visible and until
-    /// the first acks=all write after the kill is acknowledged.
+    /// Start a cluster (--cluster, default 3 nodes), then fail a node again and again (by
+    /// default kill -9 of a partition's leader; see --scenario) while an idempotent acks=all
+    /// producer writes; reports how long the cluster takes to serve again.
     Failover(FailoverArgs),
 }
 
-/// `failover`: trials of killing a partition leader.
+/// `failover`: trials of failing a node of a cluster the benchmark starts.
 #[derive(Debug, Args)]
 pub struct FailoverArgs {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// How many leaders to kill (one trial each; the killed node restarts in between).
+    /// How many trials (each fails one node, or restarts every node for rolling-restart;
+    /// failed nodes restart in between and the next trial waits for all replicas in sync).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub trials: u32,
+
+    /// What each trial does.
+    #[arg(long, value_enum, default_value_t = Scenario::KillLeader)]
+    pub scenario: Scenario,
+}
+
+/// The fault of a `failover` trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// kill -9 of the partition's leader: time to a new leader in another node's Metadata
+    /// and to the first acknowledged acks=all write.
+    KillLeader,
+    /// kill -9 of one of the partition's in-sync followers: how long acks=all writes stall
+    /// (until the leader drops it from the in-sync replicas).
+    KillFollower,
+    /// kill -9 of the node leading the metadata quorum: time until the other nodes agree on
+    /// a new quorum leader, and to the first acknowledged acks=all write.
+    KillController,
+    /// SIGTERM (controlled shutdown) and restart of every node in turn, under producers
+    /// writing every partition: the longest pause between acknowledgements per partition,
+    /// and every client error.
+    RollingRestart,
+}
+
+impl Scenario {
+    /// The name the flag takes (`kill-leader`, …).
+    pub fn to_possible_value_name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string())
+    }
 }
 
 /// Flags shared by every subcommand: where the broker is, whose CPU and memory to sample,

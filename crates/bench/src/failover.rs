@@ -1,13 +1,17 @@
-//! `failover`: how long a replicated partition is unavailable when its leader dies.
+//! `failover`: how long a replicated partition is unavailable when a node fails.
 //!
-//! On a cluster this benchmark started itself, each trial kills the partition leader with
-//! SIGKILL and times two things from that moment: when another node's Metadata names a new
-//! live leader ("leader visible"), and when an acks=all record sent after the kill is
-//! acknowledged ("first acknowledged write", what a producer application waits for:
-//! librdkafka's own reconnects, metadata refreshes and retries included). The killed node
-//! is then restarted and the next trial waits until every replica is back in sync.
+//! On a cluster this benchmark started itself, each trial fails a node (`--scenario`) while
+//! an idempotent acks=all producer writes, and times from that moment what a user waits
+//! for: another node's Metadata naming a new partition leader ("leader visible"), the
+//! surviving nodes agreeing on a new metadata quorum leader ("controller visible"), and an
+//! acks=all record sent after the failure being acknowledged ("first acknowledged write":
+//! librdkafka's own reconnects, metadata refreshes and retries included). A rolling restart
+//! instead restarts every node in turn with SIGTERM under producers writing every partition,
+//! and measures the longest pause between acknowledgements of each partition and every
+//! client error. Failed nodes restart between trials, and each trial waits until every
+//! replica is back in sync.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,7 +22,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 
 use crate::broker_proc::SpawnedBroker;
-use crate::cli::FailoverArgs;
+use crate::cli::{FailoverArgs, Scenario};
 use crate::kafka::{ClientSettings, PlainContext};
 use crate::report::RunInfo;
 
@@ -28,6 +32,8 @@ const RESYNC_TIMEOUT: Duration = Duration::from_secs(60);
 const TRIAL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the metadata is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// The pause between two writes of one rolling-restart producer.
+const ROLLING_SEND_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Median, 99th percentile and maximum of a list of durations, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -57,27 +63,65 @@ impl Spread {
     }
 }
 
+/// One measured duration over the trials.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measure {
+    /// Its key: `leader_visible`, `controller_visible`, `first_ack` or `produce_gap`.
+    pub name: &'static str,
+    /// What it times, for the table.
+    pub what: &'static str,
+    /// Each value, in the order measured.
+    pub values_ms: Vec<f64>,
+    #[serde(flatten)]
+    pub spread: Spread,
+}
+
+impl Measure {
+    fn new(name: &'static str, what: &'static str, values_ms: Vec<f64>) -> Self {
+        let spread = Spread::of(&values_ms);
+        Measure {
+            name,
+            what,
+            values_ms,
+            spread,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FailoverReport {
     #[serde(flatten)]
     pub run: RunInfo,
     pub nodes: u32,
     pub trials: u32,
-    /// Per trial: kill → a live node's Metadata names a new leader.
-    pub leader_visible_ms: Vec<f64>,
-    /// Per trial: kill → the first acks=all record sent after it is acknowledged.
-    pub first_ack_ms: Vec<f64>,
-    pub leader_visible: Spread,
-    pub first_ack: Spread,
+    pub scenario: Scenario,
+    pub measures: Vec<Measure>,
+    /// Writes that failed (a client error the application would see).
+    pub client_errors: u64,
+    /// The first of them.
+    pub first_error: Option<String>,
 }
 
-/// The partition's leader and in-sync replicas as the node at `addr` sees them.
-fn leader_and_isr(probe: &BaseConsumer<PlainContext>, topic: &str) -> Option<(i32, usize)> {
+/// The partitions a scenario writes: one, or (rolling restart) one per node so that every
+/// node leads one.
+pub fn partitions_for(scenario: Scenario, nodes: u32) -> i32 {
+    match scenario {
+        Scenario::RollingRestart => i32::try_from(nodes).unwrap_or(1),
+        _ => 1,
+    }
+}
+
+/// A partition's leader and in-sync replica count as `probe`'s node sees them.
+fn leader_and_isr(
+    probe: &BaseConsumer<PlainContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i32, usize)> {
     let md = probe
         .fetch_metadata(Some(topic), Duration::from_secs(2))
         .ok()?;
     let t = md.topics().iter().find(|t| t.name() == topic)?;
-    let p = t.partitions().iter().find(|p| p.id() == 0)?;
+    let p = t.partitions().iter().find(|p| p.id() == partition)?;
     Some((p.leader(), p.isr().len()))
 }
 
@@ -97,7 +141,39 @@ pub fn run(
     nodes: u32,
 ) -> anyhow::Result<FailoverReport> {
     let topic = args.common.topic.as_str();
-    let producer: FutureProducer<PlainContext> = client
+    let producer = acks_all_producer(client)?;
+    send(&producer, topic, 0, "warm-up")?;
+    let partitions = partitions_for(args.scenario, nodes);
+    let (measures, client_errors, first_error) = match args.scenario {
+        Scenario::KillLeader | Scenario::KillFollower | Scenario::KillController => (
+            kill_trials(args, cluster, client, &producer, nodes)?,
+            0,
+            None,
+        ),
+        Scenario::RollingRestart => {
+            let outcome = rolling_restarts(args, cluster, client, &producer, nodes)?;
+            (vec![outcome.gaps], outcome.errors, outcome.first_error)
+        }
+    };
+    Ok(FailoverReport {
+        run: RunInfo {
+            brokers: client.brokers.clone(),
+            topic: topic.to_string(),
+            partitions: usize::try_from(partitions).unwrap_or(1),
+        },
+        nodes,
+        trials: args.trials,
+        scenario: args.scenario,
+        measures,
+        client_errors,
+        first_error,
+    })
+}
+
+/// The idempotent acks=all producer of every scenario, retrying fast so that the figures
+/// measure the cluster rather than librdkafka's backoffs.
+fn acks_all_producer(client: &ClientSettings) -> anyhow::Result<FutureProducer<PlainContext>> {
+    client
         .config(&[
             ("acks", "all".into()),
             ("enable.idempotence", "true".into()),
@@ -109,20 +185,44 @@ pub fn run(
             ("reconnect.backoff.max.ms", "100".into()),
         ])
         .create_with_context(PlainContext(client.lib_log()))
-        .context("cannot create the producer")?;
-    let send = |value: &str| -> anyhow::Result<()> {
-        let record: FutureRecord<'_, (), str> = FutureRecord::to(topic).partition(0).payload(value);
-        futures::executor::block_on(producer.send(record, TRIAL_TIMEOUT))
-            .map(|_| ())
-            .map_err(|(e, _)| anyhow::anyhow!("acks=all write failed: {e}"))
-    };
-    send("warm-up")?;
+        .context("cannot create the producer")
+}
 
+/// Sends one record to `partition` and waits for its acknowledgement.
+fn send(
+    producer: &FutureProducer<PlainContext>,
+    topic: &str,
+    partition: i32,
+    value: &str,
+) -> anyhow::Result<()> {
+    let record: FutureRecord<'_, (), str> =
+        FutureRecord::to(topic).partition(partition).payload(value);
+    futures::executor::block_on(producer.send(record, TRIAL_TIMEOUT))
+        .map(|_| ())
+        .map_err(|(e, _)| anyhow::anyhow!("acks=all write failed: {e}"))
+}
+
+/// The kill -9 scenarios: each trial kills one node (chosen by the scenario) of a cluster
+/// with every replica in sync, times what the scenario measures, and restarts the node.
+fn kill_trials(
+    args: &FailoverArgs,
+    cluster: &mut SpawnedBroker,
+    client: &ClientSettings,
+    producer: &FutureProducer<PlainContext>,
+    nodes: u32,
+) -> anyhow::Result<Vec<Measure>> {
+    let topic = args.common.topic.as_str();
     let mut leader_visible_ms = Vec::new();
+    let mut controller_visible_ms = Vec::new();
     let mut first_ack_ms = Vec::new();
     for trial in 1..=args.trials {
-        let leader = wait_in_sync(cluster, client, topic, nodes)?;
-        let victim = usize::try_from(leader).context("no leader")?;
+        let leader =
+            usize::try_from(wait_in_sync(cluster, client, topic, nodes)?).context("no leader")?;
+        let victim = match args.scenario {
+            Scenario::KillFollower => follower_to_kill(leader, nodes, trial),
+            Scenario::KillController => controller(cluster, nodes)?,
+            _ => leader,
+        };
         let watcher_id = if victim == 1 { 2 } else { 1 };
         let watcher_addr = cluster
             .addr(watcher_id)
@@ -130,62 +230,257 @@ pub fn run(
             .to_string();
         let probe = probe_of(client, &watcher_addr)?;
         // Warm the watcher's connection so that the first poll after the kill is fast.
-        leader_and_isr(&probe, topic).context("the watcher cannot read the metadata")?;
+        leader_and_isr(&probe, topic, 0).context("the watcher cannot read the metadata")?;
 
         let killed_at = Instant::now();
         cluster.kill9(victim)?;
-        let seen: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
-        let watcher = {
-            let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
-            let victim = i32::try_from(victim).unwrap_or(-1);
-            let topic = topic.to_string();
-            thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) && killed_at.elapsed() < TRIAL_TIMEOUT {
-                    if let Some((leader, _)) = leader_and_isr(&probe, &topic)
-                        && leader >= 0
-                        && leader != victim
-                    {
-                        *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(killed_at.elapsed());
-                        return;
-                    }
-                    thread::sleep(POLL_INTERVAL);
-                }
-            })
-        };
-        let acked = send(&format!("trial-{trial}")).map(|()| killed_at.elapsed());
+        let leader_watch = (args.scenario == Scenario::KillLeader)
+            .then(|| watch_new_leader(probe, topic, victim, killed_at, &stop));
+        let acked =
+            send(producer, topic, 0, &format!("trial-{trial}")).map(|()| killed_at.elapsed());
+        let controller_seen = (args.scenario == Scenario::KillController)
+            .then(|| wait_new_controller(cluster, nodes, victim, killed_at))
+            .transpose();
         stop.store(true, Ordering::Relaxed);
-        let _ = watcher.join();
+        let leader_seen = leader_watch.map(|w| w.join().ok().flatten());
         let acked = acked?;
-        let visible = seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .with_context(|| format!("trial {trial}: no new leader within {TRIAL_TIMEOUT:?}"))?;
-        leader_visible_ms.push(visible.as_secs_f64() * 1e3);
-        first_ack_ms.push(acked.as_secs_f64() * 1e3);
+        let mut line = format!("trial {trial}/{}: killed node {victim}", args.trials);
+        if let Some(seen) = leader_seen {
+            let seen = seen.with_context(|| {
+                format!("trial {trial}: no new leader within {TRIAL_TIMEOUT:?}")
+            })?;
+            leader_visible_ms.push(millis(seen));
+            line += &format!("; new leader visible after {:.0} ms", millis(seen));
+        }
+        if let Some(seen) = controller_seen? {
+            controller_visible_ms.push(millis(seen));
+            line += &format!("; new quorum leader agreed after {:.0} ms", millis(seen));
+        }
+        first_ack_ms.push(millis(acked));
+        line += &format!("; first acknowledged write after {:.0} ms", millis(acked));
         if !args.common.quiet {
-            eprintln!(
-                "trial {trial}/{}: killed node {victim}; new leader visible after {:.0} ms, first acknowledged write after {:.0} ms",
-                args.trials,
-                visible.as_secs_f64() * 1e3,
-                acked.as_secs_f64() * 1e3
-            );
+            eprintln!("{line}");
         }
         cluster.restart(victim)?;
     }
-    Ok(FailoverReport {
-        run: RunInfo {
-            brokers: client.brokers.clone(),
-            topic: topic.to_string(),
-            partitions: 1,
-        },
-        nodes,
-        trials: args.trials,
-        leader_visible: Spread::of(&leader_visible_ms),
-        first_ack: Spread::of(&first_ack_ms),
-        leader_visible_ms,
-        first_ack_ms,
+    let mut measures = Vec::new();
+    if !leader_visible_ms.is_empty() {
+        measures.push(Measure::new(
+            "leader_visible",
+            "kill -9 → new leader in another node's metadata",
+            leader_visible_ms,
+        ));
+    }
+    if !controller_visible_ms.is_empty() {
+        measures.push(Measure::new(
+            "controller_visible",
+            "kill -9 of the quorum leader → the others agree on a new one",
+            controller_visible_ms,
+        ));
+    }
+    let what = match args.scenario {
+        Scenario::KillFollower => "kill -9 of a follower → acks=all write acknowledged",
+        _ => "kill -9 → acks=all write acknowledged",
+    };
+    measures.push(Measure::new("first_ack", what, first_ack_ms));
+    Ok(measures)
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A follower of the partition led by `leader`, a different one trial after trial.
+fn follower_to_kill(leader: usize, nodes: u32, trial: u32) -> usize {
+    let followers: Vec<usize> = (1..=nodes as usize).filter(|&id| id != leader).collect();
+    let pick = (trial as usize) % followers.len().max(1);
+    followers.get(pick).copied().unwrap_or(leader)
+}
+
+/// The quorum leader, as the nodes agree on it now.
+fn controller(cluster: &SpawnedBroker, nodes: u32) -> anyhow::Result<usize> {
+    let agreed = agreed_controller(cluster, (1..=nodes as usize).collect())?;
+    usize::try_from(agreed.context("the nodes do not agree on a quorum leader")?)
+        .context("no quorum leader")
+}
+
+/// The quorum leader every node in `ids` names, if they all name the same live one (a
+/// node that knows none names itself, so two nodes agree only on a real leader).
+fn agreed_controller(cluster: &SpawnedBroker, ids: Vec<usize>) -> anyhow::Result<Option<i32>> {
+    let mut named = Vec::new();
+    for id in ids {
+        named.push(cluster.controller_seen_by(id)?);
+    }
+    let first = named.first().copied();
+    Ok(first.filter(|c| *c > 0 && named.iter().all(|n| n == c)))
+}
+
+/// Polls the surviving nodes until they agree on a quorum leader other than `victim`;
+/// the time from the kill.
+fn wait_new_controller(
+    cluster: &SpawnedBroker,
+    nodes: u32,
+    victim: usize,
+    killed_at: Instant,
+) -> anyhow::Result<Duration> {
+    let survivors: Vec<usize> = (1..=nodes as usize).filter(|&id| id != victim).collect();
+    while killed_at.elapsed() < TRIAL_TIMEOUT {
+        // A node still electing may not answer: that is not agreement yet.
+        if let Ok(Some(c)) = agreed_controller(cluster, survivors.clone())
+            && usize::try_from(c).ok() != Some(victim)
+        {
+            return Ok(killed_at.elapsed());
+        }
+        thread::sleep(POLL_INTERVAL);
+    }
+    bail!("no new quorum leader within {TRIAL_TIMEOUT:?} of killing node {victim}")
+}
+
+/// Polls `probe`'s node until its Metadata names a live leader other than `victim`.
+fn watch_new_leader(
+    probe: BaseConsumer<PlainContext>,
+    topic: &str,
+    victim: usize,
+    killed_at: Instant,
+    stop: &Arc<AtomicBool>,
+) -> thread::JoinHandle<Option<Duration>> {
+    let stop = Arc::clone(stop);
+    let victim = i32::try_from(victim).unwrap_or(-1);
+    let topic = topic.to_string();
+    thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) && killed_at.elapsed() < TRIAL_TIMEOUT {
+            if let Some((leader, _)) = leader_and_isr(&probe, &topic, 0)
+                && leader >= 0
+                && leader != victim
+            {
+                return Some(killed_at.elapsed());
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+        None
     })
+}
+
+/// What the rolling restarts measured.
+struct RollingOutcome {
+    gaps: Measure,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// Every trial restarts every node in turn (SIGTERM, wait for its clean exit, start it,
+/// wait for every replica in sync) while one producer thread per partition writes without
+/// pause; per trial and partition, the longest time between two acknowledgements.
+fn rolling_restarts(
+    args: &FailoverArgs,
+    cluster: &mut SpawnedBroker,
+    client: &ClientSettings,
+    producer: &FutureProducer<PlainContext>,
+    nodes: u32,
+) -> anyhow::Result<RollingOutcome> {
+    let topic = args.common.topic.as_str();
+    let partitions = partitions_for(Scenario::RollingRestart, nodes);
+    let acks: Arc<Vec<Mutex<Vec<Instant>>>> =
+        Arc::new((0..partitions).map(|_| Mutex::new(Vec::new())).collect());
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..partitions)
+        .map(|partition| {
+            let (producer, acks, errors, first_error, stop) = (
+                producer.clone(),
+                Arc::clone(&acks),
+                Arc::clone(&errors),
+                Arc::clone(&first_error),
+                Arc::clone(&stop),
+            );
+            let topic = topic.to_string();
+            thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    match send(&producer, &topic, partition, &format!("p{partition}-{n}")) {
+                        Ok(()) => {
+                            if let Some(list) =
+                                usize::try_from(partition).ok().and_then(|i| acks.get(i))
+                            {
+                                lock(list).push(Instant::now());
+                            }
+                        }
+                        Err(e) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            lock(&first_error).get_or_insert_with(|| e.to_string());
+                        }
+                    }
+                    thread::sleep(ROLLING_SEND_INTERVAL);
+                }
+            })
+        })
+        .collect();
+    let result = (|| -> anyhow::Result<Vec<f64>> {
+        let mut gaps_ms = Vec::new();
+        for trial in 1..=args.trials {
+            wait_all_in_sync(cluster, client, topic, partitions, nodes)?;
+            let started = Instant::now();
+            for id in 1..=nodes as usize {
+                wait_all_in_sync(cluster, client, topic, partitions, nodes)?;
+                cluster.terminate(id)?;
+                cluster.restart(id)?;
+            }
+            wait_all_in_sync(cluster, client, topic, partitions, nodes)?;
+            // One more acknowledgement per partition closes the last gap of the trial.
+            thread::sleep(ROLLING_SEND_INTERVAL * 20);
+            let ended = Instant::now();
+            let trial_gaps: Vec<f64> = acks
+                .iter()
+                .map(|list| longest_gap(&lock(list), started, ended))
+                .collect();
+            if !args.common.quiet {
+                let worst = trial_gaps.iter().copied().fold(0.0, f64::max);
+                eprintln!(
+                    "trial {trial}/{}: restarted nodes 1..={nodes} in {:.1} s; longest pause between acknowledgements {worst:.0} ms; client errors so far {}",
+                    args.trials,
+                    ended.duration_since(started).as_secs_f64(),
+                    errors.load(Ordering::Relaxed)
+                );
+            }
+            gaps_ms.extend(trial_gaps);
+        }
+        Ok(gaps_ms)
+    })();
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        let _ = writer.join();
+    }
+    let gaps_ms = result?;
+    let first_error = lock(&first_error).clone();
+    Ok(RollingOutcome {
+        gaps: Measure::new(
+            "produce_gap",
+            "per trial and partition: longest pause between acknowledged writes",
+            gaps_ms,
+        ),
+        errors: errors.load(Ordering::Relaxed),
+        first_error,
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The longest time in `[from, to]` without an acknowledgement, in milliseconds (`acks`
+/// in time order).
+fn longest_gap(acks: &[Instant], from: Instant, to: Instant) -> f64 {
+    let inside = acks.iter().copied().filter(|t| *t > from && *t < to);
+    let mut previous = from;
+    let mut longest = Duration::ZERO;
+    for t in inside.chain(std::iter::once(to)) {
+        longest = longest.max(t.duration_since(previous));
+        previous = t;
+    }
+    millis(longest)
 }
 
 /// Waits until every replica of partition 0 is in sync; returns its leader.
@@ -195,18 +490,35 @@ fn wait_in_sync(
     topic: &str,
     nodes: u32,
 ) -> anyhow::Result<i32> {
+    wait_all_in_sync(cluster, client, topic, 1, nodes)
+}
+
+/// Waits until every replica of partitions `0..partitions` is in sync; returns the leader
+/// of partition 0.
+fn wait_all_in_sync(
+    cluster: &SpawnedBroker,
+    client: &ClientSettings,
+    topic: &str,
+    partitions: i32,
+    nodes: u32,
+) -> anyhow::Result<i32> {
     let probe = probe_of(client, &cluster.bootstrap())?;
     let deadline = Instant::now() + RESYNC_TIMEOUT;
     loop {
-        if let Some((leader, isr)) = leader_and_isr(&probe, topic)
-            && leader > 0
-            && isr == nodes as usize
+        let states: Option<Vec<(i32, usize)>> = (0..partitions)
+            .map(|p| leader_and_isr(&probe, topic, p))
+            .collect();
+        if let Some(states) = states
+            && states
+                .iter()
+                .all(|&(leader, isr)| leader > 0 && isr == nodes as usize)
+            && let Some(&(leader, _)) = states.first()
         {
             return Ok(leader);
         }
         if Instant::now() >= deadline {
             bail!(
-                "partition 0 of {topic} did not have all {nodes} replicas in sync within {RESYNC_TIMEOUT:?}; logs:\n{}",
+                "{topic} did not have all {nodes} replicas of every partition in sync within {RESYNC_TIMEOUT:?}; logs:\n{}",
                 cluster.log_tail()
             );
         }

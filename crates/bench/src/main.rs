@@ -174,8 +174,14 @@ fn run_failover(args: &cli::FailoverArgs) -> anyhow::Result<()> {
     let client = ClientSettings::new(&cluster.bootstrap(), &common.properties)?;
     kafka::wait_for_brokers(&client, usize::try_from(nodes)?)?;
     let replication_factor = i32::try_from(nodes)?;
-    let report = kafka::ensure_topic(&client, &common.topic, 1, replication_factor, &[])
-        .and_then(|_| failover::run(args, &mut cluster, &client, nodes));
+    let report = kafka::ensure_topic(
+        &client,
+        &common.topic,
+        failover::partitions_for(args.scenario, nodes),
+        replication_factor,
+        &[],
+    )
+    .and_then(|_| failover::run(args, &mut cluster, &client, nodes));
     let stopped = cluster.stop();
     let report = Report::Failover(report?);
     print_report(common, &report)?;

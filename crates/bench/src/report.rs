@@ -196,32 +196,33 @@ impl Report {
                 t.row(
                     "settings",
                     format!(
-                        "{} nodes, replication factor {}, acks=all, {} trial{}",
+                        "{} nodes, replication factor {}, acks=all, {} trial{} of {}",
                         r.nodes,
                         r.nodes,
                         r.trials,
-                        plural(u64::from(r.trials))
+                        plural(u64::from(r.trials)),
+                        r.scenario.to_possible_value_name()
                     ),
                 );
-                for (label, spread, what) in [
-                    (
-                        "leader",
-                        &r.leader_visible,
-                        "kill -9 → new leader in metadata",
-                    ),
-                    (
-                        "first ack",
-                        &r.first_ack,
-                        "kill -9 → acks=all write acknowledged",
-                    ),
-                ] {
+                for m in &r.measures {
                     t.row(
-                        label,
+                        &m.name.replace('_', " "),
                         format!(
-                            "median {}, p99 {}, max {} ({what})",
-                            millis(spread.median_ms),
-                            millis(spread.p99_ms),
-                            millis(spread.max_ms)
+                            "median {}, p99 {}, max {} ({})",
+                            millis(m.spread.median_ms),
+                            millis(m.spread.p99_ms),
+                            millis(m.spread.max_ms),
+                            m.what
+                        ),
+                    );
+                }
+                if r.scenario == crate::cli::Scenario::RollingRestart {
+                    t.row(
+                        "client errors",
+                        format!(
+                            "{}{}",
+                            int(r.client_errors),
+                            first_error_suffix(r.first_error.as_deref())
                         ),
                     );
                 }

@@ -206,26 +206,66 @@ fn a_started_cluster_takes_replicated_acks_all_writes_and_survives_killed_leader
     );
     assert_broker_processes_sampled(&produced, 3);
 
-    let failover = bench(&[
-        "failover",
-        "--cluster",
-        "3",
-        "--trials",
-        "2",
-        "--sluice-bin",
-        sluice.to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert_eq!(failover["mode"], "failover", "{failover}");
-    assert_eq!(failover["nodes"], 3, "{failover}");
-    for series in ["leader_visible_ms", "first_ack_ms"] {
-        let values = failover[series].as_array().unwrap();
-        assert_eq!(values.len(), 2, "{failover}");
-        assert!(
-            values.iter().all(|v| v.as_f64().unwrap() > 0.0),
-            "{failover}"
-        );
+    let failover = |scenario: &str, trials: &str| {
+        bench(&[
+            "failover",
+            "--cluster",
+            "3",
+            "--scenario",
+            scenario,
+            "--trials",
+            trials,
+            "--sluice-bin",
+            sluice.to_str().unwrap(),
+            "--quiet",
+        ])
+    };
+    let measures = |report: &serde_json::Value| -> Vec<(String, Vec<f64>)> {
+        report["measures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let values = m["values_ms"].as_array().unwrap();
+                let values = values.iter().map(|v| v.as_f64().unwrap()).collect();
+                (m["name"].as_str().unwrap().to_string(), values)
+            })
+            .collect()
+    };
+    let killed_leaders = failover("kill-leader", "2");
+    assert_eq!(killed_leaders["mode"], "failover", "{killed_leaders}");
+    assert_eq!(killed_leaders["nodes"], 3, "{killed_leaders}");
+    assert_eq!(
+        killed_leaders["scenario"], "kill-leader",
+        "{killed_leaders}"
+    );
+    let series = measures(&killed_leaders);
+    let names: Vec<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["leader_visible", "first_ack"], "{killed_leaders}");
+    for (_, values) in &series {
+        assert_eq!(values.len(), 2, "{killed_leaders}");
+        assert!(values.iter().all(|v| *v > 0.0), "{killed_leaders}");
     }
+
+    // The quorum leader killed: the two others agree on a new one, and writes go on.
+    let killed_controller = failover("kill-controller", "1");
+    let series = measures(&killed_controller);
+    let names: Vec<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["controller_visible", "first_ack"],
+        "{killed_controller}"
+    );
+
+    // A rolling restart (SIGTERM, node after node) costs the producers no error at all.
+    let rolling = failover("rolling-restart", "1");
+    assert_eq!(rolling["partitions"], 3, "{rolling}");
+    assert_eq!(rolling["client_errors"], 0, "{rolling}");
+    let series = measures(&rolling);
+    assert_eq!(series.len(), 1, "{rolling}");
+    assert_eq!(series[0].0, "produce_gap", "{rolling}");
+    // One longest pause per partition of the one trial.
+    assert_eq!(series[0].1.len(), 3, "{rolling}");
 }
 
 /// `--topic-config` reaches CreateTopics: keyless records are refused by a topic created
