@@ -94,10 +94,11 @@ impl FlushHandle {
     }
 
     /// The filesystem a shared sync may cover this handle on: `None` when it must sync
-    /// file by file (nothing to sync, unknown filesystem, or a kernel whose syncfs does
-    /// not report errors).
+    /// file by file (nothing to sync, unknown filesystem, or syncfs not allowed now: see
+    /// [`crate::io::FilesystemSync`]).
     fn shared_filesystem(&self) -> Option<u64> {
-        if self.files.is_empty() || !crate::io::filesystem_sync_reports_errors() {
+        let first = self.files.first()?;
+        if !first.env().filesystem_sync_allowed() {
             return None;
         }
         self.health.filesystem
@@ -137,16 +138,20 @@ impl FlushHandle {
 /// (docs/PERFORMANCE.md). The results are in the order of `handles`. A failed syncfs takes
 /// every log it covered offline: which file lost pages is unknown.
 pub fn flush_together(handles: &[FlushHandle]) -> Vec<Result<i64, StorageError>> {
+    let filesystems: Vec<Option<u64>> =
+        handles.iter().map(FlushHandle::shared_filesystem).collect();
     let mut sharing: BTreeMap<u64, usize> = BTreeMap::new();
-    for filesystem in handles.iter().filter_map(FlushHandle::shared_filesystem) {
-        *sharing.entry(filesystem).or_default() += 1;
+    for filesystem in filesystems.iter().flatten() {
+        *sharing.entry(*filesystem).or_default() += 1;
     }
     let mut shared_results: BTreeMap<usize, Result<i64, StorageError>> = BTreeMap::new();
     for (&filesystem, _) in sharing.iter().filter(|(_, logs)| **logs > 1) {
         let members = handles
             .iter()
+            .zip(&filesystems)
             .enumerate()
-            .filter(|(_, h)| h.shared_filesystem() == Some(filesystem));
+            .filter(|(_, (_, fs))| **fs == Some(filesystem))
+            .map(|(index, (handle, _))| (index, handle));
         shared_results.extend(sync_filesystem_of(members));
     }
     handles

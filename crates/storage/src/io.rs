@@ -41,7 +41,26 @@ pub type FaultHook = Arc<dyn Fn(IoOp, &Path) -> io::Result<()> + Send + Sync>;
 pub struct StorageEnv {
     open_files: Arc<OpenFiles>,
     faults: Option<FaultHook>,
+    filesystem_sync: FilesystemSync,
 }
+
+/// When the syncs of several logs on one filesystem may be one syncfs(2)
+/// ([`crate::flush_together`]). syncfs writes back every dirty page of the filesystem,
+/// other programs' too: beside a compiler writing gigabytes to the same disk it made
+/// acks=all slower, not faster, so by default it is used only while the machine holds
+/// little dirty data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilesystemSync {
+    /// While the machine's dirty and in-writeback data is under
+    /// [`FILESYSTEM_SYNC_MAX_DIRTY_BYTES`] (what the broker runs with).
+    WhenLittleDirtyData,
+    /// Whenever several logs share a filesystem (tests).
+    Always,
+}
+
+/// The most dirty data (all of the machine's, from /proc/meminfo) at which one syncfs still
+/// costs less than a sync per file.
+pub const FILESYSTEM_SYNC_MAX_DIRTY_BYTES: u64 = 16 << 20;
 
 impl std::fmt::Debug for StorageEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,6 +77,7 @@ impl StorageEnv {
         Arc::new(Self {
             open_files,
             faults: None,
+            filesystem_sync: FilesystemSync::WhenLittleDirtyData,
         })
     }
 
@@ -72,7 +92,31 @@ impl StorageEnv {
         Arc::new(Self {
             open_files,
             faults: Some(hook),
+            filesystem_sync: FilesystemSync::WhenLittleDirtyData,
         })
+    }
+
+    /// Like [`StorageEnv::with_faults`] (no faults when `hook` is `None`), with syncfs used
+    /// as `filesystem_sync` says.
+    pub fn with_filesystem_sync(
+        open_files: Arc<OpenFiles>,
+        hook: Option<FaultHook>,
+        filesystem_sync: FilesystemSync,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            open_files,
+            faults: hook,
+            filesystem_sync,
+        })
+    }
+
+    /// Whether a sync of several logs may be one syncfs now (see [`FilesystemSync`]).
+    pub(crate) fn filesystem_sync_allowed(&self) -> bool {
+        filesystem_sync_reports_errors()
+            && match self.filesystem_sync {
+                FilesystemSync::Always => true,
+                FilesystemSync::WhenLittleDirtyData => little_dirty_data(),
+            }
     }
 
     /// The open-files budget segment files count against.
@@ -331,6 +375,36 @@ pub(crate) fn filesystem_sync_reports_errors() -> bool {
     })
 }
 
+/// Whether the machine's dirty and in-writeback data is under
+/// [`FILESYSTEM_SYNC_MAX_DIRTY_BYTES`]; read from /proc/meminfo at most every 100 ms (a
+/// sync pass can run every 1.5 ms). Unknown counts as not little.
+fn little_dirty_data() -> bool {
+    const REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
+    static LAST: std::sync::Mutex<Option<(std::time::Instant, bool)>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, little)) = *last
+        && at.elapsed() < REFRESH
+    {
+        return little;
+    }
+    let little = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| dirty_bytes(&text))
+        .is_some_and(|dirty| dirty <= FILESYSTEM_SYNC_MAX_DIRTY_BYTES);
+    *last = Some((std::time::Instant::now(), little));
+    little
+}
+
+/// `Dirty` plus `Writeback` of a /proc/meminfo text, in bytes.
+fn dirty_bytes(meminfo: &str) -> Option<u64> {
+    let kib = |name: &str| -> Option<u64> {
+        let line = meminfo.lines().find(|l| l.starts_with(name))?;
+        let value = line.get(name.len()..)?.trim().strip_suffix("kB")?;
+        value.trim().parse().ok()
+    };
+    Some((kib("Dirty:")? + kib("Writeback:")?) * 1024)
+}
+
 /// `(major, minor)` of a kernel release string such as `6.18.44-fc-v1300`.
 fn kernel_version(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.trim().split(['.', '-']);
@@ -341,7 +415,16 @@ fn kernel_version(release: &str) -> Option<(u32, u32)> {
 
 #[cfg(test)]
 mod kernel_version_tests {
-    use super::kernel_version;
+    use super::{dirty_bytes, kernel_version};
+
+    #[test]
+    fn dirty_data_is_dirty_plus_writeback() {
+        let meminfo = "MemTotal:       24598916 kB\nDirty:             80580 kB\n\
+                       Writeback:            12 kB\nAnonPages:       1234 kB\n";
+        assert_eq!(dirty_bytes(meminfo), Some((80580 + 12) * 1024));
+        assert_eq!(dirty_bytes("Dirty: 5 kB\n"), None);
+        assert_eq!(dirty_bytes("Dirty: x kB\nWriteback: 0 kB\n"), None);
+    }
 
     #[test]
     fn parses_major_and_minor_of_kernel_releases() {

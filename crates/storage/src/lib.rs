@@ -69,7 +69,7 @@ pub use cleaner::{CleanStats, CleanedSegments, CleanerControl, CleaningTask, Dir
 pub use config::{CompactionConfig, LogConfig};
 pub use error::{AppendOrderError, StorageError};
 pub use flush::{FlushHandle, flush_together};
-pub use io::{FaultHook, IoOp, StorageEnv};
+pub use io::{FILESYSTEM_SYNC_MAX_DIRTY_BYTES, FaultHook, FilesystemSync, IoOp, StorageEnv};
 pub use leader_epoch::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use log::{AppendInfo, CleanOutcome, PartitionLog};
 pub use open_files::OpenFiles;

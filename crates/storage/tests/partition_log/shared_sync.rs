@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use sluice_storage::{
-    FaultHook, IoOp, LogConfig, OpenFiles, PartitionLog, StorageEnv, StorageError, flush_together,
+    FaultHook, FilesystemSync, IoOp, LogConfig, OpenFiles, PartitionLog, StorageEnv, StorageError,
+    flush_together,
 };
 
 use crate::common::*;
@@ -42,10 +43,13 @@ fn failing_syncs(
             Ok(())
         }
     });
-    (
-        StorageEnv::with_faults(OpenFiles::unbounded(), hook),
-        switch,
-    )
+    (syncfs_env(Some(hook)), switch)
+}
+
+/// An environment that syncs logs sharing a filesystem with one syncfs whatever the
+/// machine's dirty data (the broker's default waits for little of it).
+fn syncfs_env(hook: Option<FaultHook>) -> Arc<StorageEnv> {
+    StorageEnv::with_filesystem_sync(OpenFiles::unbounded(), hook, FilesystemSync::Always)
 }
 
 #[test]
@@ -59,7 +63,7 @@ fn logs_synced_together_are_durable_to_their_ends_with_one_filesystem_sync() {
         }
         Ok(())
     });
-    let env = StorageEnv::with_faults(OpenFiles::unbounded(), hook);
+    let env = syncfs_env(Some(hook));
     let mut logs = logs(dir.path(), 3, &env);
     let syncs_before = directory_syncs.load(Ordering::SeqCst);
     for (i, log) in logs.iter_mut().enumerate() {
@@ -148,7 +152,7 @@ fn a_failed_filesystem_sync_takes_every_log_it_covered_offline() {
 #[test]
 fn a_single_log_and_empty_handles_flush_as_on_their_own() {
     let dir = tempfile::tempdir().unwrap();
-    let mut logs = logs(dir.path(), 2, &StorageEnv::unbounded());
+    let mut logs = logs(dir.path(), 2, &syncfs_env(None));
     logs[0].append(&batch(4, 0, 10), 0, None, 0).unwrap();
     let first = logs[0].flush_handle();
     assert!(matches!(
