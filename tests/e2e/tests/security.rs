@@ -566,6 +566,24 @@ fn mutual_tls_requires_a_certificate_from_the_ca() {
     assert!(s.broker.log().contains("TLS handshake failed; closing"));
 }
 
+/// Kafka applies a broker-wide `ssl.client.auth` to SSL listeners only: SASL_SSL clients
+/// authenticate with SASL and need no certificate (KIP-684; librdkafka's 0097 relies on it).
+#[test]
+fn sasl_ssl_clients_need_no_certificate_when_ssl_listeners_require_one() {
+    let s = Secure::start("required", &[]);
+    let plain = s.broker.bootstrap();
+    round_trip(
+        &plain,
+        &Secure::addr(s.sasl_ssl),
+        &refs(&s.sasl_ssl("SCRAM-SHA-256", ADMIN)),
+        "sasl-ssl-without-cert",
+        10,
+    );
+    // The SSL listener still refuses a client without one.
+    let c = consumer(&Secure::addr(s.ssl), &refs(&s.ssl(None)));
+    assert!(c.fetch_metadata(None, Duration::from_secs(5)).is_err());
+}
+
 /// Whether any file under `dir` contains `needle`.
 fn found_in(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
