@@ -4,7 +4,7 @@
 #   rdkafka crate), Node.js tests (kafkajs, kafka-node and the examples), the web
 #   console in headless chromium, kcat, kafka-python and confluent-kafka, and librdkafka's
 #   own test suite (an allowlist of its tests, against three-node clusters and, its smoke
-#   set, against one broker).
+#   set and its security tests, against one broker).
 # Installs missing test dependencies first (see scripts/install-test-deps.sh).
 # Ends with one line: "N passed, N failed".
 set -uo pipefail
@@ -101,6 +101,13 @@ tests/compat/librdkafka/run.sh 0000 0001 0004 0008 0012 0017 0022 0030 0039 0049
   2>&1 | tee "$logdir/librdkafka.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 count_summary "$logdir/librdkafka.log"
+
+# Its security tests (ACLs, SASL, re-authentication, TLS), each against one broker set up the
+# way it needs (tests/compat/librdkafka/security.txt); about a minute.
+step "librdkafka's own security tests against one broker (ACLs, SASL, TLS)"
+tests/compat/librdkafka/run.sh --security 2>&1 | tee "$logdir/librdkafka-security.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+count_summary "$logdir/librdkafka-security.log"
 
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1

@@ -406,8 +406,9 @@ broker_settings! {
         shown_default: Some("none"),
         value_name: Some("PEM"),
     }
-    /// Whether TLS clients present a certificate: `none`, `requested` (one without connects
-    /// as `User:ANONYMOUS`) or `required`.
+    /// Whether clients of SSL listeners present a certificate: `none`, `requested` (one
+    /// without connects as `User:ANONYMOUS`) or `required`. SASL_SSL listeners ask for none
+    /// (their clients authenticate with SASL), as in Kafka.
     ssl_client_auth: String = "none".to_string(), {
         kafka_names: &["ssl.client.auth"],
         value_name: Some("none|requested|required"),

@@ -1,6 +1,6 @@
 //! Listeners, TLS and SASL wired into the broker: which listeners the configuration
 //! declares and where each is advertised, the TLS configuration they share (reloaded when
-//! its files change), the SASL mechanisms on offer with the SCRAM credentials kept in
+//! its files change; SASL_SSL listeners ask for no client certificate), the SASL mechanisms on offer with the SCRAM credentials kept in
 //! metadata, the principal of a client certificate, the bootstrap user, and the
 //! authentication metrics.
 
@@ -181,41 +181,75 @@ pub fn parse_bootstrap_user(text: &str) -> Result<(&str, &str), String> {
     }
 }
 
-/// One TLS configuration for every TLS listener, rebuilt from its files when they change.
+/// The TLS configurations of the TLS listeners, rebuilt from their files when they change.
 pub struct TlsReloader {
     files: TlsFiles,
-    current: RwLock<Arc<ServerConfig>>,
+    current: RwLock<ServerConfigs>,
     stamps: Mutex<Vec<Option<SystemTime>>>,
     not_after: AtomicI64,
     reload_errors: AtomicU64,
+}
+
+/// The server configurations built from one set of files: SSL listeners check client
+/// certificates as `ssl-client-auth` says; SASL_SSL listeners authenticate clients with SASL
+/// and ask for no certificate, whatever `ssl-client-auth` says, as Kafka does with a
+/// broker-wide `ssl.client.auth` (KIP-684 makes it apply to SASL_SSL only when set for that
+/// listener by name, which Sluice has no setting for).
+struct ServerConfigs {
+    ssl: Arc<ServerConfig>,
+    sasl_ssl: Arc<ServerConfig>,
+    not_after: i64,
+}
+
+impl ServerConfigs {
+    fn build(files: &TlsFiles) -> Result<Self, TlsError> {
+        let (ssl, not_after) = server_config(files)?;
+        let sasl_ssl_files = TlsFiles {
+            client_auth: ClientAuth::None,
+            ..files.clone()
+        };
+        let (sasl_ssl, _) = server_config(&sasl_ssl_files)?;
+        Ok(ServerConfigs {
+            ssl,
+            sasl_ssl,
+            not_after,
+        })
+    }
 }
 
 impl TlsReloader {
     /// Loads the configuration from `files`.
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
         let stamps = file_stamps(&files);
-        let (config, not_after) = server_config(&files)?;
+        let configs = ServerConfigs::build(&files)?;
         Ok(TlsReloader {
             files,
-            current: RwLock::new(config),
+            not_after: AtomicI64::new(configs.not_after),
+            current: RwLock::new(configs),
             stamps: Mutex::new(stamps),
-            not_after: AtomicI64::new(not_after),
             reload_errors: AtomicU64::new(0),
         })
     }
 
-    /// An acceptor with the current configuration (new connections; open ones keep theirs).
-    pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.current.read().clone())
+    /// An acceptor for a listener of `protocol` (SSL or SASL_SSL) with the current
+    /// configuration (new connections; open ones keep theirs).
+    pub fn acceptor(&self, protocol: SecurityProtocol) -> TlsAcceptor {
+        let configs = self.current.read();
+        let config = if protocol.uses_sasl() {
+            &configs.sasl_ssl
+        } else {
+            &configs.ssl
+        };
+        TlsAcceptor::from(config.clone())
     }
 
     /// Rebuilds the configuration from the files; a broken file keeps the old one.
     pub fn reload(&self) -> Result<(), TlsError> {
         *self.stamps.lock() = file_stamps(&self.files);
-        match server_config(&self.files) {
-            Ok((config, not_after)) => {
-                *self.current.write() = config;
-                self.not_after.store(not_after, Ordering::Relaxed);
+        match ServerConfigs::build(&self.files) {
+            Ok(configs) => {
+                self.not_after.store(configs.not_after, Ordering::Relaxed);
+                *self.current.write() = configs;
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
                 Ok(())
             }

@@ -556,7 +556,7 @@ async fn tls_handshake(
         );
         return None;
     }
-    match tokio::time::timeout(timeout, tls.acceptor().accept(socket)).await {
+    match tokio::time::timeout(timeout, tls.acceptor(spec.protocol).accept(socket)).await {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
             tracing::warn!(%peer, listener = %spec.name, error = %e, "TLS handshake failed; closing");

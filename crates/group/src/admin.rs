@@ -19,10 +19,10 @@ use crate::scheduler::Scheduler;
 use crate::shard::GroupShard;
 use crate::state::GroupState;
 
-/// Operations an unrestricted principal may perform on a group (READ,
-/// DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS as a bit field), which is
-/// what Kafka reports when no authorizer is configured.
-pub const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
+/// Operations an unrestricted principal may perform on a group (READ, DELETE, DESCRIBE as
+/// a bit field), which is what Kafka 3.7 reports when no authorizer is configured (group
+/// configs, and with them DESCRIBE_CONFIGS and ALTER_CONFIGS, came in 4.0; Sluice has none).
+pub const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 fn strbytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())

@@ -4,6 +4,8 @@
 #
 #   tests/compat/librdkafka/run.sh            # every test number in allowlist.txt
 #   tests/compat/librdkafka/run.sh 0012 0081  # just these (allowlisted or not)
+#   tests/compat/librdkafka/run.sh --security # the security tests in security.txt, each in
+#                                             # its mode: ACLs, SASL, re-authentication, TLS
 #
 # 1. Finds the librdkafka sources of the rdkafka-sys version in Cargo.lock in the cargo registry
 #    (`cargo metadata`, then `cargo fetch`, download them from crates.io when missing). Nothing
@@ -19,7 +21,10 @@
 #    (--default-partitions 4 and auto-created topics, like
 #    librdkafka's "default" test scenario; --group-initial-rebalance-delay-ms 3000, Kafka's
 #    default), writes a test.conf pointing at it and runs `TESTS=nnnn ./test-runner -Q -E` (quick mode, no sockem
-#    network emulation unless the allowlist says otherwise) under a timeout. $LRK_JOBS test
+#    network emulation unless the allowlist says otherwise) under a timeout. Security modes
+#    (security.txt) start the broker with an authorizer, a SASL_PLAINTEXT or SSL listener,
+#    users and test certificates (made with openssl into the log directory) instead, and write
+#    the matching security.protocol, sasl.* and ssl.* lines into test.conf. $LRK_JOBS test
 #    numbers run at once, each with its own broker. Prints "ok" or "FAIL" and the reason.
 # 4. Prints "N passed, N failed" last; exits non-zero when any test failed.
 #
@@ -28,7 +33,8 @@
 #   TEST_KAFKA_VERSION     Kafka version the tests assume (default 3.7.0, the behaviour Sluice
 #                          claims; tests needing a newer broker skip themselves)
 #   LRK_NODES              brokers per test number (default 1; more form a cluster)
-#   LRK_JOBS               test numbers run in parallel (default 5; 3 with LRK_NODES > 1)
+#   LRK_JOBS               test numbers run in parallel (default 5; 3 with LRK_NODES > 1;
+#                          8 with --security, whose tests mostly wait)
 #   LRK_TEST_TIMEOUT       seconds per test number (default 240)
 #   LIBRDKAFKA_TESTS_DIR   build/cache directory
 #   LIBRDKAFKA_SRC         use this librdkafka source tree instead of rdkafka-sys's
@@ -38,12 +44,24 @@
 set -u -o pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LIST_FILE="$HERE/allowlist.txt"
+SECURITY=0
+if [ "${1:-}" = "--security" ]; then
+  SECURITY=1
+  LIST_FILE="$HERE/security.txt"
+  shift
+fi
+BROKER_LISTENER_PROTOCOL=PLAINTEXT # of the broker a job starts (security_mode sets it)
+BROKER_ENV=()                      # more environment for that broker
+BROKER_PREFIX=()                   # a command that starts it (taskset, for the flag apart)
 REPO_ROOT="$(cd "$HERE/../../.." && pwd)"
 SLUICE_BIN="${SLUICE_BIN:-$REPO_ROOT/target/debug/sluice}"
 CACHE="${LIBRDKAFKA_TESTS_DIR:-$REPO_ROOT/target/librdkafka-tests}"
 TIMEOUT="${LRK_TEST_TIMEOUT:-240}"
 NODES="${LRK_NODES:-1}"
 if [ "$NODES" -gt 1 ]; then JOBS="${LRK_JOBS:-3}"; else JOBS="${LRK_JOBS:-5}"; fi
+# The security tests mostly wait (re-authentication intervals, ACL propagation sleeps).
+[ "$SECURITY" -eq 1 ] && JOBS="${LRK_JOBS:-8}"
 export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.7.0}"
 # SSL stays on (0004 and others check ssl.* properties); GSSAPI and libcurl (OIDC) are not needed.
 CONFIGURE_FLAGS=(--no-download --disable-gssapi --disable-curl)
@@ -183,27 +201,46 @@ export RDKAFKA_GITVER="rdkafka-sys:$(basename "$(dirname "$SRC")")"
 unset CI
 
 # --- which tests -------------------------------------------------------------------------
-# allowlist.txt: one test number a line, optionally followed by flags, then an optional comment:
+# allowlist.txt (security.txt with --security): one test number a line, optionally followed by
+# flags, then an optional comment:
 #   0049 sockem        # without -E: the test uses its in-process socket emulation (sockem)
 #   0107 noautocreate  # broker with --auto-create-topics false, test-runner -s noautocreate
 #   0082 full          # without -Q: every sub-test, not just the quick ones
 #   0091 timeout=300   # per-test timeout in seconds
 #   0077 kafkatopics   # KAFKA_PATH points at kafka-path/, whose bin/kafka-topics.sh uses Sluice's CLI
 #   0077 cleaner=1000  # broker with --log-cleaner-backoff-ms 1000
-declare -A FLAGS=()
-TESTS_LIST=()
+# and the security modes (security.txt; one broker only):
+#   0115 acl           # authorizer on, allow-everyone-if-no-acl-found; KAFKA_PATH with kafka-acls.sh
+#   0135 sasl=SCRAM-SHA-512  # SASL_PLAINTEXT listener and mechanism, user testuser/testpass
+#   0142 reauth=5000   # broker with --connections-max-reauth-ms 5000
+#   0097 ssl=requested # SSL listener (ssl.client.auth requested|required), client certs, SSL_* env
+#   0081 subtests=Acls # SUBTESTS=Acls for the test-runner (only the sub-tests named so)
+# A number may have several lines (one per mode); each line is run on its own.
+ENTRY_NUM=()   # entry index -> test number
+ENTRY_FLAGS=() # entry index -> its flags
 while read -r num rest; do
-  TESTS_LIST+=("$num")
-  FLAGS[$num]="$rest"
-done < <(sed -e 's/#.*//' "$HERE/allowlist.txt" | grep -E '^[[:space:]]*[0-9]{4}([[:space:]]|$)')
+  ENTRY_NUM+=("$num")
+  ENTRY_FLAGS+=("$rest")
+done < <(sed -e 's/#.*//' "$LIST_FILE" | grep -E '^[[:space:]]*[0-9]{4}([[:space:]]|$)')
+is_full() { [[ " ${ENTRY_FLAGS[$1]} " == *" full "* ]]; }
+TESTS_LIST=() # entry indexes, in the order they run
 if [ $# -gt 0 ]; then
-  TESTS_LIST=("$@")
+  # Every entry of each number given (a number not listed runs once, without flags).
+  for t in "$@"; do
+    found=0
+    for i in "${!ENTRY_NUM[@]}"; do
+      [ "${ENTRY_NUM[$i]}" = "$t" ] && { TESTS_LIST+=("$i"); found=1; }
+    done
+    if [ "$found" -eq 0 ]; then
+      ENTRY_NUM+=("$t")
+      ENTRY_FLAGS+=("")
+      TESTS_LIST+=($((${#ENTRY_NUM[@]} - 1)))
+    fi
+  done
 else
   # The long runs (full mode) start first so that they do not end up alone at the end.
-  mapfile -t TESTS_LIST < <(
-    for t in "${TESTS_LIST[@]}"; do [[ " ${FLAGS[$t]} " == *" full "* ]] && echo "$t"; done
-    for t in "${TESTS_LIST[@]}"; do [[ " ${FLAGS[$t]} " == *" full "* ]] || echo "$t"; done
-  )
+  for i in "${!ENTRY_NUM[@]}"; do is_full "$i" && TESTS_LIST+=("$i"); done
+  for i in "${!ENTRY_NUM[@]}"; do is_full "$i" || TESTS_LIST+=("$i"); done
 fi
 [ ${#TESTS_LIST[@]} -gt 0 ] || die "no tests selected"
 [ -x "$SLUICE_BIN" ] || die "sluice binary not found at $SLUICE_BIN (cargo build -p sluice, or set SLUICE_BIN)"
@@ -229,15 +266,21 @@ stop_broker() {
 }
 
 # start_broker <slot> <data dir> <log file> [extra serve flags...]: sets PORT and BROKER_PID.
+# The one listener is BROKER_LISTENER_PROTOCOL's (PLAINTEXT: --listen); BROKER_ENV is added to
+# the broker's environment, BROKER_PREFIX runs it.
 # Each parallel slot draws its port from its own range, so two brokers starting at once never
 # race for the same port (and a broker that lost a race is not mistaken for another's).
 start_broker() {
   local slot="$1" data="$2" log="$3"
+  local -a listen
   shift 3
   for _ in 1 2 3 4 5; do
     PORT=$((20000 + slot * (40000 / JOBS) + RANDOM % (40000 / JOBS)))
     port_open "$PORT" && continue
-    "$SLUICE_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$data" "${COMMON_BROKER_ARGS[@]}" "$@" >>"$log" 2>&1 &
+    listen=(--listen "127.0.0.1:$PORT")
+    [ "$BROKER_LISTENER_PROTOCOL" = PLAINTEXT ] ||
+      listen=(--listeners "$BROKER_LISTENER_PROTOCOL://127.0.0.1:$PORT")
+    "${BROKER_PREFIX[@]}" env "${BROKER_ENV[@]}" "$SLUICE_BIN" serve "${listen[@]}" --data-dir "$data" "${COMMON_BROKER_ARGS[@]}" "$@" >>"$log" 2>&1 &
     BROKER_PID=$!
     echo "$BROKER_PID" >"$data.broker.pid"
     for _ in $(seq 1 300); do
@@ -362,17 +405,84 @@ failure_reason() {
   } | cut -c1-400 | sed 's/^/       /'
 }
 
-# run_one <test number> <slot> <key>: writes $LOGDIR/<key>.result: "ok"/"FAIL" line, then
-# details. <key> is the test number, or <number>-<n> when a number is run more than once.
+# Test certificates for the ssl mode, made once per run into $CERTS by make_certs.
+CERTS=""
+SSL_KEY_PASSWORD="sluice-test-key-password"
+# The SASL user of the sasl modes (trivup's interactive default).
+SASL_USER="testuser"
+SASL_PASSWORD="testpass"
+
+# make_certs: a CA, the broker's certificate for 127.0.0.1 and a client certificate
+# (tests/lib/make-test-certs.sh), plus what librdkafka's 0097 reads through trivup's SSL_*
+# variables: the client key encrypted with $SSL_KEY_PASSWORD, DER copies, a PKCS#12 keystore
+# and a file with a second, unrelated CA after ours.
+make_certs() {
+  CERTS="$LOGDIR/certs"
+  "$REPO_ROOT/tests/lib/make-test-certs.sh" "$CERTS/other" >/dev/null &&
+    "$REPO_ROOT/tests/lib/make-test-certs.sh" "$CERTS" >/dev/null &&
+    (
+      cd "$CERTS" &&
+        openssl pkey -in client.key -aes256 -passout "pass:$SSL_KEY_PASSWORD" -out client.enc.key &&
+        openssl pkey -in client.key -outform der -out client.key.der &&
+        openssl x509 -in client.pem -outform der -out client.der &&
+        openssl x509 -in ca.pem -outform der -out ca.der &&
+        cat ca.pem other/ca.pem >all-cas.pem &&
+        openssl pkcs12 -export -in client.pem -inkey client.key -certfile ca.pem \
+          -passout "pass:$SSL_KEY_PASSWORD" -out client.p12
+    ) >/dev/null 2>&1
+}
+
+# security_mode <SASL mechanism or ""> <ssl client auth or "">: the listener protocol
+# (BROKER_LISTENER_PROTOCOL), broker flags and environment (BROKER_ENV), test.conf lines and
+# test-runner environment of a security mode; appends to run_one's broker_args, conf_lines and
+# test_env. The broker is set up the way trivup sets up Kafka for the suite: an authorizer
+# with allow.everyone.if.no.acl.found=true and super user User:admin, SCRAM users made at
+# start, for OAUTHBEARER unsecured tokens that must have the scope requiredScope.
+security_mode() {
+  local mech="$1" client_auth="$2" proto=""
+  [ -n "$client_auth" ] && proto="SSL"
+  if [ -n "$mech" ]; then
+    proto="SASL_${proto:-PLAINTEXT}"
+    broker_args+=(--sasl-mechanisms "$mech" --authorizer on --allow-everyone-if-no-acl-found true
+      --super-users User:admin)
+    conf_lines+=("sasl.mechanisms=$mech")
+    if [ "$mech" = OAUTHBEARER ]; then
+      broker_args+=(--sasl-oauthbearer-required-scopes requiredScope)
+      conf_lines+=(enable.sasl.oauthbearer.unsecure.jwt=true
+        "sasl.oauthbearer.config=scope=requiredScope principal=admin")
+    else
+      BROKER_ENV+=(SLUICE_BOOTSTRAP_USER="$SASL_USER:$SASL_PASSWORD")
+      conf_lines+=("sasl.username=$SASL_USER" "sasl.password=$SASL_PASSWORD")
+    fi
+  fi
+  if [ -n "$client_auth" ]; then
+    broker_args+=(--ssl-cert-file "$CERTS/server.pem" --ssl-key-file "$CERTS/server.key"
+      --ssl-ca-file "$CERTS/ca.pem" --ssl-client-auth "$client_auth")
+    conf_lines+=("ssl.ca.location=$CERTS/ca.pem" "ssl.certificate.location=$CERTS/client.pem"
+      "ssl.key.location=$CERTS/client.enc.key" "ssl.key.password=$SSL_KEY_PASSWORD")
+    test_env+=(SSL_client_auth="$client_auth" SSL_password="$SSL_KEY_PASSWORD"
+      SSL_ca_pem="$CERTS/ca.pem" SSL_ca_der="$CERTS/ca.der" SSL_all_cas_pem="$CERTS/all-cas.pem"
+      SSL_pub_pem="$CERTS/client.pem" SSL_pub_der="$CERTS/client.der"
+      SSL_priv_pem="$CERTS/client.enc.key" SSL_priv_der="$CERTS/client.key.der"
+      SSL_pkcs="$CERTS/client.p12")
+  fi
+  BROKER_LISTENER_PROTOCOL="${proto:-PLAINTEXT}"
+  conf_lines+=("security.protocol=$BROKER_LISTENER_PROTOCOL")
+}
+
+# run_one <test number> <slot> <key> <flags>: writes $LOGDIR/<key>.result: "ok"/"FAIL" line,
+# then details. <key> is the test number, or <number>-<n> when a number is run more than once.
 run_one() {
-  local t="$1" slot="$2" key="$3"
+  local t="$1" slot="$2" key="$3" flags="$4"
   local tlog="$LOGDIR/$key.log" blog="$LOGDIR/$key.broker.log" data="$LOGDIR/$key.data"
   local res="$LOGDIR/$key.result" tmo="$TIMEOUT" f rc start secs alive=1 table
-  local n_pass n_fail n_skip detail why runner
-  local -a args=(-Q -E) broker_args=() test_env=()
+  local n_pass n_fail n_skip detail why runner sasl_mech="" ssl_auth=""
+  local -a args=(-Q -E) broker_args=() test_env=() conf_lines=() runner_prefix=()
   [ "$NODES" -gt 1 ] || test_env+=(SLUICE_SINGLE_BROKER=1)
   [ -n "${LRK_FULL:-}" ] && args=(-E)
-  for f in ${FLAGS[$t]:-}; do
+  BROKER_ENV=()
+  BROKER_PREFIX=()
+  for f in $flags; do
     case "$f" in
       sockem) args=("${args[@]/-E/}") ;;
       full) args=("${args[@]/-Q/}") ;;
@@ -380,24 +490,41 @@ run_one() {
       kafkatopics) test_env+=(KAFKA_PATH="$HERE/kafka-path") ;;
       cleaner=*) broker_args+=(--log-cleaner-backoff-ms "${f#cleaner=}") ;;
       timeout=*) tmo="${f#timeout=}" ;;
-      *) echo "allowlist.txt: unknown flag '$f' for $t" >>"$tlog" ;;
+      acl)
+        broker_args+=(--authorizer on --allow-everyone-if-no-acl-found true)
+        test_env+=(KAFKA_PATH="$HERE/kafka-path") ;;
+      sasl=*) sasl_mech="${f#sasl=}" ;;
+      ssl=*) ssl_auth="${f#ssl=}" ;;
+      reauth=*) broker_args+=(--connections-max-reauth-ms "${f#reauth=}") ;;
+      subtests=*) test_env+=(SUBTESTS="${f#subtests=}") ;;
+      apart)
+        # Broker on the first CPU, test-runner on the others (README: 0097).
+        if [ "$(nproc)" -ge 2 ]; then
+          BROKER_PREFIX=(taskset -c 0)
+          runner_prefix=(taskset -c "1-$(($(nproc) - 1))")
+        else
+          echo "run.sh: one CPU, so 'apart' cannot keep broker and test-runner apart" >>"$tlog"
+        fi ;;
+      *) echo "$(basename "$LIST_FILE"): unknown flag '$f' for $t" >>"$tlog" ;;
     esac
   done
+  security_mode "$sasl_mech" "$ssl_auth"
   mapfile -t args < <(printf '%s\n' "${args[@]}" | grep -v '^$')
   if ! start_brokers "$slot" "$data" "$blog" "${broker_args[@]}"; then
     { echo "FAIL - $t (broker did not start)"; broker_log_tail "$blog" 20 | uniq | tail -n 5 | sed 's/^/       /'; } >"$res.tmp"
     mv "$res.tmp" "$res"
     return
   fi
-  cat >"$LOGDIR/$key.conf" <<CONF
-# written by tests/compat/librdkafka/run.sh
-bootstrap.servers=$BOOTSTRAP
-test.timeout.multiplier=2
-CONF
+  {
+    echo "# written by tests/compat/librdkafka/run.sh"
+    echo "bootstrap.servers=$BOOTSTRAP"
+    echo "test.timeout.multiplier=2"
+    printf '%s\n' "${conf_lines[@]}"
+  } >"$LOGDIR/$key.conf"
   start=$SECONDS
   # kafka-topics.sh (the shim in kafka-path/) finds the broker in BROKERS and the CLI in SLUICE_BIN.
   (cd "$TESTDIR" && env "${test_env[@]}" BROKERS="$BOOTSTRAP" SLUICE_BIN="$SLUICE_BIN" \
-    RDKAFKA_TEST_CONF="$LOGDIR/$key.conf" TESTS="$t" timeout -k 10 "$tmo" ./test-runner "${args[@]}") >"$tlog" 2>&1 &
+    RDKAFKA_TEST_CONF="$LOGDIR/$key.conf" TESTS="$t" timeout -k 10 "$tmo" "${runner_prefix[@]}" ./test-runner "${args[@]}") >"$tlog" 2>&1 &
   runner=$!
   echo "$runner" >"$data.runner.pid"
   wait "$runner"
@@ -413,7 +540,7 @@ CONF
   n_fail="$(grep -cE '\| *(FAILED|RUNNING) *\|' <<<"$table")"
   n_skip="$(grep -c '| *SKIPPED *|' <<<"$table")"
   detail="${secs}s"
-  [ -n "${FLAGS[$t]:-}" ] && detail="$detail, ${FLAGS[$t]}"
+  [ -n "$flags" ] && detail="$detail, $flags"
   [ "$n_skip" -gt 0 ] && detail="$detail, $n_skip sub-test(s) skipped"
   {
     if [ "$rc" -eq 0 ] && [ "$alive" -eq 1 ] && [ "$n_pass" -gt 0 ] && [ "$n_fail" -eq 0 ]; then
@@ -450,8 +577,13 @@ collect() {
   fi
 }
 
+if [ "$SECURITY" -eq 1 ]; then
+  [ "$NODES" -eq 1 ] || die "--security runs against one broker: unset LRK_NODES"
+  command -v openssl >/dev/null || die "--security needs openssl (scripts/install-test-deps.sh)"
+  make_certs || die "making the test certificates failed (openssl)"
+fi
 ulimit -c 0 2>/dev/null
-say "broker: $SLUICE_BIN ($NODES node(s) per test); TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION; ${#TESTS_LIST[@]} test numbers, $JOBS at a time"
+say "broker: $SLUICE_BIN ($NODES node(s) per test); TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION; ${#TESTS_LIST[@]} runs, $JOBS at a time"
 echo
 declare -A SEEN=()
 reap() { # waits for at least one job to finish, then collects every finished one
@@ -461,14 +593,15 @@ reap() { # waits for at least one job to finish, then collects every finished on
     kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; collect "$pid"; }
   done
 }
-for t in "${TESTS_LIST[@]}"; do
+for i in "${TESTS_LIST[@]}"; do
+  t="${ENTRY_NUM[$i]}"
   while [ ${#RUNNING[@]} -ge "$JOBS" ]; do reap; done
   slot=0
   while printf '%s\n' "${SLOT_OF[@]}" | grep -qx "$slot"; do slot=$((slot + 1)); done
   SEEN[$t]=$((${SEEN[$t]:-0} + 1))
   key="$t"
   [ "${SEEN[$t]}" -gt 1 ] && key="$t-${SEEN[$t]}"
-  run_one "$t" "$slot" "$key" &
+  run_one "$t" "$slot" "$key" "${ENTRY_FLAGS[$i]}" &
   RUNNING[$!]="$key"
   SLOT_OF[$!]="$slot"
 done

@@ -15,8 +15,9 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    FetchRequest, InitProducerIdRequest, JoinGroupRequest, MetadataRequest, ProduceRequest,
-    SaslAuthenticateRequest, SaslHandshakeRequest, TopicName, TransactionalId,
+    DescribeGroupsRequest, FetchRequest, GroupId, InitProducerIdRequest, JoinGroupRequest,
+    MetadataRequest, ProduceRequest, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
+    TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::producer::{BaseRecord, Producer};
@@ -222,6 +223,50 @@ fn init_producer_code(conn: &mut RawConn, id: i32, txn: Option<&str>) -> i16 {
         .with_producer_id(kafka_protocol::messages::ProducerId(-1))
         .with_producer_epoch(-1);
     conn.roundtrip(4, id, &request).error_code
+}
+
+/// The authorized operations DescribeGroups (v3+) reports for `group`.
+fn group_ops(conn: &mut RawConn, id: i32, group: &str) -> i32 {
+    let request = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))])
+        .with_include_authorized_operations(true);
+    let response = conn.roundtrip(5, id, &request);
+    assert_eq!(response.groups.len(), 1);
+    response.groups[0].authorized_operations
+}
+
+/// Kafka 3.7 has no group configs, so a group's operations are READ (3), DELETE (6) and
+/// DESCRIBE (8), with or without an authorizer (librdkafka's 0081 checks exactly these).
+#[test]
+fn a_group_s_authorized_operations_are_read_delete_and_describe() {
+    const READ_DELETE_DESCRIBE: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+    let plain = Broker::start();
+    let mut anyone = RawConn::connect(plain.addr());
+    assert_eq!(group_ops(&mut anyone, 1, "g-ops"), READ_DELETE_DESCRIBE);
+
+    let s = Secured::start();
+    let mut admin = s.login("admin", ADMIN_PASSWORD);
+    assert_eq!(
+        group_ops(&mut admin, 2, "g-ops"),
+        READ_DELETE_DESCRIBE,
+        "a super user"
+    );
+    s.sluice(&[
+        "acl",
+        "create",
+        "--allow",
+        "User:bob",
+        "--operation",
+        "READ",
+        "--group",
+        "g-ops",
+    ]);
+    let mut bob = s.login("bob", BOB_PASSWORD);
+    assert_eq!(
+        group_ops(&mut bob, 3, "g-ops"),
+        (1 << 3) | (1 << 8),
+        "READ and the DESCRIBE it implies"
+    );
 }
 
 #[test]

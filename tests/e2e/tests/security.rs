@@ -566,6 +566,138 @@ fn mutual_tls_requires_a_certificate_from_the_ca() {
     assert!(s.broker.log().contains("TLS handshake failed; closing"));
 }
 
+/// Kafka applies a broker-wide `ssl.client.auth` to SSL listeners only: SASL_SSL clients
+/// authenticate with SASL and need no certificate (KIP-684; librdkafka's 0097 relies on it).
+#[test]
+fn sasl_ssl_clients_need_no_certificate_when_ssl_listeners_require_one() {
+    let s = Secure::start("required", &[]);
+    let plain = s.broker.bootstrap();
+    round_trip(
+        &plain,
+        &Secure::addr(s.sasl_ssl),
+        &refs(&s.sasl_ssl("SCRAM-SHA-256", ADMIN)),
+        "sasl-ssl-without-cert",
+        10,
+    );
+    // The SSL listener still refuses a client without one.
+    let c = consumer(&Secure::addr(s.ssl), &refs(&s.ssl(None)));
+    assert!(c.fetch_metadata(None, Duration::from_secs(5)).is_err());
+}
+
+/// The CLI's connection from a command-config file with librdkafka's property names: over
+/// SASL_SSL with SCRAM, the broker, CA, user and password come only from the file; a flag or
+/// environment variable wins over it; a wrong password in it fails with the authentication
+/// error and exit code 1.
+#[test]
+fn the_cli_takes_its_connection_from_a_command_config_file() {
+    let s = Secure::start("none", &[]);
+    let write_config = |name: &str, password: &str| {
+        let path = s.dir.join(name);
+        let text = format!(
+            "# the CLI's connection\nbootstrap.servers={}\nsecurity.protocol=SASL_SSL\n\
+             sasl.mechanism=SCRAM-SHA-256\nsasl.username={}\nsasl.password={password}\n\
+             ssl.ca.location={}\n",
+            Secure::addr(s.sasl_ssl),
+            ADMIN.0,
+            s.ca_path()
+        );
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let good = write_config("client.properties", ADMIN.1);
+    let bad = write_config("wrong-password.properties", "not-the-password");
+    let sluice = |args: &[&str], env: &[(&str, &str)]| run_sluice_with_env(args, env, CALL_TIMEOUT);
+    let succeeded = |out: &RunOutput| {
+        assert_eq!(
+            out.status.map(|s| s.success()),
+            Some(true),
+            "stdout: {}\nstderr: {}",
+            out.stdout,
+            out.stderr
+        );
+    };
+    let auth_failure = format!(
+        "error: authentication with {} failed: SASL_AUTHENTICATION_FAILED (Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256)\n",
+        Secure::addr(s.sasl_ssl)
+    );
+    let failed_to_authenticate = |out: &RunOutput| {
+        assert_eq!(out.status.and_then(|s| s.code()), Some(1), "{}", out.stderr);
+        assert_eq!(out.stderr, auth_failure);
+    };
+
+    let out = sluice(
+        &[
+            "topic",
+            "create",
+            "from-file",
+            "--partitions",
+            "1",
+            "--command-config",
+            &good,
+        ],
+        &[],
+    );
+    succeeded(&out);
+    assert_eq!(
+        out.stdout,
+        "created topic from-file (1 partitions, replication factor 1)\n"
+    );
+    let records = s.dir.join("records.txt");
+    std::fs::write(&records, "k1:v1\nk2:v2\n").unwrap();
+    let records = records.display().to_string();
+    succeeded(&sluice(
+        &[
+            "produce",
+            "from-file",
+            "--file",
+            &records,
+            "--key-separator",
+            ":",
+            "--command-config",
+            &good,
+        ],
+        &[],
+    ));
+    // The file named by the environment variable instead of the flag.
+    let out = sluice(
+        &[
+            "consume",
+            "from-file",
+            "--from",
+            "beginning",
+            "--exit-at-end",
+            "--format",
+            "%k=%v",
+        ],
+        &[("SLUICE_COMMAND_CONFIG", &good)],
+    );
+    succeeded(&out);
+    assert_eq!(out.stdout, "k1=v1\nk2=v2\n");
+
+    // A wrong password in the file, and the right one in a flag or the environment, which win.
+    failed_to_authenticate(&sluice(&["topic", "list", "--command-config", &bad], &[]));
+    succeeded(&sluice(
+        &[
+            "topic",
+            "list",
+            "--command-config",
+            &bad,
+            "--sasl-password",
+            ADMIN.1,
+        ],
+        &[],
+    ));
+    succeeded(&sluice(
+        &["topic", "list", "--command-config", &bad],
+        &[("SLUICE_SASL_PASSWORD", ADMIN.1)],
+    ));
+    // And the other way round: a wrong password in the environment wins over the file's.
+    failed_to_authenticate(&sluice(
+        &["topic", "list", "--command-config", &good],
+        &[("SLUICE_SASL_PASSWORD", "not-the-password")],
+    ));
+}
+
 /// Whether any file under `dir` contains `needle`.
 fn found_in(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();

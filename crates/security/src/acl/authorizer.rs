@@ -20,7 +20,8 @@ use super::{
 use crate::KafkaPrincipal;
 
 /// The operations Kafka reports in authorized-operations fields for a resource type
-/// (`AclEntry.supportedOperations`).
+/// (`AclEntry.supportedOperations`), as of Kafka 3.7: groups have no configs there (they
+/// came with KIP-848 in 4.0, and Sluice has none), so no DESCRIBE_CONFIGS or ALTER_CONFIGS.
 pub fn supported_operations(resource_type: ResourceType) -> &'static [AclOperation] {
     use AclOperation::*;
     match resource_type {
@@ -34,7 +35,7 @@ pub fn supported_operations(resource_type: ResourceType) -> &'static [AclOperati
             DescribeConfigs,
             AlterConfigs,
         ],
-        ResourceType::Group => &[Read, Describe, Delete, DescribeConfigs, AlterConfigs],
+        ResourceType::Group => &[Read, Describe, Delete],
         ResourceType::Cluster => &[
             Create,
             ClusterAction,

@@ -6,6 +6,7 @@
 
 pub mod acl;
 pub mod cluster;
+pub mod command_config;
 pub mod consume;
 pub mod format;
 pub mod group;
@@ -19,25 +20,35 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use command_config::CommandConfig;
 use sluice_client::{Client, ClientConfig, ClientSecurity, SaslCredentials};
+
+/// Where the client commands connect when nothing says otherwise.
+const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 
 /// Connection and output options shared by every command.
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// Comma-separated bootstrap brokers (host:port).
-    #[arg(
-        long,
-        global = true,
-        env = "SLUICE_BROKERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub brokers: String,
+    /// Comma-separated bootstrap brokers, host:port (bootstrap.servers); 127.0.0.1:9092 when
+    /// neither this nor the command-config file gives them.
+    #[arg(long, global = true, env = "SLUICE_BROKERS")]
+    pub brokers: Option<String>,
     /// Print JSON for scripts instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
     /// How long to wait for each broker response, in milliseconds.
     #[arg(long, global = true, default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+    /// A file of Kafka client properties, `key=value` a line (bootstrap.servers,
+    /// security.protocol, sasl.mechanism, sasl.username, sasl.password, ssl.ca.location,
+    /// ssl.certificate.location, ssl.key.location); flags and environment variables override it.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_COMMAND_CONFIG",
+        value_name = "FILE"
+    )]
+    pub command_config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub security: SecurityArgs,
 }
@@ -45,27 +56,18 @@ pub struct Common {
 /// How the CLI secures its connections, with Kafka's client setting names.
 #[derive(Args, Debug, Clone)]
 pub struct SecurityArgs {
-    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (security.protocol).
-    #[arg(
-        long,
-        global = true,
-        env = "SLUICE_SECURITY_PROTOCOL",
-        default_value = "PLAINTEXT"
-    )]
-    pub security_protocol: String,
-    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (sasl.mechanism).
-    #[arg(
-        long,
-        global = true,
-        env = "SLUICE_SASL_MECHANISM",
-        default_value = "SCRAM-SHA-256"
-    )]
-    pub sasl_mechanism: String,
+    /// PLAINTEXT (the default), SSL, SASL_PLAINTEXT or SASL_SSL (security.protocol).
+    #[arg(long, global = true, env = "SLUICE_SECURITY_PROTOCOL")]
+    pub security_protocol: Option<String>,
+    /// PLAIN, SCRAM-SHA-256 (the default), SCRAM-SHA-512 or OAUTHBEARER (sasl.mechanism).
+    #[arg(long, global = true, env = "SLUICE_SASL_MECHANISM")]
+    pub sasl_mechanism: Option<String>,
     /// The SASL user name (sasl.username).
     #[arg(long, global = true, env = "SLUICE_SASL_USERNAME")]
     pub sasl_username: Option<String>,
     /// The SASL password, or the token for OAUTHBEARER (sasl.password); prefer the
-    /// environment variable, which other users cannot see in the process list.
+    /// environment variable or --command-config, which other users cannot see in the process
+    /// list.
     #[arg(
         long,
         global = true,
@@ -85,24 +87,40 @@ pub struct SecurityArgs {
 }
 
 impl SecurityArgs {
+    /// These settings, with what they leave unset taken from `file` (flags and environment
+    /// variables win over the command-config file).
+    fn or_from(self, file: CommandConfig) -> SecurityArgs {
+        SecurityArgs {
+            security_protocol: self.security_protocol.or(file.security_protocol),
+            sasl_mechanism: self.sasl_mechanism.or(file.sasl_mechanism),
+            sasl_username: self.sasl_username.or(file.sasl_username),
+            sasl_password: self.sasl_password.or(file.sasl_password),
+            ssl_ca_file: self.ssl_ca_file.or(file.ssl_ca_location),
+            ssl_cert_file: self.ssl_cert_file.or(file.ssl_certificate_location),
+            ssl_key_file: self.ssl_key_file.or(file.ssl_key_location),
+        }
+    }
+
     /// The client's TLS and SASL settings.
     pub fn client_security(&self) -> Result<ClientSecurity, String> {
         use sluice_client::sluice_security::SecurityProtocol;
         use sluice_client::sluice_security::sasl::Mechanism;
-        let protocol = SecurityProtocol::for_name(&self.security_protocol).ok_or_else(|| {
+        let protocol_name = self.security_protocol.as_deref().unwrap_or("PLAINTEXT");
+        let protocol = SecurityProtocol::for_name(protocol_name).ok_or_else(|| {
             format!(
-                "--security-protocol {} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
-                self.security_protocol
+                "security protocol {protocol_name} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
             )
         })?;
         let tls = if protocol.uses_tls() {
             let ca = self.ssl_ca_file.as_deref().ok_or_else(|| {
-                format!("--security-protocol {protocol} needs --ssl-ca-file with the CA that signed the broker's certificate")
+                format!("security protocol {protocol} needs --ssl-ca-file (ssl.ca.location) with the CA that signed the broker's certificate")
             })?;
             let identity = match (&self.ssl_cert_file, &self.ssl_key_file) {
                 (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
                 (None, None) => None,
-                _ => return Err("--ssl-cert-file and --ssl-key-file go together".into()),
+                _ => {
+                    return Err("--ssl-cert-file and --ssl-key-file (ssl.certificate.location and ssl.key.location) go together".into());
+                }
             };
             Some(
                 sluice_client::sluice_security::tls::client_config(ca, identity)
@@ -112,20 +130,20 @@ impl SecurityArgs {
             None
         };
         let sasl = if protocol.uses_sasl() {
-            let mechanism = Mechanism::for_name(&self.sasl_mechanism.to_ascii_uppercase())
+            let mechanism_name = self.sasl_mechanism.as_deref().unwrap_or("SCRAM-SHA-256");
+            let mechanism = Mechanism::for_name(&mechanism_name.to_ascii_uppercase())
                 .ok_or_else(|| {
                     format!(
-                        "--sasl-mechanism {} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER",
-                        self.sasl_mechanism
+                        "SASL mechanism {mechanism_name} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER"
                     )
                 })?;
             let password = self.sasl_password.clone().ok_or(
-                "SASL needs a password: set SLUICE_SASL_PASSWORD (or pass --sasl-password)",
+                "SASL needs a password: set SLUICE_SASL_PASSWORD (or pass --sasl-password, or sasl.password in --command-config)",
             )?;
             let username = match (mechanism, &self.sasl_username) {
                 (Mechanism::OAuthBearer, name) => name.clone().unwrap_or_default(),
                 (_, Some(name)) => name.clone(),
-                (_, None) => return Err("SASL needs --sasl-username".into()),
+                (_, None) => return Err("SASL needs --sasl-username (sasl.username)".into()),
             };
             Some(SaslCredentials {
                 mechanism,
@@ -141,14 +159,21 @@ impl SecurityArgs {
 
 impl Common {
     pub async fn connect(&self) -> Result<Client, String> {
+        let file = match &self.command_config {
+            Some(path) => CommandConfig::load(path)?,
+            None => CommandConfig::default(),
+        };
+        let brokers = self
+            .brokers
+            .clone()
+            .or_else(|| file.bootstrap_servers.clone())
+            .unwrap_or_else(|| DEFAULT_BROKERS.to_string());
         let config = ClientConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
-            security: self.security.client_security()?,
+            security: self.security.clone().or_from(file).client_security()?,
             ..ClientConfig::default()
         };
-        Client::connect(&self.brokers, config)
-            .await
-            .map_err(one_line)
+        Client::connect(&brokers, config).await.map_err(one_line)
     }
 }
 
