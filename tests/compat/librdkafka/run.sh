@@ -207,6 +207,7 @@ unset CI
 #   0107 noautocreate  # broker with --auto-create-topics false, test-runner -s noautocreate
 #   0082 full          # without -Q: every sub-test, not just the quick ones
 #   0091 timeout=300   # per-test timeout in seconds
+#   0033 long          # takes a minute or more: starts first, so it does not end the run alone
 #   0077 kafkatopics   # KAFKA_PATH points at kafka-path/, whose bin/kafka-topics.sh uses Sluice's CLI
 #   0077 cleaner=1000  # broker with --log-cleaner-backoff-ms 1000
 # and the security modes (security.txt; one broker only):
@@ -222,7 +223,7 @@ while read -r num rest; do
   ENTRY_NUM+=("$num")
   ENTRY_FLAGS+=("$rest")
 done < <(sed -e 's/#.*//' "$LIST_FILE" | grep -E '^[[:space:]]*[0-9]{4}([[:space:]]|$)')
-is_full() { [[ " ${ENTRY_FLAGS[$1]} " == *" full "* ]]; }
+is_full() { [[ " ${ENTRY_FLAGS[$1]} " == *" full "* || " ${ENTRY_FLAGS[$1]} " == *" long "* ]]; }
 TESTS_LIST=() # entry indexes, in the order they run
 if [ $# -gt 0 ]; then
   # Every entry of each number given (a number not listed runs once, without flags).
@@ -238,7 +239,7 @@ if [ $# -gt 0 ]; then
     fi
   done
 else
-  # The long runs (full mode) start first so that they do not end up alone at the end.
+  # The long runs (full mode, long) start first so that they do not end up alone at the end.
   for i in "${!ENTRY_NUM[@]}"; do is_full "$i" && TESTS_LIST+=("$i"); done
   for i in "${!ENTRY_NUM[@]}"; do is_full "$i" || TESTS_LIST+=("$i"); done
 fi
@@ -369,10 +370,16 @@ start_brokers() {
   fi
 }
 
-# stop_brokers: SIGTERM every node at once, then wait for each.
+# stop_brokers: SIGTERM every node at once, then wait for each. The last node of a cluster
+# stopped whole waits 3 s for a quorum that is gone before it stops (it has no one to hand
+# its leaderships to); the test is over, so after 1 s the rest are killed.
 stop_brokers() {
   local pid
   for pid in "${BROKER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  if [ "${#BROKER_PIDS[@]}" -gt 1 ]; then
+    sleep 1
+    for pid in "${BROKER_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+  fi
   for pid in "${BROKER_PIDS[@]}"; do stop_broker "$pid"; done
 }
 
@@ -486,6 +493,7 @@ run_one() {
     case "$f" in
       sockem) args=("${args[@]/-E/}") ;;
       full) args=("${args[@]/-Q/}") ;;
+      long) ;; # only the order
       noautocreate) args+=(-s noautocreate) broker_args+=(--auto-create-topics false) ;;
       kafkatopics) test_env+=(KAFKA_PATH="$HERE/kafka-path") ;;
       cleaner=*) broker_args+=(--log-cleaner-backoff-ms "${f#cleaner=}") ;;
