@@ -6,8 +6,9 @@
 //! (they contend for the same device) and, on small machines, took the CPU
 //! from the threads serving sockets, which showed as latency on every
 //! connection. So one thread syncs: a pass takes every partition queued when
-//! it starts and syncs each, covering every append made before that
-//! partition's sync began (group commit).
+//! it starts and syncs them, covering every append made before the pass began
+//! (group commit) — with one syncfs where they share a filesystem and the machine
+//! holds little dirty data ([`sluice_storage::flush_together`]).
 //!
 //! Passes start at most every [`MIN_PASS_INTERVAL`]. Back to back, a
 //! producer sending a request every half millisecond cost one sync per
