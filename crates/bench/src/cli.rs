@@ -69,6 +69,27 @@ pub enum Scenario {
     RollingRestart,
 }
 
+impl CommonArgs {
+    /// The flags given that only apply to a broker this benchmark starts, when it starts
+    /// none (neither --start-broker nor --cluster).
+    pub fn spawn_flags_without_a_broker(&self) -> Vec<&'static str> {
+        if self.start_broker || self.cluster.is_some() {
+            return Vec::new();
+        }
+        let mut given = Vec::new();
+        if self.sluice_bin.is_some() {
+            given.push("--sluice-bin");
+        }
+        if self.broker_data_dir.is_some() {
+            given.push("--broker-data-dir");
+        }
+        if !self.broker_args.is_empty() {
+            given.push("--broker-arg");
+        }
+        given
+    }
+}
+
 impl Scenario {
     /// The name the flag takes (`kill-leader`, …).
     pub fn to_possible_value_name(self) -> String {
@@ -78,9 +99,10 @@ impl Scenario {
 }
 
 /// Flags shared by every subcommand: where the broker is, whose CPU and memory to sample,
-/// and how to print.
+/// and how to print. The flags that start a broker (--sluice-bin, --broker-data-dir,
+/// --broker-arg) need --start-broker or --cluster, except for failover, which always starts
+/// its cluster: `spawn_flags_without_a_broker` says which were given in vain.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("spawn").multiple(true).args(["start_broker", "cluster"])))]
 pub struct CommonArgs {
     /// Bootstrap servers (host:port[,host:port…]) [default: 127.0.0.1:9092]
     #[arg(long, conflicts_with = "start_broker")]
@@ -105,24 +127,20 @@ pub struct CommonArgs {
     #[arg(long, value_name = "N", conflicts_with_all = ["brokers", "broker_pid"], value_parser = clap::value_parser!(u32).range(1..=9))]
     pub cluster: Option<u32>,
 
-    /// The `sluice` binary for --start-broker [default: `sluice` next to this binary].
-    #[arg(long, value_name = "PATH", requires = "spawn")]
+    /// The `sluice` binary for --start-broker, --cluster and failover [default: `sluice`
+    /// next to this binary].
+    #[arg(long, value_name = "PATH")]
     pub sluice_bin: Option<PathBuf>,
 
     /// Data directory for --start-broker; it is kept afterwards, so a later run can start a
     /// broker on the same data (e.g. produce, then consume) [default: a temporary directory
     /// that is removed].
-    #[arg(long, value_name = "DIR", requires = "spawn")]
+    #[arg(long, value_name = "DIR")]
     pub broker_data_dir: Option<PathBuf>,
 
     /// Extra `sluice serve` flag for --start-broker (repeatable), e.g.
     /// --broker-arg=--log-segment-bytes=268435456
-    #[arg(
-        long = "broker-arg",
-        value_name = "ARG",
-        requires = "spawn",
-        allow_hyphen_values = true
-    )]
+    #[arg(long = "broker-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub broker_args: Vec<String>,
 
     /// Extra librdkafka property for every client (repeatable), as in rdkafka_performance.

@@ -53,6 +53,13 @@ struct Target {
 }
 
 fn target(common: &CommonArgs) -> anyhow::Result<Target> {
+    let in_vain = common.spawn_flags_without_a_broker();
+    if !in_vain.is_empty() {
+        anyhow::bail!(
+            "{} given, but this run starts no broker: add --start-broker or --cluster N",
+            in_vain.join(", ")
+        );
+    }
     if common.start_broker || common.cluster.is_some() {
         let broker = SpawnedBroker::start(&SpawnOptions {
             sluice_bin: common.sluice_bin.as_deref(),

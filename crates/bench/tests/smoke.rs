@@ -317,3 +317,44 @@ fn topic_configs_apply_to_the_topic_the_run_creates() {
     assert_eq!(produced["records"].as_u64(), Some(100), "{produced}");
     assert_eq!(produced["errors"].as_u64(), Some(0), "{produced}");
 }
+
+/// The flags that start a broker are refused, with the fix, when no broker is started; a
+/// failover run, which always starts its cluster, takes --sluice-bin alone.
+#[test]
+fn broker_flags_need_a_started_broker_except_for_failover() {
+    let refused = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args([
+            "produce",
+            "--sluice-bin",
+            "/nonexistent/sluice",
+            "--count",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sluice-bench");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--sluice-bin given, but this run starts no broker: add --start-broker or --cluster N"
+        ),
+        "{stderr}"
+    );
+
+    // Accepted (before: a usage error): it goes on to look for the binary it was given.
+    let failover = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args([
+            "failover",
+            "--sluice-bin",
+            "/nonexistent/sluice",
+            "--trials",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sluice-bench");
+    let stderr = String::from_utf8_lossy(&failover.stderr);
+    assert!(!failover.status.success(), "{stderr}");
+    assert!(stderr.contains("/nonexistent/sluice not found"), "{stderr}");
+}
