@@ -567,32 +567,17 @@ impl SpawnedBroker {
         node.wait_clean_exit(Instant::now() + STOP_TIMEOUT)
     }
 
-    /// The quorum leader as node `id` (1-based) names it in DescribeCluster (`sluice cluster
-    /// info`); a node that knows none names itself.
-    pub fn controller_seen_by(&self, id: usize) -> anyhow::Result<i32> {
+    /// A way to ask node `id` (1-based) which node leads the metadata quorum, usable from
+    /// another thread while this cluster is being changed.
+    pub fn controller_probe(&self, id: usize) -> anyhow::Result<ControllerProbe> {
         let node = id
             .checked_sub(1)
             .and_then(|i| self.nodes.get(i))
             .with_context(|| format!("no node {id}"))?;
-        let output = Command::new(&node.bin)
-            .args(["cluster", "info", "--json", "--request-timeout-ms", "1000"])
-            .args(["--brokers", &node.addr.to_string()])
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("cannot run {}", node.bin.display()))?;
-        if !output.status.success() {
-            bail!(
-                "sluice cluster info on {}: {}",
-                node.addr,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        let info: serde_json::Value = serde_json::from_slice(&output.stdout)
-            .context("sluice cluster info printed no JSON")?;
-        info.get("controller_id")
-            .and_then(serde_json::Value::as_i64)
-            .and_then(|id| i32::try_from(id).ok())
-            .context("sluice cluster info named no controller_id")
+        Ok(ControllerProbe {
+            bin: node.bin.clone(),
+            addr: node.addr,
+        })
     }
 
     /// SIGTERM to every node at once, then waits for each to exit cleanly (SIGKILL after
@@ -606,6 +591,40 @@ impl SpawnedBroker {
             node.wait_clean_exit(deadline)?;
         }
         Ok(())
+    }
+}
+
+/// Asks one node which node leads the metadata quorum (see
+/// [`SpawnedBroker::controller_probe`]).
+#[derive(Debug, Clone)]
+pub struct ControllerProbe {
+    bin: PathBuf,
+    addr: SocketAddr,
+}
+
+impl ControllerProbe {
+    /// The quorum leader as the node names it in DescribeCluster (`sluice cluster info`); a
+    /// node that knows none names itself.
+    pub fn controller(&self) -> anyhow::Result<i32> {
+        let output = Command::new(&self.bin)
+            .args(["cluster", "info", "--json", "--request-timeout-ms", "1000"])
+            .args(["--brokers", &self.addr.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", self.bin.display()))?;
+        if !output.status.success() {
+            bail!(
+                "sluice cluster info on {}: {}",
+                self.addr,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let info: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .context("sluice cluster info printed no JSON")?;
+        info.get("controller_id")
+            .and_then(serde_json::Value::as_i64)
+            .and_then(|id| i32::try_from(id).ok())
+            .context("sluice cluster info named no controller_id")
     }
 }
 

@@ -21,7 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 
-use crate::broker_proc::SpawnedBroker;
+use crate::broker_proc::{ControllerProbe, SpawnedBroker};
 use crate::cli::{FailoverArgs, Scenario};
 use crate::kafka::{ClientSettings, PlainContext};
 use crate::report::RunInfo;
@@ -232,18 +232,22 @@ fn kill_trials(
         // Warm the watcher's connection so that the first poll after the kill is fast.
         leader_and_isr(&probe, topic, 0).context("the watcher cannot read the metadata")?;
 
+        let survivors = controller_probes(
+            cluster,
+            (1..=nodes as usize).filter(|&id| id != victim).collect(),
+        )?;
         let killed_at = Instant::now();
         cluster.kill9(victim)?;
         let stop = Arc::new(AtomicBool::new(false));
         let leader_watch = (args.scenario == Scenario::KillLeader)
             .then(|| watch_new_leader(probe, topic, victim, killed_at, &stop));
+        let controller_watch = (args.scenario == Scenario::KillController)
+            .then(|| watch_new_controller(survivors, victim, killed_at));
         let acked =
             send(producer, topic, 0, &format!("trial-{trial}")).map(|()| killed_at.elapsed());
-        let controller_seen = (args.scenario == Scenario::KillController)
-            .then(|| wait_new_controller(cluster, nodes, victim, killed_at))
-            .transpose();
         stop.store(true, Ordering::Relaxed);
         let leader_seen = leader_watch.map(|w| w.join().ok().flatten());
+        let controller_seen = controller_watch.map(|w| w.join().ok().flatten());
         let acked = acked?;
         let mut line = format!("trial {trial}/{}: killed node {victim}", args.trials);
         if let Some(seen) = leader_seen {
@@ -253,7 +257,10 @@ fn kill_trials(
             leader_visible_ms.push(millis(seen));
             line += &format!("; new leader visible after {:.0} ms", millis(seen));
         }
-        if let Some(seen) = controller_seen? {
+        if let Some(seen) = controller_seen {
+            let seen = seen.with_context(|| {
+                format!("trial {trial}: no new quorum leader within {TRIAL_TIMEOUT:?}")
+            })?;
             controller_visible_ms.push(millis(seen));
             line += &format!("; new quorum leader agreed after {:.0} ms", millis(seen));
         }
@@ -300,41 +307,51 @@ fn follower_to_kill(leader: usize, nodes: u32, trial: u32) -> usize {
 
 /// The quorum leader, as the nodes agree on it now.
 fn controller(cluster: &SpawnedBroker, nodes: u32) -> anyhow::Result<usize> {
-    let agreed = agreed_controller(cluster, (1..=nodes as usize).collect())?;
+    let probes = controller_probes(cluster, (1..=nodes as usize).collect())?;
+    let agreed = agreed_controller(&probes)?;
     usize::try_from(agreed.context("the nodes do not agree on a quorum leader")?)
         .context("no quorum leader")
 }
 
-/// The quorum leader every node in `ids` names, if they all name the same live one (a
-/// node that knows none names itself, so two nodes agree only on a real leader).
-fn agreed_controller(cluster: &SpawnedBroker, ids: Vec<usize>) -> anyhow::Result<Option<i32>> {
+fn controller_probes(
+    cluster: &SpawnedBroker,
+    ids: Vec<usize>,
+) -> anyhow::Result<Vec<ControllerProbe>> {
+    ids.into_iter()
+        .map(|id| cluster.controller_probe(id))
+        .collect()
+}
+
+/// The quorum leader every probed node names, if they all name the same one (a node that
+/// knows none names itself, so two nodes agree only on a real leader).
+fn agreed_controller(probes: &[ControllerProbe]) -> anyhow::Result<Option<i32>> {
     let mut named = Vec::new();
-    for id in ids {
-        named.push(cluster.controller_seen_by(id)?);
+    for probe in probes {
+        named.push(probe.controller()?);
     }
     let first = named.first().copied();
     Ok(first.filter(|c| *c > 0 && named.iter().all(|n| n == c)))
 }
 
-/// Polls the surviving nodes until they agree on a quorum leader other than `victim`;
-/// the time from the kill.
-fn wait_new_controller(
-    cluster: &SpawnedBroker,
-    nodes: u32,
+/// Polls the surviving nodes, on a thread of its own, until they agree on a quorum leader
+/// other than `victim`: the time from the kill.
+fn watch_new_controller(
+    survivors: Vec<ControllerProbe>,
     victim: usize,
     killed_at: Instant,
-) -> anyhow::Result<Duration> {
-    let survivors: Vec<usize> = (1..=nodes as usize).filter(|&id| id != victim).collect();
-    while killed_at.elapsed() < TRIAL_TIMEOUT {
-        // A node still electing may not answer: that is not agreement yet.
-        if let Ok(Some(c)) = agreed_controller(cluster, survivors.clone())
-            && usize::try_from(c).ok() != Some(victim)
-        {
-            return Ok(killed_at.elapsed());
+) -> thread::JoinHandle<Option<Duration>> {
+    thread::spawn(move || {
+        while killed_at.elapsed() < TRIAL_TIMEOUT {
+            // A node still electing may not answer: that is not agreement yet.
+            if let Ok(Some(c)) = agreed_controller(&survivors)
+                && usize::try_from(c).ok() != Some(victim)
+            {
+                return Some(killed_at.elapsed());
+            }
+            thread::sleep(POLL_INTERVAL);
         }
-        thread::sleep(POLL_INTERVAL);
-    }
-    bail!("no new quorum leader within {TRIAL_TIMEOUT:?} of killing node {victim}")
+        None
+    })
 }
 
 /// Polls `probe`'s node until its Metadata names a live leader other than `victim`.
