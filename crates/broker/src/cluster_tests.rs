@@ -240,6 +240,8 @@ impl TestCluster {
             leader_epoch: current.leader_epoch.0 + 1,
             isr,
             replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
             expected_partition_epoch: Some(current.partition_epoch),
         };
         self.node(leader)

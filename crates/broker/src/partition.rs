@@ -452,7 +452,7 @@ impl Partition {
             && (registration.leader == node) == role.is_leader();
         if same_leadership {
             if let PartitionRole::Leader(leader) = role {
-                leader.replicas = registration.replicas.clone();
+                leader.set_replicas(registration.replicas.clone(), self.clock.now_ms());
                 leader.set_isr(registration.isr.clone());
                 leader.min_insync_replicas = settings.min_insync_replicas;
             }
