@@ -252,6 +252,23 @@ fn a_reassignment_under_an_idempotent_acks_all_producer_loses_nothing_and_is_lis
                 { "topic": "replaced", "partition": 0, "replicas": [3, 1], "adding": [3], "removing": [1] },
             ]})
         );
+        // Metadata lists the replicas there are (target first), `topic describe` the move.
+        let moving = cluster.partitions(1, "moving").unwrap();
+        assert_eq!(
+            (moving[&0].replicas.clone(), moving[&0].isr.clone()),
+            (vec![2, 3, 1], vec![1, 2])
+        );
+        let described = sluice(&cli, &["topic", "describe", "moving"]);
+        let lines: Vec<Vec<&str>> = described
+            .stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let at = lines
+            .iter()
+            .position(|l| *l == ["REASSIGNING", "ADDING", "REMOVING"])
+            .unwrap_or_else(|| panic!("no reassignment in {described:?}"));
+        assert_eq!(lines[at + 1], ["0", "3", "1"]);
         let verified = sluice(&cli, &["cluster", "reassign", "--verify", plan]);
         assert_eq!(
             verified.status.and_then(|s| s.code()),
