@@ -1400,8 +1400,16 @@ async fn a_reassignment_moves_a_partition_under_acks_all_writes_and_the_old_repl
         cluster.list_reassignments(2).await,
         vec![("t".to_string(), 0, vec![2, 3, 1], vec![3], vec![1])]
     );
-    // Node 3 opened its replica; acks=all writes go on, on the ISR from before.
+    // Node 3 opened its replica; acks=all writes go on, on the ISR from before. The
+    // partition is not under-replicated for the replica being added (as in Kafka).
     assert!(cluster.has_partition_dir(3, "t"));
+    eventually("the leader follows the new replica", || {
+        cluster
+            .partition(1, "t")
+            .leader_summary()
+            .is_some_and(|s| s.replicas == 2 && s.isr == 2 && s.follower_lag.len() == 2)
+    })
+    .await;
     let end = cluster
         .produce(1, "t", RequiredAcks::All, &["c", "d"])
         .await

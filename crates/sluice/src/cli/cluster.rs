@@ -128,11 +128,30 @@ async fn info(common: &Common) -> Result<(), String> {
     let mut client = common.connect().await?;
     let info = client.describe_cluster().await.map_err(one_line)?;
     let md = client.metadata(None).await.map_err(one_line)?;
-    let partitions = md.topics.iter().flat_map(|t| &t.partitions);
-    let under_replicated = partitions
-        .clone()
-        .filter(|p| p.isr.len() < p.replicas.len())
+    // Replicas a reassignment is adding are not missing (brokers without reassignments:
+    // none is being added).
+    let moving = client
+        .list_partition_reassignments()
+        .await
+        .unwrap_or_default();
+    let adding = |topic: &str, partition: i32| {
+        moving
+            .iter()
+            .find(|o| o.topic == topic && o.partition == partition)
+            .map_or(0, |o| o.adding.len())
+    };
+    let under_replicated = md
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+        .filter(|(t, p)| {
+            p.isr.len()
+                < p.replicas
+                    .len()
+                    .saturating_sub(adding(&t.name, p.partition))
+        })
         .count();
+    let partitions = md.topics.iter().flat_map(|t| &t.partitions);
     let offline = partitions.filter(|p| p.leader < 0).count();
     if common.json {
         let brokers: Vec<_> = info
