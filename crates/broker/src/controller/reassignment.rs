@@ -48,9 +48,10 @@ pub fn reassign(
             ),
         ));
     }
-    let current = &registration.replicas;
-    let removing = sorted_difference(current, target);
-    let adding = sorted_difference(target, current);
+    // Against a reassignment in progress, the replicas it adds that the new target keeps
+    // are still being added (Kafka keeps them so too), those it drops are removed.
+    let removing = sorted_difference(&registration.replicas, target);
+    let adding = sorted_difference(target, &registration.original_replicas());
     let replicas = target.iter().chain(&removing).copied().collect();
     let target = Target {
         isr: registration.isr.clone(),
@@ -332,6 +333,28 @@ mod tests {
         assert!(controller_check(&mut image));
         assert_eq!(state(&image), s(&[2, 3], &[], &[], &[2, 3], 2, 1, 3));
         assert!(!controller_check(&mut image));
+    }
+
+    #[test]
+    fn a_new_target_for_a_reassignment_in_progress_keeps_what_is_still_being_added() {
+        let mut image = image_with(&[1, 2]);
+        let change = reassign(&image, &registration(&image), &[2, 3], true).unwrap();
+        commit(&mut image, change.unwrap());
+        // The same plan again changes nothing.
+        assert_eq!(
+            reassign(&image, &registration(&image), &[2, 3], true).unwrap(),
+            None
+        );
+        // Another target: 3 is dropped (it is no original replica), 4 added.
+        let change = reassign(&image, &registration(&image), &[2, 4], true).unwrap();
+        commit(&mut image, change.unwrap());
+        assert_eq!(
+            state(&image),
+            s(&[2, 4, 1, 3], &[4], &[1, 3], &[1, 2], 1, 0, 2)
+        );
+        set_isr(&mut image, &[1, 2, 4]);
+        assert!(controller_check(&mut image));
+        assert_eq!(state(&image), s(&[2, 4], &[], &[], &[2, 4], 2, 1, 4));
     }
 
     #[test]
