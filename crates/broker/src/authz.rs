@@ -366,6 +366,52 @@ pub(crate) fn check(broker: &Broker, ctx: &RequestContext, request: RequestKind)
                 )
             })
         }
+        RequestKind::AlterPartitionReassignments(r) => {
+            let topics: Vec<_> = r
+                .topics
+                .iter()
+                .map(|t| {
+                    alter_partition_reassignments_response::ReassignableTopicResponse::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    alter_partition_reassignments_response::ReassignablePartitionResponse::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(CLUSTER_DENIED)
+                                        .with_error_message(None)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            cluster_whole(
+                &a,
+                Alter,
+                RequestKind::AlterPartitionReassignments(r),
+                || {
+                    ResponseKind::AlterPartitionReassignments(
+                        AlterPartitionReassignmentsResponse::default()
+                            .with_error_code(CLUSTER_DENIED)
+                            .with_error_message(None)
+                            .with_responses(topics),
+                    )
+                },
+            )
+        }
+        RequestKind::ListPartitionReassignments(r) => cluster_whole(
+            &a,
+            Describe,
+            RequestKind::ListPartitionReassignments(r),
+            || {
+                ResponseKind::ListPartitionReassignments(
+                    ListPartitionReassignmentsResponse::default()
+                        .with_error_code(CLUSTER_DENIED)
+                        .with_error_message(None),
+                )
+            },
+        ),
         RequestKind::OffsetForLeaderEpoch(r) => offset_for_leader_epoch(&a, r),
         RequestKind::WriteTxnMarkers(r) => {
             let markers = r.markers.clone();
@@ -459,6 +505,8 @@ pub(crate) const APIS_WITH_RULES: &[ApiKey] = &[
     ApiKey::DescribeClientQuotas,
     ApiKey::AlterClientQuotas,
     ApiKey::ElectLeaders,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
     ApiKey::OffsetForLeaderEpoch,
     ApiKey::WriteTxnMarkers,
 ];

@@ -240,6 +240,8 @@ impl TestCluster {
             leader_epoch: current.leader_epoch.0 + 1,
             isr,
             replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
             expected_partition_epoch: Some(current.partition_epoch),
         };
         self.node(leader)
@@ -1243,4 +1245,270 @@ async fn the_coordinator_adds_partitions_it_holds_no_replica_of() {
         .map(|p| p.partition_error_code)
         .collect();
     assert_eq!(codes, vec![0, 0, 0]);
+}
+
+impl TestCluster {
+    /// Creates `name` with one partition on `replicas` (the first leads) and
+    /// `min.insync.replicas=2`.
+    async fn create_topic_on(&self, name: &str, replicas: Vec<i32>) {
+        let topic = NewTopic {
+            name: name.into(),
+            partitions: -1,
+            replication_factor: -1,
+            assignments: Some(vec![replicas]),
+            configs: [("min.insync.replicas".to_string(), "2".to_string())].into(),
+            internal: false,
+        };
+        create_topic(self.node(1), topic, false).await.unwrap();
+    }
+
+    /// AlterPartitionReassignments v1 of partition 0 of `topic` to `replicas` (`None`:
+    /// cancel), sent to node `node`: the partition's (error code, message).
+    async fn reassign(
+        &self,
+        node: i32,
+        topic: &str,
+        replicas: Option<Vec<i32>>,
+    ) -> (i16, Option<String>) {
+        use kafka_protocol::messages::alter_partition_reassignments_request::{
+            ReassignablePartition, ReassignableTopic,
+        };
+        use kafka_protocol::messages::{
+            AlterPartitionReassignmentsRequest, BrokerId, RequestKind, ResponseKind, TopicName,
+        };
+        use kafka_protocol::protocol::StrBytes;
+        let request = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(vec![
+                    ReassignablePartition::default()
+                        .with_partition_index(0)
+                        .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect())),
+                ]),
+        ]);
+        match self
+            .ask(node, 1, RequestKind::AlterPartitionReassignments(request))
+            .await
+        {
+            ResponseKind::AlterPartitionReassignments(r) => {
+                assert_eq!(r.error_code, 0);
+                let p = &r.responses[0].partitions[0];
+                (
+                    p.error_code,
+                    p.error_message.as_ref().map(|m| m.to_string()),
+                )
+            }
+            other => panic!("not an AlterPartitionReassignments response: {other:?}"),
+        }
+    }
+
+    /// ListPartitionReassignments of every partition, answered by node `node`: (topic,
+    /// partition, replicas, adding, removing) of each reassignment going on.
+    async fn list_reassignments(
+        &self,
+        node: i32,
+    ) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+        use kafka_protocol::messages::{
+            ListPartitionReassignmentsRequest, RequestKind, ResponseKind,
+        };
+        let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect();
+        match self
+            .ask(
+                node,
+                0,
+                RequestKind::ListPartitionReassignments(
+                    ListPartitionReassignmentsRequest::default(),
+                ),
+            )
+            .await
+        {
+            ResponseKind::ListPartitionReassignments(r) => r
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|p| {
+                        (
+                            t.name.to_string(),
+                            p.partition_index,
+                            ids(&p.replicas),
+                            ids(&p.adding_replicas),
+                            ids(&p.removing_replicas),
+                        )
+                    })
+                })
+                .collect(),
+            other => panic!("not a ListPartitionReassignments response: {other:?}"),
+        }
+    }
+
+    /// Whether node `node` has the directory of partition 0 of `topic` on disk.
+    fn has_partition_dir(&self, node: i32, topic: &str) -> bool {
+        self.node(node)
+            .config
+            .data_dir
+            .join(crate::log_manager::partition_dir_name(topic, 0))
+            .exists()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reassignment_moves_a_partition_under_acks_all_writes_and_the_old_replica_deletes_its_log()
+ {
+    let cluster = TestCluster::start(3, |c| c.auto_leader_rebalance_enable = false).await;
+    cluster.create_topic_on("t", vec![1, 2]).await;
+    let end = cluster
+        .produce(1, "t", RequiredAcks::All, &["a", "b"])
+        .await
+        .unwrap();
+    assert_eq!(end, 2);
+    assert!(cluster.has_partition_dir(1, "t") && !cluster.has_partition_dir(3, "t"));
+    // Node 3 cannot reach the leader yet: the reassignment stays in its first state.
+    cluster.net.cut(1, 3);
+    assert_eq!(cluster.reassign(3, "t", Some(vec![2, 3])).await, (0, None));
+    let growing = cluster.registration("t");
+    assert_eq!(
+        (
+            growing.replicas.clone(),
+            growing.adding_replicas.clone(),
+            growing.removing_replicas.clone(),
+            growing.isr.clone(),
+            growing.leader,
+            growing.leader_epoch,
+        ),
+        (
+            vec![2, 3, 1],
+            vec![3],
+            vec![1],
+            vec![1, 2],
+            1,
+            LeaderEpoch(0)
+        )
+    );
+    eventually("node 2 lists the reassignment", || {
+        cluster
+            .node(2)
+            .metadata
+            .image()
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .is_reassigning()
+    })
+    .await;
+    assert_eq!(
+        cluster.list_reassignments(2).await,
+        vec![("t".to_string(), 0, vec![2, 3, 1], vec![3], vec![1])]
+    );
+    // Node 3 opened its replica; acks=all writes go on, on the ISR from before. The
+    // partition is not under-replicated for the replica being added (as in Kafka).
+    assert!(cluster.has_partition_dir(3, "t"));
+    eventually("the leader follows the new replica", || {
+        cluster
+            .partition(1, "t")
+            .leader_summary()
+            .is_some_and(|s| s.replicas == 2 && s.isr == 2 && s.follower_lag.len() == 2)
+    })
+    .await;
+    let end = cluster
+        .produce(1, "t", RequiredAcks::All, &["c", "d"])
+        .await
+        .unwrap();
+    assert_eq!(end, 4);
+    // Node 3 catches up, joins the ISR, and the controller completes the move: node 2,
+    // the first target replica in sync, leads at a new epoch.
+    cluster.net.heal();
+    eventually("the reassignment completes", || {
+        let r = cluster.registration("t");
+        !r.is_reassigning() && r.replicas == [2, 3]
+    })
+    .await;
+    let done = cluster.registration("t");
+    assert_eq!(
+        (done.isr.clone(), done.leader, done.leader_epoch),
+        (vec![2, 3], 2, LeaderEpoch(1))
+    );
+    assert!(cluster.list_reassignments(1).await.is_empty());
+    // Node 1 holds no replica any more: its log is gone.
+    eventually("node 1 deleted its replica", || {
+        cluster
+            .node(1)
+            .replicas
+            .logs()
+            .get(done_topic_id(&cluster, "t"), 0)
+            .is_none()
+            && !cluster.has_partition_dir(1, "t")
+    })
+    .await;
+    eventually("node 2 leads", || cluster.partition(2, "t").is_leader()).await;
+    let end = cluster
+        .produce(2, "t", RequiredAcks::All, &["e"])
+        .await
+        .unwrap();
+    assert_eq!(end, 5);
+    let leader_log = cluster.log_bytes(2, "t");
+    eventually("node 3 holds the leader's whole log, from offset 0", || {
+        cluster.log_bytes(3, "t") == leader_log
+            && cluster.partition(3, "t").offsets().high_watermark == 5
+    })
+    .await;
+    assert_eq!(cluster.partition(3, "t").offsets().log_start_offset, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_reassignment_goes_back_to_the_old_replicas_and_the_new_one_deletes_its_log() {
+    let cluster = TestCluster::start(3, |c| c.auto_leader_rebalance_enable = false).await;
+    cluster.create_topic_on("t", vec![1, 2]).await;
+    cluster
+        .produce(1, "t", RequiredAcks::All, &["a"])
+        .await
+        .unwrap();
+    cluster.net.cut(1, 3);
+    assert_eq!(cluster.reassign(2, "t", Some(vec![2, 3])).await, (0, None));
+    assert!(cluster.registration("t").is_reassigning());
+    eventually("node 3 opened its replica", || {
+        cluster.has_partition_dir(3, "t")
+    })
+    .await;
+    assert_eq!(cluster.reassign(3, "t", None).await, (0, None));
+    let back = cluster.registration("t");
+    assert_eq!(
+        (
+            back.replicas.clone(),
+            back.is_reassigning(),
+            back.isr.clone(),
+            back.leader,
+            back.leader_epoch
+        ),
+        (vec![2, 1], false, vec![1, 2], 1, LeaderEpoch(1))
+    );
+    eventually("node 3 deleted its replica", || {
+        !cluster.has_partition_dir(3, "t")
+    })
+    .await;
+    // Nothing to cancel any more.
+    assert_eq!(
+        cluster.reassign(1, "t", None).await,
+        (
+            ResponseError::NoReassignmentInProgress.code(),
+            Some("No partition reassignment is in progress.".into())
+        )
+    );
+    cluster.net.heal();
+    eventually("node 1 leads at the new epoch", || {
+        cluster.partition(1, "t").leader_epoch() == LeaderEpoch(1)
+    })
+    .await;
+    assert_eq!(
+        cluster
+            .produce(1, "t", RequiredAcks::All, &["b"])
+            .await
+            .unwrap(),
+        2
+    );
+}
+
+/// The id of topic `name`.
+fn done_topic_id(cluster: &TestCluster, name: &str) -> uuid::Uuid {
+    cluster.node(1).metadata.image().topic(name).unwrap().id
 }

@@ -74,6 +74,8 @@ async fn propose(broker: &Broker, partition: &Arc<Partition>, epoch: LeaderEpoch
                         leader_epoch: epoch.0,
                         isr: proposed,
                         replicas: None,
+                        adding_replicas: None,
+                        removing_replicas: None,
                         expected_partition_epoch: Some(r.partition_epoch),
                     }]
                 }

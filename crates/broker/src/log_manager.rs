@@ -240,6 +240,30 @@ impl LogManager {
         remove_dirs_in_background(doomed_dirs);
     }
 
+    /// Removes this node's replica of a partition it holds no replica of any more (a
+    /// reassignment moved it away; Kafka's StopReplica with delete): out of the map first,
+    /// so no fetcher or request finds it again, then closed and its files removed in the
+    /// background. Its directory is renamed to a name of its own, so the replica can come
+    /// back here at once, from an empty log.
+    pub fn delete_partition(&self, topic_id: Uuid, index: i32) -> Option<Arc<Partition>> {
+        let partition = self.partitions.write().remove(&(topic_id, index))?;
+        if let Err(e) = partition.close() {
+            tracing::warn!(topic = %partition.topic, partition = index, error = %e, "closing a removed replica");
+        }
+        let name = partition_dir_name(&partition.topic, index);
+        let dir = self.data_dir.join(&name);
+        let doomed = self
+            .data_dir
+            .join(format!("{name}.{}{DELETE_SUFFIX}", Uuid::new_v4().simple()));
+        match std::fs::rename(&dir, &doomed) {
+            Ok(()) => remove_dirs_in_background(vec![doomed]),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "renaming a removed replica's directory")
+            }
+        }
+        Some(partition)
+    }
+
     /// Syncs and closes every partition (clean shutdown).
     pub fn close_all(&self) -> Result<(), StorageError> {
         let mut first_error = None;

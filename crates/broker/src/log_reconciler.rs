@@ -2,8 +2,8 @@
 //! `ReplicaManager.applyDelta`, Redpanda's `controller_backend`): for every committed
 //! delta it opens the partitions that now have a replica here, takes the role each
 //! registration gives this node, retunes partitions whose configs changed, and closes
-//! and removes the partitions of deleted topics. Admin code only writes records; this is
-//! where they turn into files.
+//! and removes the partitions of deleted topics and the replicas a reassignment moved
+//! away. Admin code only writes records; this is where they turn into files.
 
 use std::collections::HashMap;
 use std::sync::Weak;
@@ -84,6 +84,20 @@ impl MetadataPublisher for LogReconciler {
                 continue;
             };
             match logs.get(*id, *index) {
+                Some(partition) if !registration.replicas.contains(&node) => {
+                    // Whoever waits on it (acks=all, a long poll) learns it is not the
+                    // leader any more before the files go.
+                    partition.apply_registration(registration, node);
+                    logs.delete_partition(*id, *index);
+                    tracing::info!(
+                        topic = %partition.topic,
+                        partition = index,
+                        replicas = ?registration.replicas,
+                        leader = registration.leader,
+                        "this node holds no replica of the partition any more: its log is deleted"
+                    );
+                    roles_changed = true;
+                }
                 Some(partition) if partition.apply_registration(registration, node) => {
                     log_role_change(&partition.topic, *index, registration, node);
                     roles_changed = true;

@@ -411,7 +411,7 @@ impl Partition {
         };
         let log_end = state.log.log_end_offset();
         Some(LeaderSummary {
-            replicas: leader.replicas.len(),
+            replicas: leader.replication_factor(),
             isr: leader.isr.len(),
             min_isr: leader.effective_min_isr(),
             follower_lag: leader
@@ -454,7 +454,11 @@ impl Partition {
             && (registration.leader == node) == role.is_leader();
         if same_leadership {
             if let PartitionRole::Leader(leader) = role {
-                leader.replicas = registration.replicas.clone();
+                leader.set_replicas(
+                    registration.replicas.clone(),
+                    registration.adding_replicas.clone(),
+                    self.clock.now_ms(),
+                );
                 leader.set_isr(registration.isr.clone());
                 leader.min_insync_replicas = settings.min_insync_replicas;
             }
@@ -815,7 +819,8 @@ fn begin_leadership(log: &mut PartitionLog, role: &PartitionRole, topic: &str, i
 /// How replication of a led partition stands (metrics, `sluice cluster info`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderSummary {
-    /// Replicas of the partition.
+    /// Replicas the partition is meant to have (those a reassignment is adding left out,
+    /// as Kafka counts under-replicated partitions).
     pub replicas: usize,
     /// Of them in sync.
     pub isr: usize,
@@ -866,6 +871,9 @@ pub fn role_for(
             log_end,
             high_watermark,
         );
+        leader
+            .adding_replicas
+            .clone_from(&registration.adding_replicas);
         leader.start_clocks(now_ms);
         // A sole in-sync replica needs nobody: its high watermark is its log end.
         leader.advance_high_watermark(log_end);

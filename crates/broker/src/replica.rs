@@ -85,6 +85,8 @@ pub struct LeaderState {
     pub epoch: LeaderEpoch,
     /// Every replica, this node included.
     pub replicas: Vec<i32>,
+    /// The replicas a reassignment is adding (among `replicas`).
+    pub adding_replicas: Vec<i32>,
     /// The in-sync replicas, this node included.
     pub isr: Vec<i32>,
     /// `min.insync.replicas` of the topic.
@@ -131,6 +133,7 @@ impl LeaderState {
             local,
             epoch,
             replicas,
+            adding_replicas: Vec::new(),
             isr,
             min_insync_replicas,
             epoch_start_offset: log_end,
@@ -138,6 +141,36 @@ impl LeaderState {
             pending_isr: None,
             high_watermark: high_watermark.min(log_end),
         }
+    }
+
+    /// The replication factor the partition is meant to have: its replicas without those
+    /// a reassignment is adding (Kafka's `AssignmentState.replicationFactor`), which a
+    /// partition is under-replicated against.
+    pub fn replication_factor(&self) -> usize {
+        self.replicas
+            .iter()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .count()
+    }
+
+    /// Takes the partition's replicas as they are now, within this leadership (a
+    /// reassignment adds or removes some; `adding` are those it adds): a new follower is
+    /// tracked from `now_ms` on, as if this leadership began then; a replica no longer
+    /// there is forgotten.
+    pub fn set_replicas(&mut self, replicas: Vec<i32>, adding: Vec<i32>, now_ms: i64) {
+        self.adding_replicas = adding;
+        self.followers.retain(|r, _| replicas.contains(r));
+        for &replica in &replicas {
+            if replica != self.local {
+                self.followers.entry(replica).or_insert(FollowerProgress {
+                    log_end_offset: -1,
+                    last_caught_up_ms: now_ms,
+                    last_fetch_leader_log_end: -1,
+                    last_fetch_ms: 0,
+                });
+            }
+        }
+        self.replicas = replicas;
     }
 
     /// Starts the followers' catch-up clocks at `now_ms` (a new leadership gives every
@@ -393,6 +426,31 @@ mod tests {
         assert_eq!(l.high_watermark, 30);
         l.set_isr(vec![1, 2, 3]);
         assert_eq!(l.proposed_isr(3, 10_000), None);
+    }
+
+    #[test]
+    fn a_replica_added_within_a_leadership_is_followed_and_joins_once_caught_up() {
+        let mut l = LeaderState::new(1, LeaderEpoch(3), vec![1, 2], vec![1, 2], 1, 10, 10);
+        l.start_clocks(0);
+        assert!(!l.record_fetch(3, 10, 10, 1), "3 is no replica yet");
+        assert_eq!(l.follower(3), None);
+        // A reassignment adds 3 (and will remove 2): the leader follows its progress.
+        l.set_replicas(vec![3, 1, 2], vec![3], 5);
+        assert_eq!(l.replication_factor(), 2, "3 is being added");
+        assert_eq!(l.follower(3).map(|p| p.log_end_offset), Some(-1));
+        l.record_fetch(2, 10, 10, 6);
+        assert_eq!(l.proposed_isr(6, 10_000), None, "3 has not fetched yet");
+        l.record_fetch(3, 4, 10, 6);
+        assert_eq!(l.proposed_isr(6, 10_000), None, "3 is behind");
+        // Replica 3 is not in the ISR, so it never holds the high watermark back.
+        assert_eq!(l.high_watermark, 10);
+        l.record_fetch(3, 10, 10, 7);
+        assert_eq!(l.proposed_isr(7, 10_000), Some(vec![1, 2, 3]));
+        // The reassignment completes: 2 is no replica any more and is forgotten.
+        l.set_replicas(vec![3, 1], Vec::new(), 8);
+        assert_eq!(l.replication_factor(), 2);
+        assert_eq!(l.follower(2), None);
+        assert_eq!(l.replicas, vec![3, 1]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::broker::Broker;
 use crate::handlers::{
     acls, client_quotas, cluster, configs, delete_records, describe_topic_partitions,
     elect_leaders, fetch, groups, list_offsets, log_dirs, metadata, offset_for_leader_epoch,
-    produce, producer, scram_users, topics, transactions, txn_markers,
+    produce, producer, reassignments, scram_users, topics, transactions, txn_markers,
 };
 use crate::request::{Reply, RequestContext};
 use crate::sasl;
@@ -127,6 +127,8 @@ handler_table! {
     (OffsetForLeaderEpoch, 2..=4, offset_for_leader_epoch::offset_for_leader_epoch),
     (WriteTxnMarkers, 1..=1, txn_markers::write_txn_markers),
     (ElectLeaders, 0..=2, elect_leaders::elect_leaders),
+    (AlterPartitionReassignments, 0..=1, reassignments::alter_partition_reassignments),
+    (ListPartitionReassignments, 0..=0, reassignments::list_partition_reassignments),
     (DescribeTopicPartitions, 0..=0, describe_topic_partitions::describe_topic_partitions),
     // SASL listeners answer these in the connection (they change its session); here they
     // are on a listener without SASL. v2 of SaslHandshake breaks clients up to 2.4

@@ -141,6 +141,9 @@ impl From<CommitError> for AdminError {
                     }
                     RecordConflict::ProducerIdsTaken { .. } => ResponseError::NotController,
                     RecordConflict::IneligibleReplica { .. } => ResponseError::IneligibleReplica,
+                    RecordConflict::InvalidAssignment { .. } => {
+                        ResponseError::InvalidReplicaAssignment
+                    }
                     RecordConflict::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered,
                     // Never proposed by admin requests.
                     RecordConflict::ClusterIdSet(_) => ResponseError::UnknownServerError,

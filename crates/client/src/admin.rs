@@ -9,9 +9,10 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeLogDirsRequest, ElectLeadersRequest,
-    IncrementalAlterConfigsRequest, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeLogDirsRequest,
+    ElectLeadersRequest, IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::model::DIRTY_RATIO_TAG;
@@ -89,6 +90,30 @@ pub struct ClusterInfo {
     /// Finalized features (name, min, max level).
     pub features: Vec<(String, i16, i16)>,
 }
+
+/// One partition's reassignment to ask for: its topic, index and target replicas
+/// (`None` cancels the one going on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Option<Vec<i32>>,
+}
+
+/// A reassignment going on, as ListPartitionReassignments reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    pub topic: String,
+    pub partition: i32,
+    /// Every replica now: the target's, then those being removed.
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
+/// What AlterPartitionReassignments said of one partition: (topic, partition, error code,
+/// message).
+pub type ReassignmentOutcome = (String, i32, Option<KafkaCode>, Option<String>);
 
 fn config_source_name(source: i8) -> &'static str {
     match source {
@@ -410,6 +435,88 @@ impl Client {
             apis,
             features,
         })
+    }
+
+    /// AlterPartitionReassignments: starts, changes or cancels moving each partition of
+    /// `plan` to its replicas; each partition's outcome. The request as a whole failing
+    /// (not authorized, no controller) is an error.
+    pub async fn alter_partition_reassignments(
+        &mut self,
+        plan: &[Reassignment],
+    ) -> Result<Vec<ReassignmentOutcome>> {
+        use kafka_protocol::messages::alter_partition_reassignments_request::{
+            ReassignablePartition, ReassignableTopic,
+        };
+        let mut topics: Vec<ReassignableTopic> = Vec::new();
+        for r in plan {
+            let partition = ReassignablePartition::default()
+                .with_partition_index(r.partition)
+                .with_replicas(
+                    r.replicas
+                        .as_ref()
+                        .map(|ids| ids.iter().copied().map(BrokerId).collect()),
+                );
+            match topics.iter_mut().find(|t| t.name.as_str() == r.topic) {
+                Some(t) => t.partitions.push(partition),
+                None => topics.push(
+                    ReassignableTopic::default()
+                        .with_name(topic_name(&r.topic))
+                        .with_partitions(vec![partition]),
+                ),
+            }
+        }
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(ADMIN_TIMEOUT_MS)
+            .with_topics(topics);
+        let response = self.bootstrap.request(&request).await?;
+        check(
+            "AlterPartitionReassignments",
+            || "cluster".to_string(),
+            response.error_code,
+            response.error_message.as_deref(),
+        )?;
+        Ok(response
+            .responses
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| {
+                    (
+                        t.name.to_string(),
+                        p.partition_index,
+                        KafkaCode::from_code(p.error_code),
+                        p.error_message.as_ref().map(|m| m.to_string()),
+                    )
+                })
+            })
+            .collect())
+    }
+
+    /// ListPartitionReassignments: the reassignments going on, of every partition.
+    pub async fn list_partition_reassignments(&mut self) -> Result<Vec<OngoingReassignment>> {
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(ADMIN_TIMEOUT_MS)
+            .with_topics(None);
+        let response = self.bootstrap.request(&request).await?;
+        check(
+            "ListPartitionReassignments",
+            || "cluster".to_string(),
+            response.error_code,
+            response.error_message.as_deref(),
+        )?;
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect();
+        Ok(response
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| OngoingReassignment {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    replicas: ids(&p.replicas),
+                    adding: ids(&p.adding_replicas),
+                    removing: ids(&p.removing_replicas),
+                })
+            })
+            .collect())
     }
 
     /// ElectLeaders: moves leaderships to the preferred replicas (or, `unclean`, elects

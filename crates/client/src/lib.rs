@@ -33,7 +33,10 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-pub use admin::{ClusterInfo, ConfigEntry, ConfigOp, CreatedTopic, NewTopic, PartitionLogDir};
+pub use admin::{
+    ClusterInfo, ConfigEntry, ConfigOp, CreatedTopic, NewTopic, OngoingReassignment,
+    PartitionLogDir, Reassignment, ReassignmentOutcome,
+};
 pub use conn::{ApiRange, ClientConfig, ClientSecurity, Connection, SaslCredentials, api_name};
 pub use data::{FetchedPartition, ProducedPartition};
 pub use error::{Error, KafkaCode, Result};

@@ -89,6 +89,17 @@ pub enum RecordConflict {
         /// The broker.
         broker: i32,
     },
+    /// A partition change whose replicas do not hold together: no replica, one listed
+    /// twice, or replicas being added or removed that are not replicas (or both at once).
+    #[error("partition {partition} of topic {topic}: {reason}")]
+    InvalidAssignment {
+        /// The topic.
+        topic: Uuid,
+        /// The partition index.
+        partition: i32,
+        /// What is wrong.
+        reason: String,
+    },
     /// A registration change for a broker that never registered.
     #[error("broker {0} is not registered")]
     UnknownBroker(i32),
@@ -127,9 +138,25 @@ impl MetadataImage {
                 leader_epoch,
                 isr,
                 replicas,
+                adding_replicas,
+                removing_replicas,
                 expected_partition_epoch,
             } => {
                 let registration = self.registration(topic_id, *partition)?;
+                check_assignment(
+                    replicas.as_ref().unwrap_or(&registration.replicas),
+                    adding_replicas
+                        .as_ref()
+                        .unwrap_or(&registration.adding_replicas),
+                    removing_replicas
+                        .as_ref()
+                        .unwrap_or(&registration.removing_replicas),
+                )
+                .map_err(|reason| RecordConflict::InvalidAssignment {
+                    topic: *topic_id,
+                    partition: *partition,
+                    reason,
+                })?;
                 if let Some(expected) = expected_partition_epoch
                     && *expected != registration.partition_epoch
                 {
@@ -224,6 +251,38 @@ impl MetadataImage {
     }
 }
 
+/// Whether a partition's replicas hold together after a change: at least one, none twice,
+/// and the replicas a reassignment adds or removes among them, none both.
+fn check_assignment(replicas: &[i32], adding: &[i32], removing: &[i32]) -> Result<(), String> {
+    if replicas.is_empty() {
+        return Err("a partition needs at least one replica".into());
+    }
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    let twice = sorted.windows(2).find_map(|pair| match pair {
+        [a, b] if a == b => Some(*a),
+        _ => None,
+    });
+    if let Some(twice) = twice {
+        return Err(format!("broker {twice} is listed twice among the replicas"));
+    }
+    if let Some(stray) = adding
+        .iter()
+        .chain(removing)
+        .find(|r| !replicas.contains(r))
+    {
+        return Err(format!(
+            "broker {stray} is added or removed by the reassignment but is no replica"
+        ));
+    }
+    if let Some(both) = adding.iter().find(|r| removing.contains(r)) {
+        return Err(format!(
+            "broker {both} is both added and removed by the reassignment"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -252,6 +311,8 @@ mod tests {
             leader_epoch,
             isr: vec![2],
             replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
             expected_partition_epoch: expected,
         }
     }
@@ -303,6 +364,8 @@ mod tests {
             leader_epoch: 0,
             isr,
             replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
             expected_partition_epoch: None,
         };
         assert!(image.check(&shrink(vec![1, 2], 1)).is_ok());
@@ -359,6 +422,53 @@ mod tests {
                 id: Uuid::from_u128(1)
             }),
             Err(RecordConflict::UnknownTopic(Uuid::from_u128(1)))
+        );
+    }
+
+    #[test]
+    fn replicas_being_added_or_removed_must_be_replicas() {
+        let image = two_brokers();
+        let change = |replicas: Vec<i32>, adding: Vec<i32>, removing: Vec<i32>| {
+            MetadataRecord::PartitionChanged {
+                topic_id: Uuid::from_u128(1),
+                partition: 0,
+                leader: 1,
+                leader_epoch: 0,
+                isr: vec![1],
+                replicas: Some(replicas),
+                adding_replicas: Some(adding),
+                removing_replicas: Some(removing),
+                expected_partition_epoch: None,
+            }
+        };
+        let invalid = |reason: &str| {
+            Err(RecordConflict::InvalidAssignment {
+                topic: Uuid::from_u128(1),
+                partition: 0,
+                reason: reason.into(),
+            })
+        };
+        // Moving the replica on 2 to 3: the union, 3 added, 2 removed.
+        assert!(
+            image
+                .check(&change(vec![1, 3, 2], vec![3], vec![2]))
+                .is_ok()
+        );
+        assert_eq!(
+            image.check(&change(vec![1, 2], vec![3], vec![])),
+            invalid("broker 3 is added or removed by the reassignment but is no replica")
+        );
+        assert_eq!(
+            image.check(&change(vec![1, 2], vec![2], vec![2])),
+            invalid("broker 2 is both added and removed by the reassignment")
+        );
+        assert_eq!(
+            image.check(&change(vec![1, 2, 1], vec![], vec![])),
+            invalid("broker 1 is listed twice among the replicas")
+        );
+        assert_eq!(
+            image.check(&change(vec![], vec![], vec![])),
+            invalid("a partition needs at least one replica")
         );
     }
 

@@ -25,6 +25,12 @@ pub struct PartitionRegistration {
     pub leader_epoch: LeaderEpoch,
     /// Raised at each change of the registration (fences stale ISR updates).
     pub partition_epoch: i32,
+    /// The replicas an ongoing reassignment adds (KIP-455): in `replicas` already,
+    /// catching up; empty when none is going on.
+    pub adding_replicas: Vec<i32>,
+    /// The replicas an ongoing reassignment removes once the others are in sync: still in
+    /// `replicas` until then.
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionRegistration {
@@ -36,7 +42,33 @@ impl PartitionRegistration {
             replicas,
             leader_epoch: LeaderEpoch(0),
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
+    }
+
+    /// Whether a reassignment is going on (Kafka's `isReassignmentInProgress`).
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// Where the replicas are headed: every replica but those being removed, in order.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// Where the replicas were before the ongoing reassignment: every replica but those
+    /// being added, in order (what a cancellation goes back to).
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .collect()
     }
 }
 
@@ -195,6 +227,8 @@ impl MetadataImage {
                 leader_epoch,
                 isr,
                 replicas,
+                adding_replicas,
+                removing_replicas,
                 ..
             } => {
                 let Some(registration) = self
@@ -205,6 +239,12 @@ impl MetadataImage {
                 };
                 if let Some(replicas) = replicas {
                     registration.replicas = replicas.clone();
+                }
+                if let Some(adding) = adding_replicas {
+                    registration.adding_replicas = adding.clone();
+                }
+                if let Some(removing) = removing_replicas {
+                    registration.removing_replicas = removing.clone();
                 }
                 registration.isr = isr.clone();
                 registration.leader = *leader;
@@ -253,6 +293,8 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding_replicas,
+                removing_replicas,
             } => {
                 let Some(registration) = self
                     .topic_by_id_mut(topic_id)
@@ -266,6 +308,8 @@ impl MetadataImage {
                     leader: *leader,
                     leader_epoch: LeaderEpoch(*leader_epoch),
                     partition_epoch: *partition_epoch,
+                    adding_replicas: adding_replicas.clone(),
+                    removing_replicas: removing_replicas.clone(),
                 };
             }
             MetadataRecord::BrokerState {
@@ -446,6 +490,8 @@ fn topic_records(topic: &TopicImage) -> Vec<MetadataRecord> {
             leader: p.leader,
             leader_epoch: p.leader_epoch.0,
             partition_epoch: p.partition_epoch,
+            adding_replicas: p.adding_replicas.clone(),
+            removing_replicas: p.removing_replicas.clone(),
         });
     std::iter::once(created).chain(changed).collect()
 }
@@ -498,6 +544,8 @@ mod tests {
             leader_epoch: 1,
             isr: vec![2, 3],
             replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
             expected_partition_epoch: Some(0),
         });
         let p = image.topic("t").unwrap().partition(0).unwrap().clone();
@@ -556,7 +604,21 @@ mod tests {
                 leader_epoch: 3,
                 isr: vec![2],
                 replicas: None,
+                adding_replicas: None,
+                removing_replicas: None,
                 expected_partition_epoch: None,
+            },
+            // Partition 0 is being moved off broker 1 (a reassignment to [2]).
+            MetadataRecord::PartitionChanged {
+                topic_id: topic,
+                partition: 0,
+                leader: 1,
+                leader_epoch: 0,
+                isr: vec![1, 2],
+                replicas: Some(vec![2, 1]),
+                adding_replicas: Some(Vec::new()),
+                removing_replicas: Some(vec![1]),
+                expected_partition_epoch: Some(0),
             },
             MetadataRecord::PartitionChanged {
                 topic_id: topic,
@@ -565,6 +627,8 @@ mod tests {
                 leader_epoch: 3,
                 isr: vec![2, 1],
                 replicas: None,
+                adding_replicas: None,
+                removing_replicas: None,
                 expected_partition_epoch: Some(1),
             },
             MetadataRecord::TopicConfigsChanged {
@@ -650,6 +714,16 @@ mod tests {
         assert_eq!(rebuilt, image);
         let p = rebuilt.topic("t").unwrap().partition(1).unwrap();
         assert_eq!((p.leader_epoch, p.partition_epoch), (LeaderEpoch(3), 2));
+        let moving = rebuilt.topic("t").unwrap().partition(0).unwrap();
+        assert_eq!(
+            (
+                moving.replicas.as_slice(),
+                moving.removing_replicas.as_slice(),
+                moving.target_replicas(),
+                moving.original_replicas()
+            ),
+            ([2, 1].as_slice(), [1].as_slice(), vec![2], vec![2, 1])
+        );
         assert_eq!(rebuilt.cluster_id(), Some("abc"));
         let broker = rebuilt.broker(2).unwrap();
         assert_eq!(
@@ -668,6 +742,52 @@ mod tests {
         assert_eq!(rebuilt.security.quotas().len(), 1);
         // An empty image needs no records.
         assert!(MetadataImage::new(1).to_records().is_empty());
+    }
+
+    /// Logs and snapshots written before reassignments existed have no adding or removing
+    /// replicas: they read as none.
+    #[test]
+    fn records_written_before_reassignments_read_as_none_going_on() {
+        let state: MetadataRecord = serde_json::from_str(
+            r#"{"type":"partition_state","topic_id":"00000000-0000-0000-0000-000000000007",
+                "partition":0,"replicas":[1,2],"isr":[1],"leader":1,"leader_epoch":2,
+                "partition_epoch":3}"#,
+        )
+        .unwrap();
+        let changed: MetadataRecord = serde_json::from_str(
+            r#"{"type":"partition_changed","topic_id":"00000000-0000-0000-0000-000000000007",
+                "partition":0,"leader":2,"leader_epoch":3,"isr":[1,2],
+                "expected_partition_epoch":3}"#,
+        )
+        .unwrap();
+        let mut image = MetadataImage::new(1);
+        for record in [
+            created("t", 1, vec![PartitionAssignment(vec![1, 2])]),
+            state,
+            changed,
+        ] {
+            image.apply(&record);
+        }
+        let p = image.topic("t").unwrap().partition(0).unwrap();
+        assert_eq!((p.leader, p.partition_epoch), (2, 4));
+        assert!(!p.is_reassigning());
+        // And a record without a reassignment is written as before: no new fields.
+        let json = serde_json::to_string(&MetadataRecord::PartitionChanged {
+            topic_id: Uuid::from_u128(7),
+            partition: 0,
+            leader: 2,
+            leader_epoch: 3,
+            isr: vec![2],
+            replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
+            expected_partition_epoch: None,
+        })
+        .unwrap();
+        assert!(
+            !json.contains("adding") && !json.contains("removing"),
+            "{json}"
+        );
     }
 
     fn credential(seed: u8) -> crate::security::StoredScramCredential {

@@ -77,6 +77,13 @@ pub enum MetadataRecord {
         /// The replicas from now on, when they changed (reassignment).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replicas: Option<Vec<i32>>,
+        /// The replicas a reassignment is adding from now on, when they changed (KIP-455;
+        /// empty: none, or the reassignment is over).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adding_replicas: Option<Vec<i32>>,
+        /// The replicas a reassignment is removing from now on, when they changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        removing_replicas: Option<Vec<i32>>,
         /// The partition epoch the change was decided against (AlterPartition's
         /// compare-and-swap): a change decided against an older registration is refused.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +146,13 @@ pub enum MetadataRecord {
         leader_epoch: i32,
         /// The partition epoch.
         partition_epoch: i32,
+        /// The replicas an ongoing reassignment is adding (absent in snapshots written
+        /// before reassignments existed: none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<i32>,
+        /// The replicas an ongoing reassignment is removing.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<i32>,
     },
     /// A broker's whole registration, as a snapshot of the image records it (Kafka's
     /// snapshots carry `RegisterBrokerRecord` with its epoch): unlike `BrokerRegistered`,

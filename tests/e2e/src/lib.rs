@@ -374,6 +374,26 @@ impl Broker {
         child.wait().expect("wait for killed broker");
     }
 
+    /// SIGSTOP the broker: it stays alive (its sockets accept connections) but does
+    /// nothing until [`Broker::resume`].
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT a paused broker.
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let pid = self.pid().to_string();
+        let st = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill {signal} {pid} failed");
+    }
+
     /// Starts the broker again on the same port and data dir (after `kill9` or `stop`).
     pub fn restart(&mut self) {
         if self.child.is_some() {
@@ -855,6 +875,70 @@ impl ProducerContext for Collecting {
         d.push(Delivery { id, result });
         self.changed.notify_all();
     }
+}
+
+/// The id a test record carries in its payload (`record-<id>`).
+pub fn record_id(m: &OwnedMessage) -> usize {
+    let payload = std::str::from_utf8(m.payload().expect("payload")).expect("utf-8 payload");
+    payload
+        .strip_prefix("record-")
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("not a test record: {payload:?}"))
+}
+
+/// The checker of a producer that sent records `record-<id>` for ids `0..total`, id to
+/// partition `id % partitions`, in id order: every send was acknowledged, and the log
+/// holds each record exactly once, at the offset its acknowledgement named, on the
+/// partition it was sent to, in send order per partition, at consecutive offsets from 0.
+pub fn check_exactly_once(
+    deliveries: &[Delivery],
+    log: &BTreeMap<i32, Vec<OwnedMessage>>,
+    total: usize,
+    partitions: usize,
+) {
+    let failed: Vec<&Delivery> = deliveries.iter().filter(|d| d.result.is_err()).collect();
+    assert!(failed.is_empty(), "failed deliveries: {failed:?}");
+    assert_eq!(deliveries.len(), total, "one delivery report per record");
+    let mut stored: BTreeMap<usize, (i32, i64)> = BTreeMap::new();
+    for (partition, records) in log {
+        let mut previous: Option<usize> = None;
+        for (index, m) in records.iter().enumerate() {
+            let id = record_id(m);
+            assert_eq!(
+                m.offset(),
+                index as i64,
+                "offsets of partition {partition} have a gap"
+            );
+            assert_eq!(
+                id % partitions,
+                *partition as usize,
+                "record {id} on the wrong partition"
+            );
+            assert!(
+                previous < Some(id),
+                "partition {partition}: record {id} after {previous:?}"
+            );
+            previous = Some(id);
+            let at = (*partition, m.offset());
+            if let Some(first) = stored.insert(id, at) {
+                panic!("record {id} stored twice: at {first:?} and {at:?}");
+            }
+        }
+    }
+    for d in deliveries {
+        let acked = d.result.clone().unwrap();
+        assert_eq!(
+            stored.get(&d.id),
+            Some(&acked),
+            "record {} was acknowledged at {acked:?}",
+            d.id
+        );
+    }
+    assert_eq!(
+        stored.len(),
+        total,
+        "records in the log that were never sent"
+    );
 }
 
 /// A producer whose delivery reports are collected (send with

@@ -20,7 +20,8 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, Producer};
 use sluice_e2e::raw::{self, BatchBuilder, RawConn};
 use sluice_e2e::{
-    Cluster, Delivery, admin, admin_opts, block_on, consume_all, producer, run_sluice,
+    Cluster, Delivery, admin, admin_opts, block_on, check_exactly_once, consume_all, producer,
+    record_id, run_sluice,
 };
 
 const NOT_ENOUGH_REPLICAS: i16 = 19;
@@ -41,69 +42,6 @@ fn create_topic(cluster: &mut Cluster, topic: &str, assignment: &[&[i32]]) {
     .set("min.insync.replicas", "2");
     let res = block_on(admin.create_topics([&t], &admin_opts())).expect("create_topics");
     assert_eq!(res, vec![Ok(topic.to_string())]);
-}
-
-/// The id a test record carries in its payload (`record-<id>`).
-fn record_id(m: &OwnedMessage) -> usize {
-    let payload = std::str::from_utf8(m.payload().expect("payload")).expect("utf-8 payload");
-    payload
-        .strip_prefix("record-")
-        .and_then(|id| id.parse().ok())
-        .unwrap_or_else(|| panic!("not a test record: {payload:?}"))
-}
-
-/// The checker: every send was acknowledged, and the log holds each record exactly once,
-/// at the offset its acknowledgement named, on the partition it was sent to, in send order
-/// per partition, at consecutive offsets from 0.
-fn check_exactly_once(
-    deliveries: &[Delivery],
-    log: &BTreeMap<i32, Vec<OwnedMessage>>,
-    total: usize,
-    partitions: usize,
-) {
-    let failed: Vec<&Delivery> = deliveries.iter().filter(|d| d.result.is_err()).collect();
-    assert!(failed.is_empty(), "failed deliveries: {failed:?}");
-    assert_eq!(deliveries.len(), total, "one delivery report per record");
-    let mut stored: BTreeMap<usize, (i32, i64)> = BTreeMap::new();
-    for (partition, records) in log {
-        let mut previous: Option<usize> = None;
-        for (index, m) in records.iter().enumerate() {
-            let id = record_id(m);
-            assert_eq!(
-                m.offset(),
-                index as i64,
-                "offsets of partition {partition} have a gap"
-            );
-            assert_eq!(
-                id % partitions,
-                *partition as usize,
-                "record {id} on the wrong partition"
-            );
-            assert!(
-                previous < Some(id),
-                "partition {partition}: record {id} after {previous:?}"
-            );
-            previous = Some(id);
-            let at = (*partition, m.offset());
-            if let Some(first) = stored.insert(id, at) {
-                panic!("record {id} stored twice: at {first:?} and {at:?}");
-            }
-        }
-    }
-    for d in deliveries {
-        let acked = d.result.clone().unwrap();
-        assert_eq!(
-            stored.get(&d.id),
-            Some(&acked),
-            "record {} was acknowledged at {acked:?}",
-            d.id
-        );
-    }
-    assert_eq!(
-        stored.len(),
-        total,
-        "records in the log that were never sent"
-    );
 }
 
 /// (partition, offset, payload) of every record read, for comparing two reads of one log.

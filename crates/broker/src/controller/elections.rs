@@ -1,20 +1,24 @@
-//! How a partition's leader and ISR change when brokers come and go — Kafka's
-//! `PartitionChangeBuilder` (metadata/src/main/java/org/apache/kafka/controller/), without
-//! the KIP-966 eligible leader replicas:
+//! How a partition's leader, ISR and replicas change — Kafka's `PartitionChangeBuilder`
+//! (metadata/src/main/java/org/apache/kafka/controller/), without the KIP-966 eligible
+//! leader replicas:
 //!
 //! - a broker that is fenced or shutting down leaves the ISR, except the last member, which
 //!   stays (the partition then has no leader until it comes back: only it has every
 //!   committed record);
+//! - a reassignment (KIP-455) completes as soon as every replica it heads to is in the
+//!   ISR: the replicas become the target, those it removes leave the ISR, and nothing is
+//!   being added or removed any more ([`Assignment::completed`]);
 //! - the leader stays while it may; otherwise the first replica, in the assignment's
 //!   order, that is in the ISR and eligible takes over; with none, and unclean election
 //!   enabled, the first eligible replica out of the ISR (alone in a new ISR: it may lack
 //!   committed records, which is what "unclean" means); else no leader (-1);
-//! - the leader epoch moves on exactly when the leader changes; the partition epoch (the
-//!   compare-and-swap token) on every change, which the metadata image does.
+//! - the leader epoch moves on when the leader changes, and when replicas are removed
+//!   (so that a removed replica's fetches are fenced, as Kafka does); the partition epoch
+//!   (the compare-and-swap token) on every change, which the metadata image does.
 
 use crate::metadata::PartitionRegistration;
 
-/// A partition's leader and ISR after a change.
+/// A partition's leader and ISR (and, when they change, replicas) after a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionChange {
     /// The leader from now on (-1: none).
@@ -23,6 +27,61 @@ pub struct PartitionChange {
     pub leader_epoch: i32,
     /// The ISR from now on.
     pub isr: Vec<i32>,
+    /// The replicas from now on, when they change.
+    pub assignment: Option<Assignment>,
+}
+
+/// A partition's replicas, with those an ongoing reassignment adds and removes (both
+/// empty when none is going on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// Every replica, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// Replicas being added.
+    pub adding: Vec<i32>,
+    /// Replicas being removed.
+    pub removing: Vec<i32>,
+}
+
+impl Assignment {
+    /// The replicas of `registration` as they are.
+    pub fn of(registration: &PartitionRegistration) -> Self {
+        Self {
+            replicas: registration.replicas.clone(),
+            adding: registration.adding_replicas.clone(),
+            removing: registration.removing_replicas.clone(),
+        }
+    }
+
+    /// Replicas `replicas`, nothing being added or removed.
+    pub fn settled(replicas: Vec<i32>) -> Self {
+        Self {
+            replicas,
+            adding: Vec::new(),
+            removing: Vec::new(),
+        }
+    }
+
+    /// Whether a reassignment is going on.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The finished reassignment and its ISR, if `isr` lets it finish: every replica but
+    /// those removed, with the removed ones out of the ISR — once all of the remaining
+    /// replicas are in sync, and some are (Kafka's `maybeCompleteReassignment`).
+    pub fn completed(&self, isr: &[i32]) -> Option<(Self, Vec<i32>)> {
+        if !self.is_reassigning() {
+            return None;
+        }
+        let kept = |r: &i32| !self.removing.contains(r);
+        let isr: Vec<i32> = isr.iter().copied().filter(kept).collect();
+        let replicas: Vec<i32> = self.replicas.iter().copied().filter(kept).collect();
+        if isr.is_empty() || replicas.is_empty() || !replicas.iter().all(|r| isr.contains(r)) {
+            return None;
+        }
+        Some((Self::settled(replicas), isr))
+    }
 }
 
 /// Which leader an election looks for.
@@ -32,11 +91,31 @@ pub enum Election {
     /// down or comes back).
     KeepOrElect,
     /// The preferred replica (the first of the assignment), when it is in the ISR and
-    /// eligible (ElectLeaders PREFERRED, auto leader rebalance).
+    /// eligible (ElectLeaders PREFERRED, auto leader rebalance); otherwise as
+    /// `KeepOrElect`.
     Preferred,
     /// Like `KeepOrElect`, with a replica out of the ISR as the last resort whatever the
     /// topic says (ElectLeaders UNCLEAN).
     Unclean,
+}
+
+/// What a change asks of a partition: this ISR and these replicas (the builder's targets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The ISR asked for; ineligible members leave it (but the last one).
+    pub isr: Vec<i32>,
+    /// The replicas asked for.
+    pub assignment: Assignment,
+}
+
+impl Target {
+    /// The partition as it is: what the controller's checks start from.
+    pub fn current(registration: &PartitionRegistration) -> Self {
+        Self {
+            isr: registration.isr.clone(),
+            assignment: Assignment::of(registration),
+        }
+    }
 }
 
 /// The change `registration` needs when only the brokers `eligible` says may lead or be
@@ -48,7 +127,26 @@ pub fn change_for(
     election: Election,
     unclean: bool,
 ) -> Option<PartitionChange> {
-    let mut isr: Vec<i32> = registration
+    plan(
+        registration,
+        Target::current(registration),
+        eligible,
+        election,
+        unclean,
+    )
+}
+
+/// The change that takes `registration` to `target` (completing a reassignment that
+/// may complete, electing a leader where the current one may not lead any more); `None`
+/// when nothing would change.
+pub fn plan(
+    registration: &PartitionRegistration,
+    target: Target,
+    eligible: impl Fn(i32) -> bool,
+    election: Election,
+    unclean: bool,
+) -> Option<PartitionChange> {
+    let mut isr: Vec<i32> = target
         .isr
         .iter()
         .copied()
@@ -56,45 +154,75 @@ pub fn change_for(
         .collect();
     if isr.is_empty() {
         // The last in-sync replica stays in the ISR while it is away.
-        isr.clone_from(&registration.isr);
+        isr.clone_from(&target.isr);
     }
-    let in_sync_leader = |r: &i32| isr.contains(r) && eligible(*r);
-    let current = registration.leader;
-    let leader = match election {
-        Election::Preferred => {
-            let preferred = registration.replicas.first().copied();
-            preferred.filter(in_sync_leader)?
-        }
-        Election::KeepOrElect | Election::Unclean if current >= 0 && in_sync_leader(&current) => {
-            current
-        }
-        Election::KeepOrElect | Election::Unclean => {
-            let clean = registration.replicas.iter().copied().find(in_sync_leader);
-            let unclean_choice = (unclean || election == Election::Unclean)
-                .then(|| registration.replicas.iter().copied().find(|&r| eligible(r)))
-                .flatten();
-            match (clean, unclean_choice) {
-                (Some(leader), _) => leader,
-                (None, Some(leader)) => {
-                    isr = vec![leader];
-                    leader
-                }
-                (None, None) => -1,
-            }
-        }
-    };
-    let leader_epoch = if leader == current {
-        registration.leader_epoch.0
-    } else {
+    let mut assignment = target.assignment;
+    if let Some((completed, completed_isr)) = assignment.completed(&isr) {
+        assignment = completed;
+        isr = completed_isr;
+    }
+    let (leader, isr) = elect(
+        registration.leader,
+        &assignment.replicas,
+        isr,
+        eligible,
+        election,
+        unclean,
+    );
+    // Removed replicas must stop fetching: a new epoch fences them (Kafka's
+    // `triggerLeaderEpochBumpForReplicaReassignmentIfNeeded`).
+    let removes_replicas = registration
+        .replicas
+        .iter()
+        .any(|r| !assignment.replicas.contains(r));
+    let leader_epoch = if leader != registration.leader || removes_replicas {
         registration.leader_epoch.0 + 1
+    } else {
+        registration.leader_epoch.0
     };
-    let change = PartitionChange {
+    let assignment = (assignment != Assignment::of(registration)).then_some(assignment);
+    let unchanged =
+        leader == registration.leader && isr == registration.isr && assignment.is_none();
+    (!unchanged).then_some(PartitionChange {
         leader,
         leader_epoch,
         isr,
+        assignment,
+    })
+}
+
+/// The leader among `replicas` (in their order) under `election`, and the ISR with it (an
+/// unclean leader is alone in it).
+fn elect(
+    current: i32,
+    replicas: &[i32],
+    isr: Vec<i32>,
+    eligible: impl Fn(i32) -> bool,
+    election: Election,
+    unclean: bool,
+) -> (i32, Vec<i32>) {
+    let in_sync_leader = |r: i32| isr.contains(&r) && eligible(r);
+    if election == Election::Preferred
+        && let Some(&preferred) = replicas.first()
+        && in_sync_leader(preferred)
+    {
+        return (preferred, isr);
+    }
+    if current >= 0 && replicas.contains(&current) && in_sync_leader(current) {
+        return (current, isr);
+    }
+    if let Some(&clean) = replicas.iter().find(|&&r| in_sync_leader(r)) {
+        return (clean, isr);
+    }
+    let may_be_unclean = match election {
+        Election::KeepOrElect => unclean,
+        Election::Unclean => true,
+        Election::Preferred => false,
     };
-    let unchanged = change.leader == current && change.isr == registration.isr;
-    (!unchanged).then_some(change)
+    if may_be_unclean && let Some(&leader) = replicas.iter().find(|&&r| eligible(r)) {
+        return (leader, vec![leader]);
+    }
+    (-1, isr)
 }
 
 #[cfg(test)]
@@ -110,6 +238,8 @@ mod tests {
             leader,
             leader_epoch: LeaderEpoch(4),
             partition_epoch: 9,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 
@@ -118,6 +248,7 @@ mod tests {
             leader,
             leader_epoch,
             isr: isr.to_vec(),
+            assignment: None,
         })
     }
 
@@ -181,8 +312,8 @@ mod tests {
         );
         assert_eq!(
             change_for(&back, |b| b != 1, Election::Preferred, false),
-            None,
-            "not while it is fenced"
+            change(2, 4, &[2, 3]),
+            "not while it is fenced: the leader stays, the fenced replica leaves the ISR"
         );
     }
 

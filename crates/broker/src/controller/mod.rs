@@ -25,6 +25,7 @@
 
 pub mod elections;
 pub mod lifecycle;
+pub mod reassignment;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -39,7 +40,8 @@ use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::metadata::{CommitError, MetadataImage, MetadataRecord};
-use elections::{Election, change_for};
+use crate::topic_admin::AdminError;
+use elections::{Election, PartitionChange, change_for};
 
 /// How often the controller looks for expired sessions and partitions that need a leader.
 const CHECK_INTERVAL: Duration = Duration::from_millis(250);
@@ -352,16 +354,9 @@ impl Controller {
                         Some(change)
                             if change.leader != registration.leader && change.leader >= 0 =>
                         {
-                            records.push(MetadataRecord::PartitionChanged {
-                                topic_id,
-                                partition: index,
-                                leader: change.leader,
-                                leader_epoch: change.leader_epoch,
-                                isr: change.isr,
-                                replicas: None,
-                                expected_partition_epoch: Some(registration.partition_epoch),
-                            });
-                            outcomes.push(ElectionOutcome::Elected(change.leader));
+                            let leader = change.leader;
+                            records.push(change_record(topic_id, index, registration, change));
+                            outcomes.push(ElectionOutcome::Elected(leader));
                         }
                         _ if registration.leader >= 0
                             && (election == Election::Unclean
@@ -376,6 +371,143 @@ impl Controller {
             })
             .await
     }
+}
+
+/// How often a reassignment request is decided again when another change to one of its
+/// partitions (an ISR change of its leader) committed first.
+const REASSIGNMENT_ATTEMPTS: usize = 5;
+
+/// One partition of an AlterPartitionReassignments request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReassignmentRequest {
+    /// The topic's name.
+    pub topic: String,
+    /// The partition index.
+    pub partition: i32,
+    /// The replicas to move to, the preferred leader first; `None` cancels the ongoing
+    /// reassignment.
+    pub replicas: Option<Vec<i32>>,
+}
+
+impl Controller {
+    /// Starts, changes or cancels the reassignments `requests` (AlterPartitionReassignments)
+    /// in one batch; each partition's outcome, in request order. A batch that lost a race
+    /// with another change of one of its partitions is decided again.
+    pub async fn alter_reassignments(
+        &self,
+        requests: &[ReassignmentRequest],
+        allow_rf_change: bool,
+    ) -> Result<Vec<Result<(), AdminError>>, CommitError> {
+        let broker = self
+            .broker
+            .upgrade()
+            .ok_or_else(|| CommitError::Unavailable("shutting down".into()))?;
+        let mut attempt = 1;
+        loop {
+            let decided = broker
+                .metadata
+                .propose(|image| {
+                    Ok::<_, CommitError>(decide_reassignments(
+                        &broker,
+                        image,
+                        requests,
+                        allow_rf_change,
+                    ))
+                })
+                .await;
+            match decided {
+                Err(CommitError::Conflict(conflict)) if attempt < REASSIGNMENT_ATTEMPTS => {
+                    tracing::debug!(%conflict, attempt, "reassignment decided against a stale partition; deciding again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The records that start, change or cancel each reassignment of `requests` against
+/// `image`, and each one's outcome. Each is decided against the image the ones before it
+/// leave, so a partition named twice gets two consistent changes.
+fn decide_reassignments(
+    broker: &Broker,
+    image: &MetadataImage,
+    requests: &[ReassignmentRequest],
+    allow_rf_change: bool,
+) -> (Vec<MetadataRecord>, Vec<Result<(), AdminError>>) {
+    let mut next = image.clone();
+    let mut records = Vec::new();
+    let mut outcomes = Vec::new();
+    for request in requests {
+        match decide_reassignment(broker, &next, request, allow_rf_change) {
+            Ok(record) => {
+                if let Some(record) = record {
+                    next.apply(&record);
+                    records.push(record);
+                }
+                outcomes.push(Ok(()));
+            }
+            Err(e) => {
+                tracing::info!(
+                    topic = %request.topic,
+                    partition = request.partition,
+                    error = ?e.code,
+                    "reassignment refused: {}",
+                    e.message
+                );
+                outcomes.push(Err(e));
+            }
+        }
+    }
+    (records, outcomes)
+}
+
+/// The record one reassignment request needs (none when the partition is where it asks
+/// already), or why it is refused.
+fn decide_reassignment(
+    broker: &Broker,
+    image: &MetadataImage,
+    request: &ReassignmentRequest,
+    allow_rf_change: bool,
+) -> Result<Option<MetadataRecord>, AdminError> {
+    let (topic, index) = (&request.topic, request.partition);
+    let unknown =
+        |message: String| AdminError::new(ResponseError::UnknownTopicOrPartition, message);
+    let t = image
+        .topic(topic)
+        .ok_or_else(|| unknown(format!("Unable to find a topic named {topic}.")))?;
+    let registration = t
+        .partition(index)
+        .ok_or_else(|| unknown(format!("Unable to find partition {topic}:{index}.")))?;
+    let change = match &request.replicas {
+        Some(target) => reassignment::reassign(image, registration, target, allow_rf_change)?,
+        None => {
+            let unclean = broker.topic_settings(image, t).unclean_leader_election;
+            reassignment::cancel(image, topic, index, registration, unclean)?
+        }
+    };
+    let Some(change) = change else {
+        return Ok(None);
+    };
+    let replicas = change
+        .assignment
+        .as_ref()
+        .map_or(&registration.replicas, |a| &a.replicas);
+    tracing::info!(
+        topic = %topic,
+        partition = index,
+        target = ?request.replicas,
+        replicas = ?replicas,
+        isr = ?change.isr,
+        leader = change.leader,
+        "{}",
+        match (&request.replicas, &change.assignment) {
+            (None, _) => "reassignment cancelled",
+            (Some(_), Some(a)) if a.is_reassigning() => "reassignment started",
+            (Some(_), _) => "reassignment done at once",
+        }
+    );
+    Ok(Some(change_record(t.id, index, registration, change)))
 }
 
 /// What an election did for one partition (ElectLeaders' per-partition answer).
@@ -404,19 +536,54 @@ fn partition_changes(
         let unclean = broker.topic_settings(image, topic).unclean_leader_election;
         for (index, registration) in (0..).zip(topic.partitions.iter()) {
             if let Some(change) = change_for(registration, eligible, election, unclean) {
-                records.push(MetadataRecord::PartitionChanged {
-                    topic_id: topic.id,
-                    partition: index,
-                    leader: change.leader,
-                    leader_epoch: change.leader_epoch,
-                    isr: change.isr,
-                    replicas: None,
-                    expected_partition_epoch: Some(registration.partition_epoch),
-                });
+                log_completed_reassignment(&topic.name, index, &change);
+                records.push(change_record(topic.id, index, registration, change));
             }
         }
     }
     records
+}
+
+/// The record of `change` to partition `index` of topic `topic_id`, decided against
+/// `registration` (its partition epoch is the compare-and-swap token).
+pub(crate) fn change_record(
+    topic_id: uuid::Uuid,
+    index: i32,
+    registration: &crate::metadata::PartitionRegistration,
+    change: PartitionChange,
+) -> MetadataRecord {
+    let (replicas, adding_replicas, removing_replicas) = match change.assignment {
+        Some(a) => (Some(a.replicas), Some(a.adding), Some(a.removing)),
+        None => (None, None, None),
+    };
+    MetadataRecord::PartitionChanged {
+        topic_id,
+        partition: index,
+        leader: change.leader,
+        leader_epoch: change.leader_epoch,
+        isr: change.isr,
+        replicas,
+        adding_replicas,
+        removing_replicas,
+        expected_partition_epoch: Some(registration.partition_epoch),
+    }
+}
+
+/// One line when the controller's checks finish a reassignment.
+fn log_completed_reassignment(topic: &str, index: i32, change: &PartitionChange) {
+    if let Some(assignment) = &change.assignment
+        && !assignment.is_reassigning()
+    {
+        tracing::info!(
+            topic,
+            partition = index,
+            replicas = ?assignment.replicas,
+            isr = ?change.isr,
+            leader = change.leader,
+            leader_epoch = change.leader_epoch,
+            "reassignment complete: every target replica is in sync"
+        );
+    }
 }
 
 /// Whether broker `id` leads no partition.

@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod producer;
+pub mod reassignments;
 mod record_checks;
 pub mod scram_users;
 pub mod topics;

@@ -12,6 +12,8 @@ pub mod format;
 pub mod group;
 pub mod produce;
 pub mod quota;
+pub mod reassign;
+pub mod reassign_plan;
 pub mod topic;
 pub mod user;
 

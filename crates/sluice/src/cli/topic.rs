@@ -151,6 +151,15 @@ pub async fn run(args: TopicArgs) -> Result<(), String> {
                 .await
                 .unwrap_or_default();
             let log_dir = |p: i32| log_dirs.iter().find(|d| d.partition == p);
+            // Replicas being moved (brokers without reassignments: none).
+            let moving: Vec<_> = client
+                .list_partition_reassignments()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| o.topic == name)
+                .collect();
+            let move_of = |p: i32| moving.iter().find(|o| o.partition == p);
             let offset = |v: &[(i32, i64, i64)], p: i32| {
                 v.iter().find(|(q, _, _)| *q == p).map(|(_, o, _)| *o)
             };
@@ -170,6 +179,8 @@ pub async fn run(args: TopicArgs) -> Result<(), String> {
                             "high_watermark": offset(&end, p.partition),
                             "size_bytes": log_dir(p.partition).map(|d| d.size),
                             "dirty_ratio": log_dir(p.partition).and_then(|d| d.dirty_ratio),
+                            "adding_replicas": move_of(p.partition).map_or(&[][..], |o| &o.adding[..]),
+                            "removing_replicas": move_of(p.partition).map_or(&[][..], |o| &o.removing[..]),
                             "error": p.error.map(|e| e.name()),
                         })
                     })
@@ -237,6 +248,14 @@ pub async fn run(args: TopicArgs) -> Result<(), String> {
                     ],
                     &rows,
                 )?;
+                if !moving.is_empty() {
+                    out("")?;
+                    let rows: Vec<Vec<String>> = moving
+                        .iter()
+                        .map(|o| vec![o.partition.to_string(), join(&o.adding), join(&o.removing)])
+                        .collect();
+                    out_table(&["REASSIGNING", "ADDING", "REMOVING"], &rows)?;
+                }
                 out("")?;
                 let rows: Vec<Vec<String>> = configs
                     .iter()
