@@ -905,10 +905,9 @@ pub(crate) fn sync_together(partitions: &[Arc<Partition>]) {
         .iter()
         .filter_map(|p| p.begin_sync().map(|handle| (p, handle)))
         .unzip();
-    let started = std::time::Instant::now();
-    let results = sluice_storage::flush_together(&handles);
-    let took = started.elapsed();
-    for ((partition, handle), result) in begun.into_iter().zip(&handles).zip(results) {
-        partition.finish_sync(handle, result, took);
-    }
+    sluice_storage::flush_together(&handles, |index, result, took| {
+        if let (Some(partition), Some(handle)) = (begun.get(index), handles.get(index)) {
+            partition.finish_sync(handle, result, took);
+        }
+    });
 }

@@ -13,6 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::StorageError;
 use crate::segment::SegmentFile;
@@ -135,34 +136,45 @@ impl FlushHandle {
 /// several logs share a filesystem: one syncfs covers all of them. On a virtual disk an
 /// fdatasync per file cost 1–4 ms each (a journal commit and a device flush apiece), so a
 /// pass over 8 partitions took 10–30 ms where one syncfs took about 1 ms
-/// (docs/PERFORMANCE.md). The results are in the order of `handles`. A failed syncfs takes
-/// every log it covered offline: which file lost pages is unknown.
-pub fn flush_together(handles: &[FlushHandle]) -> Vec<Result<i64, StorageError>> {
+/// (docs/PERFORMANCE.md). `done(index, result, took)` is called for each handle as soon as
+/// its result is known (a handle synced on its own does not wait for the others), with how
+/// long its sync took. A failed syncfs takes every log it covered offline: which file lost
+/// pages is unknown.
+pub fn flush_together(
+    handles: &[FlushHandle],
+    mut done: impl FnMut(usize, Result<i64, StorageError>, Duration),
+) {
     let filesystems: Vec<Option<u64>> =
         handles.iter().map(FlushHandle::shared_filesystem).collect();
     let mut sharing: BTreeMap<u64, usize> = BTreeMap::new();
     for filesystem in filesystems.iter().flatten() {
         *sharing.entry(*filesystem).or_default() += 1;
     }
-    let mut shared_results: BTreeMap<usize, Result<i64, StorageError>> = BTreeMap::new();
-    for (&filesystem, _) in sharing.iter().filter(|(_, logs)| **logs > 1) {
+    sharing.retain(|_, logs| *logs > 1);
+    for &filesystem in sharing.keys() {
         let members = handles
             .iter()
             .zip(&filesystems)
             .enumerate()
             .filter(|(_, (_, fs))| **fs == Some(filesystem))
             .map(|(index, (handle, _))| (index, handle));
-        shared_results.extend(sync_filesystem_of(members));
+        let started = Instant::now();
+        let results = sync_filesystem_of(members);
+        let took = started.elapsed();
+        for (index, result) in results {
+            done(index, result, took);
+        }
     }
-    handles
+    let alone = handles
         .iter()
+        .zip(&filesystems)
         .enumerate()
-        .map(|(index, handle)| {
-            shared_results
-                .remove(&index)
-                .unwrap_or_else(|| handle.flush())
-        })
-        .collect()
+        .filter(|(_, (_, fs))| !fs.is_some_and(|fs| sharing.contains_key(&fs)));
+    for (index, (handle, _)) in alone {
+        let started = Instant::now();
+        let result = handle.flush();
+        done(index, result, started.elapsed());
+    }
 }
 
 /// One syncfs for `members` (indexed handles on the same filesystem): each one's result.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use sluice_storage::{
-    FaultHook, FilesystemSync, IoOp, LogConfig, OpenFiles, PartitionLog, StorageEnv, StorageError,
-    flush_together,
+    FaultHook, FilesystemSync, FlushHandle, IoOp, LogConfig, OpenFiles, PartitionLog, StorageEnv,
+    StorageError,
 };
 
 use crate::common::*;
@@ -27,6 +27,17 @@ fn logs(root: &Path, count: usize, env: &Arc<StorageEnv>) -> Vec<PartitionLog> {
             )
             .unwrap()
         })
+        .collect()
+}
+
+/// [`sluice_storage::flush_together`]'s results in the order of `handles`.
+fn flush_together(handles: &[FlushHandle]) -> Vec<Result<i64, StorageError>> {
+    let mut results: Vec<Option<Result<i64, StorageError>>> =
+        handles.iter().map(|_| None).collect();
+    sluice_storage::flush_together(handles, |index, result, _| results[index] = Some(result));
+    results
+        .into_iter()
+        .map(|r| r.expect("every handle is reported once"))
         .collect()
 }
 
