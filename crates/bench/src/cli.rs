@@ -32,6 +32,33 @@ pub enum BenchCommand {
     /// default kill -9 of a partition's leader; see --scenario) while an idempotent acks=all
     /// producer writes; reports how long the cluster takes to serve again.
     Failover(FailoverArgs),
+    /// Time the broker's ACL authorizer alone (no broker, no network): --acls ACLs of every
+    /// pattern kind, --checks checks per round; reports nanoseconds per check.
+    Authz(AuthzArgs),
+}
+
+/// `authz`: authorization checks against many ACLs.
+#[derive(Debug, Args)]
+pub struct AuthzArgs {
+    /// ACLs to build the authorizer with.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub acls: u32,
+
+    /// Checks per round.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checks: u64,
+
+    /// Timed rounds (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rounds: u32,
+
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No per-round lines on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// `failover`: trials of failing a node of a cluster the benchmark starts.
@@ -143,7 +170,11 @@ pub struct CommonArgs {
     #[arg(long = "broker-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub broker_args: Vec<String>,
 
-    /// Extra librdkafka property for every client (repeatable), as in rdkafka_performance.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+
+    /// Extra librdkafka property for every client (repeatable), as in rdkafka_performance;
+    /// applied last, so it overrides the flags.
     #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
 
@@ -154,6 +185,107 @@ pub struct CommonArgs {
     /// No progress lines on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// How the clients secure their connections: the flags and variables of the other `sluice`
+/// client commands, passed to librdkafka under Kafka's client setting names.
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (security.protocol).
+    #[arg(long, env = "SLUICE_SECURITY_PROTOCOL", value_name = "PROTOCOL")]
+    pub security_protocol: Option<String>,
+
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (sasl.mechanism).
+    #[arg(
+        long,
+        env = "SLUICE_SASL_MECHANISM",
+        default_value = "SCRAM-SHA-256",
+        value_name = "MECHANISM"
+    )]
+    pub sasl_mechanism: String,
+
+    /// The SASL user name (sasl.username).
+    #[arg(long, env = "SLUICE_SASL_USERNAME", value_name = "USER")]
+    pub sasl_username: Option<String>,
+
+    /// The SASL password (sasl.password); prefer the environment variable, which other users
+    /// cannot see in the process list.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub sasl_password: Option<String>,
+
+    /// CA certificates (PEM) the broker's certificate must chain to (ssl.ca.location).
+    #[arg(long, env = "SLUICE_SSL_CA_FILE", value_name = "PEM")]
+    pub ssl_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mTLS (ssl.certificate.location).
+    #[arg(long, env = "SLUICE_SSL_CERT_FILE", value_name = "PEM")]
+    pub ssl_cert_file: Option<PathBuf>,
+
+    /// Client private key (PEM) for mTLS (ssl.key.location).
+    #[arg(long, env = "SLUICE_SSL_KEY_FILE", value_name = "PEM")]
+    pub ssl_key_file: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    /// The librdkafka properties these flags stand for; refuses combinations that cannot
+    /// connect, with the flag that is missing.
+    pub fn properties(&self) -> Result<Vec<(String, String)>, String> {
+        let Some(protocol) = &self.security_protocol else {
+            return Ok(Vec::new());
+        };
+        let protocol = protocol.to_ascii_uppercase();
+        let (tls, sasl) = match protocol.as_str() {
+            "PLAINTEXT" => (false, false),
+            "SSL" => (true, false),
+            "SASL_PLAINTEXT" => (false, true),
+            "SASL_SSL" => (true, true),
+            other => {
+                return Err(format!(
+                    "--security-protocol {other} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+                ));
+            }
+        };
+        let mut out = vec![("security.protocol".to_string(), protocol.clone())];
+        let path = |p: &PathBuf| p.display().to_string();
+        if tls {
+            let ca = self.ssl_ca_file.as_ref().ok_or_else(|| {
+                format!("--security-protocol {protocol} needs --ssl-ca-file with the CA that signed the broker's certificate")
+            })?;
+            out.push(("ssl.ca.location".into(), path(ca)));
+            match (&self.ssl_cert_file, &self.ssl_key_file) {
+                (Some(cert), Some(key)) => {
+                    out.push(("ssl.certificate.location".into(), path(cert)));
+                    out.push(("ssl.key.location".into(), path(key)));
+                }
+                (None, None) => {}
+                _ => return Err("--ssl-cert-file and --ssl-key-file go together".into()),
+            }
+        }
+        if sasl {
+            let mechanism = self.sasl_mechanism.to_ascii_uppercase();
+            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism.as_str()) {
+                return Err(format!(
+                    "--sasl-mechanism {mechanism} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"
+                ));
+            }
+            let username = self
+                .sasl_username
+                .clone()
+                .ok_or("SASL needs --sasl-username")?;
+            let password = self.sasl_password.clone().ok_or(
+                "SASL needs a password: set SLUICE_SASL_PASSWORD (or pass --sasl-password)",
+            )?;
+            out.push(("sasl.mechanism".into(), mechanism));
+            out.push(("sasl.username".into(), username));
+            out.push(("sasl.password".into(), password));
+        }
+        Ok(out)
+    }
 }
 
 /// `acks` as Kafka producers spell it.
@@ -363,5 +495,104 @@ fn parse_linger_ms(text: &str) -> Result<f64, String> {
         Ok(value)
     } else {
         Err(format!("{text} is outside librdkafka's range 0..=900000"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> ProduceArgs {
+        let mut argv = vec!["sluice-bench", "produce"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            BenchCommand::Produce(a) => a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, val)| (k.to_string(), val.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn security_flags_become_librdkafka_properties() {
+        assert_eq!(parse(&[]).common.security.properties(), Ok(Vec::new()));
+        let args = parse(&[
+            "--security-protocol",
+            "sasl_ssl",
+            "--ssl-ca-file",
+            "/certs/ca.pem",
+            "--sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--sasl-username",
+            "bench",
+            "--sasl-password",
+            "secret",
+        ]);
+        assert_eq!(
+            args.common.security.properties(),
+            Ok(pairs(&[
+                ("security.protocol", "SASL_SSL"),
+                ("ssl.ca.location", "/certs/ca.pem"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.username", "bench"),
+                ("sasl.password", "secret"),
+            ]))
+        );
+        let mtls = parse(&[
+            "--security-protocol",
+            "SSL",
+            "--ssl-ca-file",
+            "ca.pem",
+            "--ssl-cert-file",
+            "c.pem",
+            "--ssl-key-file",
+            "c.key",
+        ]);
+        assert_eq!(
+            mtls.common.security.properties(),
+            Ok(pairs(&[
+                ("security.protocol", "SSL"),
+                ("ssl.ca.location", "ca.pem"),
+                ("ssl.certificate.location", "c.pem"),
+                ("ssl.key.location", "c.key"),
+            ]))
+        );
+    }
+
+    #[test]
+    fn security_flags_that_cannot_connect_are_refused_with_the_missing_flag() {
+        let error = |args: &[&str]| parse(args).common.security.properties().unwrap_err();
+        assert_eq!(
+            error(&["--security-protocol", "SSL"]),
+            "--security-protocol SSL needs --ssl-ca-file with the CA that signed the broker's certificate"
+        );
+        assert_eq!(
+            error(&["--security-protocol", "TLS"]),
+            "--security-protocol TLS is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+        );
+        assert_eq!(
+            error(&[
+                "--security-protocol",
+                "SASL_PLAINTEXT",
+                "--sasl-password",
+                "x"
+            ]),
+            "SASL needs --sasl-username"
+        );
+        assert_eq!(
+            error(&[
+                "--security-protocol",
+                "SASL_PLAINTEXT",
+                "--sasl-mechanism",
+                "GSSAPI",
+                "--sasl-username",
+                "u"
+            ]),
+            "--sasl-mechanism GSSAPI is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"
+        );
     }
 }

@@ -26,8 +26,13 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
-    pub fn new(brokers: &str, raw_properties: &[String]) -> anyhow::Result<ClientSettings> {
-        let mut properties = Vec::with_capacity(raw_properties.len());
+    /// `security` (from the security flags) first, then the `-X` properties over them.
+    pub fn new(
+        brokers: &str,
+        security: Vec<(String, String)>,
+        raw_properties: &[String],
+    ) -> anyhow::Result<ClientSettings> {
+        let mut properties = security;
         for p in raw_properties {
             let Some((k, v)) = p.split_once('=') else {
                 bail!("-X {p}: expected KEY=VALUE");

@@ -7,9 +7,11 @@
 //! Rust; `sluice bench …` execs it with the same arguments.
 //!
 //! Modules: `cli` (flags), `kafka` (client setup, reachability, topic), `produce`,
-//! `consume`, `e2e`, `failover` (the modes), `stats` (histograms, rates), `broker_proc` (/proc
-//! sampling, starting `sluice serve`), `report` (JSON, table, progress line).
+//! `consume`, `e2e`, `failover` (the modes), `authz` (the ACL authorizer alone), `stats`
+//! (histograms, rates), `broker_proc` (/proc sampling, starting `sluice serve`), `report`
+//! (JSON, table, progress line).
 
+mod authz;
 mod broker_proc;
 mod cli;
 mod consume;
@@ -90,16 +92,22 @@ fn target(common: &CommonArgs) -> anyhow::Result<Target> {
     })
 }
 
+/// The librdkafka properties of the security flags.
+fn security(common: &CommonArgs) -> anyhow::Result<Vec<(String, String)>> {
+    common.security.properties().map_err(anyhow::Error::msg)
+}
+
 fn run(command: &BenchCommand) -> anyhow::Result<()> {
     let common = match command {
         BenchCommand::Produce(a) => &a.common,
         BenchCommand::Consume(a) => &a.common,
         BenchCommand::E2e(a) => &a.common,
         BenchCommand::Failover(a) => return run_failover(a),
+        BenchCommand::Authz(a) => return run_authz(a),
     };
     let target = target(common)?;
     kafka::check_reachable(&target.brokers)?;
-    let client = ClientSettings::new(&target.brokers, &common.properties)?;
+    let client = ClientSettings::new(&target.brokers, security(common)?, &common.properties)?;
     if let Some(nodes) = common.cluster {
         kafka::wait_for_brokers(&client, usize::try_from(nodes)?)?;
     }
@@ -125,7 +133,7 @@ fn run(command: &BenchCommand) -> anyhow::Result<()> {
         )
         .and_then(|_| kafka::topic_partitions(&client, topic))
         .and_then(|p| e2e::run(a, &client, &p, &target.pids)),
-        BenchCommand::Failover(_) => unreachable!("handled above"),
+        BenchCommand::Failover(_) | BenchCommand::Authz(_) => unreachable!("handled above"),
     };
 
     // Print the figures even when the broker then fails to stop cleanly: they were measured.
@@ -145,6 +153,17 @@ fn run(command: &BenchCommand) -> anyhow::Result<()> {
 fn print_report(common: &CommonArgs, report: &Report) -> anyhow::Result<()> {
     if common.json {
         println!("{}", report.to_json()?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// `authz` needs no broker.
+fn run_authz(args: &cli::AuthzArgs) -> anyhow::Result<()> {
+    let report = authz::run(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", report.to_table());
     }
@@ -178,7 +197,7 @@ fn run_failover(args: &cli::FailoverArgs) -> anyhow::Result<()> {
             cluster.bootstrap()
         );
     }
-    let client = ClientSettings::new(&cluster.bootstrap(), &common.properties)?;
+    let client = ClientSettings::new(&cluster.bootstrap(), security(common)?, &common.properties)?;
     kafka::wait_for_brokers(&client, usize::try_from(nodes)?)?;
     let replication_factor = i32::try_from(nodes)?;
     let report = kafka::ensure_topic(

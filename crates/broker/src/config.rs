@@ -420,7 +420,8 @@ broker_settings! {
         value_name: Some("RULES"),
     }
     /// The SASL mechanisms SASL listeners offer: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512,
-    /// OAUTHBEARER (unsecured JWTs), comma-separated.
+    /// OAUTHBEARER (unsecured JWTs, or signed ones with `sasl-oauthbearer-jwks-endpoint-url`),
+    /// comma-separated.
     sasl_mechanisms: String = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".to_string(), {
         kafka_names: &["sasl.enabled.mechanisms"],
         value_name: Some("MECHANISMS"),
@@ -440,10 +441,43 @@ broker_settings! {
         kafka_names: &["sasl.oauthbearer.scope.claim.name"],
         value_name: Some("CLAIM"),
     }
-    /// Clock skew tolerated when checking an OAUTHBEARER token's `exp` and `iat`.
+    /// Clock skew tolerated when checking an OAUTHBEARER token's `exp`, `nbf` and `iat`.
     sasl_oauthbearer_clock_skew_seconds: i64 = 30, {
         kafka_names: &["sasl.oauthbearer.clock.skew.seconds"],
         range: Some(0..=INT_MAX),
+    }
+    /// Where the identity provider publishes the keys that sign OAUTHBEARER tokens (a JWKS):
+    /// `https://…`, `http://` on a loopback address, or `file:/path`. With it, OAUTHBEARER
+    /// accepts only JWTs signed by one of those keys, with `exp` and `iat` (KIP-768);
+    /// without it, unsecured JWTs.
+    sasl_oauthbearer_jwks_endpoint_url: Option<String> = None, {
+        kafka_names: &["sasl.oauthbearer.jwks.endpoint.url"],
+        shown_default: Some("none (unsecured JWTs)"),
+        value_name: Some("URL"),
+    }
+    /// How often the JWKS is fetched again; a token signed with a key it lacks also fetches
+    /// it, at most every 10 s.
+    sasl_oauthbearer_jwks_endpoint_refresh_ms: u64 = 3_600_000, {
+        kafka_names: &["sasl.oauthbearer.jwks.endpoint.refresh.ms"],
+        range: Some(1000..=LONG_MAX),
+    }
+    /// CA certificates (PEM) an `https://` JWKS endpoint must chain to, instead of the
+    /// system's.
+    sasl_oauthbearer_jwks_endpoint_ca_file: Option<String> = None, {
+        shown_default: Some("the system's roots"),
+        value_name: Some("PEM"),
+    }
+    /// The issuer (`iss`) a signed OAUTHBEARER token must name.
+    sasl_oauthbearer_expected_issuer: Option<String> = None, {
+        kafka_names: &["sasl.oauthbearer.expected.issuer"],
+        shown_default: Some("any"),
+        value_name: Some("ISSUER"),
+    }
+    /// Audiences, comma-separated, of which a signed OAUTHBEARER token's `aud` must name one.
+    sasl_oauthbearer_expected_audience: Option<String> = None, {
+        kafka_names: &["sasl.oauthbearer.expected.audience"],
+        shown_default: Some("any"),
+        value_name: Some("AUDIENCES"),
     }
     /// The longest a SASL session lasts before the client must re-authenticate (KIP-368);
     /// `0` for no limit (a token's own expiry still applies).

@@ -85,8 +85,35 @@ enum Throttle {
     None,
     /// Worked out when the request was read (Produce counts request bytes).
     Known(i64),
-    /// Worked out from the response (Fetch counts response bytes).
-    FetchBytes { user: String, client_id: String },
+    /// Worked out from the response (Fetch counts response bytes); `at_least` is the
+    /// request time throttle already due.
+    FetchBytes {
+        user: String,
+        client_id: String,
+        at_least: i64,
+    },
+}
+
+impl Throttle {
+    /// This throttle, and at least `ms` (the request time quota's).
+    fn at_least(self, ms: i64) -> Throttle {
+        if ms <= 0 {
+            return self;
+        }
+        match self {
+            Throttle::None => Throttle::Known(ms),
+            Throttle::Known(known) => Throttle::Known(known.max(ms)),
+            Throttle::FetchBytes {
+                user,
+                client_id,
+                at_least,
+            } => Throttle::FetchBytes {
+                user,
+                client_id,
+                at_least: at_least.max(ms),
+            },
+        }
+    }
 }
 
 /// Until when the connection reads nothing (a throttled client).
@@ -403,7 +430,19 @@ async fn handle_frame(
         // next request (pipelined ones included) waits, as Kafka's socket server does.
         out.mute.for_ms(ms);
     }
-    let pending = match router::dispatch(broker, &ctx, decoded_request).await {
+    let handling = Instant::now();
+    let reply = router::dispatch(broker, &ctx, decoded_request).await;
+    let throttle = match reply {
+        Reply::Now(_) | Reply::Later(_) => {
+            let ms = request_time_throttle(broker, &ctx, handling.elapsed());
+            // Respond, then mute, as for byte rates.
+            out.mute.for_ms(ms);
+            throttle.at_least(ms)
+        }
+        // acks=0 is not held to the request time quota (Kafka records none for it).
+        Reply::Nothing | Reply::Close => throttle,
+    };
+    let pending = match reply {
         Reply::Now(response) => Pending::Ready(response),
         Reply::Later(task) => Pending::Task(task),
         Reply::Nothing => {
@@ -452,20 +491,94 @@ fn quota_throttle(broker: &Broker, ctx: &RequestContext, frame_len: usize) -> Th
             Throttle::FetchBytes {
                 user: user.to_string(),
                 client_id: ctx.client_id().to_string(),
+                at_least: 0,
             }
         }
         _ => Throttle::None,
     }
 }
 
-/// Sets a response's `throttle_time_ms` (never lowering it); returns whether it has one.
+/// Records how long the handler of a request took against the client's
+/// `request_percentage`; returns the throttle time it earns (0 without that quota).
+fn request_time_throttle(broker: &Broker, ctx: &RequestContext, handling: Duration) -> i64 {
+    broker.security.quotas.record_request_time(
+        &broker.metadata.image(),
+        ctx.principal.name(),
+        ctx.client_id(),
+        handling,
+        broker.clock.now_ms(),
+    )
+}
+
+/// Sets `throttle_time_ms` on every kind of response that has one (never lowering it;
+/// versions without the field do not encode it).
 fn set_throttle_time(response: &mut ResponseKind, ms: i64) {
     let ms = i32::try_from(ms).unwrap_or(i32::MAX);
-    match response {
-        ResponseKind::Produce(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
-        ResponseKind::Fetch(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),
-        _ => {}
+    macro_rules! raise {
+        ($($kind:ident),* $(,)?) => {
+            match response {
+                $(ResponseKind::$kind(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),)*
+                _ => {}
+            }
+        };
     }
+    raise!(
+        AddOffsetsToTxn,
+        AddPartitionsToTxn,
+        AlterClientQuotas,
+        AlterConfigs,
+        AlterPartitionReassignments,
+        AlterReplicaLogDirs,
+        AlterUserScramCredentials,
+        ApiVersions,
+        ConsumerGroupDescribe,
+        ConsumerGroupHeartbeat,
+        CreateAcls,
+        CreateDelegationToken,
+        CreatePartitions,
+        CreateTopics,
+        DeleteAcls,
+        DeleteGroups,
+        DeleteRecords,
+        DeleteTopics,
+        DescribeAcls,
+        DescribeClientQuotas,
+        DescribeCluster,
+        DescribeConfigs,
+        DescribeDelegationToken,
+        DescribeGroups,
+        DescribeLogDirs,
+        DescribeProducers,
+        DescribeTopicPartitions,
+        DescribeTransactions,
+        DescribeUserScramCredentials,
+        ElectLeaders,
+        EndTxn,
+        ExpireDelegationToken,
+        Fetch,
+        FindCoordinator,
+        GetTelemetrySubscriptions,
+        Heartbeat,
+        IncrementalAlterConfigs,
+        InitProducerId,
+        JoinGroup,
+        LeaveGroup,
+        ListGroups,
+        ListOffsets,
+        ListPartitionReassignments,
+        ListTransactions,
+        Metadata,
+        OffsetCommit,
+        OffsetDelete,
+        OffsetFetch,
+        OffsetForLeaderEpoch,
+        Produce,
+        PushTelemetry,
+        RenewDelegationToken,
+        SyncGroup,
+        TxnOffsetCommit,
+        UpdateFeatures,
+    );
 }
 
 /// The record bytes of a Fetch response.
@@ -723,14 +836,22 @@ async fn write_responses<W: AsyncWrite + Unpin>(
         let throttle_ms = match throttle {
             Throttle::None => 0,
             Throttle::Known(ms) => ms,
-            Throttle::FetchBytes { user, client_id } => broker.security.quotas.record(
-                &broker.metadata.image(),
-                QuotaKind::Fetch,
-                &user,
-                &client_id,
-                fetched_bytes(&response),
-                broker.clock.now_ms(),
-            ),
+            Throttle::FetchBytes {
+                user,
+                client_id,
+                at_least,
+            } => broker
+                .security
+                .quotas
+                .record(
+                    &broker.metadata.image(),
+                    QuotaKind::Fetch,
+                    &user,
+                    &client_id,
+                    fetched_bytes(&response),
+                    broker.clock.now_ms(),
+                )
+                .max(at_least),
         };
         if throttle_ms > 0 {
             set_throttle_time(&mut response, throttle_ms);

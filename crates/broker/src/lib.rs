@@ -24,6 +24,7 @@ mod flusher;
 mod handlers;
 pub mod http;
 mod isr;
+pub mod jwks;
 pub mod log_cleaner;
 pub mod log_manager;
 mod log_reconciler;

@@ -245,7 +245,7 @@ async fn fail(
     tracing::info!(
         peer = %session.identity().peer,
         listener = %session.identity().listener,
-        reason = %failure.message,
+        reason = %failure.reason.as_deref().unwrap_or(&failure.message),
         "SASL authentication failed; closing"
     );
     tokio::time::sleep(security.failed_auth_delay).await;

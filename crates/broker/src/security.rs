@@ -17,7 +17,7 @@ use sluice_security::listener::{
     ListenerError, ListenerSpec, ProtocolMap, parse_advertised_listeners, parse_listeners,
 };
 use sluice_security::rustls::ServerConfig;
-use sluice_security::sasl::oauthbearer::{OAuthBearerServer, UnsecuredValidation};
+use sluice_security::sasl::oauthbearer::{OAuthBearerServer, TokenValidator};
 use sluice_security::sasl::plain::PlainServer;
 use sluice_security::sasl::scram::{MIN_ITERATIONS, ScramServer};
 use sluice_security::sasl::{
@@ -114,6 +114,7 @@ impl BrokerConfig {
         if let Some(user) = &self.bootstrap_user {
             parse_bootstrap_user(user).map_err(|e| invalid("bootstrap-user", e))?;
         }
+        crate::jwks::check_endpoint(self)?;
         self.authorizer_enabled()?;
         self.super_user_list()?;
         Ok(())
@@ -312,7 +313,9 @@ pub struct Security {
     pub tls: Option<Arc<TlsReloader>>,
     credentials: Arc<dyn CredentialStore>,
     fake_salt_key: [u8; 32],
-    oauth: UnsecuredValidation,
+    oauth: TokenValidator,
+    /// The OAUTHBEARER key set to refresh, when tokens are signed.
+    pub jwks: Option<crate::jwks::JwksRefresh>,
     /// `connections.max.reauth.ms` (0: none).
     pub reauth_max_ms: i64,
     /// The largest frame before authentication.
@@ -365,6 +368,7 @@ impl Security {
             None
         };
         let fake_salt_key = sluice_security::sasl::random_bytes::<32>();
+        let (oauth, jwks) = crate::jwks::token_validator(config)?;
         Ok(Security {
             mechanisms: Mechanism::parse_list(&config.sasl_mechanisms)
                 .map_err(|e| invalid("sasl-mechanisms", e))?,
@@ -373,19 +377,8 @@ impl Security {
             tls,
             credentials: Arc::new(MetadataCredentials(metadata)),
             fake_salt_key,
-            oauth: UnsecuredValidation {
-                principal_claim: config.sasl_oauthbearer_sub_claim_name.clone(),
-                scope_claim: config.sasl_oauthbearer_scope_claim_name.clone(),
-                required_scopes: config
-                    .sasl_oauthbearer_required_scopes
-                    .as_deref()
-                    .unwrap_or("")
-                    .split([' ', ','])
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect(),
-                allowable_clock_skew_s: config.sasl_oauthbearer_clock_skew_seconds,
-            },
+            oauth,
+            jwks,
             reauth_max_ms: config.connections_max_reauth_ms,
             pre_auth_max_frame: config
                 .sasl_server_max_receive_size

@@ -252,6 +252,9 @@ impl Server {
         if let Some(tls) = broker.security.tls.clone() {
             background.spawn(poll_tls_files(tls, stop_rx.clone()));
         }
+        if let Some(jwks) = broker.security.jwks.clone() {
+            background.spawn(crate::jwks::refresh_jwks(jwks, stop_rx.clone()));
+        }
         background.spawn(crate::retention::run(broker.clone(), stop_rx.clone()));
         background.spawn(crate::retention::abort_timed_out_transactions(
             broker.clone(),

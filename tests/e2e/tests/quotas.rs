@@ -1,6 +1,6 @@
 //! Client quotas end to end: AlterClientQuotas and DescribeClientQuotas through the CLI,
-//! a throttled producer held to its byte rate while another user is not, and KIP-219's
-//! respond-then-mute on the wire.
+//! a throttled producer held to its byte rate while another user is not, KIP-219's
+//! respond-then-mute on the wire, and a user held to its request time (KIP-124).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,7 +11,10 @@
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiVersionsRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, MetadataRequest, ProduceRequest, SaslAuthenticateRequest,
+    SaslHandshakeRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::producer::{BaseRecord, Producer};
 use sluice_e2e::raw::{BatchBuilder, RawConn};
@@ -346,4 +349,111 @@ fn a_throttled_response_comes_at_once_and_the_connection_is_muted_after_it() {
         since_request >= Duration::from_millis(u64::try_from(throttle).unwrap()),
         "answered {since_request:?} after the throttled request though throttled for {throttle} ms"
     );
+}
+
+/// A raw connection to `addr` logged in as `user` with SASL PLAIN.
+fn plain_login(addr: std::net::SocketAddr, user: &str, password: &str) -> RawConn {
+    let mut conn = RawConn::connect(addr);
+    let handshake =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    assert_eq!(conn.roundtrip(1, 1, &handshake).error_code, 0);
+    let token = format!("\0{user}\0{password}").into_bytes();
+    let r = conn.roundtrip(
+        2,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(token.into()),
+    );
+    assert_eq!(r.error_code, 0, "{user} logs in: {:?}", r.error_message);
+    conn
+}
+
+/// One Metadata request for every topic; asserts it succeeded for each of the `topics`
+/// and returns its throttle time.
+fn metadata_throttle(conn: &mut RawConn, correlation_id: i32, topics: usize) -> i32 {
+    let r = conn.roundtrip(
+        12,
+        correlation_id,
+        &MetadataRequest::default().with_topics(None),
+    );
+    assert_eq!(r.topics.len(), topics);
+    assert!(r.topics.iter().all(|t| t.error_code == 0));
+    r.throttle_time_ms
+}
+
+#[test]
+fn a_user_over_its_request_percentage_is_throttled_while_another_is_not() {
+    let sasl = free_port();
+    let b = Broker::start_with_port(move |port| {
+        [
+            "--listeners",
+            &format!("PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl}"),
+            "--sasl-mechanisms",
+            "PLAIN",
+            "--bootstrap-user",
+            "alice:alice-secret",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    });
+    let plain = b.bootstrap();
+    sluice_ok(&[
+        "user",
+        "create",
+        "carol",
+        "--password",
+        "carol-secret",
+        "--brokers",
+        &plain,
+    ]);
+    // 0.01 % of a thread: 1 ms of handling in the first 10 s (11 windows of 1 s) is over it.
+    sluice_ok(&[
+        "quota",
+        "alter",
+        "--user",
+        "alice",
+        "--request-percentage",
+        "0.01",
+        "--brokers",
+        &plain,
+    ]);
+    for topic in ["rq-a", "rq-b", "rq-c"] {
+        create_topic(&plain, topic, 4, &[]);
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], sasl));
+
+    // Carol has no quota: hundreds of requests, none throttled.
+    let mut carol = plain_login(addr, "carol", "carol-secret");
+    for id in 10..310 {
+        assert_eq!(
+            metadata_throttle(&mut carol, id, 3),
+            0,
+            "carol request {id}"
+        );
+    }
+
+    // Alice is throttled once her requests have kept the broker busy for more than 1 ms,
+    // for at most one quota window (Kafka bounds request time throttles so).
+    let mut alice = plain_login(addr, "alice", "alice-secret");
+    let (sent, throttle) = (10..3010)
+        .find_map(|id| {
+            let sent = Instant::now();
+            let throttle = metadata_throttle(&mut alice, id, 3);
+            (throttle > 0).then_some((sent, throttle))
+        })
+        .expect("alice's requests were never throttled");
+    assert!(
+        (1..=1000).contains(&throttle),
+        "throttle_time_ms {throttle}"
+    );
+    // Respond, then mute: her next request is answered no sooner than the throttle time
+    // after the throttled one was sent.
+    metadata_throttle(&mut alice, 4000, 3);
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(u64::try_from(throttle).unwrap()),
+        "answered {waited:?} after the throttled request though throttled for {throttle} ms"
+    );
+    // Carol is still served without a throttle.
+    assert_eq!(metadata_throttle(&mut carol, 400, 3), 0);
 }

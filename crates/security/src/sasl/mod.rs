@@ -1,11 +1,14 @@
 //! SASL mechanisms, server and client side, as Kafka speaks them: PLAIN (RFC 4616) and
 //! SCRAM-SHA-256/512 (RFC 5802, RFC 7677), checked against salted SCRAM credentials
-//! (never a password), and OAUTHBEARER (RFC 7628) with unsecured JWTs.
+//! (never a password), and OAUTHBEARER (RFC 7628) with unsecured JWTs or JWTs signed by a
+//! key of the identity provider's JWKS.
 //!
 //! A server mechanism is a state machine fed the client's tokens one by one; it answers
 //! with the next challenge, success (the authenticated user and the last token), or failure
 //! with the message the client sees. Unknown users and wrong passwords fail alike.
 
+pub mod jwks;
+pub mod jwt;
 pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
@@ -103,6 +106,8 @@ pub struct AuthFailure {
     pub message: String,
     /// An error challenge to send before failing (OAUTHBEARER's `{"status":...}`).
     pub challenge: Option<Vec<u8>>,
+    /// Why, for the broker's log when it says more than `message` (never sent).
+    pub reason: Option<String>,
 }
 
 impl AuthFailure {
@@ -111,6 +116,15 @@ impl AuthFailure {
         AuthFailure {
             message: message.into(),
             challenge: None,
+            reason: None,
+        }
+    }
+
+    /// The same failure, logged with `reason`.
+    pub fn with_reason(self, reason: impl Into<String>) -> Self {
+        AuthFailure {
+            reason: Some(reason.into()),
+            ..self
         }
     }
 

@@ -1,52 +1,19 @@
-//! OAUTHBEARER (RFC 7628, KIP-255) with unsecured JWTs (`alg: none`), as Kafka's
-//! `OAuthBearerUnsecuredValidatorCallbackHandler` checks them: the principal claim (`sub`)
-//! and `exp` are required, `iat` optional, and the required scopes must all be granted.
-//! An invalid token gets the error challenge `{"status":"invalid_token"}`; the client
-//! answers it with `\x01` and the exchange fails.
+//! OAUTHBEARER (RFC 7628, KIP-255): the client sends a JWT, the broker validates it (see
+//! [`super::jwt`]: unsecured, or signed by a key of the provider's JWKS) and authenticates
+//! its principal until it expires. An invalid token gets the error challenge
+//! `{"status":"invalid_token"}`; the client answers it with `\x01` and the exchange fails
+//! with that status as its message, as with Kafka. Why it was invalid is for the broker's
+//! log only.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::Value;
 
+use super::jwks::JwksCache;
+pub use super::jwt::{InvalidToken, TokenRules, ValidToken, validate_signed, validate_unsecured};
 use super::{AuthFailure, ClientMechanism, Mechanism, ServerMechanism, Step};
-
-/// How unsecured tokens are validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnsecuredValidation {
-    /// The claim naming the principal (`sub`).
-    pub principal_claim: String,
-    /// The claim holding the granted scopes (`scope`).
-    pub scope_claim: String,
-    /// Scopes the token must grant.
-    pub required_scopes: Vec<String>,
-    /// Clock skew tolerated on `exp` and `iat`, in seconds.
-    pub allowable_clock_skew_s: i64,
-}
-
-impl Default for UnsecuredValidation {
-    fn default() -> Self {
-        UnsecuredValidation {
-            principal_claim: "sub".into(),
-            scope_claim: "scope".into(),
-            required_scopes: Vec::new(),
-            allowable_clock_skew_s: 0,
-        }
-    }
-}
-
-/// A validated token: its principal and expiry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidToken {
-    /// The principal's name.
-    pub principal: String,
-    /// When it expires, in ms since the epoch.
-    pub expires_at_ms: i64,
-}
-
-/// Why a token is not valid (the server logs it; the client only sees the status).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidToken(pub String);
 
 /// Extracts the bearer token from a client's initial response
 /// (`n,[a=authzid],\x01auth=Bearer <token>\x01[key=value\x01]*\x01`).
@@ -75,96 +42,50 @@ pub fn parse_client_response(message: &[u8]) -> Option<String> {
     token
 }
 
-/// Validates an unsecured JWT at `now_ms`.
-pub fn validate_unsecured(
-    token: &str,
-    rules: &UnsecuredValidation,
-    now_ms: i64,
-) -> Result<ValidToken, InvalidToken> {
-    let invalid = |why: &str| InvalidToken(why.to_string());
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(invalid("not a JWT of three parts"));
-    };
-    if !signature.is_empty() {
-        return Err(invalid("an unsecured JWT has no signature"));
-    }
-    let decode = |part: &str| -> Result<Value, InvalidToken> {
-        let bytes = B64URL
-            .decode(part.trim_end_matches('='))
-            .map_err(|_| invalid("not base64url"))?;
-        serde_json::from_slice(&bytes).map_err(|_| invalid("not JSON"))
-    };
-    let header = decode(header)?;
-    if header.get("alg").and_then(Value::as_str) != Some("none") {
-        return Err(invalid("the JWT is not unsecured (alg must be none)"));
-    }
-    let claims = decode(payload)?;
-    let principal = claims
-        .get(&rules.principal_claim)
-        .and_then(Value::as_str)
-        .filter(|p| !p.trim().is_empty())
-        .ok_or_else(|| invalid("no principal claim"))?;
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_f64)
-        .ok_or_else(|| invalid("no exp claim"))?;
-    let skew_ms = rules.allowable_clock_skew_s.saturating_mul(1000) as f64;
-    let expires_at_ms = (exp * 1000.0) as i64;
-    if (now_ms as f64) - skew_ms >= exp * 1000.0 {
-        return Err(invalid("the token has expired"));
-    }
-    if let Some(iat) = claims.get("iat") {
-        let iat = iat.as_f64().ok_or_else(|| invalid("iat is not a number"))?;
-        if iat * 1000.0 > now_ms as f64 + skew_ms {
-            return Err(invalid("the token is issued in the future"));
-        }
-    }
-    let granted: Vec<String> = match claims.get(&rules.scope_claim) {
-        Some(Value::String(s)) => s
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(String::from)
-            .collect(),
-        _ => Vec::new(),
-    };
-    if let Some(missing) = rules.required_scopes.iter().find(|s| !granted.contains(s)) {
-        return Err(InvalidToken(format!(
-            "the required scope {missing} is not granted"
-        )));
-    }
-    Ok(ValidToken {
-        principal: principal.to_string(),
-        expires_at_ms,
-    })
+/// How the broker validates tokens: unsecured JWTs, or JWTs signed by a key of a JWKS.
+#[derive(Clone)]
+pub enum TokenValidator {
+    /// Unsecured JWTs (`alg: none`), for development and tests.
+    Unsecured(TokenRules),
+    /// JWTs signed with a key of the provider's key set (KIP-768).
+    Jwks {
+        /// The claims' rules.
+        rules: TokenRules,
+        /// The provider's keys.
+        keys: Arc<JwksCache>,
+    },
 }
 
-/// The server side of OAUTHBEARER with unsecured tokens.
+impl TokenValidator {
+    /// Validates `token` at `now_ms`.
+    pub fn validate(&self, token: &str, now_ms: i64) -> Result<ValidToken, InvalidToken> {
+        match self {
+            TokenValidator::Unsecured(rules) => validate_unsecured(token, rules, now_ms),
+            TokenValidator::Jwks { rules, keys } => validate_signed(token, rules, keys, now_ms),
+        }
+    }
+}
+
+/// The server side of OAUTHBEARER.
 pub struct OAuthBearerServer {
-    rules: UnsecuredValidation,
+    validator: TokenValidator,
     now_ms: i64,
     state: OAuthState,
 }
 
 enum OAuthState {
     Initial,
-    /// Sent the error challenge; the client's `\x01` ends the exchange with `message`.
-    SentError(String),
+    /// Sent the error challenge; the client's `\x01` ends the exchange (the token was
+    /// refused for this reason).
+    SentError(InvalidToken),
     Finished,
 }
 
 impl OAuthBearerServer {
-    /// An exchange validating with `rules` at `now_ms`.
-    pub fn new(rules: UnsecuredValidation, now_ms: i64) -> Self {
+    /// An exchange validating with `validator` at `now_ms`.
+    pub fn new(validator: TokenValidator, now_ms: i64) -> Self {
         OAuthBearerServer {
-            rules,
+            validator,
             now_ms,
             state: OAuthState::Initial,
         }
@@ -184,7 +105,7 @@ impl ServerMechanism for OAuthBearerServer {
             OAuthState::Initial => {
                 let checked = parse_client_response(token)
                     .ok_or_else(|| InvalidToken("malformed client response".into()))
-                    .and_then(|t| validate_unsecured(&t, &self.rules, self.now_ms));
+                    .and_then(|t| self.validator.validate(&t, self.now_ms));
                 match checked {
                     Ok(valid) => Step::Done {
                         user: valid.principal,
@@ -192,13 +113,15 @@ impl ServerMechanism for OAuthBearerServer {
                         expires_at_ms: Some(valid.expires_at_ms),
                     },
                     Err(why) => {
-                        tracing::info!(reason = %why, "OAUTHBEARER token refused");
-                        self.state = OAuthState::SentError(INVALID_TOKEN.to_string());
+                        self.state = OAuthState::SentError(why);
                         Step::Continue(INVALID_TOKEN.as_bytes().to_vec())
                     }
                 }
             }
-            OAuthState::SentError(message) => Step::Failed(AuthFailure::new(message)),
+            OAuthState::SentError(why) => Step::Failed(
+                AuthFailure::new(INVALID_TOKEN)
+                    .with_reason(format!("OAUTHBEARER token refused: {why}")),
+            ),
             OAuthState::Finished => Step::Failed(AuthFailure::new("OAUTHBEARER exchange is over")),
         }
     }
@@ -261,11 +184,11 @@ mod tests {
             NOW_MS / 1000 + 60,
             &[("scope", "requiredScope x".into())],
         );
-        let rules = UnsecuredValidation {
+        let rules = TokenRules {
             required_scopes: vec!["requiredScope".into()],
-            ..UnsecuredValidation::default()
+            ..TokenRules::default()
         };
-        let mut server = OAuthBearerServer::new(rules, NOW_MS);
+        let mut server = OAuthBearerServer::new(TokenValidator::Unsecured(rules), NOW_MS);
         let mut client = OAuthBearerClient::new(&token);
         assert_eq!(
             server.step(&client.initial()),
@@ -279,14 +202,20 @@ mod tests {
 
     #[test]
     fn expired_or_unscoped_tokens_get_the_error_challenge_then_fail() {
-        let rules = UnsecuredValidation {
+        let rules = TokenValidator::Unsecured(TokenRules {
             required_scopes: vec!["requiredScope".into()],
-            ..UnsecuredValidation::default()
-        };
-        for token in [
-            unsecured_token("a", NOW_MS / 1000 - 1, &[("scope", "requiredScope".into())]),
-            unsecured_token("a", NOW_MS / 1000 + 60, &[("scope", "wrongScope".into())]),
-            "x.y.z".to_string(),
+            ..TokenRules::default()
+        });
+        for (token, reason) in [
+            (
+                unsecured_token("a", NOW_MS / 1000 - 1, &[("scope", "requiredScope".into())]),
+                "the token has expired",
+            ),
+            (
+                unsecured_token("a", NOW_MS / 1000 + 60, &[("scope", "wrongScope".into())]),
+                "the required scope requiredScope is not granted",
+            ),
+            ("x.y.z".to_string(), "not base64url"),
         ] {
             let mut server = OAuthBearerServer::new(rules.clone(), NOW_MS);
             let mut client = OAuthBearerClient::new(&token);
@@ -297,7 +226,10 @@ mod tests {
             let answer = client.step(&challenge).unwrap().unwrap();
             assert_eq!(
                 server.step(&answer),
-                Step::Failed(AuthFailure::new(INVALID_TOKEN))
+                Step::Failed(
+                    AuthFailure::new(INVALID_TOKEN)
+                        .with_reason(format!("OAUTHBEARER token refused: {reason}"))
+                )
             );
         }
         assert_eq!(

@@ -188,6 +188,26 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// A client configuration trusting the operating system's root certificates (for servers
+/// on the internet, such as an identity provider's key set endpoint).
+pub fn system_roots_client_config() -> Result<Arc<ClientConfig>, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(TlsError::Invalid(format!(
+            "no usable root certificate in the system's store ({} errors)",
+            found.errors.len()
+        )));
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Invalid(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The subject of the first certificate a peer presented, RFC 2253 as Kafka prints it.
 pub fn peer_subject(certificates: Option<&[CertificateDer<'_>]>) -> Option<String> {
     let first = certificates?.first()?;

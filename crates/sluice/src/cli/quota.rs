@@ -73,7 +73,8 @@ enum QuotaCommand {
         /// Fetched bytes per second.
         #[arg(long)]
         consumer_byte_rate: Option<u64>,
-        /// Percentage of one request handler's time (stored and described; not enforced).
+        /// Percentage of one request thread's time the client may keep busy (100 is a whole
+        /// thread); over it, responses carry throttle_time_ms and the connection waits.
         #[arg(long)]
         request_percentage: Option<f64>,
         /// Remove a quota key (repeatable), e.g. producer_byte_rate.

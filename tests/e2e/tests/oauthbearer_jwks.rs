@@ -1,0 +1,487 @@
+//! OAUTHBEARER with signed tokens (KIP-768) against a real broker: the identity provider's
+//! keys in a JWKS file or behind a loopback HTTP endpoint the test serves, tokens signed by
+//! the test (RS256 with the key in crates/security/testdata, ES256 with keys made here),
+//! librdkafka producing with them, and hand-built SASL frames for the exact answers.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::error::Error;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::client::{ClientContext, OAuthToken};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+    RsaPublicKeyComponents,
+};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
+use serde_json::{Value, json};
+use sluice_e2e::raw::RawConn;
+use sluice_e2e::*;
+
+const ISSUER: &str = "https://idp.test";
+const AUDIENCE: &str = "sluice";
+const INVALID_TOKEN: &str = r#"{"status":"invalid_token"}"#;
+
+/// A key that signs tokens, with its public half as a JWK.
+enum TestKey {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+}
+
+impl TestKey {
+    fn rsa() -> TestKey {
+        let pem = include_str!("../../../crates/security/testdata/jwt-rsa-2048.pem");
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+        TestKey::Rsa(RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap())
+    }
+
+    fn ec() -> TestKey {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        TestKey::Ec(
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                .unwrap(),
+        )
+    }
+
+    fn jwk(&self, kid: &str) -> Value {
+        match self {
+            TestKey::Rsa(key) => {
+                let public = RsaPublicKeyComponents::<Vec<u8>>::from(key.public());
+                json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+                       "n": B64URL.encode(&public.n), "e": B64URL.encode(&public.e)})
+            }
+            TestKey::Ec(key) => {
+                let point = key.public_key().as_ref();
+                json!({"kty": "EC", "kid": kid, "crv": "P-256",
+                       "x": B64URL.encode(&point[1..33]), "y": B64URL.encode(&point[33..65])})
+            }
+        }
+    }
+
+    /// A compact JWS of `claims` with `kid` in its header.
+    fn sign(&self, kid: &str, claims: &Value) -> String {
+        let alg = match self {
+            TestKey::Rsa(_) => "RS256",
+            TestKey::Ec(_) => "ES256",
+        };
+        let header = json!({"alg": alg, "typ": "JWT", "kid": kid});
+        let input = format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(claims.to_string())
+        );
+        let rng = SystemRandom::new();
+        let signature = match self {
+            TestKey::Rsa(key) => {
+                let mut sig = vec![0; key.public().modulus_len()];
+                key.sign(&RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig)
+                    .unwrap();
+                sig
+            }
+            TestKey::Ec(key) => key.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
+        };
+        format!("{input}.{}", B64URL.encode(signature))
+    }
+}
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Claims for `sub`, valid for `life_s` from now, by the expected issuer for the expected
+/// audience.
+fn claims(sub: &str, life_s: i64) -> Value {
+    json!({"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "iat": now_s(), "exp": now_s() + life_s})
+}
+
+fn jwks(keys: &[Value]) -> String {
+    json!({ "keys": keys }).to_string()
+}
+
+/// A broker with a PLAINTEXT listener and an OAUTHBEARER-only SASL_PLAINTEXT listener
+/// whose keys come from `jwks_url`.
+fn start(jwks_url: &str) -> (Broker, SocketAddr) {
+    let sasl = free_port();
+    let url = jwks_url.to_string();
+    let broker = Broker::start_with_port(move |port| {
+        [
+            "--listeners",
+            &format!("PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl}"),
+            "--sasl-mechanisms",
+            "OAUTHBEARER",
+            "--sasl-oauthbearer-jwks-endpoint-url",
+            &url,
+            "--sasl-oauthbearer-expected-issuer",
+            ISSUER,
+            "--sasl-oauthbearer-expected-audience",
+            &format!("other,{AUDIENCE}"),
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    (broker, SocketAddr::from(([127, 0, 0, 1], sasl)))
+}
+
+/// Logs in with `token` over hand-built frames: (error code, error message, session
+/// lifetime) of the last SaslAuthenticate, after answering an error challenge as clients do.
+fn login(addr: SocketAddr, token: &str) -> (i16, String, i64) {
+    let mut conn = RawConn::connect(addr);
+    let r = conn.roundtrip(
+        1,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("OAUTHBEARER")),
+    );
+    assert_eq!(r.error_code, 0);
+    let first = format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}").into_bytes();
+    let r = conn.roundtrip(
+        2,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(first.into()),
+    );
+    if r.error_code == 0 && !r.auth_bytes.is_empty() {
+        assert_eq!(
+            &r.auth_bytes[..],
+            INVALID_TOKEN.as_bytes(),
+            "error challenge"
+        );
+        let r = conn.roundtrip(
+            2,
+            3,
+            &SaslAuthenticateRequest::default().with_auth_bytes(vec![1u8].into()),
+        );
+        let message = r.error_message.map(|m| m.to_string()).unwrap_or_default();
+        return (r.error_code, message, r.session_lifetime_ms);
+    }
+    let message = r.error_message.map(|m| m.to_string()).unwrap_or_default();
+    (r.error_code, message, r.session_lifetime_ms)
+}
+
+/// A producer context handing librdkafka a fixed token and counting what happens.
+struct Bearer {
+    token: String,
+    expires_ms: i64,
+    acked: AtomicUsize,
+    failed: AtomicUsize,
+    auth_errors: AtomicUsize,
+}
+
+impl Bearer {
+    fn new(token: String, expires_s: i64) -> Bearer {
+        Bearer {
+            token,
+            expires_ms: expires_s * 1000,
+            acked: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            auth_errors: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl ClientContext for Bearer {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn Error>> {
+        Ok(OAuthToken {
+            token: self.token.clone(),
+            principal_name: "alice".into(),
+            lifetime_ms: self.expires_ms,
+        })
+    }
+
+    fn error(&self, error: KafkaError, _reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
+            self.auth_errors.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl ProducerContext for Bearer {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let counter = if result.is_ok() {
+            &self.acked
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn bearer_producer(addr: SocketAddr, context: Bearer) -> ThreadedProducer<Bearer> {
+    let mut c = client_config(&addr.to_string());
+    c.set("security.protocol", "sasl_plaintext")
+        .set("sasl.mechanisms", "OAUTHBEARER")
+        .set("message.timeout.ms", "15000")
+        .set("enable.idempotence", "false")
+        .set("linger.ms", "5");
+    c.create_with_context(context).expect("create producer")
+}
+
+/// Waits up to `timeout` for `done`.
+fn wait_for(timeout: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
+#[test]
+fn signed_tokens_from_a_jwks_file_authenticate_librdkafka_and_invalid_ones_get_58() {
+    let (rsa, ec, impostor) = (TestKey::rsa(), TestKey::ec(), TestKey::ec());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, jwks(&[rsa.jwk("rsa-1"), ec.jwk("ec-1")])).unwrap();
+    let (broker, sasl) = start(&format!("file:{}", path.display()));
+    create_topic(&broker.bootstrap(), "signed", 1, &[]);
+
+    // librdkafka produces with an RS256 token; the records read back exactly.
+    let exp = now_s() + 600;
+    let token = rsa.sign(
+        "rsa-1",
+        &json!({"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "iat": now_s(), "exp": exp}),
+    );
+    let p = bearer_producer(sasl, Bearer::new(token, exp));
+    for i in 0..100 {
+        let value = format!("signed-{i}");
+        p.send(BaseRecord::<(), _, ()>::with_opaque_to("signed", ()).payload(&value))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(p.context().acked.load(Ordering::SeqCst), 100);
+    assert_eq!(p.context().failed.load(Ordering::SeqCst), 0);
+    let read = consume_all(&broker.bootstrap(), "signed", 1, Duration::from_secs(30));
+    let values: Vec<String> = read[&0]
+        .iter()
+        .map(|m| String::from_utf8(m.payload().unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        (0..100).map(|i| format!("signed-{i}")).collect::<Vec<_>>()
+    );
+
+    // An ES256 token logs in with a session that ends when the token does.
+    let (code, _, lifetime) = login(sasl, &ec.sign("ec-1", &claims("bob", 60)));
+    assert_eq!(code, 0);
+    assert!(
+        lifetime > 50_000 && lifetime <= 60_000,
+        "lifetime {lifetime}"
+    );
+
+    // Invalid tokens: the error challenge, then SASL_AUTHENTICATION_FAILED with Kafka's
+    // message; the broker logs why.
+    let cases = [
+        (
+            ec.sign("ec-1", &claims("bob", -60)),
+            "the token has expired",
+        ),
+        (
+            impostor.sign("ec-1", &claims("bob", 60)),
+            "the signature does not verify with the JWKS key",
+        ),
+        (
+            rsa.sign("rsa-1", &json!({"sub": "bob", "iss": "https://evil.test", "aud": AUDIENCE, "iat": now_s(), "exp": now_s() + 60})),
+            "the issuer https://evil.test is not the expected https://idp.test",
+        ),
+        (
+            rsa.sign("rsa-1", &json!({"sub": "bob", "iss": ISSUER, "aud": "billing", "iat": now_s(), "exp": now_s() + 60})),
+            "the audience [\"billing\"] is none of the expected [\"other\", \"sluice\"]",
+        ),
+        (
+            sluice_security::sasl::oauthbearer::unsecured_token("bob", now_s() + 60, &[]),
+            "unsecured JWTs (alg none) are refused when a JWKS endpoint is configured",
+        ),
+    ];
+    for (token, reason) in cases {
+        assert_eq!(
+            login(sasl, &token),
+            (58, INVALID_TOKEN.to_string(), 0),
+            "{reason}"
+        );
+        let log = broker.log();
+        assert_eq!(
+            log.matches(&format!("OAUTHBEARER token refused: {reason}"))
+                .count(),
+            1,
+            "logged once: {reason}"
+        );
+    }
+
+    // librdkafka with a token for the wrong audience reports an authentication error.
+    let exp = now_s() + 600;
+    let token = rsa.sign(
+        "rsa-1",
+        &json!({"sub": "alice", "iss": ISSUER, "aud": "billing", "iat": now_s(), "exp": exp}),
+    );
+    let started = Instant::now();
+    let p = bearer_producer(sasl, Bearer::new(token, exp));
+    p.send(BaseRecord::<(), _, ()>::with_opaque_to("signed", ()).payload("x"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || p
+            .context()
+            .auth_errors
+            .load(Ordering::SeqCst)
+            > 0),
+        "no authentication error"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(p.context().acked.load(Ordering::SeqCst), 0);
+}
+
+/// A loopback HTTP server answering every request with the current key set, counting them.
+#[derive(Clone)]
+struct JwksServer {
+    addr: SocketAddr,
+    doc: Arc<Mutex<String>>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    fn start(doc: String) -> JwksServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = JwksServer {
+            addr: listener.local_addr().unwrap(),
+            doc: Arc::new(Mutex::new(doc)),
+            requests: Arc::new(AtomicUsize::new(0)),
+        };
+        let serving = server.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if !request.starts_with(b"GET /jwks ") {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    continue;
+                }
+                serving.requests.fetch_add(1, Ordering::SeqCst);
+                let body = serving.doc.lock().unwrap().clone();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        server
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    fn serve(&self, doc: String) {
+        *self.doc.lock().unwrap() = doc;
+    }
+}
+
+#[test]
+fn an_http_jwks_is_fetched_at_start_and_again_for_a_rotated_key_but_not_for_made_up_ones() {
+    let (old, new, unknown) = (TestKey::rsa(), TestKey::ec(), TestKey::ec());
+    let server = JwksServer::start(jwks(&[old.jwk("old")]));
+    let (broker, sasl) = start(&format!("http://{}/jwks", server.addr));
+    assert!(
+        wait_for(Duration::from_secs(10), || server.requests() == 1),
+        "the broker did not fetch the key set at start"
+    );
+    let (code, _, _) = login(sasl, &old.sign("old", &claims("alice", 60)));
+    assert_eq!(code, 0);
+    assert_eq!(server.requests(), 1, "a known key fetches nothing");
+
+    // The provider rotates its key: the first login with the new one fetches the set again.
+    server.serve(jwks(&[old.jwk("old"), new.jwk("new")]));
+    let (code, message, _) = login(sasl, &new.sign("new", &claims("alice", 60)));
+    assert_eq!((code, message.as_str()), (0, ""));
+    assert_eq!(server.requests(), 2);
+    // A made-up kid right after is refused without another fetch (at most one per 10 s).
+    let (code, message, _) = login(sasl, &unknown.sign("made-up", &claims("alice", 60)));
+    assert_eq!((code, message.as_str()), (58, INVALID_TOKEN));
+    assert_eq!(server.requests(), 2);
+    assert!(broker.log().contains(
+        "OAUTHBEARER token refused: no key in the JWKS for kid Some(\"made-up\") and alg ES256"
+    ));
+}
+
+#[test]
+fn a_broken_jwks_url_or_file_stops_the_start_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let out = run_sluice(
+        &[
+            "serve",
+            "--data-dir",
+            &data,
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "off",
+            "--sasl-oauthbearer-jwks-endpoint-url",
+            "http://idp.example/keys",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.and_then(|s| s.code()), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("'http://idp.example/keys' fetches the signing keys without TLS; use https:// (http:// is for loopback addresses only)"),
+        "{}",
+        out.stderr
+    );
+    let missing = dir.path().join("missing.json");
+    let out = run_sluice(
+        &[
+            "serve",
+            "--data-dir",
+            &data,
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "off",
+            "--sasl-oauthbearer-jwks-endpoint-url",
+            &format!("file:{}", missing.display()),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.and_then(|s| s.code()), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("cannot read {}", missing.display())),
+        "{}",
+        out.stderr
+    );
+}
