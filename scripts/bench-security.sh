@@ -45,11 +45,21 @@ done
 
 common=(produce --count "$count" --record-size 1024 --acks 1 --partitions 8 --broker-pid "$pid" --json -q)
 export SLUICE_SASL_PASSWORD=bench-secret
-for i in $(seq "$rounds"); do
-  "$bin" bench "${common[@]}" --brokers "127.0.0.1:$plain" --topic "plain-$i" > "$work/plain-$i.json"
-  "$bin" bench "${common[@]}" --brokers "127.0.0.1:$secure" --topic "secure-$i" \
+run_plain() {
+  "$bin" bench "${common[@]}" --brokers "127.0.0.1:$plain" --topic "plain-$1" > "$work/plain-$1.json"
+}
+run_secure() {
+  "$bin" bench "${common[@]}" --brokers "127.0.0.1:$secure" --topic "secure-$1" \
     --security-protocol SASL_SSL --ssl-ca-file "$work/ca.pem" \
-    --sasl-mechanism SCRAM-SHA-256 --sasl-username bench > "$work/secure-$i.json"
+    --sasl-mechanism SCRAM-SHA-256 --sasl-username bench > "$work/secure-$1.json"
+}
+for i in $(seq "$rounds"); do
+  # Alternate which goes first, and delete each round's topics, so neither protocol always
+  # meets a fuller page cache and disk.
+  if [ $((i % 2)) = 1 ]; then run_plain "$i"; run_secure "$i"; else run_secure "$i"; run_plain "$i"; fi
+  "$bin" topic delete "plain-$i" --brokers "127.0.0.1:$plain" >/dev/null
+  "$bin" topic delete "secure-$i" --brokers "127.0.0.1:$plain" >/dev/null
+  sync
 done
 
 python3 - "$work" "$rounds" <<'PY'
@@ -60,14 +70,17 @@ def load(name, i):
 def figures(r):
     if r["errors"]:
         sys.exit(f"a run had {r['errors']} errors: {r['first_error']}")
-    return r["records_per_sec"], r["mb_per_sec"]
+    gb = r["mb_per_sec"] * r["elapsed_s"] / 1000
+    return (r["records_per_sec"], r["mb_per_sec"], r["broker"]["cpu_s_per_gb"], r["client_cpu_s"] / gb)
+def show(f):
+    return f"{f[0]:,.0f} rec/s {f[1]:.1f} MB/s (CPU s/GB: broker {f[2]:.2f}, client {f[3]:.2f})"
 plain, secure = [], []
 for i in range(1, rounds + 1):
     p, s = figures(load("plain", i)), figures(load("secure", i))
     plain.append(p); secure.append(s)
-    print(f"round {i}: PLAINTEXT {p[0]:,.0f} rec/s {p[1]:.1f} MB/s | SASL_SSL {s[0]:,.0f} rec/s {s[1]:.1f} MB/s | ratio {s[0]/p[0]:.0%}")
-mp = statistics.median(r for r, _ in plain)
-ms = statistics.median(r for r, _ in secure)
+    print(f"round {i}: PLAINTEXT {show(p)} | SASL_SSL {show(s)} | ratio {s[0]/p[0]:.0%}")
+mp = statistics.median(f[0] for f in plain)
+ms = statistics.median(f[0] for f in secure)
 print(f"median: PLAINTEXT {mp:,.0f} rec/s, SASL_SSL {ms:,.0f} rec/s, SASL_SSL/PLAINTEXT {ms/mp:.0%}")
 PY
 
