@@ -109,8 +109,9 @@ impl PartitionLog {
     }
 
     /// Kafka's `truncateTo`: removes the batch holding `offset` and everything after it (a
-    /// batch is never split, so the log may end below `offset`). Nothing happens when
-    /// `offset` is at or past the log end; below the first segment the log starts afresh
+    /// batch is never split, so the log may end below `offset`). Nothing is removed when
+    /// `offset` is at or past the log end but a leader epoch starting at the end, which no
+    /// batch holds; below the first segment the log starts afresh
     /// at `offset`. The producer state is restored from the latest snapshot at or below the
     /// new end, the leader epochs and aborted transactions lose what was cut, the recovery
     /// point, high watermark and log start come down to the new end when past it. Segment
@@ -127,6 +128,11 @@ impl PartitionLog {
             });
         }
         if offset >= log_end {
+            // As Kafka's `UnifiedLog.truncateTo`, the leader epochs are cut even so: a node
+            // that led an epoch without appending to it holds that epoch at its log end, and
+            // a follower that kept it would name it as its last fetched epoch to a leader
+            // that never had it, be told to truncate here, and ask again for ever.
+            self.epochs_dirty |= self.epochs.truncate_from_end(log_end);
             return Ok(false);
         }
         if offset < self.first_segment_base() {

@@ -486,3 +486,32 @@ fn a_new_leadership_is_in_the_epoch_cache_before_its_first_batch() {
     log.append(&batch(1, 0, 10), 5, None, 0).unwrap();
     assert_eq!(epochs(&log), vec![(2, 0), (5, 3)]);
 }
+
+/// A node that led an epoch without appending to it, then follows a leader that never had
+/// that epoch: the leader says the follower diverged where its log ends, and the truncation
+/// there, which removes no batch, still drops the empty epoch (Kafka's `truncateTo`), so the
+/// follower's next fetch names the epoch before it. Before, the entry stayed and the
+/// follower asked about it again for ever (found by the fault harness: a follower never
+/// rejoined the ISR).
+#[test]
+fn truncating_at_the_log_end_drops_an_epoch_that_holds_no_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_log(dir.path(), &config(), false);
+    log.append(&batch(3, 0, 10), 2, None, 0).unwrap();
+    log.begin_leader_epoch(5).unwrap();
+    assert_eq!(log.leader_epochs().latest_epoch(), Some(5));
+    assert!(!log.truncate_to(3, 0).unwrap(), "no batch is removed");
+    assert_eq!(epochs(&log), vec![(2, 0)]);
+    assert_eq!(log.leader_epochs().latest_epoch(), Some(2));
+    assert_eq!(log.log_end_offset(), 3);
+    // An epoch that holds batches is kept by a truncation at the end.
+    log.append(&batch(2, 0, 10), 6, None, 0).unwrap();
+    assert!(!log.truncate_to(5, 0).unwrap());
+    assert_eq!(epochs(&log), vec![(2, 0), (6, 3)]);
+    // The cut survives a restart.
+    log.begin_leader_epoch(7).unwrap();
+    assert!(!log.truncate_to(5, 0).unwrap());
+    drop(log);
+    let log = open_log(dir.path(), &config(), true);
+    assert_eq!(epochs(&log), vec![(2, 0), (6, 3)]);
+}
