@@ -33,9 +33,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 /// How long a broker may take to accept connections after it is spawned.
@@ -944,6 +944,26 @@ pub fn check_exactly_once(
 /// A producer whose delivery reports are collected (send with
 /// `BaseRecord::with_opaque_to(topic, id)`).
 pub type TestProducer = ThreadedProducer<Collecting>;
+
+/// Sends `record-<id>` with key `key-<id>` to `partition` of `topic`, the delivery report
+/// tagged `id` (what [`check_exactly_once`] reads back), waiting while the queue is full.
+pub fn send_numbered(producer: &TestProducer, topic: &str, partition: i32, id: usize) {
+    let payload = format!("record-{id}");
+    let key = format!("key-{id}");
+    loop {
+        let record = BaseRecord::with_opaque_to(topic, id)
+            .partition(partition)
+            .key(&key)
+            .payload(&payload);
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err((e, _)) => panic!("send record {id}: {e}"),
+        }
+    }
+}
 
 /// A producer with short timeouts, no idempotence and `extra` settings on top.
 pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> TestProducer {

@@ -27,13 +27,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{NewTopic, TopicReplication};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::json;
 use sluice_e2e::raw::RawConn;
 use sluice_e2e::{
     Cluster, RunOutput, TestProducer, admin, admin_opts, block_on, check_exactly_once, consume_all,
-    producer, run_sluice,
+    producer, run_sluice, send_numbered,
 };
 
 /// How long partitions may take to settle after a node comes back or a move completes.
@@ -97,22 +96,7 @@ fn acks_all_producer(bootstrap: &str) -> TestProducer {
 fn send_until(producer: &TestProducer, topic: &str, partitions: usize, stop: &AtomicBool) -> usize {
     let mut id = 0;
     while !stop.load(Ordering::SeqCst) {
-        let payload = format!("record-{id}");
-        let key = format!("key-{id}");
-        let partition = (id % partitions) as i32;
-        loop {
-            let record = BaseRecord::with_opaque_to(topic, id)
-                .partition(partition)
-                .key(&key)
-                .payload(&payload);
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    thread::sleep(Duration::from_millis(5))
-                }
-                Err((e, _)) => panic!("send record {id}: {e}"),
-            }
-        }
+        send_numbered(producer, topic, (id % partitions) as i32, id);
         id += 1;
         thread::sleep(Duration::from_millis(1));
     }

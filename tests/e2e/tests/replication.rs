@@ -15,13 +15,12 @@ use std::thread;
 use std::time::Duration;
 
 use rdkafka::admin::{NewTopic, TopicReplication};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::Producer;
 use sluice_e2e::raw::{self, BatchBuilder, RawConn};
 use sluice_e2e::{
     Cluster, Delivery, admin, admin_opts, block_on, check_exactly_once, consume_all, producer,
-    record_id, run_sluice,
+    record_id, run_sluice, send_numbered,
 };
 
 const NOT_ENOUGH_REPLICAS: i16 = 19;
@@ -81,22 +80,7 @@ fn acknowledged_records_survive_kill9_of_the_leader_and_the_node_rejoins_the_isr
     thread::scope(|s| {
         s.spawn(|| {
             for id in 0..TOTAL {
-                let payload = format!("record-{id}");
-                let key = format!("key-{id}");
-                let partition = (id % PARTITIONS) as i32;
-                loop {
-                    let record = BaseRecord::with_opaque_to(topic, id)
-                        .partition(partition)
-                        .key(&key)
-                        .payload(&payload);
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                            thread::sleep(Duration::from_millis(5))
-                        }
-                        Err((e, _)) => panic!("send record {id}: {e}"),
-                    }
-                }
+                send_numbered(&producer, topic, (id % PARTITIONS) as i32, id);
                 thread::sleep(Duration::from_micros(500));
             }
         });
