@@ -416,7 +416,7 @@ fn poll_order(history: &History, log: &Log) -> Vec<Anomaly> {
     let mut anomalies = Vec::new();
     for event in &history.polls {
         match event {
-            PollEvent::Reassigned { consumer } => last.retain(|(c, _), _| c != consumer),
+            PollEvent::Reassigned { consumer, .. } => last.retain(|(c, _), _| c != consumer),
             PollEvent::Record {
                 consumer,
                 partition,
@@ -473,7 +473,7 @@ pub fn summarize(anomalies: &[Anomaly], examples: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Send;
+    use crate::history::{Send, Span};
 
     fn acked(producer: usize, partition: Partition, value: Value, offset: Offset) -> Send {
         Send {
@@ -481,6 +481,7 @@ mod tests {
             partition,
             value,
             outcome: SendOutcome::Acked(offset),
+            span: Span::default(),
         }
     }
 
@@ -490,6 +491,7 @@ mod tests {
             partition,
             offset,
             value,
+            at_ns: 0,
         }
     }
 
@@ -516,6 +518,7 @@ mod tests {
             partition: 0,
             value: 99,
             outcome: SendOutcome::Indeterminate("Message timed out".into()),
+            span: Span::default(),
         });
         assert_eq!(check(&h), vec![]);
         assert_eq!(h.operations(), 6 + 5 + 1);
@@ -529,6 +532,7 @@ mod tests {
             partition: 0,
             value: 3,
             outcome: SendOutcome::Indeterminate("Message timed out".into()),
+            span: Span::default(),
         });
         h.final_read.entry(0).or_default().push((2, 3));
         assert_eq!(check(&h), vec![]);
@@ -574,8 +578,12 @@ mod tests {
             partition: 0,
             value: 7,
             outcome: SendOutcome::Indeterminate("timed out".into()),
+            span: Span::default(),
         });
-        h.polls.push(PollEvent::Reassigned { consumer: 1 });
+        h.polls.push(PollEvent::Reassigned {
+            consumer: 1,
+            at_ns: 0,
+        });
         h.polls.push(record(1, 0, 1, 7));
         let anomalies = check(&h);
         assert_eq!(
@@ -613,6 +621,7 @@ mod tests {
             partition: 0,
             value: 3,
             outcome: SendOutcome::Failed("queue full".into()),
+            span: Span::default(),
         });
         h.final_read.entry(0).or_default().push((2, 3));
         let anomalies = check(&h);
@@ -635,6 +644,7 @@ mod tests {
             partition: 0,
             value: 3,
             outcome: SendOutcome::Failed("queue full".into()),
+            span: Span::default(),
         });
         assert_eq!(check(&h), vec![]);
     }
@@ -697,7 +707,10 @@ mod tests {
     #[test]
     fn rereading_after_a_reassignment_is_fine() {
         let mut h = valid(3);
-        h.polls.push(PollEvent::Reassigned { consumer: 0 });
+        h.polls.push(PollEvent::Reassigned {
+            consumer: 0,
+            at_ns: 0,
+        });
         h.polls.push(record(0, 0, 0, 1));
         h.polls.push(record(0, 0, 1, 2));
         assert_eq!(check(&h), vec![]);

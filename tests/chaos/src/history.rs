@@ -24,6 +24,16 @@ pub enum SendOutcome {
     Indeterminate(String),
 }
 
+/// When an operation began and ended, in nanoseconds since the run started (Jepsen's
+/// `:time`): what orders a history's operations for an external checker. Zero in
+/// hand-made histories; the checker here does not read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    pub invoked_ns: u64,
+    /// None while the operation has no outcome (a send never reported).
+    pub completed_ns: Option<u64>,
+}
+
 /// One send of one value to one partition, by one producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Send {
@@ -33,6 +43,7 @@ pub struct Send {
     pub partition: Partition,
     pub value: Value,
     pub outcome: SendOutcome,
+    pub span: Span,
 }
 
 /// What an assign-mode consumer saw, in the order it saw it.
@@ -44,10 +55,12 @@ pub enum PollEvent {
         partition: Partition,
         offset: Offset,
         value: Value,
+        /// When the consumer got it, in nanoseconds since the run started.
+        at_ns: u64,
     },
     /// The consumer was (re)assigned or sought: what it reads next need not follow what it
     /// read before.
-    Reassigned { consumer: usize },
+    Reassigned { consumer: usize, at_ns: u64 },
 }
 
 /// Everything a run recorded.
@@ -60,6 +73,8 @@ pub struct History {
     /// Each partition read from its start to its high watermark after every fault healed:
     /// (offset, value) in log order.
     pub final_read: BTreeMap<Partition, Vec<(Offset, Value)>>,
+    /// When the final read ended, in nanoseconds since the run started.
+    pub final_read_ns: u64,
     /// Lines of the nodes' logs that report a panic: (node, line).
     pub panics: Vec<(String, String)>,
 }

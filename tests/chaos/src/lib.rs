@@ -3,9 +3,11 @@
 //! librdkafka producers and consumers against them ([`workload`]) while a nemesis kills,
 //! pauses, partitions and restarts nodes ([`nemesis`]), heals everything, reads every
 //! partition, and checks what the clients saw ([`checker`], the analysis of Jepsen's Kafka
-//! queue workload). docs/RELIABILITY.md says how to run it.
+//! queue workload), and can write the history for Jepsen's own checker ([`edn`]).
+//! docs/RELIABILITY.md says how to run it.
 
 pub mod checker;
+pub mod edn;
 pub mod history;
 pub mod nemesis;
 pub mod nodes;

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sluice_chaos::checker;
 use sluice_chaos::nemesis::FaultKind;
 use sluice_chaos::run::{RunConfig, run};
+use sluice_chaos::{checker, edn};
 
 /// Runs a Sluice cluster of real processes under faults (kill -9, SIGSTOP, network
 /// partitions, resets, delays, rolling restarts) with idempotent acks=all librdkafka
@@ -70,6 +70,11 @@ struct Args {
     /// when the run finds anomalies).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Also write the history here, in Jepsen's EDN history format (the operations of its
+    /// Kafka queue workload), for Jepsen's own checker. A run with anomalies always writes
+    /// it to history.edn in the kept directory.
+    #[arg(long)]
+    history: Option<PathBuf>,
 }
 
 fn find_sluice(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -140,7 +145,9 @@ fn config(args: Args) -> anyhow::Result<(RunConfig, bool)> {
 }
 
 fn main() -> ExitCode {
-    let (config, temporary) = match config(Args::parse()) {
+    let args = Args::parse();
+    let history_path = args.history.clone();
+    let (config, temporary) = match config(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sluice-chaos: {e:#}");
@@ -168,6 +175,17 @@ fn main() -> ExitCode {
     };
     print!("{}", checker::summarize(&outcome.anomalies, 10));
     let anomalies = outcome.anomalies.len();
+    let edn = edn::to_edn(&outcome.history);
+    let mut written = history_path.into_iter().collect::<Vec<_>>();
+    if anomalies > 0 {
+        written.push(config.dir.join("history.edn"));
+    }
+    for path in written {
+        match std::fs::write(&path, &edn) {
+            Ok(()) => println!("history (Jepsen EDN) written to {}", path.display()),
+            Err(e) => eprintln!("sluice-chaos: cannot write {}: {e}", path.display()),
+        }
+    }
     if anomalies == 0 && temporary {
         let _ = std::fs::remove_dir_all(&config.dir);
     } else if anomalies > 0 {

@@ -21,7 +21,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::topic_partition_list::{Offset as KafkaOffset, TopicPartitionList};
 
 use crate::history::{
-    History, Offset, Partition, PollEvent, Send, SendOutcome, Value, parse_payload, payload,
+    History, Offset, Partition, PollEvent, Send, SendOutcome, Span, Value, parse_payload, payload,
 };
 
 /// What a send is recorded as until its delivery report arrives; a send never reported
@@ -29,8 +29,9 @@ use crate::history::{
 const UNREPORTED: &str = "no delivery report";
 
 /// Sends and polls as they happen, from every client thread.
-#[derive(Default)]
 pub struct Recorder {
+    /// Time zero of the history's timestamps.
+    started: Instant,
     sends: Mutex<Vec<Send>>,
     polls: Mutex<Vec<PollEvent>>,
     acked: AtomicUsize,
@@ -41,14 +42,39 @@ pub struct Recorder {
     producer_restarts: AtomicUsize,
 }
 
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            started: Instant::now(),
+            sends: Mutex::default(),
+            polls: Mutex::default(),
+            acked: AtomicUsize::default(),
+            indeterminate: AtomicUsize::default(),
+            consumer_errors: AtomicUsize::default(),
+            polled_up_to: Mutex::default(),
+            producer_restarts: AtomicUsize::default(),
+        }
+    }
+}
+
 impl Recorder {
+    /// Nanoseconds since the recorder started: the history's clock.
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     fn begin_send(&self, producer: usize, partition: Partition, value: Value) -> usize {
+        let invoked_ns = self.now_ns();
         let mut sends = self.sends.lock();
         sends.push(Send {
             producer,
             partition,
             value,
             outcome: SendOutcome::Indeterminate(UNREPORTED.into()),
+            span: Span {
+                invoked_ns,
+                completed_ns: None,
+            },
         });
         sends.len() - 1
     }
@@ -59,8 +85,10 @@ impl Recorder {
             SendOutcome::Indeterminate(_) => self.indeterminate.fetch_add(1, Ordering::Relaxed),
             SendOutcome::Failed(_) => 0,
         };
+        let completed_ns = self.now_ns();
         if let Some(send) = self.sends.lock().get_mut(index) {
             send.outcome = outcome;
+            send.span.completed_ns = Some(completed_ns);
         }
     }
 
@@ -94,12 +122,13 @@ impl Recorder {
         self.polled_up_to.lock().clone()
     }
 
-    /// The history so far, with `final_read`.
+    /// The history so far, with `final_read`, which ends now.
     pub fn history(&self, final_read: BTreeMap<Partition, Vec<(Offset, Value)>>) -> History {
         History {
             sends: self.sends.lock().clone(),
             polls: self.polls.lock().clone(),
             final_read,
+            final_read_ns: self.now_ns(),
             panics: Vec::new(),
         }
     }
@@ -338,6 +367,7 @@ impl Poller {
         let consumer = assigned_consumer(&config.bootstrap, &config.topic, config.partitions)?;
         recorder.polled(PollEvent::Reassigned {
             consumer: consumer_id,
+            at_ns: recorder.now_ns(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (stop_flag, recorder) = (stop.clone(), recorder.clone());
@@ -350,6 +380,7 @@ impl Poller {
                         partition: m.partition(),
                         offset: m.offset(),
                         value: value_of(&m),
+                        at_ns: recorder.now_ns(),
                     }),
                     Some(Err(_)) => {
                         recorder.consumer_errors.fetch_add(1, Ordering::Relaxed);

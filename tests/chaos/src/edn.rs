@@ -1,0 +1,335 @@
+//! A [`History`] written as Jepsen's history: one EDN operation map per line, in time
+//! order, shaped like the operations of Jepsen's Kafka queue workload (`jepsen.tests.kafka`)
+//! so that its checker can judge a Sluice run too. Keys are partitions, processes are
+//! producer instances (a replaced producer is a new process, as after a crash in Jepsen),
+//! then the assign-mode consumers, then the final reader.
+//!
+//! - a send: `:invoke` with `[[:send k v]]`, then `:ok` with `[[:send k [offset v]]]`,
+//!   `:fail`, or `:info` (indeterminate; a send never reported completes at the end);
+//! - a consumer's (re)assignment: `:assign` of every partition, invoked and completed at once;
+//! - a run of records one consumer polled: `:invoke` `[[:poll]]`, then `:ok`
+//!   `[[:poll {k [[offset v] …]}]]` at the time of its last record;
+//! - the final read: an `:assign` and one `:poll` holding every partition's records.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::history::{History, Offset, Partition, PollEvent, SendOutcome, Value};
+
+/// A record a consumer polled: (partition, offset, value, when).
+type Polled = (Partition, Offset, Value, u64);
+
+/// The records one consumer polled since its last operation, and when the first came.
+struct PollRun {
+    invoked: u64,
+    records: Vec<Polled>,
+}
+
+/// One operation before it is numbered: (time, order of creation) sorts a history.
+struct Op {
+    time: u64,
+    process: usize,
+    kind: &'static str,
+    f: &'static str,
+    value: String,
+    error: Option<String>,
+}
+
+/// The history as EDN lines, each ending in a newline.
+pub fn to_edn(history: &History) -> String {
+    let mut ops = Vec::new();
+    let producers = sends(history, &mut ops);
+    let consumers = polls(history, producers, &mut ops);
+    final_read(history, producers + consumers, &mut ops);
+    // A stable sort keeps each process's invocation before its completion at equal times.
+    ops.sort_by_key(|op| op.time);
+    let mut out = String::new();
+    for (index, op) in ops.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{{:index {index}, :time {}, :type {}, :process {}, :f {}, :value {}",
+            op.time, op.kind, op.process, op.f, op.value
+        );
+        if let Some(error) = &op.error {
+            let _ = write!(out, ", :error {}", edn_string(error));
+        }
+        out.push_str("}\n");
+    }
+    out
+}
+
+/// Every send's invocation and completion; returns how many producer processes there are.
+fn sends(history: &History, ops: &mut Vec<Op>) -> usize {
+    let end = history.final_read_ns;
+    for send in &history.sends {
+        let (k, v) = (send.partition, send.value);
+        ops.push(Op {
+            time: send.span.invoked_ns,
+            process: send.producer,
+            kind: ":invoke",
+            f: ":send",
+            value: format!("[[:send {k} {v}]]"),
+            error: None,
+        });
+        let (kind, value, error) = match &send.outcome {
+            SendOutcome::Acked(offset) => (":ok", format!("[[:send {k} [{offset} {v}]]]"), None),
+            SendOutcome::Failed(e) => (":fail", format!("[[:send {k} {v}]]"), Some(e.clone())),
+            SendOutcome::Indeterminate(e) => {
+                (":info", format!("[[:send {k} {v}]]"), Some(e.clone()))
+            }
+        };
+        ops.push(Op {
+            time: send.span.completed_ns.unwrap_or(end),
+            process: send.producer,
+            kind,
+            f: ":send",
+            value,
+            error,
+        });
+    }
+    history
+        .sends
+        .iter()
+        .map(|s| s.producer + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Every consumer's assignments and polled records, as operations of processes numbered
+/// from `first`; returns how many consumers there are.
+fn polls(history: &History, first: usize, ops: &mut Vec<Op>) -> usize {
+    let partitions: Vec<Partition> = history.final_read.keys().copied().collect();
+    let mut open: BTreeMap<usize, PollRun> = BTreeMap::new();
+    let mut consumers = 0;
+    for event in &history.polls {
+        match *event {
+            PollEvent::Reassigned { consumer, at_ns } => {
+                consumers = consumers.max(consumer + 1);
+                if let Some(run) = open.remove(&consumer) {
+                    poll_op(first + consumer, run, ops);
+                }
+                assign_op(first + consumer, at_ns, &partitions, ops);
+            }
+            PollEvent::Record {
+                consumer,
+                partition,
+                offset,
+                value,
+                at_ns,
+            } => {
+                consumers = consumers.max(consumer + 1);
+                open.entry(consumer)
+                    .or_insert_with(|| PollRun {
+                        invoked: at_ns,
+                        records: Vec::new(),
+                    })
+                    .records
+                    .push((partition, offset, value, at_ns));
+            }
+        }
+    }
+    for (consumer, run) in open {
+        poll_op(first + consumer, run, ops);
+    }
+    consumers
+}
+
+/// One poll of the records in `run`, completed when its last record came.
+fn poll_op(process: usize, run: PollRun, ops: &mut Vec<Op>) {
+    let PollRun { invoked, records } = run;
+    let completed = records.last().map_or(invoked, |r| r.3);
+    let mut by_partition: BTreeMap<Partition, Vec<(Offset, Value)>> = BTreeMap::new();
+    for (partition, offset, value, _) in records {
+        by_partition
+            .entry(partition)
+            .or_default()
+            .push((offset, value));
+    }
+    push_poll(process, invoked, completed, &by_partition, ops);
+}
+
+fn push_poll(
+    process: usize,
+    invoked: u64,
+    completed: u64,
+    records: &BTreeMap<Partition, Vec<(Offset, Value)>>,
+    ops: &mut Vec<Op>,
+) {
+    ops.push(Op {
+        time: invoked,
+        process,
+        kind: ":invoke",
+        f: ":poll",
+        value: "[[:poll]]".into(),
+        error: None,
+    });
+    let mut value = String::from("[[:poll {");
+    for (i, (partition, pairs)) in records.iter().enumerate() {
+        if i > 0 {
+            value.push_str(", ");
+        }
+        let _ = write!(value, "{partition} [");
+        for (j, (offset, v)) in pairs.iter().enumerate() {
+            if j > 0 {
+                value.push(' ');
+            }
+            let _ = write!(value, "[{offset} {v}]");
+        }
+        value.push(']');
+    }
+    value.push_str("}]]");
+    ops.push(Op {
+        time: completed,
+        process,
+        kind: ":ok",
+        f: ":poll",
+        value,
+        error: None,
+    });
+}
+
+fn assign_op(process: usize, at: u64, partitions: &[Partition], ops: &mut Vec<Op>) {
+    let keys: Vec<String> = partitions.iter().map(ToString::to_string).collect();
+    let value = format!("[{}]", keys.join(" "));
+    for kind in [":invoke", ":ok"] {
+        ops.push(Op {
+            time: at,
+            process,
+            kind,
+            f: ":assign",
+            value: value.clone(),
+            error: None,
+        });
+    }
+}
+
+/// The final read as one assignment and one poll by its own process, at the end.
+fn final_read(history: &History, process: usize, ops: &mut Vec<Op>) {
+    let at = history.final_read_ns;
+    let partitions: Vec<Partition> = history.final_read.keys().copied().collect();
+    assign_op(process, at, &partitions, ops);
+    push_poll(process, at, at, &history.final_read, ops);
+}
+
+/// `text` as an EDN string literal.
+fn edn_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Send, Span};
+
+    fn send(producer: usize, value: Value, outcome: SendOutcome, span: (u64, Option<u64>)) -> Send {
+        Send {
+            producer,
+            partition: 1,
+            value,
+            outcome,
+            span: Span {
+                invoked_ns: span.0,
+                completed_ns: span.1,
+            },
+        }
+    }
+
+    #[test]
+    fn a_history_becomes_jepsen_operations_in_time_order() {
+        let mut h = History::default();
+        h.sends
+            .push(send(0, 7, SendOutcome::Acked(0), (10, Some(40))));
+        h.sends.push(send(
+            1,
+            8,
+            SendOutcome::Indeterminate("Local: Message \"timed\" out".into()),
+            (20, None),
+        ));
+        h.sends.push(send(
+            0,
+            9,
+            SendOutcome::Failed("Local: Queue full".into()),
+            (45, Some(46)),
+        ));
+        h.polls.push(PollEvent::Reassigned {
+            consumer: 0,
+            at_ns: 5,
+        });
+        for (offset, value, at_ns) in [(0, 7, 50), (1, 8, 60)] {
+            h.polls.push(PollEvent::Record {
+                consumer: 0,
+                partition: 1,
+                offset,
+                value,
+                at_ns,
+            });
+        }
+        h.final_read.insert(0, vec![]);
+        h.final_read.insert(1, vec![(0, 7), (1, 8)]);
+        h.final_read_ns = 100;
+
+        let expected = [
+            "{:index 0, :time 5, :type :invoke, :process 2, :f :assign, :value [0 1]}",
+            "{:index 1, :time 5, :type :ok, :process 2, :f :assign, :value [0 1]}",
+            "{:index 2, :time 10, :type :invoke, :process 0, :f :send, :value [[:send 1 7]]}",
+            "{:index 3, :time 20, :type :invoke, :process 1, :f :send, :value [[:send 1 8]]}",
+            "{:index 4, :time 40, :type :ok, :process 0, :f :send, :value [[:send 1 [0 7]]]}",
+            "{:index 5, :time 45, :type :invoke, :process 0, :f :send, :value [[:send 1 9]]}",
+            "{:index 6, :time 46, :type :fail, :process 0, :f :send, :value [[:send 1 9]], :error \"Local: Queue full\"}",
+            "{:index 7, :time 50, :type :invoke, :process 2, :f :poll, :value [[:poll]]}",
+            "{:index 8, :time 60, :type :ok, :process 2, :f :poll, :value [[:poll {1 [[0 7] [1 8]]}]]}",
+            "{:index 9, :time 100, :type :info, :process 1, :f :send, :value [[:send 1 8]], :error \"Local: Message \\\"timed\\\" out\"}",
+            "{:index 10, :time 100, :type :invoke, :process 3, :f :assign, :value [0 1]}",
+            "{:index 11, :time 100, :type :ok, :process 3, :f :assign, :value [0 1]}",
+            "{:index 12, :time 100, :type :invoke, :process 3, :f :poll, :value [[:poll]]}",
+            "{:index 13, :time 100, :type :ok, :process 3, :f :poll, :value [[:poll {0 [], 1 [[0 7] [1 8]]}]]}",
+        ];
+        let edn = to_edn(&h);
+        let lines: Vec<&str> = edn.lines().collect();
+        assert_eq!(lines, expected);
+        assert!(edn.ends_with("}\n"));
+    }
+
+    #[test]
+    fn a_reassignment_closes_the_consumer_s_poll_before_it() {
+        let mut h = History::default();
+        for (offset, at_ns) in [(0, 1), (1, 2)] {
+            h.polls.push(PollEvent::Record {
+                consumer: 0,
+                partition: 0,
+                offset,
+                value: offset as Value,
+                at_ns,
+            });
+            if offset == 0 {
+                h.polls.push(PollEvent::Reassigned {
+                    consumer: 0,
+                    at_ns: 1,
+                });
+            }
+        }
+        h.final_read.insert(0, vec![(0, 0), (1, 1)]);
+        h.final_read_ns = 3;
+        let edn = to_edn(&h);
+        let polls: Vec<&str> = edn
+            .lines()
+            .filter(|l| l.contains(":process 0, :f :poll") && l.contains(":ok"))
+            .collect();
+        assert_eq!(polls.len(), 2, "{edn}");
+        assert!(polls[0].ends_with(":value [[:poll {0 [[0 0]]}]]}"), "{edn}");
+        assert!(polls[1].ends_with(":value [[:poll {0 [[1 1]]}]]}"), "{edn}");
+    }
+}
