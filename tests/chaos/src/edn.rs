@@ -7,14 +7,19 @@
 //! - a send: `:invoke` with `[[:send k v]]`, then `:ok` with `[[:send k [offset v]]]`,
 //!   `:fail`, or `:info` (indeterminate; a send never reported completes at the end);
 //! - a consumer's (re)assignment: `:assign` of every partition, invoked and completed at once;
-//! - a run of records one consumer polled: `:invoke` `[[:poll]]`, then `:ok`
-//!   `[[:poll {k [[offset v] …]}]]` at the time of its last record;
+//! - the records one consumer polled within [`POLL_WINDOW_NS`]: `:invoke` `[[:poll]]` at
+//!   the first, then `:ok` `[[:poll {k [[offset v] …]}]]` at the last;
 //! - the final read: an `:assign` and one `:poll` holding every partition's records.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::history::{History, Offset, Partition, PollEvent, SendOutcome, Value};
+
+/// How long one poll operation gathers a consumer's records: the consumer polls one record
+/// at a time, and Jepsen's polls return what arrived within a poll timeout; 100 ms is the
+/// workload consumer's own poll timeout.
+pub const POLL_WINDOW_NS: u64 = 100_000_000;
 
 /// A record a consumer polled: (partition, offset, value, when).
 type Polled = (Partition, Offset, Value, u64);
@@ -118,6 +123,12 @@ fn polls(history: &History, first: usize, ops: &mut Vec<Op>) -> usize {
                 at_ns,
             } => {
                 consumers = consumers.max(consumer + 1);
+                let window_over = open
+                    .get(&consumer)
+                    .is_some_and(|run| at_ns.saturating_sub(run.invoked) >= POLL_WINDOW_NS);
+                if window_over && let Some(run) = open.remove(&consumer) {
+                    poll_op(first + consumer, run, ops);
+                }
                 open.entry(consumer)
                     .or_insert_with(|| PollRun {
                         invoked: at_ns,
@@ -331,5 +342,36 @@ mod tests {
         assert_eq!(polls.len(), 2, "{edn}");
         assert!(polls[0].ends_with(":value [[:poll {0 [[0 0]]}]]}"), "{edn}");
         assert!(polls[1].ends_with(":value [[:poll {0 [[1 1]]}]]}"), "{edn}");
+    }
+
+    #[test]
+    fn a_consumer_s_records_are_one_poll_per_window() {
+        let mut h = History::default();
+        let at = [0, POLL_WINDOW_NS - 1, POLL_WINDOW_NS, POLL_WINDOW_NS + 5];
+        for (offset, at_ns) in at.into_iter().enumerate() {
+            h.polls.push(PollEvent::Record {
+                consumer: 0,
+                partition: 0,
+                offset: offset as Offset,
+                value: offset as Value,
+                at_ns,
+            });
+        }
+        h.final_read.insert(0, vec![]);
+        h.final_read_ns = 2 * POLL_WINDOW_NS;
+        let edn = to_edn(&h);
+        let polls: Vec<&str> = edn
+            .lines()
+            .filter(|l| l.contains(":process 0, :f :poll"))
+            .collect();
+        assert_eq!(
+            polls,
+            [
+                "{:index 0, :time 0, :type :invoke, :process 0, :f :poll, :value [[:poll]]}",
+                "{:index 1, :time 99999999, :type :ok, :process 0, :f :poll, :value [[:poll {0 [[0 0] [1 1]]}]]}",
+                "{:index 2, :time 100000000, :type :invoke, :process 0, :f :poll, :value [[:poll]]}",
+                "{:index 3, :time 100000005, :type :ok, :process 0, :f :poll, :value [[:poll {0 [[2 2] [3 3]]}]]}",
+            ]
+        );
     }
 }

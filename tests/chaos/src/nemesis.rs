@@ -28,6 +28,9 @@ pub enum FaultKind {
     Isolate,
     /// A random minority (⌊(n−1)/2⌋ nodes; one of three) cut off from the majority.
     Split,
+    /// Everything a random node sends to the other nodes is held (blackhole one way): it
+    /// still hears them, they no longer hear it — its requests and its answers alike.
+    OneWay,
     /// Every connection to and from a random node reset, again and again, for the hold.
     Reset,
     /// Every node-to-node link delayed (50–250 ms, jitter up to 100 ms) for the hold.
@@ -37,13 +40,14 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Kill,
         FaultKind::KillLeader,
         FaultKind::KillController,
         FaultKind::Pause,
         FaultKind::Isolate,
         FaultKind::Split,
+        FaultKind::OneWay,
         FaultKind::Reset,
         FaultKind::Delay,
         FaultKind::RollingRestart,
@@ -57,6 +61,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Isolate => "isolate",
             FaultKind::Split => "split",
+            FaultKind::OneWay => "one-way",
             FaultKind::Reset => "reset",
             FaultKind::Delay => "delay",
             FaultKind::RollingRestart => "rolling-restart",
@@ -174,6 +179,13 @@ pub fn apply(
             let mut minority = minority.to_vec();
             minority.sort_unstable();
             format!("split nodes {minority:?} from the rest")
+        }
+        FaultKind::OneWay => {
+            let id = random_node(rng)?;
+            for other in ids.iter().filter(|other| **other != id) {
+                cluster.faults().set(id, *other, Some(LinkFault::Blackhole));
+            }
+            format!("node {id} heard but not heard (its outgoing links blackholed)")
         }
         FaultKind::Reset => {
             let id = random_node(rng)?;
