@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sluice_cluster::RpcKind;
-use sluice_protocol::clock::SystemClock;
+use sluice_protocol::clock::{Clock, SkewedClock, SystemClock};
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -159,6 +159,39 @@ pub struct Server {
     pub recovered_unclean: bool,
 }
 
+/// The environment variable that shifts a node's wall clock (fault injection).
+pub const CLOCK_SKEW_ENV: &str = "SLUICE_FAULT_CLOCK_SKEW_MS";
+
+/// How far [`CLOCK_SKEW_ENV`] may shift the clock: a day either way.
+const MAX_CLOCK_SKEW_MS: i64 = 86_400_000;
+
+/// The broker's wall clock: the system's, or — fault injection for testing a cluster
+/// whose clocks disagree — the system's shifted by [`CLOCK_SKEW_ENV`] milliseconds, with a
+/// warning at start so that a skewed node is never mistaken for a healthy one.
+fn wall_clock() -> Result<Arc<dyn Clock>, StartError> {
+    let Ok(value) = std::env::var(CLOCK_SKEW_ENV) else {
+        return Ok(Arc::new(SystemClock));
+    };
+    let skew_ms = value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|ms| ms.abs() <= MAX_CLOCK_SKEW_MS)
+        .ok_or_else(|| {
+            StartError::Config(ConfigError::Invalid {
+                name: CLOCK_SKEW_ENV.into(),
+                reason: format!(
+                    "{value:?} is not a number of milliseconds within ±{MAX_CLOCK_SKEW_MS}; unset it to use the system clock"
+                ),
+            })
+        })?;
+    tracing::warn!(
+        skew_ms,
+        "the wall clock is shifted by {skew_ms} ms ({CLOCK_SKEW_ENV}, fault injection): record timestamps, retention and timeouts follow the shifted clock"
+    );
+    Ok(Arc::new(SkewedClock::new(skew_ms)))
+}
+
 impl Server {
     /// Locks the data dir, opens metadata and logs, and starts listening.
     pub async fn start(config: BrokerConfig) -> Result<Self, StartError> {
@@ -232,7 +265,7 @@ impl Server {
             BoundListeners::All(bound.clone()),
             recover,
             fd_budget,
-            Arc::new(SystemClock),
+            wall_clock()?,
         )
         .await?;
 

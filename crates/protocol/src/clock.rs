@@ -38,6 +38,27 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock shifted by a fixed number of milliseconds: fault injection, so that
+/// one node's wall clock disagrees with the others' and with its own before a restart,
+/// as on a machine whose clock is set wrong.
+#[derive(Debug, Clone, Copy)]
+pub struct SkewedClock {
+    skew_ms: i64,
+}
+
+impl SkewedClock {
+    /// The system clock plus `skew_ms` (negative: behind).
+    pub fn new(skew_ms: i64) -> Self {
+        Self { skew_ms }
+    }
+}
+
+impl Clock for SkewedClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms().saturating_add(self.skew_ms).max(0)
+    }
+}
+
 /// A clock that moves only when told to, for tests (Kafka's `MockTime`).
 #[derive(Debug)]
 pub struct ManualClock {
@@ -93,6 +114,20 @@ mod tests {
         let clock = ManualClock::new(i64::MAX - 1);
         assert_eq!(clock.advance(5), i64::MAX);
         assert_eq!(clock.now_ms(), i64::MAX);
+    }
+
+    #[test]
+    fn skewed_clock_is_the_system_clock_shifted() {
+        for skew in [-60_000, 0, 60_000] {
+            let before = SystemClock.now_ms();
+            let now = SkewedClock::new(skew).now_ms();
+            let after = SystemClock.now_ms();
+            assert!(
+                (before + skew..=after + skew).contains(&now),
+                "{skew}: {before} <= {now} - skew <= {after}"
+            );
+        }
+        assert_eq!(SkewedClock::new(i64::MIN).now_ms(), 0);
     }
 
     #[test]

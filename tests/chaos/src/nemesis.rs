@@ -37,10 +37,13 @@ pub enum FaultKind {
     Delay,
     /// SIGTERM, restart and wait for full in-sync replicas, node after node.
     RollingRestart,
+    /// kill -9 of a random node, restarted with its wall clock 10–60 s ahead or behind
+    /// (`SLUICE_FAULT_CLOCK_SKEW_MS`); healing restarts it with the true clock.
+    ClockSkew,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Kill,
         FaultKind::KillLeader,
         FaultKind::KillController,
@@ -51,6 +54,7 @@ impl FaultKind {
         FaultKind::Reset,
         FaultKind::Delay,
         FaultKind::RollingRestart,
+        FaultKind::ClockSkew,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +69,7 @@ impl FaultKind {
             FaultKind::Reset => "reset",
             FaultKind::Delay => "delay",
             FaultKind::RollingRestart => "rolling-restart",
+            FaultKind::ClockSkew => "clock-skew",
         }
     }
 }
@@ -204,6 +209,20 @@ pub fn apply(
                 }
             }
             format!("delay every link by {ms} ms (+ up to 100 ms)")
+        }
+        FaultKind::ClockSkew => {
+            let id = random_node(rng)?;
+            let magnitude = rng.between(10_000, 60_000) as i64;
+            let skew_ms = if rng.below(2) == 0 {
+                magnitude
+            } else {
+                -magnitude
+            };
+            let node = cluster.node_mut(id)?;
+            node.kill9()?;
+            node.set_clock_skew(skew_ms);
+            cluster.start(id)?;
+            format!("node {id} restarted with its clock {skew_ms:+} ms off")
         }
         FaultKind::RollingRestart => {
             let mut order = ids.clone();

@@ -48,6 +48,9 @@ pub struct Node {
     child: Option<Child>,
     paused: bool,
     proxy: Proxy,
+    /// How far its wall clock is shifted from the system's, from its next start
+    /// (`SLUICE_FAULT_CLOCK_SKEW_MS`); 0 is the true clock.
+    clock_skew_ms: i64,
 }
 
 impl Node {
@@ -100,6 +103,10 @@ impl Node {
             .arg(SocketAddr::from((NODE_IP, self.cluster_port)).to_string())
             .args(["--voters", voters, "--rack", &format!("rack-{}", self.id)])
             .env("RUST_BACKTRACE", "1")
+            .envs(
+                (self.clock_skew_ms != 0)
+                    .then(|| ("SLUICE_FAULT_CLOCK_SKEW_MS", self.clock_skew_ms.to_string())),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -125,6 +132,16 @@ impl Node {
         }
         self.paused = false;
         Ok(())
+    }
+
+    /// Whether its wall clock is shifted.
+    pub fn is_skewed(&self) -> bool {
+        self.clock_skew_ms != 0
+    }
+
+    /// Shifts its wall clock by `skew_ms` from its next start on.
+    pub fn set_clock_skew(&mut self, skew_ms: i64) {
+        self.clock_skew_ms = skew_ms;
     }
 
     /// SIGSTOP.
@@ -216,6 +233,7 @@ impl Cluster {
                     faults.clone(),
                     runtime.clone(),
                 ),
+                clock_skew_ms: 0,
             });
         }
         let voters = nodes
@@ -265,12 +283,17 @@ impl Cluster {
         self.node_mut(id)?.start(&bin, &voters)
     }
 
-    /// Every node runs and none is paused, and no link is faulty.
+    /// Every node runs with the true clock and none is paused, and no link is faulty. A
+    /// node with a shifted clock is killed and restarted with the true one.
     pub fn heal(&mut self) -> anyhow::Result<()> {
         self.faults.heal_all();
         for id in self.ids() {
             let node = self.node_mut(id)?;
             node.resume()?;
+            if node.is_skewed() {
+                node.kill9()?;
+                node.set_clock_skew(0);
+            }
             if !node.is_running() {
                 self.start(id)?;
             }

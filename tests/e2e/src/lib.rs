@@ -180,6 +180,8 @@ pub struct Broker {
     extra_args: Vec<String>,
     /// RLIMIT_NOFILE (soft and hard) the broker process runs under, if set.
     open_files_limit: Option<u64>,
+    /// Environment variables the broker process gets besides the harness's own.
+    env: Vec<(String, String)>,
     log_path: PathBuf,
     /// Started-lines in the log before the last spawn, while that start is not yet awaited.
     pending_start: Option<usize>,
@@ -204,9 +206,22 @@ impl Broker {
         Broker::start_limited(Some(open_files), args)
     }
 
+    /// Starts a broker with these environment variables set (e.g. fault injection), with
+    /// extra `serve` flags.
+    pub fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Broker {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut broker = Broker::spawn_built(None, env, |_| args);
+        broker.wait_started();
+        broker
+    }
+
     fn start_limited(open_files_limit: Option<u64>, args: &[&str]) -> Broker {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let mut broker = Broker::spawn_built(open_files_limit, |_| args);
+        let mut broker = Broker::spawn_built(open_files_limit, Vec::new(), |_| args);
         broker.wait_started();
         broker
     }
@@ -214,7 +229,7 @@ impl Broker {
     /// Starts a broker with extra `serve` flags built from the port of its PLAINTEXT
     /// listener (the one the harness waits for), e.g. to name it in `--listeners`.
     pub fn start_with_port(args: impl FnOnce(u16) -> Vec<String>) -> Broker {
-        let mut broker = Broker::spawn_built(None, args);
+        let mut broker = Broker::spawn_built(None, Vec::new(), args);
         broker.wait_started();
         broker
     }
@@ -224,10 +239,14 @@ impl Broker {
     /// [`Broker::wait_started`] next.
     pub fn spawn_with(args: &[&str]) -> Broker {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        Broker::spawn_built(None, |_| args)
+        Broker::spawn_built(None, Vec::new(), |_| args)
     }
 
-    fn spawn_built(open_files_limit: Option<u64>, args: impl FnOnce(u16) -> Vec<String>) -> Broker {
+    fn spawn_built(
+        open_files_limit: Option<u64>,
+        env: Vec<(String, String)>,
+        args: impl FnOnce(u16) -> Vec<String>,
+    ) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("sluice-e2e-")
             .tempdir()
@@ -241,6 +260,7 @@ impl Broker {
             data_dir,
             extra_args: args(port),
             open_files_limit,
+            env,
             log_path,
             pending_start: None,
             _dir: dir,
@@ -291,6 +311,7 @@ impl Broker {
         let child = command
             .args(self.serve_args())
             .env("RUST_BACKTRACE", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log fd"))
             .stderr(log)

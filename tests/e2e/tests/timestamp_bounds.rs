@@ -327,3 +327,58 @@ fn broker_level_bounds_apply_to_topics_without_their_own() {
     let p = produce(&mut conn, 5, "plain", batch(&[(ahead, None)]));
     assert_eq!((p.error_code, p.base_offset), (0, 0));
 }
+
+/// A broker whose wall clock is two hours behind (the fault-injection clock skew): it
+/// judges timestamps and stamps LogAppendTime by its own clock, so a record stamped with
+/// the true present is more than an hour ahead of it, and the time it stamps is two hours
+/// back.
+#[test]
+fn a_broker_whose_clock_is_behind_judges_and_stamps_by_its_own_clock() {
+    const SKEW: i64 = -2 * HOUR;
+    let skew = SKEW.to_string();
+    let broker = Broker::start_with_env(&[("SLUICE_FAULT_CLOCK_SKEW_MS", &skew)], &[]);
+    assert!(
+        broker
+            .log()
+            .contains("the wall clock is shifted by -7200000 ms"),
+        "the skew is announced at start"
+    );
+    let bs = broker.bootstrap();
+    create_topic(&bs, "ts", 1, &[]);
+    let mut conn = RawConn::connect(broker.addr());
+
+    let sent = now_ms();
+    let p = produce(&mut conn, 1, "ts", batch(&[(sent, None)]));
+    let answered = now_ms();
+    assert_eq!(p.error_code, INVALID_TIMESTAMP);
+    let errors = record_errors(&p);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_timestamp_error(
+        &errors[0].1,
+        sent,
+        0,
+        (i64::MAX, HOUR),
+        (sent + SKEW, answered + SKEW),
+    );
+    // An hour and a half ago is half an hour ahead of the broker: accepted.
+    let p = produce(&mut conn, 2, "ts", batch(&[(sent - 90 * 60_000, None)]));
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+
+    create_topic(
+        &bs,
+        "appended",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    let before = now_ms();
+    let p = produce(&mut conn, 3, "appended", batch(&[(before, None)]));
+    let after = now_ms();
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+    assert!(
+        (before + SKEW..=after + SKEW).contains(&p.log_append_time_ms),
+        "log append time {} is not the broker's clock, within [{}, {}]",
+        p.log_append_time_ms,
+        before + SKEW,
+        after + SKEW
+    );
+}
