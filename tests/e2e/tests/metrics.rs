@@ -456,7 +456,20 @@ fn metrics_count_exactly_the_traffic_sent() {
     let resp = conn.roundtrip(7, 201, &produce_request("durable", 0, -1, one.clone()));
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
 
-    let s = scrape(http);
+    // A request's duration is observed once its response is written, which can be just
+    // after the client has read it: scrape until the last one is in.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let s = loop {
+        let s = scrape(http);
+        let observed = s.get(
+            "sluice_request_duration_seconds_count",
+            &[("api", "Produce")],
+        );
+        if observed.is_some_and(|n| n >= 12.0) || Instant::now() > deadline {
+            break s;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
     let produce = |v: &str| {
         s.get(
             "sluice_requests_total",
