@@ -1,5 +1,5 @@
 //! OAUTHBEARER with signed tokens (KIP-768) against a real broker: the identity provider's
-//! keys in a JWKS file or behind a loopback HTTP endpoint the test serves, tokens signed by
+//! keys in a JWKS file or behind a loopback HTTP(S) endpoint the test serves, tokens signed by
 //! the test (RS256 with the key in crates/security/testdata, ES256 with keys made here),
 //! librdkafka producing with them, and hand-built SASL frames for the exact answers.
 #![allow(
@@ -21,9 +21,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::client::{ClientContext, OAuthToken};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use ring::rand::SystemRandom;
 use ring::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
@@ -32,8 +35,11 @@ use ring::signature::{
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
+use sluice_e2e::certs::{Pem, TestCa};
 use sluice_e2e::raw::RawConn;
 use sluice_e2e::*;
+use sluice_security::rustls::{ServerConfig, ServerConnection, StreamOwned};
+use sluice_security::tls::{ClientAuth, TlsFiles, server_config};
 
 const ISSUER: &str = "https://idp.test";
 const AUDIENCE: &str = "sluice";
@@ -122,10 +128,16 @@ fn jwks(keys: &[Value]) -> String {
 /// A broker with a PLAINTEXT listener and an OAUTHBEARER-only SASL_PLAINTEXT listener
 /// whose keys come from `jwks_url`.
 fn start(jwks_url: &str) -> (Broker, SocketAddr) {
+    start_with(jwks_url, &[])
+}
+
+/// [`start`] with `extra` flags.
+fn start_with(jwks_url: &str, extra: &[&str]) -> (Broker, SocketAddr) {
     let sasl = free_port();
     let url = jwks_url.to_string();
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     let broker = Broker::start_with_port(move |port| {
-        [
+        let mut args: Vec<String> = [
             "--listeners",
             &format!("PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl}"),
             "--sasl-mechanisms",
@@ -138,7 +150,9 @@ fn start(jwks_url: &str) -> (Broker, SocketAddr) {
             &format!("other,{AUDIENCE}"),
         ]
         .map(String::from)
-        .to_vec()
+        .to_vec();
+        args.extend(extra);
+        args
     });
     (broker, SocketAddr::from(([127, 0, 0, 1], sasl)))
 }
@@ -229,14 +243,49 @@ impl ProducerContext for Bearer {
     }
 }
 
-fn bearer_producer(addr: SocketAddr, context: Bearer) -> ThreadedProducer<Bearer> {
+impl ConsumerContext for Bearer {}
+
+/// librdkafka settings for the OAUTHBEARER listener at `addr`.
+fn bearer_config(addr: SocketAddr) -> ClientConfig {
     let mut c = client_config(&addr.to_string());
     c.set("security.protocol", "sasl_plaintext")
-        .set("sasl.mechanisms", "OAUTHBEARER")
-        .set("message.timeout.ms", "15000")
+        .set("sasl.mechanisms", "OAUTHBEARER");
+    c
+}
+
+fn bearer_producer(addr: SocketAddr, context: Bearer) -> ThreadedProducer<Bearer> {
+    let mut c = bearer_config(addr);
+    c.set("message.timeout.ms", "15000")
         .set("enable.idempotence", "false")
         .set("linger.ms", "5");
     c.create_with_context(context).expect("create producer")
+}
+
+/// The values of partition 0 of `topic` up to its end, read over the OAUTHBEARER listener
+/// at `addr` with `context`'s token.
+fn bearer_read_values(addr: SocketAddr, context: Bearer, topic: &str) -> Vec<String> {
+    let mut c = bearer_config(addr);
+    c.set("group.id", "sluice-e2e-bearer")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer<Bearer> = c.create_with_context(context).expect("create consumer");
+    let mut partitions = TopicPartitionList::new();
+    partitions
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&partitions).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut values = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no end of {topic} after {values:?}");
+        match consumer.poll(left) {
+            None => {}
+            Some(Ok(m)) => values.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap()),
+            Some(Err(KafkaError::PartitionEOF(0))) => return values,
+            Some(Err(e)) => panic!("consume {topic}: {e}"),
+        }
+    }
 }
 
 /// Waits up to `timeout` for `done`.
@@ -356,7 +405,8 @@ fn signed_tokens_from_a_jwks_file_authenticate_librdkafka_and_invalid_ones_get_5
     assert_eq!(p.context().acked.load(Ordering::SeqCst), 0);
 }
 
-/// A loopback HTTP server answering every request with the current key set, counting them.
+/// A loopback HTTP server (HTTPS with a TLS configuration) answering every request with
+/// the current key set, counting them.
 #[derive(Clone)]
 struct JwksServer {
     addr: SocketAddr,
@@ -366,6 +416,22 @@ struct JwksServer {
 
 impl JwksServer {
     fn start(doc: String) -> JwksServer {
+        JwksServer::start_with(doc, None)
+    }
+
+    /// Serves over TLS with the certificate and key of `identity`.
+    fn start_https(doc: String, identity: &Pem) -> JwksServer {
+        let files = TlsFiles {
+            cert: identity.cert.clone(),
+            key: identity.key.clone(),
+            ca: None,
+            client_auth: ClientAuth::None,
+        };
+        let (config, _) = server_config(&files).unwrap();
+        JwksServer::start_with(doc, Some(config))
+    }
+
+    fn start_with(doc: String, tls: Option<Arc<ServerConfig>>) -> JwksServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let server = JwksServer {
             addr: listener.local_addr().unwrap(),
@@ -375,31 +441,44 @@ impl JwksServer {
         let serving = server.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                let Ok(stream) = stream else { continue };
+                match &tls {
+                    None => serving.answer(stream),
+                    Some(config) => {
+                        let connection = ServerConnection::new(config.clone()).unwrap();
+                        serving.answer(StreamOwned::new(connection, stream));
                     }
                 }
-                if !request.starts_with(b"GET /jwks ") {
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                    continue;
-                }
-                serving.requests.fetch_add(1, Ordering::SeqCst);
-                let body = serving.doc.lock().unwrap().clone();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
             }
         });
         server
+    }
+
+    /// Reads one request and answers it with the key set (`GET /jwks`) or 404. A client
+    /// that gives up during the TLS handshake is not counted.
+    fn answer(&self, mut stream: impl Read + Write) {
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        if !request.starts_with(b"GET /jwks ") {
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        }
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let body = self.doc.lock().unwrap().clone();
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.flush();
     }
 
     fn requests(&self) -> usize {
@@ -436,6 +515,77 @@ fn an_http_jwks_is_fetched_at_start_and_again_for_a_rotated_key_but_not_for_made
     assert!(broker.log().contains(
         "OAUTHBEARER token refused: no key in the JWKS for kid Some(\"made-up\") and alg ES256"
     ));
+}
+
+#[test]
+fn an_https_jwks_is_trusted_through_the_configured_ca_and_refused_from_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, other_ca) = (
+        TestCa::new(dir.path(), "jwks-ca"),
+        TestCa::new(dir.path(), "other-ca"),
+    );
+    let key = TestKey::rsa();
+    let server = JwksServer::start_https(jwks(&[key.jwk("rsa-1")]), &ca.server("jwks"));
+    let url = format!("https://{}/jwks", server.addr);
+    let exp = now_s() + 600;
+    let token = key.sign(
+        "rsa-1",
+        &json!({"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "iat": now_s(), "exp": exp}),
+    );
+
+    // Trusting the CA that signed the endpoint's certificate: the keys are fetched at start,
+    // and librdkafka produces and reads back with a token signed by the served key.
+    let ca_file = ca.cert.display().to_string();
+    let (broker, sasl) = start_with(
+        &url,
+        &["--sasl-oauthbearer-jwks-endpoint-ca-file", &ca_file],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || server.requests() == 1),
+        "the broker did not fetch the key set at start"
+    );
+    create_topic(&broker.bootstrap(), "signed-https", 1, &[]);
+    let p = bearer_producer(sasl, Bearer::new(token.clone(), exp));
+    let sent: Vec<String> = (0..20).map(|i| format!("https-{i}")).collect();
+    for value in &sent {
+        p.send(BaseRecord::<(), _, ()>::with_opaque_to("signed-https", ()).payload(value))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(p.context().acked.load(Ordering::SeqCst), 20);
+    assert_eq!(p.context().failed.load(Ordering::SeqCst), 0);
+    assert_eq!(p.context().auth_errors.load(Ordering::SeqCst), 0);
+    let read = bearer_read_values(sasl, Bearer::new(token.clone(), exp), "signed-https");
+    assert_eq!(read, sent);
+    assert_eq!(server.requests(), 1, "known keys fetch nothing");
+
+    // Trusting another CA: the TLS handshake fails, so the broker has no keys, says why,
+    // and the same token is refused with SASL_AUTHENTICATION_FAILED.
+    let other_ca_file = other_ca.cert.display().to_string();
+    let (untrusting, sasl) = start_with(
+        &url,
+        &["--sasl-oauthbearer-jwks-endpoint-ca-file", &other_ca_file],
+    );
+    assert_eq!(login(sasl, &token), (58, INVALID_TOKEN.to_string(), 0));
+    let log = untrusting.log();
+    assert!(
+        log.contains(&format!(
+            "error=GET {url}: TLS: invalid peer certificate: UnknownIssuer"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "OAUTHBEARER token refused: no key in the JWKS for kid Some(\"rsa-1\") and alg RS256"
+        ),
+        "{log}"
+    );
+    assert_eq!(
+        server.requests(),
+        1,
+        "no request over an untrusted connection"
+    );
 }
 
 #[test]
