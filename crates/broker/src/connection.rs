@@ -373,7 +373,18 @@ async fn handle_frame(
         request.finished(metrics, api_version, Some(what));
     };
     if let Err(refusal) = session.admit(api_key, Instant::now()) {
-        tracing::warn!(%peer, listener = %session.identity().listener, "{refusal}; closing connection");
+        match session.pending_refusal() {
+            Some(why) => tracing::warn!(
+                %peer,
+                listener = %session.identity().listener,
+                "{refusal} ({why}; the client did not answer the error challenge); closing connection"
+            ),
+            None => tracing::warn!(
+                %peer,
+                listener = %session.identity().listener,
+                "{refusal}; closing connection"
+            ),
+        }
         closed("refused before authentication; connection closed");
         return Next::Close;
     }

@@ -127,6 +127,15 @@ impl Session {
         self.auth_deadline = None;
     }
 
+    /// Why the SASL exchange in progress will fail, if the mechanism has decided so already
+    /// (a client that ignores an error challenge and sends other requests).
+    pub fn pending_refusal(&self) -> Option<String> {
+        match &self.sasl {
+            SaslState::Authenticating { mechanism, .. } => mechanism.pending_refusal(),
+            _ => None,
+        }
+    }
+
     /// Whether a request of `api_key` may go on to be decoded and handled at `now`.
     pub fn admit(&self, api_key: ApiKey, now: Instant) -> Result<(), Refusal> {
         match &self.sasl {

@@ -102,12 +102,19 @@ test(
   })
 )
 
-/** How many connections the broker closed for a request sent before authenticating. */
-const unauthenticatedCloses = () =>
+/**
+ * How many connections the broker closed for a request sent before authenticating, naming
+ * why the token was refused.
+ */
+const unauthenticatedCloses = reason =>
   ctx.broker
     .logTail(100_000)
     .split('\n')
-    .filter(l => l.includes('SASL required, client sent Metadata before authenticating')).length
+    .filter(l =>
+      l.includes(
+        `SASL required, client sent Metadata before authenticating (OAUTHBEARER token refused: ${reason}; the client did not answer the error challenge)`
+      )
+    ).length
 
 test(
   'a token signed by another key and an expired token are refused: nothing is written',
@@ -120,11 +127,15 @@ test(
       true
     )
     const refusedTokens = [
-      ['signed by another key', signedToken(impostor.privateKey, claims(600))],
-      ['expired', signedToken(signer.privateKey, claims(-600))],
+      [
+        'signed by another key',
+        signedToken(impostor.privateKey, claims(600)),
+        'the signature does not verify with the JWKS key',
+      ],
+      ['expired', signedToken(signer.privateKey, claims(-600)), 'the token has expired'],
     ]
-    for (const [label, token] of refusedTokens) {
-      const closesBefore = unauthenticatedCloses()
+    for (const [label, token, reason] of refusedTokens) {
+      const closesBefore = unauthenticatedCloses(reason)
       const producer = ctx.track(ctx.kafka({ ...bearer(token), retry: { retries: 0 } }).producer())
       // The broker answers an invalid token with the error challenge
       // {"status":"invalid_token"} (KIP-255); kafkajs does not answer it, takes the exchange
@@ -142,7 +153,7 @@ test(
           return true
         }
       )
-      await waitFor(() => unauthenticatedCloses() === closesBefore + 1, {
+      await waitFor(() => unauthenticatedCloses(reason) === closesBefore + 1, {
         describe: () => `${label}: the broker to log closing the unauthenticated connection`,
       })
     }

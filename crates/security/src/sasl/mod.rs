@@ -143,6 +143,12 @@ pub trait ServerMechanism: Send {
     fn mechanism(&self) -> Mechanism;
     /// Handles the client's next token.
     fn step(&mut self, token: &[u8]) -> Step;
+    /// Why the exchange will fail, when the server has already decided so and waits only
+    /// for the client to acknowledge an error challenge (OAUTHBEARER's `invalid_token`):
+    /// a client that never answers it (kafkajs) would otherwise leave no reason in the log.
+    fn pending_refusal(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A client side of one mechanism (used by the CLI and the tests).

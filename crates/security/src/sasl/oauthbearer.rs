@@ -125,6 +125,13 @@ impl ServerMechanism for OAuthBearerServer {
             OAuthState::Finished => Step::Failed(AuthFailure::new("OAUTHBEARER exchange is over")),
         }
     }
+
+    fn pending_refusal(&self) -> Option<String> {
+        match &self.state {
+            OAuthState::SentError(why) => Some(format!("OAUTHBEARER token refused: {why}")),
+            OAuthState::Initial | OAuthState::Finished => None,
+        }
+    }
 }
 
 /// The client side of OAUTHBEARER with a given token.
@@ -223,6 +230,10 @@ mod tests {
                 panic!("no challenge for {token}");
             };
             assert_eq!(challenge, INVALID_TOKEN.as_bytes());
+            assert_eq!(
+                server.pending_refusal(),
+                Some(format!("OAUTHBEARER token refused: {reason}"))
+            );
             let answer = client.step(&challenge).unwrap().unwrap();
             assert_eq!(
                 server.step(&answer),
