@@ -583,6 +583,7 @@ mod tests {
         h.polls.push(PollEvent::Reassigned {
             consumer: 1,
             at_ns: 0,
+            partitions: vec![0],
         });
         h.polls.push(record(1, 0, 1, 7));
         let anomalies = check(&h);
@@ -710,6 +711,7 @@ mod tests {
         h.polls.push(PollEvent::Reassigned {
             consumer: 0,
             at_ns: 0,
+            partitions: vec![0],
         });
         h.polls.push(record(0, 0, 0, 1));
         h.polls.push(record(0, 0, 1, 2));

@@ -6,7 +6,8 @@
 //!
 //! - a send: `:invoke` with `[[:send k v]]`, then `:ok` with `[[:send k [offset v]]]`,
 //!   `:fail`, or `:info` (indeterminate; a send never reported completes at the end);
-//! - a consumer's (re)assignment: `:assign` of every partition, invoked and completed at once;
+//! - a consumer's (re)assignment (its own, or its group's rebalance): `:assign` of its
+//!   partitions, invoked and completed at once;
 //! - the records one consumer polled within [`POLL_WINDOW_NS`]: `:invoke` `[[:poll]]` at
 //!   the first, then `:ok` `[[:poll {k [[offset v] …]}]]` at the last;
 //! - the final read: an `:assign` and one `:poll` holding every partition's records.
@@ -103,17 +104,20 @@ fn sends(history: &History, ops: &mut Vec<Op>) -> usize {
 /// Every consumer's assignments and polled records, as operations of processes numbered
 /// from `first`; returns how many consumers there are.
 fn polls(history: &History, first: usize, ops: &mut Vec<Op>) -> usize {
-    let partitions: Vec<Partition> = history.final_read.keys().copied().collect();
     let mut open: BTreeMap<usize, PollRun> = BTreeMap::new();
     let mut consumers = 0;
     for event in &history.polls {
         match *event {
-            PollEvent::Reassigned { consumer, at_ns } => {
+            PollEvent::Reassigned {
+                consumer,
+                at_ns,
+                ref partitions,
+            } => {
                 consumers = consumers.max(consumer + 1);
                 if let Some(run) = open.remove(&consumer) {
                     poll_op(first + consumer, run, ops);
                 }
-                assign_op(first + consumer, at_ns, &partitions, ops);
+                assign_op(first + consumer, at_ns, partitions, ops);
             }
             PollEvent::Record {
                 consumer,
@@ -278,6 +282,7 @@ mod tests {
         h.polls.push(PollEvent::Reassigned {
             consumer: 0,
             at_ns: 5,
+            partitions: vec![0, 1],
         });
         for (offset, value, at_ns) in [(0, 7, 50), (1, 8, 60)] {
             h.polls.push(PollEvent::Record {
@@ -329,6 +334,7 @@ mod tests {
                 h.polls.push(PollEvent::Reassigned {
                     consumer: 0,
                     at_ns: 1,
+                    partitions: vec![0],
                 });
             }
         }

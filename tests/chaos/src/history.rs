@@ -46,7 +46,7 @@ pub struct Send {
     pub span: Span,
 }
 
-/// What an assign-mode consumer saw, in the order it saw it.
+/// What a consumer saw, in the order it saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PollEvent {
     /// A record at `offset` of `partition` holding `value`.
@@ -58,9 +58,13 @@ pub enum PollEvent {
         /// When the consumer got it, in nanoseconds since the run started.
         at_ns: u64,
     },
-    /// The consumer was (re)assigned or sought: what it reads next need not follow what it
-    /// read before.
-    Reassigned { consumer: usize, at_ns: u64 },
+    /// The consumer was (re)assigned these partitions (by itself, or by its group's
+    /// rebalance): what it reads next need not follow what it read before.
+    Reassigned {
+        consumer: usize,
+        at_ns: u64,
+        partitions: Vec<Partition>,
+    },
 }
 
 /// Everything a run recorded.

@@ -13,9 +13,9 @@ use sluice_chaos::run::{RunConfig, run};
 use sluice_chaos::{checker, edn};
 
 /// Runs a Sluice cluster of real processes under faults (kill -9, SIGSTOP, network
-/// partitions, resets, delays, rolling restarts) with idempotent acks=all librdkafka
-/// producers and an assign-mode consumer, then checks every acknowledged write, every read
-/// and every node log (Jepsen's Kafka queue analysis).
+/// partitions, resets, delays, rolling restarts, clock skew) with idempotent acks=all
+/// librdkafka producers, an assign-mode consumer and a consumer group, then checks every
+/// acknowledged write, every read and every node log (Jepsen's Kafka queue analysis).
 #[derive(Debug, Parser)]
 #[command(name = "sluice-chaos", version)]
 struct Args {
@@ -53,6 +53,10 @@ struct Args {
     /// Idempotent producers.
     #[arg(long, default_value_t = 2)]
     producers: usize,
+    /// Consumers in one consumer group (subscribe mode, auto-commit), besides the
+    /// assign-mode consumer.
+    #[arg(long, default_value_t = 2)]
+    group_consumers: usize,
     /// Sends per second of each producer.
     #[arg(long, default_value_t = 100)]
     rate: u32,
@@ -136,6 +140,7 @@ fn config(args: Args) -> anyhow::Result<(RunConfig, bool)> {
             hold: (secs(args.hold_min), secs(args.hold_max.max(args.hold_min))),
             partitions: args.partitions.max(1),
             producers: args.producers.max(1),
+            group_consumers: args.group_consumers,
             rate: args.rate.max(1),
             settle: Duration::from_secs(args.settle),
             message_timeout: Duration::from_secs(args.message_timeout.max(1)),

@@ -16,7 +16,7 @@ use crate::nemesis::{self, FaultKind, Schedule};
 use crate::nodes::Cluster;
 use crate::proxy::Faults;
 use crate::rng::Rng;
-use crate::workload::{self, Poller, Producers, Recorder, WorkloadConfig};
+use crate::workload::{self, ConsumerMode, Poller, Producers, Recorder, WorkloadConfig};
 
 /// Everything a run is told.
 #[derive(Debug, Clone)]
@@ -38,6 +38,8 @@ pub struct RunConfig {
     pub hold: (Duration, Duration),
     pub partitions: i32,
     pub producers: usize,
+    /// Consumers in the workload's consumer group (besides the assign-mode consumer).
+    pub group_consumers: usize,
     /// Sends per second of each producer.
     pub rate: u32,
     /// How long the cluster may take to be healthy again after a fault or a restart.
@@ -109,10 +111,23 @@ pub fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     };
     let recorder = Arc::new(Recorder::default());
     let producers = Producers::start(config.producers, &workload, &recorder)?;
-    let poller = Poller::start(0, &workload, &recorder)?;
+    let mut pollers = vec![Poller::start(
+        0,
+        ConsumerMode::Assign,
+        &workload,
+        &recorder,
+    )?];
+    for id in 1..=config.group_consumers {
+        pollers.push(Poller::start(
+            id,
+            ConsumerMode::Subscribe,
+            &workload,
+            &recorder,
+        )?);
+    }
     clock.say(format!(
-        "{} producers and a consumer on {} partitions; faults for {:?}",
-        config.producers, config.partitions, config.duration
+        "{} producers, an assign-mode consumer and {} consumers in a group on {} partitions; faults for {:?}",
+        config.producers, config.group_consumers, config.partitions, config.duration
     ));
 
     let mut anomalies = Vec::new();
@@ -147,7 +162,9 @@ pub fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     producers.stop();
     clock.say(format!("producers stopped: {}", recorder.progress()));
     wait_caught_up(&workload, &recorder, config.settle);
-    poller.stop();
+    for poller in pollers {
+        poller.stop();
+    }
     let final_read = match workload::final_read(&workload, recovery) {
         Ok(log) => log,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The workload, with librdkafka: idempotent acks=all producers sending unique values to
-//! every partition, an assign-mode consumer polling all partitions while faults come and
-//! go, and the final read of every partition. Everything they do goes into a
+//! every partition, an assign-mode consumer polling all partitions and consumers in a
+//! consumer group sharing them while faults come and go, and the final read of every
+//! partition. Everything they do goes into a
 //! [`Recorder`], which becomes the run's [`History`].
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use parking_lot::Mutex;
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset as KafkaOffset, TopicPartitionList};
@@ -324,26 +325,93 @@ impl ProducerWorker {
     }
 }
 
-/// An assign-mode consumer of every partition, from the start.
-fn assigned_consumer(
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-) -> anyhow::Result<BaseConsumer> {
-    let consumer: BaseConsumer = client_config(bootstrap)
-        // librdkafka wants a group id even in assign mode; it never joins the group.
-        .set("group.id", "sluice-chaos")
-        .set("enable.auto.commit", "false")
+/// How a workload consumer gets its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerMode {
+    /// assign() of every partition from the start: never rebalanced, so its polls of a
+    /// partition must go forward without gaps (Jepsen's assign mode).
+    Assign,
+    /// subscribe() in the workload's consumer group, committing what it polled every
+    /// second: the group coordinator shares the partitions among the members, rebalances
+    /// them under faults, and a new owner starts at the committed offset.
+    Subscribe,
+}
+
+/// The consumer group of [`ConsumerMode::Subscribe`] consumers.
+const GROUP: &str = "sluice-chaos-group";
+
+/// Records a consumer's every new assignment: what it polls afterwards need not follow
+/// what it polled before. (librdkafka calls it from `poll`, on the polling thread, so it
+/// falls in order among the records.)
+struct Assignments {
+    /// None for the final read, which is not one of the consumers.
+    recorder: Option<Arc<Recorder>>,
+    consumer: usize,
+}
+
+impl ClientContext for Assignments {}
+
+impl ConsumerContext for Assignments {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let (Rebalance::Assign(list), Some(recorder)) = (rebalance, &self.recorder) {
+            recorder.polled(PollEvent::Reassigned {
+                consumer: self.consumer,
+                at_ns: recorder.now_ns(),
+                partitions: list.elements().iter().map(|e| e.partition()).collect(),
+            });
+        }
+    }
+}
+
+type WorkloadConsumer = BaseConsumer<Assignments>;
+
+/// A consumer of the workload's topic in `mode`, whose assignments go to `recorder`.
+fn workload_consumer(
+    mode: ConsumerMode,
+    consumer_id: usize,
+    config: &WorkloadConfig,
+    recorder: Option<&Arc<Recorder>>,
+) -> anyhow::Result<WorkloadConsumer> {
+    let mut settings = client_config(&config.bootstrap);
+    settings
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "100")
-        .set("check.crcs", "true")
-        .create()
+        .set("check.crcs", "true");
+    match mode {
+        // librdkafka wants a group id even in assign mode; it never joins the group.
+        ConsumerMode::Assign => settings
+            .set("group.id", "sluice-chaos")
+            .set("enable.auto.commit", "false"),
+        ConsumerMode::Subscribe => settings
+            .set("group.id", GROUP)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000"),
+    };
+    let consumer: WorkloadConsumer = settings
+        .create_with_context(Assignments {
+            recorder: recorder.cloned(),
+            consumer: consumer_id,
+        })
         .context("cannot create a consumer")?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, KafkaOffset::Beginning)?;
+    match mode {
+        ConsumerMode::Assign => {
+            let mut list = TopicPartitionList::new();
+            for p in 0..config.partitions {
+                list.add_partition_offset(&config.topic, p, KafkaOffset::Beginning)?;
+            }
+            consumer.assign(&list)?;
+            if let Some(recorder) = recorder {
+                recorder.polled(PollEvent::Reassigned {
+                    consumer: consumer_id,
+                    at_ns: recorder.now_ns(),
+                    partitions: (0..config.partitions).collect(),
+                });
+            }
+        }
+        ConsumerMode::Subscribe => consumer.subscribe(&[&config.topic])?,
     }
-    consumer.assign(&tpl)?;
     Ok(consumer)
 }
 
@@ -352,7 +420,7 @@ fn value_of<M: Message>(m: &M) -> Value {
     m.payload().and_then(parse_payload).unwrap_or(Value::MAX)
 }
 
-/// An assign-mode consumer polling on its own thread until stopped.
+/// A consumer polling on its own thread until stopped.
 pub struct Poller {
     stop: Arc<AtomicBool>,
     thread: thread::JoinHandle<()>,
@@ -361,14 +429,11 @@ pub struct Poller {
 impl Poller {
     pub fn start(
         consumer_id: usize,
+        mode: ConsumerMode,
         config: &WorkloadConfig,
         recorder: &Arc<Recorder>,
     ) -> anyhow::Result<Poller> {
-        let consumer = assigned_consumer(&config.bootstrap, &config.topic, config.partitions)?;
-        recorder.polled(PollEvent::Reassigned {
-            consumer: consumer_id,
-            at_ns: recorder.now_ns(),
-        });
+        let consumer = workload_consumer(mode, consumer_id, config, Some(recorder))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (stop_flag, recorder) = (stop.clone(), recorder.clone());
         let thread = thread::spawn(move || {
@@ -386,6 +451,10 @@ impl Poller {
                         recorder.consumer_errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+            }
+            // A group member leaves its group, as an application closing it would.
+            if mode == ConsumerMode::Subscribe {
+                consumer.unsubscribe();
             }
         });
         Ok(Poller { stop, thread })
@@ -418,7 +487,7 @@ pub fn final_read(
     timeout: Duration,
 ) -> anyhow::Result<BTreeMap<Partition, Vec<(Offset, Value)>>> {
     let ends = high_watermarks(config)?;
-    let consumer = assigned_consumer(&config.bootstrap, &config.topic, config.partitions)?;
+    let consumer = workload_consumer(ConsumerMode::Assign, 0, config, None)?;
     let mut log: BTreeMap<Partition, Vec<(Offset, Value)>> =
         (0..config.partitions).map(|p| (p, Vec::new())).collect();
     let done = |log: &BTreeMap<Partition, Vec<(Offset, Value)>>| {
