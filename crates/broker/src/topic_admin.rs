@@ -139,7 +139,8 @@ impl From<CommitError> for AdminError {
                     RecordConflict::LeaderEpochRegression { .. } => {
                         ResponseError::FencedLeaderEpoch
                     }
-                    RecordConflict::ProducerIdsTaken { .. } => ResponseError::NotController,
+                    RecordConflict::ProducerIdsTaken { .. }
+                    | RecordConflict::StaleController { .. } => ResponseError::NotController,
                     RecordConflict::IneligibleReplica { .. } => ResponseError::IneligibleReplica,
                     RecordConflict::InvalidAssignment { .. } => {
                         ResponseError::InvalidReplicaAssignment

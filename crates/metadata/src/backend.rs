@@ -37,6 +37,16 @@ pub trait MetadataBackend: Send + Sync {
     /// on this node (or refused there with its conflict).
     fn commit(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<(), CommitError>>;
 
+    /// Commits a controller's decision: as [`MetadataBackend::commit`], but only if this
+    /// node still leads when the batch is committed (a backend with terms refuses it with
+    /// [`RecordConflict::StaleController`](crate::RecordConflict) otherwise).
+    fn commit_as_controller(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> BoxFuture<'_, Result<(), CommitError>> {
+        self.commit(records)
+    }
+
     /// Whether a controller runs on the quorum leader: brokers register fenced and are let
     /// in, fenced and given leaderships by it (a cluster). A single node's local log has
     /// none: its only broker registers unfenced and leads everything.

@@ -66,6 +66,18 @@ pub enum RecordConflict {
         /// The epoch it has.
         actual: i32,
     },
+    /// A controller decision committed in a later quorum term than the one its controller
+    /// led in: another controller took over meanwhile and decides from its own view now
+    /// (Kafka's controller appends only in the epoch it leads).
+    #[error(
+        "decided by the controller of quorum term {decided_in}, committed in term {committed_in}: that controller no longer leads"
+    )]
+    StaleController {
+        /// The term the deciding controller led in.
+        decided_in: u64,
+        /// The term of the leader that committed it.
+        committed_in: u64,
+    },
     /// Another block of producer ids was reserved first.
     #[error("producer ids up to {current} are reserved already")]
     ProducerIdsTaken {

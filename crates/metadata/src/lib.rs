@@ -32,6 +32,14 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 
+/// Who proposes a change: any node (admin requests, ISR changes), or the controller
+/// deciding on its own (fenced by its quorum term).
+#[derive(Debug, Clone, Copy)]
+enum Proposer {
+    Anyone,
+    Controller,
+}
+
 /// The image committed metadata built, the publishers that act on each commit, and the
 /// backend that commits: the local metadata log on one node, a quorum in a cluster.
 pub struct MetadataStore {
@@ -118,6 +126,30 @@ impl MetadataStore {
     where
         E: From<CommitError>,
     {
+        self.propose_from(Proposer::Anyone, check).await
+    }
+
+    /// As [`MetadataStore::propose`], for the controller's own decisions: committed only if
+    /// this node still leads the quorum in the term it decided in
+    /// ([`MetadataBackend::commit_as_controller`]).
+    pub async fn propose_as_controller<T, E>(
+        &self,
+        check: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<CommitError>,
+    {
+        self.propose_from(Proposer::Controller, check).await
+    }
+
+    async fn propose_from<T, E>(
+        &self,
+        proposer: Proposer,
+        check: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<CommitError>,
+    {
         let _turn = self.proposals.lock().await;
         let (records, out) = check(&self.image())?;
         if records.is_empty() {
@@ -127,7 +159,10 @@ impl MetadataStore {
             .backend
             .get()
             .ok_or_else(|| CommitError::Unavailable("no metadata backend".into()))?;
-        backend.commit(records).await?;
+        match proposer {
+            Proposer::Anyone => backend.commit(records).await?,
+            Proposer::Controller => backend.commit_as_controller(records).await?,
+        }
         Ok(out)
     }
 

@@ -311,7 +311,7 @@ impl Controller {
     ) -> Result<(), CommitError> {
         broker
             .metadata
-            .propose(|image| {
+            .propose_as_controller(|image| {
                 let mut records: Vec<MetadataRecord> = registration.into_iter().collect();
                 let mut next = image.clone();
                 for record in &records {
@@ -336,7 +336,7 @@ impl Controller {
             .ok_or_else(|| CommitError::Unavailable("shutting down".into()))?;
         broker
             .metadata
-            .propose(|image| {
+            .propose_as_controller(|image| {
                 let mut records = Vec::new();
                 let mut outcomes = Vec::new();
                 for &(topic_id, index) in targets {
@@ -406,7 +406,7 @@ impl Controller {
         loop {
             let decided = broker
                 .metadata
-                .propose(|image| {
+                .propose_as_controller(|image| {
                     Ok::<_, CommitError>(decide_reassignments(
                         &broker,
                         image,

@@ -160,7 +160,33 @@ impl MetadataBackend for RaftBackend {
         Box::pin(self.commit_batch(Batch {
             id: Uuid::new_v4(),
             records,
+            controller_term: None,
         }))
+    }
+
+    /// Only while this node leads the quorum, fenced by the term it leads in.
+    fn commit_as_controller(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> BoxFuture<'_, Result<(), CommitError>> {
+        let (leader, term) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.current_leader, m.current_term)
+        };
+        Box::pin(async move {
+            if leader != Some(raft_id(self.local)) {
+                return Err(CommitError::Unavailable(
+                    "this node no longer leads the metadata quorum".into(),
+                ));
+            }
+            self.commit_batch(Batch {
+                id: Uuid::new_v4(),
+                records,
+                controller_term: Some(term),
+            })
+            .await
+        })
     }
 }
 

@@ -263,6 +263,7 @@ impl Quorum {
             .commit_batch(Batch {
                 id: Uuid::new_v4(),
                 records: Vec::new(),
+                controller_term: None,
             })
             .await
     }
@@ -405,6 +406,7 @@ mod tests {
                 records: vec![sluice_metadata::MetadataRecord::ClusterIdSet {
                     cluster_id: cluster_id.into(),
                 }],
+                controller_term: None,
             }),
         }
     }
@@ -578,5 +580,46 @@ mod tests {
                 ),
             "{stderr}"
         );
+    }
+
+    /// A controller's batch applies only when the leader of the term its controller led
+    /// in commits it: one decided in term 1 and committed by term 2's leader (a paused
+    /// controller's decision, forwarded after it lost the leadership) is refused and
+    /// changes nothing; the same in its own term applies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_controller_batch_committed_in_a_later_term_is_refused() {
+        let (_dir, _log, mut machine) = Fresh.build().await.unwrap();
+        let controller_batch = |decided_in: u64, committed_in: u64, index: u64| {
+            let mut entry = proposal(committed_in, index, u128::from(index), "the-id");
+            if let EntryPayload::Normal(batch) = &mut entry.payload {
+                batch.controller_term = Some(decided_in);
+            }
+            entry
+        };
+        let stale = machine
+            .apply(vec![controller_batch(1, 2, 0)])
+            .await
+            .unwrap();
+        assert_eq!(
+            stale,
+            vec![BatchOutcome(Err(
+                sluice_metadata::RecordConflict::StaleController {
+                    decided_in: 1,
+                    committed_in: 2,
+                }
+            ))]
+        );
+        assert_eq!(machine.image().cluster_id(), None);
+        let current = machine
+            .apply(vec![controller_batch(2, 2, 1)])
+            .await
+            .unwrap();
+        assert_eq!(current, vec![BatchOutcome(Ok(()))]);
+        assert_eq!(machine.image().cluster_id(), Some("the-id"));
+        // A batch written before the field existed has none, and applies as before.
+        let old: Batch =
+            serde_json::from_str(r#"{"id":"00000000-0000-0000-0000-000000000007","records":[]}"#)
+                .unwrap();
+        assert_eq!(old.controller_term, None);
     }
 }

@@ -18,7 +18,7 @@ use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{AnyError, BasicNode, EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use sluice_metadata::{MetadataImage, MetadataRecord, MetadataStore};
+use sluice_metadata::{MetadataImage, MetadataRecord, MetadataStore, RecordConflict};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -169,19 +169,27 @@ impl StateMachine {
         self.shared.applied_index.subscribe()
     }
 
-    /// Applies one batch, unless it is a retry of a batch applied already, in which case
-    /// its first outcome is the answer.
-    fn apply_batch(&self, applied: &mut Applied, batch: &Batch) -> BatchOutcome {
+    /// Applies one batch, committed at `log_id`, unless it is a retry of a batch applied
+    /// already, in which case its first outcome is the answer. A controller's batch applies
+    /// only in the term its controller led.
+    fn apply_batch(&self, applied: &mut Applied, log_id: LogId, batch: &Batch) -> BatchOutcome {
         if let Some((_, outcome)) = applied.proposals.iter().find(|(id, _)| *id == batch.id) {
             return outcome.clone();
         }
-        let outcome = if batch.records.is_empty() {
-            BatchOutcome(Ok(()))
-        } else {
-            BatchOutcome(blocking(|| {
-                self.shared.store.apply_committed(&batch.records)
-            }))
-        };
+        let committed_in = log_id.leader_id.get_term();
+        let outcome =
+            if let Some(decided_in) = batch.controller_term.filter(|term| *term != committed_in) {
+                BatchOutcome(Err(RecordConflict::StaleController {
+                    decided_in,
+                    committed_in,
+                }))
+            } else if batch.records.is_empty() {
+                BatchOutcome(Ok(()))
+            } else {
+                BatchOutcome(blocking(|| {
+                    self.shared.store.apply_committed(&batch.records)
+                }))
+            };
         if applied.proposals.len() == REMEMBERED_PROPOSALS {
             applied.proposals.pop_front();
         }
@@ -237,7 +245,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut applied = self.shared.applied.lock();
             let outcome = match &entry.payload {
                 EntryPayload::Blank => BatchOutcome(Ok(())),
-                EntryPayload::Normal(batch) => self.apply_batch(&mut applied, batch),
+                EntryPayload::Normal(batch) => self.apply_batch(&mut applied, entry.log_id, batch),
                 EntryPayload::Membership(membership) => {
                     applied.membership =
                         StoredMembership::new(Some(entry.log_id), membership.clone());

@@ -43,6 +43,13 @@ pub struct Batch {
     pub id: Uuid,
     /// The records; empty for a barrier (a commit that only waits for what came before).
     pub records: Vec<MetadataRecord>,
+    /// For a controller's decision, the quorum term its controller led in: the batch
+    /// applies only if the leader of that term commits it. A controller paused past its
+    /// leadership decides from a stale view when it resumes; its batch, forwarded to the
+    /// new leader, is refused instead of overriding the new controller. (Absent in logs
+    /// written before it existed.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_term: Option<u64>,
 }
 
 /// What applying an entry did: the batch applied, or the conflict that kept it out.
