@@ -17,7 +17,7 @@ use sluice_broker::admin::{RecordView, TrafficTotals};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::AppState;
-use crate::pages::messages::{MessagesQuery, Scan, row, start_positions};
+use crate::pages::messages::{MessagesQuery, Scan, row};
 use crate::pages::not_found_page;
 
 /// Records the tail sends in one event; a client further behind skips ahead.
@@ -289,18 +289,10 @@ pub async fn search(
     Path(topic): Path<String>,
     Query(query): Query<MessagesQuery>,
 ) -> Response {
-    let prepared = (|| {
-        let partition_count = console
-            .admin
-            .partition_count(&topic)
-            .map_err(|e| crate::pages::describe(&e))?;
-        let n = query.count(&console);
-        let partitions =
-            query.partitions(partition_count, &console.admin.local_partitions(&topic))?;
-        let at = query.start_at(n)?;
-        let positions = start_positions(&console.admin, &topic, &partitions, at)?;
-        Ok::<_, String>((positions, query.filter()?, n))
-    })();
+    let n = query.count(&console);
+    let prepared = query
+        .scan_plan(&console, &topic, n)
+        .map(|plan| (plan.positions, plan.filter, n));
     let (positions, filter, n) = match prepared {
         Ok(p) => p,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),

@@ -64,6 +64,12 @@ pub struct MessagesQuery {
     pub notice: Option<String>,
 }
 
+/// Where a scan starts in each chosen partition (partition, offset), and its filter.
+pub struct ScanPlan {
+    pub positions: Vec<(i32, i64)>,
+    pub filter: Option<Filter>,
+}
+
 impl MessagesQuery {
     /// The records asked for, within the limits.
     pub fn count(&self, console: &Console) -> usize {
@@ -116,6 +122,23 @@ impl MessagesQuery {
     /// The filter asked for, if any.
     pub fn filter(&self) -> Result<Option<Filter>, String> {
         Filter::parse(&self.field, &self.name, &self.op, &self.q)
+    }
+
+    /// What a scan of `topic` for up to `n` records reads (a search, an export), or why
+    /// the query is wrong.
+    pub fn scan_plan(&self, console: &Console, topic: &str, n: usize) -> Result<ScanPlan, String> {
+        let partition_count = console
+            .admin
+            .partition_count(topic)
+            .map_err(|e| describe(&e))?;
+        let partitions =
+            self.partitions(partition_count, &console.admin.local_partitions(topic))?;
+        let at = self.start_at(n)?;
+        let positions = start_positions(&console.admin, topic, &partitions, at)?;
+        Ok(ScanPlan {
+            positions,
+            filter: self.filter()?,
+        })
     }
 
     /// This query as URL parameters (for export and search links).
@@ -863,21 +886,13 @@ pub async fn export(
     Path(topic): Path<String>,
     Query(query): Query<MessagesQuery>,
 ) -> Response {
-    let prepared = (|| {
-        let partition_count = console
-            .admin
-            .partition_count(&topic)
-            .map_err(|e| describe(&e))?;
-        let partitions =
-            query.partitions(partition_count, &console.admin.local_partitions(&topic))?;
-        let n = query
-            .n
-            .unwrap_or(console.config.limits.export_records)
-            .clamp(1, console.config.limits.export_records);
-        let at = query.start_at(n)?;
-        let positions = start_positions(&console.admin, &topic, &partitions, at)?;
-        Ok::<_, String>((positions, query.filter()?, n))
-    })();
+    let n = query
+        .n
+        .unwrap_or(console.config.limits.export_records)
+        .clamp(1, console.config.limits.export_records);
+    let prepared = query
+        .scan_plan(&console, &topic, n)
+        .map(|plan| (plan.positions, plan.filter, n));
     let (positions, filter, n) = match prepared {
         Ok(p) => p,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
