@@ -394,20 +394,18 @@ pub fn fetch_batch_headers(addr: SocketAddr, topic: &str, partition: i32) -> Vec
     out
 }
 
-/// One Produce (v9) of `batch` to one partition with `acks`; returns that partition's answer.
-pub fn produce(
-    conn: &mut RawConn,
-    correlation_id: i32,
+/// A Produce request of `batch` to one partition with `acks` (timeout 10 s), for any version.
+pub fn produce_request(
     topic: &str,
     partition: i32,
     acks: i16,
     batch: Bytes,
-) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+) -> kafka_protocol::messages::ProduceRequest {
     use kafka_protocol::messages::ProduceRequest;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    let req = ProduceRequest::default()
+    ProduceRequest::default()
         .with_acks(acks)
-        .with_timeout_ms(5000)
+        .with_timeout_ms(10_000)
         .with_topic_data(vec![
             TopicProduceData::default()
                 .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(
@@ -418,7 +416,19 @@ pub fn produce(
                         .with_index(partition)
                         .with_records(Some(batch)),
                 ]),
-        ]);
+        ])
+}
+
+/// One Produce (v9) of `batch` to one partition with `acks`; returns that partition's answer.
+pub fn produce(
+    conn: &mut RawConn,
+    correlation_id: i32,
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    batch: Bytes,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    let req = produce_request(topic, partition, acks, batch);
     let mut resp = conn.roundtrip(9, correlation_id, &req);
     assert_eq!(resp.responses.len(), 1, "one topic in the produce response");
     let mut t = resp.responses.remove(0);

@@ -10,13 +10,13 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiVersionsRequest, CreateTopicsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
+use sluice_e2e::raw::produce_request;
 use sluice_e2e::raw::{BatchBuilder, RawConn, frame, header_v1};
 use sluice_e2e::{Broker, CALL_TIMEOUT, assert_serving, consume_all, consumer, create_topic};
 
@@ -221,24 +221,9 @@ fn huge_array_count_in_metadata_request_closes_the_connection() {
     assert_serving(&broker.bootstrap(), "alive");
 }
 
-fn produce_request(topic: &str, batch: Bytes) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch)),
-                ]),
-        ])
-}
-
 /// Produces `batch` to partition 0 of `topic` at `version`; returns (error code, base offset).
 fn produce(c: &mut RawConn, version: i16, corr: i32, topic: &str, batch: Bytes) -> (i16, i64) {
-    let resp = c.roundtrip(version, corr, &produce_request(topic, batch));
+    let resp = c.roundtrip(version, corr, &produce_request(topic, 0, -1, batch));
     assert_eq!(resp.responses.len(), 1);
     let t = &resp.responses[0];
     assert_eq!(t.name.0.as_str(), topic);
@@ -445,7 +430,7 @@ fn pipelined_requests_are_answered_in_order() {
             sluice_e2e::raw::encode_request(11, corr, &fetch)
         } else {
             let batch = BatchBuilder::new(TS).record(None, Some(format!("{corr}").as_bytes()));
-            sluice_e2e::raw::encode_request(7, corr, &produce_request("pipe", batch.build()))
+            sluice_e2e::raw::encode_request(7, corr, &produce_request("pipe", 0, -1, batch.build()))
         };
         all.extend(frame(&request));
     }
@@ -488,7 +473,7 @@ fn keyless_records_on_a_compacted_topic_are_invalid_record_with_their_indexes() 
         .record(Some(b"c"), Some(b"3"))
         .record(None, None)
         .build();
-    let resp = c.roundtrip(9, 1, &produce_request("compacted", mixed.clone()));
+    let resp = c.roundtrip(9, 1, &produce_request("compacted", 0, -1, mixed.clone()));
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!(p.error_code, INVALID_RECORD);
     assert_eq!(p.base_offset, -1);
@@ -508,7 +493,7 @@ fn keyless_records_on_a_compacted_topic_are_invalid_record_with_their_indexes() 
     assert_eq!(indexes, vec![(1, Some(expected)), (3, Some(expected))]);
 
     // Before v8 there is no room for record errors: just the code.
-    let resp = c.roundtrip(7, 2, &produce_request("compacted", mixed));
+    let resp = c.roundtrip(7, 2, &produce_request("compacted", 0, -1, mixed));
     assert_eq!(
         resp.responses[0].partition_responses[0].error_code,
         INVALID_RECORD

@@ -10,16 +10,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{InitProducerIdRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer};
 use sluice_e2e::raw::RawConn;
 use sluice_e2e::{Broker, consume_all, create_topic, producer, wait_high_watermarks};
 use sluice_protocol::batch::RecordBatchBuilder;
-
-const PRODUCE_VERSION: i16 = 9;
 
 fn init_producer_id(conn: &mut RawConn, correlation_id: i32) -> (i64, i16) {
     let resp = conn.roundtrip(
@@ -46,22 +43,9 @@ fn idempotent_batch(producer_id: i64, epoch: i16, seq: i32, records: usize) -> B
     Bytes::from(b.build())
 }
 
-/// Produces one batch; returns (error code, base offset).
+/// Produces one batch to partition 0 with acks=all; returns (error code, base offset).
 fn produce(conn: &mut RawConn, correlation_id: i32, topic: &str, batch: Bytes) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch)),
-                ]),
-        ]);
-    let resp = conn.roundtrip(PRODUCE_VERSION, correlation_id, &req);
-    let p = &resp.responses[0].partition_responses[0];
+    let p = sluice_e2e::raw::produce(conn, correlation_id, topic, 0, -1, batch);
     (p.error_code, p.base_offset)
 }
 

@@ -15,11 +15,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::MetadataRequest;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use sluice_e2e::raw::produce_request;
 use sluice_e2e::raw::{BatchBuilder, RawConn, fetch, fetch_batch_headers};
 use sluice_e2e::{
     Broker, CALL_TIMEOUT, consume_all, consumer, create_topic, free_port, run_sluice,
@@ -338,25 +337,6 @@ fn scrape(addr: SocketAddr) -> Scrape {
 // ---------------------------------------------------------------------------------------------
 // Kafka traffic helpers
 // ---------------------------------------------------------------------------------------------
-
-fn topic_name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
-fn produce_request(topic: &str, partition: i32, acks: i16, batch: bytes::Bytes) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch)),
-                ]),
-        ])
-}
 
 /// Sizes of the stored batches of a partition, read with one raw fetch from offset 0.
 fn stored_batch_sizes(addr: SocketAddr, topic: &str) -> Vec<u64> {

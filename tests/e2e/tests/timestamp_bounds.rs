@@ -12,9 +12,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::IncrementalAlterConfigsRequest;
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
-use kafka_protocol::messages::{IncrementalAlterConfigsRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -47,20 +46,7 @@ fn batch(records: &[(i64, Option<&[u8]>)]) -> Bytes {
 
 /// Produces `batch` to partition 0 of `topic` (v9, acks=all); returns the partition's answer.
 fn produce(conn: &mut RawConn, corr: i32, topic: &str, batch: Bytes) -> PartitionProduceResponse {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch)),
-                ]),
-        ]);
-    let mut resp = conn.roundtrip(9, corr, &req);
-    resp.responses.remove(0).partition_responses.remove(0)
+    sluice_e2e::raw::produce(conn, corr, topic, 0, -1, batch)
 }
 
 /// The record errors of a refusal as (batch index, message).
