@@ -62,6 +62,25 @@ impl RawConn {
         RawConn { stream }
     }
 
+    /// A connection to a SASL_PLAINTEXT listener at `addr`, logged in as `user` with
+    /// PLAIN (SaslHandshake v1, SaslAuthenticate v2, correlation ids 1 and 2).
+    pub fn plain_login(addr: SocketAddr, user: &str, password: &str) -> RawConn {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+        let mut conn = RawConn::connect(addr);
+        let handshake =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        let r = conn.roundtrip(1, 1, &handshake);
+        assert_eq!(r.error_code, 0, "PLAIN handshake for {user}");
+        let token = format!("\0{user}\0{password}").into_bytes();
+        let r = conn.roundtrip(
+            2,
+            2,
+            &SaslAuthenticateRequest::default().with_auth_bytes(token.into()),
+        );
+        assert_eq!(r.error_code, 0, "{user} logs in: {:?}", r.error_message);
+        conn
+    }
+
     /// Writes raw bytes; errors are returned (the broker may already have closed).
     pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)?;

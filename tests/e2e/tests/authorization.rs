@@ -16,8 +16,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     DescribeGroupsRequest, FetchRequest, GroupId, InitProducerIdRequest, JoinGroupRequest,
-    MetadataRequest, ProduceRequest, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
-    TransactionalId,
+    MetadataRequest, ProduceRequest, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::producer::{BaseRecord, Producer};
@@ -116,21 +115,11 @@ impl Secured {
 
     /// A raw connection authenticated with PLAIN as `user`.
     fn login(&self, user: &str, password: &str) -> RawConn {
-        let mut conn = RawConn::connect(format!("127.0.0.1:{}", self.sasl).parse().unwrap());
-        let r = conn.roundtrip(
-            1,
-            1,
-            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
-        );
-        assert_eq!(r.error_code, 0);
-        let token = format!("\0{user}\0{password}");
-        let r = conn.roundtrip(
-            2,
-            2,
-            &SaslAuthenticateRequest::default().with_auth_bytes(token.into_bytes().into()),
-        );
-        assert_eq!(r.error_code, 0, "{user} logs in");
-        conn
+        RawConn::plain_login(
+            format!("127.0.0.1:{}", self.sasl).parse().unwrap(),
+            user,
+            password,
+        )
     }
 }
 

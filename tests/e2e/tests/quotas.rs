@@ -11,10 +11,7 @@
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiVersionsRequest, MetadataRequest, ProduceRequest, SaslAuthenticateRequest,
-    SaslHandshakeRequest, TopicName,
-};
+use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::producer::{BaseRecord, Producer};
 use sluice_e2e::raw::{BatchBuilder, RawConn};
@@ -351,22 +348,6 @@ fn a_throttled_response_comes_at_once_and_the_connection_is_muted_after_it() {
     );
 }
 
-/// A raw connection to `addr` logged in as `user` with SASL PLAIN.
-fn plain_login(addr: std::net::SocketAddr, user: &str, password: &str) -> RawConn {
-    let mut conn = RawConn::connect(addr);
-    let handshake =
-        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
-    assert_eq!(conn.roundtrip(1, 1, &handshake).error_code, 0);
-    let token = format!("\0{user}\0{password}").into_bytes();
-    let r = conn.roundtrip(
-        2,
-        2,
-        &SaslAuthenticateRequest::default().with_auth_bytes(token.into()),
-    );
-    assert_eq!(r.error_code, 0, "{user} logs in: {:?}", r.error_message);
-    conn
-}
-
 /// One Metadata request for every topic; asserts it succeeded for each of the `topics`
 /// and returns its throttle time.
 fn metadata_throttle(conn: &mut RawConn, correlation_id: i32, topics: usize) -> i32 {
@@ -423,7 +404,7 @@ fn a_user_over_its_request_percentage_is_throttled_while_another_is_not() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], sasl));
 
     // Carol has no quota: hundreds of requests, none throttled.
-    let mut carol = plain_login(addr, "carol", "carol-secret");
+    let mut carol = RawConn::plain_login(addr, "carol", "carol-secret");
     for id in 10..310 {
         assert_eq!(
             metadata_throttle(&mut carol, id, 3),
@@ -434,7 +415,7 @@ fn a_user_over_its_request_percentage_is_throttled_while_another_is_not() {
 
     // Alice is throttled once her requests have kept the broker busy for more than 1 ms,
     // for at most one quota window (Kafka bounds request time throttles so).
-    let mut alice = plain_login(addr, "alice", "alice-secret");
+    let mut alice = RawConn::plain_login(addr, "alice", "alice-secret");
     let (sent, throttle) = (10..3010)
         .find_map(|id| {
             let sent = Instant::now();
