@@ -3,6 +3,7 @@
 //! continue, links heal), so a run is a sequence of fault → heal → settle → quiet.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::thread;
 use std::time::Duration;
@@ -40,10 +41,14 @@ pub enum FaultKind {
     /// kill -9 of a random node, restarted with its wall clock 10–60 s ahead or behind
     /// (`SLUICE_FAULT_CLOCK_SKEW_MS`); healing restarts it with the true clock.
     ClockSkew,
+    /// A random partition's replicas moved to a random other set of nodes (KIP-455, with
+    /// `sluice cluster reassign`), and at once kill -9 of a random node among the old and
+    /// new replicas; after healing the move must complete.
+    ReassignKill,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Kill,
         FaultKind::KillLeader,
         FaultKind::KillController,
@@ -55,6 +60,7 @@ impl FaultKind {
         FaultKind::Delay,
         FaultKind::RollingRestart,
         FaultKind::ClockSkew,
+        FaultKind::ReassignKill,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +76,7 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::RollingRestart => "rolling-restart",
             FaultKind::ClockSkew => "clock-skew",
+            FaultKind::ReassignKill => "reassign-kill",
         }
     }
 }
@@ -128,6 +135,8 @@ impl Schedule {
 /// What a fault did, for the run's log.
 pub struct Applied {
     pub description: String,
+    /// A reassignment plan the fault started: once healed, it must complete.
+    pub plan: Option<PathBuf>,
 }
 
 /// Applies one fault of `kind`; the caller holds it, then heals with [`Cluster::heal`].
@@ -142,6 +151,7 @@ pub fn apply(
 ) -> anyhow::Result<Applied> {
     let ids = cluster.ids();
     let random_node = |rng: &mut Rng| rng.pick(&ids).copied().context("no nodes");
+    let mut plan = None;
     let description = match kind {
         FaultKind::Kill => {
             let id = random_node(rng)?;
@@ -224,6 +234,19 @@ pub fn apply(
             cluster.start(id)?;
             format!("node {id} restarted with its clock {skew_ms:+} ms off")
         }
+        FaultKind::ReassignKill => {
+            let partition = rng.below(partitions as u64) as i32;
+            let (file, from, to) = start_reassignment(cluster, rng, topic, partition)?;
+            plan = Some(file);
+            let mut involved: Vec<NodeId> = from.iter().chain(&to).copied().collect();
+            involved.sort_unstable();
+            involved.dedup();
+            let victim = rng.pick(&involved).copied().context("no replicas")?;
+            cluster.node_mut(victim)?.kill9()?;
+            format!(
+                "reassign partition {partition} from {from:?} to {to:?}, and kill -9 node {victim}"
+            )
+        }
         FaultKind::RollingRestart => {
             let mut order = ids.clone();
             rng.shuffle(&mut order);
@@ -231,7 +254,61 @@ pub fn apply(
             format!("rolling restart of nodes {order:?}")
         }
     };
-    Ok(Applied { description })
+    Ok(Applied { description, plan })
+}
+
+/// Starts moving `partition` of `topic` to a random other replica set of the same size:
+/// other nodes when there are more nodes than replicas, else the same nodes in another
+/// order (a new preferred leader). Returns the plan file and the old and new replicas.
+fn start_reassignment(
+    cluster: &mut Cluster,
+    rng: &mut Rng,
+    topic: &str,
+    partition: i32,
+) -> anyhow::Result<(PathBuf, Vec<NodeId>, Vec<NodeId>)> {
+    let from = cluster
+        .live()
+        .into_iter()
+        .find_map(|id| cluster.partitions(id, topic).ok())
+        .and_then(|ps| ps.get(&partition).map(|p| p.replicas.clone()))
+        .context("no node lists the partition's replicas")?;
+    let mut to = cluster.ids();
+    // A few draws find another set (or order) unless there is none (one node).
+    for _ in 0..16 {
+        rng.shuffle(&mut to);
+        if to.get(..from.len()) != Some(from.as_slice()) {
+            break;
+        }
+    }
+    to.truncate(from.len());
+    let plan = serde_json::json!({
+        "version": 1,
+        "partitions": [{"topic": topic, "partition": partition, "replicas": to}],
+    });
+    let file = cluster
+        .dir()
+        .join(format!("reassign-{partition}-{}.json", rng.next_u64()));
+    std::fs::write(&file, plan.to_string())?;
+    let path = file.display().to_string();
+    cluster.cli(&["cluster", "reassign", "--execute", &path])?;
+    Ok((file, from, to))
+}
+
+/// Waits (at most `timeout`) until the reassignment of `plan` is complete.
+pub fn wait_reassigned(cluster: &Cluster, plan: &Path, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    let path = plan.display().to_string();
+    loop {
+        match cluster.cli(&["cluster", "reassign", "--verify", &path]) {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                anyhow::bail!(
+                    "the reassignment of {path} did not complete within {timeout:?}: {e:#}"
+                )
+            }
+            Err(_) => thread::sleep(Duration::from_millis(500)),
+        }
+    }
 }
 
 /// Cuts every link between a node of `side` and a node not in it, both ways.

@@ -202,6 +202,8 @@ pub struct Cluster {
     nodes: Vec<Node>,
     voters: String,
     bin: PathBuf,
+    /// Where the nodes' directories are (and the harness's own files).
+    dir: PathBuf,
     faults: Arc<Faults>,
 }
 
@@ -245,6 +247,7 @@ impl Cluster {
             nodes,
             voters,
             bin,
+            dir: dir.to_path_buf(),
             faults,
         })
     }
@@ -253,8 +256,32 @@ impl Cluster {
         self.nodes.iter().map(|n| n.id).collect()
     }
 
+    /// The run's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn faults(&self) -> &Arc<Faults> {
         &self.faults
+    }
+
+    /// Runs `sluice ARGS --brokers <every node>` (an admin command of the CLI) and returns
+    /// its standard output, or why it failed.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .args(["--brokers", &self.bootstrap()])
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", self.bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "sluice {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     pub fn node_mut(&mut self, id: NodeId) -> anyhow::Result<&mut Node> {

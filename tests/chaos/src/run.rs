@@ -211,6 +211,10 @@ fn one_fault(
     }
     let took = cluster.wait_healthy(Some((TOPIC, config.partitions)), config.settle)?;
     clock.say(format!("healthy again after {:.1}s", took.as_secs_f64()));
+    if let Some(plan) = &applied.plan {
+        nemesis::wait_reassigned(cluster, plan, config.settle)?;
+        clock.say("the reassignment completed");
+    }
     Ok(())
 }
 

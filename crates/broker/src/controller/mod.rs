@@ -336,7 +336,7 @@ impl Controller {
             .ok_or_else(|| CommitError::Unavailable("shutting down".into()))?;
         broker
             .metadata
-            .propose_as_controller(|image| {
+            .propose(|image| {
                 let mut records = Vec::new();
                 let mut outcomes = Vec::new();
                 for &(topic_id, index) in targets {
@@ -406,7 +406,7 @@ impl Controller {
         loop {
             let decided = broker
                 .metadata
-                .propose_as_controller(|image| {
+                .propose(|image| {
                     Ok::<_, CommitError>(decide_reassignments(
                         &broker,
                         image,
