@@ -29,7 +29,8 @@ pub enum Anomaly {
     LostWrite {
         partition: Partition,
         value: Value,
-        acked_at: Offset,
+        /// None: acknowledged without an offset.
+        acked_at: Option<Offset>,
     },
     Duplicate {
         partition: Partition,
@@ -112,10 +113,16 @@ impl fmt::Display for Anomaly {
                 partition,
                 value,
                 acked_at,
-            } => write!(
-                f,
-                "partition {partition}: value {value} acknowledged at offset {acked_at} is not in the log"
-            ),
+            } => match acked_at {
+                Some(offset) => write!(
+                    f,
+                    "partition {partition}: value {value} acknowledged at offset {offset} is not in the log"
+                ),
+                None => write!(
+                    f,
+                    "partition {partition}: value {value} acknowledged (offset unknown) is not in the log"
+                ),
+            },
             Anomaly::Duplicate {
                 partition,
                 value,
@@ -301,7 +308,7 @@ fn reads(history: &History) -> impl Iterator<Item = (Partition, Offset, Value)> 
 /// Every (partition, offset, value) anyone saw: acknowledgements and reads.
 fn observations(history: &History) -> impl Iterator<Item = (Partition, Offset, Value)> + '_ {
     let acked = history.sends.iter().filter_map(|s| match s.outcome {
-        SendOutcome::Acked(offset) => Some((s.partition, offset, s.value)),
+        SendOutcome::Acked(Some(offset)) => Some((s.partition, offset, s.value)),
         _ => None,
     });
     acked.chain(reads(history))
@@ -393,7 +400,8 @@ fn nonmonotonic_sends(history: &History) -> Vec<Anomaly> {
     let mut last: BTreeMap<(usize, Partition), Offset> = BTreeMap::new();
     let mut anomalies = Vec::new();
     for send in &history.sends {
-        let SendOutcome::Acked(offset) = send.outcome else {
+        // An acknowledgement without an offset says nothing about order.
+        let SendOutcome::Acked(Some(offset)) = send.outcome else {
             continue;
         };
         let key = (send.producer, send.partition);
@@ -480,7 +488,7 @@ mod tests {
             producer,
             partition,
             value,
-            outcome: SendOutcome::Acked(offset),
+            outcome: SendOutcome::Acked(Some(offset)),
             span: Span::default(),
         }
     }
@@ -548,8 +556,35 @@ mod tests {
             vec![Anomaly::LostWrite {
                 partition: 0,
                 value: 3,
-                acked_at: 2
+                acked_at: Some(2)
             }]
+        );
+    }
+
+    /// librdkafka's implicit acknowledgements carry no offset: such a value must still be
+    /// in the log, but says nothing about offsets or their order.
+    #[test]
+    fn an_acknowledgement_without_an_offset_is_checked_for_loss_only() {
+        let mut h = valid(4);
+        h.sends[1].outcome = SendOutcome::Acked(None);
+        h.sends[2].outcome = SendOutcome::Acked(None);
+        assert_eq!(check(&h), vec![]);
+
+        h.final_read.insert(0, vec![(0, 1), (2, 3), (3, 4)]);
+        h.polls
+            .retain(|p| !matches!(p, PollEvent::Record { value: 2, .. }));
+        let anomalies = check(&h);
+        assert_eq!(
+            anomalies,
+            vec![Anomaly::LostWrite {
+                partition: 0,
+                value: 2,
+                acked_at: None
+            }]
+        );
+        assert_eq!(
+            anomalies[0].to_string(),
+            "partition 0: value 2 acknowledged (offset unknown) is not in the log"
         );
     }
 
@@ -601,7 +636,7 @@ mod tests {
     #[test]
     fn one_value_acknowledged_at_one_offset_and_logged_at_another_is_inconsistent() {
         let mut h = valid(3);
-        h.sends[2].outcome = SendOutcome::Acked(5);
+        h.sends[2].outcome = SendOutcome::Acked(Some(5));
         let anomalies = check(&h);
         assert_eq!(
             anomalies,

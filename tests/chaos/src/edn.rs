@@ -4,7 +4,8 @@
 //! producer instances (a replaced producer is a new process, as after a crash in Jepsen),
 //! then the assign-mode consumers, then the final reader.
 //!
-//! - a send: `:invoke` with `[[:send k v]]`, then `:ok` with `[[:send k [offset v]]]`,
+//! - a send: `:invoke` with `[[:send k v]]`, then `:ok` with `[[:send k [offset v]]]`
+//!   (`nil` for an offset the client acknowledged without knowing it),
 //!   `:fail`, or `:info` (indeterminate; a send never reported completes at the end);
 //! - a consumer's (re)assignment (its own, or its group's rebalance): `:assign` of its
 //!   partitions, invoked and completed at once;
@@ -78,7 +79,10 @@ fn sends(history: &History, ops: &mut Vec<Op>) -> usize {
             error: None,
         });
         let (kind, value, error) = match &send.outcome {
-            SendOutcome::Acked(offset) => (":ok", format!("[[:send {k} [{offset} {v}]]]"), None),
+            SendOutcome::Acked(Some(offset)) => {
+                (":ok", format!("[[:send {k} [{offset} {v}]]]"), None)
+            }
+            SendOutcome::Acked(None) => (":ok", format!("[[:send {k} [nil {v}]]]"), None),
             SendOutcome::Failed(e) => (":fail", format!("[[:send {k} {v}]]"), Some(e.clone())),
             SendOutcome::Indeterminate(e) => {
                 (":info", format!("[[:send {k} {v}]]"), Some(e.clone()))
@@ -266,7 +270,7 @@ mod tests {
     fn a_history_becomes_jepsen_operations_in_time_order() {
         let mut h = History::default();
         h.sends
-            .push(send(0, 7, SendOutcome::Acked(0), (10, Some(40))));
+            .push(send(0, 7, SendOutcome::Acked(Some(0)), (10, Some(40))));
         h.sends.push(send(
             1,
             8,

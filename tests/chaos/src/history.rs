@@ -15,8 +15,11 @@ pub type Offset = i64;
 /// How a send ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
-    /// Acknowledged (acks=all) at this offset.
-    Acked(Offset),
+    /// Acknowledged (acks=all) at this offset; None when the client acknowledged it
+    /// without an offset: librdkafka acks an idempotent producer's earlier records
+    /// "implicitly", with offset -1001, when a later batch of the same producer and
+    /// partition succeeds while their own response was lost (rd_kafka_dr_implicit_ack).
+    Acked(Option<Offset>),
     /// Definitely not written: refused before it was ever transmitted.
     Failed(String),
     /// Unknown: an idempotent producer's send that timed out or failed after it was

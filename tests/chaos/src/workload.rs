@@ -184,7 +184,7 @@ impl ProducerContext for Reports {
 
     fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
         let outcome = match result {
-            Ok(m) => SendOutcome::Acked(m.offset()),
+            Ok(m) => SendOutcome::Acked((m.offset() >= 0).then_some(m.offset())),
             // librdkafka tells "possibly persisted" from "not persisted" only through
             // rd_kafka_message_status, which the rdkafka crate does not expose: every
             // reported failure of an idempotent send counts as indeterminate.
