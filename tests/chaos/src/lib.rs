@@ -14,4 +14,5 @@ pub mod nodes;
 pub mod proxy;
 pub mod rng;
 pub mod run;
+pub mod transactions;
 pub mod workload;

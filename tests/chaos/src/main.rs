@@ -58,6 +58,10 @@ struct Args {
     /// assign-mode consumer.
     #[arg(long, default_value_t = 2)]
     group_consumers: usize,
+    /// Transactional producers, besides the idempotent ones: four records to several
+    /// partitions per transaction, one transaction in four aborted.
+    #[arg(long, default_value_t = 0)]
+    transactional_producers: usize,
     /// Sends per second of each producer.
     #[arg(long, default_value_t = 100)]
     rate: u32,
@@ -142,6 +146,7 @@ fn config(args: Args) -> anyhow::Result<(RunConfig, bool)> {
             partitions: args.partitions.max(1),
             producers: args.producers.max(1),
             group_consumers: args.group_consumers,
+            transactional_producers: args.transactional_producers,
             rate: args.rate.max(1),
             settle: Duration::from_secs(args.settle),
             message_timeout: Duration::from_secs(args.message_timeout.max(1)),

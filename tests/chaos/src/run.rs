@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,8 @@ use crate::nemesis::{self, FaultKind, Schedule};
 use crate::nodes::Cluster;
 use crate::proxy::Faults;
 use crate::rng::Rng;
-use crate::workload::{self, ConsumerMode, Poller, Producers, Recorder, WorkloadConfig};
+use crate::transactions::TransactionalProducers;
+use crate::workload::{self, ConsumerMode, Poller, Producers, Recorder, Values, WorkloadConfig};
 
 /// Everything a run is told.
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub struct RunConfig {
     pub producers: usize,
     /// Consumers in the workload's consumer group (besides the assign-mode consumer).
     pub group_consumers: usize,
+    /// Transactional producers (besides the idempotent ones).
+    pub transactional_producers: usize,
     /// Sends per second of each producer.
     pub rate: u32,
     /// How long the cluster may take to be healthy again after a fault or a restart.
@@ -110,7 +114,16 @@ pub fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
         )?))),
     };
     let recorder = Arc::new(Recorder::default());
-    let producers = Producers::start(config.producers, &workload, &recorder)?;
+    let values = Values::new(config.partitions);
+    let instances = Arc::new(AtomicUsize::new(0));
+    let producers = Producers::start(config.producers, &workload, &recorder, &values, &instances)?;
+    let transactional = TransactionalProducers::start(
+        config.transactional_producers,
+        &workload,
+        &recorder,
+        &values,
+        &instances,
+    )?;
     let mut pollers = vec![Poller::start(
         0,
         ConsumerMode::Assign,
@@ -160,8 +173,9 @@ pub fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     // A few more seconds of sends on a healthy cluster, then every send's outcome.
     thread::sleep(Duration::from_secs(3));
     producers.stop();
+    transactional.stop();
     clock.say(format!("producers stopped: {}", recorder.progress()));
-    wait_caught_up(&workload, &recorder, config.settle);
+    wait_caught_up(&recorder, config.settle);
     for poller in pollers {
         poller.stop();
     }
@@ -243,19 +257,17 @@ fn create_topic(bootstrap: &str, config: &RunConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits (at most `timeout`) until the consumer polled every partition up to its high
-/// watermark.
-fn wait_caught_up(workload: &WorkloadConfig, recorder: &Recorder, timeout: Duration) {
+/// Waits (at most `timeout`) until the consumers polled every partition up to its last
+/// acknowledged record. (Not up to the high watermark: a log that ends with transaction
+/// markers or aborted records has offsets no read_committed consumer ever returns.)
+fn wait_caught_up(recorder: &Recorder, timeout: Duration) {
     let deadline = Instant::now() + timeout;
+    let acked = recorder.acked_up_to();
     while Instant::now() < deadline {
-        let Ok(ends) = workload::high_watermarks(workload) else {
-            thread::sleep(Duration::from_millis(200));
-            continue;
-        };
         let polled = recorder.polled_up_to();
-        if ends
+        if acked
             .iter()
-            .all(|(p, end)| *end == 0 || polled.get(p).is_some_and(|o| o + 1 >= *end))
+            .all(|(p, last)| polled.get(p).is_some_and(|o| o >= last))
         {
             return;
         }

@@ -4,7 +4,7 @@
 //! partition. Everything they do goes into a
 //! [`Recorder`], which becomes the run's [`History`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -64,7 +64,7 @@ impl Recorder {
         u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn begin_send(&self, producer: usize, partition: Partition, value: Value) -> usize {
+    pub(crate) fn begin_send(&self, producer: usize, partition: Partition, value: Value) -> usize {
         let invoked_ns = self.now_ns();
         let mut sends = self.sends.lock();
         sends.push(Send {
@@ -80,7 +80,7 @@ impl Recorder {
         sends.len() - 1
     }
 
-    fn finish_send(&self, index: usize, outcome: SendOutcome) {
+    pub(crate) fn finish_send(&self, index: usize, outcome: SendOutcome) {
         match outcome {
             SendOutcome::Acked(_) => self.acked.fetch_add(1, Ordering::Relaxed),
             SendOutcome::Indeterminate(_) => self.indeterminate.fetch_add(1, Ordering::Relaxed),
@@ -123,6 +123,18 @@ impl Recorder {
         self.polled_up_to.lock().clone()
     }
 
+    /// The highest offset of each partition a send was acknowledged at.
+    pub fn acked_up_to(&self) -> BTreeMap<Partition, Offset> {
+        let mut up_to = BTreeMap::new();
+        for send in self.sends.lock().iter() {
+            if let SendOutcome::Acked(Some(offset)) = send.outcome {
+                let at = up_to.entry(send.partition).or_insert(offset);
+                *at = (*at).max(offset);
+            }
+        }
+        up_to
+    }
+
     /// The history so far, with `final_read`, which ends now.
     pub fn history(&self, final_read: BTreeMap<Partition, Vec<(Offset, Value)>>) -> History {
         History {
@@ -151,7 +163,7 @@ pub struct WorkloadConfig {
 }
 
 /// Base client settings: short timeouts, quick reconnects.
-fn client_config(bootstrap: &str) -> ClientConfig {
+pub(crate) fn client_config(bootstrap: &str) -> ClientConfig {
     let mut c = sluice_e2e::client_config(bootstrap);
     c.set("log_level", "0");
     c
@@ -216,6 +228,56 @@ fn producer(config: &WorkloadConfig, recorder: &Arc<Recorder>) -> anyhow::Result
     .context("cannot create a producer")
 }
 
+/// The next value of each partition, shared by every producer, so that each value is
+/// unique in its partition.
+#[derive(Clone)]
+pub struct Values(Arc<Vec<AtomicU64>>);
+
+impl Values {
+    pub fn new(partitions: i32) -> Values {
+        Values(Arc::new(
+            (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+        ))
+    }
+
+    /// A new value for `partition` (None for a partition the topic does not have).
+    pub(crate) fn next(&self, partition: Partition) -> Option<Value> {
+        let counter = self.0.get(usize::try_from(partition).ok()?)?;
+        Some(counter.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+/// Queues the record of `value` for `partition`, waiting while librdkafka's queue is full
+/// (unless `stop` is set); `index` is its send in the history. An error means it was
+/// refused before it was queued: it was never transmitted.
+pub(crate) fn enqueue<C>(
+    producer: &ThreadedProducer<C>,
+    topic: &str,
+    partition: Partition,
+    value: Value,
+    index: usize,
+    stop: &AtomicBool,
+) -> Result<(), KafkaError>
+where
+    C: ProducerContext<DeliveryOpaque = usize>,
+{
+    let text = payload(value);
+    loop {
+        let record = BaseRecord::<(), String, usize>::with_opaque_to(topic, index)
+            .partition(partition)
+            .payload(&text);
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                if !stop.load(Ordering::SeqCst) =>
+            {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 /// Producer threads sending until stopped, then waiting for their last reports.
 pub struct Producers {
     stop: Arc<AtomicBool>,
@@ -229,18 +291,17 @@ impl Producers {
         count: usize,
         config: &WorkloadConfig,
         recorder: &Arc<Recorder>,
+        values: &Values,
+        instances: &Arc<AtomicUsize>,
     ) -> anyhow::Result<Producers> {
         let stop = Arc::new(AtomicBool::new(false));
-        let counters: Arc<Vec<AtomicU64>> =
-            Arc::new((0..config.partitions).map(|_| AtomicU64::new(0)).collect());
-        let instances = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
         for first_partition in 0..count {
             let first = producer(config, recorder)?;
             let worker = ProducerWorker {
                 config: config.clone(),
                 recorder: recorder.clone(),
-                counters: counters.clone(),
+                values: values.clone(),
                 instances: instances.clone(),
                 stop: stop.clone(),
             };
@@ -263,8 +324,8 @@ impl Producers {
 struct ProducerWorker {
     config: WorkloadConfig,
     recorder: Arc<Recorder>,
-    counters: Arc<Vec<AtomicU64>>,
-    /// Producer instances so far: each gets its own number in the history.
+    values: Values,
+    /// Producer instances so far (of every kind): each gets its own number in the history.
     instances: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
@@ -297,30 +358,21 @@ impl ProducerWorker {
     }
 
     fn send_one(&self, producer: &ChaosProducer, id: usize, partition: i32) {
-        let Some(counter) = self.counters.get(partition as usize) else {
+        let Some(value) = self.values.next(partition) else {
             return;
         };
-        let value = counter.fetch_add(1, Ordering::SeqCst);
         let index = self.recorder.begin_send(id, partition, value);
-        let text = payload(value);
-        loop {
-            let record = BaseRecord::<(), String, usize>::with_opaque_to(&self.config.topic, index)
-                .partition(partition)
-                .payload(&text);
-            match producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
-                    if !self.stop.load(Ordering::SeqCst) =>
-                {
-                    thread::sleep(Duration::from_millis(10));
-                }
-                // Refused before it was queued: it was never transmitted.
-                Err((e, _)) => {
-                    self.recorder
-                        .finish_send(index, SendOutcome::Failed(e.to_string()));
-                    return;
-                }
-            }
+        let queued = enqueue(
+            producer,
+            &self.config.topic,
+            partition,
+            value,
+            index,
+            &self.stop,
+        );
+        if let Err(e) = queued {
+            self.recorder
+                .finish_send(index, SendOutcome::Failed(e.to_string()));
         }
     }
 }
@@ -365,7 +417,9 @@ impl ConsumerContext for Assignments {
 
 type WorkloadConsumer = BaseConsumer<Assignments>;
 
-/// A consumer of the workload's topic in `mode`, whose assignments go to `recorder`.
+/// A consumer of the workload's topic in `mode`, whose assignments go to `recorder`;
+/// without one, the final read's consumer, which is told when it reaches each
+/// partition's end.
 fn workload_consumer(
     mode: ConsumerMode,
     consumer_id: usize,
@@ -377,6 +431,10 @@ fn workload_consumer(
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "100")
         .set("check.crcs", "true");
+    if recorder.is_none() {
+        // The final read: told when it reaches each partition's end.
+        settings.set("enable.partition.eof", "true");
+    }
     match mode {
         // librdkafka wants a group id even in assign mode; it never joins the group.
         ConsumerMode::Assign => settings
@@ -490,9 +548,15 @@ pub fn final_read(
     let consumer = workload_consumer(ConsumerMode::Assign, 0, config, None)?;
     let mut log: BTreeMap<Partition, Vec<(Offset, Value)>> =
         (0..config.partitions).map(|p| (p, Vec::new())).collect();
-    let done = |log: &BTreeMap<Partition, Vec<(Offset, Value)>>| {
+    // Partitions read to their end: a transaction's last marker is never returned as a
+    // record, so a partition whose log ends with one is done when librdkafka reports its
+    // end (read_committed: the last stable offset, which is the high watermark once every
+    // transaction has ended).
+    let mut at_end: BTreeSet<Partition> = BTreeSet::new();
+    let done = |log: &BTreeMap<Partition, Vec<(Offset, Value)>>, at_end: &BTreeSet<Partition>| {
         ends.iter().all(|(p, end)| {
             *end == 0
+                || at_end.contains(p)
                 || log
                     .get(p)
                     .and_then(|records| records.last())
@@ -500,7 +564,7 @@ pub fn final_read(
         })
     };
     let deadline = Instant::now() + timeout;
-    while !done(&log) {
+    while !done(&log, &at_end) {
         if Instant::now() > deadline {
             let got: BTreeMap<_, _> = log
                 .iter()
@@ -510,10 +574,15 @@ pub fn final_read(
                 "the final read did not reach the high watermarks {ends:?} within {timeout:?}: last offsets read {got:?}"
             );
         }
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            log.entry(m.partition())
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => log
+                .entry(m.partition())
                 .or_default()
-                .push((m.offset(), value_of(&m)));
+                .push((m.offset(), value_of(&m))),
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            _ => {}
         }
     }
     Ok(log)
