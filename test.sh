@@ -49,7 +49,7 @@ count_cargo "$logdir/cargo.log"
 # passed when the checker finds no anomaly. Generous timings for a loaded 2-core machine.
 step "fault harness: sluice-chaos, seed 1, every fault kind (docs/RELIABILITY.md)"
 target/debug/sluice-chaos --seed 1 --duration 80 --complete-rounds --interval 1 --hold-min 2 --hold-max 4 \
-  --rate 50 2>&1 | tee "$logdir/chaos.log"
+  --rate 50 --transactional-producers 1 2>&1 | tee "$logdir/chaos.log"
 if [ "${PIPESTATUS[0]}" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
 
 step "node --test (kafkajs, examples)"
