@@ -60,7 +60,7 @@ struct Args {
     group_consumers: usize,
     /// Transactional producers, besides the idempotent ones: four records to several
     /// partitions per transaction, one transaction in four aborted.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 1)]
     transactional_producers: usize,
     /// Sends per second of each producer.
     #[arg(long, default_value_t = 100)]
