@@ -17,8 +17,10 @@ use crate::nemesis::{self, FaultKind, Schedule};
 use crate::nodes::Cluster;
 use crate::proxy::Faults;
 use crate::rng::Rng;
-use crate::transactions::TransactionalProducers;
-use crate::workload::{self, ConsumerMode, Poller, Producers, Recorder, Values, WorkloadConfig};
+use crate::transactions::start_transactional_producers;
+use crate::workload::{
+    self, ConsumerMode, Recorder, Values, WorkloadConfig, start_poller, start_producers,
+};
 
 /// Everything a run is told.
 #[derive(Debug, Clone)]
@@ -116,22 +118,17 @@ pub fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     let recorder = Arc::new(Recorder::default());
     let values = Values::new(config.partitions);
     let instances = Arc::new(AtomicUsize::new(0));
-    let producers = Producers::start(config.producers, &workload, &recorder, &values, &instances)?;
-    let transactional = TransactionalProducers::start(
+    let producers = start_producers(config.producers, &workload, &recorder, &values, &instances)?;
+    let transactional = start_transactional_producers(
         config.transactional_producers,
         &workload,
         &recorder,
         &values,
         &instances,
     )?;
-    let mut pollers = vec![Poller::start(
-        0,
-        ConsumerMode::Assign,
-        &workload,
-        &recorder,
-    )?];
+    let mut pollers = vec![start_poller(0, ConsumerMode::Assign, &workload, &recorder)?];
     for id in 1..=config.group_consumers {
-        pollers.push(Poller::start(
+        pollers.push(start_poller(
             id,
             ConsumerMode::Subscribe,
             &workload,

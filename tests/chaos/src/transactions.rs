@@ -20,7 +20,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use crate::history::{Offset, Partition, SendOutcome};
-use crate::workload::{Recorder, Values, WorkloadConfig, client_config, enqueue};
+use crate::workload::{Recorder, Values, Workers, WorkloadConfig, client_config, enqueue};
 
 /// How long librdkafka may take to init, commit or abort a transaction.
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,49 +69,35 @@ fn txn_producer(config: &WorkloadConfig, transactional_id: &str) -> anyhow::Resu
         .context("cannot create a transactional producer")
 }
 
-/// Transactional producer threads, until stopped.
-pub struct TransactionalProducers {
-    stop: Arc<AtomicBool>,
-    threads: Vec<thread::JoinHandle<()>>,
-}
-
-impl TransactionalProducers {
-    /// Starts `count` of them, with transactional ids `sluice-chaos-txn-N`.
-    pub fn start(
-        count: usize,
-        config: &WorkloadConfig,
-        recorder: &Arc<Recorder>,
-        values: &Values,
-        instances: &Arc<AtomicUsize>,
-    ) -> anyhow::Result<TransactionalProducers> {
-        // A configuration librdkafka refuses is the harness's bug: say so at once.
-        if count > 0 {
-            drop(txn_producer(config, "sluice-chaos-txn-check")?);
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..count)
-            .map(|n| {
-                let worker = TxnWorker {
-                    transactional_id: format!("sluice-chaos-txn-{n}"),
-                    config: config.clone(),
-                    recorder: recorder.clone(),
-                    values: values.clone(),
-                    instances: instances.clone(),
-                    stop: stop.clone(),
-                };
-                thread::spawn(move || worker.run())
-            })
-            .collect();
-        Ok(TransactionalProducers { stop, threads })
+/// Starts `count` transactional producers, with transactional ids `sluice-chaos-txn-N`,
+/// until stopped (each ends its transaction in flight first).
+pub fn start_transactional_producers(
+    count: usize,
+    config: &WorkloadConfig,
+    recorder: &Arc<Recorder>,
+    values: &Values,
+    instances: &Arc<AtomicUsize>,
+) -> anyhow::Result<Workers> {
+    // A configuration librdkafka refuses is the harness's bug: say so at once.
+    if count > 0 {
+        drop(txn_producer(config, "sluice-chaos-txn-check")?);
     }
-
-    /// Stops them; each ends its transaction in flight first.
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads {
-            let _ = t.join();
+    let workers = (0..count).map(|n| {
+        let (config, recorder) = (config.clone(), recorder.clone());
+        let (values, instances) = (values.clone(), instances.clone());
+        move |stop| {
+            let worker = TxnWorker {
+                transactional_id: format!("sluice-chaos-txn-{n}"),
+                config,
+                recorder,
+                values,
+                instances,
+                stop,
+            };
+            worker.run();
         }
-    }
+    });
+    Ok(Workers::spawn(workers.collect::<Vec<_>>()))
 }
 
 struct TxnWorker {

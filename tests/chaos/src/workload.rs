@@ -278,47 +278,66 @@ where
     }
 }
 
-/// Producer threads sending until stopped, then waiting for their last reports.
-pub struct Producers {
+/// Client threads (producers, consumers) that run until told to stop.
+pub struct Workers {
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
 }
 
-impl Producers {
-    /// Starts `count` producers, each sending to every partition in turn; values come from
-    /// one counter per partition, so each is unique in its partition.
-    pub fn start(
-        count: usize,
-        config: &WorkloadConfig,
-        recorder: &Arc<Recorder>,
-        values: &Values,
-        instances: &Arc<AtomicUsize>,
-    ) -> anyhow::Result<Producers> {
+impl Workers {
+    /// Runs each of `workers` on its own thread; each gets the shared stop flag.
+    pub(crate) fn spawn<W: FnOnce(Arc<AtomicBool>) + std::marker::Send + 'static>(
+        workers: impl IntoIterator<Item = W>,
+    ) -> Workers {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        for first_partition in 0..count {
-            let first = producer(config, recorder)?;
-            let worker = ProducerWorker {
-                config: config.clone(),
-                recorder: recorder.clone(),
-                values: values.clone(),
-                instances: instances.clone(),
-                stop: stop.clone(),
-            };
-            let partition = (first_partition as i32) % config.partitions.max(1);
-            threads.push(thread::spawn(move || worker.run(first, partition)));
-        }
-        Ok(Producers { stop, threads })
+        let threads = workers
+            .into_iter()
+            .map(|work| {
+                let stop = stop.clone();
+                thread::spawn(move || work(stop))
+            })
+            .collect();
+        Workers { stop, threads }
     }
 
-    /// Stops sending and waits for every producer to flush (each bounded by its message
-    /// timeout).
+    /// Tells them to stop and waits until each has finished (a producer flushes first,
+    /// bounded by its message timeout; a transactional one ends its transaction).
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
             let _ = t.join();
         }
     }
+}
+
+/// Starts `count` idempotent producers, each sending to every partition in turn until
+/// stopped, then waiting for its last reports; values come from one counter per
+/// partition, so each is unique in its partition.
+pub fn start_producers(
+    count: usize,
+    config: &WorkloadConfig,
+    recorder: &Arc<Recorder>,
+    values: &Values,
+    instances: &Arc<AtomicUsize>,
+) -> anyhow::Result<Workers> {
+    let mut workers = Vec::new();
+    for first_partition in 0..count {
+        let first = producer(config, recorder)?;
+        let (config, recorder) = (config.clone(), recorder.clone());
+        let (values, instances) = (values.clone(), instances.clone());
+        let partition = (first_partition as i32) % config.partitions.max(1);
+        workers.push(move |stop| {
+            let worker = ProducerWorker {
+                config,
+                recorder,
+                values,
+                instances,
+                stop,
+            };
+            worker.run(first, partition);
+        });
+    }
+    Ok(Workers::spawn(workers))
 }
 
 struct ProducerWorker {
@@ -478,50 +497,36 @@ fn value_of<M: Message>(m: &M) -> Value {
     m.payload().and_then(parse_payload).unwrap_or(Value::MAX)
 }
 
-/// A consumer polling on its own thread until stopped.
-pub struct Poller {
-    stop: Arc<AtomicBool>,
-    thread: thread::JoinHandle<()>,
-}
-
-impl Poller {
-    pub fn start(
-        consumer_id: usize,
-        mode: ConsumerMode,
-        config: &WorkloadConfig,
-        recorder: &Arc<Recorder>,
-    ) -> anyhow::Result<Poller> {
-        let consumer = workload_consumer(mode, consumer_id, config, Some(recorder))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (stop_flag, recorder) = (stop.clone(), recorder.clone());
-        let thread = thread::spawn(move || {
-            while !stop_flag.load(Ordering::SeqCst) {
-                match consumer.poll(Duration::from_millis(100)) {
-                    None => {}
-                    Some(Ok(m)) => recorder.polled(PollEvent::Record {
-                        consumer: consumer_id,
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        value: value_of(&m),
-                        at_ns: recorder.now_ns(),
-                    }),
-                    Some(Err(_)) => {
-                        recorder.consumer_errors.fetch_add(1, Ordering::Relaxed);
-                    }
+/// Starts a consumer in `mode` polling on its own thread until stopped.
+pub fn start_poller(
+    consumer_id: usize,
+    mode: ConsumerMode,
+    config: &WorkloadConfig,
+    recorder: &Arc<Recorder>,
+) -> anyhow::Result<Workers> {
+    let consumer = workload_consumer(mode, consumer_id, config, Some(recorder))?;
+    let recorder = recorder.clone();
+    Ok(Workers::spawn([move |stop: Arc<AtomicBool>| {
+        while !stop.load(Ordering::SeqCst) {
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => recorder.polled(PollEvent::Record {
+                    consumer: consumer_id,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    value: value_of(&m),
+                    at_ns: recorder.now_ns(),
+                }),
+                Some(Err(_)) => {
+                    recorder.consumer_errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            // A group member leaves its group, as an application closing it would.
-            if mode == ConsumerMode::Subscribe {
-                consumer.unsubscribe();
-            }
-        });
-        Ok(Poller { stop, thread })
-    }
-
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.thread.join();
-    }
+        }
+        // A group member leaves its group, as an application closing it would.
+        if mode == ConsumerMode::Subscribe {
+            consumer.unsubscribe();
+        }
+    }]))
 }
 
 /// The high watermark of every partition.
