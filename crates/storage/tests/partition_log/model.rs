@@ -463,6 +463,10 @@ impl Run {
         assert_eq!(removed, cut < self.model.end());
         if removed {
             self.model.cut(cut);
+        } else {
+            // Kafka cuts the epochs at the log end even so (an epoch led without appends).
+            let end = self.model.end();
+            self.model.epochs_truncate_from_end(end);
         }
     }
 
