@@ -29,6 +29,9 @@ pub enum FaultKind {
     Isolate,
     /// A random minority (⌊(n−1)/2⌋ nodes; one of three) cut off from the majority.
     Split,
+    /// Two halves that share one node, which alone still talks to both (Jepsen's bridge):
+    /// each half alone is a minority, and the bridge node is in every majority.
+    Bridge,
     /// Everything a random node sends to the other nodes is held (blackhole one way): it
     /// still hears them, they no longer hear it — its requests and its answers alike.
     OneWay,
@@ -36,6 +39,8 @@ pub enum FaultKind {
     Reset,
     /// Every node-to-node link delayed (50–250 ms, jitter up to 100 ms) for the hold.
     Delay,
+    /// Every link to and from a random node throttled to 16–256 KiB/s for the hold.
+    Throttle,
     /// SIGTERM, restart and wait for full in-sync replicas, node after node.
     RollingRestart,
     /// kill -9 of a random node, restarted with its wall clock 10–60 s ahead or behind
@@ -48,16 +53,18 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 14] = [
         FaultKind::Kill,
         FaultKind::KillLeader,
         FaultKind::KillController,
         FaultKind::Pause,
         FaultKind::Isolate,
         FaultKind::Split,
+        FaultKind::Bridge,
         FaultKind::OneWay,
         FaultKind::Reset,
         FaultKind::Delay,
+        FaultKind::Throttle,
         FaultKind::RollingRestart,
         FaultKind::ClockSkew,
         FaultKind::ReassignKill,
@@ -71,9 +78,11 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Isolate => "isolate",
             FaultKind::Split => "split",
+            FaultKind::Bridge => "bridge",
             FaultKind::OneWay => "one-way",
             FaultKind::Reset => "reset",
             FaultKind::Delay => "delay",
+            FaultKind::Throttle => "throttle",
             FaultKind::RollingRestart => "rolling-restart",
             FaultKind::ClockSkew => "clock-skew",
             FaultKind::ReassignKill => "reassign-kill",
@@ -195,6 +204,15 @@ pub fn apply(
             minority.sort_unstable();
             format!("split nodes {minority:?} from the rest")
         }
+        FaultKind::Bridge => {
+            let mut shuffled = ids.clone();
+            rng.shuffle(&mut shuffled);
+            let (left, right, bridge) = bridge_halves(&shuffled);
+            cut(cluster, &left, &right, LinkFault::Blackhole);
+            format!(
+                "bridge: nodes {left:?} and {right:?} hear each other only through node {bridge}"
+            )
+        }
         FaultKind::OneWay => {
             let id = random_node(rng)?;
             for other in ids.iter().filter(|other| **other != id) {
@@ -219,6 +237,15 @@ pub fn apply(
                 }
             }
             format!("delay every link by {ms} ms (+ up to 100 ms)")
+        }
+        FaultKind::Throttle => {
+            let id = random_node(rng)?;
+            let bytes_per_sec = rng.between(16, 256) * 1024;
+            cut(cluster, &[id], &ids, LinkFault::Throttle { bytes_per_sec });
+            format!(
+                "throttle every link of node {id} to {} KiB/s",
+                bytes_per_sec / 1024
+            )
         }
         FaultKind::ClockSkew => {
             let id = random_node(rng)?;
@@ -312,6 +339,19 @@ pub fn wait_reassigned(cluster: &Cluster, plan: &Path, timeout: Duration) -> any
 }
 
 /// Cuts every link between a node of `side` and a node not in it, both ways.
+/// Jepsen's bridge over `shuffled` nodes: the first ⌊(n−1)/2⌋ nodes, the next one (the
+/// bridge) and the rest; the two sides (returned sorted) are cut from each other, and
+/// only the bridge hears both.
+fn bridge_halves(shuffled: &[NodeId]) -> (Vec<NodeId>, Vec<NodeId>, NodeId) {
+    let side = shuffled.len().saturating_sub(1) / 2;
+    let mut left = shuffled.get(..side).unwrap_or_default().to_vec();
+    let mut right = shuffled.get(side + 1..).unwrap_or_default().to_vec();
+    left.sort_unstable();
+    right.sort_unstable();
+    let bridge = shuffled.get(side).copied().unwrap_or_default();
+    (left, right, bridge)
+}
+
 fn cut(cluster: &Cluster, side: &[NodeId], all: &[NodeId], fault: LinkFault) {
     for a in side {
         for b in all.iter().filter(|b| !side.contains(b)) {
@@ -344,4 +384,24 @@ fn rolling_restart(
             .with_context(|| format!("after restarting node {id}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bridge_leaves_one_node_hearing_both_sides() {
+        assert_eq!(bridge_halves(&[3, 1, 2]), (vec![3], vec![2], 1));
+        assert_eq!(bridge_halves(&[5, 2, 4, 1, 3]), (vec![2, 5], vec![1, 3], 4));
+        assert_eq!(bridge_halves(&[1, 2]), (vec![], vec![2], 1));
+    }
+
+    #[test]
+    fn every_fault_kind_is_named_and_parsed_back() {
+        for kind in FaultKind::ALL {
+            assert_eq!(kind.name().parse::<FaultKind>(), Ok(kind));
+        }
+        assert!("cosmic-ray".parse::<FaultKind>().is_err());
+    }
 }

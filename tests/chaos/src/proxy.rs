@@ -11,7 +11,9 @@
 //!   behind a cut cable TCP keeps retransmitting); calls time out; when the link heals,
 //!   whatever is still open resumes;
 //! - reset: open connections are reset and new ones are reset after their handshake;
-//! - delay: each chunk is held back for a time (with seeded jitter) before it is passed on.
+//! - delay: each chunk is held back for a time (with seeded jitter) before it is passed on;
+//! - throttle: bytes pass at a bounded rate (each chunk is followed by the pause its size
+//!   takes at that rate), as over a slow or congested link.
 //!
 //! A node that is down has no proxy listener either, so a connect to it is refused as it
 //! would be without the proxy (the controller fences a node whose cluster listener
@@ -42,6 +44,10 @@ pub enum LinkFault {
     Delay {
         ms: u64,
         jitter_ms: u64,
+    },
+    /// At most `bytes_per_sec` pass each second.
+    Throttle {
+        bytes_per_sec: u64,
     },
 }
 
@@ -283,6 +289,11 @@ async fn wait_passable(faults: &Faults, from: NodeId, to: NodeId) -> bool {
     }
 }
 
+/// How long `bytes` take at `bytes_per_sec` (a rate of 0 counts as 1 byte a second).
+fn time_at_rate(bytes: usize, bytes_per_sec: u64) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / bytes_per_sec.max(1) as f64)
+}
+
 /// One direction of a proxied connection.
 struct Pump {
     from: NodeId,
@@ -317,8 +328,14 @@ impl Pump {
                     return;
                 }
             };
-            if let Some(LinkFault::Delay { ms, jitter_ms }) = self.faults.get(self.from, self.to) {
-                tokio::time::sleep(self.faults.delay_of(ms, jitter_ms)).await;
+            match self.faults.get(self.from, self.to) {
+                Some(LinkFault::Delay { ms, jitter_ms }) => {
+                    tokio::time::sleep(self.faults.delay_of(ms, jitter_ms)).await;
+                }
+                Some(LinkFault::Throttle { bytes_per_sec }) => {
+                    tokio::time::sleep(time_at_rate(n, bytes_per_sec)).await;
+                }
+                _ => {}
             }
             // Bytes read before a blackhole began are held until it heals.
             if !wait_passable(&self.faults, self.from, self.to).await {
@@ -408,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn links_pass_bytes_and_obey_blackhole_reset_delay_and_closing() {
+    fn links_pass_bytes_and_obey_blackhole_reset_delay_throttle_and_closing() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let faults = Faults::new(1);
         let proxy = echo_behind_proxy(&runtime, &faults);
@@ -436,6 +453,19 @@ mod tests {
         );
         let start = std::time::Instant::now();
         assert_eq!(echo(&mut s, b"slow").unwrap(), b"slow");
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        faults.heal_all();
+
+        // Throttle: 200 bytes at 1,000 bytes a second take at least 200 ms one way.
+        faults.set(
+            1,
+            2,
+            Some(LinkFault::Throttle {
+                bytes_per_sec: 1_000,
+            }),
+        );
+        let start = std::time::Instant::now();
+        assert_eq!(echo(&mut s, &[7u8; 200]).unwrap(), vec![7u8; 200]);
         assert!(start.elapsed() >= Duration::from_millis(200));
         faults.heal_all();
 
