@@ -209,9 +209,7 @@ pub fn apply(
             rng.shuffle(&mut shuffled);
             let (left, right, bridge) = bridge_halves(&shuffled);
             cut(cluster, &left, &right, LinkFault::Blackhole);
-            format!(
-                "bridge: nodes {left:?} and {right:?} hear each other only through node {bridge}"
-            )
+            format!("nodes {left:?} and {right:?} hear each other only through node {bridge}")
         }
         FaultKind::OneWay => {
             let id = random_node(rng)?;
