@@ -416,9 +416,9 @@ impl SpawnedBroker {
             }
             None => dir.path().join("data"),
         };
-        let cluster_ports: Vec<u16> = (0..opts.nodes.max(1))
-            .map(|_| free_port())
-            .collect::<anyhow::Result<_>>()?;
+        let nodes = usize::try_from(opts.nodes.max(1)).unwrap_or(1);
+        let ports = free_ports(2 * nodes)?;
+        let (cluster_ports, client_ports) = ports.split_at(nodes);
         let voters = cluster_ports
             .iter()
             .enumerate()
@@ -429,7 +429,7 @@ impl SpawnedBroker {
             nodes: Vec::new(),
             _dir: dir,
         };
-        for (i, cluster_port) in cluster_ports.iter().enumerate() {
+        for (i, (cluster_port, client_port)) in cluster_ports.iter().zip(client_ports).enumerate() {
             let id = i + 1;
             let (data_dir, log_path, cluster_args) = if opts.nodes > 1 {
                 (
@@ -453,7 +453,7 @@ impl SpawnedBroker {
                     vec![],
                 )
             };
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            let addr = SocketAddr::from(([127, 0, 0, 1], *client_port));
             let mut args: Vec<String> = vec![
                 "serve".into(),
                 "--listen".into(),
@@ -694,15 +694,29 @@ fn sluice_next_to_us() -> anyhow::Result<PathBuf> {
     Ok(dir.join("sluice"))
 }
 
-/// A loopback port that was free a moment ago (bound, then released for the broker).
-fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
-    Ok(l.local_addr().context("cannot read the bound port")?.port())
+/// `count` distinct loopback ports that were free a moment ago: all bound at once (so the
+/// kernel cannot hand out one twice), then released for the brokers.
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr().context("cannot read the bound port")?.port()))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let mut ports = free_ports(64).unwrap();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 64);
+    }
 
     const STAT: &str = "4242 (sluice) S 1 4242 4242 0 -1 4194560 1234 0 0 0 \
                         731 245 0 0 20 0 9 0 123456 1234567890 5000 18446744073709551615 \
