@@ -20,8 +20,8 @@
 #    rack-1..3, replication factor 3 by default, every node in bootstrap.servers)
 #    (--default-partitions 4 and auto-created topics, like
 #    librdkafka's "default" test scenario; --group-initial-rebalance-delay-ms 3000, Kafka's
-#    default), writes a test.conf pointing at it and runs `TESTS=nnnn ./test-runner -Q -E` (quick mode, no sockem
-#    network emulation unless the allowlist says otherwise) under a timeout. Security modes
+#    default), writes a test.conf pointing at it and runs `TESTS=nnnn ./test-runner -Q -E -L` (quick mode, no sockem
+#    network emulation, none of librdkafka's local sub-tests unless the allowlist says otherwise) under a timeout. Security modes
 #    (security.txt) start the broker with an authorizer, a SASL_PLAINTEXT or SSL listener,
 #    users and test certificates (made with openssl into the log directory) instead, and write
 #    the matching security.protocol, sasl.* and ssl.* lines into test.conf. $LRK_JOBS test
@@ -206,6 +206,7 @@ unset CI
 #   0049 sockem        # without -E: the test uses its in-process socket emulation (sockem)
 #   0107 noautocreate  # broker with --auto-create-topics false, test-runner -s noautocreate
 #   0082 full          # without -Q: every sub-test, not just the quick ones
+#   0004 local         # without -L: librdkafka's local sub-tests too (mock cluster or none)
 #   0091 timeout=300   # per-test timeout in seconds
 #   0033 long          # takes a minute or more: starts first, so it does not end the run alone
 #   0077 kafkatopics   # KAFKA_PATH points at kafka-path/, whose bin/kafka-topics.sh uses Sluice's CLI
@@ -484,15 +485,17 @@ run_one() {
   local tlog="$LOGDIR/$key.log" blog="$LOGDIR/$key.broker.log" data="$LOGDIR/$key.data"
   local res="$LOGDIR/$key.result" tmo="$TIMEOUT" f rc start secs alive=1 table
   local n_pass n_fail n_skip detail why runner sasl_mech="" ssl_auth=""
-  local -a args=(-Q -E) broker_args=() test_env=() conf_lines=() runner_prefix=()
+  # -L: librdkafka's local sub-tests (its mock cluster, or no cluster) never reach Sluice.
+  local -a args=(-Q -E -L) broker_args=() test_env=() conf_lines=() runner_prefix=()
   [ "$NODES" -gt 1 ] || test_env+=(SLUICE_SINGLE_BROKER=1)
-  [ -n "${LRK_FULL:-}" ] && args=(-E)
+  [ -n "${LRK_FULL:-}" ] && args=(-E -L)
   BROKER_ENV=()
   BROKER_PREFIX=()
   for f in $flags; do
     case "$f" in
       sockem) args=("${args[@]/-E/}") ;;
       full) args=("${args[@]/-Q/}") ;;
+      local) args=("${args[@]/-L/}") ;;
       long) ;; # only the order
       noautocreate) args+=(-s noautocreate) broker_args+=(--auto-create-topics false) ;;
       kafkatopics) test_env+=(KAFKA_PATH="$HERE/kafka-path") ;;
