@@ -6,17 +6,18 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
-use sluice_protocol::model::TopicPartition;
+use sluice_protocol::model::{ProducerIdAndEpoch, TopicPartition};
 use tokio::sync::oneshot;
 
 use crate::CodecError;
 use crate::group::Group;
 use crate::rebalance::reschedule_session;
 use crate::records::{OffsetCommitValue, offset_record};
+use crate::scheduler::{AfterWrite, Scheduler};
 use crate::shard::GroupShard;
 use crate::state::GroupState;
 
-/// The plan for one OffsetCommit request.
+/// The plan for one OffsetCommit or TxnOffsetCommit request.
 pub(crate) struct CommitPlan {
     /// Per partition, in request order: `Some(error)` for partitions refused
     /// up front (metadata too large), `None` for those being written.
@@ -104,64 +105,129 @@ pub(crate) fn commit(
     } else {
         now.saturating_add(req.retention_time_ms)
     };
-    let mut partition_errors = Vec::with_capacity(req.topics.len());
-    let mut accepted: Vec<(TopicPartition, OffsetCommitValue)> = Vec::new();
-    for topic in &req.topics {
-        let mut errors = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let metadata = p
-                .committed_metadata
-                .as_ref()
-                .map(|m| m.as_str().to_owned())
-                .unwrap_or_default();
-            if java_length(&metadata) > config.max_metadata_bytes {
+    let requested = req.topics.iter().map(|t| {
+        let partitions = t.partitions.iter().map(|p| RequestedOffset {
+            partition: p.partition_index,
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata: p.committed_metadata.as_ref().map(|m| m.as_str()),
+        });
+        (t.name.as_str(), partitions.collect())
+    });
+    let accepted = accept_offsets(requested, config.max_metadata_bytes, now, expire_timestamp);
+    Ok(write_offsets(g, sched, group_id, None, accepted))
+}
+
+/// One partition's offset as an OffsetCommit or TxnOffsetCommit request carries it.
+pub(crate) struct RequestedOffset<'r> {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<&'r str>,
+}
+
+/// A commit request checked partition by partition.
+pub(crate) struct AcceptedOffsets {
+    /// Per topic and partition, in request order: the error of a partition refused up
+    /// front, `None` for one being written.
+    partition_errors: Vec<Vec<Option<ResponseError>>>,
+    /// The offsets to write.
+    offsets: Vec<(TopicPartition, OffsetCommitValue)>,
+}
+
+impl AcceptedOffsets {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// The plan when nothing is written: every partition refused (or none asked for).
+    pub(crate) fn nothing_to_write(self) -> CommitPlan {
+        CommitPlan {
+            partition_errors: self.partition_errors,
+            written: None,
+        }
+    }
+}
+
+/// Refuses each partition whose metadata is longer than `max_metadata_bytes` (Kafka's
+/// `offset.metadata.max.bytes`) and accepts the rest, stamped with the commit and expiry
+/// times.
+pub(crate) fn accept_offsets<'r>(
+    topics: impl Iterator<Item = (&'r str, Vec<RequestedOffset<'r>>)>,
+    max_metadata_bytes: usize,
+    commit_timestamp: i64,
+    expire_timestamp: i64,
+) -> AcceptedOffsets {
+    let mut partition_errors = Vec::new();
+    let mut offsets = Vec::new();
+    for (topic, partitions) in topics {
+        let mut errors = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            let metadata = p.metadata.unwrap_or_default().to_owned();
+            if java_length(&metadata) > max_metadata_bytes {
                 errors.push(Some(ResponseError::OffsetMetadataTooLarge));
                 continue;
             }
             errors.push(None);
-            accepted.push((
-                TopicPartition::new(topic.name.as_str(), p.partition_index),
+            offsets.push((
+                TopicPartition::new(topic, p.partition),
                 OffsetCommitValue {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
+                    offset: p.offset,
+                    leader_epoch: p.leader_epoch,
                     metadata,
-                    commit_timestamp: now,
+                    commit_timestamp,
                     expire_timestamp,
                 },
             ));
         }
         partition_errors.push(errors);
     }
-    if accepted.is_empty() {
-        return Ok(CommitPlan {
-            partition_errors,
-            written: None,
-        });
+    AcceptedOffsets {
+        partition_errors,
+        offsets,
     }
+}
 
-    let records = accepted
+/// Writes the accepted offsets of `group_id` as one batch (in `producer`'s transaction
+/// when given). They are in flight until the write ends: a stable OffsetFetch waits for
+/// them and expiry skips them. The plan resolves when they are durable or the write failed.
+pub(crate) fn write_offsets(
+    g: &mut Group,
+    sched: &mut Scheduler,
+    group_id: String,
+    producer: Option<ProducerIdAndEpoch>,
+    accepted: AcceptedOffsets,
+) -> CommitPlan {
+    if accepted.is_empty() {
+        return accepted.nothing_to_write();
+    }
+    let AcceptedOffsets {
+        partition_errors,
+        offsets,
+    } = accepted;
+    let records = offsets
         .iter()
         .map(|(tp, value)| offset_record(&group_id, tp, value))
         .collect::<Result<Vec<_>, CodecError>>()
         .map_err(Into::into);
-    let written: Vec<TopicPartition> = accepted.into_iter().map(|(tp, _)| tp).collect();
+    let written: Vec<TopicPartition> = offsets.into_iter().map(|(tp, _)| tp).collect();
     for tp in &written {
         g.offsets.start_write(tp);
     }
     let (tx, rx) = oneshot::channel();
     let write_group = group_id.clone();
-    sched.write(
-        &write_group,
-        records,
-        Box::new(move |shard, result| {
-            finish_offset_writes(shard, &group_id, &written, result.is_ok());
-            let _ = tx.send(result.map_err(|e| e.response_error()));
-        }),
-    );
-    Ok(CommitPlan {
+    let then: AfterWrite = Box::new(move |shard, result| {
+        finish_offset_writes(shard, &group_id, &written, result.is_ok());
+        let _ = tx.send(result.map_err(|e| e.response_error()));
+    });
+    match producer {
+        Some(producer) => sched.write_transactional(&write_group, producer, records, then),
+        None => sched.write(&write_group, records, then),
+    }
+    CommitPlan {
         partition_errors,
         written: Some(rx),
-    })
+    }
 }
 
 /// Offset writes of `group_id` finished (the records, if durable, were

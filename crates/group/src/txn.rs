@@ -13,24 +13,14 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
-use sluice_protocol::model::{ProducerIdAndEpoch, TopicPartition};
-use tokio::sync::oneshot;
+use sluice_protocol::model::ProducerIdAndEpoch;
 
-use crate::CodecError;
-use crate::commit::{finish_offset_writes, is_unused_simple_group, java_length};
+use crate::commit::{
+    CommitPlan, RequestedOffset, accept_offsets, is_unused_simple_group, write_offsets,
+};
 use crate::group::Group;
-use crate::records::{OffsetCommitValue, offset_record};
 use crate::shard::GroupShard;
 use crate::state::GroupState;
-
-/// The plan for one TxnOffsetCommit request.
-pub(crate) struct TxnCommitPlan {
-    /// Per partition, in request order: `Some(error)` for partitions refused
-    /// up front (metadata too large), `None` for those being written.
-    pub partition_errors: Vec<Vec<Option<ResponseError>>>,
-    /// Resolves once the accepted partitions are durable (or the write failed).
-    pub written: Option<oneshot::Receiver<Result<(), ResponseError>>>,
-}
 
 /// Kafka's `validateOffsetCommit` of a classic group for a transactional
 /// commit: unlike OffsetCommit, a commit without member id and generation is
@@ -61,7 +51,7 @@ pub(crate) fn txn_commit(
     state: &mut GroupShard,
     req: &TxnOffsetCommitRequest,
     version: i16,
-) -> Result<TxnCommitPlan, ResponseError> {
+) -> Result<CommitPlan, ResponseError> {
     let GroupShard {
         groups,
         sched,
@@ -100,70 +90,23 @@ pub(crate) fn txn_commit(
         return Err(e);
     }
 
-    let now = sched.now_ms();
-    let mut partition_errors = Vec::with_capacity(req.topics.len());
-    let mut accepted: Vec<(TopicPartition, OffsetCommitValue)> = Vec::new();
-    for topic in &req.topics {
-        let mut errors = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let metadata = p
-                .committed_metadata
-                .as_ref()
-                .map(|m| m.as_str().to_owned())
-                .unwrap_or_default();
-            if java_length(&metadata) > config.max_metadata_bytes {
-                errors.push(Some(ResponseError::OffsetMetadataTooLarge));
-                continue;
-            }
-            errors.push(None);
-            accepted.push((
-                TopicPartition::new(topic.name.as_str(), p.partition_index),
-                OffsetCommitValue {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata,
-                    commit_timestamp: now,
-                    expire_timestamp: -1,
-                },
-            ));
-        }
-        partition_errors.push(errors);
-    }
+    let requested = req.topics.iter().map(|t| {
+        let partitions = t.partitions.iter().map(|p| RequestedOffset {
+            partition: p.partition_index,
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata: p.committed_metadata.as_ref().map(|m| m.as_str()),
+        });
+        (t.name.as_str(), partitions.collect())
+    });
+    let accepted = accept_offsets(requested, config.max_metadata_bytes, sched.now_ms(), -1);
     if accepted.is_empty() {
         if is_unused_simple_group(g) {
             groups.remove(&group_id);
         }
-        return Ok(TxnCommitPlan {
-            partition_errors,
-            written: None,
-        });
+        return Ok(accepted.nothing_to_write());
     }
-
-    let records = accepted
-        .iter()
-        .map(|(tp, value)| offset_record(&group_id, tp, value))
-        .collect::<Result<Vec<_>, CodecError>>()
-        .map_err(Into::into);
-    // In flight from now on: a stable OffsetFetch waits for it, expiry skips it.
-    let written: Vec<TopicPartition> = accepted.into_iter().map(|(tp, _)| tp).collect();
-    for tp in &written {
-        g.offsets.start_write(tp);
-    }
-    let (tx, rx) = oneshot::channel();
-    let write_group = group_id.clone();
-    sched.write_transactional(
-        &write_group,
-        producer,
-        records,
-        Box::new(move |shard, result| {
-            finish_offset_writes(shard, &group_id, &written, result.is_ok());
-            let _ = tx.send(result.map_err(|e| e.response_error()));
-        }),
-    );
-    Ok(TxnCommitPlan {
-        partition_errors,
-        written: Some(rx),
-    })
+    Ok(write_offsets(g, sched, group_id, Some(producer), accepted))
 }
 
 /// The TxnOffsetCommit answer: a request-level error (validation, failed
