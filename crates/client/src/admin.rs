@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::model::DIRTY_RATIO_TAG;
 
-use crate::error::{Error, KafkaCode, Result, check};
+use crate::error::{KafkaCode, Result, check, check_topic, entry_about};
 use crate::{ApiRange, BrokerInfo, Client};
 
 /// Resource type of a topic in DescribeConfigs / IncrementalAlterConfigs.
@@ -168,14 +168,13 @@ impl Client {
                     ),
             ]);
         let response = conn.request_at(version, &request).await?;
-        let result = response
-            .topics
-            .iter()
-            .find(|t| t.name.0.as_str() == topic.name)
-            .ok_or_else(|| Error::Protocol {
-                addr: conn.addr().to_string(),
-                reason: format!("CreateTopics response does not mention '{}'", topic.name),
-            })?;
+        let result = entry_about(
+            "CreateTopics",
+            conn.addr(),
+            &format!("'{}'", topic.name),
+            &response.topics,
+            |t| t.name.0.as_str() == topic.name,
+        )?;
         check(
             "CreateTopics",
             || format!("topic '{}'", topic.name),
@@ -201,20 +200,16 @@ impl Client {
             request.topic_names = vec![topic_name(name)];
         }
         let response = conn.request_at(version, &request).await?;
-        let result = response
-            .responses
-            .iter()
-            .find(|r| r.name.as_ref().is_some_and(|n| n.0.as_str() == name))
-            .ok_or_else(|| Error::Protocol {
-                addr: conn.addr().to_string(),
-                reason: format!("DeleteTopics response does not mention '{name}'"),
-            })?;
-        if result.error_code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION.0 {
-            return Err(Error::UnknownTopic(name.to_string()));
-        }
-        check(
+        let result = entry_about(
             "DeleteTopics",
-            || format!("topic '{name}'"),
+            conn.addr(),
+            &format!("'{name}'"),
+            &response.responses,
+            |r| r.name.as_ref().is_some_and(|n| n.0.as_str() == name),
+        )?;
+        check_topic(
+            "DeleteTopics",
+            name,
             result.error_code,
             result.error_message.as_deref(),
         )?;
@@ -234,20 +229,16 @@ impl Client {
                     .with_assignments(None),
             ]);
         let response = conn.request(&request).await?;
-        let result = response
-            .results
-            .iter()
-            .find(|r| r.name.0.as_str() == name)
-            .ok_or_else(|| Error::Protocol {
-                addr: conn.addr().to_string(),
-                reason: format!("CreatePartitions response does not mention '{name}'"),
-            })?;
-        if result.error_code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION.0 {
-            return Err(Error::UnknownTopic(name.to_string()));
-        }
-        check(
+        let result = entry_about(
             "CreatePartitions",
-            || format!("topic '{name}'"),
+            conn.addr(),
+            &format!("'{name}'"),
+            &response.results,
+            |r| r.name.0.as_str() == name,
+        )?;
+        check_topic(
+            "CreatePartitions",
+            name,
             result.error_code,
             result.error_message.as_deref(),
         )?;
@@ -265,20 +256,16 @@ impl Client {
                 .with_configuration_keys(None),
         ]);
         let response = conn.request(&request).await?;
-        let result = response
-            .results
-            .iter()
-            .find(|r| r.resource_name.as_str() == name)
-            .ok_or_else(|| Error::Protocol {
-                addr: conn.addr().to_string(),
-                reason: format!("DescribeConfigs response does not mention '{name}'"),
-            })?;
-        if result.error_code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION.0 {
-            return Err(Error::UnknownTopic(name.to_string()));
-        }
-        check(
+        let result = entry_about(
             "DescribeConfigs",
-            || format!("topic '{name}'"),
+            conn.addr(),
+            &format!("'{name}'"),
+            &response.results,
+            |r| r.resource_name.as_str() == name,
+        )?;
+        check_topic(
+            "DescribeConfigs",
+            name,
             result.error_code,
             result.error_message.as_deref(),
         )?;
@@ -369,20 +356,16 @@ impl Client {
                 .with_configs(configs),
         ]);
         let response = conn.request(&request).await?;
-        let result = response
-            .responses
-            .iter()
-            .find(|r| r.resource_name.as_str() == name)
-            .ok_or_else(|| Error::Protocol {
-                addr: conn.addr().to_string(),
-                reason: format!("IncrementalAlterConfigs response does not mention '{name}'"),
-            })?;
-        if result.error_code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION.0 {
-            return Err(Error::UnknownTopic(name.to_string()));
-        }
-        check(
+        let result = entry_about(
             "IncrementalAlterConfigs",
-            || format!("topic '{name}'"),
+            conn.addr(),
+            &format!("'{name}'"),
+            &response.responses,
+            |r| r.resource_name.as_str() == name,
+        )?;
+        check_topic(
+            "IncrementalAlterConfigs",
+            name,
             result.error_code,
             result.error_message.as_deref(),
         )

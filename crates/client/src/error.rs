@@ -159,6 +159,38 @@ pub(crate) fn check(
     }
 }
 
+/// The entry of a response's per-resource list that `is_about` the resource the request
+/// named (`what`, e.g. "'orders'"), or a protocol error when the broker `addr` left it out.
+pub(crate) fn entry_about<'r, T>(
+    api: &str,
+    addr: &str,
+    what: &str,
+    entries: &'r [T],
+    is_about: impl Fn(&T) -> bool,
+) -> Result<&'r T> {
+    entries
+        .iter()
+        .find(|e| is_about(e))
+        .ok_or_else(|| Error::Protocol {
+            addr: addr.to_string(),
+            reason: format!("{api} response does not mention {what}"),
+        })
+}
+
+/// A topic's result code: an unknown topic as [`Error::UnknownTopic`], any other error as
+/// [`Error::Kafka`] of `api`.
+pub(crate) fn check_topic(
+    api: &'static str,
+    name: &str,
+    code: i16,
+    message: Option<&str>,
+) -> Result<()> {
+    if code == KafkaCode::UNKNOWN_TOPIC_OR_PARTITION.0 {
+        return Err(Error::UnknownTopic(name.to_string()));
+    }
+    check(api, || format!("topic '{name}'"), code, message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::Client;
 use crate::conn::is_coordinator_retry;
-use crate::error::{Error, KafkaCode, Result, check};
+use crate::error::{Error, KafkaCode, Result, check, entry_about};
 
 /// How often a coordinator lookup is retried while the coordinator is loading.
 const COORDINATOR_ATTEMPTS: u32 = 20;
@@ -182,16 +182,13 @@ impl Client {
         let response = conn
             .request(&DescribeGroupsRequest::default().with_groups(vec![group_id(group)]))
             .await?;
-        let Some(g) = response
-            .groups
-            .iter()
-            .find(|g| g.group_id.0.as_str() == group)
-        else {
-            return Err(Error::Protocol {
-                addr: conn.addr().to_string(),
-                reason: format!("DescribeGroups response does not mention '{group}'"),
-            });
-        };
+        let g = entry_about(
+            "DescribeGroups",
+            conn.addr(),
+            &format!("'{group}'"),
+            &response.groups,
+            |g| g.group_id.0.as_str() == group,
+        )?;
         if g.error_code == KafkaCode::GROUP_ID_NOT_FOUND.0 {
             // DescribeGroups v6 reports a missing group with an error; older versions
             // (and Kafka's tools) call it Dead.
@@ -352,16 +349,13 @@ impl Client {
         let response = conn
             .request(&DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]))
             .await?;
-        let Some(r) = response
-            .results
-            .iter()
-            .find(|r| r.group_id.0.as_str() == group)
-        else {
-            return Err(Error::Protocol {
-                addr: conn.addr().to_string(),
-                reason: format!("DeleteGroups response does not mention '{group}'"),
-            });
-        };
+        let r = entry_about(
+            "DeleteGroups",
+            conn.addr(),
+            &format!("'{group}'"),
+            &response.results,
+            |r| r.group_id.0.as_str() == group,
+        )?;
         check(
             "DeleteGroups",
             || format!("group '{group}'"),
