@@ -423,8 +423,8 @@ async fn a_partitioned_minority_cannot_commit_and_catches_up_once_healed() {
 /// nor be removed.
 #[tokio::test(start_paused = true)]
 async fn a_learner_joins_receives_the_log_and_leaves_without_touching_the_voters() {
-    use sluice_cluster::quorum::{MembershipChange, MembershipOutcome, MembershipRefusal};
     use sluice_cluster::quorum::MembershipError;
+    use sluice_cluster::quorum::{MembershipChange, MembershipOutcome, MembershipRefusal};
 
     let mut cluster = Cluster::start(3, production).await;
     let leader = cluster.leader(&[1, 2, 3]).await;
@@ -497,7 +497,11 @@ async fn a_learner_joins_receives_the_log_and_leaves_without_touching_the_voters
     // no-op.
     let remove = MembershipChange::RemoveLearner { node: 4 };
     assert_eq!(
-        cluster.node(1).quorum.change_membership(remove.clone()).await,
+        cluster
+            .node(1)
+            .quorum
+            .change_membership(remove.clone())
+            .await,
         Ok(MembershipOutcome::Changed)
     );
     assert_eq!(
@@ -506,6 +510,10 @@ async fn a_learner_joins_receives_the_log_and_leaves_without_touching_the_voters
     );
     for id in 1..=3 {
         cluster.node(id).quorum.catch_up().await.unwrap();
-        assert_eq!(cluster.node(id).quorum.learners(), Vec::<NodeId>::new(), "node {id}");
+        assert_eq!(
+            cluster.node(id).quorum.learners(),
+            Vec::<NodeId>::new(),
+            "node {id}"
+        );
     }
 }

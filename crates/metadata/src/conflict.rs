@@ -115,6 +115,18 @@ pub enum RecordConflict {
     /// A registration change for a broker that never registered.
     #[error("broker {0} is not registered")]
     UnknownBroker(i32),
+    /// A broker cannot be unregistered while it is a replica of a partition (the replicas
+    /// are moved off it first).
+    #[error(
+        "broker {broker} is still a replica of {partitions} partition(s); move them off it \
+         first (sluice cluster decommission {broker})"
+    )]
+    BrokerHostsReplicas {
+        /// The broker.
+        broker: i32,
+        /// How many partitions it is a replica of (adding and removing ones included).
+        partitions: usize,
+    },
 }
 
 impl MetadataImage {
@@ -215,6 +227,16 @@ impl MetadataImage {
             MetadataRecord::BrokerRegistrationChanged { id, .. } => {
                 self.broker(*id).ok_or(RecordConflict::UnknownBroker(*id))?;
             }
+            MetadataRecord::BrokerUnregistered { id } => {
+                self.broker(*id).ok_or(RecordConflict::UnknownBroker(*id))?;
+                let partitions = self.partitions_hosted_by(*id);
+                if partitions > 0 {
+                    return Err(RecordConflict::BrokerHostsReplicas {
+                        broker: *id,
+                        partitions,
+                    });
+                }
+            }
             MetadataRecord::ProducerIdsAllocated { next } => {
                 if *next <= self.next_producer_id {
                     return Err(RecordConflict::ProducerIdsTaken {
@@ -245,6 +267,19 @@ impl MetadataImage {
             | MetadataRecord::ClientQuotaChanged { .. } => {}
         }
         Ok(())
+    }
+
+    /// How many partitions have broker `id` among their replicas, including replicas being
+    /// added or removed by a reassignment.
+    pub fn partitions_hosted_by(&self, id: i32) -> usize {
+        self.topics()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| {
+                p.replicas.contains(&id)
+                    || p.adding_replicas.contains(&id)
+                    || p.removing_replicas.contains(&id)
+            })
+            .count()
     }
 
     /// The registration of an existing partition, or why there is none.
