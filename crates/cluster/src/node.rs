@@ -278,13 +278,16 @@ impl ClusterNode {
             addr: listen.to_string(),
         };
         match self.quorum.change_membership(change).await {
-            Ok(outcome) => {
-                let how = match outcome {
-                    MembershipOutcome::Changed => "added",
-                    MembershipOutcome::Unchanged => "already",
-                };
+            Ok(MembershipOutcome::Changed) => {
                 tracing::info!(
-                    "node {} is {how} a learner of the metadata quorum at {listen}",
+                    "node {} joined the metadata quorum as a learner at {listen}",
+                    self.node_id()
+                );
+                Ok(())
+            }
+            Ok(MembershipOutcome::Unchanged) => {
+                tracing::info!(
+                    "node {} is a learner of the metadata quorum already, at {listen}",
                     self.node_id()
                 );
                 Ok(())
