@@ -432,6 +432,58 @@ mod tests {
         assert!(image.check(&shrink(vec![1], -1)).is_ok());
     }
 
+    /// A broker leaves only once it is a replica of nothing (also not one being added or
+    /// removed); an unknown one cannot leave, and one that left is gone from the image.
+    #[test]
+    fn a_broker_is_unregistered_only_when_it_holds_no_replica() {
+        let mut image = two_brokers();
+        image.apply(&registered(3, false));
+        let unregister = |id| MetadataRecord::BrokerUnregistered { id };
+        assert_eq!(
+            image.check(&unregister(2)),
+            Err(RecordConflict::BrokerHostsReplicas {
+                broker: 2,
+                partitions: 1
+            })
+        );
+        assert_eq!(
+            image.check(&unregister(9)),
+            Err(RecordConflict::UnknownBroker(9))
+        );
+        // Broker 3 is being added to the partition: it holds a replica already.
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic_id: Uuid::from_u128(1),
+            partition: 0,
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1, 2],
+            replicas: Some(vec![1, 2, 3]),
+            adding_replicas: Some(vec![3]),
+            removing_replicas: Some(Vec::new()),
+            expected_partition_epoch: None,
+        });
+        assert_eq!(image.partitions_hosted_by(3), 1);
+        assert!(image.check(&unregister(3)).is_err());
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic_id: Uuid::from_u128(1),
+            partition: 0,
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1, 2],
+            replicas: Some(vec![1, 2]),
+            adding_replicas: Some(Vec::new()),
+            removing_replicas: Some(Vec::new()),
+            expected_partition_epoch: None,
+        });
+        assert_eq!(image.check(&unregister(3)), Ok(()));
+        image.apply(&unregister(3));
+        assert!(image.broker(3).is_none());
+        assert_eq!(
+            image.brokers().map(|b| b.id).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+    }
+
     #[test]
     fn decisions_taken_against_an_older_image_are_refused() {
         let mut image = two_brokers();
