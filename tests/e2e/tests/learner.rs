@@ -265,6 +265,36 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
         p.isr.len() == 3
     });
 
+    // Node 4's id with a new data directory is refused: node ids are never reused, for
+    // learners as for voters.
+    let wiped = tempfile::tempdir().unwrap();
+    let impostor = [
+        "serve".to_string(),
+        "--node-id".into(),
+        "4".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", sluice_e2e::free_port()),
+        "--cluster-listen".into(),
+        format!("127.0.0.1:{}", sluice_e2e::free_port()),
+        "--voters".into(),
+        cluster.voters().to_string(),
+        "--data-dir".into(),
+        wiped.path().display().to_string(),
+        "--http-listen".into(),
+        "off".into(),
+    ];
+    let impostor: Vec<&str> = impostor.iter().map(String::as_str).collect();
+    let refused = run_sluice(&impostor, CLI);
+    assert_eq!(refused.status.and_then(|s| s.code()), Some(1), "{refused:?}");
+    let last = refused.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("and this node cannot form a cluster: node id 4 is registered with data directory ")
+            && last.ends_with(
+                "node ids are never reused, so a node with a new data directory needs a new id"
+            ),
+        "{refused:?}"
+    );
+
     let all = cluster.bootstrap();
     // Refused: a broker that still holds a replica, a voter, an id never registered.
     let holding = sluice(&all, &["cluster", "unregister", "4"]);
