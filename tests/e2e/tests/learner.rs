@@ -252,7 +252,8 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
     cluster.node_mut(4).restart();
     let log = cluster.node(4).log();
     assert_eq!(
-        log.matches("node 4 joined the metadata quorum as a learner").count(),
+        log.matches("node 4 joined the metadata quorum as a learner")
+            .count(),
         1,
         "{log}"
     );
@@ -285,13 +286,18 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
     ];
     let impostor: Vec<&str> = impostor.iter().map(String::as_str).collect();
     let refused = run_sluice(&impostor, CLI);
-    assert_eq!(refused.status.and_then(|s| s.code()), Some(1), "{refused:?}");
+    assert_eq!(
+        refused.status.and_then(|s| s.code()),
+        Some(1),
+        "{refused:?}"
+    );
     let last = refused.stderr.lines().last().unwrap_or_default();
     assert!(
-        last.contains("and this node cannot form a cluster: node id 4 is registered with data directory ")
-            && last.ends_with(
-                "node ids are never reused, so a node with a new data directory needs a new id"
-            ),
+        last.contains(
+            "and this node cannot form a cluster: node id 4 is registered with data directory "
+        ) && last.ends_with(
+            "node ids are never reused, so a node with a new data directory needs a new id"
+        ),
         "{refused:?}"
     );
 
