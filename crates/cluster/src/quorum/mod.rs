@@ -404,7 +404,7 @@ async fn learn_member_addresses(raft: Raft, transport: Arc<dyn Transport>) {
                 .nodes()
                 .map(|(id, node)| (*id, node.addr.clone()))
                 .collect();
-            (config.log_id().clone(), members)
+            (*config.log_id(), members)
         };
         if seen.as_ref() != Some(&log_id) {
             for (id, addr) in &members {
