@@ -396,21 +396,21 @@ async fn learn_member_addresses(raft: Raft, transport: Arc<dyn Transport>) {
     let mut metrics = raft.metrics();
     let mut seen = None;
     loop {
-        let (log_id, members) = {
+        // Metrics change at every entry applied; the membership rarely.
+        let changed: Option<Vec<(u64, String)>> = {
             let m = metrics.borrow_and_update();
             let config = &m.membership_config;
-            let members: Vec<(u64, String)> = config
-                .membership()
-                .nodes()
-                .map(|(id, node)| (*id, node.addr.clone()))
-                .collect();
-            (*config.log_id(), members)
+            (seen != Some(*config.log_id())).then(|| {
+                seen = Some(*config.log_id());
+                config
+                    .membership()
+                    .nodes()
+                    .map(|(id, node)| (*id, node.addr.clone()))
+                    .collect()
+            })
         };
-        if seen.as_ref() != Some(&log_id) {
-            for (id, addr) in &members {
-                transport.learn_address(node_id(*id), addr);
-            }
-            seen = Some(log_id);
+        for (id, addr) in changed.iter().flatten() {
+            transport.learn_address(node_id(*id), addr);
         }
         if metrics.changed().await.is_err() {
             return;
