@@ -28,7 +28,8 @@ pub async fn unregister_broker(
     let broker = broker.clone();
     let id = req.broker_id.0;
     Reply::Later(tokio::spawn(async move {
-        let answer = UnregisterBrokerResponse::default();
+        // No message unless there is an error (the default is an empty one).
+        let answer = UnregisterBrokerResponse::default().with_error_message(None);
         let answer = match unregister(&broker, id).await {
             Ok(()) => answer,
             Err(e) => {
