@@ -138,7 +138,8 @@ broker_settings! {
         value_name: Some("ADDR|off"),
     }
     /// The voters of the metadata quorum, the same on every node: `id@host:port` of each
-    /// node's cluster listener, comma-separated (every node listed is a voter).
+    /// node's cluster listener, comma-separated (every node listed is a voter; a node whose
+    /// `node-id` is not listed joins as a broker, a learner of the quorum).
     voters: Option<Voters> = None, {
         kafka_names: &["controller.quorum.voters"],
         shown_default: Some("none (a single node)"),
