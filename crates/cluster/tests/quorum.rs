@@ -517,3 +517,36 @@ async fn a_learner_joins_receives_the_log_and_leaves_without_touching_the_voters
         );
     }
 }
+
+/// Membership changes asked for at once, from different nodes, are made one after the
+/// other: every learner gets in, and every node lists them all.
+#[tokio::test(start_paused = true)]
+async fn learners_asking_at_once_all_join() {
+    use sluice_cluster::quorum::{MembershipChange, MembershipOutcome};
+
+    let mut cluster = Cluster::start(3, production).await;
+    cluster.leader(&[1, 2, 3]).await;
+    for id in 4..=6 {
+        cluster.start_node(id).await;
+    }
+    let asks = (4..=6).map(|id| {
+        cluster
+            .node(id)
+            .quorum
+            .change_membership(MembershipChange::AddLearner {
+                node: id,
+                addr: format!("node{id}:9191"),
+            })
+    });
+    for outcome in futures::future::join_all(asks).await {
+        assert_eq!(outcome, Ok(MembershipOutcome::Changed));
+    }
+    for id in 1..=6 {
+        cluster.node(id).quorum.catch_up().await.unwrap();
+        assert_eq!(
+            cluster.node(id).quorum.learners(),
+            vec![4, 5, 6],
+            "node {id}"
+        );
+    }
+}

@@ -211,6 +211,8 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
             "{log}"
         );
         wait_metadata_brokers(&cluster, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+        // DescribeCluster too, on every node.
+        cluster.wait_formed();
         // The other nodes' Metadata lists the new broker at its own Kafka listener.
         let md = cluster.metadata(1, Some(&[])).unwrap();
         let listed = md.brokers.iter().find(|b| b.node_id.0 == 4).unwrap();
