@@ -4,9 +4,10 @@
 //!
 //! Start-up: [`ClusterNode::start`] binds the listener and starts the quorum from the data
 //! directory; [`ClusterNode::join`] then waits until this node has caught up with the
-//! committed metadata (the lowest voter id forms the quorum when the cluster is new), and
-//! fails with one clear reason when a voter refuses this node (other voters, another
-//! cluster, a reused node id).
+//! committed metadata (the lowest voter id forms the quorum when the cluster is new; a node
+//! outside the voters first asks the quorum to add it as a learner), and fails with one
+//! clear reason when a voter refuses this node (other voters, another cluster, a reused
+//! node id).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -393,7 +394,7 @@ impl ClusterNode {
     }
 
     /// Answers other nodes' requests of `kind` with `handler` (the broker registers KAFKA
-    /// and HEARTBEAT; the quorum has RAFT and FORWARD).
+    /// and HEARTBEAT; the quorum has RAFT, FORWARD and MEMBERSHIP).
     pub fn register_handler(&self, kind: RpcKind, handler: Arc<dyn RequestHandler>) {
         self.handlers.register(kind, handler);
     }

@@ -6,7 +6,8 @@
 //!
 //! openraft 0.9 is the Raft engine; around it: the log store on disk ([`log_store`]), the
 //! state machine and its snapshots ([`state_machine`]), the messages between voters
-//! ([`network`]), and committing from any node ([`backend`]).
+//! ([`network`]), committing from any node ([`backend`]), and brokers joining and leaving
+//! as learners ([`membership`]).
 //!
 //! Timing, for a loaded machine: a heartbeat every 250 ms and an election after 1–1.1 s
 //! without one (openraft's defaults, 150–300 ms, call elections under fsync stalls).
@@ -174,7 +175,7 @@ pub struct Quorum {
 impl Quorum {
     /// Starts this node's Raft over `storage`, applying to `store` (which gets the quorum
     /// as its backend), talking to the others over `transport` and answering them through
-    /// `handlers` (RAFT and FORWARD are registered there).
+    /// `handlers` (RAFT, FORWARD and MEMBERSHIP are registered there).
     pub async fn start(
         config: &QuorumConfig,
         storage: QuorumStorage,
