@@ -107,7 +107,7 @@ impl TcpTransport {
     }
 
     /// Where node `id` is reached, if known.
-    pub fn address(&self, id: NodeId) -> Option<String> {
+    fn address(&self, id: NodeId) -> Option<String> {
         self.addresses.read().get(&id).cloned()
     }
 
