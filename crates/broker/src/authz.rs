@@ -337,6 +337,15 @@ pub(crate) fn check(broker: &Broker, ctx: &RequestContext, request: RequestKind)
                 )
             })
         }
+        RequestKind::UnregisterBroker(r) => {
+            cluster_whole(&a, Alter, RequestKind::UnregisterBroker(r), || {
+                ResponseKind::UnregisterBroker(
+                    UnregisterBrokerResponse::default()
+                        .with_error_code(CLUSTER_DENIED)
+                        .with_error_message(None),
+                )
+            })
+        }
         RequestKind::ElectLeaders(r) => {
             let topics = r.topic_partitions.clone();
             cluster_whole(&a, Alter, RequestKind::ElectLeaders(r), || {
@@ -505,6 +514,7 @@ pub(crate) const APIS_WITH_RULES: &[ApiKey] = &[
     ApiKey::DescribeClientQuotas,
     ApiKey::AlterClientQuotas,
     ApiKey::ElectLeaders,
+    ApiKey::UnregisterBroker,
     ApiKey::AlterPartitionReassignments,
     ApiKey::ListPartitionReassignments,
     ApiKey::OffsetForLeaderEpoch,

@@ -1512,3 +1512,85 @@ async fn a_cancelled_reassignment_goes_back_to_the_old_replicas_and_the_new_one_
 fn done_topic_id(cluster: &TestCluster, name: &str) -> uuid::Uuid {
     cluster.node(1).metadata.image().topic(name).unwrap().id
 }
+
+impl TestCluster {
+    /// UnregisterBroker v0 of broker `id`, sent to node `node`: (error code, message).
+    async fn unregister(&self, node: i32, id: i32) -> (i16, Option<String>) {
+        use kafka_protocol::messages::{
+            BrokerId, RequestKind, ResponseKind, UnregisterBrokerRequest,
+        };
+        let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
+        match self
+            .ask(node, 0, RequestKind::UnregisterBroker(request))
+            .await
+        {
+            ResponseKind::UnregisterBroker(r) => (
+                r.error_code,
+                r.error_message.as_ref().map(|m| m.to_string()),
+            ),
+            other => panic!("not an UnregisterBroker response: {other:?}"),
+        }
+    }
+}
+
+/// UnregisterBroker refuses an id that is not registered (BROKER_ID_NOT_REGISTERED), the
+/// node's own quorum, and a broker that is still a replica of a partition — also one a
+/// reassignment is adding; once its replicas moved off, the broker is gone from every
+/// node's metadata, and asking again finds it unregistered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregister_broker_removes_a_broker_only_once_it_holds_no_replica() {
+    let cluster = TestCluster::start(3, |c| c.auto_leader_rebalance_enable = false).await;
+    cluster.create_topic_on("t", vec![1, 3]).await;
+    let not_registered = |id: i32| {
+        (
+            ResponseError::BrokerIdNotRegistered.code(),
+            Some(format!("Broker ID {id} is not currently registered")),
+        )
+    };
+    assert_eq!(cluster.unregister(2, 9).await, not_registered(9));
+    let (code, message) = cluster.unregister(1, 1).await;
+    assert_eq!(code, ResponseError::InvalidRequest.code());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("broker 1 is a voter of the metadata quorum")),
+        "{message:?}"
+    );
+    let holds_replicas = (
+        ResponseError::InvalidRequest.code(),
+        Some(
+            "broker 3 is still a replica of 1 partition(s); move them off it first (sluice \
+             cluster decommission 3)"
+                .to_string(),
+        ),
+    );
+    assert_eq!(cluster.unregister(1, 3).await, holds_replicas);
+    // Broker 2 is being added, cut off so that it cannot catch up: it holds the partition
+    // already, as broker 3 still does.
+    cluster.net.isolate(2);
+    assert_eq!(cluster.reassign(1, "t", Some(vec![1, 2])).await, (0, None));
+    assert_eq!(cluster.registration("t").adding_replicas, vec![2]);
+    assert_eq!(cluster.unregister(1, 3).await, holds_replicas);
+    let (code, message) = cluster.unregister(1, 2).await;
+    assert_eq!(code, ResponseError::InvalidRequest.code());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("broker 2 is still a replica of 1 partition(s)")),
+        "{message:?}"
+    );
+    cluster.net.heal();
+    eventually("the partition moved to brokers 1 and 2", || {
+        let p = cluster.registration("t");
+        p.replicas == [1, 2] && !p.is_reassigning()
+    })
+    .await;
+    assert_eq!(cluster.unregister(2, 3).await, (0, None));
+    for id in 1..=3 {
+        assert!(
+            cluster.node(id).metadata.image().broker(3).is_none(),
+            "node {id} still lists broker 3"
+        );
+    }
+    assert_eq!(cluster.unregister(1, 3).await, not_registered(3));
+}

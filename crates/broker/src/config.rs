@@ -138,7 +138,8 @@ broker_settings! {
         value_name: Some("ADDR|off"),
     }
     /// The voters of the metadata quorum, the same on every node: `id@host:port` of each
-    /// node's cluster listener, comma-separated (every node listed is a voter).
+    /// node's cluster listener, comma-separated (every node listed is a voter; a node whose
+    /// `node-id` is not listed joins as a broker, a learner of the quorum).
     voters: Option<Voters> = None, {
         kafka_names: &["controller.quorum.voters"],
         shown_default: Some("none (a single node)"),
@@ -952,8 +953,10 @@ impl BrokerConfig {
         self.check_security(&listeners)
     }
 
-    /// Cluster mode needs both the cluster listener and the voters, with this node among
-    /// the voters at the port it listens on, and a port of its own; a single node has neither.
+    /// Cluster mode needs both the cluster listener and the voters, and a port of its own; a
+    /// voter listens at the port `--voters` lists for it, and a node outside the voters
+    /// (which joins as a learner) at a specific address no voter has. A single node has
+    /// neither setting.
     fn check_cluster(&self, listeners: &[ListenerSpec]) -> Result<(), ConfigError> {
         let invalid = |name: &str, reason: String| ConfigError::Invalid {
             name: name.into(),
@@ -980,29 +983,48 @@ impl BrokerConfig {
             }
             (Some(listen), Some(voters)) => (listen, voters),
         };
-        let me = voters.get(self.node_id).ok_or_else(|| {
-            invalid(
-                "voters",
-                format!(
-                    "node id {} is not among the voters {voters}; pass --node-id with one of \
-                     their ids",
-                    self.node_id
-                ),
-            )
-        })?;
-        let listed_port = me
-            .addr
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok());
-        if listed_port != Some(listen.port()) {
-            return Err(invalid(
-                "cluster-listen",
-                format!(
-                    "{listen} is not where --voters says node {} listens ({}): the other nodes \
-                     would not reach it",
-                    self.node_id, me.addr
-                ),
-            ));
+        match voters.get(self.node_id) {
+            Some(me) => {
+                let listed_port = me
+                    .addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok());
+                if listed_port != Some(listen.port()) {
+                    return Err(invalid(
+                        "cluster-listen",
+                        format!(
+                            "{listen} is not where --voters says node {} listens ({}): the \
+                             other nodes would not reach it",
+                            self.node_id, me.addr
+                        ),
+                    ));
+                }
+            }
+            // A node outside the voters joins as a broker (a learner of the quorum) at the
+            // address it listens on: the other nodes must reach it there.
+            None => {
+                if listen.ip().is_unspecified() {
+                    return Err(invalid(
+                        "cluster-listen",
+                        format!(
+                            "{listen} is not an address other nodes can reach: node {} is not \
+                             among the voters, so it joins as a learner at the address it \
+                             listens on; give it a specific one",
+                            self.node_id
+                        ),
+                    ));
+                }
+                if let Some(voter) = voters.iter().find(|v| v.addr == listen.to_string()) {
+                    return Err(invalid(
+                        "cluster-listen",
+                        format!(
+                            "{listen} is where --voters says node {} listens: node {} joins \
+                             as a learner and needs a cluster listener of its own",
+                            voter.id, self.node_id
+                        ),
+                    ));
+                }
+            }
         }
         let kafka = listeners.iter().map(|l| match self.listeners {
             None => (format!("listen {}", l.address), l.address),
@@ -1264,6 +1286,12 @@ mod tests {
         assert!(cluster("127.0.0.1:9192", voters).validate().is_ok());
         assert!(cluster("0.0.0.0:9192", voters).validate().is_ok());
         assert!(cluster("127.0.0.1:9192", voters).is_cluster());
+        // A node outside the voters is a broker joining as a learner.
+        let learner = BrokerConfig {
+            node_id: 4,
+            ..cluster("127.0.0.1:9194", voters)
+        };
+        assert!(learner.validate().is_ok());
         assert!(!BrokerConfig::default().is_cluster());
         for (config, want) in [
             (
@@ -1285,11 +1313,19 @@ mod tests {
             (
                 BrokerConfig {
                     node_id: 4,
+                    ..cluster("0.0.0.0:9194", voters)
+                },
+                "invalid value for cluster-listen: 0.0.0.0:9194 is not an address other nodes \
+                 can reach: node 4 is not among the voters, so it joins as a learner at the \
+                 address it listens on; give it a specific one",
+            ),
+            (
+                BrokerConfig {
+                    node_id: 4,
                     ..cluster("127.0.0.1:9192", voters)
                 },
-                "invalid value for voters: node id 4 is not among the voters \
-                 1@127.0.0.1:9191,2@127.0.0.1:9192,3@127.0.0.1:9193; pass --node-id with one of \
-                 their ids",
+                "invalid value for cluster-listen: 127.0.0.1:9192 is where --voters says node 2 \
+                 listens: node 4 joins as a learner and needs a cluster listener of its own",
             ),
             (
                 cluster("127.0.0.1:9191", voters),

@@ -588,6 +588,7 @@ fn set_throttle_time(response: &mut ResponseKind, ms: i64) {
         RenewDelegationToken,
         SyncGroup,
         TxnOffsetCommit,
+        UnregisterBroker,
         UpdateFeatures,
     );
 }

@@ -23,6 +23,7 @@ use crate::handlers::{
     acls, client_quotas, cluster, configs, delete_records, describe_topic_partitions,
     elect_leaders, fetch, groups, list_offsets, log_dirs, metadata, offset_for_leader_epoch,
     produce, producer, reassignments, scram_users, topics, transactions, txn_markers,
+    unregister_broker,
 };
 use crate::request::{Reply, RequestContext};
 use crate::sasl;
@@ -130,6 +131,7 @@ handler_table! {
     (AlterPartitionReassignments, 0..=1, reassignments::alter_partition_reassignments),
     (ListPartitionReassignments, 0..=0, reassignments::list_partition_reassignments),
     (DescribeTopicPartitions, 0..=0, describe_topic_partitions::describe_topic_partitions),
+    (UnregisterBroker, 0..=0, unregister_broker::unregister_broker),
     // SASL listeners answer these in the connection (they change its session); here they
     // are on a listener without SASL. v2 of SaslHandshake breaks clients up to 2.4
     // (KAFKA-9577), so only 0-1 are advertised.

@@ -146,6 +146,8 @@ impl From<CommitError> for AdminError {
                         ResponseError::InvalidReplicaAssignment
                     }
                     RecordConflict::UnknownBroker(_) => ResponseError::BrokerIdNotRegistered,
+                    // Kafka unregisters such a broker; here its replicas move off it first.
+                    RecordConflict::BrokerHostsReplicas { .. } => ResponseError::InvalidRequest,
                     // Never proposed by admin requests.
                     RecordConflict::ClusterIdSet(_) => ResponseError::UnknownServerError,
                 };

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeLogDirsRequest,
     ElectLeadersRequest, IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest,
-    TopicName,
+    TopicName, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::model::DIRTY_RATIO_TAG;
@@ -545,5 +545,19 @@ impl Client {
                 })
             })
             .collect())
+    }
+
+    /// Removes broker `id` from the cluster (UnregisterBroker, as Kafka's
+    /// `kafka-cluster.sh unregister --id`): its registration, and its place as a learner of
+    /// the metadata quorum.
+    pub async fn unregister_broker(&mut self, id: i32) -> Result<()> {
+        let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
+        let response = self.bootstrap.request(&request).await?;
+        check(
+            "UnregisterBroker",
+            || format!("broker {id}"),
+            response.error_code,
+            response.error_message.as_deref(),
+        )
     }
 }

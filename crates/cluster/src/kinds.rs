@@ -26,15 +26,19 @@ pub enum RpcKind {
     /// Reserved for brokers' heartbeats to the quorum leader apart from other Kafka
     /// requests (today they are BrokerHeartbeat requests of the KAFKA kind).
     Heartbeat = 4,
+    /// A change of the quorum's membership a node asks the quorum leader for: a broker
+    /// joining as a learner, or a learner leaving (see [`crate::quorum`]).
+    Membership = 5,
 }
 
 impl RpcKind {
     /// Every kind, in byte order.
-    pub const ALL: [RpcKind; 4] = [
+    pub const ALL: [RpcKind; 5] = [
         RpcKind::Raft,
         RpcKind::Forward,
         RpcKind::Kafka,
         RpcKind::Heartbeat,
+        RpcKind::Membership,
     ];
 
     /// The kind a frame's kind byte names, if any.
@@ -111,6 +115,10 @@ impl Transport for Channel {
         framed.put_slice(&request);
         self.transport.call(to, framed.freeze())
     }
+
+    fn learn_address(&self, node: NodeId, addr: &str) {
+        self.transport.learn_address(node, addr);
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +154,7 @@ mod tests {
         assert_eq!(raft.local(), 1);
         assert_eq!(RpcKind::from_byte(3), Some(RpcKind::Kafka));
         assert_eq!(RpcKind::from_byte(0), None);
-        assert_eq!(RpcKind::from_byte(5), None);
+        assert_eq!(RpcKind::from_byte(5), Some(RpcKind::Membership));
+        assert_eq!(RpcKind::from_byte(6), None);
     }
 }

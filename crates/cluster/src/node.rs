@@ -4,9 +4,10 @@
 //!
 //! Start-up: [`ClusterNode::start`] binds the listener and starts the quorum from the data
 //! directory; [`ClusterNode::join`] then waits until this node has caught up with the
-//! committed metadata (the lowest voter id forms the quorum when the cluster is new), and
-//! fails with one clear reason when a voter refuses this node (other voters, another
-//! cluster, a reused node id).
+//! committed metadata (the lowest voter id forms the quorum when the cluster is new; a node
+//! outside the voters first asks the quorum to add it as a learner), and fails with one
+//! clear reason when a voter refuses this node (other voters, another cluster, a reused
+//! node id).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +20,10 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::kinds::{Channel, Handlers, RpcKind};
-use crate::quorum::{Quorum, QuorumConfig, QuorumError, QuorumStorage};
+use crate::quorum::{
+    MembershipChange, MembershipError, MembershipOutcome, MembershipRefusal, Quorum, QuorumConfig,
+    QuorumError, QuorumStorage,
+};
 use crate::rpc::{ClusterListener, LocalNode, PeerCheck, Refusal, RpcSettings, TcpTransport};
 use crate::transport::{NodeId, RequestHandler, Transport};
 use crate::voters::Voters;
@@ -30,7 +34,8 @@ const WAITING_REPORT: Duration = Duration::from_secs(5);
 /// What a cluster node starts with.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// This node's id (one of the voters).
+    /// This node's id: one of the voters, or else a broker that joins the quorum as a
+    /// learner.
     pub node_id: NodeId,
     /// Where the cluster listener binds.
     pub listen: SocketAddr,
@@ -73,6 +78,20 @@ pub enum ClusterError {
     /// Metadata could not be committed.
     #[error(transparent)]
     Commit(#[from] CommitError),
+    /// The quorum refuses this node as a learner.
+    #[error("the metadata quorum refuses node {node} as a learner: {refusal}")]
+    LearnerRefused {
+        /// This node.
+        node: NodeId,
+        /// Why.
+        refusal: MembershipRefusal,
+    },
+    /// A learner's cluster listener is bound to an address other nodes cannot reach.
+    #[error(
+        "--cluster-listen {0} is not an address other nodes can reach: a node outside \
+         --voters joins as a learner at the address it listens on, so give it a specific one"
+    )]
+    UnreachableListener(SocketAddr),
 }
 
 /// Refuses a node id registered with another data directory: node ids are never reused
@@ -158,12 +177,23 @@ impl ClusterNode {
                 });
             }
         };
-        tracing::info!(
-            "cluster listener on {}: node {} of voters {}",
-            listener.local_addr(),
-            config.node_id,
-            config.voters
-        );
+        if config.voters.get(config.node_id).is_some() {
+            tracing::info!(
+                "cluster listener on {}: node {} of voters {}",
+                listener.local_addr(),
+                config.node_id,
+                config.voters
+            );
+        } else {
+            tracing::info!(
+                "cluster listener on {}: node {} is not among the voters {}, so it joins \
+                 the cluster as a broker (a learner of the metadata quorum): it asks the \
+                 voters to add it, receives the metadata log, and never votes",
+                listener.local_addr(),
+                config.node_id,
+                config.voters
+            );
+        }
         Ok(Self {
             local,
             transport,
@@ -185,9 +215,23 @@ impl ClusterNode {
     pub async fn join(&self) -> Result<(), ClusterError> {
         let refusals = self.local.refusals();
         let mut formed = false;
+        let mut learner_added = !self.is_learner();
         let mut reported = Instant::now();
         loop {
             let peers_have_a_cluster = self.probe_voters(&refusals).await?;
+            if !learner_added {
+                match self.join_as_learner().await {
+                    Ok(()) => learner_added = true,
+                    Err(why) => {
+                        self.check_refusals(&refusals)?;
+                        if reported.elapsed() >= WAITING_REPORT {
+                            tracing::info!(voters = %self.local.voters(), "waiting to join the metadata quorum as a learner: {why}");
+                            reported = Instant::now();
+                        }
+                        continue;
+                    }
+                }
+            }
             if !formed && self.forms_the_quorum() {
                 if peers_have_a_cluster {
                     tracing::info!(
@@ -220,6 +264,75 @@ impl ClusterNode {
             "caught up with the metadata quorum"
         );
         Ok(())
+    }
+
+    /// Asks the quorum to add this node as a learner at its cluster listener's address
+    /// (nothing changes when it is one already, as after a restart). A refusal stops
+    /// start-up; the reason why it is not added yet is returned to retry.
+    async fn join_as_learner(&self) -> Result<(), ClusterError> {
+        let listen = self.listener.local_addr();
+        if listen.ip().is_unspecified() {
+            return Err(ClusterError::UnreachableListener(listen));
+        }
+        let change = MembershipChange::AddLearner {
+            node: self.node_id(),
+            addr: listen.to_string(),
+        };
+        match self.quorum.change_membership(change).await {
+            Ok(MembershipOutcome::Changed) => {
+                tracing::info!(
+                    "node {} joined the metadata quorum as a learner at {listen}",
+                    self.node_id()
+                );
+                Ok(())
+            }
+            Ok(MembershipOutcome::Unchanged) => {
+                tracing::info!(
+                    "node {} is a learner of the metadata quorum already, at {listen}",
+                    self.node_id()
+                );
+                Ok(())
+            }
+            Err(MembershipError::Refused(refusal)) => Err(ClusterError::LearnerRefused {
+                node: self.node_id(),
+                refusal,
+            }),
+            Err(MembershipError::Unavailable(why)) => {
+                Err(ClusterError::Commit(CommitError::Unavailable(why)))
+            }
+        }
+    }
+
+    /// Whether this node is outside the voters: a broker that is a learner of the quorum.
+    pub fn is_learner(&self) -> bool {
+        self.local.voters().get(self.node_id()).is_none()
+    }
+
+    /// Whether node `id` is a voter of the quorum.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.local.voters().get(id).is_some()
+    }
+
+    /// The learners of the quorum, as this node's membership says.
+    pub fn learners(&self) -> Vec<NodeId> {
+        self.quorum.learners()
+    }
+
+    /// Removes learner `id` from the quorum (through its leader); a voter is refused, and a
+    /// node that is no member is left as it is.
+    pub async fn remove_learner(&self, id: NodeId) -> Result<MembershipOutcome, MembershipError> {
+        self.quorum
+            .change_membership(MembershipChange::RemoveLearner { node: id })
+            .await
+    }
+
+    /// Where node `id`'s cluster listener is: its `--voters` address, or a learner's from
+    /// the quorum's membership.
+    pub fn address_of(&self, id: NodeId) -> Option<String> {
+        match self.local.voters().get(id) {
+            Some(voter) => Some(voter.addr.clone()),
+            None => self.quorum.member_address(id),
+        }
     }
 
     /// Whether this node forms the quorum: the lowest voter, starting with nothing.
@@ -281,7 +394,7 @@ impl ClusterNode {
     }
 
     /// Answers other nodes' requests of `kind` with `handler` (the broker registers KAFKA
-    /// and HEARTBEAT; the quorum has RAFT and FORWARD).
+    /// and HEARTBEAT; the quorum has RAFT, FORWARD and MEMBERSHIP).
     pub fn register_handler(&self, kind: RpcKind, handler: Arc<dyn RequestHandler>) {
         self.handlers.register(kind, handler);
     }

@@ -33,6 +33,13 @@ pub trait Transport: Send + Sync {
 
     /// Sends one request frame to node `to` and waits for its response frame.
     fn call(&self, to: NodeId, request: Bytes) -> BoxFuture<'_, Result<Bytes, TransportError>>;
+
+    /// Learns where node `node` is reached (`host:port` of its cluster listener): a node
+    /// that joined as a learner is in no `--voters` list, so its address comes from the
+    /// quorum's membership. Transports that need no addresses ignore it.
+    fn learn_address(&self, node: NodeId, addr: &str) {
+        let _ = (node, addr);
+    }
 }
 
 /// What a node does with a request frame from another node.

@@ -416,3 +416,137 @@ async fn a_partitioned_minority_cannot_commit_and_catches_up_once_healed() {
         );
     }
 }
+
+/// A node outside the voters joins as a learner: it gets the whole metadata log, is
+/// listed as a learner on every node, never counts towards a commit or an election, and
+/// leaves when removed. Adding it again is a no-op; voters can neither join as learners
+/// nor be removed.
+#[tokio::test(start_paused = true)]
+async fn a_learner_joins_receives_the_log_and_leaves_without_touching_the_voters() {
+    use sluice_cluster::quorum::MembershipError;
+    use sluice_cluster::quorum::{MembershipChange, MembershipOutcome, MembershipRefusal};
+
+    let mut cluster = Cluster::start(3, production).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    propose(&cluster.node(leader).store, topic("before"))
+        .await
+        .unwrap();
+    // Node 4 is not among the voters; it asks a voter to add it.
+    cluster.start_node(4).await;
+    let add = |node: NodeId| MembershipChange::AddLearner {
+        node,
+        addr: format!("node{node}:9191"),
+    };
+    assert_eq!(
+        cluster.node(4).quorum.change_membership(add(4)).await,
+        Ok(MembershipOutcome::Changed)
+    );
+    cluster.node(4).quorum.catch_up().await.unwrap();
+    assert_eq!(topic_names(&cluster.node(4).store.image()), vec!["before"]);
+    for id in 1..=4 {
+        cluster.node(id).quorum.catch_up().await.unwrap();
+        assert_eq!(cluster.node(id).quorum.learners(), vec![4], "node {id}");
+        assert_eq!(
+            cluster.node(id).quorum.member_address(4).as_deref(),
+            Some("node4:9191")
+        );
+    }
+    // Asked again (a restarted learner), from any node: nothing changes.
+    for id in [4, 1, 2] {
+        assert_eq!(
+            cluster.node(id).quorum.change_membership(add(4)).await,
+            Ok(MembershipOutcome::Unchanged),
+            "asked on node {id}"
+        );
+    }
+    // A voter is never made a learner, nor removed.
+    assert_eq!(
+        cluster.node(4).quorum.change_membership(add(2)).await,
+        Err(MembershipError::Refused(MembershipRefusal::Voter(2)))
+    );
+    assert_eq!(
+        cluster
+            .node(3)
+            .quorum
+            .change_membership(MembershipChange::RemoveLearner { node: 1 })
+            .await,
+        Err(MembershipError::Refused(MembershipRefusal::Voter(1)))
+    );
+    // With the learner and one voter stopped, the other two voters still commit and elect:
+    // the learner counts for neither, and it never stands for election itself.
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.stop_node(follower).await;
+    cluster.stop_node(4).await;
+    propose(&cluster.node(leader).store, topic("without-the-learner"))
+        .await
+        .unwrap();
+    cluster.stop_node(leader).await;
+    let last = (1..=3).find(|id| *id != leader && *id != follower).unwrap();
+    cluster.start_node(follower).await;
+    cluster.start_node(4).await;
+    let new_leader = cluster.leader(&[follower, last, 4]).await;
+    assert!([follower, last].contains(&new_leader), "{new_leader}");
+    cluster.start_node(leader).await;
+    // The restarted learner is a learner still, and catches up without being added again.
+    cluster.node(4).quorum.catch_up().await.unwrap();
+    assert_eq!(
+        topic_names(&cluster.node(4).store.image()),
+        vec!["before", "without-the-learner"]
+    );
+    // Removed, from a voter: gone from every node's membership; removing it again is a
+    // no-op.
+    let remove = MembershipChange::RemoveLearner { node: 4 };
+    assert_eq!(
+        cluster
+            .node(1)
+            .quorum
+            .change_membership(remove.clone())
+            .await,
+        Ok(MembershipOutcome::Changed)
+    );
+    assert_eq!(
+        cluster.node(2).quorum.change_membership(remove).await,
+        Ok(MembershipOutcome::Unchanged)
+    );
+    for id in 1..=3 {
+        cluster.node(id).quorum.catch_up().await.unwrap();
+        assert_eq!(
+            cluster.node(id).quorum.learners(),
+            Vec::<NodeId>::new(),
+            "node {id}"
+        );
+    }
+}
+
+/// Membership changes asked for at once, from different nodes, are made one after the
+/// other: every learner gets in, and every node lists them all.
+#[tokio::test(start_paused = true)]
+async fn learners_asking_at_once_all_join() {
+    use sluice_cluster::quorum::{MembershipChange, MembershipOutcome};
+
+    let mut cluster = Cluster::start(3, production).await;
+    cluster.leader(&[1, 2, 3]).await;
+    for id in 4..=6 {
+        cluster.start_node(id).await;
+    }
+    let asks = (4..=6).map(|id| {
+        cluster
+            .node(id)
+            .quorum
+            .change_membership(MembershipChange::AddLearner {
+                node: id,
+                addr: format!("node{id}:9191"),
+            })
+    });
+    for outcome in futures::future::join_all(asks).await {
+        assert_eq!(outcome, Ok(MembershipOutcome::Changed));
+    }
+    for id in 1..=6 {
+        cluster.node(id).quorum.catch_up().await.unwrap();
+        assert_eq!(
+            cluster.node(id).quorum.learners(),
+            vec![4, 5, 6],
+            "node {id}"
+        );
+    }
+}

@@ -115,6 +115,18 @@ pub enum RecordConflict {
     /// A registration change for a broker that never registered.
     #[error("broker {0} is not registered")]
     UnknownBroker(i32),
+    /// A broker cannot be unregistered while it is a replica of a partition (the replicas
+    /// are moved off it first).
+    #[error(
+        "broker {broker} is still a replica of {partitions} partition(s); move them off it \
+         first (sluice cluster decommission {broker})"
+    )]
+    BrokerHostsReplicas {
+        /// The broker.
+        broker: i32,
+        /// How many partitions it is a replica of (adding and removing ones included).
+        partitions: usize,
+    },
 }
 
 impl MetadataImage {
@@ -215,6 +227,16 @@ impl MetadataImage {
             MetadataRecord::BrokerRegistrationChanged { id, .. } => {
                 self.broker(*id).ok_or(RecordConflict::UnknownBroker(*id))?;
             }
+            MetadataRecord::BrokerUnregistered { id } => {
+                self.broker(*id).ok_or(RecordConflict::UnknownBroker(*id))?;
+                let partitions = self.partitions_hosted_by(*id);
+                if partitions > 0 {
+                    return Err(RecordConflict::BrokerHostsReplicas {
+                        broker: *id,
+                        partitions,
+                    });
+                }
+            }
             MetadataRecord::ProducerIdsAllocated { next } => {
                 if *next <= self.next_producer_id {
                     return Err(RecordConflict::ProducerIdsTaken {
@@ -245,6 +267,19 @@ impl MetadataImage {
             | MetadataRecord::ClientQuotaChanged { .. } => {}
         }
         Ok(())
+    }
+
+    /// How many partitions have broker `id` among their replicas, including replicas being
+    /// added or removed by a reassignment.
+    pub fn partitions_hosted_by(&self, id: i32) -> usize {
+        self.topics()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| {
+                p.replicas.contains(&id)
+                    || p.adding_replicas.contains(&id)
+                    || p.removing_replicas.contains(&id)
+            })
+            .count()
     }
 
     /// The registration of an existing partition, or why there is none.
@@ -395,6 +430,58 @@ mod tests {
         );
         // No leader (-1) is allowed: the partition is offline.
         assert!(image.check(&shrink(vec![1], -1)).is_ok());
+    }
+
+    /// A broker leaves only once it is a replica of nothing (also not one being added or
+    /// removed); an unknown one cannot leave, and one that left is gone from the image.
+    #[test]
+    fn a_broker_is_unregistered_only_when_it_holds_no_replica() {
+        let mut image = two_brokers();
+        image.apply(&registered(3, false));
+        let unregister = |id| MetadataRecord::BrokerUnregistered { id };
+        assert_eq!(
+            image.check(&unregister(2)),
+            Err(RecordConflict::BrokerHostsReplicas {
+                broker: 2,
+                partitions: 1
+            })
+        );
+        assert_eq!(
+            image.check(&unregister(9)),
+            Err(RecordConflict::UnknownBroker(9))
+        );
+        // Broker 3 is being added to the partition: it holds a replica already.
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic_id: Uuid::from_u128(1),
+            partition: 0,
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1, 2],
+            replicas: Some(vec![1, 2, 3]),
+            adding_replicas: Some(vec![3]),
+            removing_replicas: Some(Vec::new()),
+            expected_partition_epoch: None,
+        });
+        assert_eq!(image.partitions_hosted_by(3), 1);
+        assert!(image.check(&unregister(3)).is_err());
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic_id: Uuid::from_u128(1),
+            partition: 0,
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1, 2],
+            replicas: Some(vec![1, 2]),
+            adding_replicas: Some(Vec::new()),
+            removing_replicas: Some(Vec::new()),
+            expected_partition_epoch: None,
+        });
+        assert_eq!(image.check(&unregister(3)), Ok(()));
+        image.apply(&unregister(3));
+        assert!(image.broker(3).is_none());
+        assert_eq!(
+            image.brokers().map(|b| b.id).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
     }
 
     #[test]

@@ -51,9 +51,8 @@ impl MetadataDelta {
             MetadataRecord::BrokerConfigsChanged { .. } => self.broker_configs_changed = true,
             MetadataRecord::BrokerRegistered { id, .. }
             | MetadataRecord::BrokerState { id, .. }
-            | MetadataRecord::BrokerRegistrationChanged { id, .. } => {
-                self.brokers_changed.push(*id)
-            }
+            | MetadataRecord::BrokerRegistrationChanged { id, .. }
+            | MetadataRecord::BrokerUnregistered { id } => self.brokers_changed.push(*id),
             MetadataRecord::PartitionState {
                 topic_id,
                 partition,

@@ -282,6 +282,9 @@ impl MetadataImage {
                     },
                 );
             }
+            MetadataRecord::BrokerUnregistered { id } => {
+                self.brokers.remove(id);
+            }
             MetadataRecord::ClusterIdSet { cluster_id } => {
                 self.cluster_id = Some(cluster_id.clone());
             }

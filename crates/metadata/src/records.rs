@@ -106,6 +106,12 @@ pub enum MetadataRecord {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         fenced: bool,
     },
+    /// A broker left the cluster, as Kafka's `UnregisterBrokerRecord`: its registration
+    /// is gone (it hosts no replica any more).
+    BrokerUnregistered {
+        /// Its node id.
+        id: i32,
+    },
     /// A topic's config overrides were replaced by `configs`.
     TopicConfigsChanged {
         /// Topic id.

@@ -545,6 +545,27 @@ impl Cluster {
         ]
     }
 
+    /// Starts node `id`, which is not among the voters: a broker that joins the running
+    /// cluster as a learner of the metadata quorum, with a cluster listener of its own.
+    /// Waits until it has started (caught up with the metadata and serving), not until
+    /// the other nodes list it.
+    pub fn add_learner(&mut self, id: i32) {
+        assert!(!self.nodes.contains_key(&id), "node {id} exists already");
+        self.cluster_ports.insert(id, free_port());
+        let args = self.node_args(id);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut node = Broker::spawn_with(&args);
+        node.wait_started();
+        self.nodes.insert(id, node);
+    }
+
+    /// Takes node `id` out of this cluster's nodes (one that left the cluster), returning
+    /// its process (stopped when dropped).
+    pub fn remove_node(&mut self, id: i32) -> Broker {
+        self.cluster_ports.remove(&id);
+        self.nodes.remove(&id).expect("no such node")
+    }
+
     /// `--voters` of this cluster.
     pub fn voters(&self) -> &str {
         &self.voters

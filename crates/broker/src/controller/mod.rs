@@ -596,18 +596,12 @@ fn leads_nothing(image: &MetadataImage, id: i32) -> bool {
 /// How long the probe of a silent broker's cluster listener may take to connect.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// Whether broker `id`'s cluster listener (its `--voters` address) refuses connections:
-/// nothing listens there, so the process is gone. A connect that succeeds, times out or
-/// fails otherwise says nothing, and a node without voters (no cluster listener) is never
-/// judged this way.
+/// Whether broker `id`'s cluster listener (its `--voters` address, or a learner's from
+/// the quorum's membership) refuses connections: nothing listens there, so the process is
+/// gone. A connect that succeeds, times out or fails otherwise says nothing, and a node
+/// without a cluster is never judged this way.
 async fn cluster_listener_gone(broker: &Broker, id: i32) -> bool {
-    let Some(addr) = broker
-        .config
-        .voters
-        .as_ref()
-        .and_then(|voters| voters.get(id))
-        .map(|voter| voter.addr.clone())
-    else {
+    let Some(addr) = broker.cluster.get().and_then(|node| node.address_of(id)) else {
         return false;
     };
     matches!(

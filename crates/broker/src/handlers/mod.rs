@@ -23,6 +23,7 @@ pub mod scram_users;
 pub mod topics;
 pub mod transactions;
 pub mod txn_markers;
+pub mod unregister_broker;
 
 #[cfg(test)]
 mod tests;

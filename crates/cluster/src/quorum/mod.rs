@@ -6,7 +6,8 @@
 //!
 //! openraft 0.9 is the Raft engine; around it: the log store on disk ([`log_store`]), the
 //! state machine and its snapshots ([`state_machine`]), the messages between voters
-//! ([`network`]), and committing from any node ([`backend`]).
+//! ([`network`]), committing from any node ([`backend`]), and brokers joining and leaving
+//! as learners ([`membership`]).
 //!
 //! Timing, for a loaded machine: a heartbeat every 250 ms and an election after 1–1.1 s
 //! without one (openraft's defaults, 150–300 ms, call elections under fsync stalls).
@@ -20,6 +21,7 @@
 mod backend;
 mod files;
 mod log_store;
+mod membership;
 mod network;
 mod state_machine;
 mod types;
@@ -37,6 +39,7 @@ use uuid::Uuid;
 
 pub use backend::RaftBackend;
 pub use log_store::OpenError;
+pub use membership::{MembershipChange, MembershipError, MembershipOutcome, MembershipRefusal};
 pub use types::{Batch, BatchOutcome, TypeConfig};
 
 use crate::kinds::{Channel, Handlers, RpcKind};
@@ -44,6 +47,7 @@ use crate::transport::{NodeId, Transport};
 use crate::voters::Voters;
 use backend::ForwardHandler;
 use log_store::LogStore;
+use membership::{MembershipChanger, MembershipClient, MembershipHandler};
 use network::{Network, RaftHandler};
 use state_machine::{Restored, StateMachine};
 use types::{Raft, node_id, raft_id};
@@ -51,7 +55,7 @@ use types::{Raft, node_id, raft_id};
 /// How a quorum node runs.
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
-    /// This node's id; one of the voters.
+    /// This node's id: one of the voters, or a learner's (a node outside the voters).
     pub node_id: NodeId,
     /// Every voter.
     pub voters: Voters,
@@ -164,13 +168,14 @@ pub struct Quorum {
     voters: Voters,
     node_id: NodeId,
     pristine: bool,
-    watcher: JoinHandle<()>,
+    membership: MembershipClient,
+    watchers: [JoinHandle<()>; 2],
 }
 
 impl Quorum {
     /// Starts this node's Raft over `storage`, applying to `store` (which gets the quorum
     /// as its backend), talking to the others over `transport` and answering them through
-    /// `handlers` (RAFT and FORWARD are registered there).
+    /// `handlers` (RAFT, FORWARD and MEMBERSHIP are registered there).
     pub async fn start(
         config: &QuorumConfig,
         storage: QuorumStorage,
@@ -183,6 +188,7 @@ impl Quorum {
             StateMachine::new(store.clone(), config.node_id, &config.dir, storage.restored);
         let applied = machine.applied_index();
         let network = Network::new(Channel::new(transport.clone(), RpcKind::Raft));
+        let backend_channel = Channel::new(transport.clone(), RpcKind::Forward);
         let raft = Raft::new(
             raft_id(config.node_id),
             Arc::new(config.raft_config()?),
@@ -205,7 +211,7 @@ impl Quorum {
         let backend = Arc::new(RaftBackend::new(
             raft.clone(),
             config.node_id,
-            Channel::new(transport, RpcKind::Forward),
+            backend_channel,
             applied,
             config.commit_timeout,
         ));
@@ -215,14 +221,34 @@ impl Quorum {
             RpcKind::Forward,
             ForwardHandler::new(raft.clone(), config.commit_timeout),
         );
-        let watcher = tokio::spawn(log_leader_changes(raft.clone()));
+        let changer = MembershipChanger::new(raft.clone());
+        let membership_channel = Channel::new(transport.clone(), RpcKind::Membership);
+        handlers.register(
+            RpcKind::Membership,
+            MembershipHandler::new(
+                changer.clone(),
+                membership_channel.clone(),
+                config.commit_timeout,
+            ),
+        );
+        let membership = MembershipClient::new(
+            changer,
+            membership_channel,
+            config.voters.clone(),
+            config.commit_timeout,
+        );
+        let watchers = [
+            tokio::spawn(log_leader_changes(raft.clone())),
+            tokio::spawn(learn_member_addresses(raft.clone(), transport)),
+        ];
         Ok(Self {
             raft,
             backend,
             voters: config.voters.clone(),
             node_id: config.node_id,
             pristine,
-            watcher,
+            membership,
+            watchers,
         })
     }
 
@@ -268,6 +294,38 @@ impl Quorum {
             .await
     }
 
+    /// Asks the quorum leader (wherever it is) for `change`, retrying across elections and
+    /// other changes until the commit timeout.
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<MembershipOutcome, MembershipError> {
+        self.membership.request(change).await
+    }
+
+    /// The learners, as this node's membership says (ascending).
+    pub fn learners(&self) -> Vec<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .learner_ids()
+            .map(node_id)
+            .collect()
+    }
+
+    /// Where member `id` (a voter or a learner) is reached, as the membership says.
+    pub fn member_address(&self, id: NodeId) -> Option<String> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&raft_id(id))
+            .map(|n| n.addr.clone())
+    }
+
     /// The node that leads the quorum now, if one is known.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader.map(node_id)
@@ -305,7 +363,9 @@ impl Quorum {
 
     /// Stops this node's Raft: it leaves the quorum until started again.
     pub async fn shutdown(&self) {
-        self.watcher.abort();
+        for watcher in &self.watchers {
+            watcher.abort();
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "the metadata quorum did not stop cleanly");
         }
@@ -327,6 +387,36 @@ fn check_stored_voters(raft: &Raft, voters: &Voters) -> Result<(), QuorumError> 
         return Ok(());
     }
     Err(QuorumError::VotersDiffer { stored, configured })
+}
+
+/// Tells the transport where every member of the quorum is reached whenever the
+/// membership changes: learners are in no `--voters` list, and every node (the leader
+/// replicating to them, brokers fetching from partitions they lead) reaches them at the
+/// address they joined with.
+async fn learn_member_addresses(raft: Raft, transport: Arc<dyn Transport>) {
+    let mut metrics = raft.metrics();
+    let mut seen = None;
+    loop {
+        // Metrics change at every entry applied; the membership rarely.
+        let changed: Option<Vec<(u64, String)>> = {
+            let m = metrics.borrow_and_update();
+            let config = &m.membership_config;
+            (seen != Some(*config.log_id())).then(|| {
+                seen = Some(*config.log_id());
+                config
+                    .membership()
+                    .nodes()
+                    .map(|(id, node)| (*id, node.addr.clone()))
+                    .collect()
+            })
+        };
+        for (id, addr) in changed.iter().flatten() {
+            transport.learn_address(node_id(*id), addr);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Logs the quorum leader and term whenever they change, and stops the process if Raft

@@ -82,7 +82,10 @@ impl Network {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
-    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Peer {
+    /// The membership names where each node is reached: a learner's address is known
+    /// only from there.
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
+        self.channel.learn_address(node_id(target), &node.addr);
         Peer {
             target,
             channel: self.channel.clone(),

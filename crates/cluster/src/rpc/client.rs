@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -80,10 +80,11 @@ enum Exchange {
     Failed,
 }
 
-/// The transport to every voter over TCP.
+/// The transport to every other node over TCP: the voters, at their `--voters`
+/// addresses, and the learners, at the addresses the quorum's membership gives them.
 pub struct TcpTransport {
     local: Arc<LocalNode>,
-    addresses: BTreeMap<NodeId, String>,
+    addresses: RwLock<BTreeMap<NodeId, String>>,
     peers: Mutex<HashMap<NodeId, Peer>>,
     settings: RpcSettings,
 }
@@ -92,15 +93,22 @@ impl TcpTransport {
     /// Calls from `local` to the other `voters`.
     pub fn new(local: Arc<LocalNode>, voters: &Voters, settings: RpcSettings) -> Arc<Self> {
         Arc::new(Self {
-            addresses: voters
-                .iter()
-                .filter(|v| v.id != local.node_id())
-                .map(|v| (v.id, v.addr.clone()))
-                .collect(),
+            addresses: RwLock::new(
+                voters
+                    .iter()
+                    .filter(|v| v.id != local.node_id())
+                    .map(|v| (v.id, v.addr.clone()))
+                    .collect(),
+            ),
             local,
             peers: Mutex::new(HashMap::new()),
             settings,
         })
+    }
+
+    /// Where node `id` is reached, if known.
+    fn address(&self, id: NodeId) -> Option<String> {
+        self.addresses.read().get(&id).cloned()
     }
 
     /// Connects to `to` (or reuses a connection) and returns what it said in its
@@ -117,10 +125,8 @@ impl TcpTransport {
 
     /// An idle connection to `to`, or a new one (unless `to` is being backed off).
     async fn checkout(&self, to: NodeId) -> Result<(TcpStream, bool), TransportError> {
-        let addr = self
-            .addresses
-            .get(&to)
-            .ok_or(TransportError::UnknownNode(to))?;
+        let addr = self.address(to).ok_or(TransportError::UnknownNode(to))?;
+        let addr = addr.as_str();
         {
             let mut peers = self.peers.lock();
             let peer = peers.entry(to).or_default();
@@ -252,5 +258,21 @@ impl Transport for TcpTransport {
     /// `request` starts with its kind byte (see [`crate::Channel`]).
     fn call(&self, to: NodeId, request: Bytes) -> BoxFuture<'_, Result<Bytes, TransportError>> {
         Box::pin(async move { self.call_once(to, &request).await })
+    }
+
+    /// A voter keeps its `--voters` address; a learner's replaces what was known (its
+    /// pooled connections go with the old address).
+    fn learn_address(&self, node: NodeId, addr: &str) {
+        if node == self.local.node_id() || self.local.voters().get(node).is_some() {
+            return;
+        }
+        let previous = self.addresses.write().insert(node, addr.to_string());
+        if previous.as_deref() != Some(addr) {
+            if let Some(peer) = self.peers.lock().get_mut(&node) {
+                peer.idle.clear();
+                peer.retry_at = None;
+            }
+            tracing::debug!("node {node} is reached at {addr}");
+        }
     }
 }

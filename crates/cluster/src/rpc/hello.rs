@@ -203,7 +203,9 @@ impl LocalNode {
         self.check_peer(hello)
     }
 
-    /// The checks both sides make of each other.
+    /// The checks both sides make of each other. A node outside the voters is a broker
+    /// that joins (or joined) the quorum as a learner: it is let in like a voter, as long
+    /// as it names the same voters, is of the same cluster, and does not reuse a node id.
     fn check_peer(&self, peer: &Hello) -> Result<(), String> {
         let me = self.node_id;
         if peer.voters != self.voters.to_string() {
@@ -211,12 +213,6 @@ impl LocalNode {
                 "node {me} runs with --voters {} but node {} with --voters {}: every node \
                  needs the same --voters",
                 self.voters, peer.from, peer.voters
-            ));
-        }
-        if self.voters.get(peer.from).is_none() {
-            return Err(format!(
-                "node {} is not among the voters {} of node {me}",
-                peer.from, self.voters
             ));
         }
         if let (Some(mine), Some(theirs)) = (self.cluster_id(), &peer.cluster_id)
@@ -293,11 +289,8 @@ mod tests {
             "node 1 runs with --voters 1@a:1,2@b:2,3@c:3 but node 2 with --voters \
              1@a:1,2@b:2,4@d:4: every node needs the same --voters"
         );
-        assert_eq!(
-            one.check_caller(&node(4, voters, None).hello(1))
-                .unwrap_err(),
-            "node 4 is not among the voters 1@a:1,2@b:2,3@c:3 of node 1"
-        );
+        // A node outside the voters (a broker joining as a learner) is let in.
+        assert_eq!(one.check_caller(&node(4, voters, None).hello(1)), Ok(()));
         assert_eq!(
             one.check_caller(&node(2, voters, Some("y")).hello(1))
                 .unwrap_err(),

@@ -1,4 +1,4 @@
-//! `sluice cluster info|elect-leaders|reassign|decommission`.
+//! `sluice cluster info|elect-leaders|reassign|decommission|unregister`.
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -51,6 +51,13 @@ enum ClusterCommand {
         #[arg(long, default_value_t = 600)]
         timeout_secs: u64,
     },
+    /// Remove node N from the cluster for good (UnregisterBroker, as Kafka's
+    /// `kafka-cluster.sh unregister --id N`): a broker that joined as a learner, stopped
+    /// after `decommission` moved its replicas off it. Voters cannot leave.
+    Unregister {
+        /// The node to remove.
+        node: i32,
+    },
 }
 
 pub async fn run(args: ClusterArgs) -> Result<(), String> {
@@ -71,7 +78,21 @@ pub async fn run(args: ClusterArgs) -> Result<(), String> {
             unclean,
         } => elect_leaders(common, topic, partition, unclean).await,
         ClusterCommand::Info => info(common).await,
+        ClusterCommand::Unregister { node } => unregister(common, node).await,
     }
+}
+
+/// `sluice cluster unregister`.
+async fn unregister(common: &Common, node: i32) -> Result<(), String> {
+    let mut client = common.connect().await?;
+    client.unregister_broker(node).await.map_err(one_line)?;
+    if common.json {
+        return out_json(&json!({ "unregistered": node }));
+    }
+    out(&format!(
+        "node {node} is unregistered: it is no broker of the cluster and no learner of the \
+         metadata quorum any more"
+    ))
 }
 
 /// `sluice cluster elect-leaders`.
