@@ -31,8 +31,8 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=9))]
     nodes: i32,
     /// Fault kinds, comma-separated (default: all): kill, kill-leader, kill-controller,
-    /// pause, isolate, split, bridge, one-way, reset, delay, throttle, rolling-restart,
-    /// clock-skew, reassign-kill.
+    /// pause, isolate, split, bridge, one-way, reset, delay, throttle, client-isolate,
+    /// client-reset, rolling-restart, clock-skew, reassign-kill.
     #[arg(long, value_delimiter = ',')]
     faults: Vec<FaultKind>,
     /// Finish the last round of faults after the duration: every fault kind runs at least

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::nodes::Cluster;
-use crate::proxy::{LinkFault, NodeId};
+use crate::proxy::{CLIENTS, LinkFault, NodeId};
 use crate::rng::Rng;
 
 /// A kind of fault.
@@ -41,6 +41,11 @@ pub enum FaultKind {
     Delay,
     /// Every link to and from a random node throttled to 16–256 KiB/s for the hold.
     Throttle,
+    /// Clients cut off from a random node (blackhole both ways) for the hold; the node
+    /// still talks to its peers, so it keeps its leaderships.
+    ClientIsolate,
+    /// Every client connection to a random node reset, again and again, for the hold.
+    ClientReset,
     /// SIGTERM, restart and wait for full in-sync replicas, node after node.
     RollingRestart,
     /// kill -9 of a random node, restarted with its wall clock 10–60 s ahead or behind
@@ -53,7 +58,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 14] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::Kill,
         FaultKind::KillLeader,
         FaultKind::KillController,
@@ -65,6 +70,8 @@ impl FaultKind {
         FaultKind::Reset,
         FaultKind::Delay,
         FaultKind::Throttle,
+        FaultKind::ClientIsolate,
+        FaultKind::ClientReset,
         FaultKind::RollingRestart,
         FaultKind::ClockSkew,
         FaultKind::ReassignKill,
@@ -83,6 +90,8 @@ impl FaultKind {
             FaultKind::Reset => "reset",
             FaultKind::Delay => "delay",
             FaultKind::Throttle => "throttle",
+            FaultKind::ClientIsolate => "client-isolate",
+            FaultKind::ClientReset => "client-reset",
             FaultKind::RollingRestart => "rolling-restart",
             FaultKind::ClockSkew => "clock-skew",
             FaultKind::ReassignKill => "reassign-kill",
@@ -244,6 +253,20 @@ pub fn apply(
                 "throttle every link of node {id} to {} KiB/s",
                 bytes_per_sec / 1024
             )
+        }
+        FaultKind::ClientIsolate => {
+            let id = random_node(rng)?;
+            cluster
+                .faults()
+                .set_both(CLIENTS, id, Some(LinkFault::Blackhole));
+            format!("clients cut off from node {id}")
+        }
+        FaultKind::ClientReset => {
+            let id = random_node(rng)?;
+            cluster
+                .faults()
+                .set_both(CLIENTS, id, Some(LinkFault::Reset));
+            format!("reset every client connection to node {id}")
         }
         FaultKind::ClockSkew => {
             let id = random_node(rng)?;

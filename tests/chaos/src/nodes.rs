@@ -1,6 +1,6 @@
 //! The cluster under test: `sluice serve` processes on loopback, each with its own data
-//! dir, log and fault proxy ([`crate::proxy`]), and what their Kafka listeners say about
-//! brokers, the quorum leader and partition leaders.
+//! dir, log and fault proxies ([`crate::proxy`]: one its peers dial, one clients dial), and
+//! what their Kafka listeners say about brokers, the quorum leader and partition leaders.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -21,11 +21,12 @@ use kafka_protocol::protocol::StrBytes;
 use rustix::process::{Pid, Signal, kill_process};
 use sluice_e2e::{free_port, try_roundtrip};
 
-use crate::proxy::{Faults, NodeId, Proxy};
+use crate::proxy::{Dialers, Faults, NodeId, Proxy};
 
 /// Where nodes listen (Kafka and cluster listeners).
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-/// Where the proxies listen: `--voters` names these addresses.
+/// Where the proxies listen: `--voters` and each node's advertised Kafka listener name
+/// these addresses.
 const PROXY_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// How long one metadata or DescribeCluster call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -47,7 +48,10 @@ pub struct Node {
     dir: PathBuf,
     child: Option<Child>,
     paused: bool,
+    /// The proxy its peers dial.
     proxy: Proxy,
+    /// The proxy clients dial (after the bootstrap, which goes to the node itself).
+    client_proxy: Proxy,
     /// How far its wall clock is shifted from the system's, from its next start
     /// (`SLUICE_FAULT_CLOCK_SKEW_MS`); 0 is the true clock.
     clock_skew_ms: i64,
@@ -57,6 +61,30 @@ impl Node {
     /// `127.0.0.1:port` of its Kafka listener.
     pub fn bootstrap(&self) -> String {
         SocketAddr::from((NODE_IP, self.kafka_port)).to_string()
+    }
+
+    /// Where it tells clients to reach its Kafka listener: its client proxy.
+    fn advertised(&self) -> String {
+        format!(
+            "PLAINTEXT://{}",
+            SocketAddr::from((PROXY_IP, self.kafka_port))
+        )
+    }
+
+    /// Opens both its proxies.
+    fn open_proxies(&self) -> anyhow::Result<()> {
+        for proxy in [&self.proxy, &self.client_proxy] {
+            proxy
+                .open()
+                .with_context(|| format!("node {}: cannot open its proxy", self.id))?;
+        }
+        Ok(())
+    }
+
+    /// Closes both its proxies: its listeners disappear as the node's own do.
+    fn close_proxies(&self) {
+        self.proxy.close();
+        self.client_proxy.close();
     }
 
     fn kafka_addr(&self) -> SocketAddr {
@@ -82,15 +110,14 @@ impl Node {
         if self.is_running() {
             return Ok(());
         }
-        self.proxy
-            .open()
-            .with_context(|| format!("node {}: cannot open its proxy", self.id))?;
+        self.open_proxies()?;
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())?;
         let child = Command::new(bin)
-            .args(["serve", "--listen", &self.bootstrap(), "--data-dir"])
+            .args(["serve", "--listen", &self.bootstrap()])
+            .args(["--advertised-listeners", &self.advertised(), "--data-dir"])
             .arg(self.dir.join("data"))
             .args([
                 "--http-listen",
@@ -123,9 +150,9 @@ impl Node {
             .with_context(|| format!("cannot signal node {}", self.id))
     }
 
-    /// SIGKILL, and its cluster listener disappears (its proxy closes).
+    /// SIGKILL, and its listeners disappear (its proxies close).
     pub fn kill9(&mut self) -> anyhow::Result<()> {
-        self.proxy.close();
+        self.close_proxies();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             child.wait()?;
@@ -170,7 +197,7 @@ impl Node {
         loop {
             if let Some(status) = child.try_wait()? {
                 self.child = None;
-                self.proxy.close();
+                self.close_proxies();
                 return Ok(status);
             }
             if Instant::now() >= deadline {
@@ -218,23 +245,28 @@ impl Cluster {
     ) -> anyhow::Result<Cluster> {
         let mut nodes = Vec::new();
         for id in 1..=n {
-            let cluster_port = free_port();
+            let (cluster_port, kafka_port) = (free_port(), free_port());
             let node_dir = dir.join(format!("node-{id}"));
             std::fs::create_dir_all(&node_dir)?;
+            let proxy = |dialers, port| {
+                Proxy::new(
+                    id,
+                    dialers,
+                    SocketAddr::from((PROXY_IP, port)),
+                    SocketAddr::from((NODE_IP, port)),
+                    faults.clone(),
+                    runtime.clone(),
+                )
+            };
             nodes.push(Node {
                 id,
-                kafka_port: free_port(),
+                kafka_port,
                 cluster_port,
                 dir: node_dir,
                 child: None,
                 paused: false,
-                proxy: Proxy::new(
-                    id,
-                    SocketAddr::from((PROXY_IP, cluster_port)),
-                    SocketAddr::from((NODE_IP, cluster_port)),
-                    faults.clone(),
-                    runtime.clone(),
-                ),
+                proxy: proxy(Dialers::Nodes, cluster_port),
+                client_proxy: proxy(Dialers::Clients, kafka_port),
                 clock_skew_ms: 0,
             });
         }

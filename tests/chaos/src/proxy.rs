@@ -18,6 +18,10 @@
 //! A node that is down has no proxy listener either, so a connect to it is refused as it
 //! would be without the proxy (the controller fences a node whose cluster listener
 //! refuses connections at once).
+//!
+//! Clients reach each node through a proxy of their own too: the node advertises
+//! `127.0.0.2:P` for its Kafka listener `127.0.0.1:P`, so every client connection after the
+//! bootstrap passes the node's client proxy, whose links run from [`CLIENTS`] to the node.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,6 +38,18 @@ use crate::rng::Rng;
 
 /// A node id.
 pub type NodeId = i32;
+
+/// The one end of every client link (node ids start at 1).
+pub const CLIENTS: NodeId = 0;
+
+/// Who dials a proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialers {
+    /// Other nodes: a connection opens with the dialing node's handshake, which names it.
+    Nodes,
+    /// Clients: every connection is a link from [`CLIENTS`].
+    Clients,
+}
 
 /// What happens to the bytes going one way over a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +130,10 @@ impl Faults {
     }
 }
 
-/// The proxy in front of one node: listens while the node is up.
+/// A proxy in front of one of a node's listeners: listens while the node is up.
 pub struct Proxy {
     node: NodeId,
+    dialers: Dialers,
     listen: SocketAddr,
     upstream: SocketAddr,
     faults: Arc<Faults>,
@@ -126,10 +143,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// The proxy of node `node`, listening on `listen` (once [`Proxy::open`]) and passing
-    /// connections to `upstream`.
+    /// The proxy of node `node` for `dialers`, listening on `listen` (once [`Proxy::open`])
+    /// and passing connections to `upstream`.
     pub fn new(
         node: NodeId,
+        dialers: Dialers,
         listen: SocketAddr,
         upstream: SocketAddr,
         faults: Arc<Faults>,
@@ -137,6 +155,7 @@ impl Proxy {
     ) -> Proxy {
         Proxy {
             node,
+            dialers,
             listen,
             upstream,
             faults,
@@ -154,6 +173,7 @@ impl Proxy {
         let listener = self.runtime.block_on(TcpListener::bind(self.listen))?;
         let link = LinkEnd {
             to: self.node,
+            dialers: self.dialers,
             upstream: self.upstream,
             faults: self.faults.clone(),
         };
@@ -176,6 +196,7 @@ impl Proxy {
 /// Where a proxy's connections go and which faults they obey.
 struct LinkEnd {
     to: NodeId,
+    dialers: Dialers,
     upstream: SocketAddr,
     faults: Arc<Faults>,
 }
@@ -197,17 +218,23 @@ const MAX_HELLO: usize = 64 * 1024;
 /// node.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Reads the dialing node's handshake, then passes bytes both ways under the link's
-/// faults until either side closes or the link is reset.
+/// Reads the dialing node's handshake (on a cluster listener), then passes bytes both ways
+/// under the link's faults until either side closes or the link is reset.
 async fn proxy_connection(mut down: TcpStream, link: Arc<LinkEnd>) {
     let _ = down.set_nodelay(true);
-    let Ok(Ok(Some(hello))) = tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut down)).await
-    else {
-        return;
+    let (from, hello) = match link.dialers {
+        Dialers::Clients => (Some(CLIENTS), Vec::new()),
+        Dialers::Nodes => {
+            let Ok(Ok(Some(hello))) =
+                tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut down)).await
+            else {
+                return;
+            };
+            // A connection that does not open with a handshake naming its node is passed
+            // on without faults (the node itself will refuse it).
+            (dialing_node(&hello), hello)
+        }
     };
-    // A connection that does not open with a handshake naming its node is passed on
-    // without faults (the node itself will refuse it).
-    let from = dialing_node(&hello);
     if let Some(from) = from
         && !wait_passable(&link.faults, from, link.to).await
     {
@@ -220,7 +247,7 @@ async fn proxy_connection(mut down: TcpStream, link: Arc<LinkEnd>) {
         return;
     };
     let _ = up.set_nodelay(true);
-    if up.write_all(&hello).await.is_err() {
+    if !hello.is_empty() && up.write_all(&hello).await.is_err() {
         return;
     }
     let (down_read, down_write) = down.into_split();
@@ -376,7 +403,11 @@ mod tests {
 
     /// An echo server on 127.0.0.1 and a proxy for node 2 in front of it on 127.0.0.2 at
     /// the same port.
-    fn echo_behind_proxy(runtime: &tokio::runtime::Runtime, faults: &Arc<Faults>) -> Proxy {
+    fn echo_behind_proxy(
+        runtime: &tokio::runtime::Runtime,
+        faults: &Arc<Faults>,
+        dialers: Dialers,
+    ) -> Proxy {
         let server = StdListener::bind("127.0.0.1:0").unwrap();
         let upstream = server.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -395,6 +426,7 @@ mod tests {
         let listen = SocketAddr::from(([127, 0, 0, 2], upstream.port()));
         let proxy = Proxy::new(
             2,
+            dialers,
             listen,
             upstream,
             faults.clone(),
@@ -428,7 +460,7 @@ mod tests {
     fn links_pass_bytes_and_obey_blackhole_reset_delay_throttle_and_closing() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let faults = Faults::new(1);
-        let proxy = echo_behind_proxy(&runtime, &faults);
+        let proxy = echo_behind_proxy(&runtime, &faults, Dialers::Nodes);
         let mut s = dial_as_node_1(&proxy);
         assert_eq!(echo(&mut s, b"ping").unwrap(), b"ping");
 
@@ -492,6 +524,47 @@ mod tests {
         proxy.open().unwrap();
         let mut reopened = dial_as_node_1(&proxy);
         assert_eq!(echo(&mut reopened, b"open").unwrap(), b"open");
+    }
+
+    #[test]
+    fn client_links_need_no_handshake_and_obey_their_faults() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let faults = Faults::new(1);
+        let proxy = echo_behind_proxy(&runtime, &faults, Dialers::Clients);
+        let dial = || {
+            let s = StdStream::connect(proxy.listen).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            s
+        };
+        let mut s = dial();
+        assert_eq!(echo(&mut s, b"ping").unwrap(), b"ping");
+
+        // A fault between node 1 and node 2 leaves clients alone.
+        faults.set_both(1, 2, Some(LinkFault::Blackhole));
+        assert_eq!(echo(&mut s, b"free").unwrap(), b"free");
+        faults.heal_all();
+
+        // Clients blackholed from node 2: held until healed.
+        faults.set_both(CLIENTS, 2, Some(LinkFault::Blackhole));
+        s.write_all(b"held").unwrap();
+        let mut got = [0u8; 4];
+        let err = s.read_exact(&mut got).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+        faults.heal_all();
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"held");
+
+        // Reset: the open connection and every new one.
+        faults.set_both(CLIENTS, 2, Some(LinkFault::Reset));
+        let mut buf = [0u8; 1];
+        assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+        let mut fresh = dial();
+        let _ = fresh.write_all(b"x");
+        assert!(matches!(fresh.read(&mut buf), Ok(0) | Err(_)));
+        faults.heal_all();
+        let mut healed = dial();
+        assert_eq!(echo(&mut healed, b"back").unwrap(), b"back");
     }
 
     #[test]
