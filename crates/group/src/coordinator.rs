@@ -37,6 +37,7 @@ use sluice_protocol::clock::{Clock, SystemClock};
 use sluice_protocol::model::{LeaderEpoch, ProducerIdAndEpoch};
 use tokio::sync::oneshot;
 
+use crate::commit::CommitPlan;
 use crate::config::GroupConfig;
 use crate::fetch::FetchedPartition;
 use crate::image::GroupImage;
@@ -70,6 +71,26 @@ type FetchTopics = Option<Vec<(String, Vec<i32>)>>;
 /// was unloaded before the write completed: another node coordinates the
 /// group now.
 const SHARD_GONE: ResponseError = ResponseError::NotCoordinator;
+
+/// The per-partition errors of an (offset or transactional offset) commit and its request
+/// error: the refusal of the whole request, or the failed write, waited for.
+async fn settle_commit(
+    plan: Result<CommitPlan, ResponseError>,
+) -> (
+    Option<Vec<Vec<Option<ResponseError>>>>,
+    Option<ResponseError>,
+) {
+    match plan {
+        Err(e) => (None, Some(e)),
+        Ok(plan) => {
+            let write_error = match plan.written {
+                None => None,
+                Some(rx) => rx.await.unwrap_or(Err(SHARD_GONE)).err(),
+            };
+            (Some(plan.partition_errors), write_error)
+        }
+    }
+}
 
 impl GroupCoordinator {
     /// A coordinator without loaded partitions, writing to `writer`; groups
@@ -190,16 +211,7 @@ impl GroupCoordinator {
                 txn::txn_commit(shard, &req, version)
             })
             .and_then(|plan| plan);
-        let (partition_errors, request_error) = match plan {
-            Err(e) => (None, Some(e)),
-            Ok(plan) => {
-                let write_error = match plan.written {
-                    None => None,
-                    Some(rx) => rx.await.unwrap_or(Err(SHARD_GONE)).err(),
-                };
-                (Some(plan.partition_errors), write_error)
-            }
-        };
+        let (partition_errors, request_error) = settle_commit(plan).await;
         txn::response(&req, partition_errors.as_deref(), request_error)
     }
 
@@ -381,16 +393,7 @@ impl GroupCoordinator {
                 commit::commit(shard, &req, version)
             })
             .and_then(|plan| plan);
-        let (partition_errors, write_error) = match plan {
-            Err(e) => (None, Some(e)),
-            Ok(plan) => {
-                let write_error = match plan.written {
-                    None => None,
-                    Some(rx) => rx.await.unwrap_or(Err(SHARD_GONE)).err(),
-                };
-                (Some(plan.partition_errors), write_error)
-            }
-        };
+        let (partition_errors, write_error) = settle_commit(plan).await;
         commit::response(&req, partition_errors.as_deref(), write_error)
     }
 
