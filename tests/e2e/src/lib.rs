@@ -16,6 +16,7 @@
 )]
 
 pub mod certs;
+pub mod moves;
 pub mod raw;
 
 use std::collections::BTreeMap;

@@ -12,17 +12,17 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::producer::Producer;
-use serde_json::json;
+use sluice_e2e::moves::{
+    StopOnDrop, acks_all_producer, plan_file, send_until, sluice_at, succeeded, wait_more_acked,
+};
 use sluice_e2e::{
-    Cluster, RunOutput, TestProducer, admin, admin_opts, block_on, check_exactly_once, consume_all,
-    producer, run_sluice, send_numbered,
+    Cluster, RunOutput, admin, admin_opts, block_on, check_exactly_once, consume_all, run_sluice,
 };
 
 /// How long partitions may take to settle after a node comes back or a move completes.
@@ -30,77 +30,6 @@ const SETTLE: Duration = Duration::from_secs(40);
 const READ: Duration = Duration::from_secs(30);
 const CLI: Duration = Duration::from_secs(60);
 const PARTITIONS: usize = 3;
-
-/// An idempotent acks=all producer that rides out leader moves and a killed node.
-fn acks_all_producer(bootstrap: &str) -> TestProducer {
-    producer(
-        bootstrap,
-        &[
-            ("acks", "all"),
-            ("enable.idempotence", "true"),
-            ("message.timeout.ms", "60000"),
-            ("request.timeout.ms", "5000"),
-            ("linger.ms", "2"),
-        ],
-    )
-}
-
-/// Sends `record-<id>` for ids 0, 1, … to partition `id % PARTITIONS` of `topic`, about
-/// one per millisecond, until `stop`; returns how many were sent.
-fn send_until(producer: &TestProducer, topic: &str, stop: &AtomicBool) -> usize {
-    let mut id = 0;
-    while !stop.load(Ordering::SeqCst) {
-        send_numbered(producer, topic, (id % PARTITIONS) as i32, id);
-        id += 1;
-        thread::sleep(Duration::from_millis(1));
-    }
-    id
-}
-
-/// Sets its flag when dropped, also while a test panics, so the sending thread ends.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Waits until `more` records beyond those acknowledged now are acknowledged.
-fn wait_more_acked(producer: &TestProducer, more: usize) {
-    let target = producer.context().acked() + more;
-    assert!(
-        producer.context().wait_acked(target, READ),
-        "only {} of {target} acknowledged",
-        producer.context().acked()
-    );
-}
-
-/// `sluice <args> --brokers <brokers>`.
-fn sluice(brokers: &str, args: &[&str]) -> RunOutput {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--brokers", brokers]);
-    run_sluice(&all, CLI)
-}
-
-fn succeeded(out: &RunOutput) -> bool {
-    out.status.is_some_and(|s| s.success())
-}
-
-/// Writes a reassignment JSON file of `moves` (topic, partition, replicas) into `dir`.
-fn plan_file(dir: &Path, moves: &[(&str, i32, &[i32])]) -> PathBuf {
-    let partitions: Vec<_> = moves
-        .iter()
-        .map(|(t, p, r)| json!({ "topic": t, "partition": p, "replicas": r }))
-        .collect();
-    let path = dir.join("plan.json");
-    std::fs::write(
-        &path,
-        json!({ "version": 1, "partitions": partitions }).to_string(),
-    )
-    .unwrap();
-    path
-}
 
 /// The brokers node `id`'s Metadata lists, ascending.
 fn metadata_brokers(cluster: &Cluster, id: i32) -> Result<Vec<i32>, String> {
@@ -132,7 +61,7 @@ fn wait_metadata_brokers(cluster: &Cluster, asked: &[i32], brokers: &[i32]) {
 fn wait_verified(brokers: &str, plan: &str) -> RunOutput {
     let deadline = Instant::now() + SETTLE;
     loop {
-        let verified = sluice(brokers, &["cluster", "reassign", "--verify", plan]);
+        let verified = sluice_at(brokers, &["cluster", "reassign", "--verify", plan], CLI);
         if succeeded(&verified) {
             return verified;
         }
@@ -156,7 +85,7 @@ fn offsets_partitions_on(cluster: &Cluster, id: i32) -> usize {
 
 /// The ids `sluice cluster info --json` lists (fenced brokers included).
 fn info_brokers(brokers: &str) -> Vec<i64> {
-    let out = sluice(brokers, &["cluster", "info", "--json"]);
+    let out = sluice_at(brokers, &["cluster", "info", "--json"], CLI);
     assert!(succeeded(&out), "{out:?}");
     let info: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     info["brokers"]
@@ -191,9 +120,9 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
     let plan = plan_file(dir.path(), &[(topic, 0, &[4, 2, 3])]);
     let plan = plan.to_str().unwrap();
     let sent = thread::scope(|s| {
-        let sender = s.spawn(|| send_until(&producer, topic, &stop));
+        let sender = s.spawn(|| send_until(&producer, topic, PARTITIONS, &stop));
         let _stop = StopOnDrop(&stop);
-        wait_more_acked(&producer, 300);
+        wait_more_acked(&producer, 300, READ);
 
         // Node 4 is not among the voters: it joins as a broker, and says so.
         cluster.add_learner(4);
@@ -217,11 +146,11 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
         let md = cluster.metadata(1, Some(&[])).unwrap();
         let listed = md.brokers.iter().find(|b| b.node_id.0 == 4).unwrap();
         assert_eq!(listed.port, i32::from(cluster.node(4).port()));
-        wait_more_acked(&producer, 300);
+        wait_more_acked(&producer, 300, READ);
 
         // A replica moves onto node 4, replacing partition 0's leader: node 4 leads it.
         let all = cluster.bootstrap();
-        let out = sluice(&all, &["cluster", "reassign", "--execute", plan]);
+        let out = sluice_at(&all, &["cluster", "reassign", "--execute", plan], CLI);
         assert!(succeeded(&out), "{out:?}");
         let verified = wait_verified(&all, plan);
         assert_eq!(
@@ -233,13 +162,13 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
         });
         assert_eq!(moved[&0].replicas, vec![4, 2, 3]);
         assert_eq!(moved[&0].leader, 4);
-        wait_more_acked(&producer, 300);
+        wait_more_acked(&producer, 300, READ);
 
         // An old replica dies: writes go on (to node 4 for partition 0).
         cluster.node_mut(2).kill9();
-        wait_more_acked(&producer, 500);
+        wait_more_acked(&producer, 500, READ);
         cluster.node_mut(2).restart();
-        wait_more_acked(&producer, 300);
+        wait_more_acked(&producer, 300, READ);
         stop.store(true, Ordering::SeqCst);
         sender.join().unwrap()
     });
@@ -305,7 +234,7 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
 
     let all = cluster.bootstrap();
     // Refused: a broker that still holds a replica, a voter, an id never registered.
-    let holding = sluice(&all, &["cluster", "unregister", "4"]);
+    let holding = sluice_at(&all, &["cluster", "unregister", "4"], CLI);
     assert!(!succeeded(&holding), "{holding:?}");
     // (Partition 0 of the topic, and the partitions of __consumer_offsets placed on node 4
     // when the consumer above created it.)
@@ -317,7 +246,7 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
         )),
         "{holding:?}"
     );
-    let voter = sluice(&all, &["cluster", "unregister", "2"]);
+    let voter = sluice_at(&all, &["cluster", "unregister", "2"], CLI);
     assert!(!succeeded(&voter), "{voter:?}");
     assert!(
         voter.stderr.contains(
@@ -327,7 +256,7 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
         ),
         "{voter:?}"
     );
-    let unknown = sluice(&all, &["cluster", "unregister", "9"]);
+    let unknown = sluice_at(&all, &["cluster", "unregister", "9"], CLI);
     assert!(!succeeded(&unknown), "{unknown:?}");
     assert!(
         unknown
@@ -337,7 +266,7 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
     );
 
     // Emptied, stopped and unregistered, node 4 is gone from every node's view.
-    let out = sluice(&all, &["cluster", "decommission", "4"]);
+    let out = sluice_at(&all, &["cluster", "decommission", "4"], CLI);
     assert!(succeeded(&out), "{out:?}");
     assert!(
         out.stdout.contains("node 4 holds no replica any more\n"),
@@ -356,7 +285,7 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
         }
         nodes.join(",")
     };
-    let out = sluice(&voters_only, &["cluster", "unregister", "4"]);
+    let out = sluice_at(&voters_only, &["cluster", "unregister", "4"], CLI);
     assert!(succeeded(&out), "{out:?}");
     assert_eq!(
         out.stdout,
@@ -366,7 +295,7 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
     let _gone = cluster.remove_node(4);
     wait_metadata_brokers(&cluster, &[1, 2, 3], &[1, 2, 3]);
     assert_eq!(info_brokers(&voters_only), vec![1, 2, 3]);
-    let again = sluice(&voters_only, &["cluster", "unregister", "4"]);
+    let again = sluice_at(&voters_only, &["cluster", "unregister", "4"], CLI);
     assert!(
         again
             .stderr

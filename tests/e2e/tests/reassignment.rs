@@ -12,7 +12,6 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -29,11 +28,11 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::json;
-use sluice_e2e::raw::RawConn;
-use sluice_e2e::{
-    Cluster, RunOutput, TestProducer, admin, admin_opts, block_on, check_exactly_once, consume_all,
-    producer, run_sluice, send_numbered,
+use sluice_e2e::moves::{
+    StopOnDrop, acks_all_producer, plan_file, send_until, sluice_at, succeeded, wait_more_acked,
 };
+use sluice_e2e::raw::RawConn;
+use sluice_e2e::{Cluster, admin, admin_opts, block_on, check_exactly_once, consume_all};
 
 /// How long partitions may take to settle after a node comes back or a move completes.
 const SETTLE: Duration = Duration::from_secs(40);
@@ -75,79 +74,6 @@ fn create_topic_with_min_isr(
         "led by their first replica, all in sync",
         |p| p.leader == p.replicas[0] && p.isr.len() == p.replicas.len(),
     );
-}
-
-/// An idempotent acks=all producer that rides out leader moves.
-fn acks_all_producer(bootstrap: &str) -> TestProducer {
-    producer(
-        bootstrap,
-        &[
-            ("acks", "all"),
-            ("enable.idempotence", "true"),
-            ("message.timeout.ms", "60000"),
-            ("request.timeout.ms", "5000"),
-            ("linger.ms", "2"),
-        ],
-    )
-}
-
-/// Sends `record-<id>` for ids 0, 1, … to partition `id % partitions` of `topic`, about
-/// one per millisecond, until `stop`; returns how many were sent.
-fn send_until(producer: &TestProducer, topic: &str, partitions: usize, stop: &AtomicBool) -> usize {
-    let mut id = 0;
-    while !stop.load(Ordering::SeqCst) {
-        send_numbered(producer, topic, (id % partitions) as i32, id);
-        id += 1;
-        thread::sleep(Duration::from_millis(1));
-    }
-    id
-}
-
-/// Sets its flag when dropped, also while a test panics: the sending threads of a
-/// `thread::scope` then end, and the panic is reported instead of the scope waiting for
-/// them for ever.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Waits until `more` records beyond those acknowledged now are acknowledged: writes go on.
-fn wait_more_acked(producer: &TestProducer, more: usize) {
-    let target = producer.context().acked() + more;
-    assert!(
-        producer.context().wait_acked(target, READ),
-        "only {} of {target} acknowledged",
-        producer.context().acked()
-    );
-}
-
-/// `sluice <args> --brokers <brokers>`.
-fn sluice(brokers: &str, args: &[&str]) -> RunOutput {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--brokers", brokers]);
-    run_sluice(&all, CLI)
-}
-
-fn succeeded(out: &RunOutput) -> bool {
-    out.status.is_some_and(|s| s.success())
-}
-
-/// Writes a reassignment JSON file of `moves` (topic, partition, replicas) into `dir`.
-fn plan_file(dir: &Path, moves: &[(&str, i32, &[i32])]) -> PathBuf {
-    let partitions: Vec<_> = moves
-        .iter()
-        .map(|(t, p, r)| json!({ "topic": t, "partition": p, "replicas": r }))
-        .collect();
-    let path = dir.join("plan.json");
-    std::fs::write(
-        &path,
-        json!({ "version": 1, "partitions": partitions }).to_string(),
-    )
-    .unwrap();
-    path
 }
 
 /// Waits until node `id` has no directory of any partition of `topic`: its replicas were
@@ -206,7 +132,7 @@ fn a_reassignment_under_an_idempotent_acks_all_producer_loses_nothing_and_is_lis
     let producers = [acks_all_producer(&bootstrap), acks_all_producer(&bootstrap)];
     let topics = ["moving", "replaced"];
     let stop = AtomicBool::new(false);
-    let more_acked = |n| producers.iter().for_each(|p| wait_more_acked(p, n));
+    let more_acked = |n| producers.iter().for_each(|p| wait_more_acked(p, n, READ));
     let sent = thread::scope(|s| {
         let senders: Vec<_> = producers
             .iter()
@@ -217,7 +143,7 @@ fn a_reassignment_under_an_idempotent_acks_all_producer_loses_nothing_and_is_lis
         more_acked(300);
         // Paused, node 3 cannot catch up: the reassignments stay in progress.
         cluster.node_mut(3).pause();
-        let out = sluice(&cli, &["cluster", "reassign", "--execute", plan]);
+        let out = sluice_at(&cli, &["cluster", "reassign", "--execute", plan], CLI);
         assert!(succeeded(&out), "{out:?}");
         assert_eq!(
             out.stdout,
@@ -227,7 +153,7 @@ fn a_reassignment_under_an_idempotent_acks_all_producer_loses_nothing_and_is_lis
             out.stderr.contains(r#"{"partitions":[{"partition":0,"replicas":[1,2],"topic":"moving"},{"partition":0,"replicas":[1],"topic":"replaced"}],"version":1}"#),
             "the assignment to roll back to: {out:?}"
         );
-        let listed = sluice(&cli, &["cluster", "reassign", "--list", "--json"]);
+        let listed = sluice_at(&cli, &["cluster", "reassign", "--list", "--json"], CLI);
         assert!(succeeded(&listed), "{listed:?}");
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&listed.stdout).unwrap(),
@@ -242,7 +168,7 @@ fn a_reassignment_under_an_idempotent_acks_all_producer_loses_nothing_and_is_lis
             (moving[&0].replicas.clone(), moving[&0].isr.clone()),
             (vec![2, 3, 1], vec![1, 2])
         );
-        let described = sluice(&cli, &["topic", "describe", "moving"]);
+        let described = sluice_at(&cli, &["topic", "describe", "moving"], CLI);
         let lines: Vec<Vec<&str>> = described
             .stdout
             .lines()
@@ -253,7 +179,7 @@ fn a_reassignment_under_an_idempotent_acks_all_producer_loses_nothing_and_is_lis
             .position(|l| *l == ["REASSIGNING", "ADDING", "REMOVING"])
             .unwrap_or_else(|| panic!("no reassignment in {described:?}"));
         assert_eq!(lines[at + 1], ["0", "3", "1"]);
-        let verified = sluice(&cli, &["cluster", "reassign", "--verify", plan]);
+        let verified = sluice_at(&cli, &["cluster", "reassign", "--verify", plan], CLI);
         assert_eq!(
             verified.status.and_then(|s| s.code()),
             Some(1),
@@ -284,9 +210,9 @@ fn a_reassignment_under_an_idempotent_acks_all_producer_loses_nothing_and_is_lis
         assert_eq!((moved[&0].leader, replaced[&0].leader), (2, 3));
         assert!(moved[&0].leader_epoch > before[0].leader_epoch);
         assert!(replaced[&0].leader_epoch > before[1].leader_epoch);
-        let listed = sluice(&cli, &["cluster", "reassign", "--list"]);
+        let listed = sluice_at(&cli, &["cluster", "reassign", "--list"], CLI);
         assert_eq!(listed.stdout, "no reassignment in progress\n", "{listed:?}");
-        let verified = sluice(&cli, &["cluster", "reassign", "--verify", plan]);
+        let verified = sluice_at(&cli, &["cluster", "reassign", "--verify", plan], CLI);
         assert!(succeeded(&verified), "{verified:?}");
         assert_eq!(
             verified.stdout,
@@ -345,7 +271,7 @@ fn a_cancelled_reassignment_goes_back_to_the_replicas_from_before_also_after_a_r
         "node 3 must not lead the quorum"
     );
     cluster.node_mut(3).pause();
-    let out = sluice(&cli, &["cluster", "reassign", "--execute", plan]);
+    let out = sluice_at(&cli, &["cluster", "reassign", "--execute", plan], CLI);
     assert!(succeeded(&out), "{out:?}");
     cluster.node_mut(3).kill9();
     // Node 2 restarts and lists the move from its own metadata.
@@ -356,7 +282,7 @@ fn a_cancelled_reassignment_goes_back_to_the_replicas_from_before_also_after_a_r
         ongoing(&in_progress),
         vec![("cancelled".to_string(), 0, vec![2, 3, 1], vec![3], vec![1])]
     );
-    let out = sluice(&cli, &["cluster", "reassign", "--cancel", plan]);
+    let out = sluice_at(&cli, &["cluster", "reassign", "--cancel", plan], CLI);
     assert!(succeeded(&out), "{out:?}");
     assert_eq!(
         out.stdout,
@@ -371,7 +297,7 @@ fn a_cancelled_reassignment_goes_back_to_the_replicas_from_before_also_after_a_r
     for id in [1, 2] {
         assert!(ongoing(&list_reassignments(&cluster, id, None)).is_empty());
     }
-    let again = sluice(&cli, &["cluster", "reassign", "--cancel", plan]);
+    let again = sluice_at(&cli, &["cluster", "reassign", "--cancel", plan], CLI);
     assert_eq!(again.status.and_then(|s| s.code()), Some(1), "{again:?}");
     assert_eq!(
         again.stderr,
@@ -397,9 +323,9 @@ fn decommissioning_a_node_under_a_running_producer_moves_every_replica_off_it_wi
     let (sent, out) = thread::scope(|s| {
         let sender = s.spawn(|| send_until(&producer, topic, PARTITIONS, &stop));
         let _stop = StopOnDrop(&stop);
-        wait_more_acked(&producer, 500);
-        let out = sluice(&bootstrap, &["cluster", "decommission", "1"]);
-        wait_more_acked(&producer, 500);
+        wait_more_acked(&producer, 500, READ);
+        let out = sluice_at(&bootstrap, &["cluster", "decommission", "1"], CLI);
+        wait_more_acked(&producer, 500, READ);
         stop.store(true, Ordering::SeqCst);
         (sender.join().unwrap(), out)
     });
