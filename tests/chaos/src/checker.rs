@@ -490,6 +490,7 @@ mod tests {
             value,
             outcome: SendOutcome::Acked(Some(offset)),
             span: Span::default(),
+            txn: None,
         }
     }
 
@@ -527,6 +528,7 @@ mod tests {
             value: 99,
             outcome: SendOutcome::Indeterminate("Message timed out".into()),
             span: Span::default(),
+            txn: None,
         });
         assert_eq!(check(&h), vec![]);
         assert_eq!(h.operations(), 6 + 5 + 1);
@@ -541,6 +543,7 @@ mod tests {
             value: 3,
             outcome: SendOutcome::Indeterminate("Message timed out".into()),
             span: Span::default(),
+            txn: None,
         });
         h.final_read.entry(0).or_default().push((2, 3));
         assert_eq!(check(&h), vec![]);
@@ -614,6 +617,7 @@ mod tests {
             value: 7,
             outcome: SendOutcome::Indeterminate("timed out".into()),
             span: Span::default(),
+            txn: None,
         });
         h.polls.push(PollEvent::Reassigned {
             consumer: 1,
@@ -658,6 +662,7 @@ mod tests {
             value: 3,
             outcome: SendOutcome::Failed("queue full".into()),
             span: Span::default(),
+            txn: None,
         });
         h.final_read.entry(0).or_default().push((2, 3));
         let anomalies = check(&h);
@@ -681,6 +686,7 @@ mod tests {
             value: 3,
             outcome: SendOutcome::Failed("queue full".into()),
             span: Span::default(),
+            txn: None,
         });
         assert_eq!(check(&h), vec![]);
     }

@@ -7,6 +7,8 @@
 //! - a send: `:invoke` with `[[:send k v]]`, then `:ok` with `[[:send k [offset v]]]`
 //!   (`nil` for an offset the client acknowledged without knowing it),
 //!   `:fail`, or `:info` (indeterminate; a send never reported completes at the end);
+//! - a transaction: the same as one `:txn` operation of all its sends (`:ok` committed,
+//!   `:fail` aborted, `:info` unknown);
 //! - a consumer's (re)assignment (its own, or its group's rebalance): `:assign` of its
 //!   partitions, invoked and completed at once;
 //! - the records one consumer polled within [`POLL_WINDOW_NS`]: `:invoke` `[[:poll]]` at
@@ -16,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::history::{History, Offset, Partition, PollEvent, SendOutcome, Value};
+use crate::history::{History, Offset, Partition, PollEvent, Send, SendOutcome, Value};
 
 /// How long one poll operation gathers a consumer's records: the consumer polls one record
 /// at a time, and Jepsen's polls return what arrived within a poll timeout; 100 ms is the
@@ -65,37 +67,19 @@ pub fn to_edn(history: &History) -> String {
     out
 }
 
-/// Every send's invocation and completion; returns how many producer processes there are.
+/// Every send's invocation and completion, a transaction's sends as one `:txn`
+/// operation; returns how many producer processes there are.
 fn sends(history: &History, ops: &mut Vec<Op>) -> usize {
     let end = history.final_read_ns;
+    let mut transactions: BTreeMap<u64, Vec<&Send>> = BTreeMap::new();
     for send in &history.sends {
-        let (k, v) = (send.partition, send.value);
-        ops.push(Op {
-            time: send.span.invoked_ns,
-            process: send.producer,
-            kind: ":invoke",
-            f: ":send",
-            value: format!("[[:send {k} {v}]]"),
-            error: None,
-        });
-        let (kind, value, error) = match &send.outcome {
-            SendOutcome::Acked(Some(offset)) => {
-                (":ok", format!("[[:send {k} [{offset} {v}]]]"), None)
-            }
-            SendOutcome::Acked(None) => (":ok", format!("[[:send {k} [nil {v}]]]"), None),
-            SendOutcome::Failed(e) => (":fail", format!("[[:send {k} {v}]]"), Some(e.clone())),
-            SendOutcome::Indeterminate(e) => {
-                (":info", format!("[[:send {k} {v}]]"), Some(e.clone()))
-            }
-        };
-        ops.push(Op {
-            time: send.span.completed_ns.unwrap_or(end),
-            process: send.producer,
-            kind,
-            f: ":send",
-            value,
-            error,
-        });
+        match send.txn {
+            Some(txn) => transactions.entry(txn).or_default().push(send),
+            None => push_sends(":send", &[send], end, ops),
+        }
+    }
+    for sends in transactions.values() {
+        push_sends(":txn", sends, end, ops);
     }
     history
         .sends
@@ -103,6 +87,58 @@ fn sends(history: &History, ops: &mut Vec<Op>) -> usize {
         .map(|s| s.producer + 1)
         .max()
         .unwrap_or(0)
+}
+
+/// One operation `f` of `sends` (one producer's, ended together): invoked with the first,
+/// completed with the last, its type from the first's outcome (a transaction's sends share
+/// theirs).
+fn push_sends(f: &'static str, sends: &[&Send], end: u64, ops: &mut Vec<Op>) {
+    let Some(first) = sends.first() else {
+        return;
+    };
+    let micro_ops = |completed: bool| {
+        let ops: Vec<String> = sends
+            .iter()
+            .map(|s| {
+                let (k, v) = (s.partition, s.value);
+                match &s.outcome {
+                    SendOutcome::Acked(Some(offset)) if completed => {
+                        format!("[:send {k} [{offset} {v}]]")
+                    }
+                    SendOutcome::Acked(None) if completed => format!("[:send {k} [nil {v}]]"),
+                    _ => format!("[:send {k} {v}]"),
+                }
+            })
+            .collect();
+        format!("[{}]", ops.join(" "))
+    };
+    let invoked = sends.iter().map(|s| s.span.invoked_ns).min().unwrap_or(0);
+    let completed = sends
+        .iter()
+        .map(|s| s.span.completed_ns.unwrap_or(end))
+        .max()
+        .unwrap_or(end);
+    ops.push(Op {
+        time: invoked,
+        process: first.producer,
+        kind: ":invoke",
+        f,
+        value: micro_ops(false),
+        error: None,
+    });
+    let (kind, error) = match &first.outcome {
+        SendOutcome::Acked(_) => (":ok", None),
+        SendOutcome::Failed(e) => (":fail", Some(e.clone())),
+        SendOutcome::Indeterminate(e) => (":info", Some(e.clone())),
+    };
+    ops.push(Op {
+        time: completed,
+        process: first.producer,
+        kind,
+        f,
+        value: micro_ops(kind == ":ok"),
+        error,
+    });
 }
 
 /// Every consumer's assignments and polled records, as operations of processes numbered
@@ -251,7 +287,7 @@ fn edn_string(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Send, Span};
+    use crate::history::Span;
 
     fn send(producer: usize, value: Value, outcome: SendOutcome, span: (u64, Option<u64>)) -> Send {
         Send {
@@ -263,6 +299,7 @@ mod tests {
                 invoked_ns: span.0,
                 completed_ns: span.1,
             },
+            txn: None,
         }
     }
 
@@ -321,6 +358,47 @@ mod tests {
         let lines: Vec<&str> = edn.lines().collect();
         assert_eq!(lines, expected);
         assert!(edn.ends_with("}\n"));
+    }
+
+    #[test]
+    fn a_transaction_s_sends_are_one_txn_operation() {
+        let mut h = History::default();
+        let in_txn = |txn, value, outcome: SendOutcome, span| Send {
+            txn: Some(txn),
+            ..send(0, value, outcome, span)
+        };
+        // Two transactions of producer 0, their sends interleaved with producer 1's send.
+        h.sends
+            .push(in_txn(0, 7, SendOutcome::Acked(Some(3)), (10, Some(30))));
+        h.sends
+            .push(send(1, 9, SendOutcome::Acked(Some(4)), (12, Some(14))));
+        h.sends.push(Send {
+            partition: 2,
+            ..in_txn(0, 8, SendOutcome::Acked(Some(0)), (11, Some(31)))
+        });
+        let aborted = SendOutcome::Failed("aborted by the workload".into());
+        h.sends.push(in_txn(1, 10, aborted.clone(), (40, Some(50))));
+        h.sends.push(in_txn(1, 11, aborted, (41, Some(50))));
+        h.final_read_ns = 60;
+
+        let lines: Vec<String> = to_edn(&h)
+            .lines()
+            .filter(|l| l.contains(":f :txn"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "{:index 0, :time 10, :type :invoke, :process 0, :f :txn, :value [[:send 1 7] [:send 2 8]]}",
+                "{:index 3, :time 31, :type :ok, :process 0, :f :txn, :value [[:send 1 [3 7]] [:send 2 [0 8]]]}",
+                "{:index 4, :time 40, :type :invoke, :process 0, :f :txn, :value [[:send 1 10] [:send 1 11]]}",
+                "{:index 5, :time 50, :type :fail, :process 0, :f :txn, :value [[:send 1 10] [:send 1 11]], :error \"aborted by the workload\"}",
+            ]
+        );
+        // The plain send stays a :send of its own.
+        assert!(to_edn(&h).contains(
+            "{:index 1, :time 12, :type :invoke, :process 1, :f :send, :value [[:send 1 9]]}"
+        ));
     }
 
     #[test]

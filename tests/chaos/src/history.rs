@@ -47,6 +47,9 @@ pub struct Send {
     pub value: Value,
     pub outcome: SendOutcome,
     pub span: Span,
+    /// The transaction it was sent in (a transactional producer's; numbered across the
+    /// run), whose end decided its outcome; None for a plain send.
+    pub txn: Option<u64>,
 }
 
 /// What a consumer saw, in the order it saw it.

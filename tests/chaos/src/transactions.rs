@@ -159,6 +159,7 @@ impl TxnWorker {
         if let Err(e) = producer.begin_transaction() {
             return Ended::Unknown(e.to_string());
         }
+        let txn = self.recorder.begin_transaction();
         let mut sent = Vec::new();
         let mut refused = None;
         for k in 0..RECORDS_PER_TRANSACTION {
@@ -166,7 +167,7 @@ impl TxnWorker {
             let Some(value) = self.values.next(partition) else {
                 continue;
             };
-            let index = self.recorder.begin_send(id, partition, value);
+            let index = self.recorder.begin_send(id, partition, value, Some(txn));
             sent.push(index);
             if let Err(e) = enqueue(
                 producer,

@@ -41,6 +41,8 @@ pub struct Recorder {
     /// The highest offset the consumers polled, per partition.
     polled_up_to: Mutex<BTreeMap<Partition, Offset>>,
     producer_restarts: AtomicUsize,
+    /// Transactions begun so far: the next one's number.
+    transactions: AtomicU64,
 }
 
 impl Default for Recorder {
@@ -54,6 +56,7 @@ impl Default for Recorder {
             consumer_errors: AtomicUsize::default(),
             polled_up_to: Mutex::default(),
             producer_restarts: AtomicUsize::default(),
+            transactions: AtomicU64::default(),
         }
     }
 }
@@ -64,7 +67,20 @@ impl Recorder {
         u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    pub(crate) fn begin_send(&self, producer: usize, partition: Partition, value: Value) -> usize {
+    /// The number of a transaction that begins (unique in the run).
+    pub(crate) fn begin_transaction(&self) -> u64 {
+        self.transactions.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A send of `value` to `partition` by `producer` begins (in transaction `txn`, if
+    /// any); returns its index for [`Recorder::finish_send`].
+    pub(crate) fn begin_send(
+        &self,
+        producer: usize,
+        partition: Partition,
+        value: Value,
+        txn: Option<u64>,
+    ) -> usize {
         let invoked_ns = self.now_ns();
         let mut sends = self.sends.lock();
         sends.push(Send {
@@ -76,6 +92,7 @@ impl Recorder {
                 invoked_ns,
                 completed_ns: None,
             },
+            txn,
         });
         sends.len() - 1
     }
@@ -380,7 +397,7 @@ impl ProducerWorker {
         let Some(value) = self.values.next(partition) else {
             return;
         };
-        let index = self.recorder.begin_send(id, partition, value);
+        let index = self.recorder.begin_send(id, partition, value, None);
         let queued = enqueue(
             producer,
             &self.config.topic,
