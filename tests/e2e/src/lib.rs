@@ -230,7 +230,19 @@ impl Broker {
     /// Starts a broker with extra `serve` flags built from the port of its PLAINTEXT
     /// listener (the one the harness waits for), e.g. to name it in `--listeners`.
     pub fn start_with_port(args: impl FnOnce(u16) -> Vec<String>) -> Broker {
-        let mut broker = Broker::spawn_built(None, Vec::new(), args);
+        Broker::start_with_port_and_env(&[], args)
+    }
+
+    /// [`Broker::start_with_port`] with extra environment variables for the broker.
+    pub fn start_with_port_and_env(
+        env: &[(&str, &str)],
+        args: impl FnOnce(u16) -> Vec<String>,
+    ) -> Broker {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut broker = Broker::spawn_built(None, env, args);
         broker.wait_started();
         broker
     }

@@ -133,10 +133,15 @@ fn start(jwks_url: &str) -> (Broker, SocketAddr) {
 
 /// [`start`] with `extra` flags.
 fn start_with(jwks_url: &str, extra: &[&str]) -> (Broker, SocketAddr) {
+    start_with_env(jwks_url, extra, &[])
+}
+
+/// [`start`] with `extra` flags and environment variables `env`.
+fn start_with_env(jwks_url: &str, extra: &[&str], env: &[(&str, &str)]) -> (Broker, SocketAddr) {
     let sasl = free_port();
     let url = jwks_url.to_string();
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    let broker = Broker::start_with_port(move |port| {
+    let broker = Broker::start_with_port_and_env(env, move |port| {
         let mut args: Vec<String> = [
             "--listeners",
             &format!("PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl}"),
@@ -586,6 +591,29 @@ fn an_https_jwks_is_trusted_through_the_configured_ca_and_refused_from_any_other
         1,
         "no request over an untrusted connection"
     );
+}
+
+/// Without a CA file the endpoint is checked against the operating system's trust store,
+/// which OpenSSL's `SSL_CERT_FILE` variable (honoured by the store's loader) points at the
+/// test CA here: the keys are fetched and a signed token logs in.
+#[test]
+fn an_https_jwks_without_a_ca_file_is_trusted_through_the_system_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "system-ca");
+    let key = TestKey::rsa();
+    let server = JwksServer::start_https(jwks(&[key.jwk("rsa-1")]), &ca.server("jwks"));
+    let url = format!("https://{}/jwks", server.addr);
+    let ca_file = ca.cert.display().to_string();
+    let (broker, sasl) = start_with_env(&url, &[], &[("SSL_CERT_FILE", &ca_file)]);
+    assert!(
+        wait_for(Duration::from_secs(10), || server.requests() == 1),
+        "the broker did not fetch the key set at start: {}",
+        broker.log()
+    );
+    let (code, message, lifetime) = login(sasl, &key.sign("rsa-1", &claims("alice", 60)));
+    assert_eq!((code, message.as_str()), (0, ""), "{}", broker.log());
+    assert!(lifetime > 0, "session lifetime {lifetime}");
+    assert_eq!(server.requests(), 1, "a known key fetches nothing");
 }
 
 #[test]
