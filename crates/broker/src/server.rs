@@ -192,6 +192,28 @@ fn wall_clock() -> Result<Arc<dyn Clock>, StartError> {
     Ok(Arc::new(SkewedClock::new(skew_ms)))
 }
 
+/// Starts recording the sync ledger when `SLUICE_FAULT_SYNC_LEDGER` names one (fault
+/// injection: a harness simulates a power loss with it, see
+/// [`sluice_storage::sync_ledger`]), with a warning, so that a node in this test mode is
+/// never mistaken for a normal one.
+fn record_sync_ledger() -> Result<(), StartError> {
+    let Some(path) = std::env::var_os(sluice_storage::sync_ledger::ENV) else {
+        return Ok(());
+    };
+    let path = PathBuf::from(path);
+    sluice_storage::sync_ledger::record_to(&path).map_err(|e| {
+        StartError::Config(ConfigError::Invalid {
+            name: sluice_storage::sync_ledger::ENV.into(),
+            reason: format!("{e}; unset it to run without the power-loss test mode"),
+        })
+    })?;
+    tracing::warn!(
+        ledger = %path.display(),
+        "recording every log file sync ({}, fault injection: a simulated power loss cuts each file back to its last sync)", sluice_storage::sync_ledger::ENV
+    );
+    Ok(())
+}
+
 impl Server {
     /// Locks the data dir, opens metadata and logs, and starts listening.
     pub async fn start(config: BrokerConfig) -> Result<Self, StartError> {
@@ -258,6 +280,7 @@ impl Server {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
+        record_sync_ledger()?;
         // Raised before the logs open, so opening many partitions has the whole limit.
         let fd_budget = FdBudget::from_process(config.max_connections);
         let (broker, recovered_partitions) = open_broker(

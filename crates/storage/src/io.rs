@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::open_files::{CachedFile, OpenFiles};
+use crate::sync_ledger;
 
 /// Most slices one `pwritev` takes (Linux's `UIO_MAXIOV`).
 const IOV_MAX: usize = 1024;
@@ -152,6 +153,7 @@ impl DataFile {
     /// Opens an existing file read-write, or creates it empty when `create` is set.
     pub(crate) fn open(path: &Path, create: bool, env: &Arc<StorageEnv>) -> io::Result<Self> {
         env.check(IoOp::Open, path)?;
+        let new = create && sync_ledger::enabled() && !path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -159,6 +161,9 @@ impl DataFile {
             .truncate(false)
             .open(path)
             .map_err(on(path))?;
+        if new {
+            sync_ledger::created(path);
+        }
         Ok(Self {
             file: CachedFile::new(path, file, &env.open_files),
             env: env.clone(),
@@ -240,6 +245,11 @@ impl DataFile {
         self.file.begin_covering_sync().map_err(on(self.path()))
     }
 
+    /// The filesystem sync begun with [`Self::begin_filesystem_sync`] completed.
+    pub(crate) fn filesystem_synced(&self) {
+        self.file.covered_by_sync();
+    }
+
     /// The filesystem sync begun with [`Self::begin_filesystem_sync`] failed.
     pub(crate) fn filesystem_sync_failed(&self, was_dirty: bool) {
         self.file.sync_failed_elsewhere(was_dirty);
@@ -251,6 +261,7 @@ impl DataFile {
             .get()
             .and_then(|f| f.set_len(len))
             .map_err(on(self.path()))?;
+        sync_ledger::truncated(self.path(), len);
         self.file.wrote();
         Ok(())
     }
@@ -325,7 +336,9 @@ impl StorageEnv {
     /// Renames a file (atomically replacing `to`); sync the directory to make it durable.
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.check(IoOp::Rename, to)?;
-        fs::rename(from, to).map_err(on(from))
+        fs::rename(from, to).map_err(on(from))?;
+        sync_ledger::renamed(from, to);
+        Ok(())
     }
 
     /// Removes a file; a file that is already gone is not an error.
@@ -333,7 +346,10 @@ impl StorageEnv {
         self.check(IoOp::Remove, path)?;
         match fs::remove_file(path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(on(path)(e)),
-            _ => Ok(()),
+            _ => {
+                sync_ledger::removed(path);
+                Ok(())
+            }
         }
     }
 

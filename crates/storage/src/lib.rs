@@ -64,6 +64,7 @@ mod open_files;
 mod producer_snapshot;
 pub mod producer_state;
 mod segment;
+pub mod sync_ledger;
 
 pub use cleaner::{CleanStats, CleanedSegments, CleanerControl, CleaningTask, DirtyStats};
 pub use config::{CompactionConfig, LogConfig};

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
+use crate::sync_ledger;
+
 use parking_lot::{MappedRwLockReadGuard, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The open-files budget shared by every log of a broker.
@@ -187,6 +189,7 @@ impl CachedFile {
     /// [`Self::sync_failed_elsewhere`].
     pub(crate) fn begin_covering_sync(&self) -> io::Result<bool> {
         self.slot.check_not_failed()?;
+        sync_ledger::sync_begins(&self.slot.path);
         Ok(self.slot.dirty.swap(false, Ordering::AcqRel))
     }
 
@@ -203,12 +206,20 @@ impl CachedFile {
         self.slot.check_not_failed()?;
         let file = self.get()?;
         let was_dirty = self.slot.dirty.swap(false, Ordering::AcqRel);
-        file.sync_data().inspect_err(|_| {
-            self.slot.sync_failed.store(true, Ordering::Release);
-            if was_dirty {
-                self.slot.dirty.store(true, Ordering::Release);
-            }
-        })
+        sync_ledger::sync_begins(&self.slot.path);
+        file.sync_data()
+            .inspect(|()| sync_ledger::sync_completed(&self.slot.path))
+            .inspect_err(|_| {
+                self.slot.sync_failed.store(true, Ordering::Release);
+                if was_dirty {
+                    self.slot.dirty.store(true, Ordering::Release);
+                }
+            })
+    }
+
+    /// The filesystem sync begun with [`Self::begin_covering_sync`] completed.
+    pub(crate) fn covered_by_sync(&self) {
+        sync_ledger::sync_completed(&self.slot.path);
     }
 }
 
@@ -226,15 +237,19 @@ impl FileSlot {
     /// Closes a descriptor taken for room, syncing it first if it was written since its
     /// last sync (nothing else can use this descriptor any more).
     fn close(&self, file: File) {
-        if self.dirty.swap(false, Ordering::AcqRel)
-            && let Err(e) = file.sync_data()
-        {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        sync_ledger::sync_begins(&self.path);
+        if let Err(e) = file.sync_data() {
             self.sync_failed.store(true, Ordering::Release);
             tracing::error!(
                 file = %self.path.display(),
                 error = %e,
                 "fdatasync before closing an idle log file failed; the partition cannot acknowledge writes until it is recovered"
             );
+        } else {
+            sync_ledger::sync_completed(&self.path);
         }
     }
 }

@@ -134,6 +134,7 @@ impl SegmentFile {
 
     /// The filesystem sync covered the data and this file's directory entry.
     pub(crate) fn filesystem_synced(&self) {
+        self.data.filesystem_synced();
         self.dir_synced.store(true, Ordering::Release);
     }
 

@@ -51,6 +51,10 @@ pub enum FaultKind {
     /// kill -9 of a random node, restarted with its wall clock 10–60 s ahead or behind
     /// (`SLUICE_FAULT_CLOCK_SKEW_MS`); healing restarts it with the true clock.
     ClockSkew,
+    /// Every node at once loses power: kill -9 of all of them, and each log file cut back
+    /// to what its last completed sync covered (a storage test mode: the node records its
+    /// syncs, `SLUICE_FAULT_SYNC_LEDGER`); restarted after the hold.
+    PowerLoss,
     /// A random partition's replicas moved to a random other set of nodes (KIP-455, with
     /// `sluice cluster reassign`), and at once kill -9 of a random node among the old and
     /// new replicas; after healing the move must complete.
@@ -58,7 +62,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 16] = [
+    pub const ALL: [FaultKind; 17] = [
         FaultKind::Kill,
         FaultKind::KillLeader,
         FaultKind::KillController,
@@ -75,6 +79,7 @@ impl FaultKind {
         FaultKind::RollingRestart,
         FaultKind::ClockSkew,
         FaultKind::ReassignKill,
+        FaultKind::PowerLoss,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +100,7 @@ impl FaultKind {
             FaultKind::RollingRestart => "rolling-restart",
             FaultKind::ClockSkew => "clock-skew",
             FaultKind::ReassignKill => "reassign-kill",
+            FaultKind::PowerLoss => "power-loss",
         }
     }
 }
@@ -294,6 +300,19 @@ pub fn apply(
             format!(
                 "reassign partition {partition} from {from:?} to {to:?}, and kill -9 node {victim}"
             )
+        }
+        FaultKind::PowerLoss => {
+            // Every process dies first, then the disks lose what was not synced.
+            for id in &ids {
+                cluster.node_mut(*id)?.kill9()?;
+            }
+            let (mut files, mut bytes) = (0, 0);
+            for id in &ids {
+                let lost = cluster.node_mut(*id)?.lose_unsynced()?;
+                files += lost.files;
+                bytes += lost.bytes;
+            }
+            format!("power loss of every node: {bytes} unsynced bytes of {files} log files lost")
         }
         FaultKind::RollingRestart => {
             let mut order = ids.clone();

@@ -20,6 +20,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rustix::process::{Pid, Signal, kill_process};
 use sluice_e2e::{free_port, try_roundtrip};
+use sluice_storage::sync_ledger::{self, Lost};
 
 use crate::proxy::{Dialers, Faults, NodeId, Proxy};
 
@@ -95,6 +96,20 @@ impl Node {
         self.dir.join("node.log")
     }
 
+    /// Where the node records each sync of its log files, so that a power loss can be
+    /// simulated ([`Node::lose_unsynced`]).
+    fn sync_ledger(&self) -> PathBuf {
+        self.dir.join("sync-ledger")
+    }
+
+    /// What a power loss does to the stopped node's disk: every log file is cut back to
+    /// what its last completed sync covered (`sluice_storage::sync_ledger`).
+    pub fn lose_unsynced(&self) -> anyhow::Result<Lost> {
+        anyhow::ensure!(self.child.is_none(), "node {} still runs", self.id);
+        sync_ledger::lose_unsynced(&self.sync_ledger())
+            .with_context(|| format!("node {}: cannot simulate a power loss", self.id))
+    }
+
     /// Whether the process runs (paused or not).
     pub fn is_running(&mut self) -> bool {
         self.child
@@ -130,6 +145,7 @@ impl Node {
             .arg(SocketAddr::from((NODE_IP, self.cluster_port)).to_string())
             .args(["--voters", voters, "--rack", &format!("rack-{}", self.id)])
             .env("RUST_BACKTRACE", "1")
+            .env(sync_ledger::ENV, self.sync_ledger())
             .envs(
                 (self.clock_skew_ms != 0)
                     .then(|| ("SLUICE_FAULT_CLOCK_SKEW_MS", self.clock_skew_ms.to_string())),

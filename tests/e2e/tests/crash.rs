@@ -1,6 +1,8 @@
-//! Crash test: kill -9 the broker in the middle of an acks=all produce stream, restart it on
-//! the same data dir, and check that every acknowledged record is there exactly once, in
-//! order, at the offset it was acknowledged with, and that the log takes new writes.
+//! Crash tests: kill -9 the broker in the middle of an acks=all produce stream — alone, or
+//! with a simulated power loss that also drops every write no completed sync covered —
+//! restart it on the same data dir, and check that every acknowledged record is there
+//! exactly once, in order, at the offset it was acknowledged with, and that the log takes
+//! new writes.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,6 +16,7 @@ use std::time::Duration;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer};
 use sluice_e2e::{Broker, consume_all, create_topic, producer};
+use sluice_storage::sync_ledger;
 
 const TOPIC: &str = "crash";
 const RECORDS: usize = 50_000;
@@ -36,7 +39,31 @@ fn seq_of(v: &[u8]) -> usize {
 
 #[test]
 fn kill9_during_acks_all_produce_loses_no_acknowledged_record() {
-    let mut broker = Broker::start();
+    crash_during_acks_all_produce(Crash::Kill9);
+}
+
+#[test]
+fn a_power_loss_during_acks_all_produce_loses_no_acknowledged_record() {
+    crash_during_acks_all_produce(Crash::PowerLoss);
+}
+
+enum Crash {
+    /// The process dies; the page cache keeps what it wrote.
+    Kill9,
+    /// The process dies and the disk keeps only what completed syncs covered (the broker
+    /// records its syncs, `SLUICE_FAULT_SYNC_LEDGER`).
+    PowerLoss,
+}
+
+fn crash_during_acks_all_produce(crash: Crash) {
+    let ledger_dir = tempfile::tempdir().unwrap();
+    let ledger = ledger_dir.path().join("sync-ledger");
+    let mut broker = match crash {
+        Crash::Kill9 => Broker::start(),
+        Crash::PowerLoss => {
+            Broker::start_with_env(&[(sync_ledger::ENV, ledger.to_str().unwrap())], &[])
+        }
+    };
     let bs = broker.bootstrap();
     create_topic(&bs, TOPIC, 1, &[]);
 
@@ -77,6 +104,13 @@ fn kill9_during_acks_all_produce_loses_no_acknowledged_record() {
         broker.kill9();
         let acked_at_kill = p.context().acked();
         eprintln!("killed the broker with {acked_at_kill} records acknowledged");
+        if let Crash::PowerLoss = crash {
+            let lost = sync_ledger::lose_unsynced(&ledger).unwrap();
+            eprintln!(
+                "power loss: {} unsynced bytes of {} files lost",
+                lost.bytes, lost.files
+            );
+        }
         broker.restart();
         sender.join().expect("sender thread");
     });
