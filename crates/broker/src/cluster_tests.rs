@@ -1593,4 +1593,16 @@ async fn unregister_broker_removes_a_broker_only_once_it_holds_no_replica() {
         );
     }
     assert_eq!(cluster.unregister(1, 3).await, not_registered(3));
+    // Unregistered, broker 3 has no leadership to hand over: its controlled shutdown
+    // ends at once instead of waiting for a controller that no longer answers it.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        cluster
+            .node(3)
+            .lifecycle
+            .shut_down(Duration::from_secs(30), Duration::from_secs(30))
+            .await,
+        crate::controller::lifecycle::ShutdownOutcome::Released
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -32,7 +32,7 @@ struct Args {
     nodes: i32,
     /// Fault kinds, comma-separated (default: all): kill, kill-leader, kill-controller,
     /// pause, isolate, split, bridge, one-way, reset, delay, throttle, client-isolate,
-    /// client-reset, rolling-restart, clock-skew, reassign-kill, power-loss.
+    /// client-reset, rolling-restart, clock-skew, reassign-kill, power-loss, join-leave.
     #[arg(long, value_delimiter = ',')]
     faults: Vec<FaultKind>,
     /// Finish the last round of faults after the duration: every fault kind runs at least

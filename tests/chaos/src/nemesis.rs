@@ -51,6 +51,10 @@ pub enum FaultKind {
     /// kill -9 of a random node, restarted with its wall clock 10–60 s ahead or behind
     /// (`SLUICE_FAULT_CLOCK_SKEW_MS`); healing restarts it with the true clock.
     ClockSkew,
+    /// A new node joins the running cluster (a learner of the metadata quorum), and a
+    /// random partition's replica moves onto it; after the hold it is decommissioned (its
+    /// replicas moved off), unregistered and stopped for good.
+    JoinLeave,
     /// Every node at once loses power: kill -9 of all of them, and each log file cut back
     /// to what its last completed sync covered (a storage test mode: the node records its
     /// syncs, `SLUICE_FAULT_SYNC_LEDGER`); restarted after the hold.
@@ -62,7 +66,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 17] = [
+    pub const ALL: [FaultKind; 18] = [
         FaultKind::Kill,
         FaultKind::KillLeader,
         FaultKind::KillController,
@@ -80,6 +84,7 @@ impl FaultKind {
         FaultKind::ClockSkew,
         FaultKind::ReassignKill,
         FaultKind::PowerLoss,
+        FaultKind::JoinLeave,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,6 +106,7 @@ impl FaultKind {
             FaultKind::ClockSkew => "clock-skew",
             FaultKind::ReassignKill => "reassign-kill",
             FaultKind::PowerLoss => "power-loss",
+            FaultKind::JoinLeave => "join-leave",
         }
     }
 }
@@ -161,6 +167,8 @@ pub struct Applied {
     pub description: String,
     /// A reassignment plan the fault started: once healed, it must complete.
     pub plan: Option<PathBuf>,
+    /// A node that joined for the fault: once healed, it is decommissioned and leaves.
+    pub joined: Option<NodeId>,
 }
 
 /// Applies one fault of `kind`; the caller holds it, then heals with [`Cluster::heal`].
@@ -176,6 +184,7 @@ pub fn apply(
     let ids = cluster.ids();
     let random_node = |rng: &mut Rng| rng.pick(&ids).copied().context("no nodes");
     let mut plan = None;
+    let mut joined = None;
     let description = match kind {
         FaultKind::Kill => {
             let id = random_node(rng)?;
@@ -288,6 +297,19 @@ pub fn apply(
             cluster.start(id)?;
             format!("node {id} restarted with its clock {skew_ms:+} ms off")
         }
+        FaultKind::JoinLeave => {
+            let id = cluster.add_node(settle)?;
+            joined = Some(id);
+            let partition = rng.below(partitions as u64) as i32;
+            let from = replicas(cluster, topic, partition)?;
+            let mut to = from.clone();
+            let replaced = rng.below(to.len() as u64) as usize;
+            if let Some(slot) = to.get_mut(replaced) {
+                *slot = id;
+            }
+            plan = Some(execute_reassignment(cluster, rng, topic, partition, &to)?);
+            format!("node {id} joins, and partition {partition} moves from {from:?} to {to:?}")
+        }
         FaultKind::ReassignKill => {
             let partition = rng.below(partitions as u64) as i32;
             let (file, from, to) = start_reassignment(cluster, rng, topic, partition)?;
@@ -321,7 +343,11 @@ pub fn apply(
             format!("rolling restart of nodes {order:?}")
         }
     };
-    Ok(Applied { description, plan })
+    Ok(Applied {
+        description,
+        plan,
+        joined,
+    })
 }
 
 /// Starts moving `partition` of `topic` to a random other replica set of the same size:
@@ -333,12 +359,7 @@ fn start_reassignment(
     topic: &str,
     partition: i32,
 ) -> anyhow::Result<(PathBuf, Vec<NodeId>, Vec<NodeId>)> {
-    let from = cluster
-        .live()
-        .into_iter()
-        .find_map(|id| cluster.partitions(id, topic).ok())
-        .and_then(|ps| ps.get(&partition).map(|p| p.replicas.clone()))
-        .context("no node lists the partition's replicas")?;
+    let from = replicas(cluster, topic, partition)?;
     let mut to = cluster.ids();
     // A few draws find another set (or order) unless there is none (one node).
     for _ in 0..16 {
@@ -348,6 +369,29 @@ fn start_reassignment(
         }
     }
     to.truncate(from.len());
+    let file = execute_reassignment(cluster, rng, topic, partition, &to)?;
+    Ok((file, from, to))
+}
+
+/// The replicas of `partition` as a running node's Metadata lists them.
+fn replicas(cluster: &mut Cluster, topic: &str, partition: i32) -> anyhow::Result<Vec<NodeId>> {
+    cluster
+        .live()
+        .into_iter()
+        .find_map(|id| cluster.partitions(id, topic).ok())
+        .and_then(|ps| ps.get(&partition).map(|p| p.replicas.clone()))
+        .context("no node lists the partition's replicas")
+}
+
+/// Starts moving `partition` of `topic` to the replicas `to` (`sluice cluster reassign
+/// --execute`); returns the plan file.
+fn execute_reassignment(
+    cluster: &Cluster,
+    rng: &mut Rng,
+    topic: &str,
+    partition: i32,
+    to: &[NodeId],
+) -> anyhow::Result<PathBuf> {
     let plan = serde_json::json!({
         "version": 1,
         "partitions": [{"topic": topic, "partition": partition, "replicas": to}],
@@ -358,7 +402,18 @@ fn start_reassignment(
     std::fs::write(&file, plan.to_string())?;
     let path = file.display().to_string();
     cluster.cli(&["cluster", "reassign", "--execute", &path])?;
-    Ok((file, from, to))
+    Ok(file)
+}
+
+/// The end of a [`FaultKind::JoinLeave`]: node `id` is decommissioned (`sluice cluster
+/// decommission`, which waits until its replicas moved off, at most `timeout`), then
+/// unregistered and stopped.
+pub fn leave(cluster: &mut Cluster, id: NodeId, timeout: Duration) -> anyhow::Result<()> {
+    let node = id.to_string();
+    let secs = timeout.as_secs().max(1).to_string();
+    cluster.cli(&["cluster", "decommission", &node, "--timeout-secs", &secs])?;
+    cluster.cli(&["cluster", "unregister", &node])?;
+    cluster.remove_node(id, STOP_TIMEOUT)
 }
 
 /// Waits (at most `timeout`) until the reassignment of `plan` is complete.

@@ -240,10 +240,48 @@ impl Node {
     }
 }
 
+/// Node `id` under `dir` (not started), behind its two proxies.
+fn new_node(
+    id: NodeId,
+    dir: &Path,
+    faults: &Arc<Faults>,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<Node> {
+    let (cluster_port, kafka_port) = (free_port(), free_port());
+    let node_dir = dir.join(format!("node-{id}"));
+    std::fs::create_dir_all(&node_dir)?;
+    let proxy = |dialers, port| {
+        Proxy::new(
+            id,
+            dialers,
+            SocketAddr::from((PROXY_IP, port)),
+            SocketAddr::from((NODE_IP, port)),
+            faults.clone(),
+            runtime.clone(),
+        )
+    };
+    Ok(Node {
+        id,
+        kafka_port,
+        cluster_port,
+        dir: node_dir,
+        child: None,
+        paused: false,
+        proxy: proxy(Dialers::Nodes, cluster_port),
+        client_proxy: proxy(Dialers::Clients, kafka_port),
+        clock_skew_ms: 0,
+    })
+}
+
 /// The nodes of one cluster.
 pub struct Cluster {
     nodes: Vec<Node>,
+    /// Nodes that left the cluster for good (their logs are still checked for panics).
+    departed: Vec<Node>,
+    /// The id the next node to join gets: ids are never reused.
+    next_id: NodeId,
     voters: String,
+    runtime: tokio::runtime::Handle,
     bin: PathBuf,
     /// Where the nodes' directories are (and the harness's own files).
     dir: PathBuf,
@@ -259,33 +297,9 @@ impl Cluster {
         faults: Arc<Faults>,
         runtime: tokio::runtime::Handle,
     ) -> anyhow::Result<Cluster> {
-        let mut nodes = Vec::new();
-        for id in 1..=n {
-            let (cluster_port, kafka_port) = (free_port(), free_port());
-            let node_dir = dir.join(format!("node-{id}"));
-            std::fs::create_dir_all(&node_dir)?;
-            let proxy = |dialers, port| {
-                Proxy::new(
-                    id,
-                    dialers,
-                    SocketAddr::from((PROXY_IP, port)),
-                    SocketAddr::from((NODE_IP, port)),
-                    faults.clone(),
-                    runtime.clone(),
-                )
-            };
-            nodes.push(Node {
-                id,
-                kafka_port,
-                cluster_port,
-                dir: node_dir,
-                child: None,
-                paused: false,
-                proxy: proxy(Dialers::Nodes, cluster_port),
-                client_proxy: proxy(Dialers::Clients, kafka_port),
-                clock_skew_ms: 0,
-            });
-        }
+        let nodes = (1..=n)
+            .map(|id| new_node(id, dir, &faults, &runtime))
+            .collect::<anyhow::Result<Vec<Node>>>()?;
         let voters = nodes
             .iter()
             .map(|n| format!("{}@{PROXY_IP}:{}", n.id, n.cluster_port))
@@ -293,11 +307,65 @@ impl Cluster {
             .join(",");
         Ok(Cluster {
             nodes,
+            departed: Vec::new(),
+            next_id: n + 1,
             voters,
+            runtime,
             bin,
             dir: dir.to_path_buf(),
             faults,
         })
+    }
+
+    /// Starts a node with a new id, outside `--voters`: it joins the running cluster as a
+    /// broker (a learner of the metadata quorum). Returns its id once every running node
+    /// lists it, or an error after `timeout`. Its Kafka listener is behind its client
+    /// proxy like every node's; its cluster listener is reached directly (a learner tells
+    /// the quorum the address it listens on), so link faults do not reach it.
+    pub fn add_node(&mut self, timeout: Duration) -> anyhow::Result<NodeId> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let node = new_node(id, &self.dir, &self.faults, &self.runtime)?;
+        self.nodes.push(node);
+        self.start(id)?;
+        let start = Instant::now();
+        loop {
+            let listed_everywhere = self.live().into_iter().all(|at| {
+                self.describe_cluster(at)
+                    .is_ok_and(|(_, brokers)| brokers.contains(&id))
+            });
+            if listed_everywhere {
+                return Ok(id);
+            }
+            if start.elapsed() > timeout {
+                bail!("node {id} did not join within {timeout:?}");
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops node `id` (SIGTERM) for good, after it left the cluster (`sluice cluster
+    /// unregister`): it is no longer one of the nodes.
+    pub fn remove_node(&mut self, id: NodeId, timeout: Duration) -> anyhow::Result<()> {
+        let at = self
+            .nodes
+            .iter()
+            .position(|n| n.id == id)
+            .with_context(|| format!("no node {id}"))?;
+        let mut node = self.nodes.remove(at);
+        let status = node.terminate(timeout);
+        self.departed.push(node);
+        let status = status?;
+        anyhow::ensure!(
+            status.success(),
+            "node {id} exited with {status} after SIGTERM"
+        );
+        Ok(())
+    }
+
+    /// Every node that ran in this cluster, departed ones too.
+    pub fn every_node(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().chain(&self.departed)
     }
 
     pub fn ids(&self) -> Vec<NodeId> {

@@ -192,7 +192,7 @@ pub fn run(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     cluster.kill_all();
 
     let mut history = recorder.history(final_read);
-    for node in cluster.nodes() {
+    for node in cluster.every_node() {
         for line in node.panics() {
             history.panics.push((format!("node {}", node.id), line));
         }
@@ -225,6 +225,14 @@ fn one_fault(
     if let Some(plan) = &applied.plan {
         nemesis::wait_reassigned(cluster, plan, config.settle)?;
         clock.say("the reassignment completed");
+    }
+    if let Some(id) = applied.joined {
+        nemesis::leave(cluster, id, config.settle)?;
+        clock.say(format!(
+            "node {id} decommissioned, unregistered and stopped"
+        ));
+        let took = cluster.wait_healthy(Some((TOPIC, config.partitions)), config.settle)?;
+        clock.say(format!("healthy again after {:.1}s", took.as_secs_f64()));
     }
     Ok(())
 }

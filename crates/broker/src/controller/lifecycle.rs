@@ -129,6 +129,7 @@ impl BrokerLifecycle {
         let local = broker.node_id();
         let image = broker.metadata.image();
         let Some(registration) = image.broker(local) else {
+            self.release_if_unregistered();
             return Some(interval);
         };
         let request = BrokerHeartbeatRequest::default()
@@ -159,9 +160,30 @@ impl BrokerLifecycle {
                 self.state
                     .send_if_modified(|s| std::mem::replace(s, state) != state);
             }
+            Some(ResponseError::BrokerIdNotRegistered) => self.release_if_unregistered(),
             Some(error) => tracing::debug!(?error, "the controller refused a heartbeat"),
         }
         Some(interval)
+    }
+
+    /// A broker that is not registered (it was unregistered after leaving the cluster, and
+    /// may have stopped receiving the metadata log before it learnt so) leads nothing and
+    /// is in no ISR: a controlled shutdown has nothing to wait for.
+    fn release_if_unregistered(&self) {
+        if self.want_shut_down.load(Ordering::Acquire) {
+            let released = LifecycleState {
+                fenced: true,
+                should_shut_down: true,
+            };
+            if self
+                .state
+                .send_if_modified(|s| std::mem::replace(s, released) != released)
+            {
+                tracing::info!(
+                    "controlled shutdown: this node is not a registered broker, so it has no leadership to hand over"
+                );
+            }
+        }
     }
 }
 
