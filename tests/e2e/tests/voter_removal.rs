@@ -129,6 +129,20 @@ fn remove_voter_3_under_load(mut cluster: Cluster, leading: bool) {
         }
         wait_more_acked(&producer, 300, READ);
 
+        // Node 3 does not remove itself (it would not see the rest through).
+        let itself = sluice_at(
+            &cluster.node(3).bootstrap(),
+            &["cluster", "unregister", "3"],
+            CLI,
+        );
+        assert!(
+            itself.stderr.contains(
+                "INVALID_REQUEST (node 3 cannot take itself out of the metadata quorum's \
+                 voters: once removed it receives no more of the metadata log, so it could \
+                 not see its unregistration through; ask another node)"
+            ),
+            "{itself:?}"
+        );
         // Node 3 is a voter: it leaves the quorum's voters, then the cluster.
         let leader = cluster.quorum_leader(1).unwrap();
         assert_eq!(leader == 3, leading, "node {leader} leads the quorum");

@@ -6,7 +6,8 @@
 //! off it first (`sluice cluster decommission`); a broker that is still a replica of a
 //! partition is refused (Kafka would drop it from the ISRs instead, which can leave
 //! partitions short of replicas without anyone having decided so). So is the last voter,
-//! and a voter whose removal the remaining voters could not commit now.
+//! a voter whose removal the remaining voters could not commit now, and a voter asked to
+//! remove itself.
 
 use std::sync::Arc;
 
@@ -82,6 +83,13 @@ async fn unregister(broker: &Broker, id: i32) -> Result<(), AdminError> {
                 },
             )));
         }
+    }
+    if is_voter && id == broker.node_id() {
+        return Err(invalid(format!(
+            "node {id} cannot take itself out of the metadata quorum's voters: once removed it \
+             receives no more of the metadata log, so it could not see its unregistration \
+             through; ask another node"
+        )));
     }
     if let Some(node) = node
         && is_voter
