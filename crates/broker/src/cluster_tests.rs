@@ -1534,9 +1534,10 @@ impl TestCluster {
 }
 
 /// UnregisterBroker refuses an id that is not registered (BROKER_ID_NOT_REGISTERED), the
-/// node's own quorum, and a broker that is still a replica of a partition — also one a
-/// reassignment is adding; once its replicas moved off, the broker is gone from every
-/// node's metadata, and asking again finds it unregistered.
+/// node itself (without a cluster listener it is its quorum's last voter), and a broker
+/// that is still a replica of a partition — also one a reassignment is adding; once its
+/// replicas moved off, the broker is gone from every node's metadata, and asking again
+/// finds it unregistered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregister_broker_removes_a_broker_only_once_it_holds_no_replica() {
     let cluster = TestCluster::start(3, |c| c.auto_leader_rebalance_enable = false).await;
@@ -1553,7 +1554,7 @@ async fn unregister_broker_removes_a_broker_only_once_it_holds_no_replica() {
     assert!(
         message
             .as_deref()
-            .is_some_and(|m| m.starts_with("broker 1 is a voter of the metadata quorum")),
+            .is_some_and(|m| m.starts_with("node 1 is the last voter of the metadata quorum")),
         "{message:?}"
     );
     let holds_replicas = (

@@ -548,8 +548,8 @@ impl Client {
     }
 
     /// Removes broker `id` from the cluster (UnregisterBroker, as Kafka's
-    /// `kafka-cluster.sh unregister --id`): its registration, and its place as a learner of
-    /// the metadata quorum.
+    /// `kafka-cluster.sh unregister --id`): its registration, and its place in the metadata
+    /// quorum (as a voter or a learner).
     pub async fn unregister_broker(&mut self, id: i32) -> Result<()> {
         let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
         let response = self.bootstrap.request(&request).await?;

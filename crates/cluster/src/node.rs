@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::kinds::{Channel, Handlers, RpcKind};
 use crate::quorum::{
     MembershipChange, MembershipError, MembershipOutcome, MembershipRefusal, Quorum, QuorumConfig,
-    QuorumError, QuorumStorage,
+    QuorumError, QuorumStorage, RemovedVoters,
 };
 use crate::rpc::{ClusterListener, LocalNode, PeerCheck, Refusal, RpcSettings, TcpTransport};
 use crate::transport::{NodeId, RequestHandler, Transport};
@@ -95,12 +95,23 @@ pub enum ClusterError {
 }
 
 /// Refuses a node id registered with another data directory: node ids are never reused
-/// (a wiped node replaying old memberships could split the quorum).
-struct RegisteredIncarnations(Weak<MetadataStore>);
+/// (a wiped node replaying old memberships could split the quorum). Once the quorum runs,
+/// also refuses the calls of voters removed from it.
+struct RegisteredIncarnations {
+    store: Weak<MetadataStore>,
+    removed: Option<RemovedVoters>,
+}
 
 impl PeerCheck for RegisteredIncarnations {
+    fn check_caller(&self, node: NodeId) -> Result<(), String> {
+        match self.removed.as_ref().and_then(|r| r.refusal(node)) {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
     fn check(&self, node: NodeId, incarnation: Uuid) -> Result<(), String> {
-        let Some(store) = self.0.upgrade() else {
+        let Some(store) = self.store.upgrade() else {
             return Ok(());
         };
         match store.image().broker(node) {
@@ -147,7 +158,10 @@ impl ClusterNode {
             config.voters.clone(),
             config.cluster_id,
         );
-        local.set_peer_check(Arc::new(RegisteredIncarnations(Arc::downgrade(&store))));
+        local.set_peer_check(Arc::new(RegisteredIncarnations {
+            store: Arc::downgrade(&store),
+            removed: None,
+        }));
         let settings = RpcSettings {
             max_frame_bytes: config.max_frame_bytes,
             ..RpcSettings::default()
@@ -162,6 +176,10 @@ impl ClusterNode {
             &handlers,
         )
         .await?;
+        local.set_peer_check(Arc::new(RegisteredIncarnations {
+            store: Arc::downgrade(&store),
+            removed: Some(quorum.removed()),
+        }));
         let listener = match ClusterListener::serve(
             bound,
             local.clone(),
@@ -308,9 +326,24 @@ impl ClusterNode {
         self.local.voters().get(self.node_id()).is_none()
     }
 
-    /// Whether node `id` is a voter of the quorum.
+    /// Whether node `id` is a voter of the quorum, as this node's membership says (a voter
+    /// removed since the cluster formed is none, though `--voters` still lists it).
     pub fn is_voter(&self, id: NodeId) -> bool {
-        self.local.voters().get(id).is_some()
+        self.quorum.voters().contains(&id)
+    }
+
+    /// The voters of the quorum, as this node's membership says (ascending).
+    pub fn quorum_voters(&self) -> Vec<NodeId> {
+        self.quorum.voters()
+    }
+
+    /// Removes voter `id` from the quorum (through its leader), so that it is no member at
+    /// all; the last voter is refused, and so is a removal the remaining voters could not
+    /// commit now. A node that is no voter is left as it is.
+    pub async fn remove_voter(&self, id: NodeId) -> Result<MembershipOutcome, MembershipError> {
+        self.quorum
+            .change_membership(MembershipChange::RemoveVoter { node: id })
+            .await
     }
 
     /// The learners of the quorum, as this node's membership says.

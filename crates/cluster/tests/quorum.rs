@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use sluice_cluster::quorum::{Quorum, QuorumConfig, QuorumStorage};
+use sluice_cluster::quorum::{
+    MembershipChange, MembershipError, MembershipOutcome, MembershipRefusal, Quorum, QuorumConfig,
+    QuorumError, QuorumStorage,
+};
 use sluice_cluster::{Handlers, MemoryNetwork, NodeId, Voters};
 use sluice_metadata::{
     CommitError, MetadataDelta, MetadataImage, MetadataPublisher, MetadataRecord, MetadataStore,
@@ -89,6 +92,11 @@ impl Cluster {
 
     /// Starts node `id` from its data directory (new or left by an earlier run).
     async fn start_node(&mut self, id: NodeId) {
+        self.try_start_node(id).await.unwrap();
+    }
+
+    /// Starts node `id` from its data directory, unless its quorum refuses to start.
+    async fn try_start_node(&mut self, id: NodeId) -> Result<(), QuorumError> {
         let config = self.config(id);
         let storage = QuorumStorage::open(&config).unwrap();
         let store = MetadataStore::new(storage.image());
@@ -96,9 +104,7 @@ impl Cluster {
         store.subscribe(created.clone());
         let handlers = Handlers::new();
         let transport = Arc::new(self.net.transport(id));
-        let quorum = Quorum::start(&config, storage, &store, transport, &handlers)
-            .await
-            .unwrap();
+        let quorum = Quorum::start(&config, storage, &store, transport, &handlers).await?;
         self.net.register(id, handlers);
         self.nodes.insert(
             id,
@@ -108,6 +114,7 @@ impl Cluster {
                 quorum,
             },
         );
+        Ok(())
     }
 
     /// Stops node `id` as a crash would: gone from the network, its Raft stopped.
@@ -423,9 +430,6 @@ async fn a_partitioned_minority_cannot_commit_and_catches_up_once_healed() {
 /// nor be removed.
 #[tokio::test(start_paused = true)]
 async fn a_learner_joins_receives_the_log_and_leaves_without_touching_the_voters() {
-    use sluice_cluster::quorum::MembershipError;
-    use sluice_cluster::quorum::{MembershipChange, MembershipOutcome, MembershipRefusal};
-
     let mut cluster = Cluster::start(3, production).await;
     let leader = cluster.leader(&[1, 2, 3]).await;
     propose(&cluster.node(leader).store, topic("before"))
@@ -522,8 +526,6 @@ async fn a_learner_joins_receives_the_log_and_leaves_without_touching_the_voters
 /// other: every learner gets in, and every node lists them all.
 #[tokio::test(start_paused = true)]
 async fn learners_asking_at_once_all_join() {
-    use sluice_cluster::quorum::{MembershipChange, MembershipOutcome};
-
     let mut cluster = Cluster::start(3, production).await;
     cluster.leader(&[1, 2, 3]).await;
     for id in 4..=6 {
@@ -549,4 +551,212 @@ async fn learners_asking_at_once_all_join() {
             "node {id}"
         );
     }
+}
+
+fn remove_voter(node: NodeId) -> MembershipChange {
+    MembershipChange::RemoveVoter { node }
+}
+
+/// The ids in `ids` other than `id`.
+fn others(ids: &[NodeId], id: NodeId) -> Vec<NodeId> {
+    ids.iter().copied().filter(|other| *other != id).collect()
+}
+
+/// A follower voter leaves (asking for its own removal): the two voters left commit, elect
+/// and restart without it, with the `--voters` the cluster was formed with (which still
+/// lists it); asking again changes nothing. Restarted with its data, the removed node
+/// missed the end of the change (the leader stops replicating to a node as soon as it
+/// writes the membership without it): it still counts itself a voter, but with the shorter
+/// log it never wins an election, the leader's term does not move, and commits go on.
+#[tokio::test(start_paused = true)]
+async fn a_follower_voter_leaves_and_the_two_left_commit_elect_and_restart_without_it() {
+    let mut cluster = Cluster::start(3, production).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    propose(&cluster.node(leader).store, topic("before"))
+        .await
+        .unwrap();
+    let gone = others(&[1, 2, 3], leader)[0];
+    let rest = others(&[1, 2, 3], gone);
+    assert_eq!(
+        cluster
+            .node(gone)
+            .quorum
+            .change_membership(remove_voter(gone))
+            .await,
+        Ok(MembershipOutcome::Changed)
+    );
+    for id in &rest {
+        let node = cluster.node(*id);
+        node.quorum.catch_up().await.unwrap();
+        assert_eq!(node.quorum.voters(), rest, "node {id}");
+        assert_eq!(node.quorum.learners(), Vec::<NodeId>::new(), "node {id}");
+        assert_eq!(node.quorum.member_address(gone), None, "node {id}");
+    }
+    assert_eq!(
+        cluster
+            .node(rest[1])
+            .quorum
+            .change_membership(remove_voter(gone))
+            .await,
+        Ok(MembershipOutcome::Unchanged)
+    );
+    cluster.stop_node(gone).await;
+    for id in &rest {
+        propose(&cluster.node(*id).store, topic(&format!("after-{id}")))
+            .await
+            .unwrap();
+    }
+    // Both restart (the other one first stopped too: a leader elected from scratch).
+    for id in &rest {
+        cluster.stop_node(*id).await;
+    }
+    for id in &rest {
+        cluster.start_node(*id).await;
+    }
+    let leader = cluster.leader(&rest).await;
+    for id in &rest {
+        let node = cluster.node(*id);
+        catch_up(&node.quorum).await;
+        assert_eq!(node.quorum.voters(), rest, "node {id}");
+        assert_eq!(node.quorum.member_address(gone), None, "node {id}");
+    }
+    propose(&cluster.node(rest[1]).store, topic("restarted"))
+        .await
+        .unwrap();
+    let term = cluster.node(leader).quorum.term();
+    cluster.start_node(gone).await;
+    assert_eq!(cluster.node(gone).quorum.voters(), vec![1, 2, 3]);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(cluster.leader(&rest).await, leader);
+    assert_eq!(cluster.node(leader).quorum.term(), term);
+    assert_ne!(cluster.node(gone).quorum.leader(), Some(gone));
+    propose(&cluster.node(leader).store, topic("still"))
+        .await
+        .unwrap();
+    for id in &rest {
+        let node = cluster.node(*id);
+        node.quorum.catch_up().await.unwrap();
+        assert_eq!(
+            topic_names(&node.store.image()),
+            vec![
+                format!("after-{}", rest[0]),
+                format!("after-{}", rest[1]),
+                "before".to_string(),
+                "restarted".to_string(),
+                "still".to_string()
+            ],
+            "node {id}"
+        );
+    }
+}
+
+/// The leader removes itself (asked through a follower, which hands the request on): once
+/// the change is committed it steps down, names no leader any more (openraft 0.9 keeps its
+/// vote; a leader outside the membership is none), and the two voters left elect one of
+/// them and commit. Restarted with its data, which holds the change, the removed node
+/// refuses to start, saying why.
+#[tokio::test(start_paused = true)]
+async fn the_leader_voter_leaves_and_the_voters_left_elect_one_of_them() {
+    let mut cluster = Cluster::start(3, production).await;
+    let old = cluster.leader(&[1, 2, 3]).await;
+    let rest = others(&[1, 2, 3], old);
+    assert_eq!(
+        cluster
+            .node(rest[0])
+            .quorum
+            .change_membership(remove_voter(old))
+            .await,
+        Ok(MembershipOutcome::Changed)
+    );
+    let new = cluster.leader(&rest).await;
+    assert!(rest.contains(&new), "{new}");
+    assert_eq!(cluster.node(old).quorum.leader(), None);
+    assert_eq!(cluster.node(old).quorum.voters(), rest);
+    for id in &rest {
+        propose(&cluster.node(*id).store, topic(&format!("after-{id}")))
+            .await
+            .unwrap();
+        assert_eq!(cluster.node(*id).quorum.voters(), rest, "node {id}");
+    }
+    // The removed node cannot commit: it names no leader to forward to.
+    let refused = propose(&cluster.node(old).store, topic("removed"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, CommitError::Unavailable(_)),
+        "{refused:?}"
+    );
+    cluster.stop_node(old).await;
+    let refused = cluster.try_start_node(old).await.err().unwrap().to_string();
+    assert_eq!(
+        refused,
+        format!(
+            "node {old} was removed from the metadata quorum (its voters are now {rest:?}): a \
+             removed node does not come back, even though --voters still lists it; add a \
+             broker with a new node id and an empty data directory instead"
+        )
+    );
+}
+
+/// A voter is not removed when the voters left could not commit (only the leader answers
+/// of two left: the change would stall every commit), and the last voter never is; the
+/// removals that leave a working majority go through, down to one voter, which commits
+/// alone.
+#[tokio::test(start_paused = true)]
+async fn removing_a_voter_is_refused_without_a_majority_left_and_for_the_last_voter() {
+    let mut cluster = Cluster::start(3, production).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    let followers = others(&[1, 2, 3], leader);
+    let (down, up) = (followers[0], followers[1]);
+    cluster.stop_node(down).await;
+    let mut remaining = vec![leader, down];
+    remaining.sort_unstable();
+    assert_eq!(
+        cluster
+            .node(up)
+            .quorum
+            .change_membership(remove_voter(up))
+            .await,
+        Err(MembershipError::Refused(MembershipRefusal::NoMajority {
+            node: up,
+            remaining,
+            reached: vec![leader],
+        }))
+    );
+    assert_eq!(cluster.node(leader).quorum.voters(), vec![1, 2, 3]);
+    propose(&cluster.node(up).store, topic("unchanged"))
+        .await
+        .unwrap();
+    // The stopped one can go: the two left answer. Then the other: the leader alone is a
+    // majority of itself.
+    for gone in [down, up] {
+        assert_eq!(
+            cluster
+                .node(leader)
+                .quorum
+                .change_membership(remove_voter(gone))
+                .await,
+            Ok(MembershipOutcome::Changed),
+            "removing {gone}"
+        );
+    }
+    assert_eq!(cluster.node(leader).quorum.voters(), vec![leader]);
+    assert_eq!(cluster.node(leader).quorum.leader(), Some(leader));
+    propose(&cluster.node(leader).store, topic("alone"))
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster
+            .node(leader)
+            .quorum
+            .change_membership(remove_voter(leader))
+            .await,
+        Err(MembershipError::Refused(MembershipRefusal::LastVoter(
+            leader
+        )))
+    );
+    assert_eq!(
+        topic_names(&cluster.node(leader).store.image()),
+        vec!["alone", "unchanged"]
+    );
 }

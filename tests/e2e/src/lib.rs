@@ -734,6 +734,33 @@ impl Cluster {
         self.describe_cluster(id).map(|r| r.controller_id.0)
     }
 
+    /// The brokers node `id`'s Metadata lists, ascending.
+    pub fn metadata_brokers(&self, id: i32) -> Result<Vec<i32>, String> {
+        let md = self.metadata(id, Some(&[]))?;
+        let mut brokers: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+        brokers.sort_unstable();
+        Ok(brokers)
+    }
+
+    /// Waits (at most `timeout`) until the Metadata of every node in `asked` lists exactly
+    /// `brokers`.
+    pub fn wait_metadata_brokers(&self, asked: &[i32], brokers: &[i32], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for &id in asked {
+            loop {
+                let listed = self.metadata_brokers(id);
+                if listed.as_deref() == Ok(brokers) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id}'s Metadata lists {listed:?}, not {brokers:?}, after {timeout:?}"
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     /// Metadata (v12) of `topics` (all topics when `None`) answered by node `id`.
     pub fn metadata(
         &self,

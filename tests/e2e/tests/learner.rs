@@ -4,7 +4,8 @@
 //! leadership) by reassignment while an idempotent acks=all librdkafka producer keeps
 //! writing and an old replica is killed, rejoins after a restart, and after
 //! `sluice cluster decommission` and a stop leaves with `sluice cluster unregister`
-//! (UnregisterBroker), which refuses voters, unknown ids and brokers holding replicas.
+//! (UnregisterBroker), which refuses unknown ids and brokers (voters or not) holding
+//! replicas.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -30,32 +31,6 @@ const SETTLE: Duration = Duration::from_secs(40);
 const READ: Duration = Duration::from_secs(30);
 const CLI: Duration = Duration::from_secs(60);
 const PARTITIONS: usize = 3;
-
-/// The brokers node `id`'s Metadata lists, ascending.
-fn metadata_brokers(cluster: &Cluster, id: i32) -> Result<Vec<i32>, String> {
-    let md = cluster.metadata(id, Some(&[]))?;
-    let mut brokers: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
-    brokers.sort_unstable();
-    Ok(brokers)
-}
-
-/// Waits until the Metadata of every node in `asked` lists exactly `brokers`.
-fn wait_metadata_brokers(cluster: &Cluster, asked: &[i32], brokers: &[i32]) {
-    let deadline = Instant::now() + SETTLE;
-    for &id in asked {
-        loop {
-            let listed = metadata_brokers(cluster, id);
-            if listed.as_deref() == Ok(brokers) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {id}'s Metadata lists {listed:?}, not {brokers:?}, after {SETTLE:?}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 /// Runs `reassign --verify` until it says the plan is done.
 fn wait_verified(brokers: &str, plan: &str) -> RunOutput {
@@ -139,7 +114,7 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
             log.contains("node 4 joined the metadata quorum as a learner at 127.0.0.1:"),
             "{log}"
         );
-        wait_metadata_brokers(&cluster, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+        cluster.wait_metadata_brokers(&[1, 2, 3, 4], &[1, 2, 3, 4], SETTLE);
         // DescribeCluster too, on every node.
         cluster.wait_formed();
         // The other nodes' Metadata lists the new broker at its own Kafka listener.
@@ -192,7 +167,7 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
         log.contains("node 4 is a learner of the metadata quorum already, at 127.0.0.1:"),
         "{log}"
     );
-    wait_metadata_brokers(&cluster, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+    cluster.wait_metadata_brokers(&[1, 2, 3, 4], &[1, 2, 3, 4], SETTLE);
     cluster.wait_partitions(topic, PARTITIONS as i32, SETTLE, "all in sync", |p| {
         p.isr.len() == 3
     });
@@ -246,14 +221,15 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
         )),
         "{holding:?}"
     );
+    // (A voter too: it leaves the quorum only once it holds no replica.)
     let voter = sluice_at(&all, &["cluster", "unregister", "2"], CLI);
     assert!(!succeeded(&voter), "{voter:?}");
+    let hosted = PARTITIONS + offsets_partitions_on(&cluster, 2);
     assert!(
-        voter.stderr.contains(
-            "INVALID_REQUEST (broker 2 is a voter of the metadata quorum (--voters): voters \
-             are fixed when the cluster forms and cannot be unregistered; only a broker that \
-             joined as a learner can)"
-        ),
+        voter.stderr.contains(&format!(
+            "INVALID_REQUEST (broker 2 is still a replica of {hosted} partition(s); move them \
+             off it first (sluice cluster decommission 2))"
+        )),
         "{voter:?}"
     );
     let unknown = sluice_at(&all, &["cluster", "unregister", "9"], CLI);
@@ -289,11 +265,11 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
     assert!(succeeded(&out), "{out:?}");
     assert_eq!(
         out.stdout,
-        "node 4 is unregistered: it is no broker of the cluster and no learner of the \
+        "node 4 is unregistered: it is no broker of the cluster and no member of the \
          metadata quorum any more\n"
     );
     let _gone = cluster.remove_node(4);
-    wait_metadata_brokers(&cluster, &[1, 2, 3], &[1, 2, 3]);
+    cluster.wait_metadata_brokers(&[1, 2, 3], &[1, 2, 3], SETTLE);
     assert_eq!(info_brokers(&voters_only), vec![1, 2, 3]);
     let again = sluice_at(&voters_only, &["cluster", "unregister", "4"], CLI);
     assert!(

@@ -346,7 +346,7 @@ fn decommissioning_a_node_under_a_running_producer_moves_every_replica_off_it_wi
     assert!(
         out.stdout.ends_with(
             "node 1 holds no replica any more\n\
-             node 1 may stop serving clients. If it joined as a broker (a node outside --voters, a learner of the metadata quorum), stop it and remove it from the cluster with `sluice cluster unregister 1`. If it is one of the metadata quorum's voters (--voters), it cannot leave the quorum: removing a voter is not supported (the voters are fixed when the cluster forms), so keep it running, or stop it only while a majority of the other voters runs.\n"
+             node 1 may stop serving clients. If it joined as a broker (a node outside --voters, a learner of the metadata quorum), stop it and remove it from the cluster with `sluice cluster unregister 1`. If it is one of the metadata quorum's voters (--voters), remove it with `sluice cluster unregister 1` (asked of another node, while a majority of the other voters runs), then stop it for good.\n"
         ),
         "{out:?}"
     );

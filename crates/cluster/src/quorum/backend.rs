@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::types::{Batch, BatchOutcome, Raft, node_id, raft_id};
+use super::types::{Batch, BatchOutcome, Raft, current_leader, node_id, raft_id};
 use crate::transport::{NodeId, RequestHandler, Transport};
 
 /// The pause between two attempts (a leader being elected, a peer restarting).
@@ -77,7 +77,7 @@ impl RaftBackend {
             serde_json::to_vec(&batch).map_err(|e| CommitError::Unavailable(e.to_string()))?,
         );
         loop {
-            let leader = self.raft.metrics().borrow().current_leader;
+            let leader = current_leader(&self.raft.metrics().borrow());
             let attempt = match leader {
                 Some(leader) if leader == raft_id(self.local) => {
                     self.write_here(batch.clone(), deadline).await
@@ -147,7 +147,7 @@ impl RaftBackend {
 
 impl MetadataBackend for RaftBackend {
     fn leader(&self) -> Option<i32> {
-        self.raft.metrics().borrow().current_leader.map(node_id)
+        current_leader(&self.raft.metrics().borrow()).map(node_id)
     }
 
     /// The controller runs on the quorum leader: brokers register fenced and are let in by
@@ -172,7 +172,7 @@ impl MetadataBackend for RaftBackend {
         let (leader, term) = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow();
-            (m.current_leader, m.current_term)
+            (current_leader(&m), m.current_term)
         };
         Box::pin(async move {
             if leader != Some(raft_id(self.local)) {

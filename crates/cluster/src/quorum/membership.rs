@@ -1,8 +1,8 @@
-//! Changing who takes part in the metadata quorum beyond its voters: a broker started with
-//! a node id outside `--voters` asks to join as a Raft learner (it receives and applies
-//! the metadata log but never votes, never stands for election, and no commit waits for
-//! it), and a learner that left the cluster is removed. The voters themselves are fixed
-//! when the cluster forms.
+//! Changing who takes part in the metadata quorum: a broker started with a node id outside
+//! `--voters` asks to join as a Raft learner (it receives and applies the metadata log but
+//! never votes, never stands for election, and no commit waits for it), a learner that
+//! left the cluster is removed, and so is a voter that left (as Kafka's KIP-853
+//! `RemoveRaftVoter`). No voter is ever added after the cluster forms.
 //!
 //! Only the quorum leader changes the membership, one change at a time (openraft refuses
 //! a change while another is uncommitted; the leader also queues its own). Any node asks
@@ -16,16 +16,25 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers};
+use openraft::raft::ClientWriteResponse;
+use openraft::{BasicNode, ChangeMembers, RaftMetrics};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use uuid::Uuid;
 
-use super::types::{Raft, node_id, raft_id};
+use super::types::{Batch, Raft, TypeConfig, current_leader, node_id, raft_id};
 use crate::transport::{BoxFuture, NodeId, RequestHandler, Transport};
 use crate::voters::Voters;
 
 /// The pause between two attempts (a leader being elected, another change committing).
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How long the leader waits for the voters that would remain after a removal to hold an
+/// entry it just committed (a follower that runs acknowledges within a heartbeat).
+const REACH_WAIT: Duration = Duration::from_secs(2);
+
+/// What openraft answers a write with.
+type Written =
+    Result<ClientWriteResponse<TypeConfig>, RaftError<u64, ClientWriteError<u64, BasicNode>>>;
 
 /// A change of the quorum's membership.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +52,11 @@ pub enum MembershipChange {
         /// The node.
         node: NodeId,
     },
+    /// Voter `node` leaves the quorum (it is no member at all afterwards).
+    RemoveVoter {
+        /// The node.
+        node: NodeId,
+    },
 }
 
 /// What a change did.
@@ -52,7 +66,7 @@ pub enum MembershipOutcome {
     /// The membership changed (committed).
     Changed,
     /// The membership already was what was asked (a learner rejoining at the same address,
-    /// or removing a node that is no member).
+    /// removing a learner that is no member, or a voter that is no voter).
     Unchanged,
 }
 
@@ -60,13 +74,30 @@ pub enum MembershipOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(rename_all = "snake_case")]
 pub enum MembershipRefusal {
-    /// Voters are fixed when the cluster forms: a voter can neither join as a learner nor
-    /// be removed.
-    #[error(
-        "node {0} is a voter of the metadata quorum; voters are fixed when the cluster forms \
-         (only a node outside --voters joins or leaves, as a learner)"
-    )]
+    /// A voter neither joins nor leaves as a learner: it leaves as a voter.
+    #[error("node {0} is a voter of the metadata quorum: it neither joins nor leaves as a learner")]
     Voter(NodeId),
+    /// The last voter stays: without it nothing could ever be committed again.
+    #[error(
+        "node {0} is the last voter of the metadata quorum: removing it would leave no quorum \
+         to commit anything"
+    )]
+    LastVoter(NodeId),
+    /// The voters that would remain cannot commit now: the change itself (a joint
+    /// configuration needing a majority of the old voters and of the new ones) would stall
+    /// every commit until they are back.
+    #[error(
+        "removing voter {node} would leave voters {remaining:?}, of which only {reached:?} \
+         answer now, not a majority: bring the others back first"
+    )]
+    NoMajority {
+        /// The voter to remove.
+        node: NodeId,
+        /// The voters that would remain.
+        remaining: Vec<NodeId>,
+        /// Those of them that hold what the leader just committed.
+        reached: Vec<NodeId>,
+    },
 }
 
 /// Why a change was not made.
@@ -89,7 +120,7 @@ struct MembershipRequest {
 }
 
 /// The answer to a [`MembershipRequest`].
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum MembershipReply {
     Done(MembershipOutcome),
@@ -103,14 +134,17 @@ enum MembershipReply {
 /// Makes changes on the quorum leader, one at a time.
 pub struct MembershipChanger {
     raft: Raft,
+    timeout: Duration,
     one_at_a_time: tokio::sync::Mutex<()>,
 }
 
 impl MembershipChanger {
-    /// Changes through `raft`.
-    pub fn new(raft: Raft) -> Arc<Self> {
+    /// Changes through `raft`, waiting at most `timeout` for each change to commit (a
+    /// change that cannot commit must not keep the others queued for ever).
+    pub fn new(raft: Raft, timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
             raft,
+            timeout,
             one_at_a_time: tokio::sync::Mutex::new(()),
         })
     }
@@ -145,11 +179,13 @@ impl MembershipChanger {
                     // changes (it has no vote, so no quorum depends on reaching it).
                     Some(_) => {
                         let moved = BTreeMap::from([(id, wanted)]);
-                        self.raft
-                            .change_membership(ChangeMembers::SetNodes(moved), true)
-                            .await
+                        self.write(
+                            self.raft
+                                .change_membership(ChangeMembers::SetNodes(moved), true),
+                        )
+                        .await
                     }
-                    None => self.raft.add_learner(id, wanted, false).await,
+                    None => self.write(self.raft.add_learner(id, wanted, false)).await,
                 }
             }
             MembershipChange::RemoveLearner { node } => {
@@ -160,34 +196,122 @@ impl MembershipChanger {
                 if !nodes.contains_key(&id) {
                     return MembershipReply::Done(MembershipOutcome::Unchanged);
                 }
-                self.raft
-                    .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                    .await
+                let gone = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+                self.write(self.raft.change_membership(gone, false)).await
+            }
+            MembershipChange::RemoveVoter { node } => {
+                let id = raft_id(*node);
+                // In a joint configuration left by an interrupted removal, the voters of
+                // both halves: asking again finishes the change.
+                if !voters.contains(&id) {
+                    return MembershipReply::Done(MembershipOutcome::Unchanged);
+                }
+                let remaining: BTreeSet<u64> = voters.into_iter().filter(|v| *v != id).collect();
+                if remaining.is_empty() {
+                    return MembershipReply::Refused(MembershipRefusal::LastVoter(*node));
+                }
+                if let Err(refused) = self.check_majority(*node, &remaining).await {
+                    return refused;
+                }
+                // Not kept as a learner: openraft 0.9 lets a learner lead, so a leader
+                // demoted to one would go on leading; a leader that is no member steps
+                // down once the change is committed, and the remaining voters elect one of
+                // them.
+                let gone = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+                self.write(self.raft.change_membership(gone, false)).await
             }
         };
-        match written {
-            Ok(_) => {
-                tracing::info!(?change, "metadata quorum membership changed");
-                MembershipReply::Done(MembershipOutcome::Changed)
-            }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                MembershipReply::NotLeader
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                ChangeMembershipError::InProgress(_),
-            ))) => MembershipReply::Unavailable("another membership change is in progress".into()),
-            Err(e) => MembershipReply::Unavailable(e.to_string()),
+        if written == MembershipReply::Done(MembershipOutcome::Changed) {
+            tracing::info!(?change, "metadata quorum membership changed");
         }
+        written
+    }
+
+    /// Waits for a membership write, for at most the timeout. One that times out may still
+    /// commit (or leave a joint configuration behind); asking again finishes it.
+    async fn write(&self, written: impl Future<Output = Written>) -> MembershipReply {
+        match tokio::time::timeout(self.timeout, written).await {
+            Ok(Ok(_)) => MembershipReply::Done(MembershipOutcome::Changed),
+            Ok(Err(e)) => refused_write(e),
+            Err(_) => MembershipReply::Unavailable(format!(
+                "the change was not committed within {:?}",
+                self.timeout
+            )),
+        }
+    }
+
+    /// Refuses to remove voter `node` unless a majority of the voters that would `remain`
+    /// hold an entry committed now: the change goes through a joint configuration that
+    /// needs a majority of them, and until it commits, so does every other commit.
+    async fn check_majority(
+        &self,
+        node: NodeId,
+        remain: &BTreeSet<u64>,
+    ) -> Result<(), MembershipReply> {
+        let barrier = Batch {
+            id: Uuid::new_v4(),
+            records: Vec::new(),
+            controller_term: None,
+        };
+        let index = match tokio::time::timeout(self.timeout, self.raft.client_write(barrier)).await
+        {
+            Ok(Ok(written)) => written.log_id.index,
+            Ok(Err(e)) => return Err(refused_write(e)),
+            Err(_) => {
+                return Err(MembershipReply::Unavailable(
+                    "the quorum did not commit in time".into(),
+                ));
+            }
+        };
+        // The leader holds it; a follower, once the leader saw it replicated there.
+        let holding = |m: &RaftMetrics<u64, BasicNode>| -> Vec<NodeId> {
+            remain
+                .iter()
+                .filter(|id| {
+                    **id == m.id
+                        || m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(*id).copied().flatten())
+                            .is_some_and(|matched| matched.index >= index)
+                })
+                .map(|id| node_id(*id))
+                .collect()
+        };
+        let majority = remain.len() / 2 + 1;
+        let reached = self
+            .raft
+            .wait(Some(REACH_WAIT))
+            .metrics(|m| holding(m).len() >= majority, "the remaining voters")
+            .await;
+        if reached.is_ok() {
+            return Ok(());
+        }
+        Err(MembershipReply::Refused(MembershipRefusal::NoMajority {
+            node,
+            remaining: remain.iter().map(|id| node_id(*id)).collect(),
+            reached: holding(&self.raft.metrics().borrow()),
+        }))
     }
 
     /// The leader this node knows of, unless it is this node.
     fn other_leader(&self, local: NodeId) -> Option<NodeId> {
-        let leader = self.raft.metrics().borrow().current_leader?;
+        let leader = current_leader(&self.raft.metrics().borrow())?;
         (leader != raft_id(local)).then_some(node_id(leader))
     }
 
     fn leads(&self, local: NodeId) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(raft_id(local))
+        current_leader(&self.raft.metrics().borrow()) == Some(raft_id(local))
+    }
+}
+
+/// The answer to a membership write openraft refused.
+fn refused_write(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> MembershipReply {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => MembershipReply::NotLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            ChangeMembershipError::InProgress(_),
+        )) => MembershipReply::Unavailable("another membership change is in progress".into()),
+        e => MembershipReply::Unavailable(e.to_string()),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The metadata quorum: one openraft group whose voters are the nodes listed in
-//! `--voters`, replicating the metadata log. Each entry is a batch of metadata records;
+//! `--voters` (less those removed since), replicating the metadata log. Each entry is a batch of metadata records;
 //! every node applies the committed batches in log order through its
 //! [`MetadataStore`](sluice_metadata::MetadataStore), and commits through
 //! [`RaftBackend`], so the code that proposes metadata is the same on one node and many.
@@ -7,7 +7,7 @@
 //! openraft 0.9 is the Raft engine; around it: the log store on disk ([`log_store`]), the
 //! state machine and its snapshots ([`state_machine`]), the messages between voters
 //! ([`network`]), committing from any node ([`backend`]), and brokers joining and leaving
-//! as learners ([`membership`]).
+//! as learners, and voters leaving ([`membership`]).
 //!
 //! Timing, for a loaded machine: a heartbeat every 250 ms and an election after 1–1.1 s
 //! without one (openraft's defaults, 150–300 ms, call elections under fsync stalls).
@@ -50,7 +50,7 @@ use log_store::LogStore;
 use membership::{MembershipChanger, MembershipClient, MembershipHandler};
 use network::{Network, RaftHandler};
 use state_machine::{Restored, StateMachine};
-use types::{Raft, node_id, raft_id};
+use types::{Raft, current_leader, node_id, raft_id};
 
 /// How a quorum node runs.
 #[derive(Debug, Clone)]
@@ -129,6 +129,14 @@ pub enum QuorumError {
         /// The voter ids configured.
         configured: Vec<NodeId>,
     },
+    /// This node is in `--voters` but its own data directory records that it was removed.
+    #[error("{}", removed_voter(*node, voters))]
+    Removed {
+        /// This node.
+        node: NodeId,
+        /// The voters it left.
+        voters: Vec<NodeId>,
+    },
     /// openraft stopped or refused.
     #[error("the metadata quorum stopped: {0}")]
     Raft(String),
@@ -205,7 +213,7 @@ impl Quorum {
                 Err(e)
             }
         };
-        if let Err(e) = check_stored_voters(&raft, &config.voters) {
+        if let Err(e) = check_stored_voters(&raft, config).await {
             return stop_on_error(e).await;
         }
         let backend = Arc::new(RaftBackend::new(
@@ -221,7 +229,7 @@ impl Quorum {
             RpcKind::Forward,
             ForwardHandler::new(raft.clone(), config.commit_timeout),
         );
-        let changer = MembershipChanger::new(raft.clone());
+        let changer = MembershipChanger::new(raft.clone(), config.commit_timeout);
         let membership_channel = Channel::new(transport.clone(), RpcKind::Membership);
         handlers.register(
             RpcKind::Membership,
@@ -303,6 +311,27 @@ impl Quorum {
         self.membership.request(change).await
     }
 
+    /// The voters, as this node's membership says (ascending): `--voters` less those
+    /// removed.
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(node_id)
+            .collect()
+    }
+
+    /// The check that refuses the connections of removed voters.
+    pub fn removed(&self) -> RemovedVoters {
+        RemovedVoters {
+            metrics: self.raft.metrics(),
+            voters: self.voters.clone(),
+        }
+    }
+
     /// The learners, as this node's membership says (ascending).
     pub fn learners(&self) -> Vec<NodeId> {
         self.raft
@@ -328,7 +357,7 @@ impl Quorum {
 
     /// The node that leads the quorum now, if one is known.
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader.map(node_id)
+        current_leader(&self.raft.metrics().borrow()).map(node_id)
     }
 
     /// The current Raft term.
@@ -372,21 +401,67 @@ impl Quorum {
     }
 }
 
-/// Refuses a data directory whose quorum has other voters than configured.
-fn check_stored_voters(raft: &Raft, voters: &Voters) -> Result<(), QuorumError> {
-    let metrics = raft.metrics();
-    let stored: Vec<NodeId> = metrics
-        .borrow()
-        .membership_config
-        .membership()
-        .voter_ids()
-        .map(node_id)
-        .collect();
-    let configured = voters.ids();
-    if stored.is_empty() || stored == configured {
+/// Refuses a data directory whose quorum has voters that are not configured, or no longer
+/// has this node among them. Fewer voters than configured is the quorum after removals:
+/// the remaining nodes restart with the `--voters` the cluster was formed with, and the
+/// membership in the log, not the flag, says who votes.
+///
+/// Read from Raft's state, not its metrics: those are published a moment after it starts.
+async fn check_stored_voters(raft: &Raft, config: &QuorumConfig) -> Result<(), QuorumError> {
+    let stored: Vec<NodeId> = raft
+        .with_raft_state(|state| {
+            let membership = state.membership_state.effective().membership();
+            membership.voter_ids().map(node_id).collect()
+        })
+        .await
+        .map_err(|e| QuorumError::Raft(e.to_string()))?;
+    let configured = config.voters.ids();
+    if stored.is_empty() {
         return Ok(());
     }
-    Err(QuorumError::VotersDiffer { stored, configured })
+    if !stored.iter().all(|id| configured.contains(id)) {
+        return Err(QuorumError::VotersDiffer { stored, configured });
+    }
+    if configured.contains(&config.node_id) && !stored.contains(&config.node_id) {
+        return Err(QuorumError::Removed {
+            node: config.node_id,
+            voters: stored,
+        });
+    }
+    Ok(())
+}
+
+/// Why removed voter `node` takes no part any more, `voters` being those left.
+fn removed_voter(node: NodeId, voters: &[NodeId]) -> String {
+    format!(
+        "node {node} was removed from the metadata quorum (its voters are now {voters:?}): a \
+         removed node does not come back, even though --voters still lists it; add a broker \
+         with a new node id and an empty data directory instead"
+    )
+}
+
+/// Refuses the connections of voters removed from the quorum (see [`Quorum::removed`]).
+#[derive(Clone)]
+pub struct RemovedVoters {
+    metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, BasicNode>>,
+    voters: Voters,
+}
+
+impl RemovedVoters {
+    /// Why node `id` may not connect: it is in `--voters`, the quorum has formed, and its
+    /// membership holds it neither as a voter nor as a learner. A removed node that missed
+    /// the change still believes it votes; with its connections refused it cannot call
+    /// elections (which the others would refuse for its shorter log, but each one costs
+    /// them a round) and its restart ends with this reason.
+    pub fn refusal(&self, id: NodeId) -> Option<String> {
+        // A node outside --voters is a learner, or a broker asking to become one.
+        self.voters.get(id)?;
+        let m = self.metrics.borrow();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().map(node_id).collect();
+        (!voters.is_empty() && membership.get_node(&raft_id(id)).is_none())
+            .then(|| removed_voter(id, &voters))
+    }
 }
 
 /// Tells the transport where every member of the quorum is reached whenever the
@@ -432,7 +507,7 @@ async fn log_leader_changes(raft: Raft) {
                 Err(openraft::error::Fatal::Stopped) | Ok(()) => None,
                 Err(e) => Some(e.to_string()),
             };
-            ((m.current_leader, m.current_term), failed)
+            ((current_leader(&m), m.current_term), failed)
         };
         if let Some(error) = failed {
             files::fail_stop("go on", std::path::Path::new("openraft"), &error);

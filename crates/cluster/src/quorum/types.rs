@@ -65,3 +65,18 @@ pub fn raft_id(id: NodeId) -> u64 {
 pub fn node_id(id: u64) -> NodeId {
     NodeId::try_from(id).unwrap_or(NodeId::MAX)
 }
+
+/// The quorum leader `metrics` name, unless it is no member of the membership they hold.
+/// openraft 0.9 leaves a removed leader's committed vote in place: the removed node itself
+/// and the followers that last heard from it would go on naming it (and forwarding to it)
+/// until the remaining voters elect another one; a leader is always a member of its own
+/// membership, so one outside it leads no more.
+pub fn current_leader(metrics: &openraft::RaftMetrics<u64, openraft::BasicNode>) -> Option<u64> {
+    metrics.current_leader.filter(|leader| {
+        metrics
+            .membership_config
+            .membership()
+            .get_node(leader)
+            .is_some()
+    })
+}

@@ -66,10 +66,17 @@ pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, String> {
 }
 
 /// What decides, beyond the voters and the cluster id, whether a node may take part: a
-/// node id registered with another data directory must not (node ids are never reused).
+/// node id registered with another data directory must not (node ids are never reused),
+/// nor may a voter removed from the quorum call in.
 pub trait PeerCheck: Send + Sync {
     /// Refuses node `node` of data directory `incarnation`, with the reason.
     fn check(&self, node: NodeId, incarnation: Uuid) -> Result<(), String>;
+
+    /// Refuses node `node` calling this one, with the reason. Only callers: a node that
+    /// starts probes every voter, and what a removed one answers must not end its start.
+    fn check_caller(&self, _node: NodeId) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Accepts every peer (before metadata exists, and in tests).
@@ -188,7 +195,9 @@ impl LocalNode {
                 hello.from, self.node_id, hello.to
             ));
         }
-        self.check_peer(hello)
+        self.check_peer(hello)?;
+        let check = self.check.read().clone();
+        check.check_caller(hello.from)
     }
 
     /// Checks the handshake answer of the node this node called as `to`.
@@ -314,6 +323,36 @@ mod tests {
         assert_eq!(
             one.check_caller(&wiped.hello(1)).unwrap_err(),
             "another incarnation"
+        );
+    }
+
+    /// A removed voter is refused when it calls, but what it answers is not refused: a
+    /// node that starts probes every voter, and a removed one must not end its start.
+    #[test]
+    fn a_refused_caller_is_refused_only_as_a_caller() {
+        struct Removed(NodeId);
+        impl PeerCheck for Removed {
+            fn check(&self, _: NodeId, _: Uuid) -> Result<(), String> {
+                Ok(())
+            }
+            fn check_caller(&self, node: NodeId) -> Result<(), String> {
+                (node != self.0)
+                    .then_some(())
+                    .ok_or_else(|| format!("node {node} was removed"))
+            }
+        }
+        let voters = "1@a:1,2@b:2,3@c:3";
+        let one = node(1, voters, Some("x"));
+        one.set_peer_check(Arc::new(Removed(3)));
+        let three = node(3, voters, Some("x"));
+        assert_eq!(
+            one.check_caller(&three.hello(1)).unwrap_err(),
+            "node 3 was removed"
+        );
+        assert_eq!(one.check_answer(3, &three.hello(1)), Ok(()));
+        assert_eq!(
+            one.check_caller(&node(2, voters, Some("x")).hello(1)),
+            Ok(())
         );
     }
 }

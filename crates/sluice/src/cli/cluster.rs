@@ -52,8 +52,12 @@ enum ClusterCommand {
         timeout_secs: u64,
     },
     /// Remove node N from the cluster for good (UnregisterBroker, as Kafka's
-    /// `kafka-cluster.sh unregister --id N`): a broker that joined as a learner, stopped
-    /// after `decommission` moved its replicas off it. Voters cannot leave.
+    /// `kafka-cluster.sh unregister --id N`, and for a voter also
+    /// `kafka-metadata-quorum.sh remove-controller`), once `decommission` moved its
+    /// replicas off it. A voter leaves the metadata quorum first (refused for the last
+    /// voter, and while the voters left could not commit without it); stop it afterwards
+    /// and do not start it again: it refuses to, as the others refuse it. A learner is best
+    /// stopped first. Ask a node other than N.
     Unregister {
         /// The node to remove.
         node: i32,
@@ -90,7 +94,7 @@ async fn unregister(common: &Common, node: i32) -> Result<(), String> {
         return out_json(&json!({ "unregistered": node }));
     }
     out(&format!(
-        "node {node} is unregistered: it is no broker of the cluster and no learner of the \
+        "node {node} is unregistered: it is no broker of the cluster and no member of the \
          metadata quorum any more"
     ))
 }

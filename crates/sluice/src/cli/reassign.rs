@@ -156,16 +156,15 @@ pub async fn decommission(
     say_what_now(node)
 }
 
-/// What a decommissioned node may do now: a broker that joined as a learner can leave the
-/// cluster; a voter cannot leave the quorum.
+/// What a decommissioned node may do now: leave the cluster, a learner once stopped, a
+/// voter while it still runs (its removal needs the other voters, not it).
 fn say_what_now(node: i32) -> Result<(), String> {
     out(&format!(
         "node {node} may stop serving clients. If it joined as a broker (a node outside \
          --voters, a learner of the metadata quorum), stop it and remove it from the cluster \
          with `sluice cluster unregister {node}`. If it is one of the metadata quorum's \
-         voters (--voters), it cannot leave the quorum: removing a voter is not supported \
-         (the voters are fixed when the cluster forms), so keep it running, or stop it only \
-         while a majority of the other voters runs."
+         voters (--voters), remove it with `sluice cluster unregister {node}` (asked of \
+         another node, while a majority of the other voters runs), then stop it for good."
     ))
 }
 
