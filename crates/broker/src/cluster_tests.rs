@@ -1607,3 +1607,125 @@ async fn unregister_broker_removes_a_broker_only_once_it_holds_no_replica() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// KIP-951: a Produce (v10+) or Fetch (v16+) refused by a node that does not lead the
+/// partition names its leader and leader epoch, and carries that leader's endpoint on the
+/// request's listener; older versions carry neither (they have no such fields).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_by_a_non_leader_names_the_leader_and_its_endpoint() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        BrokerId, FetchRequest, ProduceRequest, RequestKind, ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let cluster = TestCluster::start(3, |c| c.auto_leader_rebalance_enable = false).await;
+    cluster.create_topic_on("t", vec![2, 1, 3]).await;
+    let registration = cluster.registration("t");
+    assert_eq!(registration.leader, 2);
+    let epoch = registration.leader_epoch.0;
+    let image = cluster.node(1).metadata.image();
+    let topic_id = image.topic("t").unwrap().id;
+    let leader_endpoint = image.broker(2).unwrap().endpoints[0].clone();
+    let name = TopicName(StrBytes::from_static_str("t"));
+    let mut batch = RecordBatchBuilder::new();
+    batch.push(0, None, Some(b"v"), &[]);
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name.clone())
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch.build().into())),
+                ]),
+        ]);
+    for version in [9, 10, 12] {
+        let ResponseKind::Produce(answer) = cluster
+            .ask(1, version, RequestKind::Produce(produce.clone()))
+            .await
+        else {
+            panic!("not a Produce response");
+        };
+        let partition = &answer.responses[0].partition_responses[0];
+        assert_eq!(
+            partition.error_code,
+            ResponseError::NotLeaderOrFollower.code()
+        );
+        let (leader, endpoints) = (
+            (
+                partition.current_leader.leader_id.0,
+                partition.current_leader.leader_epoch,
+            ),
+            answer
+                .node_endpoints
+                .iter()
+                .map(|e| (e.node_id.0, e.host.to_string(), e.port))
+                .collect::<Vec<_>>(),
+        );
+        if version >= 10 {
+            assert_eq!(leader, (2, epoch), "v{version}");
+            assert_eq!(
+                endpoints,
+                vec![(2, leader_endpoint.host.clone(), leader_endpoint.port)],
+                "v{version}"
+            );
+        } else {
+            assert_eq!(leader, (-1, -1), "v{version}");
+            assert!(endpoints.is_empty(), "v{version}");
+        }
+    }
+    let fetch = |version: i16| {
+        let topic = FetchTopic::default().with_partitions(vec![
+            FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20),
+        ]);
+        let topic = if version >= 13 {
+            topic.with_topic_id(topic_id)
+        } else {
+            topic.with_topic(name.clone())
+        };
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![topic])
+    };
+    for version in [15, 16, 17] {
+        let ResponseKind::Fetch(answer) = cluster
+            .ask(1, version, RequestKind::Fetch(fetch(version)))
+            .await
+        else {
+            panic!("not a Fetch response");
+        };
+        let partition = &answer.responses[0].partitions[0];
+        assert_eq!(
+            partition.error_code,
+            ResponseError::NotLeaderOrFollower.code()
+        );
+        let leader = (
+            partition.current_leader.leader_id.0,
+            partition.current_leader.leader_epoch,
+        );
+        let endpoints: Vec<_> = answer
+            .node_endpoints
+            .iter()
+            .map(|e| (e.node_id.0, e.host.to_string(), e.port))
+            .collect();
+        if version >= 16 {
+            assert_eq!(leader, (2, epoch), "v{version}");
+            assert_eq!(
+                endpoints,
+                vec![(2, leader_endpoint.host.clone(), leader_endpoint.port)],
+                "v{version}"
+            );
+        } else {
+            assert_eq!(leader, (-1, -1), "v{version}");
+            assert!(endpoints.is_empty(), "v{version}");
+        }
+    }
+}

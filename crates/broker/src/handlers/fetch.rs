@@ -24,9 +24,10 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
+use crate::handlers::leader_discovery::{LeaderHints, fetch_names_leader};
 use crate::metrics::{TopicTraffic, batch_totals};
 use crate::partition::{Partition, PartitionRead, ReadBound};
-use crate::request::{Reply, RequestContext};
+use crate::request::{ListenerName, Reply, RequestContext};
 
 /// Clients may ask to wait longer; Kafka caps nothing here, but an hour-long
 /// wait would pin a task, so bound it generously.
@@ -53,7 +54,7 @@ pub async fn fetch(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest
                 .with_session_id(0),
         ));
     }
-    let first = read_all(broker, &req, version, reader);
+    let first = read_all(broker, &req, version, reader, &ctx.listener);
     // As in Kafka, a client cannot wait for more than a response may carry.
     let min_bytes = usize::try_from(req.min_bytes.max(0))
         .unwrap_or(0)
@@ -62,6 +63,7 @@ pub async fn fetch(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest
         return Reply::Now(ResponseKind::Fetch(first.returned()));
     }
     let broker = broker.clone();
+    let listener = ctx.listener.clone();
     let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0)).min(MAX_WAIT_CAP);
     // Woken only by the partitions this fetch reads (Kafka's purgatory is keyed by
     // partition), not by every append on the broker.
@@ -81,7 +83,7 @@ pub async fn fetch(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest
             for change in &mut changes {
                 change.as_mut().enable();
             }
-            let attempt = read_all(&broker, &req, version, reader);
+            let attempt = read_all(&broker, &req, version, reader, &listener);
             if attempt.bytes >= min_bytes.max(1) || attempt.has_error {
                 return ResponseKind::Fetch(attempt.returned());
             }
@@ -96,7 +98,7 @@ pub async fn fetch(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest
             tokio::select! {
                 _ = any_change => {}
                 _ = tokio::time::sleep_until(deadline) => {
-                    return ResponseKind::Fetch(read_all(&broker, &req, version, reader).returned());
+                    return ResponseKind::Fetch(read_all(&broker, &req, version, reader, &listener).returned());
                 }
             }
         }
@@ -243,8 +245,15 @@ fn divergence(partition: &Partition, p: &FetchPartition) -> Option<EpochEndOffse
     })
 }
 
-fn read_all(broker: &Broker, req: &FetchRequest, version: i16, reader: Reader) -> FetchAttempt {
+fn read_all(
+    broker: &Broker,
+    req: &FetchRequest,
+    version: i16,
+    reader: Reader,
+    listener: &ListenerName,
+) -> FetchAttempt {
     let image = broker.metadata.image();
+    let mut hints = LeaderHints::new(&image, listener);
     let mut remaining = response_limit(req.max_bytes, broker.config.fetch_max_bytes);
     let read_committed = reader
         == Reader::Consumer {
@@ -288,6 +297,12 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16, reader: Reader) -
             Err(code) => {
                 has_error = true;
                 let data = base.with_error_code(code.code()).with_high_watermark(-1);
+                // KIP-951: where the partition went.
+                let data = if fetch_names_leader(version, code) {
+                    data.with_current_leader(hints.leader_of(resolved, p.partition).for_fetch())
+                } else {
+                    data
+                };
                 push_partition(&mut topics, topic, data, version);
                 continue;
             }
@@ -379,7 +394,8 @@ fn read_all(broker: &Broker, req: &FetchRequest, version: i16, reader: Reader) -
     FetchAttempt {
         response: FetchResponse::default()
             .with_session_id(0)
-            .with_responses(topics),
+            .with_responses(topics)
+            .with_node_endpoints(hints.fetch_endpoints()),
         bytes: total,
         has_error,
         partitions: read,

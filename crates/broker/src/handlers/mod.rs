@@ -11,6 +11,7 @@ pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod groups;
+mod leader_discovery;
 pub mod list_offsets;
 pub mod log_dirs;
 pub mod metadata;

@@ -17,8 +17,9 @@ use sluice_protocol::model::{LeaderEpoch, ProducerIdAndEpoch, TopicPartition};
 use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, recompress};
 
 use crate::broker::Broker;
+use crate::handlers::leader_discovery::{LeaderHints, produce_names_leader};
 use crate::handlers::record_checks::RecordChecks;
-use crate::metadata::TopicImage;
+use crate::metadata::{MetadataImage, TopicImage};
 use crate::partition::Partition;
 use crate::replica_manager::{AppendOrigin, Appended, ReplicaError, RequiredAcks};
 use crate::request::{Reply, RequestContext};
@@ -60,6 +61,17 @@ struct TopicOutcome {
     partitions: Vec<PartitionOutcome>,
 }
 
+impl TopicOutcome {
+    /// The topic as `image` knows it (by id from v13, as the request named it).
+    fn resolve<'a>(&self, image: &'a MetadataImage, version: i16) -> Option<&'a TopicImage> {
+        if version >= 13 {
+            image.topic_by_id(&self.topic_id)
+        } else {
+            image.topic(&self.name)
+        }
+    }
+}
+
 /// Handles a Produce request.
 pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> Reply {
     let version = ctx.api_version();
@@ -71,7 +83,9 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
         )));
     };
     let timeout_ms = req.timeout_ms;
-    let verified = verify_remotely(broker, &req, version).await;
+    let listener = ctx.listener.clone();
+    let broker = broker.clone();
+    let verified = verify_remotely(&broker, &req, version).await;
     let image = broker.metadata.image();
     let mut outcomes = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
@@ -89,7 +103,7 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
         for data in topic.partition_data {
             let result = match resolved {
                 None => Err(Refusal::new(unknown, None)),
-                Some(t) => append(broker, t, data.index, data.records, acks, &verified),
+                Some(t) => append(&broker, t, data.index, data.records, acks, &verified),
             };
             partitions.push(PartitionOutcome {
                 index: data.index,
@@ -116,6 +130,7 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
             outcomes,
             Vec::new(),
             version,
+            LeaderHints::new(&broker.metadata.image(), &ctx.listener),
         ))),
         RequiredAcks::All => Reply::Later(tokio::spawn(async move {
             // The request's timeout bounds the wait for every partition together (Kafka's
@@ -137,7 +152,10 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
                     }
                 }
             }
-            ResponseKind::Produce(build_response(outcomes, sync_errors, version))
+            // The leaders as they are when the answer goes out (one may have moved).
+            let image = broker.metadata.image();
+            let hints = LeaderHints::new(&image, &listener);
+            ResponseKind::Produce(build_response(outcomes, sync_errors, version, hints))
         })),
     }
 }
@@ -334,15 +352,20 @@ fn batch_error(e: BatchError) -> Refusal {
     Refusal::new(code, Some(e.to_string()))
 }
 
+/// The response: each partition's offsets or error; with NOT_LEADER_OR_FOLLOWER from v10,
+/// its current leader, and the leaders' endpoints (KIP-951, see [`LeaderHints`]).
 fn build_response(
     outcomes: Vec<TopicOutcome>,
     sync_errors: Vec<((usize, usize), ResponseError)>,
     version: i16,
+    mut hints: LeaderHints<'_>,
 ) -> ProduceResponse {
     let responses = outcomes
         .into_iter()
         .enumerate()
         .map(|(t, topic)| {
+            let image = hints.image();
+            let resolved = topic.resolve(image, version);
             let partition_responses = topic
                 .partitions
                 .into_iter()
@@ -353,6 +376,18 @@ fn build_response(
                         .iter()
                         .find(|(at, _)| *at == (t, p))
                         .map(|(_, e)| *e);
+                    let code = match (&outcome.result, sync_error) {
+                        (Ok(_), Some(code)) => Some(code),
+                        (Err(refusal), _) => Some(refusal.code),
+                        (Ok(_), None) => None,
+                    };
+                    let base = match code {
+                        Some(code) if produce_names_leader(version, code) => base
+                            .with_current_leader(
+                                hints.leader_of(resolved, outcome.index).for_produce(),
+                            ),
+                        _ => base,
+                    };
                     match (outcome.result, sync_error) {
                         (Ok(_), Some(code)) => {
                             base.with_error_code(code.code()).with_base_offset(-1)
@@ -388,7 +423,9 @@ fn build_response(
                 .with_partition_responses(partition_responses)
         })
         .collect();
-    ProduceResponse::default().with_responses(responses)
+    ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(hints.produce_endpoints())
 }
 
 /// v13 names topics by id, earlier versions by name; only one may be set.
