@@ -463,6 +463,33 @@ async fn a_learner_joins_receives_the_log_and_leaves_without_touching_the_voters
             "asked on node {id}"
         );
     }
+    // Restarted at another cluster address: only its address changes, on every node, and
+    // it stays a learner.
+    let moved = MembershipChange::AddLearner {
+        node: 4,
+        addr: "node4-moved:9292".into(),
+    };
+    assert_eq!(
+        cluster
+            .node(4)
+            .quorum
+            .change_membership(moved.clone())
+            .await,
+        Ok(MembershipOutcome::Changed)
+    );
+    for id in 1..=4 {
+        cluster.node(id).quorum.catch_up().await.unwrap();
+        assert_eq!(cluster.node(id).quorum.learners(), vec![4], "node {id}");
+        assert_eq!(
+            cluster.node(id).quorum.member_address(4).as_deref(),
+            Some("node4-moved:9292"),
+            "node {id}"
+        );
+    }
+    assert_eq!(
+        cluster.node(1).quorum.change_membership(moved).await,
+        Ok(MembershipOutcome::Unchanged)
+    );
     // A voter is never made a learner, nor removed.
     assert_eq!(
         cluster.node(4).quorum.change_membership(add(2)).await,
