@@ -33,7 +33,7 @@
 #   TEST_KAFKA_VERSION     Kafka version the tests assume (default 3.7.0, the behaviour Sluice
 #                          claims; tests needing a newer broker skip themselves)
 #   LRK_NODES              brokers per test number (default 1; more form a cluster)
-#   LRK_JOBS               test numbers run in parallel (default 5; 3 with LRK_NODES > 1;
+#   LRK_JOBS               test numbers run in parallel (default 5; 4 with LRK_NODES > 1;
 #                          8 with --security, whose tests mostly wait)
 #   LRK_TEST_TIMEOUT       seconds per test number (default 240)
 #   LIBRDKAFKA_TESTS_DIR   build/cache directory
@@ -59,7 +59,7 @@ SLUICE_BIN="${SLUICE_BIN:-$REPO_ROOT/target/debug/sluice}"
 CACHE="${LIBRDKAFKA_TESTS_DIR:-$REPO_ROOT/target/librdkafka-tests}"
 TIMEOUT="${LRK_TEST_TIMEOUT:-240}"
 NODES="${LRK_NODES:-1}"
-if [ "$NODES" -gt 1 ]; then JOBS="${LRK_JOBS:-3}"; else JOBS="${LRK_JOBS:-5}"; fi
+if [ "$NODES" -gt 1 ]; then JOBS="${LRK_JOBS:-4}"; else JOBS="${LRK_JOBS:-5}"; fi
 # The security tests mostly wait (re-authentication intervals, ACL propagation sleeps).
 [ "$SECURITY" -eq 1 ] && JOBS="${LRK_JOBS:-8}"
 export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.7.0}"
