@@ -75,6 +75,12 @@ pub struct FailoverArgs {
     /// What each trial does.
     #[arg(long, value_enum, default_value_t = Scenario::KillLeader)]
     pub scenario: Scenario,
+
+    /// rolling-restart only: write with this kafkajs producer script instead of librdkafka
+    /// (tests/node/cluster-producer.js: kafkajs' default retries, idempotent, acks=all,
+    /// the partitions in turn; needs Node.js and the test dependencies installed).
+    #[arg(long, value_name = "SCRIPT")]
+    pub kafkajs_producer: Option<std::path::PathBuf>,
 }
 
 /// The fault of a `failover` trial.

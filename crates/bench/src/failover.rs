@@ -95,6 +95,8 @@ pub struct FailoverReport {
     pub nodes: u32,
     pub trials: u32,
     pub scenario: Scenario,
+    /// The client that wrote: librdkafka, or kafkajs (`--kafkajs-producer`).
+    pub client: &'static str,
     pub measures: Vec<Measure>,
     /// Writes that failed (a client error the application would see).
     pub client_errors: u64,
@@ -140,6 +142,9 @@ pub fn run(
     client: &ClientSettings,
     nodes: u32,
 ) -> anyhow::Result<FailoverReport> {
+    if args.kafkajs_producer.is_some() && args.scenario != Scenario::RollingRestart {
+        bail!("--kafkajs-producer applies to --scenario rolling-restart only");
+    }
     let topic = args.common.topic.as_str();
     let producer = acks_all_producer(client)?;
     send(&producer, topic, 0, "warm-up")?;
@@ -164,6 +169,11 @@ pub fn run(
         nodes,
         trials: args.trials,
         scenario: args.scenario,
+        client: if args.kafkajs_producer.is_some() {
+            "kafkajs"
+        } else {
+            "librdkafka"
+        },
         measures,
         client_errors,
         first_error,
@@ -398,43 +408,13 @@ fn rolling_restarts(
 ) -> anyhow::Result<RollingOutcome> {
     let topic = args.common.topic.as_str();
     let partitions = partitions_for(Scenario::RollingRestart, nodes);
-    let acks: Arc<Vec<Mutex<Vec<Instant>>>> =
-        Arc::new((0..partitions).map(|_| Mutex::new(Vec::new())).collect());
-    let errors = Arc::new(AtomicU64::new(0));
-    let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..partitions)
-        .map(|partition| {
-            let (producer, acks, errors, first_error, stop) = (
-                producer.clone(),
-                Arc::clone(&acks),
-                Arc::clone(&errors),
-                Arc::clone(&first_error),
-                Arc::clone(&stop),
-            );
-            let topic = topic.to_string();
-            thread::spawn(move || {
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    match send(&producer, &topic, partition, &format!("p{partition}-{n}")) {
-                        Ok(()) => {
-                            if let Some(list) =
-                                usize::try_from(partition).ok().and_then(|i| acks.get(i))
-                            {
-                                lock(list).push(Instant::now());
-                            }
-                        }
-                        Err(e) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            lock(&first_error).get_or_insert_with(|| e.to_string());
-                        }
-                    }
-                    thread::sleep(ROLLING_SEND_INTERVAL);
-                }
-            })
-        })
-        .collect();
+    let log = Arc::new(AckLog::new(partitions));
+    let writers = match &args.kafkajs_producer {
+        Some(script) => Writers::kafkajs(script, client, topic, partitions, &log)?,
+        None => Writers::librdkafka(producer, topic, partitions, &log),
+    };
+    let acks = &log.acks;
+    let errors = &log.errors;
     let result = (|| -> anyhow::Result<Vec<f64>> {
         let mut gaps_ms = Vec::new();
         for trial in 1..=args.trials {
@@ -466,12 +446,10 @@ fn rolling_restarts(
         }
         Ok(gaps_ms)
     })();
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        let _ = writer.join();
-    }
+    let stopped = writers.stop();
     let gaps_ms = result?;
-    let first_error = lock(&first_error).clone();
+    stopped?;
+    let first_error = lock(&log.first_error).clone();
     Ok(RollingOutcome {
         gaps: Measure::new(
             "produce_gap",
@@ -481,6 +459,144 @@ fn rolling_restarts(
         errors: errors.load(Ordering::Relaxed),
         first_error,
     })
+}
+
+/// What the writers of a rolling restart saw: each partition's acknowledgement times, and
+/// the errors.
+struct AckLog {
+    acks: Vec<Mutex<Vec<Instant>>>,
+    errors: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl AckLog {
+    fn new(partitions: i32) -> Self {
+        AckLog {
+            acks: (0..partitions).map(|_| Mutex::new(Vec::new())).collect(),
+            errors: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+        }
+    }
+
+    /// A write to `partition` was acknowledged now.
+    fn acked(&self, partition: i64) {
+        if let Some(list) = usize::try_from(partition)
+            .ok()
+            .and_then(|i| self.acks.get(i))
+        {
+            lock(list).push(Instant::now());
+        }
+    }
+
+    fn failed(&self, error: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        lock(&self.first_error).get_or_insert(error);
+    }
+}
+
+/// The producers of a rolling restart, writing until stopped.
+enum Writers {
+    /// One librdkafka thread per partition.
+    Librdkafka {
+        stop: Arc<AtomicBool>,
+        threads: Vec<thread::JoinHandle<()>>,
+    },
+    /// A kafkajs producer (Node.js, writing the partitions in turn) and the thread reading
+    /// its reports: one JSON line per acknowledged write (`partition`) or error (`error`);
+    /// it stops when its stdin closes.
+    Kafkajs {
+        child: std::process::Child,
+        reader: thread::JoinHandle<()>,
+    },
+}
+
+impl Writers {
+    fn librdkafka(
+        producer: &FutureProducer<PlainContext>,
+        topic: &str,
+        partitions: i32,
+        log: &Arc<AckLog>,
+    ) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..partitions)
+            .map(|partition| {
+                let (producer, log, stop) = (producer.clone(), Arc::clone(log), Arc::clone(&stop));
+                let topic = topic.to_string();
+                thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        match send(&producer, &topic, partition, &format!("p{partition}-{n}")) {
+                            Ok(()) => log.acked(i64::from(partition)),
+                            Err(e) => log.failed(e.to_string()),
+                        }
+                        thread::sleep(ROLLING_SEND_INTERVAL);
+                    }
+                })
+            })
+            .collect();
+        Writers::Librdkafka { stop, threads }
+    }
+
+    fn kafkajs(
+        script: &std::path::Path,
+        client: &ClientSettings,
+        topic: &str,
+        partitions: i32,
+        log: &Arc<AckLog>,
+    ) -> anyhow::Result<Writers> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("node")
+            .arg(script)
+            .env("BROKERS", &client.brokers)
+            .env("TOPIC", topic)
+            .env("PARTITIONS", partitions.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run node {}", script.display()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("no stdout of the kafkajs producer")?;
+        let log = Arc::clone(log);
+        let reader = thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let Ok(report) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if let Some(error) = report.get("error") {
+                    log.failed(error.to_string());
+                } else if let Some(partition) = report.get("partition").and_then(|p| p.as_i64()) {
+                    log.acked(partition);
+                }
+            }
+        });
+        Ok(Writers::Kafkajs { child, reader })
+    }
+
+    /// Stops writing and waits for the last reports.
+    fn stop(self) -> anyhow::Result<()> {
+        match self {
+            Writers::Librdkafka { stop, threads } => {
+                stop.store(true, Ordering::Relaxed);
+                for thread in threads {
+                    let _ = thread.join();
+                }
+                Ok(())
+            }
+            Writers::Kafkajs { mut child, reader } => {
+                drop(child.stdin.take());
+                let status = child.wait().context("waiting for the kafkajs producer")?;
+                let _ = reader.join();
+                if !status.success() {
+                    bail!("the kafkajs producer exited with {status}");
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

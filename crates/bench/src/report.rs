@@ -196,9 +196,10 @@ impl Report {
                 t.row(
                     "settings",
                     format!(
-                        "{} nodes, replication factor {}, acks=all, {} trial{} of {}",
+                        "{} nodes, replication factor {}, acks=all ({}), {} trial{} of {}",
                         r.nodes,
                         r.nodes,
+                        r.client,
                         r.trials,
                         plural(u64::from(r.trials)),
                         r.scenario.to_possible_value_name()
