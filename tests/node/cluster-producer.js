@@ -1,7 +1,8 @@
 'use strict'
 
-// A kafkajs producer that keeps writing while a test restarts the cluster's nodes one by
-// one (tests/e2e/tests/rolling_restart.rs runs it).
+// A kafkajs producer that keeps writing while the cluster's nodes restart one by one: the
+// e2e test of rolling restarts (tests/e2e/tests/replication.rs) and `sluice bench failover
+// --scenario rolling-restart --kafkajs-producer` run it.
 //
 // Environment: BROKERS (comma-separated bootstrap list), TOPIC, PARTITIONS.
 // Sends record `record-<id>` to partition `id % PARTITIONS`, one at a time (idempotent,
