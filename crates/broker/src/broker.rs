@@ -309,7 +309,18 @@ pub(crate) async fn open_broker_with_metadata(
 /// registration). In a cluster every start registers again, fenced, with a new broker
 /// epoch, and the controller lets the broker in once it has caught up; a single node
 /// registers unfenced, and only when the metadata does not say so already.
-async fn register(broker: &Arc<Broker>, incarnation_id: uuid::Uuid) -> Result<(), CommitError> {
+///
+/// A cluster registration also carries what fencing the broker changes: it leaves every
+/// ISR it is not the last member of, and its leaderships go to other in-sync replicas or,
+/// with none, to no one, each with a new leader epoch (Kafka's controller does the same
+/// when a broker registers after an unclean shutdown). The previous incarnation may have
+/// died with writes that no sync covered: were it to lead on in the same epoch, it would
+/// write other batches at offsets its followers already hold, and neither side could tell.
+/// A new epoch makes the followers truncate to where the leader's log really ends.
+pub(crate) async fn register(
+    broker: &Arc<Broker>,
+    incarnation_id: uuid::Uuid,
+) -> Result<(), CommitError> {
     let clustered = broker.metadata.has_controller();
     let record = MetadataRecord::BrokerRegistered {
         id: broker.node_id(),
@@ -323,9 +334,17 @@ async fn register(broker: &Arc<Broker>, incarnation_id: uuid::Uuid) -> Result<()
         .propose(|image| {
             let mut registered = image.clone();
             registered.apply(&record);
-            let unchanged = !clustered
-                && image.broker(broker.node_id()).map(registered_as)
-                    == registered.broker(broker.node_id()).map(registered_as);
+            if clustered {
+                let mut records = vec![record.clone()];
+                records.extend(crate::controller::partition_changes(
+                    broker,
+                    &registered,
+                    crate::controller::elections::Election::KeepOrElect,
+                ));
+                return Ok::<_, CommitError>((records, ()));
+            }
+            let unchanged = image.broker(broker.node_id()).map(registered_as)
+                == registered.broker(broker.node_id()).map(registered_as);
             Ok::<_, CommitError>((if unchanged { Vec::new() } else { vec![record] }, ()))
         })
         .await

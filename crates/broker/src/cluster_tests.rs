@@ -1729,3 +1729,37 @@ async fn a_refusal_by_a_non_leader_names_the_leader_and_its_endpoint() {
         }
     }
 }
+
+/// A broker that registers again (a restart) is fenced in the same batch: it leaves the
+/// ISRs and its leaderships move, each with a new leader epoch. Leading on in the old
+/// epoch after a crash that lost unsynced writes would let it write other batches at
+/// offsets its followers already hold, with nothing to tell them apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_registers_again_hands_its_leaderships_over_with_a_new_epoch() {
+    let cluster = TestCluster::start(3, |c| c.auto_leader_rebalance_enable = false).await;
+    cluster.create_topic_on("t", vec![2, 1, 3]).await;
+    eventually("all three in sync", || {
+        cluster.registration("t").isr.len() == 3
+    })
+    .await;
+    let before = cluster.registration("t");
+    assert_eq!(before.leader, 2);
+    let incarnation = cluster
+        .node(1)
+        .metadata
+        .image()
+        .broker(2)
+        .unwrap()
+        .incarnation_id;
+    crate::broker::register(cluster.node(2), incarnation)
+        .await
+        .unwrap();
+    let after = cluster.registration("t");
+    assert_eq!(
+        after.leader, 1,
+        "the next in-sync replica in assignment order"
+    );
+    assert_eq!(after.leader_epoch.0, before.leader_epoch.0 + 1);
+    assert_eq!(after.isr, vec![1, 3]);
+    assert!(cluster.fenced(2));
+}

@@ -525,7 +525,7 @@ pub enum ElectionOutcome {
 }
 
 /// The `PartitionChanged` records every partition of `image` needs under `election`.
-fn partition_changes(
+pub(crate) fn partition_changes(
     broker: &Broker,
     image: &MetadataImage,
     election: Election,
