@@ -329,26 +329,50 @@ pub(crate) async fn register(
         rack: broker.config.rack.clone(),
         fenced: clustered,
     };
-    broker
-        .metadata
-        .propose(|image| {
-            let mut registered = image.clone();
-            registered.apply(&record);
-            if clustered {
-                let mut records = vec![record.clone()];
-                records.extend(crate::controller::partition_changes(
-                    broker,
-                    &registered,
-                    crate::controller::elections::Election::KeepOrElect,
-                ));
-                return Ok::<_, CommitError>((records, ()));
+    let mut attempt = 1;
+    loop {
+        let proposed = broker
+            .metadata
+            .propose(|image| {
+                let mut registered = image.clone();
+                registered.apply(&record);
+                if clustered {
+                    let mut records = vec![record.clone()];
+                    records.extend(crate::controller::partition_changes(
+                        broker,
+                        &registered,
+                        crate::controller::elections::Election::KeepOrElect,
+                    ));
+                    return Ok::<_, CommitError>((records, ()));
+                }
+                let unchanged = image.broker(broker.node_id()).map(registered_as)
+                    == registered.broker(broker.node_id()).map(registered_as);
+                Ok::<_, CommitError>((
+                    if unchanged {
+                        Vec::new()
+                    } else {
+                        vec![record.clone()]
+                    },
+                    (),
+                ))
+            })
+            .await;
+        match proposed {
+            // A partition changed between the decision and the commit (a leader's ISR
+            // change, the controller's election): nothing of the batch applied, so it is
+            // decided again on the newer image.
+            Err(CommitError::Conflict(conflict)) if attempt < REGISTRATION_ATTEMPTS => {
+                tracing::debug!(%conflict, attempt, "registration raced a partition change; again");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            let unchanged = image.broker(broker.node_id()).map(registered_as)
-                == registered.broker(broker.node_id()).map(registered_as);
-            Ok::<_, CommitError>((if unchanged { Vec::new() } else { vec![record] }, ()))
-        })
-        .await
+            other => return other,
+        }
+    }
 }
+
+/// How often a registration is decided again when a partition change committed first.
+const REGISTRATION_ATTEMPTS: u32 = 20;
 
 /// What a single node's registration says about it, its broker epoch aside.
 fn registered_as(
