@@ -39,8 +39,7 @@ async function main() {
     clientId: 'rolling-restart-producer',
     brokers,
     logLevel: logLevel.NOTHING,
-    // kafkajs' defaults, spelled out: retries with exponential backoff up to 30 s.
-    retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 10 },
+    // No retry settings: kafkajs' defaults (5 retries, 300 ms doubling to at most 30 s).
   })
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
   await producer.connect()
