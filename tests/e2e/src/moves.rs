@@ -7,10 +7,49 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::producer::Producer;
 use serde_json::json;
 
-use crate::{RunOutput, TestProducer, producer, run_sluice, send_numbered};
+use crate::{
+    Cluster, RunOutput, TestProducer, admin, admin_opts, block_on, producer, run_sluice,
+    send_numbered,
+};
+
+/// How long partitions and the broker list may take to settle after a node comes back, a
+/// move completes or a node leaves.
+pub const SETTLE: Duration = Duration::from_secs(40);
+/// How long reading a whole topic back may take.
+pub const READ: Duration = Duration::from_secs(30);
+/// How long one `sluice` CLI call may take.
+pub const CLI: Duration = Duration::from_secs(60);
+
+/// Creates `topic` with the given replica assignment (one list of node ids per partition)
+/// and `min.insync.replicas`, and waits until every partition is led by its first replica
+/// with every replica in sync.
+pub fn create_placed_topic(
+    cluster: &mut Cluster,
+    topic: &str,
+    assignment: &[&[i32]],
+    min_insync_replicas: &str,
+) {
+    let admin = admin(&cluster.bootstrap());
+    let t = NewTopic::new(
+        topic,
+        assignment.len() as i32,
+        TopicReplication::Variable(assignment),
+    )
+    .set("min.insync.replicas", min_insync_replicas);
+    let res = block_on(admin.create_topics([&t], &admin_opts())).expect("create_topics");
+    assert_eq!(res, vec![Ok(topic.to_string())]);
+    cluster.wait_partitions(
+        topic,
+        assignment.len() as i32,
+        SETTLE,
+        "led by their first replica, all in sync",
+        |p| p.leader == p.replicas[0] && p.isr.len() == p.replicas.len(),
+    );
+}
 
 /// An idempotent acks=all producer that rides out leader moves and killed nodes.
 pub fn acks_all_producer(bootstrap: &str) -> TestProducer {

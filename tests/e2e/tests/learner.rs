@@ -20,16 +20,13 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::producer::Producer;
 use sluice_e2e::moves::{
-    StopOnDrop, acks_all_producer, plan_file, send_until, sluice_at, succeeded, wait_more_acked,
+    CLI, READ, SETTLE, StopOnDrop, acks_all_producer, create_placed_topic, plan_file, send_until,
+    sluice_at, succeeded, wait_more_acked,
 };
 use sluice_e2e::{
     Cluster, RunOutput, admin, admin_opts, block_on, check_exactly_once, consume_all, run_sluice,
 };
 
-/// How long partitions may take to settle after a node comes back or a move completes.
-const SETTLE: Duration = Duration::from_secs(40);
-const READ: Duration = Duration::from_secs(30);
-const CLI: Duration = Duration::from_secs(60);
 const PARTITIONS: usize = 3;
 
 /// Runs `reassign --verify` until it says the plan is done.
@@ -76,18 +73,7 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
     let mut cluster = Cluster::start(3);
     let topic = "grown";
     let assignment: [&[i32]; PARTITIONS] = [&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]];
-    let admin = admin(&cluster.bootstrap());
-    let new_topic = NewTopic::new(
-        topic,
-        PARTITIONS as i32,
-        TopicReplication::Variable(&assignment),
-    )
-    .set("min.insync.replicas", "2");
-    let created = block_on(admin.create_topics([&new_topic], &admin_opts())).unwrap();
-    assert_eq!(created, vec![Ok(topic.to_string())]);
-    cluster.wait_partitions(topic, PARTITIONS as i32, SETTLE, "all in sync", |p| {
-        p.leader == p.replicas[0] && p.isr.len() == 3
-    });
+    create_placed_topic(&mut cluster, topic, &assignment, "2");
     let voters_bootstrap = cluster.bootstrap();
     let producer = acks_all_producer(&voters_bootstrap);
     let stop = AtomicBool::new(false);
@@ -281,6 +267,7 @@ fn a_broker_joins_as_a_learner_takes_over_a_replica_under_load_and_leaves_with_u
     // The voters go on: a new topic of three replicas is created on them.
     cluster.wait_formed();
     let after = NewTopic::new("after", 1, TopicReplication::Fixed(3));
+    let admin = admin(&cluster.bootstrap());
     let created = block_on(admin.create_topics([&after], &admin_opts())).unwrap();
     assert_eq!(created, vec![Ok("after".to_string())]);
     let view = cluster.wait_partitions("after", 1, SETTLE, "all in sync", |p| p.isr.len() == 3);

@@ -25,56 +25,19 @@ use kafka_protocol::messages::{
     BrokerId, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::json;
 use sluice_e2e::moves::{
-    StopOnDrop, acks_all_producer, plan_file, send_until, sluice_at, succeeded, wait_more_acked,
+    CLI, READ, SETTLE, StopOnDrop, acks_all_producer, create_placed_topic, plan_file, send_until,
+    sluice_at, succeeded, wait_more_acked,
 };
 use sluice_e2e::raw::RawConn;
-use sluice_e2e::{Cluster, admin, admin_opts, block_on, check_exactly_once, consume_all};
-
-/// How long partitions may take to settle after a node comes back or a move completes.
-const SETTLE: Duration = Duration::from_secs(40);
-const READ: Duration = Duration::from_secs(30);
-const CLI: Duration = Duration::from_secs(60);
+use sluice_e2e::{Cluster, check_exactly_once, consume_all};
 
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
-
-/// Creates `topic` with `min.insync.replicas=2` and the given replica assignment (one list
-/// of node ids per partition), and waits until every partition is led by its first
-/// replica with every replica in sync.
-fn create_topic(cluster: &mut Cluster, topic: &str, assignment: &[&[i32]]) {
-    create_topic_with_min_isr(cluster, topic, assignment, "2");
-}
-
-/// [`create_topic`] with this `min.insync.replicas`.
-fn create_topic_with_min_isr(
-    cluster: &mut Cluster,
-    topic: &str,
-    assignment: &[&[i32]],
-    min_insync_replicas: &str,
-) {
-    let admin = admin(&cluster.bootstrap());
-    let t = NewTopic::new(
-        topic,
-        assignment.len() as i32,
-        TopicReplication::Variable(assignment),
-    )
-    .set("min.insync.replicas", min_insync_replicas);
-    let res = block_on(admin.create_topics([&t], &admin_opts())).expect("create_topics");
-    assert_eq!(res, vec![Ok(topic.to_string())]);
-    cluster.wait_partitions(
-        topic,
-        assignment.len() as i32,
-        SETTLE,
-        "led by their first replica, all in sync",
-        |p| p.leader == p.replicas[0] && p.isr.len() == p.replicas.len(),
-    );
-}
 
 /// Waits until node `id` has no directory of any partition of `topic`: its replicas were
 /// deleted.
@@ -108,8 +71,8 @@ fn a_reassignment_under_an_idempotent_acks_all_producer_loses_nothing_and_is_lis
     // [1] to [3]. Both are led by node 1, which leaves both. ("replaced" keeps
     // min.insync.replicas=1: while it moves it has two replicas, and as in Kafka the
     // replicas being added count when min.insync.replicas is capped by the replica count.)
-    create_topic(&mut cluster, "moving", &[&[1, 2]]);
-    create_topic_with_min_isr(&mut cluster, "replaced", &[&[1]], "1");
+    create_placed_topic(&mut cluster, "moving", &[&[1, 2]], "2");
+    create_placed_topic(&mut cluster, "replaced", &[&[1]], "1");
     assert_ne!(
         cluster.quorum_leader(1),
         Ok(3),
@@ -242,7 +205,7 @@ fn a_reassignment_under_an_idempotent_acks_all_producer_loses_nothing_and_is_lis
 fn a_cancelled_reassignment_goes_back_to_the_replicas_from_before_also_after_a_restart() {
     let mut cluster = Cluster::start(3);
     let topic = "cancelled";
-    create_topic(&mut cluster, topic, &[&[1, 2]]);
+    create_placed_topic(&mut cluster, topic, &[&[1, 2]], "2");
     let producer = acks_all_producer(&cluster.bootstrap());
     for id in 0..100 {
         let payload = format!("record-{id}");
@@ -316,7 +279,7 @@ fn decommissioning_a_node_under_a_running_producer_moves_every_replica_off_it_wi
     const PARTITIONS: usize = 3;
     let mut cluster = Cluster::start(3);
     let topic = "drained";
-    create_topic(&mut cluster, topic, &[&[1, 2], &[2, 3], &[3, 1]]);
+    create_placed_topic(&mut cluster, topic, &[&[1, 2], &[2, 3], &[3, 1]], "2");
     let bootstrap = cluster.bootstrap();
     let producer = acks_all_producer(&bootstrap);
     let stop = AtomicBool::new(false);
@@ -460,7 +423,7 @@ fn outcomes(response: &AlterPartitionReassignmentsResponse) -> Vec<(i32, i16, Op
 #[test]
 fn reassignment_requests_kafka_refuses_get_its_error_codes_on_any_node() {
     let mut cluster = Cluster::start(3);
-    create_topic(&mut cluster, "t", &[&[1, 2], &[2, 3]]);
+    create_placed_topic(&mut cluster, "t", &[&[1, 2], &[2, 3]], "2");
     // Both APIs are advertised.
     let versions =
         RawConn::connect(cluster.node(2).addr()).roundtrip(3, 1, &ApiVersionsRequest::default());
@@ -566,7 +529,7 @@ fn reassignment_requests_kafka_refuses_get_its_error_codes_on_any_node() {
     let victim = (1..=3)
         .find(|id| *id != controller && *id != other)
         .unwrap();
-    create_topic(&mut cluster, "f", &[&[controller]]);
+    create_placed_topic(&mut cluster, "f", &[&[controller]], "2");
     cluster.node_mut(victim).kill9();
     let deadline = Instant::now() + SETTLE;
     while cluster

@@ -20,16 +20,13 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::producer::Producer;
 use sluice_e2e::moves::{
-    StopOnDrop, acks_all_producer, send_until, sluice_at, succeeded, wait_more_acked,
+    CLI, READ, SETTLE, StopOnDrop, acks_all_producer, create_placed_topic, send_until, sluice_at,
+    succeeded, wait_more_acked,
 };
 use sluice_e2e::{
     Cluster, admin, admin_opts, block_on, check_exactly_once, consume_all, run_sluice,
 };
 
-/// How long partitions and the broker list may take to settle after a move or a removal.
-const SETTLE: Duration = Duration::from_secs(40);
-const READ: Duration = Duration::from_secs(30);
-const CLI: Duration = Duration::from_secs(60);
 const PARTITIONS: usize = 3;
 
 /// Pauses the quorum leader until another node leads, until node 3 does (each election
@@ -91,18 +88,7 @@ fn remove_voter_3_under_load(mut cluster: Cluster, leading: bool) {
     let topic = "shrunk";
     // Two replicas each, so that node 3's can move to the node that holds none.
     let assignment: [&[i32]; PARTITIONS] = [&[1, 2], &[2, 3], &[3, 1]];
-    let admin = admin(&cluster.bootstrap());
-    let new_topic = NewTopic::new(
-        topic,
-        PARTITIONS as i32,
-        TopicReplication::Variable(&assignment),
-    )
-    .set("min.insync.replicas", "2");
-    let created = block_on(admin.create_topics([&new_topic], &admin_opts())).unwrap();
-    assert_eq!(created, vec![Ok(topic.to_string())]);
-    cluster.wait_partitions(topic, PARTITIONS as i32, SETTLE, "all in sync", |p| {
-        p.leader == p.replicas[0] && p.isr.len() == 2
-    });
+    create_placed_topic(&mut cluster, topic, &assignment, "2");
     let producer = acks_all_producer(&cluster.bootstrap());
     let left = format!(
         "{},{}",
@@ -205,7 +191,7 @@ fn remove_voter_3_under_load(mut cluster: Cluster, leading: bool) {
     cluster.wait_formed();
     cluster.wait_metadata_brokers(&[1, 2], &[1, 2], SETTLE);
     let after = NewTopic::new("after", 1, TopicReplication::Fixed(2));
-    let admin = sluice_e2e::admin(&cluster.bootstrap());
+    let admin = admin(&cluster.bootstrap());
     let created = block_on(admin.create_topics([&after], &admin_opts())).unwrap();
     assert_eq!(created, vec![Ok("after".to_string())]);
     let view = cluster.wait_partitions("after", 1, SETTLE, "all in sync", |p| p.isr.len() == 2);
