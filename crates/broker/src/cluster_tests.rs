@@ -1628,6 +1628,22 @@ async fn a_refusal_by_a_non_leader_names_the_leader_and_its_endpoint() {
     let image = cluster.node(1).metadata.image();
     let topic_id = image.topic("t").unwrap().id;
     let leader_endpoint = image.broker(2).unwrap().endpoints[0].clone();
+    // A refusal at a version with the fields names leader 2 at its epoch and its endpoint;
+    // before, it names neither.
+    let names_the_leader =
+        |hinted: bool, version: i16, leader: (i32, i32), endpoints: Vec<(i32, String, i32)>| {
+            if hinted {
+                assert_eq!(leader, (2, epoch), "v{version}");
+                assert_eq!(
+                    endpoints,
+                    vec![(2, leader_endpoint.host.clone(), leader_endpoint.port)],
+                    "v{version}"
+                );
+            } else {
+                assert_eq!(leader, (-1, -1), "v{version}");
+                assert!(endpoints.is_empty(), "v{version}");
+            }
+        };
     let name = TopicName(StrBytes::from_static_str("t"));
     let mut batch = RecordBatchBuilder::new();
     batch.push(0, None, Some(b"v"), &[]);
@@ -1655,7 +1671,9 @@ async fn a_refusal_by_a_non_leader_names_the_leader_and_its_endpoint() {
             partition.error_code,
             ResponseError::NotLeaderOrFollower.code()
         );
-        let (leader, endpoints) = (
+        names_the_leader(
+            version >= 10,
+            version,
             (
                 partition.current_leader.leader_id.0,
                 partition.current_leader.leader_epoch,
@@ -1664,19 +1682,8 @@ async fn a_refusal_by_a_non_leader_names_the_leader_and_its_endpoint() {
                 .node_endpoints
                 .iter()
                 .map(|e| (e.node_id.0, e.host.to_string(), e.port))
-                .collect::<Vec<_>>(),
+                .collect(),
         );
-        if version >= 10 {
-            assert_eq!(leader, (2, epoch), "v{version}");
-            assert_eq!(
-                endpoints,
-                vec![(2, leader_endpoint.host.clone(), leader_endpoint.port)],
-                "v{version}"
-            );
-        } else {
-            assert_eq!(leader, (-1, -1), "v{version}");
-            assert!(endpoints.is_empty(), "v{version}");
-        }
     }
     let fetch = |version: i16| {
         let topic = FetchTopic::default().with_partitions(vec![
@@ -1707,26 +1714,19 @@ async fn a_refusal_by_a_non_leader_names_the_leader_and_its_endpoint() {
             partition.error_code,
             ResponseError::NotLeaderOrFollower.code()
         );
-        let leader = (
-            partition.current_leader.leader_id.0,
-            partition.current_leader.leader_epoch,
+        names_the_leader(
+            version >= 16,
+            version,
+            (
+                partition.current_leader.leader_id.0,
+                partition.current_leader.leader_epoch,
+            ),
+            answer
+                .node_endpoints
+                .iter()
+                .map(|e| (e.node_id.0, e.host.to_string(), e.port))
+                .collect(),
         );
-        let endpoints: Vec<_> = answer
-            .node_endpoints
-            .iter()
-            .map(|e| (e.node_id.0, e.host.to_string(), e.port))
-            .collect();
-        if version >= 16 {
-            assert_eq!(leader, (2, epoch), "v{version}");
-            assert_eq!(
-                endpoints,
-                vec![(2, leader_endpoint.host.clone(), leader_endpoint.port)],
-                "v{version}"
-            );
-        } else {
-            assert_eq!(leader, (-1, -1), "v{version}");
-            assert!(endpoints.is_empty(), "v{version}");
-        }
     }
 }
 

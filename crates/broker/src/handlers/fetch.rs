@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
 use crate::handlers::leader_discovery::{LeaderHints, fetch_names_leader};
+use crate::handlers::request_topic;
 use crate::metrics::{TopicTraffic, batch_totals};
 use crate::partition::{Partition, PartitionRead, ReadBound};
 use crate::request::{ListenerName, Reply, RequestContext};
@@ -270,11 +271,7 @@ fn read_all(
         ResponseError::UnknownTopicOrPartition
     };
     for (topic, p) in distinct_partitions(req) {
-        let resolved = if version >= 13 {
-            image.topic_by_id(&topic.topic_id)
-        } else {
-            image.topic(&topic.topic)
-        };
+        let resolved = request_topic(&image, version, &topic.topic, &topic.topic_id);
         let base = PartitionData::default()
             .with_partition_index(p.partition)
             .with_records(Some(Bytes::new()))

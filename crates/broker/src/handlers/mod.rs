@@ -28,3 +28,19 @@ pub mod unregister_broker;
 
 #[cfg(test)]
 mod tests;
+
+use crate::metadata::{MetadataImage, TopicImage};
+
+/// The topic a Produce or Fetch request names: by id from v13 (KIP-516), by name before.
+pub(crate) fn request_topic<'a>(
+    image: &'a MetadataImage,
+    version: i16,
+    name: &str,
+    id: &uuid::Uuid,
+) -> Option<&'a TopicImage> {
+    if version >= 13 {
+        image.topic_by_id(id)
+    } else {
+        image.topic(name)
+    }
+}

@@ -19,7 +19,8 @@ use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, recompress};
 use crate::broker::Broker;
 use crate::handlers::leader_discovery::{LeaderHints, produce_names_leader};
 use crate::handlers::record_checks::RecordChecks;
-use crate::metadata::{MetadataImage, TopicImage};
+use crate::handlers::request_topic;
+use crate::metadata::TopicImage;
 use crate::partition::Partition;
 use crate::replica_manager::{AppendOrigin, Appended, ReplicaError, RequiredAcks};
 use crate::request::{Reply, RequestContext};
@@ -61,17 +62,6 @@ struct TopicOutcome {
     partitions: Vec<PartitionOutcome>,
 }
 
-impl TopicOutcome {
-    /// The topic as `image` knows it (by id from v13, as the request named it).
-    fn resolve<'a>(&self, image: &'a MetadataImage, version: i16) -> Option<&'a TopicImage> {
-        if version >= 13 {
-            image.topic_by_id(&self.topic_id)
-        } else {
-            image.topic(&self.name)
-        }
-    }
-}
-
 /// Handles a Produce request.
 pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> Reply {
     let version = ctx.api_version();
@@ -89,11 +79,7 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
     let image = broker.metadata.image();
     let mut outcomes = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
-        let resolved = if version >= 13 {
-            image.topic_by_id(&topic.topic_id)
-        } else {
-            image.topic(&topic.name)
-        };
+        let resolved = request_topic(&image, version, &topic.name, &topic.topic_id);
         let unknown = if version >= 13 {
             ResponseError::UnknownTopicId
         } else {
@@ -130,7 +116,7 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
             outcomes,
             Vec::new(),
             version,
-            LeaderHints::new(&broker.metadata.image(), &ctx.listener),
+            LeaderHints::new(&image, &ctx.listener),
         ))),
         RequiredAcks::All => Reply::Later(tokio::spawn(async move {
             // The request's timeout bounds the wait for every partition together (Kafka's
@@ -364,8 +350,10 @@ fn build_response(
         .into_iter()
         .enumerate()
         .map(|(t, topic)| {
+            // Looked up only for a partition that names its leader.
             let image = hints.image();
-            let resolved = topic.resolve(image, version);
+            let (name, id) = (&topic.name, &topic.topic_id);
+            let resolve = || request_topic(image, version, name, id);
             let partition_responses = topic
                 .partitions
                 .into_iter()
@@ -384,7 +372,7 @@ fn build_response(
                     let base = match code {
                         Some(code) if produce_names_leader(version, code) => base
                             .with_current_leader(
-                                hints.leader_of(resolved, outcome.index).for_produce(),
+                                hints.leader_of(resolve(), outcome.index).for_produce(),
                             ),
                         _ => base,
                     };
