@@ -5,8 +5,11 @@
 // --scenario rolling-restart --kafkajs-producer` run it.
 //
 // Environment: BROKERS (comma-separated bootstrap list), TOPIC, PARTITIONS.
-// Sends record `record-<id>` to partition `id % PARTITIONS`, one at a time (idempotent,
-// acks=all), and prints one JSON line per outcome:
+// One producer (idempotent, acks=all) and one send loop per partition, as an application
+// whose writes to different partitions do not wait for each other: the loop of partition p
+// sends records `record-<id>` with id = p, p + PARTITIONS, p + 2 * PARTITIONS, ... one at a
+// time, so a send that kafkajs is still retrying holds up only its own partition. Prints one
+// JSON line per outcome:
 //   {"id":7,"partition":1,"offset":"2"}   acknowledged
 //   {"id":7,"error":"..."}                send threw (after kafkajs' own retries)
 // Stops when stdin closes, then prints {"done":true,"sent":N,"errors":N} and exits 0.
@@ -45,21 +48,24 @@ async function main() {
   await producer.connect()
   let sent = 0
   let errors = 0
-  for (let id = 0; !stopping; id++) {
-    try {
-      const [result] = await producer.send({
-        topic,
-        acks: -1,
-        messages: [{ key: `key-${id}`, value: `record-${id}`, partition: id % partitions }],
-      })
-      print({ id, partition: result.partition, offset: result.baseOffset })
-    } catch (e) {
-      errors += 1
-      print({ id, error: `${e.name}: ${e.message}` })
+  const sendLoop = async partition => {
+    for (let id = partition; !stopping; id += partitions) {
+      try {
+        const [result] = await producer.send({
+          topic,
+          acks: -1,
+          messages: [{ key: `key-${id}`, value: `record-${id}`, partition }],
+        })
+        print({ id, partition: result.partition, offset: result.baseOffset })
+      } catch (e) {
+        errors += 1
+        print({ id, error: `${e.name}: ${e.message}` })
+      }
+      sent += 1
+      await delay(5)
     }
-    sent += 1
-    await delay(5)
   }
+  await Promise.all(Array.from({ length: partitions }, (_, p) => sendLoop(p)))
   await producer.disconnect()
   print({ done: true, sent, errors })
 }

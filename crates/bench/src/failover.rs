@@ -419,6 +419,9 @@ fn rolling_restarts(
         let mut gaps_ms = Vec::new();
         for trial in 1..=args.trials {
             wait_all_in_sync(cluster, client, topic, partitions, nodes)?;
+            // Every writer has written since: none is still retrying a send of the last
+            // trial, so each trial's pauses are its own.
+            log.wait_all_acked_after(Instant::now())?;
             let started = Instant::now();
             for id in 1..=nodes as usize {
                 wait_all_in_sync(cluster, client, topic, partitions, nodes)?;
@@ -486,6 +489,22 @@ impl AckLog {
         {
             lock(list).push(Instant::now());
         }
+    }
+
+    /// Waits until every partition has an acknowledgement later than `since`.
+    fn wait_all_acked_after(&self, since: Instant) -> anyhow::Result<()> {
+        let deadline = since + TRIAL_TIMEOUT;
+        while !self
+            .acks
+            .iter()
+            .all(|list| lock(list).last().is_some_and(|t| *t > since))
+        {
+            if Instant::now() >= deadline {
+                bail!("the writers acknowledged nothing new within {TRIAL_TIMEOUT:?}");
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+        Ok(())
     }
 
     fn failed(&self, error: String) {
@@ -604,10 +623,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The longest time in `[from, to]` without an acknowledgement, in milliseconds (`acks`
-/// in time order).
+/// in time order). A pause that began before `from` counts from its start, the last
+/// acknowledgement before `from`.
 fn longest_gap(acks: &[Instant], from: Instant, to: Instant) -> f64 {
     let inside = acks.iter().copied().filter(|t| *t > from && *t < to);
-    let mut previous = from;
+    let mut previous = acks.iter().copied().rfind(|t| *t <= from).unwrap_or(from);
     let mut longest = Duration::ZERO;
     for t in inside.chain(std::iter::once(to)) {
         longest = longest.max(t.duration_since(previous));
@@ -672,5 +692,18 @@ mod tests {
         assert_eq!((s.median_ms, s.p99_ms, s.max_ms), (5.0, 5.0, 5.0));
         let s = Spread::of(&[]);
         assert_eq!((s.median_ms, s.p99_ms, s.max_ms), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn a_gap_counts_from_the_last_acknowledgement_before_the_trial() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Writes every 10 ms, then a pause from 30 ms to 730 ms; the trial runs 100..1000.
+        let acks = [at(10), at(20), at(30), at(730), at(740)];
+        assert_eq!(longest_gap(&acks, at(100), at(1000)), 700.0);
+        // The end of the trial closes the last pause.
+        assert_eq!(longest_gap(&acks, at(0), at(1500)), 760.0);
+        // No acknowledgement before the trial: the pause counts from its start.
+        assert_eq!(longest_gap(&acks[3..], at(100), at(800)), 630.0);
     }
 }
