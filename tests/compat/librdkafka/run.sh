@@ -480,9 +480,28 @@ security_mode() {
   conf_lines+=("security.protocol=$BROKER_LISTENER_PROTOCOL")
 }
 
-# run_one <test number> <slot> <key> <flags>: writes $LOGDIR/<key>.result: "ok"/"FAIL" line,
-# then details. <key> is the test number, or <number>-<n> when a number is run more than once.
+# librdkafka's own misreport that `apart` makes rare but cannot rule out on a busy machine
+# (README: "Why apart for 0097"): a certificate refused in the first SSL_connect() comes out
+# as a transport failure instead of an SSL error.
+SSL_CONNECT_RACE='Expected _SSL or _ALL_BROKERS_DOWN error codes, got: Local: Broker transport failure'
+
+# run_one <test number> <slot> <key> <flags>: run_once, and with flag `apart` once more when
+# the first run failed on SSL_CONNECT_RACE alone; the first run's log is kept as <key>.race.log.
 run_one() {
+  local t="$1" key="$3" flags="$4" res="$LOGDIR/$3.result"
+  run_once "$@"
+  if [[ " $flags " == *" apart "* ]] && head -n 1 "$res" | grep -q '^FAIL' &&
+    [ "$(sed -e 's/\x1b\[[0-9;]*m//g' "$LOGDIR/$key.log" | grep -c "^### Test \"$t")" -eq 1 ] &&
+    grep -qF "$SSL_CONNECT_RACE" "$LOGDIR/$key.log"; then
+    mv "$LOGDIR/$key.log" "$LOGDIR/$key.race.log"
+    run_once "$@"
+    sed -i "1s/)\$/; run again after librdkafka's first-SSL_connect race)/" "$res"
+  fi
+}
+
+# run_once <test number> <slot> <key> <flags>: writes $LOGDIR/<key>.result: "ok"/"FAIL" line,
+# then details. <key> is the test number, or <number>-<n> when a number is run more than once.
+run_once() {
   local t="$1" slot="$2" key="$3" flags="$4"
   local tlog="$LOGDIR/$key.log" blog="$LOGDIR/$key.broker.log" data="$LOGDIR/$key.data"
   local res="$LOGDIR/$key.result" tmo="$TIMEOUT" f rc start secs alive=1 table
