@@ -517,11 +517,23 @@ async fn controlled_shutdown_moves_leaderships_away_before_the_broker_stops() {
         crate::controller::lifecycle::ShutdownOutcome::Released,
         "the controller let node 2 stop"
     );
-    assert!(cluster.fenced(2));
     assert!(
         !cluster.holds_anything(2),
         "node 2 leads nothing and is in no ISR"
     );
+    assert!(
+        !cluster.fenced(2),
+        "node 2 stays in Metadata's broker list while it still serves"
+    );
+    assert!(
+        cluster
+            .node(2)
+            .lifecycle
+            .fence_for_shutdown(Duration::from_secs(10))
+            .await,
+        "the controller fenced node 2 when it asked"
+    );
+    assert!(cluster.fenced(2));
     let moved = cluster.registration_of("t", 1);
     assert_eq!((moved.leader, moved.isr.clone()), (3, vec![3, 1]));
     let end = cluster

@@ -36,6 +36,14 @@ const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
 const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a node whose leaderships have just moved away keeps serving before it closes
+/// its connections. A client told NOT_LEADER_OR_FOLLOWER asks the same connection for
+/// metadata at once (kafkajs does, and librdkafka may); answered, it retries against the
+/// new leader after its first backoff. Closed, it keeps its stale metadata and retries
+/// against this node, which is gone or back as a follower, and its backoff doubles.
+const HANDOVER_LINGER: Duration = Duration::from_millis(500);
+/// How long a released node waits for the controller to fence it before it stops anyway.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the broker could not start; each is reported as one line.
 #[derive(Debug, thiserror::Error)]
@@ -382,32 +390,55 @@ impl Server {
         &self.broker
     }
 
+    /// Moves this node's leaderships to other replicas while it still serves, serves a
+    /// moment longer if it led any ([`HANDOVER_LINGER`]), then has the controller fence it.
+    async fn controlled_shutdown(&self) {
+        tracing::info!(
+            "controlled shutdown: asking the controller to move this node's leaderships away"
+        );
+        let lifecycle = &self.broker.lifecycle;
+        let unanswered = Duration::from_millis(self.broker.config.broker_session_timeout_ms);
+        let led = self
+            .broker
+            .metadata
+            .image()
+            .leads_any(self.broker.node_id());
+        match lifecycle
+            .shut_down(CONTROLLED_SHUTDOWN_TIMEOUT, unanswered)
+            .await
+        {
+            ShutdownOutcome::Released => {
+                if led {
+                    tracing::info!(
+                        "controlled shutdown: this node leads nothing any more; serving {HANDOVER_LINGER:?} longer, so that clients learn the new leaders"
+                    );
+                    tokio::time::sleep(HANDOVER_LINGER).await;
+                } else {
+                    tracing::info!("controlled shutdown: this node leads nothing any more");
+                }
+                if !lifecycle.fence_for_shutdown(FENCE_TIMEOUT).await {
+                    tracing::warn!(
+                        "controlled shutdown: the controller did not fence this node within {FENCE_TIMEOUT:?}; stopping anyway (it is fenced once its heartbeats stop)"
+                    );
+                }
+            }
+            ShutdownOutcome::TimedOut => tracing::warn!(
+                "controlled shutdown: the controller did not move every leadership within {CONTROLLED_SHUTDOWN_TIMEOUT:?}; stopping anyway"
+            ),
+            ShutdownOutcome::NoController => tracing::warn!(
+                "controlled shutdown: no controller answered for {unanswered:?} (no quorum); stopping without moving leaderships"
+            ),
+        }
+    }
+
     /// In a cluster, first moves this node's leaderships to other replicas while it still
-    /// serves (controlled shutdown), so that clients see no error; then stops accepting,
+    /// serves (controlled shutdown, [`Self::controlled_shutdown`]), so that clients see no
+    /// error; then stops accepting,
     /// lets in-flight requests finish, syncs every log and writes the clean-shutdown marker
     /// so the next start skips recovery.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
         if self.broker.metadata.has_controller() {
-            tracing::info!(
-                "controlled shutdown: asking the controller to move this node's leaderships away"
-            );
-            let unanswered = Duration::from_millis(self.broker.config.broker_session_timeout_ms);
-            match self
-                .broker
-                .lifecycle
-                .shut_down(CONTROLLED_SHUTDOWN_TIMEOUT, unanswered)
-                .await
-            {
-                ShutdownOutcome::Released => {
-                    tracing::info!("controlled shutdown: this node leads nothing any more")
-                }
-                ShutdownOutcome::TimedOut => tracing::warn!(
-                    "controlled shutdown: the controller did not move every leadership within {CONTROLLED_SHUTDOWN_TIMEOUT:?}; stopping anyway"
-                ),
-                ShutdownOutcome::NoController => tracing::warn!(
-                    "controlled shutdown: no controller answered for {unanswered:?} (no quorum); stopping without moving leaderships"
-                ),
-            }
+            self.controlled_shutdown().await;
         }
         self.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);

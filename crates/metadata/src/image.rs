@@ -456,6 +456,13 @@ impl MetadataImage {
             .sum()
     }
 
+    /// Whether node `id` leads any partition.
+    pub fn leads_any(&self, id: i32) -> bool {
+        self.topics
+            .values()
+            .any(|t| t.partitions.iter().any(|p| p.leader == id))
+    }
+
     /// The broker with this node id.
     pub fn broker(&self, id: i32) -> Option<&BrokerRegistration> {
         self.brokers.get(&id)

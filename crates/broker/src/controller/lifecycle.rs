@@ -1,7 +1,8 @@
 //! A broker's side of the controller (Kafka's `BrokerLifecycleManager`): it heartbeats to
 //! the quorum leader every `broker.heartbeat.interval.ms` with its broker epoch and how
 //! far it has applied the metadata, learns whether it is fenced, and on shutdown asks to
-//! stop and waits until the controller has moved its leaderships away.
+//! stop, waits until the controller has moved its leaderships away, and at last asks to be
+//! fenced.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -11,7 +12,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId};
 use sluice_cluster::Transport;
 use sluice_protocol::kafka_protocol;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::broker::Broker;
 use crate::peer::call_peer;
@@ -43,6 +44,10 @@ pub enum ShutdownOutcome {
 pub struct BrokerLifecycle {
     broker: Weak<Broker>,
     want_shut_down: AtomicBool,
+    want_fence: AtomicBool,
+    /// Sends the next heartbeat now rather than after the interval: a shutdown step
+    /// waits for its answer.
+    beat_now: Notify,
     state: watch::Sender<LifecycleState>,
     /// When the controller last answered a heartbeat (or when this lifecycle began).
     last_answer: Mutex<Instant>,
@@ -58,6 +63,8 @@ impl BrokerLifecycle {
         Self {
             broker,
             want_shut_down: AtomicBool::new(false),
+            want_fence: AtomicBool::new(false),
+            beat_now: Notify::new(),
             state,
             last_answer: Mutex::new(Instant::now()),
         }
@@ -74,6 +81,7 @@ impl BrokerLifecycle {
                 };
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
+                    _ = lifecycle.beat_now.notified() => {}
                     _ = crate::server::stopped(&mut stop) => return,
                 }
             }
@@ -100,6 +108,7 @@ impl BrokerLifecycle {
     /// stopping too, or this node is cut off), since then nobody can move the leaderships.
     pub async fn shut_down(&self, limit: Duration, unanswered: Duration) -> ShutdownOutcome {
         self.want_shut_down.store(true, Ordering::Release);
+        self.beat_now.notify_one();
         let asked = Instant::now();
         let mut rx = self.state.subscribe();
         let released = rx.wait_for(|s| s.should_shut_down);
@@ -121,6 +130,19 @@ impl BrokerLifecycle {
         }
     }
 
+    /// The last step of a controlled shutdown, once the controller has released this
+    /// broker and clients have had time to learn the new leaders: asks to be fenced, so
+    /// that Metadata stops naming this node before it closes its listeners; waits up to
+    /// `limit` for the controller's answer and returns whether it came.
+    pub async fn fence_for_shutdown(&self, limit: Duration) -> bool {
+        self.want_fence.store(true, Ordering::Release);
+        self.beat_now.notify_one();
+        let mut rx = self.state.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|s| s.fenced))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Sends one heartbeat and takes its answer; returns how long to wait before the
     /// next, or `None` when the broker is gone.
     async fn beat(&self) -> Option<Duration> {
@@ -136,7 +158,7 @@ impl BrokerLifecycle {
             .with_broker_id(BrokerId(local))
             .with_broker_epoch(i64::try_from(registration.epoch).unwrap_or(i64::MAX))
             .with_current_metadata_offset(i64::try_from(image.offset).unwrap_or(i64::MAX))
-            .with_want_fence(false)
+            .with_want_fence(self.want_fence.load(Ordering::Acquire))
             .with_want_shut_down(self.want_shut_down.load(Ordering::Acquire));
         let response = match broker.metadata.leader() {
             None => return Some(interval),

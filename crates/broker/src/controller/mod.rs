@@ -15,7 +15,11 @@
 //!   gets its whole session.
 //! - A broker that asks to shut down (SIGTERM) enters controlled shutdown: its leaderships
 //!   move away and it leaves the ISRs while it still serves; once it leads nothing it is
-//!   told to stop, and fenced.
+//!   told it may stop. It is fenced (and so leaves Metadata's broker list) when it asks to
+//!   be, just before it closes its listeners: while it still answers, clients that were
+//!   writing to it learn the new leaders from it without dropping it (librdkafka, seeing a
+//!   broker vanish from Metadata while a request to it is in flight, parks that
+//!   partition without a leader until its next scan, up to a second).
 //! - Leaderships move back to the preferred replicas every
 //!   `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`.
 //!
@@ -177,8 +181,8 @@ impl Controller {
         let Some(registration) = image.broker(id) else {
             return refused(ResponseError::BrokerIdNotRegistered);
         };
-        let should_shut_down = registration.in_controlled_shutdown && leads_nothing(&image, id);
-        if should_shut_down && !registration.fenced {
+        let should_shut_down = registration.in_controlled_shutdown && !image.leads_any(id);
+        if should_shut_down && request.want_fence && !registration.fenced {
             let record = MetadataRecord::BrokerRegistrationChanged {
                 id,
                 fenced: Some(true),
@@ -188,10 +192,7 @@ impl Controller {
                 .propose(&broker, Some(record), Election::KeepOrElect)
                 .await
             {
-                Ok(()) => tracing::info!(
-                    broker = id,
-                    "broker {id} leads nothing any more: it may stop"
-                ),
+                Ok(()) => tracing::info!(broker = id, "broker {id} is stopping: fenced"),
                 Err(e) => {
                     tracing::warn!(broker = id, error = %e, "cannot fence the stopping broker now")
                 }
@@ -584,13 +585,6 @@ fn log_completed_reassignment(topic: &str, index: i32, change: &PartitionChange)
             "reassignment complete: every target replica is in sync"
         );
     }
-}
-
-/// Whether broker `id` leads no partition.
-fn leads_nothing(image: &MetadataImage, id: i32) -> bool {
-    image
-        .topics()
-        .all(|t| t.partitions.iter().all(|p| p.leader != id))
 }
 
 /// How long the probe of a silent broker's cluster listener may take to connect.
