@@ -501,6 +501,46 @@ async fn a_silent_broker_is_fenced_its_leaderships_move_and_it_comes_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_whose_leadership_moves_to_a_leader_already_fetched_from_is_fetched_at_once() {
+    // A leader holds a fetch up to a minute while nothing new comes: only a fetch that
+    // takes the moved partition in at once lets the acks=all write below through within
+    // its ten seconds.
+    let cluster = TestCluster::start(3, |c| c.replica_fetch_wait_max_ms = 60_000).await;
+    cluster.create_topic_with_partitions("t", 3, "2").await;
+    for index in 0..3 {
+        let leader = index + 1;
+        cluster
+            .produce_to(leader, "t", index, RequiredAcks::All, &["before"])
+            .await
+            .unwrap();
+    }
+    // Node 3 now waits in a fetch from node 2 naming partition 1 only. Node 1's
+    // controlled shutdown hands partition 0 to node 2.
+    assert_eq!(
+        cluster
+            .node(1)
+            .lifecycle
+            .shut_down(Duration::from_secs(10), Duration::from_secs(10))
+            .await,
+        crate::controller::lifecycle::ShutdownOutcome::Released
+    );
+    let moved = cluster.registration_of("t", 0);
+    assert_eq!((moved.leader, moved.isr.clone()), (2, vec![2, 3]));
+    eventually("node 2 leads partition 0", || {
+        cluster
+            .partition_of(2, "t", 0)
+            .follower_fetch_position()
+            .is_none()
+    })
+    .await;
+    let end = cluster
+        .produce_to(2, "t", 0, RequiredAcks::All, &["after"])
+        .await
+        .expect("node 3 fetched partition 0 from its new leader");
+    assert_eq!(end, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controlled_shutdown_moves_leaderships_away_before_the_broker_stops() {
     let cluster = TestCluster::start(3, |_| {}).await;
     cluster.create_topic_with_partitions("t", 3, "2").await;

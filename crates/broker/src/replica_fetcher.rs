@@ -16,9 +16,12 @@
 //!    (20 ms only when the leader has not applied yet the metadata that made it leader).
 //!
 //! A response is applied only while the partition still follows the leadership it was
-//! asked of ([`FollowerTerm`]): a deposed leader's late answer writes nothing.
+//! asked of ([`FollowerTerm`]): a deposed leader's late answer writes nothing. A partition
+//! that starts following a leader whose fetcher waits in a fetch (its leadership moved
+//! there) does not wait for that fetch to end: the fetcher drops it and asks again with the
+//! newcomer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -58,6 +61,9 @@ pub struct ReplicaFetchers {
     broker: Weak<Broker>,
     /// Woken when a partition's role changed here (it may follow another leader now).
     roles_changed: Notify,
+    /// Counts role changes, for the running fetchers: a partition that starts following a
+    /// leader whose fetcher is waiting in a fetch joins at once instead of after the wait.
+    role_changes: watch::Sender<u64>,
     tasks: Mutex<BTreeMap<NodeId, JoinHandle<()>>>,
 }
 
@@ -67,6 +73,7 @@ impl ReplicaFetchers {
         Self {
             broker,
             roles_changed: Notify::new(),
+            role_changes: watch::Sender::new(0),
             tasks: Mutex::new(BTreeMap::new()),
         }
     }
@@ -80,6 +87,7 @@ impl ReplicaFetchers {
     /// Tells the fetchers that some partition's role changed here.
     pub fn roles_changed(&self) {
         self.roles_changed.notify_one();
+        self.role_changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Starts a fetcher for every leader this node follows partitions of and has none
@@ -127,6 +135,7 @@ impl ReplicaFetchers {
                 leader,
                 local,
                 backoff: HashMap::new(),
+                role_changes: self.role_changes.subscribe(),
             };
             tasks.insert(leader, tokio::spawn(fetcher.run(stop.clone())));
         }
@@ -157,6 +166,7 @@ struct LeaderFetcher {
     local: NodeId,
     /// Partitions left alone after an error, until the instant given.
     backoff: HashMap<(Uuid, i32), Instant>,
+    role_changes: watch::Receiver<u64>,
 }
 
 impl LeaderFetcher {
@@ -210,10 +220,24 @@ impl LeaderFetcher {
         any.then_some((ready, next_retry))
     }
 
+    /// Whether a partition follows this leader now, is not backing off, and is not among
+    /// those `asked` for.
+    fn has_newcomers(&mut self, asked: &HashSet<(Uuid, i32)>) -> bool {
+        let Some(broker) = self.broker.upgrade() else {
+            return false;
+        };
+        self.followed(&broker).is_some_and(|(ready, _)| {
+            ready
+                .iter()
+                .any(|f| !asked.contains(&(f.partition.topic_id, f.partition.index)))
+        })
+    }
+
     async fn round(&mut self) -> Round {
         let Some(broker) = self.broker.upgrade() else {
             return Round::Done;
         };
+        self.role_changes.borrow_and_update();
         let Some((followed, next_retry)) = self.followed(&broker) else {
             return Round::Done;
         };
@@ -243,14 +267,37 @@ impl LeaderFetcher {
         let fetch_backoff =
             Duration::from_millis(u64::try_from(config.replica_fetch_backoff_ms).unwrap_or(0));
         drop(broker);
-        let answer = call_peer(
-            &*self.transport,
+        let asked: HashSet<(Uuid, i32)> = followed
+            .iter()
+            .map(|f| (f.partition.topic_id, f.partition.index))
+            .collect();
+        let transport = self.transport.clone();
+        let call = call_peer(
+            &*transport,
             self.leader,
             REPLICA_FETCH_VERSION,
             &request,
             wait + FETCH_TIMEOUT_MARGIN,
-        )
-        .await;
+        );
+        tokio::pin!(call);
+        // The leader holds the fetch up to `wait` while nothing new comes for the partitions
+        // it names; a partition that has just started following this leader (its
+        // leadership moved here) would wait that long for its first fetch, and an acks=all
+        // write on it with it. Dropping the call closes its connection; the leader forgets
+        // the fetch, and nothing of it was applied here.
+        let answer = loop {
+            tokio::select! {
+                answer = &mut call => break answer,
+                changed = self.role_changes.changed() => {
+                    if changed.is_err() {
+                        break call.await;
+                    }
+                    if self.has_newcomers(&asked) {
+                        return Round::Again;
+                    }
+                }
+            }
+        };
         let fetch = match answer {
             Ok(fetch) => fetch,
             Err(PeerCallError::Transport(e)) => {
