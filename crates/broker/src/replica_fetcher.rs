@@ -283,20 +283,33 @@ impl LeaderFetcher {
         // The leader holds the fetch up to `wait` while nothing new comes for the partitions
         // it names; a partition that has just started following this leader (its
         // leadership moved here) would wait that long for its first fetch, and an acks=all
-        // write on it with it. Dropping the call closes its connection; the leader forgets
-        // the fetch, and nothing of it was applied here.
+        // write on it with it. So the fetch is dropped and asked again with the newcomer:
+        // dropping the call closes its connection, the leader forgets the fetch, and
+        // nothing of it was applied here. Likewise for a partition whose backoff ends
+        // meanwhile (its first fetch here may have come before this leader applied its
+        // leadership).
+        let mut backoff_ends = next_retry;
         let answer = loop {
+            let backoff_ended = async {
+                match backoff_ends {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 answer = &mut call => break answer,
                 changed = self.role_changes.changed() => {
                     if changed.is_err() {
                         break call.await;
                     }
-                    if self.has_newcomers(&asked) {
-                        return Round::Again;
-                    }
                 }
+                () = backoff_ended => {}
             }
+            if self.has_newcomers(&asked) {
+                return Round::Again;
+            }
+            let now = Instant::now();
+            backoff_ends = self.backoff.values().copied().filter(|at| *at > now).min();
         };
         let fetch = match answer {
             Ok(fetch) => fetch,
