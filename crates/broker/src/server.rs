@@ -433,9 +433,8 @@ impl Server {
 
     /// In a cluster, first moves this node's leaderships to other replicas while it still
     /// serves (controlled shutdown, [`Self::controlled_shutdown`]), so that clients see no
-    /// error; then stops accepting,
-    /// lets in-flight requests finish, syncs every log and writes the clean-shutdown marker
-    /// so the next start skips recovery.
+    /// error; then stops accepting, lets in-flight requests finish, syncs every log and
+    /// writes the clean-shutdown marker so the next start skips recovery.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
         if self.broker.metadata.has_controller() {
             self.controlled_shutdown().await;

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
 use crate::handlers::leader_discovery::{LeaderHints, fetch_names_leader};
-use crate::handlers::request_topic;
+use crate::handlers::{request_topic, unknown_topic_error};
 use crate::metrics::{TopicTraffic, batch_totals};
 use crate::partition::{Partition, PartitionRead, ReadBound};
 use crate::request::{ListenerName, Reply, RequestContext};
@@ -265,11 +265,7 @@ fn read_all(
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut traffic = Vec::new();
     let mut read = Vec::new();
-    let unknown = if version >= 13 {
-        ResponseError::UnknownTopicId
-    } else {
-        ResponseError::UnknownTopicOrPartition
-    };
+    let unknown = unknown_topic_error(version);
     for (topic, p) in distinct_partitions(req) {
         let resolved = request_topic(&image, version, &topic.topic, &topic.topic_id);
         let base = PartitionData::default()

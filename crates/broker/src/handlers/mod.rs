@@ -29,6 +29,9 @@ pub mod unregister_broker;
 #[cfg(test)]
 mod tests;
 
+use kafka_protocol::error::ResponseError;
+use sluice_protocol::kafka_protocol;
+
 use crate::metadata::{MetadataImage, TopicImage};
 
 /// The topic a Produce or Fetch request names: by id from v13 (KIP-516), by name before.
@@ -42,5 +45,15 @@ pub(crate) fn request_topic<'a>(
         image.topic_by_id(id)
     } else {
         image.topic(name)
+    }
+}
+
+/// The error for a topic [`request_topic`] did not find: UNKNOWN_TOPIC_ID when the request
+/// named it by id (v13+), UNKNOWN_TOPIC_OR_PARTITION before.
+pub(crate) fn unknown_topic_error(version: i16) -> ResponseError {
+    if version >= 13 {
+        ResponseError::UnknownTopicId
+    } else {
+        ResponseError::UnknownTopicOrPartition
     }
 }

@@ -19,7 +19,7 @@ use sluice_protocol::records::{MAX_DECOMPRESSED_BYTES, recompress};
 use crate::broker::Broker;
 use crate::handlers::leader_discovery::{LeaderHints, produce_names_leader};
 use crate::handlers::record_checks::RecordChecks;
-use crate::handlers::request_topic;
+use crate::handlers::{request_topic, unknown_topic_error};
 use crate::metadata::TopicImage;
 use crate::partition::Partition;
 use crate::replica_manager::{AppendOrigin, Appended, ReplicaError, RequiredAcks};
@@ -80,11 +80,7 @@ pub async fn produce(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReq
     let mut outcomes = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let resolved = request_topic(&image, version, &topic.name, &topic.topic_id);
-        let unknown = if version >= 13 {
-            ResponseError::UnknownTopicId
-        } else {
-            ResponseError::UnknownTopicOrPartition
-        };
+        let unknown = unknown_topic_error(version);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let result = match resolved {
